@@ -1,0 +1,115 @@
+//! The wfhost canvas: signatures, chains, groups and chords, as Celery's
+//! canvas defines them, with a builder that serializes to wfhost's native
+//! JSON form.
+//!
+//! The same types are the host's model of a workflow and what a task returns
+//! to replace itself, so there is one definition of what a canvas is.
+//!
+//! ```
+//! use wfhost_canvas::{sig, group};
+//!
+//! // add(2, 2) | add(4) | group(mul(10), mul(100))
+//! let canvas = sig("math.add").args((2, 2))
+//!     | sig("math.add").args((4,))
+//!     | group([sig("math.mul").args((10,)), sig("math.mul").args((100,))]);
+//! assert_eq!(
+//!     canvas.to_json()["chain"][1],
+//!     serde_json::json!({"task": "math.add", "args": [4]})
+//! );
+//! ```
+
+mod builder;
+mod options;
+
+pub use builder::{chain, chord, group, sig};
+pub use options::{Limit, RetryBackoff, StepOptions};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A workflow, or part of one.
+// Signatures are by far the most common node: boxing them to shrink the
+// enum would cost an allocation per step to save space on rare nodes.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Canvas {
+    /// Steps run one after the other, each result prepended to the next
+    /// mutable signature's arguments.
+    Chain(Vec<Canvas>),
+    /// Members run in parallel, each receiving the same input; the result is
+    /// the list of member results in member order.
+    Group(Vec<Canvas>),
+    /// A group whose list of results is passed to a body.
+    Chord(Chord),
+    /// One task invocation.
+    #[serde(untagged)]
+    Signature(Signature),
+}
+
+/// A group followed by the step that receives its results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chord {
+    /// The members run in parallel.
+    pub header: Vec<Canvas>,
+    /// Runs with the list of member results.
+    pub body: Box<Canvas>,
+}
+
+/// One task invocation: the task's name, its arguments and its options.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signature {
+    /// `plugin.task`: task `task` of plugin `plugin` (split at the last dot).
+    pub task: String,
+    /// Positional arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Value>,
+    /// Keyword arguments, bound to parameters by name.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub kwargs: Map<String, Value>,
+    /// An immutable signature ignores the previous step's result.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub immutable: bool,
+    /// Per-step options (limits, retries, callbacks).
+    #[serde(skip_serializing_if = "StepOptions::is_empty")]
+    pub options: StepOptions,
+}
+
+impl Signature {
+    /// A mutable signature of `task` with no arguments and no options.
+    pub fn new(task: impl Into<String>) -> Self {
+        Signature {
+            task: task.into(),
+            args: Vec::new(),
+            kwargs: Map::new(),
+            immutable: false,
+            options: StepOptions::default(),
+        }
+    }
+
+    /// The plugin part of the task name (`math` for `math.add`), if any.
+    pub fn plugin_name(&self) -> Option<&str> {
+        self.task.rsplit_once('.').map(|(plugin, _)| plugin)
+    }
+
+    /// The task part of the task name (`add` for `math.add`).
+    pub fn task_name(&self) -> &str {
+        self.task
+            .rsplit_once('.')
+            .map_or(&self.task, |(_, task)| task)
+    }
+}
+
+impl Canvas {
+    /// The canvas in wfhost's native JSON form.
+    pub fn to_json(&self) -> Value {
+        // Serializing plain JSON values and numbers cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Signature> for Canvas {
+    fn from(signature: Signature) -> Self {
+        Canvas::Signature(signature)
+    }
+}

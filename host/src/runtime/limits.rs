@@ -1,0 +1,84 @@
+//! The resource limits of one attempt, and the limiter that enforces memory.
+
+use std::time::Duration;
+
+/// What one attempt may use. `None` means no limit of that kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Fuel units (about one per wasm instruction).
+    pub fuel: Option<u64>,
+    /// Bytes of linear memory, over all of the component's memories.
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock time, including time spent blocked in host calls.
+    pub time_limit: Option<Duration>,
+    /// Bytes of the result's JSON text; a larger result is `invalid_output`.
+    pub max_result_bytes: usize,
+    /// Bytes kept of each of stdout and stderr; the rest is counted and dropped.
+    pub max_output_bytes: usize,
+    /// Log records kept per attempt; the rest are counted and dropped.
+    pub max_log_records: usize,
+}
+
+impl Default for Limits {
+    /// The host's defaults: about a second of busy CPU, 256 MiB, five minutes.
+    fn default() -> Self {
+        Limits {
+            fuel: Some(10_000_000_000),
+            memory_bytes: Some(256 << 20),
+            time_limit: Some(Duration::from_secs(300)),
+            max_result_bytes: 16 << 20,
+            max_output_bytes: 256 << 10,
+            max_log_records: 1000,
+        }
+    }
+}
+
+/// Grants memory growth up to the limit and remembers a denial, so that the
+/// trap that follows it is reported as `memory_limit` rather than as an
+/// anonymous `unreachable`.
+pub struct MemoryLimiter {
+    max_bytes: Option<u64>,
+    used_bytes: u64,
+    /// The total the guest asked for when growth was denied.
+    pub denied: Option<u64>,
+}
+
+/// Table elements one attempt may have; guards against table bombs.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl MemoryLimiter {
+    pub fn new(max_bytes: Option<u64>) -> Self {
+        MemoryLimiter {
+            max_bytes,
+            used_bytes: 0,
+            denied: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = (desired - current) as u64;
+        let total = self.used_bytes + growth;
+        if self.max_bytes.is_some_and(|max| total > max) {
+            self.denied = Some(total);
+            return Ok(false);
+        }
+        self.used_bytes = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

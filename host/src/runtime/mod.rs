@@ -1,0 +1,76 @@
+//! The sandbox runtime: one wasmtime engine for the process, plugins loaded
+//! and pre-linked once, and every attempt of every step run in a fresh,
+//! metered store that is denied everything it was not granted.
+
+mod bindings;
+mod capture;
+mod engine;
+mod limits;
+mod plugin;
+mod sandbox;
+
+pub use capture::Captured;
+pub use limits::Limits;
+pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
+pub use sandbox::{Attempt, AttemptResult, Invocation, LogLevel, LogRecord};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::runtime::engine::EpochTicker;
+use crate::runtime::sandbox::StepState;
+
+/// Receives guest log lines as they are written, e.g. to show them live.
+pub type LogSink = Arc<dyn Fn(&Invocation, &LogRecord) + Send + Sync>;
+
+/// The engine, the linker of everything a plugin may import, and the clock
+/// that enforces wall-clock limits.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StepState>,
+    log_sink: Option<LogSink>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Creates the process's engine and linker.
+    pub fn new() -> Result<Self, PluginError> {
+        let engine = engine::new_engine().map_err(PluginError::engine)?;
+        let linker = sandbox::new_linker(&engine).map_err(PluginError::engine)?;
+        let ticker = EpochTicker::start(&engine)
+            .map_err(|err| PluginError::Engine(format!("cannot start the epoch clock: {err}")))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            log_sink: None,
+            _ticker: ticker,
+        })
+    }
+
+    /// Sends every guest log line to `sink` as well as to the step's record.
+    pub fn with_log_sink(mut self, sink: LogSink) -> Self {
+        self.log_sink = Some(sink);
+        self
+    }
+
+    /// Loads, checks and pre-links the component at `path` under `name`.
+    ///
+    /// With `sha256`, the file must hash to it. The component must target
+    /// the `wfhost:task` world and import nothing the host does not grant.
+    pub async fn load_plugin(
+        &self,
+        name: &str,
+        path: &Path,
+        sha256: Option<&str>,
+    ) -> Result<Plugin, PluginError> {
+        plugin::load(self, name, path, sha256).await
+    }
+
+    /// Runs one attempt of a task in a fresh store under `limits`.
+    pub async fn run(&self, plugin: &Plugin, invocation: &Invocation, limits: &Limits) -> Attempt {
+        sandbox::run_attempt(self, plugin, invocation, limits).await
+    }
+}

@@ -1,0 +1,246 @@
+//! Loading a plugin: read, verify, compile, check its imports and world,
+//! pre-link it, and ask it for its tasks.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use wasmtime::component::Component;
+
+use super::Runtime;
+use super::bindings::PluginPre;
+use super::limits::Limits;
+use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
+
+/// One parameter of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParamInfo {
+    /// The name a keyword argument uses.
+    pub name: String,
+    /// The Rust type as the plugin declares it.
+    pub type_name: String,
+    /// Whether the argument may be left out.
+    pub optional: bool,
+}
+
+/// A task a plugin exports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskInfo {
+    /// The task's name inside the plugin.
+    pub name: String,
+    /// Its parameters in positional order.
+    pub params: Vec<ParamInfo>,
+    /// The first paragraph of its doc comment.
+    pub doc: String,
+}
+
+/// A loaded, verified and pre-linked plugin component.
+pub struct Plugin {
+    name: String,
+    path: PathBuf,
+    sha256: String,
+    pre: PluginPre<StepState>,
+    tasks: Vec<TaskInfo>,
+}
+
+impl Plugin {
+    /// The name the workflow gives the plugin (`math` in `math.add`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the component was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The component file's sha256, in lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The tasks the plugin exports.
+    pub fn tasks(&self) -> &[TaskInfo] {
+        &self.tasks
+    }
+
+    /// The task called `name`, if the plugin exports it.
+    pub fn task(&self, name: &str) -> Option<&TaskInfo> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+
+    pub(super) fn pre(&self) -> &PluginPre<StepState> {
+        &self.pre
+    }
+}
+
+/// Why a plugin cannot be used. Every variant names the plugin and its file.
+#[derive(Debug, Error)]
+pub enum PluginError {
+    #[error("plugin `{name}`: cannot read {}: {source}", path.display())]
+    Read {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plugin `{name}`: sha256 mismatch for {}: chain file pins {expected}, the file is {actual}", path.display())]
+    Sha256Mismatch {
+        name: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("plugin `{name}`: {} is not a WebAssembly component: {reason}", path.display())]
+    NotAComponent {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("plugin `{name}`: {} imports `{interface}`, which wfhost does not grant", path.display())]
+    ImportNotGranted {
+        name: String,
+        path: PathBuf,
+        interface: String,
+    },
+    #[error("plugin `{name}`: {} is not a wfhost plugin: {reason}", path.display())]
+    WrongWorld {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("plugin `{name}`: {} could not list its tasks: {reason}", path.display())]
+    ListTasks {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+impl PluginError {
+    pub(super) fn engine(err: wasmtime::Error) -> Self {
+        PluginError::Engine(format!("{err:#}"))
+    }
+}
+
+/// The lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+/// Version and layer of a core module; components use another layer.
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+/// Explains why bytes that failed to compile are not a component.
+fn explain_not_a_component(bytes: &[u8], compile_error: String) -> String {
+    if !bytes.starts_with(WASM_MAGIC) {
+        return "the file is not WebAssembly (no \\0asm header)".to_string();
+    }
+    match bytes.get(4..8) {
+        Some(version) if version == CORE_MODULE_VERSION => {
+            "it is a core WebAssembly module; build \
+             the plugin with `cargo build --target wasm32-wasip2` to get a component"
+                .to_string()
+        }
+        Some(_) => compile_error,
+        None => format!("the file is cut short after {} bytes", bytes.len()),
+    }
+}
+
+pub(super) async fn load(
+    runtime: &Runtime,
+    name: &str,
+    path: &Path,
+    expected_sha256: Option<&str>,
+) -> Result<Plugin, PluginError> {
+    let name_owned = || name.to_string();
+    let path_owned = || path.to_path_buf();
+    let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+        name: name_owned(),
+        path: path_owned(),
+        source,
+    })?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(expected) = expected_sha256
+        && !expected.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(PluginError::Sha256Mismatch {
+            name: name_owned(),
+            path: path_owned(),
+            expected: expected.to_string(),
+            actual: sha256,
+        });
+    }
+    let component =
+        Component::new(&runtime.engine, &bytes).map_err(|err| PluginError::NotAComponent {
+            name: name_owned(),
+            path: path_owned(),
+            reason: explain_not_a_component(&bytes, format!("{err:#}")),
+        })?;
+
+    let component_type = component.component_type();
+    for (import, _) in component_type.imports(&runtime.engine) {
+        if !GRANTED_IMPORTS
+            .iter()
+            .any(|granted| import.starts_with(granted))
+        {
+            return Err(PluginError::ImportNotGranted {
+                name: name_owned(),
+                path: path_owned(),
+                interface: import.to_string(),
+            });
+        }
+    }
+    let exports: Vec<&str> = component_type
+        .exports(&runtime.engine)
+        .map(|(export, _)| export)
+        .collect();
+    if !exports
+        .iter()
+        .any(|export| export.starts_with(REQUIRED_EXPORT))
+    {
+        return Err(PluginError::WrongWorld {
+            name: name_owned(),
+            path: path_owned(),
+            reason: format!(
+                "it does not export `{REQUIRED_EXPORT}.x` (it exports: {})",
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            ),
+        });
+    }
+    let wrong_world = |err: wasmtime::Error| PluginError::WrongWorld {
+        name: name_owned(),
+        path: path_owned(),
+        reason: format!("{err:#}"),
+    };
+    let instance_pre = runtime
+        .linker
+        .instantiate_pre(&component)
+        .map_err(wrong_world)?;
+    let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
+
+    let mut sandbox = Sandbox::new(&runtime.engine, &Limits::default(), None);
+    let tasks = sandbox
+        .list_tasks(&pre)
+        .await
+        .map_err(|failure| PluginError::ListTasks {
+            name: name_owned(),
+            path: path_owned(),
+            reason: failure.to_string(),
+        })?;
+    Ok(Plugin {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        sha256,
+        pre,
+        tasks: tasks.into_iter().map(TaskInfo::from).collect(),
+    })
+}

@@ -1,0 +1,469 @@
+//! One attempt of one step: a fresh store with its own WASI context, fuel,
+//! memory limiter and deadline; the task's outcome or a classified failure.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::Runtime;
+use super::bindings::{Plugin as PluginWorld, PluginPre, host, types};
+use super::capture::{CapturePipe, Captured};
+use super::limits::{Limits, MemoryLimiter};
+use super::plugin::{Plugin, TaskInfo};
+use crate::failure::{Failure, FailureKind};
+
+/// The interfaces a plugin may import: WASI 0.2 (with a context that denies
+/// files, network, environment and arguments) and wfhost's host interface.
+/// Anything else is refused when the plugin loads.
+pub const GRANTED_IMPORTS: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "wfhost:task/host@",
+    "wfhost:task/types@",
+];
+
+/// The export a plugin must provide (any 0.1.x version).
+pub const REQUIRED_EXPORT: &str = "wfhost:task/tasks@0.1";
+
+/// A log message longer than this is cut, so a guest cannot grow the
+/// host's memory through its logs.
+const MAX_LOG_MESSAGE: usize = 16 << 10;
+
+/// The linker shared by every store: WASI p2 and the host interface.
+pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    PluginWorld::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Which invocation of which task an attempt is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// The workflow's id.
+    pub workflow_id: String,
+    /// The step's id.
+    pub step_id: String,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// The workflow's tenant.
+    pub tenant: String,
+    /// The plugin's name in the workflow.
+    pub plugin: String,
+    /// The task's name inside its plugin.
+    pub task: String,
+    /// Positional arguments: a JSON array.
+    pub args: String,
+    /// Keyword arguments: a JSON object.
+    pub kwargs: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// The task returned this value.
+    Value(Value),
+    /// The task asked to be replaced by this canvas (native JSON form).
+    Replace(Value),
+    /// The task asked to be retried.
+    Retry {
+        /// Why.
+        message: String,
+        /// The delay it asked for, in seconds.
+        countdown: Option<f64>,
+    },
+    /// The attempt failed.
+    Failed(Failure),
+}
+
+/// Severity of a guest log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name: `info`, `warn` …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl From<host::Level> for LogLevel {
+    fn from(level: host::Level) -> Self {
+        match level {
+            host::Level::Trace => LogLevel::Trace,
+            host::Level::Debug => LogLevel::Debug,
+            host::Level::Info => LogLevel::Info,
+            host::Level::Warn => LogLevel::Warn,
+            host::Level::Error => LogLevel::Error,
+        }
+    }
+}
+
+/// One log line a guest sent through the host interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// Everything one attempt produced.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub result: AttemptResult,
+    /// Fuel consumed (instantiation included); on a trap, as far as known.
+    pub fuel_used: u64,
+    pub duration: Duration,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub logs: Vec<LogRecord>,
+    /// Log records past the cap, dropped.
+    pub dropped_logs: u64,
+}
+
+type LogCallback = Box<dyn Fn(&LogRecord) + Send + Sync>;
+
+/// The data of one store: what the guest may touch, and what the host
+/// learns about the attempt while it runs.
+pub struct StepState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    logs: Vec<LogRecord>,
+    max_logs: usize,
+    dropped_logs: u64,
+    log_callback: Option<LogCallback>,
+    panic_message: Option<String>,
+    timed_out: bool,
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn clip(mut message: String) -> String {
+    if message.len() > MAX_LOG_MESSAGE {
+        let mut end = MAX_LOG_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(" …[truncated]");
+    }
+    message
+}
+
+impl host::Host for StepState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let record = LogRecord {
+            level: level.into(),
+            message: clip(message),
+        };
+        if let Some(callback) = &self.log_callback {
+            callback(&record);
+        }
+        if self.logs.len() < self.max_logs {
+            self.logs.push(record);
+        } else {
+            self.dropped_logs += 1;
+        }
+    }
+
+    fn panicked(&mut self, message: String) {
+        self.panic_message = Some(clip(message));
+    }
+}
+
+impl types::Host for StepState {}
+
+/// A store set up for one attempt, with its output pipes.
+pub struct Sandbox {
+    store: Store<StepState>,
+    stdout: CapturePipe,
+    stderr: CapturePipe,
+    initial_fuel: u64,
+    limits: Limits,
+    started: Instant,
+}
+
+/// Why a guarded call did not return normally.
+enum Interrupted {
+    TimedOut,
+    Error(wasmtime::Error),
+}
+
+impl Sandbox {
+    /// A fresh store: no files, no network, no environment, no arguments,
+    /// stdin closed, output captured, and the attempt's limits armed.
+    pub fn new(engine: &Engine, limits: &Limits, log_callback: Option<LogCallback>) -> Self {
+        let stdout = CapturePipe::new(limits.max_output_bytes);
+        let stderr = CapturePipe::new(limits.max_output_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = StepState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            logs: Vec::new(),
+            max_logs: limits.max_log_records,
+            dropped_logs: 0,
+            log_callback,
+            panic_message: None,
+            timed_out: false,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let initial_fuel = limits.fuel.unwrap_or(u64::MAX);
+        // Fuel is enabled in the engine's config, so setting it cannot fail.
+        let _ = store.set_fuel(initial_fuel);
+        let started = Instant::now();
+        let deadline = limits.time_limit.map(|limit| started + limit);
+        // Every epoch tick the guest yields, so one busy step never holds a
+        // worker thread; past the deadline it is interrupted.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                ctx.data_mut().timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Sandbox {
+            store,
+            stdout,
+            stderr,
+            initial_fuel,
+            limits: limits.clone(),
+            started,
+        }
+    }
+
+    /// Runs `call` under the wall-clock limit. Epochs interrupt running wasm;
+    /// the timeout also covers time blocked in host calls (sleeps, polls).
+    async fn guarded<T>(
+        time_limit: Option<Duration>,
+        call: impl Future<Output = wasmtime::Result<T>>,
+    ) -> Result<T, Interrupted> {
+        let result = match time_limit {
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => return Err(Interrupted::TimedOut),
+            },
+            None => call.await,
+        };
+        result.map_err(Interrupted::Error)
+    }
+
+    /// Instantiates the plugin and asks it for its tasks.
+    pub async fn list_tasks(
+        &mut self,
+        pre: &PluginPre<StepState>,
+    ) -> Result<Vec<types::TaskInfo>, Failure> {
+        let store = &mut self.store;
+        let result = Self::guarded(self.limits.time_limit, async move {
+            let plugin = pre.instantiate_async(&mut *store).await?;
+            plugin
+                .wfhost_task_tasks()
+                .call_list_tasks(&mut *store)
+                .await
+        })
+        .await;
+        result.map_err(|interrupted| self.classify(interrupted))
+    }
+
+    /// Instantiates the plugin and runs one task.
+    pub async fn run_task(
+        &mut self,
+        pre: &PluginPre<StepState>,
+        invocation: &Invocation,
+    ) -> AttemptResult {
+        let ctx = types::Context {
+            chain_id: invocation.workflow_id.clone(),
+            step_id: invocation.step_id.clone(),
+            attempt: invocation.attempt,
+            tenant: invocation.tenant.clone(),
+        };
+        let store = &mut self.store;
+        let result = Self::guarded(self.limits.time_limit, async move {
+            let plugin = pre.instantiate_async(&mut *store).await?;
+            plugin
+                .wfhost_task_tasks()
+                .call_run(
+                    &mut *store,
+                    &invocation.task,
+                    &ctx,
+                    &invocation.args,
+                    &invocation.kwargs,
+                )
+                .await
+        })
+        .await;
+        match result {
+            Ok(Ok(types::Outcome::Value(json))) => self.parse_output(&json, AttemptResult::Value),
+            Ok(Ok(types::Outcome::Replace(json))) => {
+                self.parse_output(&json, AttemptResult::Replace)
+            }
+            Ok(Err(types::TaskError::Retry(request))) => AttemptResult::Retry {
+                message: request.message,
+                countdown: request.countdown,
+            },
+            Ok(Err(types::TaskError::Fail(message))) => {
+                AttemptResult::Failed(Failure::new(FailureKind::Fail, message))
+            }
+            Err(interrupted) => AttemptResult::Failed(self.classify(interrupted)),
+        }
+    }
+
+    fn parse_output(&self, json: &str, wrap: fn(Value) -> AttemptResult) -> AttemptResult {
+        if json.len() > self.limits.max_result_bytes {
+            return AttemptResult::Failed(Failure::new(
+                FailureKind::InvalidOutput,
+                format!(
+                    "the result is {} bytes, over the limit of {} bytes",
+                    json.len(),
+                    self.limits.max_result_bytes
+                ),
+            ));
+        }
+        match serde_json::from_str(json) {
+            Ok(value) => wrap(value),
+            Err(err) => AttemptResult::Failed(Failure::new(
+                FailureKind::InvalidOutput,
+                format!("the result is not valid JSON: {err}"),
+            )),
+        }
+    }
+
+    /// Names the cause of a failed call. The store's own records come
+    /// first: a denied memory growth or a reported panic explain the trap
+    /// that follows them better than the trap itself.
+    fn classify(&self, interrupted: Interrupted) -> Failure {
+        let state = self.store.data();
+        let err = match interrupted {
+            Interrupted::Error(err) if !state.timed_out => err,
+            _ => {
+                let limit = self.limits.time_limit.unwrap_or_default();
+                return Failure::new(
+                    FailureKind::TimeLimit,
+                    format!("exceeded the time limit of {:.3} s", limit.as_secs_f64()),
+                );
+            }
+        };
+        if let Some(asked) = state.limiter.denied {
+            let limit = self.limits.memory_bytes.unwrap_or_default();
+            return Failure::new(
+                FailureKind::MemoryLimit,
+                format!(
+                    "exceeded the memory limit of {} MiB (asked for {} MiB in all)",
+                    limit >> 20,
+                    asked.div_ceil(1 << 20)
+                ),
+            );
+        }
+        if let Some(message) = &state.panic_message {
+            return Failure::new(FailureKind::Fail, message.clone());
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Failure::new(
+                FailureKind::FuelExhausted,
+                format!("used all of its {} units of fuel", self.initial_fuel),
+            ),
+            Some(Trap::Interrupt) => Failure::new(FailureKind::TimeLimit, "interrupted"),
+            Some(trap) => Failure::new(FailureKind::Trap, trap.to_string()),
+            None => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => Failure::new(
+                    FailureKind::Trap,
+                    format!("the guest exited with status {}", exit.0),
+                ),
+                None => Failure::new(FailureKind::Trap, format!("{err:#}")),
+            },
+        }
+    }
+
+    /// Everything the attempt produced besides its result.
+    pub fn finish(self, result: AttemptResult) -> Attempt {
+        let remaining = self.store.get_fuel().unwrap_or(0);
+        let fuel_used = match &result {
+            AttemptResult::Failed(failure) if failure.kind == FailureKind::FuelExhausted => {
+                self.initial_fuel
+            }
+            _ => self.initial_fuel.saturating_sub(remaining),
+        };
+        let duration = self.started.elapsed();
+        let state = self.store.into_data();
+        Attempt {
+            result,
+            fuel_used,
+            duration,
+            stdout: self.stdout.captured(),
+            stderr: self.stderr.captured(),
+            logs: state.logs,
+            dropped_logs: state.dropped_logs,
+        }
+    }
+}
+
+/// Runs one attempt of `invocation` against `plugin`.
+pub async fn run_attempt(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    invocation: &Invocation,
+    limits: &Limits,
+) -> Attempt {
+    let log_callback: Option<LogCallback> = runtime.log_sink.clone().map(|sink| {
+        let invocation = invocation.clone();
+        Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
+    });
+    let mut sandbox = Sandbox::new(&runtime.engine, limits, log_callback);
+    let result = sandbox.run_task(plugin.pre(), invocation).await;
+    sandbox.finish(result)
+}
+
+impl From<types::TaskInfo> for TaskInfo {
+    fn from(info: types::TaskInfo) -> Self {
+        TaskInfo {
+            name: info.name,
+            doc: info.doc,
+            params: info
+                .params
+                .into_iter()
+                .map(|p| super::plugin::ParamInfo {
+                    name: p.name,
+                    type_name: p.type_name,
+                    optional: p.optional,
+                })
+                .collect(),
+        }
+    }
+}

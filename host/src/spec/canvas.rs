@@ -1,0 +1,120 @@
+//! Canvases in wfhost's native JSON form: a signature object, `{"chain": …}`,
+//! `{"group": …}`, `{"chord": {"header", "body"}}`, or a bare array (a chain).
+
+use serde_json::{Map, Value};
+use wfhost_canvas::{Canvas, Chord, Signature};
+
+use super::fields::{self, type_of};
+use super::options::{Callbacks, options};
+use super::path::{JsonPath, SpecIssue};
+
+const SIGNATURE_KEYS: &[&str] = &["task", "args", "kwargs", "immutable", "options"];
+
+/// Parses the canvas at `at`.
+pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
+    match value {
+        Value::Array(items) => Ok(Canvas::Chain(list(items, at)?)),
+        Value::Object(map) if map.contains_key("task") => {
+            Ok(Canvas::Signature(signature(map, value, at)?))
+        }
+        Value::Object(map) if map.contains_key("chain") => {
+            Ok(Canvas::Chain(members(value, map, "chain", at)?))
+        }
+        Value::Object(map) if map.contains_key("group") => {
+            Ok(Canvas::Group(members(value, map, "group", at)?))
+        }
+        Value::Object(map) if map.contains_key("chord") => {
+            fields::object(value, at, "a chord", &["chord"])?;
+            let at = at.key("chord");
+            let chord = fields::object(&map["chord"], &at, "a chord", &["header", "body"])?;
+            let header_at = at.key("header");
+            let header = chord.get("header").ok_or_else(|| {
+                SpecIssue::new(&at, "a chord needs a `header` (a list of canvases)")
+            })?;
+            let body = chord
+                .get("body")
+                .ok_or_else(|| SpecIssue::new(&at, "a chord needs a `body` (a canvas)"))?;
+            Ok(Canvas::Chord(Chord {
+                header: list(fields::array(header, &header_at)?, &header_at)?,
+                body: Box::new(canvas(body, &at.key("body"))?),
+            }))
+        }
+        Value::Object(_) => Err(SpecIssue::new(
+            at,
+            "expected a canvas: an object with `task`, `chain`, `group` or `chord`, or an array of canvases",
+        )),
+        other => Err(SpecIssue::new(
+            at,
+            format!(
+                "expected a canvas (an object or an array), found {}",
+                type_of(other)
+            ),
+        )),
+    }
+}
+
+/// The canvases listed under `key` of an object that must have no other key.
+fn members(
+    value: &Value,
+    map: &Map<String, Value>,
+    key: &str,
+    at: &JsonPath,
+) -> Result<Vec<Canvas>, SpecIssue> {
+    fields::object(value, at, &format!("a {key}"), &[key])?;
+    let at = at.key(key);
+    list(fields::array(&map[key], &at)?, &at)
+}
+
+fn list(items: &[Value], at: &JsonPath) -> Result<Vec<Canvas>, SpecIssue> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| canvas(item, &at.index(i)))
+        .collect()
+}
+
+/// Parses a signature object (`map` is `value` as an object).
+pub fn signature(
+    map: &Map<String, Value>,
+    value: &Value,
+    at: &JsonPath,
+) -> Result<Signature, SpecIssue> {
+    fields::object(value, at, "a signature", SIGNATURE_KEYS)?;
+    let task_at = at.key("task");
+    let task = map
+        .get("task")
+        .ok_or_else(|| SpecIssue::new(at, "a signature needs a `task`"))
+        .and_then(|task| fields::string(task, &task_at))?;
+    match task.rsplit_once('.') {
+        Some((plugin, name)) if !plugin.is_empty() && !name.is_empty() => {}
+        _ => {
+            return Err(SpecIssue::new(
+                &task_at,
+                format!("task `{task}` must be named `plugin.task` (e.g. `math.add`)"),
+            ));
+        }
+    }
+    let mut signature = Signature::new(task);
+    if let Some(args) = map.get("args") {
+        signature.args = fields::array(args, &at.key("args"))?.clone();
+    }
+    if let Some(kwargs) = map.get("kwargs") {
+        let kwargs_at = at.key("kwargs");
+        signature.kwargs = kwargs
+            .as_object()
+            .ok_or_else(|| {
+                SpecIssue::new(
+                    &kwargs_at,
+                    format!("expected an object, found {}", type_of(kwargs)),
+                )
+            })?
+            .clone();
+    }
+    if let Some(immutable) = map.get("immutable") {
+        signature.immutable = fields::boolean(immutable, &at.key("immutable"))?;
+    }
+    if let Some(opts) = map.get("options") {
+        signature.options = options(opts, &at.key("options"), Callbacks::Allowed)?;
+    }
+    Ok(signature)
+}

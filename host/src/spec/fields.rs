@@ -1,0 +1,76 @@
+//! Typed reads of JSON values that report what was expected, and where.
+
+use serde_json::{Map, Value};
+
+use super::path::{JsonPath, SpecIssue};
+
+/// A short description of a JSON value's type, for error messages.
+pub fn type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn expected(at: &JsonPath, what: &str, value: &Value) -> SpecIssue {
+    SpecIssue::new(at, format!("expected {what}, found {}", type_of(value)))
+}
+
+/// The object at `at`, after checking that it has no key outside `allowed`.
+pub fn object<'a>(
+    value: &'a Value,
+    at: &JsonPath,
+    what: &str,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, SpecIssue> {
+    let Value::Object(map) = value else {
+        return Err(expected(at, what, value));
+    };
+    if let Some(unknown) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(SpecIssue::new(
+            &at.key(unknown),
+            format!(
+                "unknown key `{unknown}` (expected one of: {})",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(map)
+}
+
+pub fn string<'a>(value: &'a Value, at: &JsonPath) -> Result<&'a str, SpecIssue> {
+    value
+        .as_str()
+        .ok_or_else(|| expected(at, "a string", value))
+}
+
+pub fn boolean(value: &Value, at: &JsonPath) -> Result<bool, SpecIssue> {
+    value
+        .as_bool()
+        .ok_or_else(|| expected(at, "true or false", value))
+}
+
+pub fn array<'a>(value: &'a Value, at: &JsonPath) -> Result<&'a Vec<Value>, SpecIssue> {
+    value
+        .as_array()
+        .ok_or_else(|| expected(at, "an array", value))
+}
+
+/// A number of seconds (or another quantity) that must not be negative.
+pub fn non_negative(value: &Value, at: &JsonPath) -> Result<f64, SpecIssue> {
+    match value.as_f64() {
+        Some(n) if n >= 0.0 && n.is_finite() => Ok(n),
+        _ => Err(expected(at, "a number of at least 0", value)),
+    }
+}
+
+/// A whole number that must not be negative.
+pub fn count(value: &Value, at: &JsonPath) -> Result<u64, SpecIssue> {
+    value
+        .as_u64()
+        .ok_or_else(|| expected(at, "a whole number of at least 0", value))
+}

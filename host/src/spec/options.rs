@@ -1,0 +1,145 @@
+//! Step options, in `defaults` or a signature's `options`.
+
+use serde_json::{Map, Value};
+use wfhost_canvas::{Limit, RetryBackoff, Signature, StepOptions};
+
+use super::canvas::signature;
+use super::fields::{self, count, non_negative};
+use super::path::{JsonPath, SpecIssue};
+
+/// Options every step may set.
+const STEP_OPTIONS: &[&str] = &[
+    "countdown",
+    "max_retries",
+    "default_retry_delay",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
+    "time_limit",
+    "fuel",
+    "memory_mb",
+    "retry_on_limit",
+    "link",
+    "link_error",
+];
+
+/// Whether callbacks may be given: in a signature's options, not in defaults.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Callbacks {
+    Allowed,
+    Refused,
+}
+
+/// Parses an options object.
+pub fn options(
+    value: &Value,
+    at: &JsonPath,
+    callbacks: Callbacks,
+) -> Result<StepOptions, SpecIssue> {
+    let map = fields::object(value, at, "an object of step options", STEP_OPTIONS)?;
+    let mut options = StepOptions::default();
+    for (key, value) in map {
+        let at = at.key(key);
+        match key.as_str() {
+            "countdown" => options.countdown = Some(non_negative(value, &at)?),
+            "max_retries" => {
+                let n = count(value, &at)?;
+                options.max_retries = Some(u32::try_from(n).map_err(|_| {
+                    SpecIssue::new(&at, format!("{n} retries is more than wfhost allows"))
+                })?);
+            }
+            "default_retry_delay" => options.default_retry_delay = Some(non_negative(value, &at)?),
+            "retry_backoff" => options.retry_backoff = Some(backoff(value, &at)?),
+            "retry_backoff_max" => options.retry_backoff_max = Some(non_negative(value, &at)?),
+            "retry_jitter" => options.retry_jitter = Some(fields::boolean(value, &at)?),
+            "retry_on_limit" => options.retry_on_limit = Some(fields::boolean(value, &at)?),
+            "time_limit" => options.time_limit = Some(limit(value, &at, positive_seconds)?),
+            "fuel" => options.fuel = Some(limit(value, &at, positive_count)?),
+            "memory_mb" => options.memory_mb = Some(limit(value, &at, positive_count)?),
+            "link" | "link_error" => {
+                if callbacks == Callbacks::Refused {
+                    return Err(SpecIssue::new(
+                        &at,
+                        format!("`{key}` belongs to one step: set it in a signature's options"),
+                    ));
+                }
+                let list = callback_list(value, &at)?;
+                if key == "link" {
+                    options.link = list;
+                } else {
+                    options.link_error = list;
+                }
+            }
+            _ => return Err(SpecIssue::new(&at, format!("unknown option `{key}`"))),
+        }
+    }
+    Ok(options)
+}
+
+fn backoff(value: &Value, at: &JsonPath) -> Result<RetryBackoff, SpecIssue> {
+    match value {
+        Value::Bool(enabled) => Ok(RetryBackoff::Enabled(*enabled)),
+        _ => non_negative(value, at)
+            .map(RetryBackoff::Factor)
+            .map_err(|_| SpecIssue::new(at, "expected true, false or a backoff factor in seconds")),
+    }
+}
+
+fn limit<T>(
+    value: &Value,
+    at: &JsonPath,
+    parse: impl Fn(&Value, &JsonPath) -> Result<T, SpecIssue>,
+) -> Result<Limit<T>, SpecIssue> {
+    match value {
+        Value::Null => Ok(Limit::Unlimited),
+        _ => parse(value, at).map(Limit::Value),
+    }
+}
+
+fn positive_seconds(value: &Value, at: &JsonPath) -> Result<f64, SpecIssue> {
+    match value.as_f64() {
+        Some(n) if n > 0.0 && n.is_finite() => Ok(n),
+        _ => Err(SpecIssue::new(
+            at,
+            format!(
+                "expected a number of seconds above 0 (or null for no limit), found {}",
+                fields::type_of(value)
+            ),
+        )),
+    }
+}
+
+fn positive_count(value: &Value, at: &JsonPath) -> Result<u64, SpecIssue> {
+    match value.as_u64() {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(SpecIssue::new(
+            at,
+            format!(
+                "expected a whole number above 0 (or null for no limit), found {}",
+                fields::type_of(value)
+            ),
+        )),
+    }
+}
+
+/// A callback is one signature or a list of them, as in Celery.
+fn callback_list(value: &Value, at: &JsonPath) -> Result<Vec<Signature>, SpecIssue> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| callback(item, &at.index(i)))
+            .collect(),
+        _ => Ok(vec![callback(value, at)?]),
+    }
+}
+
+fn callback(value: &Value, at: &JsonPath) -> Result<Signature, SpecIssue> {
+    let map: &Map<String, Value> = value.as_object().ok_or_else(|| {
+        SpecIssue::new(
+            at,
+            format!("expected a signature, found {}", fields::type_of(value)),
+        )
+    })?;
+    signature(map, value, at)
+}

@@ -1,0 +1,54 @@
+//! JSON paths (`$.workflow.chain[1].options.fuel`) and the issues found at them.
+
+use std::fmt;
+
+/// Where in a JSON document something is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonPath(String);
+
+impl JsonPath {
+    /// The document's root, `$`.
+    pub fn root() -> Self {
+        JsonPath::default()
+    }
+
+    /// The member `key` of the object here.
+    pub fn key(&self, key: &str) -> Self {
+        let simple = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if simple {
+            JsonPath(format!("{}.{key}", self.0))
+        } else {
+            JsonPath(format!("{}[{key:?}]", self.0))
+        }
+    }
+
+    /// The element `index` of the array here.
+    pub fn index(&self, index: usize) -> Self {
+        JsonPath(format!("{}[{index}]", self.0))
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "${}", self.0)
+    }
+}
+
+/// Something wrong at one place of a document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at {at}: {message}")]
+pub struct SpecIssue {
+    /// Where.
+    pub at: JsonPath,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl SpecIssue {
+    pub fn new(at: &JsonPath, message: impl Into<String>) -> Self {
+        SpecIssue {
+            at: at.clone(),
+            message: message.into(),
+        }
+    }
+}

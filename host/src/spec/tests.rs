@@ -1,0 +1,118 @@
+use std::path::Path;
+
+use serde_json::json;
+use wfhost_canvas::{Canvas, Limit, sig};
+
+use super::*;
+
+fn parse_ok(value: serde_json::Value) -> WorkflowSpec {
+    match parse(&value.to_string(), Path::new("/flows")) {
+        Ok(spec) => spec,
+        Err(err) => panic!("expected a valid spec, got {err:?}"),
+    }
+}
+
+fn issue(value: serde_json::Value) -> SpecIssue {
+    match parse(&value.to_string(), Path::new("/flows")) {
+        Err(ParseError::Invalid(issue)) => issue,
+        other => panic!("expected an invalid spec, got {other:?}"),
+    }
+}
+
+#[test]
+fn native_forms_parse_into_the_canvas_model() {
+    let spec = parse_ok(json!({
+        "id": "order-1",
+        "plugins": {"math": "plugins/math.wasm", "img": {"path": "/abs/img.wasm", "sha256": "AB".repeat(32)}},
+        "defaults": {"fuel": 1000, "memory_mb": null, "retry_backoff": true},
+        "workflow": [
+            {"task": "math.add", "args": [2, 2]},
+            {"chain": [{"task": "math.mul", "args": [3], "immutable": true}]},
+        ],
+    }));
+    assert_eq!(spec.id.as_deref(), Some("order-1"));
+    assert_eq!(
+        spec.plugins["math"].path,
+        Path::new("/flows/plugins/math.wasm")
+    );
+    assert_eq!(spec.plugins["img"].path, Path::new("/abs/img.wasm"));
+    assert_eq!(
+        spec.plugins["img"].sha256.as_deref(),
+        Some("ab".repeat(32).as_str())
+    );
+    assert_eq!(spec.defaults.fuel, Some(Limit::Value(1000)));
+    assert_eq!(spec.defaults.memory_mb, Some(Limit::Unlimited));
+    let expected = Canvas::Chain(vec![
+        sig("math.add").args((2, 2)).into(),
+        Canvas::Chain(vec![sig("math.mul").args((3,)).si().into()]),
+    ]);
+    assert_eq!(spec.workflow, expected);
+}
+
+#[test]
+fn the_builder_output_parses_back_to_the_same_canvas() {
+    let canvas = sig("m.a").args((1, "x")).kwarg("k", json!({"n": [1]}))
+        | wfhost_canvas::chord([sig("m.b"), sig("m.c").si()], sig("m.d"));
+    assert_eq!(parse_canvas(&canvas.to_json()), Ok(canvas));
+}
+
+#[test]
+fn unknown_keys_are_named_by_path() {
+    let found = issue(json!({
+        "plugins": {},
+        "workflow": {"chain": [{"task": "m.a"}, {"task": "m.b", "options": {"fuell": 1}}]},
+    }));
+    assert_eq!(found.at.to_string(), "$.workflow.chain[1].options.fuell");
+    assert!(
+        found.message.contains("unknown key `fuell`"),
+        "{}",
+        found.message
+    );
+
+    let found = issue(json!({"plugins": {}, "workflow": [], "colour": "red"}));
+    assert_eq!(found.at.to_string(), "$.colour");
+}
+
+#[test]
+fn wrong_types_and_missing_keys_are_reported_where_they_are() {
+    let found = issue(json!({"plugins": {}, "workflow": [{"task": "m.a", "args": 3}]}));
+    assert_eq!(found.at.to_string(), "$.workflow[0].args");
+    assert_eq!(found.message, "expected an array, found a number");
+
+    let found = issue(json!({"workflow": []}));
+    assert!(found.message.contains("missing key `plugins`"));
+
+    let found = issue(json!({"plugins": {}, "workflow": [{"task": "add"}]}));
+    assert_eq!(found.at.to_string(), "$.workflow[0].task");
+    assert!(found.message.contains("plugin.task"));
+
+    let found =
+        issue(json!({"plugins": {"m": {"path": "m.wasm", "sha256": "xyz"}}, "workflow": []}));
+    assert_eq!(found.at.to_string(), "$.plugins.m.sha256");
+}
+
+#[test]
+fn callbacks_belong_to_signatures_not_defaults() {
+    let found =
+        issue(json!({"plugins": {}, "defaults": {"link": {"task": "m.a"}}, "workflow": []}));
+    assert_eq!(found.at.to_string(), "$.defaults.link");
+    let spec = parse_ok(json!({
+        "plugins": {},
+        "workflow": {"task": "m.a", "options": {"link_error": [{"task": "m.e"}]}},
+    }));
+    let Canvas::Signature(signature) = spec.workflow else {
+        panic!("not a signature")
+    };
+    assert_eq!(signature.options.link_error, vec![sig("m.e")]);
+}
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    match parse(
+        "{\n  \"plugins\": {},\n  \"workflow\": [,]\n}",
+        Path::new("."),
+    ) {
+        Err(ParseError::Syntax(err)) => assert_eq!((err.line(), err.column()), (3, 16)),
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+}

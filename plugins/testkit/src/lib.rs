@@ -1,0 +1,149 @@
+//! Tasks that misbehave on purpose, to test the host and its sandbox.
+//!
+//! Each is what a buggy or hostile plugin might do: loop, allocate, recurse,
+//! panic, probe the file system, network and environment, or flood output.
+
+use serde_json::Value;
+use wfhost_guest::{Context, Outcome, TaskError, sig, task};
+
+/// Returns its argument unchanged.
+#[task]
+pub fn echo(value: Value) -> Value {
+    value
+}
+
+/// Fails permanently with the given message.
+#[task]
+pub fn fail(message: String) -> Result<Value, TaskError> {
+    Err(TaskError::fail(message))
+}
+
+/// Asks to be retried while the attempt number is at most `failures`, then
+/// returns the attempt number.
+#[task]
+pub fn flaky(ctx: &Context, key: String, failures: u32) -> Result<u32, TaskError> {
+    if ctx.attempt <= failures {
+        return Err(TaskError::retry(format!(
+            "{key}: attempt {} of {failures} failing",
+            ctx.attempt
+        ))
+        .countdown(0.01));
+    }
+    Ok(ctx.attempt)
+}
+
+/// Loops forever.
+#[task]
+pub fn spin() {
+    let mut counter = 0u64;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates and touches `mb` MiB, then returns how many bytes it holds.
+#[task]
+pub fn hog(mb: u64) -> usize {
+    let size = (mb as usize).saturating_mul(1 << 20);
+    let mut block = vec![0u8; size];
+    for page in block.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::hint::black_box(&block).len()
+}
+
+/// Recurses `depth` levels deep and returns the depth reached.
+#[task]
+pub fn recurse(depth: u64) -> u64 {
+    fn descend(depth: u64) -> u64 {
+        if depth == 0 {
+            return 0;
+        }
+        // The array keeps each frame large and black_box keeps the
+        // recursion from being turned into a loop.
+        let frame = std::hint::black_box([depth; 16]);
+        1 + descend(depth - 1) + frame[15] - depth
+    }
+    descend(depth)
+}
+
+/// Reads a file and returns its contents.
+#[task]
+pub fn read_file(path: String) -> Result<String, TaskError> {
+    Ok(std::fs::read_to_string(path)?)
+}
+
+/// Opens a TCP connection and reports whom it reached.
+#[task]
+pub fn connect(addr: String) -> Result<String, TaskError> {
+    let stream = std::net::TcpStream::connect(addr)?;
+    Ok(format!("connected to {}", stream.peer_addr()?))
+}
+
+/// Returns an environment variable, or null when it is not visible.
+#[task]
+pub fn env(name: String) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Returns a string of `bytes` bytes.
+#[task]
+pub fn big_output(bytes: usize) -> String {
+    "x".repeat(bytes)
+}
+
+/// Panics with the given message.
+#[task]
+pub fn panic(message: String) -> Value {
+    panic!("{message}")
+}
+
+/// Sleeps for `ms` milliseconds and returns `ms`.
+#[task]
+pub fn sleep(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+/// Writes `text` to stdout and to stderr, `times` times (once by default),
+/// and returns the number of bytes written to each.
+#[task]
+pub fn print(text: String, times: Option<u64>) -> u64 {
+    use std::io::Write;
+    let times = times.unwrap_or(1);
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    for _ in 0..times {
+        // A capped or closed stream must not kill the task: ignore errors.
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stderr.write_all(text.as_bytes());
+    }
+    let _ = stdout.flush();
+    let _ = stderr.flush();
+    text.len() as u64 * times
+}
+
+/// Replaces itself: with `math.mul(x, 2)` when x > 10, else `math.add(x, 1)`.
+#[task]
+pub fn route(x: i64) -> Outcome {
+    if x > 10 {
+        Outcome::replace(sig("math.mul").args((x, 2)))
+    } else {
+        Outcome::replace(sig("math.add").args((x, 1)))
+    }
+}
+
+/// Logs a message at each level and returns it.
+#[task]
+pub fn log(message: String) -> String {
+    wfhost_guest::log::debug(format!("debug: {message}"));
+    wfhost_guest::log::info(format!("info: {message}"));
+    wfhost_guest::log::warn(format!("warn: {message}"));
+    wfhost_guest::log::error(format!("error: {message}"));
+    message
+}
+
+wfhost_guest::export_tasks!(
+    echo, fail, flaky, spin, hog, recurse, read_file, connect, env, big_output, panic, sleep,
+    print, route, log,
+);

@@ -1,0 +1,145 @@
+//! Wrong input exits 2 with a message that names the problem and where it is,
+//! and nothing runs.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn assert_input_error(run: &Run, needles: &[&str]) {
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert_eq!(run.stdout, "", "nothing may be printed as a result");
+    for needle in needles {
+        assert!(
+            run.stderr.contains(needle),
+            "expected {needle:?} in: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn malformed_json_names_line_and_column() {
+    let chain = chain_text("{\n  \"plugins\": {},\n  \"workflow\": [,]\n}\n");
+    let run = run_file(&chain, &[]);
+    let location = format!("{}:3:16: malformed JSON", chain.path.display());
+    assert_input_error(&run, &[&location]);
+}
+
+#[test]
+fn unknown_keys_name_their_json_path() {
+    let run = run_workflow(
+        json!([{"task": "math.add", "args": [1, 2], "options": {"retries": 3}}]),
+        &[],
+    );
+    assert_input_error(
+        &run,
+        &["$.workflow[0].options.retries", "unknown key `retries`"],
+    );
+}
+
+#[test]
+fn a_missing_plugin_file_is_named() {
+    let run = run_document(
+        json!({"plugins": {"math": "nowhere/math.wasm"}, "workflow": []}),
+        &[],
+    );
+    assert_input_error(&run, &["plugin `math`", "nowhere/math.wasm"]);
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "hello").unwrap();
+    // The smallest core module: magic and version 1, no sections.
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+
+    let run = run_document(json!({"plugins": {"notes": text}, "workflow": []}), &[]);
+    assert_input_error(
+        &run,
+        &[
+            "plugin `notes`",
+            "is not a WebAssembly component",
+            "not WebAssembly",
+        ],
+    );
+    let run = run_document(json!({"plugins": {"core": core}, "workflow": []}), &[]);
+    assert_input_error(
+        &run,
+        &["plugin `core`", "core WebAssembly module", "wasm32-wasip2"],
+    );
+}
+
+#[test]
+fn a_component_of_another_world_is_a_plugin_error() {
+    let run = run_document(
+        json!({"plugins": {"alien": plugin("alien")}, "workflow": []}),
+        &[],
+    );
+    assert_input_error(
+        &run,
+        &[
+            "plugin `alien`",
+            "acme:alien/secrets@1.0.0",
+            "does not grant",
+        ],
+    );
+    let run = run_args(&["inspect", plugin("alien").to_str().unwrap()]);
+    assert_input_error(&run, &["acme:alien/secrets"]);
+}
+
+#[test]
+fn an_unknown_task_or_plugin_is_named_with_its_step() {
+    let run = run_workflow(
+        json!([{"task": "math.add", "args": [1, 1]}, {"task": "math.sub", "args": [1]}]),
+        &[],
+    );
+    assert_input_error(
+        &run,
+        &[
+            "step 1 (`math.sub`)",
+            "plugin `math` has no task `sub`",
+            "add, mul, xsum",
+        ],
+    );
+    let run = run_workflow(json!([{"task": "img.resize"}]), &[]);
+    assert_input_error(&run, &["step 0 (`img.resize`)", "no plugin named `img`"]);
+}
+
+#[test]
+fn a_sha256_pin_must_match() {
+    let math = plugin("math");
+    let actual = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(std::fs::read(&math).unwrap()))
+    };
+    let wrong = "0".repeat(64);
+    let run = run_document(
+        json!({"plugins": {"math": {"path": math, "sha256": wrong}}, "workflow": []}),
+        &[],
+    );
+    assert_input_error(&run, &["sha256 mismatch", &wrong, &actual]);
+
+    let run = run_document(
+        json!({"plugins": {"math": {"path": math, "sha256": actual}}, "workflow": [{"task": "math.add", "args": [1, 2]}]}),
+        &[],
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "3\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run_args(&["run"]).code, 2);
+    assert_eq!(run_args(&["frobnicate"]).code, 2);
+}

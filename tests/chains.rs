@@ -1,0 +1,292 @@
+//! Chains end to end: results feed forward, immutability, kwargs, nesting,
+//! failures, replacement, retries, callbacks, and the README's example.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn add(args: Value) -> Value {
+    json!({"task": "math.add", "args": args})
+}
+
+#[test]
+fn each_result_is_prepended_to_the_next_step() {
+    let workflow = json!([add(json!([2, 2])), add(json!([4])), add(json!([8]))]);
+    let run = run_workflow(workflow.clone(), &[]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "16\n"),
+        "stderr: {}",
+        run.stderr
+    );
+
+    let report = run_workflow(workflow, &["--json"]);
+    assert_eq!(report.code, 0);
+    let doc = report.json();
+    assert_eq!(doc["status"], "succeeded");
+    assert_eq!(doc["result"], 16);
+    let results: Vec<&Value> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["result"])
+        .collect();
+    assert_eq!(results, [&json!(4), &json!(8), &json!(16)]);
+    assert_eq!(report.step("1")["args"], json!([4, 4]));
+    assert_eq!(report.step("2")["parent"], "1");
+    assert!(report.step("0")["fuel_used"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn an_immutable_signature_ignores_the_previous_result() {
+    let workflow =
+        json!([add(json!([1, 1])), {"task": "math.mul", "args": [3, 3], "immutable": true}]);
+    let run = run_workflow(workflow, &[]);
+    assert_eq!(run.stdout, "9\n", "stderr: {}", run.stderr);
+}
+
+#[test]
+fn keyword_arguments_bind_by_name() {
+    let workflow = json!([add(json!([1, 1])), {"task": "math.add", "kwargs": {"y": 5}}]);
+    assert_eq!(run_workflow(workflow, &[]).stdout, "7\n");
+}
+
+#[test]
+fn nested_chains_run_flattened_with_positional_ids() {
+    let workflow = json!({"chain": [
+        add(json!([1, 1])),
+        {"chain": [add(json!([2])), {"task": "math.mul", "args": [3]}]},
+        add(json!([1])),
+    ]});
+    let run = run_workflow(workflow, &["--json"]);
+    assert_eq!(run.json()["result"], 13);
+    let ids: Vec<String> = run.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["0", "1.0", "1.1", "2"]);
+}
+
+#[test]
+fn a_failed_step_stops_the_chain() {
+    let workflow = json!([
+        add(json!([1, 1])),
+        {"task": "testkit.fail", "args": ["the disk is on fire"], "immutable": true},
+        add(json!([1])),
+    ]);
+    let run = run_workflow(workflow.clone(), &[]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains("step 1 (testkit.fail)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("fail: the disk is on fire"),
+        "{}",
+        run.stderr
+    );
+
+    let report = run_workflow(workflow, &["--json"]);
+    assert_eq!(report.code, 1);
+    let doc = report.json();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["error"]["step"], "1");
+    assert_eq!(doc["error"]["kind"], "fail");
+    assert_eq!(report.step("1")["args"], json!(["the disk is on fire"]));
+    let third = report.step("2");
+    assert_eq!(
+        (third["status"].as_str(), third["attempts"].as_u64()),
+        (Some("skipped"), Some(0))
+    );
+}
+
+#[test]
+fn replace_runs_the_returned_canvas_in_place_of_the_step() {
+    // route(5) becomes add(5, 1); route(20) becomes mul(20, 2); the chain
+    // continues after each replacement with its result.
+    let low = run_workflow(
+        json!([{"task": "testkit.route", "args": [5]}, add(json!([100]))]),
+        &["--json"],
+    );
+    assert_eq!(low.json()["result"], 106, "{}", low.stderr);
+    assert_eq!(low.step("0")["status"], "replaced");
+    assert_eq!(low.step("0.0")["task"], "math.add");
+    assert_eq!(low.step("0.0")["parent"], "0");
+    assert_eq!(low.step("1")["args"], json!([6, 100]));
+
+    let high = run_workflow(
+        json!([{"task": "testkit.route", "args": [20]}]),
+        &["--json"],
+    );
+    assert_eq!(high.json()["result"], 40);
+    assert_eq!(high.step("0.0")["task"], "math.mul");
+}
+
+#[test]
+fn a_panic_fails_the_step_with_its_message() {
+    let run = run_workflow(
+        json!([{"task": "testkit.panic", "args": ["no more coffee"]}]),
+        &["--json"],
+    );
+    assert_eq!(run.code, 1);
+    let error = &run.json()["error"];
+    assert_eq!(error["kind"], "fail");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("no more coffee"), "{message}");
+    assert!(message.contains("panicked at"), "{message}");
+}
+
+#[test]
+fn arguments_bind_like_a_python_call() {
+    let cases = [
+        (
+            json!({"task": "math.add", "args": [1], "kwargs": {"z": 3}}),
+            "add() got an unexpected keyword argument 'z'",
+        ),
+        (
+            json!({"task": "math.add", "args": [1]}),
+            "add() missing required argument 'y'",
+        ),
+        (
+            json!({"task": "math.add", "args": [1, 2, 3]}),
+            "add() takes 2 positional arguments but 3 were given",
+        ),
+        (
+            json!({"task": "math.add", "args": [1], "kwargs": {"x": 2}}),
+            "add() got multiple values for argument 'x'",
+        ),
+        (
+            json!({"task": "math.add", "args": ["one", 2]}),
+            "add() argument 'x' (i64): invalid type",
+        ),
+    ];
+    for (step, expected) in cases {
+        let run = run_workflow(json!([step]), &["--json"]);
+        assert_eq!(run.code, 1, "{step}");
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with(expected), "{step}: {message}");
+    }
+    // An Option parameter may be left out.
+    let run = run_workflow(
+        json!([{"task": "testkit.print", "args": ["hi"]}]),
+        &["--json"],
+    );
+    assert_eq!(run.json()["result"], 2);
+    assert_eq!(run.step("0")["stdout"]["text"], "hi");
+}
+
+#[test]
+fn retries_follow_the_step_policy() {
+    let flaky = |max_retries: u32| json!({"task": "testkit.flaky", "args": ["k", 2], "options": {"max_retries": max_retries}});
+    let ok = run_workflow(json!([flaky(3), add(json!([10]))]), &["--json"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.step("0")["attempts"], 3);
+    assert_eq!(ok.json()["result"], 13);
+
+    let document = json!({
+        "plugins": standard_plugins(),
+        "workflow": [flaky(1), add(json!([10]))],
+        "on_error": {"task": "testkit.echo"},
+    });
+    let failed = run_document(document, &["--json"]);
+    assert_eq!(failed.code, 1);
+    let error = &failed.json()["error"];
+    assert_eq!(
+        (error["kind"].as_str(), error["attempts"].as_u64()),
+        (Some("retries_exhausted"), Some(2))
+    );
+    let errback = failed.step("on_error");
+    assert_eq!(errback["status"], "succeeded");
+    let record = &errback["result"];
+    assert_eq!(record["step"], "0");
+    assert_eq!(record["task"], "testkit.flaky");
+    assert_eq!(record["attempts"], 2);
+    assert_eq!(record["error"]["kind"], "retries_exhausted");
+    assert!(record["chain_id"].is_string());
+    assert_eq!(failed.step("1")["status"], "skipped");
+}
+
+#[test]
+fn links_run_with_the_result_and_do_not_change_the_chain() {
+    let workflow = json!([
+        {"task": "math.add", "args": [1, 2], "options": {"link": {"task": "math.mul", "args": [100]}}},
+        add(json!([1])),
+    ]);
+    let run = run_workflow(workflow, &["--json"]);
+    assert_eq!(run.json()["result"], 4);
+    assert_eq!(run.step("0.link.0")["result"], 300);
+}
+
+#[test]
+fn the_id_and_tenant_reach_the_report() {
+    let run = run_workflow(
+        json!([add(json!([1, 1]))]),
+        &["--json", "--id", "order-7", "--tenant", "acme"],
+    );
+    assert_eq!(
+        (run.json()["id"].as_str(), run.json()["tenant"].as_str()),
+        (Some("order-7"), Some("acme"))
+    );
+}
+
+#[test]
+fn inspect_lists_tasks_with_parameters_and_docs() {
+    let math = plugin("math");
+    let run = run_args(&["inspect", math.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("math.add(x: i64, y: i64)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Adds two 64-bit integers."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("math.xsum(numbers: Vec<i64>)"),
+        "{}",
+        run.stdout
+    );
+
+    let listing = run_args(&["inspect", math.to_str().unwrap(), "--json"]).json();
+    let names: Vec<&str> = listing["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["add", "mul", "xsum"]);
+    assert_eq!(listing["tasks"][0]["params"][1]["name"], "y");
+    assert_eq!(listing["tasks"][0]["doc"], "Adds two 64-bit integers.");
+}
+
+#[test]
+fn the_readme_example_runs() {
+    // The example names the plugin by its path in the repository; point it at
+    // the component these tests built.
+    let text = std::fs::read_to_string(repo_root().join("examples/etl/chain.json")).unwrap();
+    let mut document: Value = serde_json::from_str(&text).unwrap();
+    document["plugins"]["etl"] = json!(plugin("etl"));
+    let run = run_document(document, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let totals: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        totals["EU"],
+        json!({"orders": 2, "quantity": 5, "revenue": 57.5})
+    );
+    assert_eq!(
+        totals["US"],
+        json!({"orders": 2, "quantity": 4, "revenue": 31.0})
+    );
+    assert!(
+        totals.get("APAC").is_none(),
+        "returns are dropped: {totals}"
+    );
+}

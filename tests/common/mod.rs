@@ -1,0 +1,146 @@
+//! Shared helpers of the end-to-end tests: build the plugins once, write
+//! chain files into temporary directories, and run the real binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The `wfhost` binary under test.
+pub fn wfhost() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wfhost"))
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds every plugin for wasm32-wasip2 (once per test binary) and returns
+/// the directory holding the components. They go to a target directory of
+/// their own beside the host's, so the build never waits on cargo's lock
+/// of the directory the tests run from.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let host_target = Path::new(env!("CARGO_BIN_EXE_wfhost"))
+            .ancestors()
+            .nth(2)
+            .expect("the binary sits in <target>/<profile>/")
+            .to_path_buf();
+        let target_dir = host_target.join("plugins-wasm");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(repo_root().join("plugins/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .status()
+            .expect("running cargo to build the plugins");
+        assert!(status.success(), "building the plugins failed");
+        target_dir.join("wasm32-wasip2/release")
+    })
+}
+
+/// The component of plugin crate `name`.
+pub fn plugin(name: &str) -> PathBuf {
+    plugin_dir().join(format!("{name}.wasm"))
+}
+
+/// A chain file in a directory of its own.
+pub struct ChainFile {
+    pub dir: TempDir,
+    pub path: PathBuf,
+}
+
+/// Writes `document` as `chain.json` in a fresh directory.
+pub fn chain_file(document: &Value) -> ChainFile {
+    chain_text(&serde_json::to_string_pretty(document).unwrap())
+}
+
+/// Writes `text` as `chain.json` in a fresh directory.
+pub fn chain_text(text: &str) -> ChainFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.json");
+    std::fs::write(&path, text).unwrap();
+    ChainFile { dir, path }
+}
+
+/// The `plugins` object naming math and testkit.
+pub fn standard_plugins() -> Value {
+    json!({"math": plugin("math"), "testkit": plugin("testkit")})
+}
+
+/// What a run of the binary gave.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// stdout parsed as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
+            panic!(
+                "stdout is not JSON ({err}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The step of a `--json` report with this id.
+    pub fn step(&self, id: &str) -> Value {
+        self.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {id} in {}", self.stdout))
+    }
+}
+
+/// Runs the binary with `args`.
+pub fn run_args(args: &[&str]) -> Run {
+    Run::from(wfhost().args(args).output().expect("running wfhost"))
+}
+
+/// Runs `wfhost run` on a chain file with extra arguments.
+pub fn run_file(chain: &ChainFile, extra: &[&str]) -> Run {
+    let output = wfhost()
+        .arg("run")
+        .arg(&chain.path)
+        .args(extra)
+        .output()
+        .expect("running wfhost");
+    Run::from(output)
+}
+
+/// Runs `workflow` with the standard plugins and `extra` top-level keys.
+pub fn run_workflow(workflow: Value, extra: &[&str]) -> Run {
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
+    run_file(&chain, extra)
+}
+
+/// Runs a whole chain document (which names its own plugins).
+pub fn run_document(document: Value, extra: &[&str]) -> Run {
+    run_file(&chain_file(&document), extra)
+}
