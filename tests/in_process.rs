@@ -6,33 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::plugin;
+use common::{invocation, plugin, rss_kib};
 use serde_json::{Value, json};
 use wfhost::failure::FailureKind;
-use wfhost::runtime::{AttemptResult, Invocation, Limits, Runtime};
-
-fn invocation(plugin: &str, task: &str, step: usize, args: Value) -> Invocation {
-    Invocation {
-        workflow_id: "mixed".into(),
-        step_id: step.to_string(),
-        attempt: 1,
-        tenant: "default".into(),
-        plugin: plugin.into(),
-        task: task.into(),
-        args: args.to_string(),
-        kwargs: "{}".into(),
-    }
-}
-
-/// Resident set size of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
+use wfhost::runtime::{AttemptResult, Limits, Runtime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
@@ -71,7 +48,7 @@ async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
             let attempt = runtime
                 .run(
                     &math,
-                    &invocation("math", "add", step, json!([x, 1000])),
+                    &invocation("math", "add", step, &json!([x, 1000])),
                     &limits,
                 )
                 .await;
@@ -85,7 +62,7 @@ async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
             let attempt = runtime
                 .run(
                     &testkit,
-                    &invocation("testkit", task, step, args.clone()),
+                    &invocation("testkit", task, step, args),
                     &limits,
                 )
                 .await;

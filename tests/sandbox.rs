@@ -147,3 +147,41 @@ fn resource_limits_are_not_retried_unless_asked() {
     assert_eq!(step["attempts"], 3);
     assert_failure(&step, "fuel_exhausted");
 }
+
+#[test]
+fn host_ceilings_refuse_steps_that_ask_for_more() {
+    let over = run_workflow(
+        json!([{"task": "math.add", "args": [1, 2], "options": {"fuel": 1_000_000}}]),
+        &["--max-fuel", "1000"],
+    );
+    assert_eq!(over.code, 2, "{}", over.stderr);
+    assert!(
+        over.stderr.contains(
+            "step 0 (`math.add`): fuel: asks for 1000000, over the host's ceiling of 1000"
+        ),
+        "{}",
+        over.stderr
+    );
+
+    let unlimited = run_workflow(
+        json!([{"task": "testkit.spin", "options": {"time_limit": null}}]),
+        &["--max-time-limit", "5"],
+    );
+    assert_eq!(unlimited.code, 2, "{}", unlimited.stderr);
+    assert!(
+        unlimited
+            .stderr
+            .contains("time_limit: asks for no limit, but the host allows at most 5 s"),
+        "{}",
+        unlimited.stderr
+    );
+
+    // Without an option of its own, a step gets the host default lowered to
+    // the ceiling: spin runs out of the ceiling's fuel.
+    let capped = run_workflow(
+        json!([{"task": "testkit.spin"}]),
+        &["--json", "--max-fuel", "5000000"],
+    );
+    assert_eq!(capped.step("0")["error"]["kind"], "fuel_exhausted");
+    assert_eq!(capped.step("0")["fuel_used"], 5_000_000);
+}

@@ -56,6 +56,35 @@ pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))
 }
 
+/// An invocation of `plugin.task` as step `step` of a workflow.
+pub fn invocation(
+    plugin: &str,
+    task: &str,
+    step: usize,
+    args: &Value,
+) -> wfhost::runtime::Invocation {
+    wfhost::runtime::Invocation {
+        workflow_id: "in-process".into(),
+        step_id: step.to_string(),
+        attempt: 1,
+        tenant: "default".into(),
+        plugin: plugin.into(),
+        task: task.into(),
+        args: args.to_string(),
+        kwargs: "{}".into(),
+    }
+}
+
+/// Resident set size of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
 /// A chain file in a directory of its own.
 pub struct ChainFile {
     pub dir: TempDir,

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use wfhost::executor::{Observer, RunIdentity, Workflow};
 use wfhost::report::{StepRecord, WorkflowStatus};
-use wfhost::runtime::{Invocation, LogRecord, Runtime};
+use wfhost::runtime::{Ceilings, Invocation, LogRecord, Runtime};
 use wfhost::spec;
 
 use super::Finished;
@@ -27,6 +27,41 @@ pub struct RunArgs {
     /// Print a report of the workflow and every step instead of the result.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    ceilings: CeilingArgs,
+}
+
+/// Host-wide caps on what any step may be given.
+#[derive(Args)]
+pub struct CeilingArgs {
+    /// The most fuel any attempt may have.
+    #[arg(long, value_name = "UNITS")]
+    max_fuel: Option<u64>,
+    /// The most memory any attempt may have, in MiB.
+    #[arg(long, value_name = "MIB")]
+    max_memory_mb: Option<u64>,
+    /// The longest wall-clock limit any attempt may have, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    max_time_limit: Option<Duration>,
+}
+
+impl CeilingArgs {
+    pub fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            fuel: self.max_fuel,
+            memory_bytes: self.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            time_limit: self.max_time_limit,
+        }
+    }
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|err| format!("{err}"))?;
+    if seconds > 0.0 {
+        Duration::try_from_secs_f64(seconds).map_err(|err| err.to_string())
+    } else {
+        Err("must be above 0".to_string())
+    }
 }
 
 /// Reports retries on stderr; results go to stdout.
@@ -76,7 +111,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
             .or_else(|| spec.tenant.clone())
             .unwrap_or_else(|| "default".to_string()),
     };
-    let runtime = Runtime::new()?.with_log_sink(Arc::new(print_log));
+    let runtime = Runtime::new()?
+        .with_log_sink(Arc::new(print_log))
+        .with_ceilings(args.ceilings.ceilings());
     let workflow = Workflow::prepare(&runtime, spec)
         .await
         .with_context(|| format!("{} cannot run", args.chain.display()))?;

@@ -68,6 +68,7 @@ impl Workflow {
         plugins.check(&steps)?;
         let callbacks: Vec<PlannedStep> = callback_steps(&spec, &steps);
         plugins.check(&callbacks)?;
+        check_ceilings(runtime, &spec.defaults, steps.iter().chain(&callbacks))?;
         Ok(Workflow {
             spec,
             plugins,
@@ -115,14 +116,23 @@ impl Workflow {
     }
 
     /// Plans a replacement and checks its tasks; a bad one fails the step.
-    fn check_replacement(&self, step_id: &str, children: Vec<PlannedStep>) -> StepEnd {
+    fn check_replacement(
+        &self,
+        runtime: &Runtime,
+        step_id: &str,
+        children: Vec<PlannedStep>,
+    ) -> StepEnd {
         if step_id.split('.').count() > MAX_REPLACE_DEPTH {
             return StepEnd::Failed(Failure::new(
                 FailureKind::InvalidOutput,
                 format!("replacements nested more than {MAX_REPLACE_DEPTH} deep"),
             ));
         }
-        match self.plugins.check(&children) {
+        let checked = self
+            .plugins
+            .check(&children)
+            .and_then(|()| check_ceilings(runtime, &self.spec.defaults, &children));
+        match checked {
             Ok(()) => StepEnd::Replace(children),
             Err(err) => StepEnd::Failed(Failure::new(
                 FailureKind::InvalidOutput,
@@ -164,7 +174,10 @@ impl Run<'_> {
                 step.signature.kwargs.clone(),
             );
             let end = match self.run_step(&step.signature, &mut record).await {
-                StepEnd::Replace(children) => self.workflow.check_replacement(&step.id, children),
+                StepEnd::Replace(children) => {
+                    self.workflow
+                        .check_replacement(self.runtime, &step.id, children)
+                }
                 other => other,
             };
             match end {
@@ -283,7 +296,7 @@ impl Run<'_> {
         };
         let options = signature.options.or(&self.workflow.spec.defaults);
         let policy = RetryPolicy::from_options(&options);
-        let limits = attempt_limits(&options);
+        let limits = attempt_limits(&options, &self.runtime.ceilings().default_limits());
         if let Some(countdown) = options.countdown {
             tokio::time::sleep(seconds_to_duration(countdown)).await;
         }
@@ -361,6 +374,27 @@ fn replacement(json: &Value, step_id: &str) -> StepEnd {
     }
 }
 
+/// Refuses steps whose limits exceed the host's ceilings.
+fn check_ceilings<'a>(
+    runtime: &Runtime,
+    defaults: &StepOptions,
+    steps: impl IntoIterator<Item = &'a PlannedStep>,
+) -> Result<(), ValidationError> {
+    let ceilings = runtime.ceilings();
+    let host_defaults = ceilings.default_limits();
+    for step in steps {
+        let options = step.signature.options.or(defaults);
+        ceilings
+            .admit(&attempt_limits(&options, &host_defaults))
+            .map_err(|message| ValidationError::Step {
+                step: step.id.clone(),
+                task: step.signature.task.clone(),
+                message,
+            })?;
+    }
+    Ok(())
+}
+
 /// Every callback signature of the workflow, for checking before it runs.
 fn callback_steps(spec: &WorkflowSpec, steps: &[PlannedStep]) -> Vec<PlannedStep> {
     let mut callbacks: Vec<PlannedStep> = steps
@@ -393,33 +427,26 @@ fn callback_steps(spec: &WorkflowSpec, steps: &[PlannedStep]) -> Vec<PlannedStep
 }
 
 /// The limits of one attempt: the step's options over the host's defaults.
-pub fn attempt_limits(options: &StepOptions) -> Limits {
-    fn pick<T>(option: Option<Limit<T>>, default: Option<T>) -> Option<T> {
+pub fn attempt_limits(options: &StepOptions, defaults: &Limits) -> Limits {
+    fn pick<T, U>(
+        option: Option<Limit<T>>,
+        default: Option<U>,
+        convert: impl Fn(T) -> U,
+    ) -> Option<U> {
         match option {
             None => default,
             Some(Limit::Unlimited) => None,
-            Some(Limit::Value(value)) => Some(value),
+            Some(Limit::Value(value)) => Some(convert(value)),
         }
     }
-    let defaults = Limits::default();
     Limits {
-        fuel: pick(options.fuel, defaults.fuel),
-        memory_bytes: pick(
-            options.memory_mb.map(|l| match l {
-                Limit::Value(mb) => Limit::Value(mb.saturating_mul(1 << 20)),
-                Limit::Unlimited => Limit::Unlimited,
-            }),
-            defaults.memory_bytes,
-        ),
-        time_limit: pick(
-            options.time_limit.map(|l| match l {
-                Limit::Value(seconds) => {
-                    Limit::Value(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
-                }
-                Limit::Unlimited => Limit::Unlimited,
-            }),
-            defaults.time_limit,
-        ),
-        ..defaults
+        fuel: pick(options.fuel, defaults.fuel, |fuel| fuel),
+        memory_bytes: pick(options.memory_mb, defaults.memory_bytes, |mb| {
+            mb.saturating_mul(1 << 20)
+        }),
+        time_limit: pick(options.time_limit, defaults.time_limit, |seconds| {
+            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+        }),
+        ..defaults.clone()
     }
 }

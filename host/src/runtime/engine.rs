@@ -12,12 +12,23 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The wasm call stack one attempt may use; deeper recursion traps.
 const MAX_WASM_STACK: usize = 1 << 20;
 
-pub fn new_engine() -> wasmtime::Result<Engine> {
+/// Whether compiled code counts fuel and checks epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metering {
+    /// Fuel and epoch checks compiled in: limits can be enforced.
+    On,
+    /// Neither: only for measuring what metering costs. Fuel and CPU-bound
+    /// time limits cannot be enforced.
+    Off,
+}
+
+pub fn new_engine(metering: Metering) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     // Fuel makes CPU limits deterministic; epochs bound wall-clock time and
     // make long-running guests yield to the async executor.
-    config.consume_fuel(true);
-    config.epoch_interruption(true);
+    let on = metering == Metering::On;
+    config.consume_fuel(on);
+    config.epoch_interruption(on);
     config.max_wasm_stack(MAX_WASM_STACK);
     config.wasm_component_model(true);
     Engine::new(&config)

@@ -21,6 +21,7 @@ pub struct Limits {
 
 impl Default for Limits {
     /// The host's defaults: about a second of busy CPU, 256 MiB, five minutes.
+    /// (Ceilings may lower them; see [`Ceilings::default_limits`].)
     fn default() -> Self {
         Limits {
             fuel: Some(10_000_000_000),
@@ -30,6 +31,68 @@ impl Default for Limits {
             max_output_bytes: 256 << 10,
             max_log_records: 1000,
         }
+    }
+}
+
+/// The most any attempt may be given, whatever its workflow asks for.
+///
+/// A workflow asking for more (or for no limit where a ceiling exists) is
+/// refused before it runs rather than silently clamped, so what a step was
+/// promised is what it gets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ceilings {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub time_limit: Option<Duration>,
+}
+
+impl Ceilings {
+    /// The host's default limits, lowered to fit under the ceilings.
+    pub fn default_limits(&self) -> Limits {
+        fn lower<T: Ord + Copy>(default: Option<T>, ceiling: Option<T>) -> Option<T> {
+            match (default, ceiling) {
+                (Some(default), Some(ceiling)) => Some(default.min(ceiling)),
+                (default, ceiling) => default.or(ceiling),
+            }
+        }
+        let defaults = Limits::default();
+        Limits {
+            fuel: lower(defaults.fuel, self.fuel),
+            memory_bytes: lower(defaults.memory_bytes, self.memory_bytes),
+            time_limit: lower(defaults.time_limit, self.time_limit),
+            ..defaults
+        }
+    }
+
+    /// Checks `limits` against the ceilings; the error names the first one
+    /// exceeded.
+    pub fn admit(&self, limits: &Limits) -> Result<(), String> {
+        fn check<T: PartialOrd>(
+            what: &str,
+            asked: Option<T>,
+            ceiling: Option<T>,
+            show: impl Fn(&T) -> String,
+        ) -> Result<(), String> {
+            match (asked, ceiling) {
+                (None, Some(ceiling)) => Err(format!(
+                    "{what}: asks for no limit, but the host allows at most {}",
+                    show(&ceiling)
+                )),
+                (Some(asked), Some(ceiling)) if asked > ceiling => Err(format!(
+                    "{what}: asks for {}, over the host's ceiling of {}",
+                    show(&asked),
+                    show(&ceiling)
+                )),
+                _ => Ok(()),
+            }
+        }
+        check("fuel", limits.fuel, self.fuel, |n| n.to_string())?;
+        check("memory_mb", limits.memory_bytes, self.memory_bytes, |b| {
+            format!("{} MiB", b >> 20)
+        })?;
+        check("time_limit", limits.time_limit, self.time_limit, |d| {
+            format!("{} s", d.as_secs_f64())
+        })
     }
 }
 

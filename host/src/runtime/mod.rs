@@ -10,7 +10,8 @@ mod plugin;
 mod sandbox;
 
 pub use capture::Captured;
-pub use limits::Limits;
+pub use engine::Metering;
+pub use limits::{Ceilings, Limits};
 pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
 pub use sandbox::{Attempt, AttemptResult, Invocation, LogLevel, LogRecord};
 
@@ -32,13 +33,21 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<StepState>,
     log_sink: Option<LogSink>,
+    ceilings: Ceilings,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// Creates the process's engine and linker.
     pub fn new() -> Result<Self, PluginError> {
-        let engine = engine::new_engine().map_err(PluginError::engine)?;
+        Self::with_metering(Metering::On)
+    }
+
+    /// Creates a runtime whose compiled code does or does not meter fuel
+    /// and epochs. [`Metering::Off`] exists to measure what metering costs;
+    /// never run untrusted code with it.
+    pub fn with_metering(metering: Metering) -> Result<Self, PluginError> {
+        let engine = engine::new_engine(metering).map_err(PluginError::engine)?;
         let linker = sandbox::new_linker(&engine).map_err(PluginError::engine)?;
         let ticker = EpochTicker::start(&engine)
             .map_err(|err| PluginError::Engine(format!("cannot start the epoch clock: {err}")))?;
@@ -46,6 +55,7 @@ impl Runtime {
             engine,
             linker,
             log_sink: None,
+            ceilings: Ceilings::default(),
             _ticker: ticker,
         })
     }
@@ -54,6 +64,17 @@ impl Runtime {
     pub fn with_log_sink(mut self, sink: LogSink) -> Self {
         self.log_sink = Some(sink);
         self
+    }
+
+    /// Caps what any attempt may be given.
+    pub fn with_ceilings(mut self, ceilings: Ceilings) -> Self {
+        self.ceilings = ceilings;
+        self
+    }
+
+    /// The caps on every attempt's limits.
+    pub fn ceilings(&self) -> &Ceilings {
+        &self.ceilings
     }
 
     /// Loads, checks and pre-links the component at `path` under `name`.

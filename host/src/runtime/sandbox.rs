@@ -245,7 +245,7 @@ impl Sandbox {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         let initial_fuel = limits.fuel.unwrap_or(u64::MAX);
-        // Fuel is enabled in the engine's config, so setting it cannot fail.
+        // This fails only on an unmetered engine, where there is no fuel to set.
         let _ = store.set_fuel(initial_fuel);
         let started = Instant::now();
         let deadline = limits.time_limit.map(|limit| started + limit);

@@ -41,6 +41,18 @@ pub fn spin() {
     }
 }
 
+/// Spends CPU: `rounds` steps of a xorshift generator; returns the last value.
+#[task]
+pub fn burn(rounds: u64) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
 /// Allocates and touches `mb` MiB, then returns how many bytes it holds.
 #[task]
 pub fn hog(mb: u64) -> usize {
@@ -144,6 +156,6 @@ pub fn log(message: String) -> String {
 }
 
 wfhost_guest::export_tasks!(
-    echo, fail, flaky, spin, hog, recurse, read_file, connect, env, big_output, panic, sleep,
+    echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
     print, route, log,
 );
