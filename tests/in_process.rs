@@ -60,11 +60,7 @@ async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
         } else {
             let (task, args, kind) = &hostile[(step / 2) % hostile.len()];
             let attempt = runtime
-                .run(
-                    &testkit,
-                    &invocation("testkit", task, step, args),
-                    &limits,
-                )
+                .run(&testkit, &invocation("testkit", task, step, args), &limits)
                 .await;
             match attempt.result {
                 AttemptResult::Failed(failure) => {

@@ -386,11 +386,7 @@ fn check_ceilings<'a>(
         let options = step.signature.options.or(defaults);
         ceilings
             .admit(&attempt_limits(&options, &host_defaults))
-            .map_err(|message| ValidationError::Step {
-                step: step.id.clone(),
-                task: step.signature.task.clone(),
-                message,
-            })?;
+            .map_err(|message| ValidationError::at(step, message))?;
     }
     Ok(())
 }

@@ -25,6 +25,17 @@ pub enum ValidationError {
     },
 }
 
+impl ValidationError {
+    /// A problem with one step.
+    pub fn at(step: &PlannedStep, message: String) -> Self {
+        ValidationError::Step {
+            step: step.id.clone(),
+            task: step.signature.task.clone(),
+            message,
+        }
+    }
+}
+
 /// Loaded plugins by name.
 pub struct PluginSet {
     plugins: BTreeMap<String, Plugin>,
@@ -75,11 +86,7 @@ impl PluginSet {
     pub fn check(&self, steps: &[PlannedStep]) -> Result<(), ValidationError> {
         for step in steps {
             self.resolve(&step.signature)
-                .map_err(|message| ValidationError::Step {
-                    step: step.id.clone(),
-                    task: step.signature.task.clone(),
-                    message,
-                })?;
+                .map_err(|message| ValidationError::at(step, message))?;
         }
         Ok(())
     }
