@@ -290,3 +290,22 @@ fn the_readme_example_runs() {
         "returns are dropped: {totals}"
     );
 }
+
+#[test]
+fn a_failing_errback_is_recorded_and_runs_once() {
+    let document = json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "testkit.fail", "args": ["first"], "options": {"link_error": {"task": "testkit.fail", "args": ["errback broke"], "immutable": true}}}],
+        "on_error": {"task": "testkit.fail", "args": ["on_error broke"], "immutable": true},
+    });
+    let run = run_document(document, &["--json"]);
+    assert_eq!(run.code, 1);
+    // The workflow's error stays the failed step's, not the errbacks'.
+    assert_eq!(run.json()["error"]["message"], "first");
+    assert_eq!(
+        run.step("0.link_error.0")["error"]["message"],
+        "errback broke"
+    );
+    assert_eq!(run.step("on_error")["error"]["message"], "on_error broke");
+    assert_eq!(run.json()["steps"].as_array().unwrap().len(), 3);
+}

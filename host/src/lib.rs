@@ -9,6 +9,8 @@
 //!   fresh, limited store;
 //! - [`executor`] drives the workflow: feeds results forward, retries,
 //!   expands replacements, stops at a failure;
+//! - [`store`] keeps workflows, steps and their event log in redb, so a run
+//!   survives a crash and resumes;
 //! - [`report`] is what a run produced, step by step.
 
 pub mod executor;
@@ -17,5 +19,6 @@ pub mod plan;
 pub mod report;
 pub mod runtime;
 pub mod spec;
+pub mod store;
 
 pub use wfhost_canvas as canvas;

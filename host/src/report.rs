@@ -1,13 +1,13 @@
 //! What a run produced: the workflow's outcome and every step's record.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::failure::Failure;
 use crate::runtime::{Captured, LogRecord};
 
 /// Where a step stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// It returned a result.
@@ -18,13 +18,33 @@ pub enum StepStatus {
     Replaced,
     /// It never ran because an earlier step failed.
     Skipped,
+    /// It waits for its `countdown` (until `due_at_ms`).
+    Scheduled,
+    /// An attempt asked for a retry; the next is due at `due_at_ms`.
+    Retrying,
+}
+
+impl StepStatus {
+    /// The status's name as reports show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Replaced => "replaced",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Scheduled => "scheduled",
+            StepStatus::Retrying => "retrying",
+        }
+    }
 }
 
 /// One step of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// The stable id (`0`, `2.1`, `3.0`).
     pub id: String,
+    /// Order in which the workflow first recorded the step.
+    pub seq: u64,
     /// The step whose result this step received, or that it replaced.
     pub parent: Option<String>,
     /// `plugin.task`.
@@ -35,23 +55,27 @@ pub struct StepRecord {
     pub status: StepStatus,
     /// Attempts made (0 for a skipped step).
     pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     /// Fuel used by all attempts together.
     pub fuel_used: u64,
     /// Wall-clock time of all attempts and retry delays, in milliseconds.
     pub duration_ms: f64,
     /// The last attempt's stdout.
-    #[serde(skip_serializing_if = "Captured::is_empty")]
+    #[serde(default, skip_serializing_if = "Captured::is_empty")]
     pub stdout: Captured,
     /// The last attempt's stderr.
-    #[serde(skip_serializing_if = "Captured::is_empty")]
+    #[serde(default, skip_serializing_if = "Captured::is_empty")]
     pub stderr: Captured,
     /// Log records of every attempt.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogRecord>,
+    /// When a scheduled or retrying step's next attempt is due, in
+    /// milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at_ms: Option<u64>,
 }
 
 impl StepRecord {
@@ -65,6 +89,7 @@ impl StepRecord {
     ) -> Self {
         StepRecord {
             id: id.to_string(),
+            seq: 0,
             parent,
             task: task.to_string(),
             args,
@@ -78,6 +103,7 @@ impl StepRecord {
             stdout: Captured::default(),
             stderr: Captured::default(),
             logs: Vec::new(),
+            due_at_ms: None,
         }
     }
 }
@@ -98,15 +124,43 @@ impl StepRecord {
 }
 
 /// How a workflow ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowStatus {
+    /// Started and not finished: running now, or cut off by a crash or a stop.
+    Running,
     Succeeded,
     Failed,
 }
 
+impl WorkflowStatus {
+    /// The status's name as reports show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Succeeded => "succeeded",
+            WorkflowStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for WorkflowStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [
+            WorkflowStatus::Running,
+            WorkflowStatus::Succeeded,
+            WorkflowStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .ok_or_else(|| format!("unknown status `{text}` (expected running, succeeded or failed)"))
+    }
+}
+
 /// The failed step behind a failed workflow.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowError {
     /// The failed step's id.
     pub step: String,
@@ -132,15 +186,15 @@ impl WorkflowError {
 }
 
 /// Everything a run produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowReport {
     pub id: String,
     pub tenant: String,
     pub status: WorkflowStatus,
     /// The last step's result, when the workflow succeeded.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WorkflowError>,
     /// Every step in the order it ran, then the skipped ones.
     pub steps: Vec<StepRecord>,

@@ -85,10 +85,29 @@ pub fn rss_kib() -> u64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-/// A chain file in a directory of its own.
+/// A chain file in a directory of its own, beside its own state database.
 pub struct ChainFile {
     pub dir: TempDir,
     pub path: PathBuf,
+}
+
+impl ChainFile {
+    /// The state database the file's runs use.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("state.redb")
+    }
+
+    /// `wfhost` with this chain's database.
+    pub fn wfhost(&self) -> Command {
+        let mut command = wfhost();
+        command.env("WFHOST_DB", self.db());
+        command
+    }
+
+    /// Runs `wfhost` with `args` against this chain's database.
+    pub fn command(&self, args: &[&str]) -> Run {
+        Run::from(self.wfhost().args(args).output().expect("running wfhost"))
+    }
 }
 
 /// Writes `document` as `chain.json` in a fresh directory.
@@ -117,7 +136,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Self {
+    pub fn from(output: Output) -> Self {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -154,7 +173,8 @@ pub fn run_args(args: &[&str]) -> Run {
 
 /// Runs `wfhost run` on a chain file with extra arguments.
 pub fn run_file(chain: &ChainFile, extra: &[&str]) -> Run {
-    let output = wfhost()
+    let output = chain
+        .wfhost()
         .arg("run")
         .arg(&chain.path)
         .args(extra)

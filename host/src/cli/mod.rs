@@ -1,13 +1,19 @@
 //! Command-line parsing and dispatch, and the mapping of outcomes to exit
 //! statuses: 0 succeeded, 1 the workflow failed, 2 the input was wrong.
 
+mod execute;
 mod inspect;
+mod progress;
+mod resume;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use wfhost::report::WorkflowStatus;
+use wfhost::store::{self, Store};
 
 /// Sandboxed workflows of WebAssembly tasks: Celery's chains, run as components.
 #[derive(Parser)]
@@ -17,10 +23,67 @@ struct Cli {
     command: Command,
 }
 
+/// Where the state database is.
+#[derive(Args)]
+pub struct DbArgs {
+    /// The state database [default: wfhost/state.redb in the user's data directory]
+    #[arg(long, env = "WFHOST_DB", value_name = "PATH", global = true)]
+    db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// Opens the state database.
+    pub fn open(&self) -> anyhow::Result<Store> {
+        let path = self.db.clone().unwrap_or_else(store::default_path);
+        Ok(Store::open(&path)?)
+    }
+}
+
+/// Which tenant's workflows a command addresses.
+#[derive(Args)]
+pub struct TenantArg {
+    /// The tenant the workflow belongs to.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the workflow of a chain file and print its result as one JSON line.
     Run(run::RunArgs),
+    /// Show a workflow and each of its steps.
+    Status {
+        /// The workflow's id.
+        id: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the workflow's event log instead.
+        #[arg(long)]
+        events: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List workflows (`--status failed` is the dead-letter view).
+    List {
+        /// Only workflows with this status: running, succeeded or failed.
+        #[arg(long)]
+        status: Option<WorkflowStatus>,
+        /// Only this tenant's workflows.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Continue workflows that a crash or a stop cut off.
+    Resume(resume::ResumeArgs),
+    /// Re-drive a failed workflow from its failed step.
+    Retry(resume::RetryArgs),
     /// List the tasks a plugin component exports, with parameters and docs.
     Inspect {
         /// The plugin component (.wasm).
@@ -52,6 +115,21 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Status {
+                id,
+                tenant,
+                json,
+                events,
+                db,
+            } => status::status(&db.open()?, &tenant.tenant, &id, json, events),
+            Command::List {
+                status,
+                tenant,
+                json,
+                db,
+            } => status::list(&db.open()?, tenant.as_deref(), status, json),
+            Command::Resume(args) => resume::resume(args).await,
+            Command::Retry(args) => resume::retry(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
         }
     });

@@ -57,6 +57,11 @@ impl PluginSet {
         Ok(PluginSet { plugins })
     }
 
+    /// The plugin the workflow calls `name`.
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.plugins.get(name)
+    }
+
     /// The plugin and task a signature names, or why there is none.
     pub fn resolve(&self, signature: &Signature) -> Result<(&Plugin, &TaskInfo), String> {
         let plugin_name = signature.plugin_name().unwrap_or_default();

@@ -49,6 +49,52 @@ pub struct PluginRef {
     pub sha256: Option<String>,
 }
 
+impl WorkflowSpec {
+    /// The workflow in native JSON form: what [`from_stored`] reads back.
+    pub fn to_json(&self) -> Value {
+        let plugins: serde_json::Map<String, Value> = self
+            .plugins
+            .iter()
+            .map(|(name, plugin)| {
+                let mut entry = serde_json::Map::new();
+                entry.insert(
+                    "path".into(),
+                    Value::String(plugin.path.display().to_string()),
+                );
+                if let Some(sha256) = &plugin.sha256 {
+                    entry.insert("sha256".into(), Value::String(sha256.clone()));
+                }
+                (name.clone(), Value::Object(entry))
+            })
+            .collect();
+        let mut document = serde_json::Map::new();
+        if let Some(id) = &self.id {
+            document.insert("id".into(), Value::String(id.clone()));
+        }
+        if let Some(tenant) = &self.tenant {
+            document.insert("tenant".into(), Value::String(tenant.clone()));
+        }
+        document.insert("plugins".into(), Value::Object(plugins));
+        if !self.defaults.is_empty() {
+            document.insert(
+                "defaults".into(),
+                serde_json::to_value(&self.defaults).unwrap_or_default(),
+            );
+        }
+        document.insert("workflow".into(), self.workflow.to_json());
+        if let Some(on_error) = &self.on_error {
+            document.insert("on_error".into(), on_error.to_json());
+        }
+        Value::Object(document)
+    }
+}
+
+/// Reads a workflow stored by [`WorkflowSpec::to_json`]; its plugin paths
+/// are absolute.
+pub fn from_stored(value: &Value) -> Result<WorkflowSpec, SpecIssue> {
+    from_value(value, Path::new("/"))
+}
+
 /// Why a chain file cannot be used.
 #[derive(Debug, Error)]
 pub enum SpecError {

@@ -116,3 +116,16 @@ fn syntax_errors_carry_line_and_column() {
         other => panic!("expected a syntax error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_stored_spec_reads_back_as_the_same_spec() {
+    let spec = parse_ok(json!({
+        "id": "x",
+        "tenant": "acme",
+        "plugins": {"math": {"path": "math.wasm", "sha256": "ab".repeat(32)}},
+        "defaults": {"fuel": null, "max_retries": 2, "retry_backoff": 0.5},
+        "workflow": [{"task": "math.add", "args": [1, 2], "options": {"link": {"task": "math.mul", "args": [2]}}}],
+        "on_error": {"task": "math.add", "immutable": true},
+    }));
+    assert_eq!(from_stored(&spec.to_json()), Ok(spec));
+}

@@ -117,6 +117,22 @@ pub fn sleep(ms: u64) -> u64 {
     ms
 }
 
+/// Adds two integers after sleeping `ms` milliseconds.
+#[task]
+pub fn slow_add(x: i64, y: i64, ms: u64) -> i64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    x + y
+}
+
+/// The wall-clock time, in milliseconds since the Unix epoch.
+#[task]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 /// Writes `text` to stdout and to stderr, `times` times (once by default),
 /// and returns the number of bytes written to each.
 #[task]
@@ -157,5 +173,5 @@ pub fn log(message: String) -> String {
 
 wfhost_guest::export_tasks!(
     echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
-    print, route, log,
+    print, route, log, slow_add, now_ms,
 );

@@ -1,0 +1,139 @@
+//! What `run`, `resume` and `retry` share: building the runtime, running a
+//! workflow durably, and printing its outcome.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use wfhost::executor::{RunIdentity, RunMode, Workflow};
+use wfhost::report::WorkflowStatus;
+use wfhost::runtime::{Ceilings, Invocation, LogRecord, Runtime};
+use wfhost::spec::WorkflowSpec;
+use wfhost::store::{Store, WorkflowRow};
+
+use super::progress::Progress;
+use super::{DbArgs, Finished};
+
+/// What every command that runs workflows takes.
+#[derive(Args)]
+pub struct HostArgs {
+    /// Print a report of the workflow and every step instead of its result.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ceilings: CeilingArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Host-wide caps on what any step may be given.
+#[derive(Args)]
+pub struct CeilingArgs {
+    /// The most fuel any attempt may have.
+    #[arg(long, value_name = "UNITS")]
+    max_fuel: Option<u64>,
+    /// The most memory any attempt may have, in MiB.
+    #[arg(long, value_name = "MIB")]
+    max_memory_mb: Option<u64>,
+    /// The longest wall-clock limit any attempt may have, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    max_time_limit: Option<Duration>,
+}
+
+impl CeilingArgs {
+    fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            fuel: self.max_fuel,
+            memory_bytes: self.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            time_limit: self.max_time_limit,
+        }
+    }
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|err| format!("{err}"))?;
+    if seconds > 0.0 {
+        Duration::try_from_secs_f64(seconds).map_err(|err| err.to_string())
+    } else {
+        Err("must be above 0".to_string())
+    }
+}
+
+fn print_log(invocation: &Invocation, record: &LogRecord) {
+    eprintln!(
+        "step {} ({}.{}) {}: {}",
+        invocation.step_id,
+        invocation.plugin,
+        invocation.task,
+        record.level.as_str(),
+        record.message
+    );
+}
+
+impl HostArgs {
+    /// The runtime, showing guest logs on stderr.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        Ok(Runtime::new()?
+            .with_log_sink(Arc::new(print_log))
+            .with_ceilings(self.ceilings.ceilings()))
+    }
+}
+
+/// Loads the workflow's plugins, runs it durably and prints its outcome.
+pub async fn execute(
+    runtime: &Runtime,
+    store: &Store,
+    spec: WorkflowSpec,
+    identity: &RunIdentity,
+    mode: RunMode,
+    json: bool,
+) -> anyhow::Result<Finished> {
+    let workflow = Workflow::prepare(runtime, spec)
+        .await
+        .map_err(|err| anyhow::anyhow!("workflow {} cannot run: {err}", identity.id))?;
+    let progress = Progress::new(workflow.planned_steps() as u64);
+    let row = workflow
+        .run(runtime, store, identity, mode, &progress)
+        .await;
+    progress.finish();
+    report(store, &row?, json)
+}
+
+/// Prints a workflow's outcome: its result (or, with `json`, the whole
+/// report) on stdout, its error on stderr.
+pub fn report(store: &Store, row: &WorkflowRow, json: bool) -> anyhow::Result<Finished> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        if let Some(report) = store.report(&row.tenant, &row.id)? {
+            serde_json::to_writer_pretty(&mut stdout, &report)?;
+            writeln!(stdout)?;
+        }
+    } else if let Some(result) = &row.result {
+        serde_json::to_writer(&mut stdout, result)?;
+        writeln!(stdout)?;
+    }
+    stdout.flush()?;
+    match row.status {
+        WorkflowStatus::Succeeded => Ok(Finished::Succeeded),
+        WorkflowStatus::Running => {
+            eprintln!("error: workflow {} did not finish", row.id);
+            Ok(Finished::WorkflowFailed)
+        }
+        WorkflowStatus::Failed => {
+            if let Some(error) = &row.error {
+                eprintln!(
+                    "error: workflow {} failed at step {} ({}) after {} attempt{}: {}: {}",
+                    row.id,
+                    error.step,
+                    error.task,
+                    error.attempts,
+                    if error.attempts == 1 { "" } else { "s" },
+                    error.kind,
+                    error.message
+                );
+            }
+            Ok(Finished::WorkflowFailed)
+        }
+    }
+}

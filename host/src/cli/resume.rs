@@ -1,0 +1,108 @@
+//! `wfhost resume [ID | --all]` and `wfhost retry ID`.
+
+use anyhow::bail;
+use clap::Args;
+use wfhost::executor::{RunIdentity, RunMode};
+use wfhost::report::WorkflowStatus;
+use wfhost::spec;
+use wfhost::store::{Store, WorkflowRow};
+
+use super::execute::{self, HostArgs};
+use super::{Finished, TenantArg};
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// The workflow to continue.
+    #[arg(required_unless_present = "all")]
+    id: Option<String>,
+    /// Continue every workflow that was cut off, of every tenant.
+    #[arg(long, conflicts_with = "id")]
+    all: bool,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+#[derive(Args)]
+pub struct RetryArgs {
+    /// The failed workflow to re-drive from its failed step.
+    id: String,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+fn stored(store: &Store, tenant: &str, id: &str) -> anyhow::Result<WorkflowRow> {
+    match store.workflow(tenant, id)? {
+        Some(row) => Ok(row),
+        None => bail!(
+            "no workflow `{id}` of tenant `{tenant}` in {}",
+            store.path().display()
+        ),
+    }
+}
+
+/// Runs a stored workflow again in `mode`.
+async fn rerun(
+    store: &Store,
+    host: &HostArgs,
+    row: &WorkflowRow,
+    mode: RunMode,
+) -> anyhow::Result<Finished> {
+    let spec = spec::from_stored(&row.spec).map_err(|issue| {
+        anyhow::anyhow!(
+            "workflow {}: the stored workflow is unreadable: {issue}",
+            row.id
+        )
+    })?;
+    let identity = RunIdentity {
+        id: row.id.clone(),
+        tenant: row.tenant.clone(),
+    };
+    let runtime = host.runtime()?;
+    execute::execute(&runtime, store, spec, &identity, mode, host.json).await
+}
+
+pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
+    let store = args.host.db.open()?;
+    let rows = match &args.id {
+        Some(id) => {
+            let row = stored(&store, &args.tenant.tenant, id)?;
+            if row.status != WorkflowStatus::Running {
+                eprintln!("workflow {id} is not cut off: it {}", row.status.as_str());
+                return execute::report(&store, &row, args.host.json);
+            }
+            vec![row]
+        }
+        None => store.workflows(None, Some(WorkflowStatus::Running))?,
+    };
+    if rows.is_empty() {
+        eprintln!("no workflow was cut off");
+    }
+    let mut finished = Finished::Succeeded;
+    for row in &rows {
+        eprintln!("resuming workflow {} (tenant {})", row.id, row.tenant);
+        if let Finished::WorkflowFailed = rerun(&store, &args.host, row, RunMode::Normal).await? {
+            finished = Finished::WorkflowFailed;
+        }
+    }
+    Ok(finished)
+}
+
+pub async fn retry(args: RetryArgs) -> anyhow::Result<Finished> {
+    let store = args.host.db.open()?;
+    let row = stored(&store, &args.tenant.tenant, &args.id)?;
+    if row.status != WorkflowStatus::Failed {
+        bail!(
+            "workflow {} {}; only a failed workflow can be retried",
+            row.id,
+            match row.status {
+                WorkflowStatus::Running => "is still running (use `wfhost resume`)",
+                _ => "succeeded",
+            }
+        );
+    }
+    rerun(&store, &args.host, &row, RunMode::RetryFailed).await
+}

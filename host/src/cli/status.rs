@@ -1,0 +1,196 @@
+//! `wfhost status ID` and `wfhost list`.
+
+use std::io::Write;
+
+use anyhow::bail;
+use serde_json::{Value, json};
+use wfhost::report::{StepRecord, WorkflowStatus};
+use wfhost::store::{Store, WorkflowRow, now_ms};
+
+use super::Finished;
+
+/// A value on one line, cut to `width` characters.
+fn brief(value: &Value, width: usize) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= width {
+        return text;
+    }
+    let cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+fn age(ms: u64) -> String {
+    let seconds = now_ms().saturating_sub(ms) / 1000;
+    match seconds {
+        0..=119 => format!("{seconds} s ago"),
+        120..=7199 => format!("{} min ago", seconds / 60),
+        _ => format!("{} h ago", seconds / 3600),
+    }
+}
+
+fn outcome(step: &StepRecord) -> String {
+    match (&step.result, &step.error) {
+        (_, Some(error)) => format!("{}: {}", error.kind, error.message),
+        (Some(result), None) => brief(result, 60),
+        (None, None) => String::new(),
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Prints a workflow's event log.
+fn events(
+    out: &mut impl Write,
+    store: &Store,
+    tenant: &str,
+    id: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let events = store.events(tenant, id)?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &events)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for event in events {
+        writeln!(
+            out,
+            "{:>6} {:>13} {:<20} {:<10} {}",
+            event.seq,
+            event.at_ms,
+            event.kind,
+            event.step.as_deref().unwrap_or("-"),
+            event.detail.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn status(
+    store: &Store,
+    tenant: &str,
+    id: &str,
+    json: bool,
+    show_events: bool,
+) -> anyhow::Result<Finished> {
+    let Some(report) = store.report(tenant, id)? else {
+        bail!(
+            "no workflow `{id}` of tenant `{tenant}` in {}",
+            store.path().display()
+        );
+    };
+    let mut out = std::io::stdout().lock();
+    if show_events {
+        events(&mut out, store, tenant, id, json)?;
+        return Ok(Finished::Succeeded);
+    }
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(Finished::Succeeded);
+    }
+    let row = store.workflow(tenant, id)?;
+    writeln!(
+        out,
+        "workflow {} (tenant {}): {}",
+        report.id,
+        report.tenant,
+        report.status.as_str()
+    )?;
+    if let Some(row) = &row {
+        writeln!(
+            out,
+            "  started {}, last change {}",
+            age(row.created_at_ms),
+            age(row.updated_at_ms)
+        )?;
+    }
+    if let Some(result) = &report.result {
+        writeln!(out, "  result: {}", brief(result, 100))?;
+    }
+    if let Some(error) = &report.error {
+        writeln!(
+            out,
+            "  error: step {} ({}) after {} attempt{}: {}: {}",
+            error.step,
+            error.task,
+            error.attempts,
+            plural(error.attempts),
+            error.kind,
+            error.message
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  {:<10} {:<8} {:<18} {:<10} {:>8} {:>10} {:>12}  RESULT / ERROR",
+        "STEP", "PARENT", "TASK", "STATUS", "ATTEMPTS", "MS", "FUEL"
+    )?;
+    for step in &report.steps {
+        writeln!(
+            out,
+            "  {:<10} {:<8} {:<18} {:<10} {:>8} {:>10.1} {:>12}  {}",
+            step.id,
+            step.parent.as_deref().unwrap_or("-"),
+            step.task,
+            step.status.as_str(),
+            step.attempts,
+            step.duration_ms,
+            step.fuel_used,
+            outcome(step)
+        )?;
+    }
+    Ok(Finished::Succeeded)
+}
+
+fn summary(row: &WorkflowRow) -> Value {
+    json!({
+        "id": row.id,
+        "tenant": row.tenant,
+        "status": row.status,
+        "created_at_ms": row.created_at_ms,
+        "updated_at_ms": row.updated_at_ms,
+        "result": row.result,
+        "error": row.error,
+    })
+}
+
+pub fn list(
+    store: &Store,
+    tenant: Option<&str>,
+    status: Option<WorkflowStatus>,
+    json: bool,
+) -> anyhow::Result<Finished> {
+    let rows = store.workflows(tenant, status)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let list: Vec<Value> = rows.iter().map(summary).collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(Finished::Succeeded);
+    }
+    writeln!(
+        out,
+        "{:<28} {:<12} {:<10} {:<12}  RESULT / ERROR",
+        "ID", "TENANT", "STATUS", "CHANGED"
+    )?;
+    for row in &rows {
+        let outcome = match (&row.result, &row.error) {
+            (_, Some(error)) => format!("step {}: {}: {}", error.step, error.kind, error.message),
+            (Some(result), None) => brief(result, 60),
+            (None, None) => String::new(),
+        };
+        writeln!(
+            out,
+            "{:<28} {:<12} {:<10} {:<12}  {}",
+            row.id,
+            row.tenant,
+            row.status.as_str(),
+            age(row.updated_at_ms),
+            outcome
+        )?;
+    }
+    Ok(Finished::Succeeded)
+}

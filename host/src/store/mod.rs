@@ -1,0 +1,356 @@
+//! Durable workflow state in a redb file: workflows, their steps, and an
+//! append-only event log per workflow.
+//!
+//! Every state change is one write transaction, committed with redb's
+//! default (immediate) durability before the executor moves on, so a process
+//! killed at any instant leaves a consistent database that `resume` can
+//! continue from.
+
+mod tables;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::report::{StepRecord, WorkflowError, WorkflowReport, WorkflowStatus};
+use tables::{EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, STEPS, WORKFLOWS};
+
+/// Why the state database cannot be used.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the state database {} is in use by another wfhost process", path.display())]
+    Locked { path: PathBuf },
+    #[error("the state database {} is damaged or is not a wfhost database: {reason}", path.display())]
+    Damaged { path: PathBuf, reason: String },
+    #[error("the state database {} has schema version {found}; this wfhost reads version {expected}", path.display())]
+    SchemaVersion {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("cannot create the state database {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state database {}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+}
+
+/// A workflow as stored: what it is, and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRow {
+    pub id: String,
+    pub tenant: String,
+    pub status: WorkflowStatus,
+    /// The workflow in native JSON form, plugins pinned by absolute path
+    /// and sha256: what `resume` runs.
+    pub spec: Value,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<WorkflowError>,
+}
+
+/// One entry of a workflow's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the workflow's log, from 0.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened: `workflow_started`, `step_succeeded`, `step_retrying` …
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// The default database: `$WFHOST_DB`, else `wfhost/state.redb` in the
+/// user's data directory (`$XDG_DATA_HOME`, else `~/.local/share`).
+pub fn default_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("WFHOST_DB") {
+        return PathBuf::from(path);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("wfhost").join("state.redb")
+}
+
+/// The state database.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its directory) if
+    /// needed. A database open in another process, damaged, or of another
+    /// schema version is refused with an error that says so.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Create {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = Database::create(path).map_err(|err| match err {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.to_path_buf(),
+            },
+            other => StoreError::Damaged {
+                path: path.to_path_buf(),
+                reason: other.to_string(),
+            },
+        })?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// A database that lives in memory only, for library users and benchmarks.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|err| StoreError::Io {
+                path: path.clone(),
+                reason: err.to_string(),
+            })?;
+        let store = Store { db, path };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, err: impl Into<redb::Error>) -> StoreError {
+        let err = err.into();
+        match err {
+            redb::Error::Corrupted(reason) => StoreError::Damaged {
+                path: self.path.clone(),
+                reason,
+            },
+            other => StoreError::Io {
+                path: self.path.clone(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|err| StoreError::Damaged {
+            path: self.path.clone(),
+            reason: format!("a stored record does not decode: {err}"),
+        })
+    }
+
+    /// Creates the tables on first use and checks the schema version.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
+            let found = meta
+                .get(SCHEMA_VERSION_KEY)
+                .map_err(|e| self.io(e))?
+                .map(|v| v.value());
+            match found {
+                Some(found) if found != SCHEMA_VERSION => {
+                    return Err(StoreError::SchemaVersion {
+                        path: self.path.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                        .map_err(|e| self.io(e))?;
+                }
+            }
+            txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
+            txn.open_table(STEPS).map_err(|e| self.io(e))?;
+            txn.open_table(EVENTS).map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// The workflow `id` of `tenant`, if stored.
+    pub fn workflow(&self, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
+        let row = table.get((tenant, id)).map_err(|e| self.io(e))?;
+        row.map(|bytes| self.decode(bytes.value())).transpose()
+    }
+
+    /// Workflows, optionally of one tenant and one status, oldest first.
+    pub fn workflows(
+        &self,
+        tenant: Option<&str>,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<WorkflowRow>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
+        let mut rows = Vec::new();
+        for entry in table.iter().map_err(|e| self.io(e))? {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            if tenant.is_some_and(|t| t != key.value().0) {
+                continue;
+            }
+            let row: WorkflowRow = self.decode(value.value())?;
+            if status.is_none_or(|s| s == row.status) {
+                rows.push(row);
+            }
+        }
+        rows.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(rows)
+    }
+
+    /// Every stored step of a workflow, in the order they were first recorded.
+    pub fn steps(&self, tenant: &str, id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(STEPS).map_err(|e| self.io(e))?;
+        let mut steps: Vec<StepRecord> = Vec::new();
+        let range = table.range((tenant, id, "")..).map_err(|e| self.io(e))?;
+        for entry in range {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            let (t, w, _) = key.value();
+            if t != tenant || w != id {
+                break;
+            }
+            steps.push(self.decode(value.value())?);
+        }
+        steps.sort_by_key(|step| step.seq);
+        Ok(steps)
+    }
+
+    /// A workflow's event log.
+    pub fn events(&self, tenant: &str, id: &str) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
+        let range = table
+            .range((tenant, id, 0u64)..=(tenant, id, u64::MAX))
+            .map_err(|e| self.io(e))?;
+        range
+            .map(|entry| {
+                let (_, value) = entry.map_err(|e| self.io(e))?;
+                self.decode(value.value())
+            })
+            .collect()
+    }
+
+    /// The stored report of a workflow: its row and every step.
+    pub fn report(&self, tenant: &str, id: &str) -> Result<Option<WorkflowReport>, StoreError> {
+        let Some(row) = self.workflow(tenant, id)? else {
+            return Ok(None);
+        };
+        Ok(Some(WorkflowReport {
+            steps: self.steps(tenant, id)?,
+            id: row.id,
+            tenant: row.tenant,
+            status: row.status,
+            result: row.result,
+            error: row.error,
+        }))
+    }
+
+    /// Writes a workflow row and appends an event, in one transaction.
+    pub fn put_workflow(
+        &self,
+        row: &WorkflowRow,
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(&row.tenant, &row.id, |txn, store| {
+            let mut table = txn.open_table(WORKFLOWS).map_err(|e| store.io(e))?;
+            let bytes = serde_json::to_vec(row).unwrap_or_default();
+            table
+                .insert((row.tenant.as_str(), row.id.as_str()), bytes.as_slice())
+                .map_err(|e| store.io(e))?;
+            Ok((event.to_string(), None, detail))
+        })
+    }
+
+    /// Writes step records and appends one event, in one transaction.
+    pub fn put_steps(
+        &self,
+        tenant: &str,
+        id: &str,
+        records: &[&StepRecord],
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(tenant, id, |txn, store| {
+            let mut table = txn.open_table(STEPS).map_err(|e| store.io(e))?;
+            for record in records {
+                let bytes = serde_json::to_vec(record).unwrap_or_default();
+                table
+                    .insert((tenant, id, record.id.as_str()), bytes.as_slice())
+                    .map_err(|e| store.io(e))?;
+            }
+            let step = records.first().map(|r| r.id.clone());
+            Ok((event.to_string(), step, detail))
+        })
+    }
+
+    /// Runs `change` and appends the event it names, then commits.
+    fn write(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: impl FnOnce(
+            &redb::WriteTransaction,
+            &Store,
+        ) -> Result<(String, Option<String>, Option<String>), StoreError>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        let (kind, step, detail) = change(&txn, self)?;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
+            let seq = events
+                .range((tenant, id, 0u64)..=(tenant, id, u64::MAX))
+                .map_err(|e| self.io(e))?
+                .next_back()
+                .transpose()
+                .map_err(|e| self.io(e))?
+                .map_or(0, |(key, _)| key.value().2 + 1);
+            let event = Event {
+                seq,
+                at_ms: now_ms(),
+                kind,
+                step,
+                detail,
+            };
+            let bytes = serde_json::to_vec(&event).unwrap_or_default();
+            events
+                .insert((tenant, id, seq), bytes.as_slice())
+                .map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+}

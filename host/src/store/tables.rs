@@ -1,0 +1,20 @@
+//! The typed tables of the state database. Every key starts with the
+//! tenant, so one tenant's records are never reached through another's.
+
+use redb::TableDefinition;
+
+/// Bumped whenever a table or a stored record changes shape.
+pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// Settings of the file itself.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// (tenant, workflow id) → workflow row (JSON).
+pub const WORKFLOWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("workflows");
+
+/// (tenant, workflow id, step id) → step record (JSON).
+pub const STEPS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("steps");
+
+/// (tenant, workflow id, sequence number) → event (JSON); append-only.
+pub const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");

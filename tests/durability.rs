@@ -1,0 +1,342 @@
+//! Durable workflows: state survives SIGKILL at any moment, `resume`
+//! continues without re-running finished steps, countdowns keep their due
+//! time, ids are idempotent, and the database refuses damage and sharing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn spawn(chain: &ChainFile, args: &[&str]) -> Child {
+    chain
+        .wfhost()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting wfhost")
+}
+
+fn kill(mut child: Child) {
+    // Child::kill sends SIGKILL on Unix: no chance to clean up.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// How many events of `kind` each step has in a workflow's log.
+fn event_counts(chain: &ChainFile, id: &str, kind: &str) -> HashMap<String, usize> {
+    let events = chain.command(&["status", id, "--events", "--json"]).json();
+    let mut counts = HashMap::new();
+    for event in events.as_array().unwrap() {
+        if event["kind"] == kind {
+            *counts
+                .entry(event["step"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_long_chain_survives_repeated_sigkill_and_resumes_exactly() {
+    const STEPS: usize = 2000;
+    let mut workflow = vec![json!({"task": "testkit.slow_add", "args": [0, 1, 1]})];
+    workflow.extend((1..STEPS).map(|_| json!({"task": "testkit.slow_add", "args": [1, 1]})));
+    let chain =
+        chain_file(&json!({"id": "crashy", "plugins": standard_plugins(), "workflow": workflow}));
+    let path = chain.path.to_str().unwrap().to_string();
+
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut kills = 0;
+    let mut stored = false;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the chain did not finish in time"
+        );
+        // Until the workflow is stored, starting it again is `run`; after
+        // that, `resume` continues it.
+        let mut child = if stored {
+            spawn(&chain, &["resume", "crashy"])
+        } else {
+            spawn(&chain, &["run", &path])
+        };
+        if kills < 6 {
+            sleep(Duration::from_millis(rng.u64(300..1500)));
+            if child.try_wait().unwrap().is_none() {
+                kill(child);
+                kills += 1;
+                stored = chain.command(&["status", "crashy"]).code == 0;
+                continue;
+            }
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        break;
+    }
+    assert!(
+        kills >= 3,
+        "the test should kill the host mid-run, killed {kills} times"
+    );
+
+    let report = chain.command(&["status", "crashy", "--json"]).json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["result"], STEPS);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), STEPS);
+    for step in steps {
+        let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(step["status"], "succeeded", "{step}");
+        assert_eq!(
+            step["result"],
+            index + 1,
+            "step {index} must have seen the committed result before it"
+        );
+        assert_eq!(step["attempts"], 1, "{step}");
+    }
+    let succeeded = event_counts(&chain, "crashy", "step_succeeded");
+    assert_eq!(succeeded.len(), STEPS);
+    assert!(
+        succeeded.values().all(|&n| n == 1),
+        "a step succeeded twice: {succeeded:?}"
+    );
+    let resumed = event_counts(&chain, "crashy", "workflow_resumed");
+    assert_eq!(
+        resumed.values().sum::<usize>(),
+        kills.min(resumed.values().sum())
+    );
+}
+
+#[test]
+fn a_countdown_survives_a_kill_and_runs_no_earlier_than_due() {
+    let mut wait = Duration::from_millis(1000);
+    for _ in 0..4 {
+        let chain = chain_file(&json!({
+            "id": "later",
+            "plugins": standard_plugins(),
+            "workflow": [{"task": "testkit.now_ms", "options": {"countdown": 2}}],
+        }));
+        let child = spawn(&chain, &["run", chain.path.to_str().unwrap()]);
+        sleep(wait);
+        kill(child);
+        let report = chain.command(&["status", "later", "--json"]);
+        let scheduled = report.code == 0 && report.json()["steps"][0]["status"] == "scheduled";
+        if !scheduled {
+            // The host had not reached the countdown yet; give it longer.
+            wait *= 2;
+            continue;
+        }
+        let due = report.json()["steps"][0]["due_at_ms"].as_u64().unwrap();
+        let resumed = chain.command(&["resume", "later", "--json"]);
+        assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+        let ran_at = resumed.json()["result"].as_u64().unwrap();
+        assert!(
+            ran_at >= due,
+            "the step ran at {ran_at}, before it was due at {due}"
+        );
+        return;
+    }
+    panic!("the host never reached the countdown before it was killed");
+}
+
+#[test]
+fn the_same_id_runs_once() {
+    let chain = chain_file(&json!({
+        "id": "once",
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "math.mul", "args": [10]}],
+    }));
+    let first = run_file(&chain, &[]);
+    assert_eq!(
+        (first.code, first.stdout.as_str()),
+        (0, "30\n"),
+        "{}",
+        first.stderr
+    );
+    let second = run_file(&chain, &[]);
+    assert_eq!((second.code, second.stdout.as_str()), (0, "30\n"));
+    assert!(
+        second.stderr.contains("already succeeded"),
+        "{}",
+        second.stderr
+    );
+    let succeeded = event_counts(&chain, "once", "step_succeeded");
+    assert_eq!(succeeded.values().copied().collect::<Vec<_>>(), [1, 1]);
+    // An id given on the command line works the same way, per tenant.
+    let other = run_file(&chain, &["--tenant", "acme"]);
+    assert_eq!(other.code, 0);
+    assert_eq!(
+        chain.command(&["status", "once", "--tenant", "acme"]).code,
+        0
+    );
+}
+
+#[test]
+fn status_and_list_show_where_workflows_stand() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 1]}, {"task": "testkit.fail", "args": ["nope"], "immutable": true}],
+    }));
+    assert_eq!(run_file(&chain, &["--id", "bad"]).code, 1);
+    let good = chain_file(
+        &json!({"plugins": standard_plugins(), "workflow": [{"task": "math.add", "args": [2, 3]}]}),
+    );
+    let good_run = good
+        .wfhost()
+        .args(["run", good.path.to_str().unwrap(), "--id", "good"])
+        .env("WFHOST_DB", chain.db())
+        .output()
+        .unwrap();
+    assert!(good_run.status.success());
+
+    let text = chain.command(&["status", "bad"]);
+    assert_eq!(text.code, 0);
+    assert!(
+        text.stdout
+            .contains("workflow bad (tenant default): failed"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("testkit.fail"), "{}", text.stdout);
+    let report = chain.command(&["status", "bad", "--json"]).json();
+    assert_eq!(report["steps"][1]["parent"], "0");
+    assert_eq!(report["steps"][1]["error"]["message"], "nope");
+
+    let failed = chain
+        .command(&["list", "--status", "failed", "--json"])
+        .json();
+    let ids: Vec<&str> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["bad"]);
+    let all = chain.command(&["list"]);
+    assert!(
+        all.stdout.contains("good") && all.stdout.contains("bad"),
+        "{}",
+        all.stdout
+    );
+    assert_eq!(chain.command(&["status", "missing"]).code, 2);
+}
+
+#[test]
+fn retry_re_drives_a_failed_workflow_from_its_failed_step() {
+    let chain = chain_file(&json!({
+        "id": "again",
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 1]},
+            {"task": "testkit.flaky", "args": ["k", 1], "immutable": true, "options": {"max_retries": 0}},
+            {"task": "math.add", "args": [10]},
+        ],
+        "on_error": {"task": "testkit.echo"},
+    }));
+    let failed = run_file(&chain, &[]);
+    assert_eq!(failed.code, 1);
+    let retried = chain.command(&["retry", "again", "--json"]);
+    assert_eq!(retried.code, 0, "{}", retried.stderr);
+    let report = retried.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["result"], 12);
+    assert_eq!(retried.step("1")["attempts"], 2);
+    // The first step ran once, before the failure, and was not run again.
+    let succeeded = event_counts(&chain, "again", "step_succeeded");
+    assert_eq!(succeeded["0"], 1);
+    // A succeeded workflow cannot be retried.
+    assert_eq!(chain.command(&["retry", "again"]).code, 2);
+}
+
+#[test]
+fn a_damaged_database_is_refused() {
+    let chain = chain_file(
+        &json!({"plugins": standard_plugins(), "workflow": [{"task": "math.add", "args": [1, 1]}]}),
+    );
+    std::fs::write(chain.db(), vec![0xA5u8; 8192]).unwrap();
+    for run in [run_file(&chain, &[]), chain.command(&["list"])] {
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("damaged or is not a wfhost database"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_database_in_use_is_refused_not_waited_for() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "testkit.sleep", "args": [20_000]}],
+    }));
+    let holder = spawn(&chain, &["run", chain.path.to_str().unwrap()]);
+    // Give the holder time to open the database first, then wait until it
+    // visibly holds it.
+    sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let refused = loop {
+        let run = chain.command(&["list"]);
+        if run.code == 2 {
+            break run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the database never became busy"
+        );
+        sleep(Duration::from_millis(100));
+    };
+    kill(holder);
+    assert!(
+        refused.stderr.contains("in use by another wfhost process"),
+        "{}",
+        refused.stderr
+    );
+    let _: Value = chain.command(&["list", "--json"]).json();
+}
+
+#[test]
+fn resume_all_continues_every_cut_off_workflow() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 1]}, {"task": "testkit.slow_add", "args": [1, 3000]}],
+    }));
+    let path = chain.path.to_str().unwrap();
+    for id in ["cut-1", "cut-2"] {
+        let child = spawn(&chain, &["run", path, "--id", id]);
+        // Long enough to store the workflow and its first step, well short
+        // of the end of the second step's three seconds.
+        sleep(Duration::from_millis(1500));
+        kill(child);
+        assert_eq!(
+            chain.command(&["status", id, "--json"]).json()["status"],
+            "running"
+        );
+    }
+    let resumed = chain.command(&["resume", "--all"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(resumed.stdout, "3\n3\n");
+    for id in ["cut-1", "cut-2"] {
+        let report = chain.command(&["status", id, "--json"]).json();
+        assert_eq!(
+            (report["status"].as_str(), report["result"].as_i64()),
+            (Some("succeeded"), Some(3))
+        );
+    }
+    assert_eq!(
+        chain
+            .command(&["list", "--status", "running", "--json"])
+            .json(),
+        json!([])
+    );
+}
