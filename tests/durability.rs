@@ -28,6 +28,45 @@ fn kill(mut child: Child) {
     let _ = child.wait();
 }
 
+/// Runs the workflow `id` of `chain` to its end, killing the host with
+/// SIGKILL up to `max_kills` times after random delays (in ms) from
+/// `delays`, and starting it again each time: with `run` until the workflow
+/// is stored, then with `resume`. Returns how many times it was killed.
+fn run_through_kills(
+    chain: &ChainFile,
+    id: &str,
+    seed: u64,
+    max_kills: usize,
+    delays: std::ops::Range<u64>,
+) -> usize {
+    let path = chain.path.to_str().unwrap().to_string();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut kills = 0;
+    let mut stored = false;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        assert!(Instant::now() < deadline, "{id} did not finish in time");
+        let mut child = if stored {
+            spawn(chain, &["resume", id])
+        } else {
+            spawn(chain, &["run", &path])
+        };
+        if kills < max_kills {
+            sleep(Duration::from_millis(rng.u64(delays.clone())));
+            if child.try_wait().unwrap().is_none() {
+                kill(child);
+                kills += 1;
+                stored = chain.command(&["status", id]).code == 0;
+                continue;
+            }
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        return kills;
+    }
+}
+
 /// How many events of `kind` each step has in a workflow's log.
 fn event_counts(chain: &ChainFile, id: &str, kind: &str) -> HashMap<String, usize> {
     let events = chain.command(&["status", id, "--events", "--json"]).json();
@@ -49,41 +88,7 @@ fn a_long_chain_survives_repeated_sigkill_and_resumes_exactly() {
     workflow.extend((1..STEPS).map(|_| json!({"task": "testkit.slow_add", "args": [1, 1]})));
     let chain =
         chain_file(&json!({"id": "crashy", "plugins": standard_plugins(), "workflow": workflow}));
-    let path = chain.path.to_str().unwrap().to_string();
-
-    let mut rng = fastrand::Rng::with_seed(0x5eed);
-    let mut kills = 0;
-    let mut stored = false;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the chain did not finish in time"
-        );
-        // Until the workflow is stored, starting it again is `run`; after
-        // that, `resume` continues it.
-        let mut child = if stored {
-            spawn(&chain, &["resume", "crashy"])
-        } else {
-            spawn(&chain, &["run", &path])
-        };
-        if kills < 6 {
-            sleep(Duration::from_millis(rng.u64(300..1500)));
-            if child.try_wait().unwrap().is_none() {
-                kill(child);
-                kills += 1;
-                stored = chain.command(&["status", "crashy"]).code == 0;
-                continue;
-            }
-        }
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        break;
-    }
+    let kills = run_through_kills(&chain, "crashy", 0x5eed, 6, 300..1500);
     assert!(
         kills >= 3,
         "the test should kill the host mid-run, killed {kills} times"
@@ -338,5 +343,31 @@ fn resume_all_continues_every_cut_off_workflow() {
             .command(&["list", "--status", "running", "--json"])
             .json(),
         json!([])
+    );
+}
+
+#[test]
+fn groups_resume_after_sigkill_without_re_running_finished_members() {
+    // 30 groups of 4 parallel members, each feeding the next group through xsum.
+    let mut workflow = vec![json!({"task": "math.add", "args": [0, 1]})];
+    for _ in 0..30 {
+        let member = json!({"task": "testkit.slow_add", "args": [0, 40]});
+        workflow.push(json!({"group": [member, member, member, member]}));
+        workflow.push(json!({"task": "math.xsum"}));
+    }
+    let chain =
+        chain_file(&json!({"id": "fan", "plugins": standard_plugins(), "workflow": workflow}));
+    let kills = run_through_kills(&chain, "fan", 0xfa11, 4, 400..1200);
+    println!("killed the host {kills} times while groups ran");
+    let report = chain.command(&["status", "fan", "--json"]).json();
+    // The first step gives 1; slow_add(x, 0) keeps x, so each group and its
+    // xsum multiply by 4.
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["result"], 4u64.pow(30));
+    let succeeded = event_counts(&chain, "fan", "step_succeeded");
+    assert_eq!(succeeded.len(), 1 + 30 * 5);
+    assert!(
+        succeeded.values().all(|&n| n == 1),
+        "a step succeeded twice: {succeeded:?}"
     );
 }

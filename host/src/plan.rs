@@ -1,11 +1,15 @@
-//! Planning: the canvas as a flat list of steps, each with its stable id.
+//! Planning: the canvas as a tree of nodes, each with its stable id.
 //!
-//! A step's id is its position in the canvas: `0`, `1`, `2.0` (the first
-//! step of a chain nested at position 2), and a replacement's steps extend
-//! the replaced step's id (`3.0`, `3.1`). Ids never depend on run order, so
-//! the same workflow always names its steps the same way.
+//! A node's id is its position in the canvas: `0`, `1`, `2.0` (the first
+//! step of a chain nested at position 2, or the first member of a group at
+//! position 2), `3.body` (the body of a chord at position 3). A
+//! replacement's nodes extend the replaced step's id (`4.0`, `4.1`). Ids
+//! never depend on run order, so the same workflow always names its steps
+//! the same way, which is what lets `resume` match stored steps.
+//!
+//! Chains are flattened: a chain is a list of nodes, and a chain nested in a
+//! chain adds its nodes to that list.
 
-use thiserror::Error;
 use wfhost_canvas::{Canvas, Signature};
 
 /// One signature at its place in the workflow.
@@ -17,14 +21,33 @@ pub struct PlannedStep {
     pub signature: Signature,
 }
 
-/// A canvas that the executor cannot run yet.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("step {step}: {what} are not supported yet; wfhost runs chains of signatures")]
-pub struct PlanError {
-    /// Where the unsupported part is.
-    pub step: String,
-    /// What it is.
-    pub what: &'static str,
+/// A node of the plan.
+// Steps are by far the most common node: boxing them to shrink the enum
+// would cost an allocation per step to save space on rare groups.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// One task invocation.
+    Step(PlannedStep),
+    /// Members run in parallel on the same input; the result is the list of
+    /// member results in member order.
+    Group { id: String, members: Vec<Vec<Node>> },
+    /// A group whose list of results feeds the body.
+    Chord {
+        id: String,
+        header: Vec<Vec<Node>>,
+        body: Vec<Node>,
+    },
+}
+
+impl Node {
+    /// The node's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Node::Step(step) => &step.id,
+            Node::Group { id, .. } | Node::Chord { id, .. } => id,
+        }
+    }
 }
 
 fn child_id(prefix: Option<&str>, index: usize) -> String {
@@ -34,59 +57,98 @@ fn child_id(prefix: Option<&str>, index: usize) -> String {
     }
 }
 
-/// Flattens `canvas` into steps whose ids extend `prefix` (the workflow's
-/// root when `None`). Nested chains are flattened; their steps keep ids that
-/// say where they were nested.
-pub fn flatten(canvas: &Canvas, prefix: Option<&str>) -> Result<Vec<PlannedStep>, PlanError> {
-    let mut steps = Vec::new();
+/// Plans `canvas` as a chain whose nodes' ids extend `prefix` (the
+/// workflow's root when `None`).
+pub fn plan(canvas: &Canvas, prefix: Option<&str>) -> Vec<Node> {
+    let mut nodes = Vec::new();
     match canvas {
         Canvas::Chain(items) => {
             for (index, item) in items.iter().enumerate() {
-                push(&mut steps, item, child_id(prefix, index))?;
+                push(&mut nodes, item, child_id(prefix, index));
             }
         }
-        other => push(&mut steps, other, child_id(prefix, 0))?,
+        other => push(&mut nodes, other, child_id(prefix, 0)),
     }
-    Ok(steps)
+    nodes
 }
 
-fn push(steps: &mut Vec<PlannedStep>, canvas: &Canvas, id: String) -> Result<(), PlanError> {
+/// A group member or chord body: a chain whose nodes extend `id`, or a
+/// single node that is `id` itself.
+fn member(canvas: &Canvas, id: String) -> Vec<Node> {
     match canvas {
-        Canvas::Signature(signature) => steps.push(PlannedStep {
-            id,
-            signature: signature.clone(),
-        }),
-        Canvas::Chain(items) => {
-            for (index, item) in items.iter().enumerate() {
-                push(steps, item, format!("{id}.{index}"))?;
-            }
-        }
-        Canvas::Group(_) => {
-            return Err(PlanError {
-                step: id,
-                what: "groups",
-            });
-        }
-        Canvas::Chord(_) => {
-            return Err(PlanError {
-                step: id,
-                what: "chords",
-            });
+        Canvas::Chain(_) => plan(canvas, Some(&id)),
+        other => {
+            let mut nodes = Vec::new();
+            push(&mut nodes, other, id);
+            nodes
         }
     }
-    Ok(())
+}
+
+fn members(canvases: &[Canvas], id: &str) -> Vec<Vec<Node>> {
+    canvases
+        .iter()
+        .enumerate()
+        .map(|(index, canvas)| member(canvas, format!("{id}.{index}")))
+        .collect()
+}
+
+fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: String) {
+    match canvas {
+        Canvas::Signature(signature) => nodes.push(Node::Step(PlannedStep {
+            id,
+            signature: signature.clone(),
+        })),
+        Canvas::Chain(items) => {
+            for (index, item) in items.iter().enumerate() {
+                push(nodes, item, format!("{id}.{index}"));
+            }
+        }
+        // Celery unrolls a one-member group into its member: its result is
+        // the member's, not a list of one.
+        Canvas::Group(items) if items.len() == 1 => {
+            nodes.extend(member(&items[0], format!("{id}.0")));
+        }
+        Canvas::Group(items) => nodes.push(Node::Group {
+            members: members(items, &id),
+            id,
+        }),
+        Canvas::Chord(chord) => nodes.push(Node::Chord {
+            header: members(&chord.header, &id),
+            body: member(&chord.body, format!("{id}.body")),
+            id,
+        }),
+    }
+}
+
+/// Every step of a plan, depth first in canvas order.
+pub fn steps(nodes: &[Node]) -> Vec<&PlannedStep> {
+    fn walk<'a>(nodes: &'a [Node], out: &mut Vec<&'a PlannedStep>) {
+        for node in nodes {
+            match node {
+                Node::Step(step) => out.push(step),
+                Node::Group { members, .. } => members.iter().for_each(|m| walk(m, out)),
+                Node::Chord { header, body, .. } => {
+                    header.iter().for_each(|m| walk(m, out));
+                    walk(body, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(nodes, &mut out);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfhost_canvas::sig;
+    use wfhost_canvas::{chord, group, sig};
 
     fn ids(canvas: &Canvas, prefix: Option<&str>) -> Vec<String> {
-        flatten(canvas, prefix)
-            .unwrap()
+        steps(&plan(canvas, prefix))
             .into_iter()
-            .map(|s| s.id)
+            .map(|s| s.id.clone())
             .collect()
     }
 
@@ -101,6 +163,7 @@ mod tests {
         let inner = Canvas::Chain(vec![sig("m.b").into(), sig("m.c").into()]);
         let canvas = Canvas::Chain(vec![sig("m.a").into(), inner, sig("m.d").into()]);
         assert_eq!(ids(&canvas, None), ["0", "1.0", "1.1", "2"]);
+        assert_eq!(plan(&canvas, None).len(), 4);
     }
 
     #[test]
@@ -110,14 +173,25 @@ mod tests {
     }
 
     #[test]
-    fn groups_are_refused_with_their_step() {
-        let canvas = sig("m.a") | wfhost_canvas::group([sig("m.b")]);
+    fn groups_and_chords_number_members_and_bodies() {
+        let canvas = sig("m.a")
+            | group([Canvas::from(sig("m.b")), sig("m.c") | sig("m.d")])
+            | chord([sig("m.e"), sig("m.f")], sig("m.g"));
         assert_eq!(
-            flatten(&canvas, None),
-            Err(PlanError {
-                step: "1".into(),
-                what: "groups"
-            })
+            ids(&canvas, None),
+            ["0", "1.0", "1.1.0", "1.1.1", "2.0", "2.1", "2.body"]
         );
+        let nodes = plan(&canvas, None);
+        assert!(
+            matches!(&nodes[1], Node::Group { id, members } if id == "1" && members.len() == 2)
+        );
+        assert!(matches!(&nodes[2], Node::Chord { id, .. } if id == "2"));
+    }
+
+    #[test]
+    fn a_one_member_group_is_its_member() {
+        let canvas = sig("m.a") | group([sig("m.b")]);
+        let nodes = plan(&canvas, None);
+        assert!(matches!(&nodes[1], Node::Step(step) if step.id == "1.0"));
     }
 }

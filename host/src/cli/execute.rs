@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use wfhost::executor::{RunIdentity, RunMode, Workflow};
+use wfhost::executor::{RunIdentity, RunMode, RunOptions, Workflow};
 use wfhost::report::WorkflowStatus;
 use wfhost::runtime::{Ceilings, Invocation, LogRecord, Runtime};
 use wfhost::spec::WorkflowSpec;
@@ -21,6 +21,10 @@ pub struct HostArgs {
     /// Print a report of the workflow and every step instead of its result.
     #[arg(long)]
     pub json: bool,
+    /// How many attempts may run at once (group members run in parallel)
+    /// [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
     #[command(flatten)]
     pub ceilings: CeilingArgs,
     #[command(flatten)]
@@ -72,6 +76,16 @@ fn print_log(invocation: &Invocation, record: &LogRecord) {
 }
 
 impl HostArgs {
+    /// How the run may use the machine.
+    pub fn run_options(&self) -> RunOptions {
+        match self.concurrency {
+            Some(n) => RunOptions {
+                concurrency: usize::try_from(n).unwrap_or(usize::MAX),
+            },
+            None => RunOptions::default(),
+        }
+    }
+
     /// The runtime, showing guest logs on stderr.
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
         Ok(Runtime::new()?
@@ -82,22 +96,29 @@ impl HostArgs {
 
 /// Loads the workflow's plugins, runs it durably and prints its outcome.
 pub async fn execute(
-    runtime: &Runtime,
+    host: &HostArgs,
     store: &Store,
     spec: WorkflowSpec,
     identity: &RunIdentity,
     mode: RunMode,
-    json: bool,
 ) -> anyhow::Result<Finished> {
+    let runtime = &host.runtime()?;
     let workflow = Workflow::prepare(runtime, spec)
         .await
         .map_err(|err| anyhow::anyhow!("workflow {} cannot run: {err}", identity.id))?;
     let progress = Progress::new(workflow.planned_steps() as u64);
     let row = workflow
-        .run(runtime, store, identity, mode, &progress)
+        .run(
+            runtime,
+            store,
+            identity,
+            mode,
+            &host.run_options(),
+            &progress,
+        )
         .await;
     progress.finish();
-    report(store, &row?, json)
+    report(store, &row?, host.json)
 }
 
 /// Prints a workflow's outcome: its result (or, with `json`, the whole

@@ -61,8 +61,7 @@ async fn rerun(
         id: row.id.clone(),
         tenant: row.tenant.clone(),
     };
-    let runtime = host.runtime()?;
-    execute::execute(&runtime, store, spec, &identity, mode, host.json).await
+    execute::execute(host, store, spec, &identity, mode).await
 }
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {

@@ -64,14 +64,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
             spec::from_stored(&row.spec)?
         }
     };
-    let runtime = args.host.runtime()?;
-    execute::execute(
-        &runtime,
-        &store,
-        spec,
-        &identity,
-        RunMode::Normal,
-        args.host.json,
-    )
-    .await
+    execute::execute(&args.host, &store, spec, &identity, RunMode::Normal).await
 }

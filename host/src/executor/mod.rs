@@ -1,6 +1,7 @@
-//! The executor: runs a workflow's steps in order, feeding each result into
-//! the next step, retrying under each step's policy, expanding replacements
-//! in place, and stopping at the first failure.
+//! The executor: runs a workflow's plan, feeding each result into the next
+//! step, running group members in parallel, retrying under each step's
+//! policy, expanding replacements in place, and stopping at a failure.
+//! Every state change is committed to the store before the run moves on.
 
 mod plugins;
 mod retry;
@@ -9,15 +10,20 @@ pub use plugins::{PluginSet, ValidationError};
 pub use retry::RetryPolicy;
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 use wfhost_canvas::{Canvas, Limit, Signature, StepOptions};
 
 use crate::failure::{Failure, FailureKind};
-use crate::plan::{self, PlannedStep};
+use crate::plan::{self, Node, PlannedStep};
 use crate::report::{StepRecord, StepStatus, WorkflowError, WorkflowStatus};
-use crate::runtime::{AttemptResult, Invocation, Limits, Runtime};
+use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin, Runtime};
 use crate::spec::{self, WorkflowSpec};
 use crate::store::{Store, StoreError, WorkflowRow, now_ms};
 use retry::seconds_to_duration;
@@ -46,12 +52,20 @@ pub struct RunIdentity {
     pub tenant: String,
 }
 
-/// A workflow whose plugins are loaded and whose steps all name existing
-/// tasks: ready to run.
-pub struct Workflow {
-    spec: WorkflowSpec,
-    plugins: PluginSet,
-    steps: Vec<PlannedStep>,
+/// How a run may use the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// How many attempts may run at once (group members run in parallel).
+    pub concurrency: usize,
+}
+
+impl Default for RunOptions {
+    /// One attempt per core.
+    fn default() -> Self {
+        RunOptions {
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
 }
 
 /// What to do with a workflow that has already failed.
@@ -63,41 +77,48 @@ pub enum RunMode {
     RetryFailed,
 }
 
-/// Which stored steps a re-driven workflow keeps: all but the errbacks of
-/// the failure, which run again if the step fails again. The failed step's
-/// record stays, so its attempts continue where they stopped.
-fn redrive_keeps(step: &StepRecord, failed_step: Option<&str>) -> bool {
-    let errback_of_failure = step.id == "on_error"
-        || failed_step.is_some_and(|failed| step.id.starts_with(&format!("{failed}.link_error.")));
-    !errback_of_failure
+/// A workflow whose plugins are loaded and whose steps all name existing
+/// tasks within the host's ceilings: ready to run.
+pub struct Workflow {
+    spec: WorkflowSpec,
+    plugins: PluginSet,
+    plan: Vec<Node>,
 }
 
 /// How one step ended.
 enum StepEnd {
     Value(Value),
-    Replace(Vec<PlannedStep>),
+    Replace(Vec<Node>),
     Failed(Failure),
 }
 
+/// The outcome of a chain or group: its result, or the error of the step
+/// that stopped it. The outer `Result` is the store's: a failed commit ends
+/// the run, since nothing after it would be durable.
+type Outcome = Result<Result<Value, WorkflowError>, StoreError>;
+type BoxedOutcome<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
 impl Workflow {
-    /// Plans the workflow, loads its plugins and checks every task exists.
+    /// Plans the workflow, loads its plugins, and checks every task exists
+    /// and every step's limits fit under the host's ceilings.
     pub async fn prepare(runtime: &Runtime, spec: WorkflowSpec) -> Result<Self, ValidationError> {
-        let steps = plan::flatten(&spec.workflow, None)?;
+        let plan = plan::plan(&spec.workflow, None);
         let plugins = PluginSet::load(runtime, &spec.plugins).await?;
-        plugins.check(&steps)?;
-        let callbacks: Vec<PlannedStep> = callback_steps(&spec, &steps);
+        let steps = plan::steps(&plan);
+        plugins.check(steps.iter().copied())?;
+        let callbacks = callback_steps(&spec, &steps);
         plugins.check(&callbacks)?;
-        check_ceilings(runtime, &spec.defaults, steps.iter().chain(&callbacks))?;
+        check_ceilings(runtime, &spec.defaults, steps.into_iter().chain(&callbacks))?;
         Ok(Workflow {
             spec,
             plugins,
-            steps,
+            plan,
         })
     }
 
     /// How many steps the workflow has before any replacement expands.
     pub fn planned_steps(&self) -> usize {
-        self.steps.len()
+        plan::steps(&self.plan).len()
     }
 
     /// The loaded plugins.
@@ -138,6 +159,7 @@ impl Workflow {
         store: &Store,
         identity: &RunIdentity,
         mode: RunMode,
+        options: &RunOptions,
         observer: &dyn Observer,
     ) -> Result<WorkflowRow, StoreError> {
         let existing = store.workflow(&identity.tenant, &identity.id)?;
@@ -177,19 +199,22 @@ impl Workflow {
             },
         };
         let next_seq = stored.iter().map(|step| step.seq + 1).max().unwrap_or(0);
-        let mut run = Run {
+        let run = Run {
             workflow: self,
             runtime,
             store,
             identity,
             observer,
-            stored: stored
-                .into_iter()
-                .map(|step| (step.id.clone(), step))
-                .collect(),
-            next_seq,
+            stored: Mutex::new(
+                stored
+                    .into_iter()
+                    .map(|step| (step.id.clone(), step))
+                    .collect(),
+            ),
+            next_seq: AtomicU64::new(next_seq),
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
         };
-        let outcome = run.chain(self.steps.iter().cloned().collect()).await?;
+        let outcome = run.chain(self.plan.clone(), None, None).await?;
         let event = match outcome {
             Ok(result) => {
                 row.status = WorkflowStatus::Succeeded;
@@ -207,23 +232,19 @@ impl Workflow {
         Ok(row)
     }
 
-    /// Plans a replacement and checks its tasks; a bad one fails the step.
-    fn check_replacement(
-        &self,
-        runtime: &Runtime,
-        step_id: &str,
-        children: Vec<PlannedStep>,
-    ) -> StepEnd {
+    /// Checks a replacement's tasks and limits; a bad one fails the step.
+    fn check_replacement(&self, runtime: &Runtime, step_id: &str, children: Vec<Node>) -> StepEnd {
         if step_id.split('.').count() > MAX_REPLACE_DEPTH {
             return StepEnd::Failed(Failure::new(
                 FailureKind::InvalidOutput,
                 format!("replacements nested more than {MAX_REPLACE_DEPTH} deep"),
             ));
         }
+        let steps = plan::steps(&children);
         let checked = self
             .plugins
-            .check(&children)
-            .and_then(|()| check_ceilings(runtime, &self.spec.defaults, &children));
+            .check(steps.iter().copied())
+            .and_then(|()| check_ceilings(runtime, &self.spec.defaults, steps.iter().copied()));
         match checked {
             Ok(()) => StepEnd::Replace(children),
             Err(err) => StepEnd::Failed(Failure::new(
@@ -232,6 +253,15 @@ impl Workflow {
             )),
         }
     }
+}
+
+/// Which stored steps a re-driven workflow keeps: all but the errbacks of
+/// the failure, which run again if the step fails again. The failed step's
+/// record stays, so its attempts continue where they stopped.
+fn redrive_keeps(step: &StepRecord, failed_step: Option<&str>) -> bool {
+    let errback_of_failure = step.id == "on_error"
+        || failed_step.is_some_and(|failed| step.id.starts_with(&format!("{failed}.link_error.")));
+    !errback_of_failure
 }
 
 /// One run of a workflow: what every step needs, and the steps a previous
@@ -243,169 +273,296 @@ struct Run<'a> {
     identity: &'a RunIdentity,
     observer: &'a dyn Observer,
     /// Steps recorded by an earlier run, by id, not yet replayed.
-    stored: HashMap<String, StepRecord>,
-    next_seq: u64,
+    stored: Mutex<HashMap<String, StepRecord>>,
+    next_seq: AtomicU64,
+    /// Attempts running at once are bounded by the run's concurrency.
+    slots: Arc<Semaphore>,
 }
 
 impl Run<'_> {
-    fn take_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seq
+    fn take_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Commits a step's record with an event; the executor moves on only
-    /// once this returns.
+    /// The record an earlier run left for `id`, taken out so that it is
+    /// replayed once.
+    fn take_stored(&self, id: &str) -> Option<StepRecord> {
+        self.stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+    }
+
+    /// A new record for `id`, keeping the position of an earlier one.
+    fn new_record(
+        &self,
+        id: &str,
+        parent: Option<String>,
+        task: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+        previous: Option<&StepRecord>,
+    ) -> StepRecord {
+        let mut record = StepRecord::new(id, parent, task, args, kwargs);
+        record.seq = previous.map_or_else(|| self.take_seq(), |previous| previous.seq);
+        record
+    }
+
+    /// Commits records with one event; the run moves on only once this returns.
     fn commit(
         &self,
-        record: &StepRecord,
+        records: &[&StepRecord],
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
         self.store.put_steps(
             &self.identity.tenant,
             &self.identity.id,
-            &[record],
+            records,
             event,
             detail,
         )
     }
 
-    /// Runs `queue` in order, each result feeding the next step. Returns the
-    /// last result, or the error of the step that stopped the chain. Steps
-    /// an earlier run finished are replayed from their records, not run.
-    async fn chain(
-        &mut self,
-        mut queue: VecDeque<PlannedStep>,
-    ) -> Result<Result<Value, WorkflowError>, StoreError> {
-        let mut input: Option<Value> = None;
-        let mut parent: Option<String> = None;
-        let mut last = Value::Null;
-        while let Some(step) = queue.pop_front() {
-            let mut args = step.signature.args.clone();
-            // Every step consumes the previous result; only mutable ones use it.
-            if let Some(previous) = input.take()
-                && !step.signature.immutable
-            {
-                args.insert(0, previous);
+    /// Runs a chain of nodes, `input` going to the first. Returns the last
+    /// result (the input when the chain is empty), or the error of the step
+    /// that stopped it; the nodes it did not reach are recorded as skipped.
+    fn chain(
+        &self,
+        nodes: Vec<Node>,
+        input: Option<Value>,
+        parent: Option<String>,
+    ) -> BoxedOutcome<'_> {
+        Box::pin(async move {
+            let mut queue: VecDeque<Node> = nodes.into();
+            let mut input = input;
+            let mut parent = parent;
+            while let Some(node) = queue.pop_front() {
+                let node_id = node.id().to_string();
+                let outcome = match node {
+                    Node::Step(step) => {
+                        match self.step(&step, input.take(), parent.take()).await? {
+                            StepOutcome::Value(value) => Ok(value),
+                            StepOutcome::Replace(children) => {
+                                for child in children.into_iter().rev() {
+                                    queue.push_front(child);
+                                }
+                                // The replacement starts afresh, as in Celery:
+                                // its first step gets no previous result.
+                                parent = Some(node_id);
+                                continue;
+                            }
+                            StepOutcome::Failed(error) => Err(error),
+                        }
+                    }
+                    Node::Group { id, members } => {
+                        self.group(&id, "group", members, input.take(), parent.take())
+                            .await?
+                    }
+                    Node::Chord { id, header, body } => {
+                        match self
+                            .group(&id, "chord", header, input.take(), parent.take())
+                            .await?
+                        {
+                            Ok(results) => self.chain(body, Some(results), Some(id)).await?,
+                            Err(error) => {
+                                self.skip(&body)?;
+                                Err(error)
+                            }
+                        }
+                    }
+                };
+                match outcome {
+                    Ok(value) => {
+                        input = Some(value);
+                        parent = Some(node_id);
+                    }
+                    Err(error) => {
+                        self.skip(queue.make_contiguous())?;
+                        return Ok(Err(error));
+                    }
+                }
             }
-            let parent_id = parent.replace(step.id.clone());
-            let previous = self.stored.remove(&step.id);
-            let (mut record, end, replayed) = match previous {
-                Some(done) if done.status == StepStatus::Succeeded => {
-                    let value = done.result.clone().unwrap_or_default();
-                    (done, StepEnd::Value(value), true)
-                }
-                Some(done) if done.status == StepStatus::Replaced => {
-                    let end = replacement(done.result.as_ref().unwrap_or(&Value::Null), &done.id);
-                    (done, end, true)
-                }
-                previous => {
-                    let mut record = StepRecord::new(
-                        &step.id,
-                        parent_id,
-                        &step.signature.task,
-                        args,
-                        step.signature.kwargs.clone(),
-                    );
-                    record.seq = match &previous {
-                        Some(previous) => previous.seq,
-                        None => self.take_seq(),
-                    };
-                    let end = self
-                        .run_step(&step.signature, &mut record, previous.as_ref())
-                        .await?;
-                    (record, end, false)
-                }
-            };
-            let end = match end {
-                StepEnd::Replace(children) => {
-                    self.workflow
-                        .check_replacement(self.runtime, &step.id, children)
-                }
-                other => other,
-            };
-            match end {
-                StepEnd::Value(value) => {
-                    if !replayed {
-                        record.status = StepStatus::Succeeded;
-                        record.result = Some(value.clone());
-                        self.commit(&record, "step_succeeded", None)?;
-                    }
-                    self.observer.step_finished(&record);
-                    let links = &step.signature.options.link;
-                    self.callbacks(&step.id, "link", links, &value).await?;
-                    input = Some(value.clone());
-                    last = value;
-                }
-                StepEnd::Replace(children) => {
-                    if !replayed {
-                        record.status = StepStatus::Replaced;
-                        self.commit(&record, "step_replaced", None)?;
-                    }
-                    self.observer.step_finished(&record);
-                    for child in children.into_iter().rev() {
-                        queue.push_front(child);
-                    }
-                }
-                StepEnd::Failed(failure) => {
-                    let error_record = record.error_record(&self.identity.id, &failure);
-                    let error = WorkflowError::of(&record, &failure);
-                    record.status = StepStatus::Failed;
-                    record.error = Some(failure.clone());
-                    self.commit(&record, "step_failed", Some(failure.to_string()))?;
-                    self.observer.step_finished(&record);
-                    let errbacks = &step.signature.options.link_error;
-                    self.callbacks(&step.id, "link_error", errbacks, &error_record)
-                        .await?;
-                    if let Some(on_error) = &self.workflow.spec.on_error {
-                        self.callback("on_error".to_string(), &step.id, on_error, &error_record)
-                            .await?;
-                    }
-                    self.skip(queue)?;
-                    return Ok(Err(error));
+            Ok(Ok(input.unwrap_or(Value::Null)))
+        })
+    }
+
+    /// Runs group members in parallel on the same input and records the
+    /// group. Every member runs to its end; the group fails with the first
+    /// failed member's error, in member order.
+    async fn group(
+        &self,
+        id: &str,
+        kind: &str,
+        members: Vec<Vec<Node>>,
+        input: Option<Value>,
+        parent: Option<String>,
+    ) -> Outcome {
+        let previous = self.take_stored(id);
+        if let Some(done) = previous
+            .as_ref()
+            .filter(|done| done.status == StepStatus::Succeeded)
+        {
+            self.observer.step_finished(done);
+            return Ok(Ok(done.result.clone().unwrap_or_default()));
+        }
+        let runs = members
+            .into_iter()
+            .map(|member| self.chain(member, input.clone(), Some(id.to_string())));
+        let outcomes = futures::future::join_all(runs).await;
+        let mut results = Vec::with_capacity(outcomes.len());
+        let mut first_error = None;
+        for outcome in outcomes {
+            match outcome? {
+                Ok(value) => results.push(value),
+                Err(error) => {
+                    first_error.get_or_insert(error);
                 }
             }
         }
-        Ok(Ok(last))
+        let mut record =
+            self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
+        let outcome = match first_error {
+            None => {
+                record.status = StepStatus::Succeeded;
+                record.result = Some(Value::Array(results));
+                Ok(record.result.clone().unwrap_or_default())
+            }
+            Some(error) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(Failure::new(
+                    error.kind,
+                    format!("member step {} failed: {}", error.step, error.message),
+                ));
+                Err(error)
+            }
+        };
+        let event = if outcome.is_ok() {
+            "group_succeeded"
+        } else {
+            "group_failed"
+        };
+        self.commit(&[&record], event, None)?;
+        self.observer.step_finished(&record);
+        Ok(outcome)
     }
 
-    /// Records the steps a failure stopped from running, in one commit.
-    fn skip(&mut self, queue: VecDeque<PlannedStep>) -> Result<(), StoreError> {
-        let skipped: Vec<StepRecord> = queue
+    /// Runs (or replays) one step and its callbacks.
+    async fn step(
+        &self,
+        step: &PlannedStep,
+        input: Option<Value>,
+        parent: Option<String>,
+    ) -> Result<StepOutcome, StoreError> {
+        let mut args = step.signature.args.clone();
+        if let Some(previous) = input
+            && !step.signature.immutable
+        {
+            args.insert(0, previous);
+        }
+        let previous = self.take_stored(&step.id);
+        let (mut record, end, replayed) = match previous {
+            Some(done) if done.status == StepStatus::Succeeded => {
+                let value = done.result.clone().unwrap_or_default();
+                (done, StepEnd::Value(value), true)
+            }
+            Some(done) if done.status == StepStatus::Replaced => {
+                let end = replacement(done.result.as_ref().unwrap_or(&Value::Null), &done.id);
+                (done, end, true)
+            }
+            previous => {
+                let signature = &step.signature;
+                let mut record = self.new_record(
+                    &step.id,
+                    parent,
+                    &signature.task,
+                    args,
+                    signature.kwargs.clone(),
+                    previous.as_ref(),
+                );
+                let end = self
+                    .run_step(signature, &mut record, previous.as_ref())
+                    .await?;
+                (record, end, false)
+            }
+        };
+        let end = match end {
+            StepEnd::Replace(children) => {
+                self.workflow
+                    .check_replacement(self.runtime, &step.id, children)
+            }
+            other => other,
+        };
+        match end {
+            StepEnd::Value(value) => {
+                if !replayed {
+                    record.status = StepStatus::Succeeded;
+                    record.result = Some(value.clone());
+                    self.commit(&[&record], "step_succeeded", None)?;
+                }
+                self.observer.step_finished(&record);
+                self.callbacks(&step.id, "link", &step.signature.options.link, &value)
+                    .await?;
+                Ok(StepOutcome::Value(value))
+            }
+            StepEnd::Replace(children) => {
+                if !replayed {
+                    record.status = StepStatus::Replaced;
+                    self.commit(&[&record], "step_replaced", None)?;
+                }
+                self.observer.step_finished(&record);
+                Ok(StepOutcome::Replace(children))
+            }
+            StepEnd::Failed(failure) => {
+                let error_record = record.error_record(&self.identity.id, &failure);
+                let error = WorkflowError::of(&record, &failure);
+                record.status = StepStatus::Failed;
+                record.error = Some(failure.clone());
+                self.commit(&[&record], "step_failed", Some(failure.to_string()))?;
+                self.observer.step_finished(&record);
+                let errbacks = &step.signature.options.link_error;
+                self.callbacks(&step.id, "link_error", errbacks, &error_record)
+                    .await?;
+                if let Some(on_error) = &self.workflow.spec.on_error {
+                    self.callback("on_error".to_string(), &step.id, on_error, &error_record)
+                        .await?;
+                }
+                Ok(StepOutcome::Failed(error))
+            }
+        }
+    }
+
+    /// Records the steps of `nodes` as skipped, in one commit.
+    fn skip(&self, nodes: &[Node]) -> Result<(), StoreError> {
+        let skipped: Vec<StepRecord> = plan::steps(nodes)
             .into_iter()
             .map(|step| {
-                let mut record = StepRecord::new(
+                let previous = self.take_stored(&step.id);
+                let signature = &step.signature;
+                self.new_record(
                     &step.id,
                     None,
-                    &step.signature.task,
-                    step.signature.args.clone(),
-                    step.signature.kwargs.clone(),
-                );
-                record.seq = match self.stored.remove(&step.id) {
-                    Some(stored) => stored.seq,
-                    None => self.take_seq(),
-                };
-                record
+                    &signature.task,
+                    signature.args.clone(),
+                    signature.kwargs.clone(),
+                    previous.as_ref(),
+                )
             })
             .collect();
         if skipped.is_empty() {
             return Ok(());
         }
         let refs: Vec<&StepRecord> = skipped.iter().collect();
-        let detail = Some(format!("{} steps", skipped.len()));
-        self.store.put_steps(
-            &self.identity.tenant,
-            &self.identity.id,
+        self.commit(
             &refs,
             "steps_skipped",
-            detail,
+            Some(format!("{} steps", skipped.len())),
         )
     }
 
     /// Runs a step's `link` or `link_error` callbacks with one argument.
     async fn callbacks(
-        &mut self,
+        &self,
         step_id: &str,
         kind: &str,
         callbacks: &[Signature],
@@ -422,13 +579,13 @@ impl Run<'_> {
     /// earlier run finished is not run again. Its failure is recorded and
     /// triggers nothing further, so a failing errback cannot loop.
     async fn callback(
-        &mut self,
+        &self,
         id: String,
         parent: &str,
         callback: &Signature,
         argument: &Value,
     ) -> Result<(), StoreError> {
-        let previous = self.stored.remove(&id);
+        let previous = self.take_stored(&id);
         if let Some(done) = &previous
             && matches!(done.status, StepStatus::Succeeded | StepStatus::Failed)
         {
@@ -439,17 +596,14 @@ impl Run<'_> {
         if !callback.immutable {
             args.insert(0, argument.clone());
         }
-        let mut record = StepRecord::new(
+        let mut record = self.new_record(
             &id,
             Some(parent.to_string()),
             &callback.task,
             args,
             callback.kwargs.clone(),
+            previous.as_ref(),
         );
-        record.seq = match &previous {
-            Some(previous) => previous.seq,
-            None => self.take_seq(),
-        };
         let event = match self
             .run_step(callback, &mut record, previous.as_ref())
             .await?
@@ -473,14 +627,14 @@ impl Run<'_> {
                 "callback_failed"
             }
         };
-        self.commit(&record, event, None)?;
+        self.commit(&[&record], event, None)?;
         self.observer.step_finished(&record);
         Ok(())
     }
 
     /// Runs one step, with retries, and fills in its record. `previous` is
     /// the step's record from an earlier run that stopped while the step
-    /// waited for its countdown or a retry: the wait resumes where it was.
+    /// waited for its countdown or a retry, or that failed and is re-driven.
     async fn run_step(
         &self,
         signature: &Signature,
@@ -492,6 +646,30 @@ impl Run<'_> {
         record.duration_ms += started.elapsed().as_secs_f64() * 1000.0;
         record.due_at_ms = None;
         end
+    }
+
+    /// One attempt on a task of its own, within the run's concurrency.
+    async fn attempt(
+        &self,
+        plugin: &Arc<Plugin>,
+        invocation: Invocation,
+        limits: Limits,
+    ) -> Attempt {
+        let runtime = self.runtime.clone();
+        let plugin = Arc::clone(plugin);
+        let slots = Arc::clone(&self.slots);
+        let task = tokio::spawn(async move {
+            // The semaphore is never closed, so acquiring cannot fail.
+            let _slot = slots.acquire_owned().await.ok();
+            runtime.run(&plugin, &invocation, &limits).await
+        });
+        match task.await {
+            Ok(attempt) => attempt,
+            Err(err) => Attempt::failed(Failure::new(
+                FailureKind::Trap,
+                format!("the host task running the attempt ended abnormally: {err}"),
+            )),
+        }
     }
 
     async fn attempt_until_done(
@@ -538,7 +716,7 @@ impl Run<'_> {
                         now_ms().saturating_add(seconds_to_duration(countdown).as_millis() as u64);
                     record.status = StepStatus::Scheduled;
                     record.due_at_ms = Some(due);
-                    self.commit(record, "step_scheduled", None)?;
+                    self.commit(&[record], "step_scheduled", None)?;
                     wait_until(Some(due)).await;
                 }
             }
@@ -556,7 +734,7 @@ impl Run<'_> {
                 args: args.clone(),
                 kwargs: kwargs.clone(),
             };
-            let outcome = self.runtime.run(plugin, &invocation, &limits).await;
+            let outcome = self.attempt(plugin, invocation, limits.clone()).await;
             record.attempts = attempt;
             record.fuel_used = record.fuel_used.saturating_add(outcome.fuel_used);
             record.stdout = outcome.stdout;
@@ -594,12 +772,19 @@ impl Run<'_> {
             let delay = policy.delay(attempt - earlier_attempts - 1, countdown);
             record.status = StepStatus::Retrying;
             record.due_at_ms = Some(now_ms().saturating_add(delay.as_millis() as u64));
-            self.commit(record, "step_retrying", Some(reason.clone()))?;
+            self.commit(&[record], "step_retrying", Some(reason.clone()))?;
             self.observer.retrying(record, &reason, delay);
             wait_until(record.due_at_ms).await;
             attempt += 1;
         }
     }
+}
+
+/// How a step ended, as the chain around it sees it.
+enum StepOutcome {
+    Value(Value),
+    Replace(Vec<Node>),
+    Failed(WorkflowError),
 }
 
 /// Sleeps until `due_ms` (milliseconds since the Unix epoch), if it is
@@ -624,13 +809,7 @@ fn replacement(json: &Value, step_id: &str) -> StepEnd {
             ));
         }
     };
-    match plan::flatten(&canvas, Some(step_id)) {
-        Ok(children) => StepEnd::Replace(children),
-        Err(err) => StepEnd::Failed(Failure::new(
-            FailureKind::InvalidOutput,
-            format!("the replacement cannot run: {err}"),
-        )),
-    }
+    StepEnd::Replace(plan::plan(&canvas, Some(step_id)))
 }
 
 /// Refuses steps whose limits exceed the host's ceilings.
@@ -651,7 +830,7 @@ fn check_ceilings<'a>(
 }
 
 /// Every callback signature of the workflow, for checking before it runs.
-fn callback_steps(spec: &WorkflowSpec, steps: &[PlannedStep]) -> Vec<PlannedStep> {
+fn callback_steps(spec: &WorkflowSpec, steps: &[&PlannedStep]) -> Vec<PlannedStep> {
     let mut callbacks: Vec<PlannedStep> = steps
         .iter()
         .flat_map(|step| {

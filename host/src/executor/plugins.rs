@@ -2,11 +2,12 @@
 //! step names a task that exists.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 use wfhost_canvas::Signature;
 
-use crate::plan::{PlanError, PlannedStep};
+use crate::plan::PlannedStep;
 use crate::runtime::{Plugin, PluginError, Runtime, TaskInfo};
 use crate::spec::PluginRef;
 
@@ -15,8 +16,6 @@ use crate::spec::PluginRef;
 pub enum ValidationError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
     #[error("step {step} (`{task}`): {message}")]
     Step {
         step: String,
@@ -36,9 +35,9 @@ impl ValidationError {
     }
 }
 
-/// Loaded plugins by name.
+/// Loaded plugins by name, shared with the tasks that run their attempts.
 pub struct PluginSet {
-    plugins: BTreeMap<String, Plugin>,
+    plugins: BTreeMap<String, Arc<Plugin>>,
 }
 
 impl PluginSet {
@@ -52,18 +51,18 @@ impl PluginSet {
             let plugin = runtime
                 .load_plugin(name, &plugin_ref.path, plugin_ref.sha256.as_deref())
                 .await?;
-            plugins.insert(name.clone(), plugin);
+            plugins.insert(name.clone(), Arc::new(plugin));
         }
         Ok(PluginSet { plugins })
     }
 
     /// The plugin the workflow calls `name`.
-    pub fn get(&self, name: &str) -> Option<&Plugin> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.plugins.get(name)
     }
 
     /// The plugin and task a signature names, or why there is none.
-    pub fn resolve(&self, signature: &Signature) -> Result<(&Plugin, &TaskInfo), String> {
+    pub fn resolve(&self, signature: &Signature) -> Result<(&Arc<Plugin>, &TaskInfo), String> {
         let plugin_name = signature.plugin_name().unwrap_or_default();
         let plugin = self.plugins.get(plugin_name).ok_or_else(|| {
             let known: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
@@ -88,7 +87,10 @@ impl PluginSet {
     }
 
     /// Checks that every step's task exists.
-    pub fn check(&self, steps: &[PlannedStep]) -> Result<(), ValidationError> {
+    pub fn check<'a>(
+        &self,
+        steps: impl IntoIterator<Item = &'a PlannedStep>,
+    ) -> Result<(), ValidationError> {
         for step in steps {
             self.resolve(&step.signature)
                 .map_err(|message| ValidationError::at(step, message))?;

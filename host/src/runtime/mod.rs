@@ -28,13 +28,15 @@ use crate::runtime::sandbox::StepState;
 pub type LogSink = Arc<dyn Fn(&Invocation, &LogRecord) + Send + Sync>;
 
 /// The engine, the linker of everything a plugin may import, and the clock
-/// that enforces wall-clock limits.
+/// that enforces wall-clock limits. Cloning is cheap: clones share all of it,
+/// so attempts can run on tasks of their own.
+#[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<StepState>,
+    linker: Arc<Linker<StepState>>,
     log_sink: Option<LogSink>,
     ceilings: Ceilings,
-    _ticker: EpochTicker,
+    _ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -53,10 +55,10 @@ impl Runtime {
             .map_err(|err| PluginError::Engine(format!("cannot start the epoch clock: {err}")))?;
         Ok(Runtime {
             engine,
-            linker,
+            linker: Arc::new(linker),
             log_sink: None,
             ceilings: Ceilings::default(),
-            _ticker: ticker,
+            _ticker: Arc::new(ticker),
         })
     }
 

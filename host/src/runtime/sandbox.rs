@@ -142,6 +142,21 @@ pub struct Attempt {
     pub dropped_logs: u64,
 }
 
+impl Attempt {
+    /// An attempt that failed before the guest ran.
+    pub fn failed(failure: Failure) -> Self {
+        Attempt {
+            result: AttemptResult::Failed(failure),
+            fuel_used: 0,
+            duration: Duration::ZERO,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            logs: Vec::new(),
+            dropped_logs: 0,
+        }
+    }
+}
+
 type LogCallback = Box<dyn Fn(&LogRecord) + Send + Sync>;
 
 /// The data of one store: what the guest may touch, and what the host

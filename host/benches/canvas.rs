@@ -1,0 +1,107 @@
+//! Groups use every core: the same group of CPU-bound members run with a
+//! concurrency of 1 and of the number of cores, side by side in one process.
+//!
+//! Run with `cargo bench -p wfhost --bench canvas`.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::plugin;
+use serde_json::json;
+use wfhost::executor::{RunIdentity, RunMode, RunOptions, Silent, Workflow};
+use wfhost::report::WorkflowStatus;
+use wfhost::runtime::Runtime;
+use wfhost::spec;
+use wfhost::store::Store;
+
+const MEMBERS: usize = 8;
+const ROUNDS: u64 = 30_000_000;
+const REPEATS: usize = 3;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+async fn run_once(
+    runtime: &Runtime,
+    workflow: &Workflow,
+    store: &Store,
+    id: String,
+    concurrency: usize,
+) -> Duration {
+    let identity = RunIdentity {
+        id,
+        tenant: "bench".into(),
+    };
+    let options = RunOptions { concurrency };
+    let started = Instant::now();
+    let row = workflow
+        .run(
+            runtime,
+            store,
+            &identity,
+            RunMode::Normal,
+            &options,
+            &Silent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.status, WorkflowStatus::Succeeded);
+    started.elapsed()
+}
+
+async fn bench() {
+    let members: Vec<_> = (0..MEMBERS)
+        .map(|_| json!({"task": "testkit.burn", "args": [ROUNDS]}))
+        .collect();
+    let document = json!({
+        "plugins": {"testkit": plugin("testkit")},
+        "defaults": {"fuel": null},
+        "workflow": [{"group": members}],
+    });
+    let spec = spec::parse(&document.to_string(), Path::new("/"))
+        .unwrap_or_else(|_| panic!("bench workflow"));
+    let runtime = Runtime::new().unwrap();
+    let workflow = Workflow::prepare(&runtime, spec).await.unwrap();
+    let store = Store::in_memory().unwrap();
+    let cores = RunOptions::default().concurrency;
+
+    let mut serial = Vec::new();
+    let mut parallel = Vec::new();
+    for repeat in 0..REPEATS {
+        serial.push(run_once(&runtime, &workflow, &store, format!("serial-{repeat}"), 1).await);
+        parallel.push(
+            run_once(
+                &runtime,
+                &workflow,
+                &store,
+                format!("parallel-{repeat}"),
+                cores,
+            )
+            .await,
+        );
+    }
+    serial.sort();
+    parallel.sort();
+    let (serial, parallel) = (serial[REPEATS / 2], parallel[REPEATS / 2]);
+    println!("a group of {MEMBERS} testkit.burn({ROUNDS}) members, median of {REPEATS}:");
+    println!(
+        "  --concurrency 1: {:>8.1} ms",
+        serial.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  --concurrency {cores}: {:>8.1} ms",
+        parallel.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  speed-up: {:.2}x on {cores} cores",
+        serial.as_secs_f64() / parallel.as_secs_f64()
+    );
+}

@@ -1,0 +1,168 @@
+//! Groups, chords and Celery's rewrite rules, with concrete numbers, and the
+//! ids and parents that place every step in the canvas.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn add(args: Value) -> Value {
+    json!({"task": "math.add", "args": args})
+}
+
+fn slow_add(x: i64, ms: u64) -> Value {
+    json!({"task": "testkit.slow_add", "args": [x, 0, ms]})
+}
+
+fn group(members: Value) -> Value {
+    json!({"group": members})
+}
+
+fn chord(header: Value, body: Value) -> Value {
+    json!({"chord": {"header": header, "body": body}})
+}
+
+fn xsum() -> Value {
+    json!({"task": "math.xsum"})
+}
+
+#[test]
+fn a_chain_ending_in_a_group_returns_the_list_of_member_results() {
+    let run = run_workflow(
+        json!([
+            add(json!([1, 1])),
+            group(json!([add(json!([10])), add(json!([20]))]))
+        ]),
+        &["--json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["result"], json!([12, 22]));
+    // Each member received the previous result; the group is a step of its
+    // own whose parent is the step before it.
+    assert_eq!(run.step("1.0")["args"], json!([2, 10]));
+    assert_eq!(run.step("1.1")["parent"], "1");
+    let group = run.step("1");
+    assert_eq!(
+        (group["task"].as_str(), group["parent"].as_str()),
+        (Some("group"), Some("0"))
+    );
+    assert_eq!(group["result"], json!([12, 22]));
+}
+
+#[test]
+fn a_group_followed_by_a_step_is_a_chord_in_member_order() {
+    // The first member is much slower; results still come in member order.
+    let workflow = json!([
+        group(json!([slow_add(1, 600), slow_add(2, 10), slow_add(3, 300)])),
+        xsum()
+    ]);
+    let run = run_workflow(workflow, &["--json"]);
+    assert_eq!(run.json()["result"], 6, "{}", run.stderr);
+    assert_eq!(run.step("0")["result"], json!([1, 2, 3]));
+    assert_eq!(run.step("1")["args"], json!([[1, 2, 3]]));
+    assert_eq!(run.step("1")["parent"], "0");
+}
+
+#[test]
+fn a_group_followed_by_a_group_gives_each_member_the_whole_list() {
+    let workflow = json!([
+        group(json!([add(json!([1, 1])), add(json!([2, 2]))])),
+        group(json!([xsum(), {"task": "testkit.echo"}])),
+    ]);
+    let run = run_workflow(workflow, &[]);
+    assert_eq!(run.stdout, "[6,[2,4]]\n", "{}", run.stderr);
+}
+
+#[test]
+fn a_chord_with_an_empty_header_runs_its_body_with_an_empty_list() {
+    let run = run_workflow(chord(json!([]), xsum()), &["--json"]);
+    assert_eq!(run.json()["result"], 0, "{}", run.stderr);
+    assert_eq!(run.step("0.body")["args"], json!([[]]));
+}
+
+#[test]
+fn a_one_member_group_behaves_as_its_member() {
+    let run = run_workflow(
+        json!([add(json!([1, 1])), group(json!([add(json!([10]))]))]),
+        &[],
+    );
+    assert_eq!(run.stdout, "12\n", "{}", run.stderr);
+}
+
+#[test]
+fn canvases_nest_at_any_depth() {
+    // chord([ add(1,1) | group(add(1), add(2) | mul(10)) | xsum,  mul(3,3) ], xsum)
+    //   member 0: 2 -> [3, 40] -> 43; member 1: 9; body: 52
+    let member = json!([
+        add(json!([1, 1])),
+        group(json!([add(json!([1])), [add(json!([2])), {"task": "math.mul", "args": [10]}]])),
+        xsum(),
+    ]);
+    let workflow = chord(
+        json!([member, {"task": "math.mul", "args": [3, 3]}]),
+        xsum(),
+    );
+    let run = run_workflow(workflow, &["--json"]);
+    assert_eq!(run.json()["result"], 52, "{}", run.stderr);
+    assert_eq!(run.step("0.0.1.1.1")["result"], 40);
+    assert_eq!(run.step("0.0.1.1.1")["parent"], "0.0.1.1.0");
+    assert_eq!(run.step("0.0.2")["parent"], "0.0.1");
+    assert_eq!(run.step("0.body")["parent"], "0");
+    assert_eq!(run.step("0")["task"], "chord");
+}
+
+#[test]
+fn a_failed_member_fails_the_chord_after_the_others_finish() {
+    let workflow = json!([
+        chord(
+            json!([slow_add(1, 500), {"task": "testkit.fail", "args": ["member broke"]}]),
+            xsum()
+        ),
+        add(json!([1])),
+    ]);
+    let run = run_workflow(workflow, &["--json"]);
+    assert_eq!(run.code, 1);
+    let doc = run.json();
+    assert_eq!(
+        (
+            doc["error"]["step"].as_str(),
+            doc["error"]["message"].as_str()
+        ),
+        (Some("0.1"), Some("member broke"))
+    );
+    // The slow member ran to its end although its sibling had failed.
+    assert_eq!(run.step("0.0")["status"], "succeeded");
+    assert_eq!(run.step("0")["status"], "failed");
+    assert_eq!(run.step("0.body")["status"], "skipped");
+    assert_eq!(run.step("1")["status"], "skipped");
+}
+
+#[test]
+fn replace_works_inside_a_group_member() {
+    let workflow = json!([
+        group(
+            json!([{"task": "testkit.route", "args": [5]}, {"task": "testkit.route", "args": [20]}])
+        ),
+        xsum()
+    ]);
+    let run = run_workflow(workflow, &["--json"]);
+    assert_eq!(run.json()["result"], 46, "{}", run.stderr);
+    assert_eq!(run.step("0.0")["status"], "replaced");
+    assert_eq!(run.step("0.0.0")["result"], 6);
+    assert_eq!(run.step("0.1.0")["result"], 40);
+    assert_eq!(run.step("0")["result"], json!([6, 40]));
+}
+
+#[test]
+fn concurrency_one_runs_members_one_at_a_time_with_the_same_result() {
+    let workflow = json!([
+        group(json!([slow_add(1, 50), slow_add(2, 50), slow_add(3, 50)])),
+        xsum()
+    ]);
+    let run = run_workflow(workflow, &["--concurrency", "1"]);
+    assert_eq!(run.stdout, "6\n", "{}", run.stderr);
+    assert_eq!(
+        run_workflow(json!([add(json!([1, 1]))]), &["--concurrency", "0"]).code,
+        2
+    );
+}
