@@ -166,3 +166,53 @@ fn concurrency_one_runs_members_one_at_a_time_with_the_same_result() {
         2
     );
 }
+
+/// The canvases of tests/fixtures/celery/canvases.json, which
+/// tests/fixtures/celery/generate.py made with the real Celery library.
+fn celery_fixtures() -> Vec<Value> {
+    let path = repo_root().join("tests/fixtures/celery/canvases.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let document: Value = serde_json::from_str(&text).unwrap();
+    document["canvases"].as_array().unwrap().clone()
+}
+
+#[test]
+fn celery_json_runs_unchanged_and_gives_celerys_results() {
+    let fixtures = celery_fixtures();
+    assert!(fixtures.len() >= 10);
+    for fixture in fixtures {
+        let name = fixture["name"].as_str().unwrap();
+        let run = run_workflow(fixture["workflow"].clone(), &[]);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let result: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(
+            result, fixture["expected"],
+            "{name}: wfhost and Celery disagree"
+        );
+    }
+}
+
+#[test]
+fn celery_options_wfhost_lacks_are_refused_by_name() {
+    let mut signature = celery_fixtures()[0]["workflow"]["kwargs"]["tasks"][0].clone();
+    signature["options"] = json!({"queue": "images"});
+    let run = run_workflow(signature, &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(
+            "$.workflow.options.queue: the Celery option `queue` is not supported by wfhost"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    let chunks = json!({"task": "celery.chunks", "args": [], "kwargs": {}, "options": {}, "subtask_type": "chunks", "immutable": false});
+    let run = run_workflow(chunks, &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("Celery's `chunks` canvas is not supported"),
+        "{}",
+        run.stderr
+    );
+}

@@ -14,6 +14,9 @@ const SIGNATURE_KEYS: &[&str] = &["task", "args", "kwargs", "immutable", "option
 pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
     match value {
         Value::Array(items) => Ok(Canvas::Chain(list(items, at)?)),
+        Value::Object(map) if map.contains_key("subtask_type") => {
+            super::celery::canvas(map, value, at)
+        }
         Value::Object(map) if map.contains_key("task") => {
             Ok(Canvas::Signature(signature(map, value, at)?))
         }
@@ -65,12 +68,41 @@ fn members(
     list(fields::array(&map[key], &at)?, &at)
 }
 
-fn list(items: &[Value], at: &JsonPath) -> Result<Vec<Canvas>, SpecIssue> {
+pub fn list(items: &[Value], at: &JsonPath) -> Result<Vec<Canvas>, SpecIssue> {
     items
         .iter()
         .enumerate()
         .map(|(i, item)| canvas(item, &at.index(i)))
         .collect()
+}
+
+/// A task name, which must be `plugin.task`.
+pub fn checked_task_name<'a>(task: &'a str, at: &JsonPath) -> Result<&'a str, SpecIssue> {
+    match task.rsplit_once('.') {
+        Some((plugin, name)) if !plugin.is_empty() && !name.is_empty() => Ok(task),
+        _ => Err(SpecIssue::new(
+            at,
+            format!("task `{task}` must be named `plugin.task` (e.g. `math.add`)"),
+        )),
+    }
+}
+
+/// A single signature in either form, as callbacks are given.
+pub fn any_signature(value: &Value, at: &JsonPath) -> Result<Signature, SpecIssue> {
+    let map = value.as_object().ok_or_else(|| {
+        SpecIssue::new(
+            at,
+            format!("expected a signature, found {}", type_of(value)),
+        )
+    })?;
+    match canvas(value, at)? {
+        Canvas::Signature(signature) => Ok(signature),
+        _ if map.contains_key("subtask_type") || !map.contains_key("task") => Err(SpecIssue::new(
+            at,
+            "expected a single signature, not a chain, group or chord",
+        )),
+        _ => signature(map, value, at),
+    }
 }
 
 /// Parses a signature object (`map` is `value` as an object).
@@ -80,35 +112,24 @@ pub fn signature(
     at: &JsonPath,
 ) -> Result<Signature, SpecIssue> {
     fields::object(value, at, "a signature", SIGNATURE_KEYS)?;
+    signature_fields(map, at)
+}
+
+/// The fields both forms of a signature share: `task`, `args`, `kwargs`,
+/// `immutable` and `options`. The caller has checked for unknown keys.
+pub fn signature_fields(map: &Map<String, Value>, at: &JsonPath) -> Result<Signature, SpecIssue> {
     let task_at = at.key("task");
     let task = map
         .get("task")
         .ok_or_else(|| SpecIssue::new(at, "a signature needs a `task`"))
         .and_then(|task| fields::string(task, &task_at))?;
-    match task.rsplit_once('.') {
-        Some((plugin, name)) if !plugin.is_empty() && !name.is_empty() => {}
-        _ => {
-            return Err(SpecIssue::new(
-                &task_at,
-                format!("task `{task}` must be named `plugin.task` (e.g. `math.add`)"),
-            ));
-        }
-    }
-    let mut signature = Signature::new(task);
+    let mut signature = Signature::new(checked_task_name(task, &task_at)?);
     if let Some(args) = map.get("args") {
         signature.args = fields::array(args, &at.key("args"))?.clone();
     }
     if let Some(kwargs) = map.get("kwargs") {
         let kwargs_at = at.key("kwargs");
-        signature.kwargs = kwargs
-            .as_object()
-            .ok_or_else(|| {
-                SpecIssue::new(
-                    &kwargs_at,
-                    format!("expected an object, found {}", type_of(kwargs)),
-                )
-            })?
-            .clone();
+        signature.kwargs = fields::object_of_any(kwargs, &kwargs_at)?.clone();
     }
     if let Some(immutable) = map.get("immutable") {
         signature.immutable = fields::boolean(immutable, &at.key("immutable"))?;

@@ -74,3 +74,13 @@ pub fn count(value: &Value, at: &JsonPath) -> Result<u64, SpecIssue> {
         .as_u64()
         .ok_or_else(|| expected(at, "a whole number of at least 0", value))
 }
+
+/// An object with any keys (keyword arguments, say).
+pub fn object_of_any<'a>(
+    value: &'a Value,
+    at: &JsonPath,
+) -> Result<&'a Map<String, Value>, SpecIssue> {
+    value
+        .as_object()
+        .ok_or_else(|| expected(at, "an object", value))
+}

@@ -4,6 +4,7 @@
 //! and malformed JSON is reported with its line and column.
 
 mod canvas;
+mod celery;
 mod fields;
 mod options;
 mod path;
@@ -197,16 +198,10 @@ fn from_value(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue>
         .get("workflow")
         .ok_or_else(|| SpecIssue::new(&root, "missing key `workflow` (the canvas to run)"))?;
     let workflow = canvas::canvas(workflow_value, &root.key("workflow"))?;
-    let on_error = match map.get("on_error") {
-        Some(value) => {
-            let at = root.key("on_error");
-            let object = value
-                .as_object()
-                .ok_or_else(|| SpecIssue::new(&at, "expected a signature"))?;
-            Some(canvas::signature(object, value, &at)?)
-        }
-        None => None,
-    };
+    let on_error = map
+        .get("on_error")
+        .map(|value| canvas::any_signature(value, &root.key("on_error")))
+        .transpose()?;
     Ok(WorkflowSpec {
         id,
         tenant,

@@ -1,9 +1,9 @@
 //! Step options, in `defaults` or a signature's `options`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use wfhost_canvas::{Limit, RetryBackoff, Signature, StepOptions};
 
-use super::canvas::signature;
+use super::canvas::any_signature;
 use super::fields::{self, count, non_negative};
 use super::path::{JsonPath, SpecIssue};
 
@@ -23,6 +23,38 @@ const STEP_OPTIONS: &[&str] = &[
     "link_error",
 ];
 
+/// Options Celery knows that wfhost does not implement: refused by name,
+/// never silently dropped.
+const CELERY_ONLY_OPTIONS: &[&str] = &[
+    "queue",
+    "routing_key",
+    "exchange",
+    "priority",
+    "expires",
+    "eta",
+    "soft_time_limit",
+    "task_id",
+    "serializer",
+    "compression",
+    "headers",
+    "shadow",
+    "ignore_result",
+    "reply_to",
+    "retry",
+    "retry_policy",
+    "group_id",
+    "group_index",
+    "chord",
+    "root_id",
+    "parent_id",
+    "add_to_parent",
+    "stamped_headers",
+    "stamps",
+    "autoretry_for",
+    "rate_limit",
+    "acks_late",
+];
+
 /// Whether callbacks may be given: in a signature's options, not in defaults.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Callbacks {
@@ -36,6 +68,15 @@ pub fn options(
     at: &JsonPath,
     callbacks: Callbacks,
 ) -> Result<StepOptions, SpecIssue> {
+    if let Some(celery_only) = value.as_object().and_then(|map| {
+        map.keys()
+            .find(|key| CELERY_ONLY_OPTIONS.contains(&key.as_str()))
+    }) {
+        return Err(SpecIssue::new(
+            &at.key(celery_only),
+            format!("the Celery option `{celery_only}` is not supported by wfhost"),
+        ));
+    }
     let map = fields::object(value, at, "an object of step options", STEP_OPTIONS)?;
     let mut options = StepOptions::default();
     for (key, value) in map {
@@ -135,11 +176,5 @@ fn callback_list(value: &Value, at: &JsonPath) -> Result<Vec<Signature>, SpecIss
 }
 
 fn callback(value: &Value, at: &JsonPath) -> Result<Signature, SpecIssue> {
-    let map: &Map<String, Value> = value.as_object().ok_or_else(|| {
-        SpecIssue::new(
-            at,
-            format!("expected a signature, found {}", fields::type_of(value)),
-        )
-    })?;
-    signature(map, value, at)
+    any_signature(value, at)
 }

@@ -129,3 +129,32 @@ fn a_stored_spec_reads_back_as_the_same_spec() {
     }));
     assert_eq!(from_stored(&spec.to_json()), Ok(spec));
 }
+
+#[test]
+fn celery_json_parses_into_the_same_canvas_as_the_native_form() {
+    let celery_sig = |task: &str, args: serde_json::Value, immutable: bool| json!({"task": task, "args": args, "kwargs": {}, "options": {}, "subtask_type": null, "immutable": immutable});
+    let celery = json!({
+        "task": "celery.chain", "args": [], "options": {}, "subtask_type": "chain", "immutable": false,
+        "kwargs": {"tasks": [
+            celery_sig("math.add", json!([1, 1]), false),
+            {"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord", "immutable": false,
+             "kwargs": {"kwargs": {},
+                        "header": {"task": "celery.group", "args": [], "options": {}, "subtask_type": "group",
+                                   "immutable": false, "kwargs": {"tasks": [celery_sig("math.add", json!([10]), false)]}},
+                        "body": celery_sig("math.xsum", json!([]), true)}},
+        ]},
+    });
+    let native = sig("math.add").args((1, 1))
+        | wfhost_canvas::chord([sig("math.add").args((10,))], sig("math.xsum").si());
+    assert_eq!(parse_canvas(&celery), Ok(native));
+}
+
+#[test]
+fn celery_composites_with_options_are_refused_not_dropped() {
+    let celery = json!({
+        "task": "celery.group", "args": [], "kwargs": {"tasks": []}, "subtask_type": "group",
+        "immutable": false, "options": {"link": {"task": "m.a"}},
+    });
+    let issue = parse_canvas(&celery).unwrap_err();
+    assert_eq!(issue.at.to_string(), "$.options.link");
+}

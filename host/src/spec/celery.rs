@@ -1,0 +1,163 @@
+//! Celery's own JSON form: what `json.dumps()` gives for a Celery signature,
+//! chain, group or chord. A workflow written with Celery runs unchanged.
+//!
+//! ```json
+//! {"task": "celery.chain", "args": [], "kwargs": {"tasks": [ … ]},
+//!  "options": {}, "subtask_type": "chain", "immutable": false}
+//! ```
+
+use serde_json::{Map, Value};
+use wfhost_canvas::{Canvas, Chord};
+
+use super::canvas::{list, signature_fields};
+use super::fields::{self, type_of};
+use super::path::{JsonPath, SpecIssue};
+
+/// The keys of a serialized Celery signature.
+const CELERY_KEYS: &[&str] = &[
+    "task",
+    "args",
+    "kwargs",
+    "options",
+    "subtask_type",
+    "immutable",
+    "chord_size",
+];
+
+/// Parses a Celery canvas (`map` is `value` as an object).
+pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
+    fields::object(value, at, "a Celery signature", CELERY_KEYS)?;
+    if let Some(size) = map.get("chord_size").filter(|size| !size.is_null()) {
+        // Celery fills it in while it runs a chord; a canvas to run has none.
+        return Err(SpecIssue::new(
+            &at.key("chord_size"),
+            format!("expected null, found {}", type_of(size)),
+        ));
+    }
+    let kind_at = at.key("subtask_type");
+    let kind = match map.get("subtask_type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(kind)) => Some(kind.as_str()),
+        Some(other) => {
+            return Err(SpecIssue::new(
+                &kind_at,
+                format!("expected null or a canvas type, found {}", type_of(other)),
+            ));
+        }
+    };
+    match kind {
+        None => Ok(Canvas::Signature(signature_fields(map, at)?)),
+        Some("chain") => {
+            composite_has_no_options(map, at, "chain")?;
+            Ok(Canvas::Chain(members(map, at, "tasks")?))
+        }
+        Some("group") => {
+            composite_has_no_options(map, at, "group")?;
+            Ok(Canvas::Group(members(map, at, "tasks")?))
+        }
+        Some("chord") => {
+            composite_has_no_options(map, at, "chord")?;
+            chord(map, at)
+        }
+        Some(other) => Err(SpecIssue::new(
+            &kind_at,
+            format!(
+                "Celery's `{other}` canvas is not supported by wfhost (chain, group and chord are)"
+            ),
+        )),
+    }
+}
+
+/// Celery lets chains, groups and chords carry options (callbacks, routing)
+/// that apply to the whole; wfhost has no such thing, so they are refused
+/// rather than dropped.
+fn composite_has_no_options(
+    map: &Map<String, Value>,
+    at: &JsonPath,
+    what: &str,
+) -> Result<(), SpecIssue> {
+    if let Some(opts) = map.get("options") {
+        let opts_at = at.key("options");
+        let object = fields::object_of_any(opts, &opts_at)?;
+        if let Some(key) = object.keys().next() {
+            return Err(SpecIssue::new(
+                &opts_at.key(key),
+                format!(
+                    "options on a whole Celery {what} are not supported by wfhost; set `{key}` on its signatures"
+                ),
+            ));
+        }
+    }
+    if map.get("immutable").and_then(Value::as_bool) == Some(true) {
+        return Err(SpecIssue::new(
+            &at.key("immutable"),
+            format!(
+                "an immutable Celery {what} is not supported by wfhost; make its first signature immutable"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The canvases listed under `kwargs.<key>`.
+fn members(map: &Map<String, Value>, at: &JsonPath, key: &str) -> Result<Vec<Canvas>, SpecIssue> {
+    let kwargs_at = at.key("kwargs");
+    let kwargs = map
+        .get("kwargs")
+        .ok_or_else(|| SpecIssue::new(at, format!("a Celery chain or group needs `kwargs.{key}`")))
+        .and_then(|kwargs| fields::object_of_any(kwargs, &kwargs_at))?;
+    let items_at = kwargs_at.key(key);
+    let items = kwargs
+        .get(key)
+        .ok_or_else(|| SpecIssue::new(&kwargs_at, format!("missing key `{key}`")))?;
+    list(fields::array(items, &items_at)?, &items_at)
+}
+
+/// `kwargs: {"header": [...] or a group, "body": ..., "kwargs": {}}`.
+fn chord(map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas, SpecIssue> {
+    let kwargs_at = at.key("kwargs");
+    let kwargs_value = map.get("kwargs").ok_or_else(|| {
+        SpecIssue::new(at, "a Celery chord needs `kwargs.header` and `kwargs.body`")
+    })?;
+    let kwargs = fields::object(
+        kwargs_value,
+        &kwargs_at,
+        "the chord's kwargs",
+        &["header", "body", "kwargs"],
+    )?;
+    if let Some(extra) = kwargs.get("kwargs") {
+        let extra_at = kwargs_at.key("kwargs");
+        if !fields::object_of_any(extra, &extra_at)?.is_empty() {
+            return Err(SpecIssue::new(
+                &extra_at,
+                "keyword arguments for a whole Celery chord body are not supported by wfhost; set them on the body",
+            ));
+        }
+    }
+    let header_at = kwargs_at.key("header");
+    let header = match kwargs.get("header") {
+        Some(Value::Array(items)) => list(items, &header_at)?,
+        // Some Celery versions serialize the header as a group signature.
+        Some(group @ Value::Object(_)) => match super::canvas::canvas(group, &header_at)? {
+            Canvas::Group(members) => members,
+            other => vec![other],
+        },
+        Some(other) => {
+            return Err(SpecIssue::new(
+                &header_at,
+                format!(
+                    "expected a list of signatures or a group, found {}",
+                    type_of(other)
+                ),
+            ));
+        }
+        None => return Err(SpecIssue::new(&kwargs_at, "missing key `header`")),
+    };
+    let body = kwargs
+        .get("body")
+        .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `body`"))?;
+    Ok(Canvas::Chord(Chord {
+        header,
+        body: Box::new(super::canvas::canvas(body, &kwargs_at.key("body"))?),
+    }))
+}
