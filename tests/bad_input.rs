@@ -143,3 +143,49 @@ fn usage_errors_exit_2() {
     assert_eq!(run_args(&["run"]).code, 2);
     assert_eq!(run_args(&["frobnicate"]).code, 2);
 }
+
+#[test]
+fn arity_and_keywords_are_checked_before_anything_runs() {
+    let workflow = json!([
+        {"task": "math.add", "args": [1, 2]},
+        // Receives the previous result: add(3, 4, 5) is one too many.
+        {"task": "math.add", "args": [4, 5]},
+        {"task": "math.mul", "kwargs": {"z": 1}},
+        {"group": [{"task": "math.xsum", "args": [[1]]}, {"task": "math.add", "kwargs": {"x": 1}}]},
+    ]);
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
+    let validate = chain.command(&["validate", chain.path.to_str().unwrap()]);
+    let expected = [
+        "step 1 (`math.add`): add() takes 2 positional arguments but 3 would be given (counting the previous result)",
+        "step 2 (`math.mul`): mul() has no parameter 'z'",
+        "step 2 (`math.mul`): mul() would miss required argument 'y' (counting the previous result)",
+        "step 3.0 (`math.xsum`): xsum() takes 1 positional argument but 2 would be given (counting the previous result)",
+        "step 3.1 (`math.add`): add() would get multiple values for argument 'x' (counting the previous result)",
+    ];
+    assert_input_error(&validate, &expected);
+    // `run` refuses the same file the same way, and runs nothing.
+    let run = run_file(&chain, &[]);
+    assert_input_error(&run, &expected);
+    assert!(
+        !run.stderr.contains("step 0 (`math.add`)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(chain.command(&["list", "--json"]).json(), json!([]));
+}
+
+#[test]
+fn validate_accepts_a_good_file_and_names_its_plugins() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "testkit.print", "args": []}, {"task": "math.xsum", "args": [[1]], "immutable": true}],
+    }));
+    let run = chain.command(&["validate", chain.path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("valid: 3 steps; plugins: math (sha256 "),
+        "{}",
+        run.stdout
+    );
+}

@@ -142,35 +142,17 @@ fn a_panic_fails_the_step_with_its_message() {
 }
 
 #[test]
-fn arguments_bind_like_a_python_call() {
-    let cases = [
-        (
-            json!({"task": "math.add", "args": [1], "kwargs": {"z": 3}}),
-            "add() got an unexpected keyword argument 'z'",
-        ),
-        (
-            json!({"task": "math.add", "args": [1]}),
-            "add() missing required argument 'y'",
-        ),
-        (
-            json!({"task": "math.add", "args": [1, 2, 3]}),
-            "add() takes 2 positional arguments but 3 were given",
-        ),
-        (
-            json!({"task": "math.add", "args": [1], "kwargs": {"x": 2}}),
-            "add() got multiple values for argument 'x'",
-        ),
-        (
-            json!({"task": "math.add", "args": ["one", 2]}),
-            "add() argument 'x' (i64): invalid type",
-        ),
-    ];
-    for (step, expected) in cases {
-        let run = run_workflow(json!([step]), &["--json"]);
-        assert_eq!(run.code, 1, "{step}");
-        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
-        assert!(message.starts_with(expected), "{step}: {message}");
-    }
+fn a_wrongly_typed_argument_fails_the_step_naming_the_parameter() {
+    let run = run_workflow(
+        json!([{"task": "math.add", "args": ["one", 2]}]),
+        &["--json"],
+    );
+    assert_eq!(run.code, 1);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("add() argument 'x' (i64): invalid type"),
+        "{message}"
+    );
     // An Option parameter may be left out.
     let run = run_workflow(
         json!([{"task": "testkit.print", "args": ["hi"]}]),

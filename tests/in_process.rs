@@ -76,3 +76,58 @@ async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
     // failure would show as hundreds of MiB.
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
 }
+
+/// The guest SDK binds arguments like a Python call. The host's validation
+/// refuses such calls before a workflow runs; a library user calling the
+/// runtime directly meets the guest's own checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_binds_arguments_like_a_python_call() {
+    let runtime = Runtime::new().unwrap();
+    let math = runtime
+        .load_plugin("math", &plugin("math"), None)
+        .await
+        .unwrap();
+    let cases = [
+        (
+            json!([1]),
+            json!({"z": 3}),
+            "add() got an unexpected keyword argument 'z'",
+        ),
+        (json!([1]), json!({}), "add() missing required argument 'y'"),
+        (
+            json!([1, 2, 3]),
+            json!({}),
+            "add() takes 2 positional arguments but 3 were given",
+        ),
+        (
+            json!([1]),
+            json!({"x": 2}),
+            "add() got multiple values for argument 'x'",
+        ),
+        (
+            json!(["one", 2]),
+            json!({}),
+            "add() argument 'x' (i64): invalid type",
+        ),
+    ];
+    for (args, kwargs, expected) in cases {
+        let mut call = invocation("math", "add", 0, &args);
+        call.kwargs = kwargs.to_string();
+        let attempt = runtime.run(&math, &call, &Limits::default()).await;
+        match attempt.result {
+            AttemptResult::Failed(failure) => {
+                assert_eq!(failure.kind, FailureKind::Fail);
+                assert!(
+                    failure.message.starts_with(expected),
+                    "{args} {kwargs}: {}",
+                    failure.message
+                );
+            }
+            other => panic!("{args} {kwargs}: expected a failure, got {other:?}"),
+        }
+    }
+    let mut by_name = invocation("math", "add", 0, &json!([]));
+    by_name.kwargs = json!({"y": 5, "x": 1}).to_string();
+    let attempt = runtime.run(&math, &by_name, &Limits::default()).await;
+    assert_eq!(attempt.result, AttemptResult::Value(json!(6)));
+}

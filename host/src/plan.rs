@@ -140,6 +140,29 @@ pub fn steps(nodes: &[Node]) -> Vec<&PlannedStep> {
     out
 }
 
+/// Every step of a chain of nodes with whether it receives the result of
+/// what ran before it: every step but a chain's first does, group members
+/// get their group's input, and a chord's body gets the header's list.
+pub fn steps_with_input(nodes: &[Node], first_has_input: bool) -> Vec<(&PlannedStep, bool)> {
+    fn walk<'a>(nodes: &'a [Node], first_has_input: bool, out: &mut Vec<(&'a PlannedStep, bool)>) {
+        let mut has_input = first_has_input;
+        for node in nodes {
+            match node {
+                Node::Step(step) => out.push((step, has_input)),
+                Node::Group { members, .. } => members.iter().for_each(|m| walk(m, has_input, out)),
+                Node::Chord { header, body, .. } => {
+                    header.iter().for_each(|m| walk(m, has_input, out));
+                    walk(body, true, out);
+                }
+            }
+            has_input = true;
+        }
+    }
+    let mut out = Vec::new();
+    walk(nodes, first_has_input, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +209,23 @@ mod tests {
             matches!(&nodes[1], Node::Group { id, members } if id == "1" && members.len() == 2)
         );
         assert!(matches!(&nodes[2], Node::Chord { id, .. } if id == "2"));
+    }
+
+    #[test]
+    fn inputs_flow_to_all_but_the_first_step() {
+        let canvas =
+            sig("m.a") | group([sig("m.b"), sig("m.c")]) | chord(Vec::<Canvas>::new(), sig("m.d"));
+        let nodes = plan(&canvas, None);
+        let inputs: Vec<(String, bool)> = steps_with_input(&nodes, false)
+            .into_iter()
+            .map(|(step, input)| (step.id.clone(), input))
+            .collect();
+        let expected = [("0", false), ("1.0", true), ("1.1", true), ("2.body", true)];
+        assert_eq!(inputs, expected.map(|(id, input)| (id.to_string(), input)));
+        let first_member = group([sig("m.a"), sig("m.b")]);
+        let nodes = plan(&first_member, None);
+        let inputs = steps_with_input(&nodes, false);
+        assert!(inputs.iter().all(|(_, input)| !input));
     }
 
     #[test]

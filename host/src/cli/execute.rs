@@ -46,6 +46,13 @@ pub struct CeilingArgs {
 }
 
 impl CeilingArgs {
+    /// A runtime with these ceilings, showing guest logs on stderr.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        Ok(Runtime::new()?
+            .with_log_sink(Arc::new(print_log))
+            .with_ceilings(self.ceilings()))
+    }
+
     fn ceilings(&self) -> Ceilings {
         Ceilings {
             fuel: self.max_fuel,
@@ -88,9 +95,7 @@ impl HostArgs {
 
     /// The runtime, showing guest logs on stderr.
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(Runtime::new()?
-            .with_log_sink(Arc::new(print_log))
-            .with_ceilings(self.ceilings.ceilings()))
+        self.ceilings.runtime()
     }
 }
 

@@ -7,6 +7,7 @@ mod progress;
 mod resume;
 mod run;
 mod status;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,9 @@ enum Command {
     Resume(resume::ResumeArgs),
     /// Re-drive a failed workflow from its failed step.
     Retry(resume::RetryArgs),
+    /// Check a chain file: plugins load, tasks exist, arguments fit, limits
+    /// are within the ceilings. Nothing runs.
+    Validate(validate::ValidateArgs),
     /// List the tasks a plugin component exports, with parameters and docs.
     Inspect {
         /// The plugin component (.wasm).
@@ -130,6 +134,7 @@ pub fn main() -> ExitCode {
             } => status::list(&db.open()?, tenant.as_deref(), status, json),
             Command::Resume(args) => resume::resume(args).await,
             Command::Retry(args) => resume::retry(args).await,
+            Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
         }
     });

@@ -6,7 +6,7 @@
 mod plugins;
 mod retry;
 
-pub use plugins::{PluginSet, ValidationError};
+pub use plugins::{PluginSet, StepProblem, ValidationError};
 pub use retry::RetryPolicy;
 
 use std::collections::{HashMap, VecDeque};
@@ -99,16 +99,26 @@ type Outcome = Result<Result<Value, WorkflowError>, StoreError>;
 type BoxedOutcome<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 impl Workflow {
-    /// Plans the workflow, loads its plugins, and checks every task exists
-    /// and every step's limits fit under the host's ceilings.
+    /// Plans the workflow, loads its plugins, and checks, before anything
+    /// runs, that every task exists, every step's arguments bind to its
+    /// parameters, and every step's limits fit under the host's ceilings.
+    /// All problems are reported, each with its step.
     pub async fn prepare(runtime: &Runtime, spec: WorkflowSpec) -> Result<Self, ValidationError> {
         let plan = plan::plan(&spec.workflow, None);
         let plugins = PluginSet::load(runtime, &spec.plugins).await?;
         let steps = plan::steps(&plan);
-        plugins.check(steps.iter().copied())?;
         let callbacks = callback_steps(&spec, &steps);
-        plugins.check(&callbacks)?;
-        check_ceilings(runtime, &spec.defaults, steps.into_iter().chain(&callbacks))?;
+        let mut problems = plugins.problems(plan::steps_with_input(&plan, false));
+        // Every callback receives one argument: a result or an error record.
+        problems.extend(plugins.problems(callbacks.iter().map(|callback| (callback, true))));
+        problems.extend(ceiling_problems(
+            runtime,
+            &spec.defaults,
+            steps.into_iter().chain(&callbacks),
+        ));
+        if !problems.is_empty() {
+            return Err(ValidationError::Steps(problems));
+        }
         Ok(Workflow {
             spec,
             plugins,
@@ -240,18 +250,25 @@ impl Workflow {
                 format!("replacements nested more than {MAX_REPLACE_DEPTH} deep"),
             ));
         }
-        let steps = plan::steps(&children);
-        let checked = self
+        // A replacement starts afresh: its first step gets no input.
+        let mut problems = self
             .plugins
-            .check(steps.iter().copied())
-            .and_then(|()| check_ceilings(runtime, &self.spec.defaults, steps.iter().copied()));
-        match checked {
-            Ok(()) => StepEnd::Replace(children),
-            Err(err) => StepEnd::Failed(Failure::new(
-                FailureKind::InvalidOutput,
-                format!("the replacement cannot run: {err}"),
-            )),
+            .problems(plan::steps_with_input(&children, false));
+        problems.extend(ceiling_problems(
+            runtime,
+            &self.spec.defaults,
+            plan::steps(&children),
+        ));
+        if problems.is_empty() {
+            return StepEnd::Replace(children);
         }
+        StepEnd::Failed(Failure::new(
+            FailureKind::InvalidOutput,
+            format!(
+                "the replacement cannot run: {}",
+                ValidationError::Steps(problems)
+            ),
+        ))
     }
 }
 
@@ -812,21 +829,24 @@ fn replacement(json: &Value, step_id: &str) -> StepEnd {
     StepEnd::Replace(plan::plan(&canvas, Some(step_id)))
 }
 
-/// Refuses steps whose limits exceed the host's ceilings.
-fn check_ceilings<'a>(
+/// The steps whose limits exceed the host's ceilings.
+fn ceiling_problems<'a>(
     runtime: &Runtime,
     defaults: &StepOptions,
     steps: impl IntoIterator<Item = &'a PlannedStep>,
-) -> Result<(), ValidationError> {
+) -> Vec<StepProblem> {
     let ceilings = runtime.ceilings();
     let host_defaults = ceilings.default_limits();
-    for step in steps {
-        let options = step.signature.options.or(defaults);
-        ceilings
-            .admit(&attempt_limits(&options, &host_defaults))
-            .map_err(|message| ValidationError::at(step, message))?;
-    }
-    Ok(())
+    steps
+        .into_iter()
+        .filter_map(|step| {
+            let options = step.signature.options.or(defaults);
+            ceilings
+                .admit(&attempt_limits(&options, &host_defaults))
+                .err()
+                .map(|message| StepProblem::new(step, message))
+        })
+        .collect()
 }
 
 /// Every callback signature of the workflow, for checking before it runs.
