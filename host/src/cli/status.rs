@@ -125,14 +125,18 @@ pub fn status(
     writeln!(out)?;
     writeln!(
         out,
-        "  {:<10} {:<8} {:<18} {:<10} {:>8} {:>10} {:>12}  RESULT / ERROR",
+        "  {:<16} {:<10} {:<18} {:<10} {:>8} {:>10} {:>12}  RESULT / ERROR",
         "STEP", "PARENT", "TASK", "STATUS", "ATTEMPTS", "MS", "FUEL"
     )?;
     for step in &report.steps {
+        // Indenting by depth in the canvas shows the tree: group members
+        // under their group, a replacement's steps under the replaced step.
+        let depth = step.id.matches('.').count();
+        let id = format!("{}{}", "  ".repeat(depth), step.id);
         writeln!(
             out,
-            "  {:<10} {:<8} {:<18} {:<10} {:>8} {:>10.1} {:>12}  {}",
-            step.id,
+            "  {:<16} {:<10} {:<18} {:<10} {:>8} {:>10.1} {:>12}  {}",
+            id,
             step.parent.as_deref().unwrap_or("-"),
             step.task,
             step.status.as_str(),

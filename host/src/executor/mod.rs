@@ -423,10 +423,15 @@ impl Run<'_> {
             self.observer.step_finished(done);
             return Ok(Ok(done.result.clone().unwrap_or_default()));
         }
+        // Recorded from the start, so the group lists before its members.
+        let mut record =
+            self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
+        let started = Instant::now();
         let runs = members
             .into_iter()
             .map(|member| self.chain(member, input.clone(), Some(id.to_string())));
         let outcomes = futures::future::join_all(runs).await;
+        record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut results = Vec::with_capacity(outcomes.len());
         let mut first_error = None;
         for outcome in outcomes {
@@ -437,8 +442,6 @@ impl Run<'_> {
                 }
             }
         }
-        let mut record =
-            self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
         let outcome = match first_error {
             None => {
                 record.status = StepStatus::Succeeded;
