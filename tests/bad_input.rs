@@ -14,12 +14,29 @@ fn assert_input_error(run: &Run, needles: &[&str]) {
     );
     assert_eq!(run.stdout, "", "nothing may be printed as a result");
     for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "expected {needle:?} in: {}",
+        // Exactly once: a cause printed both in a message and again as its
+        // source would repeat it.
+        assert_eq!(
+            run.stderr.matches(needle).count(),
+            1,
+            "expected {needle:?} once in: {}",
             run.stderr
         );
     }
+}
+
+#[test]
+fn a_missing_chain_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let output = wfhost()
+        .arg("run")
+        .arg(&missing)
+        .env("WFHOST_DB", dir.path().join("state.redb"))
+        .output()
+        .unwrap();
+    let run = Run::from(output);
+    assert_input_error(&run, &["cannot read", "No such file or directory"]);
 }
 
 #[test]

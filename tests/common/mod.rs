@@ -10,9 +10,24 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// The `wfhost` binary under test.
+/// The `wfhost` binary under test, keeping compiled plugins in the target
+/// directory rather than the user's cache.
 pub fn wfhost() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wfhost"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
+    command.env(
+        "WFHOST_CACHE_DIR",
+        host_target_dir().join("component-cache"),
+    );
+    command
+}
+
+/// The target directory the host was built in.
+fn host_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_wfhost"))
+        .ancestors()
+        .nth(2)
+        .expect("the binary sits in <target>/<profile>/")
+        .to_path_buf()
 }
 
 /// The repository's root.
@@ -27,12 +42,7 @@ pub fn repo_root() -> PathBuf {
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let host_target = Path::new(env!("CARGO_BIN_EXE_wfhost"))
-            .ancestors()
-            .nth(2)
-            .expect("the binary sits in <target>/<profile>/")
-            .to_path_buf();
-        let target_dir = host_target.join("plugins-wasm");
+        let target_dir = host_target_dir().join("plugins-wasm");
         let status = Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -77,12 +87,17 @@ pub fn invocation(
 
 /// Resident set size of this process, in KiB.
 pub fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS")
+}
+
+/// A size field of `/proc/self/status` (`VmRSS`, `VmHWM` …), in KiB.
+pub fn proc_status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
 
 /// A chain file in a directory of its own, beside its own state database.

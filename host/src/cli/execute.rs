@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use wfhost::executor::{RunIdentity, RunMode, RunOptions, Workflow};
 use wfhost::report::WorkflowStatus;
-use wfhost::runtime::{Ceilings, Invocation, LogRecord, Runtime};
+use wfhost::runtime::{Ceilings, ComponentCache, Invocation, LogRecord, Runtime};
 use wfhost::spec::WorkflowSpec;
 use wfhost::store::{Store, WorkflowRow};
 
@@ -48,7 +48,7 @@ pub struct CeilingArgs {
 impl CeilingArgs {
     /// A runtime with these ceilings, showing guest logs on stderr.
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(Runtime::new()?
+        Ok(cached_runtime()?
             .with_log_sink(Arc::new(print_log))
             .with_ceilings(self.ceilings()))
     }
@@ -60,6 +60,16 @@ impl CeilingArgs {
             time_limit: self.max_time_limit,
         }
     }
+}
+
+/// A runtime that keeps compiled plugins in the user's cache directory (see
+/// [`ComponentCache::default_location`]), so each is compiled once.
+pub fn cached_runtime() -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new()?;
+    Ok(match ComponentCache::default_location() {
+        Some(cache) => runtime.with_component_cache(cache),
+        None => runtime,
+    })
 }
 
 fn positive_seconds(text: &str) -> Result<Duration, String> {

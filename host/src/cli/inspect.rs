@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::json;
-use wfhost::runtime::Runtime;
 
 use super::Finished;
 
@@ -13,7 +12,7 @@ pub async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<Finished> {
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".to_string());
-    let runtime = Runtime::new()?;
+    let runtime = super::execute::cached_runtime()?;
     let plugin = runtime.load_plugin(&name, path, None).await?;
 
     let mut out = std::io::stdout().lock();

@@ -11,11 +11,13 @@ pub use retry::RetryPolicy;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use wfhost_canvas::{Canvas, Limit, Signature, StepOptions};
@@ -31,6 +33,11 @@ use retry::seconds_to_duration;
 /// Replacements may nest this deep; a task that keeps replacing itself
 /// fails instead of running forever.
 const MAX_REPLACE_DEPTH: usize = 64;
+
+tokio::task_local! {
+    /// Set while a group member runs: see [`Run::attempt`].
+    static IN_GROUP: ();
+}
 
 /// Hears about a run as it goes, e.g. to show progress.
 pub trait Observer: Send + Sync {
@@ -186,12 +193,12 @@ impl Workflow {
                     result: None,
                     error: None,
                 };
-                store.put_workflow(&row, "workflow_started", None)?;
+                store.put_workflow(&row, "workflow_started", None).await?;
                 (row, Vec::new())
             }
             Some(row) => match (row.status, mode) {
                 (WorkflowStatus::Running, _) => {
-                    store.put_workflow(&row, "workflow_resumed", None)?;
+                    store.put_workflow(&row, "workflow_resumed", None).await?;
                     let steps = store.steps(&identity.tenant, &identity.id)?;
                     (row, steps)
                 }
@@ -200,7 +207,9 @@ impl Workflow {
                     let failed_step = row.error.take().map(|error| error.step);
                     row.status = WorkflowStatus::Running;
                     row.updated_at_ms = now_ms();
-                    store.put_workflow(&row, "workflow_retried", failed_step.clone())?;
+                    store
+                        .put_workflow(&row, "workflow_retried", failed_step.clone())
+                        .await?;
                     let steps = store.steps(&identity.tenant, &identity.id)?;
                     let keep = |step: &StepRecord| redrive_keeps(step, failed_step.as_deref());
                     (row, steps.into_iter().filter(keep).collect())
@@ -238,7 +247,7 @@ impl Workflow {
             }
         };
         row.updated_at_ms = now_ms();
-        store.put_workflow(&row, event, None)?;
+        store.put_workflow(&row, event, None).await?;
         Ok(row)
     }
 
@@ -326,19 +335,21 @@ impl Run<'_> {
     }
 
     /// Commits records with one event; the run moves on only once this returns.
-    fn commit(
+    async fn commit(
         &self,
         records: &[&StepRecord],
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
-        self.store.put_steps(
-            &self.identity.tenant,
-            &self.identity.id,
-            records,
-            event,
-            detail,
-        )
+        self.store
+            .put_steps(
+                &self.identity.tenant,
+                &self.identity.id,
+                records,
+                event,
+                detail,
+            )
+            .await
     }
 
     /// Runs a chain of nodes, `input` going to the first. Returns the last
@@ -383,7 +394,7 @@ impl Run<'_> {
                         {
                             Ok(results) => self.chain(body, Some(results), Some(id)).await?,
                             Err(error) => {
-                                self.skip(&body)?;
+                                self.skip(&body).await?;
                                 Err(error)
                             }
                         }
@@ -395,7 +406,7 @@ impl Run<'_> {
                         parent = Some(node_id);
                     }
                     Err(error) => {
-                        self.skip(queue.make_contiguous())?;
+                        self.skip(queue.make_contiguous()).await?;
                         return Ok(Err(error));
                     }
                 }
@@ -427,9 +438,10 @@ impl Run<'_> {
         let mut record =
             self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
         let started = Instant::now();
-        let runs = members
-            .into_iter()
-            .map(|member| self.chain(member, input.clone(), Some(id.to_string())));
+        let runs = members.into_iter().map(|member| {
+            let member = self.chain(member, input.clone(), Some(id.to_string()));
+            IN_GROUP.scope((), member)
+        });
         let outcomes = futures::future::join_all(runs).await;
         record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut results = Vec::with_capacity(outcomes.len());
@@ -462,7 +474,7 @@ impl Run<'_> {
         } else {
             "group_failed"
         };
-        self.commit(&[&record], event, None)?;
+        self.commit(&[&record], event, None).await?;
         self.observer.step_finished(&record);
         Ok(outcome)
     }
@@ -518,7 +530,7 @@ impl Run<'_> {
                 if !replayed {
                     record.status = StepStatus::Succeeded;
                     record.result = Some(value.clone());
-                    self.commit(&[&record], "step_succeeded", None)?;
+                    self.commit(&[&record], "step_succeeded", None).await?;
                 }
                 self.observer.step_finished(&record);
                 self.callbacks(&step.id, "link", &step.signature.options.link, &value)
@@ -528,7 +540,7 @@ impl Run<'_> {
             StepEnd::Replace(children) => {
                 if !replayed {
                     record.status = StepStatus::Replaced;
-                    self.commit(&[&record], "step_replaced", None)?;
+                    self.commit(&[&record], "step_replaced", None).await?;
                 }
                 self.observer.step_finished(&record);
                 Ok(StepOutcome::Replace(children))
@@ -538,7 +550,8 @@ impl Run<'_> {
                 let error = WorkflowError::of(&record, &failure);
                 record.status = StepStatus::Failed;
                 record.error = Some(failure.clone());
-                self.commit(&[&record], "step_failed", Some(failure.to_string()))?;
+                self.commit(&[&record], "step_failed", Some(failure.to_string()))
+                    .await?;
                 self.observer.step_finished(&record);
                 let errbacks = &step.signature.options.link_error;
                 self.callbacks(&step.id, "link_error", errbacks, &error_record)
@@ -553,7 +566,7 @@ impl Run<'_> {
     }
 
     /// Records the steps of `nodes` as skipped, in one commit.
-    fn skip(&self, nodes: &[Node]) -> Result<(), StoreError> {
+    async fn skip(&self, nodes: &[Node]) -> Result<(), StoreError> {
         let skipped: Vec<StepRecord> = plan::steps(nodes)
             .into_iter()
             .map(|step| {
@@ -578,6 +591,7 @@ impl Run<'_> {
             "steps_skipped",
             Some(format!("{} steps", skipped.len())),
         )
+        .await
     }
 
     /// Runs a step's `link` or `link_error` callbacks with one argument.
@@ -647,7 +661,7 @@ impl Run<'_> {
                 "callback_failed"
             }
         };
-        self.commit(&[&record], event, None)?;
+        self.commit(&[&record], event, None).await?;
         self.observer.step_finished(&record);
         Ok(())
     }
@@ -668,7 +682,10 @@ impl Run<'_> {
         end
     }
 
-    /// One attempt on a task of its own, within the run's concurrency.
+    /// One attempt, within the run's concurrency. Inside a group it runs on
+    /// a task of its own, so members spread over the worker threads; a step
+    /// of a plain chain runs where the chain runs, which spares two thread
+    /// hand-overs per step.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
@@ -678,18 +695,25 @@ impl Run<'_> {
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let slots = Arc::clone(&self.slots);
-        let task = tokio::spawn(async move {
+        let attempt = async move {
             // The semaphore is never closed, so acquiring cannot fail.
             let _slot = slots.acquire_owned().await.ok();
             runtime.run(&plugin, &invocation, &limits).await
-        });
-        match task.await {
-            Ok(attempt) => attempt,
-            Err(err) => Attempt::failed(Failure::new(
+        };
+        let ended = if IN_GROUP.try_with(|_| ()).is_ok() {
+            tokio::spawn(attempt).await.map_err(|err| err.to_string())
+        } else {
+            AssertUnwindSafe(attempt)
+                .catch_unwind()
+                .await
+                .map_err(|_| "panicked".to_string())
+        };
+        ended.unwrap_or_else(|err| {
+            Attempt::failed(Failure::new(
                 FailureKind::Trap,
                 format!("the host task running the attempt ended abnormally: {err}"),
-            )),
-        }
+            ))
+        })
     }
 
     async fn attempt_until_done(
@@ -736,7 +760,7 @@ impl Run<'_> {
                         now_ms().saturating_add(seconds_to_duration(countdown).as_millis() as u64);
                     record.status = StepStatus::Scheduled;
                     record.due_at_ms = Some(due);
-                    self.commit(&[record], "step_scheduled", None)?;
+                    self.commit(&[record], "step_scheduled", None).await?;
                     wait_until(Some(due)).await;
                 }
             }
@@ -792,7 +816,8 @@ impl Run<'_> {
             let delay = policy.delay(attempt - earlier_attempts - 1, countdown);
             record.status = StepStatus::Retrying;
             record.due_at_ms = Some(now_ms().saturating_add(delay.as_millis() as u64));
-            self.commit(&[record], "step_retrying", Some(reason.clone()))?;
+            self.commit(&[record], "step_retrying", Some(reason.clone()))
+                .await?;
             self.observer.retrying(record, &reason, delay);
             wait_until(record.due_at_ms).await;
             attempt += 1;

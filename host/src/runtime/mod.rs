@@ -3,12 +3,14 @@
 //! metered store that is denied everything it was not granted.
 
 mod bindings;
+mod cache;
 mod capture;
 mod engine;
 mod limits;
 mod plugin;
 mod sandbox;
 
+pub use cache::ComponentCache;
 pub use capture::Captured;
 pub use engine::Metering;
 pub use limits::{Ceilings, Limits};
@@ -36,6 +38,7 @@ pub struct Runtime {
     linker: Arc<Linker<StepState>>,
     log_sink: Option<LogSink>,
     ceilings: Ceilings,
+    cache: Option<ComponentCache>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -58,6 +61,7 @@ impl Runtime {
             linker: Arc::new(linker),
             log_sink: None,
             ceilings: Ceilings::default(),
+            cache: None,
             _ticker: Arc::new(ticker),
         })
     }
@@ -72,6 +76,24 @@ impl Runtime {
     pub fn with_ceilings(mut self, ceilings: Ceilings) -> Self {
         self.ceilings = ceilings;
         self
+    }
+
+    /// Keeps compiled components in `cache`, so each is compiled once.
+    pub fn with_component_cache(mut self, cache: ComponentCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Compiles a component, or loads it compiled from the cache.
+    fn compile(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<wasmtime::component::Component> {
+        match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes, sha256),
+            None => wasmtime::component::Component::new(&self.engine, bytes),
+        }
     }
 
     /// The caps on every attempt's limits.

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use wasmtime::component::Component;
 
 use super::Runtime;
 use super::bindings::PluginPre;
@@ -76,14 +75,16 @@ impl Plugin {
 }
 
 /// Why a plugin cannot be used. Every variant names the plugin and its file.
+///
+/// Each message already includes its cause, which is therefore not also
+/// exposed as `source()`: printing the chain would say it twice.
 #[derive(Debug, Error)]
 pub enum PluginError {
-    #[error("plugin `{name}`: cannot read {}: {source}", path.display())]
+    #[error("plugin `{name}`: cannot read {}: {cause}", path.display())]
     Read {
         name: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("plugin `{name}`: sha256 mismatch for {}: chain file pins {expected}, the file is {actual}", path.display())]
     Sha256Mismatch {
@@ -159,10 +160,10 @@ pub(super) async fn load(
 ) -> Result<Plugin, PluginError> {
     let name_owned = || name.to_string();
     let path_owned = || path.to_path_buf();
-    let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| PluginError::Read {
         name: name_owned(),
         path: path_owned(),
-        source,
+        cause,
     })?;
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = expected_sha256
@@ -175,8 +176,9 @@ pub(super) async fn load(
             actual: sha256,
         });
     }
-    let component =
-        Component::new(&runtime.engine, &bytes).map_err(|err| PluginError::NotAComponent {
+    let component = runtime
+        .compile(&bytes, &sha256)
+        .map_err(|err| PluginError::NotAComponent {
             name: name_owned(),
             path: path_owned(),
             reason: explain_not_a_component(&bytes, format!("{err:#}")),

@@ -97,13 +97,15 @@ pub fn from_stored(value: &Value) -> Result<WorkflowSpec, SpecIssue> {
 }
 
 /// Why a chain file cannot be used.
+///
+/// Each message already includes its cause, which is therefore not also
+/// exposed as `source()`: printing the chain would say it twice.
 #[derive(Debug, Error)]
 pub enum SpecError {
-    #[error("cannot read {}: {source}", file.display())]
+    #[error("cannot read {}: {cause}", file.display())]
     Read {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}:{line}:{column}: malformed JSON: {message}", file.display())]
     Syntax {
@@ -113,18 +115,14 @@ pub enum SpecError {
         message: String,
     },
     #[error("{}: {issue}", file.display())]
-    Invalid {
-        file: PathBuf,
-        #[source]
-        issue: SpecIssue,
-    },
+    Invalid { file: PathBuf, issue: SpecIssue },
 }
 
 /// Reads and parses the chain file at `file`.
 pub fn load(file: &Path) -> Result<WorkflowSpec, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+    let text = std::fs::read_to_string(file).map_err(|cause| SpecError::Read {
         file: file.to_path_buf(),
-        source,
+        cause,
     })?;
     let base_dir = file.parent().unwrap_or(Path::new(""));
     parse(&text, base_dir).map_err(|err| match err {

@@ -1,14 +1,17 @@
 //! Durable workflow state in a redb file: workflows, their steps, and an
 //! append-only event log per workflow.
 //!
-//! Every state change is one write transaction, committed with redb's
+//! Every state change is written in a transaction committed with redb's
 //! default (immediate) durability before the executor moves on, so a process
 //! killed at any instant leaves a consistent database that `resume` can
-//! continue from.
+//! continue from. Changes that arrive together share a transaction
+//! ([`commit`] explains how).
 
+mod commit;
 mod tables;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
@@ -18,9 +21,13 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::report::{StepRecord, WorkflowError, WorkflowReport, WorkflowStatus};
+use commit::{Committer, Rows, Write};
 use tables::{EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, STEPS, WORKFLOWS};
 
 /// Why the state database cannot be used.
+///
+/// Each message already includes its cause, which is therefore not also
+/// exposed as `source()`: printing the chain would say it twice.
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("the state database {} is in use by another wfhost process", path.display())]
@@ -33,11 +40,10 @@ pub enum StoreError {
         found: u64,
         expected: u64,
     },
-    #[error("cannot create the state database {}: {source}", path.display())]
+    #[error("cannot create the state database {}: {cause}", path.display())]
     Create {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the state database {}: {reason}", path.display())]
     Io { path: PathBuf, reason: String },
@@ -98,8 +104,23 @@ pub fn default_path() -> PathBuf {
 
 /// The state database.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
+    committer: Committer,
+}
+
+/// The error of a failed database operation on the file at `path`.
+fn io_error(path: &Path, err: &redb::Error) -> StoreError {
+    match err {
+        redb::Error::Corrupted(reason) => StoreError::Damaged {
+            path: path.to_path_buf(),
+            reason: reason.clone(),
+        },
+        other => StoreError::Io {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
 }
 
 impl Store {
@@ -108,9 +129,9 @@ impl Store {
     /// schema version is refused with an error that says so.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Create {
+            std::fs::create_dir_all(parent).map_err(|cause| StoreError::Create {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         }
         let db = Database::create(path).map_err(|err| match err {
@@ -122,9 +143,17 @@ impl Store {
                 reason: other.to_string(),
             },
         })?;
+        Self::start(db, path.to_path_buf())
+    }
+
+    /// Checks the schema of an open database and sets up its committer.
+    fn start(db: Database, path: PathBuf) -> Result<Self, StoreError> {
+        let db = Arc::new(db);
+        let committer = Committer::new(Arc::clone(&db), path.clone());
         let store = Store {
             db,
-            path: path.to_path_buf(),
+            path,
+            committer,
         };
         store.check_schema()?;
         Ok(store)
@@ -139,9 +168,7 @@ impl Store {
                 path: path.clone(),
                 reason: err.to_string(),
             })?;
-        let store = Store { db, path };
-        store.check_schema()?;
-        Ok(store)
+        Self::start(db, path)
     }
 
     /// Where the database is.
@@ -150,17 +177,7 @@ impl Store {
     }
 
     fn io(&self, err: impl Into<redb::Error>) -> StoreError {
-        let err = err.into();
-        match err {
-            redb::Error::Corrupted(reason) => StoreError::Damaged {
-                path: self.path.clone(),
-                reason,
-            },
-            other => StoreError::Io {
-                path: self.path.clone(),
-                reason: other.to_string(),
-            },
-        }
+        io_error(&self.path, &err.into())
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
@@ -279,25 +296,26 @@ impl Store {
         }))
     }
 
-    /// Writes a workflow row and appends an event, in one transaction.
-    pub fn put_workflow(
+    /// Writes a workflow row and appends an event, durably.
+    pub async fn put_workflow(
         &self,
         row: &WorkflowRow,
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
-        self.write(&row.tenant, &row.id, |txn, store| {
-            let mut table = txn.open_table(WORKFLOWS).map_err(|e| store.io(e))?;
-            let bytes = serde_json::to_vec(row).unwrap_or_default();
-            table
-                .insert((row.tenant.as_str(), row.id.as_str()), bytes.as_slice())
-                .map_err(|e| store.io(e))?;
-            Ok((event.to_string(), None, detail))
-        })
+        let write = Write {
+            tenant: row.tenant.clone(),
+            workflow: row.id.clone(),
+            rows: Rows::Workflow(serde_json::to_vec(row).unwrap_or_default()),
+            event: event.to_string(),
+            step: None,
+            detail,
+        };
+        self.committer.write(write).await
     }
 
-    /// Writes step records and appends one event, in one transaction.
-    pub fn put_steps(
+    /// Writes step records and appends one event, durably and together.
+    pub async fn put_steps(
         &self,
         tenant: &str,
         id: &str,
@@ -305,52 +323,21 @@ impl Store {
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
-        self.write(tenant, id, |txn, store| {
-            let mut table = txn.open_table(STEPS).map_err(|e| store.io(e))?;
-            for record in records {
+        let rows = records
+            .iter()
+            .map(|record| {
                 let bytes = serde_json::to_vec(record).unwrap_or_default();
-                table
-                    .insert((tenant, id, record.id.as_str()), bytes.as_slice())
-                    .map_err(|e| store.io(e))?;
-            }
-            let step = records.first().map(|r| r.id.clone());
-            Ok((event.to_string(), step, detail))
-        })
-    }
-
-    /// Runs `change` and appends the event it names, then commits.
-    fn write(
-        &self,
-        tenant: &str,
-        id: &str,
-        change: impl FnOnce(
-            &redb::WriteTransaction,
-            &Store,
-        ) -> Result<(String, Option<String>, Option<String>), StoreError>,
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        let (kind, step, detail) = change(&txn, self)?;
-        {
-            let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
-            let seq = events
-                .range((tenant, id, 0u64)..=(tenant, id, u64::MAX))
-                .map_err(|e| self.io(e))?
-                .next_back()
-                .transpose()
-                .map_err(|e| self.io(e))?
-                .map_or(0, |(key, _)| key.value().2 + 1);
-            let event = Event {
-                seq,
-                at_ms: now_ms(),
-                kind,
-                step,
-                detail,
-            };
-            let bytes = serde_json::to_vec(&event).unwrap_or_default();
-            events
-                .insert((tenant, id, seq), bytes.as_slice())
-                .map_err(|e| self.io(e))?;
-        }
-        txn.commit().map_err(|e| self.io(e))
+                (record.id.clone(), bytes)
+            })
+            .collect();
+        let write = Write {
+            tenant: tenant.to_string(),
+            workflow: id.to_string(),
+            rows: Rows::Steps(rows),
+            event: event.to_string(),
+            step: records.first().map(|record| record.id.clone()),
+            detail,
+        };
+        self.committer.write(write).await
     }
 }

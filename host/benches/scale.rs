@@ -1,0 +1,404 @@
+//! Throughput and scale, side by side with the floors of this machine and
+//! the Celery figures wfhost is measured against: chains of 1,000 and 5,000
+//! steps, 100 ten-step chains at once, a 1,000-member chord, the peak RSS of
+//! a 100,000-step chain against a 1,000-step one, cold and cached plugin
+//! loads, and a whole `wfhost run` process.
+//!
+//! Every workflow runs durably, against a redb file in a temporary
+//! directory on the same disk as the fsync floor.
+//!
+//! Run with `cargo bench -p wfhost --bench scale`. Figures are printed,
+//! never asserted: this machine is shared and noisy.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{chain_file, plugin, proc_status_kib, standard_plugins};
+use serde_json::{Value, json};
+use wfhost::executor::{RunIdentity, RunMode, RunOptions, Silent, Workflow};
+use wfhost::report::WorkflowStatus;
+use wfhost::runtime::{ComponentCache, Runtime};
+use wfhost::spec;
+use wfhost::store::Store;
+
+/// Set in a child process of this benchmark: the length of the chain whose
+/// peak RSS it reports.
+const RSS_CHILD: &str = "WFHOST_BENCH_RSS_CHAIN";
+/// The component cache the child loads its plugins from.
+const RSS_CACHE: &str = "WFHOST_BENCH_RSS_CACHE";
+
+fn main() {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Ok(length) = std::env::var(RSS_CHILD) {
+        let length = length.parse().expect("a chain length");
+        let cache = std::env::var_os(RSS_CACHE).expect("a cache directory");
+        let elapsed = tokio.block_on(rss_child(length, Path::new(&cache)));
+        println!("{} {}", elapsed.as_secs_f64(), proc_status_kib("VmHWM"));
+        return;
+    }
+    // `cargo bench --bench scale -- NAME` runs the sections whose name
+    // contains NAME; cargo's own flags start with `--`.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with("--"))
+        .unwrap_or_default();
+    tokio.block_on(bench(&filter));
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn us(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// `math.add(0, 1) | math.add(1) | …`: `length` steps whose result is `length`.
+fn add_chain(length: usize) -> Value {
+    let mut steps = vec![json!({"task": "math.add", "args": [0, 1]})];
+    steps.extend((1..length).map(|_| json!({"task": "math.add", "args": [1]})));
+    Value::Array(steps)
+}
+
+fn document(workflow: Value) -> Value {
+    json!({"plugins": standard_plugins(), "workflow": workflow})
+}
+
+async fn prepare(runtime: &Runtime, document: &Value) -> Workflow {
+    let spec = spec::parse(&document.to_string(), Path::new("/"))
+        .unwrap_or_else(|err| panic!("bench workflow: {err:?}"));
+    Workflow::prepare(runtime, spec).await.unwrap()
+}
+
+/// Runs `workflow` as `id` and checks its result.
+async fn run(runtime: &Runtime, store: &Store, workflow: &Workflow, id: &str, expected: &Value) {
+    let identity = RunIdentity {
+        id: id.to_string(),
+        tenant: "bench".into(),
+    };
+    let row = workflow
+        .run(
+            runtime,
+            store,
+            &identity,
+            RunMode::Normal,
+            &RunOptions::default(),
+            &Silent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.status, WorkflowStatus::Succeeded, "{:?}", row.error);
+    assert_eq!(row.result.as_ref(), Some(expected));
+}
+
+/// A durable store in a fresh directory.
+fn file_store(dir: &Path) -> Store {
+    Store::open(&dir.join("state.redb")).unwrap()
+}
+
+/// In a child process: plans and runs a chain of `length` steps durably;
+/// returns the time of the run alone. Plugins come from a warm cache, so
+/// the peak is the workflow's, not the compiler's.
+async fn rss_child(length: usize, cache: &Path) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new()
+        .unwrap()
+        .with_component_cache(ComponentCache::new(cache));
+    let store = file_store(dir.path());
+    let workflow = prepare(&runtime, &document(add_chain(length))).await;
+    let started = Instant::now();
+    run(&runtime, &store, &workflow, "rss", &json!(length)).await;
+    started.elapsed()
+}
+
+/// Runs a chain of `length` steps in a child process: (time of the run,
+/// peak RSS KiB of the whole process).
+fn chain_in_child(length: usize, cache: &Path) -> (Duration, u64) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .env(RSS_CHILD, length.to_string())
+        .env(RSS_CACHE, cache)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut fields = text.split_whitespace();
+    let seconds: f64 = fields.next().unwrap().parse().unwrap();
+    let rss: u64 = fields.next().unwrap().parse().unwrap();
+    (Duration::from_secs_f64(seconds), rss)
+}
+
+/// Median time of writing 4 KiB and `fdatasync` in `dir`.
+fn fsync_floor(dir: &Path) -> Duration {
+    let mut file = std::fs::File::create(dir.join("fsync-probe")).unwrap();
+    let page = [7u8; 4096];
+    let samples = (0..200)
+        .map(|_| {
+            let started = Instant::now();
+            file.write_all(&page).unwrap();
+            file.sync_data().unwrap();
+            started.elapsed()
+        })
+        .collect();
+    median(samples)
+}
+
+/// Median time of a redb commit of one small record, default durability.
+fn redb_commit_floor(db: redb::Database) -> Duration {
+    const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("probe");
+    let record = [7u8; 300];
+    let samples = (0..200u64)
+        .map(|key| {
+            let started = Instant::now();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(TABLE)
+                .unwrap()
+                .insert(key, record.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+            started.elapsed()
+        })
+        .collect();
+    median(samples)
+}
+
+/// The same chain as native Rust calls: the floor of any host.
+fn native_floor(length: usize) -> Duration {
+    let started = Instant::now();
+    let mut value: i64 = 0;
+    for _ in 0..length {
+        value = black_box(value).checked_add(black_box(1)).unwrap();
+    }
+    assert_eq!(value, length as i64);
+    started.elapsed() / length as u32
+}
+
+async fn plugin_loads(dir: &Path) -> (Duration, Duration) {
+    let runtime = Runtime::new()
+        .unwrap()
+        .with_component_cache(ComponentCache::new(dir.join("components")));
+    let load = || async {
+        let started = Instant::now();
+        runtime
+            .load_plugin("math", &plugin("math"), None)
+            .await
+            .unwrap();
+        started.elapsed()
+    };
+    let cold = load().await;
+    let mut cached = Vec::new();
+    for _ in 0..20 {
+        cached.push(load().await);
+    }
+    (cold, median(cached))
+}
+
+/// Median wall time of `wfhost run` of a one-step chain, as a whole process,
+/// with its plugins already in the component cache.
+fn whole_process(dir: &Path) -> Duration {
+    let chain = chain_file(&document(add_chain(1)));
+    let cache = dir.join("process-components");
+    let run = || {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_wfhost"))
+            .env("WFHOST_DB", dir.join("process.redb"))
+            .env("WFHOST_CACHE_DIR", &cache)
+            .arg("run")
+            .arg(&chain.path)
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert!(output.status.success(), "{output:?}");
+        elapsed
+    };
+    run();
+    median((0..20).map(|_| run()).collect())
+}
+
+/// Prints one scenario: its time, per step, and the ratio to Celery's time.
+fn scenario(name: &str, steps: usize, took: Duration, celery_steps_per_s: f64, target: Duration) {
+    let celery = Duration::from_secs_f64(steps as f64 / celery_steps_per_s);
+    println!(
+        "  {name:<28} {:>9.1} ms {:>8.1} µs/step {:>9.0} steps/s   Celery {:>7.1} s: {:>6.0}x   target ≤ {:.0} ms: {}",
+        ms(took),
+        us(took) / steps as f64,
+        steps as f64 / took.as_secs_f64(),
+        celery.as_secs_f64(),
+        celery.as_secs_f64() / took.as_secs_f64(),
+        ms(target),
+        if took <= target { "met" } else { "MISSED" },
+    );
+}
+
+async fn bench(filter: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new()
+        .unwrap()
+        .with_component_cache(ComponentCache::new(dir.path().join("components")));
+    let wanted = |section: &str| section.contains(filter);
+    if wanted("floors") {
+        floors(dir.path());
+    }
+    if wanted("load") {
+        loads(dir.path()).await;
+    }
+    if wanted("chains") {
+        chains(&runtime, dir.path()).await;
+    }
+    if wanted("concurrent") {
+        concurrent(&runtime, dir.path()).await;
+    }
+    if wanted("flat") {
+        flat(dir.path());
+    }
+}
+
+fn floors(dir: &Path) {
+    println!("floors of this machine:");
+    println!(
+        "  native Rust add, per call:           {:>8.3} µs",
+        us(native_floor(1_000_000))
+    );
+    println!(
+        "  write 4 KiB + fdatasync:             {:>8.1} µs",
+        us(fsync_floor(dir))
+    );
+    println!(
+        "  redb commit of one record:           {:>8.1} µs",
+        us(redb_commit_floor(
+            redb::Database::create(dir.join("commit-probe.redb")).unwrap()
+        ))
+    );
+    let in_memory = redb::Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .unwrap();
+    println!(
+        "  the same, in memory (no disk):       {:>8.1} µs",
+        us(redb_commit_floor(in_memory))
+    );
+}
+
+async fn loads(dir: &Path) {
+    let (cold, cached) = plugin_loads(dir).await;
+    println!("plugin load (math, tasks listed):");
+    println!(
+        "  cold (compile):                      {:>8.2} ms",
+        ms(cold)
+    );
+    println!(
+        "  cached (median of 20):               {:>8.2} ms   target ≤ 2 ms",
+        ms(cached)
+    );
+    println!(
+        "whole `wfhost run` process, one step, median of 20: {:.2} ms   target ≤ 5 ms",
+        ms(whole_process(dir))
+    );
+}
+
+async fn chains(runtime: &Runtime, dir: &Path) {
+    println!("chains (durable in a redb file unless said otherwise):");
+    let workflow = prepare(runtime, &document(add_chain(1_000))).await;
+    let store = Store::in_memory().unwrap();
+    let started = Instant::now();
+    run(runtime, &store, &workflow, "chain", &json!(1_000)).await;
+    let took = started.elapsed();
+    println!(
+        "  1000-step chain, in-memory store {:>9.1} ms {:>8.1} µs/step (the executor and sandbox alone)",
+        ms(took),
+        us(took) / 1e3
+    );
+    for length in [1_000, 5_000] {
+        let workflow = prepare(runtime, &document(add_chain(length))).await;
+        let store = file_store(&dir.join(format!("chain-{length}")));
+        let started = Instant::now();
+        run(runtime, &store, &workflow, "chain", &json!(length)).await;
+        let (celery, target) = if length == 1_000 {
+            (40.0, Duration::from_millis(200))
+        } else {
+            (4.0, Duration::from_secs_f64(length as f64 / 4.0 / 100.0))
+        };
+        scenario(
+            &format!("{length}-step chain"),
+            length,
+            started.elapsed(),
+            celery,
+            target,
+        );
+    }
+}
+
+async fn concurrent(runtime: &Runtime, dir: &Path) {
+    println!("concurrent steps (durable in a redb file, default concurrency):");
+    // Each workflow on a task of its own, as a service would run them.
+    let ten = Arc::new(prepare(runtime, &document(add_chain(10))).await);
+    let store = Arc::new(file_store(&dir.join("hundred")));
+    let started = Instant::now();
+    let runs = (0..100).map(|i| {
+        let (runtime, store, ten) = (runtime.clone(), Arc::clone(&store), Arc::clone(&ten));
+        tokio::spawn(
+            async move { run(&runtime, &store, &ten, &format!("chain-{i}"), &json!(10)).await },
+        )
+    });
+    for finished in futures::future::join_all(runs).await {
+        finished.unwrap();
+    }
+    scenario(
+        "100 ten-step chains at once",
+        1_000,
+        started.elapsed(),
+        200.0,
+        Duration::from_millis(50),
+    );
+
+    let header: Vec<Value> = (0..1000)
+        .map(|i| json!({"task": "math.add", "args": [i, 1]}))
+        .collect();
+    let chord = json!({"chord": {"header": header, "body": {"task": "math.xsum"}}});
+    let workflow = prepare(runtime, &document(chord)).await;
+    let store = file_store(&dir.join("chord"));
+    let started = Instant::now();
+    run(runtime, &store, &workflow, "chord", &json!(500_500)).await;
+    scenario(
+        "1,000-member chord",
+        1_001,
+        started.elapsed(),
+        100.0,
+        Duration::from_millis(100),
+    );
+}
+
+fn flat(dir: &Path) {
+    println!("flat: chains in a process of their own (run time; peak RSS of the process):");
+    let cache = dir.join("components");
+    // Fills the cache, so neither measured run compiles.
+    chain_in_child(1, &cache);
+    let (small_time, small_rss) = chain_in_child(1_000, &cache);
+    let (large_time, large_rss) = chain_in_child(100_000, &cache);
+    println!(
+        "  1,000 steps:   {:>9.1} ms {:>7.1} µs/step   peak RSS {:>7} KiB",
+        ms(small_time),
+        us(small_time) / 1e3,
+        small_rss
+    );
+    println!(
+        "  100,000 steps: {:>9.1} ms {:>7.1} µs/step   peak RSS {:>7} KiB ({:.2}x the 1,000-step run; target ≤ 1.5x)",
+        ms(large_time),
+        us(large_time) / 1e5,
+        large_rss,
+        large_rss as f64 / small_rss as f64
+    );
+}
