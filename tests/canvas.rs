@@ -167,6 +167,18 @@ fn concurrency_one_runs_members_one_at_a_time_with_the_same_result() {
     );
 }
 
+#[test]
+fn more_members_at_once_than_the_instance_pool_holds_wait_for_room() {
+    // The pool holds wfhost::runtime::POOLED_INSTANCES live instances;
+    // members past it must wait for a slot, not fail.
+    let members = wfhost::runtime::POOLED_INSTANCES as i64 * 2;
+    let sleepers: Vec<Value> = (0..members).map(|i| slow_add(i, 100)).collect();
+    let workflow = json!([group(Value::Array(sleepers)), xsum()]);
+    let run = run_workflow(workflow, &["--concurrency", "1000"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, format!("{}\n", members * (members - 1) / 2));
+}
+
 /// The canvases of tests/fixtures/celery/canvases.json, which
 /// tests/fixtures/celery/generate.py made with the real Celery library.
 fn celery_fixtures() -> Vec<Value> {

@@ -250,6 +250,7 @@ async fn bench(filter: &str) {
         .unwrap()
         .with_component_cache(ComponentCache::new(dir.path().join("components")));
     let wanted = |section: &str| section.contains(filter);
+    println!("instance allocation: {:?}", runtime.allocation());
     if wanted("floors") {
         floors(dir.path());
     }

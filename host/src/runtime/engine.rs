@@ -3,7 +3,7 @@
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances: the granularity of wall-clock limits and of
 /// the yields that let other steps run on the same thread.
@@ -22,7 +22,22 @@ pub enum Metering {
     Off,
 }
 
-pub fn new_engine(metering: Metering) -> wasmtime::Result<Engine> {
+/// Instances that may be alive at once with the pooling allocator: the
+/// attempts running at once, across every workflow of the process.
+pub const POOLED_INSTANCES: u32 = 64;
+
+/// How the engine allocates the instances of each attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// From a pool reserved when the engine starts: no `mmap`/`munmap` per
+    /// attempt, and at most [`POOLED_INSTANCES`] alive at once.
+    Pooling,
+    /// Mapped afresh for each instance: what is left when the pool's
+    /// address-space reservation is refused.
+    OnDemand,
+}
+
+fn config(metering: Metering) -> Config {
     let mut config = Config::new();
     // Fuel makes CPU limits deterministic; epochs bound wall-clock time and
     // make long-running guests yield to the async executor.
@@ -31,7 +46,33 @@ pub fn new_engine(metering: Metering) -> wasmtime::Result<Engine> {
     config.epoch_interruption(on);
     config.max_wasm_stack(MAX_WASM_STACK);
     config.wasm_component_model(true);
-    Engine::new(&config)
+    config
+}
+
+/// The pool: sized for [`POOLED_INSTANCES`] small Rust components, each
+/// memory free to grow to the 4 GiB of wasm32 (the store's limiter is what
+/// enforces `memory_mb`). The reservation is virtual address space only.
+fn pool() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOLED_INSTANCES)
+        .total_core_instances(POOLED_INSTANCES * 8)
+        .total_memories(POOLED_INSTANCES * 2)
+        .total_tables(POOLED_INSTANCES * 8)
+        .total_stacks(POOLED_INSTANCES)
+        .max_memory_size(4 << 30);
+    pool
+}
+
+/// The engine, pooling its instances if the machine grants the pool's
+/// reservation, else allocating them on demand. Both compile the same code,
+/// so compiled components are valid in either.
+pub fn new_engine(metering: Metering) -> wasmtime::Result<(Engine, Allocation)> {
+    let mut pooled = config(metering);
+    pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
+    match Engine::new(&pooled) {
+        Ok(engine) => Ok((engine, Allocation::Pooling)),
+        Err(_) => Ok((Engine::new(&config(metering))?, Allocation::OnDemand)),
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.

@@ -12,7 +12,7 @@ mod sandbox;
 
 pub use cache::ComponentCache;
 pub use capture::Captured;
-pub use engine::Metering;
+pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits};
 pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
 pub use sandbox::{Attempt, AttemptResult, Invocation, LogLevel, LogRecord};
@@ -20,6 +20,7 @@ pub use sandbox::{Attempt, AttemptResult, Invocation, LogLevel, LogRecord};
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
@@ -39,6 +40,8 @@ pub struct Runtime {
     log_sink: Option<LogSink>,
     ceilings: Ceilings,
     cache: Option<ComponentCache>,
+    allocation: Allocation,
+    instance_slots: Arc<Semaphore>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -52,7 +55,11 @@ impl Runtime {
     /// and epochs. [`Metering::Off`] exists to measure what metering costs;
     /// never run untrusted code with it.
     pub fn with_metering(metering: Metering) -> Result<Self, PluginError> {
-        let engine = engine::new_engine(metering).map_err(PluginError::engine)?;
+        let (engine, allocation) = engine::new_engine(metering).map_err(PluginError::engine)?;
+        let instance_slots = match allocation {
+            Allocation::Pooling => engine::POOLED_INSTANCES as usize,
+            Allocation::OnDemand => Semaphore::MAX_PERMITS,
+        };
         let linker = sandbox::new_linker(&engine).map_err(PluginError::engine)?;
         let ticker = EpochTicker::start(&engine)
             .map_err(|err| PluginError::Engine(format!("cannot start the epoch clock: {err}")))?;
@@ -62,8 +69,23 @@ impl Runtime {
             log_sink: None,
             ceilings: Ceilings::default(),
             cache: None,
+            allocation,
+            instance_slots: Arc::new(Semaphore::new(instance_slots)),
             _ticker: Arc::new(ticker),
         })
+    }
+
+    /// How instances are allocated: pooled, or on demand where the pool's
+    /// reservation was refused.
+    pub fn allocation(&self) -> Allocation {
+        self.allocation
+    }
+
+    /// Waits for room for one more live instance, so that a full pool makes
+    /// an attempt wait rather than fail.
+    pub(crate) async fn instance_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        self.instance_slots.acquire().await.ok()
     }
 
     /// Sends every guest log line to `sink` as well as to the step's record.

@@ -229,6 +229,7 @@ pub(super) async fn load(
         .map_err(wrong_world)?;
     let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
 
+    let _slot = runtime.instance_slot().await;
     let mut sandbox = Sandbox::new(&runtime.engine, &Limits::default(), None);
     let tasks = sandbox
         .list_tasks(&pre)

@@ -460,6 +460,7 @@ pub async fn run_attempt(
         let invocation = invocation.clone();
         Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
     });
+    let _slot = runtime.instance_slot().await;
     let mut sandbox = Sandbox::new(&runtime.engine, limits, log_callback);
     let result = sandbox.run_task(plugin.pre(), invocation).await;
     sandbox.finish(result)

@@ -3,12 +3,13 @@
 //!
 //! The first writer to find no commit under way leads: it yields once, so
 //! that writers running beside it in the same task (group members) can
-//! queue their writes, then commits everything queued, on its own thread,
-//! again and again until the queue is empty. Writers that arrive while a
-//! commit is under way queue their write and wait for the leader's answer.
-//! A lone chain thus commits on its own thread, with no hand-over to
-//! another thread (which costs more than the commit on a small VM), and
-//! steps that finish together share a flush.
+//! queue their writes, then commits everything queued, again and again
+//! until the queue is empty. Writers that arrive while a commit is under
+//! way queue their write and wait for the leader's answer. A lone writer
+//! commits on its own thread: a hand-over to another thread costs about as
+//! much as the commit on a small VM. When others are writing too, the
+//! leader commits on a blocking thread, so that the rest of its task keeps
+//! going and steps that finish together share a flush.
 //!
 //! A writer waits for the commit that holds its write, so "committed before
 //! the next step of the same chain starts" still holds.
@@ -80,7 +81,7 @@ impl Committer {
     }
 
     /// Queues `write` and returns once the transaction holding it is durable.
-    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+    pub async fn write(self: &Arc<Self>, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         let lead = {
             let mut queue = self.lock();
@@ -89,7 +90,20 @@ impl Committer {
         };
         if lead {
             tokio::task::yield_now().await;
-            self.drain();
+            if self.lock().waiting.len() > 1 {
+                // Others are writing too: commit on a blocking thread, so
+                // that this task's other futures (group members) can start
+                // their next attempts during the flush.
+                let committer = Arc::clone(self);
+                if tokio::task::spawn_blocking(move || committer.drain())
+                    .await
+                    .is_err()
+                {
+                    self.drain();
+                }
+            } else {
+                self.drain();
+            }
         }
         committed.await.unwrap_or_else(|_| {
             Err(StoreError::Io {

@@ -106,7 +106,7 @@ pub fn default_path() -> PathBuf {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
-    committer: Committer,
+    committer: Arc<Committer>,
 }
 
 /// The error of a failed database operation on the file at `path`.
@@ -149,7 +149,7 @@ impl Store {
     /// Checks the schema of an open database and sets up its committer.
     fn start(db: Database, path: PathBuf) -> Result<Self, StoreError> {
         let db = Arc::new(db);
-        let committer = Committer::new(Arc::clone(&db), path.clone());
+        let committer = Arc::new(Committer::new(Arc::clone(&db), path.clone()));
         let store = Store {
             db,
             path,
