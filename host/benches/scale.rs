@@ -121,6 +121,9 @@ async fn rss_child(length: usize, cache: &Path) -> Duration {
         .with_component_cache(ComponentCache::new(cache));
     let store = file_store(dir.path());
     let workflow = prepare(&runtime, &document(add_chain(length))).await;
+    if std::env::var_os("HACK_RSS").is_some() {
+        eprintln!("after prepare: {} KiB", proc_status_kib("VmRSS"));
+    }
     let started = Instant::now();
     run(&runtime, &store, &workflow, "rss", &json!(length)).await;
     started.elapsed()
@@ -294,6 +297,17 @@ fn floors(dir: &Path) {
 }
 
 async fn loads(dir: &Path) {
+    let starts: Vec<Duration> = (0..10)
+        .map(|_| {
+            let started = Instant::now();
+            drop(Runtime::new().unwrap());
+            started.elapsed()
+        })
+        .collect();
+    println!(
+        "runtime start (engine, instance pool, linker), median of 10: {:.2} ms",
+        ms(median(starts))
+    );
     let (cold, cached) = plugin_loads(dir).await;
     println!("plugin load (math, tasks listed):");
     println!(

@@ -102,6 +102,11 @@ pub fn default_path() -> PathBuf {
     data.join("wfhost").join("state.redb")
 }
 
+/// Memory redb may use to cache pages. Its default (1 GiB) would let the
+/// cache of a long workflow's records grow with the workflow; the executor
+/// reads stored steps once, when it resumes, so a small cache costs nothing.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// The state database.
 pub struct Store {
     db: Arc<Database>,
@@ -134,15 +139,18 @@ impl Store {
                 cause,
             })?;
         }
-        let db = Database::create(path).map_err(|err| match err {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: path.to_path_buf(),
-            },
-            other => StoreError::Damaged {
-                path: path.to_path_buf(),
-                reason: other.to_string(),
-            },
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|err| match err {
+                DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.to_path_buf(),
+                },
+                other => StoreError::Damaged {
+                    path: path.to_path_buf(),
+                    reason: other.to_string(),
+                },
+            })?;
         Self::start(db, path.to_path_buf())
     }
 
@@ -189,6 +197,10 @@ impl Store {
 
     /// Creates the tables on first use and checks the schema version.
     fn check_schema(&self) -> Result<(), StoreError> {
+        // A database that is already set up costs a read, not a commit.
+        if self.stored_schema_version()? == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
@@ -215,6 +227,18 @@ impl Store {
             txn.open_table(EVENTS).map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// The schema version the file records, if it has one yet.
+    fn stored_schema_version(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(self.io(err)),
+        };
+        let found = meta.get(SCHEMA_VERSION_KEY).map_err(|e| self.io(e))?;
+        Ok(found.map(|version| version.value()))
     }
 
     /// The workflow `id` of `tenant`, if stored.
