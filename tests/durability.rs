@@ -38,6 +38,7 @@ fn run_through_kills(
     seed: u64,
     max_kills: usize,
     delays: std::ops::Range<u64>,
+    extra: &[&str],
 ) -> usize {
     let path = chain.path.to_str().unwrap().to_string();
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -46,11 +47,12 @@ fn run_through_kills(
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         assert!(Instant::now() < deadline, "{id} did not finish in time");
-        let mut child = if stored {
-            spawn(chain, &["resume", id])
+        let command = if stored {
+            ["resume", id]
         } else {
-            spawn(chain, &["run", &path])
+            ["run", path.as_str()]
         };
+        let mut child = spawn(chain, &[&command[..], extra].concat());
         if kills < max_kills {
             sleep(Duration::from_millis(rng.u64(delays.clone())));
             if child.try_wait().unwrap().is_none() {
@@ -81,14 +83,59 @@ fn event_counts(chain: &ChainFile, id: &str, kind: &str) -> HashMap<String, usiz
     counts
 }
 
+/// A chain of `steps` steps of 1 ms each, whose result is `steps`.
+fn slow_chain(id: &str, steps: usize) -> ChainFile {
+    let mut workflow = vec![json!({"task": "testkit.slow_add", "args": [0, 1, 1]})];
+    workflow.extend((1..steps).map(|_| json!({"task": "testkit.slow_add", "args": [1, 1]})));
+    chain_file(&json!({"id": id, "plugins": standard_plugins(), "workflow": workflow}))
+}
+
+#[test]
+fn batched_durability_survives_sigkill_and_resume_completes_the_chain() {
+    const STEPS: usize = 1000;
+    let chain = slow_chain("batched", STEPS);
+    let durability = ["--durability", "batched:20"];
+    let kills = run_through_kills(&chain, "batched", 0xba7c, 4, 200..900, &durability);
+    assert!(kills >= 2, "killed only {kills} times");
+    let report = chain.command(&["status", "batched", "--json"]).json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["result"], STEPS);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), STEPS);
+    for step in steps {
+        let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(step["status"], "succeeded", "{step}");
+        assert_eq!(step["result"], index + 1, "each step saw the stored result");
+    }
+}
+
+#[test]
+fn batched_durability_flushes_everything_when_the_workflow_ends() {
+    // A window far longer than the run: only the end's flush saves the steps.
+    let chain = slow_chain("flushed", 50);
+    let run = chain.command(&[
+        "run",
+        chain.path.to_str().unwrap(),
+        "--durability",
+        "batched:60000",
+    ]);
+    assert_eq!(run.stdout, "50\n", "{}", run.stderr);
+    let report = chain.command(&["status", "flushed", "--json"]).json();
+    assert_eq!(report["steps"].as_array().unwrap().len(), 50);
+    let bad = chain.command(&["list", "--durability", "batched:0"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("positive number of milliseconds"),
+        "{}",
+        bad.stderr
+    );
+}
+
 #[test]
 fn a_long_chain_survives_repeated_sigkill_and_resumes_exactly() {
     const STEPS: usize = 2000;
-    let mut workflow = vec![json!({"task": "testkit.slow_add", "args": [0, 1, 1]})];
-    workflow.extend((1..STEPS).map(|_| json!({"task": "testkit.slow_add", "args": [1, 1]})));
-    let chain =
-        chain_file(&json!({"id": "crashy", "plugins": standard_plugins(), "workflow": workflow}));
-    let kills = run_through_kills(&chain, "crashy", 0x5eed, 6, 300..1500);
+    let chain = slow_chain("crashy", STEPS);
+    let kills = run_through_kills(&chain, "crashy", 0x5eed, 6, 300..1500, &[]);
     assert!(
         kills >= 3,
         "the test should kill the host mid-run, killed {kills} times"
@@ -357,7 +404,7 @@ fn groups_resume_after_sigkill_without_re_running_finished_members() {
     }
     let chain =
         chain_file(&json!({"id": "fan", "plugins": standard_plugins(), "workflow": workflow}));
-    let kills = run_through_kills(&chain, "fan", 0xfa11, 4, 400..1200);
+    let kills = run_through_kills(&chain, "fan", 0xfa11, 4, 400..1200, &[]);
     println!("killed the host {kills} times while groups ran");
     let report = chain.command(&["status", "fan", "--json"]).json();
     // The first step gives 1; slow_add(x, 0) keeps x, so each group and its

@@ -86,6 +86,25 @@ fn files_network_and_environment_are_denied() {
 }
 
 #[test]
+fn no_step_sees_the_memory_of_another() {
+    // Each step leaves a secret in its instance's memory and reports what
+    // it found there. Pooled memory is reused between steps, so this holds
+    // only if every slot is reset; group members run side by side too.
+    let stash =
+        |secret: &str| json!({"task": "testkit.stash", "args": [secret], "immutable": true});
+    let secrets: Vec<String> = (0..20).map(|i| format!("secret-{i}")).collect();
+    let mut workflow: Vec<Value> = secrets.iter().map(|s| stash(s)).collect();
+    workflow.push(json!({"group": secrets.iter().map(|s| stash(s)).collect::<Vec<_>>()}));
+    let run = run_workflow(Value::Array(workflow), &["--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for step in run.json()["steps"].as_array().unwrap() {
+        if step["task"] == "testkit.stash" {
+            assert_eq!(step["result"], "", "a step found another's data: {step}");
+        }
+    }
+}
+
+#[test]
 fn an_oversized_result_is_invalid_output() {
     let (_, step) = hostile("big_output", json!([20 << 20]), json!({}));
     assert_failure(&step, "invalid_output");

@@ -26,7 +26,7 @@ use wfhost::executor::{RunIdentity, RunMode, RunOptions, Silent, Workflow};
 use wfhost::report::WorkflowStatus;
 use wfhost::runtime::{ComponentCache, Runtime};
 use wfhost::spec;
-use wfhost::store::Store;
+use wfhost::store::{Durability, Store};
 
 /// Set in a child process of this benchmark: the length of the chain whose
 /// peak RSS it reports.
@@ -106,11 +106,6 @@ async fn run(runtime: &Runtime, store: &Store, workflow: &Workflow, id: &str, ex
     assert_eq!(row.result.as_ref(), Some(expected));
 }
 
-/// A durable store in a fresh directory.
-fn file_store(dir: &Path) -> Store {
-    Store::open(&dir.join("state.redb")).unwrap()
-}
-
 /// In a child process: plans and runs a chain of `length` steps durably;
 /// returns the time of the run alone. Plugins come from a warm cache, so
 /// the peak is the workflow's, not the compiler's.
@@ -119,7 +114,7 @@ async fn rss_child(length: usize, cache: &Path) -> Duration {
     let runtime = Runtime::new()
         .unwrap()
         .with_component_cache(ComponentCache::new(cache));
-    let store = file_store(dir.path());
+    let store = file_store(dir.path(), Durability::Immediate);
     let workflow = prepare(&runtime, &document(add_chain(length))).await;
     if std::env::var_os("HACK_RSS").is_some() {
         eprintln!("after prepare: {} KiB", proc_status_kib("VmRSS"));
@@ -236,7 +231,7 @@ fn whole_process(dir: &Path) -> Duration {
 fn scenario(name: &str, steps: usize, took: Duration, celery_steps_per_s: f64, target: Duration) {
     let celery = Duration::from_secs_f64(steps as f64 / celery_steps_per_s);
     println!(
-        "  {name:<28} {:>9.1} ms {:>8.1} µs/step {:>9.0} steps/s   Celery {:>7.1} s: {:>6.0}x   target ≤ {:.0} ms: {}",
+        "  {name:<38} {:>9.1} ms {:>8.1} µs/step {:>9.0} steps/s   Celery {:>7.1} s: {:>6.0}x   target ≤ {:.0} ms: {}",
         ms(took),
         us(took) / steps as f64,
         steps as f64 / took.as_secs_f64(),
@@ -324,76 +319,98 @@ async fn loads(dir: &Path) {
     );
 }
 
+/// The durability settings every scenario runs under, side by side.
+const DURABILITIES: [(&str, Durability); 2] = [
+    ("immediate", Durability::Immediate),
+    (
+        "batched:50",
+        Durability::Batched {
+            window: Duration::from_millis(50),
+        },
+    ),
+];
+
+/// A fresh store in `dir`, committing with `durability`.
+fn file_store(dir: &Path, durability: Durability) -> Store {
+    Store::open_with(&dir.join("state.redb"), durability).unwrap()
+}
+
 async fn chains(runtime: &Runtime, dir: &Path) {
-    println!("chains (durable in a redb file unless said otherwise):");
+    println!("chains (a redb file with the durability named; default concurrency):");
     let workflow = prepare(runtime, &document(add_chain(1_000))).await;
     let store = Store::in_memory().unwrap();
     let started = Instant::now();
     run(runtime, &store, &workflow, "chain", &json!(1_000)).await;
     let took = started.elapsed();
     println!(
-        "  1000-step chain, in-memory store {:>9.1} ms {:>8.1} µs/step (the executor and sandbox alone)",
+        "  1000-step chain, in-memory store {:>19.1} ms {:>8.1} µs/step (the executor and sandbox alone)",
         ms(took),
         us(took) / 1e3
     );
     for length in [1_000, 5_000] {
         let workflow = prepare(runtime, &document(add_chain(length))).await;
-        let store = file_store(&dir.join(format!("chain-{length}")));
-        let started = Instant::now();
-        run(runtime, &store, &workflow, "chain", &json!(length)).await;
         let (celery, target) = if length == 1_000 {
             (40.0, Duration::from_millis(200))
         } else {
             (4.0, Duration::from_secs_f64(length as f64 / 4.0 / 100.0))
         };
-        scenario(
-            &format!("{length}-step chain"),
-            length,
-            started.elapsed(),
-            celery,
-            target,
-        );
+        for (name, durability) in DURABILITIES {
+            let store = file_store(&dir.join(format!("chain-{length}-{name}")), durability);
+            let started = Instant::now();
+            run(runtime, &store, &workflow, "chain", &json!(length)).await;
+            scenario(
+                &format!("{length}-step chain, {name}"),
+                length,
+                started.elapsed(),
+                celery,
+                target,
+            );
+        }
     }
 }
 
 async fn concurrent(runtime: &Runtime, dir: &Path) {
-    println!("concurrent steps (durable in a redb file, default concurrency):");
+    println!("concurrent steps (a redb file with the durability named; default concurrency):");
     // Each workflow on a task of its own, as a service would run them.
     let ten = Arc::new(prepare(runtime, &document(add_chain(10))).await);
-    let store = Arc::new(file_store(&dir.join("hundred")));
-    let started = Instant::now();
-    let runs = (0..100).map(|i| {
-        let (runtime, store, ten) = (runtime.clone(), Arc::clone(&store), Arc::clone(&ten));
-        tokio::spawn(
-            async move { run(&runtime, &store, &ten, &format!("chain-{i}"), &json!(10)).await },
-        )
-    });
-    for finished in futures::future::join_all(runs).await {
-        finished.unwrap();
+    for (name, durability) in DURABILITIES {
+        let store = Arc::new(file_store(&dir.join(format!("hundred-{name}")), durability));
+        let started = Instant::now();
+        let runs = (0..100).map(|i| {
+            let (runtime, store, ten) = (runtime.clone(), Arc::clone(&store), Arc::clone(&ten));
+            tokio::spawn(async move {
+                run(&runtime, &store, &ten, &format!("chain-{i}"), &json!(10)).await
+            })
+        });
+        for finished in futures::future::join_all(runs).await {
+            finished.unwrap();
+        }
+        scenario(
+            &format!("100 ten-step chains, {name}"),
+            1_000,
+            started.elapsed(),
+            200.0,
+            Duration::from_millis(50),
+        );
     }
-    scenario(
-        "100 ten-step chains at once",
-        1_000,
-        started.elapsed(),
-        200.0,
-        Duration::from_millis(50),
-    );
 
     let header: Vec<Value> = (0..1000)
         .map(|i| json!({"task": "math.add", "args": [i, 1]}))
         .collect();
     let chord = json!({"chord": {"header": header, "body": {"task": "math.xsum"}}});
     let workflow = prepare(runtime, &document(chord)).await;
-    let store = file_store(&dir.join("chord"));
-    let started = Instant::now();
-    run(runtime, &store, &workflow, "chord", &json!(500_500)).await;
-    scenario(
-        "1,000-member chord",
-        1_001,
-        started.elapsed(),
-        100.0,
-        Duration::from_millis(100),
-    );
+    for (name, durability) in DURABILITIES {
+        let store = file_store(&dir.join(format!("chord-{name}")), durability);
+        let started = Instant::now();
+        run(runtime, &store, &workflow, "chord", &json!(500_500)).await;
+        scenario(
+            &format!("1,000-member chord, {name}"),
+            1_001,
+            started.elapsed(),
+            100.0,
+            Duration::from_millis(100),
+        );
+    }
 }
 
 fn flat(dir: &Path) {

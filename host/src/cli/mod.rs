@@ -11,10 +11,11 @@ mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use wfhost::report::WorkflowStatus;
-use wfhost::store::{self, Store};
+use wfhost::store::{self, Durability, Store};
 
 /// Sandboxed workflows of WebAssembly tasks: Celery's chains, run as components.
 #[derive(Parser)]
@@ -24,19 +25,55 @@ struct Cli {
     command: Command,
 }
 
-/// Where the state database is.
+/// Where the state database is, and how its commits reach the disk.
 #[derive(Args)]
 pub struct DbArgs {
     /// The state database [default: wfhost/state.redb in the user's data directory]
     #[arg(long, env = "WFHOST_DB", value_name = "PATH", global = true)]
     db: Option<PathBuf>,
+    /// `immediate`: every finished step is flushed to the disk before the
+    /// next starts. `batched[:MS]`: finished steps are flushed together at
+    /// least every MS milliseconds (default 50); a crash may lose the last
+    /// MS of steps, which `resume` runs again. For disks whose flush is slow.
+    #[arg(
+        long,
+        env = "WFHOST_DURABILITY",
+        value_name = "MODE",
+        global = true,
+        default_value = "immediate",
+        value_parser = parse_durability
+    )]
+    durability: Durability,
 }
 
 impl DbArgs {
     /// Opens the state database.
     pub fn open(&self) -> anyhow::Result<Store> {
         let path = self.db.clone().unwrap_or_else(store::default_path);
-        Ok(Store::open(&path)?)
+        Ok(Store::open_with(&path, self.durability)?)
+    }
+}
+
+/// The window of `--durability batched` without a number.
+const DEFAULT_FLUSH_WINDOW: Duration = Duration::from_millis(50);
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    let (mode, window) = match text.split_once(':') {
+        Some((mode, window)) => (mode, Some(window)),
+        None => (text, None),
+    };
+    match (mode, window) {
+        ("immediate", None) => Ok(Durability::Immediate),
+        ("batched", None) => Ok(Durability::Batched {
+            window: DEFAULT_FLUSH_WINDOW,
+        }),
+        ("batched", Some(ms)) => match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Durability::Batched {
+                window: Duration::from_millis(ms),
+            }),
+            _ => Err(format!("`{ms}` is not a positive number of milliseconds")),
+        },
+        _ => Err("expected `immediate`, `batched` or `batched:MS`".to_string()),
     }
 }
 

@@ -12,16 +12,21 @@
 //! going and steps that finish together share a flush.
 //!
 //! A writer waits for the commit that holds its write, so "committed before
-//! the next step of the same chain starts" still holds.
+//! the next step of the same chain starts" still holds. With
+//! [`Durability::Batched`], step commits within a window are not flushed
+//! one by one: the first after the window has passed flushes, and a thread
+//! flushes what a quiet window left behind.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
 
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{EVENTS, STEPS, WORKFLOWS};
-use super::{Event, StoreError, io_error, now_ms};
+use super::{Durability, Event, StoreError, io_error, now_ms};
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
@@ -51,26 +56,102 @@ struct Request {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-#[derive(Default)]
 struct Queue {
     /// Whether a writer is leading: committing, or about to.
     leading: bool,
     waiting: Vec<Request>,
+    /// When a commit last reached the disk.
+    flushed_at: Instant,
+    /// Commits made so far without a flush (a count), and how many of
+    /// them a flush has covered since: the difference is what a crash
+    /// would lose.
+    unflushed: u64,
+    flushed: u64,
 }
 
 /// The queue of writes to a database and the commits that drain it.
 pub(super) struct Committer {
     db: Arc<Database>,
     path: PathBuf,
+    durability: Durability,
     queue: Mutex<Queue>,
 }
 
 impl Committer {
-    pub fn new(db: Arc<Database>, path: PathBuf) -> Self {
-        Committer {
+    /// A committer for `db`; with [`Durability::Batched`], a thread also
+    /// flushes what is left unflushed once its window has passed.
+    pub fn start(
+        db: Arc<Database>,
+        path: PathBuf,
+        durability: Durability,
+    ) -> Result<Arc<Self>, StoreError> {
+        let committer = Arc::new(Committer {
             db,
-            path,
-            queue: Mutex::default(),
+            path: path.clone(),
+            durability,
+            queue: Mutex::new(Queue {
+                leading: false,
+                waiting: Vec::new(),
+                flushed_at: Instant::now(),
+                unflushed: 0,
+                flushed: 0,
+            }),
+        });
+        if let Durability::Batched { window } = durability {
+            let weak = Arc::downgrade(&committer);
+            thread::Builder::new()
+                .name("wfhost-flush".into())
+                .spawn(move || {
+                    loop {
+                        thread::sleep(window);
+                        let Some(committer) = weak.upgrade() else {
+                            return;
+                        };
+                        if committer.lock().flushed_at.elapsed() >= window {
+                            // A failed flush is tried again next time, and
+                            // the workflow's own writes are always flushed.
+                            let _ = committer.flush();
+                        }
+                    }
+                })
+                .map_err(|err| StoreError::Io {
+                    path,
+                    reason: format!("cannot start the flush thread: {err}"),
+                })?;
+        }
+        Ok(committer)
+    }
+
+    /// Makes every commit so far durable, if any is not yet.
+    fn flush(&self) -> Result<(), redb::Error> {
+        let covering = {
+            let queue = self.lock();
+            if queue.unflushed == queue.flushed {
+                return Ok(());
+            }
+            queue.unflushed
+        };
+        // An empty commit with the default durability flushes the ones
+        // before it.
+        self.db.begin_write()?.commit()?;
+        let mut queue = self.lock();
+        queue.flushed = queue.flushed.max(covering);
+        queue.flushed_at = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the next commit, holding `batch`, must reach the disk before
+    /// its writers go on.
+    fn must_flush(&self, batch: &[Request]) -> bool {
+        match self.durability {
+            Durability::Immediate => true,
+            Durability::Batched { window } => {
+                // A workflow's start and end are what its caller acts on.
+                batch
+                    .iter()
+                    .any(|request| matches!(request.write.rows, Rows::Workflow(_)))
+                    || self.lock().flushed_at.elapsed() >= window
+            }
         }
     }
 
@@ -125,7 +206,17 @@ impl Committer {
                 let take = queue.waiting.len().min(MAX_BATCH);
                 queue.waiting.drain(..take).collect()
             };
-            let result = commit(&self.db, &batch);
+            let durable = self.must_flush(&batch);
+            let result = commit(&self.db, &batch, durable);
+            if result.is_ok() {
+                let mut queue = self.lock();
+                if durable {
+                    queue.flushed = queue.unflushed;
+                    queue.flushed_at = Instant::now();
+                } else {
+                    queue.unflushed += 1;
+                }
+            }
             for request in batch {
                 let answer = result.as_ref().map_err(|err| io_error(&self.path, err));
                 // A writer that stopped waiting needs no answer.
@@ -135,9 +226,20 @@ impl Committer {
     }
 }
 
-/// Applies every write of `batch` in one transaction and commits it.
-fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Nothing committed may be left unflushed when the store closes.
+        let _ = self.flush();
+    }
+}
+
+/// Applies every write of `batch` in one transaction and commits it,
+/// flushed to the disk or not.
+fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(redb::Durability::None)?;
+    }
     for request in batch {
         apply(&txn, &request.write)?;
     }

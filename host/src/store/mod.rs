@@ -102,6 +102,22 @@ pub fn default_path() -> PathBuf {
     data.join("wfhost").join("state.redb")
 }
 
+/// How the commits of finished steps reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is flushed before the step that made it moves on: a
+    /// crash loses nothing that was committed. The default.
+    #[default]
+    Immediate,
+    /// Step commits are flushed together, at least once per `window`; a
+    /// crash may lose the steps finished in the last `window`, and
+    /// `resume` runs them again. A workflow's start and end are always
+    /// flushed. This is sound only for steps whose effects stay inside the
+    /// sandbox, so that running one twice changes nothing outside it —
+    /// which is every step while the host grants no capability.
+    Batched { window: std::time::Duration },
+}
+
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
 /// cache of a long workflow's records grow with the workflow; the executor
 /// reads stored steps once, when it resumes, so a small cache costs nothing.
@@ -133,6 +149,12 @@ impl Store {
     /// needed. A database open in another process, damaged, or of another
     /// schema version is refused with an error that says so.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::Immediate)
+    }
+
+    /// Opens the database at `path` like [`Store::open`], committing with
+    /// `durability`.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|cause| StoreError::Create {
                 path: path.to_path_buf(),
@@ -151,13 +173,13 @@ impl Store {
                     reason: other.to_string(),
                 },
             })?;
-        Self::start(db, path.to_path_buf())
+        Self::start(db, path.to_path_buf(), durability)
     }
 
     /// Checks the schema of an open database and sets up its committer.
-    fn start(db: Database, path: PathBuf) -> Result<Self, StoreError> {
+    fn start(db: Database, path: PathBuf, durability: Durability) -> Result<Self, StoreError> {
         let db = Arc::new(db);
-        let committer = Arc::new(Committer::new(Arc::clone(&db), path.clone()));
+        let committer = Committer::start(Arc::clone(&db), path.clone(), durability)?;
         let store = Store {
             db,
             path,
@@ -176,7 +198,7 @@ impl Store {
                 path: path.clone(),
                 reason: err.to_string(),
             })?;
-        Self::start(db, path)
+        Self::start(db, path, Durability::Immediate)
     }
 
     /// Where the database is.

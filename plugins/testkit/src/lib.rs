@@ -171,7 +171,19 @@ pub fn log(message: String) -> String {
     message
 }
 
+/// What `stash` left in this instance's memory. A fresh instance starts
+/// with it empty; a host that reused memory between steps would leak it.
+static STASH: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Leaves `secret` in the instance's memory (static data and heap) and
+/// returns what was there before.
+#[task]
+pub fn stash(secret: String) -> String {
+    let mut stash = STASH.lock().unwrap_or_else(|err| err.into_inner());
+    std::mem::replace(&mut *stash, secret)
+}
+
 wfhost_guest::export_tasks!(
     echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
-    print, route, log, slow_add, now_ms,
+    print, route, log, slow_add, now_ms, stash,
 );
