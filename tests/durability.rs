@@ -90,6 +90,26 @@ fn slow_chain(id: &str, steps: usize) -> ChainFile {
     chain_file(&json!({"id": id, "plugins": standard_plugins(), "workflow": workflow}))
 }
 
+/// Checks that the slow chain `id` succeeded with every step, each having
+/// seen the committed result of the one before it; returns the steps.
+fn assert_slow_chain_completed(chain: &ChainFile, id: &str, steps: usize) -> Vec<Value> {
+    let report = chain.command(&["status", id, "--json"]).json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["result"], steps);
+    let records = report["steps"].as_array().unwrap().clone();
+    assert_eq!(records.len(), steps);
+    for step in &records {
+        let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(step["status"], "succeeded", "{step}");
+        assert_eq!(
+            step["result"],
+            index + 1,
+            "step {index} must have seen the committed result before it"
+        );
+    }
+    records
+}
+
 #[test]
 fn batched_durability_survives_sigkill_and_resume_completes_the_chain() {
     const STEPS: usize = 1000;
@@ -97,16 +117,7 @@ fn batched_durability_survives_sigkill_and_resume_completes_the_chain() {
     let durability = ["--durability", "batched:20"];
     let kills = run_through_kills(&chain, "batched", 0xba7c, 4, 200..900, &durability);
     assert!(kills >= 2, "killed only {kills} times");
-    let report = chain.command(&["status", "batched", "--json"]).json();
-    assert_eq!(report["status"], "succeeded");
-    assert_eq!(report["result"], STEPS);
-    let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), STEPS);
-    for step in steps {
-        let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
-        assert_eq!(step["status"], "succeeded", "{step}");
-        assert_eq!(step["result"], index + 1, "each step saw the stored result");
-    }
+    assert_slow_chain_completed(&chain, "batched", STEPS);
 }
 
 #[test]
@@ -141,19 +152,7 @@ fn a_long_chain_survives_repeated_sigkill_and_resumes_exactly() {
         "the test should kill the host mid-run, killed {kills} times"
     );
 
-    let report = chain.command(&["status", "crashy", "--json"]).json();
-    assert_eq!(report["status"], "succeeded");
-    assert_eq!(report["result"], STEPS);
-    let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), STEPS);
-    for step in steps {
-        let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
-        assert_eq!(step["status"], "succeeded", "{step}");
-        assert_eq!(
-            step["result"],
-            index + 1,
-            "step {index} must have seen the committed result before it"
-        );
+    for step in assert_slow_chain_completed(&chain, "crashy", STEPS) {
         assert_eq!(step["attempts"], 1, "{step}");
     }
     let succeeded = event_counts(&chain, "crashy", "step_succeeded");
