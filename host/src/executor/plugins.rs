@@ -94,17 +94,27 @@ pub struct PluginSet {
 }
 
 impl PluginSet {
-    /// Loads every plugin the workflow names.
+    /// Loads every plugin the workflow names, side by side. When several
+    /// fail, the error is the first plugin's in name order, as when loading
+    /// one after another.
     pub async fn load(
         runtime: &Runtime,
         refs: &BTreeMap<String, PluginRef>,
     ) -> Result<Self, PluginError> {
+        let loads = refs.iter().map(|(name, plugin_ref)| {
+            let (runtime, name, plugin_ref) = (runtime.clone(), name.clone(), plugin_ref.clone());
+            tokio::spawn(async move {
+                let sha256 = plugin_ref.sha256.as_deref();
+                let plugin = runtime.load_plugin(&name, &plugin_ref.path, sha256).await;
+                (name, plugin)
+            })
+        });
         let mut plugins = BTreeMap::new();
-        for (name, plugin_ref) in refs {
-            let plugin = runtime
-                .load_plugin(name, &plugin_ref.path, plugin_ref.sha256.as_deref())
-                .await?;
-            plugins.insert(name.clone(), Arc::new(plugin));
+        for loaded in futures::future::join_all(loads).await {
+            let (name, plugin) = loaded.map_err(|err| {
+                PluginError::Engine(format!("loading a plugin ended abnormally: {err}"))
+            })?;
+            plugins.insert(name, Arc::new(plugin?));
         }
         Ok(PluginSet { plugins })
     }
