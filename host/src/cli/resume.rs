@@ -4,7 +4,7 @@ use anyhow::bail;
 use clap::Args;
 use wfhost::executor::{RunIdentity, RunMode};
 use wfhost::report::WorkflowStatus;
-use wfhost::spec;
+use wfhost::spec::{self, WorkflowSpec};
 use wfhost::store::{Store, WorkflowRow};
 
 use super::execute::{self, HostArgs};
@@ -44,6 +44,20 @@ fn stored(store: &Store, tenant: &str, id: &str) -> anyhow::Result<WorkflowRow> 
     }
 }
 
+/// The workflow `row` describes, as it was recorded when it started.
+pub fn stored_spec(store: &Store, row: &WorkflowRow) -> anyhow::Result<WorkflowSpec> {
+    let unreadable = |why: String| {
+        anyhow::anyhow!(
+            "workflow {}: the stored workflow is unreadable: {why}",
+            row.id
+        )
+    };
+    let spec = store
+        .workflow_spec(&row.tenant, &row.id)?
+        .ok_or_else(|| unreadable("it is missing".to_string()))?;
+    spec::from_stored(&spec).map_err(|issue| unreadable(issue.to_string()))
+}
+
 /// Runs a stored workflow again in `mode`.
 async fn rerun(
     store: &Store,
@@ -51,12 +65,7 @@ async fn rerun(
     row: &WorkflowRow,
     mode: RunMode,
 ) -> anyhow::Result<Finished> {
-    let spec = spec::from_stored(&row.spec).map_err(|issue| {
-        anyhow::anyhow!(
-            "workflow {}: the stored workflow is unreadable: {issue}",
-            row.id
-        )
-    })?;
+    let spec = stored_spec(store, row)?;
     let identity = RunIdentity {
         id: row.id.clone(),
         tenant: row.tenant.clone(),

@@ -61,7 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
         }
         Some(row) => {
             eprintln!("workflow {} was cut off; continuing it", row.id);
-            spec::from_stored(&row.spec)?
+            super::resume::stored_spec(&store, &row)?
         }
     };
     execute::execute(&args.host, &store, spec, &identity, RunMode::Normal).await

@@ -9,6 +9,7 @@ mod retry;
 pub use plugins::{PluginSet, StepProblem, ValidationError};
 pub use retry::RetryPolicy;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -148,19 +149,19 @@ impl Workflow {
         &self.spec
     }
 
-    /// The workflow with every plugin pinned to its absolute path and the
-    /// sha256 of the component that was loaded, so that `resume` runs the
-    /// same code or refuses to.
-    pub fn pinned_spec(&self) -> WorkflowSpec {
-        let mut spec = self.spec.clone();
-        for (name, plugin_ref) in spec.plugins.iter_mut() {
+    /// The workflow's stored form (native JSON), with every plugin pinned to
+    /// its absolute path and the sha256 of the component that was loaded,
+    /// so that `resume` runs the same code or refuses to.
+    pub fn pinned_json(&self) -> Vec<u8> {
+        let mut plugins = self.spec.plugins.clone();
+        for (name, plugin_ref) in plugins.iter_mut() {
             if let Some(plugin) = self.plugins.get(name) {
                 plugin_ref.path = std::fs::canonicalize(plugin.path())
                     .unwrap_or_else(|_| plugin.path().to_path_buf());
                 plugin_ref.sha256 = Some(plugin.sha256().to_string());
             }
         }
-        spec
+        self.spec.to_json_bytes_with(&plugins)
     }
 
     /// Runs the workflow `identity` names, durably.
@@ -187,13 +188,12 @@ impl Workflow {
                     id: identity.id.clone(),
                     tenant: identity.tenant.clone(),
                     status: WorkflowStatus::Running,
-                    spec: self.pinned_spec().to_json(),
                     created_at_ms: now,
                     updated_at_ms: now,
                     result: None,
                     error: None,
                 };
-                store.put_workflow(&row, "workflow_started", None).await?;
+                store.start_workflow(&row, self.pinned_json()).await?;
                 (row, Vec::new())
             }
             Some(row) => match (row.status, mode) {
@@ -233,7 +233,7 @@ impl Workflow {
             next_seq: AtomicU64::new(next_seq),
             slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
         };
-        let outcome = run.chain(self.plan.clone(), None, None).await?;
+        let outcome = run.chain(&self.plan, None, None).await?;
         let event = match outcome {
             Ok(result) => {
                 row.status = WorkflowStatus::Succeeded;
@@ -355,46 +355,59 @@ impl Run<'_> {
     /// Runs a chain of nodes, `input` going to the first. Returns the last
     /// result (the input when the chain is empty), or the error of the step
     /// that stopped it; the nodes it did not reach are recorded as skipped.
-    fn chain(
-        &self,
-        nodes: Vec<Node>,
+    ///
+    /// The plan is walked in place, not copied, so a long chain costs no
+    /// second copy of itself; only a replacement's nodes are owned here,
+    /// queued in front of the rest.
+    fn chain<'n>(
+        &'n self,
+        nodes: &'n [Node],
         input: Option<Value>,
         parent: Option<String>,
-    ) -> BoxedOutcome<'_> {
+    ) -> BoxedOutcome<'n> {
         Box::pin(async move {
-            let mut queue: VecDeque<Node> = nodes.into();
+            let mut replacements: VecDeque<Node> = VecDeque::new();
+            let mut rest = nodes.iter();
             let mut input = input;
             let mut parent = parent;
-            while let Some(node) = queue.pop_front() {
-                let node_id = node.id().to_string();
-                let outcome = match node {
+            loop {
+                let node = match replacements.pop_front() {
+                    Some(node) => Cow::Owned(node),
+                    None => match rest.next() {
+                        Some(node) => Cow::Borrowed(node),
+                        None => break,
+                    },
+                };
+                let outcome = match &*node {
                     Node::Step(step) => {
-                        match self.step(&step, input.take(), parent.take()).await? {
+                        match self.step(step, input.take(), parent.take()).await? {
                             StepOutcome::Value(value) => Ok(value),
                             StepOutcome::Replace(children) => {
                                 for child in children.into_iter().rev() {
-                                    queue.push_front(child);
+                                    replacements.push_front(child);
                                 }
                                 // The replacement starts afresh, as in Celery:
                                 // its first step gets no previous result.
-                                parent = Some(node_id);
+                                parent = Some(step.id.clone());
                                 continue;
                             }
                             StepOutcome::Failed(error) => Err(error),
                         }
                     }
                     Node::Group { id, members } => {
-                        self.group(&id, "group", members, input.take(), parent.take())
+                        self.group(id, "group", members, input.take(), parent.take())
                             .await?
                     }
                     Node::Chord { id, header, body } => {
                         match self
-                            .group(&id, "chord", header, input.take(), parent.take())
+                            .group(id, "chord", header, input.take(), parent.take())
                             .await?
                         {
-                            Ok(results) => self.chain(body, Some(results), Some(id)).await?,
+                            Ok(results) => {
+                                self.chain(body, Some(results), Some(id.clone())).await?
+                            }
                             Err(error) => {
-                                self.skip(&body).await?;
+                                self.skip(&[body]).await?;
                                 Err(error)
                             }
                         }
@@ -403,10 +416,11 @@ impl Run<'_> {
                 match outcome {
                     Ok(value) => {
                         input = Some(value);
-                        parent = Some(node_id);
+                        parent = Some(node.id().to_string());
                     }
                     Err(error) => {
-                        self.skip(queue.make_contiguous()).await?;
+                        self.skip(&[replacements.make_contiguous(), rest.as_slice()])
+                            .await?;
                         return Ok(Err(error));
                     }
                 }
@@ -422,7 +436,7 @@ impl Run<'_> {
         &self,
         id: &str,
         kind: &str,
-        members: Vec<Vec<Node>>,
+        members: &[Vec<Node>],
         input: Option<Value>,
         parent: Option<String>,
     ) -> Outcome {
@@ -438,7 +452,7 @@ impl Run<'_> {
         let mut record =
             self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
         let started = Instant::now();
-        let runs = members.into_iter().map(|member| {
+        let runs = members.iter().map(|member| {
             let member = self.chain(member, input.clone(), Some(id.to_string()));
             IN_GROUP.scope((), member)
         });
@@ -565,10 +579,11 @@ impl Run<'_> {
         }
     }
 
-    /// Records the steps of `nodes` as skipped, in one commit.
-    async fn skip(&self, nodes: &[Node]) -> Result<(), StoreError> {
-        let skipped: Vec<StepRecord> = plan::steps(nodes)
-            .into_iter()
+    /// Records the steps of the node lists `runs` as skipped, in one commit.
+    async fn skip(&self, runs: &[&[Node]]) -> Result<(), StoreError> {
+        let skipped: Vec<StepRecord> = runs
+            .iter()
+            .flat_map(|nodes| plan::steps(nodes))
             .map(|step| {
                 let previous = self.take_stored(&step.id);
                 let signature = &step.signature;

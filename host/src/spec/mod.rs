@@ -14,6 +14,7 @@ pub use path::{JsonPath, SpecIssue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 use wfhost_canvas::{Canvas, Signature, StepOptions};
@@ -53,41 +54,58 @@ pub struct PluginRef {
 impl WorkflowSpec {
     /// The workflow in native JSON form: what [`from_stored`] reads back.
     pub fn to_json(&self) -> Value {
-        let plugins: serde_json::Map<String, Value> = self
-            .plugins
-            .iter()
-            .map(|(name, plugin)| {
-                let mut entry = serde_json::Map::new();
-                entry.insert(
-                    "path".into(),
-                    Value::String(plugin.path.display().to_string()),
-                );
-                if let Some(sha256) = &plugin.sha256 {
-                    entry.insert("sha256".into(), Value::String(sha256.clone()));
-                }
-                (name.clone(), Value::Object(entry))
-            })
-            .collect();
-        let mut document = serde_json::Map::new();
-        if let Some(id) = &self.id {
-            document.insert("id".into(), Value::String(id.clone()));
-        }
-        if let Some(tenant) = &self.tenant {
-            document.insert("tenant".into(), Value::String(tenant.clone()));
-        }
-        document.insert("plugins".into(), Value::Object(plugins));
-        if !self.defaults.is_empty() {
-            document.insert(
-                "defaults".into(),
-                serde_json::to_value(&self.defaults).unwrap_or_default(),
-            );
-        }
-        document.insert("workflow".into(), self.workflow.to_json());
-        if let Some(on_error) = &self.on_error {
-            document.insert("on_error".into(), on_error.to_json());
-        }
-        Value::Object(document)
+        // Serializing plain JSON values and numbers cannot fail.
+        serde_json::to_value(self.stored_form(&self.plugins)).unwrap_or_default()
     }
+
+    /// The same JSON text as [`WorkflowSpec::to_json`] with `plugins` in
+    /// place of the workflow's own, written straight from the workflow: a
+    /// long one is not copied into a JSON tree first.
+    pub fn to_json_bytes_with(&self, plugins: &BTreeMap<String, PluginRef>) -> Vec<u8> {
+        serde_json::to_vec(&self.stored_form(plugins)).unwrap_or_default()
+    }
+
+    fn stored_form<'a>(&'a self, plugins: &'a BTreeMap<String, PluginRef>) -> StoredForm<'a> {
+        StoredForm {
+            id: self.id.as_deref(),
+            tenant: self.tenant.as_deref(),
+            plugins: plugins
+                .iter()
+                .map(|(name, plugin)| {
+                    let stored = StoredPlugin {
+                        path: plugin.path.display().to_string(),
+                        sha256: plugin.sha256.as_deref(),
+                    };
+                    (name.as_str(), stored)
+                })
+                .collect(),
+            defaults: (!self.defaults.is_empty()).then_some(&self.defaults),
+            workflow: &self.workflow,
+            on_error: self.on_error.as_ref(),
+        }
+    }
+}
+
+/// A workflow as it is stored: the native JSON form, borrowed.
+#[derive(Serialize)]
+struct StoredForm<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    plugins: BTreeMap<&'a str, StoredPlugin<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    defaults: Option<&'a StepOptions>,
+    workflow: &'a Canvas,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_error: Option<&'a Signature>,
+}
+
+#[derive(Serialize)]
+struct StoredPlugin<'a> {
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
 }
 
 /// Reads a workflow stored by [`WorkflowSpec::to_json`]; its plugin paths

@@ -25,7 +25,7 @@ use std::time::Instant;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::tables::{EVENTS, STEPS, WORKFLOWS};
+use super::tables::{EVENTS, SPECS, STEPS, WORKFLOWS};
 use super::{Durability, Event, StoreError, io_error, now_ms};
 
 /// Writes gathered into one transaction at most: bounds how long the
@@ -45,8 +45,8 @@ pub(super) struct Write {
 
 /// The rows a write puts.
 pub(super) enum Rows {
-    /// The workflow's own row.
-    Workflow(Vec<u8>),
+    /// The workflow's own row, and the workflow itself when it starts.
+    Workflow { row: Vec<u8>, spec: Option<Vec<u8>> },
     /// Step records by step id.
     Steps(Vec<(String, Vec<u8>)>),
 }
@@ -149,7 +149,7 @@ impl Committer {
                 // A workflow's start and end are what its caller acts on.
                 batch
                     .iter()
-                    .any(|request| matches!(request.write.rows, Rows::Workflow(_)))
+                    .any(|request| matches!(request.write.rows, Rows::Workflow { .. }))
                     || self.lock().flushed_at.elapsed() >= window
             }
         }
@@ -250,9 +250,13 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), redb::E
 fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
     match &write.rows {
-        Rows::Workflow(bytes) => {
+        Rows::Workflow { row, spec } => {
             let mut table = txn.open_table(WORKFLOWS)?;
-            table.insert((tenant, workflow), bytes.as_slice())?;
+            table.insert((tenant, workflow), row.as_slice())?;
+            if let Some(spec) = spec {
+                let mut specs = txn.open_table(SPECS)?;
+                specs.insert((tenant, workflow), spec.as_slice())?;
+            }
         }
         Rows::Steps(records) => {
             let mut table = txn.open_table(STEPS)?;

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::report::{StepRecord, WorkflowError, WorkflowReport, WorkflowStatus};
 use commit::{Committer, Rows, Write};
-use tables::{EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, STEPS, WORKFLOWS};
+use tables::{EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS};
 
 /// Why the state database cannot be used.
 ///
@@ -55,9 +55,6 @@ pub struct WorkflowRow {
     pub id: String,
     pub tenant: String,
     pub status: WorkflowStatus,
-    /// The workflow in native JSON form, plugins pinned by absolute path
-    /// and sha256: what `resume` runs.
-    pub spec: Value,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +242,7 @@ impl Store {
                 }
             }
             txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
+            txn.open_table(SPECS).map_err(|e| self.io(e))?;
             txn.open_table(STEPS).map_err(|e| self.io(e))?;
             txn.open_table(EVENTS).map_err(|e| self.io(e))?;
         }
@@ -269,6 +267,15 @@ impl Store {
         let table = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
         let row = table.get((tenant, id)).map_err(|e| self.io(e))?;
         row.map(|bytes| self.decode(bytes.value())).transpose()
+    }
+
+    /// The workflow `id` of `tenant` itself, as it was recorded when it
+    /// started (see [`Store::start_workflow`]).
+    pub fn workflow_spec(&self, tenant: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(SPECS).map_err(|e| self.io(e))?;
+        let spec = table.get((tenant, id)).map_err(|e| self.io(e))?;
+        spec.map(|bytes| self.decode(bytes.value())).transpose()
     }
 
     /// Workflows, optionally of one tenant and one status, oldest first.
@@ -342,17 +349,38 @@ impl Store {
         }))
     }
 
-    /// Writes a workflow row and appends an event, durably.
+    /// Records a new workflow: its row and the workflow itself (`spec`: the
+    /// native JSON text, plugins pinned by absolute path and sha256: what
+    /// `resume` runs), durably, with a `workflow_started` event.
+    pub async fn start_workflow(&self, row: &WorkflowRow, spec: Vec<u8>) -> Result<(), StoreError> {
+        self.write_workflow(row, Some(spec), "workflow_started", None)
+            .await
+    }
+
+    /// Writes a workflow's row and appends an event, durably.
     pub async fn put_workflow(
         &self,
         row: &WorkflowRow,
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
+        self.write_workflow(row, None, event, detail).await
+    }
+
+    async fn write_workflow(
+        &self,
+        row: &WorkflowRow,
+        spec: Option<Vec<u8>>,
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
         let write = Write {
             tenant: row.tenant.clone(),
             workflow: row.id.clone(),
-            rows: Rows::Workflow(serde_json::to_vec(row).unwrap_or_default()),
+            rows: Rows::Workflow {
+                row: serde_json::to_vec(row).unwrap_or_default(),
+                spec,
+            },
             event: event.to_string(),
             step: None,
             detail,

@@ -4,14 +4,19 @@
 use redb::TableDefinition;
 
 /// Bumped whenever a table or a stored record changes shape.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Settings of the file itself.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// (tenant, workflow id) → workflow row (JSON).
+/// (tenant, workflow id) → workflow row (JSON): where the workflow stands.
 pub const WORKFLOWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("workflows");
+
+/// (tenant, workflow id) → the workflow itself (native JSON form), written
+/// once when it starts: a long workflow is not rewritten at every change of
+/// its row.
+pub const SPECS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("specs");
 
 /// (tenant, workflow id, step id) → step record (JSON).
 pub const STEPS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("steps");
