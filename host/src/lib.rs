@@ -11,13 +11,15 @@
 //!   expands replacements, stops at a failure;
 //! - [`store`] keeps workflows, steps and their event log in redb, so a run
 //!   survives a crash and resumes;
-//! - [`report`] is what a run produced, step by step.
+//! - [`report`] is what a run produced, step by step;
+//! - [`service`] is `wfhost serve`: many tenants' workflows over HTTP.
 
 pub mod executor;
 pub mod failure;
 pub mod plan;
 pub mod report;
 pub mod runtime;
+pub mod service;
 pub mod spec;
 pub mod store;
 

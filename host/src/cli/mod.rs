@@ -6,6 +6,7 @@ mod inspect;
 mod progress;
 mod resume;
 mod run;
+mod serve;
 mod status;
 mod validate;
 
@@ -125,6 +126,9 @@ enum Command {
     /// Check a chain file: plugins load, tasks exist, arguments fit, limits
     /// are within the ceilings. Nothing runs.
     Validate(validate::ValidateArgs),
+    /// Serve many tenants' workflows over HTTP, each tenant with its own key,
+    /// plugins and limits.
+    Serve(serve::ServeArgs),
     /// List the tasks a plugin component exports, with parameters and docs.
     Inspect {
         /// The plugin component (.wasm).
@@ -173,6 +177,7 @@ pub fn main() -> ExitCode {
             Command::Retry(args) => resume::retry(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
+            Command::Serve(args) => serve::serve(args).await,
         }
     });
     match outcome {

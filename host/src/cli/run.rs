@@ -1,10 +1,9 @@
 //! `wfhost run CHAIN.json`.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use wfhost::executor::{RunIdentity, RunMode};
+use wfhost::executor::{RunIdentity, RunMode, new_workflow_id};
 use wfhost::report::WorkflowStatus;
 use wfhost::spec;
 
@@ -25,15 +24,6 @@ pub struct RunArgs {
     tenant: Option<String>,
     #[command(flatten)]
     host: HostArgs,
-}
-
-/// A fresh id: milliseconds since the epoch and randomness, in hex.
-fn new_workflow_id() -> String {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    format!("wf-{millis:x}-{:08x}", fastrand::u32(..))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {

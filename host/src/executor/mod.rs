@@ -42,6 +42,9 @@ tokio::task_local! {
 
 /// Hears about a run as it goes, e.g. to show progress.
 pub trait Observer: Send + Sync {
+    /// The workflow's row is recorded (started, resumed or re-driven):
+    /// from here on `status` finds it.
+    fn workflow_recorded(&self, _row: &WorkflowRow) {}
     /// A step finished (succeeded, failed or was replaced).
     fn step_finished(&self, _record: &StepRecord) {}
     /// A step will be tried again after `delay`.
@@ -217,6 +220,7 @@ impl Workflow {
                 _ => return Ok(row),
             },
         };
+        observer.workflow_recorded(&row);
         let next_seq = stored.iter().map(|step| step.seq + 1).max().unwrap_or(0);
         let run = Run {
             workflow: self,
@@ -279,6 +283,15 @@ impl Workflow {
             ),
         ))
     }
+}
+
+/// A fresh workflow id: milliseconds since the epoch and randomness, in hex.
+pub fn new_workflow_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("wf-{millis:x}-{:08x}", fastrand::u32(..))
 }
 
 /// Which stored steps a re-driven workflow keeps: all but the errbacks of

@@ -168,9 +168,12 @@ fn syntax_message(err: &serde_json::Error) -> String {
 }
 
 /// Why text is not a workflow.
-#[derive(Debug)]
+#[derive(Debug, Error)]
 pub enum ParseError {
+    /// Not JSON; serde's message gives the line and column.
+    #[error("malformed JSON: {0}")]
     Syntax(serde_json::Error),
+    #[error("{0}")]
     Invalid(SpecIssue),
 }
 

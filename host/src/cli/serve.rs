@@ -1,0 +1,57 @@
+//! `wfhost serve --tenants FILE`: the multi-tenant service.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use wfhost::service::{Service, Tenants, http};
+
+use super::execute::cached_runtime;
+use super::{DbArgs, Finished};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The tenant policy file (TOML): keys, allowed plugins, ceilings.
+    #[arg(long, value_name = "FILE")]
+    tenants: PathBuf,
+    /// The address to listen on (port 0 picks a free one; the address is
+    /// printed on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
+    let tenants = Tenants::load(&args.tenants)?;
+    let store = args.db.open()?;
+    let service = Service::new(store, cached_runtime()?, tenants);
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let resumed = service.resume_cut_off().await?;
+    eprintln!("wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows");
+    http::serve(service, listener, stop_requested()).await?;
+    // Workflows still running stay on record as running: the next start
+    // resumes them, re-running only the steps that were under way.
+    eprintln!("wfhost serve: stopped");
+    Ok(Finished::Succeeded)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn stop_requested() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

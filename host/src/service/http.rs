@@ -1,0 +1,114 @@
+//! The JSON API of `wfhost serve`. Every request names its tenant with
+//! `Authorization: Bearer KEY`; errors are `{"error": {"kind", "message"}}`
+//! with the messages the CLI gives.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /v1/workflows` (a chain file) | 202 and the workflow's row (200 if the id ran before) |
+//! | `GET /v1/workflows[?status=S]` | the tenant's workflows |
+//! | `GET /v1/workflows/{id}` | the workflow and every step |
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ErrorKind, Service, ServiceError};
+use crate::report::WorkflowStatus;
+
+/// The routes of the API over `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/workflows", post(submit).get(list))
+        .route("/v1/workflows/{id}", get(report))
+        .with_state(service)
+}
+
+/// Serves the API on `listener` until `shutdown` completes; then takes no
+/// new requests and lets the ones under way finish.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status = match self.kind {
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::TooManyWorkflows => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = json!({"error": {"kind": self.kind.as_str(), "message": self.message}});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The key of `Authorization: Bearer KEY`.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+fn to_json(value: impl serde::Serialize) -> Json<Value> {
+    // Reports and rows are plain data: serializing them cannot fail.
+    Json(serde_json::to_value(value).unwrap_or_default())
+}
+
+async fn submit(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<(StatusCode, Json<Value>), ServiceError> {
+    let tenant = service.authenticate(api_key(&headers))?;
+    let (row, started) = service.submit(tenant, &body).await?;
+    let status = if started {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, to_json(row)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ServiceError> {
+    let tenant = service.authenticate(api_key(&headers))?;
+    let status = query
+        .status
+        .map(|text| text.parse::<WorkflowStatus>())
+        .transpose()
+        .map_err(ServiceError::invalid)?;
+    Ok(to_json(service.list(tenant, status)?))
+}
+
+async fn report(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ServiceError> {
+    let tenant = service.authenticate(api_key(&headers))?;
+    Ok(to_json(service.report(tenant, &id)?))
+}

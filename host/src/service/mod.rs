@@ -1,0 +1,340 @@
+//! `wfhost serve`: one long-running host over one state database, running
+//! many tenants' workflows side by side.
+//!
+//! - [`tenants`] reads the policy: API keys (hashed), allowed plugins,
+//!   ceilings and concurrency per tenant;
+//! - [`http`] is the JSON API over it;
+//! - this module admits workflows (the tenant's plugins only, its ceilings,
+//!   its cap on workflows in flight), runs each on a task of its own, and at
+//!   start resumes the workflows a stop or a crash cut off.
+//!
+//! Every record is keyed by tenant, and every lookup goes through the
+//! caller's tenant, so a tenant cannot reach another's workflows, nor learn
+//! that an id exists.
+
+pub mod http;
+pub mod tenants;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use tokio::sync::oneshot;
+
+use crate::executor::{Observer, RunIdentity, RunMode, RunOptions, Workflow, new_workflow_id};
+use crate::report::{WorkflowReport, WorkflowStatus};
+use crate::runtime::Runtime;
+use crate::spec::{self, WorkflowSpec};
+use crate::store::{Store, StoreError, WorkflowRow};
+pub use tenants::{Tenant, Tenants, key_hash};
+
+/// What a request got wrong, or what went wrong serving it. The kind
+/// decides the HTTP status; the message is the same the CLI would give.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// The kinds of [`ServiceError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No API key, or one no tenant has.
+    Unauthorized,
+    /// No such workflow for this tenant (whether or not another has one).
+    NotFound,
+    /// The workflow or request is wrong: it would exit 2 on the CLI.
+    InvalidInput,
+    /// The tenant already has as many workflows in flight as it may.
+    TooManyWorkflows,
+    /// The state database failed.
+    Store,
+}
+
+impl ErrorKind {
+    /// The kind's name in error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::TooManyWorkflows => "too_many_workflows",
+            ErrorKind::Store => "store",
+        }
+    }
+}
+
+impl ServiceError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        Self::new(ErrorKind::Store, err.to_string())
+    }
+}
+
+/// The service: the store, the runtime, the tenants, and the workflows in
+/// flight per tenant.
+pub struct Service {
+    store: Store,
+    runtime: Runtime,
+    tenants: Tenants,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+impl Service {
+    pub fn new(store: Store, runtime: Runtime, tenants: Tenants) -> Arc<Self> {
+        Arc::new(Service {
+            store,
+            runtime,
+            tenants,
+            in_flight: Mutex::default(),
+        })
+    }
+
+    /// The tenant whose API key is `key`.
+    pub fn authenticate(&self, key: Option<&str>) -> Result<&Tenant, ServiceError> {
+        key.and_then(|key| self.tenants.authenticate(key))
+            .ok_or_else(|| {
+                ServiceError::new(ErrorKind::Unauthorized, "a valid API key is required")
+            })
+    }
+
+    /// The runtime a tenant's steps run in: the service's, under the
+    /// tenant's ceilings.
+    fn runtime_for(&self, tenant: &Tenant) -> Runtime {
+        self.runtime.clone().with_ceilings(tenant.ceilings.clone())
+    }
+
+    /// Admits a workflow (a chain file's JSON) for `tenant` and starts it.
+    /// Returns its row, and whether it started now (`false`: the id ran
+    /// before, and this is its stored row).
+    pub async fn submit(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        body: &str,
+    ) -> Result<(WorkflowRow, bool), ServiceError> {
+        let spec = tenant_spec(tenant, body)?;
+        let identity = RunIdentity {
+            id: spec.id.clone().unwrap_or_else(new_workflow_id),
+            tenant: tenant.name.clone(),
+        };
+        if let Some(row) = self.store.workflow(&identity.tenant, &identity.id)? {
+            return Ok((row, false));
+        }
+        let runtime = self.runtime_for(tenant);
+        let workflow = Workflow::prepare(&runtime, spec)
+            .await
+            .map_err(|err| ServiceError::invalid(err.to_string()))?;
+        self.admit(tenant)?;
+        let recorded = self.start(tenant, runtime, workflow, identity);
+        // Answer once the workflow is on record, so that the caller's next
+        // request finds it.
+        let row = recorded.await.map_err(|_| {
+            ServiceError::new(ErrorKind::Store, "the workflow could not be recorded")
+        })?;
+        Ok((row, true))
+    }
+
+    /// Counts a workflow in flight for `tenant`, within its cap.
+    fn admit(&self, tenant: &Tenant) -> Result<(), ServiceError> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let count = in_flight.entry(tenant.name.clone()).or_default();
+        if *count >= tenant.max_workflows {
+            return Err(ServiceError::new(
+                ErrorKind::TooManyWorkflows,
+                format!(
+                    "tenant {} already has {} workflows in flight, its most",
+                    tenant.name, tenant.max_workflows
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// Runs `workflow` on a task of its own; its slot in flight is given
+    /// back when it ends. The receiver gets the workflow's row once it is
+    /// recorded.
+    fn start(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        runtime: Runtime,
+        workflow: Workflow,
+        identity: RunIdentity,
+    ) -> oneshot::Receiver<WorkflowRow> {
+        let service = Arc::clone(self);
+        let options = RunOptions {
+            concurrency: tenant.max_running_steps,
+        };
+        let (recorded, on_record) = oneshot::channel();
+        let observer = Recorded(Mutex::new(Some(recorded)));
+        tokio::spawn(async move {
+            let ended = workflow
+                .run(
+                    &runtime,
+                    &service.store,
+                    &identity,
+                    RunMode::Normal,
+                    &options,
+                    &observer,
+                )
+                .await;
+            if let Err(err) = ended {
+                eprintln!(
+                    "wfhost serve: workflow {} of {}: {err}",
+                    identity.id, identity.tenant
+                );
+            }
+            let mut in_flight = service.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = in_flight.get_mut(&identity.tenant) {
+                *count = count.saturating_sub(1);
+            }
+        });
+        on_record
+    }
+
+    /// The report of workflow `id` of `tenant`.
+    pub fn report(&self, tenant: &Tenant, id: &str) -> Result<WorkflowReport, ServiceError> {
+        self.store
+            .report(&tenant.name, id)?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The workflows of `tenant`, optionally of one status.
+    pub fn list(
+        &self,
+        tenant: &Tenant,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<WorkflowRow>, ServiceError> {
+        Ok(self.store.workflows(Some(&tenant.name), status)?)
+    }
+
+    /// Starts again every workflow a stop or a crash cut off, under its
+    /// tenant's current policy. Returns how many were resumed.
+    pub async fn resume_cut_off(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let mut resumed = 0;
+        for row in self.store.workflows(None, Some(WorkflowStatus::Running))? {
+            let Some(tenant) = self.tenants.get(&row.tenant) else {
+                eprintln!(
+                    "wfhost serve: workflow {} belongs to tenant {}, which the policy no longer has; left as it is",
+                    row.id, row.tenant
+                );
+                continue;
+            };
+            let prepared = match self.store.workflow_spec(&row.tenant, &row.id)? {
+                Some(stored) => match spec::from_stored(&stored) {
+                    Ok(spec) => Workflow::prepare(&self.runtime_for(tenant), spec)
+                        .await
+                        .map_err(|err| err.to_string()),
+                    Err(issue) => Err(issue.to_string()),
+                },
+                None => Err("its stored workflow is missing".to_string()),
+            };
+            match prepared {
+                Ok(workflow) => {
+                    self.admit(tenant)?;
+                    let identity = RunIdentity {
+                        id: row.id.clone(),
+                        tenant: row.tenant.clone(),
+                    };
+                    // Resumed in the background: nobody waits for the record.
+                    drop(self.start(tenant, self.runtime_for(tenant), workflow, identity));
+                    resumed += 1;
+                }
+                Err(why) => eprintln!(
+                    "wfhost serve: workflow {} of {} cannot be resumed: {why}",
+                    row.id, row.tenant
+                ),
+            }
+        }
+        Ok(resumed)
+    }
+}
+
+/// Passes a run's row on once it is recorded.
+struct Recorded(Mutex<Option<oneshot::Sender<WorkflowRow>>>);
+
+impl Observer for Recorded {
+    fn workflow_recorded(&self, row: &WorkflowRow) {
+        let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sender) = sender {
+            let _ = sender.send(row.clone());
+        }
+    }
+}
+
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::new(ErrorKind::NotFound, format!("no workflow `{id}`"))
+}
+
+/// Reads a submitted chain file as `tenant`'s: it may name only the
+/// tenant's plugins (all of them when it names none), which run from the
+/// policy's files and hashes whatever the body says of them, and it may
+/// not claim another tenant.
+fn tenant_spec(tenant: &Tenant, body: &str) -> Result<WorkflowSpec, ServiceError> {
+    let mut document: Value = serde_json::from_str(body)
+        .map_err(|err| ServiceError::invalid(format!("malformed JSON: {err}")))?;
+    let Some(fields) = document.as_object_mut() else {
+        return Err(ServiceError::invalid(
+            "at $: expected a chain file's object",
+        ));
+    };
+    match fields.get("tenant") {
+        Some(Value::String(name)) if name != &tenant.name => {
+            return Err(ServiceError::invalid(format!(
+                "at $.tenant: the workflow names tenant `{name}`, but the key is tenant `{}`'s",
+                tenant.name
+            )));
+        }
+        _ => {}
+    }
+    let named: Vec<String> = match fields.get("plugins") {
+        None => tenant.plugins.keys().cloned().collect(),
+        Some(Value::Object(plugins)) => plugins.keys().cloned().collect(),
+        Some(_) => {
+            return Err(ServiceError::invalid(
+                "at $.plugins: expected an object of plugin names",
+            ));
+        }
+    };
+    let mut plugins = serde_json::Map::new();
+    for name in named {
+        let Some(allowed) = tenant.plugins.get(&name) else {
+            return Err(ServiceError::invalid(format!(
+                "at $.plugins.{name}: plugin `{name}` is not one tenant `{}` may use (it may use: {})",
+                tenant.name,
+                tenant
+                    .plugins
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        plugins.insert(
+            name,
+            serde_json::json!({
+                "path": allowed.path.display().to_string(),
+                "sha256": allowed.sha256,
+            }),
+        );
+    }
+    fields.insert("plugins".into(), Value::Object(plugins));
+    spec::parse(&document.to_string(), Path::new("/"))
+        .map_err(|err| ServiceError::invalid(err.to_string()))
+}

@@ -1,0 +1,226 @@
+//! The tenant policy file of `wfhost serve`: who may call, with what key,
+//! which plugins, and within which limits.
+//!
+//! ```toml
+//! [tenants.acme]
+//! key_sha256 = "…"          # sha256 (hex) of the tenant's API key; the key itself is never stored
+//! max_fuel = 100000000      # per attempt
+//! max_memory_mb = 64        # per attempt
+//! max_time_limit = 10       # seconds per attempt
+//! max_running_steps = 2     # attempts of one workflow at once
+//! max_workflows = 100       # workflows in flight at once
+//!
+//! [tenants.acme.plugins]
+//! math = { path = "plugins/math.wasm", sha256 = "…" }
+//! ```
+//!
+//! Plugin paths are relative to the file's directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::runtime::Ceilings;
+use crate::spec::PluginRef;
+
+/// Why a tenant policy file cannot be used.
+#[derive(Debug, Error)]
+pub enum TenantsError {
+    #[error("cannot read the tenant file {}: {cause}", file.display())]
+    Read {
+        file: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("the tenant file {}: {message}", file.display())]
+    Invalid { file: PathBuf, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tenants: BTreeMap<String, TenantEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantEntry {
+    key_sha256: String,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginEntry>,
+    max_fuel: Option<u64>,
+    max_memory_mb: Option<u64>,
+    max_time_limit: Option<f64>,
+    max_running_steps: Option<usize>,
+    max_workflows: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginEntry {
+    path: PathBuf,
+    sha256: String,
+}
+
+/// One tenant's policy.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The tenant's name: every record of its workflows is keyed by it.
+    pub name: String,
+    key_sha256: String,
+    /// The plugins its workflows may use, by name, each pinned by sha256.
+    pub plugins: BTreeMap<String, PluginRef>,
+    /// Caps on every attempt of its steps.
+    pub ceilings: Ceilings,
+    /// Attempts of one of its workflows that may run at once.
+    pub max_running_steps: usize,
+    /// Its workflows that may be in flight at once.
+    pub max_workflows: usize,
+}
+
+/// Every tenant of a service.
+#[derive(Debug, Clone, Default)]
+pub struct Tenants {
+    by_name: BTreeMap<String, Tenant>,
+}
+
+/// The lowercase hex sha256 of an API key: what the policy file stores.
+pub fn key_hash(key: &str) -> String {
+    format!("{:x}", Sha256::digest(key.as_bytes()))
+}
+
+impl Tenants {
+    /// Reads the policy file at `file`.
+    pub fn load(file: &Path) -> Result<Self, TenantsError> {
+        let text = std::fs::read_to_string(file).map_err(|cause| TenantsError::Read {
+            file: file.to_path_buf(),
+            cause,
+        })?;
+        let invalid = |message: String| TenantsError::Invalid {
+            file: file.to_path_buf(),
+            message,
+        };
+        let parsed: File = toml::from_str(&text).map_err(|err| invalid(err.to_string()))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut by_name = BTreeMap::new();
+        for (name, entry) in parsed.tenants {
+            let tenant = Tenant::from_entry(&name, entry, base).map_err(invalid)?;
+            by_name.insert(name, tenant);
+        }
+        Ok(Tenants { by_name })
+    }
+
+    /// The tenant whose API key is `key`, if any.
+    pub fn authenticate(&self, key: &str) -> Option<&Tenant> {
+        let hash = key_hash(key);
+        self.by_name
+            .values()
+            .find(|tenant| constant_time_eq(tenant.key_sha256.as_bytes(), hash.as_bytes()))
+    }
+
+    /// The tenant called `name`, if the policy still has it.
+    pub fn get(&self, name: &str) -> Option<&Tenant> {
+        self.by_name.get(name)
+    }
+}
+
+impl Tenant {
+    fn from_entry(name: &str, entry: TenantEntry, base: &Path) -> Result<Self, String> {
+        let is_hex_sha256 =
+            |text: &str| text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit());
+        if !is_hex_sha256(&entry.key_sha256) {
+            return Err(format!(
+                "tenants.{name}.key_sha256: expected the 64 hex digits of a sha256"
+            ));
+        }
+        let mut plugins = BTreeMap::new();
+        for (plugin, allowed) in entry.plugins {
+            if !is_hex_sha256(&allowed.sha256) {
+                return Err(format!(
+                    "tenants.{name}.plugins.{plugin}.sha256: expected the 64 hex digits of a sha256"
+                ));
+            }
+            plugins.insert(
+                plugin,
+                PluginRef {
+                    path: base.join(allowed.path),
+                    sha256: Some(allowed.sha256.to_ascii_lowercase()),
+                },
+            );
+        }
+        let time_limit = match entry.max_time_limit {
+            Some(seconds) => Some(
+                Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|limit| !limit.is_zero())
+                    .ok_or_else(|| {
+                        format!(
+                            "tenants.{name}.max_time_limit: expected a positive number of seconds"
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Tenant {
+            name: name.to_string(),
+            key_sha256: entry.key_sha256.to_ascii_lowercase(),
+            plugins,
+            ceilings: Ceilings {
+                fuel: entry.max_fuel,
+                memory_bytes: entry.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                time_limit,
+            },
+            max_running_steps: entry.max_running_steps.unwrap_or(1).max(1),
+            max_workflows: entry.max_workflows.unwrap_or(100).max(1),
+        })
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// says nothing about how much of a key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tenants.toml");
+        std::fs::write(&file, text).unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn keys_are_checked_by_hash_and_plugins_resolve_beside_the_file() {
+        let policy = format!(
+            "[tenants.acme]\nkey_sha256 = \"{}\"\nmax_memory_mb = 64\n\
+             [tenants.acme.plugins]\nmath = {{ path = \"p/math.wasm\", sha256 = \"{}\" }}\n",
+            key_hash("secret-a"),
+            "ab".repeat(32)
+        );
+        let (dir, file) = write(&policy);
+        let tenants = Tenants::load(&file).unwrap();
+        let acme = tenants.authenticate("secret-a").unwrap();
+        assert_eq!(acme.name, "acme");
+        assert_eq!(acme.plugins["math"].path, dir.path().join("p/math.wasm"));
+        assert_eq!(acme.ceilings.memory_bytes, Some(64 << 20));
+        assert!(tenants.authenticate("secret-b").is_none());
+        assert!(tenants.authenticate("").is_none());
+    }
+
+    #[test]
+    fn a_bad_policy_is_refused_with_where() {
+        let (_dir, file) = write("[tenants.acme]\nkey_sha256 = \"nope\"\n");
+        let err = Tenants::load(&file).unwrap_err().to_string();
+        assert!(err.contains("tenants.acme.key_sha256"), "{err}");
+        let (_dir, file) = write("[tenants.acme]\nkey = \"plain\"\n");
+        let err = Tenants::load(&file).unwrap_err().to_string();
+        assert!(err.contains("unknown field `key`"), "{err}");
+    }
+}

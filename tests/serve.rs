@@ -1,0 +1,279 @@
+//! `wfhost serve` end to end, on 127.0.0.1: tenants authenticate with
+//! their own keys, never reach each other's workflows, use only their own
+//! plugins within their own ceilings, and a killed service resumes its
+//! workflows when it starts again.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wfhost::service::key_hash;
+
+const KEY_A: &str = "key-of-tenant-a";
+const KEY_B: &str = "key-of-tenant-b";
+
+fn file_sha256(path: &Path) -> String {
+    format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A policy: tenant `a` may use math and testkit; tenant `b` only math,
+/// with at most 10^7 fuel per attempt.
+fn write_policy(dir: &Path) -> PathBuf {
+    let entry = |name: &str| {
+        let path = plugin(name);
+        format!(
+            "{name} = {{ path = {:?}, sha256 = \"{}\" }}\n",
+            path.display().to_string(),
+            file_sha256(&path)
+        )
+    };
+    let policy = format!(
+        "[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 2\n[tenants.a.plugins]\n{}{}\
+         [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\n[tenants.b.plugins]\n{}",
+        key_hash(KEY_A),
+        entry("math"),
+        entry("testkit"),
+        key_hash(KEY_B),
+        entry("math"),
+    );
+    let file = dir.join("tenants.toml");
+    std::fs::write(&file, policy).unwrap();
+    file
+}
+
+/// A running `wfhost serve`, killed when dropped.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Server {
+    fn start(dir: &Path, policy: &Path) -> Server {
+        let mut child = wfhost()
+            .env("WFHOST_DB", dir.join("state.redb"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
+            .arg(policy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("wfhost serve: listening on http://") {
+                    let addr = rest.split(';').next().unwrap_or_default().to_string();
+                    let _ = found.send(addr);
+                }
+            }
+        });
+        let address = address
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service says where it listens")
+            .parse()
+            .unwrap();
+        Server { child, address }
+    }
+
+    /// One request; returns the status and the JSON body.
+    fn request(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect(self.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let auth = key.map_or(String::new(), |key| {
+            format!("Authorization: Bearer {key}\r\n")
+        });
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn submit(&self, key: &str, workflow: &Value) -> (u16, Value) {
+        self.request("POST", "/v1/workflows", Some(key), &workflow.to_string())
+    }
+
+    fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        self.request("GET", path, Some(key), "")
+    }
+
+    /// Polls workflow `id` until it is no longer running.
+    fn wait(&self, key: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, report) = self.get(key, &format!("/v1/workflows/{id}"));
+            assert_eq!(status, 200, "{report}");
+            if report["status"] != "running" {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "{id} did not finish: {report}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn add_chain() -> Value {
+    json!([
+        {"task": "math.add", "args": [2, 2]},
+        {"task": "math.add", "args": [4]},
+    ])
+}
+
+#[test]
+fn tenants_need_their_key_and_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let workflow = json!({"id": "order-1", "workflow": add_chain()});
+
+    for key in [None, Some("not-a-key")] {
+        let (status, body) = server.request("POST", "/v1/workflows", key, &workflow.to_string());
+        assert_eq!(
+            (status, &body["error"]["kind"]),
+            (401, &json!("unauthorized"))
+        );
+        assert_eq!(server.request("GET", "/v1/workflows", key, "").0, 401);
+    }
+
+    let (status, row) = server.submit(KEY_A, &workflow);
+    assert_eq!(status, 202, "{row}");
+    assert_eq!(
+        (row["id"].as_str(), row["tenant"].as_str()),
+        (Some("order-1"), Some("a"))
+    );
+    let report = server.wait(KEY_A, "order-1");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["result"], 8);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 2);
+    // The same id again is the same workflow, not a second run.
+    let (status, again) = server.submit(KEY_A, &workflow);
+    assert_eq!((status, &again["status"]), (200, &json!("succeeded")));
+
+    // Tenant b cannot tell a's workflow from one that does not exist.
+    let (status, theirs) = server.get(KEY_B, "/v1/workflows/order-1");
+    let (missing_status, missing) = server.get(KEY_B, "/v1/workflows/no-such-id");
+    assert_eq!((status, missing_status), (404, 404));
+    assert_eq!(theirs["error"]["kind"], missing["error"]["kind"]);
+    assert_eq!(theirs["error"]["message"], "no workflow `order-1`");
+    let (_, listed) = server.get(KEY_B, "/v1/workflows");
+    assert_eq!(listed, json!([]));
+    let (_, listed) = server.get(KEY_A, "/v1/workflows?status=succeeded");
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    // b's own workflow with the same id is b's, apart from a's.
+    let (status, row) = server.submit(KEY_B, &workflow);
+    assert_eq!((status, row["tenant"].as_str()), (202, Some("b")));
+    assert_eq!(server.wait(KEY_B, "order-1")["result"], 8);
+}
+
+#[test]
+fn plugins_and_limits_outside_the_policy_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let refused = |key: &str, workflow: Value, needle: &str| {
+        let (status, body) = server.submit(key, &workflow);
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["kind"], "invalid_input");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "expected {needle:?} in {message}");
+    };
+    // b may not use testkit, even naming a file of its own.
+    refused(
+        KEY_B,
+        json!({"plugins": {"testkit": "/tmp/anything.wasm"}, "workflow": [{"task": "testkit.echo", "args": [1]}]}),
+        "plugin `testkit` is not one tenant `b` may use",
+    );
+    // Nor ask for more fuel than its ceiling, nor for none.
+    refused(
+        KEY_B,
+        json!({"workflow": [{"task": "math.add", "args": [1, 2], "options": {"fuel": 20000000}}]}),
+        "fuel",
+    );
+    refused(
+        KEY_B,
+        json!({"defaults": {"fuel": null}, "workflow": [{"task": "math.add", "args": [1, 2]}]}),
+        "fuel",
+    );
+    refused(
+        KEY_B,
+        json!({"tenant": "a", "workflow": add_chain()}),
+        "tenant `a`",
+    );
+    refused(
+        KEY_A,
+        json!({"workflow": [{"task": "math.nope"}]}),
+        "no task `nope`",
+    );
+    let (status, body) = server.request("POST", "/v1/workflows", Some(KEY_A), "{not json");
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (400, &json!("invalid_input"))
+    );
+    // Within its policy, b's workflow runs.
+    let (status, _) = server.submit(KEY_B, &json!({"id": "fine", "workflow": add_chain()}));
+    assert_eq!(status, 202);
+    assert_eq!(server.wait(KEY_B, "fine")["result"], 8);
+}
+
+#[test]
+fn a_killed_service_resumes_its_workflows_when_it_starts_again() {
+    const STEPS: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let mut steps = vec![json!({"task": "testkit.slow_add", "args": [0, 1, 10]})];
+    steps.extend((1..STEPS).map(|_| json!({"task": "testkit.slow_add", "args": [1, 10]})));
+    let (status, _) = server.submit(KEY_A, &json!({"id": "long", "workflow": steps}));
+    assert_eq!(status, 202);
+    // Kill it mid-run, once some steps are on record.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, report) = server.get(KEY_A, "/v1/workflows/long");
+        let done = report["steps"].as_array().map_or(0, Vec::len);
+        if done >= 20 {
+            assert!(done < STEPS, "the chain finished before the kill");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {report}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+
+    let server = Server::start(dir.path(), &policy);
+    let report = server.wait(KEY_A, "long");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["result"], STEPS);
+    let records = report["steps"].as_array().unwrap();
+    assert_eq!(records.len(), STEPS);
+    for step in records {
+        let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(step["result"], index + 1, "{step}");
+    }
+}
