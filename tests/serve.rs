@@ -24,8 +24,9 @@ fn file_sha256(path: &Path) -> String {
     format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
 }
 
-/// A policy: tenant `a` may use math and testkit; tenant `b` only math,
-/// with at most 10^7 fuel per attempt.
+/// A policy: tenant `a` may use math and testkit, with up to 1,000
+/// attempts of a workflow at once; tenant `b` only math, with at most 10^7
+/// fuel per attempt.
 fn write_policy(dir: &Path) -> PathBuf {
     let entry = |name: &str| {
         let path = plugin(name);
@@ -36,7 +37,7 @@ fn write_policy(dir: &Path) -> PathBuf {
         )
     };
     let policy = format!(
-        "[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 2\n[tenants.a.plugins]\n{}{}\
+        "[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 1000\n[tenants.a.plugins]\n{}{}\
          [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\n[tenants.b.plugins]\n{}",
         key_hash(KEY_A),
         entry("math"),
@@ -276,4 +277,41 @@ fn a_killed_service_resumes_its_workflows_when_it_starts_again() {
         let index: u64 = step["id"].as_str().unwrap().parse().unwrap();
         assert_eq!(step["result"], index + 1, "{step}");
     }
+}
+
+#[test]
+fn a_flooding_tenant_does_not_stall_another() {
+    const FLOOD: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    // A thousand attempts at once, each spinning until its fuel runs out.
+    let spins: Vec<Value> = (0..FLOOD)
+        .map(|_| json!({"task": "testkit.spin"}))
+        .collect();
+    let flood =
+        json!({"id": "flood", "defaults": {"fuel": 50000000}, "workflow": [{"group": spins}]});
+    let (status, _) = server.submit(KEY_A, &flood);
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(KEY_A, "/v1/workflows/flood").1["steps"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 20
+    {
+        assert!(Instant::now() < deadline, "the flood does not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let started = Instant::now();
+    let (status, _) = server.submit(KEY_B, &json!({"id": "quick", "workflow": add_chain()}));
+    assert_eq!(status, 202);
+    let quick = server.wait(KEY_B, "quick");
+    let took = started.elapsed();
+    assert_eq!(quick["result"], 8);
+    let (_, flood) = server.get(KEY_A, "/v1/workflows/flood");
+    let spun = flood["steps"].as_array().unwrap().len();
+    assert_eq!(
+        flood["status"], "running",
+        "b's two steps waited for a's flood to end ({took:?}, {spun} of a's steps on record)"
+    );
 }

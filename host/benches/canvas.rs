@@ -40,7 +40,7 @@ async fn run_once(
         id,
         tenant: "bench".into(),
     };
-    let options = RunOptions { concurrency };
+    let options = RunOptions::with_concurrency(concurrency);
     let started = Instant::now();
     let row = workflow
         .run(

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{chain_file, plugin, proc_status_kib, standard_plugins};
 use serde_json::{Value, json};
-use wfhost::executor::{RunIdentity, RunMode, RunOptions, Silent, Workflow};
+use wfhost::executor::{FairScheduler, RunIdentity, RunMode, RunOptions, Silent, Workflow, cores};
 use wfhost::report::WorkflowStatus;
 use wfhost::runtime::{ComponentCache, Runtime};
 use wfhost::spec;
@@ -293,6 +293,114 @@ async fn bench(filter: &str) {
     if wanted("flat") {
         flat(dir.path());
     }
+    if wanted("fair") {
+        fair(&runtime).await;
+    }
+}
+
+/// Runs `workflow` as `identity` with `options` on a task of its own, as
+/// `wfhost serve` does; returns how long it took.
+async fn timed_run(
+    runtime: &Runtime,
+    store: &Arc<Store>,
+    workflow: &Arc<Workflow>,
+    identity: RunIdentity,
+    options: &RunOptions,
+) -> Duration {
+    let (runtime, store, workflow, options) = (
+        runtime.clone(),
+        Arc::clone(store),
+        Arc::clone(workflow),
+        options.clone(),
+    );
+    tokio::spawn(async move {
+        let started = Instant::now();
+        workflow
+            .run(
+                &runtime,
+                &store,
+                &identity,
+                RunMode::Normal,
+                &options,
+                &Silent,
+            )
+            .await
+            .unwrap();
+        started.elapsed()
+    })
+    .await
+    .unwrap()
+}
+
+/// Tenant b's short chain alone, and while tenant a floods the machine,
+/// with attempts taking turns at one slot per core as `wfhost serve` runs
+/// them.
+async fn fair(runtime: &Runtime) {
+    const FLOOD: usize = 1000;
+    println!("fair shares (tenant b's two-step chain, one slot per core shared by turns):");
+    let scheduler = FairScheduler::new(cores());
+    let pool = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores())
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = RunOptions {
+        concurrency: FLOOD,
+        fair_share: Some(Arc::clone(&scheduler)),
+        attempt_pool: Some(pool.handle().clone()),
+    };
+    let store = Arc::new(Store::in_memory().unwrap());
+    let quick = Arc::new(prepare(runtime, &document(add_chain(2))).await);
+    let identity = |tenant: &str, id: String| RunIdentity {
+        id,
+        tenant: tenant.into(),
+    };
+    let alone: Vec<Duration> = {
+        let mut samples = Vec::new();
+        for i in 0..20 {
+            let id = identity("b", format!("alone-{i}"));
+            samples.push(timed_run(runtime, &store, &quick, id, &options).await);
+        }
+        samples
+    };
+    let spins: Vec<Value> = (0..FLOOD)
+        .map(|_| json!({"task": "testkit.spin"}))
+        .collect();
+    let flood_doc = json!({
+        "plugins": standard_plugins(),
+        "defaults": {"fuel": 50_000_000},
+        "workflow": [{"group": spins}],
+    });
+    let flood = Arc::new(prepare(runtime, &flood_doc).await);
+    let flooding = timed_run(
+        runtime,
+        &store,
+        &flood,
+        identity("a", "flood".into()),
+        &options,
+    );
+    let quick_runs = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut samples = Vec::new();
+        for i in 0..20 {
+            let id = identity("b", format!("flooded-{i}"));
+            samples.push(timed_run(runtime, &store, &quick, id, &options).await);
+        }
+        samples
+    };
+    let (flood_took, under_flood) = tokio::join!(flooding, quick_runs);
+    pool.shutdown_background();
+    let (alone, under_flood) = (median(alone), median(under_flood));
+    println!(
+        "  alone:                                {:>8.2} ms (median of 20)",
+        ms(alone)
+    );
+    println!(
+        "  while a runs {FLOOD} spinning attempts: {:>8.2} ms (median of 20; {:.1}x), a's flood took {:.0} ms",
+        ms(under_flood),
+        under_flood.as_secs_f64() / alone.as_secs_f64(),
+        ms(flood_took)
+    );
 }
 
 fn floors(dir: &Path) {

@@ -96,9 +96,7 @@ impl HostArgs {
     /// How the run may use the machine.
     pub fn run_options(&self) -> RunOptions {
         match self.concurrency {
-            Some(n) => RunOptions {
-                concurrency: usize::try_from(n).unwrap_or(usize::MAX),
-            },
+            Some(n) => RunOptions::with_concurrency(usize::try_from(n).unwrap_or(usize::MAX)),
             None => RunOptions::default(),
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+use wfhost::executor::cores;
 use wfhost::service::{Service, Tenants, http};
 
 use super::execute::cached_runtime;
@@ -26,7 +27,21 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     let tenants = Tenants::load(&args.tenants)?;
     let store = args.db.open()?;
-    let service = Service::new(store, cached_runtime()?, tenants);
+    // Guest code runs on threads of its own, one per core, so that a
+    // tenant's flood of busy steps never holds up requests, commits, or
+    // another tenant's turn.
+    let attempt_pool = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores())
+        .thread_name("wfhost-attempt")
+        .enable_all()
+        .build()
+        .context("cannot start the attempt threads")?;
+    let service = Service::new(
+        store,
+        cached_runtime()?,
+        tenants,
+        attempt_pool.handle().clone(),
+    );
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -34,6 +49,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     let resumed = service.resume_cut_off().await?;
     eprintln!("wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows");
     http::serve(service, listener, stop_requested()).await?;
+    // Dropping a runtime may not block inside another one.
+    attempt_pool.shutdown_background();
     // Workflows still running stay on record as running: the next start
     // resumes them, re-running only the steps that were under way.
     eprintln!("wfhost serve: stopped");

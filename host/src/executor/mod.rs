@@ -3,9 +3,11 @@
 //! policy, expanding replacements in place, and stopping at a failure.
 //! Every state change is committed to the store before the run moves on.
 
+mod fair;
 mod plugins;
 mod retry;
 
+pub use fair::{FairScheduler, Slot};
 pub use plugins::{PluginSet, StepProblem, ValidationError};
 pub use retry::RetryPolicy;
 
@@ -64,19 +66,40 @@ pub struct RunIdentity {
 }
 
 /// How a run may use the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// How many attempts may run at once (group members run in parallel).
     pub concurrency: usize,
+    /// Slots shared with other tenants' runs: each attempt also waits for
+    /// its tenant's turn at one.
+    pub fair_share: Option<Arc<FairScheduler>>,
+    /// Threads of their own for attempts: guest code then never holds up
+    /// the threads that commit, answer requests and run other tenants'
+    /// bookkeeping. Without it, attempts run on the caller's runtime.
+    pub attempt_pool: Option<tokio::runtime::Handle>,
+}
+
+impl RunOptions {
+    /// `concurrency` attempts at once, with no shared slots.
+    pub fn with_concurrency(concurrency: usize) -> Self {
+        RunOptions {
+            concurrency,
+            fair_share: None,
+            attempt_pool: None,
+        }
+    }
 }
 
 impl Default for RunOptions {
     /// One attempt per core.
     fn default() -> Self {
-        RunOptions {
-            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
+        Self::with_concurrency(cores())
     }
+}
+
+/// The cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What to do with a workflow that has already failed.
@@ -236,6 +259,8 @@ impl Workflow {
             ),
             next_seq: AtomicU64::new(next_seq),
             slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            fair_share: options.fair_share.clone(),
+            attempt_pool: options.attempt_pool.clone(),
         };
         let outcome = run.chain(&self.plan, None, None).await?;
         let event = match outcome {
@@ -316,6 +341,10 @@ struct Run<'a> {
     next_seq: AtomicU64,
     /// Attempts running at once are bounded by the run's concurrency.
     slots: Arc<Semaphore>,
+    /// Slots shared with other tenants' runs, if any.
+    fair_share: Option<Arc<FairScheduler>>,
+    /// Where attempts run, if not beside the run.
+    attempt_pool: Option<tokio::runtime::Handle>,
 }
 
 impl Run<'_> {
@@ -710,10 +739,11 @@ impl Run<'_> {
         end
     }
 
-    /// One attempt, within the run's concurrency. Inside a group it runs on
-    /// a task of its own, so members spread over the worker threads; a step
-    /// of a plain chain runs where the chain runs, which spares two thread
-    /// hand-overs per step.
+    /// One attempt, within the run's concurrency: on the attempt pool when
+    /// the run has one; else, inside a group, on a task of its own, so
+    /// members spread over the worker threads; else, a step of a plain
+    /// chain runs where the chain runs, which spares two thread hand-overs
+    /// per step.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
@@ -723,12 +753,19 @@ impl Run<'_> {
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let slots = Arc::clone(&self.slots);
+        let fair_share = self.fair_share.clone();
         let attempt = async move {
             // The semaphore is never closed, so acquiring cannot fail.
             let _slot = slots.acquire_owned().await.ok();
+            let _turn = match &fair_share {
+                Some(scheduler) => Some(scheduler.acquire(&invocation.tenant).await),
+                None => None,
+            };
             runtime.run(&plugin, &invocation, &limits).await
         };
-        let ended = if IN_GROUP.try_with(|_| ()).is_ok() {
+        let ended = if let Some(pool) = &self.attempt_pool {
+            pool.spawn(attempt).await.map_err(|err| err.to_string())
+        } else if IN_GROUP.try_with(|_| ()).is_ok() {
             tokio::spawn(attempt).await.map_err(|err| err.to_string())
         } else {
             AssertUnwindSafe(attempt)

@@ -5,8 +5,10 @@
 //!   ceilings and concurrency per tenant;
 //! - [`http`] is the JSON API over it;
 //! - this module admits workflows (the tenant's plugins only, its ceilings,
-//!   its cap on workflows in flight), runs each on a task of its own, and at
-//!   start resumes the workflows a stop or a crash cut off.
+//!   its cap on workflows in flight), runs each on a task of its own with
+//!   attempts taking turns at one slot per core across tenants
+//!   ([`FairScheduler`]), and at start resumes the workflows a stop or a
+//!   crash cut off.
 //!
 //! Every record is keyed by tenant, and every lookup goes through the
 //! caller's tenant, so a tenant cannot reach another's workflows, nor learn
@@ -24,7 +26,9 @@ use thiserror::Error;
 
 use tokio::sync::oneshot;
 
-use crate::executor::{Observer, RunIdentity, RunMode, RunOptions, Workflow, new_workflow_id};
+use crate::executor::{
+    FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cores, new_workflow_id,
+};
 use crate::report::{WorkflowReport, WorkflowStatus};
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
@@ -94,15 +98,28 @@ pub struct Service {
     runtime: Runtime,
     tenants: Tenants,
     in_flight: Mutex<HashMap<String, usize>>,
+    /// One slot per core, taken in turn by the tenants with attempts ready.
+    fair_share: Arc<FairScheduler>,
+    /// The threads attempts run on, apart from those serving requests.
+    attempt_pool: tokio::runtime::Handle,
 }
 
 impl Service {
-    pub fn new(store: Store, runtime: Runtime, tenants: Tenants) -> Arc<Self> {
+    /// A service whose attempts run on `attempt_pool` (a runtime with one
+    /// thread per core, say), one slot per core shared fairly by tenants.
+    pub fn new(
+        store: Store,
+        runtime: Runtime,
+        tenants: Tenants,
+        attempt_pool: tokio::runtime::Handle,
+    ) -> Arc<Self> {
         Arc::new(Service {
             store,
             runtime,
             tenants,
             in_flight: Mutex::default(),
+            fair_share: FairScheduler::new(cores()),
+            attempt_pool,
         })
     }
 
@@ -180,6 +197,8 @@ impl Service {
         let service = Arc::clone(self);
         let options = RunOptions {
             concurrency: tenant.max_running_steps,
+            fair_share: Some(Arc::clone(&self.fair_share)),
+            attempt_pool: Some(self.attempt_pool.clone()),
         };
         let (recorded, on_record) = oneshot::channel();
         let observer = Recorded(Mutex::new(Some(recorded)));
