@@ -315,3 +315,70 @@ fn a_flooding_tenant_does_not_stall_another() {
         "b's two steps waited for a's flood to end ({took:?}, {spun} of a's steps on record)"
     );
 }
+
+#[test]
+fn usage_sums_match_the_step_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    // Retries, a group and a failure: attempts, fuel and time of each kind.
+    let workflows = [
+        json!({"id": "retried", "workflow": [
+            {"task": "testkit.flaky", "args": ["k", 2], "options": {"max_retries": 3}},
+            {"task": "math.add", "args": [1]},
+        ]}),
+        json!({"id": "grouped", "workflow": [
+            {"group": [{"task": "math.add", "args": [1, 2]}, {"task": "math.add", "args": [3, 4]}]},
+            {"task": "math.xsum"},
+        ]}),
+        json!({"id": "failed", "workflow": [
+            {"task": "testkit.fail", "args": ["no"]},
+            {"task": "math.add", "args": [1, 2], "immutable": true},
+        ]}),
+    ];
+    let (mut steps, mut attempts, mut fuel, mut duration_ms) = (0, 0, 0, 0.0);
+    for workflow in &workflows {
+        let (status, body) = server.submit(KEY_A, workflow);
+        assert_eq!(status, 202, "{body}");
+        let report = server.wait(KEY_A, workflow["id"].as_str().unwrap());
+        for step in report["steps"].as_array().unwrap() {
+            let tries = step["attempts"].as_u64().unwrap();
+            if tries > 0 {
+                steps += 1;
+                attempts += tries;
+                fuel += step["fuel_used"].as_u64().unwrap();
+                duration_ms += step["duration_ms"].as_f64().unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        (steps, attempts),
+        (6, 8),
+        "2+1, 2+1, 1 steps; flaky ran 3 times"
+    );
+    let (status, usage) = server.get(KEY_A, "/v1/usage");
+    assert_eq!(status, 200);
+    assert_eq!(usage["tenant"], "a");
+    assert_eq!(usage["workflows"], 3);
+    assert_eq!(usage["steps"], steps);
+    assert_eq!(usage["attempts"], attempts);
+    assert_eq!(usage["fuel"], fuel);
+    assert!((usage["duration_ms"].as_f64().unwrap() - duration_ms).abs() < 1e-6);
+    // b has used nothing, and sees none of a's use.
+    let (_, theirs) = server.get(KEY_B, "/v1/usage");
+    assert_eq!(
+        (theirs["tenant"].as_str(), theirs["steps"].as_u64()),
+        (Some("b"), Some(0))
+    );
+
+    // The CLI reads the same sums once the service has let go of the file.
+    server.kill();
+    let cli = wfhost()
+        .env("WFHOST_DB", dir.path().join("state.redb"))
+        .args(["usage", "--tenant", "a", "--json"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{cli:?}");
+    let sums: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(sums, json!([usage]));
+}

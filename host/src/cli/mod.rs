@@ -119,6 +119,17 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// What each tenant's workflows have used: steps, attempts, fuel, time.
+    Usage {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the sums as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Continue workflows that a crash or a stop cut off.
     Resume(resume::ResumeArgs),
     /// Re-drive a failed workflow from its failed step.
@@ -173,6 +184,9 @@ pub fn main() -> ExitCode {
                 json,
                 db,
             } => status::list(&db.open()?, tenant.as_deref(), status, json),
+            Command::Usage { tenant, json, db } => {
+                status::usage(&db.open()?, tenant.as_deref(), json)
+            }
             Command::Resume(args) => resume::resume(args).await,
             Command::Retry(args) => resume::retry(args).await,
             Command::Validate(args) => validate::validate(args).await,

@@ -198,3 +198,32 @@ pub fn list(
     }
     Ok(Finished::Succeeded)
 }
+
+/// `wfhost usage`: what each tenant's workflows have used.
+pub fn usage(store: &Store, tenant: Option<&str>, json: bool) -> anyhow::Result<Finished> {
+    let usage = store.usage(tenant)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &usage)?;
+        writeln!(out)?;
+        return Ok(Finished::Succeeded);
+    }
+    writeln!(
+        out,
+        "{:<16} {:>9} {:>9} {:>9} {:>16} {:>12}",
+        "TENANT", "WORKFLOWS", "STEPS", "ATTEMPTS", "FUEL", "TIME (s)"
+    )?;
+    for sums in &usage {
+        writeln!(
+            out,
+            "{:<16} {:>9} {:>9} {:>9} {:>16} {:>12.3}",
+            sums.tenant,
+            sums.workflows,
+            sums.steps,
+            sums.attempts,
+            sums.fuel,
+            sums.duration_ms / 1000.0
+        )?;
+    }
+    Ok(Finished::Succeeded)
+}

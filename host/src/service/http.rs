@@ -7,6 +7,7 @@
 //! | `POST /v1/workflows` (a chain file) | 202 and the workflow's row (200 if the id ran before) |
 //! | `GET /v1/workflows[?status=S]` | the tenant's workflows |
 //! | `GET /v1/workflows/{id}` | the workflow and every step |
+//! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed |
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/workflows", post(submit).get(list))
         .route("/v1/workflows/{id}", get(report))
+        .route("/v1/usage", get(usage))
         .with_state(service)
 }
 
@@ -111,4 +113,12 @@ async fn report(
 ) -> Result<Json<Value>, ServiceError> {
     let tenant = service.authenticate(api_key(&headers))?;
     Ok(to_json(service.report(tenant, &id)?))
+}
+
+async fn usage(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ServiceError> {
+    let tenant = service.authenticate(api_key(&headers))?;
+    Ok(to_json(service.usage(tenant)?))
 }

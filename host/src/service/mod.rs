@@ -32,7 +32,7 @@ use crate::executor::{
 use crate::report::{WorkflowReport, WorkflowStatus};
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
-use crate::store::{Store, StoreError, WorkflowRow};
+use crate::store::{Store, StoreError, Usage, WorkflowRow};
 pub use tenants::{Tenant, Tenants, key_hash};
 
 /// What a request got wrong, or what went wrong serving it. The kind
@@ -241,6 +241,15 @@ impl Service {
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
         Ok(self.store.workflows(Some(&tenant.name), status)?)
+    }
+
+    /// What `tenant`'s workflows have used.
+    pub fn usage(&self, tenant: &Tenant) -> Result<Usage, ServiceError> {
+        let usage = self.store.usage(Some(&tenant.name))?.pop();
+        Ok(usage.unwrap_or_else(|| Usage {
+            tenant: tenant.name.clone(),
+            ..Usage::default()
+        }))
     }
 
     /// Starts again every workflow a stop or a crash cut off, under its

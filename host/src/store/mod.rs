@@ -78,6 +78,23 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
+/// What one tenant's workflows have used, summed from their step records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub tenant: String,
+    /// Workflows on record.
+    pub workflows: u64,
+    /// Steps that ran at least once (groups and skipped steps are not
+    /// steps that ran).
+    pub steps: u64,
+    /// Attempts of those steps, retries included.
+    pub attempts: u64,
+    /// Fuel their attempts used.
+    pub fuel: u64,
+    /// Wall-clock time of their attempts (and retry waits), in ms.
+    pub duration_ms: f64,
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -317,6 +334,40 @@ impl Store {
         }
         steps.sort_by_key(|step| step.seq);
         Ok(steps)
+    }
+
+    /// What each tenant (or only `tenant`) has used, by tenant name.
+    pub fn usage(&self, tenant: Option<&str>) -> Result<Vec<Usage>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let mut usage: std::collections::BTreeMap<String, Usage> = Default::default();
+        let workflows = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
+        for entry in workflows.iter().map_err(|e| self.io(e))? {
+            let (key, _) = entry.map_err(|e| self.io(e))?;
+            let owner = key.value().0;
+            if tenant.is_none_or(|t| t == owner) {
+                let sums = usage.entry(owner.to_string()).or_default();
+                sums.tenant = owner.to_string();
+                sums.workflows += 1;
+            }
+        }
+        let steps = txn.open_table(STEPS).map_err(|e| self.io(e))?;
+        for entry in steps.iter().map_err(|e| self.io(e))? {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            let owner = key.value().0;
+            if tenant.is_some_and(|t| t != owner) {
+                continue;
+            }
+            let record: StepRecord = self.decode(value.value())?;
+            if record.attempts == 0 {
+                continue;
+            }
+            let sums = usage.entry(owner.to_string()).or_default();
+            sums.steps += 1;
+            sums.attempts += u64::from(record.attempts);
+            sums.fuel = sums.fuel.saturating_add(record.fuel_used);
+            sums.duration_ms += record.duration_ms;
+        }
+        Ok(usage.into_values().collect())
     }
 
     /// A workflow's event log.
