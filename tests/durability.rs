@@ -417,3 +417,39 @@ fn groups_resume_after_sigkill_without_re_running_finished_members() {
         "a step succeeded twice: {succeeded:?}"
     );
 }
+
+#[test]
+fn a_cancelled_cut_off_workflow_is_not_resumed() {
+    let chain = slow_chain("cut", 2000);
+    let child = spawn(&chain, &["run", chain.path.to_str().unwrap()]);
+    // 2,000 steps of 1 ms take seconds: half a second in, it is mid-run.
+    sleep(Duration::from_millis(500));
+    kill(child);
+    assert_eq!(
+        chain.command(&["status", "cut"]).code,
+        0,
+        "the run was on record"
+    );
+
+    let cancel = chain.command(&["cancel", "cut"]);
+    assert_eq!(cancel.code, 0, "{}", cancel.stderr);
+    assert!(
+        cancel.stderr.contains("workflow cut cancelled"),
+        "{}",
+        cancel.stderr
+    );
+    let resumed = chain.command(&["resume", "--all"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("no workflow was cut off"),
+        "{}",
+        resumed.stderr
+    );
+    let report = chain.command(&["status", "cut", "--json"]).json();
+    assert_eq!(report["status"], "cancelled");
+    assert!(report["steps"].as_array().unwrap().len() < 2000);
+    let listed = chain
+        .command(&["list", "--status", "cancelled", "--json"])
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}

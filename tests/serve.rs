@@ -129,6 +129,24 @@ impl Server {
         }
     }
 
+    /// Polls workflow `id` until at least `steps` of its steps are on
+    /// record; returns how many are.
+    fn wait_for_steps(&self, key: &str, id: &str, steps: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, report) = self.get(key, &format!("/v1/workflows/{id}"));
+            let recorded = report["steps"].as_array().map_or(0, Vec::len);
+            if recorded >= steps {
+                return recorded;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} makes no progress: {report}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -254,17 +272,8 @@ fn a_killed_service_resumes_its_workflows_when_it_starts_again() {
     let (status, _) = server.submit(KEY_A, &json!({"id": "long", "workflow": steps}));
     assert_eq!(status, 202);
     // Kill it mid-run, once some steps are on record.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, report) = server.get(KEY_A, "/v1/workflows/long");
-        let done = report["steps"].as_array().map_or(0, Vec::len);
-        if done >= 20 {
-            assert!(done < STEPS, "the chain finished before the kill");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress: {report}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let done = server.wait_for_steps(KEY_A, "long", 20);
+    assert!(done < STEPS, "the chain finished before the kill");
     server.kill();
 
     let server = Server::start(dir.path(), &policy);
@@ -292,15 +301,7 @@ fn a_flooding_tenant_does_not_stall_another() {
         json!({"id": "flood", "defaults": {"fuel": 50000000}, "workflow": [{"group": spins}]});
     let (status, _) = server.submit(KEY_A, &flood);
     assert_eq!(status, 202);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.get(KEY_A, "/v1/workflows/flood").1["steps"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 20
-    {
-        assert!(Instant::now() < deadline, "the flood does not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_for_steps(KEY_A, "flood", 20);
 
     let started = Instant::now();
     let (status, _) = server.submit(KEY_B, &json!({"id": "quick", "workflow": add_chain()}));
@@ -381,4 +382,51 @@ fn usage_sums_match_the_step_records() {
     assert!(cli.status.success(), "{cli:?}");
     let sums: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(sums, json!([usage]));
+}
+
+#[test]
+fn cancel_interrupts_the_running_step_and_skips_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let workflow = json!({"id": "stoppable", "workflow": [
+        {"task": "math.add", "args": [1, 1]},
+        {"task": "testkit.sleep", "args": [60000], "immutable": true},
+        {"task": "math.add", "args": [1]},
+        {"task": "math.add", "args": [1]},
+    ]});
+    assert_eq!(server.submit(KEY_A, &workflow).0, 202);
+    // Wait for the first step, so the sleep is under way.
+    server.wait_for_steps(KEY_A, "stoppable", 1);
+    std::thread::sleep(Duration::from_millis(100));
+    // Another tenant cannot cancel it, nor learn it exists.
+    let (status, _) = server.request("POST", "/v1/workflows/stoppable/cancel", Some(KEY_B), "");
+    assert_eq!(status, 404);
+    let (status, row) = server.request("POST", "/v1/workflows/stoppable/cancel", Some(KEY_A), "");
+    assert_eq!(status, 202, "{row}");
+
+    let report = server.wait(KEY_A, "stoppable");
+    assert_eq!(report["status"], "cancelled", "{report}");
+    let step = |id: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {id}: {report}"))
+    };
+    assert_eq!(step("0")["status"], "succeeded");
+    let sleeper = step("1");
+    assert_eq!(sleeper["error"]["kind"], "cancelled", "{sleeper}");
+    assert!(
+        sleeper["duration_ms"].as_f64().unwrap() < 30_000.0,
+        "the sleep was interrupted, not waited out: {sleeper}"
+    );
+    for id in ["2", "3"] {
+        assert_eq!(step(id)["status"], "skipped");
+        assert_eq!(step(id)["attempts"], 0);
+    }
+    // Cancelling again changes nothing.
+    let (status, row) = server.request("POST", "/v1/workflows/stoppable/cancel", Some(KEY_A), "");
+    assert_eq!((status, &row["status"]), (200, &json!("cancelled")));
 }

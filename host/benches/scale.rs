@@ -24,7 +24,7 @@ use common::{chain_file, plugin, proc_status_kib, standard_plugins};
 use serde_json::{Value, json};
 use wfhost::executor::{FairScheduler, RunIdentity, RunMode, RunOptions, Silent, Workflow, cores};
 use wfhost::report::WorkflowStatus;
-use wfhost::runtime::{ComponentCache, Runtime};
+use wfhost::runtime::{CancelToken, ComponentCache, Runtime};
 use wfhost::spec;
 use wfhost::store::{Durability, Store};
 
@@ -348,6 +348,7 @@ async fn fair(runtime: &Runtime) {
         concurrency: FLOOD,
         fair_share: Some(Arc::clone(&scheduler)),
         attempt_pool: Some(pool.handle().clone()),
+        cancel: CancelToken::new(),
     };
     let store = Arc::new(Store::in_memory().unwrap());
     let quick = Arc::new(prepare(runtime, &document(add_chain(2))).await);

@@ -24,6 +24,8 @@ pub enum FailureKind {
     InvalidOutput,
     /// The plugin could not be loaded or is of another world.
     PluginError,
+    /// The workflow was cancelled while the step waited or ran.
+    Cancelled,
 }
 
 impl FailureKind {
@@ -38,6 +40,7 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::InvalidOutput => "invalid_output",
             FailureKind::PluginError => "plugin_error",
+            FailureKind::Cancelled => "cancelled",
         }
     }
 

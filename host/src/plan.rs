@@ -48,6 +48,15 @@ impl Node {
             Node::Group { id, .. } | Node::Chord { id, .. } => id,
         }
     }
+
+    /// What the node runs: a step's task, or `group` or `chord`.
+    pub fn task(&self) -> &str {
+        match self {
+            Node::Step(step) => &step.signature.task,
+            Node::Group { .. } => "group",
+            Node::Chord { .. } => "chord",
+        }
+    }
 }
 
 fn child_id(prefix: Option<&str>, index: usize) -> String {

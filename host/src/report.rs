@@ -131,6 +131,8 @@ pub enum WorkflowStatus {
     Running,
     Succeeded,
     Failed,
+    /// Stopped on request: steps not started never ran.
+    Cancelled,
 }
 
 impl WorkflowStatus {
@@ -140,6 +142,7 @@ impl WorkflowStatus {
             WorkflowStatus::Running => "running",
             WorkflowStatus::Succeeded => "succeeded",
             WorkflowStatus::Failed => "failed",
+            WorkflowStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -152,10 +155,13 @@ impl std::str::FromStr for WorkflowStatus {
             WorkflowStatus::Running,
             WorkflowStatus::Succeeded,
             WorkflowStatus::Failed,
+            WorkflowStatus::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == text)
-        .ok_or_else(|| format!("unknown status `{text}` (expected running, succeeded or failed)"))
+        .ok_or_else(|| {
+            format!("unknown status `{text}` (expected running, succeeded, failed or cancelled)")
+        })
     }
 }
 

@@ -154,6 +154,10 @@ pub fn report(store: &Store, row: &WorkflowRow, json: bool) -> anyhow::Result<Fi
             eprintln!("error: workflow {} did not finish", row.id);
             Ok(Finished::WorkflowFailed)
         }
+        WorkflowStatus::Cancelled => {
+            eprintln!("error: workflow {} was cancelled", row.id);
+            Ok(Finished::WorkflowFailed)
+        }
         WorkflowStatus::Failed => {
             if let Some(error) = &row.error {
                 eprintln!(

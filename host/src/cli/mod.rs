@@ -132,6 +132,8 @@ enum Command {
     },
     /// Continue workflows that a crash or a stop cut off.
     Resume(resume::ResumeArgs),
+    /// Cancel a workflow that a crash or a stop cut off: `resume` leaves it.
+    Cancel(resume::CancelArgs),
     /// Re-drive a failed workflow from its failed step.
     Retry(resume::RetryArgs),
     /// Check a chain file: plugins load, tasks exist, arguments fit, limits
@@ -189,6 +191,7 @@ pub fn main() -> ExitCode {
             }
             Command::Resume(args) => resume::resume(args).await,
             Command::Retry(args) => resume::retry(args).await,
+            Command::Cancel(args) => resume::cancel(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
             Command::Serve(args) => serve::serve(args).await,

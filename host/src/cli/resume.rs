@@ -108,9 +108,35 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<Finished> {
             row.id,
             match row.status {
                 WorkflowStatus::Running => "is still running (use `wfhost resume`)",
+                WorkflowStatus::Cancelled => "was cancelled",
                 _ => "succeeded",
             }
         );
     }
     rerun(&store, &args.host, &row, RunMode::RetryFailed).await
+}
+
+#[derive(Args)]
+pub struct CancelArgs {
+    /// The workflow's id.
+    id: String,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    db: super::DbArgs,
+}
+
+/// Marks a cut-off workflow cancelled, so that `resume` leaves it. While
+/// this process holds the database no other runs it, so a workflow on
+/// record as running is one a crash or a stop cut off.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<Finished> {
+    let store = args.db.open()?;
+    let row = stored(&store, &args.tenant.tenant, &args.id)?;
+    if row.status != WorkflowStatus::Running {
+        eprintln!("workflow {} already {}", row.id, row.status.as_str());
+        return Ok(Finished::Succeeded);
+    }
+    let row = wfhost::executor::cancel_stored(&store, row).await?;
+    eprintln!("workflow {} {}", row.id, row.status.as_str());
+    Ok(Finished::Succeeded)
 }

@@ -28,7 +28,7 @@ use wfhost_canvas::{Canvas, Limit, Signature, StepOptions};
 use crate::failure::{Failure, FailureKind};
 use crate::plan::{self, Node, PlannedStep};
 use crate::report::{StepRecord, StepStatus, WorkflowError, WorkflowStatus};
-use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin, Runtime};
+use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Limits, Plugin, Runtime};
 use crate::spec::{self, WorkflowSpec};
 use crate::store::{Store, StoreError, WorkflowRow, now_ms};
 use retry::seconds_to_duration;
@@ -77,6 +77,9 @@ pub struct RunOptions {
     /// the threads that commit, answer requests and run other tenants'
     /// bookkeeping. Without it, attempts run on the caller's runtime.
     pub attempt_pool: Option<tokio::runtime::Handle>,
+    /// Cancels the run: steps not started never run, a running attempt is
+    /// interrupted, and the workflow ends `cancelled`.
+    pub cancel: CancelToken,
 }
 
 impl RunOptions {
@@ -86,6 +89,7 @@ impl RunOptions {
             concurrency,
             fair_share: None,
             attempt_pool: None,
+            cancel: CancelToken::new(),
         }
     }
 }
@@ -261,6 +265,7 @@ impl Workflow {
             slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
             fair_share: options.fair_share.clone(),
             attempt_pool: options.attempt_pool.clone(),
+            cancel: options.cancel.clone(),
         };
         let outcome = run.chain(&self.plan, None, None).await?;
         let event = match outcome {
@@ -268,6 +273,11 @@ impl Workflow {
                 row.status = WorkflowStatus::Succeeded;
                 row.result = Some(result);
                 "workflow_succeeded"
+            }
+            Err(error) if error.kind == FailureKind::Cancelled => {
+                row.status = WorkflowStatus::Cancelled;
+                row.error = Some(error);
+                "workflow_cancelled"
             }
             Err(error) => {
                 row.status = WorkflowStatus::Failed;
@@ -310,6 +320,18 @@ impl Workflow {
     }
 }
 
+/// Marks a workflow that is on record as running, but that no process
+/// runs (it was cut off), as cancelled, so that `resume` leaves it.
+/// Returns the row as stored.
+pub async fn cancel_stored(store: &Store, mut row: WorkflowRow) -> Result<WorkflowRow, StoreError> {
+    if row.status == WorkflowStatus::Running {
+        row.status = WorkflowStatus::Cancelled;
+        row.updated_at_ms = now_ms();
+        store.put_workflow(&row, "workflow_cancelled", None).await?;
+    }
+    Ok(row)
+}
+
 /// A fresh workflow id: milliseconds since the epoch and randomness, in hex.
 pub fn new_workflow_id() -> String {
     let millis = std::time::SystemTime::now()
@@ -345,6 +367,7 @@ struct Run<'a> {
     fair_share: Option<Arc<FairScheduler>>,
     /// Where attempts run, if not beside the run.
     attempt_pool: Option<tokio::runtime::Handle>,
+    cancel: CancelToken,
 }
 
 impl Run<'_> {
@@ -420,6 +443,19 @@ impl Run<'_> {
                         None => break,
                     },
                 };
+                if self.cancel.is_cancelled() {
+                    let error = WorkflowError {
+                        step: node.id().to_string(),
+                        task: node.task().to_string(),
+                        attempts: 0,
+                        kind: FailureKind::Cancelled,
+                        message: "cancelled before it started".to_string(),
+                    };
+                    let not_run = [std::slice::from_ref(&*node), replacements.make_contiguous()];
+                    self.skip(&[not_run[0], not_run[1], rest.as_slice()])
+                        .await?;
+                    return Ok(Err(error));
+                }
                 let outcome = match &*node {
                     Node::Step(step) => {
                         match self.step(step, input.take(), parent.take()).await? {
@@ -609,12 +645,16 @@ impl Run<'_> {
                 self.commit(&[&record], "step_failed", Some(failure.to_string()))
                     .await?;
                 self.observer.step_finished(&record);
-                let errbacks = &step.signature.options.link_error;
-                self.callbacks(&step.id, "link_error", errbacks, &error_record)
-                    .await?;
-                if let Some(on_error) = &self.workflow.spec.on_error {
-                    self.callback("on_error".to_string(), &step.id, on_error, &error_record)
+                // A cancelled step did not fail: as with Celery's revoke,
+                // no error callback runs for it.
+                if failure.kind != FailureKind::Cancelled {
+                    let errbacks = &step.signature.options.link_error;
+                    self.callbacks(&step.id, "link_error", errbacks, &error_record)
                         .await?;
+                    if let Some(on_error) = &self.workflow.spec.on_error {
+                        self.callback("on_error".to_string(), &step.id, on_error, &error_record)
+                            .await?;
+                    }
                 }
                 Ok(StepOutcome::Failed(error))
             }
@@ -754,6 +794,7 @@ impl Run<'_> {
         let plugin = Arc::clone(plugin);
         let slots = Arc::clone(&self.slots);
         let fair_share = self.fair_share.clone();
+        let cancel = self.cancel.clone();
         let attempt = async move {
             // The semaphore is never closed, so acquiring cannot fail.
             let _slot = slots.acquire_owned().await.ok();
@@ -761,7 +802,12 @@ impl Run<'_> {
                 Some(scheduler) => Some(scheduler.acquire(&invocation.tenant).await),
                 None => None,
             };
-            runtime.run(&plugin, &invocation, &limits).await
+            if cancel.is_cancelled() {
+                return Attempt::failed(cancelled("cancelled before it started"));
+            }
+            runtime
+                .run_cancellable(&plugin, &invocation, &limits, cancel)
+                .await
         };
         let ended = if let Some(pool) = &self.attempt_pool {
             pool.spawn(attempt).await.map_err(|err| err.to_string())
@@ -779,6 +825,22 @@ impl Run<'_> {
                 format!("the host task running the attempt ended abnormally: {err}"),
             ))
         })
+    }
+
+    /// Sleeps until `due_ms` (milliseconds since the Unix epoch), if it is
+    /// still ahead: a wait that survives restarts is a deadline, not a
+    /// duration. Returns `false` if the run is cancelled first.
+    async fn wait_until(&self, due_ms: Option<u64>) -> bool {
+        if let Some(due) = due_ms {
+            let now = now_ms();
+            if due > now {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(due - now)) => {}
+                    () = self.cancel.cancelled() => {}
+                }
+            }
+        }
+        !self.cancel.is_cancelled()
     }
 
     async fn attempt_until_done(
@@ -809,7 +871,9 @@ impl Run<'_> {
                 record.attempts = waiting.attempts;
                 record.fuel_used = waiting.fuel_used;
                 record.duration_ms = waiting.duration_ms;
-                wait_until(waiting.due_at_ms).await;
+                if !self.wait_until(waiting.due_at_ms).await {
+                    return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                }
             }
             Some(failed) if failed.status == StepStatus::Failed => {
                 attempt = failed.attempts + 1;
@@ -817,7 +881,9 @@ impl Run<'_> {
                 record.fuel_used = failed.fuel_used;
             }
             Some(waiting) if waiting.status == StepStatus::Scheduled => {
-                wait_until(waiting.due_at_ms).await;
+                if !self.wait_until(waiting.due_at_ms).await {
+                    return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                }
             }
             _ => {
                 if let Some(countdown) = options.countdown.filter(|c| *c > 0.0) {
@@ -826,7 +892,9 @@ impl Run<'_> {
                     record.status = StepStatus::Scheduled;
                     record.due_at_ms = Some(due);
                     self.commit(&[record], "step_scheduled", None).await?;
-                    wait_until(Some(due)).await;
+                    if !self.wait_until(Some(due)).await {
+                        return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                    }
                 }
             }
         }
@@ -884,7 +952,9 @@ impl Run<'_> {
             self.commit(&[record], "step_retrying", Some(reason.clone()))
                 .await?;
             self.observer.retrying(record, &reason, delay);
-            wait_until(record.due_at_ms).await;
+            if !self.wait_until(record.due_at_ms).await {
+                return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+            }
             attempt += 1;
         }
     }
@@ -897,15 +967,12 @@ enum StepOutcome {
     Failed(WorkflowError),
 }
 
-/// Sleeps until `due_ms` (milliseconds since the Unix epoch), if it is
-/// still ahead: a wait that survives restarts is a deadline, not a duration.
-async fn wait_until(due_ms: Option<u64>) {
-    if let Some(due) = due_ms {
-        let now = now_ms();
-        if due > now {
-            tokio::time::sleep(Duration::from_millis(due - now)).await;
-        }
-    }
+/// What a step waiting for its countdown or retry says when cancelled.
+const WHILE_WAITING: &str = "cancelled while it waited to run";
+
+/// A `cancelled` failure.
+fn cancelled(message: &str) -> Failure {
+    Failure::new(FailureKind::Cancelled, message)
 }
 
 /// Parses and plans a replacement canvas under the replaced step's id.

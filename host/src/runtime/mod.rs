@@ -4,6 +4,7 @@
 
 mod bindings;
 mod cache;
+mod cancel;
 mod capture;
 mod engine;
 mod limits;
@@ -11,6 +12,7 @@ mod plugin;
 mod sandbox;
 
 pub use cache::ComponentCache;
+pub use cancel::CancelToken;
 pub use capture::Captured;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits};
@@ -138,6 +140,19 @@ impl Runtime {
 
     /// Runs one attempt of a task in a fresh store under `limits`.
     pub async fn run(&self, plugin: &Plugin, invocation: &Invocation, limits: &Limits) -> Attempt {
-        sandbox::run_attempt(self, plugin, invocation, limits).await
+        self.run_cancellable(plugin, invocation, limits, CancelToken::new())
+            .await
+    }
+
+    /// Runs one attempt like [`Runtime::run`], stopping it with a
+    /// `cancelled` failure once `cancel` is cancelled.
+    pub async fn run_cancellable(
+        &self,
+        plugin: &Plugin,
+        invocation: &Invocation,
+        limits: &Limits,
+        cancel: CancelToken,
+    ) -> Attempt {
+        sandbox::run_attempt(self, plugin, invocation, limits, cancel).await
     }
 }

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use super::Runtime;
 use super::bindings::PluginPre;
+use super::cancel::CancelToken;
 use super::limits::Limits;
 use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
 
@@ -230,7 +231,12 @@ pub(super) async fn load(
     let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
 
     let _slot = runtime.instance_slot().await;
-    let mut sandbox = Sandbox::new(&runtime.engine, &Limits::default(), None);
+    let mut sandbox = Sandbox::new(
+        &runtime.engine,
+        &Limits::default(),
+        None,
+        CancelToken::new(),
+    );
     let tasks = sandbox
         .list_tasks(&pre)
         .await

@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::Runtime;
 use super::bindings::{Plugin as PluginWorld, PluginPre, host, types};
+use super::cancel::CancelToken;
 use super::capture::{CapturePipe, Captured};
 use super::limits::{Limits, MemoryLimiter};
 use super::plugin::{Plugin, TaskInfo};
@@ -171,6 +172,7 @@ pub struct StepState {
     log_callback: Option<LogCallback>,
     panic_message: Option<String>,
     timed_out: bool,
+    cancelled: bool,
 }
 
 impl WasiView for StepState {
@@ -225,18 +227,25 @@ pub struct Sandbox {
     initial_fuel: u64,
     limits: Limits,
     started: Instant,
+    cancel: CancelToken,
 }
 
 /// Why a guarded call did not return normally.
 enum Interrupted {
     TimedOut,
+    Cancelled,
     Error(wasmtime::Error),
 }
 
 impl Sandbox {
     /// A fresh store: no files, no network, no environment, no arguments,
     /// stdin closed, output captured, and the attempt's limits armed.
-    pub fn new(engine: &Engine, limits: &Limits, log_callback: Option<LogCallback>) -> Self {
+    pub fn new(
+        engine: &Engine,
+        limits: &Limits,
+        log_callback: Option<LogCallback>,
+        cancel: CancelToken,
+    ) -> Self {
         let stdout = CapturePipe::new(limits.max_output_bytes);
         let stderr = CapturePipe::new(limits.max_output_bytes);
         let wasi = WasiCtxBuilder::new()
@@ -256,6 +265,7 @@ impl Sandbox {
             log_callback,
             panic_message: None,
             timed_out: false,
+            cancelled: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -265,9 +275,15 @@ impl Sandbox {
         let started = Instant::now();
         let deadline = limits.time_limit.map(|limit| started + limit);
         // Every epoch tick the guest yields, so one busy step never holds a
-        // worker thread; past the deadline it is interrupted.
+        // worker thread; past the deadline, or once cancelled, it is
+        // interrupted.
         store.set_epoch_deadline(1);
+        let watched = cancel.clone();
         store.epoch_deadline_callback(move |mut ctx| {
+            if watched.is_cancelled() {
+                ctx.data_mut().cancelled = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 ctx.data_mut().timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
@@ -281,23 +297,31 @@ impl Sandbox {
             initial_fuel,
             limits: limits.clone(),
             started,
+            cancel,
         }
     }
 
-    /// Runs `call` under the wall-clock limit. Epochs interrupt running wasm;
-    /// the timeout also covers time blocked in host calls (sleeps, polls).
+    /// Runs `call` under the wall-clock limit and the cancel token. Epochs
+    /// interrupt running wasm; the timeout and the token also cover time
+    /// blocked in host calls (sleeps, polls).
     async fn guarded<T>(
         time_limit: Option<Duration>,
+        cancel: CancelToken,
         call: impl Future<Output = wasmtime::Result<T>>,
     ) -> Result<T, Interrupted> {
-        let result = match time_limit {
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => return Err(Interrupted::TimedOut),
-            },
-            None => call.await,
+        let limited = async {
+            match time_limit {
+                Some(limit) => match tokio::time::timeout(limit, call).await {
+                    Ok(result) => result.map_err(Interrupted::Error),
+                    Err(_) => Err(Interrupted::TimedOut),
+                },
+                None => call.await.map_err(Interrupted::Error),
+            }
         };
-        result.map_err(Interrupted::Error)
+        tokio::select! {
+            result = limited => result,
+            () = cancel.cancelled() => Err(Interrupted::Cancelled),
+        }
     }
 
     /// Instantiates the plugin and asks it for its tasks.
@@ -306,7 +330,7 @@ impl Sandbox {
         pre: &PluginPre<StepState>,
     ) -> Result<Vec<types::TaskInfo>, Failure> {
         let store = &mut self.store;
-        let result = Self::guarded(self.limits.time_limit, async move {
+        let result = Self::guarded(self.limits.time_limit, self.cancel.clone(), async move {
             let plugin = pre.instantiate_async(&mut *store).await?;
             plugin
                 .wfhost_task_tasks()
@@ -330,7 +354,7 @@ impl Sandbox {
             tenant: invocation.tenant.clone(),
         };
         let store = &mut self.store;
-        let result = Self::guarded(self.limits.time_limit, async move {
+        let result = Self::guarded(self.limits.time_limit, self.cancel.clone(), async move {
             let plugin = pre.instantiate_async(&mut *store).await?;
             plugin
                 .wfhost_task_tasks()
@@ -385,6 +409,9 @@ impl Sandbox {
     /// that follows them better than the trap itself.
     fn classify(&self, interrupted: Interrupted) -> Failure {
         let state = self.store.data();
+        if state.cancelled || matches!(interrupted, Interrupted::Cancelled) {
+            return Failure::new(FailureKind::Cancelled, "cancelled while it ran");
+        }
         let err = match interrupted {
             Interrupted::Error(err) if !state.timed_out => err,
             _ => {
@@ -455,13 +482,14 @@ pub async fn run_attempt(
     plugin: &Plugin,
     invocation: &Invocation,
     limits: &Limits,
+    cancel: CancelToken,
 ) -> Attempt {
     let log_callback: Option<LogCallback> = runtime.log_sink.clone().map(|sink| {
         let invocation = invocation.clone();
         Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
     });
     let _slot = runtime.instance_slot().await;
-    let mut sandbox = Sandbox::new(&runtime.engine, limits, log_callback);
+    let mut sandbox = Sandbox::new(&runtime.engine, limits, log_callback, cancel);
     let result = sandbox.run_task(plugin.pre(), invocation).await;
     sandbox.finish(result)
 }

@@ -7,6 +7,7 @@
 //! | `POST /v1/workflows` (a chain file) | 202 and the workflow's row (200 if the id ran before) |
 //! | `GET /v1/workflows[?status=S]` | the tenant's workflows |
 //! | `GET /v1/workflows/{id}` | the workflow and every step |
+//! | `POST /v1/workflows/{id}/cancel` | 202 and its row if it was running (it stops soon), else 200 |
 //! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed |
 
 use std::future::Future;
@@ -28,6 +29,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/workflows", post(submit).get(list))
         .route("/v1/workflows/{id}", get(report))
+        .route("/v1/workflows/{id}/cancel", post(cancel))
         .route("/v1/usage", get(usage))
         .with_state(service)
 }
@@ -67,6 +69,15 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
+/// 202 when the request set something going, 200 when it found it done.
+fn accepted_if(started: bool) -> StatusCode {
+    if started {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn to_json(value: impl serde::Serialize) -> Json<Value> {
     // Reports and rows are plain data: serializing them cannot fail.
     Json(serde_json::to_value(value).unwrap_or_default())
@@ -79,12 +90,7 @@ async fn submit(
 ) -> Result<(StatusCode, Json<Value>), ServiceError> {
     let tenant = service.authenticate(api_key(&headers))?;
     let (row, started) = service.submit(tenant, &body).await?;
-    let status = if started {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, to_json(row)))
+    Ok((accepted_if(started), to_json(row)))
 }
 
 #[derive(Deserialize)]
@@ -121,4 +127,14 @@ async fn usage(
 ) -> Result<Json<Value>, ServiceError> {
     let tenant = service.authenticate(api_key(&headers))?;
     Ok(to_json(service.usage(tenant)?))
+}
+
+async fn cancel(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ServiceError> {
+    let tenant = service.authenticate(api_key(&headers))?;
+    let (row, was_running) = service.cancel(tenant, &id).await?;
+    Ok((accepted_if(was_running), to_json(row)))
 }

@@ -27,9 +27,11 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::executor::{
-    FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cores, new_workflow_id,
+    FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored, cores,
+    new_workflow_id,
 };
 use crate::report::{WorkflowReport, WorkflowStatus};
+use crate::runtime::CancelToken;
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
 use crate::store::{Store, StoreError, Usage, WorkflowRow};
@@ -102,6 +104,8 @@ pub struct Service {
     fair_share: Arc<FairScheduler>,
     /// The threads attempts run on, apart from those serving requests.
     attempt_pool: tokio::runtime::Handle,
+    /// The workflows running here, by (tenant, id), to cancel them.
+    running: Mutex<HashMap<(String, String), CancelToken>>,
 }
 
 impl Service {
@@ -120,6 +124,7 @@ impl Service {
             in_flight: Mutex::default(),
             fair_share: FairScheduler::new(cores()),
             attempt_pool,
+            running: Mutex::default(),
         })
     }
 
@@ -169,7 +174,7 @@ impl Service {
 
     /// Counts a workflow in flight for `tenant`, within its cap.
     fn admit(&self, tenant: &Tenant) -> Result<(), ServiceError> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = lock(&self.in_flight);
         let count = in_flight.entry(tenant.name.clone()).or_default();
         if *count >= tenant.max_workflows {
             return Err(ServiceError::new(
@@ -195,10 +200,14 @@ impl Service {
         identity: RunIdentity,
     ) -> oneshot::Receiver<WorkflowRow> {
         let service = Arc::clone(self);
+        let key = (identity.tenant.clone(), identity.id.clone());
+        let cancel = CancelToken::new();
+        lock(&self.running).insert(key.clone(), cancel.clone());
         let options = RunOptions {
             concurrency: tenant.max_running_steps,
             fair_share: Some(Arc::clone(&self.fair_share)),
             attempt_pool: Some(self.attempt_pool.clone()),
+            cancel,
         };
         let (recorded, on_record) = oneshot::channel();
         let observer = Recorded(Mutex::new(Some(recorded)));
@@ -219,8 +228,8 @@ impl Service {
                     identity.id, identity.tenant
                 );
             }
-            let mut in_flight = service.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = in_flight.get_mut(&identity.tenant) {
+            lock(&service.running).remove(&key);
+            if let Some(count) = lock(&service.in_flight).get_mut(&identity.tenant) {
                 *count = count.saturating_sub(1);
             }
         });
@@ -241,6 +250,35 @@ impl Service {
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
         Ok(self.store.workflows(Some(&tenant.name), status)?)
+    }
+
+    /// Cancels workflow `id` of `tenant`: steps not started never run and
+    /// a running attempt is interrupted. Returns the row as it is now, and
+    /// whether the workflow was running (a finished one is left as it is).
+    pub async fn cancel(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<(WorkflowRow, bool), ServiceError> {
+        let row = self
+            .store
+            .workflow(&tenant.name, id)?
+            .ok_or_else(|| not_found(id))?;
+        if row.status != WorkflowStatus::Running {
+            return Ok((row, false));
+        }
+        let token = lock(&self.running)
+            .get(&(tenant.name.clone(), id.to_string()))
+            .cloned();
+        match token {
+            Some(token) => {
+                token.cancel();
+                Ok((row, true))
+            }
+            // On record as running but not running here: cut off, so
+            // nothing to interrupt.
+            None => Ok((cancel_stored(&self.store, row).await?, true)),
+        }
     }
 
     /// What `tenant`'s workflows have used.
@@ -299,11 +337,16 @@ struct Recorded(Mutex<Option<oneshot::Sender<WorkflowRow>>>);
 
 impl Observer for Recorded {
     fn workflow_recorded(&self, row: &WorkflowRow) {
-        let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let sender = lock(&self.0).take();
         if let Some(sender) = sender {
             let _ = sender.send(row.clone());
         }
     }
+}
+
+/// Locks a mutex whose data stays consistent between statements.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|err| err.into_inner())
 }
 
 fn not_found(id: &str) -> ServiceError {
