@@ -73,6 +73,9 @@ impl Server {
                 if let Some(rest) = line.strip_prefix("wfhost serve: listening on http://") {
                     let addr = rest.split(';').next().unwrap_or_default().to_string();
                     let _ = found.send(addr);
+                } else {
+                    // Shown with a failing test's output.
+                    eprintln!("service: {line}");
                 }
             }
         });
@@ -429,4 +432,44 @@ fn cancel_interrupts_the_running_step_and_skips_the_rest() {
     // Cancelling again changes nothing.
     let (status, row) = server.request("POST", "/v1/workflows/stoppable/cancel", Some(KEY_A), "");
     assert_eq!((status, &row["status"]), (200, &json!("cancelled")));
+}
+
+#[test]
+fn a_failed_workflow_is_retried_from_its_failed_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    // Fails on its first two attempts with no retries allowed; a retry
+    // goes on from that step with its attempt numbers.
+    let workflow = json!({"id": "flaky", "workflow": [
+        {"task": "math.add", "args": [1, 1]},
+        {"task": "testkit.flaky", "args": ["k", 1], "immutable": true, "options": {"max_retries": 0}},
+        {"task": "math.add", "args": [10]},
+    ]});
+    assert_eq!(server.submit(KEY_A, &workflow).0, 202);
+    assert_eq!(server.wait(KEY_A, "flaky")["status"], "failed");
+    // Not someone else's to retry; and resuming a finished one does nothing.
+    assert_eq!(
+        server
+            .request("POST", "/v1/workflows/flaky/retry", Some(KEY_B), "")
+            .0,
+        404
+    );
+    let (status, row) = server.request("POST", "/v1/workflows/flaky/resume", Some(KEY_A), "");
+    assert_eq!((status, &row["status"]), (200, &json!("failed")));
+
+    let (status, row) = server.request("POST", "/v1/workflows/flaky/retry", Some(KEY_A), "");
+    assert_eq!(status, 202, "{row}");
+    let report = server.wait(KEY_A, "flaky");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    // flaky returns its attempt number, 2, and the last step adds 10.
+    assert_eq!(report["result"], 12);
+    // A succeeded workflow cannot be retried.
+    let (status, body) = server.request("POST", "/v1/workflows/flaky/retry", Some(KEY_A), "");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only a failed workflow")
+    );
 }

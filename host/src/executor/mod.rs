@@ -244,7 +244,10 @@ impl Workflow {
                     let keep = |step: &StepRecord| redrive_keeps(step, failed_step.as_deref());
                     (row, steps.into_iter().filter(keep).collect())
                 }
-                _ => return Ok(row),
+                _ => {
+                    observer.workflow_recorded(&row);
+                    return Ok(row);
+                }
             },
         };
         observer.workflow_recorded(&row);

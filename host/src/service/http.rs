@@ -8,6 +8,8 @@
 //! | `GET /v1/workflows[?status=S]` | the tenant's workflows |
 //! | `GET /v1/workflows/{id}` | the workflow and every step |
 //! | `POST /v1/workflows/{id}/cancel` | 202 and its row if it was running (it stops soon), else 200 |
+//! | `POST /v1/workflows/{id}/resume` | 202 if it was cut off and now runs again, else 200 |
+//! | `POST /v1/workflows/{id}/retry` | 202: a failed workflow runs again from its failed step |
 //! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed |
 
 use std::future::Future;
@@ -22,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ErrorKind, Service, ServiceError};
+use crate::executor::RunMode;
 use crate::report::WorkflowStatus;
 
 /// The routes of the API over `service`.
@@ -30,6 +33,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/workflows", post(submit).get(list))
         .route("/v1/workflows/{id}", get(report))
         .route("/v1/workflows/{id}/cancel", post(cancel))
+        .route("/v1/workflows/{id}/resume", post(resume))
+        .route("/v1/workflows/{id}/retry", post(retry))
         .route("/v1/usage", get(usage))
         .with_state(service)
 }
@@ -137,4 +142,31 @@ async fn cancel(
     let tenant = service.authenticate(api_key(&headers))?;
     let (row, was_running) = service.cancel(tenant, &id).await?;
     Ok((accepted_if(was_running), to_json(row)))
+}
+
+async fn resume(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ServiceError> {
+    rerun(&service, &headers, &id, RunMode::Normal).await
+}
+
+async fn retry(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ServiceError> {
+    rerun(&service, &headers, &id, RunMode::RetryFailed).await
+}
+
+async fn rerun(
+    service: &Arc<Service>,
+    headers: &HeaderMap,
+    id: &str,
+    mode: RunMode,
+) -> Result<(StatusCode, Json<Value>), ServiceError> {
+    let tenant = service.authenticate(api_key(headers))?;
+    let (row, started) = service.rerun(tenant, id, mode).await?;
+    Ok((accepted_if(started), to_json(row)))
 }

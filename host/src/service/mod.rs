@@ -163,7 +163,7 @@ impl Service {
             .await
             .map_err(|err| ServiceError::invalid(err.to_string()))?;
         self.admit(tenant)?;
-        let recorded = self.start(tenant, runtime, workflow, identity);
+        let recorded = self.start(tenant, workflow, identity, RunMode::Normal);
         // Answer once the workflow is on record, so that the caller's next
         // request finds it.
         let row = recorded.await.map_err(|_| {
@@ -195,10 +195,11 @@ impl Service {
     fn start(
         self: &Arc<Self>,
         tenant: &Tenant,
-        runtime: Runtime,
         workflow: Workflow,
         identity: RunIdentity,
+        mode: RunMode,
     ) -> oneshot::Receiver<WorkflowRow> {
+        let runtime = self.runtime_for(tenant);
         let service = Arc::clone(self);
         let key = (identity.tenant.clone(), identity.id.clone());
         let cancel = CancelToken::new();
@@ -217,7 +218,7 @@ impl Service {
                     &runtime,
                     &service.store,
                     &identity,
-                    RunMode::Normal,
+                    mode,
                     &options,
                     &observer,
                 )
@@ -290,6 +291,68 @@ impl Service {
         }))
     }
 
+    /// Resumes workflow `id` of `tenant` if a stop or a crash cut it off
+    /// (`resume`), or re-drives it from its failed step if it failed
+    /// (`retry`). Returns its row, and whether it started now.
+    pub async fn rerun(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        id: &str,
+        mode: RunMode,
+    ) -> Result<(WorkflowRow, bool), ServiceError> {
+        let row = self
+            .store
+            .workflow(&tenant.name, id)?
+            .ok_or_else(|| not_found(id))?;
+        let running_here = lock(&self.running).contains_key(&(tenant.name.clone(), id.to_string()));
+        let wanted = match mode {
+            RunMode::Normal => WorkflowStatus::Running,
+            RunMode::RetryFailed => WorkflowStatus::Failed,
+        };
+        if row.status != wanted || running_here {
+            return match mode {
+                RunMode::Normal => Ok((row, false)),
+                RunMode::RetryFailed => Err(ServiceError::invalid(format!(
+                    "workflow {id} {}; only a failed workflow can be retried",
+                    row.status.as_str()
+                ))),
+            };
+        }
+        let workflow = self
+            .stored_workflow(tenant, &row)
+            .await
+            .map_err(|why| ServiceError::invalid(format!("workflow {id} cannot run: {why}")))?;
+        self.admit(tenant)?;
+        let identity = RunIdentity {
+            id: row.id.clone(),
+            tenant: row.tenant.clone(),
+        };
+        let row = self
+            .start(tenant, workflow, identity, mode)
+            .await
+            .map_err(|_| {
+                ServiceError::new(ErrorKind::Store, "the workflow could not be recorded")
+            })?;
+        Ok((row, true))
+    }
+
+    /// The stored workflow of `row`, prepared under `tenant`'s policy.
+    async fn stored_workflow(
+        &self,
+        tenant: &Tenant,
+        row: &WorkflowRow,
+    ) -> Result<Workflow, String> {
+        let stored = self
+            .store
+            .workflow_spec(&row.tenant, &row.id)
+            .map_err(|err| err.to_string())?
+            .ok_or("its stored workflow is missing")?;
+        let spec = spec::from_stored(&stored).map_err(|issue| issue.to_string())?;
+        Workflow::prepare(&self.runtime_for(tenant), spec)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
     /// Starts again every workflow a stop or a crash cut off, under its
     /// tenant's current policy. Returns how many were resumed.
     pub async fn resume_cut_off(self: &Arc<Self>) -> Result<usize, ServiceError> {
@@ -302,16 +365,7 @@ impl Service {
                 );
                 continue;
             };
-            let prepared = match self.store.workflow_spec(&row.tenant, &row.id)? {
-                Some(stored) => match spec::from_stored(&stored) {
-                    Ok(spec) => Workflow::prepare(&self.runtime_for(tenant), spec)
-                        .await
-                        .map_err(|err| err.to_string()),
-                    Err(issue) => Err(issue.to_string()),
-                },
-                None => Err("its stored workflow is missing".to_string()),
-            };
-            match prepared {
+            match self.stored_workflow(tenant, &row).await {
                 Ok(workflow) => {
                     self.admit(tenant)?;
                     let identity = RunIdentity {
@@ -319,7 +373,7 @@ impl Service {
                         tenant: row.tenant.clone(),
                     };
                     // Resumed in the background: nobody waits for the record.
-                    drop(self.start(tenant, self.runtime_for(tenant), workflow, identity));
+                    drop(self.start(tenant, workflow, identity, RunMode::Normal));
                     resumed += 1;
                 }
                 Err(why) => eprintln!(
