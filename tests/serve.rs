@@ -150,6 +150,18 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM and waits for the process to end; returns whether it
+    /// ended well.
+    fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap().success()
+    }
+
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -265,8 +277,8 @@ fn plugins_and_limits_outside_the_policy_are_refused() {
 }
 
 #[test]
-fn a_killed_service_resumes_its_workflows_when_it_starts_again() {
-    const STEPS: usize = 150;
+fn a_killed_or_stopped_service_resumes_its_workflows_when_it_starts_again() {
+    const STEPS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path());
     let server = Server::start(dir.path(), &policy);
@@ -278,6 +290,12 @@ fn a_killed_service_resumes_its_workflows_when_it_starts_again() {
     let done = server.wait_for_steps(KEY_A, "long", 20);
     assert!(done < STEPS, "the chain finished before the kill");
     server.kill();
+
+    // Stopped politely this time, mid-run again.
+    let server = Server::start(dir.path(), &policy);
+    let done = server.wait_for_steps(KEY_A, "long", 40);
+    assert!(done < STEPS, "the chain finished before the stop");
+    assert!(server.terminate(), "SIGTERM is a clean stop");
 
     let server = Server::start(dir.path(), &policy);
     let report = server.wait(KEY_A, "long");
