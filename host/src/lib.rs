@@ -16,6 +16,7 @@
 
 pub mod executor;
 pub mod failure;
+mod lock;
 pub mod plan;
 pub mod report;
 pub mod runtime;

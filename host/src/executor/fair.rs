@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::lock::lock;
+
 /// Slots for attempts, shared by every workflow that runs with it.
 #[derive(Debug)]
 pub struct FairScheduler {
@@ -68,15 +70,10 @@ impl FairScheduler {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every change to the state is complete between statements.
-        self.state.lock().unwrap_or_else(|err| err.into_inner())
-    }
-
     /// Waits for `tenant`'s turn at a slot.
     pub async fn acquire(self: &Arc<Self>, tenant: &str) -> Slot {
         let granted = {
-            let mut guard = self.lock();
+            let mut guard = lock(&self.state);
             let state = &mut *guard;
             if state.free > 0 && state.turns.is_empty() {
                 state.free -= 1;
@@ -110,7 +107,7 @@ impl FairScheduler {
 
     /// Gives a slot to the next tenant in turn, or back to the pool.
     fn release(&self) {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         while let Some(tenant) = state.turns.pop_front() {
             let Some(queue) = state.waiting.get_mut(&tenant) else {
                 continue;

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use wfhost_canvas::{Canvas, Limit, Signature, StepOptions};
 
 use crate::failure::{Failure, FailureKind};
+use crate::lock::lock;
 use crate::plan::{self, Node, PlannedStep};
 use crate::report::{StepRecord, StepStatus, WorkflowError, WorkflowStatus};
 use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Limits, Plugin, Runtime};
@@ -381,10 +382,7 @@ impl Run<'_> {
     /// The record an earlier run left for `id`, taken out so that it is
     /// replayed once.
     fn take_stored(&self, id: &str) -> Option<StepRecord> {
-        self.stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
+        lock(&self.stored).remove(id)
     }
 
     /// A new record for `id`, keeping the position of an earlier one.
@@ -454,8 +452,8 @@ impl Run<'_> {
                         kind: FailureKind::Cancelled,
                         message: "cancelled before it started".to_string(),
                     };
-                    let not_run = [std::slice::from_ref(&*node), replacements.make_contiguous()];
-                    self.skip(&[not_run[0], not_run[1], rest.as_slice()])
+                    let this = std::slice::from_ref(&*node);
+                    self.skip(&[this, replacements.make_contiguous(), rest.as_slice()])
                         .await?;
                     return Ok(Err(error));
                 }

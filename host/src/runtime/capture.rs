@@ -15,6 +15,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::lock::lock;
+
 /// What a guest wrote to one stream, up to the cap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Captured {
@@ -53,7 +55,7 @@ impl CapturePipe {
     }
 
     fn append(&self, data: &[u8]) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = lock(&self.buffer);
         let room = self.cap.saturating_sub(buffer.bytes.len());
         let kept = room.min(data.len());
         buffer.bytes.extend_from_slice(&data[..kept]);
@@ -62,7 +64,7 @@ impl CapturePipe {
 
     /// What was captured so far.
     pub fn captured(&self) -> Captured {
-        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let buffer = lock(&self.buffer);
         Captured {
             text: String::from_utf8_lossy(&buffer.bytes).into_owned(),
             truncated_bytes: buffer.dropped,

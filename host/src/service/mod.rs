@@ -30,6 +30,7 @@ use crate::executor::{
     FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored, cores,
     new_workflow_id,
 };
+use crate::lock::lock;
 use crate::report::{WorkflowReport, WorkflowStatus};
 use crate::runtime::CancelToken;
 use crate::runtime::Runtime;
@@ -396,11 +397,6 @@ impl Observer for Recorded {
             let _ = sender.send(row.clone());
         }
     }
-}
-
-/// Locks a mutex whose data stays consistent between statements.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|err| err.into_inner())
 }
 
 fn not_found(id: &str) -> ServiceError {

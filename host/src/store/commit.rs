@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use super::tables::{EVENTS, SPECS, STEPS, WORKFLOWS};
 use super::{Durability, Event, StoreError, io_error, now_ms};
+use crate::lock::lock;
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
@@ -107,7 +108,7 @@ impl Committer {
                         let Some(committer) = weak.upgrade() else {
                             return;
                         };
-                        if committer.lock().flushed_at.elapsed() >= window {
+                        if lock(&committer.queue).flushed_at.elapsed() >= window {
                             // A failed flush is tried again next time, and
                             // the workflow's own writes are always flushed.
                             let _ = committer.flush();
@@ -125,7 +126,7 @@ impl Committer {
     /// Makes every commit so far durable, if any is not yet.
     fn flush(&self) -> Result<(), redb::Error> {
         let covering = {
-            let queue = self.lock();
+            let queue = lock(&self.queue);
             if queue.unflushed == queue.flushed {
                 return Ok(());
             }
@@ -134,7 +135,7 @@ impl Committer {
         // An empty commit with the default durability flushes the ones
         // before it.
         self.db.begin_write()?.commit()?;
-        let mut queue = self.lock();
+        let mut queue = lock(&self.queue);
         queue.flushed = queue.flushed.max(covering);
         queue.flushed_at = Instant::now();
         Ok(())
@@ -150,28 +151,22 @@ impl Committer {
                 batch
                     .iter()
                     .any(|request| matches!(request.write.rows, Rows::Workflow { .. }))
-                    || self.lock().flushed_at.elapsed() >= window
+                    || lock(&self.queue).flushed_at.elapsed() >= window
             }
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        // The queue is consistent between statements, so a writer that
-        // panicked holding the lock left nothing half-done.
-        self.queue.lock().unwrap_or_else(|err| err.into_inner())
     }
 
     /// Queues `write` and returns once the transaction holding it is durable.
     pub async fn write(self: &Arc<Self>, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         let lead = {
-            let mut queue = self.lock();
+            let mut queue = lock(&self.queue);
             queue.waiting.push(Request { write, done });
             !std::mem::replace(&mut queue.leading, true)
         };
         if lead {
             tokio::task::yield_now().await;
-            if self.lock().waiting.len() > 1 {
+            if lock(&self.queue).waiting.len() > 1 {
                 // Others are writing too: commit on a blocking thread, so
                 // that this task's other futures (group members) can start
                 // their next attempts during the flush.
@@ -198,7 +193,7 @@ impl Committer {
     fn drain(&self) {
         loop {
             let batch: Vec<Request> = {
-                let mut queue = self.lock();
+                let mut queue = lock(&self.queue);
                 if queue.waiting.is_empty() {
                     queue.leading = false;
                     return;
@@ -209,7 +204,7 @@ impl Committer {
             let durable = self.must_flush(&batch);
             let result = commit(&self.db, &batch, durable);
             if result.is_ok() {
-                let mut queue = self.lock();
+                let mut queue = lock(&self.queue);
                 if durable {
                     queue.flushed = queue.unflushed;
                     queue.flushed_at = Instant::now();
