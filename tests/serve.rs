@@ -19,6 +19,7 @@ use wfhost::service::key_hash;
 
 const KEY_A: &str = "key-of-tenant-a";
 const KEY_B: &str = "key-of-tenant-b";
+const KEY_C: &str = "key-of-tenant-c";
 
 fn file_sha256(path: &Path) -> String {
     format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
@@ -26,7 +27,7 @@ fn file_sha256(path: &Path) -> String {
 
 /// A policy: tenant `a` may use math and testkit, with up to 1,000
 /// attempts of a workflow at once; tenant `b` only math, with at most 10^7
-/// fuel per attempt.
+/// fuel per attempt; tenant `c` only testkit, with 10^7 fuel per workflow.
 fn write_policy(dir: &Path) -> PathBuf {
     let entry = |name: &str| {
         let path = plugin(name);
@@ -38,12 +39,15 @@ fn write_policy(dir: &Path) -> PathBuf {
     };
     let policy = format!(
         "[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 1000\n[tenants.a.plugins]\n{}{}\
-         [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\n[tenants.b.plugins]\n{}",
+         [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\n[tenants.b.plugins]\n{}\
+         [tenants.c]\nkey_sha256 = \"{}\"\nmax_workflow_fuel = 10000000\n[tenants.c.plugins]\n{}",
         key_hash(KEY_A),
         entry("math"),
         entry("testkit"),
         key_hash(KEY_B),
         entry("math"),
+        key_hash(KEY_C),
+        entry("testkit"),
     );
     let file = dir.join("tenants.toml");
     std::fs::write(&file, policy).unwrap();
@@ -490,4 +494,32 @@ fn a_failed_workflow_is_retried_from_its_failed_step() {
             .unwrap()
             .contains("only a failed workflow")
     );
+}
+
+#[test]
+fn a_workflow_stops_when_its_tenants_fuel_budget_is_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    // Each step burns about 2.3 million units; the budget is 10 million.
+    let burns: Vec<Value> = (0..10)
+        .map(|_| json!({"task": "testkit.burn", "args": [100000], "immutable": true}))
+        .collect();
+    let (status, _) = server.submit(KEY_C, &json!({"id": "hungry", "workflow": burns}));
+    assert_eq!(status, 202);
+    let report = server.wait(KEY_C, "hungry");
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["error"]["kind"], "fuel_exhausted");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fuel budget of 10000000"), "{message}");
+    let steps = report["steps"].as_array().unwrap();
+    let spent: u64 = steps
+        .iter()
+        .map(|step| step["fuel_used"].as_u64().unwrap())
+        .sum();
+    assert!(spent <= 10_000_000, "spent {spent}");
+    let succeeded = steps
+        .iter()
+        .filter(|step| step["status"] == "succeeded")
+        .count();
+    assert!((1..10).contains(&succeeded), "{succeeded} steps succeeded");
 }

@@ -349,6 +349,7 @@ async fn fair(runtime: &Runtime) {
         fair_share: Some(Arc::clone(&scheduler)),
         attempt_pool: Some(pool.handle().clone()),
         cancel: CancelToken::new(),
+        fuel_budget: None,
     };
     let store = Arc::new(Store::in_memory().unwrap());
     let quick = Arc::new(prepare(runtime, &document(add_chain(2))).await);

@@ -81,6 +81,10 @@ pub struct RunOptions {
     /// Cancels the run: steps not started never run, a running attempt is
     /// interrupted, and the workflow ends `cancelled`.
     pub cancel: CancelToken,
+    /// Fuel all the workflow's attempts together may use (retries,
+    /// callbacks and earlier runs of the same workflow included); each
+    /// attempt gets at most what is left.
+    pub fuel_budget: Option<u64>,
 }
 
 impl RunOptions {
@@ -91,6 +95,7 @@ impl RunOptions {
             fair_share: None,
             attempt_pool: None,
             cancel: CancelToken::new(),
+            fuel_budget: None,
         }
     }
 }
@@ -253,6 +258,7 @@ impl Workflow {
         };
         observer.workflow_recorded(&row);
         let next_seq = stored.iter().map(|step| step.seq + 1).max().unwrap_or(0);
+        let fuel_spent = stored.iter().map(|step| step.fuel_used).sum();
         let run = Run {
             workflow: self,
             runtime,
@@ -270,6 +276,8 @@ impl Workflow {
             fair_share: options.fair_share.clone(),
             attempt_pool: options.attempt_pool.clone(),
             cancel: options.cancel.clone(),
+            fuel_budget: options.fuel_budget,
+            fuel_spent: AtomicU64::new(fuel_spent),
         };
         let outcome = run.chain(&self.plan, None, None).await?;
         let event = match outcome {
@@ -372,6 +380,9 @@ struct Run<'a> {
     /// Where attempts run, if not beside the run.
     attempt_pool: Option<tokio::runtime::Handle>,
     cancel: CancelToken,
+    fuel_budget: Option<u64>,
+    /// Fuel the workflow's attempts have used, this run and earlier ones.
+    fuel_spent: AtomicU64,
 }
 
 impl Run<'_> {
@@ -828,6 +839,28 @@ impl Run<'_> {
         })
     }
 
+    /// The limits of the next attempt under the workflow's fuel budget, and
+    /// what is left of the budget when that, not the step's own limit, is
+    /// the attempt's fuel; or the failure of a spent budget.
+    fn budgeted(&self, limits: &Limits) -> Result<(Limits, Option<u64>), Failure> {
+        let Some(budget) = self.fuel_budget else {
+            return Ok((limits.clone(), None));
+        };
+        let left = budget.saturating_sub(self.fuel_spent.load(Ordering::Relaxed));
+        if left == 0 {
+            return Err(Failure::new(
+                FailureKind::FuelExhausted,
+                format!("the workflow has used all of its fuel budget of {budget}"),
+            ));
+        }
+        let mut budgeted = limits.clone();
+        let capped = limits.fuel.is_none_or(|fuel| fuel > left);
+        if capped {
+            budgeted.fuel = Some(left);
+        }
+        Ok((budgeted, capped.then_some(left)))
+    }
+
     /// Sleeps until `due_ms` (milliseconds since the Unix epoch), if it is
     /// still ahead: a wait that survives restarts is a deadline, not a
     /// duration. Returns `false` if the run is cancelled first.
@@ -912,7 +945,21 @@ impl Run<'_> {
                 args: args.clone(),
                 kwargs: kwargs.clone(),
             };
-            let outcome = self.attempt(plugin, invocation, limits.clone()).await;
+            let (attempt_limits, budget_left) = match self.budgeted(&limits) {
+                Ok(budgeted) => budgeted,
+                Err(failure) => return Ok(StepEnd::Failed(failure)),
+            };
+            let mut outcome = self.attempt(plugin, invocation, attempt_limits).await;
+            self.fuel_spent
+                .fetch_add(outcome.fuel_used, Ordering::Relaxed);
+            if let (Some(left), AttemptResult::Failed(failure)) = (budget_left, &mut outcome.result)
+                && failure.kind == FailureKind::FuelExhausted
+            {
+                failure.message = format!(
+                    "used the last {left} units of the workflow's fuel budget of {}",
+                    self.fuel_budget.unwrap_or_default()
+                );
+            }
             record.attempts = attempt;
             record.fuel_used = record.fuel_used.saturating_add(outcome.fuel_used);
             record.stdout = outcome.stdout;

@@ -210,6 +210,7 @@ impl Service {
             fair_share: Some(Arc::clone(&self.fair_share)),
             attempt_pool: Some(self.attempt_pool.clone()),
             cancel,
+            fuel_budget: tenant.max_workflow_fuel,
         };
         let (recorded, on_record) = oneshot::channel();
         let observer = Recorded(Mutex::new(Some(recorded)));

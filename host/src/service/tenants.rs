@@ -9,6 +9,7 @@
 //! max_time_limit = 10       # seconds per attempt
 //! max_running_steps = 2     # attempts of one workflow at once
 //! max_workflows = 100       # workflows in flight at once
+//! max_workflow_fuel = 10000000000  # fuel of all of one workflow's attempts
 //!
 //! [tenants.acme.plugins]
 //! math = { path = "plugins/math.wasm", sha256 = "…" }
@@ -56,6 +57,7 @@ struct TenantEntry {
     max_time_limit: Option<f64>,
     max_running_steps: Option<usize>,
     max_workflows: Option<usize>,
+    max_workflow_fuel: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +81,8 @@ pub struct Tenant {
     pub max_running_steps: usize,
     /// Its workflows that may be in flight at once.
     pub max_workflows: usize,
+    /// Fuel one of its workflows may use in all.
+    pub max_workflow_fuel: Option<u64>,
 }
 
 /// Every tenant of a service.
@@ -175,6 +179,7 @@ impl Tenant {
             },
             max_running_steps: entry.max_running_steps.unwrap_or(1).max(1),
             max_workflows: entry.max_workflows.unwrap_or(100).max(1),
+            max_workflow_fuel: entry.max_workflow_fuel,
         })
     }
 }
