@@ -523,3 +523,47 @@ fn a_workflow_stops_when_its_tenants_fuel_budget_is_spent() {
         .count();
     assert!((1..10).contains(&succeeded), "{succeeded} steps succeeded");
 }
+
+#[test]
+fn sigterm_lets_the_running_step_finish_and_starts_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let workflow = json!({"id": "graceful", "workflow": [
+        {"task": "math.add", "args": [1, 1]},
+        {"task": "testkit.sleep", "args": [1000], "immutable": true},
+        {"task": "math.add", "args": [1, 1], "immutable": true},
+    ]});
+    assert_eq!(server.submit(KEY_A, &workflow).0, 202);
+    server.wait_for_steps(KEY_A, "graceful", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.terminate(), "SIGTERM is a clean stop");
+
+    // The service let go of the database: read it as it left it.
+    let status = wfhost()
+        .env("WFHOST_DB", dir.path().join("state.redb"))
+        .args(["status", "graceful", "--tenant", "a", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["status"], "running", "cut off, to resume: {report}");
+    let steps = report["steps"].as_array().unwrap();
+    let ids: Vec<&str> = steps
+        .iter()
+        .map(|step| step["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["0", "1"],
+        "the sleep finished, the next step never started"
+    );
+    assert_eq!(steps[1]["status"], "succeeded");
+    assert_eq!(steps[1]["result"], 1000);
+
+    let server = Server::start(dir.path(), &policy);
+    let report = server.wait(KEY_A, "graceful");
+    assert_eq!(
+        (report["status"].as_str(), report["result"].as_i64()),
+        (Some("succeeded"), Some(2))
+    );
+}

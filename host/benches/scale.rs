@@ -24,7 +24,7 @@ use common::{chain_file, plugin, proc_status_kib, standard_plugins};
 use serde_json::{Value, json};
 use wfhost::executor::{FairScheduler, RunIdentity, RunMode, RunOptions, Silent, Workflow, cores};
 use wfhost::report::WorkflowStatus;
-use wfhost::runtime::{CancelToken, ComponentCache, Runtime};
+use wfhost::runtime::{ComponentCache, Runtime};
 use wfhost::spec;
 use wfhost::store::{Durability, Store};
 
@@ -345,11 +345,9 @@ async fn fair(runtime: &Runtime) {
         .build()
         .unwrap();
     let options = RunOptions {
-        concurrency: FLOOD,
         fair_share: Some(Arc::clone(&scheduler)),
         attempt_pool: Some(pool.handle().clone()),
-        cancel: CancelToken::new(),
-        fuel_budget: None,
+        ..RunOptions::with_concurrency(FLOOD)
     };
     let store = Arc::new(Store::in_memory().unwrap());
     let quick = Arc::new(prepare(runtime, &document(add_chain(2))).await);

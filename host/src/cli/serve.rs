@@ -1,6 +1,8 @@
 //! `wfhost serve --tenants FILE`: the multi-tenant service.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -10,6 +12,9 @@ use wfhost::service::{Service, Tenants, http};
 
 use super::execute::cached_runtime;
 use super::{DbArgs, Finished};
+
+/// How long a stop waits for the steps under way.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -48,12 +53,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     let address = listener.local_addr()?;
     let resumed = service.resume_cut_off().await?;
     eprintln!("wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows");
-    http::serve(service, listener, stop_requested()).await?;
+    http::serve(Arc::clone(&service), listener, stop_requested()).await?;
+    // No step starts from here; those under way finish and are committed.
+    // Workflows stay on record as running: the next start resumes them.
+    let cut_off = service.stop(STOP_GRACE).await;
     // Dropping a runtime may not block inside another one.
     attempt_pool.shutdown_background();
-    // Workflows still running stay on record as running: the next start
-    // resumes them, re-running only the steps that were under way.
-    eprintln!("wfhost serve: stopped");
+    if cut_off > 0 {
+        eprintln!(
+            "wfhost serve: stopped; {cut_off} steps did not finish in time and will run again"
+        );
+    } else {
+        eprintln!("wfhost serve: stopped");
+    }
     Ok(Finished::Succeeded)
 }
 

@@ -3,10 +3,12 @@
 //! policy, expanding replacements in place, and stopping at a failure.
 //! Every state change is committed to the store before the run moves on.
 
+mod drain;
 mod fair;
 mod plugins;
 mod retry;
 
+pub use drain::{Drain, Working};
 pub use fair::{FairScheduler, Slot};
 pub use plugins::{PluginSet, StepProblem, ValidationError};
 pub use retry::RetryPolicy;
@@ -85,6 +87,9 @@ pub struct RunOptions {
     /// callbacks and earlier runs of the same workflow included); each
     /// attempt gets at most what is left.
     pub fuel_budget: Option<u64>,
+    /// Lets the host stop gracefully: no step starts once it is stopping,
+    /// and the steps under way finish and are committed.
+    pub drain: Option<Arc<Drain>>,
 }
 
 impl RunOptions {
@@ -96,6 +101,7 @@ impl RunOptions {
             attempt_pool: None,
             cancel: CancelToken::new(),
             fuel_budget: None,
+            drain: None,
         }
     }
 }
@@ -278,6 +284,7 @@ impl Workflow {
             cancel: options.cancel.clone(),
             fuel_budget: options.fuel_budget,
             fuel_spent: AtomicU64::new(fuel_spent),
+            drain: options.drain.clone(),
         };
         let outcome = run.chain(&self.plan, None, None).await?;
         let event = match outcome {
@@ -383,6 +390,7 @@ struct Run<'a> {
     fuel_budget: Option<u64>,
     /// Fuel the workflow's attempts have used, this run and earlier ones.
     fuel_spent: AtomicU64,
+    drain: Option<Arc<Drain>>,
 }
 
 impl Run<'_> {
@@ -597,6 +605,9 @@ impl Run<'_> {
             args.insert(0, previous);
         }
         let previous = self.take_stored(&step.id);
+        // Held until the step's outcome is committed, so a graceful stop
+        // lets it finish.
+        let mut working = None;
         let (mut record, end, replayed) = match previous {
             Some(done) if done.status == StepStatus::Succeeded => {
                 let value = done.result.clone().unwrap_or_default();
@@ -607,6 +618,7 @@ impl Run<'_> {
                 (done, end, true)
             }
             previous => {
+                working = self.begin_step().await;
                 let signature = &step.signature;
                 let mut record = self.new_record(
                     &step.id,
@@ -637,6 +649,7 @@ impl Run<'_> {
                     self.commit(&[&record], "step_succeeded", None).await?;
                 }
                 self.observer.step_finished(&record);
+                drop(working);
                 self.callbacks(&step.id, "link", &step.signature.options.link, &value)
                     .await?;
                 Ok(StepOutcome::Value(value))
@@ -647,6 +660,7 @@ impl Run<'_> {
                     self.commit(&[&record], "step_replaced", None).await?;
                 }
                 self.observer.step_finished(&record);
+                drop(working);
                 Ok(StepOutcome::Replace(children))
             }
             StepEnd::Failed(failure) => {
@@ -657,6 +671,8 @@ impl Run<'_> {
                 self.commit(&[&record], "step_failed", Some(failure.to_string()))
                     .await?;
                 self.observer.step_finished(&record);
+                // Callbacks count as steps of their own.
+                drop(working);
                 // A cancelled step did not fail: as with Celery's revoke,
                 // no error callback runs for it.
                 if failure.kind != FailureKind::Cancelled {
@@ -735,6 +751,7 @@ impl Run<'_> {
             self.observer.step_finished(done);
             return Ok(());
         }
+        let _working = self.begin_step().await;
         let mut args = callback.args.clone();
         if !callback.immutable {
             args.insert(0, argument.clone());
@@ -837,6 +854,15 @@ impl Run<'_> {
                 format!("the host task running the attempt ended abnormally: {err}"),
             ))
         })
+    }
+
+    /// Counts a step as under way for a graceful stop; never returns once
+    /// the host is stopping.
+    async fn begin_step(&self) -> Option<Working> {
+        match &self.drain {
+            Some(drain) => Some(drain.begin().await),
+            None => None,
+        }
     }
 
     /// The limits of the next attempt under the workflow's fuel budget, and

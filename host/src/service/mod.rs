@@ -27,8 +27,8 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::executor::{
-    FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored, cores,
-    new_workflow_id,
+    Drain, FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored,
+    cores, new_workflow_id,
 };
 use crate::lock::lock;
 use crate::report::{WorkflowReport, WorkflowStatus};
@@ -107,6 +107,8 @@ pub struct Service {
     attempt_pool: tokio::runtime::Handle,
     /// The workflows running here, by (tenant, id), to cancel them.
     running: Mutex<HashMap<(String, String), CancelToken>>,
+    /// Stops new steps and waits for those under way, on shutdown.
+    drain: Arc<Drain>,
 }
 
 impl Service {
@@ -126,6 +128,7 @@ impl Service {
             fair_share: FairScheduler::new(cores()),
             attempt_pool,
             running: Mutex::default(),
+            drain: Drain::new(),
         })
     }
 
@@ -211,6 +214,7 @@ impl Service {
             attempt_pool: Some(self.attempt_pool.clone()),
             cancel,
             fuel_budget: tenant.max_workflow_fuel,
+            drain: Some(Arc::clone(&self.drain)),
         };
         let (recorded, on_record) = oneshot::channel();
         let observer = Recorded(Mutex::new(Some(recorded)));
@@ -282,6 +286,14 @@ impl Service {
             // nothing to interrupt.
             None => Ok((cancel_stored(&self.store, row).await?, true)),
         }
+    }
+
+    /// Stops gracefully: no step starts from now on, and the steps under
+    /// way get up to `grace` to finish and be committed. Workflows stay on
+    /// record as running (cut off), for the next start to resume. Returns
+    /// how many steps were still under way when the grace ran out.
+    pub async fn stop(&self, grace: std::time::Duration) -> usize {
+        self.drain.stop(grace).await
     }
 
     /// What `tenant`'s workflows have used.
