@@ -567,3 +567,25 @@ fn sigterm_lets_the_running_step_finish_and_starts_no_other() {
         (Some("succeeded"), Some(2))
     );
 }
+
+#[test]
+fn a_tenants_running_steps_are_capped_across_its_workflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    // Tenant c may run one attempt at a time; two workflows of two
+    // parallel 300 ms members each cannot take less than 4 × 300 ms.
+    let member = json!({"task": "testkit.slow_add", "args": [1, 1, 300]});
+    let started = Instant::now();
+    for id in ["left", "right"] {
+        let workflow = json!({"id": id, "workflow": [{"group": [member, member]}]});
+        assert_eq!(server.submit(KEY_C, &workflow).0, 202);
+    }
+    for id in ["left", "right"] {
+        assert_eq!(server.wait(KEY_C, id)["result"], json!([2, 2]));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1150),
+        "ran side by side: {took:?}"
+    );
+}

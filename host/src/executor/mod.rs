@@ -90,6 +90,9 @@ pub struct RunOptions {
     /// Lets the host stop gracefully: no step starts once it is stopping,
     /// and the steps under way finish and are committed.
     pub drain: Option<Arc<Drain>>,
+    /// Slots shared with other runs (a tenant's other workflows, say) in
+    /// place of `concurrency`: their attempts together stay within it.
+    pub shared_slots: Option<Arc<Semaphore>>,
 }
 
 impl RunOptions {
@@ -102,6 +105,7 @@ impl RunOptions {
             cancel: CancelToken::new(),
             fuel_budget: None,
             drain: None,
+            shared_slots: None,
         }
     }
 }
@@ -278,7 +282,10 @@ impl Workflow {
                     .collect(),
             ),
             next_seq: AtomicU64::new(next_seq),
-            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            slots: options
+                .shared_slots
+                .clone()
+                .unwrap_or_else(|| Arc::new(Semaphore::new(options.concurrency.max(1)))),
             fair_share: options.fair_share.clone(),
             attempt_pool: options.attempt_pool.clone(),
             cancel: options.cancel.clone(),

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use thiserror::Error;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::executor::{
     Drain, FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored,
@@ -109,6 +109,8 @@ pub struct Service {
     running: Mutex<HashMap<(String, String), CancelToken>>,
     /// Stops new steps and waits for those under way, on shutdown.
     drain: Arc<Drain>,
+    /// Each tenant's attempt slots, shared by all its workflows.
+    tenant_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Service {
@@ -129,6 +131,7 @@ impl Service {
             attempt_pool,
             running: Mutex::default(),
             drain: Drain::new(),
+            tenant_slots: Mutex::default(),
         })
     }
 
@@ -176,6 +179,15 @@ impl Service {
         Ok((row, true))
     }
 
+    /// The attempt slots all of `tenant`'s workflows share.
+    fn slots_of(&self, tenant: &Tenant) -> Arc<Semaphore> {
+        let mut slots = lock(&self.tenant_slots);
+        let shared = slots
+            .entry(tenant.name.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(tenant.max_running_steps)));
+        Arc::clone(shared)
+    }
+
     /// Counts a workflow in flight for `tenant`, within its cap.
     fn admit(&self, tenant: &Tenant) -> Result<(), ServiceError> {
         let mut in_flight = lock(&self.in_flight);
@@ -215,6 +227,7 @@ impl Service {
             cancel,
             fuel_budget: tenant.max_workflow_fuel,
             drain: Some(Arc::clone(&self.drain)),
+            shared_slots: Some(self.slots_of(tenant)),
         };
         let (recorded, on_record) = oneshot::channel();
         let observer = Recorded(Mutex::new(Some(recorded)));

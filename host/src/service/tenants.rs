@@ -7,7 +7,7 @@
 //! max_fuel = 100000000      # per attempt
 //! max_memory_mb = 64        # per attempt
 //! max_time_limit = 10       # seconds per attempt
-//! max_running_steps = 2     # attempts of one workflow at once
+//! max_running_steps = 2     # attempts of all its workflows at once
 //! max_workflows = 100       # workflows in flight at once
 //! max_workflow_fuel = 10000000000  # fuel of all of one workflow's attempts
 //!
@@ -77,7 +77,7 @@ pub struct Tenant {
     pub plugins: BTreeMap<String, PluginRef>,
     /// Caps on every attempt of its steps.
     pub ceilings: Ceilings,
-    /// Attempts of one of its workflows that may run at once.
+    /// Attempts of all its workflows together that may run at once.
     pub max_running_steps: usize,
     /// Its workflows that may be in flight at once.
     pub max_workflows: usize,
