@@ -245,6 +245,11 @@ impl Store {
                 .map_err(|e| self.io(e))?
                 .map(|v| v.value());
             match found {
+                Some(1) => {
+                    self.move_specs_out_of_rows(&txn)?;
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                        .map_err(|e| self.io(e))?;
+                }
                 Some(found) if found != SCHEMA_VERSION => {
                     return Err(StoreError::SchemaVersion {
                         path: self.path.clone(),
@@ -264,6 +269,36 @@ impl Store {
             txn.open_table(EVENTS).map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// Migrates schema 1, which kept each workflow's stored form inside its
+    /// row, to schema 2, which keeps it in a table of its own.
+    fn move_specs_out_of_rows(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut workflows = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
+        let mut specs = txn.open_table(SPECS).map_err(|e| self.io(e))?;
+        let mut moved = Vec::new();
+        for entry in workflows.iter().map_err(|e| self.io(e))? {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            let (tenant, id) = key.value();
+            let mut row: Value = self.decode(value.value())?;
+            if let Some(spec) = row.as_object_mut().and_then(|row| row.remove("spec")) {
+                let bytes = |value: &Value| serde_json::to_vec(value).unwrap_or_default();
+                moved.push((
+                    tenant.to_string(),
+                    id.to_string(),
+                    bytes(&row),
+                    bytes(&spec),
+                ));
+            }
+        }
+        for (tenant, id, row, spec) in moved {
+            let key = (tenant.as_str(), id.as_str());
+            workflows
+                .insert(key, row.as_slice())
+                .map_err(|e| self.io(e))?;
+            specs.insert(key, spec.as_slice()).map_err(|e| self.io(e))?;
+        }
+        Ok(())
     }
 
     /// The schema version the file records, if it has one yet.
@@ -464,5 +499,49 @@ impl Store {
             detail,
         };
         self.committer.write(write).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A schema-1 file, as wfhost wrote it before the stored form of a
+    /// workflow moved out of its row, opens as schema 2 with nothing lost.
+    #[test]
+    fn a_schema_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let spec = json!({"plugins": {"math": {"path": "/m.wasm"}}, "workflow": []});
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(SCHEMA_VERSION_KEY, 1)
+                .unwrap();
+            let row = json!({
+                "id": "old", "tenant": "t", "status": "succeeded", "spec": spec,
+                "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+            });
+            let bytes = serde_json::to_vec(&row).unwrap();
+            txn.open_table(WORKFLOWS)
+                .unwrap()
+                .insert(("t", "old"), bytes.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let row = store.workflow("t", "old").unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.result),
+            (WorkflowStatus::Succeeded, Some(json!(4)))
+        );
+        assert_eq!(store.workflow_spec("t", "old").unwrap(), Some(spec));
+        drop(store);
+        // And it stays migrated.
+        assert!(Store::open(&path).is_ok());
     }
 }

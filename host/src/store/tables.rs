@@ -3,7 +3,8 @@
 
 use redb::TableDefinition;
 
-/// Bumped whenever a table or a stored record changes shape.
+/// Bumped whenever a table or a stored record changes shape; opening a
+/// file of the version before migrates it (see `Store::check_schema`).
 pub const SCHEMA_VERSION: u64 = 2;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
