@@ -58,6 +58,7 @@ impl IntoResponse for ServiceError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::TooManyWorkflows => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = json!({"error": {"kind": self.kind.as_str(), "message": self.message}});

@@ -58,6 +58,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// The tenant already has as many workflows in flight as it may.
     TooManyWorkflows,
+    /// The workflow is already being run here.
+    Conflict,
     /// The state database failed.
     Store,
 }
@@ -70,6 +72,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::TooManyWorkflows => "too_many_workflows",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Store => "store",
         }
     }
@@ -165,18 +168,41 @@ impl Service {
         if let Some(row) = self.store.workflow(&identity.tenant, &identity.id)? {
             return Ok((row, false));
         }
-        let runtime = self.runtime_for(tenant);
-        let workflow = Workflow::prepare(&runtime, spec)
+        let workflow = Workflow::prepare(&self.runtime_for(tenant), spec)
             .await
             .map_err(|err| ServiceError::invalid(err.to_string()))?;
-        self.admit(tenant)?;
-        let recorded = self.start(tenant, workflow, identity, RunMode::Normal);
-        // Answer once the workflow is on record, so that the caller's next
-        // request finds it.
-        let row = recorded.await.map_err(|_| {
-            ServiceError::new(ErrorKind::Store, "the workflow could not be recorded")
-        })?;
+        let row = self
+            .launch(tenant, workflow, identity, RunMode::Normal)
+            .await?;
         Ok((row, true))
+    }
+
+    /// Admits `workflow` within `tenant`'s cap, starts it, and returns its
+    /// row once it is on record, so that the caller's next request finds
+    /// it. A workflow already running here is not started twice.
+    async fn launch(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        workflow: Workflow,
+        identity: RunIdentity,
+        mode: RunMode,
+    ) -> Result<WorkflowRow, ServiceError> {
+        let cancel = CancelToken::new();
+        let key = (identity.tenant.clone(), identity.id.clone());
+        {
+            let mut running = lock(&self.running);
+            if running.contains_key(&key) {
+                return Err(ServiceError::new(
+                    ErrorKind::Conflict,
+                    format!("workflow {} is already running", identity.id),
+                ));
+            }
+            self.admit(tenant)?;
+            running.insert(key, cancel.clone());
+        }
+        self.start(tenant, workflow, identity, mode, cancel)
+            .await
+            .map_err(|_| ServiceError::new(ErrorKind::Store, "the workflow could not be recorded"))
     }
 
     /// The attempt slots all of `tenant`'s workflows share.
@@ -205,8 +231,9 @@ impl Service {
         Ok(())
     }
 
-    /// Runs `workflow` on a task of its own; its slot in flight is given
-    /// back when it ends. The receiver gets the workflow's row once it is
+    /// Runs `workflow` (admitted and on the running list) on a task of its
+    /// own; its slot in flight and its place on the list are given back
+    /// when it ends. The receiver gets the workflow's row once it is
     /// recorded.
     fn start(
         self: &Arc<Self>,
@@ -214,12 +241,11 @@ impl Service {
         workflow: Workflow,
         identity: RunIdentity,
         mode: RunMode,
+        cancel: CancelToken,
     ) -> oneshot::Receiver<WorkflowRow> {
         let runtime = self.runtime_for(tenant);
         let service = Arc::clone(self);
         let key = (identity.tenant.clone(), identity.id.clone());
-        let cancel = CancelToken::new();
-        lock(&self.running).insert(key.clone(), cancel.clone());
         let options = RunOptions {
             concurrency: tenant.max_running_steps,
             fair_share: Some(Arc::clone(&self.fair_share)),
@@ -349,17 +375,11 @@ impl Service {
             .stored_workflow(tenant, &row)
             .await
             .map_err(|why| ServiceError::invalid(format!("workflow {id} cannot run: {why}")))?;
-        self.admit(tenant)?;
         let identity = RunIdentity {
             id: row.id.clone(),
             tenant: row.tenant.clone(),
         };
-        let row = self
-            .start(tenant, workflow, identity, mode)
-            .await
-            .map_err(|_| {
-                ServiceError::new(ErrorKind::Store, "the workflow could not be recorded")
-            })?;
+        let row = self.launch(tenant, workflow, identity, mode).await?;
         Ok((row, true))
     }
 
@@ -394,14 +414,20 @@ impl Service {
             };
             match self.stored_workflow(tenant, &row).await {
                 Ok(workflow) => {
-                    self.admit(tenant)?;
                     let identity = RunIdentity {
                         id: row.id.clone(),
                         tenant: row.tenant.clone(),
                     };
-                    // Resumed in the background: nobody waits for the record.
-                    drop(self.start(tenant, workflow, identity, RunMode::Normal));
-                    resumed += 1;
+                    match self
+                        .launch(tenant, workflow, identity, RunMode::Normal)
+                        .await
+                    {
+                        Ok(_) => resumed += 1,
+                        Err(err) => eprintln!(
+                            "wfhost serve: workflow {} of {} cannot be resumed: {err}",
+                            row.id, row.tenant
+                        ),
+                    }
                 }
                 Err(why) => eprintln!(
                     "wfhost serve: workflow {} of {} cannot be resumed: {why}",
