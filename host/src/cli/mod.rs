@@ -78,6 +78,19 @@ fn parse_durability(text: &str) -> Result<Durability, String> {
     }
 }
 
+/// What the commands that look over many workflows take.
+#[derive(Args)]
+pub struct Overview {
+    /// Only this tenant's workflows.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
 /// Which tenant's workflows a command addresses.
 #[derive(Args)]
 pub struct TenantArg {
@@ -107,28 +120,17 @@ enum Command {
     },
     /// List workflows (`--status failed` is the dead-letter view).
     List {
-        /// Only workflows with this status: running, succeeded or failed.
+        /// Only workflows with this status: running, succeeded, failed or
+        /// cancelled.
         #[arg(long)]
         status: Option<WorkflowStatus>,
-        /// Only this tenant's workflows.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Print the list as JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        over: Overview,
     },
     /// What each tenant's workflows have used: steps, attempts, fuel, time.
     Usage {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Print the sums as JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        over: Overview,
     },
     /// Continue workflows that a crash or a stop cut off.
     Resume(resume::ResumeArgs),
@@ -180,14 +182,11 @@ pub fn main() -> ExitCode {
                 events,
                 db,
             } => status::status(&db.open()?, &tenant.tenant, &id, json, events),
-            Command::List {
-                status,
-                tenant,
-                json,
-                db,
-            } => status::list(&db.open()?, tenant.as_deref(), status, json),
-            Command::Usage { tenant, json, db } => {
-                status::usage(&db.open()?, tenant.as_deref(), json)
+            Command::List { status, over } => {
+                status::list(&over.db.open()?, over.tenant.as_deref(), status, over.json)
+            }
+            Command::Usage { over } => {
+                status::usage(&over.db.open()?, over.tenant.as_deref(), over.json)
             }
             Command::Resume(args) => resume::resume(args).await,
             Command::Retry(args) => resume::retry(args).await,
