@@ -6,15 +6,13 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::plugin;
+use common::{plugin, prepare_workflow, run_to_end};
 use serde_json::json;
-use wfhost::executor::{RunIdentity, RunMode, RunOptions, Silent, Workflow};
+use wfhost::executor::{RunIdentity, RunOptions, Workflow};
 use wfhost::report::WorkflowStatus;
 use wfhost::runtime::Runtime;
-use wfhost::spec;
 use wfhost::store::Store;
 
 const MEMBERS: usize = 8;
@@ -42,17 +40,7 @@ async fn run_once(
     };
     let options = RunOptions::with_concurrency(concurrency);
     let started = Instant::now();
-    let row = workflow
-        .run(
-            runtime,
-            store,
-            &identity,
-            RunMode::Normal,
-            &options,
-            &Silent,
-        )
-        .await
-        .unwrap();
+    let row = run_to_end(runtime, store, workflow, &identity, &options).await;
     assert_eq!(row.status, WorkflowStatus::Succeeded);
     started.elapsed()
 }
@@ -66,10 +54,8 @@ async fn bench() {
         "defaults": {"fuel": null},
         "workflow": [{"group": members}],
     });
-    let spec = spec::parse(&document.to_string(), Path::new("/"))
-        .unwrap_or_else(|_| panic!("bench workflow"));
     let runtime = Runtime::new().unwrap();
-    let workflow = Workflow::prepare(&runtime, spec).await.unwrap();
+    let workflow = prepare_workflow(&runtime, &document).await;
     let store = Store::in_memory().unwrap();
     let cores = RunOptions::default().concurrency;
 

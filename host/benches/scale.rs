@@ -20,9 +20,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{chain_file, plugin, proc_status_kib, standard_plugins};
+use common::{chain_file, plugin, prepare_workflow, proc_status_kib, run_to_end, standard_plugins};
 use serde_json::{Value, json};
-use wfhost::executor::{FairScheduler, RunIdentity, RunMode, RunOptions, Silent, Workflow, cores};
+use wfhost::executor::{FairScheduler, RunIdentity, RunOptions, Workflow, cores};
 use wfhost::report::WorkflowStatus;
 use wfhost::runtime::{ComponentCache, Runtime};
 use wfhost::spec;
@@ -79,29 +79,13 @@ fn document(workflow: Value) -> Value {
     json!({"plugins": standard_plugins(), "workflow": workflow})
 }
 
-async fn prepare(runtime: &Runtime, document: &Value) -> Workflow {
-    let spec = spec::parse(&document.to_string(), Path::new("/"))
-        .unwrap_or_else(|err| panic!("bench workflow: {err:?}"));
-    Workflow::prepare(runtime, spec).await.unwrap()
-}
-
 /// Runs `workflow` as `id` and checks its result.
 async fn run(runtime: &Runtime, store: &Store, workflow: &Workflow, id: &str, expected: &Value) {
     let identity = RunIdentity {
         id: id.to_string(),
         tenant: "bench".into(),
     };
-    let row = workflow
-        .run(
-            runtime,
-            store,
-            &identity,
-            RunMode::Normal,
-            &RunOptions::default(),
-            &Silent,
-        )
-        .await
-        .unwrap();
+    let row = run_to_end(runtime, store, workflow, &identity, &RunOptions::default()).await;
     assert_eq!(row.status, WorkflowStatus::Succeeded, "{:?}", row.error);
     assert_eq!(row.result.as_ref(), Some(expected));
 }
@@ -315,17 +299,7 @@ async fn timed_run(
     );
     tokio::spawn(async move {
         let started = Instant::now();
-        workflow
-            .run(
-                &runtime,
-                &store,
-                &identity,
-                RunMode::Normal,
-                &options,
-                &Silent,
-            )
-            .await
-            .unwrap();
+        run_to_end(&runtime, &store, &workflow, &identity, &options).await;
         started.elapsed()
     })
     .await
@@ -350,7 +324,7 @@ async fn fair(runtime: &Runtime) {
         ..RunOptions::with_concurrency(FLOOD)
     };
     let store = Arc::new(Store::in_memory().unwrap());
-    let quick = Arc::new(prepare(runtime, &document(add_chain(2))).await);
+    let quick = Arc::new(prepare_workflow(runtime, &document(add_chain(2))).await);
     let identity = |tenant: &str, id: String| RunIdentity {
         id,
         tenant: tenant.into(),
@@ -371,7 +345,7 @@ async fn fair(runtime: &Runtime) {
         "defaults": {"fuel": 50_000_000},
         "workflow": [{"group": spins}],
     });
-    let flood = Arc::new(prepare(runtime, &flood_doc).await);
+    let flood = Arc::new(prepare_workflow(runtime, &flood_doc).await);
     let flooding = timed_run(
         runtime,
         &store,
@@ -380,7 +354,11 @@ async fn fair(runtime: &Runtime) {
         &options,
     );
     let quick_runs = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Measure only once the flood is under way: some of its attempts
+        // have finished.
+        while store.steps("a", "flood").unwrap().len() < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut samples = Vec::new();
         for i in 0..20 {
             let id = identity("b", format!("flooded-{i}"));
@@ -474,7 +452,7 @@ fn file_store(dir: &Path, durability: Durability) -> Store {
 
 async fn chains(runtime: &Runtime, dir: &Path) {
     println!("chains (a redb file with the durability named; default concurrency):");
-    let workflow = prepare(runtime, &document(add_chain(1_000))).await;
+    let workflow = prepare_workflow(runtime, &document(add_chain(1_000))).await;
     let store = Store::in_memory().unwrap();
     let started = Instant::now();
     run(runtime, &store, &workflow, "chain", &json!(1_000)).await;
@@ -485,7 +463,7 @@ async fn chains(runtime: &Runtime, dir: &Path) {
         us(took) / 1e3
     );
     for length in [1_000, 5_000] {
-        let workflow = prepare(runtime, &document(add_chain(length))).await;
+        let workflow = prepare_workflow(runtime, &document(add_chain(length))).await;
         let (celery, target) = if length == 1_000 {
             (40.0, Duration::from_millis(200))
         } else {
@@ -509,7 +487,7 @@ async fn chains(runtime: &Runtime, dir: &Path) {
 async fn concurrent(runtime: &Runtime, dir: &Path) {
     println!("concurrent steps (a redb file with the durability named; default concurrency):");
     // Each workflow on a task of its own, as a service would run them.
-    let ten = Arc::new(prepare(runtime, &document(add_chain(10))).await);
+    let ten = Arc::new(prepare_workflow(runtime, &document(add_chain(10))).await);
     for (name, durability) in DURABILITIES {
         let store = Arc::new(file_store(&dir.join(format!("hundred-{name}")), durability));
         let started = Instant::now();
@@ -535,7 +513,7 @@ async fn concurrent(runtime: &Runtime, dir: &Path) {
         .map(|i| json!({"task": "math.add", "args": [i, 1]}))
         .collect();
     let chord = json!({"chord": {"header": header, "body": {"task": "math.xsum"}}});
-    let workflow = prepare(runtime, &document(chord)).await;
+    let workflow = prepare_workflow(runtime, &document(chord)).await;
     for (name, durability) in DURABILITIES {
         let store = file_store(&dir.join(format!("chord-{name}")), durability);
         let started = Instant::now();

@@ -208,3 +208,37 @@ pub fn run_workflow(workflow: Value, extra: &[&str]) -> Run {
 pub fn run_document(document: Value, extra: &[&str]) -> Run {
     run_file(&chain_file(&document), extra)
 }
+
+/// Parses and prepares a workflow document through the library.
+pub async fn prepare_workflow(
+    runtime: &wfhost::runtime::Runtime,
+    document: &Value,
+) -> wfhost::executor::Workflow {
+    let spec = wfhost::spec::parse(&document.to_string(), Path::new("/"))
+        .unwrap_or_else(|err| panic!("workflow document: {err}"));
+    wfhost::executor::Workflow::prepare(runtime, spec)
+        .await
+        .unwrap()
+}
+
+/// Runs `workflow` as `identity` with `options` to its end, through the
+/// library, and returns its row.
+pub async fn run_to_end(
+    runtime: &wfhost::runtime::Runtime,
+    store: &wfhost::store::Store,
+    workflow: &wfhost::executor::Workflow,
+    identity: &wfhost::executor::RunIdentity,
+    options: &wfhost::executor::RunOptions,
+) -> wfhost::store::WorkflowRow {
+    workflow
+        .run(
+            runtime,
+            store,
+            identity,
+            wfhost::executor::RunMode::Normal,
+            options,
+            &wfhost::executor::Silent,
+        )
+        .await
+        .unwrap()
+}
