@@ -339,10 +339,12 @@ impl Store {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
         let mut rows = Vec::new();
-        for entry in table.iter().map_err(|e| self.io(e))? {
+        // Keys start with the tenant: one tenant's rows are one range.
+        let first = tenant.unwrap_or("");
+        for entry in table.range((first, "")..).map_err(|e| self.io(e))? {
             let (key, value) = entry.map_err(|e| self.io(e))?;
             if tenant.is_some_and(|t| t != key.value().0) {
-                continue;
+                break;
             }
             let row: WorkflowRow = self.decode(value.value())?;
             if status.is_none_or(|s| s == row.status) {
@@ -375,28 +377,39 @@ impl Store {
     pub fn usage(&self, tenant: Option<&str>) -> Result<Vec<Usage>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let mut usage: std::collections::BTreeMap<String, Usage> = Default::default();
+        fn sums_of<'u>(
+            usage: &'u mut std::collections::BTreeMap<String, Usage>,
+            owner: &str,
+        ) -> &'u mut Usage {
+            usage.entry(owner.to_string()).or_insert_with(|| Usage {
+                tenant: owner.to_string(),
+                ..Usage::default()
+            })
+        }
+        // Keys start with the tenant: one tenant's records are one range.
+        let first = tenant.unwrap_or("");
+        let outside = |owner: &str| tenant.is_some_and(|t| t != owner);
         let workflows = txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
-        for entry in workflows.iter().map_err(|e| self.io(e))? {
+        for entry in workflows.range((first, "")..).map_err(|e| self.io(e))? {
             let (key, _) = entry.map_err(|e| self.io(e))?;
             let owner = key.value().0;
-            if tenant.is_none_or(|t| t == owner) {
-                let sums = usage.entry(owner.to_string()).or_default();
-                sums.tenant = owner.to_string();
-                sums.workflows += 1;
+            if outside(owner) {
+                break;
             }
+            sums_of(&mut usage, owner).workflows += 1;
         }
         let steps = txn.open_table(STEPS).map_err(|e| self.io(e))?;
-        for entry in steps.iter().map_err(|e| self.io(e))? {
+        for entry in steps.range((first, "", "")..).map_err(|e| self.io(e))? {
             let (key, value) = entry.map_err(|e| self.io(e))?;
             let owner = key.value().0;
-            if tenant.is_some_and(|t| t != owner) {
-                continue;
+            if outside(owner) {
+                break;
             }
             let record: StepRecord = self.decode(value.value())?;
             if record.attempts == 0 {
                 continue;
             }
-            let sums = usage.entry(owner.to_string()).or_default();
+            let sums = sums_of(&mut usage, owner);
             sums.steps += 1;
             sums.attempts += u64::from(record.attempts);
             sums.fuel = sums.fuel.saturating_add(record.fuel_used);
