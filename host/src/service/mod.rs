@@ -508,6 +508,7 @@ fn tenant_spec(tenant: &Tenant, body: &str) -> Result<WorkflowSpec, ServiceError
         );
     }
     fields.insert("plugins".into(), Value::Object(plugins));
-    spec::parse(&document.to_string(), Path::new("/"))
-        .map_err(|err| ServiceError::invalid(err.to_string()))
+    // The plugin paths are the policy's, which are absolute.
+    spec::from_document(&document, Path::new("/"))
+        .map_err(|issue| ServiceError::invalid(issue.to_string()))
 }

@@ -108,10 +108,16 @@ impl Tenants {
             message,
         };
         let parsed: File = toml::from_str(&text).map_err(|err| invalid(err.to_string()))?;
-        let base = file.parent().unwrap_or(Path::new("."));
+        // Absolute, so that a workflow's plugins do not depend on the
+        // directory the service runs in.
+        let base = std::path::absolute(file)
+            .map_err(|err| invalid(format!("cannot resolve its path: {err}")))?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut by_name = BTreeMap::new();
         for (name, entry) in parsed.tenants {
-            let tenant = Tenant::from_entry(&name, entry, base).map_err(invalid)?;
+            let tenant = Tenant::from_entry(&name, entry, &base).map_err(invalid)?;
             by_name.insert(name, tenant);
         }
         Ok(Tenants { by_name })
@@ -217,6 +223,29 @@ mod tests {
         assert_eq!(acme.ceilings.memory_bytes, Some(64 << 20));
         assert!(tenants.authenticate("secret-b").is_none());
         assert!(tenants.authenticate("").is_none());
+    }
+
+    #[test]
+    fn plugin_paths_are_absolute_even_from_a_relative_policy_path() {
+        // Tests run in the package's directory: a policy beside it, named
+        // by a relative path.
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let name = dir.path().file_name().unwrap();
+        let file = Path::new(name).join("tenants.toml");
+        let policy = format!(
+            "[tenants.t]\nkey_sha256 = \"{}\"\n[tenants.t.plugins]\n\
+             math = {{ path = \"math.wasm\", sha256 = \"{}\" }}\n",
+            key_hash("k"),
+            "cd".repeat(32)
+        );
+        std::fs::write(&file, policy).unwrap();
+        let tenants = Tenants::load(&file).unwrap();
+        let math = &tenants.get("t").unwrap().plugins["math"].path;
+        assert!(math.is_absolute(), "{}", math.display());
+        assert_eq!(
+            math,
+            &std::path::absolute(dir.path()).unwrap().join("math.wasm")
+        );
     }
 
     #[test]

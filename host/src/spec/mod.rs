@@ -111,7 +111,13 @@ struct StoredPlugin<'a> {
 /// Reads a workflow stored by [`WorkflowSpec::to_json`]; its plugin paths
 /// are absolute.
 pub fn from_stored(value: &Value) -> Result<WorkflowSpec, SpecIssue> {
-    from_value(value, Path::new("/"))
+    from_document(value, Path::new("/"))
+}
+
+/// Reads a chain file's document already parsed as JSON; plugin paths are
+/// resolved against `base_dir`.
+pub fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
+    from_value(value, base_dir)
 }
 
 /// Why a chain file cannot be used.
