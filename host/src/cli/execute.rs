@@ -101,21 +101,30 @@ impl HostArgs {
         }
     }
 
-    /// The runtime, showing guest logs on stderr.
-    pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        self.ceilings.runtime()
+    /// Starts the runtime (showing guest logs on stderr) and opens the
+    /// store side by side: each takes about a millisecond, much of the
+    /// store's spent waiting for redb's header to reach the disk.
+    pub fn open(&self) -> anyhow::Result<(Runtime, Store)> {
+        std::thread::scope(|scope| {
+            let runtime = scope.spawn(|| self.ceilings.runtime());
+            let store = self.db.open();
+            let runtime = runtime
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the runtime failed")));
+            Ok((runtime?, store?))
+        })
     }
 }
 
 /// Loads the workflow's plugins, runs it durably and prints its outcome.
 pub async fn execute(
     host: &HostArgs,
+    runtime: &Runtime,
     store: &Store,
     spec: WorkflowSpec,
     identity: &RunIdentity,
     mode: RunMode,
 ) -> anyhow::Result<Finished> {
-    let runtime = &host.runtime()?;
     let workflow = Workflow::prepare(runtime, spec)
         .await
         .map_err(|err| anyhow::anyhow!("workflow {} cannot run: {err}", identity.id))?;

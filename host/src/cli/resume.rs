@@ -4,6 +4,7 @@ use anyhow::bail;
 use clap::Args;
 use wfhost::executor::{RunIdentity, RunMode};
 use wfhost::report::WorkflowStatus;
+use wfhost::runtime::Runtime;
 use wfhost::spec::{self, WorkflowSpec};
 use wfhost::store::{Store, WorkflowRow};
 
@@ -60,7 +61,7 @@ pub fn stored_spec(store: &Store, row: &WorkflowRow) -> anyhow::Result<WorkflowS
 
 /// Runs a stored workflow again in `mode`.
 async fn rerun(
-    store: &Store,
+    (runtime, store): (&Runtime, &Store),
     host: &HostArgs,
     row: &WorkflowRow,
     mode: RunMode,
@@ -70,11 +71,11 @@ async fn rerun(
         id: row.id.clone(),
         tenant: row.tenant.clone(),
     };
-    execute::execute(host, store, spec, &identity, mode).await
+    execute::execute(host, runtime, store, spec, &identity, mode).await
 }
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
-    let store = args.host.db.open()?;
+    let (runtime, store) = args.host.open()?;
     let rows = match &args.id {
         Some(id) => {
             let row = stored(&store, &args.tenant.tenant, id)?;
@@ -92,7 +93,9 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
     let mut finished = Finished::Succeeded;
     for row in &rows {
         eprintln!("resuming workflow {} (tenant {})", row.id, row.tenant);
-        if let Finished::WorkflowFailed = rerun(&store, &args.host, row, RunMode::Normal).await? {
+        if let Finished::WorkflowFailed =
+            rerun((&runtime, &store), &args.host, row, RunMode::Normal).await?
+        {
             finished = Finished::WorkflowFailed;
         }
     }
@@ -100,7 +103,7 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
 }
 
 pub async fn retry(args: RetryArgs) -> anyhow::Result<Finished> {
-    let store = args.host.db.open()?;
+    let (runtime, store) = args.host.open()?;
     let row = stored(&store, &args.tenant.tenant, &args.id)?;
     if row.status != WorkflowStatus::Failed {
         bail!(
@@ -113,7 +116,7 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<Finished> {
             }
         );
     }
-    rerun(&store, &args.host, &row, RunMode::RetryFailed).await
+    rerun((&runtime, &store), &args.host, &row, RunMode::RetryFailed).await
 }
 
 #[derive(Args)]

@@ -38,7 +38,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
             .or_else(|| spec.tenant.clone())
             .unwrap_or_else(|| "default".to_string()),
     };
-    let store = args.host.db.open()?;
+    let (runtime, store) = args.host.open()?;
     let spec = match store.workflow(&identity.tenant, &identity.id)? {
         None => spec,
         Some(row) if row.status != WorkflowStatus::Running => {
@@ -54,5 +54,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
             super::resume::stored_spec(&store, &row)?
         }
     };
-    execute::execute(&args.host, &store, spec, &identity, RunMode::Normal).await
+    let mode = RunMode::Normal;
+    let finished = execute::execute(&args.host, &runtime, &store, spec, &identity, mode).await;
+    drop(store);
+    // The process exits next, and the system reclaims the engine's instance
+    // pool at once; unmapping it piece by piece first took 0.3 ms of a
+    // one-step run.
+    std::mem::forget(runtime);
+    finished
 }

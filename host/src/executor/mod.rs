@@ -33,7 +33,7 @@ use crate::plan::{self, Node, PlannedStep};
 use crate::report::{StepRecord, StepStatus, WorkflowError, WorkflowStatus};
 use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Limits, Plugin, Runtime};
 use crate::spec::{self, WorkflowSpec};
-use crate::store::{Store, StoreError, WorkflowRow, now_ms};
+use crate::store::{Flush, Store, StoreError, WorkflowRow, now_ms};
 use retry::seconds_to_duration;
 
 /// Replacements may nest this deep; a task that keeps replacing itself
@@ -293,7 +293,7 @@ impl Workflow {
             fuel_spent: AtomicU64::new(fuel_spent),
             drain: options.drain.clone(),
         };
-        let outcome = run.chain(&self.plan, None, None).await?;
+        let outcome = run.chain(&self.plan, None, None, true).await?;
         let event = match outcome {
             Ok(result) => {
                 row.status = WorkflowStatus::Succeeded;
@@ -433,6 +433,33 @@ impl Run<'_> {
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
+        self.commit_flushed(records, event, detail, Flush::BeforeReturning)
+            .await
+    }
+
+    /// Commits the record of a node that succeeded; one that ends the
+    /// workflow reaches the disk with the workflow's end.
+    async fn commit_success(
+        &self,
+        record: &StepRecord,
+        event: &str,
+        ends_workflow: bool,
+    ) -> Result<(), StoreError> {
+        let flush = if ends_workflow {
+            Flush::WithWorkflowEnd
+        } else {
+            Flush::BeforeReturning
+        };
+        self.commit_flushed(&[record], event, None, flush).await
+    }
+
+    async fn commit_flushed(
+        &self,
+        records: &[&StepRecord],
+        event: &str,
+        detail: Option<String>,
+        flush: Flush,
+    ) -> Result<(), StoreError> {
         self.store
             .put_steps(
                 &self.identity.tenant,
@@ -440,6 +467,7 @@ impl Run<'_> {
                 records,
                 event,
                 detail,
+                flush,
             )
             .await
     }
@@ -451,11 +479,15 @@ impl Run<'_> {
     /// The plan is walked in place, not copied, so a long chain costs no
     /// second copy of itself; only a replacement's nodes are owned here,
     /// queued in front of the rest.
+    ///
+    /// `ends_workflow` says whether the chain's last node is the last thing
+    /// the workflow runs.
     fn chain<'n>(
         &'n self,
         nodes: &'n [Node],
         input: Option<Value>,
         parent: Option<String>,
+        ends_workflow: bool,
     ) -> BoxedOutcome<'n> {
         Box::pin(async move {
             let mut replacements: VecDeque<Node> = VecDeque::new();
@@ -483,9 +515,10 @@ impl Run<'_> {
                         .await?;
                     return Ok(Err(error));
                 }
+                let last = ends_workflow && replacements.is_empty() && rest.as_slice().is_empty();
                 let outcome = match &*node {
                     Node::Step(step) => {
-                        match self.step(step, input.take(), parent.take()).await? {
+                        match self.step(step, input.take(), parent.take(), last).await? {
                             StepOutcome::Value(value) => Ok(value),
                             StepOutcome::Replace(children) => {
                                 for child in children.into_iter().rev() {
@@ -500,16 +533,17 @@ impl Run<'_> {
                         }
                     }
                     Node::Group { id, members } => {
-                        self.group(id, "group", members, input.take(), parent.take())
+                        self.group(id, "group", members, input.take(), parent.take(), last)
                             .await?
                     }
                     Node::Chord { id, header, body } => {
                         match self
-                            .group(id, "chord", header, input.take(), parent.take())
+                            .group(id, "chord", header, input.take(), parent.take(), false)
                             .await?
                         {
                             Ok(results) => {
-                                self.chain(body, Some(results), Some(id.clone())).await?
+                                self.chain(body, Some(results), Some(id.clone()), last)
+                                    .await?
                             }
                             Err(error) => {
                                 self.skip(&[body]).await?;
@@ -544,6 +578,7 @@ impl Run<'_> {
         members: &[Vec<Node>],
         input: Option<Value>,
         parent: Option<String>,
+        ends_workflow: bool,
     ) -> Outcome {
         let previous = self.take_stored(id);
         if let Some(done) = previous
@@ -558,7 +593,7 @@ impl Run<'_> {
             self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
         let started = Instant::now();
         let runs = members.iter().map(|member| {
-            let member = self.chain(member, input.clone(), Some(id.to_string()));
+            let member = self.chain(member, input.clone(), Some(id.to_string()), false);
             IN_GROUP.scope((), member)
         });
         let outcomes = futures::future::join_all(runs).await;
@@ -588,12 +623,12 @@ impl Run<'_> {
                 Err(error)
             }
         };
-        let event = if outcome.is_ok() {
-            "group_succeeded"
+        if outcome.is_ok() {
+            self.commit_success(&record, "group_succeeded", ends_workflow)
+                .await?;
         } else {
-            "group_failed"
-        };
-        self.commit(&[&record], event, None).await?;
+            self.commit(&[&record], "group_failed", None).await?;
+        }
         self.observer.step_finished(&record);
         Ok(outcome)
     }
@@ -604,6 +639,7 @@ impl Run<'_> {
         step: &PlannedStep,
         input: Option<Value>,
         parent: Option<String>,
+        ends_workflow: bool,
     ) -> Result<StepOutcome, StoreError> {
         let mut args = step.signature.args.clone();
         if let Some(previous) = input
@@ -653,7 +689,9 @@ impl Run<'_> {
                 if !replayed {
                     record.status = StepStatus::Succeeded;
                     record.result = Some(value.clone());
-                    self.commit(&[&record], "step_succeeded", None).await?;
+                    // Link callbacks run after it: then it is not the last.
+                    let last = ends_workflow && step.signature.options.link.is_empty();
+                    self.commit_success(&record, "step_succeeded", last).await?;
                 }
                 self.observer.step_finished(&record);
                 drop(working);

@@ -26,7 +26,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{EVENTS, SPECS, STEPS, WORKFLOWS};
-use super::{Durability, Event, StoreError, io_error, now_ms};
+use super::{Durability, Event, Flush, StoreError, io_error, now_ms};
 use crate::lock::lock;
 
 /// Writes gathered into one transaction at most: bounds how long the
@@ -42,6 +42,7 @@ pub(super) struct Write {
     pub event: String,
     pub step: Option<String>,
     pub detail: Option<String>,
+    pub flush: Flush,
 }
 
 /// The rows a write puts.
@@ -144,8 +145,9 @@ impl Committer {
     /// Whether the next commit, holding `batch`, must reach the disk before
     /// its writers go on.
     fn must_flush(&self, batch: &[Request]) -> bool {
+        let waits_for_flush = |request: &Request| request.write.flush == Flush::BeforeReturning;
         match self.durability {
-            Durability::Immediate => true,
+            Durability::Immediate => batch.iter().any(waits_for_flush),
             Durability::Batched { window } => {
                 // A workflow's start and end are what its caller acts on.
                 batch
@@ -283,7 +285,7 @@ mod tests {
     use serde_json::{Map, json};
 
     use crate::report::StepRecord;
-    use crate::store::Store;
+    use crate::store::{Flush, Store};
 
     /// Many writers on many threads at once: every write lands, once, and
     /// every workflow's event log stays gapless and in order.
@@ -306,7 +308,14 @@ mod tests {
                         Map::new(),
                     );
                     store
-                        .put_steps("t", &id, &[&record], "step_succeeded", None)
+                        .put_steps(
+                            "t",
+                            &id,
+                            &[&record],
+                            "step_succeeded",
+                            None,
+                            Flush::BeforeReturning,
+                        )
                         .await
                         .unwrap();
                 }

@@ -132,6 +132,20 @@ pub enum Durability {
     Batched { window: std::time::Duration },
 }
 
+/// When a write of step records must reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flush {
+    /// Before the writer goes on, as the store's [`Durability`] says.
+    #[default]
+    BeforeReturning,
+    /// With the workflow's final write, which the writer makes next: the
+    /// last step of a workflow needs no flush of its own, since nothing
+    /// runs between its commit and the workflow's end. A crash in between
+    /// loses the step, and `resume` runs it again, as if the crash had come
+    /// before its commit.
+    WithWorkflowEnd,
+}
+
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
 /// cache of a long workflow's records grow with the workflow; the executor
 /// reads stored steps once, when it resumes, so a small cache costs nothing.
@@ -483,11 +497,13 @@ impl Store {
             event: event.to_string(),
             step: None,
             detail,
+            flush: Flush::BeforeReturning,
         };
         self.committer.write(write).await
     }
 
-    /// Writes step records and appends one event, durably and together.
+    /// Writes step records and appends one event, together, reaching the
+    /// disk when `flush` says.
     pub async fn put_steps(
         &self,
         tenant: &str,
@@ -495,6 +511,7 @@ impl Store {
         records: &[&StepRecord],
         event: &str,
         detail: Option<String>,
+        flush: Flush,
     ) -> Result<(), StoreError> {
         let rows = records
             .iter()
@@ -510,6 +527,7 @@ impl Store {
             event: event.to_string(),
             step: records.first().map(|record| record.id.clone()),
             detail,
+            flush,
         };
         self.committer.write(write).await
     }
