@@ -318,12 +318,14 @@ fn a_flooding_tenant_does_not_stall_another() {
     const FLOOD: usize = 1000;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &write_policy(dir.path()));
-    // A thousand attempts at once, each spinning until its fuel runs out.
+    // A thousand attempts at once, each spinning until its fuel runs out:
+    // about 20 ms each, so the flood lasts ten seconds on two cores, long
+    // enough that b's chain ends within it even on a loaded machine.
     let spins: Vec<Value> = (0..FLOOD)
         .map(|_| json!({"task": "testkit.spin"}))
         .collect();
     let flood =
-        json!({"id": "flood", "defaults": {"fuel": 50000000}, "workflow": [{"group": spins}]});
+        json!({"id": "flood", "defaults": {"fuel": 200000000}, "workflow": [{"group": spins}]});
     let (status, _) = server.submit(KEY_A, &flood);
     assert_eq!(status, 202);
     server.wait_for_steps(KEY_A, "flood", 20);
