@@ -81,6 +81,14 @@ pub fn plan(canvas: &Canvas, prefix: Option<&str>) -> Vec<Node> {
     nodes
 }
 
+/// Plans element `index` of a workflow's top-level chain: what
+/// [`plan`] makes of it as part of the whole workflow.
+pub fn element(canvas: &Canvas, index: usize) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    push(&mut nodes, canvas, index.to_string());
+    nodes
+}
+
 /// A group member or chord body: a chain whose nodes extend `id`, or a
 /// single node that is `id` itself.
 fn member(canvas: &Canvas, id: String) -> Vec<Node> {
@@ -235,6 +243,26 @@ mod tests {
         let nodes = plan(&first_member, None);
         let inputs = steps_with_input(&nodes, false);
         assert!(inputs.iter().all(|(_, input)| !input));
+    }
+
+    #[test]
+    fn elements_plan_as_they_do_in_the_whole_chain() {
+        let items: Vec<Canvas> = vec![
+            sig("m.a").into(),
+            sig("m.b") | sig("m.c"),
+            group([sig("m.d"), sig("m.e")]),
+        ];
+        let whole = plan(&Canvas::Chain(items.clone()), None);
+        let pieces: Vec<Node> = items
+            .iter()
+            .enumerate()
+            .flat_map(|(index, item)| element(item, index))
+            .collect();
+        assert_eq!(pieces, whole);
+        assert_eq!(
+            element(&sig("m.a").into(), 0),
+            plan(&sig("m.a").into(), None)
+        );
     }
 
     #[test]

@@ -2,10 +2,9 @@
 
 use anyhow::bail;
 use clap::Args;
-use wfhost::executor::{RunIdentity, RunMode};
+use wfhost::executor::{RunIdentity, RunMode, stored_spec};
 use wfhost::report::WorkflowStatus;
 use wfhost::runtime::Runtime;
-use wfhost::spec::{self, WorkflowSpec};
 use wfhost::store::{Store, WorkflowRow};
 
 use super::execute::{self, HostArgs};
@@ -43,20 +42,6 @@ fn stored(store: &Store, tenant: &str, id: &str) -> anyhow::Result<WorkflowRow> 
             store.path().display()
         ),
     }
-}
-
-/// The workflow `row` describes, as it was recorded when it started.
-pub fn stored_spec(store: &Store, row: &WorkflowRow) -> anyhow::Result<WorkflowSpec> {
-    let unreadable = |why: String| {
-        anyhow::anyhow!(
-            "workflow {}: the stored workflow is unreadable: {why}",
-            row.id
-        )
-    };
-    let spec = store
-        .workflow_spec(&row.tenant, &row.id)?
-        .ok_or_else(|| unreadable("it is missing".to_string()))?;
-    spec::from_stored(&spec).map_err(|issue| unreadable(issue.to_string()))
 }
 
 /// Runs a stored workflow again in `mode`.

@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
         }
         Some(row) => {
             eprintln!("workflow {} was cut off; continuing it", row.id);
-            super::resume::stored_spec(&store, &row)?
+            wfhost::executor::stored_spec(&store, &row)?
         }
     };
     let mode = RunMode::Normal;

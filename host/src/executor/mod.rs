@@ -5,6 +5,7 @@
 
 mod drain;
 mod fair;
+mod nodes;
 mod plugins;
 mod retry;
 
@@ -34,11 +35,18 @@ use crate::report::{StepRecord, StepStatus, WorkflowError, WorkflowStatus};
 use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Limits, Plugin, Runtime};
 use crate::spec::{self, WorkflowSpec};
 use crate::store::{Flush, Store, StoreError, WorkflowRow, now_ms};
+use nodes::{Nodes, spool_error};
 use retry::seconds_to_duration;
 
 /// Replacements may nest this deep; a task that keeps replacing itself
 /// fails instead of running forever.
 const MAX_REPLACE_DEPTH: usize = 64;
+
+/// Elements stored per commit when a workflow starts.
+const ELEMENT_BATCH: usize = 1024;
+
+/// Nodes recorded as skipped per commit.
+const SKIP_BATCH: usize = 1024;
 
 tokio::task_local! {
     /// Set while a group member runs: see [`Run::attempt`].
@@ -136,7 +144,8 @@ pub enum RunMode {
 pub struct Workflow {
     spec: WorkflowSpec,
     plugins: PluginSet,
-    plan: Vec<Node>,
+    /// Steps before any replacement expands.
+    steps: usize,
 }
 
 /// How one step ended.
@@ -153,36 +162,49 @@ type Outcome = Result<Result<Value, WorkflowError>, StoreError>;
 type BoxedOutcome<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 impl Workflow {
-    /// Plans the workflow, loads its plugins, and checks, before anything
-    /// runs, that every task exists, every step's arguments bind to its
+    /// Loads the workflow's plugins and checks, before anything runs,
+    /// that every task exists, every step's arguments bind to its
     /// parameters, and every step's limits fit under the host's ceilings.
-    /// All problems are reported, each with its step.
+    /// All problems are reported, each with its step. The workflow is
+    /// planned one element at a time, so a long one is never planned whole.
     pub async fn prepare(runtime: &Runtime, spec: WorkflowSpec) -> Result<Self, ValidationError> {
-        let plan = plan::plan(&spec.workflow, None);
         let plugins = PluginSet::load(runtime, &spec.plugins).await?;
-        let steps = plan::steps(&plan);
-        let callbacks = callback_steps(&spec, &steps);
-        let mut problems = plugins.problems(plan::steps_with_input(&plan, false));
-        // Every callback receives one argument: a result or an error record.
-        problems.extend(plugins.problems(callbacks.iter().map(|callback| (callback, true))));
-        problems.extend(ceiling_problems(
-            runtime,
-            &spec.defaults,
-            steps.into_iter().chain(&callbacks),
-        ));
+        let mut problems = Vec::new();
+        let mut steps = 0;
+        for (index, canvas) in spec.workflow.canvases().enumerate() {
+            let nodes = plan::element(&canvas?, index);
+            steps += plan::steps(&nodes).len();
+            // Only the workflow's first step starts without an input.
+            let first_has_input = index > 0;
+            problems.extend(node_problems(
+                runtime,
+                &plugins,
+                &spec.defaults,
+                &nodes,
+                first_has_input,
+            ));
+        }
+        if let Some(on_error) = &spec.on_error {
+            let on_error = PlannedStep {
+                id: "on_error".into(),
+                signature: on_error.clone(),
+            };
+            problems.extend(plugins.problems([(&on_error, true)]));
+            problems.extend(ceiling_problems(runtime, &spec.defaults, [&on_error]));
+        }
         if !problems.is_empty() {
             return Err(ValidationError::Steps(problems));
         }
         Ok(Workflow {
             spec,
             plugins,
-            plan,
+            steps,
         })
     }
 
     /// How many steps the workflow has before any replacement expands.
     pub fn planned_steps(&self) -> usize {
-        plan::steps(&self.plan).len()
+        self.steps
     }
 
     /// The loaded plugins.
@@ -195,10 +217,11 @@ impl Workflow {
         &self.spec
     }
 
-    /// The workflow's stored form (native JSON), with every plugin pinned to
-    /// its absolute path and the sha256 of the component that was loaded,
-    /// so that `resume` runs the same code or refuses to.
-    pub fn pinned_json(&self) -> Vec<u8> {
+    /// The workflow's stored head (see [`WorkflowSpec::stored_head`]), with
+    /// every plugin pinned to its absolute path and the sha256 of the
+    /// component that was loaded, so that `resume` runs the same code or
+    /// refuses to.
+    pub fn pinned_head(&self) -> Vec<u8> {
         let mut plugins = self.spec.plugins.clone();
         for (name, plugin_ref) in plugins.iter_mut() {
             if let Some(plugin) = self.plugins.get(name) {
@@ -207,7 +230,28 @@ impl Workflow {
                 plugin_ref.sha256 = Some(plugin.sha256().to_string());
             }
         }
-        self.spec.to_json_bytes_with(&plugins)
+        self.spec.stored_head(&plugins)
+    }
+
+    /// Records the workflow as started: its elements in batches, the last
+    /// batch with its row and head, so a short workflow starts in one
+    /// commit and a long one is never in one transaction whole.
+    async fn record_start(&self, store: &Store, row: &WorkflowRow) -> Result<(), StoreError> {
+        let mut batch = Vec::new();
+        let mut first = 0;
+        for json in self.spec.workflow.json() {
+            if batch.len() == ELEMENT_BATCH {
+                let full = std::mem::take(&mut batch);
+                store
+                    .put_elements(&row.tenant, &row.id, first, full)
+                    .await?;
+                first += ELEMENT_BATCH as u64;
+            }
+            batch.push(json.map_err(spool_error)?);
+        }
+        store
+            .start_workflow(row, self.pinned_head(), first, batch)
+            .await
     }
 
     /// Runs the workflow `identity` names, durably.
@@ -239,7 +283,7 @@ impl Workflow {
                     result: None,
                     error: None,
                 };
-                store.start_workflow(&row, self.pinned_json()).await?;
+                self.record_start(store, &row).await?;
                 (row, Vec::new())
             }
             Some(row) => match (row.status, mode) {
@@ -293,7 +337,8 @@ impl Workflow {
             fuel_spent: AtomicU64::new(fuel_spent),
             drain: options.drain.clone(),
         };
-        let outcome = run.chain(&self.plan, None, None, true).await?;
+        let elements = Nodes::elements(&self.spec.workflow);
+        let outcome = run.chain(elements, None, None, true).await?;
         let event = match outcome {
             Ok(result) => {
                 row.status = WorkflowStatus::Succeeded;
@@ -325,14 +370,8 @@ impl Workflow {
             ));
         }
         // A replacement starts afresh: its first step gets no input.
-        let mut problems = self
-            .plugins
-            .problems(plan::steps_with_input(&children, false));
-        problems.extend(ceiling_problems(
-            runtime,
-            &self.spec.defaults,
-            plan::steps(&children),
-        ));
+        let defaults = &self.spec.defaults;
+        let problems = node_problems(runtime, &self.plugins, defaults, &children, false);
         if problems.is_empty() {
             return StepEnd::Replace(children);
         }
@@ -356,6 +395,44 @@ pub async fn cancel_stored(store: &Store, mut row: WorkflowRow) -> Result<Workfl
         store.put_workflow(&row, "workflow_cancelled", None).await?;
     }
     Ok(row)
+}
+
+/// Why a stored workflow cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredWorkflowError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("workflow {id}: the stored workflow is unreadable: {reason}")]
+    Unreadable { id: String, reason: String },
+}
+
+/// The workflow `row` names, as it was stored when it started: its head
+/// and its elements, read back a batch at a time into a spool.
+pub fn stored_spec(store: &Store, row: &WorkflowRow) -> Result<WorkflowSpec, StoredWorkflowError> {
+    let unreadable = |reason: String| StoredWorkflowError::Unreadable {
+        id: row.id.clone(),
+        reason,
+    };
+    let head = store
+        .workflow_spec(&row.tenant, &row.id)?
+        .ok_or_else(|| unreadable("it is missing".into()))?;
+    let count = spec::stored_element_count(&head);
+    let mut elements = spec::Elements::new();
+    while (elements.len() as u64) < count {
+        let next = elements.len() as u64;
+        let batch = store.elements(&row.tenant, &row.id, next, ELEMENT_BATCH)?;
+        if batch.is_empty() {
+            return Err(unreadable(format!(
+                "it has {count} elements, of which {next} are stored"
+            )));
+        }
+        for json in batch.iter().take((count - next) as usize) {
+            elements
+                .push_checked_json(json)
+                .map_err(|err| unreadable(format!("element {}: {err}", elements.len())))?;
+        }
+    }
+    spec::from_stored(&head, elements).map_err(|issue| unreadable(issue.to_string()))
 }
 
 /// A fresh workflow id: milliseconds since the epoch and randomness, in hex.
@@ -484,21 +561,21 @@ impl Run<'_> {
     /// the workflow runs.
     fn chain<'n>(
         &'n self,
-        nodes: &'n [Node],
+        nodes: Nodes<'n>,
         input: Option<Value>,
         parent: Option<String>,
         ends_workflow: bool,
     ) -> BoxedOutcome<'n> {
         Box::pin(async move {
             let mut replacements: VecDeque<Node> = VecDeque::new();
-            let mut rest = nodes.iter();
+            let mut rest = nodes;
             let mut input = input;
             let mut parent = parent;
             loop {
                 let node = match replacements.pop_front() {
                     Some(node) => Cow::Owned(node),
-                    None => match rest.next() {
-                        Some(node) => Cow::Borrowed(node),
+                    None => match rest.next()? {
+                        Some(node) => node,
                         None => break,
                     },
                 };
@@ -511,11 +588,11 @@ impl Run<'_> {
                         message: "cancelled before it started".to_string(),
                     };
                     let this = std::slice::from_ref(&*node);
-                    self.skip(&[this, replacements.make_contiguous(), rest.as_slice()])
-                        .await?;
+                    self.skip(&[this, replacements.make_contiguous()]).await?;
+                    self.skip_rest(&mut rest).await?;
                     return Ok(Err(error));
                 }
-                let last = ends_workflow && replacements.is_empty() && rest.as_slice().is_empty();
+                let last = ends_workflow && replacements.is_empty() && rest.is_empty()?;
                 let outcome = match &*node {
                     Node::Step(step) => {
                         match self.step(step, input.take(), parent.take(), last).await? {
@@ -542,6 +619,7 @@ impl Run<'_> {
                             .await?
                         {
                             Ok(results) => {
+                                let body = Nodes::planned(body);
                                 self.chain(body, Some(results), Some(id.clone()), last)
                                     .await?
                             }
@@ -558,8 +636,8 @@ impl Run<'_> {
                         parent = Some(node.id().to_string());
                     }
                     Err(error) => {
-                        self.skip(&[replacements.make_contiguous(), rest.as_slice()])
-                            .await?;
+                        self.skip(&[replacements.make_contiguous()]).await?;
+                        self.skip_rest(&mut rest).await?;
                         return Ok(Err(error));
                     }
                 }
@@ -593,6 +671,7 @@ impl Run<'_> {
             self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
         let started = Instant::now();
         let runs = members.iter().map(|member| {
+            let member = Nodes::planned(member);
             let member = self.chain(member, input.clone(), Some(id.to_string()), false);
             IN_GROUP.scope((), member)
         });
@@ -731,6 +810,26 @@ impl Run<'_> {
                 }
                 Ok(StepOutcome::Failed(error))
             }
+        }
+    }
+
+    /// Records the nodes `rest` has left as skipped, a batch of them per
+    /// commit, so a long workflow stopped early is not skipped in one
+    /// transaction whole.
+    async fn skip_rest(&self, rest: &mut Nodes<'_>) -> Result<(), StoreError> {
+        if let Nodes::Planned(nodes) = rest {
+            return self.skip(&[nodes.as_slice()]).await;
+        }
+        loop {
+            let batch: Vec<Node> = rest
+                .take_batch(SKIP_BATCH)?
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.skip(&[&batch]).await?;
         }
     }
 
@@ -1128,9 +1227,32 @@ fn ceiling_problems<'a>(
         .collect()
 }
 
-/// Every callback signature of the workflow, for checking before it runs.
-fn callback_steps(spec: &WorkflowSpec, steps: &[&PlannedStep]) -> Vec<PlannedStep> {
-    let mut callbacks: Vec<PlannedStep> = steps
+/// What is wrong with `nodes` (a plan's steps and their callbacks):
+/// unknown tasks, arguments that do not bind, limits over the ceilings.
+fn node_problems(
+    runtime: &Runtime,
+    plugins: &PluginSet,
+    defaults: &StepOptions,
+    nodes: &[Node],
+    first_has_input: bool,
+) -> Vec<StepProblem> {
+    let steps = plan::steps(nodes);
+    let callbacks = step_callbacks(&steps);
+    let mut problems = plugins.problems(plan::steps_with_input(nodes, first_has_input));
+    // Every callback receives one argument: a result or an error record.
+    problems.extend(plugins.problems(callbacks.iter().map(|callback| (callback, true))));
+    problems.extend(ceiling_problems(
+        runtime,
+        defaults,
+        steps.into_iter().chain(&callbacks),
+    ));
+    problems
+}
+
+/// The `link` and `link_error` callbacks of `steps`, for checking before
+/// they run.
+fn step_callbacks(steps: &[&PlannedStep]) -> Vec<PlannedStep> {
+    steps
         .iter()
         .flat_map(|step| {
             let options = &step.signature.options;
@@ -1149,14 +1271,7 @@ fn callback_steps(spec: &WorkflowSpec, steps: &[&PlannedStep]) -> Vec<PlannedSte
                 signature: signature.clone(),
             })
         })
-        .collect();
-    if let Some(on_error) = &spec.on_error {
-        callbacks.push(PlannedStep {
-            id: "on_error".into(),
-            signature: on_error.clone(),
-        });
-    }
-    callbacks
+        .collect()
 }
 
 /// The limits of one attempt: the step's options over the host's defaults.

@@ -19,6 +19,9 @@ pub enum ValidationError {
     /// Every problem found in the workflow's steps, one per line.
     #[error("{}", display_lines(.0))]
     Steps(Vec<StepProblem>),
+    /// The workflow's elements could not be read back from their spool.
+    #[error("cannot read the workflow back from its spool: {0}")]
+    Spool(#[from] std::io::Error),
 }
 
 /// One problem with one step.

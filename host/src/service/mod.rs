@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::executor::{
     Drain, FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored,
-    cores, new_workflow_id,
+    cores, new_workflow_id, stored_spec,
 };
 use crate::lock::lock;
 use crate::report::{WorkflowReport, WorkflowStatus};
@@ -389,12 +389,7 @@ impl Service {
         tenant: &Tenant,
         row: &WorkflowRow,
     ) -> Result<Workflow, String> {
-        let stored = self
-            .store
-            .workflow_spec(&row.tenant, &row.id)
-            .map_err(|err| err.to_string())?
-            .ok_or("its stored workflow is missing")?;
-        let spec = spec::from_stored(&stored).map_err(|issue| issue.to_string())?;
+        let spec = stored_spec(&self.store, row).map_err(|err| err.to_string())?;
         Workflow::prepare(&self.runtime_for(tenant), spec)
             .await
             .map_err(|err| err.to_string())

@@ -5,17 +5,20 @@
 
 mod canvas;
 mod celery;
+mod document;
+mod elements;
 mod fields;
 mod options;
 mod path;
 
+pub use elements::{Elements, JsonReader, decode_element};
 pub use path::{JsonPath, SpecIssue};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use thiserror::Error;
 use wfhost_canvas::{Canvas, Signature, StepOptions};
 
@@ -26,7 +29,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// A workflow as its file describes it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct WorkflowSpec {
     /// The workflow's id, if the file fixes one.
     pub id: Option<String>,
@@ -36,8 +39,8 @@ pub struct WorkflowSpec {
     pub plugins: BTreeMap<String, PluginRef>,
     /// Options every step inherits unless it sets its own.
     pub defaults: StepOptions,
-    /// What to run.
-    pub workflow: Canvas,
+    /// What to run: the elements of the top-level chain.
+    pub workflow: Elements,
     /// Runs once for the step that fails, with its error record.
     pub on_error: Option<Signature>,
 }
@@ -52,21 +55,11 @@ pub struct PluginRef {
 }
 
 impl WorkflowSpec {
-    /// The workflow in native JSON form: what [`from_stored`] reads back.
-    pub fn to_json(&self) -> Value {
-        // Serializing plain JSON values and numbers cannot fail.
-        serde_json::to_value(self.stored_form(&self.plugins)).unwrap_or_default()
-    }
-
-    /// The same JSON text as [`WorkflowSpec::to_json`] with `plugins` in
-    /// place of the workflow's own, written straight from the workflow: a
-    /// long one is not copied into a JSON tree first.
-    pub fn to_json_bytes_with(&self, plugins: &BTreeMap<String, PluginRef>) -> Vec<u8> {
-        serde_json::to_vec(&self.stored_form(plugins)).unwrap_or_default()
-    }
-
-    fn stored_form<'a>(&'a self, plugins: &'a BTreeMap<String, PluginRef>) -> StoredForm<'a> {
-        StoredForm {
+    /// The workflow's stored head: everything but its elements, which are
+    /// stored one by one, in native JSON, with `plugins` in place of the
+    /// workflow's own. [`from_stored`] reads it back with the elements.
+    pub fn stored_head(&self, plugins: &BTreeMap<String, PluginRef>) -> Vec<u8> {
+        let head = StoredHead {
             id: self.id.as_deref(),
             tenant: self.tenant.as_deref(),
             plugins: plugins
@@ -80,15 +73,17 @@ impl WorkflowSpec {
                 })
                 .collect(),
             defaults: (!self.defaults.is_empty()).then_some(&self.defaults),
-            workflow: &self.workflow,
             on_error: self.on_error.as_ref(),
-        }
+            elements: self.workflow.len(),
+        };
+        // Serializing plain JSON values and numbers cannot fail.
+        serde_json::to_vec(&head).unwrap_or_default()
     }
 }
 
-/// A workflow as it is stored: the native JSON form, borrowed.
+/// A workflow's stored head, borrowed.
 #[derive(Serialize)]
-struct StoredForm<'a> {
+struct StoredHead<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,9 +91,21 @@ struct StoredForm<'a> {
     plugins: BTreeMap<&'a str, StoredPlugin<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     defaults: Option<&'a StepOptions>,
-    workflow: &'a Canvas,
     #[serde(skip_serializing_if = "Option::is_none")]
     on_error: Option<&'a Signature>,
+    /// How many elements the workflow has.
+    elements: usize,
+}
+
+/// The keys of a stored head: a chain file's, and the count of elements.
+const STORED_KEYS: &[&str] = &[
+    "id", "tenant", "plugins", "defaults", "workflow", "on_error", "elements",
+];
+
+/// How many elements a stored head says its workflow has; a head of schema
+/// 2 keeps them inside, and has none apart.
+pub fn stored_element_count(head: &Value) -> u64 {
+    head.get("elements").and_then(Value::as_u64).unwrap_or(0)
 }
 
 #[derive(Serialize)]
@@ -108,16 +115,45 @@ struct StoredPlugin<'a> {
     sha256: Option<&'a str>,
 }
 
-/// Reads a workflow stored by [`WorkflowSpec::to_json`]; its plugin paths
-/// are absolute.
-pub fn from_stored(value: &Value) -> Result<WorkflowSpec, SpecIssue> {
-    from_document(value, Path::new("/"))
+/// Reads a stored workflow: its head (see [`WorkflowSpec::stored_head`])
+/// and its elements. A workflow stored before elements were kept apart
+/// (schema 2) has its whole canvas in the head's `workflow`, and no
+/// elements. Plugin paths are absolute.
+pub fn from_stored(head: &Value, elements: Elements) -> Result<WorkflowSpec, SpecIssue> {
+    let root = JsonPath::root();
+    let map = fields::object(head, &root, "a workflow object", STORED_KEYS)?;
+    let elements = match map.get("workflow") {
+        Some(inline) => inline_elements(inline, &root)?,
+        None => elements,
+    };
+    from_parts(map, elements, Path::new("/"))
 }
 
 /// Reads a chain file's document already parsed as JSON; plugin paths are
 /// resolved against `base_dir`.
 pub fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
-    from_value(value, base_dir)
+    let root = JsonPath::root();
+    let map = fields::object(value, &root, "a workflow object", TOP_LEVEL_KEYS)?;
+    let workflow = map
+        .get("workflow")
+        .ok_or_else(|| SpecIssue::new(&root, MISSING_WORKFLOW))?;
+    let elements = inline_elements(workflow, &root)?;
+    from_parts(map, elements, base_dir)
+}
+
+const MISSING_WORKFLOW: &str = "missing key `workflow` (the canvas to run)";
+
+/// The elements of a canvas given whole.
+fn inline_elements(workflow: &Value, root: &JsonPath) -> Result<Elements, SpecIssue> {
+    let canvas = canvas::canvas(workflow, &root.key("workflow"))?;
+    Elements::of(&canvas).map_err(|err| spool_issue(root, &err))
+}
+
+fn spool_issue(root: &JsonPath, err: &std::io::Error) -> SpecIssue {
+    SpecIssue::new(
+        &root.key("workflow"),
+        format!("cannot spool the workflow to a temporary file: {err}"),
+    )
 }
 
 /// Why a chain file cannot be used.
@@ -142,14 +178,21 @@ pub enum SpecError {
     Invalid { file: PathBuf, issue: SpecIssue },
 }
 
-/// Reads and parses the chain file at `file`.
+/// Reads and parses the chain file at `file`, element by element: a long
+/// workflow is never in memory whole.
 pub fn load(file: &Path) -> Result<WorkflowSpec, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|cause| SpecError::Read {
+    let reader = std::fs::File::open(file).map_err(|cause| SpecError::Read {
         file: file.to_path_buf(),
         cause,
     })?;
     let base_dir = file.parent().unwrap_or(Path::new(""));
-    parse(&text, base_dir).map_err(|err| match err {
+    let reader = std::io::BufReader::with_capacity(64 << 10, reader);
+    document::read(serde_json::Deserializer::from_reader(reader), base_dir).map_err(|err| match err
+    {
+        ParseError::Syntax(err) if err.is_io() => SpecError::Read {
+            file: file.to_path_buf(),
+            cause: err.into(),
+        },
         ParseError::Syntax(err) => SpecError::Syntax {
             file: file.to_path_buf(),
             line: err.line(),
@@ -185,8 +228,7 @@ pub enum ParseError {
 
 /// Parses chain-file text; plugin paths are resolved against `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<WorkflowSpec, ParseError> {
-    let value: Value = serde_json::from_str(text).map_err(ParseError::Syntax)?;
-    from_value(&value, base_dir).map_err(ParseError::Invalid)
+    document::read(serde_json::Deserializer::from_str(text), base_dir)
 }
 
 /// Parses a canvas in native JSON form, as a task's replacement returns it.
@@ -194,9 +236,14 @@ pub fn parse_canvas(value: &Value) -> Result<Canvas, SpecIssue> {
     canvas::canvas(value, &JsonPath::root())
 }
 
-fn from_value(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
+/// The workflow of a top-level object whose keys `map` holds (all but
+/// `workflow`'s value are read here), with its elements read already.
+fn from_parts(
+    map: &Map<String, Value>,
+    workflow: Elements,
+    base_dir: &Path,
+) -> Result<WorkflowSpec, SpecIssue> {
     let root = JsonPath::root();
-    let map = fields::object(value, &root, "a workflow object", TOP_LEVEL_KEYS)?;
     let optional_string = |key: &str| -> Result<Option<String>, SpecIssue> {
         map.get(key)
             .map(|v| fields::string(v, &root.key(key)).map(str::to_string))
@@ -219,10 +266,6 @@ fn from_value(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue>
         Some(value) => options::options(value, &root.key("defaults"), Callbacks::Refused)?,
         None => StepOptions::default(),
     };
-    let workflow_value = map
-        .get("workflow")
-        .ok_or_else(|| SpecIssue::new(&root, "missing key `workflow` (the canvas to run)"))?;
-    let workflow = canvas::canvas(workflow_value, &root.key("workflow"))?;
     let on_error = map
         .get("on_error")
         .map(|value| canvas::any_signature(value, &root.key("on_error")))

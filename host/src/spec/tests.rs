@@ -46,7 +46,7 @@ fn native_forms_parse_into_the_canvas_model() {
         sig("math.add").args((2, 2)).into(),
         Canvas::Chain(vec![sig("math.mul").args((3,)).si().into()]),
     ]);
-    assert_eq!(spec.workflow, expected);
+    assert_eq!(spec.workflow.to_canvas().unwrap(), expected);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn callbacks_belong_to_signatures_not_defaults() {
         "plugins": {},
         "workflow": {"task": "m.a", "options": {"link_error": [{"task": "m.e"}]}},
     }));
-    let Canvas::Signature(signature) = spec.workflow else {
+    let Canvas::Signature(signature) = spec.workflow.to_canvas().unwrap() else {
         panic!("not a signature")
     };
     assert_eq!(signature.options.link_error, vec![sig("m.e")]);
@@ -127,7 +127,61 @@ fn a_stored_spec_reads_back_as_the_same_spec() {
         "workflow": [{"task": "math.add", "args": [1, 2], "options": {"link": {"task": "math.mul", "args": [2]}}}],
         "on_error": {"task": "math.add", "immutable": true},
     }));
-    assert_eq!(from_stored(&spec.to_json()), Ok(spec));
+    let head: serde_json::Value = serde_json::from_slice(&spec.stored_head(&spec.plugins)).unwrap();
+    assert_eq!(head["elements"], 1);
+    let mut elements = Elements::new();
+    for json in spec.workflow.json() {
+        elements.push_checked_json(&json.unwrap()).unwrap();
+    }
+    assert_same(&from_stored(&head, elements).unwrap(), &spec);
+}
+
+/// Two specs say the same, element for element.
+fn assert_same(found: &WorkflowSpec, expected: &WorkflowSpec) {
+    assert_eq!(found.id, expected.id);
+    assert_eq!(found.tenant, expected.tenant);
+    assert_eq!(found.plugins, expected.plugins);
+    assert_eq!(found.defaults, expected.defaults);
+    assert_eq!(found.on_error, expected.on_error);
+    assert_eq!(
+        found.workflow.to_canvas().unwrap(),
+        expected.workflow.to_canvas().unwrap()
+    );
+}
+
+#[test]
+fn a_head_stored_by_schema_2_keeps_its_workflow_inside() {
+    let head = json!({
+        "plugins": {"math": "/p/math.wasm"},
+        "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "math.add", "args": [3]}],
+    });
+    let spec = from_stored(&head, Elements::new()).unwrap();
+    assert_eq!(spec.workflow.len(), 2);
+    assert_same(&spec, &from_document(&head, Path::new("/")).unwrap());
+}
+
+#[test]
+fn a_workflow_read_as_a_stream_names_the_element_at_fault() {
+    let mut steps: Vec<serde_json::Value> = (0..5000)
+        .map(|i| json!({"task": "math.add", "args": [i]}))
+        .collect();
+    steps[4321] = json!({"task": "math.add", "args": 7});
+    let found = issue(json!({"plugins": {}, "workflow": steps}));
+    assert_eq!(found.at.to_string(), "$.workflow[4321].args");
+    let found = issue(json!({"plugins": {}, "workflow": [], "colour": 1}));
+    assert_eq!(found.at.to_string(), "$.colour");
+    let found = issue(json!([1]));
+    assert_eq!(found.message, "expected a workflow object, found an array");
+    let found = issue(json!({"plugins": {}}));
+    assert!(
+        found.message.starts_with("missing key `workflow`"),
+        "{found}"
+    );
+    let repeated = r#"{"plugins": {}, "workflow": [], "workflow": []}"#;
+    assert!(matches!(
+        parse(repeated, Path::new("/")),
+        Err(ParseError::Invalid(issue)) if issue.message.contains("repeated")
+    ));
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::time::Instant;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::tables::{EVENTS, SPECS, STEPS, WORKFLOWS};
+use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use super::{Durability, Event, Flush, StoreError, io_error, now_ms};
 use crate::lock::lock;
 
@@ -39,7 +39,9 @@ pub(super) struct Write {
     pub tenant: String,
     pub workflow: String,
     pub rows: Rows,
-    pub event: String,
+    /// Why, for the workflow's event log; a write of elements before the
+    /// workflow starts has none.
+    pub event: Option<String>,
     pub step: Option<String>,
     pub detail: Option<String>,
     pub flush: Flush,
@@ -48,9 +50,22 @@ pub(super) struct Write {
 /// The rows a write puts.
 pub(super) enum Rows {
     /// The workflow's own row, and the workflow itself when it starts.
-    Workflow { row: Vec<u8>, spec: Option<Vec<u8>> },
+    Workflow {
+        row: Vec<u8>,
+        started: Option<Started>,
+    },
+    /// Elements of a workflow about to start, from index `first` on.
+    Elements { first: u64, elements: Vec<Vec<u8>> },
     /// Step records by step id.
     Steps(Vec<(String, Vec<u8>)>),
+}
+
+/// What a starting workflow stores besides its row: its head, and its
+/// elements from `first_element` on.
+pub(super) struct Started {
+    pub head: Vec<u8>,
+    pub first_element: u64,
+    pub elements: Vec<Vec<u8>>,
 }
 
 struct Request {
@@ -247,14 +262,16 @@ fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), redb::E
 fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
     match &write.rows {
-        Rows::Workflow { row, spec } => {
+        Rows::Workflow { row, started } => {
             let mut table = txn.open_table(WORKFLOWS)?;
             table.insert((tenant, workflow), row.as_slice())?;
-            if let Some(spec) = spec {
+            if let Some(started) = started {
                 let mut specs = txn.open_table(SPECS)?;
-                specs.insert((tenant, workflow), spec.as_slice())?;
+                specs.insert((tenant, workflow), started.head.as_slice())?;
+                put_elements(txn, write, started.first_element, &started.elements)?;
             }
         }
+        Rows::Elements { first, elements } => put_elements(txn, write, *first, elements)?,
         Rows::Steps(records) => {
             let mut table = txn.open_table(STEPS)?;
             for (step, bytes) in records {
@@ -262,6 +279,9 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
             }
         }
     }
+    let Some(kind) = &write.event else {
+        return Ok(());
+    };
     let mut events = txn.open_table(EVENTS)?;
     let seq = events
         .range((tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX))?
@@ -271,12 +291,28 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let event = Event {
         seq,
         at_ms: now_ms(),
-        kind: write.event.clone(),
+        kind: kind.clone(),
         step: write.step.clone(),
         detail: write.detail.clone(),
     };
     let bytes = serde_json::to_vec(&event).unwrap_or_default();
     events.insert((tenant, workflow, seq), bytes.as_slice())?;
+    Ok(())
+}
+
+fn put_elements(
+    txn: &WriteTransaction,
+    write: &Write,
+    first: u64,
+    elements: &[Vec<u8>],
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(ELEMENTS)?;
+    for (index, json) in (first..).zip(elements) {
+        table.insert(
+            (write.tenant.as_str(), write.workflow.as_str(), index),
+            json.as_slice(),
+        )?;
+    }
     Ok(())
 }
 

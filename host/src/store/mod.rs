@@ -21,8 +21,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::report::{StepRecord, WorkflowError, WorkflowReport, WorkflowStatus};
-use commit::{Committer, Rows, Write};
-use tables::{EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS};
+use commit::{Committer, Rows, Started, Write};
+use tables::{ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS};
 
 /// Why the state database cannot be used.
 ///
@@ -147,9 +147,10 @@ pub enum Flush {
 }
 
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
-/// cache of a long workflow's records grow with the workflow; the executor
-/// reads stored steps once, when it resumes, so a small cache costs nothing.
-const CACHE_BYTES: usize = 16 << 20;
+/// cache of a long workflow's records grow with the workflow (16 MiB of it
+/// was most of a 100,000-step run's memory); the executor reads stored steps
+/// once, when it resumes, so a small cache costs nothing measurable.
+const CACHE_BYTES: usize = 4 << 20;
 
 /// The state database.
 pub struct Store {
@@ -259,8 +260,12 @@ impl Store {
                 .map_err(|e| self.io(e))?
                 .map(|v| v.value());
             match found {
-                Some(1) => {
-                    self.move_specs_out_of_rows(&txn)?;
+                // Schema 2 differs only in keeping a workflow's elements
+                // inside its head, which is still read as it is.
+                Some(1) | Some(2) => {
+                    if found == Some(1) {
+                        self.move_specs_out_of_rows(&txn)?;
+                    }
                     meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
                         .map_err(|e| self.io(e))?;
                 }
@@ -279,6 +284,7 @@ impl Store {
             }
             txn.open_table(WORKFLOWS).map_err(|e| self.io(e))?;
             txn.open_table(SPECS).map_err(|e| self.io(e))?;
+            txn.open_table(ELEMENTS).map_err(|e| self.io(e))?;
             txn.open_table(STEPS).map_err(|e| self.io(e))?;
             txn.open_table(EVENTS).map_err(|e| self.io(e))?;
         }
@@ -462,12 +468,69 @@ impl Store {
         }))
     }
 
-    /// Records a new workflow: its row and the workflow itself (`spec`: the
-    /// native JSON text, plugins pinned by absolute path and sha256: what
-    /// `resume` runs), durably, with a `workflow_started` event.
-    pub async fn start_workflow(&self, row: &WorkflowRow, spec: Vec<u8>) -> Result<(), StoreError> {
-        self.write_workflow(row, Some(spec), "workflow_started", None)
+    /// Records a new workflow, durably, with a `workflow_started` event:
+    /// its row, its head (native JSON, plugins pinned by absolute path and
+    /// sha256: what `resume` runs) and its last elements, from index
+    /// `first_element` on; [`Store::put_elements`] stored those before.
+    pub async fn start_workflow(
+        &self,
+        row: &WorkflowRow,
+        head: Vec<u8>,
+        first_element: u64,
+        elements: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let started = Started {
+            head,
+            first_element,
+            elements,
+        };
+        self.write_workflow(row, Some(started), "workflow_started", None)
             .await
+    }
+
+    /// Stores elements of a workflow about to start, from index `first` on,
+    /// durably and without an event: the workflow is not on record until
+    /// [`Store::start_workflow`] has committed.
+    pub async fn put_elements(
+        &self,
+        tenant: &str,
+        id: &str,
+        first: u64,
+        elements: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let write = Write {
+            tenant: tenant.to_string(),
+            workflow: id.to_string(),
+            rows: Rows::Elements { first, elements },
+            event: None,
+            step: None,
+            detail: None,
+            flush: Flush::BeforeReturning,
+        };
+        self.committer.write(write).await
+    }
+
+    /// Up to `max` elements of a workflow's top-level chain from index
+    /// `first` on, each as native JSON.
+    pub fn elements(
+        &self,
+        tenant: &str,
+        id: &str,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(ELEMENTS).map_err(|e| self.io(e))?;
+        let range = table
+            .range((tenant, id, first)..=(tenant, id, u64::MAX))
+            .map_err(|e| self.io(e))?;
+        range
+            .take(max)
+            .map(|entry| {
+                let (_, value) = entry.map_err(|e| self.io(e))?;
+                Ok(value.value().to_vec())
+            })
+            .collect()
     }
 
     /// Writes a workflow's row and appends an event, durably.
@@ -483,7 +546,7 @@ impl Store {
     async fn write_workflow(
         &self,
         row: &WorkflowRow,
-        spec: Option<Vec<u8>>,
+        started: Option<Started>,
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
@@ -492,9 +555,9 @@ impl Store {
             workflow: row.id.clone(),
             rows: Rows::Workflow {
                 row: serde_json::to_vec(row).unwrap_or_default(),
-                spec,
+                started,
             },
-            event: event.to_string(),
+            event: Some(event.to_string()),
             step: None,
             detail,
             flush: Flush::BeforeReturning,
@@ -524,7 +587,7 @@ impl Store {
             tenant: tenant.to_string(),
             workflow: id.to_string(),
             rows: Rows::Steps(rows),
-            event: event.to_string(),
+            event: Some(event.to_string()),
             step: records.first().map(|record| record.id.clone()),
             detail,
             flush,

@@ -1,0 +1,112 @@
+//! Where a chain's nodes come from: a plan in memory (group members, chord
+//! bodies), or the workflow's own elements, each planned only when the run
+//! reaches it, so that a long workflow is never planned whole.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
+
+use crate::plan::{self, Node};
+use crate::spec::{Elements, JsonReader};
+use crate::store::StoreError;
+
+/// A chain's nodes, in order, taken one at a time.
+pub enum Nodes<'n> {
+    /// Planned already, and walked in place.
+    Planned(std::slice::Iter<'n, Node>),
+    /// Planned element by element from the workflow's spool.
+    Elements {
+        reader: JsonReader<'n>,
+        /// The index of the next element to plan.
+        next_element: usize,
+        /// The nodes of the last element planned, not yet taken.
+        planned: VecDeque<Node>,
+    },
+}
+
+impl<'n> Nodes<'n> {
+    /// The nodes of a plan.
+    pub fn planned(nodes: &'n [Node]) -> Self {
+        Nodes::Planned(nodes.iter())
+    }
+
+    /// The nodes of a workflow's elements.
+    pub fn elements(elements: &'n Elements) -> Self {
+        Nodes::Elements {
+            reader: elements.json(),
+            next_element: 0,
+            planned: VecDeque::new(),
+        }
+    }
+
+    /// The next node, if any.
+    pub fn next(&mut self) -> Result<Option<Cow<'n, Node>>, StoreError> {
+        match self {
+            Nodes::Planned(nodes) => Ok(nodes.next().map(Cow::Borrowed)),
+            Nodes::Elements { .. } => {
+                self.plan_ahead()?;
+                let Nodes::Elements { planned, .. } = self else {
+                    return Ok(None);
+                };
+                Ok(planned.pop_front().map(Cow::Owned))
+            }
+        }
+    }
+
+    /// Whether no node is left.
+    pub fn is_empty(&mut self) -> Result<bool, StoreError> {
+        match self {
+            Nodes::Planned(nodes) => Ok(nodes.as_slice().is_empty()),
+            Nodes::Elements { .. } => {
+                self.plan_ahead()?;
+                Ok(matches!(self, Nodes::Elements { planned, .. } if planned.is_empty()))
+            }
+        }
+    }
+
+    /// Up to `max` of the nodes left, taken out: what a stopped chain
+    /// records as skipped, a batch at a time. Empty once none is left.
+    pub fn take_batch(&mut self, max: usize) -> Result<Vec<Cow<'n, Node>>, StoreError> {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            match self.next()? {
+                Some(node) => batch.push(node),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Plans the next element if every node planned so far was taken.
+    /// Elements with no node (an empty chain) are passed over.
+    fn plan_ahead(&mut self) -> Result<(), StoreError> {
+        let Nodes::Elements {
+            reader,
+            next_element,
+            planned,
+        } = self
+        else {
+            return Ok(());
+        };
+        while planned.is_empty() {
+            let Some(json) = reader.next() else {
+                return Ok(());
+            };
+            let canvas = crate::spec::decode_element(&json.map_err(spool_error)?, *next_element)
+                .map_err(spool_error)?;
+            planned.extend(plan::element(&canvas, *next_element));
+            *next_element += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A failure to read the workflow's spool back: the run cannot go on, as
+/// when the store fails.
+pub fn spool_error(err: io::Error) -> StoreError {
+    StoreError::Io {
+        path: PathBuf::from("(the workflow's spool)"),
+        reason: err.to_string(),
+    }
+}

@@ -1,0 +1,211 @@
+//! A chain file read as a stream. Every top-level key but `workflow` is
+//! small and read whole; a `workflow` array is read element by element,
+//! each checked as it comes and written to the spool, so that no JSON tree
+//! of the whole workflow is ever built.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::elements::Elements;
+use super::path::{JsonPath, SpecIssue};
+use super::{MISSING_WORKFLOW, ParseError, TOP_LEVEL_KEYS, WorkflowSpec, canvas, fields};
+
+/// Reads the workflow `de` holds; plugin paths are resolved against
+/// `base_dir`.
+pub fn read<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    base_dir: &Path,
+) -> Result<WorkflowSpec, ParseError> {
+    // An issue found inside serde's walk is kept here, so that it reaches
+    // the caller whole rather than as serde's text.
+    let issue = RefCell::new(None);
+    let parsed = Document { issue: &issue }.deserialize(&mut de);
+    let (map, workflow) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return Err(match issue.into_inner() {
+                Some(issue) => ParseError::Invalid(issue),
+                None => ParseError::Syntax(err),
+            });
+        }
+    };
+    de.end().map_err(ParseError::Syntax)?;
+    let root = JsonPath::root();
+    let invalid = ParseError::Invalid;
+    fields::object(
+        &Value::Object(map.clone()),
+        &root,
+        "a workflow object",
+        TOP_LEVEL_KEYS,
+    )
+    .map_err(invalid)?;
+    let workflow = workflow.ok_or_else(|| invalid(SpecIssue::new(&root, MISSING_WORKFLOW)))?;
+    super::from_parts(&map, workflow, base_dir).map_err(invalid)
+}
+
+/// Records `issue` for [`read`] and stops serde's walk.
+fn fail<E: de::Error>(cell: &RefCell<Option<SpecIssue>>, issue: SpecIssue) -> E {
+    let message = issue.to_string();
+    cell.borrow_mut().get_or_insert(issue);
+    E::custom(message)
+}
+
+/// The top-level object: its small keys, and the workflow's elements.
+struct Document<'a> {
+    issue: &'a RefCell<Option<SpecIssue>>,
+}
+
+type Parsed = (Map<String, Value>, Option<Elements>);
+
+impl<'de> DeserializeSeed<'de> for Document<'_> {
+    type Value = Parsed;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Parsed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_> {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a workflow object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        let mut rest = Map::new();
+        let mut workflow = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "workflow" {
+                if workflow.is_some() {
+                    let issue = SpecIssue::new(&JsonPath::root(), "the key `workflow` is repeated");
+                    return Err(fail(self.issue, issue));
+                }
+                workflow = Some(map.next_value_seed(Workflow { issue: self.issue })?);
+            } else {
+                let value = map.next_value()?;
+                rest.insert(key, value);
+            }
+        }
+        Ok((rest, workflow))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Parsed, A::Error> {
+        Err(self.not_an_object("an array"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Parsed, E> {
+        Err(self.not_an_object("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Parsed, E> {
+        Err(self.not_an_object("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Parsed, E> {
+        Err(self.not_an_object("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Parsed, E> {
+        Err(self.not_an_object("a number"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Parsed, E> {
+        Err(self.not_an_object("a string"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Parsed, E> {
+        Err(self.not_an_object("null"))
+    }
+}
+
+impl Document<'_> {
+    fn not_an_object<E: de::Error>(&self, found: &str) -> E {
+        let issue = SpecIssue::new(
+            &JsonPath::root(),
+            format!("expected a workflow object, found {found}"),
+        );
+        fail(self.issue, issue)
+    }
+}
+
+/// The value of `workflow`: an array is read element by element; any other
+/// value is read whole and parsed as one canvas.
+struct Workflow<'a> {
+    issue: &'a RefCell<Option<SpecIssue>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Workflow<'_> {
+    type Value = Elements;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Elements, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Workflow<'_> {
+    fn at() -> JsonPath {
+        JsonPath::root().key("workflow")
+    }
+
+    /// A workflow given as one value other than an array.
+    fn whole<E: de::Error>(self, value: Value) -> Result<Elements, E> {
+        let root = JsonPath::root();
+        super::inline_elements(&value, &root).map_err(|issue| fail(self.issue, issue))
+    }
+}
+
+impl<'de> Visitor<'de> for Workflow<'_> {
+    type Value = Elements;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a canvas")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements, A::Error> {
+        let at = Self::at();
+        let mut elements = Elements::new();
+        while let Some(value) = seq.next_element::<Value>()? {
+            let canvas = canvas::canvas(&value, &at.index(elements.len()))
+                .map_err(|issue| fail(self.issue, issue))?;
+            elements
+                .push(&canvas)
+                .map_err(|err| fail(self.issue, super::spool_issue(&JsonPath::root(), &err)))?;
+        }
+        Ok(elements)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Elements, A::Error> {
+        let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.whole(value)
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Elements, E> {
+        self.whole(Value::from(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Elements, E> {
+        self.whole(Value::from(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Elements, E> {
+        self.whole(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Elements, E> {
+        self.whole(Value::from(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Elements, E> {
+        self.whole(Value::from(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Elements, E> {
+        self.whole(Value::Null)
+    }
+}
