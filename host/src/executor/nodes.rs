@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::plan::{self, Node};
-use crate::spec::{Elements, JsonReader};
+use crate::spec::{Elements, JsonReader, decode_element};
 use crate::store::StoreError;
 
 /// A chain's nodes, in order, taken one at a time.
@@ -16,13 +16,16 @@ pub enum Nodes<'n> {
     /// Planned already, and walked in place.
     Planned(std::slice::Iter<'n, Node>),
     /// Planned element by element from the workflow's spool.
-    Elements {
-        reader: JsonReader<'n>,
-        /// The index of the next element to plan.
-        next_element: usize,
-        /// The nodes of the last element planned, not yet taken.
-        planned: VecDeque<Node>,
-    },
+    Elements(ElementNodes<'n>),
+}
+
+/// The nodes of a workflow's elements, planned as they are reached.
+pub struct ElementNodes<'n> {
+    reader: JsonReader<'n>,
+    /// The index of the next element to plan.
+    next_element: usize,
+    /// The nodes of the last element planned, not yet taken.
+    planned: VecDeque<Node>,
 }
 
 impl<'n> Nodes<'n> {
@@ -33,24 +36,18 @@ impl<'n> Nodes<'n> {
 
     /// The nodes of a workflow's elements.
     pub fn elements(elements: &'n Elements) -> Self {
-        Nodes::Elements {
+        Nodes::Elements(ElementNodes {
             reader: elements.json(),
             next_element: 0,
             planned: VecDeque::new(),
-        }
+        })
     }
 
     /// The next node, if any.
     pub fn next(&mut self) -> Result<Option<Cow<'n, Node>>, StoreError> {
         match self {
             Nodes::Planned(nodes) => Ok(nodes.next().map(Cow::Borrowed)),
-            Nodes::Elements { .. } => {
-                self.plan_ahead()?;
-                let Nodes::Elements { planned, .. } = self else {
-                    return Ok(None);
-                };
-                Ok(planned.pop_front().map(Cow::Owned))
-            }
+            Nodes::Elements(elements) => Ok(elements.ahead()?.pop_front().map(Cow::Owned)),
         }
     }
 
@@ -58,10 +55,7 @@ impl<'n> Nodes<'n> {
     pub fn is_empty(&mut self) -> Result<bool, StoreError> {
         match self {
             Nodes::Planned(nodes) => Ok(nodes.as_slice().is_empty()),
-            Nodes::Elements { .. } => {
-                self.plan_ahead()?;
-                Ok(matches!(self, Nodes::Elements { planned, .. } if planned.is_empty()))
-            }
+            Nodes::Elements(elements) => Ok(elements.ahead()?.is_empty()),
         }
     }
 
@@ -77,28 +71,23 @@ impl<'n> Nodes<'n> {
         }
         Ok(batch)
     }
+}
 
-    /// Plans the next element if every node planned so far was taken.
-    /// Elements with no node (an empty chain) are passed over.
-    fn plan_ahead(&mut self) -> Result<(), StoreError> {
-        let Nodes::Elements {
-            reader,
-            next_element,
-            planned,
-        } = self
-        else {
-            return Ok(());
-        };
-        while planned.is_empty() {
-            let Some(json) = reader.next() else {
-                return Ok(());
+impl ElementNodes<'_> {
+    /// The nodes planned and not yet taken, planning the next element
+    /// first if every node so far was taken. Elements with no node (an
+    /// empty chain) are passed over; empty once the elements end.
+    fn ahead(&mut self) -> Result<&mut VecDeque<Node>, StoreError> {
+        while self.planned.is_empty() {
+            let Some(json) = self.reader.next() else {
+                break;
             };
-            let canvas = crate::spec::decode_element(&json.map_err(spool_error)?, *next_element)
-                .map_err(spool_error)?;
-            planned.extend(plan::element(&canvas, *next_element));
-            *next_element += 1;
+            let index = self.next_element;
+            let canvas = decode_element(&json.map_err(spool_error)?, index).map_err(spool_error)?;
+            self.planned.extend(plan::element(&canvas, index));
+            self.next_element += 1;
         }
-        Ok(())
+        Ok(&mut self.planned)
     }
 }
 

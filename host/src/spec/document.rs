@@ -37,15 +37,10 @@ pub fn read<'de, R: serde_json::de::Read<'de>>(
     de.end().map_err(ParseError::Syntax)?;
     let root = JsonPath::root();
     let invalid = ParseError::Invalid;
-    fields::object(
-        &Value::Object(map.clone()),
-        &root,
-        "a workflow object",
-        TOP_LEVEL_KEYS,
-    )
-    .map_err(invalid)?;
+    let head = Value::Object(map);
+    let map = fields::object(&head, &root, "a workflow object", TOP_LEVEL_KEYS).map_err(invalid)?;
     let workflow = workflow.ok_or_else(|| invalid(SpecIssue::new(&root, MISSING_WORKFLOW)))?;
-    super::from_parts(&map, workflow, base_dir).map_err(invalid)
+    super::from_parts(map, workflow, base_dir).map_err(invalid)
 }
 
 /// Records `issue` for [`read`] and stops serde's walk.
@@ -149,14 +144,9 @@ impl<'de> DeserializeSeed<'de> for Workflow<'_> {
 }
 
 impl Workflow<'_> {
-    fn at() -> JsonPath {
-        JsonPath::root().key("workflow")
-    }
-
     /// A workflow given as one value other than an array.
     fn whole<E: de::Error>(self, value: Value) -> Result<Elements, E> {
-        let root = JsonPath::root();
-        super::inline_elements(&value, &root).map_err(|issue| fail(self.issue, issue))
+        super::inline_elements(&value).map_err(|issue| fail(self.issue, issue))
     }
 }
 
@@ -168,14 +158,14 @@ impl<'de> Visitor<'de> for Workflow<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements, A::Error> {
-        let at = Self::at();
+        let at = JsonPath::root().key("workflow");
         let mut elements = Elements::new();
         while let Some(value) = seq.next_element::<Value>()? {
             let canvas = canvas::canvas(&value, &at.index(elements.len()))
                 .map_err(|issue| fail(self.issue, issue))?;
             elements
                 .push(&canvas)
-                .map_err(|err| fail(self.issue, super::spool_issue(&JsonPath::root(), &err)))?;
+                .map_err(|err| fail(self.issue, super::spool_issue(&err)))?;
         }
         Ok(elements)
     }

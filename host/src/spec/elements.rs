@@ -133,6 +133,27 @@ impl Elements {
     }
 }
 
+impl Spool {
+    fn size(&self) -> u64 {
+        match self {
+            Spool::Memory(bytes) => bytes.len() as u64,
+            Spool::File { size, .. } => *size,
+        }
+    }
+
+    /// Fills `buffer` from `offset` on; the caller keeps within the size.
+    fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Spool::Memory(bytes) => {
+                let from = offset as usize;
+                buffer.copy_from_slice(&bytes[from..from + buffer.len()]);
+                Ok(())
+            }
+            Spool::File { file, .. } => file.read_exact_at(buffer, offset),
+        }
+    }
+}
+
 impl Default for Elements {
     fn default() -> Self {
         Elements::new()
@@ -171,12 +192,9 @@ impl JsonReader<'_> {
         if self.buffer.len() - self.start >= wanted {
             return Ok(true);
         }
-        let (bytes, size): (&[u8], u64) = match &self.elements.spool {
-            Spool::Memory(bytes) => (bytes, bytes.len() as u64),
-            Spool::File { size, .. } => (&[], *size),
-        };
+        let spool = &self.elements.spool;
         let missing = wanted - (self.buffer.len() - self.start);
-        let available = size.saturating_sub(self.offset) as usize;
+        let available = spool.size().saturating_sub(self.offset) as usize;
         if available < missing {
             return Ok(false);
         }
@@ -185,13 +203,7 @@ impl JsonReader<'_> {
         self.start = 0;
         let old = self.buffer.len();
         self.buffer.resize(old + take, 0);
-        match &self.elements.spool {
-            Spool::Memory(_) => {
-                let from = self.offset as usize;
-                self.buffer[old..].copy_from_slice(&bytes[from..from + take]);
-            }
-            Spool::File { file, .. } => file.read_exact_at(&mut self.buffer[old..], self.offset)?,
-        }
+        spool.read_exact_at(&mut self.buffer[old..], self.offset)?;
         self.offset += take as u64;
         Ok(true)
     }

@@ -123,7 +123,7 @@ pub fn from_stored(head: &Value, elements: Elements) -> Result<WorkflowSpec, Spe
     let root = JsonPath::root();
     let map = fields::object(head, &root, "a workflow object", STORED_KEYS)?;
     let elements = match map.get("workflow") {
-        Some(inline) => inline_elements(inline, &root)?,
+        Some(inline) => inline_elements(inline)?,
         None => elements,
     };
     from_parts(map, elements, Path::new("/"))
@@ -137,21 +137,21 @@ pub fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, Spe
     let workflow = map
         .get("workflow")
         .ok_or_else(|| SpecIssue::new(&root, MISSING_WORKFLOW))?;
-    let elements = inline_elements(workflow, &root)?;
+    let elements = inline_elements(workflow)?;
     from_parts(map, elements, base_dir)
 }
 
 const MISSING_WORKFLOW: &str = "missing key `workflow` (the canvas to run)";
 
 /// The elements of a canvas given whole.
-fn inline_elements(workflow: &Value, root: &JsonPath) -> Result<Elements, SpecIssue> {
-    let canvas = canvas::canvas(workflow, &root.key("workflow"))?;
-    Elements::of(&canvas).map_err(|err| spool_issue(root, &err))
+fn inline_elements(workflow: &Value) -> Result<Elements, SpecIssue> {
+    let canvas = canvas::canvas(workflow, &JsonPath::root().key("workflow"))?;
+    Elements::of(&canvas).map_err(|err| spool_issue(&err))
 }
 
-fn spool_issue(root: &JsonPath, err: &std::io::Error) -> SpecIssue {
+fn spool_issue(err: &std::io::Error) -> SpecIssue {
     SpecIssue::new(
-        &root.key("workflow"),
+        &JsonPath::root().key("workflow"),
         format!("cannot spool the workflow to a temporary file: {err}"),
     )
 }

@@ -12,7 +12,10 @@
 //! going and steps that finish together share a flush.
 //!
 //! A writer waits for the commit that holds its write, so "committed before
-//! the next step of the same chain starts" still holds. With
+//! the next step of the same chain starts" still holds. A write marked
+//! [`Flush::WithWorkflowEnd`] (a workflow's last step) is committed without
+//! a flush of its own: the workflow's final write follows at once and
+//! flushes both. With
 //! [`Durability::Batched`], step commits within a window are not flushed
 //! one by one: the first after the window has passed flushes, and a thread
 //! flushes what a quiet window left behind.

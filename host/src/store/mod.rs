@@ -341,8 +341,9 @@ impl Store {
         row.map(|bytes| self.decode(bytes.value())).transpose()
     }
 
-    /// The workflow `id` of `tenant` itself, as it was recorded when it
-    /// started (see [`Store::start_workflow`]).
+    /// The head of workflow `id` of `tenant`, as it was recorded when it
+    /// started (see [`Store::start_workflow`]); its elements are read with
+    /// [`Store::elements`].
     pub fn workflow_spec(&self, tenant: &str, id: &str) -> Result<Option<Value>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(SPECS).map_err(|e| self.io(e))?;
