@@ -309,6 +309,71 @@ fn retry_re_drives_a_failed_workflow_from_its_failed_step() {
     assert_eq!(chain.command(&["retry", "again"]).code, 2);
 }
 
+/// Opens the database the way redb does at the next start, and says
+/// whether redb had to rebuild its allocator state by walking every table:
+/// what a file left by a crash with no record of that state costs.
+fn reopening_repairs(db: &std::path::Path) -> bool {
+    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&repaired);
+    redb::Database::builder()
+        .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .create(db)
+        .expect("the database opens");
+    repaired.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn runs_leave_the_database_complete_and_needing_no_repair() {
+    // `run`, `retry` and `resume` leave the file without redb's close (see
+    // `Store::exit`): what they committed must all be there, and the next
+    // open must not have to repair the file.
+    let chain = chain_file(&json!({
+        "id": "left",
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 2]},
+            {"task": "testkit.flaky", "args": ["left", 1], "immutable": true, "options": {"max_retries": 0}},
+        ],
+    }));
+    assert_eq!(run_file(&chain, &[]).code, 1);
+    assert!(!reopening_repairs(&chain.db()));
+    assert_eq!(chain.command(&["retry", "left"]).code, 0);
+    assert!(!reopening_repairs(&chain.db()));
+    let other = chain_file(
+        &json!({"plugins": standard_plugins(), "workflow": [{"task": "math.add", "args": [2, 3]}]}),
+    );
+    let other = other
+        .wfhost()
+        .args(["run", other.path.to_str().unwrap(), "--id", "other"])
+        .env("WFHOST_DB", chain.db())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "5\n");
+    assert!(!reopening_repairs(&chain.db()));
+    let listed = chain.command(&["list", "--json"]).json();
+    let mut stands: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().into(),
+                w["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    stands.sort();
+    assert_eq!(
+        stands,
+        [
+            ("left".into(), "succeeded".into()),
+            ("other".into(), "succeeded".into())
+        ]
+    );
+    let succeeded = event_counts(&chain, "left", "step_succeeded");
+    assert_eq!((succeeded["0"], succeeded["1"]), (1, 1));
+}
+
 #[test]
 fn a_damaged_database_is_refused() {
     let chain = chain_file(

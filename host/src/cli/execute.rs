@@ -103,11 +103,12 @@ impl HostArgs {
 
     /// Starts the runtime (showing guest logs on stderr) and opens the
     /// store side by side: each takes about a millisecond, much of the
-    /// store's spent waiting for redb's header to reach the disk.
+    /// store's spent waiting for redb's header to reach the disk. The store
+    /// is one the process leaves with [`Store::exit`].
     pub fn open(&self) -> anyhow::Result<(Runtime, Store)> {
         std::thread::scope(|scope| {
             let runtime = scope.spawn(|| self.ceilings.runtime());
-            let store = self.db.open();
+            let store = self.db.open().map(Store::for_process_exit);
             let runtime = runtime
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the runtime failed")));

@@ -163,6 +163,7 @@ pub enum Finished {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(wfhost::executor::cores())
         .enable_all()
         .build()
     {

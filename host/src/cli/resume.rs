@@ -84,6 +84,7 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
             finished = Finished::WorkflowFailed;
         }
     }
+    store.exit();
     Ok(finished)
 }
 
@@ -101,7 +102,9 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<Finished> {
             }
         );
     }
-    rerun((&runtime, &store), &args.host, &row, RunMode::RetryFailed).await
+    let finished = rerun((&runtime, &store), &args.host, &row, RunMode::RetryFailed).await;
+    store.exit();
+    finished
 }
 
 #[derive(Args)]

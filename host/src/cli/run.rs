@@ -56,7 +56,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
     };
     let mode = RunMode::Normal;
     let finished = execute::execute(&args.host, &runtime, &store, spec, &identity, mode).await;
-    drop(store);
+    store.exit();
     // The process exits next, and the system reclaims the engine's instance
     // pool at once; unmapping it piece by piece first took 0.3 ms of a
     // one-step run.

@@ -125,9 +125,11 @@ impl Default for RunOptions {
     }
 }
 
-/// The cores this process may use.
+/// The cores this process may use. Asked of the system once: each asking
+/// reads the cgroup's quota files, about 30 µs.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// What to do with a workflow that has already failed.

@@ -48,6 +48,10 @@ pub(super) struct Write {
     pub step: Option<String>,
     pub detail: Option<String>,
     pub flush: Flush,
+    /// Whether the commit holding this write also records redb's
+    /// allocator state, so that the store can be left without redb's close
+    /// ([`super::Store::exit`]).
+    pub record_allocator_state: bool,
 }
 
 /// The rows a write puts.
@@ -87,6 +91,8 @@ struct Queue {
     /// would lose.
     unflushed: u64,
     flushed: u64,
+    /// Whether the last commit recorded redb's allocator state.
+    last_recorded_state: bool,
 }
 
 /// The queue of writes to a database and the commits that drain it.
@@ -115,6 +121,7 @@ impl Committer {
                 flushed_at: Instant::now(),
                 unflushed: 0,
                 flushed: 0,
+                last_recorded_state: false,
             }),
         });
         if let Durability::Batched { window } = durability {
@@ -157,7 +164,14 @@ impl Committer {
         let mut queue = lock(&self.queue);
         queue.flushed = queue.flushed.max(covering);
         queue.flushed_at = Instant::now();
+        queue.last_recorded_state = false;
         Ok(())
+    }
+
+    /// Whether the last commit recorded redb's allocator state, so that
+    /// the next open can load it rather than rebuild it from every table.
+    pub fn last_commit_recorded_state(&self) -> bool {
+        lock(&self.queue).last_recorded_state
     }
 
     /// Whether the next commit, holding `batch`, must reach the disk before
@@ -222,9 +236,16 @@ impl Committer {
                 queue.waiting.drain(..take).collect()
             };
             let durable = self.must_flush(&batch);
-            let result = commit(&self.db, &batch, durable);
+            // Recording the state makes redb commit in two phases, a flush
+            // more; only a durable commit's record is worth one.
+            let record_state = durable
+                && batch
+                    .iter()
+                    .any(|request| request.write.record_allocator_state);
+            let result = commit(&self.db, &batch, durable, record_state);
             if result.is_ok() {
                 let mut queue = lock(&self.queue);
+                queue.last_recorded_state = record_state;
                 if durable {
                     queue.flushed = queue.unflushed;
                     queue.flushed_at = Instant::now();
@@ -249,12 +270,18 @@ impl Drop for Committer {
 }
 
 /// Applies every write of `batch` in one transaction and commits it,
-/// flushed to the disk or not.
-fn commit(db: &Database, batch: &[Request], durable: bool) -> Result<(), redb::Error> {
+/// flushed to the disk or not, recording redb's allocator state or not.
+fn commit(
+    db: &Database,
+    batch: &[Request],
+    durable: bool,
+    record_state: bool,
+) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     if !durable {
         txn.set_durability(redb::Durability::None)?;
     }
+    txn.set_quick_repair(record_state);
     for request in batch {
         apply(&txn, &request.write)?;
     }

@@ -5,7 +5,9 @@
 //! default (immediate) durability before the executor moves on, so a process
 //! killed at any instant leaves a consistent database that `resume` can
 //! continue from. Changes that arrive together share a transaction
-//! ([`commit`] explains how).
+//! ([`commit`] explains how). A process that ends after its workflows
+//! leaves the file as such a kill would, without redb's close, once its last
+//! commit has recorded what the next open needs ([`Store::exit`]).
 
 mod commit;
 mod tables;
@@ -157,6 +159,9 @@ pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
     committer: Arc<Committer>,
+    /// Whether a workflow's final commit records redb's allocator state
+    /// (see [`Store::for_process_exit`]).
+    record_state_at_workflow_end: bool,
 }
 
 /// The error of a failed database operation on the file at `path`.
@@ -213,6 +218,7 @@ impl Store {
             db,
             path,
             committer,
+            record_state_at_workflow_end: false,
         };
         store.check_schema()?;
         Ok(store)
@@ -228,6 +234,29 @@ impl Store {
                 reason: err.to_string(),
             })?;
         Self::start(db, path, Durability::Immediate)
+    }
+
+    /// Prepares the store for a process that ends once its workflows have:
+    /// each workflow's final commit also records redb's allocator state, in
+    /// a two-phase commit (one flush more), so that [`Store::exit`] can leave
+    /// the file without redb's close (four flushes). A long-lived process
+    /// gains nothing from it and would pay a flush per workflow.
+    pub fn for_process_exit(mut self) -> Self {
+        self.record_state_at_workflow_end = true;
+        self
+    }
+
+    /// Ends this process's use of the store, which must not be opened again
+    /// before the process exits. When the last commit recorded redb's
+    /// allocator state, the file is left as a crash would leave it: all
+    /// that is committed is on the disk, and the next open loads the state
+    /// from that record, for one flush, where redb's close would have spent
+    /// four. Otherwise the store closes as it does when dropped.
+    pub fn exit(self) {
+        if self.committer.last_commit_recorded_state() {
+            // The database's file and lock go with the process.
+            std::mem::forget(self);
+        }
     }
 
     /// Where the database is.
@@ -507,6 +536,7 @@ impl Store {
             step: None,
             detail: None,
             flush: Flush::BeforeReturning,
+            record_allocator_state: false,
         };
         self.committer.write(write).await
     }
@@ -562,6 +592,8 @@ impl Store {
             step: None,
             detail,
             flush: Flush::BeforeReturning,
+            record_allocator_state: self.record_state_at_workflow_end
+                && row.status != WorkflowStatus::Running,
         };
         self.committer.write(write).await
     }
@@ -592,6 +624,7 @@ impl Store {
             step: records.first().map(|record| record.id.clone()),
             detail,
             flush,
+            record_allocator_state: false,
         };
         self.committer.write(write).await
     }
