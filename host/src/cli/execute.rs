@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use wfhost::executor::{RunIdentity, RunMode, RunOptions, Workflow};
 use wfhost::report::WorkflowStatus;
@@ -48,9 +49,14 @@ pub struct CeilingArgs {
 impl CeilingArgs {
     /// A runtime with these ceilings, showing guest logs on stderr.
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(cached_runtime()?
+        Ok(self.apply(cached_runtime()?))
+    }
+
+    /// `runtime` with these ceilings, showing guest logs on stderr.
+    fn apply(&self, runtime: Runtime) -> Runtime {
+        runtime
             .with_log_sink(Arc::new(print_log))
-            .with_ceilings(self.ceilings()))
+            .with_ceilings(self.ceilings())
     }
 
     fn ceilings(&self) -> Ceilings {
@@ -70,6 +76,34 @@ pub fn cached_runtime() -> anyhow::Result<Runtime> {
         Some(cache) => runtime.with_component_cache(cache),
         None => runtime,
     })
+}
+
+/// A [`cached_runtime`] being started on a thread of its own. Starting one
+/// (the engine, its instance pool, the linker) takes about a millisecond,
+/// longer than anything else a command does before its first plugin load,
+/// so the commands that run workflows start it as soon as the command line
+/// is parsed, and open the store and read the chain file meanwhile.
+pub struct StartingRuntime(std::io::Result<std::thread::JoinHandle<anyhow::Result<Runtime>>>);
+
+impl StartingRuntime {
+    /// Starts building the runtime.
+    pub fn spawn() -> Self {
+        StartingRuntime(
+            std::thread::Builder::new()
+                .name("wfhost-start".into())
+                .spawn(cached_runtime),
+        )
+    }
+
+    /// The runtime, once started.
+    fn join(self) -> anyhow::Result<Runtime> {
+        let thread = self
+            .0
+            .context("cannot start a thread to start the runtime")?;
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the runtime failed")))
+    }
 }
 
 fn positive_seconds(text: &str) -> Result<Duration, String> {
@@ -101,19 +135,14 @@ impl HostArgs {
         }
     }
 
-    /// Starts the runtime (showing guest logs on stderr) and opens the
-    /// store side by side: each takes about a millisecond, much of the
-    /// store's spent waiting for redb's header to reach the disk. The store
-    /// is one the process leaves with [`Store::exit`].
-    pub fn open(&self) -> anyhow::Result<(Runtime, Store)> {
-        std::thread::scope(|scope| {
-            let runtime = scope.spawn(|| self.ceilings.runtime());
-            let store = self.db.open().map(Store::for_process_exit);
-            let runtime = runtime
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the runtime failed")));
-            Ok((runtime?, store?))
-        })
+    /// Opens the store while `runtime` starts, and gives the runtime these
+    /// ceilings and guest logs on stderr. Each takes about a millisecond,
+    /// much of the store's spent waiting for redb's header to reach the
+    /// disk. The store is one the process leaves with [`Store::exit`].
+    pub fn open(&self, runtime: StartingRuntime) -> anyhow::Result<(Runtime, Store)> {
+        let store = self.db.open().map(Store::for_process_exit);
+        let runtime = runtime.join();
+        Ok((self.ceilings.apply(runtime?), store?))
     }
 }
 

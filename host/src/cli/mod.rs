@@ -162,6 +162,13 @@ pub enum Finished {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let starting = match cli.command {
+        Command::Run(_) | Command::Resume(_) | Command::Retry(_) => {
+            Some(execute::StartingRuntime::spawn())
+        }
+        _ => None,
+    };
+    let starting = || starting.unwrap_or_else(execute::StartingRuntime::spawn);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(wfhost::executor::cores())
         .enable_all()
@@ -175,7 +182,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(args, starting()).await,
             Command::Status {
                 id,
                 tenant,
@@ -189,8 +196,8 @@ pub fn main() -> ExitCode {
             Command::Usage { over } => {
                 status::usage(&over.db.open()?, over.tenant.as_deref(), over.json)
             }
-            Command::Resume(args) => resume::resume(args).await,
-            Command::Retry(args) => resume::retry(args).await,
+            Command::Resume(args) => resume::resume(args, starting()).await,
+            Command::Retry(args) => resume::retry(args, starting()).await,
             Command::Cancel(args) => resume::cancel(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,

@@ -7,7 +7,7 @@ use wfhost::report::WorkflowStatus;
 use wfhost::runtime::Runtime;
 use wfhost::store::{Store, WorkflowRow};
 
-use super::execute::{self, HostArgs};
+use super::execute::{self, HostArgs, StartingRuntime};
 use super::{Finished, TenantArg};
 
 #[derive(Args)]
@@ -59,8 +59,8 @@ async fn rerun(
     execute::execute(host, runtime, store, spec, &identity, mode).await
 }
 
-pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
-    let (runtime, store) = args.host.open()?;
+pub async fn resume(args: ResumeArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
+    let (runtime, store) = args.host.open(runtime)?;
     let rows = match &args.id {
         Some(id) => {
             let row = stored(&store, &args.tenant.tenant, id)?;
@@ -88,8 +88,8 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<Finished> {
     Ok(finished)
 }
 
-pub async fn retry(args: RetryArgs) -> anyhow::Result<Finished> {
-    let (runtime, store) = args.host.open()?;
+pub async fn retry(args: RetryArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
+    let (runtime, store) = args.host.open(runtime)?;
     let row = stored(&store, &args.tenant.tenant, &args.id)?;
     if row.status != WorkflowStatus::Failed {
         bail!(

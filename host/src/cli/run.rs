@@ -8,7 +8,7 @@ use wfhost::report::WorkflowStatus;
 use wfhost::spec;
 
 use super::Finished;
-use super::execute::{self, HostArgs};
+use super::execute::{self, HostArgs, StartingRuntime};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -26,7 +26,7 @@ pub struct RunArgs {
     host: HostArgs,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
+pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
     let spec = spec::load(&args.chain)?;
     let identity = RunIdentity {
         id: args
@@ -38,7 +38,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finished> {
             .or_else(|| spec.tenant.clone())
             .unwrap_or_else(|| "default".to_string()),
     };
-    let (runtime, store) = args.host.open()?;
+    let (runtime, store) = args.host.open(runtime)?;
     let spec = match store.workflow(&identity.tenant, &identity.id)? {
         None => spec,
         Some(row) if row.status != WorkflowStatus::Running => {
