@@ -97,26 +97,39 @@ pub struct PluginSet {
 }
 
 impl PluginSet {
-    /// Loads every plugin the workflow names, side by side. When several
-    /// fail, the error is the first plugin's in name order, as when loading
-    /// one after another.
+    /// Loads every plugin the workflow names, side by side: the first in
+    /// name order on this task, the others on tasks of their own (waking a
+    /// worker thread costs about 0.1 ms on a small VM, a tenth of a cached
+    /// load). When several fail, the error is the first plugin's in name
+    /// order, as when loading one after another.
     pub async fn load(
         runtime: &Runtime,
         refs: &BTreeMap<String, PluginRef>,
     ) -> Result<Self, PluginError> {
-        let loads = refs.iter().map(|(name, plugin_ref)| {
-            let (runtime, name, plugin_ref) = (runtime.clone(), name.clone(), plugin_ref.clone());
-            tokio::spawn(async move {
-                let sha256 = plugin_ref.sha256.as_deref();
-                let plugin = runtime.load_plugin(&name, &plugin_ref.path, sha256).await;
-                (name, plugin)
-            })
-        });
-        let mut plugins = BTreeMap::new();
-        for loaded in futures::future::join_all(loads).await {
-            let (name, plugin) = loaded.map_err(|err| {
+        let load = |runtime: Runtime, name: String, plugin_ref: PluginRef| async move {
+            let sha256 = plugin_ref.sha256.as_deref();
+            let plugin = runtime.load_plugin(&name, &plugin_ref.path, sha256).await;
+            (name, plugin)
+        };
+        let mut refs = refs
+            .iter()
+            .map(|(name, plugin_ref)| (runtime.clone(), name.clone(), plugin_ref.clone()));
+        let first = refs.next();
+        let others: Vec<_> = refs
+            .map(|(runtime, name, plugin_ref)| tokio::spawn(load(runtime, name, plugin_ref)))
+            .collect();
+        let mut loaded = Vec::with_capacity(others.len() + 1);
+        if let Some((runtime, name, plugin_ref)) = first {
+            loaded.push(Ok(load(runtime, name, plugin_ref).await));
+        }
+        for other in futures::future::join_all(others).await {
+            loaded.push(other.map_err(|err| {
                 PluginError::Engine(format!("loading a plugin ended abnormally: {err}"))
-            })?;
+            }));
+        }
+        let mut plugins = BTreeMap::new();
+        for entry in loaded {
+            let (name, plugin) = entry?;
             plugins.insert(name, Arc::new(plugin?));
         }
         Ok(PluginSet { plugins })
