@@ -954,29 +954,34 @@ impl Run<'_> {
         end
     }
 
-    /// One attempt, within the run's concurrency: on the attempt pool when
-    /// the run has one; else, inside a group, on a task of its own, so
-    /// members spread over the worker threads; else, a step of a plain
-    /// chain runs where the chain runs, which spares two thread hand-overs
-    /// per step.
+    /// One attempt, within the run's concurrency and, with fair shares, at
+    /// its tenant's turn. Both are waited for here, where the workflow runs,
+    /// so that an attempt reaches the attempt pool holding its turn: spawned
+    /// first and waiting there, behind a flood of another tenant's attempts,
+    /// it would not even be in the scheduler's queue until a pool thread busy
+    /// with guest code got round to polling it. The attempt then runs on the
+    /// attempt pool when the run has one; else, inside a group, on a task of
+    /// its own, so members spread over the worker threads; else, a step of a
+    /// plain chain runs where the chain runs, which spares two thread
+    /// hand-overs per step.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
         invocation: Invocation,
         limits: Limits,
     ) -> Attempt {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
+        let turn = match &self.fair_share {
+            Some(scheduler) => Some(scheduler.acquire(&invocation.tenant).await),
+            None => None,
+        };
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
-        let slots = Arc::clone(&self.slots);
-        let fair_share = self.fair_share.clone();
         let cancel = self.cancel.clone();
         let attempt = async move {
-            // The semaphore is never closed, so acquiring cannot fail.
-            let _slot = slots.acquire_owned().await.ok();
-            let _turn = match &fair_share {
-                Some(scheduler) => Some(scheduler.acquire(&invocation.tenant).await),
-                None => None,
-            };
+            // Given back when the attempt ends, wherever it ran.
+            let _held = (slot, turn);
             if cancel.is_cancelled() {
                 return Attempt::failed(cancelled("cancelled before it started"));
             }
