@@ -15,12 +15,12 @@ pub use plugins::{PluginSet, StepProblem, ValidationError};
 pub use retry::RetryPolicy;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -29,12 +29,11 @@ use tokio::sync::Semaphore;
 use wfhost_canvas::{Canvas, Limit, Signature, StepOptions};
 
 use crate::failure::{Failure, FailureKind};
-use crate::lock::lock;
 use crate::plan::{self, Node, PlannedStep};
 use crate::report::{StepRecord, StepStatus, WorkflowError, WorkflowStatus};
 use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Limits, Plugin, Runtime};
 use crate::spec::{self, WorkflowSpec};
-use crate::store::{Flush, Store, StoreError, WorkflowRow, now_ms};
+use crate::store::{Flush, StepTotals, Store, StoreError, WorkflowRow, now_ms};
 use nodes::{Nodes, spool_error};
 use retry::seconds_to_duration;
 
@@ -273,7 +272,7 @@ impl Workflow {
         observer: &dyn Observer,
     ) -> Result<WorkflowRow, StoreError> {
         let existing = store.workflow(&identity.tenant, &identity.id)?;
-        let (mut row, stored) = match existing {
+        let (mut row, earlier) = match existing {
             None => {
                 let now = now_ms();
                 let row = WorkflowRow {
@@ -286,13 +285,15 @@ impl Workflow {
                     error: None,
                 };
                 self.record_start(store, &row).await?;
-                (row, Vec::new())
+                (row, None)
             }
             Some(row) => match (row.status, mode) {
                 (WorkflowStatus::Running, _) => {
                     store.put_workflow(&row, "workflow_resumed", None).await?;
-                    let steps = store.steps(&identity.tenant, &identity.id)?;
-                    (row, steps)
+                    let earlier = Earlier {
+                        redriven_from: None,
+                    };
+                    (row, Some(earlier))
                 }
                 (WorkflowStatus::Failed, RunMode::RetryFailed) => {
                     let mut row = row;
@@ -302,9 +303,10 @@ impl Workflow {
                     store
                         .put_workflow(&row, "workflow_retried", failed_step.clone())
                         .await?;
-                    let steps = store.steps(&identity.tenant, &identity.id)?;
-                    let keep = |step: &StepRecord| redrive_keeps(step, failed_step.as_deref());
-                    (row, steps.into_iter().filter(keep).collect())
+                    let earlier = Earlier {
+                        redriven_from: failed_step,
+                    };
+                    (row, Some(earlier))
                 }
                 _ => {
                     observer.workflow_recorded(&row);
@@ -313,21 +315,18 @@ impl Workflow {
             },
         };
         observer.workflow_recorded(&row);
-        let next_seq = stored.iter().map(|step| step.seq + 1).max().unwrap_or(0);
-        let fuel_spent = stored.iter().map(|step| step.fuel_used).sum();
+        let totals = match earlier {
+            Some(_) => store.step_totals(&identity.tenant, &identity.id)?,
+            None => StepTotals::default(),
+        };
         let run = Run {
             workflow: self,
             runtime,
             store,
             identity,
             observer,
-            stored: Mutex::new(
-                stored
-                    .into_iter()
-                    .map(|step| (step.id.clone(), step))
-                    .collect(),
-            ),
-            next_seq: AtomicU64::new(next_seq),
+            earlier,
+            next_seq: AtomicU64::new(totals.next_seq),
             slots: options
                 .shared_slots
                 .clone()
@@ -336,7 +335,7 @@ impl Workflow {
             attempt_pool: options.attempt_pool.clone(),
             cancel: options.cancel.clone(),
             fuel_budget: options.fuel_budget,
-            fuel_spent: AtomicU64::new(fuel_spent),
+            fuel_spent: AtomicU64::new(totals.fuel_used),
             drain: options.drain.clone(),
         };
         let elements = Nodes::elements(&self.spec.workflow);
@@ -455,16 +454,24 @@ fn redrive_keeps(step: &StepRecord, failed_step: Option<&str>) -> bool {
     !errback_of_failure
 }
 
-/// One run of a workflow: what every step needs, and the steps a previous
-/// run of the same workflow already recorded.
+/// An earlier run of the workflow that this run continues.
+struct Earlier {
+    /// The step that failed, when the workflow is re-driven from it.
+    redriven_from: Option<String>,
+}
+
+/// One run of a workflow: what every step needs, and whether an earlier run
+/// of the same workflow recorded steps it must reuse.
 struct Run<'a> {
     workflow: &'a Workflow,
     runtime: &'a Runtime,
     store: &'a Store,
     identity: &'a RunIdentity,
     observer: &'a dyn Observer,
-    /// Steps recorded by an earlier run, by id, not yet replayed.
-    stored: Mutex<HashMap<String, StepRecord>>,
+    /// The run this one continues, whose records it reuses; they are read
+    /// from the store step by step, so that a long workflow's records are
+    /// never all in memory.
+    earlier: Option<Earlier>,
     next_seq: AtomicU64,
     /// Attempts running at once are bounded by the run's concurrency.
     slots: Arc<Semaphore>,
@@ -484,10 +491,16 @@ impl Run<'_> {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The record an earlier run left for `id`, taken out so that it is
-    /// replayed once.
-    fn take_stored(&self, id: &str) -> Option<StepRecord> {
-        lock(&self.stored).remove(id)
+    /// The record an earlier run left for `id` that this run reuses. Each
+    /// step id is visited once in a run, so each record is reused once.
+    fn take_stored(&self, id: &str) -> Result<Option<StepRecord>, StoreError> {
+        let Some(earlier) = &self.earlier else {
+            return Ok(None);
+        };
+        let record = self
+            .store
+            .step(&self.identity.tenant, &self.identity.id, id)?;
+        Ok(record.filter(|step| redrive_keeps(step, earlier.redriven_from.as_deref())))
     }
 
     /// A new record for `id`, keeping the position of an earlier one.
@@ -660,7 +673,7 @@ impl Run<'_> {
         parent: Option<String>,
         ends_workflow: bool,
     ) -> Outcome {
-        let previous = self.take_stored(id);
+        let previous = self.take_stored(id)?;
         if let Some(done) = previous
             .as_ref()
             .filter(|done| done.status == StepStatus::Succeeded)
@@ -728,7 +741,7 @@ impl Run<'_> {
         {
             args.insert(0, previous);
         }
-        let previous = self.take_stored(&step.id);
+        let previous = self.take_stored(&step.id)?;
         // Held until the step's outcome is committed, so a graceful stop
         // lets it finish.
         let mut working = None;
@@ -841,18 +854,18 @@ impl Run<'_> {
             .iter()
             .flat_map(|nodes| plan::steps(nodes))
             .map(|step| {
-                let previous = self.take_stored(&step.id);
+                let previous = self.take_stored(&step.id)?;
                 let signature = &step.signature;
-                self.new_record(
+                Ok(self.new_record(
                     &step.id,
                     None,
                     &signature.task,
                     signature.args.clone(),
                     signature.kwargs.clone(),
                     previous.as_ref(),
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         if skipped.is_empty() {
             return Ok(());
         }
@@ -890,7 +903,7 @@ impl Run<'_> {
         callback: &Signature,
         argument: &Value,
     ) -> Result<(), StoreError> {
-        let previous = self.take_stored(&id);
+        let previous = self.take_stored(&id)?;
         if let Some(done) = &previous
             && matches!(done.status, StepStatus::Succeeded | StepStatus::Failed)
         {

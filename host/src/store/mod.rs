@@ -97,6 +97,15 @@ pub struct Usage {
     pub duration_ms: f64,
 }
 
+/// Where a workflow's step records stand (see [`Store::step_totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepTotals {
+    /// The position after the last record's.
+    pub next_seq: u64,
+    /// Fuel their attempts used.
+    pub fuel_used: u64,
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -407,9 +416,47 @@ impl Store {
 
     /// Every stored step of a workflow, in the order they were first recorded.
     pub fn steps(&self, tenant: &str, id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let mut steps = Vec::new();
+        self.each_step(tenant, id, |step| steps.push(step))?;
+        steps.sort_by_key(|step| step.seq);
+        Ok(steps)
+    }
+
+    /// Where a workflow's step records stand, read one record at a time:
+    /// what a continuing run carries on from, without holding the records.
+    pub fn step_totals(&self, tenant: &str, id: &str) -> Result<StepTotals, StoreError> {
+        let mut totals = StepTotals::default();
+        self.each_step(tenant, id, |step| {
+            totals.next_seq = totals.next_seq.max(step.seq + 1);
+            totals.fuel_used += step.fuel_used;
+        })?;
+        Ok(totals)
+    }
+
+    /// A workflow's record of the step `step`, if it has one.
+    pub fn step(
+        &self,
+        tenant: &str,
+        id: &str,
+        step: &str,
+    ) -> Result<Option<StepRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(STEPS).map_err(|e| self.io(e))?;
-        let mut steps: Vec<StepRecord> = Vec::new();
+        match table.get((tenant, id, step)).map_err(|e| self.io(e))? {
+            Some(value) => Ok(Some(self.decode(value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `visit` with each of a workflow's step records, in id order.
+    fn each_step(
+        &self,
+        tenant: &str,
+        id: &str,
+        mut visit: impl FnMut(StepRecord),
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(STEPS).map_err(|e| self.io(e))?;
         let range = table.range((tenant, id, "")..).map_err(|e| self.io(e))?;
         for entry in range {
             let (key, value) = entry.map_err(|e| self.io(e))?;
@@ -417,10 +464,9 @@ impl Store {
             if t != tenant || w != id {
                 break;
             }
-            steps.push(self.decode(value.value())?);
+            visit(self.decode(value.value())?);
         }
-        steps.sort_by_key(|step| step.seq);
-        Ok(steps)
+        Ok(())
     }
 
     /// What each tenant (or only `tenant`) has used, by tenant name.
@@ -632,9 +678,50 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     use super::*;
+
+    /// A continuing run reads one record by id, and the totals of all
+    /// without holding them; other workflows' records stay out of both.
+    #[tokio::test]
+    async fn steps_are_read_one_by_one_and_totalled() {
+        let store = Store::in_memory().unwrap();
+        let record = |id: &str, seq: u64, fuel: u64| {
+            let mut record = StepRecord::new(id, None, "m.add", vec![json!(seq)], Map::new());
+            (record.seq, record.fuel_used) = (seq, fuel);
+            record
+        };
+        let (a, b, other) = (record("0", 0, 10), record("1", 4, 32), record("0", 9, 1000));
+        let put = |workflow: &'static str, records: Vec<StepRecord>| {
+            let store = &store;
+            async move {
+                let refs: Vec<&StepRecord> = records.iter().collect();
+                store
+                    .put_steps(
+                        "t",
+                        workflow,
+                        &refs,
+                        "step_succeeded",
+                        None,
+                        Flush::BeforeReturning,
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        put("wf", vec![a.clone(), b]).await;
+        put("wf-2", vec![other]).await;
+        assert_eq!(store.step("t", "wf", "0").unwrap(), Some(a));
+        assert_eq!(store.step("t", "wf", "2").unwrap(), None);
+        assert_eq!(store.step("u", "wf", "0").unwrap(), None);
+        let totals = store.step_totals("t", "wf").unwrap();
+        assert_eq!((totals.next_seq, totals.fuel_used), (5, 42));
+        assert_eq!(
+            store.step_totals("t", "none").unwrap(),
+            StepTotals::default()
+        );
+    }
 
     /// A schema-1 file, as wfhost wrote it before the stored form of a
     /// workflow moved out of its row, opens as schema 2 with nothing lost.
