@@ -1,13 +1,12 @@
 //! A chain file read as a stream. Every top-level key but `workflow` is
-//! small and read whole; a `workflow` array is read element by element,
-//! each checked as it comes and written to the spool, so that no JSON tree
-//! of the whole workflow is ever built.
+//! small and read whole; a `workflow` list (an array, or `{"chain": [...]}`)
+//! is read element by element, each checked as it comes and written to the
+//! spool, so that no JSON tree of the whole workflow is ever built.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -129,7 +128,8 @@ impl Document<'_> {
     }
 }
 
-/// The value of `workflow`: an array is read element by element; any other
+/// The value of `workflow`, read as a stream where it is a list of canvases:
+/// a bare array, or `{"chain": [...]}` with `chain` its only key. Any other
 /// value is read whole and parsed as one canvas.
 struct Workflow<'a> {
     issue: &'a RefCell<Option<SpecIssue>>,
@@ -139,63 +139,117 @@ impl<'de> DeserializeSeed<'de> for Workflow<'_> {
     type Value = Elements;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Elements, D::Error> {
+        let canvases = Canvases {
+            issue: self.issue,
+            at: JsonPath::root().key("workflow"),
+            open_chain: true,
+        };
+        match canvases.deserialize(deserializer)? {
+            Read::Streamed(elements) => Ok(elements),
+            Read::Whole(value) => {
+                super::inline_elements(&value).map_err(|issue| fail(self.issue, issue))
+            }
+        }
+    }
+}
+
+/// A value that may be a list of canvases, as read.
+enum Read {
+    /// A list, each canvas checked and spooled as it came.
+    Streamed(Elements),
+    /// Anything else, for the canvas parser to judge whole.
+    Whole(Value),
+}
+
+/// Reads a list of canvases at `at` one canvas at a time.
+struct Canvases<'a> {
+    issue: &'a RefCell<Option<SpecIssue>>,
+    at: JsonPath,
+    /// Whether an object `{"chain": [...]}` is opened and its list streamed
+    /// too (the workflow itself: its members are its elements).
+    open_chain: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Canvases<'_> {
+    type Value = Read;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Read, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl Workflow<'_> {
-    /// A workflow given as one value other than an array.
-    fn whole<E: de::Error>(self, value: Value) -> Result<Elements, E> {
-        super::inline_elements(&value).map_err(|issue| fail(self.issue, issue))
-    }
-}
-
-impl<'de> Visitor<'de> for Workflow<'_> {
-    type Value = Elements;
+impl<'de> Visitor<'de> for Canvases<'_> {
+    type Value = Read;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a canvas")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements, A::Error> {
-        let at = JsonPath::root().key("workflow");
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Read, A::Error> {
         let mut elements = Elements::new();
         while let Some(value) = seq.next_element::<Value>()? {
-            let canvas = canvas::canvas(&value, &at.index(elements.len()))
+            let canvas = canvas::canvas(&value, &self.at.index(elements.len()))
                 .map_err(|issue| fail(self.issue, issue))?;
             elements
                 .push(&canvas)
                 .map_err(|err| fail(self.issue, super::spool_issue(&err)))?;
         }
-        Ok(elements)
+        Ok(Read::Streamed(elements))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Elements, A::Error> {
-        let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        self.whole(value)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
+        let mut whole = Map::new();
+        if self.open_chain
+            && let Some(first) = map.next_key::<String>()?
+        {
+            if first == "chain" {
+                let members = Canvases {
+                    issue: self.issue,
+                    at: self.at.key("chain"),
+                    open_chain: false,
+                };
+                match map.next_value_seed(members)? {
+                    Read::Streamed(elements) => {
+                        if let Some(key) = map.next_key::<String>()? {
+                            let issue = fields::unknown_key(&self.at, &key, &["chain"]);
+                            return Err(fail(self.issue, issue));
+                        }
+                        return Ok(Read::Streamed(elements));
+                    }
+                    Read::Whole(value) => whole.insert(first, value),
+                };
+            } else {
+                let value = map.next_value()?;
+                whole.insert(first, value);
+            }
+        }
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            whole.insert(key, value);
+        }
+        Ok(Read::Whole(Value::Object(whole)))
     }
 
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Elements, E> {
-        self.whole(Value::from(value))
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Read, E> {
+        Ok(Read::Whole(Value::from(value)))
     }
 
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Elements, E> {
-        self.whole(Value::from(value))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Read, E> {
+        Ok(Read::Whole(Value::from(value)))
     }
 
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Elements, E> {
-        self.whole(Value::from(value))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Read, E> {
+        Ok(Read::Whole(Value::from(value)))
     }
 
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Elements, E> {
-        self.whole(Value::from(value))
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Read, E> {
+        Ok(Read::Whole(Value::from(value)))
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Elements, E> {
-        self.whole(Value::from(value))
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Read, E> {
+        Ok(Read::Whole(Value::from(value)))
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Elements, E> {
-        self.whole(Value::Null)
+    fn visit_unit<E: de::Error>(self) -> Result<Read, E> {
+        Ok(Read::Whole(Value::Null))
     }
 }

@@ -31,15 +31,21 @@ pub fn object<'a>(
         return Err(expected(at, what, value));
     };
     if let Some(unknown) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
-        return Err(SpecIssue::new(
-            &at.key(unknown),
-            format!(
-                "unknown key `{unknown}` (expected one of: {})",
-                allowed.join(", ")
-            ),
-        ));
+        return Err(unknown_key(at, unknown, allowed));
     }
     Ok(map)
+}
+
+/// The issue of a key `unknown` in the object at `at`, which allows only
+/// `allowed`.
+pub fn unknown_key(at: &JsonPath, unknown: &str, allowed: &[&str]) -> SpecIssue {
+    SpecIssue::new(
+        &at.key(unknown),
+        format!(
+            "unknown key `{unknown}` (expected one of: {})",
+            allowed.join(", ")
+        ),
+    )
 }
 
 pub fn string<'a>(value: &'a Value, at: &JsonPath) -> Result<&'a str, SpecIssue> {

@@ -212,3 +212,38 @@ fn celery_composites_with_options_are_refused_not_dropped() {
     let issue = parse_canvas(&celery).unwrap_err();
     assert_eq!(issue.at.to_string(), "$.options.link");
 }
+
+/// `{"chain": [...]}` as the workflow is streamed like a bare array: the
+/// same elements, and the same issues, whatever order its keys come in.
+#[test]
+fn a_chain_object_workflow_reads_like_an_array() {
+    let members = json!([{"task": "m.a", "args": [1]}, {"group": [{"task": "m.b"}]}]);
+    let as_array = parse_ok(json!({"plugins": {}, "workflow": members}));
+    let as_object = parse_ok(json!({"plugins": {}, "workflow": {"chain": members}}));
+    assert_eq!(as_object.workflow.len(), 2);
+    assert_eq!(
+        as_object.workflow.to_canvas().unwrap(),
+        as_array.workflow.to_canvas().unwrap()
+    );
+
+    let text_issue = |text: &str| match parse(text, Path::new("/flows")) {
+        Err(ParseError::Invalid(issue)) => (issue.at.to_string(), issue.message),
+        other => panic!("expected an invalid spec, got {other:?}"),
+    };
+    for text in [
+        r#"{"plugins": {}, "workflow": {"chain": [{"task": "m.a"}], "x": 1}}"#,
+        r#"{"plugins": {}, "workflow": {"x": 1, "chain": [{"task": "m.a"}]}}"#,
+    ] {
+        let (at, message) = text_issue(text);
+        assert_eq!(at, "$.workflow.x", "{text}");
+        assert!(
+            message.contains("unknown key `x` (expected one of: chain)"),
+            "{message}"
+        );
+    }
+    let (at, _) = text_issue(r#"{"plugins": {}, "workflow": {"chain": [{"task": "m.a"}, 7]}}"#);
+    assert_eq!(at, "$.workflow.chain[1]");
+    let (at, message) = text_issue(r#"{"plugins": {}, "workflow": {"chain": 5}}"#);
+    assert_eq!(at, "$.workflow.chain");
+    assert!(message.contains("array"), "{message}");
+}
