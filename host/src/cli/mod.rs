@@ -162,6 +162,8 @@ pub enum Finished {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Started before tokio, so that the engine's setup overlaps tokio's
+    // start as well as the store's open (see `StartingRuntime`).
     let starting = match cli.command {
         Command::Run(_) | Command::Resume(_) | Command::Retry(_) => {
             Some(execute::StartingRuntime::spawn())
