@@ -342,6 +342,24 @@ fn a_flooding_tenant_does_not_stall_another() {
         flood["status"], "running",
         "b's two steps waited for a's flood to end ({took:?}, {spun} of a's steps on record)"
     );
+    // Each of b's steps waits for a turn, which comes when one of a's
+    // running attempts ends: few of a's steps may end while b's chain runs,
+    // however many of a's attempts are waiting (4-5 here; with attempts
+    // queued on the attempt pool before asking for their turn, 559-691).
+    assert!(server.terminate());
+    let store = wfhost::store::Store::open(&dir.path().join("state.redb")).unwrap();
+    let quick = store.events("b", "quick").unwrap();
+    let during = quick.first().unwrap().at_ms..=quick.last().unwrap().at_ms;
+    let a_ended = store
+        .events("a", "flood")
+        .unwrap()
+        .iter()
+        .filter(|event| event.step.is_some() && during.contains(&event.at_ms))
+        .count();
+    assert!(
+        a_ended <= 12,
+        "{a_ended} of a's steps ended during b's two-step chain ({took:?})"
+    );
 }
 
 #[test]
