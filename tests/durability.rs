@@ -242,13 +242,8 @@ fn status_and_list_show_where_workflows_stand() {
     let good = chain_file(
         &json!({"plugins": standard_plugins(), "workflow": [{"task": "math.add", "args": [2, 3]}]}),
     );
-    let good_run = good
-        .wfhost()
-        .args(["run", good.path.to_str().unwrap(), "--id", "good"])
-        .env("WFHOST_DB", chain.db())
-        .output()
-        .unwrap();
-    assert!(good_run.status.success());
+    let good_run = chain.command(&["run", good.path.to_str().unwrap(), "--id", "good"]);
+    assert_eq!(good_run.code, 0, "{}", good_run.stderr);
 
     let text = chain.command(&["status", "bad"]);
     assert_eq!(text.code, 0);
@@ -342,13 +337,8 @@ fn runs_leave_the_database_complete_and_needing_no_repair() {
     let other = chain_file(
         &json!({"plugins": standard_plugins(), "workflow": [{"task": "math.add", "args": [2, 3]}]}),
     );
-    let other = other
-        .wfhost()
-        .args(["run", other.path.to_str().unwrap(), "--id", "other"])
-        .env("WFHOST_DB", chain.db())
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&other.stdout), "5\n");
+    let other = chain.command(&["run", other.path.to_str().unwrap(), "--id", "other"]);
+    assert_eq!(other.stdout, "5\n", "{}", other.stderr);
     assert!(!reopening_repairs(&chain.db()));
     let listed = chain.command(&["list", "--json"]).json();
     let mut stands: Vec<(String, String)> = listed
