@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{invocation, plugin, rss_kib};
 use serde_json::{Value, json};
-use wfhost::failure::FailureKind;
+use wfhost::records::FailureKind;
 use wfhost::runtime::{AttemptResult, Limits, Runtime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

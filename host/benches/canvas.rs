@@ -8,12 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{plugin, prepare_workflow, run_to_end};
-use serde_json::json;
-use wfhost::executor::{RunIdentity, RunOptions, Workflow};
-use wfhost::report::WorkflowStatus;
+use common::{plugin, ready, run_to_end};
+use serde_json::{Value, json};
+use wfhost::executor::cores;
+use wfhost::records::WorkflowStatus;
 use wfhost::runtime::Runtime;
 use wfhost::store::Store;
+use wfhost::{Host, RunIdentity, RunOptions};
 
 const MEMBERS: usize = 8;
 const ROUNDS: u64 = 30_000_000;
@@ -27,20 +28,11 @@ fn main() {
     runtime.block_on(bench());
 }
 
-async fn run_once(
-    runtime: &Runtime,
-    workflow: &Workflow,
-    store: &Store,
-    id: String,
-    concurrency: usize,
-) -> Duration {
-    let identity = RunIdentity {
-        id,
-        tenant: "bench".into(),
-    };
-    let options = RunOptions::with_concurrency(concurrency);
+async fn run_once(host: &Host, document: &Value, id: String, concurrency: usize) -> Duration {
+    let ready = ready(host, document, RunIdentity::new("bench", id)).await;
+    let options = RunOptions::new().concurrency(concurrency);
     let started = Instant::now();
-    let row = run_to_end(runtime, store, workflow, &identity, &options).await;
+    let row = run_to_end(host, ready, &options).await;
     assert_eq!(row.status, WorkflowStatus::Succeeded);
     started.elapsed()
 }
@@ -54,25 +46,14 @@ async fn bench() {
         "defaults": {"fuel": null},
         "workflow": [{"group": members}],
     });
-    let runtime = Runtime::new().unwrap();
-    let workflow = prepare_workflow(&runtime, &document).await;
-    let store = Store::in_memory().unwrap();
-    let cores = RunOptions::default().concurrency;
+    let host = Host::new(Runtime::new().unwrap(), Store::in_memory().unwrap());
+    let cores = cores();
 
     let mut serial = Vec::new();
     let mut parallel = Vec::new();
     for repeat in 0..REPEATS {
-        serial.push(run_once(&runtime, &workflow, &store, format!("serial-{repeat}"), 1).await);
-        parallel.push(
-            run_once(
-                &runtime,
-                &workflow,
-                &store,
-                format!("parallel-{repeat}"),
-                cores,
-            )
-            .await,
-        );
+        serial.push(run_once(&host, &document, format!("serial-{repeat}"), 1).await);
+        parallel.push(run_once(&host, &document, format!("parallel-{repeat}"), cores).await);
     }
     serial.sort();
     parallel.sort();

@@ -20,13 +20,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{chain_file, plugin, prepare_workflow, proc_status_kib, run_to_end, standard_plugins};
+use common::{chain_file, plugin, proc_status_kib, ready, run_to_end, standard_plugins};
 use serde_json::{Value, json};
-use wfhost::executor::{FairScheduler, RunIdentity, RunOptions, Workflow, cores};
-use wfhost::report::WorkflowStatus;
+use wfhost::executor::{FairScheduler, cores};
+use wfhost::records::WorkflowStatus;
 use wfhost::runtime::{ComponentCache, Runtime};
-use wfhost::spec;
 use wfhost::store::{Durability, Store};
+use wfhost::{Begun, Host, Intent, Ready, RunIdentity, RunOptions, spec};
 
 /// Set in a child process of this benchmark: the length of the chain whose
 /// peak RSS it reports.
@@ -79,13 +79,14 @@ fn document(workflow: Value) -> Value {
     json!({"plugins": standard_plugins(), "workflow": workflow})
 }
 
-/// Runs `workflow` as `id` and checks its result.
-async fn run(runtime: &Runtime, store: &Store, workflow: &Workflow, id: &str, expected: &Value) {
-    let identity = RunIdentity {
-        id: id.to_string(),
-        tenant: "bench".into(),
-    };
-    let row = run_to_end(runtime, store, workflow, &identity, &RunOptions::default()).await;
+/// `document` as workflow `id` of tenant `bench`, ready to run on `host`.
+async fn ready_bench(host: &Host, document: &Value, id: &str) -> Box<Ready> {
+    ready(host, document, RunIdentity::new("bench", id)).await
+}
+
+/// Runs `ready` to its end and checks its result.
+async fn run(host: &Host, ready: Box<Ready>, expected: &Value) {
+    let row = run_to_end(host, ready, &RunOptions::new()).await;
     assert_eq!(row.status, WorkflowStatus::Succeeded, "{:?}", row.error);
     assert_eq!(row.result.as_ref(), Some(expected));
 }
@@ -100,7 +101,7 @@ async fn rss_child(length: usize, cache: &Path) -> Duration {
     let runtime = Runtime::new()
         .unwrap()
         .with_component_cache(ComponentCache::new(cache));
-    let store = file_store(dir.path(), Durability::Immediate);
+    let host = Host::new(runtime, file_store(dir.path(), Durability::Immediate));
     // Written as text, so the only JSON tree in this process is wfhost's.
     let mut text = format!(
         r#"{{"plugins": {{"math": {:?}}}, "workflow": [{{"task": "math.add", "args": [0, 1]}}"#,
@@ -113,10 +114,13 @@ async fn rss_child(length: usize, cache: &Path) -> Duration {
     let file = dir.path().join("chain.json");
     std::fs::write(&file, text).unwrap();
     let spec = spec::load(&file).unwrap();
-    let workflow = Workflow::prepare(&runtime, spec).await.unwrap();
+    let identity = RunIdentity::new("bench", "rss");
+    let Begun::Ready(ready) = host.begin(identity, Intent::Start(spec)).await.unwrap() else {
+        panic!("a fresh database has no workflow `rss`");
+    };
     eprintln!("{}", proc_status_kib("VmHWM"));
     let started = Instant::now();
-    run(&runtime, &store, &workflow, "rss", &json!(length)).await;
+    run(&host, ready, &json!(length)).await;
     started.elapsed()
 }
 
@@ -282,24 +286,13 @@ async fn bench(filter: &str) {
     }
 }
 
-/// Runs `workflow` as `identity` with `options` on a task of its own, as
-/// `wfhost serve` does; returns how long it took.
-async fn timed_run(
-    runtime: &Runtime,
-    store: &Arc<Store>,
-    workflow: &Arc<Workflow>,
-    identity: RunIdentity,
-    options: &RunOptions,
-) -> Duration {
-    let (runtime, store, workflow, options) = (
-        runtime.clone(),
-        Arc::clone(store),
-        Arc::clone(workflow),
-        options.clone(),
-    );
+/// Runs `ready` with `options` on a task of its own, as `wfhost serve`
+/// does; returns how long it took.
+async fn timed_run(host: &Arc<Host>, ready: Box<Ready>, options: &RunOptions) -> Duration {
+    let (host, options) = (Arc::clone(host), options.clone());
     tokio::spawn(async move {
         let started = Instant::now();
-        run_to_end(&runtime, &store, &workflow, &identity, &options).await;
+        run_to_end(&host, ready, &options).await;
         started.elapsed()
     })
     .await
@@ -318,22 +311,23 @@ async fn fair(runtime: &Runtime) {
         .enable_all()
         .build()
         .unwrap();
-    let options = RunOptions {
-        fair_share: Some(Arc::clone(&scheduler)),
-        attempt_pool: Some(pool.handle().clone()),
-        ..RunOptions::with_concurrency(FLOOD)
-    };
-    let store = Arc::new(Store::in_memory().unwrap());
-    let quick = Arc::new(prepare_workflow(runtime, &document(add_chain(2))).await);
-    let identity = |tenant: &str, id: String| RunIdentity {
-        id,
-        tenant: tenant.into(),
+    let options = RunOptions::new()
+        .concurrency(FLOOD)
+        .fair_share(Arc::clone(&scheduler))
+        .attempt_pool(pool.handle().clone());
+    let host = Arc::new(Host::new(runtime.clone(), Store::in_memory().unwrap()));
+    let quick = document(add_chain(2));
+    let quick_run = |id: String| {
+        let (host, quick, options) = (&host, &quick, &options);
+        async move {
+            let ready = ready(host, quick, RunIdentity::new("b", id)).await;
+            timed_run(host, ready, options).await
+        }
     };
     let alone: Vec<Duration> = {
         let mut samples = Vec::new();
         for i in 0..20 {
-            let id = identity("b", format!("alone-{i}"));
-            samples.push(timed_run(runtime, &store, &quick, id, &options).await);
+            samples.push(quick_run(format!("alone-{i}")).await);
         }
         samples
     };
@@ -345,24 +339,17 @@ async fn fair(runtime: &Runtime) {
         "defaults": {"fuel": 50_000_000},
         "workflow": [{"group": spins}],
     });
-    let flood = Arc::new(prepare_workflow(runtime, &flood_doc).await);
-    let flooding = timed_run(
-        runtime,
-        &store,
-        &flood,
-        identity("a", "flood".into()),
-        &options,
-    );
+    let flood = ready(&host, &flood_doc, RunIdentity::new("a", "flood")).await;
+    let flooding = timed_run(&host, flood, &options);
     let quick_runs = async {
         // Measure only once the flood is under way: some of its attempts
         // have finished.
-        while store.steps("a", "flood").unwrap().len() < 20 {
+        while host.store().steps("a", "flood").unwrap().len() < 20 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut samples = Vec::new();
         for i in 0..20 {
-            let id = identity("b", format!("flooded-{i}"));
-            samples.push(timed_run(runtime, &store, &quick, id, &options).await);
+            samples.push(quick_run(format!("flooded-{i}")).await);
         }
         samples
     };
@@ -452,10 +439,10 @@ fn file_store(dir: &Path, durability: Durability) -> Store {
 
 async fn chains(runtime: &Runtime, dir: &Path) {
     println!("chains (a redb file with the durability named; default concurrency):");
-    let workflow = prepare_workflow(runtime, &document(add_chain(1_000))).await;
-    let store = Store::in_memory().unwrap();
+    let host = Host::new(runtime.clone(), Store::in_memory().unwrap());
+    let ready = ready_bench(&host, &document(add_chain(1_000)), "chain").await;
     let started = Instant::now();
-    run(runtime, &store, &workflow, "chain", &json!(1_000)).await;
+    run(&host, ready, &json!(1_000)).await;
     let took = started.elapsed();
     println!(
         "  1000-step chain, in-memory store {:>19.1} ms {:>8.1} µs/step (the executor and sandbox alone)",
@@ -463,7 +450,7 @@ async fn chains(runtime: &Runtime, dir: &Path) {
         us(took) / 1e3
     );
     for length in [1_000, 5_000] {
-        let workflow = prepare_workflow(runtime, &document(add_chain(length))).await;
+        let chain = document(add_chain(length));
         let (celery, target) = if length == 1_000 {
             (40.0, Duration::from_millis(200))
         } else {
@@ -471,8 +458,10 @@ async fn chains(runtime: &Runtime, dir: &Path) {
         };
         for (name, durability) in DURABILITIES {
             let store = file_store(&dir.join(format!("chain-{length}-{name}")), durability);
+            let host = Host::new(runtime.clone(), store);
+            let ready = ready_bench(&host, &chain, "chain").await;
             let started = Instant::now();
-            run(runtime, &store, &workflow, "chain", &json!(length)).await;
+            run(&host, ready, &json!(length)).await;
             scenario(
                 &format!("{length}-step chain, {name}"),
                 length,
@@ -487,15 +476,18 @@ async fn chains(runtime: &Runtime, dir: &Path) {
 async fn concurrent(runtime: &Runtime, dir: &Path) {
     println!("concurrent steps (a redb file with the durability named; default concurrency):");
     // Each workflow on a task of its own, as a service would run them.
-    let ten = Arc::new(prepare_workflow(runtime, &document(add_chain(10))).await);
+    let ten = document(add_chain(10));
     for (name, durability) in DURABILITIES {
-        let store = Arc::new(file_store(&dir.join(format!("hundred-{name}")), durability));
+        let store = file_store(&dir.join(format!("hundred-{name}")), durability);
+        let host = Arc::new(Host::new(runtime.clone(), store));
+        let mut readies = Vec::new();
+        for i in 0..100 {
+            readies.push(ready_bench(&host, &ten, &format!("chain-{i}")).await);
+        }
         let started = Instant::now();
-        let runs = (0..100).map(|i| {
-            let (runtime, store, ten) = (runtime.clone(), Arc::clone(&store), Arc::clone(&ten));
-            tokio::spawn(async move {
-                run(&runtime, &store, &ten, &format!("chain-{i}"), &json!(10)).await
-            })
+        let runs = readies.into_iter().map(|ready| {
+            let host = Arc::clone(&host);
+            tokio::spawn(async move { run(&host, ready, &json!(10)).await })
         });
         for finished in futures::future::join_all(runs).await {
             finished.unwrap();
@@ -513,11 +505,13 @@ async fn concurrent(runtime: &Runtime, dir: &Path) {
         .map(|i| json!({"task": "math.add", "args": [i, 1]}))
         .collect();
     let chord = json!({"chord": {"header": header, "body": {"task": "math.xsum"}}});
-    let workflow = prepare_workflow(runtime, &document(chord)).await;
+    let chord = document(chord);
     for (name, durability) in DURABILITIES {
         let store = file_store(&dir.join(format!("chord-{name}")), durability);
+        let host = Host::new(runtime.clone(), store);
+        let ready = ready_bench(&host, &chord, "chord").await;
         let started = Instant::now();
-        run(runtime, &store, &workflow, "chord", &json!(500_500)).await;
+        run(&host, ready, &json!(500_500)).await;
         scenario(
             &format!("1,000-member chord, {name}"),
             1_001,

@@ -1,27 +1,52 @@
 //! wfhost: Celery's canvas — chains, groups, chords, retries, error
 //! callbacks — where every task is a WebAssembly component run in its own
-//! metered sandbox.
+//! metered sandbox, and every workflow is durable.
+//!
+//! An embedder runs a workflow in-process through a [`Host`]:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use wfhost::{Host, RunIdentity, runtime::Runtime, spec, store::Store};
+//!
+//! let host = Host::new(Runtime::new()?, Store::open("state.redb".as_ref())?);
+//! let workflow = spec::load("chain.json".as_ref())?;
+//! let row = host.run(workflow, RunIdentity::new("default", "order-7")).await?;
+//! println!("{}: {:?}", row.status.as_str(), row.result);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! The modules follow a workflow's path through the host:
 //! - [`spec`] reads a `chain.json` into a [`spec::WorkflowSpec`];
-//! - [`plan`] gives every step of the canvas its stable id;
+//! - [`Host`] decides whether a workflow starts, continues, runs again or
+//!   is only reported, and records each change of its row;
+//! - `plan` gives every step of the canvas its stable id;
 //! - [`runtime`] loads plugin components and runs one attempt of a step in a
 //!   fresh, limited store;
 //! - [`executor`] drives the workflow: feeds results forward, retries,
 //!   expands replacements, stops at a failure;
-//! - [`store`] keeps workflows, steps and their event log in redb, so a run
-//!   survives a crash and resumes;
-//! - [`report`] is what a run produced, step by step;
+//! - `durable` is the stored form of a workflow, and [`store`] keeps it,
+//!   every step and the event log in redb, so a run survives a crash;
+//! - [`records`] is every record kept or shown, in one JSON shape;
 //! - [`service`] is `wfhost serve`: many tenants' workflows over HTTP.
+//!
+//! `docs/architecture.md` in the repository draws the same path in more
+//! detail.
 
+#![warn(missing_docs)]
+
+mod durable;
 pub mod executor;
-pub mod failure;
+mod lifecycle;
 mod lock;
-pub mod plan;
-pub mod report;
+mod plan;
+pub mod records;
 pub mod runtime;
 pub mod service;
 pub mod spec;
 pub mod store;
 
+pub use durable::StoredWorkflowError;
+pub use executor::{Observer, RunIdentity, RunOptions, Silent};
+pub use lifecycle::{Begun, Cancellation, Host, HostError, Intent, Ready, new_workflow_id};
 pub use wfhost_canvas as canvas;

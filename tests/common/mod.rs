@@ -209,36 +209,33 @@ pub fn run_document(document: Value, extra: &[&str]) -> Run {
     run_file(&chain_file(&document), extra)
 }
 
-/// Parses and prepares a workflow document through the library.
-pub async fn prepare_workflow(
-    runtime: &wfhost::runtime::Runtime,
+/// Parses `document` and begins it on `host` as `identity`, an id not on
+/// record: prepared and claimed, ready to execute.
+pub async fn ready(
+    host: &wfhost::Host,
     document: &Value,
-) -> wfhost::executor::Workflow {
+    identity: wfhost::RunIdentity,
+) -> Box<wfhost::Ready> {
     let spec = wfhost::spec::parse(&document.to_string(), Path::new("/"))
         .unwrap_or_else(|err| panic!("workflow document: {err}"));
-    wfhost::executor::Workflow::prepare(runtime, spec)
+    match host
+        .begin(identity, wfhost::Intent::Start(spec))
         .await
         .unwrap()
+    {
+        wfhost::Begun::Ready(ready) => ready,
+        _ => panic!("the workflow's id is on record already"),
+    }
 }
 
-/// Runs `workflow` as `identity` with `options` to its end, through the
+/// Executes `ready` on `host` with `options` to its end, through the
 /// library, and returns its row.
 pub async fn run_to_end(
-    runtime: &wfhost::runtime::Runtime,
-    store: &wfhost::store::Store,
-    workflow: &wfhost::executor::Workflow,
-    identity: &wfhost::executor::RunIdentity,
-    options: &wfhost::executor::RunOptions,
-) -> wfhost::store::WorkflowRow {
-    workflow
-        .run(
-            runtime,
-            store,
-            identity,
-            wfhost::executor::RunMode::Normal,
-            options,
-            &wfhost::executor::Silent,
-        )
+    host: &wfhost::Host,
+    ready: Box<wfhost::Ready>,
+    options: &wfhost::RunOptions,
+) -> wfhost::records::WorkflowRow {
+    host.execute(*ready, options, &wfhost::Silent)
         .await
         .unwrap()
 }

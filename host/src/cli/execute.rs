@@ -1,4 +1,4 @@
-//! What `run`, `resume` and `retry` share: building the runtime, running a
+//! What `run`, `resume` and `retry` share: building the host, running a
 //! workflow durably, and printing its outcome.
 
 use std::io::Write;
@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use wfhost::executor::{RunIdentity, RunMode, RunOptions, Workflow};
-use wfhost::report::WorkflowStatus;
-use wfhost::runtime::{Ceilings, ComponentCache, Invocation, LogRecord, Runtime};
-use wfhost::spec::WorkflowSpec;
-use wfhost::store::{Store, WorkflowRow};
+use wfhost::records::{LogRecord, WorkflowRow, WorkflowStatus};
+use wfhost::runtime::{Ceilings, ComponentCache, Invocation, Runtime};
+use wfhost::{Begun, Host, RunOptions};
 
 use super::progress::Progress;
 use super::{DbArgs, Finished};
@@ -47,19 +45,8 @@ pub struct CeilingArgs {
 }
 
 impl CeilingArgs {
-    /// A runtime with these ceilings, showing guest logs on stderr.
-    pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(self.apply(cached_runtime()?))
-    }
-
-    /// `runtime` with these ceilings, showing guest logs on stderr.
-    fn apply(&self, runtime: Runtime) -> Runtime {
-        runtime
-            .with_log_sink(Arc::new(print_log))
-            .with_ceilings(self.ceilings())
-    }
-
-    fn ceilings(&self) -> Ceilings {
+    /// The ceilings these arguments set.
+    pub fn ceilings(&self) -> Ceilings {
         Ceilings {
             fuel: self.max_fuel,
             memory_bytes: self.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
@@ -69,20 +56,20 @@ impl CeilingArgs {
 }
 
 /// A runtime that keeps compiled plugins in the user's cache directory (see
-/// [`ComponentCache::default_location`]), so each is compiled once.
+/// [`super::paths::component_cache`]), so each is compiled once.
 pub fn cached_runtime() -> anyhow::Result<Runtime> {
     let runtime = Runtime::new()?;
-    Ok(match ComponentCache::default_location() {
-        Some(cache) => runtime.with_component_cache(cache),
+    Ok(match super::paths::component_cache() {
+        Some(dir) => runtime.with_component_cache(ComponentCache::new(dir)),
         None => runtime,
     })
 }
 
 /// A [`cached_runtime`] being started on a thread of its own. Starting one
-/// (the engine, its instance pool, the linker) takes about a millisecond,
-/// longer than anything else a command does before its first plugin load,
-/// so the commands that run workflows start it as soon as the command line
-/// is parsed, and open the store and read the chain file meanwhile.
+/// (the engine, its instance pool, the linker) takes longer than anything
+/// else a command does before its first plugin load, so the commands that
+/// run workflows start it as soon as the command line is parsed, and open
+/// the store and read the chain file meanwhile.
 pub struct StartingRuntime(std::io::Result<std::thread::JoinHandle<anyhow::Result<Runtime>>>);
 
 impl StartingRuntime {
@@ -130,58 +117,53 @@ impl HostArgs {
     /// How the run may use the machine.
     pub fn run_options(&self) -> RunOptions {
         match self.concurrency {
-            Some(n) => RunOptions::with_concurrency(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => RunOptions::default(),
+            Some(n) => RunOptions::new().concurrency(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => RunOptions::new(),
         }
     }
 
-    /// Opens the store while `runtime` starts, and gives the runtime these
-    /// ceilings and guest logs on stderr. Each takes about a millisecond,
-    /// much of the store's spent waiting for redb's header to reach the
-    /// disk. The store is one the process leaves with [`Store::exit`].
-    pub fn open(&self, runtime: StartingRuntime) -> anyhow::Result<(Runtime, Store)> {
-        let store = self.db.open().map(Store::for_process_exit);
-        let runtime = runtime.join();
-        Ok((self.ceilings.apply(runtime?), store?))
+    /// The host: opens the store while `runtime` starts (each takes about
+    /// as long, much of the store's spent waiting for redb's header to
+    /// reach the disk), with these ceilings and guest logs on stderr. The
+    /// host is one the process leaves with [`Host::exit`].
+    pub fn open(&self, runtime: StartingRuntime) -> anyhow::Result<Host> {
+        let store = self.db.open().map(wfhost::store::Store::for_process_exit);
+        let runtime = runtime.join()?.with_log_sink(Arc::new(print_log));
+        Ok(Host::new(runtime, store?).with_ceilings(self.ceilings.ceilings()))
     }
 }
 
-/// Loads the workflow's plugins, runs it durably and prints its outcome.
+/// Runs what `begun` made ready, durably, with a progress bar, and prints
+/// its outcome. A workflow with nothing to run gets `nothing_to_run`'s
+/// note on stderr and its stored outcome.
 pub async fn execute(
-    host: &HostArgs,
-    runtime: &Runtime,
-    store: &Store,
-    spec: WorkflowSpec,
-    identity: &RunIdentity,
-    mode: RunMode,
+    args: &HostArgs,
+    host: &Host,
+    begun: Begun,
+    nothing_to_run: impl Fn(&WorkflowRow) -> String,
 ) -> anyhow::Result<Finished> {
-    let workflow = Workflow::prepare(runtime, spec)
-        .await
-        .map_err(|err| anyhow::anyhow!("workflow {} cannot run: {err}", identity.id))?;
-    let progress = Progress::new(workflow.planned_steps() as u64);
-    let row = workflow
-        .run(
-            runtime,
-            store,
-            identity,
-            mode,
-            &host.run_options(),
-            &progress,
-        )
-        .await;
+    let ready = match begun {
+        Begun::Ready(ready) => ready,
+        Begun::Finished(row) | Begun::Running(row) => {
+            eprintln!("{}", nothing_to_run(&row));
+            return report(host, &row, args.json);
+        }
+        _ => anyhow::bail!("this wfhost cannot run what the host began"),
+    };
+    let progress = Progress::new(ready.planned_steps() as u64);
+    let row = host.execute(*ready, &args.run_options(), &progress).await;
     progress.finish();
-    report(store, &row?, host.json)
+    report(host, &row?, args.json)
 }
 
 /// Prints a workflow's outcome: its result (or, with `json`, the whole
 /// report) on stdout, its error on stderr.
-pub fn report(store: &Store, row: &WorkflowRow, json: bool) -> anyhow::Result<Finished> {
+pub fn report(host: &Host, row: &WorkflowRow, json: bool) -> anyhow::Result<Finished> {
     let mut stdout = std::io::stdout().lock();
     if json {
-        if let Some(report) = store.report(&row.tenant, &row.id)? {
-            serde_json::to_writer_pretty(&mut stdout, &report)?;
-            writeln!(stdout)?;
-        }
+        let report = host.report(&wfhost::RunIdentity::of(row))?;
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
     } else if let Some(result) = &row.result {
         serde_json::to_writer(&mut stdout, result)?;
         writeln!(stdout)?;
@@ -189,14 +171,6 @@ pub fn report(store: &Store, row: &WorkflowRow, json: bool) -> anyhow::Result<Fi
     stdout.flush()?;
     match row.status {
         WorkflowStatus::Succeeded => Ok(Finished::Succeeded),
-        WorkflowStatus::Running => {
-            eprintln!("error: workflow {} did not finish", row.id);
-            Ok(Finished::WorkflowFailed)
-        }
-        WorkflowStatus::Cancelled => {
-            eprintln!("error: workflow {} was cancelled", row.id);
-            Ok(Finished::WorkflowFailed)
-        }
         WorkflowStatus::Failed => {
             if let Some(error) = &row.error {
                 eprintln!(
@@ -210,6 +184,14 @@ pub fn report(store: &Store, row: &WorkflowRow, json: bool) -> anyhow::Result<Fi
                     error.message
                 );
             }
+            Ok(Finished::WorkflowFailed)
+        }
+        WorkflowStatus::Cancelled => {
+            eprintln!("error: workflow {} was cancelled", row.id);
+            Ok(Finished::WorkflowFailed)
+        }
+        _ => {
+            eprintln!("error: workflow {} did not finish", row.id);
             Ok(Finished::WorkflowFailed)
         }
     }

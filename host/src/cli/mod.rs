@@ -3,6 +3,7 @@
 
 mod execute;
 mod inspect;
+mod paths;
 mod progress;
 mod resume;
 mod run;
@@ -15,8 +16,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use wfhost::report::WorkflowStatus;
-use wfhost::store::{self, Durability, Store};
+use wfhost::Host;
+use wfhost::records::WorkflowStatus;
+use wfhost::store::{Durability, Store};
 
 /// Sandboxed workflows of WebAssembly tasks: Celery's chains, run as components.
 #[derive(Parser)]
@@ -50,8 +52,13 @@ pub struct DbArgs {
 impl DbArgs {
     /// Opens the state database.
     pub fn open(&self) -> anyhow::Result<Store> {
-        let path = self.db.clone().unwrap_or_else(store::default_path);
+        let path = self.db.clone().unwrap_or_else(paths::default_database);
         Ok(Store::open_with(&path, self.durability)?)
+    }
+
+    /// A host over the state database, for commands that run nothing.
+    pub fn host(&self) -> anyhow::Result<Host> {
+        Ok(Host::new(execute::cached_runtime()?, self.open()?))
     }
 }
 

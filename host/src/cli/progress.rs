@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wfhost::executor::Observer;
-use wfhost::report::StepRecord;
+use wfhost::Observer;
+use wfhost::records::StepRecord;
 
 pub struct Progress {
     bar: Option<ProgressBar>,

@@ -1,11 +1,8 @@
-//! `wfhost resume [ID | --all]` and `wfhost retry ID`.
+//! `wfhost resume [ID | --all]`, `wfhost retry ID` and `wfhost cancel ID`.
 
-use anyhow::bail;
 use clap::Args;
-use wfhost::executor::{RunIdentity, RunMode, stored_spec};
-use wfhost::report::WorkflowStatus;
-use wfhost::runtime::Runtime;
-use wfhost::store::{Store, WorkflowRow};
+use wfhost::records::WorkflowStatus;
+use wfhost::{Cancellation, Host, Intent, RunIdentity};
 
 use super::execute::{self, HostArgs, StartingRuntime};
 use super::{Finished, TenantArg};
@@ -34,76 +31,62 @@ pub struct RetryArgs {
     host: HostArgs,
 }
 
-fn stored(store: &Store, tenant: &str, id: &str) -> anyhow::Result<WorkflowRow> {
-    match store.workflow(tenant, id)? {
-        Some(row) => Ok(row),
-        None => bail!(
-            "no workflow `{id}` of tenant `{tenant}` in {}",
-            store.path().display()
-        ),
-    }
-}
-
-/// Runs a stored workflow again in `mode`.
-async fn rerun(
-    (runtime, store): (&Runtime, &Store),
-    host: &HostArgs,
-    row: &WorkflowRow,
-    mode: RunMode,
+/// Continues one cut-off workflow.
+async fn resume_one(
+    args: &HostArgs,
+    host: &Host,
+    identity: RunIdentity,
 ) -> anyhow::Result<Finished> {
-    let spec = stored_spec(store, row)?;
-    let identity = RunIdentity {
-        id: row.id.clone(),
-        tenant: row.tenant.clone(),
-    };
-    execute::execute(host, runtime, store, spec, &identity, mode).await
+    let begun = host.begin(identity, Intent::Resume).await?;
+    if let wfhost::Begun::Ready(ready) = &begun {
+        let identity = ready.identity();
+        eprintln!(
+            "resuming workflow {} (tenant {})",
+            identity.id, identity.tenant
+        );
+    }
+    execute::execute(args, host, begun, |row| {
+        format!(
+            "workflow {} is not cut off: it {}",
+            row.id,
+            row.status.as_str()
+        )
+    })
+    .await
 }
 
 pub async fn resume(args: ResumeArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
-    let (runtime, store) = args.host.open(runtime)?;
-    let rows = match &args.id {
-        Some(id) => {
-            let row = stored(&store, &args.tenant.tenant, id)?;
-            if row.status != WorkflowStatus::Running {
-                eprintln!("workflow {id} is not cut off: it {}", row.status.as_str());
-                return execute::report(&store, &row, args.host.json);
-            }
-            vec![row]
-        }
-        None => store.workflows(None, Some(WorkflowStatus::Running))?,
+    let host = args.host.open(runtime)?;
+    let identities = match &args.id {
+        Some(id) => vec![RunIdentity::new(&args.tenant.tenant, id)],
+        None => host
+            .list(None, Some(WorkflowStatus::Running))?
+            .iter()
+            .map(RunIdentity::of)
+            .collect(),
     };
-    if rows.is_empty() {
+    if identities.is_empty() {
         eprintln!("no workflow was cut off");
     }
     let mut finished = Finished::Succeeded;
-    for row in &rows {
-        eprintln!("resuming workflow {} (tenant {})", row.id, row.tenant);
-        if let Finished::WorkflowFailed =
-            rerun((&runtime, &store), &args.host, row, RunMode::Normal).await?
-        {
+    for identity in identities {
+        if let Finished::WorkflowFailed = resume_one(&args.host, &host, identity).await? {
             finished = Finished::WorkflowFailed;
         }
     }
-    store.exit();
+    host.exit();
     Ok(finished)
 }
 
 pub async fn retry(args: RetryArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
-    let (runtime, store) = args.host.open(runtime)?;
-    let row = stored(&store, &args.tenant.tenant, &args.id)?;
-    if row.status != WorkflowStatus::Failed {
-        bail!(
-            "workflow {} {}; only a failed workflow can be retried",
-            row.id,
-            match row.status {
-                WorkflowStatus::Running => "is still running (use `wfhost resume`)",
-                WorkflowStatus::Cancelled => "was cancelled",
-                _ => "succeeded",
-            }
-        );
-    }
-    let finished = rerun((&runtime, &store), &args.host, &row, RunMode::RetryFailed).await;
-    store.exit();
+    let host = args.host.open(runtime)?;
+    let identity = RunIdentity::new(&args.tenant.tenant, &args.id);
+    let begun = host.begin(identity, Intent::Retry).await?;
+    let finished = execute::execute(&args.host, &host, begun, |row| {
+        format!("workflow {} {}", row.id, row.status.as_str())
+    })
+    .await;
+    host.exit();
     finished
 }
 
@@ -121,13 +104,16 @@ pub struct CancelArgs {
 /// this process holds the database no other runs it, so a workflow on
 /// record as running is one a crash or a stop cut off.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<Finished> {
-    let store = args.db.open()?;
-    let row = stored(&store, &args.tenant.tenant, &args.id)?;
-    if row.status != WorkflowStatus::Running {
-        eprintln!("workflow {} already {}", row.id, row.status.as_str());
-        return Ok(Finished::Succeeded);
+    let host = args.db.host()?;
+    let identity = RunIdentity::new(&args.tenant.tenant, &args.id);
+    match host.cancel(&identity).await? {
+        Cancellation::AlreadyEnded(row) => {
+            eprintln!("workflow {} already {}", row.id, row.status.as_str());
+        }
+        Cancellation::Cancelled(row) | Cancellation::Requested(row) => {
+            eprintln!("workflow {} {}", row.id, row.status.as_str());
+        }
+        _ => {}
     }
-    let row = wfhost::executor::cancel_stored(&store, row).await?;
-    eprintln!("workflow {} {}", row.id, row.status.as_str());
     Ok(Finished::Succeeded)
 }

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use wfhost::executor::{RunIdentity, RunMode, new_workflow_id};
-use wfhost::report::WorkflowStatus;
-use wfhost::spec;
+use wfhost::executor::Continuation;
+use wfhost::{Begun, Intent, RunIdentity, new_workflow_id, spec};
 
 use super::Finished;
 use super::execute::{self, HostArgs, StartingRuntime};
@@ -38,28 +37,24 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
             .or_else(|| spec.tenant.clone())
             .unwrap_or_else(|| "default".to_string()),
     };
-    let (runtime, store) = args.host.open(runtime)?;
-    let spec = match store.workflow(&identity.tenant, &identity.id)? {
-        None => spec,
-        Some(row) if row.status != WorkflowStatus::Running => {
-            eprintln!(
-                "workflow {} already {}; reporting its stored outcome",
-                row.id,
-                row.status.as_str()
-            );
-            return execute::report(&store, &row, args.host.json);
-        }
-        Some(row) => {
-            eprintln!("workflow {} was cut off; continuing it", row.id);
-            wfhost::executor::stored_spec(&store, &row)?
-        }
-    };
-    let mode = RunMode::Normal;
-    let finished = execute::execute(&args.host, &runtime, &store, spec, &identity, mode).await;
-    store.exit();
-    // The process exits next, and the system reclaims the engine's instance
-    // pool at once; unmapping it piece by piece first took 0.3 ms of a
-    // one-step run.
-    std::mem::forget(runtime);
+    let host = args.host.open(runtime)?;
+    let begun = host.begin(identity, Intent::Start(spec)).await?;
+    if let Begun::Ready(ready) = &begun
+        && *ready.continuation() == Continuation::Resume
+    {
+        eprintln!(
+            "workflow {} was cut off; continuing it",
+            ready.identity().id
+        );
+    }
+    let finished = execute::execute(&args.host, &host, begun, |row| {
+        format!(
+            "workflow {} already {}; reporting its stored outcome",
+            row.id,
+            row.status.as_str()
+        )
+    })
+    .await;
+    host.exit();
     finished
 }

@@ -2,10 +2,10 @@
 
 use std::io::Write;
 
-use anyhow::bail;
-use serde_json::{Value, json};
-use wfhost::report::{StepRecord, WorkflowStatus};
-use wfhost::store::{Store, WorkflowRow, now_ms};
+use serde_json::Value;
+use wfhost::HostError;
+use wfhost::records::{StepRecord, WorkflowStatus};
+use wfhost::store::{Store, now_ms};
 
 use super::Finished;
 
@@ -76,10 +76,12 @@ pub fn status(
     show_events: bool,
 ) -> anyhow::Result<Finished> {
     let Some(report) = store.report(tenant, id)? else {
-        bail!(
-            "no workflow `{id}` of tenant `{tenant}` in {}",
-            store.path().display()
-        );
+        return Err(HostError::NotFound {
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+            database: store.path().to_path_buf(),
+        }
+        .into());
     };
     let mut out = std::io::stdout().lock();
     if show_events {
@@ -91,26 +93,24 @@ pub fn status(
         writeln!(out)?;
         return Ok(Finished::Succeeded);
     }
-    let row = store.workflow(tenant, id)?;
+    let row = &report.row;
     writeln!(
         out,
         "workflow {} (tenant {}): {}",
-        report.id,
-        report.tenant,
-        report.status.as_str()
+        row.id,
+        row.tenant,
+        row.status.as_str()
     )?;
-    if let Some(row) = &row {
-        writeln!(
-            out,
-            "  started {}, last change {}",
-            age(row.created_at_ms),
-            age(row.updated_at_ms)
-        )?;
-    }
-    if let Some(result) = &report.result {
+    writeln!(
+        out,
+        "  started {}, last change {}",
+        age(row.created_at_ms),
+        age(row.updated_at_ms)
+    )?;
+    if let Some(result) = &row.result {
         writeln!(out, "  result: {}", brief(result, 100))?;
     }
-    if let Some(error) = &report.error {
+    if let Some(error) = &row.error {
         writeln!(
             out,
             "  error: step {} ({}) after {} attempt{}: {}: {}",
@@ -131,7 +131,7 @@ pub fn status(
     for step in &report.steps {
         // Indenting by depth in the canvas shows the tree: group members
         // under their group, a replacement's steps under the replaced step.
-        let depth = step.id.matches('.').count();
+        let depth = step.depth();
         let id = format!("{}{}", "  ".repeat(depth), step.id);
         writeln!(
             out,
@@ -149,18 +149,6 @@ pub fn status(
     Ok(Finished::Succeeded)
 }
 
-fn summary(row: &WorkflowRow) -> Value {
-    json!({
-        "id": row.id,
-        "tenant": row.tenant,
-        "status": row.status,
-        "created_at_ms": row.created_at_ms,
-        "updated_at_ms": row.updated_at_ms,
-        "result": row.result,
-        "error": row.error,
-    })
-}
-
 pub fn list(
     store: &Store,
     tenant: Option<&str>,
@@ -170,8 +158,7 @@ pub fn list(
     let rows = store.workflows(tenant, status)?;
     let mut out = std::io::stdout().lock();
     if json {
-        let list: Vec<Value> = rows.iter().map(summary).collect();
-        serde_json::to_writer_pretty(&mut out, &list)?;
+        serde_json::to_writer_pretty(&mut out, &rows)?;
         writeln!(out)?;
         return Ok(Finished::Succeeded);
     }

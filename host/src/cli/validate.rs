@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use wfhost::executor::Workflow;
+use wfhost::executor::PreparedWorkflow;
 use wfhost::spec;
 
 use super::Finished;
@@ -20,8 +20,8 @@ pub struct ValidateArgs {
 
 pub async fn validate(args: ValidateArgs) -> anyhow::Result<Finished> {
     let spec = spec::load(&args.chain)?;
-    let runtime = args.ceilings.runtime()?;
-    let workflow = Workflow::prepare(&runtime, spec)
+    let runtime = super::execute::cached_runtime()?;
+    let workflow = PreparedWorkflow::prepare(&runtime, spec, args.ceilings.ceilings())
         .await
         .map_err(|err| anyhow::anyhow!("{} is not valid:\n{err}", args.chain.display()))?;
     let plugins: Vec<String> = workflow

@@ -28,6 +28,7 @@ impl Drop for Working {
 }
 
 impl Drain {
+    /// A host not stopping, with no step under way.
     pub fn new() -> Arc<Self> {
         Arc::default()
     }

@@ -1,95 +1,13 @@
-//! The plugins of one workflow, loaded up front, and the check that every
-//! step names a task that exists.
+//! The plugins of one workflow, loaded up front, and how a step's task is
+//! found among them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use thiserror::Error;
 use wfhost_canvas::Signature;
 
-use crate::plan::PlannedStep;
 use crate::runtime::{Plugin, PluginError, Runtime, TaskInfo};
 use crate::spec::PluginRef;
-
-/// Why a workflow cannot start. Nothing has run when this is returned.
-#[derive(Debug, Error)]
-pub enum ValidationError {
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
-    /// Every problem found in the workflow's steps, one per line.
-    #[error("{}", display_lines(.0))]
-    Steps(Vec<StepProblem>),
-    /// The workflow's elements could not be read back from their spool.
-    #[error("cannot read the workflow back from its spool: {0}")]
-    Spool(#[from] std::io::Error),
-}
-
-/// One problem with one step.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("step {step} (`{task}`): {message}")]
-pub struct StepProblem {
-    pub step: String,
-    pub task: String,
-    pub message: String,
-}
-
-impl StepProblem {
-    pub fn new(step: &PlannedStep, message: String) -> Self {
-        StepProblem {
-            step: step.id.clone(),
-            task: step.signature.task.clone(),
-            message,
-        }
-    }
-}
-
-fn display_lines(problems: &[StepProblem]) -> String {
-    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    lines.join("\n")
-}
-
-/// Checks how a call binds to a task's parameters, the way the guest SDK
-/// binds it: positional arguments first (with the previous result in front
-/// when `receives_input`), then keywords by name.
-fn check_binding(task: &TaskInfo, signature: &Signature, receives_input: bool) -> Vec<String> {
-    let mut problems = Vec::new();
-    let prepended = usize::from(receives_input && !signature.immutable);
-    let positional = signature.args.len() + prepended;
-    let params = &task.params;
-    let counting = if prepended == 1 {
-        " (counting the previous result)"
-    } else {
-        ""
-    };
-    if positional > params.len() {
-        problems.push(format!(
-            "{}() takes {} positional argument{} but {positional} would be given{counting}",
-            task.name,
-            params.len(),
-            if params.len() == 1 { "" } else { "s" },
-        ));
-    }
-    for name in signature.kwargs.keys() {
-        match params.iter().position(|p| &p.name == name) {
-            None => problems.push(format!("{}() has no parameter '{name}'", task.name)),
-            Some(index) if index < positional => problems.push(format!(
-                "{}() would get multiple values for argument '{name}'{counting}",
-                task.name
-            )),
-            Some(_) => {}
-        }
-    }
-    for (index, param) in params.iter().enumerate() {
-        let given = index < positional || signature.kwargs.contains_key(&param.name);
-        if !given && !param.optional {
-            problems.push(format!(
-                "{}() would miss required argument '{}'{counting}",
-                task.name, param.name
-            ));
-        }
-    }
-    problems
-}
 
 /// Loaded plugins by name, shared with the tasks that run their attempts.
 pub struct PluginSet {
@@ -163,26 +81,5 @@ impl PluginSet {
             )
         })?;
         Ok((plugin, task))
-    }
-
-    /// The problems of steps (each with whether it receives the previous
-    /// result): a task that does not exist, or arguments that do not bind
-    /// to its parameters.
-    pub fn problems<'a>(
-        &self,
-        steps: impl IntoIterator<Item = (&'a PlannedStep, bool)>,
-    ) -> Vec<StepProblem> {
-        let mut problems = Vec::new();
-        for (step, receives_input) in steps {
-            match self.resolve(&step.signature) {
-                Err(message) => problems.push(StepProblem::new(step, message)),
-                Ok((_, task)) => problems.extend(
-                    check_binding(task, &step.signature, receives_input)
-                        .into_iter()
-                        .map(|message| StepProblem::new(step, message)),
-                ),
-            }
-        }
-        problems
     }
 }

@@ -47,23 +47,6 @@ impl ComponentCache {
         ComponentCache { dir: dir.into() }
     }
 
-    /// `$WFHOST_CACHE_DIR`, else `wfhost/components` in the user's cache
-    /// directory (`$XDG_CACHE_HOME`, else `~/.cache`).
-    pub fn default_location() -> Option<Self> {
-        if let Some(dir) = std::env::var_os("WFHOST_CACHE_DIR") {
-            return Some(ComponentCache::new(PathBuf::from(dir)));
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-        Some(ComponentCache::new(base.join("wfhost").join("components")))
-    }
-
-    /// Where the cache keeps its entries.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn entry_path(&self, engine: &Engine, component_sha256: &str) -> PathBuf {
         let mut hasher = StableHasher(Sha256::new());
         FORMAT.hash(&mut hasher);

@@ -10,28 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::lock::lock;
-
-/// What a guest wrote to one stream, up to the cap.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Captured {
-    /// The first bytes written, up to the cap, lossily decoded as UTF-8.
-    pub text: String,
-    /// How many bytes were written past the cap and dropped.
-    pub truncated_bytes: u64,
-}
-
-impl Captured {
-    /// True when nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty() && self.truncated_bytes == 0
-    }
-}
+use crate::records::Captured;
 
 #[derive(Default)]
 struct Buffer {

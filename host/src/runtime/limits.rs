@@ -41,8 +41,11 @@ impl Default for Limits {
 /// promised is what it gets.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ceilings {
+    /// The most fuel an attempt may have.
     pub fuel: Option<u64>,
+    /// The most linear memory an attempt may have, in bytes.
     pub memory_bytes: Option<u64>,
+    /// The longest wall-clock limit an attempt may have.
     pub time_limit: Option<Duration>,
 }
 

@@ -13,11 +13,10 @@ mod sandbox;
 
 pub use cache::ComponentCache;
 pub use cancel::CancelToken;
-pub use capture::Captured;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits};
 pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
-pub use sandbox::{Attempt, AttemptResult, Invocation, LogLevel, LogRecord};
+pub use sandbox::{Attempt, AttemptResult, Invocation};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::records::LogRecord;
 use crate::runtime::engine::EpochTicker;
 use crate::runtime::sandbox::StepState;
 
@@ -40,7 +40,6 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<StepState>>,
     log_sink: Option<LogSink>,
-    ceilings: Ceilings,
     cache: Option<ComponentCache>,
     allocation: Allocation,
     instance_slots: Arc<Semaphore>,
@@ -69,7 +68,6 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             log_sink: None,
-            ceilings: Ceilings::default(),
             cache: None,
             allocation,
             instance_slots: Arc::new(Semaphore::new(instance_slots)),
@@ -96,12 +94,6 @@ impl Runtime {
         self
     }
 
-    /// Caps what any attempt may be given.
-    pub fn with_ceilings(mut self, ceilings: Ceilings) -> Self {
-        self.ceilings = ceilings;
-        self
-    }
-
     /// Keeps compiled components in `cache`, so each is compiled once.
     pub fn with_component_cache(mut self, cache: ComponentCache) -> Self {
         self.cache = Some(cache);
@@ -118,11 +110,6 @@ impl Runtime {
             Some(cache) => cache.load_or_compile(&self.engine, bytes, sha256),
             None => wasmtime::component::Component::new(&self.engine, bytes),
         }
-    }
-
-    /// The caps on every attempt's limits.
-    pub fn ceilings(&self) -> &Ceilings {
-        &self.ceilings
     }
 
     /// Loads, checks and pre-links the component at `path` under `name`.

@@ -80,44 +80,71 @@ impl Plugin {
 /// Each message already includes its cause, which is therefore not also
 /// exposed as `source()`: printing the chain would say it twice.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PluginError {
+    /// The file cannot be read.
     #[error("plugin `{name}`: cannot read {}: {cause}", path.display())]
     Read {
+        /// The plugin's name in the workflow.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         cause: std::io::Error,
     },
+    /// The file does not hash to the pinned sha256.
     #[error("plugin `{name}`: sha256 mismatch for {}: chain file pins {expected}, the file is {actual}", path.display())]
     Sha256Mismatch {
+        /// The plugin's name in the workflow.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// What was expected.
         expected: String,
+        /// What was found.
         actual: String,
     },
+    /// The file is not a WebAssembly component.
     #[error("plugin `{name}`: {} is not a WebAssembly component: {reason}", path.display())]
     NotAComponent {
+        /// The plugin's name in the workflow.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// What is wrong, in words.
         reason: String,
     },
+    /// The component imports an interface the host does not grant.
     #[error("plugin `{name}`: {} imports `{interface}`, which wfhost does not grant", path.display())]
     ImportNotGranted {
+        /// The plugin's name in the workflow.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// The interface it imports.
         interface: String,
     },
+    /// The component is not of wfhost's task world.
     #[error("plugin `{name}`: {} is not a wfhost plugin: {reason}", path.display())]
     WrongWorld {
+        /// The plugin's name in the workflow.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// What is wrong, in words.
         reason: String,
     },
+    /// The component failed to list its tasks.
     #[error("plugin `{name}`: {} could not list its tasks: {reason}", path.display())]
     ListTasks {
+        /// The plugin's name in the workflow.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// What is wrong, in words.
         reason: String,
     },
+    /// The engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
 }

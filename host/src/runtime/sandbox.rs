@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -13,10 +12,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::Runtime;
 use super::bindings::{Plugin as PluginWorld, PluginPre, host, types};
 use super::cancel::CancelToken;
-use super::capture::{CapturePipe, Captured};
+use super::capture::CapturePipe;
 use super::limits::{Limits, MemoryLimiter};
 use super::plugin::{Plugin, TaskInfo};
-use crate::failure::{Failure, FailureKind};
+use crate::records::{Captured, Failure, FailureKind, LogLevel, LogRecord};
 
 /// The interfaces a plugin may import: WASI 0.2 (with a context that denies
 /// files, network, environment and arguments) and wfhost's host interface.
@@ -86,30 +85,6 @@ pub enum AttemptResult {
     Failed(Failure),
 }
 
-/// Severity of a guest log record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    /// The level's name: `info`, `warn` …
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
 impl From<host::Level> for LogLevel {
     fn from(level: host::Level) -> Self {
         match level {
@@ -122,22 +97,20 @@ impl From<host::Level> for LogLevel {
     }
 }
 
-/// One log line a guest sent through the host interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogRecord {
-    pub level: LogLevel,
-    pub message: String,
-}
-
 /// Everything one attempt produced.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// How the attempt ended.
     pub result: AttemptResult,
     /// Fuel consumed (instantiation included); on a trap, as far as known.
     pub fuel_used: u64,
+    /// How long it took.
     pub duration: Duration,
+    /// What it wrote to stdout.
     pub stdout: Captured,
+    /// What it wrote to stderr.
     pub stderr: Captured,
+    /// The log lines it sent.
     pub logs: Vec<LogRecord>,
     /// Log records past the cap, dropped.
     pub dropped_logs: u64,

@@ -24,8 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ErrorKind, Service, ServiceError};
-use crate::executor::RunMode;
-use crate::report::WorkflowStatus;
+use crate::records::WorkflowStatus;
 
 /// The routes of the API over `service`.
 pub fn router(service: Arc<Service>) -> Router {
@@ -150,7 +149,9 @@ async fn resume(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    rerun(&service, &headers, &id, RunMode::Normal).await
+    let tenant = service.authenticate(api_key(&headers))?;
+    let (row, started) = service.resume(tenant, &id).await?;
+    Ok((accepted_if(started), to_json(row)))
 }
 
 async fn retry(
@@ -158,16 +159,7 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    rerun(&service, &headers, &id, RunMode::RetryFailed).await
-}
-
-async fn rerun(
-    service: &Arc<Service>,
-    headers: &HeaderMap,
-    id: &str,
-    mode: RunMode,
-) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    let tenant = service.authenticate(api_key(headers))?;
-    let (row, started) = service.rerun(tenant, id, mode).await?;
+    let tenant = service.authenticate(api_key(&headers))?;
+    let (row, started) = service.retry(tenant, &id).await?;
     Ok((accepted_if(started), to_json(row)))
 }

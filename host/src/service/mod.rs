@@ -17,25 +17,24 @@
 pub mod http;
 pub mod tenants;
 
+mod admission;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use thiserror::Error;
-
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::executor::{
-    Drain, FairScheduler, Observer, RunIdentity, RunMode, RunOptions, Workflow, cancel_stored,
-    cores, new_workflow_id, stored_spec,
-};
+use crate::executor::{Drain, FairScheduler, Observer, RunIdentity, RunOptions, cores};
+use crate::lifecycle::{Begun, Cancellation, Host, HostError, Intent, Ready, new_workflow_id};
 use crate::lock::lock;
-use crate::report::{WorkflowReport, WorkflowStatus};
-use crate::runtime::CancelToken;
+use crate::records::{Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
-use crate::store::{Store, StoreError, Usage, WorkflowRow};
+use crate::store::{Store, StoreError};
+use admission::{Admission, Admitted};
 pub use tenants::{Tenant, Tenants, key_hash};
 
 /// What a request got wrong, or what went wrong serving it. The kind
@@ -43,12 +42,15 @@ pub use tenants::{Tenant, Tenants, key_hash};
 #[derive(Debug, Error)]
 #[error("{message}")]
 pub struct ServiceError {
+    /// What kind of error it is.
     pub kind: ErrorKind,
+    /// What went wrong, in words.
     pub message: String,
 }
 
 /// The kinds of [`ServiceError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// No API key, or one no tenant has.
     Unauthorized,
@@ -58,7 +60,7 @@ pub enum ErrorKind {
     InvalidInput,
     /// The tenant already has as many workflows in flight as it may.
     TooManyWorkflows,
-    /// The workflow is already being run here.
+    /// Another request is starting a workflow under the same id.
     Conflict,
     /// The state database failed.
     Store,
@@ -97,19 +99,43 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// The service: the store, the runtime, the tenants, and the workflows in
-/// flight per tenant.
+impl From<HostError> for ServiceError {
+    fn from(err: HostError) -> Self {
+        let kind = match &err {
+            // The database's path is the operator's business, not the tenant's.
+            HostError::NotFound { id, .. } => return not_found(id),
+            HostError::AlreadyStarting { .. } => ErrorKind::Conflict,
+            HostError::Store(_) | HostError::Stored(crate::StoredWorkflowError::Store(_)) => {
+                ErrorKind::Store
+            }
+            _ => ErrorKind::InvalidInput,
+        };
+        Self::new(kind, with_causes(&err))
+    }
+}
+
+/// An error's message followed by its causes', as the CLI prints them.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        message.push_str(": ");
+        message.push_str(&next.to_string());
+        cause = next.source();
+    }
+    message
+}
+
+/// The service: the host, the tenants, and the workflows in flight per
+/// tenant.
 pub struct Service {
-    store: Store,
-    runtime: Runtime,
+    host: Host,
     tenants: Tenants,
-    in_flight: Mutex<HashMap<String, usize>>,
+    admission: Admission,
     /// One slot per core, taken in turn by the tenants with attempts ready.
     fair_share: Arc<FairScheduler>,
     /// The threads attempts run on, apart from those serving requests.
     attempt_pool: tokio::runtime::Handle,
-    /// The workflows running here, by (tenant, id), to cancel them.
-    running: Mutex<HashMap<(String, String), CancelToken>>,
     /// Stops new steps and waits for those under way, on shutdown.
     drain: Arc<Drain>,
     /// Each tenant's attempt slots, shared by all its workflows.
@@ -126,13 +152,11 @@ impl Service {
         attempt_pool: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(Service {
-            store,
-            runtime,
+            host: Host::new(runtime, store),
             tenants,
-            in_flight: Mutex::default(),
+            admission: Admission::default(),
             fair_share: FairScheduler::new(cores()),
             attempt_pool,
-            running: Mutex::default(),
             drain: Drain::new(),
             tenant_slots: Mutex::default(),
         })
@@ -146,15 +170,9 @@ impl Service {
             })
     }
 
-    /// The runtime a tenant's steps run in: the service's, under the
-    /// tenant's ceilings.
-    fn runtime_for(&self, tenant: &Tenant) -> Runtime {
-        self.runtime.clone().with_ceilings(tenant.ceilings.clone())
-    }
-
     /// Admits a workflow (a chain file's JSON) for `tenant` and starts it.
     /// Returns its row, and whether it started now (`false`: the id ran
-    /// before, and this is its stored row).
+    /// before, or runs now, and this is its row).
     pub async fn submit(
         self: &Arc<Self>,
         tenant: &Tenant,
@@ -165,42 +183,69 @@ impl Service {
             id: spec.id.clone().unwrap_or_else(new_workflow_id),
             tenant: tenant.name.clone(),
         };
-        if let Some(row) = self.store.workflow(&identity.tenant, &identity.id)? {
-            return Ok((row, false));
-        }
-        let workflow = Workflow::prepare(&self.runtime_for(tenant), spec)
-            .await
-            .map_err(|err| ServiceError::invalid(err.to_string()))?;
-        let row = self
-            .launch(tenant, workflow, identity, RunMode::Normal)
-            .await?;
-        Ok((row, true))
+        self.begin(tenant, identity, Intent::Start(spec)).await
     }
 
-    /// Admits `workflow` within `tenant`'s cap, starts it, and returns its
-    /// row once it is on record, so that the caller's next request finds
-    /// it. A workflow already running here is not started twice.
+    /// Resumes workflow `id` of `tenant` if a stop or a crash cut it off.
+    /// Returns its row, and whether it started now.
+    pub async fn resume(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<(WorkflowRow, bool), ServiceError> {
+        let identity = RunIdentity::new(&tenant.name, id);
+        self.begin(tenant, identity, Intent::Resume).await
+    }
+
+    /// Re-drives workflow `id` of `tenant` from its failed step. Returns
+    /// its row, and whether it started now.
+    pub async fn retry(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<(WorkflowRow, bool), ServiceError> {
+        let identity = RunIdentity::new(&tenant.name, id);
+        self.begin(tenant, identity, Intent::Retry).await
+    }
+
+    /// Asks the host what `intent` does with `identity` under `tenant`'s
+    /// ceilings, and starts what is ready.
+    async fn begin(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        identity: RunIdentity,
+        intent: Intent,
+    ) -> Result<(WorkflowRow, bool), ServiceError> {
+        let begun = self
+            .host
+            .begin_within(identity, intent, &tenant.ceilings)
+            .await?;
+        match begun {
+            Begun::Ready(ready) => Ok((self.launch(tenant, *ready).await?, true)),
+            Begun::Finished(row) | Begun::Running(row) => Ok((row, false)),
+        }
+    }
+
+    /// Admits `ready` within `tenant`'s cap, starts it, and returns its row
+    /// once it is on record, so that the caller's next request finds it.
     async fn launch(
         self: &Arc<Self>,
         tenant: &Tenant,
-        workflow: Workflow,
-        identity: RunIdentity,
-        mode: RunMode,
+        ready: Ready,
     ) -> Result<WorkflowRow, ServiceError> {
-        let cancel = CancelToken::new();
-        let key = (identity.tenant.clone(), identity.id.clone());
-        {
-            let mut running = lock(&self.running);
-            if running.contains_key(&key) {
-                return Err(ServiceError::new(
-                    ErrorKind::Conflict,
-                    format!("workflow {} is already running", identity.id),
-                ));
-            }
-            self.admit(tenant)?;
-            running.insert(key, cancel.clone());
-        }
-        self.start(tenant, workflow, identity, mode, cancel)
+        let admitted = self
+            .admission
+            .admit(&tenant.name, tenant.max_workflows)
+            .map_err(|count| {
+                ServiceError::new(
+                    ErrorKind::TooManyWorkflows,
+                    format!(
+                        "tenant {} already has {count} workflows in flight, its most",
+                        tenant.name
+                    ),
+                )
+            })?;
+        self.start(tenant, ready, admitted)
             .await
             .map_err(|_| ServiceError::new(ErrorKind::Store, "the workflow could not be recorded"))
     }
@@ -214,69 +259,33 @@ impl Service {
         Arc::clone(shared)
     }
 
-    /// Counts a workflow in flight for `tenant`, within its cap.
-    fn admit(&self, tenant: &Tenant) -> Result<(), ServiceError> {
-        let mut in_flight = lock(&self.in_flight);
-        let count = in_flight.entry(tenant.name.clone()).or_default();
-        if *count >= tenant.max_workflows {
-            return Err(ServiceError::new(
-                ErrorKind::TooManyWorkflows,
-                format!(
-                    "tenant {} already has {} workflows in flight, its most",
-                    tenant.name, tenant.max_workflows
-                ),
-            ));
-        }
-        *count += 1;
-        Ok(())
-    }
-
-    /// Runs `workflow` (admitted and on the running list) on a task of its
-    /// own; its slot in flight and its place on the list are given back
-    /// when it ends. The receiver gets the workflow's row once it is
+    /// Runs `ready` on a task of its own, holding its place in flight
+    /// until the task ends. The receiver gets the workflow's row once it is
     /// recorded.
     fn start(
         self: &Arc<Self>,
         tenant: &Tenant,
-        workflow: Workflow,
-        identity: RunIdentity,
-        mode: RunMode,
-        cancel: CancelToken,
+        ready: Ready,
+        admitted: Admitted,
     ) -> oneshot::Receiver<WorkflowRow> {
-        let runtime = self.runtime_for(tenant);
         let service = Arc::clone(self);
-        let key = (identity.tenant.clone(), identity.id.clone());
-        let options = RunOptions {
-            concurrency: tenant.max_running_steps,
-            fair_share: Some(Arc::clone(&self.fair_share)),
-            attempt_pool: Some(self.attempt_pool.clone()),
-            cancel,
-            fuel_budget: tenant.max_workflow_fuel,
-            drain: Some(Arc::clone(&self.drain)),
-            shared_slots: Some(self.slots_of(tenant)),
-        };
+        let options = RunOptions::new()
+            .shared_slots(self.slots_of(tenant))
+            .fair_share(Arc::clone(&self.fair_share))
+            .attempt_pool(self.attempt_pool.clone())
+            .fuel_budget(tenant.max_workflow_fuel)
+            .drain(Arc::clone(&self.drain));
         let (recorded, on_record) = oneshot::channel();
         let observer = Recorded(Mutex::new(Some(recorded)));
         tokio::spawn(async move {
-            let ended = workflow
-                .run(
-                    &runtime,
-                    &service.store,
-                    &identity,
-                    mode,
-                    &options,
-                    &observer,
-                )
-                .await;
+            let _admitted = admitted;
+            let identity = ready.identity().clone();
+            let ended = service.host.execute(ready, &options, &observer).await;
             if let Err(err) = ended {
                 eprintln!(
                     "wfhost serve: workflow {} of {}: {err}",
                     identity.id, identity.tenant
                 );
-            }
-            lock(&service.running).remove(&key);
-            if let Some(count) = lock(&service.in_flight).get_mut(&identity.tenant) {
-                *count = count.saturating_sub(1);
             }
         });
         on_record
@@ -284,9 +293,7 @@ impl Service {
 
     /// The report of workflow `id` of `tenant`.
     pub fn report(&self, tenant: &Tenant, id: &str) -> Result<WorkflowReport, ServiceError> {
-        self.store
-            .report(&tenant.name, id)?
-            .ok_or_else(|| not_found(id))
+        Ok(self.host.report(&RunIdentity::new(&tenant.name, id))?)
     }
 
     /// The workflows of `tenant`, optionally of one status.
@@ -295,7 +302,7 @@ impl Service {
         tenant: &Tenant,
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
-        Ok(self.store.workflows(Some(&tenant.name), status)?)
+        Ok(self.host.list(Some(&tenant.name), status)?)
     }
 
     /// Cancels workflow `id` of `tenant`: steps not started never run and
@@ -306,25 +313,11 @@ impl Service {
         tenant: &Tenant,
         id: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
-        let row = self
-            .store
-            .workflow(&tenant.name, id)?
-            .ok_or_else(|| not_found(id))?;
-        if row.status != WorkflowStatus::Running {
-            return Ok((row, false));
-        }
-        let token = lock(&self.running)
-            .get(&(tenant.name.clone(), id.to_string()))
-            .cloned();
-        match token {
-            Some(token) => {
-                token.cancel();
-                Ok((row, true))
-            }
-            // On record as running but not running here: cut off, so
-            // nothing to interrupt.
-            None => Ok((cancel_stored(&self.store, row).await?, true)),
-        }
+        let identity = RunIdentity::new(&tenant.name, id);
+        Ok(match self.host.cancel(&identity).await? {
+            Cancellation::Requested(row) | Cancellation::Cancelled(row) => (row, true),
+            Cancellation::AlreadyEnded(row) => (row, false),
+        })
     }
 
     /// Stops gracefully: no step starts from now on, and the steps under
@@ -337,69 +330,15 @@ impl Service {
 
     /// What `tenant`'s workflows have used.
     pub fn usage(&self, tenant: &Tenant) -> Result<Usage, ServiceError> {
-        let usage = self.store.usage(Some(&tenant.name))?.pop();
-        Ok(usage.unwrap_or_else(|| Usage {
-            tenant: tenant.name.clone(),
-            ..Usage::default()
-        }))
-    }
-
-    /// Resumes workflow `id` of `tenant` if a stop or a crash cut it off
-    /// (`resume`), or re-drives it from its failed step if it failed
-    /// (`retry`). Returns its row, and whether it started now.
-    pub async fn rerun(
-        self: &Arc<Self>,
-        tenant: &Tenant,
-        id: &str,
-        mode: RunMode,
-    ) -> Result<(WorkflowRow, bool), ServiceError> {
-        let row = self
-            .store
-            .workflow(&tenant.name, id)?
-            .ok_or_else(|| not_found(id))?;
-        let running_here = lock(&self.running).contains_key(&(tenant.name.clone(), id.to_string()));
-        let wanted = match mode {
-            RunMode::Normal => WorkflowStatus::Running,
-            RunMode::RetryFailed => WorkflowStatus::Failed,
-        };
-        if row.status != wanted || running_here {
-            return match mode {
-                RunMode::Normal => Ok((row, false)),
-                RunMode::RetryFailed => Err(ServiceError::invalid(format!(
-                    "workflow {id} {}; only a failed workflow can be retried",
-                    row.status.as_str()
-                ))),
-            };
-        }
-        let workflow = self
-            .stored_workflow(tenant, &row)
-            .await
-            .map_err(|why| ServiceError::invalid(format!("workflow {id} cannot run: {why}")))?;
-        let identity = RunIdentity {
-            id: row.id.clone(),
-            tenant: row.tenant.clone(),
-        };
-        let row = self.launch(tenant, workflow, identity, mode).await?;
-        Ok((row, true))
-    }
-
-    /// The stored workflow of `row`, prepared under `tenant`'s policy.
-    async fn stored_workflow(
-        &self,
-        tenant: &Tenant,
-        row: &WorkflowRow,
-    ) -> Result<Workflow, String> {
-        let spec = stored_spec(&self.store, row).map_err(|err| err.to_string())?;
-        Workflow::prepare(&self.runtime_for(tenant), spec)
-            .await
-            .map_err(|err| err.to_string())
+        let usage = self.host.usage(Some(&tenant.name))?.pop();
+        Ok(usage.unwrap_or_else(|| Usage::none(&tenant.name)))
     }
 
     /// Starts again every workflow a stop or a crash cut off, under its
     /// tenant's current policy. Returns how many were resumed.
     pub async fn resume_cut_off(self: &Arc<Self>) -> Result<usize, ServiceError> {
         let mut resumed = 0;
-        for row in self.store.workflows(None, Some(WorkflowStatus::Running))? {
+        for row in self.host.list(None, Some(WorkflowStatus::Running))? {
             let Some(tenant) = self.tenants.get(&row.tenant) else {
                 eprintln!(
                     "wfhost serve: workflow {} belongs to tenant {}, which the policy no longer has; left as it is",
@@ -407,25 +346,11 @@ impl Service {
                 );
                 continue;
             };
-            match self.stored_workflow(tenant, &row).await {
-                Ok(workflow) => {
-                    let identity = RunIdentity {
-                        id: row.id.clone(),
-                        tenant: row.tenant.clone(),
-                    };
-                    match self
-                        .launch(tenant, workflow, identity, RunMode::Normal)
-                        .await
-                    {
-                        Ok(_) => resumed += 1,
-                        Err(err) => eprintln!(
-                            "wfhost serve: workflow {} of {} cannot be resumed: {err}",
-                            row.id, row.tenant
-                        ),
-                    }
-                }
-                Err(why) => eprintln!(
-                    "wfhost serve: workflow {} of {} cannot be resumed: {why}",
+            match self.resume(tenant, &row.id).await {
+                Ok((_, true)) => resumed += 1,
+                Ok((_, false)) => {}
+                Err(err) => eprintln!(
+                    "wfhost serve: workflow {} of {} cannot be resumed: {err}",
                     row.id, row.tenant
                 ),
             }

@@ -30,14 +30,24 @@ use crate::spec::PluginRef;
 
 /// Why a tenant policy file cannot be used.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum TenantsError {
+    /// The file cannot be read.
     #[error("cannot read the tenant file {}: {cause}", file.display())]
     Read {
+        /// The file.
         file: PathBuf,
+        /// What the system said.
         cause: std::io::Error,
     },
+    /// The file is not a valid policy.
     #[error("the tenant file {}: {message}", file.display())]
-    Invalid { file: PathBuf, message: String },
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong, in words.
+        message: String,
+    },
 }
 
 #[derive(Deserialize)]

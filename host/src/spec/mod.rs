@@ -161,21 +161,36 @@ fn spool_issue(err: &std::io::Error) -> SpecIssue {
 /// Each message already includes its cause, which is therefore not also
 /// exposed as `source()`: printing the chain would say it twice.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum SpecError {
+    /// The file cannot be read.
     #[error("cannot read {}: {cause}", file.display())]
     Read {
+        /// The file.
         file: PathBuf,
+        /// What the system said.
         cause: std::io::Error,
     },
+    /// The file is not JSON.
     #[error("{}:{line}:{column}: malformed JSON: {message}", file.display())]
     Syntax {
+        /// The file.
         file: PathBuf,
+        /// The line, from 1.
         line: usize,
+        /// The column, from 1.
         column: usize,
+        /// What is wrong, in words.
         message: String,
     },
+    /// The JSON is not a chain file.
     #[error("{}: {issue}", file.display())]
-    Invalid { file: PathBuf, issue: SpecIssue },
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong, and where.
+        issue: SpecIssue,
+    },
 }
 
 /// Reads and parses the chain file at `file`, element by element: a long
@@ -218,10 +233,12 @@ fn syntax_message(err: &serde_json::Error) -> String {
 
 /// Why text is not a workflow.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// Not JSON; serde's message gives the line and column.
     #[error("malformed JSON: {0}")]
     Syntax(serde_json::Error),
+    /// JSON, but not a chain file.
     #[error("{0}")]
     Invalid(SpecIssue),
 }

@@ -45,6 +45,7 @@ pub struct SpecIssue {
 }
 
 impl SpecIssue {
+    /// An issue at `at`.
     pub fn new(at: &JsonPath, message: impl Into<String>) -> Self {
         SpecIssue {
             at: at.clone(),

@@ -29,8 +29,9 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
-use super::{Durability, Event, Flush, StoreError, io_error, now_ms};
+use super::{Durability, Flush, StoreError, io_error, now_ms};
 use crate::lock::lock;
+use crate::records::Event;
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
@@ -350,7 +351,7 @@ fn put_elements(
 mod tests {
     use serde_json::{Map, json};
 
-    use crate::report::StepRecord;
+    use crate::records::StepRecord;
     use crate::store::{Flush, Store};
 
     /// Many writers on many threads at once: every write lands, once, and

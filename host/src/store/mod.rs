@@ -18,11 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::report::{StepRecord, WorkflowError, WorkflowReport, WorkflowStatus};
+use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
 use commit::{Committer, Rows, Started, Write};
 use tables::{ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS};
 
@@ -31,70 +30,48 @@ use tables::{ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, 
 /// Each message already includes its cause, which is therefore not also
 /// exposed as `source()`: printing the chain would say it twice.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StoreError {
+    /// Another process has the database open.
     #[error("the state database {} is in use by another wfhost process", path.display())]
-    Locked { path: PathBuf },
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is damaged or is not a wfhost database.
     #[error("the state database {} is damaged or is not a wfhost database: {reason}", path.display())]
-    Damaged { path: PathBuf, reason: String },
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The database is of a schema this wfhost does not read.
     #[error("the state database {} has schema version {found}; this wfhost reads version {expected}", path.display())]
     SchemaVersion {
+        /// The file.
         path: PathBuf,
+        /// The version found.
         found: u64,
+        /// What was expected.
         expected: u64,
     },
+    /// The database (or its directory) cannot be created.
     #[error("cannot create the state database {}: {cause}", path.display())]
     Create {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         cause: std::io::Error,
     },
+    /// Reading or writing the database failed.
     #[error("the state database {}: {reason}", path.display())]
-    Io { path: PathBuf, reason: String },
-}
-
-/// A workflow as stored: what it is, and where it stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkflowRow {
-    pub id: String,
-    pub tenant: String,
-    pub status: WorkflowStatus,
-    pub created_at_ms: u64,
-    pub updated_at_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<WorkflowError>,
-}
-
-/// One entry of a workflow's event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Position in the workflow's log, from 0.
-    pub seq: u64,
-    /// Milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// What happened: `workflow_started`, `step_succeeded`, `step_retrying` …
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// What one tenant's workflows have used, summed from their step records.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
-    pub tenant: String,
-    /// Workflows on record.
-    pub workflows: u64,
-    /// Steps that ran at least once (groups and skipped steps are not
-    /// steps that ran).
-    pub steps: u64,
-    /// Attempts of those steps, retries included.
-    pub attempts: u64,
-    /// Fuel their attempts used.
-    pub fuel: u64,
-    /// Wall-clock time of their attempts (and retry waits), in ms.
-    pub duration_ms: f64,
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
 }
 
 /// Where a workflow's step records stand (see [`Store::step_totals`]).
@@ -114,21 +91,9 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// The default database: `$WFHOST_DB`, else `wfhost/state.redb` in the
-/// user's data directory (`$XDG_DATA_HOME`, else `~/.local/share`).
-pub fn default_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("WFHOST_DB") {
-        return PathBuf::from(path);
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("wfhost").join("state.redb")
-}
-
 /// How the commits of finished steps reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Durability {
     /// Every commit is flushed before the step that made it moves on: a
     /// crash loses nothing that was committed. The default.
@@ -140,7 +105,10 @@ pub enum Durability {
     /// flushed. This is sound only for steps whose effects stay inside the
     /// sandbox, so that running one twice changes nothing outside it —
     /// which is every step while the host grants no capability.
-    Batched { window: std::time::Duration },
+    Batched {
+        /// The longest a finished step waits for its flush.
+        window: std::time::Duration,
+    },
 }
 
 /// When a write of step records must reach the disk.
@@ -477,10 +445,9 @@ impl Store {
             usage: &'u mut std::collections::BTreeMap<String, Usage>,
             owner: &str,
         ) -> &'u mut Usage {
-            usage.entry(owner.to_string()).or_insert_with(|| Usage {
-                tenant: owner.to_string(),
-                ..Usage::default()
-            })
+            usage
+                .entry(owner.to_string())
+                .or_insert_with(|| Usage::none(owner))
         }
         // Keys start with the tenant: one tenant's records are one range.
         let first = tenant.unwrap_or("");
@@ -536,11 +503,7 @@ impl Store {
         };
         Ok(Some(WorkflowReport {
             steps: self.steps(tenant, id)?,
-            id: row.id,
-            tenant: row.tenant,
-            status: row.status,
-            result: row.result,
-            error: row.error,
+            row,
         }))
     }
 

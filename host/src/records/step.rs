@@ -1,13 +1,13 @@
-//! What a run produced: the workflow's outcome and every step's record.
+//! A step's record: what it was called with, how it went, what it left.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::failure::Failure;
-use crate::runtime::{Captured, LogRecord};
+use super::{Captured, Failure, LogRecord};
 
 /// Where a step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// It returned a result.
@@ -51,12 +51,16 @@ pub struct StepRecord {
     pub task: String,
     /// The positional arguments it was called with, the previous result first.
     pub args: Vec<Value>,
+    /// The keyword arguments it was called with.
     pub kwargs: Map<String, Value>,
+    /// Where it stands.
     pub status: StepStatus,
     /// Attempts made (0 for a skipped step).
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What it returned, or the canvas it was replaced with.
     pub result: Option<Value>,
+    /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     /// Fuel used by all attempts together.
@@ -109,6 +113,12 @@ impl StepRecord {
 }
 
 impl StepRecord {
+    /// How deep the step is nested in the canvas: 0 for a top-level
+    /// element, one more for each group, chord or replacement around it.
+    pub fn depth(&self) -> usize {
+        crate::plan::depth(&self.id)
+    }
+
     /// The record an errback receives when this step failed with `failure`.
     pub fn error_record(&self, chain_id: &str, failure: &Failure) -> Value {
         json!({
@@ -121,87 +131,4 @@ impl StepRecord {
             "error": {"kind": failure.kind, "message": failure.message},
         })
     }
-}
-
-/// How a workflow ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkflowStatus {
-    /// Started and not finished: running now, or cut off by a crash or a stop.
-    Running,
-    Succeeded,
-    Failed,
-    /// Stopped on request: steps not started never ran.
-    Cancelled,
-}
-
-impl WorkflowStatus {
-    /// The status's name as reports show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkflowStatus::Running => "running",
-            WorkflowStatus::Succeeded => "succeeded",
-            WorkflowStatus::Failed => "failed",
-            WorkflowStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::str::FromStr for WorkflowStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        [
-            WorkflowStatus::Running,
-            WorkflowStatus::Succeeded,
-            WorkflowStatus::Failed,
-            WorkflowStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
-        .ok_or_else(|| {
-            format!("unknown status `{text}` (expected running, succeeded, failed or cancelled)")
-        })
-    }
-}
-
-/// The failed step behind a failed workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkflowError {
-    /// The failed step's id.
-    pub step: String,
-    /// Its task.
-    pub task: String,
-    /// Attempts made.
-    pub attempts: u32,
-    pub kind: crate::failure::FailureKind,
-    pub message: String,
-}
-
-impl WorkflowError {
-    /// The workflow's error when the step of `record` failed with `failure`.
-    pub fn of(record: &StepRecord, failure: &Failure) -> Self {
-        WorkflowError {
-            step: record.id.clone(),
-            task: record.task.clone(),
-            attempts: record.attempts,
-            kind: failure.kind,
-            message: failure.message.clone(),
-        }
-    }
-}
-
-/// Everything a run produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkflowReport {
-    pub id: String,
-    pub tenant: String,
-    pub status: WorkflowStatus,
-    /// The last step's result, when the workflow succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<WorkflowError>,
-    /// Every step in the order it ran, then the skipped ones.
-    pub steps: Vec<StepRecord>,
 }

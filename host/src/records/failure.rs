@@ -4,9 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The classification of a failed step (DESIGN.md §6).
+/// The classification of a failed step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The task returned a permanent failure, or panicked.
     Fail,
@@ -29,6 +30,19 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind.
+    pub const ALL: [FailureKind; 9] = [
+        FailureKind::Fail,
+        FailureKind::RetriesExhausted,
+        FailureKind::FuelExhausted,
+        FailureKind::MemoryLimit,
+        FailureKind::TimeLimit,
+        FailureKind::Trap,
+        FailureKind::InvalidOutput,
+        FailureKind::PluginError,
+        FailureKind::Cancelled,
+    ];
+
     /// The kind's name as it appears in reports (`fuel_exhausted`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,11 +77,14 @@ impl fmt::Display for FailureKind {
 /// A classified failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// Its kind.
     pub kind: FailureKind,
+    /// Why, in words.
     pub message: String,
 }
 
 impl Failure {
+    /// A failure of `kind`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Failure {
             kind,

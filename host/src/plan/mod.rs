@@ -8,7 +8,11 @@
 //! the same way, which is what lets `resume` match stored steps.
 //!
 //! Chains are flattened: a chain is a list of nodes, and a chain nested in a
-//! chain adds its nodes to that list.
+//! chain adds its nodes to that list. [`StepId`] owns the id grammar.
+
+mod step_id;
+
+pub use step_id::{StepId, depth};
 
 use wfhost_canvas::{Canvas, Signature};
 
@@ -16,7 +20,7 @@ use wfhost_canvas::{Canvas, Signature};
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedStep {
     /// The stable id.
-    pub id: String,
+    pub id: StepId,
     /// What to run.
     pub signature: Signature,
 }
@@ -31,10 +35,10 @@ pub enum Node {
     Step(PlannedStep),
     /// Members run in parallel on the same input; the result is the list of
     /// member results in member order.
-    Group { id: String, members: Vec<Vec<Node>> },
+    Group { id: StepId, members: Vec<Vec<Node>> },
     /// A group whose list of results feeds the body.
     Chord {
-        id: String,
+        id: StepId,
         header: Vec<Vec<Node>>,
         body: Vec<Node>,
     },
@@ -42,7 +46,7 @@ pub enum Node {
 
 impl Node {
     /// The node's id.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &StepId {
         match self {
             Node::Step(step) => &step.id,
             Node::Group { id, .. } | Node::Chord { id, .. } => id,
@@ -59,16 +63,16 @@ impl Node {
     }
 }
 
-fn child_id(prefix: Option<&str>, index: usize) -> String {
+fn child_id(prefix: Option<&StepId>, index: usize) -> StepId {
     match prefix {
-        Some(prefix) => format!("{prefix}.{index}"),
-        None => index.to_string(),
+        Some(prefix) => prefix.child(index),
+        None => StepId::element(index),
     }
 }
 
 /// Plans `canvas` as a chain whose nodes' ids extend `prefix` (the
 /// workflow's root when `None`).
-pub fn plan(canvas: &Canvas, prefix: Option<&str>) -> Vec<Node> {
+pub fn plan(canvas: &Canvas, prefix: Option<&StepId>) -> Vec<Node> {
     let mut nodes = Vec::new();
     match canvas {
         Canvas::Chain(items) => {
@@ -85,13 +89,13 @@ pub fn plan(canvas: &Canvas, prefix: Option<&str>) -> Vec<Node> {
 /// [`plan`] makes of it as part of the whole workflow.
 pub fn element(canvas: &Canvas, index: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
-    push(&mut nodes, canvas, index.to_string());
+    push(&mut nodes, canvas, StepId::element(index));
     nodes
 }
 
 /// A group member or chord body: a chain whose nodes extend `id`, or a
 /// single node that is `id` itself.
-fn member(canvas: &Canvas, id: String) -> Vec<Node> {
+fn member(canvas: &Canvas, id: StepId) -> Vec<Node> {
     match canvas {
         Canvas::Chain(_) => plan(canvas, Some(&id)),
         other => {
@@ -102,15 +106,15 @@ fn member(canvas: &Canvas, id: String) -> Vec<Node> {
     }
 }
 
-fn members(canvases: &[Canvas], id: &str) -> Vec<Vec<Node>> {
+fn members(canvases: &[Canvas], id: &StepId) -> Vec<Vec<Node>> {
     canvases
         .iter()
         .enumerate()
-        .map(|(index, canvas)| member(canvas, format!("{id}.{index}")))
+        .map(|(index, canvas)| member(canvas, id.child(index)))
         .collect()
 }
 
-fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: String) {
+fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: StepId) {
     match canvas {
         Canvas::Signature(signature) => nodes.push(Node::Step(PlannedStep {
             id,
@@ -118,13 +122,13 @@ fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: String) {
         })),
         Canvas::Chain(items) => {
             for (index, item) in items.iter().enumerate() {
-                push(nodes, item, format!("{id}.{index}"));
+                push(nodes, item, id.child(index));
             }
         }
         // Celery unrolls a one-member group into its member: its result is
         // the member's, not a list of one.
         Canvas::Group(items) if items.len() == 1 => {
-            nodes.extend(member(&items[0], format!("{id}.0")));
+            nodes.extend(member(&items[0], id.child(0)));
         }
         Canvas::Group(items) => nodes.push(Node::Group {
             members: members(items, &id),
@@ -132,7 +136,7 @@ fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: String) {
         }),
         Canvas::Chord(chord) => nodes.push(Node::Chord {
             header: members(&chord.header, &id),
-            body: member(&chord.body, format!("{id}.body")),
+            body: member(&chord.body, id.body()),
             id,
         }),
     }
@@ -186,9 +190,10 @@ mod tests {
     use wfhost_canvas::{chord, group, sig};
 
     fn ids(canvas: &Canvas, prefix: Option<&str>) -> Vec<String> {
-        steps(&plan(canvas, prefix))
+        let prefix = prefix.map(StepId::from_stored);
+        steps(&plan(canvas, prefix.as_ref()))
             .into_iter()
-            .map(|s| s.id.clone())
+            .map(|s| s.id.to_string())
             .collect()
     }
 
@@ -235,7 +240,7 @@ mod tests {
         let nodes = plan(&canvas, None);
         let inputs: Vec<(String, bool)> = steps_with_input(&nodes, false)
             .into_iter()
-            .map(|(step, input)| (step.id.clone(), input))
+            .map(|(step, input)| (step.id.to_string(), input))
             .collect();
         let expected = [("0", false), ("1.0", true), ("1.1", true), ("2.body", true)];
         assert_eq!(inputs, expected.map(|(id, input)| (id.to_string(), input)));

@@ -1,0 +1,306 @@
+//! Attempts: a step's retry loop under its policy, its countdown and retry
+//! waits as deadlines that survive a restart, the workflow's fuel budget,
+//! and where each attempt runs (its concurrency slot, its tenant's turn,
+//! the attempt pool).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::Value;
+use wfhost_canvas::{Limit, Signature, StepOptions};
+
+use super::Working;
+use super::retry::{RetryPolicy, seconds_to_duration};
+use super::walk::{Run, StepEnd, replacement};
+use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
+use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin};
+use crate::store::{StoreError, now_ms};
+
+tokio::task_local! {
+    /// Set while a group member runs: see [`Run::attempt`].
+    pub(super) static IN_GROUP: ();
+}
+
+impl Run<'_> {
+    /// Runs one step, with retries, and fills in its record. `previous` is
+    /// the step's record from an earlier run that stopped while the step
+    /// waited for its countdown or a retry, or that failed and is re-driven.
+    pub(super) async fn run_step(
+        &self,
+        signature: &Signature,
+        record: &mut StepRecord,
+        previous: Option<&StepRecord>,
+    ) -> Result<StepEnd, StoreError> {
+        let started = Instant::now();
+        let end = self.attempt_until_done(signature, record, previous).await;
+        record.duration_ms += started.elapsed().as_secs_f64() * 1000.0;
+        record.due_at_ms = None;
+        end
+    }
+
+    /// One attempt, within the run's concurrency and, with fair shares, at
+    /// its tenant's turn. Both are waited for here, where the workflow runs,
+    /// so that an attempt reaches the attempt pool holding its turn: spawned
+    /// first and waiting there, behind a flood of another tenant's attempts,
+    /// it would not even be in the scheduler's queue until a pool thread busy
+    /// with guest code got round to polling it. The attempt then runs on the
+    /// attempt pool when the run has one; else, inside a group, on a task of
+    /// its own, so members spread over the worker threads; else, a step of a
+    /// plain chain runs where the chain runs, which spares two thread
+    /// hand-overs per step.
+    async fn attempt(
+        &self,
+        plugin: &Arc<Plugin>,
+        invocation: Invocation,
+        limits: Limits,
+    ) -> Attempt {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
+        let turn = match &self.fair_share {
+            Some(scheduler) => Some(scheduler.acquire(&invocation.tenant).await),
+            None => None,
+        };
+        let runtime = self.runtime.clone();
+        let plugin = Arc::clone(plugin);
+        let cancel = self.cancel.clone();
+        let attempt = async move {
+            // Given back when the attempt ends, wherever it ran.
+            let _held = (slot, turn);
+            if cancel.is_cancelled() {
+                return Attempt::failed(cancelled("cancelled before it started"));
+            }
+            runtime
+                .run_cancellable(&plugin, &invocation, &limits, cancel)
+                .await
+        };
+        let ended = if let Some(pool) = &self.attempt_pool {
+            pool.spawn(attempt).await.map_err(|err| err.to_string())
+        } else if IN_GROUP.try_with(|_| ()).is_ok() {
+            tokio::spawn(attempt).await.map_err(|err| err.to_string())
+        } else {
+            AssertUnwindSafe(attempt)
+                .catch_unwind()
+                .await
+                .map_err(|_| "panicked".to_string())
+        };
+        ended.unwrap_or_else(|err| {
+            Attempt::failed(Failure::new(
+                FailureKind::Trap,
+                format!("the host task running the attempt ended abnormally: {err}"),
+            ))
+        })
+    }
+
+    /// Counts a step as under way for a graceful stop; never returns once
+    /// the host is stopping.
+    pub(super) async fn begin_step(&self) -> Option<Working> {
+        match &self.drain {
+            Some(drain) => Some(drain.begin().await),
+            None => None,
+        }
+    }
+
+    /// The limits of the next attempt under the workflow's fuel budget, and
+    /// what is left of the budget when that, not the step's own limit, is
+    /// the attempt's fuel; or the failure of a spent budget.
+    fn budgeted(&self, limits: &Limits) -> Result<(Limits, Option<u64>), Failure> {
+        let Some(budget) = self.fuel_budget else {
+            return Ok((limits.clone(), None));
+        };
+        let left = budget.saturating_sub(self.fuel_spent.load(Ordering::Relaxed));
+        if left == 0 {
+            return Err(Failure::new(
+                FailureKind::FuelExhausted,
+                format!("the workflow has used all of its fuel budget of {budget}"),
+            ));
+        }
+        let mut budgeted = limits.clone();
+        let capped = limits.fuel.is_none_or(|fuel| fuel > left);
+        if capped {
+            budgeted.fuel = Some(left);
+        }
+        Ok((budgeted, capped.then_some(left)))
+    }
+
+    /// Sleeps until `due_ms` (milliseconds since the Unix epoch), if it is
+    /// still ahead: a wait that survives restarts is a deadline, not a
+    /// duration. Returns `false` if the run is cancelled first.
+    async fn wait_until(&self, due_ms: Option<u64>) -> bool {
+        if let Some(due) = due_ms {
+            let now = now_ms();
+            if due > now {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(due - now)) => {}
+                    () = self.cancel.cancelled() => {}
+                }
+            }
+        }
+        !self.cancel.is_cancelled()
+    }
+
+    async fn attempt_until_done(
+        &self,
+        signature: &Signature,
+        record: &mut StepRecord,
+        previous: Option<&StepRecord>,
+    ) -> Result<StepEnd, StoreError> {
+        let plugin = match self.workflow.plugins.resolve(signature) {
+            Ok((plugin, _)) => plugin,
+            Err(message) => {
+                return Ok(StepEnd::Failed(Failure::new(
+                    FailureKind::PluginError,
+                    message,
+                )));
+            }
+        };
+        let options = signature.options.or(&self.workflow.spec.defaults);
+        let policy = RetryPolicy::from_options(&options);
+        let limits = attempt_limits(&options, &self.workflow.ceilings.default_limits());
+        let mut attempt = 1;
+        // Attempts before this run: a re-driven step gets a fresh retry
+        // budget, but its attempt numbers go on.
+        let mut earlier_attempts = 0;
+        match previous {
+            Some(waiting) if waiting.status == StepStatus::Retrying => {
+                attempt = waiting.attempts + 1;
+                record.attempts = waiting.attempts;
+                record.fuel_used = waiting.fuel_used;
+                record.duration_ms = waiting.duration_ms;
+                if !self.wait_until(waiting.due_at_ms).await {
+                    return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                }
+            }
+            Some(failed) if failed.status == StepStatus::Failed => {
+                attempt = failed.attempts + 1;
+                earlier_attempts = failed.attempts;
+                record.fuel_used = failed.fuel_used;
+            }
+            Some(waiting) if waiting.status == StepStatus::Scheduled => {
+                if !self.wait_until(waiting.due_at_ms).await {
+                    return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                }
+            }
+            _ => {
+                if let Some(countdown) = options.countdown.filter(|c| *c > 0.0) {
+                    let due =
+                        now_ms().saturating_add(seconds_to_duration(countdown).as_millis() as u64);
+                    record.status = StepStatus::Scheduled;
+                    record.due_at_ms = Some(due);
+                    self.commit(&[record], "step_scheduled", None).await?;
+                    if !self.wait_until(Some(due)).await {
+                        return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                    }
+                }
+            }
+        }
+        let args = Value::Array(record.args.clone()).to_string();
+        let kwargs = Value::Object(record.kwargs.clone()).to_string();
+        loop {
+            let invocation = Invocation {
+                workflow_id: self.identity.id.clone(),
+                step_id: record.id.clone(),
+                attempt,
+                tenant: self.identity.tenant.clone(),
+                plugin: plugin.name().to_string(),
+                task: signature.task_name().to_string(),
+                args: args.clone(),
+                kwargs: kwargs.clone(),
+            };
+            let (attempt_limits, budget_left) = match self.budgeted(&limits) {
+                Ok(budgeted) => budgeted,
+                Err(failure) => return Ok(StepEnd::Failed(failure)),
+            };
+            let mut outcome = self.attempt(plugin, invocation, attempt_limits).await;
+            self.fuel_spent
+                .fetch_add(outcome.fuel_used, Ordering::Relaxed);
+            if let (Some(left), AttemptResult::Failed(failure)) = (budget_left, &mut outcome.result)
+                && failure.kind == FailureKind::FuelExhausted
+            {
+                failure.message = format!(
+                    "used the last {left} units of the workflow's fuel budget of {}",
+                    self.fuel_budget.unwrap_or_default()
+                );
+            }
+            record.attempts = attempt;
+            record.fuel_used = record.fuel_used.saturating_add(outcome.fuel_used);
+            record.stdout = outcome.stdout;
+            record.stderr = outcome.stderr;
+            record.logs.extend(outcome.logs);
+            let (reason, countdown) = match outcome.result {
+                AttemptResult::Value(value) => return Ok(StepEnd::Value(value)),
+                AttemptResult::Replace(json) => {
+                    let end = replacement(&json, &record.id);
+                    record.result = Some(json);
+                    return Ok(end);
+                }
+                AttemptResult::Retry { message, countdown } => {
+                    if !policy.allows_another(attempt - earlier_attempts) {
+                        return Ok(StepEnd::Failed(Failure::new(
+                            FailureKind::RetriesExhausted,
+                            format!(
+                                "gave up after {} attempts: {message}",
+                                attempt - earlier_attempts
+                            ),
+                        )));
+                    }
+                    (message, countdown)
+                }
+                AttemptResult::Failed(failure) => {
+                    let retry = failure.kind.is_resource_limit()
+                        && policy.retry_on_limit
+                        && policy.allows_another(attempt - earlier_attempts);
+                    if !retry {
+                        return Ok(StepEnd::Failed(failure));
+                    }
+                    (failure.to_string(), None)
+                }
+            };
+            let delay = policy.delay(attempt - earlier_attempts - 1, countdown);
+            record.status = StepStatus::Retrying;
+            record.due_at_ms = Some(now_ms().saturating_add(delay.as_millis() as u64));
+            self.commit(&[record], "step_retrying", Some(reason.clone()))
+                .await?;
+            self.observer.retrying(record, &reason, delay);
+            if !self.wait_until(record.due_at_ms).await {
+                return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+            }
+            attempt += 1;
+        }
+    }
+}
+
+/// What a step waiting for its countdown or retry says when cancelled.
+const WHILE_WAITING: &str = "cancelled while it waited to run";
+
+/// A `cancelled` failure.
+pub(super) fn cancelled(message: &str) -> Failure {
+    Failure::new(FailureKind::Cancelled, message)
+}
+
+/// The limits of one attempt: the step's options over the host's defaults.
+pub(crate) fn attempt_limits(options: &StepOptions, defaults: &Limits) -> Limits {
+    fn pick<T, U>(
+        option: Option<Limit<T>>,
+        default: Option<U>,
+        convert: impl Fn(T) -> U,
+    ) -> Option<U> {
+        match option {
+            None => default,
+            Some(Limit::Unlimited) => None,
+            Some(Limit::Value(value)) => Some(convert(value)),
+        }
+    }
+    Limits {
+        fuel: pick(options.fuel, defaults.fuel, |fuel| fuel),
+        memory_bytes: pick(options.memory_mb, defaults.memory_bytes, |mb| {
+            mb.saturating_mul(1 << 20)
+        }),
+        time_limit: pick(options.time_limit, defaults.time_limit, |seconds| {
+            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+        }),
+        ..defaults.clone()
+    }
+}

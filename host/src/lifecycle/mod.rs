@@ -1,0 +1,408 @@
+//! The host: one runtime, one store and a policy, and the one place that
+//! decides what becomes of a workflow — whether an id starts, continues,
+//! runs again or is only reported — and records each change of its row.
+//! The CLI and the HTTP service are adapters over it.
+//!
+//! - [`state`] is the workflow state machine: what each request may do
+//!   with a workflow as it stands on record;
+//! - [`claims`] knows which workflows run here now, to run none twice and
+//!   to cancel the ones that do.
+
+mod claims;
+mod state;
+
+pub use state::{Intent, new_workflow_id};
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::durable::{self, StoredWorkflowError};
+use crate::executor::{
+    Continuation, Observer, PreparedWorkflow, RunIdentity, RunOptions, Silent, ValidationError,
+};
+use crate::records::{Event, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+use crate::runtime::{Ceilings, Runtime};
+use crate::spec::WorkflowSpec;
+use crate::store::{Store, StoreError};
+use claims::{Claim, Claims};
+use state::{Decision, Refusal};
+
+/// A workflow host: runs workflows durably in one store, and answers for
+/// them.
+///
+/// ```no_run
+/// # async fn example() -> anyhow::Result<()> {
+/// use wfhost::{Host, RunIdentity, runtime::Runtime, spec, store::Store};
+///
+/// let host = Host::new(Runtime::new()?, Store::in_memory()?);
+/// let chain = r#"{"plugins": {"math": "math.wasm"},
+///                 "workflow": [{"task": "math.add", "args": [2, 2]}]}"#;
+/// let row = host.run(spec::parse(chain, ".".as_ref())?, RunIdentity::new("me", "wf-1")).await?;
+/// println!("{:?}: {:?}", row.status, row.result);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Host {
+    runtime: Runtime,
+    store: Store,
+    ceilings: Ceilings,
+    claims: Claims,
+}
+
+/// Why the host cannot do what it was asked. Nothing has run when a
+/// request is refused.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The store has no such workflow.
+    #[error("no workflow `{id}` of tenant `{tenant}` in {}", database.display())]
+    NotFound {
+        /// The tenant asked about.
+        tenant: String,
+        /// The id asked about.
+        id: String,
+        /// The state database looked in.
+        database: PathBuf,
+    },
+    /// Another request is starting a workflow under this id right now.
+    #[error("workflow {id} is already being started")]
+    AlreadyStarting {
+        /// The workflow's id.
+        id: String,
+    },
+    /// Only a failed workflow can be retried.
+    #[error("workflow {} {}; only a failed workflow can be retried", .row.id, retry_refusal(.row.status))]
+    NotRetryable {
+        /// The workflow as it stands.
+        row: Box<WorkflowRow>,
+    },
+    /// The workflow cannot run: a plugin does not load, a task does not
+    /// exist, arguments do not bind, a limit is over a ceiling.
+    #[error("workflow {id} cannot run")]
+    Invalid {
+        /// The workflow's id.
+        id: String,
+        /// Every problem found.
+        #[source]
+        source: ValidationError,
+    },
+    /// The stored form of the workflow cannot be read back.
+    #[error(transparent)]
+    Stored(#[from] StoredWorkflowError),
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn retry_refusal(status: WorkflowStatus) -> &'static str {
+    match status {
+        WorkflowStatus::Running => "is still running (use `wfhost resume`)",
+        WorkflowStatus::Cancelled => "was cancelled",
+        _ => "succeeded",
+    }
+}
+
+/// What [`Host::begin`] found.
+#[non_exhaustive]
+pub enum Begun {
+    /// The workflow is prepared and claimed: [`Host::execute`] runs it.
+    Ready(Box<Ready>),
+    /// The workflow's outcome is on record; nothing runs.
+    Finished(WorkflowRow),
+    /// The workflow is running here already; nothing more runs.
+    Running(WorkflowRow),
+}
+
+/// A workflow about to run: prepared, and claimed so that nothing else runs
+/// it meanwhile.
+pub struct Ready {
+    workflow: PreparedWorkflow,
+    identity: RunIdentity,
+    continuation: Continuation,
+    /// The row on record, for a workflow that continues.
+    row: Option<WorkflowRow>,
+    claim: Claim,
+}
+
+impl Ready {
+    /// Whether it starts, resumes or is re-driven.
+    pub fn continuation(&self) -> &Continuation {
+        &self.continuation
+    }
+
+    /// Who it runs as.
+    pub fn identity(&self) -> &RunIdentity {
+        &self.identity
+    }
+
+    /// How many steps it has before any replacement expands.
+    pub fn planned_steps(&self) -> usize {
+        self.workflow.planned_steps()
+    }
+}
+
+/// What [`Host::cancel`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Cancellation {
+    /// It runs here: it stops soon, its running attempt interrupted, and
+    /// ends `cancelled`. The row is as it was.
+    Requested(WorkflowRow),
+    /// It was cut off, and is now on record as cancelled.
+    Cancelled(WorkflowRow),
+    /// It had ended already; nothing changed.
+    AlreadyEnded(WorkflowRow),
+}
+
+impl Host {
+    /// A host over `store` whose attempts run in `runtime`, with no
+    /// ceilings.
+    pub fn new(runtime: Runtime, store: Store) -> Self {
+        Host {
+            runtime,
+            store,
+            ceilings: Ceilings::default(),
+            claims: Claims::default(),
+        }
+    }
+
+    /// Caps what any attempt of a workflow begun with [`Host::begin`] may
+    /// be given; a workflow asking for more is refused before it runs. By
+    /// default there are no ceilings.
+    pub fn with_ceilings(mut self, ceilings: Ceilings) -> Self {
+        self.ceilings = ceilings;
+        self
+    }
+
+    /// The runtime attempts run in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The state database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Ends the process's use of the host; see [`Store::exit`].
+    pub fn exit(self) {
+        self.store.exit();
+        // The process exits next, and the system reclaims the engine's
+        // instance pool at once, sooner than unmapping it piece by piece.
+        std::mem::forget(self.runtime);
+    }
+
+    /// Decides what `intent` does with workflow `identity` under the host's
+    /// ceilings, and prepares what is to run; see [`Host::begin_within`].
+    pub async fn begin(&self, identity: RunIdentity, intent: Intent) -> Result<Begun, HostError> {
+        self.begin_within(identity, intent, &self.ceilings).await
+    }
+
+    /// Decides what `intent` does with workflow `identity`: a new id starts,
+    /// a cut-off one continues from its stored form, a failed one is
+    /// re-driven when retried, and one that has finished is only reported.
+    /// What is to run is loaded and checked under `ceilings`, and claimed,
+    /// so that it runs once however many ask.
+    pub async fn begin_within(
+        &self,
+        identity: RunIdentity,
+        intent: Intent,
+        ceilings: &Ceilings,
+    ) -> Result<Begun, HostError> {
+        let claim = self.claims.claim(&identity);
+        let stored = self.store.workflow(&identity.tenant, &identity.id)?;
+        let decision = state::decide(intent, stored).map_err(|refusal| match refusal {
+            Refusal::NotFound => self.not_found(&identity),
+            Refusal::NotRetryable(row) => HostError::NotRetryable { row },
+        })?;
+        let (spec, continuation, row) = match decision {
+            Decision::Report(row) => return Ok(Begun::Finished(row)),
+            Decision::Start(spec) => (spec, Continuation::Fresh, None),
+            Decision::Continue { row, continuation } => {
+                if claim.is_some() {
+                    (
+                        durable::stored_spec(&self.store, &row)?,
+                        continuation,
+                        Some(row),
+                    )
+                } else {
+                    return Ok(Begun::Running(row));
+                }
+            }
+        };
+        let Some(claim) = claim else {
+            return Err(HostError::AlreadyStarting { id: identity.id });
+        };
+        let workflow = self.prepare(&identity, spec, ceilings).await?;
+        Ok(Begun::Ready(Box::new(Ready {
+            workflow,
+            identity,
+            continuation,
+            row,
+            claim,
+        })))
+    }
+
+    async fn prepare(
+        &self,
+        identity: &RunIdentity,
+        spec: WorkflowSpec,
+        ceilings: &Ceilings,
+    ) -> Result<PreparedWorkflow, HostError> {
+        PreparedWorkflow::prepare(&self.runtime, spec, ceilings.clone())
+            .await
+            .map_err(|source| HostError::Invalid {
+                id: identity.id.clone(),
+                source,
+            })
+    }
+
+    /// Runs a workflow [`Host::begin`] made ready, durably, to its end:
+    /// records it as started, resumed or re-driven (then `observer` hears
+    /// of its row), runs it, and records how it ended. Returns its row.
+    pub async fn execute(
+        &self,
+        ready: Ready,
+        options: &RunOptions,
+        observer: &dyn Observer,
+    ) -> Result<WorkflowRow, HostError> {
+        let Ready {
+            workflow,
+            identity,
+            continuation,
+            row,
+            claim,
+        } = ready;
+        let row = match row {
+            None => {
+                let row = state::started(&identity);
+                durable::record_start(&self.store, &workflow, &row).await?;
+                row
+            }
+            Some(stored) => {
+                let (row, event, detail) = state::continued(stored, &continuation);
+                self.store.put_workflow(&row, event, detail).await?;
+                row
+            }
+        };
+        observer.workflow_recorded(&row);
+        let outcome = workflow
+            .run(
+                &self.runtime,
+                &self.store,
+                &identity,
+                &continuation,
+                options,
+                claim.cancel_token(),
+                observer,
+            )
+            .await?;
+        let (row, event) = state::ended(row, outcome);
+        self.store.put_workflow(&row, event, None).await?;
+        drop(claim);
+        Ok(row)
+    }
+
+    /// Runs `spec` as `identity` to its end with the default options: a new
+    /// id starts, a cut-off one continues, a finished one is reported.
+    pub async fn run(
+        &self,
+        spec: WorkflowSpec,
+        identity: RunIdentity,
+    ) -> Result<WorkflowRow, HostError> {
+        self.begin_and_execute(identity, Intent::Start(spec)).await
+    }
+
+    /// Continues workflow `identity`, which a crash or a stop cut off, to
+    /// its end with the default options; a finished one is reported.
+    pub async fn resume(&self, identity: RunIdentity) -> Result<WorkflowRow, HostError> {
+        self.begin_and_execute(identity, Intent::Resume).await
+    }
+
+    /// Runs the failed workflow `identity` again from its failed step, to
+    /// its end with the default options.
+    pub async fn retry(&self, identity: RunIdentity) -> Result<WorkflowRow, HostError> {
+        self.begin_and_execute(identity, Intent::Retry).await
+    }
+
+    async fn begin_and_execute(
+        &self,
+        identity: RunIdentity,
+        intent: Intent,
+    ) -> Result<WorkflowRow, HostError> {
+        match self.begin(identity, intent).await? {
+            Begun::Ready(ready) => self.execute(*ready, &RunOptions::new(), &Silent).await,
+            Begun::Finished(row) | Begun::Running(row) => Ok(row),
+        }
+    }
+
+    /// Cancels workflow `identity`: if it runs here, its steps not started
+    /// never run and its running attempt is interrupted; if a crash or a
+    /// stop cut it off, it is recorded as cancelled, so that `resume`
+    /// leaves it.
+    pub async fn cancel(&self, identity: &RunIdentity) -> Result<Cancellation, HostError> {
+        let row = self.workflow(identity)?;
+        if row.status != WorkflowStatus::Running {
+            return Ok(Cancellation::AlreadyEnded(row));
+        }
+        if let Some(token) = self.claims.cancel_token(identity) {
+            token.cancel();
+            return Ok(Cancellation::Requested(row));
+        }
+        // Claimed while the cut-off row is recorded, so that it does not
+        // start meanwhile; if it just did, it is cancelled as it runs.
+        match self.claims.claim(identity) {
+            Some(_claim) => {
+                let row = state::cancelled(row);
+                self.store
+                    .put_workflow(&row, "workflow_cancelled", None)
+                    .await?;
+                Ok(Cancellation::Cancelled(row))
+            }
+            None => Box::pin(self.cancel(identity)).await,
+        }
+    }
+
+    /// Workflow `identity`'s row.
+    pub fn workflow(&self, identity: &RunIdentity) -> Result<WorkflowRow, HostError> {
+        self.store
+            .workflow(&identity.tenant, &identity.id)?
+            .ok_or_else(|| self.not_found(identity))
+    }
+
+    /// Workflow `identity`'s report: its row and every step.
+    pub fn report(&self, identity: &RunIdentity) -> Result<WorkflowReport, HostError> {
+        self.store
+            .report(&identity.tenant, &identity.id)?
+            .ok_or_else(|| self.not_found(identity))
+    }
+
+    /// Workflow `identity`'s event log.
+    pub fn events(&self, identity: &RunIdentity) -> Result<Vec<Event>, HostError> {
+        self.workflow(identity)?;
+        Ok(self.store.events(&identity.tenant, &identity.id)?)
+    }
+
+    /// Workflows, of one tenant or all, of one status or all, oldest first.
+    pub fn list(
+        &self,
+        tenant: Option<&str>,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<WorkflowRow>, HostError> {
+        Ok(self.store.workflows(tenant, status)?)
+    }
+
+    /// What each tenant (or only `tenant`) has used, by tenant name.
+    pub fn usage(&self, tenant: Option<&str>) -> Result<Vec<Usage>, HostError> {
+        Ok(self.store.usage(tenant)?)
+    }
+
+    fn not_found(&self, identity: &RunIdentity) -> HostError {
+        HostError::NotFound {
+            tenant: identity.tenant.clone(),
+            id: identity.id.clone(),
+            database: self.store.path().to_path_buf(),
+        }
+    }
+}
