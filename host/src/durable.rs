@@ -48,20 +48,11 @@ pub(crate) async fn record_start(
                 .await?;
             first += ELEMENT_BATCH as u64;
         }
-        batch.push(json.map_err(|err| spool_error(store, err))?);
+        batch.push(json.map_err(|source| StoreError::Spool { source })?);
     }
     store
         .start_workflow(row, pinned_head(workflow), first, batch)
         .await
-}
-
-/// A failure to read the workflow's own spool back, reported as the
-/// store's: the run cannot be recorded.
-fn spool_error(store: &Store, err: std::io::Error) -> StoreError {
-    StoreError::Io {
-        path: store.path().to_path_buf(),
-        reason: format!("cannot read the workflow's spool: {err}"),
-    }
 }
 
 /// The workflow's stored head (see [`WorkflowSpec::stored_head`]), with

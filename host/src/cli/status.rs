@@ -4,8 +4,9 @@ use std::io::Write;
 
 use serde_json::Value;
 use wfhost::HostError;
+use wfhost::records::now_ms;
 use wfhost::records::{StepRecord, WorkflowStatus};
-use wfhost::store::{Store, now_ms};
+use wfhost::store::Store;
 
 use super::Finished;
 

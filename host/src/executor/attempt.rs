@@ -15,9 +15,10 @@ use wfhost_canvas::{Limit, Signature, StepOptions};
 use super::Working;
 use super::retry::{RetryPolicy, seconds_to_duration};
 use super::walk::{Run, StepEnd, replacement};
+use crate::records::now_ms;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
 use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin};
-use crate::store::{StoreError, now_ms};
+use crate::store::StoreError;
 
 tokio::task_local! {
     /// Set while a group member runs: see [`Run::attempt`].

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io;
-use std::path::PathBuf;
 
 use crate::plan::{self, Node};
 use crate::spec::{Elements, JsonReader, decode_element};
@@ -93,9 +92,6 @@ impl ElementNodes<'_> {
 
 /// A failure to read the workflow's spool back: the run cannot go on, as
 /// when the store fails.
-pub fn spool_error(err: io::Error) -> StoreError {
-    StoreError::Io {
-        path: PathBuf::from("(the workflow's spool)"),
-        reason: err.to_string(),
-    }
+pub fn spool_error(source: io::Error) -> StoreError {
+    StoreError::Spool { source }
 }

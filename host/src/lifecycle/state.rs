@@ -11,9 +11,8 @@
 use serde_json::Value;
 
 use crate::executor::{Continuation, RunIdentity};
-use crate::records::{FailureKind, WorkflowError, WorkflowRow, WorkflowStatus};
+use crate::records::{FailureKind, WorkflowError, WorkflowRow, WorkflowStatus, now_ms};
 use crate::spec::WorkflowSpec;
-use crate::store::now_ms;
 
 /// What a caller asks of a workflow id.
 // Made once per request and moved once: boxing the spec would buy nothing.

@@ -14,6 +14,15 @@ pub use output::{Captured, LogLevel, LogRecord};
 pub use step::{StepRecord, StepStatus};
 pub use workflow::{Event, Usage, WorkflowError, WorkflowReport, WorkflowRow, WorkflowStatus};
 
+/// Milliseconds since the Unix epoch, now: the clock of every record's
+/// timestamps and due times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,7 +95,7 @@ impl ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
-        Self::new(ErrorKind::Store, err.to_string())
+        Self::new(ErrorKind::Store, with_causes(&err))
     }
 }
 
@@ -283,8 +283,10 @@ impl Service {
             let ended = service.host.execute(ready, &options, &observer).await;
             if let Err(err) = ended {
                 eprintln!(
-                    "wfhost serve: workflow {} of {}: {err}",
-                    identity.id, identity.tenant
+                    "wfhost serve: workflow {} of {}: {}",
+                    identity.id,
+                    identity.tenant,
+                    with_causes(&err)
                 );
             }
         });

@@ -28,10 +28,45 @@ use std::time::Instant;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::StoreError;
+use super::error::redb_error;
 use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
-use super::{Durability, Flush, StoreError, io_error, now_ms};
 use crate::lock::lock;
-use crate::records::Event;
+use crate::records::{Event, now_ms};
+
+/// How the commits of finished steps reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every commit is flushed before the step that made it moves on: a
+    /// crash loses nothing that was committed. The default.
+    #[default]
+    Immediate,
+    /// Step commits are flushed together, at least once per `window`; a
+    /// crash may lose the steps finished in the last `window`, and
+    /// `resume` runs them again. A workflow's start and end are always
+    /// flushed. This is sound only for steps whose effects stay inside the
+    /// sandbox, so that running one twice changes nothing outside it —
+    /// which is every step while the host grants no capability.
+    Batched {
+        /// The longest a finished step waits for its flush.
+        window: std::time::Duration,
+    },
+}
+
+/// When a write of step records must reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flush {
+    /// Before the writer goes on, as the store's [`Durability`] says.
+    #[default]
+    BeforeReturning,
+    /// With the workflow's final write, which the writer makes next: the
+    /// last step of a workflow needs no flush of its own, since nothing
+    /// runs between its commit and the workflow's end. A crash in between
+    /// loses the step, and `resume` runs it again, as if the crash had come
+    /// before its commit.
+    WithWorkflowEnd,
+}
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
@@ -142,10 +177,7 @@ impl Committer {
                         }
                     }
                 })
-                .map_err(|err| StoreError::Io {
-                    path,
-                    reason: format!("cannot start the flush thread: {err}"),
-                })?;
+                .map_err(|source| StoreError::FlushThread { path, source })?;
         }
         Ok(committer)
     }
@@ -217,9 +249,8 @@ impl Committer {
             }
         }
         committed.await.unwrap_or_else(|_| {
-            Err(StoreError::Io {
+            Err(StoreError::Abandoned {
                 path: self.path.clone(),
-                reason: "a commit was abandoned".into(),
             })
         })
     }
@@ -243,7 +274,7 @@ impl Committer {
                 && batch
                     .iter()
                     .any(|request| request.write.record_allocator_state);
-            let result = commit(&self.db, &batch, durable, record_state);
+            let result = commit(&self.db, &batch, durable, record_state).map_err(Arc::new);
             if result.is_ok() {
                 let mut queue = lock(&self.queue);
                 queue.last_recorded_state = record_state;
@@ -255,9 +286,12 @@ impl Committer {
                 }
             }
             for request in batch {
-                let answer = result.as_ref().map_err(|err| io_error(&self.path, err));
+                let answer = match &result {
+                    Ok(()) => Ok(()),
+                    Err(err) => Err(redb_error(&self.path, Arc::clone(err))),
+                };
                 // A writer that stopped waiting needs no answer.
-                let _ = request.done.send(answer.copied());
+                let _ = request.done.send(answer);
             }
         }
     }

@@ -1,0 +1,137 @@
+//! Why the state database cannot be used, and the one place where what went
+//! wrong inside (redb, a record that does not decode) becomes that error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+/// Why the state database cannot be used. Causes are kept as `source()`:
+/// an embedder can tell a full disk from a damaged file.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process has the database open.
+    #[error("the state database {} is in use by another wfhost process", path.display())]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is damaged or is not a wfhost database.
+    #[error("the state database {} is damaged or is not a wfhost database: {reason}", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The database is of a schema this wfhost does not read.
+    #[error("the state database {} has schema version {found}; this wfhost reads version {expected}", path.display())]
+    SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+        /// The version this wfhost reads.
+        expected: u64,
+    },
+    /// The database (or its directory) cannot be created.
+    #[error("cannot create the state database {}", path.display())]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing the database failed.
+    #[error("the state database {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What redb said (shared by the writers of one commit).
+        #[source]
+        source: Arc<redb::Error>,
+    },
+    /// A workflow's own spool of elements could not be read back.
+    #[error("cannot read the workflow back from its spool")]
+    Spool {
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's flush thread could not be started.
+    #[error("the state database {}: cannot start its flush thread", path.display())]
+    FlushThread {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The commit holding a write was abandoned before it answered.
+    #[error("the state database {}: a commit was abandoned", path.display())]
+    Abandoned {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What went wrong inside a read or a commit, before it is named.
+#[derive(Debug)]
+pub(super) enum Fault {
+    Redb(redb::Error),
+    /// A stored record that does not decode.
+    Decode(serde_json::Error),
+}
+
+impl Fault {
+    /// The error of this fault in the database at `path`.
+    pub(super) fn at(self, path: &Path) -> StoreError {
+        match self {
+            Fault::Redb(err) => redb_error(path, Arc::new(err)),
+            Fault::Decode(err) => StoreError::Damaged {
+                path: path.to_path_buf(),
+                reason: format!("a stored record does not decode: {err}"),
+            },
+        }
+    }
+}
+
+/// The error of `err` in the database at `path`: damage is named as such.
+pub(super) fn redb_error(path: &Path, err: Arc<redb::Error>) -> StoreError {
+    let path = path.to_path_buf();
+    match &*err {
+        redb::Error::Corrupted(reason) => StoreError::Damaged {
+            path,
+            reason: reason.clone(),
+        },
+        _ => StoreError::Io { path, source: err },
+    }
+}
+
+impl From<serde_json::Error> for Fault {
+    fn from(err: serde_json::Error) -> Self {
+        Fault::Decode(err)
+    }
+}
+
+/// Each of redb's error types becomes a fault by way of `redb::Error`.
+macro_rules! redb_faults {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Fault {
+            fn from(err: $error) -> Self {
+                Fault::Redb(err.into())
+            }
+        }
+    )*};
+}
+
+redb_faults!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

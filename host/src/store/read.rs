@@ -1,0 +1,216 @@
+//! The store's reads: a workflow's row, head and elements, its steps one by
+//! one or all, its event log, lists of rows, and usage sums.
+
+use std::collections::BTreeMap;
+
+use redb::ReadTransaction;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::Fault;
+use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
+use super::{Store, StoreError};
+use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+
+/// Where a workflow's step records stand (see [`Store::step_totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepTotals {
+    /// The position after the last record's.
+    pub next_seq: u64,
+    /// Fuel their attempts used.
+    pub fuel_used: u64,
+}
+
+/// A stored record, decoded.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+impl Store {
+    /// The workflow `id` of `tenant`, if stored.
+    pub fn workflow(&self, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, StoreError> {
+        self.read(|txn| row(txn, tenant, id))
+    }
+
+    /// The head of workflow `id` of `tenant`, as it was recorded when it
+    /// started (see [`Store::start_workflow`]); its elements are read with
+    /// [`Store::elements`].
+    pub fn workflow_spec(&self, tenant: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(SPECS)?;
+            let head = table.get((tenant, id))?;
+            head.map(|bytes| decode(bytes.value())).transpose()
+        })
+    }
+
+    /// Up to `max` elements of a workflow's top-level chain from index
+    /// `first` on, each as native JSON.
+    pub fn elements(
+        &self,
+        tenant: &str,
+        id: &str,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(ELEMENTS)?;
+            let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
+            range
+                .take(max)
+                .map(|entry| Ok(entry?.1.value().to_vec()))
+                .collect()
+        })
+    }
+
+    /// Workflows, optionally of one tenant and one status, oldest first.
+    pub fn workflows(
+        &self,
+        tenant: Option<&str>,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<WorkflowRow>, StoreError> {
+        let mut rows = self.read(|txn| {
+            let table = txn.open_table(WORKFLOWS)?;
+            let mut rows = Vec::new();
+            // Keys start with the tenant: one tenant's rows are one range.
+            for entry in table.range((tenant.unwrap_or(""), "")..)? {
+                let (key, value) = entry?;
+                if tenant.is_some_and(|t| t != key.value().0) {
+                    break;
+                }
+                let row: WorkflowRow = decode(value.value())?;
+                if status.is_none_or(|s| s == row.status) {
+                    rows.push(row);
+                }
+            }
+            Ok(rows)
+        })?;
+        rows.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(rows)
+    }
+
+    /// Every stored step of a workflow, in the order they were first recorded.
+    pub fn steps(&self, tenant: &str, id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let mut steps = self.read(|txn| {
+            let mut steps = Vec::new();
+            each_step(txn, tenant, id, |step| steps.push(step))?;
+            Ok(steps)
+        })?;
+        steps.sort_by_key(|step| step.seq);
+        Ok(steps)
+    }
+
+    /// Where a workflow's step records stand, read one record at a time:
+    /// what a continuing run carries on from, without holding the records.
+    pub fn step_totals(&self, tenant: &str, id: &str) -> Result<StepTotals, StoreError> {
+        self.read(|txn| {
+            let mut totals = StepTotals::default();
+            each_step(txn, tenant, id, |step| {
+                totals.next_seq = totals.next_seq.max(step.seq + 1);
+                totals.fuel_used += step.fuel_used;
+            })?;
+            Ok(totals)
+        })
+    }
+
+    /// A workflow's record of the step `step`, if it has one.
+    pub fn step(
+        &self,
+        tenant: &str,
+        id: &str,
+        step: &str,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(STEPS)?;
+            let record = table.get((tenant, id, step))?;
+            record.map(|bytes| decode(bytes.value())).transpose()
+        })
+    }
+
+    /// What each tenant (or only `tenant`) has used, by tenant name.
+    pub fn usage(&self, tenant: Option<&str>) -> Result<Vec<Usage>, StoreError> {
+        fn sums_of<'u>(usage: &'u mut BTreeMap<String, Usage>, owner: &str) -> &'u mut Usage {
+            usage
+                .entry(owner.to_string())
+                .or_insert_with(|| Usage::none(owner))
+        }
+        self.read(|txn| {
+            let mut usage = BTreeMap::new();
+            // Keys start with the tenant: one tenant's records are one range.
+            let first = tenant.unwrap_or("");
+            let outside = |owner: &str| tenant.is_some_and(|t| t != owner);
+            let workflows = txn.open_table(WORKFLOWS)?;
+            for entry in workflows.range((first, "")..)? {
+                let (key, _) = entry?;
+                let owner = key.value().0;
+                if outside(owner) {
+                    break;
+                }
+                sums_of(&mut usage, owner).workflows += 1;
+            }
+            let steps = txn.open_table(STEPS)?;
+            for entry in steps.range((first, "", "")..)? {
+                let (key, value) = entry?;
+                let owner = key.value().0;
+                if outside(owner) {
+                    break;
+                }
+                let record: StepRecord = decode(value.value())?;
+                if record.attempts == 0 {
+                    continue;
+                }
+                let sums = sums_of(&mut usage, owner);
+                sums.steps += 1;
+                sums.attempts += u64::from(record.attempts);
+                sums.fuel = sums.fuel.saturating_add(record.fuel_used);
+                sums.duration_ms += record.duration_ms;
+            }
+            Ok(usage.into_values().collect())
+        })
+    }
+
+    /// A workflow's event log.
+    pub fn events(&self, tenant: &str, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(EVENTS)?;
+            let range = table.range((tenant, id, 0u64)..=(tenant, id, u64::MAX))?;
+            range.map(|entry| decode(entry?.1.value())).collect()
+        })
+    }
+
+    /// The stored report of a workflow: its row and every step.
+    pub fn report(&self, tenant: &str, id: &str) -> Result<Option<WorkflowReport>, StoreError> {
+        let Some(row) = self.workflow(tenant, id)? else {
+            return Ok(None);
+        };
+        Ok(Some(WorkflowReport {
+            steps: self.steps(tenant, id)?,
+            row,
+        }))
+    }
+}
+
+/// The row of workflow `id` of `tenant`, if stored.
+fn row(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, Fault> {
+    let table = txn.open_table(WORKFLOWS)?;
+    let row = table.get((tenant, id))?;
+    row.map(|bytes| decode(bytes.value())).transpose()
+}
+
+/// Calls `visit` with each of a workflow's step records, in id order.
+fn each_step(
+    txn: &ReadTransaction,
+    tenant: &str,
+    id: &str,
+    mut visit: impl FnMut(StepRecord),
+) -> Result<(), Fault> {
+    let table = txn.open_table(STEPS)?;
+    for entry in table.range((tenant, id, "")..)? {
+        let (key, value) = entry?;
+        let (t, w, _) = key.value();
+        if t != tenant || w != id {
+            break;
+        }
+        visit(decode(value.value())?);
+    }
+    Ok(())
+}

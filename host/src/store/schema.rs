@@ -1,0 +1,97 @@
+//! The schema: the tables made on first use, the version checked on every
+//! open, and the migrations of older files.
+
+use redb::{ReadableTable, WriteTransaction};
+use serde_json::Value;
+
+use super::error::Fault;
+use super::tables::{
+    ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS,
+};
+use super::{Store, StoreError};
+
+impl Store {
+    /// Creates the tables on first use and checks the schema version.
+    pub(super) fn check_schema(&self) -> Result<(), StoreError> {
+        // A database that is already set up costs a read, not a commit.
+        if self.stored_schema_version()? == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|err| self.fault(err))?;
+        let found = {
+            let meta = txn.open_table(META).map_err(|err| self.fault(err))?;
+            let found = meta
+                .get(SCHEMA_VERSION_KEY)
+                .map_err(|err| self.fault(err))?;
+            found.map(|version| version.value())
+        };
+        match found {
+            Some(found) if found > SCHEMA_VERSION || found == 0 => {
+                return Err(StoreError::SchemaVersion {
+                    path: self.path.clone(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+            _ => {}
+        }
+        set_up(&txn, found).map_err(|fault| fault.at(&self.path))?;
+        txn.commit().map_err(|err| self.fault(err))
+    }
+
+    /// The schema version the file records, if it has one yet.
+    fn stored_schema_version(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|txn| {
+            let meta = match txn.open_table(META) {
+                Ok(meta) => meta,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            Ok(meta.get(SCHEMA_VERSION_KEY)?.map(|version| version.value()))
+        })
+    }
+}
+
+/// Brings a file of schema `found` (none: a new file) to this version.
+/// Schema 2 differs from 3 only in keeping a workflow's elements inside its
+/// head, which is still read as it is; schema 1 kept the head in the row.
+fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
+    if found == Some(1) {
+        move_specs_out_of_rows(txn)?;
+    }
+    txn.open_table(META)?
+        .insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+    txn.open_table(WORKFLOWS)?;
+    txn.open_table(SPECS)?;
+    txn.open_table(ELEMENTS)?;
+    txn.open_table(STEPS)?;
+    txn.open_table(EVENTS)?;
+    Ok(())
+}
+
+/// Migrates schema 1, which kept each workflow's stored form inside its
+/// row, to schema 2, which keeps it in a table of its own.
+fn move_specs_out_of_rows(txn: &WriteTransaction) -> Result<(), Fault> {
+    let mut workflows = txn.open_table(WORKFLOWS)?;
+    let mut specs = txn.open_table(SPECS)?;
+    let mut moved = Vec::new();
+    for entry in workflows.iter()? {
+        let (key, value) = entry?;
+        let (tenant, id) = key.value();
+        let mut row: Value = serde_json::from_slice(value.value())?;
+        if let Some(spec) = row.as_object_mut().and_then(|row| row.remove("spec")) {
+            moved.push((
+                tenant.to_string(),
+                id.to_string(),
+                serde_json::to_vec(&row)?,
+                serde_json::to_vec(&spec)?,
+            ));
+        }
+    }
+    for (tenant, id, row, spec) in moved {
+        let key = (tenant.as_str(), id.as_str());
+        workflows.insert(key, row.as_slice())?;
+        specs.insert(key, spec.as_slice())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The store's writes, each handed to the group committer: a workflow's
+//! start (row, head, elements), its row's changes, and step records, each
+//! with the event that says why.
+
+use super::commit::{Flush, Rows, Started, Write};
+use super::{Store, StoreError};
+use crate::records::{StepRecord, WorkflowRow, WorkflowStatus};
+
+impl Store {
+    /// Records a new workflow, durably, with a `workflow_started` event:
+    /// its row, its head (native JSON, plugins pinned by absolute path and
+    /// sha256: what `resume` runs) and its last elements, from index
+    /// `first_element` on; [`Store::put_elements`] stored those before.
+    pub async fn start_workflow(
+        &self,
+        row: &WorkflowRow,
+        head: Vec<u8>,
+        first_element: u64,
+        elements: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let started = Started {
+            head,
+            first_element,
+            elements,
+        };
+        self.write_workflow(row, Some(started), "workflow_started", None)
+            .await
+    }
+
+    /// Stores elements of a workflow about to start, from index `first` on,
+    /// durably and without an event: the workflow is not on record until
+    /// [`Store::start_workflow`] has committed.
+    pub async fn put_elements(
+        &self,
+        tenant: &str,
+        id: &str,
+        first: u64,
+        elements: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let write = Write {
+            tenant: tenant.to_string(),
+            workflow: id.to_string(),
+            rows: Rows::Elements { first, elements },
+            event: None,
+            step: None,
+            detail: None,
+            flush: Flush::BeforeReturning,
+            record_allocator_state: false,
+        };
+        self.committer.write(write).await
+    }
+
+    /// Writes a workflow's row and appends an event, durably.
+    pub async fn put_workflow(
+        &self,
+        row: &WorkflowRow,
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write_workflow(row, None, event, detail).await
+    }
+
+    async fn write_workflow(
+        &self,
+        row: &WorkflowRow,
+        started: Option<Started>,
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        let write = Write {
+            tenant: row.tenant.clone(),
+            workflow: row.id.clone(),
+            rows: Rows::Workflow {
+                row: serde_json::to_vec(row).unwrap_or_default(),
+                started,
+            },
+            event: Some(event.to_string()),
+            step: None,
+            detail,
+            flush: Flush::BeforeReturning,
+            record_allocator_state: self.record_state_at_workflow_end
+                && row.status != WorkflowStatus::Running,
+        };
+        self.committer.write(write).await
+    }
+
+    /// Writes step records and appends one event, together, reaching the
+    /// disk when `flush` says.
+    pub async fn put_steps(
+        &self,
+        tenant: &str,
+        id: &str,
+        records: &[&StepRecord],
+        event: &str,
+        detail: Option<String>,
+        flush: Flush,
+    ) -> Result<(), StoreError> {
+        let rows = records
+            .iter()
+            .map(|record| {
+                let bytes = serde_json::to_vec(record).unwrap_or_default();
+                (record.id.clone(), bytes)
+            })
+            .collect();
+        let write = Write {
+            tenant: tenant.to_string(),
+            workflow: id.to_string(),
+            rows: Rows::Steps(rows),
+            event: Some(event.to_string()),
+            step: records.first().map(|record| record.id.clone()),
+            detail,
+            flush,
+            record_allocator_state: false,
+        };
+        self.committer.write(write).await
+    }
+}
