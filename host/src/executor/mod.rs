@@ -8,6 +8,7 @@
 //! - [`validate`] is what is checked before anything runs;
 //! - [`walk`] goes through chains, groups, chords and callbacks;
 //! - [`attempt`] runs a step's attempts under its retry policy;
+//! - [`record`] is what a run writes, and [`callbacks`] run after a step;
 //! - [`nodes`] feeds the walk a workflow's elements as it reaches them;
 //! - [`plugins`], [`retry`], [`fair`] and [`drain`] each hold one idea.
 //!
@@ -15,11 +16,13 @@
 //! [`crate::Host`]; this module runs what it was handed.
 
 mod attempt;
+mod callbacks;
 mod drain;
 mod fair;
 mod nodes;
 mod options;
 mod plugins;
+mod record;
 mod retry;
 mod validate;
 mod walk;

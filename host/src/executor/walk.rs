@@ -1,32 +1,29 @@
 //! The walk: a chain's nodes one after another, a group's members side by
-//! side, a chord's body after its header, each step's callbacks after it,
-//! replacements in place, and what a failure leaves skipped. Each step's
-//! record is committed before the walk moves on, and a continuing run
-//! replays the records an earlier run left instead of running them again.
+//! side, a chord's body after its header, replacements in place. A step is
+//! replayed from the record an earlier run left, or run and committed before
+//! the walk moves on, then followed by its callbacks (`callbacks.rs`); a
+//! failure leaves the rest recorded as skipped (`record.rs`).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use wfhost_canvas::{Canvas, Signature};
+use wfhost_canvas::Canvas;
 
 use super::attempt::IN_GROUP;
 use super::nodes::Nodes;
 use super::{Continuation, Drain, FairScheduler, Observer, PreparedWorkflow, RunIdentity};
 use crate::plan::{self, Node, PlannedStep, StepId};
-use crate::records::{Failure, FailureKind, StepRecord, StepStatus, WorkflowError};
+use crate::records::{Failure, FailureKind, StepStatus, WorkflowError};
 use crate::runtime::{CancelToken, Runtime};
 use crate::spec;
-use crate::store::{Flush, Store, StoreError};
-
-/// Nodes recorded as skipped per commit.
-const SKIP_BATCH: usize = 1024;
+use crate::store::{Store, StoreError};
 
 /// How one step ended.
 pub(super) enum StepEnd {
@@ -46,13 +43,6 @@ enum StepOutcome {
     Value(Value),
     Replace(Vec<Node>),
     Failed(WorkflowError),
-}
-
-/// Which stored steps a re-driven workflow keeps: all but the errbacks of
-/// the failure, which run again if the step fails again. The failed step's
-/// record stays, so its attempts continue where they stopped.
-fn redrive_keeps(step: &StepRecord, failed_step: Option<&str>) -> bool {
-    !StepId::from_stored(step.id.as_str()).is_errback_of(failed_step)
 }
 
 /// One run of a workflow: what every step needs, and whether an earlier run
@@ -82,85 +72,6 @@ pub(super) struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn take_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The record an earlier run left for `id` that this run reuses. Each
-    /// step id is visited once in a run, so each record is reused once.
-    fn earlier_record(&self, id: &str) -> Result<Option<StepRecord>, StoreError> {
-        let failed_step = match self.continuation {
-            Continuation::Fresh => return Ok(None),
-            Continuation::Resume => None,
-            Continuation::Redrive { failed_step } => failed_step.as_deref(),
-        };
-        let record = self
-            .store
-            .step(&self.identity.tenant, &self.identity.id, id)?;
-        Ok(record.filter(|step| redrive_keeps(step, failed_step)))
-    }
-
-    /// A new record for `id`, keeping the position of an earlier one.
-    fn new_record(
-        &self,
-        id: &str,
-        parent: Option<String>,
-        task: &str,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-        previous: Option<&StepRecord>,
-    ) -> StepRecord {
-        let mut record = StepRecord::new(id, parent, task, args, kwargs);
-        record.seq = previous.map_or_else(|| self.take_seq(), |previous| previous.seq);
-        record
-    }
-
-    /// Commits records with one event; the run moves on only once this returns.
-    pub(super) async fn commit(
-        &self,
-        records: &[&StepRecord],
-        event: &str,
-        detail: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.commit_flushed(records, event, detail, Flush::BeforeReturning)
-            .await
-    }
-
-    /// Commits the record of a node that succeeded; one that ends the
-    /// workflow reaches the disk with the workflow's end.
-    async fn commit_success(
-        &self,
-        record: &StepRecord,
-        event: &str,
-        ends_workflow: bool,
-    ) -> Result<(), StoreError> {
-        let flush = if ends_workflow {
-            Flush::WithWorkflowEnd
-        } else {
-            Flush::BeforeReturning
-        };
-        self.commit_flushed(&[record], event, None, flush).await
-    }
-
-    async fn commit_flushed(
-        &self,
-        records: &[&StepRecord],
-        event: &str,
-        detail: Option<String>,
-        flush: Flush,
-    ) -> Result<(), StoreError> {
-        self.store
-            .put_steps(
-                &self.identity.tenant,
-                &self.identity.id,
-                records,
-                event,
-                detail,
-                flush,
-            )
-            .await
-    }
-
     /// Runs a chain of nodes, `input` going to the first. Returns the last
     /// result (the input when the chain is empty), or the error of the step
     /// that stopped it; the nodes it did not reach are recorded as skipped.
@@ -420,129 +331,6 @@ impl Run<'_> {
                 Ok(StepOutcome::Failed(error))
             }
         }
-    }
-
-    /// Records the nodes `rest` has left as skipped, a batch of them per
-    /// commit, so a long workflow stopped early is not skipped in one
-    /// transaction whole.
-    async fn skip_rest(&self, rest: &mut Nodes<'_>) -> Result<(), StoreError> {
-        if let Nodes::Planned(nodes) = rest {
-            return self.skip(&[nodes.as_slice()]).await;
-        }
-        loop {
-            let batch: Vec<Node> = rest
-                .take_batch(SKIP_BATCH)?
-                .into_iter()
-                .map(Cow::into_owned)
-                .collect();
-            if batch.is_empty() {
-                return Ok(());
-            }
-            self.skip(&[&batch]).await?;
-        }
-    }
-
-    /// Records the steps of the node lists `runs` as skipped, in one commit.
-    async fn skip(&self, runs: &[&[Node]]) -> Result<(), StoreError> {
-        let skipped: Vec<StepRecord> = runs
-            .iter()
-            .flat_map(|nodes| plan::steps(nodes))
-            .map(|step| {
-                let previous = self.earlier_record(&step.id)?;
-                let signature = &step.signature;
-                Ok(self.new_record(
-                    &step.id,
-                    None,
-                    &signature.task,
-                    signature.args.clone(),
-                    signature.kwargs.clone(),
-                    previous.as_ref(),
-                ))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        if skipped.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<&StepRecord> = skipped.iter().collect();
-        self.commit(
-            &refs,
-            "steps_skipped",
-            Some(format!("{} steps", skipped.len())),
-        )
-        .await
-    }
-
-    /// Runs a step's `link` or `link_error` callbacks with one argument.
-    async fn callbacks(
-        &self,
-        step_id: &StepId,
-        kind: fn(&StepId, usize) -> StepId,
-        callbacks: &[Signature],
-        argument: &Value,
-    ) -> Result<(), StoreError> {
-        for (index, callback) in callbacks.iter().enumerate() {
-            let id = kind(step_id, index);
-            self.callback(id, step_id, callback, argument).await?;
-        }
-        Ok(())
-    }
-
-    /// Runs one callback as a durable step of its own, once: a callback an
-    /// earlier run finished is not run again. Its failure is recorded and
-    /// triggers nothing further, so a failing errback cannot loop.
-    async fn callback(
-        &self,
-        id: StepId,
-        parent: &str,
-        callback: &Signature,
-        argument: &Value,
-    ) -> Result<(), StoreError> {
-        let previous = self.earlier_record(&id)?;
-        if let Some(done) = &previous
-            && matches!(done.status, StepStatus::Succeeded | StepStatus::Failed)
-        {
-            self.observer.step_finished(done);
-            return Ok(());
-        }
-        let _working = self.begin_step().await;
-        let mut args = callback.args.clone();
-        if !callback.immutable {
-            args.insert(0, argument.clone());
-        }
-        let mut record = self.new_record(
-            &id,
-            Some(parent.to_string()),
-            &callback.task,
-            args,
-            callback.kwargs.clone(),
-            previous.as_ref(),
-        );
-        let event = match self
-            .run_step(callback, &mut record, previous.as_ref())
-            .await?
-        {
-            StepEnd::Value(value) => {
-                record.status = StepStatus::Succeeded;
-                record.result = Some(value);
-                "callback_succeeded"
-            }
-            StepEnd::Replace(_) => {
-                record.status = StepStatus::Failed;
-                record.error = Some(Failure::new(
-                    FailureKind::InvalidOutput,
-                    "a callback cannot replace itself",
-                ));
-                "callback_failed"
-            }
-            StepEnd::Failed(failure) => {
-                record.status = StepStatus::Failed;
-                record.error = Some(failure);
-                "callback_failed"
-            }
-        };
-        self.commit(&[&record], event, None).await?;
-        self.observer.step_finished(&record);
-        Ok(())
     }
 }
 

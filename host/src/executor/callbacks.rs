@@ -1,0 +1,86 @@
+//! Callbacks: a step's `link` callbacks after it succeeds, its
+//! `link_error` callbacks and the workflow's `on_error` after it fails, each
+//! a durable step of its own that runs once.
+
+use serde_json::Value;
+use wfhost_canvas::Signature;
+
+use super::walk::{Run, StepEnd};
+use crate::plan::StepId;
+use crate::records::{Failure, FailureKind, StepStatus};
+use crate::store::StoreError;
+
+impl Run<'_> {
+    /// Runs a step's `link` or `link_error` callbacks with one argument.
+    pub(super) async fn callbacks(
+        &self,
+        step_id: &StepId,
+        kind: fn(&StepId, usize) -> StepId,
+        callbacks: &[Signature],
+        argument: &Value,
+    ) -> Result<(), StoreError> {
+        for (index, callback) in callbacks.iter().enumerate() {
+            let id = kind(step_id, index);
+            self.callback(id, step_id, callback, argument).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one callback as a durable step of its own, once: a callback an
+    /// earlier run finished is not run again. Its failure is recorded and
+    /// triggers nothing further, so a failing errback cannot loop.
+    pub(super) async fn callback(
+        &self,
+        id: StepId,
+        parent: &str,
+        callback: &Signature,
+        argument: &Value,
+    ) -> Result<(), StoreError> {
+        let previous = self.earlier_record(&id)?;
+        if let Some(done) = &previous
+            && matches!(done.status, StepStatus::Succeeded | StepStatus::Failed)
+        {
+            self.observer.step_finished(done);
+            return Ok(());
+        }
+        let _working = self.begin_step().await;
+        let mut args = callback.args.clone();
+        if !callback.immutable {
+            args.insert(0, argument.clone());
+        }
+        let mut record = self.new_record(
+            &id,
+            Some(parent.to_string()),
+            &callback.task,
+            args,
+            callback.kwargs.clone(),
+            previous.as_ref(),
+        );
+        let event = match self
+            .run_step(callback, &mut record, previous.as_ref())
+            .await?
+        {
+            StepEnd::Value(value) => {
+                record.status = StepStatus::Succeeded;
+                record.result = Some(value);
+                "callback_succeeded"
+            }
+            StepEnd::Replace(_) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(Failure::new(
+                    FailureKind::InvalidOutput,
+                    "a callback cannot replace itself",
+                ));
+                "callback_failed"
+            }
+            StepEnd::Failed(failure) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(failure);
+                "callback_failed"
+            }
+        };
+        self.commit(&[&record], event, None).await?;
+        self.observer.step_finished(&record);
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! What a run writes: each step's record, keeping the place an earlier run
+//! gave it, committed with its event; the records an earlier run left,
+//! read back one by one; and the steps a failure leaves skipped.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value};
+
+use super::Continuation;
+use super::nodes::Nodes;
+use super::walk::Run;
+use crate::plan::{self, Node, StepId};
+use crate::records::StepRecord;
+use crate::store::{Flush, StoreError};
+
+/// Nodes recorded as skipped per commit.
+const SKIP_BATCH: usize = 1024;
+
+/// Which stored steps a re-driven workflow keeps: all but the errbacks of
+/// the failure, which run again if the step fails again. The failed step's
+/// record stays, so its attempts continue where they stopped.
+fn redrive_keeps(step: &StepRecord, failed_step: Option<&str>) -> bool {
+    !StepId::from_stored(step.id.as_str()).is_errback_of(failed_step)
+}
+
+impl Run<'_> {
+    pub(super) fn take_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The record an earlier run left for `id` that this run reuses. Each
+    /// step id is visited once in a run, so each record is reused once.
+    pub(super) fn earlier_record(&self, id: &str) -> Result<Option<StepRecord>, StoreError> {
+        let failed_step = match self.continuation {
+            Continuation::Fresh => return Ok(None),
+            Continuation::Resume => None,
+            Continuation::Redrive { failed_step } => failed_step.as_deref(),
+        };
+        let record = self
+            .store
+            .step(&self.identity.tenant, &self.identity.id, id)?;
+        Ok(record.filter(|step| redrive_keeps(step, failed_step)))
+    }
+
+    /// A new record for `id`, keeping the position of an earlier one.
+    pub(super) fn new_record(
+        &self,
+        id: &str,
+        parent: Option<String>,
+        task: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+        previous: Option<&StepRecord>,
+    ) -> StepRecord {
+        let mut record = StepRecord::new(id, parent, task, args, kwargs);
+        record.seq = previous.map_or_else(|| self.take_seq(), |previous| previous.seq);
+        record
+    }
+
+    /// Commits records with one event; the run moves on only once this returns.
+    pub(super) async fn commit(
+        &self,
+        records: &[&StepRecord],
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.commit_flushed(records, event, detail, Flush::BeforeReturning)
+            .await
+    }
+
+    /// Commits the record of a node that succeeded; one that ends the
+    /// workflow reaches the disk with the workflow's end.
+    pub(super) async fn commit_success(
+        &self,
+        record: &StepRecord,
+        event: &str,
+        ends_workflow: bool,
+    ) -> Result<(), StoreError> {
+        let flush = if ends_workflow {
+            Flush::WithWorkflowEnd
+        } else {
+            Flush::BeforeReturning
+        };
+        self.commit_flushed(&[record], event, None, flush).await
+    }
+
+    pub(super) async fn commit_flushed(
+        &self,
+        records: &[&StepRecord],
+        event: &str,
+        detail: Option<String>,
+        flush: Flush,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_steps(
+                &self.identity.tenant,
+                &self.identity.id,
+                records,
+                event,
+                detail,
+                flush,
+            )
+            .await
+    }
+
+    /// Records the nodes `rest` has left as skipped, a batch of them per
+    /// commit, so a long workflow stopped early is not skipped in one
+    /// transaction whole.
+    pub(super) async fn skip_rest(&self, rest: &mut Nodes<'_>) -> Result<(), StoreError> {
+        if let Nodes::Planned(nodes) = rest {
+            return self.skip(&[nodes.as_slice()]).await;
+        }
+        loop {
+            let batch: Vec<Node> = rest
+                .take_batch(SKIP_BATCH)?
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.skip(&[&batch]).await?;
+        }
+    }
+
+    /// Records the steps of the node lists `runs` as skipped, in one commit.
+    pub(super) async fn skip(&self, runs: &[&[Node]]) -> Result<(), StoreError> {
+        let skipped: Vec<StepRecord> = runs
+            .iter()
+            .flat_map(|nodes| plan::steps(nodes))
+            .map(|step| {
+                let previous = self.earlier_record(&step.id)?;
+                let signature = &step.signature;
+                Ok(self.new_record(
+                    &step.id,
+                    None,
+                    &signature.task,
+                    signature.args.clone(),
+                    signature.kwargs.clone(),
+                    previous.as_ref(),
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&StepRecord> = skipped.iter().collect();
+        self.commit(
+            &refs,
+            "steps_skipped",
+            Some(format!("{} steps", skipped.len())),
+        )
+        .await
+    }
+}
