@@ -141,7 +141,7 @@ fn guest_logs_are_kept_with_the_step_and_shown_on_stderr() {
         .iter()
         .map(|l| l["level"].as_str().unwrap())
         .collect();
-    assert_eq!(levels, ["debug", "info", "warn", "error"]);
+    assert_eq!(levels, ["trace", "debug", "info", "warn", "error"]);
     assert!(
         run.stderr
             .contains("step 0 (testkit.log) warn: warn: hello"),

@@ -4,7 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::{ParamInfo, TaskError};
+use crate::TaskError;
+use crate::task::ParamInfo;
 
 /// The arguments of one call, being bound to parameters.
 #[derive(Debug)]

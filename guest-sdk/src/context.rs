@@ -2,8 +2,10 @@
 
 use crate::bindings::wfhost::task::types;
 
-/// Where an invocation runs.
+/// Where an invocation runs. The host fills it in; a test builds one with
+/// [`Context::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Context {
     /// The workflow's id.
     pub chain_id: String,
@@ -13,6 +15,31 @@ pub struct Context {
     pub attempt: u32,
     /// The tenant the workflow belongs to.
     pub tenant: String,
+}
+
+impl Context {
+    /// The context of attempt 1 of step `step_id` of workflow `chain_id`,
+    /// for tenant `default`: what a unit test of a task passes it.
+    pub fn new(chain_id: impl Into<String>, step_id: impl Into<String>) -> Self {
+        Context {
+            chain_id: chain_id.into(),
+            step_id: step_id.into(),
+            attempt: 1,
+            tenant: "default".to_string(),
+        }
+    }
+
+    /// The same context at attempt number `attempt` (from 1).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// The same context for tenant `tenant`.
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
 }
 
 impl From<types::Context> for Context {

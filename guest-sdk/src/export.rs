@@ -6,16 +6,18 @@ use std::sync::Once;
 
 use serde::Serialize;
 
+use crate::arguments::Arguments;
 use crate::bindings::exports::wfhost::task::tasks as wit;
 use crate::bindings::wfhost::task::host;
 use crate::bindings::wfhost::task::types;
-use crate::{Arguments, Context, Outcome, Task, TaskError};
+use crate::task::{ParamInfo, Task};
+use crate::{Context, Outcome, TaskError};
 
 /// One exported task, as `export_tasks!` lists it.
 pub struct TaskEntry {
     name: &'static str,
     doc: &'static str,
-    params: &'static [crate::ParamInfo],
+    params: &'static [ParamInfo],
     call: fn(&Context, &mut Arguments) -> Result<Outcome, TaskError>,
 }
 
@@ -117,12 +119,26 @@ fn install_panic_hook() {
 /// Exports the listed `#[task]` functions as the plugin's tasks.
 ///
 /// Call it once per plugin crate, at the crate root:
-/// `wfhost_guest::export_tasks!(add, mul);`
+/// `wfhost_guest::export_tasks!(add, mul);`. Every `#[task]` of the crate
+/// must be listed: one left out is a compile error that names it.
 #[macro_export]
 macro_rules! export_tasks {
     ($($task:path),+ $(,)?) => {
         #[doc(hidden)]
         pub struct __WfhostPlugin;
+
+        /// The tasks `export_tasks!` lists.
+        #[doc(hidden)]
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` is a #[task] that `export_tasks!` does not list",
+            label = "add it to `wfhost_guest::export_tasks!(…)` at the crate root, or it never runs"
+        )]
+        pub trait __WfhostExported {}
+        $(impl __WfhostExported for $task {})+
+
+        /// Compiles only for a task `export_tasks!` lists.
+        #[doc(hidden)]
+        pub fn __wfhost_exported<T: __WfhostExported>() {}
 
         const _: () = {
             const __WFHOST_TASKS: &[$crate::__private::TaskEntry] =

@@ -1,9 +1,22 @@
 //! Structured logging to the host, recorded against the running step.
+//! Outside wasm (a task's native unit test) lines go to stderr, since there
+//! is no host to call.
 
-use crate::bindings::wfhost::task::host::{self, Level};
+use crate::bindings::wfhost::task::host::Level;
 
+#[cfg(target_arch = "wasm32")]
 fn emit(level: Level, message: &str) {
-    host::log(level, message);
+    crate::bindings::wfhost::task::host::log(level, message);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn emit(level: Level, message: &str) {
+    eprintln!("{level:?}: {message}");
+}
+
+/// Logs at trace level: finer than debug.
+pub fn trace(message: impl AsRef<str>) {
+    emit(Level::Trace, message.as_ref());
 }
 
 /// Logs at debug level.

@@ -6,6 +6,8 @@
 //! that implements `wfhost_guest::Task`: the task's name, parameters and doc,
 //! and a `call` that binds JSON arguments to the parameters.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
@@ -117,7 +119,7 @@ fn expand(function: &ItemFn) -> syn::Result<TokenStream2> {
         let param_name = &param.name;
         let type_name = type_name(&param.ty);
         let optional = matches!(param.kind, ParamKind::Optional(_));
-        infos.push(quote!(::wfhost_guest::ParamInfo {
+        infos.push(quote!(::wfhost_guest::__private::ParamInfo {
             name: #param_name,
             type_name: #type_name,
             optional: #optional,
@@ -133,20 +135,24 @@ fn expand(function: &ItemFn) -> syn::Result<TokenStream2> {
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
 
-        impl ::wfhost_guest::Task for #ident {
+        impl ::wfhost_guest::__private::Task for #ident {
             const NAME: &'static str = #name;
             const DOC: &'static str = #doc;
-            const PARAMS: &'static [::wfhost_guest::ParamInfo] = &[#(#infos),*];
+            const PARAMS: &'static [::wfhost_guest::__private::ParamInfo] = &[#(#infos),*];
 
             fn call(
                 __wfhost_ctx: &::wfhost_guest::Context,
-                __wfhost_args: &mut ::wfhost_guest::Arguments,
+                __wfhost_args: &mut ::wfhost_guest::__private::Arguments,
             ) -> ::core::result::Result<::wfhost_guest::Outcome, ::wfhost_guest::TaskError> {
                 let _ = __wfhost_ctx;
                 #(#bindings)*
                 #finish
             }
         }
+
+        // A task that `export_tasks!` does not list would never run: make
+        // leaving it out a compile error rather than a silent omission.
+        const _: fn() = crate::__wfhost_exported::<#ident>;
     })
 }
 

@@ -164,6 +164,7 @@ pub fn route(x: i64) -> Outcome {
 /// Logs a message at each level and returns it.
 #[task]
 pub fn log(message: String) -> String {
+    wfhost_guest::log::trace(format!("trace: {message}"));
     wfhost_guest::log::debug(format!("debug: {message}"));
     wfhost_guest::log::info(format!("info: {message}"));
     wfhost_guest::log::warn(format!("warn: {message}"));
@@ -187,3 +188,20 @@ wfhost_guest::export_tasks!(
     echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
     print, route, log, slow_add, now_ms, stash,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tasks that take a context or log are unit-tested natively too.
+    #[test]
+    fn tasks_with_a_context_or_logs_run_natively() {
+        let first = Context::new("wf-1", "0");
+        assert!(matches!(
+            flaky(&first, "k".into(), 2),
+            Err(TaskError::Retry { .. })
+        ));
+        assert_eq!(flaky(&first.with_attempt(3), "k".into(), 2), Ok(3));
+        assert_eq!(log("hello".into()), "hello");
+    }
+}

@@ -1,0 +1,30 @@
+//! What `#[task]` implements for a function: its name, doc, parameters and
+//! how to call it with bound arguments. Plumbing for the macros.
+
+use crate::arguments::Arguments;
+use crate::{Context, Outcome, TaskError};
+
+/// One parameter of a task, as `#[task]` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// The parameter's name: what a keyword argument is called.
+    pub name: &'static str,
+    /// The Rust type as written in the signature.
+    pub type_name: &'static str,
+    /// Whether the argument may be left out (an `Option` parameter).
+    pub optional: bool,
+}
+
+/// A task: what `#[task]` implements for a function. Plugin authors do not
+/// implement it by hand.
+pub trait Task {
+    /// The task's name inside its plugin.
+    const NAME: &'static str;
+    /// The first paragraph of the function's doc comment.
+    const DOC: &'static str;
+    /// The task's parameters in positional order (the context excluded).
+    const PARAMS: &'static [ParamInfo];
+
+    /// Binds the arguments and runs the function once.
+    fn call(ctx: &Context, args: &mut Arguments) -> Result<Outcome, TaskError>;
+}
