@@ -161,10 +161,12 @@ fn a_long_chain_survives_repeated_sigkill_and_resumes_exactly() {
         succeeded.values().all(|&n| n == 1),
         "a step succeeded twice: {succeeded:?}"
     );
-    let resumed = event_counts(&chain, "crashy", "workflow_resumed");
-    assert_eq!(
-        resumed.values().sum::<usize>(),
-        kills.min(resumed.values().sum())
+    let resumed: usize = event_counts(&chain, "crashy", "workflow_resumed")
+        .values()
+        .sum();
+    assert!(
+        (1..=kills).contains(&resumed),
+        "{resumed} resumes after {kills} kills"
     );
 }
 
@@ -408,7 +410,11 @@ fn a_database_in_use_is_refused_not_waited_for() {
         "{}",
         refused.stderr
     );
-    let _: Value = chain.command(&["list", "--json"]).json();
+    // Once the holder is gone, its workflow is on record, cut off.
+    let listed = chain.command(&["list", "--json"]).json();
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(rows[0]["status"], "running", "{listed}");
 }
 
 #[test]
@@ -460,6 +466,7 @@ fn groups_resume_after_sigkill_without_re_running_finished_members() {
         chain_file(&json!({"id": "fan", "plugins": standard_plugins(), "workflow": workflow}));
     let kills = run_through_kills(&chain, "fan", 0xfa11, 4, 400..1200, &[]);
     println!("killed the host {kills} times while groups ran");
+    assert!(kills >= 1, "the groups finished before the first kill");
     let report = chain.command(&["status", "fan", "--json"]).json();
     // The first step gives 1; slow_add(x, 0) keeps x, so each group and its
     // xsum multiply by 4.

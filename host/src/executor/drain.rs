@@ -79,7 +79,8 @@ mod tests {
             let drain = Arc::clone(&drain);
             tokio::spawn(async move { drain.stop(Duration::from_secs(30)).await })
         };
-        tokio::task::yield_now().await;
+        // Time enough for the stop to run and reach its wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!stopping.is_finished(), "the stop waits for the step");
         let late = tokio::time::timeout(Duration::from_millis(50), drain.begin()).await;
         assert!(late.is_err(), "no step starts once stopping");

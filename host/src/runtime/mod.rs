@@ -8,6 +8,7 @@ mod cancel;
 mod capture;
 mod engine;
 mod limits;
+mod loaded;
 mod plugin;
 mod sandbox;
 
@@ -41,6 +42,7 @@ pub struct Runtime {
     linker: Arc<Linker<StepState>>,
     log_sink: Option<LogSink>,
     cache: Option<ComponentCache>,
+    loaded: Arc<loaded::Loaded>,
     allocation: Allocation,
     instance_slots: Arc<Semaphore>,
     _ticker: Arc<EpochTicker>,
@@ -69,6 +71,7 @@ impl Runtime {
             linker: Arc::new(linker),
             log_sink: None,
             cache: None,
+            loaded: Arc::default(),
             allocation,
             instance_slots: Arc::new(Semaphore::new(instance_slots)),
             _ticker: Arc::new(ticker),
@@ -100,16 +103,17 @@ impl Runtime {
         self
     }
 
-    /// Compiles a component, or loads it compiled from the cache.
+    /// The component of `bytes`: loaded already, or loaded compiled from
+    /// the cache, or compiled.
     fn compile(
         &self,
         bytes: &[u8],
         sha256: &str,
     ) -> wasmtime::Result<wasmtime::component::Component> {
-        match &self.cache {
+        self.loaded.get_or_make(sha256, || match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes, sha256),
             None => wasmtime::component::Component::new(&self.engine, bytes),
-        }
+        })
     }
 
     /// Loads, checks and pre-links the component at `path` under `name`.

@@ -15,16 +15,17 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{ErrorKind, Service, ServiceError};
-use crate::records::WorkflowStatus;
+use super::{ErrorKind, Service, ServiceError, Tenant};
+use crate::records::{Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
 
 /// The routes of the API over `service`.
 pub fn router(service: Arc<Service>) -> Router {
@@ -74,6 +75,22 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
+/// The tenant whose key a request carries; a request without a valid key
+/// is answered 401 before its handler runs.
+struct Caller(Tenant);
+
+impl FromRequestParts<Arc<Service>> for Caller {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<Service>,
+    ) -> Result<Self, ServiceError> {
+        let tenant = service.authenticate(api_key(&parts.headers))?;
+        Ok(Caller(tenant.clone()))
+    }
+}
+
 /// 202 when the request set something going, 200 when it found it done.
 fn accepted_if(started: bool) -> StatusCode {
     if started {
@@ -83,19 +100,16 @@ fn accepted_if(started: bool) -> StatusCode {
     }
 }
 
-fn to_json(value: impl serde::Serialize) -> Json<Value> {
-    // Reports and rows are plain data: serializing them cannot fail.
-    Json(serde_json::to_value(value).unwrap_or_default())
-}
+/// An answer's JSON body, written straight from the record.
+type Answer<T> = Result<(StatusCode, Json<T>), ServiceError>;
 
 async fn submit(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Caller(tenant): Caller,
     body: String,
-) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
-    let (row, started) = service.submit(tenant, &body).await?;
-    Ok((accepted_if(started), to_json(row)))
+) -> Answer<WorkflowRow> {
+    let (row, started) = service.submit(&tenant, &body).await?;
+    Ok((accepted_if(started), Json(row)))
 }
 
 #[derive(Deserialize)]
@@ -105,61 +119,55 @@ struct ListQuery {
 
 async fn list(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Caller(tenant): Caller,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
+) -> Result<Json<Vec<WorkflowRow>>, ServiceError> {
     let status = query
         .status
         .map(|text| text.parse::<WorkflowStatus>())
         .transpose()
         .map_err(ServiceError::invalid)?;
-    Ok(to_json(service.list(tenant, status)?))
+    Ok(Json(service.list(&tenant, status)?))
 }
 
 async fn report(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
-    Ok(to_json(service.report(tenant, &id)?))
+) -> Result<Json<WorkflowReport>, ServiceError> {
+    Ok(Json(service.report(&tenant, &id)?))
 }
 
 async fn usage(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
-    Ok(to_json(service.usage(tenant)?))
+    Caller(tenant): Caller,
+) -> Result<Json<Usage>, ServiceError> {
+    Ok(Json(service.usage(&tenant)?))
 }
 
 async fn cancel(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
-    let (row, was_running) = service.cancel(tenant, &id).await?;
-    Ok((accepted_if(was_running), to_json(row)))
+) -> Answer<WorkflowRow> {
+    let (row, was_running) = service.cancel(&tenant, &id).await?;
+    Ok((accepted_if(was_running), Json(row)))
 }
 
 async fn resume(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
-    let (row, started) = service.resume(tenant, &id).await?;
-    Ok((accepted_if(started), to_json(row)))
+) -> Answer<WorkflowRow> {
+    let (row, started) = service.resume(&tenant, &id).await?;
+    Ok((accepted_if(started), Json(row)))
 }
 
 async fn retry(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ServiceError> {
-    let tenant = service.authenticate(api_key(&headers))?;
-    let (row, started) = service.retry(tenant, &id).await?;
-    Ok((accepted_if(started), to_json(row)))
+) -> Answer<WorkflowRow> {
+    let (row, started) = service.retry(&tenant, &id).await?;
+    Ok((accepted_if(started), Json(row)))
 }

@@ -20,10 +20,8 @@ pub mod tenants;
 mod admission;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -377,60 +375,11 @@ fn not_found(id: &str) -> ServiceError {
     ServiceError::new(ErrorKind::NotFound, format!("no workflow `{id}`"))
 }
 
-/// Reads a submitted chain file as `tenant`'s: it may name only the
-/// tenant's plugins (all of them when it names none), which run from the
-/// policy's files and hashes whatever the body says of them, and it may
-/// not claim another tenant.
+/// Reads a submitted chain file as `tenant`'s (see [`spec::parse_submitted`]).
 fn tenant_spec(tenant: &Tenant, body: &str) -> Result<WorkflowSpec, ServiceError> {
-    let mut document: Value = serde_json::from_str(body)
-        .map_err(|err| ServiceError::invalid(format!("malformed JSON: {err}")))?;
-    let Some(fields) = document.as_object_mut() else {
-        return Err(ServiceError::invalid(
-            "at $: expected a chain file's object",
-        ));
+    let policy = spec::Submitter {
+        tenant: &tenant.name,
+        plugins: &tenant.plugins,
     };
-    match fields.get("tenant") {
-        Some(Value::String(name)) if name != &tenant.name => {
-            return Err(ServiceError::invalid(format!(
-                "at $.tenant: the workflow names tenant `{name}`, but the key is tenant `{}`'s",
-                tenant.name
-            )));
-        }
-        _ => {}
-    }
-    let named: Vec<String> = match fields.get("plugins") {
-        None => tenant.plugins.keys().cloned().collect(),
-        Some(Value::Object(plugins)) => plugins.keys().cloned().collect(),
-        Some(_) => {
-            return Err(ServiceError::invalid(
-                "at $.plugins: expected an object of plugin names",
-            ));
-        }
-    };
-    let mut plugins = serde_json::Map::new();
-    for name in named {
-        let Some(allowed) = tenant.plugins.get(&name) else {
-            return Err(ServiceError::invalid(format!(
-                "at $.plugins.{name}: plugin `{name}` is not one tenant `{}` may use (it may use: {})",
-                tenant.name,
-                tenant
-                    .plugins
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
-        plugins.insert(
-            name,
-            serde_json::json!({
-                "path": allowed.path.display().to_string(),
-                "sha256": allowed.sha256,
-            }),
-        );
-    }
-    fields.insert("plugins".into(), Value::Object(plugins));
-    // The plugin paths are the policy's, which are absolute.
-    spec::from_document(&document, Path::new("/"))
-        .map_err(|issue| ServiceError::invalid(issue.to_string()))
+    spec::parse_submitted(body, &policy).map_err(|err| ServiceError::invalid(err.to_string()))
 }

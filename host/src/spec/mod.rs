@@ -10,9 +10,11 @@ mod elements;
 mod fields;
 mod options;
 mod path;
+mod submitted;
 
 pub use elements::{Elements, JsonReader, decode_element};
 pub use path::{JsonPath, SpecIssue};
+pub use submitted::{Submitter, parse_submitted};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
