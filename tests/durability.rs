@@ -1,6 +1,9 @@
 //! Durable workflows: state survives SIGKILL at any moment, `resume`
 //! continues without re-running finished steps, countdowns keep their due
 //! time, ids are idempotent, and the database refuses damage and sharing.
+//!
+//! One file, over 500 lines: every test binary links the whole host
+//! statically, and these tests share the kill-and-resume harness.
 
 mod common;
 

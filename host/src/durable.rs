@@ -96,7 +96,7 @@ pub(crate) fn stored_spec(
         }
         for json in batch.iter().take((count - next) as usize) {
             elements
-                .push_checked_json(json)
+                .push_json(json)
                 .map_err(|err| unreadable(format!("element {}: {err}", elements.len())))?;
         }
     }

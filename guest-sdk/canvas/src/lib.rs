@@ -5,6 +5,11 @@
 //! The same types are the host's model of a workflow and what a task returns
 //! to replace itself, so there is one definition of what a canvas is.
 //!
+//! They deserialize too, from the form they serialize to: that is how the
+//! host reads back what it wrote itself. JSON from anywhere else (a chain
+//! file, a task's replacement) goes through the host's strict parser, which
+//! names the JSON path of every mistake.
+//!
 //! ```
 //! use wfhost_canvas::{sig, group};
 //!
@@ -26,14 +31,14 @@ mod options;
 pub use builder::{chain, chord, group, sig};
 pub use options::{Limit, RetryBackoff, StepOptions};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A workflow, or part of one.
 // Signatures are by far the most common node: boxing them to shrink the
 // enum would cost an allocation per step to save space on rare nodes.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Canvas {
     /// Steps run one after the other, each result prepended to the next
@@ -50,7 +55,8 @@ pub enum Canvas {
 }
 
 /// A group followed by the step that receives its results.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Chord {
     /// The members run in parallel.
     pub header: Vec<Canvas>,
@@ -59,21 +65,22 @@ pub struct Chord {
 }
 
 /// One task invocation: the task's name, its arguments and its options.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Signature {
     /// `plugin.task`: task `task` of plugin `plugin` (split at the last dot).
     pub task: String,
     /// Positional arguments.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<Value>,
     /// Keyword arguments, bound to parameters by name.
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub kwargs: Map<String, Value>,
     /// An immutable signature ignores the previous step's result.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub immutable: bool,
     /// Per-step options (limits, retries, callbacks).
-    #[serde(skip_serializing_if = "StepOptions::is_empty")]
+    #[serde(default, skip_serializing_if = "StepOptions::is_empty")]
     pub options: StepOptions,
 }
 
@@ -113,5 +120,39 @@ impl Canvas {
 impl From<Signature> for Canvas {
     fn from(signature: Signature) -> Self {
         Canvas::Signature(signature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a canvas serializes to, it deserializes from, limits that are
+    /// switched off and callbacks included.
+    #[test]
+    fn a_canvas_reads_back_what_it_wrote() {
+        let mut limited = sig("m.a").args((1, "two")).kwarg("k", 3);
+        limited.options.fuel = Some(Limit::Unlimited);
+        limited.options.memory_mb = Some(Limit::Value(64));
+        limited.options.retry_backoff = Some(RetryBackoff::Factor(0.5));
+        limited.options.link = vec![sig("m.link")];
+        limited.options.link_error = vec![sig("m.errback").si()];
+        let canvases = [
+            Canvas::from(limited.clone()),
+            sig("m.a") | group([sig("m.b"), sig("m.c").si()]),
+            chord([limited, sig("m.d")], sig("m.sum")),
+            Canvas::Chain(Vec::new()),
+            group(Vec::<Canvas>::new()),
+        ];
+        for canvas in canvases {
+            let json = serde_json::to_string(&canvas).unwrap();
+            let back: Canvas = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, canvas, "{json}");
+        }
+        let inherited: Signature = serde_json::from_str(r#"{"task": "m.a"}"#).unwrap();
+        assert_eq!(inherited.options.fuel, None);
+        let off: Signature =
+            serde_json::from_str(r#"{"task": "m.a", "options": {"fuel": null}}"#).unwrap();
+        assert_eq!(off.options.fuel, Some(Limit::Unlimited));
     }
 }

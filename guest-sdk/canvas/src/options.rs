@@ -1,6 +1,6 @@
 //! Step options: Celery's names and units where Celery has them.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Signature;
 
@@ -25,8 +25,21 @@ impl<T: Serialize> Serialize for Limit<T> {
     }
 }
 
+/// A limit as a field: absent (inherit), `null` (no limit) or a number.
+/// Serde alone would read `null` as absent.
+fn limit<'de, D, T>(deserializer: D) -> Result<Option<Limit<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Some(match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Limit::Value(value),
+        None => Limit::Unlimited,
+    }))
+}
+
 /// Celery's `retry_backoff`: `true` for a factor of 1 s, or the factor itself.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RetryBackoff {
     /// `true`: exponential backoff with a factor of one second; `false`: none.
@@ -49,7 +62,8 @@ impl RetryBackoff {
 
 /// Options of one step. Every field left `None` inherits from the workflow's
 /// `defaults`, then from the host.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StepOptions {
     /// Seconds to wait before the step's first attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,13 +84,13 @@ pub struct StepOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_jitter: Option<bool>,
     /// Wall-clock limit of one attempt, in seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "limit")]
     pub time_limit: Option<Limit<f64>>,
     /// Fuel (wasm instructions, roughly) one attempt may use.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "limit")]
     pub fuel: Option<Limit<u64>>,
     /// Linear memory one attempt may use, in MiB.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "limit")]
     pub memory_mb: Option<Limit<u64>>,
     /// Whether resource-limit failures (fuel, memory, time) are retried too.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -18,7 +18,7 @@ pub struct Drain {
 
 /// A step under way; it counts until dropped.
 #[derive(Debug)]
-pub struct Working(Arc<Drain>);
+pub(crate) struct Working(Arc<Drain>);
 
 impl Drop for Working {
     fn drop(&mut self) {
@@ -35,7 +35,7 @@ impl Drain {
 
     /// Counts a step as under way; once the host is stopping, never
     /// returns, so a step that has not started never does.
-    pub async fn begin(self: &Arc<Self>) -> Working {
+    pub(crate) async fn begin(self: &Arc<Self>) -> Working {
         // Counted before the check, so a stop either sees this step or
         // this step sees the stop.
         self.in_progress.fetch_add(1, Ordering::SeqCst);

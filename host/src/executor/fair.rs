@@ -31,7 +31,7 @@ struct State {
 
 /// One slot, given back when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     scheduler: Arc<FairScheduler>,
 }
 
@@ -71,7 +71,7 @@ impl FairScheduler {
     }
 
     /// Waits for `tenant`'s turn at a slot.
-    pub async fn acquire(self: &Arc<Self>, tenant: &str) -> Slot {
+    pub(crate) async fn acquire(self: &Arc<Self>, tenant: &str) -> Slot {
         let granted = {
             let mut guard = lock(&self.state);
             let state = &mut *guard;

@@ -27,8 +27,9 @@ mod retry;
 mod validate;
 mod walk;
 
-pub use drain::{Drain, Working};
-pub use fair::{FairScheduler, Slot};
+pub use drain::Drain;
+use drain::Working;
+pub use fair::FairScheduler;
 pub use options::{Concurrency, Observer, RunIdentity, RunOptions, Silent, cores};
 pub use plugins::PluginSet;
 pub use validate::{StepProblem, ValidationError};

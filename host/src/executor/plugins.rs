@@ -17,9 +17,9 @@ pub struct PluginSet {
 impl PluginSet {
     /// Loads every plugin the workflow names, side by side: the first in
     /// name order on this task, the others on tasks of their own (waking a
-    /// worker thread costs about 0.1 ms on a small VM, a tenth of a cached
-    /// load). When several fail, the error is the first plugin's in name
-    /// order, as when loading one after another.
+    /// worker thread for the first would cost a sizeable part of a cached
+    /// load; BENCHMARKS.md). When several fail, the error is the first
+    /// plugin's in name order, as when loading one after another.
     pub async fn load(
         runtime: &Runtime,
         refs: &BTreeMap<String, PluginRef>,

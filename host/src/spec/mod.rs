@@ -12,7 +12,7 @@ mod options;
 mod path;
 mod submitted;
 
-pub use elements::{Elements, JsonReader, decode_element};
+pub(crate) use elements::{Elements, JsonReader, decode_element};
 pub use path::{JsonPath, SpecIssue};
 pub use submitted::{Submitter, parse_submitted};
 
@@ -42,7 +42,7 @@ pub struct WorkflowSpec {
     /// Options every step inherits unless it sets its own.
     pub defaults: StepOptions,
     /// What to run: the elements of the top-level chain.
-    pub workflow: Elements,
+    pub(crate) workflow: Elements,
     /// Runs once for the step that fails, with its error record.
     pub on_error: Option<Signature>,
 }
@@ -106,7 +106,7 @@ const STORED_KEYS: &[&str] = &[
 
 /// How many elements a stored head says its workflow has; a head of schema
 /// 2 keeps them inside, and has none apart.
-pub fn stored_element_count(head: &Value) -> u64 {
+pub(crate) fn stored_element_count(head: &Value) -> u64 {
     head.get("elements").and_then(Value::as_u64).unwrap_or(0)
 }
 
@@ -121,7 +121,7 @@ struct StoredPlugin<'a> {
 /// and its elements. A workflow stored before elements were kept apart
 /// (schema 2) has its whole canvas in the head's `workflow`, and no
 /// elements. Plugin paths are absolute.
-pub fn from_stored(head: &Value, elements: Elements) -> Result<WorkflowSpec, SpecIssue> {
+pub(crate) fn from_stored(head: &Value, elements: Elements) -> Result<WorkflowSpec, SpecIssue> {
     let root = JsonPath::root();
     let map = fields::object(head, &root, "a workflow object", STORED_KEYS)?;
     let elements = match map.get("workflow") {
@@ -133,7 +133,7 @@ pub fn from_stored(head: &Value, elements: Elements) -> Result<WorkflowSpec, Spe
 
 /// Reads a chain file's document already parsed as JSON; plugin paths are
 /// resolved against `base_dir`.
-pub fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
+pub(crate) fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
     let root = JsonPath::root();
     let map = fields::object(value, &root, "a workflow object", TOP_LEVEL_KEYS)?;
     let workflow = map
@@ -251,7 +251,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<WorkflowSpec, ParseError> {
 }
 
 /// Parses a canvas in native JSON form, as a task's replacement returns it.
-pub fn parse_canvas(value: &Value) -> Result<Canvas, SpecIssue> {
+pub(crate) fn parse_canvas(value: &Value) -> Result<Canvas, SpecIssue> {
     canvas::canvas(value, &JsonPath::root())
 }
 

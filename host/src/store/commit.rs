@@ -56,7 +56,7 @@ pub enum Durability {
 
 /// When a write of step records must reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flush {
+pub(crate) enum Flush {
     /// Before the writer goes on, as the store's [`Durability`] says.
     #[default]
     BeforeReturning,

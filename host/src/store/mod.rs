@@ -21,9 +21,10 @@ mod schema;
 mod tables;
 mod write;
 
-pub use commit::{Durability, Flush};
+pub use commit::Durability;
+pub(crate) use commit::Flush;
 pub use error::StoreError;
-pub use read::StepTotals;
+pub(crate) use read::StepTotals;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

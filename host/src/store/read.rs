@@ -14,7 +14,7 @@ use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, Work
 
 /// Where a workflow's step records stand (see [`Store::step_totals`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepTotals {
+pub(crate) struct StepTotals {
     /// The position after the last record's.
     pub next_seq: u64,
     /// Fuel their attempts used.
@@ -35,7 +35,11 @@ impl Store {
     /// The head of workflow `id` of `tenant`, as it was recorded when it
     /// started (see [`Store::start_workflow`]); its elements are read with
     /// [`Store::elements`].
-    pub fn workflow_spec(&self, tenant: &str, id: &str) -> Result<Option<Value>, StoreError> {
+    pub(crate) fn workflow_spec(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(SPECS)?;
             let head = table.get((tenant, id))?;
@@ -45,7 +49,7 @@ impl Store {
 
     /// Up to `max` elements of a workflow's top-level chain from index
     /// `first` on, each as native JSON.
-    pub fn elements(
+    pub(crate) fn elements(
         &self,
         tenant: &str,
         id: &str,
@@ -101,7 +105,7 @@ impl Store {
 
     /// Where a workflow's step records stand, read one record at a time:
     /// what a continuing run carries on from, without holding the records.
-    pub fn step_totals(&self, tenant: &str, id: &str) -> Result<StepTotals, StoreError> {
+    pub(crate) fn step_totals(&self, tenant: &str, id: &str) -> Result<StepTotals, StoreError> {
         self.read(|txn| {
             let mut totals = StepTotals::default();
             each_step(txn, tenant, id, |step| {

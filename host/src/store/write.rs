@@ -11,7 +11,7 @@ impl Store {
     /// its row, its head (native JSON, plugins pinned by absolute path and
     /// sha256: what `resume` runs) and its last elements, from index
     /// `first_element` on; [`Store::put_elements`] stored those before.
-    pub async fn start_workflow(
+    pub(crate) async fn start_workflow(
         &self,
         row: &WorkflowRow,
         head: Vec<u8>,
@@ -30,7 +30,7 @@ impl Store {
     /// Stores elements of a workflow about to start, from index `first` on,
     /// durably and without an event: the workflow is not on record until
     /// [`Store::start_workflow`] has committed.
-    pub async fn put_elements(
+    pub(crate) async fn put_elements(
         &self,
         tenant: &str,
         id: &str,
@@ -51,7 +51,7 @@ impl Store {
     }
 
     /// Writes a workflow's row and appends an event, durably.
-    pub async fn put_workflow(
+    pub(crate) async fn put_workflow(
         &self,
         row: &WorkflowRow,
         event: &str,
@@ -86,7 +86,7 @@ impl Store {
 
     /// Writes step records and appends one event, together, reaching the
     /// disk when `flush` says.
-    pub async fn put_steps(
+    pub(crate) async fn put_steps(
         &self,
         tenant: &str,
         id: &str,
