@@ -8,27 +8,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
 
-fn spawn(chain: &ChainFile, args: &[&str]) -> Child {
-    chain
-        .wfhost()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting wfhost")
-}
-
-fn kill(mut child: Child) {
-    // Child::kill sends SIGKILL on Unix: no chance to clean up.
-    let _ = child.kill();
-    let _ = child.wait();
+/// `wfhost ARGS` over `chain`'s database, started.
+fn start(chain: &ChainFile, args: &[&str]) -> Child {
+    let mut command = chain.wfhost();
+    command.args(args);
+    spawn(command)
 }
 
 /// Runs the workflow `id` of `chain` to its end, killing the host with
@@ -55,11 +46,11 @@ fn run_through_kills(
         } else {
             ["run", path.as_str()]
         };
-        let mut child = spawn(chain, &[&command[..], extra].concat());
+        let mut child = start(chain, &[&command[..], extra].concat());
         if kills < max_kills {
             sleep(Duration::from_millis(rng.u64(delays.clone())));
             if child.try_wait().unwrap().is_none() {
-                kill(child);
+                kill(&mut child);
                 kills += 1;
                 stored = chain.command(&["status", id]).code == 0;
                 continue;
@@ -182,9 +173,9 @@ fn a_countdown_survives_a_kill_and_runs_no_earlier_than_due() {
             "plugins": standard_plugins(),
             "workflow": [{"task": "testkit.now_ms", "options": {"countdown": 2}}],
         }));
-        let child = spawn(&chain, &["run", chain.path.to_str().unwrap()]);
+        let mut child = start(&chain, &["run", chain.path.to_str().unwrap()]);
         sleep(wait);
-        kill(child);
+        kill(&mut child);
         let report = chain.command(&["status", "later", "--json"]);
         let scheduled = report.code == 0 && report.json()["steps"][0]["status"] == "scheduled";
         if !scheduled {
@@ -391,7 +382,7 @@ fn a_database_in_use_is_refused_not_waited_for() {
         "plugins": standard_plugins(),
         "workflow": [{"task": "testkit.sleep", "args": [20_000]}],
     }));
-    let holder = spawn(&chain, &["run", chain.path.to_str().unwrap()]);
+    let mut holder = start(&chain, &["run", chain.path.to_str().unwrap()]);
     // Give the holder time to open the database first, then wait until it
     // visibly holds it.
     sleep(Duration::from_millis(1500));
@@ -407,7 +398,7 @@ fn a_database_in_use_is_refused_not_waited_for() {
         );
         sleep(Duration::from_millis(100));
     };
-    kill(holder);
+    kill(&mut holder);
     assert!(
         refused.stderr.contains("in use by another wfhost process"),
         "{}",
@@ -428,11 +419,11 @@ fn resume_all_continues_every_cut_off_workflow() {
     }));
     let path = chain.path.to_str().unwrap();
     for id in ["cut-1", "cut-2"] {
-        let child = spawn(&chain, &["run", path, "--id", id]);
+        let mut child = start(&chain, &["run", path, "--id", id]);
         // Long enough to store the workflow and its first step, well short
         // of the end of the second step's three seconds.
         sleep(Duration::from_millis(1500));
-        kill(child);
+        kill(&mut child);
         assert_eq!(
             chain.command(&["status", id, "--json"]).json()["status"],
             "running"
@@ -486,10 +477,10 @@ fn groups_resume_after_sigkill_without_re_running_finished_members() {
 #[test]
 fn a_cancelled_cut_off_workflow_is_not_resumed() {
     let chain = slow_chain("cut", 2000);
-    let child = spawn(&chain, &["run", chain.path.to_str().unwrap()]);
+    let mut child = start(&chain, &["run", chain.path.to_str().unwrap()]);
     // 2,000 steps of 1 ms take seconds: half a second in, it is mid-run.
     sleep(Duration::from_millis(500));
-    kill(child);
+    kill(&mut child);
     assert_eq!(
         chain.command(&["status", "cut"]).code,
         0,

@@ -66,8 +66,7 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, policy: &Path) -> Server {
-        let mut child = wfhost()
-            .env("WFHOST_DB", dir.join("state.redb"))
+        let mut child = wfhost_in(dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
             .arg(policy)
             .stdout(Stdio::null())
@@ -171,15 +170,13 @@ impl Server {
     }
 
     fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
     }
 }
 
@@ -423,8 +420,7 @@ fn usage_sums_match_the_step_records() {
 
     // The CLI reads the same sums once the service has let go of the file.
     server.kill();
-    let cli = wfhost()
-        .env("WFHOST_DB", dir.path().join("state.redb"))
+    let cli = wfhost_in(dir.path())
         .args(["usage", "--tenant", "a", "--json"])
         .output()
         .unwrap();
@@ -455,15 +451,7 @@ fn cancel_interrupts_the_running_step_and_skips_the_rest() {
 
     let report = server.wait(KEY_A, "stoppable");
     assert_eq!(report["status"], "cancelled", "{report}");
-    let step = |id: &str| {
-        report["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|step| step["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("no step {id}: {report}"))
-    };
+    let step = |id: &str| step_of(&report, id);
     assert_eq!(step("0")["status"], "succeeded");
     let sleeper = step("1");
     assert_eq!(sleeper["error"]["kind"], "cancelled", "{sleeper}");
@@ -564,8 +552,7 @@ fn sigterm_lets_the_running_step_finish_and_starts_no_other() {
     assert!(server.terminate(), "SIGTERM is a clean stop");
 
     // The service let go of the database: read it as it left it.
-    let status = wfhost()
-        .env("WFHOST_DB", dir.path().join("state.redb"))
+    let status = wfhost_in(dir.path())
         .args(["status", "graceful", "--tenant", "a", "--json"])
         .output()
         .unwrap();

@@ -5,11 +5,13 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{plugin, ready, run_to_end};
+use common::plugin;
 use serde_json::{Value, json};
+use support::{ready, run_to_end};
 use wfhost::executor::cores;
 use wfhost::records::WorkflowStatus;
 use wfhost::runtime::Runtime;

@@ -12,6 +12,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::hint::black_box;
 use std::io::Write;
@@ -20,8 +21,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{chain_file, plugin, proc_status_kib, ready, run_to_end, standard_plugins};
+use common::{chain_file, plugin, proc_status_kib, standard_plugins};
 use serde_json::{Value, json};
+use support::{ready, run_to_end};
 use wfhost::executor::{FairScheduler, cores};
 use wfhost::records::WorkflowStatus;
 use wfhost::runtime::{ComponentCache, Runtime};

@@ -43,6 +43,7 @@ mod plan;
 pub mod records;
 pub mod runtime;
 pub mod service;
+mod sha256;
 pub mod spec;
 pub mod store;
 

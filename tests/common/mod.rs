@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
@@ -114,9 +114,7 @@ impl ChainFile {
 
     /// `wfhost` with this chain's database.
     pub fn wfhost(&self) -> Command {
-        let mut command = wfhost();
-        command.env("WFHOST_DB", self.db());
-        command
+        wfhost_in(self.dir.path())
     }
 
     /// Runs `wfhost` with `args` against this chain's database.
@@ -171,14 +169,42 @@ impl Run {
 
     /// The step of a `--json` report with this id.
     pub fn step(&self, id: &str) -> Value {
-        self.json()["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|step| step["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("no step {id} in {}", self.stdout))
+        step_of(&self.json(), id)
     }
+}
+
+/// The step with id `id` of a workflow's report (as `--json` and the API
+/// give it).
+pub fn step_of(report: &Value, id: &str) -> Value {
+    report["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a report: {report}"))
+        .iter()
+        .find(|step| step["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
+/// `wfhost` over the state database in `dir`.
+pub fn wfhost_in(dir: &Path) -> Command {
+    let mut command = wfhost();
+    command.env("WFHOST_DB", dir.join("state.redb"));
+    command
+}
+
+/// Starts `command` with its output piped.
+pub fn spawn(mut command: Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting wfhost")
+}
+
+/// Kills `child` with SIGKILL (no chance to clean up) and reaps it.
+pub fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Runs the binary with `args`.
@@ -207,35 +233,4 @@ pub fn run_workflow(workflow: Value, extra: &[&str]) -> Run {
 /// Runs a whole chain document (which names its own plugins).
 pub fn run_document(document: Value, extra: &[&str]) -> Run {
     run_file(&chain_file(&document), extra)
-}
-
-/// Parses `document` and begins it on `host` as `identity`, an id not on
-/// record: prepared and claimed, ready to execute.
-pub async fn ready(
-    host: &wfhost::Host,
-    document: &Value,
-    identity: wfhost::RunIdentity,
-) -> Box<wfhost::Ready> {
-    let spec = wfhost::spec::parse(&document.to_string(), Path::new("/"))
-        .unwrap_or_else(|err| panic!("workflow document: {err}"));
-    match host
-        .begin(identity, wfhost::Intent::Start(spec))
-        .await
-        .unwrap()
-    {
-        wfhost::Begun::Ready(ready) => ready,
-        _ => panic!("the workflow's id is on record already"),
-    }
-}
-
-/// Executes `ready` on `host` with `options` to its end, through the
-/// library, and returns its row.
-pub async fn run_to_end(
-    host: &wfhost::Host,
-    ready: Box<wfhost::Ready>,
-    options: &wfhost::RunOptions,
-) -> wfhost::records::WorkflowRow {
-    host.execute(*ready, options, &wfhost::Silent)
-        .await
-        .unwrap()
 }

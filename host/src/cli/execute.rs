@@ -47,11 +47,7 @@ pub struct CeilingArgs {
 impl CeilingArgs {
     /// The ceilings these arguments set.
     pub fn ceilings(&self) -> Ceilings {
-        Ceilings {
-            fuel: self.max_fuel,
-            memory_bytes: self.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
-            time_limit: self.max_time_limit,
-        }
+        Ceilings::at_most(self.max_fuel, self.max_memory_mb, self.max_time_limit)
     }
 }
 

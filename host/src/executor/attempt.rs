@@ -14,10 +14,10 @@ use wfhost_canvas::{Limit, Signature, StepOptions};
 
 use super::Working;
 use super::retry::{RetryPolicy, seconds_to_duration};
-use super::walk::{Run, StepEnd, replacement};
+use super::walk::{AttemptsEnd, Run, replacement};
 use crate::records::now_ms;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
-use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin};
+use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin, mib};
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -34,7 +34,7 @@ impl Run<'_> {
         signature: &Signature,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
-    ) -> Result<StepEnd, StoreError> {
+    ) -> Result<AttemptsEnd, StoreError> {
         let started = Instant::now();
         let end = self.attempt_until_done(signature, record, previous).await;
         record.duration_ms += started.elapsed().as_secs_f64() * 1000.0;
@@ -147,11 +147,11 @@ impl Run<'_> {
         signature: &Signature,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
-    ) -> Result<StepEnd, StoreError> {
+    ) -> Result<AttemptsEnd, StoreError> {
         let plugin = match self.workflow.plugins.resolve(signature) {
             Ok((plugin, _)) => plugin,
             Err(message) => {
-                return Ok(StepEnd::Failed(Failure::new(
+                return Ok(AttemptsEnd::Failed(Failure::new(
                     FailureKind::PluginError,
                     message,
                 )));
@@ -171,7 +171,7 @@ impl Run<'_> {
                 record.fuel_used = waiting.fuel_used;
                 record.duration_ms = waiting.duration_ms;
                 if !self.wait_until(waiting.due_at_ms).await {
-                    return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                    return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                 }
             }
             Some(failed) if failed.status == StepStatus::Failed => {
@@ -181,7 +181,7 @@ impl Run<'_> {
             }
             Some(waiting) if waiting.status == StepStatus::Scheduled => {
                 if !self.wait_until(waiting.due_at_ms).await {
-                    return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                    return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                 }
             }
             _ => {
@@ -192,7 +192,7 @@ impl Run<'_> {
                     record.due_at_ms = Some(due);
                     self.commit(&[record], "step_scheduled", None).await?;
                     if !self.wait_until(Some(due)).await {
-                        return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                        return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                     }
                 }
             }
@@ -212,7 +212,7 @@ impl Run<'_> {
             };
             let (attempt_limits, budget_left) = match self.budgeted(&limits) {
                 Ok(budgeted) => budgeted,
-                Err(failure) => return Ok(StepEnd::Failed(failure)),
+                Err(failure) => return Ok(AttemptsEnd::Failed(failure)),
             };
             let mut outcome = self.attempt(plugin, invocation, attempt_limits).await;
             self.fuel_spent
@@ -231,7 +231,7 @@ impl Run<'_> {
             record.stderr = outcome.stderr;
             record.logs.extend(outcome.logs);
             let (reason, countdown) = match outcome.result {
-                AttemptResult::Value(value) => return Ok(StepEnd::Value(value)),
+                AttemptResult::Value(value) => return Ok(AttemptsEnd::Value(value)),
                 AttemptResult::Replace(json) => {
                     let end = replacement(&json, &record.id);
                     record.result = Some(json);
@@ -239,7 +239,7 @@ impl Run<'_> {
                 }
                 AttemptResult::Retry { message, countdown } => {
                     if !policy.allows_another(attempt - earlier_attempts) {
-                        return Ok(StepEnd::Failed(Failure::new(
+                        return Ok(AttemptsEnd::Failed(Failure::new(
                             FailureKind::RetriesExhausted,
                             format!(
                                 "gave up after {} attempts: {message}",
@@ -254,7 +254,7 @@ impl Run<'_> {
                         && policy.retry_on_limit
                         && policy.allows_another(attempt - earlier_attempts);
                     if !retry {
-                        return Ok(StepEnd::Failed(failure));
+                        return Ok(AttemptsEnd::Failed(failure));
                     }
                     (failure.to_string(), None)
                 }
@@ -266,7 +266,7 @@ impl Run<'_> {
                 .await?;
             self.observer.retrying(record, &reason, delay);
             if !self.wait_until(record.due_at_ms).await {
-                return Ok(StepEnd::Failed(cancelled(WHILE_WAITING)));
+                return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
             }
             attempt += 1;
         }
@@ -296,9 +296,7 @@ pub(crate) fn attempt_limits(options: &StepOptions, defaults: &Limits) -> Limits
     }
     Limits {
         fuel: pick(options.fuel, defaults.fuel, |fuel| fuel),
-        memory_bytes: pick(options.memory_mb, defaults.memory_bytes, |mb| {
-            mb.saturating_mul(1 << 20)
-        }),
+        memory_bytes: pick(options.memory_mb, defaults.memory_bytes, mib),
         time_limit: pick(options.time_limit, defaults.time_limit, |seconds| {
             Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
         }),

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use wfhost_canvas::Signature;
 
-use super::walk::{Run, StepEnd};
+use super::walk::{AttemptsEnd, Run};
 use crate::plan::StepId;
 use crate::records::{Failure, FailureKind, StepStatus};
 use crate::store::StoreError;
@@ -60,12 +60,12 @@ impl Run<'_> {
             .run_step(callback, &mut record, previous.as_ref())
             .await?
         {
-            StepEnd::Value(value) => {
+            AttemptsEnd::Value(value) => {
                 record.status = StepStatus::Succeeded;
                 record.result = Some(value);
                 "callback_succeeded"
             }
-            StepEnd::Replace(_) => {
+            AttemptsEnd::Replace(_) => {
                 record.status = StepStatus::Failed;
                 record.error = Some(Failure::new(
                     FailureKind::InvalidOutput,
@@ -73,7 +73,7 @@ impl Run<'_> {
                 ));
                 "callback_failed"
             }
-            StepEnd::Failed(failure) => {
+            AttemptsEnd::Failed(failure) => {
                 record.status = StepStatus::Failed;
                 record.error = Some(failure);
                 "callback_failed"

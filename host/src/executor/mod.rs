@@ -91,7 +91,7 @@ impl PreparedWorkflow {
         let mut problems = Vec::new();
         let mut steps = 0;
         for (index, canvas) in spec.workflow.canvases().enumerate() {
-            let nodes = plan::element(&canvas?, index);
+            let nodes = plan::plan_element(&canvas?, index);
             steps += plan::steps(&nodes).len();
             // Only the workflow's first step starts without an input.
             let first_has_input = index > 0;

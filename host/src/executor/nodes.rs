@@ -50,8 +50,9 @@ impl<'n> Nodes<'n> {
         }
     }
 
-    /// Whether no node is left.
-    pub fn is_empty(&mut self) -> Result<bool, StoreError> {
+    /// Whether no node is left; the workflow's next element is planned to
+    /// find out, and kept for `next`.
+    pub fn at_end(&mut self) -> Result<bool, StoreError> {
         match self {
             Nodes::Planned(nodes) => Ok(nodes.as_slice().is_empty()),
             Nodes::Elements(elements) => Ok(elements.ahead()?.is_empty()),
@@ -83,7 +84,7 @@ impl ElementNodes<'_> {
             };
             let index = self.next_element;
             let canvas = decode_element(&json.map_err(spool_error)?, index).map_err(spool_error)?;
-            self.planned.extend(plan::element(&canvas, index));
+            self.planned.extend(plan::plan_element(&canvas, index));
             self.next_element += 1;
         }
         Ok(&mut self.planned)

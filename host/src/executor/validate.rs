@@ -6,7 +6,7 @@ use thiserror::Error;
 use wfhost_canvas::{Signature, StepOptions};
 
 use super::attempt::attempt_limits;
-use super::walk::StepEnd;
+use super::walk::AttemptsEnd;
 use super::{PluginSet, PreparedWorkflow};
 use crate::plan::{self, Node, PlannedStep};
 use crate::records::{Failure, FailureKind};
@@ -103,9 +103,9 @@ fn check_binding(task: &TaskInfo, signature: &Signature, receives_input: bool) -
 
 impl PreparedWorkflow {
     /// Checks a replacement's tasks and limits; a bad one fails the step.
-    pub(super) fn check_replacement(&self, step_id: &str, children: Vec<Node>) -> StepEnd {
+    pub(super) fn check_replacement(&self, step_id: &str, children: Vec<Node>) -> AttemptsEnd {
         if plan::depth(step_id) >= MAX_REPLACE_DEPTH {
-            return StepEnd::Failed(Failure::new(
+            return AttemptsEnd::Failed(Failure::new(
                 FailureKind::InvalidOutput,
                 format!("replacements nested more than {MAX_REPLACE_DEPTH} deep"),
             ));
@@ -114,9 +114,9 @@ impl PreparedWorkflow {
         let defaults = &self.spec.defaults;
         let problems = node_problems(&self.ceilings, &self.plugins, defaults, &children, false);
         if problems.is_empty() {
-            return StepEnd::Replace(children);
+            return AttemptsEnd::Replace(children);
         }
-        StepEnd::Failed(Failure::new(
+        AttemptsEnd::Failed(Failure::new(
             FailureKind::InvalidOutput,
             format!(
                 "the replacement cannot run: {}",

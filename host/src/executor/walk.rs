@@ -25,8 +25,10 @@ use crate::runtime::{CancelToken, Runtime};
 use crate::spec;
 use crate::store::{Store, StoreError};
 
-/// How one step ended.
-pub(super) enum StepEnd {
+/// How a step's attempts ended (or its record from an earlier run says
+/// they did), before the walk records it: see [`StepOutcome`] for what the
+/// chain around it then sees.
+pub(super) enum AttemptsEnd {
     Value(Value),
     Replace(Vec<Node>),
     Failed(Failure),
@@ -115,7 +117,7 @@ impl Run<'_> {
                     self.skip_rest(&mut rest).await?;
                     return Ok(Err(error));
                 }
-                let last = ends_workflow && replacements.is_empty() && rest.is_empty()?;
+                let last = ends_workflow && replacements.is_empty() && rest.at_end()?;
                 let outcome = match &*node {
                     Node::Step(step) => {
                         match self.step(step, input.take(), parent.take(), last).await? {
@@ -256,7 +258,7 @@ impl Run<'_> {
         let (mut record, end, replayed) = match previous {
             Some(done) if done.status == StepStatus::Succeeded => {
                 let value = done.result.clone().unwrap_or_default();
-                (done, StepEnd::Value(value), true)
+                (done, AttemptsEnd::Value(value), true)
             }
             Some(done) if done.status == StepStatus::Replaced => {
                 let end = replacement(done.result.as_ref().unwrap_or(&Value::Null), &done.id);
@@ -280,11 +282,11 @@ impl Run<'_> {
             }
         };
         let end = match end {
-            StepEnd::Replace(children) => self.workflow.check_replacement(&step.id, children),
+            AttemptsEnd::Replace(children) => self.workflow.check_replacement(&step.id, children),
             other => other,
         };
         match end {
-            StepEnd::Value(value) => {
+            AttemptsEnd::Value(value) => {
                 if !replayed {
                     record.status = StepStatus::Succeeded;
                     record.result = Some(value.clone());
@@ -298,7 +300,7 @@ impl Run<'_> {
                     .await?;
                 Ok(StepOutcome::Value(value))
             }
-            StepEnd::Replace(children) => {
+            AttemptsEnd::Replace(children) => {
                 if !replayed {
                     record.status = StepStatus::Replaced;
                     self.commit(&[&record], "step_replaced", None).await?;
@@ -307,7 +309,7 @@ impl Run<'_> {
                 drop(working);
                 Ok(StepOutcome::Replace(children))
             }
-            StepEnd::Failed(failure) => {
+            AttemptsEnd::Failed(failure) => {
                 let error_record = record.error_record(&self.identity.id, &failure);
                 let error = WorkflowError::of(&record, &failure);
                 record.status = StepStatus::Failed;
@@ -335,16 +337,16 @@ impl Run<'_> {
 }
 
 /// Parses and plans a replacement canvas under the replaced step's id.
-pub(super) fn replacement(json: &Value, step_id: &str) -> StepEnd {
+pub(super) fn replacement(json: &Value, step_id: &str) -> AttemptsEnd {
     let step_id = StepId::from_stored(step_id);
     let canvas: Canvas = match spec::parse_canvas(json) {
         Ok(canvas) => canvas,
         Err(issue) => {
-            return StepEnd::Failed(Failure::new(
+            return AttemptsEnd::Failed(Failure::new(
                 FailureKind::InvalidOutput,
                 format!("the replacement is not a valid canvas: {issue}"),
             ));
         }
     };
-    StepEnd::Replace(plan::plan(&canvas, Some(&step_id)))
+    AttemptsEnd::Replace(plan::plan(&canvas, Some(&step_id)))
 }

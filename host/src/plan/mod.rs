@@ -87,7 +87,7 @@ pub fn plan(canvas: &Canvas, prefix: Option<&StepId>) -> Vec<Node> {
 
 /// Plans element `index` of a workflow's top-level chain: what
 /// [`plan`] makes of it as part of the whole workflow.
-pub fn element(canvas: &Canvas, index: usize) -> Vec<Node> {
+pub fn plan_element(canvas: &Canvas, index: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
     push(&mut nodes, canvas, StepId::element(index));
     nodes
@@ -261,11 +261,11 @@ mod tests {
         let pieces: Vec<Node> = items
             .iter()
             .enumerate()
-            .flat_map(|(index, item)| element(item, index))
+            .flat_map(|(index, item)| plan_element(item, index))
             .collect();
         assert_eq!(pieces, whole);
         assert_eq!(
-            element(&sig("m.a").into(), 0),
+            plan_element(&sig("m.a").into(), 0),
             plan(&sig("m.a").into(), None)
         );
     }

@@ -49,7 +49,26 @@ pub struct Ceilings {
     pub time_limit: Option<Duration>,
 }
 
+/// `mb` MiB in bytes, saturating.
+pub fn mib(mb: u64) -> u64 {
+    mb.saturating_mul(1 << 20)
+}
+
 impl Ceilings {
+    /// Ceilings of at most `fuel` units, `memory_mb` MiB and `time_limit`
+    /// per attempt; `None` sets no ceiling of that kind.
+    pub fn at_most(
+        fuel: Option<u64>,
+        memory_mb: Option<u64>,
+        time_limit: Option<Duration>,
+    ) -> Self {
+        Ceilings {
+            fuel,
+            memory_bytes: memory_mb.map(mib),
+            time_limit,
+        }
+    }
+
     /// The host's default limits, lowered to fit under the ceilings.
     pub fn default_limits(&self) -> Limits {
         fn lower<T: Ord + Copy>(default: Option<T>, ceiling: Option<T>) -> Option<T> {

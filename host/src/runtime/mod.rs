@@ -15,7 +15,7 @@ mod sandbox;
 pub use cache::ComponentCache;
 pub use cancel::CancelToken;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
-pub use limits::{Ceilings, Limits};
+pub use limits::{Ceilings, Limits, mib};
 pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
 pub use sandbox::{Attempt, AttemptResult, Invocation};
 

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::Runtime;
@@ -155,11 +154,6 @@ impl PluginError {
     }
 }
 
-/// The lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 const WASM_MAGIC: &[u8] = b"\0asm";
 /// Version and layer of a core module; components use another layer.
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
@@ -193,7 +187,7 @@ pub(super) async fn load(
         path: path_owned(),
         cause,
     })?;
-    let sha256 = sha256_hex(&bytes);
+    let sha256 = crate::sha256::hex_of(&bytes);
     if let Some(expected) = expected_sha256
         && !expected.eq_ignore_ascii_case(&sha256)
     {

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::sha256;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::runtime::Ceilings;
@@ -103,7 +103,7 @@ pub struct Tenants {
 
 /// The lowercase hex sha256 of an API key: what the policy file stores.
 pub fn key_hash(key: &str) -> String {
-    format!("{:x}", Sha256::digest(key.as_bytes()))
+    crate::sha256::hex_of(key.as_bytes())
 }
 
 impl Tenants {
@@ -149,16 +149,14 @@ impl Tenants {
 
 impl Tenant {
     fn from_entry(name: &str, entry: TenantEntry, base: &Path) -> Result<Self, String> {
-        let is_hex_sha256 =
-            |text: &str| text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit());
-        if !is_hex_sha256(&entry.key_sha256) {
+        if !sha256::is_hex(&entry.key_sha256) {
             return Err(format!(
                 "tenants.{name}.key_sha256: expected the 64 hex digits of a sha256"
             ));
         }
         let mut plugins = BTreeMap::new();
         for (plugin, allowed) in entry.plugins {
-            if !is_hex_sha256(&allowed.sha256) {
+            if !sha256::is_hex(&allowed.sha256) {
                 return Err(format!(
                     "tenants.{name}.plugins.{plugin}.sha256: expected the 64 hex digits of a sha256"
                 ));
@@ -188,11 +186,7 @@ impl Tenant {
             name: name.to_string(),
             key_sha256: entry.key_sha256.to_ascii_lowercase(),
             plugins,
-            ceilings: Ceilings {
-                fuel: entry.max_fuel,
-                memory_bytes: entry.max_memory_mb.map(|mb| mb.saturating_mul(1 << 20)),
-                time_limit,
-            },
+            ceilings: Ceilings::at_most(entry.max_fuel, entry.max_memory_mb, time_limit),
             max_running_steps: entry.max_running_steps.unwrap_or(1).max(1),
             max_workflows: entry.max_workflows.unwrap_or(100).max(1),
             max_workflow_fuel: entry.max_workflow_fuel,

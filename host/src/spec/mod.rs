@@ -323,7 +323,7 @@ fn plugins(
                     .and_then(|p| fields::string(p, &at.key("path")))?;
                 let sha256 = fields_map
                     .get("sha256")
-                    .map(|s| sha256_hex(s, &at.key("sha256")))
+                    .map(|s| sha256_field(s, &at.key("sha256")))
                     .transpose()?;
                 (path, sha256)
             }
@@ -348,9 +348,10 @@ fn plugins(
     Ok(plugins)
 }
 
-fn sha256_hex(value: &Value, at: &JsonPath) -> Result<String, SpecIssue> {
+/// A `sha256` field: 64 hex digits, kept in lowercase.
+fn sha256_field(value: &Value, at: &JsonPath) -> Result<String, SpecIssue> {
     let text = fields::string(value, at)?;
-    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+    if crate::sha256::is_hex(text) {
         Ok(text.to_ascii_lowercase())
     } else {
         Err(SpecIssue::new(at, "expected 64 hexadecimal digits"))
