@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{invocation, plugin, rss_kib};
+use common::{invocation, load, rss_kib};
 use serde_json::{Value, json};
 use wfhost::records::FailureKind;
 use wfhost::runtime::{AttemptResult, Limits, Runtime};
@@ -14,14 +14,8 @@ use wfhost::runtime::{AttemptResult, Limits, Runtime};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
     let runtime = Runtime::new().unwrap();
-    let math = runtime
-        .load_plugin("math", &plugin("math"), None)
-        .await
-        .unwrap();
-    let testkit = runtime
-        .load_plugin("testkit", &plugin("testkit"), None)
-        .await
-        .unwrap();
+    let math = load(&runtime, "math").await;
+    let testkit = load(&runtime, "testkit").await;
     let limits = Limits {
         fuel: Some(20_000_000),
         memory_bytes: Some(32 << 20),
@@ -83,10 +77,7 @@ async fn two_hundred_mixed_steps_keep_results_right_and_memory_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_binds_arguments_like_a_python_call() {
     let runtime = Runtime::new().unwrap();
-    let math = runtime
-        .load_plugin("math", &plugin("math"), None)
-        .await
-        .unwrap();
+    let math = load(&runtime, "math").await;
     let cases = [
         (
             json!([1]),

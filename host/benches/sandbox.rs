@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{invocation, plugin, rss_kib};
+use common::{invocation, load, rss_kib};
 use serde_json::json;
 use wfhost::runtime::{Limits, Metering, Plugin, Runtime};
 
@@ -80,22 +80,10 @@ fn main() {
 async fn bench() {
     let metered = Runtime::new().unwrap();
     let unmetered = Runtime::with_metering(Metering::Off).unwrap();
-    let math = metered
-        .load_plugin("math", &plugin("math"), None)
-        .await
-        .unwrap();
-    let math_unmetered = unmetered
-        .load_plugin("math", &plugin("math"), None)
-        .await
-        .unwrap();
-    let testkit = metered
-        .load_plugin("testkit", &plugin("testkit"), None)
-        .await
-        .unwrap();
-    let testkit_unmetered = unmetered
-        .load_plugin("testkit", &plugin("testkit"), None)
-        .await
-        .unwrap();
+    let math = load(&metered, "math").await;
+    let math_unmetered = load(&unmetered, "math").await;
+    let testkit = load(&metered, "testkit").await;
+    let testkit_unmetered = load(&unmetered, "testkit").await;
     let limits_on = Limits {
         fuel: Some(100_000_000),
         memory_bytes: Some(64 << 20),

@@ -66,6 +66,14 @@ pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))
 }
 
+/// Plugin crate `name`, loaded in `runtime` under that name.
+pub async fn load(runtime: &wfhost::runtime::Runtime, name: &str) -> wfhost::runtime::Plugin {
+    runtime
+        .load_plugin(name, &plugin(name), None)
+        .await
+        .unwrap_or_else(|err| panic!("loading {name}: {err}"))
+}
+
 /// An invocation of `plugin.task` as step `step` of a workflow.
 pub fn invocation(
     plugin: &str,

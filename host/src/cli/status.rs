@@ -37,6 +37,14 @@ fn outcome(step: &StepRecord) -> String {
     }
 }
 
+/// Prints `value` as pretty JSON: what `--json` asks of every command that
+/// prints records.
+fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<Finished> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(Finished::Succeeded)
+}
+
 fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -51,8 +59,7 @@ fn events(
 ) -> anyhow::Result<()> {
     let events = store.events(tenant, id)?;
     if json {
-        serde_json::to_writer_pretty(&mut *out, &events)?;
-        writeln!(out)?;
+        print_json(out, &events)?;
         return Ok(());
     }
     for event in events {
@@ -90,9 +97,7 @@ pub fn status(
         return Ok(Finished::Succeeded);
     }
     if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        return Ok(Finished::Succeeded);
+        return print_json(&mut out, &report);
     }
     let row = &report.row;
     writeln!(
@@ -159,9 +164,7 @@ pub fn list(
     let rows = store.workflows(tenant, status)?;
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &rows)?;
-        writeln!(out)?;
-        return Ok(Finished::Succeeded);
+        return print_json(&mut out, &rows);
     }
     writeln!(
         out,
@@ -192,9 +195,7 @@ pub fn usage(store: &Store, tenant: Option<&str>, json: bool) -> anyhow::Result<
     let usage = store.usage(tenant)?;
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &usage)?;
-        writeln!(out)?;
-        return Ok(Finished::Succeeded);
+        return print_json(&mut out, &usage);
     }
     writeln!(
         out,
