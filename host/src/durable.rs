@@ -1,12 +1,17 @@
 //! The durable form of a workflow: what is recorded when it starts (its
 //! head, with every plugin pinned to the component that was loaded, and its
-//! elements a batch at a time) and how it is read back to continue.
+//! elements a batch at a time) and how it is read back to continue. The
+//! store keeps the records; this module is the one that knows what they
+//! make together.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use thiserror::Error;
 
 use crate::executor::PreparedWorkflow;
-use crate::records::WorkflowRow;
-use crate::spec::{self, WorkflowSpec};
+use crate::records::{StoredHead, StoredPlugin, WorkflowRow};
+use crate::spec::{self, PluginRef, SpecIssue, WorkflowSpec};
 use crate::store::{Store, StoreError};
 
 /// Elements stored per commit when a workflow starts, and read per read
@@ -51,14 +56,14 @@ pub(crate) async fn record_start(
         batch.push(json.map_err(|source| StoreError::Spool { source })?);
     }
     store
-        .start_workflow(row, pinned_head(workflow), first, batch)
+        .start_workflow(row, &pinned_head(workflow), first, batch)
         .await
 }
 
-/// The workflow's stored head (see [`WorkflowSpec::stored_head`]), with
-/// every plugin pinned to its absolute path and the sha256 of the component
-/// that was loaded, so that `resume` runs the same code or refuses to.
-fn pinned_head(workflow: &PreparedWorkflow) -> Vec<u8> {
+/// The workflow's stored head, with every plugin pinned to its absolute
+/// path and the sha256 of the component that was loaded, so that `resume`
+/// runs the same code or refuses to.
+fn pinned_head(workflow: &PreparedWorkflow) -> StoredHead {
     let spec = workflow.spec();
     let mut plugins = spec.plugins.clone();
     for (name, plugin_ref) in plugins.iter_mut() {
@@ -68,7 +73,59 @@ fn pinned_head(workflow: &PreparedWorkflow) -> Vec<u8> {
             plugin_ref.sha256 = Some(plugin.sha256().to_string());
         }
     }
-    spec.stored_head(&plugins)
+    head(spec, &plugins)
+}
+
+/// The head of `spec`, with `plugins` in place of its own.
+fn head(spec: &WorkflowSpec, plugins: &BTreeMap<String, PluginRef>) -> StoredHead {
+    StoredHead {
+        id: spec.id.clone(),
+        tenant: spec.tenant.clone(),
+        plugins: plugins
+            .iter()
+            .map(|(name, plugin)| {
+                let stored = StoredPlugin::Pinned {
+                    path: plugin.path.display().to_string(),
+                    sha256: plugin.sha256.clone(),
+                };
+                (name.clone(), stored)
+            })
+            .collect(),
+        defaults: spec.defaults.clone(),
+        on_error: spec.on_error.clone(),
+        elements: spec.workflow.len() as u64,
+        workflow: None,
+    }
+}
+
+/// The workflow a stored head and its elements make. A head of schema 2
+/// has the whole workflow inside, in the chain file's form, and no elements
+/// apart; it is read by the chain file's parser.
+fn spec_of(head: StoredHead, elements: spec::Elements) -> Result<WorkflowSpec, SpecIssue> {
+    let workflow = match &head.workflow {
+        Some(inline) => spec::inline_elements(inline)?,
+        None => elements,
+    };
+    let plugins = head
+        .plugins
+        .into_iter()
+        .map(|(name, stored)| {
+            let (path, sha256) = match stored {
+                StoredPlugin::Pinned { path, sha256 } => (path, sha256),
+                StoredPlugin::Path(path) => (path, None),
+            };
+            let path = PathBuf::from(path);
+            (name, PluginRef { path, sha256 })
+        })
+        .collect();
+    Ok(WorkflowSpec {
+        id: head.id,
+        tenant: head.tenant,
+        plugins,
+        defaults: head.defaults,
+        workflow,
+        on_error: head.on_error,
+    })
 }
 
 /// The workflow `row` names, as it was stored when it started: its head
@@ -82,9 +139,9 @@ pub(crate) fn stored_spec(
         reason,
     };
     let head = store
-        .workflow_spec(&row.tenant, &row.id)?
+        .head(&row.tenant, &row.id)?
         .ok_or_else(|| unreadable("it is missing".into()))?;
-    let count = spec::stored_element_count(&head);
+    let count = head.elements;
     let mut elements = spec::Elements::new();
     while (elements.len() as u64) < count {
         let next = elements.len() as u64;
@@ -100,5 +157,63 @@ pub(crate) fn stored_spec(
                 .map_err(|err| unreadable(format!("element {}: {err}", elements.len())))?;
         }
     }
-    spec::from_stored(&head, elements).map_err(|issue| unreadable(issue.to_string()))
+    spec_of(head, elements).map_err(|issue| unreadable(issue.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(document: serde_json::Value) -> WorkflowSpec {
+        spec::parse(&document.to_string(), Path::new("/")).unwrap()
+    }
+
+    /// Two specs say the same, element for element.
+    fn assert_same(found: &WorkflowSpec, expected: &WorkflowSpec) {
+        assert_eq!(found.id, expected.id);
+        assert_eq!(found.tenant, expected.tenant);
+        assert_eq!(found.plugins, expected.plugins);
+        assert_eq!(found.defaults, expected.defaults);
+        assert_eq!(found.on_error, expected.on_error);
+        assert_eq!(
+            found.workflow.to_canvas().unwrap(),
+            expected.workflow.to_canvas().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_stored_workflow_reads_back_as_the_same_workflow() {
+        let spec = parse(json!({
+            "id": "x",
+            "tenant": "acme",
+            "plugins": {"math": {"path": "math.wasm", "sha256": "ab".repeat(32)}},
+            "defaults": {"fuel": null, "max_retries": 2, "retry_backoff": 0.5},
+            "workflow": [{"task": "math.add", "args": [1, 2], "options": {"link": {"task": "math.mul", "args": [2]}}}],
+            "on_error": {"task": "math.add", "immutable": true},
+        }));
+        let stored = serde_json::to_vec(&head(&spec, &spec.plugins)).unwrap();
+        let read: StoredHead = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(read.elements, 1);
+        let mut elements = spec::Elements::new();
+        for json in spec.workflow.json() {
+            elements.push_json(&json.unwrap()).unwrap();
+        }
+        assert_same(&spec_of(read, elements).unwrap(), &spec);
+    }
+
+    #[test]
+    fn a_head_stored_by_schema_2_keeps_its_workflow_inside() {
+        let document = json!({
+            "plugins": {"math": "/p/math.wasm"},
+            "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "math.add", "args": [3]}],
+        });
+        let read: StoredHead = serde_json::from_value(document.clone()).unwrap();
+        let spec = spec_of(read, spec::Elements::new()).unwrap();
+        assert_eq!(spec.workflow.len(), 2);
+        assert_same(&spec, &parse(document));
+    }
 }

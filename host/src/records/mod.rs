@@ -5,11 +5,13 @@
 //! made.
 
 mod failure;
+mod head;
 mod output;
 mod step;
 mod workflow;
 
 pub use failure::{Failure, FailureKind};
+pub(crate) use head::{StoredHead, StoredPlugin};
 pub use output::{Captured, LogLevel, LogRecord};
 pub use step::{StepRecord, StepStatus};
 pub use workflow::{Event, Usage, WorkflowError, WorkflowReport, WorkflowRow, WorkflowStatus};

@@ -19,7 +19,6 @@ pub use submitted::{Submitter, parse_submitted};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 use wfhost_canvas::{Canvas, Signature, StepOptions};
@@ -56,81 +55,6 @@ pub struct PluginRef {
     pub sha256: Option<String>,
 }
 
-impl WorkflowSpec {
-    /// The workflow's stored head: everything but its elements, which are
-    /// stored one by one, in native JSON, with `plugins` in place of the
-    /// workflow's own. [`from_stored`] reads it back with the elements.
-    pub fn stored_head(&self, plugins: &BTreeMap<String, PluginRef>) -> Vec<u8> {
-        let head = StoredHead {
-            id: self.id.as_deref(),
-            tenant: self.tenant.as_deref(),
-            plugins: plugins
-                .iter()
-                .map(|(name, plugin)| {
-                    let stored = StoredPlugin {
-                        path: plugin.path.display().to_string(),
-                        sha256: plugin.sha256.as_deref(),
-                    };
-                    (name.as_str(), stored)
-                })
-                .collect(),
-            defaults: (!self.defaults.is_empty()).then_some(&self.defaults),
-            on_error: self.on_error.as_ref(),
-            elements: self.workflow.len(),
-        };
-        // Serializing plain JSON values and numbers cannot fail.
-        serde_json::to_vec(&head).unwrap_or_default()
-    }
-}
-
-/// A workflow's stored head, borrowed.
-#[derive(Serialize)]
-struct StoredHead<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant: Option<&'a str>,
-    plugins: BTreeMap<&'a str, StoredPlugin<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    defaults: Option<&'a StepOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    on_error: Option<&'a Signature>,
-    /// How many elements the workflow has.
-    elements: usize,
-}
-
-/// The keys of a stored head: a chain file's, and the count of elements.
-const STORED_KEYS: &[&str] = &[
-    "id", "tenant", "plugins", "defaults", "workflow", "on_error", "elements",
-];
-
-/// How many elements a stored head says its workflow has; a head of schema
-/// 2 keeps them inside, and has none apart.
-pub(crate) fn stored_element_count(head: &Value) -> u64 {
-    head.get("elements").and_then(Value::as_u64).unwrap_or(0)
-}
-
-#[derive(Serialize)]
-struct StoredPlugin<'a> {
-    path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha256: Option<&'a str>,
-}
-
-/// Reads a stored workflow: its head (see [`WorkflowSpec::stored_head`])
-/// and its elements. A workflow stored before elements were kept apart
-/// (schema 2) has its whole canvas in the head's `workflow`, and no
-/// elements. Plugin paths are absolute.
-pub(crate) fn from_stored(head: &Value, elements: Elements) -> Result<WorkflowSpec, SpecIssue> {
-    let root = JsonPath::root();
-    let map = fields::object(head, &root, "a workflow object", STORED_KEYS)?;
-    let elements = match map.get("workflow") {
-        Some(inline) => inline_elements(inline)?,
-        None => elements,
-    };
-    from_parts(map, elements, Path::new("/"))
-}
-
 /// Reads a chain file's document already parsed as JSON; plugin paths are
 /// resolved against `base_dir`.
 pub(crate) fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
@@ -146,7 +70,7 @@ pub(crate) fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSp
 const MISSING_WORKFLOW: &str = "missing key `workflow` (the canvas to run)";
 
 /// The elements of a canvas given whole.
-fn inline_elements(workflow: &Value) -> Result<Elements, SpecIssue> {
+pub(crate) fn inline_elements(workflow: &Value) -> Result<Elements, SpecIssue> {
     let canvas = canvas::canvas(workflow, &JsonPath::root().key("workflow"))?;
     Elements::of(&canvas).map_err(|err| spool_issue(&err))
 }

@@ -118,49 +118,6 @@ fn syntax_errors_carry_line_and_column() {
 }
 
 #[test]
-fn a_stored_spec_reads_back_as_the_same_spec() {
-    let spec = parse_ok(json!({
-        "id": "x",
-        "tenant": "acme",
-        "plugins": {"math": {"path": "math.wasm", "sha256": "ab".repeat(32)}},
-        "defaults": {"fuel": null, "max_retries": 2, "retry_backoff": 0.5},
-        "workflow": [{"task": "math.add", "args": [1, 2], "options": {"link": {"task": "math.mul", "args": [2]}}}],
-        "on_error": {"task": "math.add", "immutable": true},
-    }));
-    let head: serde_json::Value = serde_json::from_slice(&spec.stored_head(&spec.plugins)).unwrap();
-    assert_eq!(head["elements"], 1);
-    let mut elements = Elements::new();
-    for json in spec.workflow.json() {
-        elements.push_json(&json.unwrap()).unwrap();
-    }
-    assert_same(&from_stored(&head, elements).unwrap(), &spec);
-}
-
-/// Two specs say the same, element for element.
-fn assert_same(found: &WorkflowSpec, expected: &WorkflowSpec) {
-    assert_eq!(found.id, expected.id);
-    assert_eq!(found.tenant, expected.tenant);
-    assert_eq!(found.plugins, expected.plugins);
-    assert_eq!(found.defaults, expected.defaults);
-    assert_eq!(found.on_error, expected.on_error);
-    assert_eq!(
-        found.workflow.to_canvas().unwrap(),
-        expected.workflow.to_canvas().unwrap()
-    );
-}
-
-#[test]
-fn a_head_stored_by_schema_2_keeps_its_workflow_inside() {
-    let head = json!({
-        "plugins": {"math": "/p/math.wasm"},
-        "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "math.add", "args": [3]}],
-    });
-    let spec = from_stored(&head, Elements::new()).unwrap();
-    assert_eq!(spec.workflow.len(), 2);
-    assert_same(&spec, &from_document(&head, Path::new("/")).unwrap());
-}
-
-#[test]
 fn a_workflow_read_as_a_stream_names_the_element_at_fault() {
     let mut steps: Vec<serde_json::Value> = (0..5000)
         .map(|i| json!({"task": "math.add", "args": [i]}))

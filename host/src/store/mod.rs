@@ -229,7 +229,12 @@ mod tests {
             (row.status, row.result),
             (WorkflowStatus::Succeeded, Some(json!(4)))
         );
-        assert_eq!(store.workflow_spec("t", "old").unwrap(), Some(spec));
+        let head = store.head("t", "old").unwrap().unwrap();
+        assert_eq!(head.workflow, Some(spec["workflow"].clone()));
+        assert_eq!(
+            serde_json::to_value(&head.plugins).unwrap(),
+            spec["plugins"]
+        );
         drop(store);
         // And it stays migrated.
         assert!(Store::open(&path).is_ok());

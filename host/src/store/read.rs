@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use redb::ReadTransaction;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use super::error::Fault;
 use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
-use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+use crate::records::{
+    Event, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
+};
 
 /// Where a workflow's step records stand (see [`Store::step_totals`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,11 +36,7 @@ impl Store {
     /// The head of workflow `id` of `tenant`, as it was recorded when it
     /// started (see [`Store::start_workflow`]); its elements are read with
     /// [`Store::elements`].
-    pub(crate) fn workflow_spec(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> Result<Option<Value>, StoreError> {
+    pub(crate) fn head(&self, tenant: &str, id: &str) -> Result<Option<StoredHead>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(SPECS)?;
             let head = table.get((tenant, id))?;

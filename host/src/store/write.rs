@@ -4,7 +4,13 @@
 
 use super::commit::{Flush, Rows, Started, Write};
 use super::{Store, StoreError};
-use crate::records::{StepRecord, WorkflowRow, WorkflowStatus};
+use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
+
+/// A record as stored: its JSON. Records are plain data, so serializing
+/// them cannot fail.
+fn encode(record: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_default()
+}
 
 impl Store {
     /// Records a new workflow, durably, with a `workflow_started` event:
@@ -14,12 +20,12 @@ impl Store {
     pub(crate) async fn start_workflow(
         &self,
         row: &WorkflowRow,
-        head: Vec<u8>,
+        head: &StoredHead,
         first_element: u64,
         elements: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let started = Started {
-            head,
+            head: encode(head),
             first_element,
             elements,
         };
@@ -71,7 +77,7 @@ impl Store {
             tenant: row.tenant.clone(),
             workflow: row.id.clone(),
             rows: Rows::Workflow {
-                row: serde_json::to_vec(row).unwrap_or_default(),
+                row: encode(row),
                 started,
             },
             event: Some(event.to_string()),
@@ -98,7 +104,7 @@ impl Store {
         let rows = records
             .iter()
             .map(|record| {
-                let bytes = serde_json::to_vec(record).unwrap_or_default();
+                let bytes = encode(record);
                 (record.id.clone(), bytes)
             })
             .collect();

@@ -1,0 +1,52 @@
+//! A workflow's stored head: all of it but its elements, which are stored
+//! one by one. Written once when the workflow starts, with every plugin
+//! pinned to the file and the sha256 that was loaded; read back, by serde
+//! alone, when it continues.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wfhost_canvas::{Signature, StepOptions};
+
+/// A workflow's stored head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredHead {
+    /// The id its chain file fixed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The tenant its chain file named, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Its plugins by name.
+    pub plugins: BTreeMap<String, StoredPlugin>,
+    /// Options every step inherits.
+    #[serde(default, skip_serializing_if = "StepOptions::is_empty")]
+    pub defaults: StepOptions,
+    /// Its error handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<Signature>,
+    /// How many elements it has, stored apart.
+    #[serde(default)]
+    pub elements: u64,
+    /// The whole workflow, in a head that schema 2 wrote, in the chain
+    /// file's form; such a head has no elements apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Value>,
+}
+
+/// Where a stored workflow's plugin is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum StoredPlugin {
+    /// An absolute path and the sha256 that was loaded from it.
+    Pinned {
+        /// The component file.
+        path: String,
+        /// Its sha256, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    /// A path alone, as heads of schema 2 may have it.
+    Path(String),
+}
