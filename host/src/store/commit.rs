@@ -328,17 +328,17 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
     match &write.rows {
         Rows::Workflow { row, started } => {
-            let mut table = txn.open_table(WORKFLOWS)?;
+            let mut table = txn.open_table(WORKFLOWS.table)?;
             table.insert((tenant, workflow), row.as_slice())?;
             if let Some(started) = started {
-                let mut specs = txn.open_table(SPECS)?;
+                let mut specs = txn.open_table(SPECS.table)?;
                 specs.insert((tenant, workflow), started.head.as_slice())?;
                 put_elements(txn, write, started.first_element, &started.elements)?;
             }
         }
         Rows::Elements { first, elements } => put_elements(txn, write, *first, elements)?,
         Rows::Steps(records) => {
-            let mut table = txn.open_table(STEPS)?;
+            let mut table = txn.open_table(STEPS.table)?;
             for (step, bytes) in records {
                 table.insert((tenant, workflow, step.as_str()), bytes.as_slice())?;
             }
@@ -347,7 +347,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let Some(kind) = &write.event else {
         return Ok(());
     };
-    let mut events = txn.open_table(EVENTS)?;
+    let mut events = txn.open_table(EVENTS.table)?;
     let seq = events
         .range((tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX))?
         .next_back()
@@ -360,8 +360,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
         step: write.step.clone(),
         detail: write.detail.clone(),
     };
-    let bytes = serde_json::to_vec(&event).unwrap_or_default();
-    events.insert((tenant, workflow, seq), bytes.as_slice())?;
+    events.insert((tenant, workflow, seq), EVENTS.encode(&event).as_slice())?;
     Ok(())
 }
 
@@ -371,7 +370,7 @@ fn put_elements(
     first: u64,
     elements: &[Vec<u8>],
 ) -> Result<(), redb::Error> {
-    let mut table = txn.open_table(ELEMENTS)?;
+    let mut table = txn.open_table(ELEMENTS.table)?;
     for (index, json) in (first..).zip(elements) {
         table.insert(
             (write.tenant.as_str(), write.workflow.as_str(), index),

@@ -217,7 +217,7 @@ mod tests {
                 "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
             });
             let bytes = serde_json::to_vec(&row).unwrap();
-            txn.open_table(WORKFLOWS)
+            txn.open_table(WORKFLOWS.table)
                 .unwrap()
                 .insert(("t", "old"), bytes.as_slice())
                 .unwrap();

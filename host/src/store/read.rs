@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use redb::ReadTransaction;
-use serde::de::DeserializeOwned;
 
 use super::error::Fault;
 use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
@@ -22,11 +21,6 @@ pub(crate) struct StepTotals {
     pub fuel_used: u64,
 }
 
-/// A stored record, decoded.
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
-    Ok(serde_json::from_slice(bytes)?)
-}
-
 impl Store {
     /// The workflow `id` of `tenant`, if stored.
     pub fn workflow(&self, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, StoreError> {
@@ -38,9 +32,9 @@ impl Store {
     /// [`Store::elements`].
     pub(crate) fn head(&self, tenant: &str, id: &str) -> Result<Option<StoredHead>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(SPECS)?;
+            let table = txn.open_table(SPECS.table)?;
             let head = table.get((tenant, id))?;
-            head.map(|bytes| decode(bytes.value())).transpose()
+            head.map(|bytes| SPECS.decode(bytes.value())).transpose()
         })
     }
 
@@ -54,7 +48,7 @@ impl Store {
         max: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(ELEMENTS)?;
+            let table = txn.open_table(ELEMENTS.table)?;
             let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
             range
                 .take(max)
@@ -70,7 +64,7 @@ impl Store {
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRow>, StoreError> {
         let mut rows = self.read(|txn| {
-            let table = txn.open_table(WORKFLOWS)?;
+            let table = txn.open_table(WORKFLOWS.table)?;
             let mut rows = Vec::new();
             // Keys start with the tenant: one tenant's rows are one range.
             for entry in table.range((tenant.unwrap_or(""), "")..)? {
@@ -78,7 +72,7 @@ impl Store {
                 if tenant.is_some_and(|t| t != key.value().0) {
                     break;
                 }
-                let row: WorkflowRow = decode(value.value())?;
+                let row = WORKFLOWS.decode(value.value())?;
                 if status.is_none_or(|s| s == row.status) {
                     rows.push(row);
                 }
@@ -121,9 +115,9 @@ impl Store {
         step: &str,
     ) -> Result<Option<StepRecord>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(STEPS)?;
+            let table = txn.open_table(STEPS.table)?;
             let record = table.get((tenant, id, step))?;
-            record.map(|bytes| decode(bytes.value())).transpose()
+            record.map(|bytes| STEPS.decode(bytes.value())).transpose()
         })
     }
 
@@ -139,7 +133,7 @@ impl Store {
             // Keys start with the tenant: one tenant's records are one range.
             let first = tenant.unwrap_or("");
             let outside = |owner: &str| tenant.is_some_and(|t| t != owner);
-            let workflows = txn.open_table(WORKFLOWS)?;
+            let workflows = txn.open_table(WORKFLOWS.table)?;
             for entry in workflows.range((first, "")..)? {
                 let (key, _) = entry?;
                 let owner = key.value().0;
@@ -148,14 +142,14 @@ impl Store {
                 }
                 sums_of(&mut usage, owner).workflows += 1;
             }
-            let steps = txn.open_table(STEPS)?;
+            let steps = txn.open_table(STEPS.table)?;
             for entry in steps.range((first, "", "")..)? {
                 let (key, value) = entry?;
                 let owner = key.value().0;
                 if outside(owner) {
                     break;
                 }
-                let record: StepRecord = decode(value.value())?;
+                let record = STEPS.decode(value.value())?;
                 if record.attempts == 0 {
                     continue;
                 }
@@ -172,9 +166,9 @@ impl Store {
     /// A workflow's event log.
     pub fn events(&self, tenant: &str, id: &str) -> Result<Vec<Event>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(EVENTS)?;
+            let table = txn.open_table(EVENTS.table)?;
             let range = table.range((tenant, id, 0u64)..=(tenant, id, u64::MAX))?;
-            range.map(|entry| decode(entry?.1.value())).collect()
+            range.map(|entry| EVENTS.decode(entry?.1.value())).collect()
         })
     }
 
@@ -192,9 +186,9 @@ impl Store {
 
 /// The row of workflow `id` of `tenant`, if stored.
 fn row(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, Fault> {
-    let table = txn.open_table(WORKFLOWS)?;
+    let table = txn.open_table(WORKFLOWS.table)?;
     let row = table.get((tenant, id))?;
-    row.map(|bytes| decode(bytes.value())).transpose()
+    row.map(|bytes| WORKFLOWS.decode(bytes.value())).transpose()
 }
 
 /// Calls `visit` with each of a workflow's step records, in id order.
@@ -204,14 +198,14 @@ fn each_step(
     id: &str,
     mut visit: impl FnMut(StepRecord),
 ) -> Result<(), Fault> {
-    let table = txn.open_table(STEPS)?;
+    let table = txn.open_table(STEPS.table)?;
     for entry in table.range((tenant, id, "")..)? {
         let (key, value) = entry?;
         let (t, w, _) = key.value();
         if t != tenant || w != id {
             break;
         }
-        visit(decode(value.value())?);
+        visit(STEPS.decode(value.value())?);
     }
     Ok(())
 }

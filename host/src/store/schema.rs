@@ -61,19 +61,19 @@ fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     }
     txn.open_table(META)?
         .insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
-    txn.open_table(WORKFLOWS)?;
-    txn.open_table(SPECS)?;
-    txn.open_table(ELEMENTS)?;
-    txn.open_table(STEPS)?;
-    txn.open_table(EVENTS)?;
+    txn.open_table(WORKFLOWS.table)?;
+    txn.open_table(SPECS.table)?;
+    txn.open_table(ELEMENTS.table)?;
+    txn.open_table(STEPS.table)?;
+    txn.open_table(EVENTS.table)?;
     Ok(())
 }
 
 /// Migrates schema 1, which kept each workflow's stored form inside its
 /// row, to schema 2, which keeps it in a table of its own.
 fn move_specs_out_of_rows(txn: &WriteTransaction) -> Result<(), Fault> {
-    let mut workflows = txn.open_table(WORKFLOWS)?;
-    let mut specs = txn.open_table(SPECS)?;
+    let mut workflows = txn.open_table(WORKFLOWS.table)?;
+    let mut specs = txn.open_table(SPECS.table)?;
     let mut moved = Vec::new();
     for entry in workflows.iter()? {
         let (key, value) = entry?;

@@ -3,14 +3,9 @@
 //! with the event that says why.
 
 use super::commit::{Flush, Rows, Started, Write};
+use super::tables::{SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
-
-/// A record as stored: its JSON. Records are plain data, so serializing
-/// them cannot fail.
-fn encode(record: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(record).unwrap_or_default()
-}
 
 impl Store {
     /// Records a new workflow, durably, with a `workflow_started` event:
@@ -25,7 +20,7 @@ impl Store {
         elements: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let started = Started {
-            head: encode(head),
+            head: SPECS.encode(head),
             first_element,
             elements,
         };
@@ -77,7 +72,7 @@ impl Store {
             tenant: row.tenant.clone(),
             workflow: row.id.clone(),
             rows: Rows::Workflow {
-                row: encode(row),
+                row: WORKFLOWS.encode(row),
                 started,
             },
             event: Some(event.to_string()),
@@ -104,7 +99,7 @@ impl Store {
         let rows = records
             .iter()
             .map(|record| {
-                let bytes = encode(record);
+                let bytes = STEPS.encode(record);
                 (record.id.clone(), bytes)
             })
             .collect();
