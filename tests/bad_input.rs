@@ -206,3 +206,29 @@ fn validate_accepts_a_good_file_and_names_its_plugins() {
         run.stdout
     );
 }
+
+/// Numbers past what the host can count are refused where they are written,
+/// not met later as a panic (a `time_limit` of 1e19 s passed validation and
+/// then overflowed the clock; a concurrency past a semaphore's range
+/// panicked at start).
+#[test]
+fn numbers_past_the_host_s_range_are_refused_where_they_are() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "defaults": {"time_limit": 1e19},
+        "workflow": [{"task": "math.add", "args": [1, 2]}],
+    }));
+    for command in ["run", "validate"] {
+        let run = chain.command(&[command, chain.path.to_str().unwrap()]);
+        assert_input_error(&run, &["$.defaults.time_limit", "a year"]);
+    }
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 2]}],
+    }));
+    let path = chain.path.to_str().unwrap();
+    let run = chain.command(&["run", path, "--concurrency", "2305843009213693952"]);
+    assert_input_error(&run, &["--concurrency", "1..=65536"]);
+    let run = chain.command(&["run", path, "--concurrency", "65536"]);
+    assert_eq!((run.code, run.stdout.trim()), (0, "3"), "{}", run.stderr);
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use wfhost::executor::MAX_CONCURRENCY;
 use wfhost::records::{LogRecord, WorkflowRow, WorkflowStatus};
 use wfhost::runtime::{Ceilings, ComponentCache, Invocation, Runtime};
 use wfhost::{Begun, Host, RunOptions};
@@ -20,9 +21,9 @@ pub struct HostArgs {
     /// Print a report of the workflow and every step instead of its result.
     #[arg(long)]
     pub json: bool,
-    /// How many attempts may run at once (group members run in parallel)
-    /// [default: the number of cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// How many attempts may run at once (group members run in parallel),
+    /// at most 65536 [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY as u64))]
     pub concurrency: Option<u64>,
     #[command(flatten)]
     pub ceilings: CeilingArgs,

@@ -30,7 +30,7 @@ mod walk;
 pub use drain::Drain;
 use drain::Working;
 pub use fair::FairScheduler;
-pub use options::{Concurrency, Observer, RunIdentity, RunOptions, Silent, cores};
+pub use options::{Concurrency, MAX_CONCURRENCY, Observer, RunIdentity, RunOptions, Silent, cores};
 pub use plugins::PluginSet;
 pub use validate::{StepProblem, ValidationError};
 

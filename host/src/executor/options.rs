@@ -49,6 +49,10 @@ impl RunIdentity {
     }
 }
 
+/// The most attempts any run, or any tenant's runs together, may have under
+/// way at once: far more than a machine runs, and few enough to count.
+pub const MAX_CONCURRENCY: usize = 65_536;
+
 /// How many attempts a run may have under way at once.
 #[derive(Debug, Clone)]
 pub enum Concurrency {
@@ -84,9 +88,10 @@ impl RunOptions {
     }
 
     /// How many attempts may run at once (group members run in parallel);
-    /// 0 counts as 1. By default, one per core.
+    /// 0 counts as 1, and more than [`MAX_CONCURRENCY`] as that many. By
+    /// default, one per core.
     pub fn concurrency(mut self, attempts: usize) -> Self {
-        self.concurrency = Concurrency::Own(attempts.max(1));
+        self.concurrency = Concurrency::Own(attempts.clamp(1, MAX_CONCURRENCY));
         self
     }
 

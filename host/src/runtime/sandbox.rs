@@ -246,7 +246,10 @@ impl Sandbox {
         // This fails only on an unmetered engine, where there is no fuel to set.
         let _ = store.set_fuel(initial_fuel);
         let started = Instant::now();
-        let deadline = limits.time_limit.map(|limit| started + limit);
+        // A limit past the clock's range is no deadline at all.
+        let deadline = limits
+            .time_limit
+            .and_then(|limit| started.checked_add(limit));
         // Every epoch tick the guest yields, so one busy step never holds a
         // worker thread; past the deadline, or once cancelled, it is
         // interrupted.

@@ -25,6 +25,7 @@ use crate::sha256;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::executor::MAX_CONCURRENCY;
 use crate::runtime::Ceilings;
 use crate::spec::PluginRef;
 
@@ -154,6 +155,11 @@ impl Tenant {
                 "tenants.{name}.key_sha256: expected the 64 hex digits of a sha256"
             ));
         }
+        if entry.max_running_steps > Some(MAX_CONCURRENCY) {
+            return Err(format!(
+                "tenants.{name}.max_running_steps: at most {MAX_CONCURRENCY}"
+            ));
+        }
         let mut plugins = BTreeMap::new();
         for (plugin, allowed) in entry.plugins {
             if !sha256::is_hex(&allowed.sha256) {
@@ -260,5 +266,16 @@ mod tests {
         let (_dir, file) = write("[tenants.acme]\nkey = \"plain\"\n");
         let err = Tenants::load(&file).unwrap_err().to_string();
         assert!(err.contains("unknown field `key`"), "{err}");
+        // Slots past counting would panic the semaphore that holds them.
+        let policy = format!(
+            "[tenants.acme]\nkey_sha256 = \"{}\"\nmax_running_steps = 2305843009213693952\n",
+            key_hash("k")
+        );
+        let (_dir, file) = write(&policy);
+        let err = Tenants::load(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("tenants.acme.max_running_steps: at most 65536"),
+            "{err}"
+        );
     }
 }

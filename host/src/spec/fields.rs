@@ -16,8 +16,14 @@ pub fn type_of(value: &Value) -> &'static str {
     }
 }
 
-fn expected(at: &JsonPath, what: &str, value: &Value) -> SpecIssue {
-    SpecIssue::new(at, format!("expected {what}, found {}", type_of(value)))
+/// What was expected at `at` and what was found: a number is shown (a
+/// number out of range is the usual mistake), anything else by its type.
+pub fn expected(at: &JsonPath, what: &str, value: &Value) -> SpecIssue {
+    let found = match value {
+        Value::Number(number) => format!("{} {number}", type_of(value)),
+        other => type_of(other).to_string(),
+    };
+    SpecIssue::new(at, format!("expected {what}, found {found}"))
 }
 
 /// The object at `at`, after checking that it has no key outside `allowed`.
@@ -66,11 +72,19 @@ pub fn array<'a>(value: &'a Value, at: &JsonPath) -> Result<&'a Vec<Value>, Spec
         .ok_or_else(|| expected(at, "an array", value))
 }
 
-/// A number of seconds (or another quantity) that must not be negative.
-pub fn non_negative(value: &Value, at: &JsonPath) -> Result<f64, SpecIssue> {
+/// The most seconds any duration of a chain file may be (a year): bounded
+/// so that no deadline computed from one can overflow the clock.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A number of seconds from 0 to [`MAX_SECONDS`].
+pub fn seconds(value: &Value, at: &JsonPath) -> Result<f64, SpecIssue> {
     match value.as_f64() {
-        Some(n) if n >= 0.0 && n.is_finite() => Ok(n),
-        _ => Err(expected(at, "a number of at least 0", value)),
+        Some(n) if (0.0..=MAX_SECONDS).contains(&n) => Ok(n),
+        _ => Err(expected(
+            at,
+            "a number of seconds from 0 to 31536000 (a year)",
+            value,
+        )),
     }
 }
 

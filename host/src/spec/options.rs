@@ -4,7 +4,7 @@ use serde_json::Value;
 use wfhost_canvas::{Limit, RetryBackoff, Signature, StepOptions};
 
 use super::canvas::any_signature;
-use super::fields::{self, count, non_negative};
+use super::fields::{self, count, seconds};
 use super::path::{JsonPath, SpecIssue};
 
 /// Options every step may set.
@@ -82,16 +82,16 @@ pub fn options(
     for (key, value) in map {
         let at = at.key(key);
         match key.as_str() {
-            "countdown" => options.countdown = Some(non_negative(value, &at)?),
+            "countdown" => options.countdown = Some(seconds(value, &at)?),
             "max_retries" => {
                 let n = count(value, &at)?;
                 options.max_retries = Some(u32::try_from(n).map_err(|_| {
                     SpecIssue::new(&at, format!("{n} retries is more than wfhost allows"))
                 })?);
             }
-            "default_retry_delay" => options.default_retry_delay = Some(non_negative(value, &at)?),
+            "default_retry_delay" => options.default_retry_delay = Some(seconds(value, &at)?),
             "retry_backoff" => options.retry_backoff = Some(backoff(value, &at)?),
-            "retry_backoff_max" => options.retry_backoff_max = Some(non_negative(value, &at)?),
+            "retry_backoff_max" => options.retry_backoff_max = Some(seconds(value, &at)?),
             "retry_jitter" => options.retry_jitter = Some(fields::boolean(value, &at)?),
             "retry_on_limit" => options.retry_on_limit = Some(fields::boolean(value, &at)?),
             "time_limit" => options.time_limit = Some(limit(value, &at, positive_seconds)?),
@@ -120,9 +120,12 @@ pub fn options(
 fn backoff(value: &Value, at: &JsonPath) -> Result<RetryBackoff, SpecIssue> {
     match value {
         Value::Bool(enabled) => Ok(RetryBackoff::Enabled(*enabled)),
-        _ => non_negative(value, at)
-            .map(RetryBackoff::Factor)
-            .map_err(|_| SpecIssue::new(at, "expected true, false or a backoff factor in seconds")),
+        _ => seconds(value, at).map(RetryBackoff::Factor).map_err(|_| {
+            SpecIssue::new(
+                at,
+                "expected true, false or a backoff factor in seconds (at most a year)",
+            )
+        }),
     }
 }
 
@@ -139,13 +142,11 @@ fn limit<T>(
 
 fn positive_seconds(value: &Value, at: &JsonPath) -> Result<f64, SpecIssue> {
     match value.as_f64() {
-        Some(n) if n > 0.0 && n.is_finite() => Ok(n),
-        _ => Err(SpecIssue::new(
+        Some(n) if n > 0.0 && n <= fields::MAX_SECONDS => Ok(n),
+        _ => Err(fields::expected(
             at,
-            format!(
-                "expected a number of seconds above 0 (or null for no limit), found {}",
-                fields::type_of(value)
-            ),
+            "a number of seconds above 0 and at most 31536000 (a year), or null for no limit",
+            value,
         )),
     }
 }
@@ -153,12 +154,10 @@ fn positive_seconds(value: &Value, at: &JsonPath) -> Result<f64, SpecIssue> {
 fn positive_count(value: &Value, at: &JsonPath) -> Result<u64, SpecIssue> {
     match value.as_u64() {
         Some(n) if n > 0 => Ok(n),
-        _ => Err(SpecIssue::new(
+        _ => Err(fields::expected(
             at,
-            format!(
-                "expected a whole number above 0 (or null for no limit), found {}",
-                fields::type_of(value)
-            ),
+            "a whole number above 0 (or null for no limit)",
+            value,
         )),
     }
 }

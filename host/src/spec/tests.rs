@@ -77,7 +77,7 @@ fn unknown_keys_are_named_by_path() {
 fn wrong_types_and_missing_keys_are_reported_where_they_are() {
     let found = issue(json!({"plugins": {}, "workflow": [{"task": "m.a", "args": 3}]}));
     assert_eq!(found.at.to_string(), "$.workflow[0].args");
-    assert_eq!(found.message, "expected an array, found a number");
+    assert_eq!(found.message, "expected an array, found a number 3");
 
     let found = issue(json!({"workflow": []}));
     assert!(found.message.contains("missing key `plugins`"));
@@ -203,4 +203,32 @@ fn a_chain_object_workflow_reads_like_an_array() {
     let (at, message) = text_issue(r#"{"plugins": {}, "workflow": {"chain": 5}}"#);
     assert_eq!(at, "$.workflow.chain");
     assert!(message.contains("array"), "{message}");
+}
+
+/// Every duration from a chain file is bounded, so that no deadline made
+/// from one overflows the clock (a `time_limit` of 1e19 s once panicked the
+/// host after passing validation).
+#[test]
+fn durations_are_at_most_a_year() {
+    let step = |options: serde_json::Value| json!({"plugins": {}, "workflow": [{"task": "m.a", "options": options}]});
+    for key in [
+        "time_limit",
+        "countdown",
+        "default_retry_delay",
+        "retry_backoff_max",
+        "retry_backoff",
+    ] {
+        let found = issue(step(json!({key: 1e19})));
+        assert_eq!(found.at.to_string(), format!("$.workflow[0].options.{key}"));
+        assert!(found.message.contains("a year"), "{key}: {}", found.message);
+        let found = issue(json!({"plugins": {}, "defaults": {key: 31_536_001}, "workflow": []}));
+        assert_eq!(found.at.to_string(), format!("$.defaults.{key}"));
+        parse_ok(step(json!({key: 31_536_000})));
+    }
+    let found = issue(step(json!({"time_limit": 1e19})));
+    assert!(
+        found.message.ends_with("found a number 1e+19"),
+        "{}",
+        found.message
+    );
 }
