@@ -232,3 +232,45 @@ fn numbers_past_the_host_s_range_are_refused_where_they_are() {
     let run = chain.command(&["run", path, "--concurrency", "65536"]);
     assert_eq!((run.code, run.stdout.trim()), (0, "3"), "{}", run.stderr);
 }
+
+/// A plugin path must name a regular file of a component's size: a device
+/// was read until memory ran out, and a pipe waited on forever.
+#[test]
+fn a_plugin_path_that_is_no_component_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("plugin.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let huge = dir.path().join("huge.wasm");
+    // Sparse: it takes no room on the disk.
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let cases = [
+        ("/dev/zero".to_string(), "is not a regular file"),
+        (fifo.display().to_string(), "is not a regular file"),
+        (dir.path().display().to_string(), "is not a regular file"),
+        (
+            huge.display().to_string(),
+            "is 300 MiB, more than the 256 MiB",
+        ),
+    ];
+    for (path, why) in cases {
+        let chain = chain_file(&json!({
+            "plugins": {"p": path},
+            "workflow": [{"task": "p.t"}],
+        }));
+        let started = std::time::Instant::now();
+        let run = run_file(&chain, &[]);
+        assert_input_error(&run, &[&format!("plugin `p`: {path} {why}")]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+}

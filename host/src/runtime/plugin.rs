@@ -91,6 +91,17 @@ pub enum PluginError {
         /// What the system said.
         cause: std::io::Error,
     },
+    /// The path names no regular file (a device, a pipe, a directory), or
+    /// one larger than a component may be.
+    #[error("plugin `{name}`: {} {reason}", path.display())]
+    NotAPluginFile {
+        /// The plugin's name in the workflow.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// The file does not hash to the pinned sha256.
     #[error("plugin `{name}`: sha256 mismatch for {}: chain file pins {expected}, the file is {actual}", path.display())]
     Sha256Mismatch {
@@ -174,6 +185,54 @@ fn explain_not_a_component(bytes: &[u8], compile_error: String) -> String {
     }
 }
 
+/// The largest component file a plugin may be: far above any real one, and
+/// far below what would exhaust the host.
+const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+enum ReadError {
+    Io(std::io::Error),
+    NotAPluginFile(String),
+}
+
+/// The bytes of the component file at `path`, which must be a regular file
+/// of at most [`MAX_COMPONENT_BYTES`]: a device would be read forever and
+/// a pipe waited on forever.
+fn read_component(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without blocking, so that a pipe with no writer cannot hang
+    // the open; the type is checked on the opened file, not the name.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let metadata = file.metadata().map_err(ReadError::Io)?;
+    if !metadata.is_file() {
+        return Err(ReadError::NotAPluginFile(
+            "is not a regular file (a device, a pipe or a directory?)".into(),
+        ));
+    }
+    if metadata.len() > MAX_COMPONENT_BYTES {
+        return Err(ReadError::NotAPluginFile(format!(
+            "is {} MiB, more than the {} MiB a component may be",
+            metadata.len() >> 20,
+            MAX_COMPONENT_BYTES >> 20
+        )));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    // Bounded again while reading, in case the file grows meanwhile.
+    file.take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(ReadError::NotAPluginFile(
+            "grew past the size a component may be while it was read".into(),
+        ));
+    }
+    Ok(bytes)
+}
+
 pub(super) async fn load(
     runtime: &Runtime,
     name: &str,
@@ -182,10 +241,17 @@ pub(super) async fn load(
 ) -> Result<Plugin, PluginError> {
     let name_owned = || name.to_string();
     let path_owned = || path.to_path_buf();
-    let bytes = std::fs::read(path).map_err(|cause| PluginError::Read {
-        name: name_owned(),
-        path: path_owned(),
-        cause,
+    let bytes = read_component(path).map_err(|err| match err {
+        ReadError::Io(cause) => PluginError::Read {
+            name: name_owned(),
+            path: path_owned(),
+            cause,
+        },
+        ReadError::NotAPluginFile(reason) => PluginError::NotAPluginFile {
+            name: name_owned(),
+            path: path_owned(),
+            reason,
+        },
     })?;
     let sha256 = crate::sha256::hex_of(&bytes);
     if let Some(expected) = expected_sha256
