@@ -509,3 +509,51 @@ fn a_cancelled_cut_off_workflow_is_not_resumed() {
         .json();
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
+
+/// A process killed while it makes a new database leaves no half-made file
+/// behind: the next command makes it again (one kill in six once left a
+/// file refused for good as "damaged").
+#[test]
+fn a_kill_while_a_database_is_made_leaves_none_half_made() {
+    let mut rng = fastrand::Rng::with_seed(0xdb);
+    let mut cut_short = 0;
+    for _ in 0..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut making = wfhost_in(dir.path());
+        making.arg("list");
+        let mut child = spawn(making);
+        sleep(Duration::from_micros(rng.u64(500..8_000)));
+        if child.try_wait().unwrap().is_none() {
+            cut_short += 1;
+        }
+        kill(&mut child);
+        let listed = Run::from(wfhost_in(dir.path()).arg("list").output().unwrap());
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["state.redb"], "only the database is left");
+    }
+    assert!(cut_short >= 10, "only {cut_short} of 40 kills came in time");
+}
+
+#[test]
+fn an_empty_database_file_is_refused_not_taken_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.redb"), b"").unwrap();
+    let listed = Run::from(wfhost_in(dir.path()).arg("list").output().unwrap());
+    assert_eq!(listed.code, 2);
+    assert!(
+        listed.stderr.contains("the file is empty"),
+        "{}",
+        listed.stderr
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("state.redb"))
+            .unwrap()
+            .len(),
+        0,
+        "the file is left as it was"
+    );
+}

@@ -44,6 +44,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The system refused to open the file (permissions, read-only media).
+    #[error("cannot open the state database {}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// Reading or writing the database failed.
     #[error("the state database {}", path.display())]
     Io {

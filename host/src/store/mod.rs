@@ -15,6 +15,7 @@
 //! - [`error`] is what can go wrong, named in one place.
 
 mod commit;
+mod create;
 mod error;
 mod read;
 mod schema;
@@ -40,6 +41,29 @@ use error::Fault;
 /// measurable (BENCHMARKS.md, "flat").
 const CACHE_BYTES: usize = 4 << 20;
 
+/// Why the database file at `path` does not open.
+fn open_error(path: &Path, err: DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match err {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path },
+        // The system's refusal (permissions, read-only media) is named as
+        // such: the file may be perfectly sound. A file that is not what
+        // redb wrote comes back as invalid data.
+        DatabaseError::Storage(redb::StorageError::Io(source))
+            if !matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Open { path, source }
+        }
+        other => StoreError::Damaged {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
 /// The state database.
 pub struct Store {
     db: Arc<Database>,
@@ -59,26 +83,36 @@ impl Store {
     }
 
     /// Opens the database at `path` like [`Store::open`], committing with
-    /// `durability`.
+    /// `durability`. A new database is made whole before it appears at
+    /// `path` (see [`create`]).
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Create {
+        match std::fs::metadata(path) {
+            Ok(file) if file.len() == 0 => Err(StoreError::Damaged {
+                path: path.to_path_buf(),
+                reason: "the file is empty, which a wfhost database never is \
+                         (move it away to start a new database)"
+                    .into(),
+            }),
+            Ok(_) => {
+                create::remove_abandoned(path);
+                Self::open_existing(path, durability)
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                create::create(path, durability)
+            }
+            Err(source) => Err(StoreError::Open {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            }),
         }
+    }
+
+    /// Opens the database file at `path`, which exists.
+    fn open_existing(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|err| match err {
-                DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                    path: path.to_path_buf(),
-                },
-                other => StoreError::Damaged {
-                    path: path.to_path_buf(),
-                    reason: other.to_string(),
-                },
-            })?;
+            .open(path)
+            .map_err(|err| open_error(path, err))?;
         Self::start(db, path.to_path_buf(), durability)
     }
 
