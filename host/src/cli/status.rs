@@ -1,4 +1,5 @@
-//! `wfhost status ID` and `wfhost list`.
+//! The commands that read records: `wfhost status ID`, `wfhost list` and
+//! `wfhost usage`.
 
 use std::io::Write;
 

@@ -4,13 +4,13 @@
 //! failure. Every state change is committed to the store before the run
 //! moves on.
 //!
-//! - [`options`] is how a run is set up (identity, machine use, observer);
-//! - [`validate`] is what is checked before anything runs;
-//! - [`walk`] goes through chains, groups, chords and callbacks;
-//! - [`attempt`] runs a step's attempts under its retry policy;
-//! - [`record`] is what a run writes, and [`callbacks`] run after a step;
-//! - [`nodes`] feeds the walk a workflow's elements as it reaches them;
-//! - [`plugins`], [`retry`], [`fair`] and [`drain`] each hold one idea.
+//! - `options` is how a run is set up (identity, machine use, observer);
+//! - `validate` is what is checked before anything runs;
+//! - `walk` goes through chains, groups, chords and callbacks;
+//! - `attempt` runs a step's attempts under its retry policy;
+//! - `record` is what a run writes, and `callbacks` run after a step;
+//! - `nodes` feeds the walk a workflow's elements as it reaches them;
+//! - `plugins`, `retry`, `fair` and `drain` each hold one idea.
 //!
 //! Whether a workflow starts, continues or is only reported is decided by
 //! [`crate::Host`]; this module runs what it was handed.

@@ -4,9 +4,10 @@
 //! - [`tenants`] reads the policy: API keys (hashed), allowed plugins,
 //!   ceilings and concurrency per tenant;
 //! - [`http`] is the JSON API over it;
-//! - this module admits workflows (the tenant's plugins only, its ceilings,
-//!   its cap on workflows in flight), runs each on a task of its own with
-//!   attempts taking turns at one slot per core across tenants
+//! - `admission` counts each tenant's workflows in flight, within its cap;
+//! - this module begins workflows through the [`Host`] under the tenant's
+//!   policy (its plugins only, its ceilings), runs each on a task of its own
+//!   with attempts taking turns at one slot per core across tenants
 //!   ([`FairScheduler`]), and at start resumes the workflows a stop or a
 //!   crash cut off.
 //!

@@ -1,5 +1,5 @@
-//! Group commit: writes that arrive together share one transaction and one
-//! fsync.
+//! Group commit, and when commits reach the disk ([`Durability`], [`Flush`]):
+//! writes that arrive together share one transaction and one fsync.
 //!
 //! The first writer to find no commit under way leads: it yields once, so
 //! that writers running beside it in the same task (group members) can

@@ -5,14 +5,14 @@
 //! default (immediate) durability before the executor moves on, so a process
 //! killed at any instant leaves a consistent database that `resume` can
 //! continue from. Changes that arrive together share a transaction
-//! ([`commit`] explains how). A process that ends after its workflows
+//! (`commit` explains how). A process that ends after its workflows
 //! leaves the file as such a kill would, without redb's close, once its last
 //! commit has recorded what the next open needs ([`Store::exit`]).
 //!
-//! - [`tables`] names the tables and the schema version;
-//! - [`schema`] creates the tables and migrates older files;
-//! - [`read`] and [`write`] are the store's reads and writes;
-//! - [`error`] is what can go wrong, named in one place.
+//! - `tables` names the tables and the schema version;
+//! - `schema` creates the tables and migrates older files;
+//! - `read` and `write` are the store's reads and writes;
+//! - `error` is what can go wrong, named in one place.
 
 mod commit;
 mod create;
@@ -84,7 +84,7 @@ impl Store {
 
     /// Opens the database at `path` like [`Store::open`], committing with
     /// `durability`. A new database is made whole before it appears at
-    /// `path` (see [`create`]).
+    /// `path` (see `create.rs`).
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         match std::fs::metadata(path) {
             Ok(file) if file.len() == 0 => Err(StoreError::Damaged {
