@@ -600,3 +600,43 @@ fn a_tenants_running_steps_are_capped_across_its_workflows() {
         "ran side by side: {took:?}"
     );
 }
+
+/// On SIGTERM no attempt starts that was still waiting for its slot: once
+/// queued steps counted as under way, and the stop ran them all.
+#[test]
+fn sigterm_starts_none_of_the_steps_waiting_for_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    // Tenant c runs one attempt at a time: one sleeps, seven wait.
+    for i in 0..8 {
+        let workflow = json!({"id": format!("queued-{i}"), "workflow": [
+            {"task": "testkit.sleep", "args": [500]},
+        ]});
+        assert_eq!(server.submit(KEY_C, &workflow).0, 202);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    assert!(server.terminate(), "SIGTERM is a clean stop");
+    let took = stopping.elapsed();
+    let listed = wfhost_in(dir.path())
+        .args(["list", "--tenant", "c", "--json"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    let finished = rows
+        .iter()
+        .filter(|row| row["status"] == "succeeded")
+        .count();
+    assert!(
+        finished <= 2,
+        "{finished} of the queued steps ran during the stop"
+    );
+    assert!(
+        rows.iter()
+            .all(|row| ["succeeded", "running"].contains(&row["status"].as_str().unwrap())),
+        "{rows:?}"
+    );
+    assert!(took < Duration::from_secs(3), "the stop took {took:?}");
+}

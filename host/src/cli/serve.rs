@@ -53,7 +53,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     let address = listener.local_addr()?;
     let resumed = service.resume_cut_off().await?;
     eprintln!("wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows");
-    http::serve(Arc::clone(&service), listener, stop_requested()).await?;
+    // No step starts from the signal on, while the requests under way are
+    // answered.
+    let stopping = {
+        let service = Arc::clone(&service);
+        async move {
+            stop_requested().await;
+            service.stop_starting();
+        }
+    };
+    http::serve(Arc::clone(&service), listener, stopping).await?;
     // No step starts from here; those under way finish and are committed.
     // Workflows stay on record as running: the next start resumes them.
     let cut_off = service.stop(STOP_GRACE).await;

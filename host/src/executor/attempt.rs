@@ -29,17 +29,23 @@ impl Run<'_> {
     /// Runs one step, with retries, and fills in its record. `previous` is
     /// the step's record from an earlier run that stopped while the step
     /// waited for its countdown or a retry, or that failed and is re-driven.
+    /// With its end comes the last attempt's place among the steps under
+    /// way (see [`Run::attempt`]): the caller holds it until the end is
+    /// committed, so that a graceful stop waits for that commit.
     pub(super) async fn run_step(
         &self,
         signature: &Signature,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
-    ) -> Result<AttemptsEnd, StoreError> {
+    ) -> Result<(AttemptsEnd, Option<Working>), StoreError> {
         let started = Instant::now();
-        let end = self.attempt_until_done(signature, record, previous).await;
+        let mut working = None;
+        let end = self
+            .attempt_until_done(signature, record, previous, &mut working)
+            .await;
         record.duration_ms += started.elapsed().as_secs_f64() * 1000.0;
         record.due_at_ms = None;
-        end
+        Ok((end?, working))
     }
 
     /// One attempt, within the run's concurrency and, with fair shares, at
@@ -52,18 +58,26 @@ impl Run<'_> {
     /// its own, so members spread over the worker threads; else, a step of a
     /// plain chain runs where the chain runs, which spares two thread
     /// hand-overs per step.
+    ///
+    /// Only once it has both does the attempt count as under way for a
+    /// graceful stop, and once the host is stopping it never starts: an
+    /// attempt still waiting for its slot when the stop comes is left for
+    /// the next start to run, not run during the stop. The place among the
+    /// steps under way is returned with the attempt, to be held until its
+    /// outcome is committed.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
         invocation: Invocation,
         limits: Limits,
-    ) -> Attempt {
+    ) -> (Attempt, Option<Working>) {
         // The semaphore is never closed, so acquiring cannot fail.
         let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
         let turn = match &self.fair_share {
             Some(scheduler) => Some(scheduler.acquire(&invocation.tenant).await),
             None => None,
         };
+        let working = self.begin_step().await;
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
@@ -87,17 +101,18 @@ impl Run<'_> {
                 .await
                 .map_err(|_| "panicked".to_string())
         };
-        ended.unwrap_or_else(|err| {
+        let attempt = ended.unwrap_or_else(|err| {
             Attempt::failed(Failure::new(
                 FailureKind::Trap,
                 format!("the host task running the attempt ended abnormally: {err}"),
             ))
-        })
+        });
+        (attempt, working)
     }
 
-    /// Counts a step as under way for a graceful stop; never returns once
-    /// the host is stopping.
-    pub(super) async fn begin_step(&self) -> Option<Working> {
+    /// Counts an attempt as under way for a graceful stop; never returns
+    /// once the host is stopping.
+    async fn begin_step(&self) -> Option<Working> {
         match &self.drain {
             Some(drain) => Some(drain.begin().await),
             None => None,
@@ -147,6 +162,7 @@ impl Run<'_> {
         signature: &Signature,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
+        working: &mut Option<Working>,
     ) -> Result<AttemptsEnd, StoreError> {
         let plugin = match self.workflow.plugins.resolve(signature) {
             Ok((plugin, _)) => plugin,
@@ -214,7 +230,8 @@ impl Run<'_> {
                 Ok(budgeted) => budgeted,
                 Err(failure) => return Ok(AttemptsEnd::Failed(failure)),
             };
-            let mut outcome = self.attempt(plugin, invocation, attempt_limits).await;
+            let (mut outcome, held) = self.attempt(plugin, invocation, attempt_limits).await;
+            *working = held;
             self.fuel_spent
                 .fetch_add(outcome.fuel_used, Ordering::Relaxed);
             if let (Some(left), AttemptResult::Failed(failure)) = (budget_left, &mut outcome.result)
@@ -264,6 +281,8 @@ impl Run<'_> {
             record.due_at_ms = Some(now_ms().saturating_add(delay.as_millis() as u64));
             self.commit(&[record], "step_retrying", Some(reason.clone()))
                 .await?;
+            // Waiting for the next attempt is not being under way.
+            *working = None;
             self.observer.retrying(record, &reason, delay);
             if !self.wait_until(record.due_at_ms).await {
                 return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));

@@ -43,7 +43,6 @@ impl Run<'_> {
             self.observer.step_finished(done);
             return Ok(());
         }
-        let _working = self.begin_step().await;
         let mut args = callback.args.clone();
         if !callback.immutable {
             args.insert(0, argument.clone());
@@ -56,10 +55,11 @@ impl Run<'_> {
             callback.kwargs.clone(),
             previous.as_ref(),
         );
-        let event = match self
+        // Held until the callback's outcome is committed.
+        let (end, _working) = self
             .run_step(callback, &mut record, previous.as_ref())
-            .await?
-        {
+            .await?;
+        let event = match end {
             AttemptsEnd::Value(value) => {
                 record.status = StepStatus::Succeeded;
                 record.result = Some(value);

@@ -48,10 +48,15 @@ impl Drain {
         working
     }
 
+    /// Starts no step from now on; those under way go on.
+    pub fn stop_starting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Stops new steps and waits up to `grace` for those under way.
     /// Returns how many were still under way when the grace ran out.
     pub async fn stop(&self, grace: Duration) -> usize {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.stop_starting();
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let changed = self.changed.notified();

@@ -252,8 +252,8 @@ impl Run<'_> {
             args.insert(0, previous);
         }
         let previous = self.earlier_record(&step.id)?;
-        // Held until the step's outcome is committed, so a graceful stop
-        // lets it finish.
+        // The last attempt's place among the steps under way, held until
+        // the step's outcome is committed, so a graceful stop lets it finish.
         let mut working = None;
         let (mut record, end, replayed) = match previous {
             Some(done) if done.status == StepStatus::Succeeded => {
@@ -265,7 +265,6 @@ impl Run<'_> {
                 (done, end, true)
             }
             previous => {
-                working = self.begin_step().await;
                 let signature = &step.signature;
                 let mut record = self.new_record(
                     &step.id,
@@ -275,9 +274,10 @@ impl Run<'_> {
                     signature.kwargs.clone(),
                     previous.as_ref(),
                 );
-                let end = self
+                let (end, held) = self
                     .run_step(signature, &mut record, previous.as_ref())
                     .await?;
+                working = held;
                 (record, end, false)
             }
         };

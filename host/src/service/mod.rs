@@ -321,6 +321,12 @@ impl Service {
         })
     }
 
+    /// Starts no step from now on: what a stop does first, before the
+    /// service stops answering.
+    pub fn stop_starting(&self) {
+        self.drain.stop_starting();
+    }
+
     /// Stops gracefully: no step starts from now on, and the steps under
     /// way get up to `grace` to finish and be committed. Workflows stay on
     /// record as running (cut off), for the next start to resume. Returns
