@@ -274,3 +274,21 @@ fn a_plugin_path_that_is_no_component_file_is_refused_at_once() {
         );
     }
 }
+
+/// A key repeated anywhere in a chain file is refused, not read as its
+/// last value.
+#[test]
+fn a_repeated_key_is_refused_wherever_it_is() {
+    let plugins = serde_json::to_string(&standard_plugins()).unwrap();
+    let nested = format!(
+        r#"{{"plugins": {plugins},
+ "workflow": [{{"task": "math.add", "args": [1, 2],
+ "args": [3, 4]}}]}}"#
+    );
+    let chain = chain_text(&nested);
+    let run = run_file(&chain, &[]);
+    assert_input_error(&run, &["the key `args` appears twice", ":3:"]);
+    let top = format!(r#"{{"id": "a", "plugins": {plugins}, "id": "b", "workflow": []}}"#);
+    let run = run_file(&chain_text(&top), &[]);
+    assert_input_error(&run, &["the key `id` is repeated"]);
+}

@@ -640,3 +640,77 @@ fn sigterm_starts_none_of_the_steps_waiting_for_a_slot() {
     );
     assert!(took < Duration::from_secs(3), "the stop took {took:?}");
 }
+
+/// Every error is the documented JSON, those of the HTTP layer too, and a
+/// submission that repeats a key is refused as the CLI refuses it.
+#[test]
+fn every_error_is_json_and_repeated_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let kind = |answer: &(u16, Value)| {
+        (
+            answer.0,
+            answer.1["error"]["kind"]
+                .as_str()
+                .unwrap_or("no JSON error")
+                .to_string(),
+        )
+    };
+    let unknown = server.request("GET", "/v1/nothing", Some(KEY_A), "");
+    assert_eq!(kind(&unknown), (404, "no_route".into()), "{unknown:?}");
+    let method = server.request("DELETE", "/v1/workflows", Some(KEY_A), "");
+    assert_eq!(
+        kind(&method),
+        (405, "method_not_allowed".into()),
+        "{method:?}"
+    );
+    let query = server.request("GET", "/v1/workflows?status=lost", Some(KEY_A), "");
+    assert_eq!(kind(&query), (400, "invalid_input".into()), "{query:?}");
+
+    // Twice `workflow`: the API once took the last silently.
+    let repeated = r#"{"workflow": [{"task": "math.add", "args": [1, 1]}],
+                       "workflow": [{"task": "math.add", "args": [2, 2]}]}"#;
+    let answer = server.request("POST", "/v1/workflows", Some(KEY_A), repeated);
+    assert_eq!(kind(&answer), (400, "invalid_input".into()), "{answer:?}");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the key `workflow` appears twice"),
+        "{answer:?}"
+    );
+
+    // A body that is not UTF-8, and one declared larger than the service
+    // reads, sent by hand.
+    let raw = |head: String, body: &[u8]| {
+        let mut stream = TcpStream::connect(server.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (
+            status,
+            serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        )
+    };
+    let request = |length: usize| {
+        format!(
+            "POST /v1/workflows HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {KEY_A}\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let not_utf8 = raw(request(2), &[0xff, 0xfe]);
+    assert_eq!(
+        kind(&not_utf8),
+        (400, "invalid_input".into()),
+        "{not_utf8:?}"
+    );
+    let too_large = raw(request(200 << 20), b"");
+    assert_eq!(kind(&too_large), (413, "too_large".into()), "{too_large:?}");
+}

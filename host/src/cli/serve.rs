@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use wfhost::executor::cores;
 use wfhost::service::{Service, Tenants, http};
 
@@ -47,7 +47,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
         tenants,
         attempt_pool.handle().clone(),
     );
-    let listener = TcpListener::bind(&args.listen)
+    let listener = listen(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
@@ -76,6 +76,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
         eprintln!("wfhost serve: stopped");
     }
     Ok(Finished::Succeeded)
+}
+
+/// Connections the system may hold for the service before it accepts
+/// them: a burst of clients is queued, not reset.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `address` (a host name or an IP, and a port).
+async fn listen(address: &str) -> std::io::Result<TcpListener> {
+    let Some(address) = tokio::net::lookup_host(address).await?.next() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name resolves to no address",
+        ));
+    };
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(BACKLOG)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

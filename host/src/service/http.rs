@@ -11,11 +11,16 @@
 //! | `POST /v1/workflows/{id}/resume` | 202 if it was cut off and now runs again, else 200 |
 //! | `POST /v1/workflows/{id}/retry` | 202: a failed workflow runs again from its failed step |
 //! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed |
+//!
+//! Every error is JSON, those of the HTTP layer too: an unknown route (404),
+//! a method a route does not take (405), a body over [`MAX_BODY_BYTES`]
+//! (413), a body that is not UTF-8 or a query that does not parse (400).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +32,10 @@ use serde_json::json;
 use super::{ErrorKind, Service, ServiceError, Tenant};
 use crate::records::{Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
 
+/// The largest request body the service reads: a chain file of some
+/// hundred thousand steps.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
 /// The routes of the API over `service`.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
@@ -36,7 +45,26 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/workflows/{id}/resume", post(resume))
         .route("/v1/workflows/{id}/retry", post(retry))
         .route("/v1/usage", get(usage))
+        .fallback(|| async { ServiceError::new(ErrorKind::NoRoute, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ServiceError::new(
+                ErrorKind::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
+}
+
+/// A request the HTTP layer could not read (a body too large or not
+/// UTF-8, a query that does not parse), answered as every error is.
+fn unreadable(status: StatusCode, text: String) -> ServiceError {
+    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ErrorKind::TooLarge
+    } else {
+        ErrorKind::InvalidInput
+    };
+    ServiceError::new(kind, text)
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then takes no
@@ -59,6 +87,9 @@ impl IntoResponse for ServiceError {
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::TooManyWorkflows => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NoRoute => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = json!({"error": {"kind": self.kind.as_str(), "message": self.message}});
@@ -103,10 +134,38 @@ fn accepted_if(started: bool) -> StatusCode {
 /// An answer's JSON body, written straight from the record.
 type Answer<T> = Result<(StatusCode, Json<T>), ServiceError>;
 
+/// A request's body as text, within [`MAX_BODY_BYTES`]. A body declared
+/// larger is refused before any of it is read.
+struct Text(String);
+
+impl<S: Send + Sync> FromRequest<S> for Text {
+    type Rejection = ServiceError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ServiceError> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(unreadable(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than the {} MiB the service reads",
+                    MAX_BODY_BYTES >> 20
+                ),
+            ));
+        }
+        String::from_request(request, state)
+            .await
+            .map(Text)
+            .map_err(|rejected| unreadable(rejected.status(), rejected.body_text()))
+    }
+}
+
 async fn submit(
     State(service): State<Arc<Service>>,
     Caller(tenant): Caller,
-    body: String,
+    Text(body): Text,
 ) -> Answer<WorkflowRow> {
     let (row, started) = service.submit(&tenant, &body).await?;
     Ok((accepted_if(started), Json(row)))
@@ -120,8 +179,10 @@ struct ListQuery {
 async fn list(
     State(service): State<Arc<Service>>,
     Caller(tenant): Caller,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<WorkflowRow>>, ServiceError> {
+    let Query(query) =
+        query.map_err(|rejected| unreadable(rejected.status(), rejected.body_text()))?;
     let status = query
         .status
         .map(|text| text.parse::<WorkflowStatus>())

@@ -61,6 +61,12 @@ pub enum ErrorKind {
     TooManyWorkflows,
     /// Another request is starting a workflow under the same id.
     Conflict,
+    /// The request's body is larger than the service takes.
+    TooLarge,
+    /// No such route, or not with this method.
+    NoRoute,
+    /// The route takes another method.
+    MethodNotAllowed,
     /// The state database failed.
     Store,
 }
@@ -74,20 +80,23 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::TooManyWorkflows => "too_many_workflows",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Store => "store",
         }
     }
 }
 
 impl ServiceError {
-    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ServiceError {
             kind,
             message: message.into(),
         }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, message)
     }
 }

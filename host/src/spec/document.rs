@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::elements::Elements;
 use super::path::{JsonPath, SpecIssue};
+use super::unique::{Unique, insert_unique};
 use super::{MISSING_WORKFLOW, ParseError, TOP_LEVEL_KEYS, WorkflowSpec, canvas, fields};
 
 /// Reads the workflow `de` holds; plugin paths are resolved against
@@ -82,7 +83,12 @@ impl<'de> Visitor<'de> for Document<'_> {
                 }
                 workflow = Some(map.next_value_seed(Workflow { issue: self.issue })?);
             } else {
-                let value = map.next_value()?;
+                let Unique(value) = map.next_value()?;
+                if rest.contains_key(&key) {
+                    let issue =
+                        SpecIssue::new(&JsonPath::root(), format!("the key `{key}` is repeated"));
+                    return Err(fail(self.issue, issue));
+                }
                 rest.insert(key, value);
             }
         }
@@ -187,7 +193,7 @@ impl<'de> Visitor<'de> for Canvases<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Read, A::Error> {
         let mut elements = Elements::new();
-        while let Some(value) = seq.next_element::<Value>()? {
+        while let Some(Unique(value)) = seq.next_element::<Unique>()? {
             let canvas = canvas::canvas(&value, &self.at.index(elements.len()))
                 .map_err(|issue| fail(self.issue, issue))?;
             elements
@@ -219,12 +225,12 @@ impl<'de> Visitor<'de> for Canvases<'_> {
                     Read::Whole(value) => whole.insert(first, value),
                 };
             } else {
-                let value = map.next_value()?;
+                let Unique(value) = map.next_value()?;
                 whole.insert(first, value);
             }
         }
-        while let Some((key, value)) = map.next_entry::<String, Value>()? {
-            whole.insert(key, value);
+        while let Some((key, Unique(value))) = map.next_entry::<String, Unique>()? {
+            insert_unique(&mut whole, key, value)?;
         }
         Ok(Read::Whole(Value::Object(whole)))
     }

@@ -11,10 +11,12 @@ mod fields;
 mod options;
 mod path;
 mod submitted;
+mod unique;
 
 pub(crate) use elements::{Elements, JsonReader, decode_element};
 pub use path::{JsonPath, SpecIssue};
 pub use submitted::{Submitter, parse_submitted};
+pub(crate) use unique::Unique;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

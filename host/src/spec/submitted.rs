@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::unique::Unique;
 use super::{JsonPath, ParseError, PluginRef, SpecIssue, WorkflowSpec};
 
 /// Who submits a chain file, and what they may use.
@@ -21,7 +22,7 @@ pub struct Submitter<'a> {
 
 /// Parses a chain file submitted by `submitter`.
 pub fn parse_submitted(text: &str, submitter: &Submitter) -> Result<WorkflowSpec, ParseError> {
-    let mut document: Value = serde_json::from_str(text).map_err(ParseError::Syntax)?;
+    let Unique(mut document) = serde_json::from_str(text).map_err(ParseError::Syntax)?;
     let root = JsonPath::root();
     let invalid = |at: &JsonPath, message: String| ParseError::Invalid(SpecIssue::new(at, message));
     let Some(fields) = document.as_object_mut() else {
