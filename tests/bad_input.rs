@@ -292,3 +292,23 @@ fn a_repeated_key_is_refused_wherever_it_is() {
     let run = run_file(&chain_text(&top), &[]);
     assert_input_error(&run, &["the key `id` is repeated"]);
 }
+
+/// A canvas nested deeper than a chain file may nest one is refused at its
+/// place in the user's file, not later from the host's own spool; one as
+/// deep as allowed runs.
+#[test]
+fn nesting_is_refused_at_its_place_in_the_file() {
+    let nested = |levels: usize| {
+        let mut canvas = json!({"task": "math.add", "args": [1, 2]});
+        for _ in 0..levels {
+            canvas = json!([canvas]);
+        }
+        json!({"plugins": standard_plugins(), "workflow": [canvas]})
+    };
+    let chain = chain_file(&nested(63));
+    let run = run_file(&chain, &[]);
+    let place = format!("{}: at $.workflow[0]", chain.path.display());
+    assert_input_error(&run, &[&place, "canvases nest at most 48"]);
+    let run = run_workflow(nested(46)["workflow"].clone(), &[]);
+    assert_eq!((run.code, run.stdout.trim()), (0, "3"), "{}", run.stderr);
+}

@@ -10,8 +10,25 @@ use super::path::{JsonPath, SpecIssue};
 
 const SIGNATURE_KEYS: &[&str] = &["task", "args", "kwargs", "immutable", "options"];
 
+/// The deepest a canvas may sit in a chain file, in keys and indices from
+/// the root. The host stores a canvas in a form about twice as deep, and
+/// reads it back with serde_json, which stops at 128 levels: a deeper
+/// canvas is refused here, at its place in the user's file.
+pub const MAX_DEPTH: usize = 48;
+
+fn not_too_deep(at: &JsonPath) -> Result<(), SpecIssue> {
+    if at.depth() > MAX_DEPTH {
+        return Err(SpecIssue::new(
+            at,
+            format!("canvases nest at most {MAX_DEPTH} keys and indices deep"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses the canvas at `at`.
 pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
+    not_too_deep(at)?;
     match value {
         Value::Array(items) => Ok(Canvas::Chain(list(items, at)?)),
         Value::Object(map) if map.contains_key("subtask_type") => {
@@ -89,6 +106,7 @@ pub fn checked_task_name<'a>(task: &'a str, at: &JsonPath) -> Result<&'a str, Sp
 
 /// A single signature in either form, as callbacks are given.
 pub fn any_signature(value: &Value, at: &JsonPath) -> Result<Signature, SpecIssue> {
+    not_too_deep(at)?;
     let map = value.as_object().ok_or_else(|| {
         SpecIssue::new(
             at,

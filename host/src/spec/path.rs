@@ -4,7 +4,11 @@ use std::fmt;
 
 /// Where in a JSON document something is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JsonPath(String);
+pub struct JsonPath {
+    text: String,
+    /// How many keys and indices lead here from the root.
+    depth: usize,
+}
 
 impl JsonPath {
     /// The document's root, `$`.
@@ -16,21 +20,33 @@ impl JsonPath {
     pub fn key(&self, key: &str) -> Self {
         let simple = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_');
         if simple {
-            JsonPath(format!("{}.{key}", self.0))
+            self.down(format!("{}.{key}", self.text))
         } else {
-            JsonPath(format!("{}[{key:?}]", self.0))
+            self.down(format!("{}[{key:?}]", self.text))
         }
     }
 
     /// The element `index` of the array here.
     pub fn index(&self, index: usize) -> Self {
-        JsonPath(format!("{}[{index}]", self.0))
+        self.down(format!("{}[{index}]", self.text))
+    }
+
+    fn down(&self, text: String) -> Self {
+        JsonPath {
+            text,
+            depth: self.depth + 1,
+        }
+    }
+
+    /// How many keys and indices lead here from the root.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 }
 
 impl fmt::Display for JsonPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "${}", self.0)
+        write!(f, "${}", self.text)
     }
 }
 

@@ -232,3 +232,37 @@ fn durations_are_at_most_a_year() {
         found.message
     );
 }
+
+/// A canvas nested as deep as a chain file may nest it is stored and read
+/// back whole; one deeper is refused at its place in the file (63 nested
+/// arrays were once accepted, then failed reading back from the spool).
+#[test]
+fn nesting_is_bounded_where_the_file_says_it() {
+    fn nested(levels: usize) -> serde_json::Value {
+        let mut canvas = json!({"task": "m.a"});
+        for _ in 0..levels {
+            canvas = json!([canvas]);
+        }
+        json!({"plugins": {}, "workflow": [canvas]})
+    }
+    // The element sits at $.workflow[0]: two levels before its own.
+    let deepest = canvas::MAX_DEPTH - 2;
+    let spec = parse_ok(nested(deepest));
+    let read: Vec<_> = spec.workflow.canvases().collect();
+    assert!(read[0].is_ok(), "{:?}", read[0]);
+    for levels in [deepest + 1, 63, 100] {
+        let found = issue(nested(levels));
+        assert!(
+            found.message.contains("nest at most 48"),
+            "{levels}: {}",
+            found.message
+        );
+        assert!(found.at.to_string().starts_with("$.workflow[0][0][0]"));
+    }
+    let mut callback = json!({"task": "m.e"});
+    for _ in 0..30 {
+        callback = json!({"task": "m.e", "options": {"link_error": callback}});
+    }
+    let found = issue(json!({"plugins": {}, "workflow": [callback]}));
+    assert!(found.message.contains("nest at most"), "{}", found.message);
+}
