@@ -312,3 +312,44 @@ fn nesting_is_refused_at_its_place_in_the_file() {
     let run = run_workflow(nested(46)["workflow"].clone(), &[]);
     assert_eq!((run.code, run.stdout.trim()), (0, "3"), "{}", run.stderr);
 }
+
+/// What an error quotes from the input is bounded: a huge unknown key, and
+/// a call with many keywords that do not bind, print their first
+/// characters and problems and a count (they once printed 100 MB and 195 MB).
+#[test]
+fn error_output_is_bounded_however_large_the_mistake() {
+    let huge_key = "k".repeat(5 << 20);
+    let chain = chain_text(&format!(
+        r#"{{"plugins": {{}}, "workflow": [], "{huge_key}": 1}}"#
+    ));
+    let run = run_file(&chain, &[]);
+    // The key is named in its path and in the message, cut in both.
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("unknown key `kkkk"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("(5242816 more characters)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.len() < 4096,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+
+    let kwargs: serde_json::Map<String, serde_json::Value> =
+        (0..200_000).map(|i| (format!("x{i}"), json!(i))).collect();
+    let run = run_workflow(
+        json!([{"task": "math.add", "args": [1, 2], "kwargs": kwargs}]),
+        &[],
+    );
+    assert_input_error(
+        &run,
+        &["… and 199990 more keyword arguments that do not bind"],
+    );
+    assert!(
+        run.stderr.len() < 4096,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+}

@@ -46,6 +46,7 @@ pub mod service;
 mod sha256;
 pub mod spec;
 pub mod store;
+pub mod text;
 
 pub use durable::StoredWorkflowError;
 pub use executor::{Observer, RunIdentity, RunOptions, Silent};

@@ -161,6 +161,9 @@ enum Command {
     },
 }
 
+/// The characters of an error message printed at most.
+const MOST_ERROR_CHARS: usize = 64 << 10;
+
 /// How a command ended, when it did not fail on its input.
 pub enum Finished {
     Succeeded,
@@ -217,7 +220,13 @@ pub fn main() -> ExitCode {
         Ok(Finished::Succeeded) => ExitCode::SUCCESS,
         Ok(Finished::WorkflowFailed) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // An error names what was wrong in the input, which may be
+            // huge; what is past this is counted, not printed.
+            let message = format!("{err:#}");
+            eprintln!(
+                "error: {}",
+                wfhost::text::clipped(&message, MOST_ERROR_CHARS)
+            );
             ExitCode::from(2)
         }
     }

@@ -53,9 +53,17 @@ impl StepProblem {
     }
 }
 
+/// Problems shown at most; the rest are counted.
+const MOST_PROBLEMS_SHOWN: usize = 20;
+
+/// Keyword arguments of one call reported one by one at most.
+const MOST_KWARG_PROBLEMS: usize = 10;
+
 fn display_lines(problems: &[StepProblem]) -> String {
-    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    lines.join("\n")
+    crate::text::first_lines(
+        problems.iter().map(ToString::to_string),
+        MOST_PROBLEMS_SHOWN,
+    )
 }
 
 /// Checks how a call binds to a task's parameters, the way the guest SDK
@@ -79,15 +87,31 @@ fn check_binding(task: &TaskInfo, signature: &Signature, receives_input: bool) -
             if params.len() == 1 { "" } else { "s" },
         ));
     }
+    let mut kwarg_problems = 0;
     for name in signature.kwargs.keys() {
-        match params.iter().position(|p| &p.name == name) {
-            None => problems.push(format!("{}() has no parameter '{name}'", task.name)),
-            Some(index) if index < positional => problems.push(format!(
+        let problem = match params.iter().position(|p| &p.name == name) {
+            None => format!(
+                "{}() has no parameter '{}'",
+                task.name,
+                crate::text::clipped(name, 64)
+            ),
+            Some(index) if index < positional => format!(
                 "{}() would get multiple values for argument '{name}'{counting}",
                 task.name
-            )),
-            Some(_) => {}
+            ),
+            Some(_) => continue,
+        };
+        kwarg_problems += 1;
+        if kwarg_problems <= MOST_KWARG_PROBLEMS {
+            problems.push(problem);
         }
+    }
+    if kwarg_problems > MOST_KWARG_PROBLEMS {
+        problems.push(format!(
+            "{}() … and {} more keyword arguments that do not bind",
+            task.name,
+            kwarg_problems - MOST_KWARG_PROBLEMS
+        ));
     }
     for (index, param) in params.iter().enumerate() {
         let given = index < positional || signature.kwargs.contains_key(&param.name);

@@ -48,7 +48,8 @@ pub fn unknown_key(at: &JsonPath, unknown: &str, allowed: &[&str]) -> SpecIssue 
     SpecIssue::new(
         &at.key(unknown),
         format!(
-            "unknown key `{unknown}` (expected one of: {})",
+            "unknown key `{}` (expected one of: {})",
+            crate::text::clipped(unknown, 64),
             allowed.join(", ")
         ),
     )

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// The characters of a key a path shows; a longer one is cut.
+const MAX_KEY_CHARS: usize = 64;
+
 /// Where in a JSON document something is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JsonPath {
@@ -18,6 +21,7 @@ impl JsonPath {
 
     /// The member `key` of the object here.
     pub fn key(&self, key: &str) -> Self {
+        let key = crate::text::clipped(key, MAX_KEY_CHARS);
         let simple = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_');
         if simple {
             self.down(format!("{}.{key}", self.text))

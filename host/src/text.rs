@@ -1,0 +1,44 @@
+//! Text from input, quoted in messages within bounds: a 50 MB key named in
+//! an error is its first characters and a count, not 50 MB on stderr.
+
+use std::borrow::Cow;
+
+/// `text`, or its first `max_chars` characters and how many more there
+/// were.
+pub fn clipped(text: &str, max_chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => {
+            let more = text[cut..].chars().count();
+            Cow::Owned(format!("{}… ({more} more characters)", &text[..cut]))
+        }
+    }
+}
+
+/// The first `max` of `lines`, one per line, and a line saying how many
+/// more there were.
+pub fn first_lines(lines: impl ExactSizeIterator<Item = String>, max: usize) -> String {
+    let total = lines.len();
+    let mut shown: Vec<String> = lines.take(max).collect();
+    if total > max {
+        shown.push(format!("… and {} more", total - max));
+    }
+    shown.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_with_a_count() {
+        assert_eq!(clipped("short", 8), "short");
+        assert_eq!(clipped("ééééé", 2), "éé… (3 more characters)");
+        let lines = (0..5).map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            first_lines(lines.clone().into_iter(), 2),
+            "0\n1\n… and 3 more"
+        );
+        assert_eq!(first_lines(lines.into_iter(), 9), "0\n1\n2\n3\n4");
+    }
+}
