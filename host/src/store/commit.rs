@@ -20,6 +20,7 @@
 //! one by one: the first after the window has passed flushes, and a thread
 //! flushes what a quiet window left behind.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -29,7 +30,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::error::redb_error;
+use super::error::{Db, panicked, redb_error};
 use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
@@ -133,7 +134,7 @@ struct Queue {
 
 /// The queue of writes to a database and the commits that drain it.
 pub(super) struct Committer {
-    db: Arc<Database>,
+    db: Arc<Db>,
     path: PathBuf,
     durability: Durability,
     queue: Mutex<Queue>,
@@ -143,7 +144,7 @@ impl Committer {
     /// A committer for `db`; with [`Durability::Batched`], a thread also
     /// flushes what is left unflushed once its window has passed.
     pub fn start(
-        db: Arc<Database>,
+        db: Arc<Db>,
         path: PathBuf,
         durability: Durability,
     ) -> Result<Arc<Self>, StoreError> {
@@ -274,8 +275,12 @@ impl Committer {
                 && batch
                     .iter()
                     .any(|request| request.write.record_allocator_state);
-            let result = commit(&self.db, &batch, durable, record_state).map_err(Arc::new);
-            if result.is_ok() {
+            // A panic inside redb (a damaged file) fails the commit, and
+            // every writer of it hears so.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                commit(&self.db, &batch, durable, record_state).map_err(Arc::new)
+            }));
+            if matches!(result, Ok(Ok(()))) {
                 let mut queue = lock(&self.queue);
                 queue.last_recorded_state = record_state;
                 if durable {
@@ -287,8 +292,9 @@ impl Committer {
             }
             for request in batch {
                 let answer = match &result {
-                    Ok(()) => Ok(()),
-                    Err(err) => Err(redb_error(&self.path, Arc::clone(err))),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(err)) => Err(redb_error(&self.path, Arc::clone(err))),
+                    Err(panic) => Err(panicked(&self.path, panic.as_ref())),
                 };
                 // A writer that stopped waiting needs no answer.
                 let _ = request.done.send(answer);
@@ -299,8 +305,9 @@ impl Committer {
 
 impl Drop for Committer {
     fn drop(&mut self) {
-        // Nothing committed may be left unflushed when the store closes.
-        let _ = self.flush();
+        // Nothing committed may be left unflushed when the store closes;
+        // a damaged file that makes redb panic here is past saving.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.flush()));
     }
 }
 

@@ -1,8 +1,12 @@
 //! Why the state database cannot be used, and the one place where what went
 //! wrong inside (redb, a record that does not decode) becomes that error.
 
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use redb::Database;
 
 use thiserror::Error;
 
@@ -104,6 +108,59 @@ impl Fault {
                 reason: format!("a stored record does not decode: {err}"),
             },
         }
+    }
+}
+
+/// Runs `work` on the database at `path`, turning a panic inside redb (a
+/// damaged file can make it index out of its pages) into the error of a
+/// damaged database: the host reports it and goes on, rather than dying.
+pub(super) fn guarded<R>(
+    path: &Path,
+    work: impl FnOnce() -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|panic| Err(panicked(path, panic.as_ref())))
+}
+
+/// redb's database, closed when dropped without letting a panic inside redb
+/// (closing a damaged file can index past its pages) end the process.
+pub(super) struct Db(ManuallyDrop<Database>);
+
+impl Db {
+    pub(super) fn new(db: Database) -> Self {
+        Db(ManuallyDrop::new(db))
+    }
+}
+
+impl Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.0
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let database = &mut self.0;
+        // SAFETY: the database is dropped once, here, and never used after:
+        // `self` goes with this call.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+            ManuallyDrop::drop(database)
+        }));
+    }
+}
+
+/// The error of a panic inside redb on the database at `path`.
+pub(super) fn panicked(path: &Path, panic: &(dyn std::any::Any + Send)) -> StoreError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string());
+    StoreError::Damaged {
+        path: path.to_path_buf(),
+        reason: format!("redb failed on it: {what}"),
     }
 }
 

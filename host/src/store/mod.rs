@@ -33,7 +33,7 @@ use std::sync::Arc;
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase};
 
 use commit::Committer;
-use error::Fault;
+use error::{Db, Fault};
 
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
 /// cache of a long workflow's records grow with the workflow; the executor
@@ -66,7 +66,7 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 
 /// The state database.
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Db>,
     path: PathBuf,
     committer: Arc<Committer>,
     /// Whether a workflow's final commit records redb's allocator state
@@ -109,16 +109,18 @@ impl Store {
 
     /// Opens the database file at `path`, which exists.
     fn open_existing(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .open(path)
-            .map_err(|err| open_error(path, err))?;
-        Self::start(db, path.to_path_buf(), durability)
+        error::guarded(path, || {
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .open(path)
+                .map_err(|err| open_error(path, err))?;
+            Self::start(db, path.to_path_buf(), durability)
+        })
     }
 
     /// Checks the schema of an open database and sets up its committer.
     fn start(db: Database, path: PathBuf, durability: Durability) -> Result<Self, StoreError> {
-        let db = Arc::new(db);
+        let db = Arc::new(Db::new(db));
         let committer = Committer::start(Arc::clone(&db), path.clone(), durability)?;
         let store = Store {
             db,
@@ -173,8 +175,10 @@ impl Store {
         &self,
         read: impl FnOnce(&ReadTransaction) -> Result<R, Fault>,
     ) -> Result<R, StoreError> {
-        let txn = self.db.begin_read().map_err(|err| self.fault(err))?;
-        read(&txn).map_err(|fault| fault.at(&self.path))
+        error::guarded(&self.path, || {
+            let txn = self.db.begin_read().map_err(|err| self.fault(err))?;
+            read(&txn).map_err(|fault| fault.at(&self.path))
+        })
     }
 
     /// The error of `fault` in this database.
@@ -272,5 +276,71 @@ mod tests {
         drop(store);
         // And it stays migrated.
         assert!(Store::open(&path).is_ok());
+    }
+
+    /// A damaged file is an error, never a panic: bits flipped where redb
+    /// keeps its pages' layouts once made it index past a page and the
+    /// process die (exit 101).
+    #[tokio::test]
+    async fn damaged_files_are_errors_never_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            for batch in 0..30 {
+                let records: Vec<StepRecord> = (0..10)
+                    .map(|i| {
+                        let mut record = StepRecord::new(
+                            &format!("{batch}.{i}"),
+                            None,
+                            "m.add",
+                            vec![json!(i)],
+                            Map::new(),
+                        );
+                        record.seq = batch * 10 + i;
+                        record
+                    })
+                    .collect();
+                let refs: Vec<&StepRecord> = records.iter().collect();
+                let event = "step_succeeded";
+                store
+                    .put_steps("t", "wf", &refs, event, None, Flush::BeforeReturning)
+                    .await
+                    .unwrap();
+            }
+        }
+        let pristine = std::fs::read(&path).unwrap();
+        let pages = pristine.len() / 4096;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let damaged = dir.path().join("damaged.redb");
+        let mut refused = 0;
+        for _ in 0..500 {
+            let mut bytes = pristine.clone();
+            let at = rng.usize(0..pages) * 4096 + rng.usize(0..128);
+            bytes[at] ^= 1 << rng.u8(0..8);
+            std::fs::write(&damaged, &bytes).unwrap();
+            let read = std::panic::catch_unwind(|| {
+                let Ok(store) = Store::open(&damaged) else {
+                    return 1;
+                };
+                let reads = [
+                    store.workflows(None, None).err(),
+                    store.usage(None).err(),
+                    store.steps("t", "wf").err(),
+                    store.events("t", "wf").err(),
+                ];
+                usize::from(reads.iter().any(Option::is_some))
+            });
+            match read {
+                Ok(n) => refused += n,
+                Err(panic) => {
+                    panic!(
+                        "a damaged file made the store panic: {:?} at {at}",
+                        panic.downcast_ref::<String>()
+                    );
+                }
+            }
+        }
+        assert!(refused > 0, "no damage was noticed at all");
     }
 }
