@@ -286,3 +286,6 @@ fn sha256_field(value: &Value, at: &JsonPath) -> Result<String, SpecIssue> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
