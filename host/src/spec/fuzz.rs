@@ -7,46 +7,37 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+use super::options::STEP_OPTIONS;
 use super::{ParseError, parse};
 use crate::plan;
 
 /// Keys the readers look for, and a few they do not know.
-const KEYS: &[&str] = &[
-    "task",
-    "args",
-    "kwargs",
-    "immutable",
-    "options",
-    "chain",
-    "group",
-    "chord",
-    "header",
-    "body",
-    "subtask_type",
-    "tasks",
-    "link",
-    "link_error",
-    "countdown",
-    "max_retries",
-    "retry_backoff",
-    "time_limit",
-    "fuel",
-    "memory_mb",
-    "queue",
-    "plugins",
-    "workflow",
-    "defaults",
-    "on_error",
-    "id",
-    "tenant",
-    "path",
-    "sha256",
-    "x",
-];
+fn keys() -> Vec<&'static str> {
+    let canvas = [
+        "task",
+        "args",
+        "kwargs",
+        "immutable",
+        "options",
+        "chain",
+        "group",
+        "chord",
+    ];
+    let celery = ["header", "body", "subtask_type", "tasks", "queue"];
+    let other = ["path", "sha256", "x"];
+    [
+        &canvas[..],
+        &celery,
+        &other,
+        super::TOP_LEVEL_KEYS,
+        STEP_OPTIONS,
+    ]
+    .concat()
+}
 
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => proptest::sample::select(KEYS).prop_map(str::to_string),
+        4 => proptest::sample::select(keys()).prop_map(str::to_string),
         1 => "[a-z.]{0,6}",
     ]
 }
@@ -80,22 +71,7 @@ fn value() -> impl Strategy<Value = Value> {
 /// Canvases of the native form, mostly well formed: what gets past the
 /// reader's first checks to its deeper ones, and to storing and planning.
 fn canvas() -> impl Strategy<Value = Value> {
-    let option = (
-        proptest::sample::select(
-            &[
-                "countdown",
-                "max_retries",
-                "retry_backoff",
-                "time_limit",
-                "fuel",
-                "memory_mb",
-                "retry_jitter",
-                "link",
-                "link_error",
-            ][..],
-        ),
-        scalar(),
-    );
+    let option = (proptest::sample::select(STEP_OPTIONS), scalar());
     let signature = (
         proptest::sample::select(&["m.a", "m.b", "x.y.z"][..]),
         proptest::collection::vec(scalar(), 0..3),

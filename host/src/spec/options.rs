@@ -8,7 +8,7 @@ use super::fields::{self, count, seconds};
 use super::path::{JsonPath, SpecIssue};
 
 /// Options every step may set.
-const STEP_OPTIONS: &[&str] = &[
+pub(super) const STEP_OPTIONS: &[&str] = &[
     "countdown",
     "max_retries",
     "default_retry_delay",
