@@ -66,13 +66,38 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, policy: &Path) -> Server {
-        let mut child = wfhost_in(dir)
+        Self::start_with(dir, policy, &[], None)
+    }
+
+    /// A service started with `extra` arguments and, if given, at most
+    /// `files` open file descriptors.
+    fn start_with(dir: &Path, policy: &Path, extra: &[&str], files: Option<u64>) -> Server {
+        let mut command = wfhost_in(dir);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
             .arg(policy)
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if let Some(files) = files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: setrlimit is async-signal-safe, and nothing else runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (found, address) = mpsc::channel();
         std::thread::spawn(move || {
@@ -713,4 +738,53 @@ fn every_error_is_json_and_repeated_keys_are_refused() {
     );
     let too_large = raw(request(200 << 20), b"");
     assert_eq!(kind(&too_large), (413, "too_large".into()), "{too_large:?}");
+}
+
+/// Connections that send nothing, or half a request, are closed after the
+/// header timeout: with its file descriptors all held by them, the service
+/// once stopped answering anyone until they went away by themselves.
+#[test]
+fn idle_and_half_sent_connections_time_out_and_free_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start_with(dir.path(), &policy, &["--header-timeout", "1"], Some(64));
+    let mut hogs = Vec::new();
+    for i in 0..100 {
+        let Ok(mut stream) = TcpStream::connect(server.address) else {
+            continue;
+        };
+        if i % 2 == 0 {
+            let _ = stream.write_all(b"GET /v1/usage HTTP/1.1\r\nHost: te");
+        }
+        hogs.push(stream);
+    }
+    let started = Instant::now();
+    loop {
+        let answered = std::panic::catch_unwind(|| server.get(KEY_A, "/v1/usage"));
+        if let Ok((200, usage)) = answered {
+            assert_eq!(usage["tenant"], "a");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the service never answered while idle connections held it"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Each idle connection was closed by the service: reading it ends
+    // rather than waiting.
+    for stream in &mut hogs {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let ended = stream.read_to_end(&mut rest);
+        assert!(
+            !ended.as_ref().is_err_and(|err| matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )),
+            "a connection stayed open: {ended:?}"
+        );
+    }
 }

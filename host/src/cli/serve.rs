@@ -25,8 +25,19 @@ pub struct ServeArgs {
     /// printed on stderr).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Seconds a connection may take to send a request's head, or stay
+    /// idle between requests, before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = header_timeout)]
+    header_timeout: Duration,
     #[command(flatten)]
     db: DbArgs,
+}
+
+fn header_timeout(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err("expected a number of seconds above 0, at most 3600".into()),
+    }
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
@@ -62,7 +73,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
             service.stop_starting();
         }
     };
-    http::serve(Arc::clone(&service), listener, stopping).await?;
+    http::serve(
+        Arc::clone(&service),
+        listener,
+        args.header_timeout,
+        stopping,
+    )
+    .await?;
     // No step starts from here; those under way finish and are committed.
     // Workflows stay on record as running: the next start resumes them.
     let cut_off = service.stop(STOP_GRACE).await;
