@@ -185,7 +185,10 @@ impl Host {
         &self.store
     }
 
-    /// Ends the process's use of the host; see [`Store::exit`].
+    /// Ends the use of the host by a process that exits next: the store is
+    /// left as [`Store::exit`] says, and the runtime is not torn down, since
+    /// the system reclaims it with the process. A process that goes on
+    /// drops the host instead.
     pub fn exit(self) {
         self.store.exit();
         // The process exits next, and the system reclaims the engine's
