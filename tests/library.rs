@@ -259,3 +259,44 @@ async fn a_running_workflow_runs_once_and_can_be_cancelled() {
     assert_eq!(row.status, WorkflowStatus::Cancelled);
     assert_eq!(row.error.unwrap().step, "1");
 }
+
+/// A step's time is its own: waiting for a slot to run in is recorded
+/// apart (it once counted in `duration_ms`, and in a tenant's usage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_slot_is_not_a_step_s_own_time() {
+    let host = host(Store::in_memory().unwrap());
+    let sleep = json!({"task": "testkit.sleep", "args": [300]});
+    let ready = match host
+        .begin(
+            me("one-slot"),
+            Intent::Start(workflow(json!([{"group": [sleep, sleep]}]))),
+        )
+        .await
+        .unwrap()
+    {
+        Begun::Ready(ready) => ready,
+        _ => panic!("a new id is ready to run"),
+    };
+    let options = wfhost::RunOptions::new().concurrency(1);
+    let row = host
+        .execute(*ready, &options, &wfhost::Silent)
+        .await
+        .unwrap();
+    assert_eq!(row.status, WorkflowStatus::Succeeded);
+    let report = host.report(&me("one-slot")).unwrap();
+    let members: Vec<_> = report.steps.iter().filter(|s| s.parent.is_some()).collect();
+    assert_eq!(members.len(), 2);
+    for member in &members {
+        assert!(
+            (250.0..450.0).contains(&member.duration_ms),
+            "{}: {} ms of its own",
+            member.id,
+            member.duration_ms
+        );
+    }
+    let queued: Vec<f64> = members.iter().map(|m| m.queued_ms).collect();
+    assert!(
+        queued.iter().any(|&ms| ms >= 250.0) && queued.iter().any(|&ms| ms < 50.0),
+        "one waited for the other's slot: {queued:?}"
+    );
+}

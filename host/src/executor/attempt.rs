@@ -39,11 +39,13 @@ impl Run<'_> {
         previous: Option<&StepRecord>,
     ) -> Result<(AttemptsEnd, Option<Working>), StoreError> {
         let started = Instant::now();
+        let queued_before = record.queued_ms;
         let mut working = None;
         let end = self
             .attempt_until_done(signature, record, previous, &mut working)
             .await;
-        record.duration_ms += started.elapsed().as_secs_f64() * 1000.0;
+        let queued_now = record.queued_ms - queued_before;
+        record.duration_ms += (started.elapsed().as_secs_f64() * 1000.0 - queued_now).max(0.0);
         record.due_at_ms = None;
         Ok((end?, working))
     }
@@ -64,13 +66,15 @@ impl Run<'_> {
     /// attempt still waiting for its slot when the stop comes is left for
     /// the next start to run, not run during the stop. The place among the
     /// steps under way is returned with the attempt, to be held until its
-    /// outcome is committed.
+    /// outcome is committed, and so is how long it waited for its slot and
+    /// turn, which is not the step's own time.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
         invocation: Invocation,
         limits: Limits,
-    ) -> (Attempt, Option<Working>) {
+    ) -> (Attempt, Option<Working>, Duration) {
+        let waiting = Instant::now();
         // The semaphore is never closed, so acquiring cannot fail.
         let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
         let turn = match &self.fair_share {
@@ -78,6 +82,7 @@ impl Run<'_> {
             None => None,
         };
         let working = self.begin_step().await;
+        let waited = waiting.elapsed();
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
@@ -107,7 +112,7 @@ impl Run<'_> {
                 format!("the host task running the attempt ended abnormally: {err}"),
             ))
         });
-        (attempt, working)
+        (attempt, working, waited)
     }
 
     /// Counts an attempt as under way for a graceful stop; never returns
@@ -186,6 +191,7 @@ impl Run<'_> {
                 record.attempts = waiting.attempts;
                 record.fuel_used = waiting.fuel_used;
                 record.duration_ms = waiting.duration_ms;
+                record.queued_ms = waiting.queued_ms;
                 if !self.wait_until(waiting.due_at_ms).await {
                     return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                 }
@@ -230,8 +236,10 @@ impl Run<'_> {
                 Ok(budgeted) => budgeted,
                 Err(failure) => return Ok(AttemptsEnd::Failed(failure)),
             };
-            let (mut outcome, held) = self.attempt(plugin, invocation, attempt_limits).await;
+            let (mut outcome, held, waited) =
+                self.attempt(plugin, invocation, attempt_limits).await;
             *working = held;
+            record.queued_ms += waited.as_secs_f64() * 1000.0;
             self.fuel_spent
                 .fetch_add(outcome.fuel_used, Ordering::Relaxed);
             if let (Some(left), AttemptResult::Failed(failure)) = (budget_left, &mut outcome.result)

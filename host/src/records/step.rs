@@ -65,8 +65,14 @@ pub struct StepRecord {
     pub error: Option<Failure>,
     /// Fuel used by all attempts together.
     pub fuel_used: u64,
-    /// Wall-clock time of all attempts and retry delays, in milliseconds.
+    /// Wall-clock time of all attempts and retry delays, in milliseconds;
+    /// waiting for a slot to run in is not in it (see `queued_ms`).
     pub duration_ms: f64,
+    /// Wall-clock time its attempts waited for a slot to run in (the
+    /// run's or tenant's concurrency, and in `serve` its tenant's turn), in
+    /// milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_ms: f64,
     /// The last attempt's stdout.
     #[serde(default, skip_serializing_if = "Captured::is_empty")]
     pub stdout: Captured,
@@ -104,6 +110,7 @@ impl StepRecord {
             error: None,
             fuel_used: 0,
             duration_ms: 0.0,
+            queued_ms: 0.0,
             stdout: Captured::default(),
             stderr: Captured::default(),
             logs: Vec::new(),
@@ -131,4 +138,8 @@ impl StepRecord {
             "error": {"kind": failure.kind, "message": failure.message},
         })
     }
+}
+
+fn is_zero(ms: &f64) -> bool {
+    *ms == 0.0
 }
