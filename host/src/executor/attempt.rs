@@ -39,15 +39,14 @@ impl Run<'_> {
         previous: Option<&StepRecord>,
     ) -> Result<(AttemptsEnd, Option<Working>), StoreError> {
         let started = Instant::now();
-        let queued_before = record.queued_ms;
-        let mut working = None;
+        let mut underway = Underway::default();
         let end = self
-            .attempt_until_done(signature, record, previous, &mut working)
+            .attempt_until_done(signature, record, previous, &mut underway)
             .await;
-        let queued_now = record.queued_ms - queued_before;
-        record.duration_ms += (started.elapsed().as_secs_f64() * 1000.0 - queued_now).max(0.0);
+        let own = started.elapsed().saturating_sub(underway.queued);
+        record.duration_ms += own.as_secs_f64() * 1000.0;
         record.due_at_ms = None;
-        Ok((end?, working))
+        Ok((end?, underway.working))
     }
 
     /// One attempt, within the run's concurrency and, with fair shares, at
@@ -167,7 +166,7 @@ impl Run<'_> {
         signature: &Signature,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
-        working: &mut Option<Working>,
+        underway: &mut Underway,
     ) -> Result<AttemptsEnd, StoreError> {
         let plugin = match self.workflow.plugins.resolve(signature) {
             Ok((plugin, _)) => plugin,
@@ -238,7 +237,8 @@ impl Run<'_> {
             };
             let (mut outcome, held, waited) =
                 self.attempt(plugin, invocation, attempt_limits).await;
-            *working = held;
+            underway.working = held;
+            underway.queued += waited;
             record.queued_ms += waited.as_secs_f64() * 1000.0;
             self.fuel_spent
                 .fetch_add(outcome.fuel_used, Ordering::Relaxed);
@@ -290,7 +290,7 @@ impl Run<'_> {
             self.commit(&[record], "step_retrying", Some(reason.clone()))
                 .await?;
             // Waiting for the next attempt is not being under way.
-            *working = None;
+            underway.working = None;
             self.observer.retrying(record, &reason, delay);
             if !self.wait_until(record.due_at_ms).await {
                 return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
@@ -298,6 +298,15 @@ impl Run<'_> {
             attempt += 1;
         }
     }
+}
+
+/// What a step's attempts in one run leave besides their end: the last
+/// attempt's place among the steps under way, and how long they waited for
+/// a slot to run in.
+#[derive(Default)]
+struct Underway {
+    working: Option<Working>,
+    queued: Duration,
 }
 
 /// What a step waiting for its countdown or retry says when cancelled.
