@@ -20,7 +20,6 @@
 //! one by one: the first after the window has passed flushes, and a thread
 //! flushes what a quiet window left behind.
 
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -30,7 +29,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::error::{Db, panicked, redb_error};
+use super::error::{Db, catching, panicked, redb_error};
 use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
@@ -277,9 +276,8 @@ impl Committer {
                     .any(|request| request.write.record_allocator_state);
             // A panic inside redb (a damaged file) fails the commit, and
             // every writer of it hears so.
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                commit(&self.db, &batch, durable, record_state).map_err(Arc::new)
-            }));
+            let result =
+                catching(|| commit(&self.db, &batch, durable, record_state).map_err(Arc::new));
             if matches!(result, Ok(Ok(()))) {
                 let mut queue = lock(&self.queue);
                 queue.last_recorded_state = record_state;
@@ -307,7 +305,7 @@ impl Drop for Committer {
     fn drop(&mut self) {
         // Nothing committed may be left unflushed when the store closes;
         // a damaged file that makes redb panic here is past saving.
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.flush()));
+        let _ = catching(|| self.flush());
     }
 }
 

@@ -118,8 +118,28 @@ pub(super) fn guarded<R>(
     path: &Path,
     work: impl FnOnce() -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-        .unwrap_or_else(|panic| Err(panicked(path, panic.as_ref())))
+    catching(work).unwrap_or_else(|panic| Err(panicked(path, panic.as_ref())))
+}
+
+thread_local! {
+    /// How many calls into redb this thread is in whose panics are caught.
+    static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `work`, catching a panic in it, and saying meanwhile (see
+/// [`catching_redb_panic`]) that a panic here is caught and reported.
+pub(super) fn catching<R>(work: impl FnOnce() -> R) -> std::thread::Result<R> {
+    CATCHING.with(|depth| depth.set(depth.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    CATCHING.with(|depth| depth.set(depth.get() - 1));
+    result
+}
+
+/// Whether a panic on this thread now comes from inside redb, where the
+/// store catches it and reports the database as damaged: a process's panic
+/// hook may then stay quiet, since the error says what happened.
+pub fn catching_redb_panic() -> bool {
+    CATCHING.with(|depth| depth.get() > 0)
 }
 
 /// redb's database, closed when dropped without letting a panic inside redb
@@ -145,9 +165,7 @@ impl Drop for Db {
         let database = &mut self.0;
         // SAFETY: the database is dropped once, here, and never used after:
         // `self` goes with this call.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-            ManuallyDrop::drop(database)
-        }));
+        let _ = catching(|| unsafe { ManuallyDrop::drop(database) });
     }
 }
 

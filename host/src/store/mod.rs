@@ -24,7 +24,7 @@ mod write;
 
 pub use commit::Durability;
 pub(crate) use commit::Flush;
-pub use error::StoreError;
+pub use error::{StoreError, catching_redb_panic};
 pub(crate) use read::StepTotals;
 
 use std::path::{Path, PathBuf};
