@@ -43,18 +43,9 @@ impl Run<'_> {
             self.observer.step_finished(done);
             return Ok(());
         }
-        let mut args = callback.args.clone();
-        if !callback.immutable {
-            args.insert(0, argument.clone());
-        }
-        let mut record = self.new_record(
-            &id,
-            Some(parent.to_string()),
-            &callback.task,
-            args,
-            callback.kwargs.clone(),
-            previous.as_ref(),
-        );
+        let input = Some(argument.clone());
+        let parent = Some(parent.to_string());
+        let mut record = self.call_record(&id, parent, callback, input, previous.as_ref());
         // Held until the callback's outcome is committed.
         let (end, _working) = self
             .run_step(callback, &mut record, previous.as_ref())

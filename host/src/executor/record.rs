@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value};
+use wfhost_canvas::Signature;
 
 use super::Continuation;
 use super::nodes::Nodes;
@@ -56,6 +57,27 @@ impl Run<'_> {
         let mut record = StepRecord::new(id, parent, task, args, kwargs);
         record.seq = previous.map_or_else(|| self.take_seq(), |previous| previous.seq);
         record
+    }
+
+    /// A new record for the call `signature` makes as step `id`: its
+    /// arguments, with `input` (the previous result, or a callback's
+    /// argument) in front unless the signature is immutable.
+    pub(super) fn call_record(
+        &self,
+        id: &str,
+        parent: Option<String>,
+        signature: &Signature,
+        input: Option<Value>,
+        previous: Option<&StepRecord>,
+    ) -> StepRecord {
+        let mut args = signature.args.clone();
+        if let Some(input) = input
+            && !signature.immutable
+        {
+            args.insert(0, input);
+        }
+        let kwargs = signature.kwargs.clone();
+        self.new_record(id, parent, &signature.task, args, kwargs, previous)
     }
 
     /// Commits records with one event; the run moves on only once this returns.
@@ -132,14 +154,7 @@ impl Run<'_> {
             .map(|step| {
                 let previous = self.earlier_record(&step.id)?;
                 let signature = &step.signature;
-                Ok(self.new_record(
-                    &step.id,
-                    None,
-                    &signature.task,
-                    signature.args.clone(),
-                    signature.kwargs.clone(),
-                    previous.as_ref(),
-                ))
+                Ok(self.call_record(&step.id, None, signature, None, previous.as_ref()))
             })
             .collect::<Result<_, StoreError>>()?;
         if skipped.is_empty() {

@@ -245,12 +245,6 @@ impl Run<'_> {
         parent: Option<String>,
         ends_workflow: bool,
     ) -> Result<StepOutcome, StoreError> {
-        let mut args = step.signature.args.clone();
-        if let Some(previous) = input
-            && !step.signature.immutable
-        {
-            args.insert(0, previous);
-        }
         let previous = self.earlier_record(&step.id)?;
         // The last attempt's place among the steps under way, held until
         // the step's outcome is committed, so a graceful stop lets it finish.
@@ -266,14 +260,8 @@ impl Run<'_> {
             }
             previous => {
                 let signature = &step.signature;
-                let mut record = self.new_record(
-                    &step.id,
-                    parent,
-                    &signature.task,
-                    args,
-                    signature.kwargs.clone(),
-                    previous.as_ref(),
-                );
+                let mut record =
+                    self.call_record(&step.id, parent, signature, input, previous.as_ref());
                 let (end, held) = self
                     .run_step(signature, &mut record, previous.as_ref())
                     .await?;
