@@ -53,7 +53,7 @@ pub(crate) async fn record_start(
                 .await?;
             first += ELEMENT_BATCH as u64;
         }
-        batch.push(json.map_err(|source| StoreError::Spool { source })?);
+        batch.push(json.map_err(StoreError::spool)?);
     }
     store
         .start_workflow(row, &pinned_head(workflow), first, batch)

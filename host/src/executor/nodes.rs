@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::io;
 
 use crate::plan::{self, Node};
 use crate::spec::{Elements, JsonReader, decode_element};
@@ -83,16 +82,11 @@ impl ElementNodes<'_> {
                 break;
             };
             let index = self.next_element;
-            let canvas = decode_element(&json.map_err(spool_error)?, index).map_err(spool_error)?;
+            let canvas = decode_element(&json.map_err(StoreError::spool)?, index)
+                .map_err(StoreError::spool)?;
             self.planned.extend(plan::plan_element(&canvas, index));
             self.next_element += 1;
         }
         Ok(&mut self.planned)
     }
-}
-
-/// A failure to read the workflow's spool back: the run cannot go on, as
-/// when the store fails.
-pub fn spool_error(source: io::Error) -> StoreError {
-    StoreError::Spool { source }
 }

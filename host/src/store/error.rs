@@ -90,6 +90,14 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A failure to read a workflow's own spool back: the run cannot go on
+    /// or be recorded, as when the store fails.
+    pub(crate) fn spool(source: std::io::Error) -> Self {
+        StoreError::Spool { source }
+    }
+}
+
 /// What went wrong inside a read or a commit, before it is named.
 #[derive(Debug)]
 pub(super) enum Fault {
