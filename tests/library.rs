@@ -192,7 +192,7 @@ async fn cut_off(host: &Arc<Host>, id: &str) {
     running.abort();
     assert!(running.await.unwrap_err().is_cancelled());
     let row = host.workflow(&me(id)).unwrap();
-    assert_eq!(row.status, WorkflowStatus::Running, "on record, cut off");
+    assert_eq!(row.status, WorkflowStatus::CutOff, "on record, cut off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

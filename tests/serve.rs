@@ -582,7 +582,7 @@ fn sigterm_lets_the_running_step_finish_and_starts_no_other() {
         .output()
         .unwrap();
     let report: Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(report["status"], "running", "cut off, to resume: {report}");
+    assert_eq!(report["status"], "cut_off", "cut off, to resume: {report}");
     let steps = report["steps"].as_array().unwrap();
     let ids: Vec<&str> = steps
         .iter()
@@ -660,7 +660,7 @@ fn sigterm_starts_none_of_the_steps_waiting_for_a_slot() {
     );
     assert!(
         rows.iter()
-            .all(|row| ["succeeded", "running"].contains(&row["status"].as_str().unwrap())),
+            .all(|row| ["succeeded", "cut_off"].contains(&row["status"].as_str().unwrap())),
         "{rows:?}"
     );
     assert!(took < Duration::from_secs(3), "the stop took {took:?}");

@@ -209,6 +209,24 @@ pub fn spawn(mut command: Command) -> Child {
         .expect("starting wfhost")
 }
 
+/// Starts `wfhost` with `args` against `chain`'s database, its output
+/// piped.
+pub fn start(chain: &ChainFile, args: &[&str]) -> Child {
+    let mut command = chain.wfhost();
+    command.args(args);
+    spawn(command)
+}
+
+/// A chain of `steps` `math.add` steps that counts from 1 to `steps`.
+pub fn counting_chain(steps: usize) -> ChainFile {
+    let mut workflow = vec![json!({"task": "math.add", "args": [0, 1]})];
+    workflow.extend(std::iter::repeat_n(
+        json!({"task": "math.add", "args": [1]}),
+        steps - 1,
+    ));
+    chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}))
+}
+
 /// Kills `child` with SIGKILL (no chance to clean up) and reaps it.
 pub fn kill(child: &mut Child) {
     let _ = child.kill();

@@ -124,7 +124,7 @@ impl HostArgs {
     /// reach the disk), with these ceilings and guest logs on stderr. The
     /// host is one the process leaves with [`Host::exit`].
     pub fn open(&self, runtime: StartingRuntime) -> anyhow::Result<Host> {
-        let store = self.db.open().map(wfhost::store::Store::for_process_exit);
+        let store = self.db.open();
         let runtime = runtime.join()?.with_log_sink(Arc::new(print_log));
         Ok(Host::new(runtime, store?).with_ceilings(self.ceilings.ceilings()))
     }
@@ -141,8 +141,16 @@ pub async fn execute(
 ) -> anyhow::Result<Finished> {
     let ready = match begun {
         Begun::Ready(ready) => ready,
-        Begun::Finished(row) | Begun::Running(row) => {
+        Begun::Finished(row) => {
             eprintln!("{}", nothing_to_run(&row));
+            return report(host, &row, args.json);
+        }
+        Begun::Running(row) => {
+            eprintln!(
+                "workflow {} is running in another process; waiting for its outcome",
+                row.id
+            );
+            let row = wait_for_end(host, &wfhost::RunIdentity::of(&row), None).await?;
             return report(host, &row, args.json);
         }
         _ => anyhow::bail!("this wfhost cannot run what the host began"),
@@ -151,6 +159,28 @@ pub async fn execute(
     let row = host.execute(*ready, &args.run_options(), &progress).await;
     progress.finish();
     report(host, &row?, args.json)
+}
+
+/// How often a command that waits for a workflow another process runs
+/// reads its row.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// Waits until workflow `identity` no longer runs (it ended, or its process
+/// did, leaving it cut off), for at most `limit`, and returns its row.
+pub async fn wait_for_end(
+    host: &Host,
+    identity: &wfhost::RunIdentity,
+    limit: Option<Duration>,
+) -> anyhow::Result<WorkflowRow> {
+    let started = std::time::Instant::now();
+    loop {
+        let row = host.workflow(identity)?;
+        let waited_enough = limit.is_some_and(|limit| started.elapsed() >= limit);
+        if row.status != WorkflowStatus::Running || waited_enough {
+            return Ok(row);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
 }
 
 /// Prints a workflow's outcome: its result (or, with `json`, the whole
@@ -185,6 +215,13 @@ pub fn report(host: &Host, row: &WorkflowRow, json: bool) -> anyhow::Result<Fini
         }
         WorkflowStatus::Cancelled => {
             eprintln!("error: workflow {} was cancelled", row.id);
+            Ok(Finished::WorkflowFailed)
+        }
+        WorkflowStatus::CutOff => {
+            eprintln!(
+                "error: workflow {} was cut off; `wfhost resume {}` continues it",
+                row.id, row.id
+            );
             Ok(Finished::WorkflowFailed)
         }
         _ => {

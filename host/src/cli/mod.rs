@@ -56,9 +56,17 @@ impl DbArgs {
         Ok(Store::open_with(&path, self.durability)?)
     }
 
-    /// A host over the state database, for commands that run nothing.
-    pub fn host(&self) -> anyhow::Result<Host> {
-        Ok(Host::new(execute::cached_runtime()?, self.open()?))
+    /// Opens the state database, which must exist: for commands that only
+    /// look at or change what is on record.
+    pub fn open_existing(&self) -> anyhow::Result<Store> {
+        let path = self.db.clone().unwrap_or_else(paths::default_database);
+        Ok(Store::open_existing(&path, self.durability)?)
+    }
+
+    /// A host over the existing state database, for commands that run
+    /// nothing.
+    pub fn host_of_existing(&self) -> anyhow::Result<Host> {
+        Ok(Host::new(execute::cached_runtime()?, self.open_existing()?))
     }
 }
 
@@ -127,8 +135,8 @@ enum Command {
     },
     /// List workflows (`--status failed` is the dead-letter view).
     List {
-        /// Only workflows with this status: running, succeeded, failed or
-        /// cancelled.
+        /// Only workflows with this status: running, cut_off, succeeded,
+        /// failed or cancelled.
         #[arg(long)]
         status: Option<WorkflowStatus>,
         #[command(flatten)]
@@ -141,7 +149,9 @@ enum Command {
     },
     /// Continue workflows that a crash or a stop cut off.
     Resume(resume::ResumeArgs),
-    /// Cancel a workflow that a crash or a stop cut off: `resume` leaves it.
+    /// Cancel a workflow: one that runs (in any process) stops, one that a
+    /// crash or a stop cut off is recorded as cancelled and `resume` leaves
+    /// it.
     Cancel(resume::CancelArgs),
     /// Re-drive a failed workflow from its failed step.
     Retry(resume::RetryArgs),
@@ -214,12 +224,15 @@ pub fn main() -> ExitCode {
                 json,
                 events,
                 db,
-            } => status::status(&db.open()?, &tenant.tenant, &id, json, events),
-            Command::List { status, over } => {
-                status::list(&over.db.open()?, over.tenant.as_deref(), status, over.json)
-            }
+            } => status::status(&db.open_existing()?, &tenant.tenant, &id, json, events),
+            Command::List { status, over } => status::list(
+                &over.db.open_existing()?,
+                over.tenant.as_deref(),
+                status,
+                over.json,
+            ),
             Command::Usage { over } => {
-                status::usage(&over.db.open()?, over.tenant.as_deref(), over.json)
+                status::usage(&over.db.open_existing()?, over.tenant.as_deref(), over.json)
             }
             Command::Resume(args) => resume::resume(args, starting()).await,
             Command::Retry(args) => resume::retry(args, starting()).await,

@@ -60,7 +60,7 @@ pub async fn resume(args: ResumeArgs, runtime: StartingRuntime) -> anyhow::Resul
     let identities = match &args.id {
         Some(id) => vec![RunIdentity::new(&args.tenant.tenant, id)],
         None => host
-            .list(None, Some(WorkflowStatus::Running))?
+            .list(None, Some(WorkflowStatus::CutOff))?
             .iter()
             .map(RunIdentity::of)
             .collect(),
@@ -100,20 +100,39 @@ pub struct CancelArgs {
     db: super::DbArgs,
 }
 
-/// Marks a cut-off workflow cancelled, so that `resume` leaves it. While
-/// this process holds the database no other runs it, so a workflow on
-/// record as running is one a crash or a stop cut off.
+/// The longest `cancel` waits for a workflow another process runs to end.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cancels a workflow: one that runs, here or in another process, stops
+/// (this waits until it has); one that a crash or a stop cut off is
+/// recorded as cancelled, so that `resume` leaves it.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<Finished> {
-    let host = args.db.host()?;
+    let host = args.db.host_of_existing()?;
     let identity = RunIdentity::new(&args.tenant.tenant, &args.id);
-    match host.cancel(&identity).await? {
+    let row = match host.cancel(&identity).await? {
         Cancellation::AlreadyEnded(row) => {
             eprintln!("workflow {} already {}", row.id, row.status.as_str());
+            return Ok(Finished::Succeeded);
         }
-        Cancellation::Cancelled(row) | Cancellation::Requested(row) => {
-            eprintln!("workflow {} {}", row.id, row.status.as_str());
+        Cancellation::Cancelled(row) => row,
+        Cancellation::Requested(_) => {
+            let row = execute::wait_for_end(&host, &identity, Some(CANCEL_WAIT)).await?;
+            if row.status == WorkflowStatus::CutOff {
+                // Its process ended before it answered: cancel it here.
+                Box::pin(cancel(args)).await?;
+                return Ok(Finished::Succeeded);
+            }
+            row
         }
-        _ => {}
+        _ => anyhow::bail!("this wfhost cannot tell what the cancel did"),
+    };
+    match row.status {
+        WorkflowStatus::Running => eprintln!(
+            "workflow {}: cancel requested; it is still running after {} s",
+            row.id,
+            CANCEL_WAIT.as_secs()
+        ),
+        status => eprintln!("workflow {} {}", row.id, status.as_str()),
     }
     Ok(Finished::Succeeded)
 }

@@ -1,6 +1,7 @@
 //! Which workflows this host is running now: one claim per workflow, held
 //! from the decision to run it until its run ends, however it ends, with the
-//! token that cancels it.
+//! token that cancels it. A claim holds the workflow's lease in the store,
+//! so that no other process runs it meanwhile either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::executor::RunIdentity;
 use crate::lock::lock;
 use crate::runtime::CancelToken;
+use crate::store::{Lease, Store, StoreError};
 
 type Running = HashMap<RunIdentity, CancelToken>;
 
@@ -16,27 +18,32 @@ type Running = HashMap<RunIdentity, CancelToken>;
 pub(crate) struct Claims(Arc<Mutex<Running>>);
 
 /// The claim on one workflow; dropping it (when the run ends, or the task
-/// running it panics) lets the workflow be run again.
+/// running it panics) lets the workflow be run again, here or elsewhere.
 pub(crate) struct Claim {
     running: Arc<Mutex<Running>>,
     identity: RunIdentity,
     cancel: CancelToken,
+    _lease: Lease,
 }
 
 impl Claims {
-    /// Claims `identity`, unless it is claimed already.
-    pub(crate) fn claim(&self, identity: &RunIdentity) -> Option<Claim> {
-        let mut running = lock(&self.0);
-        if running.contains_key(identity) {
-            return None;
-        }
+    /// Claims `identity`, unless this or another process runs it.
+    pub(crate) fn claim(
+        &self,
+        store: &Store,
+        identity: &RunIdentity,
+    ) -> Result<Option<Claim>, StoreError> {
+        let Some(lease) = store.lease(&identity.tenant, &identity.id)? else {
+            return Ok(None);
+        };
         let cancel = CancelToken::new();
-        running.insert(identity.clone(), cancel.clone());
-        Some(Claim {
+        lock(&self.0).insert(identity.clone(), cancel.clone());
+        Ok(Some(Claim {
             running: Arc::clone(&self.0),
             identity: identity.clone(),
             cancel,
-        })
+            _lease: lease,
+        }))
     }
 
     /// The token that cancels `identity`'s run, if it runs here.
@@ -64,29 +71,34 @@ mod tests {
 
     #[test]
     fn a_workflow_is_claimed_once_until_its_claim_is_dropped() {
+        let store = Store::in_memory().unwrap();
         let claims = Claims::default();
         let identity = RunIdentity::new("t", "wf");
-        let claim = claims.claim(&identity).expect("the first claim");
-        assert!(claims.claim(&identity).is_none());
-        assert!(claims.claim(&RunIdentity::new("u", "wf")).is_some());
+        let claim = claims.claim(&store, &identity).unwrap().expect("the first");
+        assert!(claims.claim(&store, &identity).unwrap().is_none());
+        assert!(store.is_running("t", "wf").unwrap());
+        let other = RunIdentity::new("u", "wf");
+        assert!(claims.claim(&store, &other).unwrap().is_some());
         claims.cancel_token(&identity).unwrap().cancel();
         assert!(claim.cancel_token().is_cancelled());
         drop(claim);
         assert!(claims.cancel_token(&identity).is_none());
-        assert!(claims.claim(&identity).is_some());
+        assert!(!store.is_running("t", "wf").unwrap());
+        assert!(claims.claim(&store, &identity).unwrap().is_some());
     }
 
     /// A run that panics gives its claim back as it unwinds.
     #[test]
     fn a_panicking_run_gives_its_claim_back() {
+        let store = Store::in_memory().unwrap();
         let claims = Claims::default();
         let identity = RunIdentity::new("t", "wf");
-        let claim = claims.claim(&identity).unwrap();
+        let claim = claims.claim(&store, &identity).unwrap().unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _held = claim;
             panic!("a run that panics");
         }));
         assert!(panicked.is_err());
-        assert!(claims.claim(&identity).is_some());
+        assert!(claims.claim(&store, &identity).unwrap().is_some());
     }
 }

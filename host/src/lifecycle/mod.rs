@@ -6,9 +6,12 @@
 //! - [`state`] is the workflow state machine: what each request may do
 //!   with a workflow as it stands on record;
 //! - [`claims`] knows which workflows run here now, to run none twice and
-//!   to cancel the ones that do.
+//!   to cancel the ones that do; their leases in the store keep other
+//!   processes from running them too;
+//! - [`requests`] hears requests to cancel made by other processes.
 
 mod claims;
+mod requests;
 mod state;
 
 pub use state::{Intent, new_workflow_id};
@@ -26,6 +29,7 @@ use crate::runtime::{Ceilings, Runtime};
 use crate::spec::WorkflowSpec;
 use crate::store::{Store, StoreError};
 use claims::{Claim, Claims};
+use requests::CancelRequests;
 use state::{Decision, Refusal};
 
 /// A workflow host: runs workflows durably in one store, and answers for
@@ -48,6 +52,7 @@ pub struct Host {
     store: Store,
     ceilings: Ceilings,
     claims: Claims,
+    cancel_requests: CancelRequests,
 }
 
 /// Why the host cannot do what it was asked. Nothing has run when a
@@ -97,7 +102,8 @@ pub enum HostError {
 
 fn retry_refusal(status: WorkflowStatus) -> &'static str {
     match status {
-        WorkflowStatus::Running => "is still running (use `wfhost resume`)",
+        WorkflowStatus::Running => "is still running",
+        WorkflowStatus::CutOff => "was cut off (use `wfhost resume`)",
         WorkflowStatus::Cancelled => "was cancelled",
         _ => "succeeded",
     }
@@ -110,7 +116,8 @@ pub enum Begun {
     Ready(Box<Ready>),
     /// The workflow's outcome is on record; nothing runs.
     Finished(WorkflowRow),
-    /// The workflow is running here already; nothing more runs.
+    /// The workflow is running already, here or in another process;
+    /// nothing more runs.
     Running(WorkflowRow),
 }
 
@@ -146,8 +153,9 @@ impl Ready {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Cancellation {
-    /// It runs here: it stops soon, its running attempt interrupted, and
-    /// ends `cancelled`. The row is as it was.
+    /// It runs, here or in another process: it stops soon (within
+    /// moments when it runs elsewhere), its running attempt interrupted,
+    /// and ends `cancelled`. The row is as it was.
     Requested(WorkflowRow),
     /// It was cut off, and is now on record as cancelled.
     Cancelled(WorkflowRow),
@@ -164,6 +172,7 @@ impl Host {
             store,
             ceilings: Ceilings::default(),
             claims: Claims::default(),
+            cancel_requests: CancelRequests::default(),
         }
     }
 
@@ -213,7 +222,9 @@ impl Host {
         intent: Intent,
         ceilings: &Ceilings,
     ) -> Result<Begun, HostError> {
-        let claim = self.claims.claim(&identity);
+        // Claimed before the record is read, so that what is read stays
+        // true while the claim is held.
+        let claim = self.claims.claim(&self.store, &identity)?;
         let stored = self.store.workflow(&identity.tenant, &identity.id)?;
         let decision = state::decide(intent, stored).map_err(|refusal| match refusal {
             Refusal::NotFound => self.not_found(&identity),
@@ -223,15 +234,18 @@ impl Host {
             Decision::Report(row) => return Ok(Begun::Finished(row)),
             Decision::Start(spec) => (spec, Continuation::Fresh, None),
             Decision::Continue { row, continuation } => {
-                if claim.is_some() {
-                    (
-                        durable::stored_spec(&self.store, &row)?,
-                        continuation,
-                        Some(row),
-                    )
-                } else {
+                if claim.is_none() {
                     return Ok(Begun::Running(row));
                 }
+                if self.cancel_requests.requested(&self.store, &identity) {
+                    // Its process ended before it answered the request.
+                    return Ok(Begun::Finished(self.record_cancelled(row).await?));
+                }
+                (
+                    durable::stored_spec(&self.store, &row)?,
+                    continuation,
+                    Some(row),
+                )
             }
         };
         let Some(claim) = claim else {
@@ -290,17 +304,22 @@ impl Host {
             }
         };
         observer.workflow_recorded(&row);
-        let outcome = workflow
-            .run(
-                &self.runtime,
-                &self.store,
-                &identity,
-                &continuation,
-                options,
-                claim.cancel_token(),
-                observer,
-            )
-            .await?;
+        let run = workflow.run(
+            &self.runtime,
+            &self.store,
+            &identity,
+            &continuation,
+            options,
+            claim.cancel_token(),
+            observer,
+        );
+        let requests = self
+            .cancel_requests
+            .answer(&self.store, &identity, claim.cancel_token());
+        let outcome = tokio::select! {
+            outcome = run => outcome?,
+            never = requests => match never {},
+        };
         let (row, event) = state::ended(row, outcome);
         self.store.put_workflow(&row, event, None).await?;
         drop(claim);
@@ -340,13 +359,13 @@ impl Host {
         }
     }
 
-    /// Cancels workflow `identity`: if it runs here, its steps not started
-    /// never run and its running attempt is interrupted; if a crash or a
-    /// stop cut it off, it is recorded as cancelled, so that `resume`
-    /// leaves it.
+    /// Cancels workflow `identity`: if it runs, here or in another process,
+    /// its steps not started never run and its running attempt is
+    /// interrupted; if a crash or a stop cut it off, it is recorded as
+    /// cancelled, so that `resume` leaves it.
     pub async fn cancel(&self, identity: &RunIdentity) -> Result<Cancellation, HostError> {
         let row = self.workflow(identity)?;
-        if row.status != WorkflowStatus::Running {
+        if !matches!(row.status, WorkflowStatus::Running | WorkflowStatus::CutOff) {
             return Ok(Cancellation::AlreadyEnded(row));
         }
         if let Some(token) = self.claims.cancel_token(identity) {
@@ -354,17 +373,30 @@ impl Host {
             return Ok(Cancellation::Requested(row));
         }
         // Claimed while the cut-off row is recorded, so that it does not
-        // start meanwhile; if it just did, it is cancelled as it runs.
-        match self.claims.claim(identity) {
-            Some(_claim) => {
-                let row = state::cancelled(row);
-                self.store
-                    .put_workflow(&row, "workflow_cancelled", None)
-                    .await?;
-                Ok(Cancellation::Cancelled(row))
-            }
-            None => Box::pin(self.cancel(identity)).await,
+        // start meanwhile.
+        let Some(_claim) = self.claims.claim(&self.store, identity)? else {
+            // It runs elsewhere, or has just started to here: its run hears
+            // the request either way.
+            self.store
+                .request_cancel(&identity.tenant, &identity.id)
+                .await?;
+            return Ok(Cancellation::Requested(row));
+        };
+        // Read again under the claim: it may have ended meanwhile.
+        let row = self.workflow(identity)?;
+        if row.status != WorkflowStatus::Running {
+            return Ok(Cancellation::AlreadyEnded(row));
         }
+        Ok(Cancellation::Cancelled(self.record_cancelled(row).await?))
+    }
+
+    /// Records the cut-off workflow of `row`, claimed, as cancelled.
+    async fn record_cancelled(&self, row: WorkflowRow) -> Result<WorkflowRow, HostError> {
+        let row = state::cancelled(row);
+        self.store
+            .put_workflow(&row, "workflow_cancelled", None)
+            .await?;
+        Ok(row)
     }
 
     /// Workflow `identity`'s row.

@@ -3,10 +3,13 @@
 //!
 //! ```text
 //!  (none) ──start──▶ running ──▶ succeeded | failed | cancelled
-//!                      ▲  └─ cut off by a crash or a stop: resume ─┐
-//!                      └───────────────────────────────────────────┘
-//!  failed ──retry──▶ running          running (cut off) ──cancel──▶ cancelled
+//!                      ▲  └─ a crash or a stop: cut_off ──resume─┐
+//!                      └─────────────────────────────────────────┘
+//!  failed ──retry──▶ running                 cut_off ──cancel──▶ cancelled
 //! ```
+//!
+//! `cut_off` is never stored: a workflow on record as running is cut off
+//! when no process holds its lease (see `store::leases`).
 
 use serde_json::Value;
 
@@ -64,7 +67,7 @@ pub(crate) fn decide(intent: Intent, stored: Option<WorkflowRow>) -> Result<Deci
         (Intent::Start(_) | Intent::Resume, Some(row)) => row,
     };
     Ok(match row.status {
-        WorkflowStatus::Running => Decision::Continue {
+        WorkflowStatus::Running | WorkflowStatus::CutOff => Decision::Continue {
             row,
             continuation: Continuation::Resume,
         },
@@ -92,9 +95,9 @@ pub(crate) fn continued(
     mut row: WorkflowRow,
     continuation: &Continuation,
 ) -> (WorkflowRow, &'static str, Option<String>) {
+    row.status = WorkflowStatus::Running;
     match continuation {
         Continuation::Redrive { failed_step } => {
-            row.status = WorkflowStatus::Running;
             row.error = None;
             row.updated_at_ms = now_ms();
             (row, "workflow_retried", failed_step.clone())
@@ -187,7 +190,7 @@ mod tests {
             for decision in [start, resume] {
                 match (status, decision) {
                     (
-                        Running,
+                        Running | CutOff,
                         Ok(Decision::Continue {
                             continuation: Continuation::Resume,
                             ..
@@ -206,7 +209,7 @@ mod tests {
                         failed_step: Some("2".into())
                     }
                 ),
-                (Running | Succeeded | Cancelled, Err(Refusal::NotRetryable(found))) => {
+                (Running | CutOff | Succeeded | Cancelled, Err(Refusal::NotRetryable(found))) => {
                     assert_eq!(found.status, status)
                 }
                 (status, _) => panic!("retry of a {status:?} workflow"),
@@ -222,5 +225,16 @@ mod tests {
         let (row, event, detail) = continued(row(WorkflowStatus::Failed), &redrive);
         assert_eq!((row.status, row.error), (WorkflowStatus::Running, None));
         assert_eq!((event, detail.as_deref()), ("workflow_retried", Some("2")));
+    }
+
+    /// A cut-off workflow runs again as running: `cut_off` is what a row
+    /// is seen as, never what is written.
+    #[test]
+    fn a_resumed_row_is_running_again() {
+        let (row, event, _) = continued(row(WorkflowStatus::CutOff), &Continuation::Resume);
+        assert_eq!(
+            (row.status, event),
+            (WorkflowStatus::Running, "workflow_resumed")
+        );
     }
 }

@@ -11,8 +11,13 @@ use super::{FailureKind, StepRecord};
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WorkflowStatus {
-    /// Started and not finished: running now, or cut off by a crash or a stop.
+    /// Started and not finished, and running now, in some process.
     Running,
+    /// Started and not finished, and running nowhere: a crash or a stop
+    /// cut it off, and `resume` continues it. Never stored: a workflow is
+    /// on record as running, and seen as cut off once no process holds its
+    /// lease.
+    CutOff,
     /// Its last step returned a result.
     Succeeded,
     /// A step failed and stopped it.
@@ -23,8 +28,9 @@ pub enum WorkflowStatus {
 
 impl WorkflowStatus {
     /// Every status, in the order of a workflow's life.
-    pub const ALL: [WorkflowStatus; 4] = [
+    pub const ALL: [WorkflowStatus; 5] = [
         WorkflowStatus::Running,
+        WorkflowStatus::CutOff,
         WorkflowStatus::Succeeded,
         WorkflowStatus::Failed,
         WorkflowStatus::Cancelled,
@@ -34,6 +40,7 @@ impl WorkflowStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             WorkflowStatus::Running => "running",
+            WorkflowStatus::CutOff => "cut_off",
             WorkflowStatus::Succeeded => "succeeded",
             WorkflowStatus::Failed => "failed",
             WorkflowStatus::Cancelled => "cancelled",
@@ -49,9 +56,8 @@ impl std::str::FromStr for WorkflowStatus {
             .into_iter()
             .find(|status| status.as_str() == text)
             .ok_or_else(|| {
-                format!(
-                    "unknown status `{text}` (expected running, succeeded, failed or cancelled)"
-                )
+                let names: Vec<&str> = Self::ALL.iter().map(|status| status.as_str()).collect();
+                format!("unknown status `{text}` (expected {})", names.join(", "))
             })
     }
 }

@@ -354,7 +354,7 @@ impl Service {
     /// tenant's current policy. Returns how many were resumed.
     pub async fn resume_cut_off(self: &Arc<Self>) -> Result<usize, ServiceError> {
         let mut resumed = 0;
-        for row in self.host.list(None, Some(WorkflowStatus::Running))? {
+        for row in self.host.list(None, Some(WorkflowStatus::CutOff))? {
             let Some(tenant) = self.tenants.get(&row.tenant) else {
                 eprintln!(
                     "wfhost serve: workflow {} belongs to tenant {}, which the policy no longer has; left as it is",

@@ -1,5 +1,15 @@
-//! Group commit, and when commits reach the disk ([`Durability`], [`Flush`]):
-//! writes that arrive together share one transaction and one fsync.
+//! Group commit, and when commits are made ([`Durability`], [`Flush`]):
+//! writes that arrive together share one transaction and one flush.
+//!
+//! Every commit is durable: the database is shared with other processes
+//! (redb's multi-writer mode), where a commit exists once it is on the
+//! disk. What a write may do instead is wait in memory for a later commit:
+//! a write marked [`Flush::WithWorkflowEnd`] (a workflow's last step) waits
+//! for the workflow's final write, which follows at once; with
+//! [`Durability::Batched`], step writes within a window wait for the first
+//! write after it, or for a thread that commits what a quiet window left
+//! behind. Writes are committed in the order they were made, so what is on
+//! the disk after a crash is always a prefix of what was written.
 //!
 //! The first writer to find no commit under way leads: it yields once, so
 //! that writers running beside it in the same task (group members) can
@@ -11,14 +21,9 @@
 //! leader commits on a blocking thread, so that the rest of its task keeps
 //! going and steps that finish together share a flush.
 //!
-//! A writer waits for the commit that holds its write, so "committed before
-//! the next step of the same chain starts" still holds. A write marked
-//! [`Flush::WithWorkflowEnd`] (a workflow's last step) is committed without
-//! a flush of its own: the workflow's final write follows at once and
-//! flushes both. With
-//! [`Durability::Batched`], step commits within a window are not flushed
-//! one by one: the first after the window has passed flushes, and a thread
-//! flushes what a quiet window left behind.
+//! A writer that waits for its commit has its write, and every write
+//! before it, on the disk when it goes on, so "committed before the next
+//! step of the same chain starts" holds for every write that asks for it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,27 +34,28 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::error::{Db, catching, panicked, redb_error};
-use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
+use super::error::{Db, catching, damaged_by_panic, panic_text, redb_error};
+use super::tables::{CANCELS, ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
 
-/// How the commits of finished steps reach the disk.
+/// How the records of finished steps reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Every commit is flushed before the step that made it moves on: a
-    /// crash loses nothing that was committed. The default.
+    /// Every step's record is committed before the step that made it moves
+    /// on: a crash loses nothing that was recorded. The default.
     #[default]
     Immediate,
-    /// Step commits are flushed together, at least once per `window`; a
+    /// Step records are committed together, at least once per `window`; a
     /// crash may lose the steps finished in the last `window`, and
     /// `resume` runs them again. A workflow's start and end are always
-    /// flushed. This is sound only for steps whose effects stay inside the
-    /// sandbox, so that running one twice changes nothing outside it —
-    /// which is every step while the host grants no capability.
+    /// committed at once. This is sound only for steps whose effects stay
+    /// inside the sandbox, so that running one twice changes nothing
+    /// outside it — which is every step while the host grants no
+    /// capability.
     Batched {
-        /// The longest a finished step waits for its flush.
+        /// The longest a finished step's record waits for its commit.
         window: std::time::Duration,
     },
 }
@@ -61,8 +67,8 @@ pub(crate) enum Flush {
     #[default]
     BeforeReturning,
     /// With the workflow's final write, which the writer makes next: the
-    /// last step of a workflow needs no flush of its own, since nothing
-    /// runs between its commit and the workflow's end. A crash in between
+    /// last step of a workflow needs no commit of its own, since nothing
+    /// runs between its record and the workflow's end. A crash in between
     /// loses the step, and `resume` runs it again, as if the crash had come
     /// before its commit.
     WithWorkflowEnd,
@@ -84,10 +90,6 @@ pub(super) struct Write {
     pub step: Option<String>,
     pub detail: Option<String>,
     pub flush: Flush,
-    /// Whether the commit holding this write also records redb's
-    /// allocator state, so that the store can be left without redb's close
-    /// ([`super::Store::exit`]).
-    pub record_allocator_state: bool,
 }
 
 /// The rows a write puts.
@@ -96,11 +98,17 @@ pub(super) enum Rows {
     Workflow {
         row: Vec<u8>,
         started: Option<Started>,
+        /// Whether the row is the workflow's last: a request to cancel it
+        /// is then answered, and removed.
+        ends: bool,
     },
     /// Elements of a workflow about to start, from index `first` on.
     Elements { first: u64, elements: Vec<Vec<u8>> },
     /// Step records by step id.
     Steps(Vec<(String, Vec<u8>)>),
+    /// A request that the workflow, running in another process, be
+    /// cancelled.
+    CancelRequest,
 }
 
 /// What a starting workflow stores besides its row: its head, and its
@@ -113,22 +121,26 @@ pub(super) struct Started {
 
 struct Request {
     write: Write,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    /// Who waits for the commit; a write held for a later commit has none.
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// Why writes were lost: a commit that held writes nobody waited for
+/// failed, and every write after it is refused, so that nothing is
+/// recorded on top of what is missing.
+#[derive(Clone)]
+enum Lost {
+    Redb(Arc<redb::Error>),
+    Panicked(String),
 }
 
 struct Queue {
     /// Whether a writer is leading: committing, or about to.
     leading: bool,
     waiting: Vec<Request>,
-    /// When a commit last reached the disk.
-    flushed_at: Instant,
-    /// Commits made so far without a flush (a count), and how many of
-    /// them a flush has covered since: the difference is what a crash
-    /// would lose.
-    unflushed: u64,
-    flushed: u64,
-    /// Whether the last commit recorded redb's allocator state.
-    last_recorded_state: bool,
+    /// When a commit was last made.
+    committed_at: Instant,
+    lost: Option<Lost>,
 }
 
 /// The queue of writes to a database and the commits that drain it.
@@ -141,7 +153,7 @@ pub(super) struct Committer {
 
 impl Committer {
     /// A committer for `db`; with [`Durability::Batched`], a thread also
-    /// flushes what is left unflushed once its window has passed.
+    /// commits what is left waiting once its window has passed.
     pub fn start(
         db: Arc<Db>,
         path: PathBuf,
@@ -154,10 +166,8 @@ impl Committer {
             queue: Mutex::new(Queue {
                 leading: false,
                 waiting: Vec::new(),
-                flushed_at: Instant::now(),
-                unflushed: 0,
-                flushed: 0,
-                last_recorded_state: false,
+                committed_at: Instant::now(),
+                lost: None,
             }),
         });
         if let Durability::Batched { window } = durability {
@@ -170,10 +180,8 @@ impl Committer {
                         let Some(committer) = weak.upgrade() else {
                             return;
                         };
-                        if lock(&committer.queue).flushed_at.elapsed() >= window {
-                            // A failed flush is tried again next time, and
-                            // the workflow's own writes are always flushed.
-                            let _ = committer.flush();
+                        if lock(&committer.queue).committed_at.elapsed() >= window {
+                            committer.commit_waiting();
                         }
                     }
                 })
@@ -182,53 +190,49 @@ impl Committer {
         Ok(committer)
     }
 
-    /// Makes every commit so far durable, if any is not yet.
-    fn flush(&self) -> Result<(), redb::Error> {
-        let covering = {
-            let queue = lock(&self.queue);
-            if queue.unflushed == queue.flushed {
-                return Ok(());
-            }
-            queue.unflushed
+    /// Commits every write waiting, unless a leader is doing so already.
+    pub fn commit_waiting(&self) {
+        let lead = {
+            let mut queue = lock(&self.queue);
+            !queue.waiting.is_empty() && !std::mem::replace(&mut queue.leading, true)
         };
-        // An empty commit with the default durability flushes the ones
-        // before it.
-        self.db.begin_write()?.commit()?;
-        let mut queue = lock(&self.queue);
-        queue.flushed = queue.flushed.max(covering);
-        queue.flushed_at = Instant::now();
-        queue.last_recorded_state = false;
-        Ok(())
+        if lead {
+            self.drain();
+        }
     }
 
-    /// Whether the last commit recorded redb's allocator state, so that
-    /// the next open can load it rather than rebuild it from every table.
-    pub fn last_commit_recorded_state(&self) -> bool {
-        lock(&self.queue).last_recorded_state
-    }
-
-    /// Whether the next commit, holding `batch`, must reach the disk before
-    /// its writers go on.
-    fn must_flush(&self, batch: &[Request]) -> bool {
-        let waits_for_flush = |request: &Request| request.write.flush == Flush::BeforeReturning;
-        match self.durability {
-            Durability::Immediate => batch.iter().any(waits_for_flush),
-            Durability::Batched { window } => {
-                // A workflow's start and end are what its caller acts on.
-                batch
-                    .iter()
-                    .any(|request| matches!(request.write.rows, Rows::Workflow { .. }))
-                    || lock(&self.queue).flushed_at.elapsed() >= window
+    /// Whether `write` may wait in memory for a later commit.
+    fn may_wait(&self, write: &Write, queue: &Queue) -> bool {
+        if !matches!(write.rows, Rows::Steps(_)) {
+            // A workflow's start and end are what its caller acts on.
+            return false;
+        }
+        match (write.flush, self.durability) {
+            (Flush::WithWorkflowEnd, _) => true,
+            (Flush::BeforeReturning, Durability::Immediate) => false,
+            (Flush::BeforeReturning, Durability::Batched { window }) => {
+                queue.committed_at.elapsed() < window
             }
         }
     }
 
-    /// Queues `write` and returns once the transaction holding it is durable.
+    /// Queues `write` and returns once the transaction holding it is
+    /// durable, or at once when it may wait for a later commit.
     pub async fn write(self: &Arc<Self>, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         let lead = {
             let mut queue = lock(&self.queue);
-            queue.waiting.push(Request { write, done });
+            if let Some(lost) = &queue.lost {
+                return Err(self.error(lost));
+            }
+            if self.may_wait(&write, &queue) {
+                queue.waiting.push(Request { write, done: None });
+                return Ok(());
+            }
+            queue.waiting.push(Request {
+                write,
+                done: Some(done),
+            });
             !std::mem::replace(&mut queue.leading, true)
         };
         if lead {
@@ -255,47 +259,54 @@ impl Committer {
         })
     }
 
+    /// The error of writes lost as `lost` says.
+    fn error(&self, lost: &Lost) -> StoreError {
+        match lost {
+            Lost::Redb(err) => redb_error(&self.path, Arc::clone(err)),
+            Lost::Panicked(what) => damaged_by_panic(&self.path, what),
+        }
+    }
+
     /// Commits batches until no write is waiting, then stops leading.
     fn drain(&self) {
         loop {
             let batch: Vec<Request> = {
                 let mut queue = lock(&self.queue);
-                if queue.waiting.is_empty() {
+                if queue.waiting.is_empty() || queue.lost.is_some() {
                     queue.leading = false;
                     return;
                 }
                 let take = queue.waiting.len().min(MAX_BATCH);
                 queue.waiting.drain(..take).collect()
             };
-            let durable = self.must_flush(&batch);
-            // Recording the state makes redb commit in two phases, a flush
-            // more; only a durable commit's record is worth one.
-            let record_state = durable
-                && batch
-                    .iter()
-                    .any(|request| request.write.record_allocator_state);
             // A panic inside redb (a damaged file) fails the commit, and
             // every writer of it hears so.
-            let result =
-                catching(|| commit(&self.db, &batch, durable, record_state).map_err(Arc::new));
-            if matches!(result, Ok(Ok(()))) {
+            let result = match catching(|| commit(&self.db, &batch).map_err(Arc::new)) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(Lost::Redb(err)),
+                Err(panic) => Err(Lost::Panicked(panic_text(panic.as_ref()))),
+            };
+            {
                 let mut queue = lock(&self.queue);
-                queue.last_recorded_state = record_state;
-                if durable {
-                    queue.flushed = queue.unflushed;
-                    queue.flushed_at = Instant::now();
-                } else {
-                    queue.unflushed += 1;
+                queue.committed_at = Instant::now();
+                if let Err(lost) = &result
+                    && batch.iter().any(|request| request.done.is_none())
+                {
+                    queue.lost = Some(lost.clone());
+                    // What waits behind the lost writes is refused too.
+                    for request in queue.waiting.drain(..) {
+                        if let Some(done) = request.done {
+                            let _ = done.send(Err(self.error(lost)));
+                        }
+                    }
                 }
             }
             for request in batch {
-                let answer = match &result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(err)) => Err(redb_error(&self.path, Arc::clone(err))),
-                    Err(panic) => Err(panicked(&self.path, panic.as_ref())),
-                };
+                let answer = result.as_ref().map_err(|lost| self.error(lost)).copied();
                 // A writer that stopped waiting needs no answer.
-                let _ = request.done.send(answer);
+                if let Some(done) = request.done {
+                    let _ = done.send(answer);
+                }
             }
         }
     }
@@ -303,25 +314,16 @@ impl Committer {
 
 impl Drop for Committer {
     fn drop(&mut self) {
-        // Nothing committed may be left unflushed when the store closes;
-        // a damaged file that makes redb panic here is past saving.
-        let _ = catching(|| self.flush());
+        // Nothing written may be left behind when the store closes; a
+        // damaged file that makes redb panic here is past saving.
+        let _ = catching(|| self.commit_waiting());
     }
 }
 
 /// Applies every write of `batch` in one transaction and commits it,
-/// flushed to the disk or not, recording redb's allocator state or not.
-fn commit(
-    db: &Database,
-    batch: &[Request],
-    durable: bool,
-    record_state: bool,
-) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    if !durable {
-        txn.set_durability(redb::Durability::None)?;
-    }
-    txn.set_quick_repair(record_state);
+/// durably.
+fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
     for request in batch {
         apply(&txn, &request.write)?;
     }
@@ -332,13 +334,16 @@ fn commit(
 fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
     match &write.rows {
-        Rows::Workflow { row, started } => {
+        Rows::Workflow { row, started, ends } => {
             let mut table = txn.open_table(WORKFLOWS.table)?;
             table.insert((tenant, workflow), row.as_slice())?;
             if let Some(started) = started {
                 let mut specs = txn.open_table(SPECS.table)?;
                 specs.insert((tenant, workflow), started.head.as_slice())?;
                 put_elements(txn, write, started.first_element, &started.elements)?;
+            }
+            if *ends {
+                txn.open_table(CANCELS)?.remove((tenant, workflow))?;
             }
         }
         Rows::Elements { first, elements } => put_elements(txn, write, *first, elements)?,
@@ -347,6 +352,10 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
             for (step, bytes) in records {
                 table.insert((tenant, workflow, step.as_str()), bytes.as_slice())?;
             }
+        }
+        Rows::CancelRequest => {
+            txn.open_table(CANCELS)?
+                .insert((tenant, workflow), now_ms())?;
         }
     }
     let Some(kind) = &write.event else {

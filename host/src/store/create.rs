@@ -5,9 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::Database;
-
-use super::{CACHE_BYTES, Durability, Store, StoreError, open_error};
+use super::leases::Leases;
+use super::{Durability, Store, StoreError, builder, open_error};
 
 /// Makes the database at `path`, which does not exist yet; if another
 /// process makes it first, opens that one.
@@ -23,12 +22,13 @@ pub(super) fn create(path: &Path, durability: Durability) -> Result<Store, Store
     std::fs::create_dir_all(dir).map_err(failed)?;
     remove_abandoned(path);
     let making = making_path(path);
-    let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
+    let db = builder()
         .create(&making)
         .map_err(|err| open_error(&making, err))?;
+    // The file made is the one linked: its leases are the database's.
+    let leases = Leases::on_file(&making).map_err(failed)?;
     // The schema's first commit reaches the disk before the file is linked.
-    let store = match Store::start(db, path.to_path_buf(), durability) {
+    let store = match Store::start(db, path.to_path_buf(), durability, leases) {
         Ok(store) => store,
         Err(err) => {
             let _ = std::fs::remove_file(&making);
@@ -49,7 +49,7 @@ pub(super) fn create(path: &Path, durability: Durability) -> Result<Store, Store
         }
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
             drop(store);
-            Store::open_existing(path, durability)
+            Store::open_file(path, durability)
         }
         Err(err) => Err(failed(err)),
     }

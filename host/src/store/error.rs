@@ -15,10 +15,17 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Another process has the database open.
-    #[error("the state database {} is in use by another wfhost process", path.display())]
+    /// A process that does not share the database has it open: another
+    /// program, or a wfhost from before databases were shared.
+    #[error("the state database {} is in use by a process that does not share it (an older wfhost?)", path.display())]
     Locked {
         /// The file.
+        path: PathBuf,
+    },
+    /// There is no database at the path, and the command only reads one.
+    #[error("no state database at {} (give its path with --db or WFHOST_DB)", path.display())]
+    Missing {
+        /// The path looked at.
         path: PathBuf,
     },
     /// The file is damaged or is not a wfhost database.
@@ -65,6 +72,15 @@ pub enum StoreError {
         /// What redb said (shared by the writers of one commit).
         #[source]
         source: Arc<redb::Error>,
+    },
+    /// The locks that say which workflows run cannot be taken or seen.
+    #[error("the state database {}: cannot lock its workflow leases", path.display())]
+    Lease {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
     },
     /// A workflow's own spool of elements could not be read back.
     #[error("cannot read the workflow back from its spool")]
@@ -179,11 +195,21 @@ impl Drop for Db {
 
 /// The error of a panic inside redb on the database at `path`.
 pub(super) fn panicked(path: &Path, panic: &(dyn std::any::Any + Send)) -> StoreError {
-    let what = panic
+    damaged_by_panic(path, &panic_text(panic))
+}
+
+/// What a panic said.
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|text| text.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_string());
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
+/// The error of the database at `path` once redb panicked on it, saying
+/// `what`.
+pub(super) fn damaged_by_panic(path: &Path, what: &str) -> StoreError {
     StoreError::Damaged {
         path: path.to_path_buf(),
         reason: format!("redb failed on it: {what}"),

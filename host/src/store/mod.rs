@@ -1,14 +1,17 @@
 //! Durable workflow state in a redb file: workflows, their steps, and an
 //! append-only event log per workflow.
 //!
-//! Every state change is written in a transaction committed with redb's
-//! default (immediate) durability before the executor moves on, so a process
-//! killed at any instant leaves a consistent database that `resume` can
-//! continue from. Changes that arrive together share a transaction
-//! (`commit` explains how). A process that ends after its workflows
-//! leaves the file as such a kill would, without redb's close, once its last
-//! commit has recorded what the next open needs ([`Store::exit`]).
+//! Any number of processes may have one database open at once, each
+//! reading and writing (redb's multi-writer mode: one write transaction at
+//! a time, across processes). Every commit is durable, and a state change
+//! is committed before the executor moves on unless it may wait for a later
+//! commit (`commit` explains which, and how changes that arrive together
+//! share a transaction), so a process killed at any instant leaves a
+//! consistent database that `resume` can continue from. A process that
+//! ends after its workflows leaves the file as such a kill would, without
+//! redb's close ([`Store::exit`]).
 //!
+//! - `leases` knows which workflows run, in any process;
 //! - `tables` names the tables and the schema version;
 //! - `schema` creates the tables and migrates older files;
 //! - `read` and `write` are the store's reads and writes;
@@ -17,6 +20,7 @@
 mod commit;
 mod create;
 mod error;
+mod leases;
 mod read;
 mod schema;
 mod tables;
@@ -25,15 +29,17 @@ mod write;
 pub use commit::Durability;
 pub(crate) use commit::Flush;
 pub use error::{StoreError, catching_redb_panic};
+pub(crate) use leases::Lease;
 pub(crate) use read::StepTotals;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase};
+use redb::{ConcurrencyMode, Database, DatabaseError, ReadTransaction, ReadableDatabase};
 
 use commit::Committer;
 use error::{Db, Fault};
+use leases::Leases;
 
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
 /// cache of a long workflow's records grow with the workflow; the executor
@@ -69,15 +75,24 @@ pub struct Store {
     db: Arc<Db>,
     path: PathBuf,
     committer: Arc<Committer>,
-    /// Whether a workflow's final commit records redb's allocator state
-    /// (see [`Store::for_process_exit`]).
-    record_state_at_workflow_end: bool,
+    leases: Leases,
+}
+
+/// redb's settings for a database file: shared with every other process
+/// that opens it.
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(CACHE_BYTES)
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter);
+    builder
 }
 
 impl Store {
     /// Opens the database at `path`, creating it (and its directory) if
-    /// needed. A database open in another process, damaged, or of another
-    /// schema version is refused with an error that says so.
+    /// needed. A database that is damaged, or of another schema version,
+    /// or open in a process that does not share it, is refused with an
+    /// error that says so.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with(path, Durability::Immediate)
     }
@@ -86,6 +101,16 @@ impl Store {
     /// `durability`. A new database is made whole before it appears at
     /// `path` (see `create.rs`).
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        match Self::open_existing(path, durability) {
+            Err(StoreError::Missing { .. }) => create::create(path, durability),
+            opened => opened,
+        }
+    }
+
+    /// Opens the database at `path`, which must exist: what commands that
+    /// only look at records use, so that a mistyped path is not made into
+    /// a new, empty database.
+    pub fn open_existing(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         match std::fs::metadata(path) {
             Ok(file) if file.len() == 0 => Err(StoreError::Damaged {
                 path: path.to_path_buf(),
@@ -95,11 +120,11 @@ impl Store {
             }),
             Ok(_) => {
                 create::remove_abandoned(path);
-                Self::open_existing(path, durability)
+                Self::open_file(path, durability)
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                create::create(path, durability)
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            }),
             Err(source) => Err(StoreError::Open {
                 path: path.to_path_buf(),
                 source,
@@ -108,25 +133,31 @@ impl Store {
     }
 
     /// Opens the database file at `path`, which exists.
-    fn open_existing(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+    pub(super) fn open_file(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         error::guarded(path, || {
-            let db = Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .open(path)
-                .map_err(|err| open_error(path, err))?;
-            Self::start(db, path.to_path_buf(), durability)
+            let db = builder().open(path).map_err(|err| open_error(path, err))?;
+            let leases = Leases::on_file(path).map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Self::start(db, path.to_path_buf(), durability, leases)
         })
     }
 
     /// Checks the schema of an open database and sets up its committer.
-    fn start(db: Database, path: PathBuf, durability: Durability) -> Result<Self, StoreError> {
+    fn start(
+        db: Database,
+        path: PathBuf,
+        durability: Durability,
+        leases: Leases,
+    ) -> Result<Self, StoreError> {
         let db = Arc::new(Db::new(db));
         let committer = Committer::start(Arc::clone(&db), path.clone(), durability)?;
         let store = Store {
             db,
             path,
             committer,
-            record_state_at_workflow_end: false,
+            leases,
         };
         store.check_schema()?;
         Ok(store)
@@ -138,29 +169,40 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|err| Fault::Redb(err.into()).at(&path))?;
-        Self::start(db, path, Durability::Immediate)
-    }
-
-    /// Prepares the store for a process that ends once its workflows have:
-    /// each workflow's final commit also records redb's allocator state, in
-    /// a two-phase commit (one flush more), so that [`Store::exit`] can leave
-    /// the file without redb's close (four flushes). A long-lived process
-    /// gains nothing from it and would pay a flush per workflow.
-    pub fn for_process_exit(mut self) -> Self {
-        self.record_state_at_workflow_end = true;
-        self
+        Self::start(db, path, Durability::Immediate, Leases::in_process())
     }
 
     /// Ends this process's use of the store, which must not be opened again
-    /// before the process exits. When the last commit recorded redb's
-    /// allocator state, the file is left as a crash would leave it: all
-    /// that is committed is on the disk, and the next open loads the state
-    /// from that record, for one flush, where redb's close would have spent
-    /// four. Otherwise the store closes as it does when dropped.
+    /// before the process exits: what is written is committed, and the
+    /// file is left as a crash would leave it, without redb's close (which
+    /// costs flushes). Every commit records what the next open needs to
+    /// carry on at once, so nothing is lost or rebuilt.
     pub fn exit(self) {
-        if self.committer.last_commit_recorded_state() {
-            // The database's file and lock go with the process.
-            std::mem::forget(self);
+        self.committer.commit_waiting();
+        // The database's file and locks go with the process.
+        std::mem::forget(self);
+    }
+
+    /// Takes the lease that says workflow `id` of `tenant` runs here,
+    /// unless this or another process runs it (see `leases`).
+    pub(crate) fn lease(&self, tenant: &str, id: &str) -> Result<Option<Lease>, StoreError> {
+        self.leases
+            .take(tenant, id)
+            .map_err(|source| self.lock_error(source))
+    }
+
+    /// Whether workflow `id` of `tenant` runs now, here or in another
+    /// process.
+    pub fn is_running(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.leases
+            .is_held(tenant, id)
+            .map_err(|source| self.lock_error(source))
+    }
+
+    fn lock_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::Lease {
+            path: self.path.clone(),
+            source,
         }
     }
 

@@ -1,12 +1,12 @@
 //! The store's reads: a workflow's row, head and elements, its steps one by
 //! one or all, its event log, lists of rows, and usage sums.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 
 use super::error::Fault;
-use super::tables::{ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
+use super::tables::{CANCELS, ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{
     Event, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
@@ -22,9 +22,36 @@ pub(crate) struct StepTotals {
 }
 
 impl Store {
-    /// The workflow `id` of `tenant`, if stored.
+    /// The workflow `id` of `tenant`, if stored, with the status it has
+    /// now: one on record as running that no process runs is cut off.
     pub fn workflow(&self, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, StoreError> {
-        self.read(|txn| row(txn, tenant, id))
+        self.read(|txn| row(txn, tenant, id))?
+            .map(|row| self.observed(row))
+            .transpose()
+    }
+
+    /// `row` with the status it has now (see [`WorkflowStatus::CutOff`]).
+    fn observed(&self, mut row: WorkflowRow) -> Result<WorkflowRow, StoreError> {
+        if row.status == WorkflowStatus::Running && !self.is_running(&row.tenant, &row.id)? {
+            row.status = WorkflowStatus::CutOff;
+        }
+        Ok(row)
+    }
+
+    /// The workflows, by tenant and id, that a request to cancel waits
+    /// for: few, since each is answered within moments by the process that
+    /// runs it.
+    pub(crate) fn cancel_requests(&self) -> Result<HashSet<(String, String)>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(CANCELS)?;
+            let mut requested = HashSet::new();
+            for entry in table.iter()? {
+                let (key, _) = entry?;
+                let (tenant, id) = key.value();
+                requested.insert((tenant.to_string(), id.to_string()));
+            }
+            Ok(requested)
+        })
     }
 
     /// The head of workflow `id` of `tenant`, as it was recorded when it
@@ -57,13 +84,14 @@ impl Store {
         })
     }
 
-    /// Workflows, optionally of one tenant and one status, oldest first.
+    /// Workflows, optionally of one tenant and one status (as it is now:
+    /// see [`Store::workflow`]), oldest first.
     pub fn workflows(
         &self,
         tenant: Option<&str>,
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRow>, StoreError> {
-        let mut rows = self.read(|txn| {
+        let rows = self.read(|txn| {
             let table = txn.open_table(WORKFLOWS.table)?;
             let mut rows = Vec::new();
             // Keys start with the tenant: one tenant's rows are one range.
@@ -72,13 +100,18 @@ impl Store {
                 if tenant.is_some_and(|t| t != key.value().0) {
                     break;
                 }
-                let row = WORKFLOWS.decode(value.value())?;
-                if status.is_none_or(|s| s == row.status) {
-                    rows.push(row);
-                }
+                rows.push(WORKFLOWS.decode(value.value())?);
             }
             Ok(rows)
         })?;
+        let mut observed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let row = self.observed(row)?;
+            if status.is_none_or(|s| s == row.status) {
+                observed.push(row);
+            }
+        }
+        let mut rows = observed;
         rows.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         Ok(rows)
     }

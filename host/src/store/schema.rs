@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::error::Fault;
 use super::tables::{
-    ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS,
+    CANCELS, ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS,
 };
 use super::{Store, StoreError};
 
@@ -53,8 +53,9 @@ impl Store {
 }
 
 /// Brings a file of schema `found` (none: a new file) to this version.
-/// Schema 2 differs from 3 only in keeping a workflow's elements inside its
-/// head, which is still read as it is; schema 1 kept the head in the row.
+/// Schema 3 lacks only the table of cancel requests; schema 2 differs from
+/// 3 only in keeping a workflow's elements inside its head, which is still
+/// read as it is; schema 1 kept the head in the row.
 fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     if found == Some(1) {
         move_specs_out_of_rows(txn)?;
@@ -66,6 +67,7 @@ fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     txn.open_table(ELEMENTS.table)?;
     txn.open_table(STEPS.table)?;
     txn.open_table(EVENTS.table)?;
+    txn.open_table(CANCELS)?;
     Ok(())
 }
 

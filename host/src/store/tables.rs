@@ -18,7 +18,7 @@ use crate::records::{Event, StepRecord, StoredHead, WorkflowRow};
 
 /// Bumped whenever a table or a stored record changes shape; opening a
 /// file of the version before migrates it (see `Store::check_schema`).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// Settings of the file itself.
@@ -74,3 +74,9 @@ pub const STEPS: Records<(&str, &str, &str), StepRecord> = Records::named("steps
 
 /// (tenant, workflow id, sequence number) → event; append-only.
 pub const EVENTS: Records<(&str, &str, u64), Event> = Records::named("events");
+
+/// (tenant, workflow id) → when a request to cancel the workflow was made
+/// (milliseconds since the epoch): a cancel asked of a workflow running in
+/// another process, which that process answers; removed when the workflow
+/// ends.
+pub const CANCELS: TableDefinition<(&str, &str), u64> = TableDefinition::new("cancels");

@@ -46,7 +46,6 @@ impl Store {
             step: None,
             detail: None,
             flush: Flush::BeforeReturning,
-            record_allocator_state: false,
         };
         self.committer.write(write).await
     }
@@ -74,13 +73,12 @@ impl Store {
             rows: Rows::Workflow {
                 row: WORKFLOWS.encode(row),
                 started,
+                ends: row.status != WorkflowStatus::Running,
             },
             event: Some(event.to_string()),
             step: None,
             detail,
             flush: Flush::BeforeReturning,
-            record_allocator_state: self.record_state_at_workflow_end
-                && row.status != WorkflowStatus::Running,
         };
         self.committer.write(write).await
     }
@@ -111,7 +109,25 @@ impl Store {
             step: records.first().map(|record| record.id.clone()),
             detail,
             flush,
-            record_allocator_state: false,
+        };
+        self.committer.write(write).await
+    }
+}
+
+impl Store {
+    /// Asks, durably, that workflow `id` of `tenant`, which another process
+    /// runs, be cancelled: that process looks for requests while it runs
+    /// ([`Store::cancel_requested`]), and the workflow's end removes the
+    /// request.
+    pub(crate) async fn request_cancel(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let write = Write {
+            tenant: tenant.to_string(),
+            workflow: id.to_string(),
+            rows: Rows::CancelRequest,
+            event: Some("cancel_requested".to_string()),
+            step: None,
+            detail: Some(format!("by process {}", std::process::id())),
+            flush: Flush::BeforeReturning,
         };
         self.committer.write(write).await
     }
