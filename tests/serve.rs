@@ -493,6 +493,75 @@ fn cancel_interrupts_the_running_step_and_skips_the_rest() {
     assert_eq!((status, &row["status"]), (200, &json!("cancelled")));
 }
 
+/// The service and the command line on one database at once: a CLI `run`
+/// while the service runs a workflow, `list` and `status` of the service's
+/// workflow, and a CLI `cancel` that stops it inside the service.
+#[test]
+fn serve_and_the_command_line_share_one_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let workflow = json!({"id": "served", "workflow": [
+        {"task": "math.add", "args": [1, 1]},
+        {"task": "testkit.sleep", "args": [60000], "immutable": true},
+        {"task": "math.add", "args": [1]},
+    ]});
+    assert_eq!(server.submit(KEY_A, &workflow).0, 202);
+    server.wait_for_steps(KEY_A, "served", 1);
+
+    let chain = dir.path().join("chain.json");
+    let local = json!({"plugins": {"math": plugin("math")},
+                       "workflow": [{"task": "math.add", "args": [2, 3]}]});
+    std::fs::write(&chain, local.to_string()).unwrap();
+    let run = Run::from(
+        wfhost_in(dir.path())
+            .arg("run")
+            .arg(&chain)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "5\n"),
+        "{}",
+        run.stderr
+    );
+
+    let cli = |args: &[&str]| Run::from(wfhost_in(dir.path()).args(args).output().unwrap());
+    let listed = cli(&["list", "--tenant", "a", "--json"]).json();
+    assert_eq!(
+        (&listed[0]["id"], &listed[0]["status"]),
+        (&json!("served"), &json!("running")),
+        "{listed}"
+    );
+    let status = cli(&["status", "served", "--tenant", "a", "--json"]).json();
+    assert_eq!(step_of(&status, "0")["result"], 2, "{status}");
+
+    let asked = Instant::now();
+    let cancel = cli(&["cancel", "served", "--tenant", "a"]);
+    assert_eq!(cancel.code, 0, "{}", cancel.stderr);
+    assert!(cancel.stderr.contains("cancelled"), "{}", cancel.stderr);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let report = server.wait(KEY_A, "served");
+    assert_eq!(report["status"], "cancelled", "{report}");
+    assert_eq!(step_of(&report, "2")["status"], "skipped", "{report}");
+    // The service goes on serving.
+    assert_eq!(
+        server
+            .submit(
+                KEY_B,
+                &json!({"id": "after", "workflow": [
+        {"task": "math.add", "args": [1, 2]}]})
+            )
+            .0,
+        202
+    );
+    assert_eq!(server.wait(KEY_B, "after")["result"], 3);
+}
+
 #[test]
 fn a_failed_workflow_is_retried_from_its_failed_step() {
     let dir = tempfile::tempdir().unwrap();

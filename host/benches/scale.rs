@@ -407,6 +407,14 @@ fn floors(dir: &Path) {
             redb::Database::create(dir.join("commit-probe.redb")).unwrap()
         ))
     );
+    let mut shared = redb::Database::builder();
+    shared.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+    println!(
+        "  the same, multi-writer (as wfhost):  {:>8.1} µs",
+        us(redb_commit_floor(
+            shared.create(dir.join("shared-probe.redb")).unwrap()
+        ))
+    );
     let in_memory = redb::Database::builder()
         .create_with_backend(redb::backends::InMemoryBackend::new())
         .unwrap();
