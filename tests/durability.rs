@@ -218,6 +218,23 @@ fn the_same_id_runs_once() {
         chain.command(&["status", "once", "--tenant", "acme"]).code,
         0
     );
+    // A copy of the file with one number changed is another workflow: its
+    // id is refused, and nothing runs or changes.
+    let changed = std::fs::read_to_string(&chain.path)
+        .unwrap()
+        .replace("10", "11");
+    std::fs::write(&chain.path, changed).unwrap();
+    let refused = run_file(&chain, &[]);
+    assert_eq!((refused.code, refused.stdout.as_str()), (2, ""));
+    assert!(
+        refused
+            .stderr
+            .contains("at $.workflow[1].args[0] the stored workflow has 10 where this one has 11"),
+        "{}",
+        refused.stderr
+    );
+    let succeeded = event_counts(&chain, "once", "step_succeeded");
+    assert_eq!(succeeded.values().copied().collect::<Vec<_>>(), [1, 1]);
 }
 
 #[test]
@@ -263,6 +280,79 @@ fn status_and_list_show_where_workflows_stand() {
         all.stdout
     );
     assert_eq!(chain.command(&["status", "missing"]).code, 2);
+}
+
+/// The plugin of a failed step is fixed and rebuilt in place: a plain
+/// `retry` refuses the new build (the workflow is pinned to the old one);
+/// `retry --plugin` re-drives it with the new build, records which, and
+/// later resumes run the same build.
+#[test]
+fn retry_with_a_rebuilt_plugin_re_drives_a_failed_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let calc = dir.path().join("calc.wasm");
+    std::fs::copy(plugin("math"), &calc).unwrap();
+    let chain = chain_file(&json!({
+        "plugins": {"calc": calc},
+        "workflow": [
+            {"task": "calc.add", "args": [1, 2]},
+            {"task": "calc.add", "args": [i64::MAX]},
+        ],
+    }));
+    let failed = run_file(&chain, &["--id", "fixme"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("overflow"), "{}", failed.stderr);
+    // The fix: a build of `add` that does not overflow, in the same place.
+    std::fs::copy(plugin("testkit"), &calc).unwrap();
+    let refused = chain.command(&["retry", "fixme"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("sha256 mismatch") && refused.stderr.contains("--plugin calc=PATH"),
+        "{}",
+        refused.stderr
+    );
+    let unknown = chain.command(&["retry", "fixme", "--plugin", "nope=x.wasm"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown
+            .stderr
+            .contains("has no plugin `nope` (it has: calc)"),
+        "{}",
+        unknown.stderr
+    );
+
+    let calc_arg = format!("calc={}", calc.display());
+    let retried = chain.command(&["retry", "fixme", "--plugin", &calc_arg]);
+    assert_eq!(
+        (retried.code, retried.stdout.trim()),
+        (0, i64::MAX.to_string().as_str()),
+        "{}",
+        retried.stderr
+    );
+    let events = chain
+        .command(&["status", "fixme", "--events", "--json"])
+        .json();
+    let retry = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["kind"] == "workflow_retried")
+        .unwrap_or_else(|| panic!("{events}"));
+    let new_sha = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&calc).unwrap())
+    );
+    let detail = retry["detail"].as_str().unwrap();
+    assert!(detail.starts_with("1; plugin calc from "), "{detail}");
+    assert!(
+        detail.contains(&format!("sha256 {new_sha} (was ")),
+        "{detail}"
+    );
+    // The first step kept its record; only the failed one ran again.
+    let succeeded = event_counts(&chain, "fixme", "step_succeeded");
+    assert_eq!(succeeded.values().copied().collect::<Vec<_>>(), [1, 1]);
+    // The same chain file under the same id is still the same workflow.
+    let again = run_file(&chain, &["--id", "fixme"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
 }
 
 #[test]

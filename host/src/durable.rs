@@ -55,8 +55,49 @@ pub(crate) async fn record_start(
         }
         batch.push(json.map_err(StoreError::spool)?);
     }
+    let mut head = pinned_head(workflow);
+    head.content_sha256 = Some(crate::content::digest(workflow.spec())?);
+    store.start_workflow(row, &head, first, batch).await
+}
+
+/// Records that the workflow of `row` continues with new files of the
+/// plugins named in `replaced`: its row, with `event`, and its head, pinned
+/// to what `workflow` loaded, so that a later resume runs the same. The
+/// content it started with stays its content. The event's detail names
+/// each plugin's new file and sha256, and the sha256 it replaces.
+pub(crate) async fn record_new_plugins(
+    store: &Store,
+    workflow: &PreparedWorkflow,
+    row: &WorkflowRow,
+    event: &str,
+    detail: Option<String>,
+    replaced: &[String],
+) -> Result<(), StoreError> {
+    let old = store.head(&row.tenant, &row.id)?;
+    let mut head = pinned_head(workflow);
+    head.content_sha256 = old.as_ref().and_then(|old| old.content_sha256.clone());
+    let sha256_of =
+        |head: Option<&StoredHead>, name: &str| match head.and_then(|h| h.plugins.get(name)) {
+            Some(StoredPlugin::Pinned {
+                sha256: Some(sha256),
+                ..
+            }) => sha256.clone(),
+            _ => "unknown".to_string(),
+        };
+    let mut notes: Vec<String> = detail.into_iter().collect();
+    for name in replaced {
+        let path = match head.plugins.get(name) {
+            Some(StoredPlugin::Pinned { path, .. } | StoredPlugin::Path(path)) => path.clone(),
+            None => continue,
+        };
+        notes.push(format!(
+            "plugin {name} from {path}, sha256 {} (was {})",
+            sha256_of(Some(&head), name),
+            sha256_of(old.as_ref(), name)
+        ));
+    }
     store
-        .start_workflow(row, &pinned_head(workflow), first, batch)
+        .put_workflow_and_head(row, &head, event, Some(notes.join("; ")))
         .await
 }
 
@@ -94,6 +135,7 @@ fn head(spec: &WorkflowSpec, plugins: &BTreeMap<String, PluginRef>) -> StoredHea
         defaults: spec.defaults.clone(),
         on_error: spec.on_error.clone(),
         elements: spec.workflow.len() as u64,
+        content_sha256: None,
         workflow: None,
     }
 }

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod content;
 mod durable;
 pub mod executor;
 mod lifecycle;
@@ -48,6 +49,7 @@ pub mod spec;
 pub mod store;
 pub mod text;
 
+pub use content::Difference;
 pub use durable::StoredWorkflowError;
 pub use executor::{Observer, RunIdentity, RunOptions, Silent};
 pub use lifecycle::{Begun, Cancellation, Host, HostError, Intent, Ready, new_workflow_id};

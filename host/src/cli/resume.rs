@@ -1,5 +1,8 @@
 //! `wfhost resume [ID | --all]`, `wfhost retry ID` and `wfhost cancel ID`.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use clap::Args;
 use wfhost::records::WorkflowStatus;
 use wfhost::{Cancellation, Host, Intent, RunIdentity};
@@ -25,6 +28,10 @@ pub struct ResumeArgs {
 pub struct RetryArgs {
     /// The failed workflow to re-drive from its failed step.
     id: String,
+    /// Load plugin NAME from PATH (a build with the fix) instead of the
+    /// build the workflow was pinned to; may be given for several plugins.
+    #[arg(long = "plugin", value_name = "NAME=PATH", value_parser = plugin_file)]
+    plugins: Vec<(String, PathBuf)>,
     #[command(flatten)]
     tenant: TenantArg,
     #[command(flatten)]
@@ -81,13 +88,29 @@ pub async fn resume(args: ResumeArgs, runtime: StartingRuntime) -> anyhow::Resul
 pub async fn retry(args: RetryArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
     let host = args.host.open(runtime)?;
     let identity = RunIdentity::new(&args.tenant.tenant, &args.id);
-    let begun = host.begin(identity, Intent::Retry).await?;
+    let mut plugins = BTreeMap::new();
+    for (name, path) in args.plugins.iter().cloned() {
+        if plugins.insert(name.clone(), path).is_some() {
+            anyhow::bail!("--plugin {name}=… is given twice");
+        }
+    }
+    let begun = host.begin(identity, Intent::Retry { plugins }).await?;
     let finished = execute::execute(&args.host, &host, begun, |row| {
         format!("workflow {} {}", row.id, row.status.as_str())
     })
     .await;
     host.exit();
     finished
+}
+
+/// `NAME=PATH`, as `--plugin` takes it.
+fn plugin_file(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=PATH, found `{text}`")),
+    }
 }
 
 #[derive(Args)]

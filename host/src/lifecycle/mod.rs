@@ -16,6 +16,7 @@ mod state;
 
 pub use state::{Intent, new_workflow_id};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -76,6 +77,28 @@ pub enum HostError {
         /// The workflow's id.
         id: String,
     },
+    /// The id is on record for a workflow with other content: an id names
+    /// one workflow.
+    #[error(
+        "workflow {id} is on record with other content ({difference}); an id names one \
+         workflow: give this one another id"
+    )]
+    OtherContent {
+        /// The workflow's id.
+        id: String,
+        /// Where the two first differ.
+        difference: crate::Difference,
+    },
+    /// A plugin to replace is not one the workflow has.
+    #[error("workflow {id} has no plugin `{name}` (it has: {})", .known.join(", "))]
+    NoSuchPlugin {
+        /// The workflow's id.
+        id: String,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: Vec<String>,
+    },
     /// Only a failed workflow can be retried.
     #[error("workflow {} {}; only a failed workflow can be retried", .row.id, retry_refusal(.row.status))]
     NotRetryable {
@@ -109,6 +132,31 @@ fn retry_refusal(status: WorkflowStatus) -> &'static str {
     }
 }
 
+/// Points each plugin of `spec` named in `plugins` to its new file, to be
+/// loaded whatever its sha256 (and pinned to it once loaded); returns their
+/// names.
+fn replace_plugins(
+    spec: &mut WorkflowSpec,
+    plugins: BTreeMap<String, PathBuf>,
+    id: &str,
+) -> Result<Vec<String>, HostError> {
+    let known: Vec<String> = spec.plugins.keys().cloned().collect();
+    let mut replaced = Vec::new();
+    for (name, path) in plugins {
+        let Some(plugin) = spec.plugins.get_mut(&name) else {
+            return Err(HostError::NoSuchPlugin {
+                id: id.to_string(),
+                name,
+                known,
+            });
+        };
+        plugin.path = std::path::absolute(&path).unwrap_or(path);
+        plugin.sha256 = None;
+        replaced.push(name);
+    }
+    Ok(replaced)
+}
+
 /// What [`Host::begin`] found.
 #[non_exhaustive]
 pub enum Begun {
@@ -129,6 +177,8 @@ pub struct Ready {
     continuation: Continuation,
     /// The row on record, for a workflow that continues.
     row: Option<WorkflowRow>,
+    /// The plugins it continues with new files of, by name.
+    replaced: Vec<String>,
     claim: Claim,
 }
 
@@ -226,14 +276,21 @@ impl Host {
         // true while the claim is held.
         let claim = self.claims.claim(&self.store, &identity)?;
         let stored = self.store.workflow(&identity.tenant, &identity.id)?;
+        if let (Intent::Start(spec), Some(row)) = (&intent, &stored) {
+            self.check_same_content(spec, row)?;
+        }
         let decision = state::decide(intent, stored).map_err(|refusal| match refusal {
             Refusal::NotFound => self.not_found(&identity),
             Refusal::NotRetryable(row) => HostError::NotRetryable { row },
         })?;
-        let (spec, continuation, row) = match decision {
+        let (spec, continuation, row, replaced) = match decision {
             Decision::Report(row) => return Ok(Begun::Finished(row)),
-            Decision::Start(spec) => (spec, Continuation::Fresh, None),
-            Decision::Continue { row, continuation } => {
+            Decision::Start(spec) => (spec, Continuation::Fresh, None, Vec::new()),
+            Decision::Continue {
+                row,
+                continuation,
+                plugins,
+            } => {
                 if claim.is_none() {
                     return Ok(Begun::Running(row));
                 }
@@ -241,11 +298,9 @@ impl Host {
                     // Its process ended before it answered the request.
                     return Ok(Begun::Finished(self.record_cancelled(row).await?));
                 }
-                (
-                    durable::stored_spec(&self.store, &row)?,
-                    continuation,
-                    Some(row),
-                )
+                let mut spec = durable::stored_spec(&self.store, &row)?;
+                let replaced = replace_plugins(&mut spec, plugins, &row.id)?;
+                (spec, continuation, Some(row), replaced)
             }
         };
         let Some(claim) = claim else {
@@ -257,8 +312,30 @@ impl Host {
             identity,
             continuation,
             row,
+            replaced,
             claim,
         })))
+    }
+
+    /// Refuses `spec` under the id of `row` unless it is the workflow on
+    /// record: the stored digest of its content says so at once, and the
+    /// stored workflow, read back, says where they differ.
+    fn check_same_content(&self, spec: &WorkflowSpec, row: &WorkflowRow) -> Result<(), HostError> {
+        let stored_digest = self
+            .store
+            .head(&row.tenant, &row.id)?
+            .and_then(|head| head.content_sha256);
+        if stored_digest == Some(crate::content::digest(spec)?) {
+            return Ok(());
+        }
+        let stored = durable::stored_spec(&self.store, row)?;
+        match crate::content::first_difference(&stored, spec)? {
+            None => Ok(()),
+            Some(difference) => Err(HostError::OtherContent {
+                id: row.id.clone(),
+                difference,
+            }),
+        }
     }
 
     async fn prepare(
@@ -289,6 +366,7 @@ impl Host {
             identity,
             continuation,
             row,
+            replaced,
             claim,
         } = ready;
         let row = match row {
@@ -299,7 +377,19 @@ impl Host {
             }
             Some(stored) => {
                 let (row, event, detail) = state::continued(stored, &continuation);
-                self.store.put_workflow(&row, event, detail).await?;
+                if replaced.is_empty() {
+                    self.store.put_workflow(&row, event, detail).await?;
+                } else {
+                    durable::record_new_plugins(
+                        &self.store,
+                        &workflow,
+                        &row,
+                        event,
+                        detail,
+                        &replaced,
+                    )
+                    .await?;
+                }
                 row
             }
         };
@@ -345,7 +435,7 @@ impl Host {
     /// Runs the failed workflow `identity` again from its failed step, to
     /// its end with the default options.
     pub async fn retry(&self, identity: RunIdentity) -> Result<WorkflowRow, HostError> {
-        self.begin_and_execute(identity, Intent::Retry).await
+        self.begin_and_execute(identity, Intent::retry()).await
     }
 
     async fn begin_and_execute(

@@ -11,6 +11,9 @@
 //! `cut_off` is never stored: a workflow on record as running is cut off
 //! when no process holds its lease (see `store::leases`).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 use crate::executor::{Continuation, RunIdentity};
@@ -28,8 +31,23 @@ pub enum Intent {
     /// Continue the workflow a crash or a stop cut off; report it if it
     /// has finished.
     Resume,
-    /// Run the failed workflow again from its failed step.
-    Retry,
+    /// Run the failed workflow again from its failed step, with each plugin
+    /// named in `plugins` loaded from the file given for it (a build with
+    /// the fix) rather than the one the workflow was pinned to.
+    Retry {
+        /// New files of plugins, by the name the workflow gives them.
+        plugins: BTreeMap<String, PathBuf>,
+    },
+}
+
+impl Intent {
+    /// Run the failed workflow again from its failed step, with its own
+    /// plugins.
+    pub fn retry() -> Self {
+        Intent::Retry {
+            plugins: BTreeMap::new(),
+        }
+    }
 }
 
 /// What to do, given the intent and the record.
@@ -37,10 +55,12 @@ pub enum Intent {
 pub(crate) enum Decision {
     /// Nothing is on record: start the workflow from `spec`.
     Start(WorkflowSpec),
-    /// Continue the stored workflow of `row`.
+    /// Continue the stored workflow of `row`, with new files for the
+    /// plugins in `plugins`.
     Continue {
         row: WorkflowRow,
         continuation: Continuation,
+        plugins: BTreeMap<String, PathBuf>,
     },
     /// Nothing to run: the workflow's outcome is on record.
     Report(WorkflowRow),
@@ -58,18 +78,23 @@ pub(crate) fn decide(intent: Intent, stored: Option<WorkflowRow>) -> Result<Deci
     let row = match (intent, stored) {
         (Intent::Start(spec), None) => return Ok(Decision::Start(spec)),
         (_, None) => return Err(Refusal::NotFound),
-        (Intent::Retry, Some(row)) if row.status == WorkflowStatus::Failed => {
+        (Intent::Retry { plugins }, Some(row)) if row.status == WorkflowStatus::Failed => {
             let failed_step = row.error.as_ref().map(|error| error.step.clone());
             let continuation = Continuation::Redrive { failed_step };
-            return Ok(Decision::Continue { row, continuation });
+            return Ok(Decision::Continue {
+                row,
+                continuation,
+                plugins,
+            });
         }
-        (Intent::Retry, Some(row)) => return Err(Refusal::NotRetryable(Box::new(row))),
+        (Intent::Retry { .. }, Some(row)) => return Err(Refusal::NotRetryable(Box::new(row))),
         (Intent::Start(_) | Intent::Resume, Some(row)) => row,
     };
     Ok(match row.status {
         WorkflowStatus::Running | WorkflowStatus::CutOff => Decision::Continue {
             row,
             continuation: Continuation::Resume,
+            plugins: BTreeMap::new(),
         },
         _ => Decision::Report(row),
     })
@@ -181,7 +206,7 @@ mod tests {
             decide(Intent::Start(spec()), None),
             Ok(Decision::Start(_))
         ));
-        for intent in [Intent::Resume, Intent::Retry] {
+        for intent in [Intent::Resume, Intent::retry()] {
             assert!(matches!(decide(intent, None), Err(Refusal::NotFound)));
         }
         for status in WorkflowStatus::ALL {
@@ -202,7 +227,7 @@ mod tests {
                     (status, _) => panic!("start or resume of a {status:?} workflow"),
                 }
             }
-            match (status, decide(Intent::Retry, Some(row(status)))) {
+            match (status, decide(Intent::retry(), Some(row(status)))) {
                 (Failed, Ok(Decision::Continue { continuation, .. })) => assert_eq!(
                     continuation,
                     Continuation::Redrive {

@@ -29,6 +29,10 @@ pub(crate) struct StoredHead {
     /// How many elements it has, stored apart.
     #[serde(default)]
     pub elements: u64,
+    /// The sha256 of its content (see `content.rs`); none in heads written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
     /// The whole workflow, in a head that schema 2 wrote, in the chain
     /// file's form; such a head has no elements apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -103,7 +103,12 @@ pub enum PluginError {
         reason: String,
     },
     /// The file does not hash to the pinned sha256.
-    #[error("plugin `{name}`: sha256 mismatch for {}: chain file pins {expected}, the file is {actual}", path.display())]
+    #[error(
+        "plugin `{name}`: sha256 mismatch for {}: pinned to {expected} (by the chain file, or by \
+         the workflow's first run), the file is {actual}; `wfhost retry ID --plugin {name}=PATH` \
+         re-drives a failed workflow with a new build",
+        path.display()
+    )]
     Sha256Mismatch {
         /// The plugin's name in the workflow.
         name: String,

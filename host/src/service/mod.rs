@@ -112,7 +112,9 @@ impl From<HostError> for ServiceError {
         let kind = match &err {
             // The database's path is the operator's business, not the tenant's.
             HostError::NotFound { id, .. } => return not_found(id),
-            HostError::AlreadyStarting { .. } => ErrorKind::Conflict,
+            HostError::AlreadyStarting { .. } | HostError::OtherContent { .. } => {
+                ErrorKind::Conflict
+            }
             HostError::Store(_) | HostError::Stored(crate::StoredWorkflowError::Store(_)) => {
                 ErrorKind::Store
             }
@@ -213,7 +215,7 @@ impl Service {
         id: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
         let identity = RunIdentity::new(&tenant.name, id);
-        self.begin(tenant, identity, Intent::Retry).await
+        self.begin(tenant, identity, Intent::retry()).await
     }
 
     /// Asks the host what `intent` does with `identity` under `tenant`'s

@@ -94,7 +94,8 @@ pub(super) struct Write {
 
 /// The rows a write puts.
 pub(super) enum Rows {
-    /// The workflow's own row, and the workflow itself when it starts.
+    /// The workflow's own row, and its head (and elements) when it starts
+    /// or its head changes.
     Workflow {
         row: Vec<u8>,
         started: Option<Started>,
@@ -112,7 +113,7 @@ pub(super) enum Rows {
 }
 
 /// What a starting workflow stores besides its row: its head, and its
-/// elements from `first_element` on.
+/// elements from `first_element` on (none, when only its head changes).
 pub(super) struct Started {
     pub head: Vec<u8>,
     pub first_element: u64,

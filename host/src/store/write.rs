@@ -60,6 +60,23 @@ impl Store {
         self.write_workflow(row, None, event, detail).await
     }
 
+    /// Writes a workflow's row and its new head, and appends an event,
+    /// durably: a workflow that continues with other plugin files.
+    pub(crate) async fn put_workflow_and_head(
+        &self,
+        row: &WorkflowRow,
+        head: &StoredHead,
+        event: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        let head = Started {
+            head: SPECS.encode(head),
+            first_element: head.elements,
+            elements: Vec::new(),
+        };
+        self.write_workflow(row, Some(head), event, detail).await
+    }
+
     async fn write_workflow(
         &self,
         row: &WorkflowRow,

@@ -12,6 +12,13 @@ pub fn echo(value: Value) -> Value {
     value
 }
 
+/// Adds without overflowing: what a fixed build of `math.add` might be,
+/// for tests that re-drive a failed workflow with a new build.
+#[task]
+pub fn add(x: i64, y: i64) -> i64 {
+    x.saturating_add(y)
+}
+
 /// Fails permanently with the given message.
 #[task]
 pub fn fail(message: String) -> Result<Value, TaskError> {
@@ -185,7 +192,7 @@ pub fn stash(secret: String) -> String {
 }
 
 wfhost_guest::export_tasks!(
-    echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
+    add, echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
     print, route, log, slow_add, now_ms, stash,
 );
 
