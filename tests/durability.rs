@@ -57,7 +57,7 @@ fn run_through_kills(
 
 /// How many events of `kind` each step has in a workflow's log.
 fn event_counts(chain: &ChainFile, id: &str, kind: &str) -> HashMap<String, usize> {
-    let events = chain.command(&["status", id, "--events", "--json"]).json();
+    let events = chain.command(&["events", id, "--json"]).json_lines();
     let mut counts = HashMap::new();
     for event in events.as_array().unwrap() {
         if event["kind"] == kind {
@@ -328,9 +328,7 @@ fn retry_with_a_rebuilt_plugin_re_drives_a_failed_workflow() {
         "{}",
         retried.stderr
     );
-    let events = chain
-        .command(&["status", "fixme", "--events", "--json"])
-        .json();
+    let events = chain.command(&["events", "fixme", "--json"]).json_lines();
     let retry = events
         .as_array()
         .unwrap()

@@ -65,7 +65,7 @@ fn succeeded_steps(report: &Value) -> BTreeMap<String, Value> {
 
 /// When an event of `kind` was recorded for workflow `id`.
 fn event_at(chain: &ChainFile, id: &str, kind: &str) -> u64 {
-    let events = chain.command(&["status", id, "--events", "--json"]).json();
+    let events = chain.command(&["events", id, "--json"]).json_lines();
     events
         .as_array()
         .unwrap()
@@ -105,10 +105,8 @@ fn two_runs_of_different_workflows_on_one_database_run_side_by_side() {
     let first_ended = event_at(&chain, "first", "workflow_succeeded");
     let second_started = {
         let mut status = chain.wfhost();
-        status.args([
-            "status", "second", "--tenant", "other", "--events", "--json",
-        ]);
-        let events = Run::from(status.output().unwrap()).json();
+        status.args(["events", "second", "--tenant", "other", "--json"]);
+        let events = Run::from(status.output().unwrap()).json_lines();
         events[0]["at_ms"].as_u64().unwrap()
     };
     assert!(
@@ -144,6 +142,8 @@ fn status_and_list_show_a_running_20000_step_chain_progress() {
         let done = succeeded_steps(&report).len();
         if seen.last() != Some(&done) && done > 0 {
             seen.push(done);
+            let text = chain.command(&["status", "long"]).stdout;
+            assert!(text.contains(" of 20,000 steps done, "), "{text}");
             let listed = chain
                 .command(&["list", "--status", "running", "--json"])
                 .json();
@@ -178,7 +178,21 @@ fn cancel_from_another_process_interrupts_a_running_workflow_within_a_second() {
         assert!(started.elapsed() < Duration::from_secs(60));
         sleep(Duration::from_millis(20));
     }
-    sleep(Duration::from_millis(200));
+    sleep(Duration::from_millis(300));
+    // The status tells where it stands, the running step included.
+    let status = chain.command(&["status", "c"]);
+    for expected in [
+        "workflow c (tenant default): running",
+        "1 of 3 steps done, 1 running, 1 pending",
+        "running: step 1 (testkit.slow_add), attempt 1 since 20",
+    ] {
+        assert!(
+            status.stdout.contains(expected),
+            "{expected}:\n{}",
+            status.stdout
+        );
+    }
+    let follower = start(&chain, &["events", "c", "--follow"]);
     let asked = Instant::now();
     let cancel = chain.command(&["cancel", "c"]);
     let took = asked.elapsed();
@@ -187,6 +201,28 @@ fn cancel_from_another_process_interrupts_a_running_workflow_within_a_second() {
     assert!(took < Duration::from_secs(1), "the cancel took {took:?}");
     let run = finish(runner, Duration::from_secs(5));
     assert_eq!(run.code, 1, "{}", run.stderr);
+    // The follower saw the whole log as it happened, and ended with it.
+    let followed = finish(follower, Duration::from_secs(5));
+    let kinds: Vec<&str> = followed
+        .stdout
+        .lines()
+        .map(|line| line.split_whitespace().nth(2).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "workflow_started",
+            "step_started",
+            "step_succeeded",
+            "step_started",
+            "cancel_requested",
+            "step_failed",
+            "steps_skipped",
+            "workflow_cancelled"
+        ],
+        "{}",
+        followed.stdout
+    );
     let report = chain.command(&["status", "c", "--json"]).json();
     assert_eq!(report["status"], "cancelled", "{report}");
     assert_eq!(

@@ -103,7 +103,7 @@ pub(crate) async fn record_new_plugins(
 
 /// The workflow's stored head, with every plugin pinned to its absolute
 /// path and the sha256 of the component that was loaded, so that `resume`
-/// runs the same code or refuses to.
+/// runs the same code or refuses to, and the count of its steps.
 fn pinned_head(workflow: &PreparedWorkflow) -> StoredHead {
     let spec = workflow.spec();
     let mut plugins = spec.plugins.clone();
@@ -114,7 +114,10 @@ fn pinned_head(workflow: &PreparedWorkflow) -> StoredHead {
             plugin_ref.sha256 = Some(plugin.sha256().to_string());
         }
     }
-    head(spec, &plugins)
+    StoredHead {
+        planned_steps: Some(workflow.planned_steps() as u64),
+        ..head(spec, &plugins)
+    }
 }
 
 /// The head of `spec`, with `plugins` in place of its own.
@@ -135,6 +138,7 @@ fn head(spec: &WorkflowSpec, plugins: &BTreeMap<String, PluginRef>) -> StoredHea
         defaults: spec.defaults.clone(),
         on_error: spec.on_error.clone(),
         elements: spec.workflow.len() as u64,
+        planned_steps: None,
         content_sha256: None,
         workflow: None,
     }

@@ -26,9 +26,45 @@ pub fn first_lines(lines: impl ExactSizeIterator<Item = String>, max: usize) -> 
     shown.join("\n")
 }
 
+/// `n` with its thousands separated by commas: `20,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+/// The last `max` lines of `text`, with a line before them saying how many
+/// earlier ones there were.
+pub fn last_lines(text: &str, max: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let skipped = lines.len().saturating_sub(max);
+    let mut shown = Vec::with_capacity(max + 1);
+    if skipped > 0 {
+        shown.push(format!("… {skipped} earlier lines"));
+    }
+    shown.extend(lines[skipped..].iter().map(|line| line.to_string()));
+    shown.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_tails_read_as_people_write_them() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(6367), "6,367");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(last_lines("a\nb\nc", 2), "… 1 earlier lines\nb\nc");
+    }
 
     #[test]
     fn long_text_is_cut_with_a_count() {

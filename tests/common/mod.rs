@@ -175,6 +175,16 @@ impl Run {
         })
     }
 
+    /// stdout parsed as JSON lines (one document a line), as an array.
+    pub fn json_lines(&self) -> Value {
+        let lines = self.stdout.lines().map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| {
+                panic!("not a JSON line ({err}): {line}\nstderr: {}", self.stderr)
+            })
+        });
+        Value::Array(lines.collect())
+    }
+
     /// The step of a `--json` report with this id.
     pub fn step(&self, id: &str) -> Value {
         step_of(&self.json(), id)

@@ -118,7 +118,7 @@ pub struct TenantArg {
 enum Command {
     /// Run the workflow of a chain file and print its result as one JSON line.
     Run(run::RunArgs),
-    /// Show a workflow and each of its steps.
+    /// Show a workflow: how far it has come, what runs, and its steps.
     Status {
         /// The workflow's id.
         id: String,
@@ -127,9 +127,25 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// Print the workflow's event log instead.
+        /// Show every step, not only the latest.
         #[arg(long)]
-        events: bool,
+        all: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print a workflow's event log.
+    Events {
+        /// The workflow's id.
+        id: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Print each event as a JSON object on a line of its own.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing events as they are recorded, until the workflow
+        /// no longer runs.
+        #[arg(long, short)]
+        follow: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -222,9 +238,16 @@ pub fn main() -> ExitCode {
                 id,
                 tenant,
                 json,
-                events,
+                all,
                 db,
-            } => status::status(&db.open_existing()?, &tenant.tenant, &id, json, events),
+            } => status::status(&db.open_existing()?, &tenant.tenant, &id, json, all),
+            Command::Events {
+                id,
+                tenant,
+                json,
+                follow,
+                db,
+            } => status::events(&db.open_existing()?, &tenant.tenant, &id, json, follow).await,
             Command::List { status, over } => status::list(
                 &over.db.open_existing()?,
                 over.tenant.as_deref(),

@@ -1,13 +1,13 @@
-//! The commands that read records: `wfhost status ID`, `wfhost list` and
-//! `wfhost usage`.
+//! The commands that read records: `wfhost status ID`, `wfhost events ID`,
+//! `wfhost list` and `wfhost usage`.
 
 use std::io::Write;
 
 use serde_json::Value;
 use wfhost::HostError;
-use wfhost::records::now_ms;
-use wfhost::records::{StepRecord, WorkflowStatus};
+use wfhost::records::{StepRecord, StepStatus, WorkflowStatus, iso8601, now_ms};
 use wfhost::store::Store;
+use wfhost::text::{last_lines, thousands};
 
 use super::Finished;
 
@@ -50,29 +50,64 @@ fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// Prints a workflow's event log.
-fn events(
-    out: &mut impl Write,
-    store: &Store,
-    tenant: &str,
-    id: &str,
-    json: bool,
-) -> anyhow::Result<()> {
-    let events = store.events(tenant, id)?;
-    if json {
-        print_json(out, &events)?;
-        return Ok(());
+/// Steps a text `status` shows unless asked for all: the latest.
+const SHOWN_STEPS: usize = 40;
+
+/// Lines of a failed step's stderr and log a text `status` shows.
+const SHOWN_LINES: usize = 10;
+
+/// A time of a record: ISO 8601 and how long ago.
+fn when(ms: u64) -> String {
+    format!("{} ({})", iso8601(ms), age(ms))
+}
+
+/// The time of day of a record's time, in ISO 8601 (the date is in the
+/// workflow's header).
+fn time_of_day(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "-".to_string(), |ms| iso8601(ms)[11..].to_string())
+}
+
+/// `text` indented as a block under a heading.
+fn block(out: &mut impl Write, heading: &str, text: &str) -> std::io::Result<()> {
+    writeln!(out, "    {heading}:")?;
+    for line in text.lines() {
+        writeln!(out, "      | {line}")?;
     }
-    for event in events {
-        writeln!(
-            out,
-            "{:>6} {:>13} {:<20} {:<10} {}",
-            event.seq,
-            event.at_ms,
-            event.kind,
-            event.step.as_deref().unwrap_or("-"),
-            event.detail.as_deref().unwrap_or("")
-        )?;
+    Ok(())
+}
+
+/// What the failed step left behind: the tail of its stderr and its log.
+fn failed_step_output(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
+    if !step.stderr.is_empty() {
+        let heading = format!("stderr of its last attempt (last {SHOWN_LINES} lines)");
+        block(out, &heading, &last_lines(&step.stderr.text, SHOWN_LINES))?;
+    }
+    if !step.logs.is_empty() {
+        let lines: Vec<String> = step
+            .logs
+            .iter()
+            .map(|record| format!("{}: {}", record.level.as_str(), record.message))
+            .collect();
+        let heading = format!("its log (last {SHOWN_LINES} lines)");
+        block(out, &heading, &last_lines(&lines.join("\n"), SHOWN_LINES))?;
+    }
+    Ok(())
+}
+
+/// The steps under way or waiting to try again, one line each.
+fn underway(out: &mut impl Write, steps: &[StepRecord]) -> std::io::Result<()> {
+    for step in steps.iter().filter(|step| !step.status.is_final()) {
+        let since = step.started_at_ms.map(iso8601).unwrap_or_default();
+        let due = step.due_at_ms.map(iso8601).unwrap_or_default();
+        let (what, at) = match step.status {
+            StepStatus::Retrying => ("retrying", format!("next attempt due {due}")),
+            StepStatus::Scheduled => ("scheduled", format!("due {due}")),
+            _ => (
+                "running",
+                format!("attempt {} since {since}", step.attempts),
+            ),
+        };
+        writeln!(out, "  {what}: step {} ({}), {at}", step.id, step.task)?;
     }
     Ok(())
 }
@@ -82,21 +117,12 @@ pub fn status(
     tenant: &str,
     id: &str,
     json: bool,
-    show_events: bool,
+    all_steps: bool,
 ) -> anyhow::Result<Finished> {
-    let Some(report) = store.report(tenant, id)? else {
-        return Err(HostError::NotFound {
-            tenant: tenant.to_string(),
-            id: id.to_string(),
-            database: store.path().to_path_buf(),
-        }
-        .into());
-    };
+    let report = store
+        .report(tenant, id)?
+        .ok_or_else(|| not_found(store, tenant, id))?;
     let mut out = std::io::stdout().lock();
-    if show_events {
-        events(&mut out, store, tenant, id, json)?;
-        return Ok(Finished::Succeeded);
-    }
     if json {
         return print_json(&mut out, &report);
     }
@@ -108,11 +134,20 @@ pub fn status(
         row.tenant,
         row.status.as_str()
     )?;
+    let progress = &report.progress;
+    writeln!(
+        out,
+        "  {} of {} steps done, {} running, {} pending",
+        thousands(progress.done),
+        thousands(progress.total),
+        thousands(progress.running),
+        thousands(progress.pending)
+    )?;
     writeln!(
         out,
         "  started {}, last change {}",
-        age(row.created_at_ms),
-        age(row.updated_at_ms)
+        when(row.created_at_ms),
+        when(row.updated_at_ms)
     )?;
     if let Some(result) = &row.result {
         writeln!(out, "  result: {}", brief(result, 100))?;
@@ -128,32 +163,118 @@ pub fn status(
             error.kind,
             error.message
         )?;
+        if let Some(step) = report.steps.iter().find(|step| step.id == error.step) {
+            failed_step_output(&mut out, step)?;
+        }
     }
+    underway(&mut out, &report.steps)?;
     writeln!(out)?;
     writeln!(
         out,
-        "  {:<16} {:<10} {:<18} {:<10} {:>8} {:>10} {:>12}  RESULT / ERROR",
-        "STEP", "PARENT", "TASK", "STATUS", "ATTEMPTS", "MS", "FUEL"
+        "  {:<16} {:<10} {:<18} {:<10} {:>8} {:<13} {:<13} {:>10} {:>12}  RESULT / ERROR",
+        "STEP", "PARENT", "TASK", "STATUS", "ATTEMPTS", "STARTED", "ENDED", "MS", "FUEL"
     )?;
-    for step in &report.steps {
+    let hidden = if all_steps {
+        0
+    } else {
+        report.steps.len().saturating_sub(SHOWN_STEPS)
+    };
+    if hidden > 0 {
+        writeln!(
+            out,
+            "  … {} earlier steps (`--all` shows every step)",
+            thousands(hidden as u64)
+        )?;
+    }
+    for step in &report.steps[hidden..] {
         // Indenting by depth in the canvas shows the tree: group members
         // under their group, a replacement's steps under the replaced step.
         let depth = step.depth();
         let id = format!("{}{}", "  ".repeat(depth), step.id);
         writeln!(
             out,
-            "  {:<16} {:<10} {:<18} {:<10} {:>8} {:>10.1} {:>12}  {}",
+            "  {:<16} {:<10} {:<18} {:<10} {:>8} {:<13} {:<13} {:>10.1} {:>12}  {}",
             id,
             step.parent.as_deref().unwrap_or("-"),
             step.task,
             step.status.as_str(),
             step.attempts,
+            time_of_day(step.started_at_ms),
+            time_of_day(step.ended_at_ms),
             step.duration_ms,
             step.fuel_used,
             outcome(step)
         )?;
     }
     Ok(Finished::Succeeded)
+}
+
+/// The error of a workflow that is not on record, with a hint when the
+/// id is another tenant's.
+fn not_found(store: &Store, tenant: &str, id: &str) -> anyhow::Error {
+    let error = HostError::NotFound {
+        tenant: tenant.to_string(),
+        id: id.to_string(),
+        database: store.path().to_path_buf(),
+    };
+    let others: Vec<String> = store
+        .tenants_of(id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|other| other != tenant)
+        .collect();
+    match others.as_slice() {
+        [] => error.into(),
+        [other] => anyhow::anyhow!("{error}; tenant `{other}` has one (--tenant {other})"),
+        _ => anyhow::anyhow!("{error}; tenants {} have one (--tenant)", others.join(", ")),
+    }
+}
+
+/// How often `events --follow` looks for new events.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `wfhost events ID`: a workflow's event log, one event a line (with
+/// `json`, one JSON object a line); with `follow`, new events as they are
+/// recorded, until the workflow no longer runs.
+pub async fn events(
+    store: &Store,
+    tenant: &str,
+    id: &str,
+    json: bool,
+    follow: bool,
+) -> anyhow::Result<Finished> {
+    let mut next = 0;
+    loop {
+        let row = store
+            .workflow(tenant, id)?
+            .ok_or_else(|| not_found(store, tenant, id))?;
+        let events = store.events_from(tenant, id, next)?;
+        let mut out = std::io::stdout().lock();
+        for event in &events {
+            if json {
+                serde_json::to_writer(&mut out, event)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>6} {} {:<20} {:<10} {}",
+                    event.seq,
+                    iso8601(event.at_ms),
+                    event.kind,
+                    event.step.as_deref().unwrap_or("-"),
+                    event.detail.as_deref().unwrap_or("")
+                )?;
+            }
+        }
+        out.flush()?;
+        next = events.last().map_or(next, |event| event.seq + 1);
+        // The row was read before the events: once it no longer runs, the
+        // events read after it are all there will be.
+        if !follow || row.status != WorkflowStatus::Running {
+            return Ok(Finished::Succeeded);
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
 }
 
 pub fn list(

@@ -18,7 +18,7 @@ use super::walk::{AttemptsEnd, Run, replacement};
 use crate::records::now_ms;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
 use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin, mib};
-use crate::store::StoreError;
+use crate::store::{Flush, StoreError};
 
 tokio::task_local! {
     /// Set while a group member runs: see [`Run::attempt`].
@@ -46,6 +46,7 @@ impl Run<'_> {
         let own = started.elapsed().saturating_sub(underway.queued);
         record.duration_ms += own.as_secs_f64() * 1000.0;
         record.due_at_ms = None;
+        record.ended_at_ms = Some(now_ms());
         Ok((end?, underway.working))
     }
 
@@ -66,13 +67,16 @@ impl Run<'_> {
     /// the next start to run, not run during the stop. The place among the
     /// steps under way is returned with the attempt, to be held until its
     /// outcome is committed, and so is how long it waited for its slot and
-    /// turn, which is not the step's own time.
+    /// turn, which is not the step's own time. Once it has them, `running`
+    /// (the step's record as it stands while the attempt runs) is recorded
+    /// lazily, with a `step_started` event.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
         invocation: Invocation,
         limits: Limits,
-    ) -> (Attempt, Option<Working>, Duration) {
+        mut running: StepRecord,
+    ) -> Ran {
         let waiting = Instant::now();
         // The semaphore is never closed, so acquiring cannot fail.
         let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
@@ -82,6 +86,14 @@ impl Run<'_> {
         };
         let working = self.begin_step().await;
         let waited = waiting.elapsed();
+        // What `status` shows while the attempt runs; nothing waits for it,
+        // and a store that cannot take it fails the step's outcome instead.
+        let started_at_ms = now_ms();
+        running.started_at_ms.get_or_insert(started_at_ms);
+        let attempt_number = Some(format!("attempt {}", running.attempts));
+        let _ = self
+            .commit_flushed(&[&running], "step_started", attempt_number, Flush::Lazily)
+            .await;
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
@@ -111,7 +123,12 @@ impl Run<'_> {
                 format!("the host task running the attempt ended abnormally: {err}"),
             ))
         });
-        (attempt, working, waited)
+        Ran {
+            attempt,
+            working,
+            waited,
+            started_at_ms,
+        }
     }
 
     /// Counts an attempt as under way for a graceful stop; never returns
@@ -185,13 +202,19 @@ impl Run<'_> {
         // budget, but its attempt numbers go on.
         let mut earlier_attempts = 0;
         match previous {
-            Some(waiting) if waiting.status == StepStatus::Retrying => {
-                attempt = waiting.attempts + 1;
-                record.attempts = waiting.attempts;
-                record.fuel_used = waiting.fuel_used;
-                record.duration_ms = waiting.duration_ms;
-                record.queued_ms = waiting.queued_ms;
-                if !self.wait_until(waiting.due_at_ms).await {
+            Some(earlier)
+                if matches!(earlier.status, StepStatus::Retrying | StepStatus::Running) =>
+            {
+                // Attempts go on from where they were: after a retry's wait,
+                // or, for an attempt under way when its process ended, again
+                // (at least once) and numbered after the one cut off.
+                attempt = earlier.attempts + 1;
+                record.attempts = earlier.attempts;
+                record.fuel_used = earlier.fuel_used;
+                record.duration_ms = earlier.duration_ms;
+                record.queued_ms = earlier.queued_ms;
+                record.started_at_ms = earlier.started_at_ms;
+                if !self.wait_until(earlier.due_at_ms).await {
                     return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                 }
             }
@@ -235,8 +258,18 @@ impl Run<'_> {
                 Ok(budgeted) => budgeted,
                 Err(failure) => return Ok(AttemptsEnd::Failed(failure)),
             };
-            let (mut outcome, held, waited) =
-                self.attempt(plugin, invocation, attempt_limits).await;
+            let mut running = record.clone();
+            running.status = StepStatus::Running;
+            running.attempts = attempt;
+            let Ran {
+                attempt: mut outcome,
+                working: held,
+                waited,
+                started_at_ms,
+            } = self
+                .attempt(plugin, invocation, attempt_limits, running)
+                .await;
+            record.started_at_ms.get_or_insert(started_at_ms);
             underway.working = held;
             underway.queued += waited;
             record.queued_ms += waited.as_secs_f64() * 1000.0;
@@ -298,6 +331,15 @@ impl Run<'_> {
             attempt += 1;
         }
     }
+}
+
+/// One attempt as it ran: its outcome, its place among the steps under way,
+/// how long it waited for a slot, and when it started.
+struct Ran {
+    attempt: Attempt,
+    working: Option<Working>,
+    waited: Duration,
+    started_at_ms: u64,
 }
 
 /// What a step's attempts in one run leave besides their end: the last

@@ -20,7 +20,7 @@ use super::attempt::IN_GROUP;
 use super::nodes::Nodes;
 use super::{Continuation, Drain, FairScheduler, Observer, PreparedWorkflow, RunIdentity};
 use crate::plan::{self, Node, PlannedStep, StepId};
-use crate::records::{Failure, FailureKind, StepStatus, WorkflowError};
+use crate::records::{Failure, FailureKind, StepStatus, WorkflowError, now_ms};
 use crate::runtime::{CancelToken, Runtime};
 use crate::spec;
 use crate::store::{Store, StoreError};
@@ -195,6 +195,7 @@ impl Run<'_> {
         let mut record =
             self.new_record(id, parent, kind, Vec::new(), Map::new(), previous.as_ref());
         let started = Instant::now();
+        record.started_at_ms = Some(now_ms());
         let runs = members.iter().map(|member| {
             let member = Nodes::planned(member);
             let member = self.chain(member, input.clone(), Some(id.to_string()), false);
@@ -202,6 +203,7 @@ impl Run<'_> {
         });
         let outcomes = futures::future::join_all(runs).await;
         record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record.ended_at_ms = Some(now_ms());
         let mut results = Vec::with_capacity(outcomes.len());
         let mut first_error = None;
         for outcome in outcomes {

@@ -29,6 +29,10 @@ pub(crate) struct StoredHead {
     /// How many elements it has, stored apart.
     #[serde(default)]
     pub elements: u64,
+    /// How many steps it was planned with (replacements may add more);
+    /// none in heads written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_steps: Option<u64>,
     /// The sha256 of its content (see `content.rs`); none in heads written
     /// before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,22 +8,17 @@ mod failure;
 mod head;
 mod output;
 mod step;
+mod time;
 mod workflow;
 
 pub use failure::{Failure, FailureKind};
 pub(crate) use head::{StoredHead, StoredPlugin};
 pub use output::{Captured, LogLevel, LogRecord};
 pub use step::{StepRecord, StepStatus};
-pub use workflow::{Event, Usage, WorkflowError, WorkflowReport, WorkflowRow, WorkflowStatus};
-
-/// Milliseconds since the Unix epoch, now: the clock of every record's
-/// timestamps and due times.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+pub use time::{iso8601, now_ms};
+pub use workflow::{
+    Event, Progress, Usage, WorkflowError, WorkflowReport, WorkflowRow, WorkflowStatus,
+};
 
 #[cfg(test)]
 mod tests {
@@ -39,7 +34,9 @@ mod tests {
             check(status, status.as_str());
         }
         use StepStatus::*;
-        for status in [Succeeded, Failed, Replaced, Skipped, Scheduled, Retrying] {
+        for status in [
+            Succeeded, Failed, Replaced, Skipped, Scheduled, Retrying, Running,
+        ] {
             check(status, status.as_str());
         }
         for kind in FailureKind::ALL {

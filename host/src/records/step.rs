@@ -22,6 +22,9 @@ pub enum StepStatus {
     Scheduled,
     /// An attempt asked for a retry; the next is due at `due_at_ms`.
     Retrying,
+    /// An attempt is under way (or was, when its process ended: `resume`
+    /// runs the step again).
+    Running,
 }
 
 impl StepStatus {
@@ -34,7 +37,16 @@ impl StepStatus {
             StepStatus::Skipped => "skipped",
             StepStatus::Scheduled => "scheduled",
             StepStatus::Retrying => "retrying",
+            StepStatus::Running => "running",
         }
+    }
+
+    /// Whether the step has ended, one way or another.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Replaced | StepStatus::Skipped
+        )
     }
 }
 
@@ -86,6 +98,14 @@ pub struct StepRecord {
     /// milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at_ms: Option<u64>,
+    /// When its first attempt started, in milliseconds since the Unix
+    /// epoch; none for a step that never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// When it ended, in milliseconds since the Unix epoch; none while it
+    /// runs or waits, and for a step that never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
 }
 
 impl StepRecord {
@@ -115,6 +135,8 @@ impl StepRecord {
             stderr: Captured::default(),
             logs: Vec::new(),
             due_at_ms: None,
+            started_at_ms: None,
+            ended_at_ms: None,
         }
     }
 }

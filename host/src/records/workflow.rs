@@ -119,8 +119,41 @@ pub struct WorkflowReport {
     /// The workflow's row; its fields are the report's own in JSON.
     #[serde(flatten)]
     pub row: WorkflowRow,
+    /// How far it has come, counted over its steps.
+    pub progress: Progress,
     /// Every step in the order it ran, then the skipped ones.
     pub steps: Vec<StepRecord>,
+}
+
+/// How far a workflow has come: `done` of `total` steps have ended
+/// (succeeded, failed, replaced or skipped), `running` are under way or
+/// waiting for a retry or countdown, and `pending` have not started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The steps it has: as planned when it started, or as many as are on
+    /// record once replacements have added more.
+    pub total: u64,
+    /// Steps that have ended.
+    pub done: u64,
+    /// Steps under way, or waiting to try again.
+    pub running: u64,
+    /// Steps not started yet.
+    pub pending: u64,
+}
+
+impl Progress {
+    /// The progress of `steps` of a workflow planned with `planned` steps.
+    pub fn of(steps: &[StepRecord], planned: u64) -> Self {
+        let done = steps.iter().filter(|step| step.status.is_final()).count() as u64;
+        let running = steps.len() as u64 - done;
+        let total = planned.max(steps.len() as u64);
+        Progress {
+            total,
+            done,
+            running,
+            pending: total - done - running,
+        }
+    }
 }
 
 /// One entry of a workflow's event log.

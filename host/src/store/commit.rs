@@ -72,7 +72,16 @@ pub(crate) enum Flush {
     /// loses the step, and `resume` runs it again, as if the crash had come
     /// before its commit.
     WithWorkflowEnd,
+    /// With whatever commit comes next, or within the store's window
+    /// ([`LAZY_WINDOW`] unless batched): news that nothing waits for, such
+    /// as a step's attempt having started, which shows while the attempt
+    /// runs and is overwritten by its outcome.
+    Lazily,
 }
+
+/// How long a write marked [`Flush::Lazily`] waits for a commit at most,
+/// unless the store's [`Durability::Batched`] window says otherwise.
+pub(crate) const LAZY_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
@@ -90,6 +99,9 @@ pub(super) struct Write {
     pub step: Option<String>,
     pub detail: Option<String>,
     pub flush: Flush,
+    /// When the write was made: its event's time, even when its commit
+    /// comes later.
+    pub at_ms: u64,
 }
 
 /// The rows a write puts.
@@ -153,8 +165,9 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// A committer for `db`; with [`Durability::Batched`], a thread also
-    /// commits what is left waiting once its window has passed.
+    /// A committer for `db`, and a thread that commits what is left waiting
+    /// once its window ([`Durability::Batched`]'s, or [`LAZY_WINDOW`]) has
+    /// passed.
     pub fn start(
         db: Arc<Db>,
         path: PathBuf,
@@ -171,23 +184,25 @@ impl Committer {
                 lost: None,
             }),
         });
-        if let Durability::Batched { window } = durability {
-            let weak = Arc::downgrade(&committer);
-            thread::Builder::new()
-                .name("wfhost-flush".into())
-                .spawn(move || {
-                    loop {
-                        thread::sleep(window);
-                        let Some(committer) = weak.upgrade() else {
-                            return;
-                        };
-                        if lock(&committer.queue).committed_at.elapsed() >= window {
-                            committer.commit_waiting();
-                        }
+        let window = match durability {
+            Durability::Batched { window } => window,
+            Durability::Immediate => LAZY_WINDOW,
+        };
+        let weak = Arc::downgrade(&committer);
+        thread::Builder::new()
+            .name("wfhost-flush".into())
+            .spawn(move || {
+                loop {
+                    thread::sleep(window);
+                    let Some(committer) = weak.upgrade() else {
+                        return;
+                    };
+                    if lock(&committer.queue).committed_at.elapsed() >= window {
+                        committer.commit_waiting();
                     }
-                })
-                .map_err(|source| StoreError::FlushThread { path, source })?;
-        }
+                }
+            })
+            .map_err(|source| StoreError::FlushThread { path, source })?;
         Ok(committer)
     }
 
@@ -209,7 +224,7 @@ impl Committer {
             return false;
         }
         match (write.flush, self.durability) {
-            (Flush::WithWorkflowEnd, _) => true,
+            (Flush::WithWorkflowEnd | Flush::Lazily, _) => true,
             (Flush::BeforeReturning, Durability::Immediate) => false,
             (Flush::BeforeReturning, Durability::Batched { window }) => {
                 queue.committed_at.elapsed() < window
@@ -370,7 +385,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
         .map_or(0, |(key, _)| key.value().2 + 1);
     let event = Event {
         seq,
-        at_ms: now_ms(),
+        at_ms: write.at_ms,
         kind: kind.clone(),
         step: write.step.clone(),
         detail: write.detail.clone(),

@@ -9,7 +9,7 @@ use super::error::Fault;
 use super::tables::{CANCELS, ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{
-    Event, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
+    Event, Progress, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
 };
 
 /// Where a workflow's step records stand (see [`Store::step_totals`]).
@@ -198,10 +198,37 @@ impl Store {
 
     /// A workflow's event log.
     pub fn events(&self, tenant: &str, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.events_from(tenant, id, 0)
+    }
+
+    /// A workflow's events from position `first` on.
+    pub fn events_from(
+        &self,
+        tenant: &str,
+        id: &str,
+        first: u64,
+    ) -> Result<Vec<Event>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(EVENTS.table)?;
-            let range = table.range((tenant, id, 0u64)..=(tenant, id, u64::MAX))?;
+            let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
             range.map(|entry| EVENTS.decode(entry?.1.value())).collect()
+        })
+    }
+
+    /// The tenants that have a workflow `id`: what to suggest when another
+    /// tenant's is asked for. Reads every workflow's key.
+    pub fn tenants_of(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(WORKFLOWS.table)?;
+            let mut tenants = Vec::new();
+            for entry in table.iter()? {
+                let (key, _) = entry?;
+                let (tenant, workflow) = key.value();
+                if workflow == id {
+                    tenants.push(tenant.to_string());
+                }
+            }
+            Ok(tenants)
         })
     }
 
@@ -210,8 +237,14 @@ impl Store {
         let Some(row) = self.workflow(tenant, id)? else {
             return Ok(None);
         };
+        let steps = self.steps(tenant, id)?;
+        let planned = self
+            .head(tenant, id)?
+            .and_then(|head| head.planned_steps)
+            .unwrap_or_default();
         Ok(Some(WorkflowReport {
-            steps: self.steps(tenant, id)?,
+            progress: Progress::of(&steps, planned),
+            steps,
             row,
         }))
     }

@@ -5,7 +5,7 @@
 use super::commit::{Flush, Rows, Started, Write};
 use super::tables::{SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
-use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
+use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus, now_ms};
 
 impl Store {
     /// Records a new workflow, durably, with a `workflow_started` event:
@@ -46,6 +46,7 @@ impl Store {
             step: None,
             detail: None,
             flush: Flush::BeforeReturning,
+            at_ms: now_ms(),
         };
         self.committer.write(write).await
     }
@@ -96,6 +97,7 @@ impl Store {
             step: None,
             detail,
             flush: Flush::BeforeReturning,
+            at_ms: now_ms(),
         };
         self.committer.write(write).await
     }
@@ -126,6 +128,7 @@ impl Store {
             step: records.first().map(|record| record.id.clone()),
             detail,
             flush,
+            at_ms: now_ms(),
         };
         self.committer.write(write).await
     }
@@ -145,6 +148,7 @@ impl Store {
             step: None,
             detail: Some(format!("by process {}", std::process::id())),
             flush: Flush::BeforeReturning,
+            at_ms: now_ms(),
         };
         self.committer.write(write).await
     }
