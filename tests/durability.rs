@@ -119,7 +119,7 @@ fn batched_durability_flushes_everything_when_the_workflow_ends() {
     assert_eq!(run.stdout, "50\n", "{}", run.stderr);
     let report = chain.command(&["status", "flushed", "--json"]).json();
     assert_eq!(report["steps"].as_array().unwrap().len(), 50);
-    let bad = chain.command(&["list", "--durability", "batched:0"]);
+    let bad = run_file(&chain, &["--durability", "batched:0"]);
     assert_eq!(bad.code, 2);
     assert!(
         bad.stderr.contains("positive number of milliseconds"),

@@ -13,7 +13,7 @@ use wfhost::runtime::{Ceilings, ComponentCache, Invocation, Runtime};
 use wfhost::{Begun, Host, RunOptions};
 
 use super::progress::Progress;
-use super::{DbArgs, Finished};
+use super::{Finished, RunDbArgs};
 
 /// What every command that runs workflows takes.
 #[derive(Args)]
@@ -28,7 +28,7 @@ pub struct HostArgs {
     #[command(flatten)]
     pub ceilings: CeilingArgs,
     #[command(flatten)]
-    pub db: DbArgs,
+    pub db: RunDbArgs,
 }
 
 /// Host-wide caps on what any step may be given.

@@ -11,6 +11,7 @@ mod serve;
 mod status;
 mod validate;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,45 +29,57 @@ struct Cli {
     command: Command,
 }
 
-/// Where the state database is, and how its commits reach the disk.
+/// Where the state database is.
 #[derive(Args)]
 pub struct DbArgs {
     /// The state database [default: wfhost/state.redb in the user's data directory]
-    #[arg(long, env = "WFHOST_DB", value_name = "PATH", global = true)]
+    #[arg(long, env = "WFHOST_DB", value_name = "PATH")]
     db: Option<PathBuf>,
-    /// `immediate`: every finished step is flushed to the disk before the
-    /// next starts. `batched[:MS]`: finished steps are flushed together at
-    /// least every MS milliseconds (default 50); a crash may lose the last
-    /// MS of steps, which `resume` runs again. For disks whose flush is slow.
-    #[arg(
-        long,
-        env = "WFHOST_DURABILITY",
-        value_name = "MODE",
-        global = true,
-        default_value = "immediate",
-        value_parser = parse_durability
-    )]
-    durability: Durability,
 }
 
 impl DbArgs {
-    /// Opens the state database.
-    pub fn open(&self) -> anyhow::Result<Store> {
-        let path = self.db.clone().unwrap_or_else(paths::default_database);
-        Ok(Store::open_with(&path, self.durability)?)
+    fn path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(paths::default_database)
     }
 
     /// Opens the state database, which must exist: for commands that only
     /// look at or change what is on record.
     pub fn open_existing(&self) -> anyhow::Result<Store> {
-        let path = self.db.clone().unwrap_or_else(paths::default_database);
-        Ok(Store::open_existing(&path, self.durability)?)
+        Ok(Store::open_existing(&self.path(), Durability::Immediate)?)
     }
 
     /// A host over the existing state database, for commands that run
     /// nothing.
     pub fn host_of_existing(&self) -> anyhow::Result<Host> {
         Ok(Host::new(execute::cached_runtime()?, self.open_existing()?))
+    }
+}
+
+/// Where the state database of commands that run workflows is, and how
+/// their steps' records reach the disk.
+#[derive(Args)]
+pub struct RunDbArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// `immediate`: every finished step is committed to the disk before the
+    /// next starts. `batched[:MS]`: finished steps are committed together
+    /// at least every MS milliseconds (default 50); a crash may lose the
+    /// last MS of steps, which `resume` runs again. For disks whose flush
+    /// is slow.
+    #[arg(
+        long,
+        env = "WFHOST_DURABILITY",
+        value_name = "MODE",
+        default_value = "immediate",
+        value_parser = parse_durability
+    )]
+    durability: Durability,
+}
+
+impl RunDbArgs {
+    /// Opens the state database, making it if there is none.
+    pub fn open(&self) -> anyhow::Result<Store> {
+        Ok(Store::open_with(&self.db.path(), self.durability)?)
     }
 }
 
@@ -177,6 +190,12 @@ enum Command {
     /// Serve many tenants' workflows over HTTP, each tenant with its own key,
     /// plugins and limits.
     Serve(serve::ServeArgs),
+    /// Print a shell's completion script for wfhost (to be sourced, or
+    /// installed where the shell loads completions from).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// List the tasks a plugin component exports, with parameters and docs.
     Inspect {
         /// The plugin component (.wasm).
@@ -201,6 +220,26 @@ fn quiet_about_caught_redb_panics() {
 
 /// The characters of an error message printed at most.
 const MOST_ERROR_CHARS: usize = 64 << 10;
+
+/// `wfhost completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<Finished> {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "wfhost", &mut out);
+    out.flush()?;
+    Ok(Finished::Succeeded)
+}
+
+/// Whether `err` comes from writing to a pipe whose reader has closed it.
+fn reader_is_gone(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| cause.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// How a command ended, when it did not fail on its input.
 pub enum Finished {
@@ -262,12 +301,16 @@ pub fn main() -> ExitCode {
             Command::Cancel(args) => resume::cancel(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
+            Command::Completions { shell } => completions(shell),
             Command::Serve(args) => serve::serve(args).await,
         }
     });
     match outcome {
         Ok(Finished::Succeeded) => ExitCode::SUCCESS,
         Ok(Finished::WorkflowFailed) => ExitCode::from(1),
+        // Whoever reads the output stopped reading (`wfhost status | head`):
+        // what is left to print is not wanted, as for any Unix tool.
+        Err(err) if reader_is_gone(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // An error names what was wrong in the input, which may be
             // huge; what is past this is counted, not printed.

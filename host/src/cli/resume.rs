@@ -133,29 +133,41 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<Finished> {
     let host = args.db.host_of_existing()?;
     let identity = RunIdentity::new(&args.tenant.tenant, &args.id);
     let row = match host.cancel(&identity).await? {
-        Cancellation::AlreadyEnded(row) => {
-            eprintln!("workflow {} already {}", row.id, row.status.as_str());
+        Cancellation::AlreadyEnded(row) if row.status == WorkflowStatus::Cancelled => {
+            eprintln!("workflow {} already cancelled", row.id);
             return Ok(Finished::Succeeded);
         }
+        Cancellation::AlreadyEnded(row) => anyhow::bail!(
+            "workflow {} already {}: there is nothing to cancel",
+            row.id,
+            row.status.as_str()
+        ),
         Cancellation::Cancelled(row) => row,
         Cancellation::Requested(_) => {
             let row = execute::wait_for_end(&host, &identity, Some(CANCEL_WAIT)).await?;
             if row.status == WorkflowStatus::CutOff {
                 // Its process ended before it answered: cancel it here.
-                Box::pin(cancel(args)).await?;
-                return Ok(Finished::Succeeded);
+                return Box::pin(cancel(args)).await;
             }
             row
         }
         _ => anyhow::bail!("this wfhost cannot tell what the cancel did"),
     };
     match row.status {
-        WorkflowStatus::Running => eprintln!(
+        WorkflowStatus::Cancelled => {
+            eprintln!("workflow {} cancelled", row.id);
+            Ok(Finished::Succeeded)
+        }
+        WorkflowStatus::Running => anyhow::bail!(
             "workflow {}: cancel requested; it is still running after {} s",
             row.id,
             CANCEL_WAIT.as_secs()
         ),
-        status => eprintln!("workflow {} {}", row.id, status.as_str()),
+        // It ended otherwise before the request reached it.
+        status => anyhow::bail!(
+            "workflow {} {} before it could be cancelled",
+            row.id,
+            status.as_str()
+        ),
     }
-    Ok(Finished::Succeeded)
 }

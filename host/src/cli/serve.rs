@@ -11,7 +11,7 @@ use wfhost::executor::cores;
 use wfhost::service::{Service, Tenants, http};
 
 use super::execute::cached_runtime;
-use super::{DbArgs, Finished};
+use super::{Finished, RunDbArgs};
 
 /// How long a stop waits for the steps under way.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = header_timeout)]
     header_timeout: Duration,
     #[command(flatten)]
-    db: DbArgs,
+    db: RunDbArgs,
 }
 
 fn header_timeout(text: &str) -> Result<Duration, String> {

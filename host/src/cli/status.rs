@@ -4,10 +4,10 @@
 use std::io::Write;
 
 use serde_json::Value;
-use wfhost::HostError;
 use wfhost::records::{StepRecord, StepStatus, WorkflowStatus, iso8601, now_ms};
 use wfhost::store::Store;
 use wfhost::text::{last_lines, thousands};
+use wfhost::{HostError, RunIdentity};
 
 use super::Finished;
 
@@ -209,25 +209,9 @@ pub fn status(
     Ok(Finished::Succeeded)
 }
 
-/// The error of a workflow that is not on record, with a hint when the
-/// id is another tenant's.
+/// The error of a workflow that is not on record.
 fn not_found(store: &Store, tenant: &str, id: &str) -> anyhow::Error {
-    let error = HostError::NotFound {
-        tenant: tenant.to_string(),
-        id: id.to_string(),
-        database: store.path().to_path_buf(),
-    };
-    let others: Vec<String> = store
-        .tenants_of(id)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|other| other != tenant)
-        .collect();
-    match others.as_slice() {
-        [] => error.into(),
-        [other] => anyhow::anyhow!("{error}; tenant `{other}` has one (--tenant {other})"),
-        _ => anyhow::anyhow!("{error}; tenants {} have one (--tenant)", others.join(", ")),
-    }
+    HostError::not_found(store, &RunIdentity::new(tenant, id)).into()
 }
 
 /// How often `events --follow` looks for new events.

@@ -62,7 +62,7 @@ pub struct Host {
 #[non_exhaustive]
 pub enum HostError {
     /// The store has no such workflow.
-    #[error("no workflow `{id}` of tenant `{tenant}` in {}", database.display())]
+    #[error("no workflow `{id}` of tenant `{tenant}` in {}{}", database.display(), tenants_hint(.others))]
     NotFound {
         /// The tenant asked about.
         tenant: String,
@@ -70,6 +70,8 @@ pub enum HostError {
         id: String,
         /// The state database looked in.
         database: PathBuf,
+        /// The tenants that have a workflow of that id.
+        others: Vec<String>,
     },
     /// Another request is starting a workflow under this id right now.
     #[error("workflow {id} is already being started")]
@@ -121,6 +123,35 @@ pub enum HostError {
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What to say of the other tenants that have a workflow of an id not
+/// found.
+fn tenants_hint(others: &[String]) -> String {
+    match others {
+        [] => String::new(),
+        [other] => format!("; tenant `{other}` has one (--tenant {other})"),
+        _ => format!("; tenants {} have one (--tenant)", others.join(", ")),
+    }
+}
+
+impl HostError {
+    /// The error of workflow `identity` not being in `store`, naming the
+    /// tenants that have a workflow of its id.
+    pub fn not_found(store: &Store, identity: &RunIdentity) -> Self {
+        let others = store
+            .tenants_of(&identity.id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|other| *other != identity.tenant)
+            .collect();
+        HostError::NotFound {
+            tenant: identity.tenant.clone(),
+            id: identity.id.clone(),
+            database: store.path().to_path_buf(),
+            others,
+        }
+    }
 }
 
 fn retry_refusal(status: WorkflowStatus) -> &'static str {
@@ -524,10 +555,6 @@ impl Host {
     }
 
     fn not_found(&self, identity: &RunIdentity) -> HostError {
-        HostError::NotFound {
-            tenant: identity.tenant.clone(),
-            id: identity.id.clone(),
-            database: self.store.path().to_path_buf(),
-        }
+        HostError::not_found(&self.store, identity)
     }
 }

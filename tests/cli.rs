@@ -1,0 +1,206 @@
+//! The command line's conventions, end to end: exit statuses of `resume`,
+//! `retry` and `cancel` for a workflow in each state, a reader that closes
+//! the pipe, commands that only read never making a database, flags only
+//! where they apply, hints at the tenant an id belongs to, and shell
+//! completions.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::*;
+use serde_json::json;
+
+/// One workflow of each state that stays put, in one database: `ok`
+/// succeeded, `bad` failed, `stopped` cancelled (cut off, then cancelled).
+fn workflows_of_each_state() -> ChainFile {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 2]}],
+    }));
+    assert_eq!(run_file(&chain, &["--id", "ok"]).code, 0);
+    let failing = chain.dir.path().join("failing.json");
+    let document = json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "testkit.fail", "args": ["no"]}],
+    });
+    std::fs::write(&failing, document.to_string()).unwrap();
+    let failed = Run::from(
+        chain
+            .wfhost()
+            .args(["run", "--id", "bad"])
+            .arg(&failing)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let sleeping = chain.dir.path().join("sleeping.json");
+    let document = json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "testkit.sleep", "args": [60_000]}],
+    });
+    std::fs::write(&sleeping, document.to_string()).unwrap();
+    let mut runner = start(
+        &chain,
+        &["run", "--id", "stopped", sleeping.to_str().unwrap()],
+    );
+    let started = std::time::Instant::now();
+    while chain.command(&["status", "stopped"]).code != 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill(&mut runner);
+    assert_eq!(chain.command(&["cancel", "stopped"]).code, 0);
+    chain
+}
+
+/// The table of docs/cli.md: what each command does with a workflow in
+/// each state, by its exit status and what it says.
+#[test]
+fn resume_retry_and_cancel_exit_as_documented_in_each_state() {
+    let chain = workflows_of_each_state();
+    let table = [
+        // (command, id, exit status, words on stderr)
+        ("resume", "ok", 0, "is not cut off: it succeeded"),
+        ("resume", "bad", 1, "is not cut off: it failed"),
+        ("resume", "stopped", 1, "is not cut off: it cancelled"),
+        (
+            "retry",
+            "ok",
+            2,
+            "succeeded; only a failed workflow can be retried",
+        ),
+        (
+            "retry",
+            "stopped",
+            2,
+            "was cancelled; only a failed workflow",
+        ),
+        (
+            "cancel",
+            "ok",
+            2,
+            "already succeeded: there is nothing to cancel",
+        ),
+        (
+            "cancel",
+            "bad",
+            2,
+            "already failed: there is nothing to cancel",
+        ),
+        ("cancel", "stopped", 0, "already cancelled"),
+        (
+            "resume",
+            "none",
+            2,
+            "no workflow `none` of tenant `default`",
+        ),
+        ("retry", "none", 2, "no workflow `none`"),
+        ("cancel", "none", 2, "no workflow `none`"),
+    ];
+    for (command, id, code, words) in table {
+        let run = chain.command(&[command, id]);
+        assert_eq!(run.code, code, "{command} {id}: {}", run.stderr);
+        assert!(run.stderr.contains(words), "{command} {id}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    let chain = counting_chain(2_000);
+    assert_eq!(run_file(&chain, &["--id", "long"]).code, 0);
+    for args in [
+        &["status", "long", "--all"][..],
+        &["status", "long", "--json"],
+        &["events", "long"],
+    ] {
+        let mut child = chain
+            .wfhost()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The pipe closes here, long before the output's end.
+        let output = child.wait_with_output().unwrap();
+        assert!(!first.is_empty());
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{args:?}");
+    }
+}
+
+#[test]
+fn commands_that_only_read_never_make_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["status", "x"][..],
+        &["events", "x"],
+        &["list"],
+        &["usage"],
+        &["cancel", "x"],
+    ] {
+        let run = Run::from(wfhost_in(dir.path()).args(args).output().unwrap());
+        assert_eq!(run.code, 2, "{args:?}");
+        assert!(
+            run.stderr.contains("no state database at"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn flags_are_offered_only_where_they_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["list", "--durability", "batched"][..],
+        &["status", "x", "--concurrency", "2"],
+    ] {
+        let run = Run::from(wfhost_in(dir.path()).args(args).output().unwrap());
+        assert_eq!(run.code, 2, "{args:?}");
+        assert!(run.stderr.contains("unexpected argument"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn an_id_of_another_tenant_is_pointed_at() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [1, 2]}],
+    }));
+    assert_eq!(
+        run_file(&chain, &["--id", "theirs", "--tenant", "acme"]).code,
+        0
+    );
+    for command in ["status", "events", "resume", "cancel"] {
+        let run = chain.command(&[command, "theirs"]);
+        assert_eq!(run.code, 2, "{command}");
+        assert!(
+            run.stderr.contains("tenant `acme` has one (--tenant acme)"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, words) in [
+        ("bash", "complete -F _wfhost"),
+        ("zsh", "#compdef wfhost"),
+        ("fish", "complete -c wfhost"),
+    ] {
+        let run = run_args(&["completions", shell]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stdout.contains(words), "{shell}");
+        for command in ["run", "status", "events", "cancel"] {
+            assert!(run.stdout.contains(command), "{shell}: {command}");
+        }
+    }
+}
