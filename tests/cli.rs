@@ -1,13 +1,17 @@
 //! The command line's conventions, end to end: exit statuses of `resume`,
 //! `retry` and `cancel` for a workflow in each state, a reader that closes
 //! the pipe, commands that only read never making a database, flags only
-//! where they apply, hints at the tenant an id belongs to, and shell
-//! completions.
+//! where they apply, hints at the tenant an id belongs to, shell
+//! completions, and on a terminal (a pseudo-terminal here) the progress
+//! bar's rate and time left, and what Ctrl-C says.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -203,4 +207,95 @@ fn completions_are_printed_for_each_shell() {
             assert!(run.stdout.contains(command), "{shell}: {command}");
         }
     }
+}
+
+/// Runs `wfhost` with `args` over `chain`'s database with its stderr on a
+/// pseudo-terminal, as on a user's terminal, sending it SIGINT (Ctrl-C)
+/// after `interrupt_after` if given; returns what the terminal showed and
+/// the exit status.
+fn on_a_terminal(
+    chain: &ChainFile,
+    args: &[&str],
+    interrupt_after: Option<Duration>,
+) -> (String, Option<i32>) {
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 160,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: the pointers are to live locals; openpty writes the two
+    // descriptors, which are owned from here on.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened, and nothing else owns them.
+    let (mut master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut command = chain.wfhost();
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave));
+    let mut child = command.spawn().unwrap();
+    // The terminal's other end stays open only in the child.
+    drop(command);
+    let reader = std::thread::spawn(move || {
+        let mut shown = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Reading fails (EIO) once the child has exited and closed it.
+        while let Ok(n @ 1..) = master.read(&mut buffer) {
+            shown.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    });
+    if let Some(after) = interrupt_after {
+        std::thread::sleep(after);
+        // SAFETY: signalling a child this test started and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    }
+    let status = child.wait().unwrap();
+    (reader.join().unwrap(), status.code())
+}
+
+#[test]
+fn the_progress_bar_shows_the_rate_and_the_time_left() {
+    let chain = counting_chain(3_000);
+    let path = chain.path.to_str().unwrap();
+    let (shown, code) = on_a_terminal(&chain, &["run", path, "--id", "bar"], None);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("/3,000 steps, "), "{shown}");
+    assert!(shown.contains("/s, ") && shown.contains(" left"), "{shown}");
+}
+
+#[test]
+fn ctrl_c_says_which_workflow_was_cut_off_and_how_to_resume_it() {
+    let slow = |x: i64| json!({"task": "testkit.slow_add", "args": [x, 100]});
+    let mut workflow = vec![json!({"task": "testkit.slow_add", "args": [0, 1, 100]})];
+    workflow.extend((0..39).map(|_| slow(1)));
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
+    let path = chain.path.to_str().unwrap();
+    let args = ["run", path, "--id", "int", "--tenant", "acme"];
+    let (shown, code) = on_a_terminal(&chain, &args, Some(Duration::from_millis(1500)));
+    assert_eq!(code, Some(130), "{shown}");
+    assert!(
+        shown.contains(
+            "interrupted: workflow int is cut off; `wfhost resume int --tenant acme` continues it"
+        ),
+        "{shown}"
+    );
+    let resumed = chain.command(&["resume", "int", "--tenant", "acme"]);
+    assert_eq!(
+        (resumed.code, resumed.stdout.as_str()),
+        (0, "40\n"),
+        "{}",
+        resumed.stderr
+    );
 }

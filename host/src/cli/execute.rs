@@ -156,9 +156,33 @@ pub async fn execute(
         _ => anyhow::bail!("this wfhost cannot run what the host began"),
     };
     let progress = Progress::new(ready.planned_steps() as u64);
-    let row = host.execute(*ready, &args.run_options(), &progress).await;
+    let identity = ready.identity().clone();
+    let options = args.run_options();
+    let run = host.execute(*ready, &options, &progress);
+    let row = tokio::select! {
+        row = run => row,
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish();
+            interrupted(&identity)
+        }
+    };
     progress.finish();
     report(host, &row?, args.json)
+}
+
+/// Ends the process on Ctrl-C, as a crash would end it (everything
+/// recorded stays), saying how to go on.
+fn interrupted(identity: &wfhost::RunIdentity) -> ! {
+    let tenant = match identity.tenant.as_str() {
+        "default" => String::new(),
+        tenant => format!(" --tenant {tenant}"),
+    };
+    eprintln!(
+        "interrupted: workflow {} is cut off; `wfhost resume {}{tenant}` continues it",
+        identity.id, identity.id
+    );
+    // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.
+    std::process::exit(130)
 }
 
 /// How often a command that waits for a workflow another process runs

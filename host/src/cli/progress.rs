@@ -1,10 +1,12 @@
-//! Progress on a terminal: a bar of steps done, the current step, and the
-//! time elapsed. Piped output gets none of it.
+//! Progress on a terminal: a bar of steps done, the rate and the time
+//! left at that rate, the current step, and the time elapsed. Piped output
+//! gets none of it.
 
+use std::fmt::Write;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use wfhost::Observer;
 use wfhost::records::StepRecord;
 
@@ -17,9 +19,12 @@ impl Progress {
     pub fn new(total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
-            if let Ok(style) =
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            {
+            let template = "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} steps, \
+                            {rate}/s, {eta} left  {msg}";
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                let style = style.with_key("rate", |state: &ProgressState, out: &mut dyn Write| {
+                    let _ = write!(out, "{:.0}", state.per_sec());
+                });
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.enable_steady_tick(Duration::from_millis(200));
