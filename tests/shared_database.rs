@@ -324,3 +324,119 @@ fn processes_killed_at_random_lose_nothing_reported_and_others_go_on() {
         assert_eq!(end.get(step), Some(result), "step {step} as reported");
     }
 }
+
+/// Runs `count` workflows of `chain`, under ids `prefix-0` … .
+fn run_many(chain: &ChainFile, prefix: &str, count: usize) {
+    for index in 0..count {
+        let id = format!("{prefix}-{index}");
+        let run = run_file(chain, &["--id", &id]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+}
+
+/// `rm` and `purge` remove what they are asked to and nothing that runs;
+/// the space they free is what later runs write to, so a database that is
+/// purged as fast as it fills stops growing.
+#[test]
+fn purged_space_is_reused_and_running_workflows_are_never_removed() {
+    let chain = counting_chain(200);
+    run_many(&chain, "first", 10);
+    let size = || std::fs::metadata(chain.db()).unwrap().len();
+    let filled = size();
+
+    let removed = chain.command(&["rm", "first-0"]);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    assert!(
+        removed
+            .stderr
+            .contains("removed workflow first-0 (succeeded)")
+    );
+    assert_eq!(chain.command(&["status", "first-0"]).code, 2);
+    assert!(
+        chain
+            .command(&["events", "first-0"])
+            .stderr
+            .contains("no workflow")
+    );
+    for (args, words) in [
+        (&["purge", "--older-than", "1h"][..], "removed 0 workflows"),
+        (&["purge", "--status", "failed"], "removed 0 workflows"),
+        (&["purge", "--tenant", "nobody"], "removed 0 workflows"),
+        (&["purge"], "removed 9 workflows"),
+    ] {
+        let purged = chain.command(args);
+        assert_eq!(purged.code, 0, "{}", purged.stderr);
+        assert!(purged.stderr.contains(words), "{args:?}: {}", purged.stderr);
+    }
+    assert_eq!(chain.command(&["list", "--json"]).json(), json!([]));
+
+    // Kept apart, two more fills would double and triple the file.
+    let mut sizes = vec![filled];
+    for round in ["second", "third"] {
+        run_many(&chain, round, 10);
+        sizes.push(size());
+        assert!(
+            chain
+                .command(&["purge"])
+                .stderr
+                .contains("removed 10 workflows")
+        );
+    }
+    println!("database of 10 workflows, purged and filled again twice: {sizes:?} bytes");
+    assert!(
+        sizes.iter().all(|&bytes| bytes <= filled + filled / 2),
+        "the freed space was not reused: {sizes:?} bytes"
+    );
+
+    // A running workflow is neither removed nor purged.
+    let sleeper = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "testkit.sleep", "args": [30_000]}],
+    }));
+    let sleeping = sleeper.path.to_str().unwrap();
+    let mut runner = start(&chain, &["run", sleeping, "--id", "busy"]);
+    report_once_recorded(&chain, "busy");
+    let refused = chain.command(&["rm", "busy"]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused
+            .stderr
+            .contains("workflow busy is running; cancel it first"),
+        "{}",
+        refused.stderr
+    );
+    assert!(chain.command(&["purge", "--status", "running"]).code == 2);
+    kill(&mut runner);
+    let purged = chain.command(&["purge", "--status", "cut_off"]);
+    assert!(
+        purged.stderr.contains("removed 1 workflow"),
+        "{}",
+        purged.stderr
+    );
+}
+
+/// With a retention, a run removes the workflows that ended at least that
+/// long ago, as Celery's `result_expires` does.
+#[test]
+fn a_retention_removes_workflows_that_ended_long_enough_ago() {
+    let chain = counting_chain(3);
+    assert_eq!(run_file(&chain, &["--id", "old"]).code, 0);
+    sleep(Duration::from_millis(1200));
+    let run = run_file(&chain, &["--id", "new", "--retention", "1s"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let listed = chain.command(&["list", "--json"]).json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["new"]);
+    let bad = run_file(&chain, &["--retention", "7 days"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("expected a number and s, m, h, d or w"),
+        "{}",
+        bad.stderr
+    );
+}

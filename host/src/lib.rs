@@ -52,5 +52,5 @@ pub mod text;
 pub use content::Difference;
 pub use durable::StoredWorkflowError;
 pub use executor::{Observer, RunIdentity, RunOptions, Silent};
-pub use lifecycle::{Begun, Cancellation, Host, HostError, Intent, Ready, new_workflow_id};
+pub use lifecycle::{Begun, Cancellation, Host, HostError, Intent, Purge, Ready, new_workflow_id};
 pub use wfhost_canvas as canvas;

@@ -5,6 +5,7 @@ mod execute;
 mod inspect;
 mod paths;
 mod progress;
+mod purge;
 mod resume;
 mod run;
 mod serve;
@@ -74,12 +75,27 @@ pub struct RunDbArgs {
         value_parser = parse_durability
     )]
     durability: Durability,
+    /// Remove workflows that ended at least this long ago (`7d`, `12h`),
+    /// as Celery's `result_expires` does; looked for at most once an hour,
+    /// by whichever process comes first.
+    #[arg(long, env = "WFHOST_RETENTION", value_name = "AGE", value_parser = purge::parse_age)]
+    retention: Option<Duration>,
 }
 
 impl RunDbArgs {
     /// Opens the state database, making it if there is none.
     pub fn open(&self) -> anyhow::Result<Store> {
         Ok(Store::open_with(&self.db.path(), self.durability)?)
+    }
+
+    /// Removes what the retention says is due, if one is set. A failure
+    /// is reported, not fatal: the workflows just ran.
+    pub async fn expire(&self, host: &Host) {
+        if let Some(retention) = self.retention
+            && let Err(err) = host.expire(retention).await
+        {
+            eprintln!("warning: removing workflows past the retention failed: {err}");
+        }
     }
 }
 
@@ -184,6 +200,11 @@ enum Command {
     Cancel(resume::CancelArgs),
     /// Re-drive a failed workflow from its failed step.
     Retry(resume::RetryArgs),
+    /// Remove a workflow and every record of it.
+    Rm(purge::RmArgs),
+    /// Remove workflows by age, status and tenant (by default, every one
+    /// that ended).
+    Purge(purge::PurgeArgs),
     /// Check a chain file: plugins load, tasks exist, arguments fit, limits
     /// are within the ceilings. Nothing runs.
     Validate(validate::ValidateArgs),
@@ -299,6 +320,8 @@ pub fn main() -> ExitCode {
             Command::Resume(args) => resume::resume(args, starting()).await,
             Command::Retry(args) => resume::retry(args, starting()).await,
             Command::Cancel(args) => resume::cancel(args).await,
+            Command::Rm(args) => purge::rm(args).await,
+            Command::Purge(args) => purge::purge(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
             Command::Completions { shell } => completions(shell),

@@ -81,6 +81,7 @@ pub async fn resume(args: ResumeArgs, runtime: StartingRuntime) -> anyhow::Resul
             finished = Finished::WorkflowFailed;
         }
     }
+    args.host.db.expire(&host).await;
     host.exit();
     Ok(finished)
 }
@@ -99,6 +100,7 @@ pub async fn retry(args: RetryArgs, runtime: StartingRuntime) -> anyhow::Result<
         format!("workflow {} {}", row.id, row.status.as_str())
     })
     .await;
+    args.host.db.expire(&host).await;
     host.exit();
     finished
 }

@@ -55,6 +55,7 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
         )
     })
     .await;
+    args.host.db.expire(&host).await;
     host.exit();
     finished
 }

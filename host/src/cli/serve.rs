@@ -64,6 +64,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     let address = listener.local_addr()?;
     let resumed = service.resume_cut_off().await?;
     eprintln!("wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows");
+    let expiring = {
+        let service = Arc::clone(&service);
+        let db = args.db;
+        tokio::spawn(async move {
+            // The retention's own clock (in the database) says when
+            // removing is due; looking every minute costs a read.
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                db.expire(service.host()).await;
+            }
+        })
+    };
     // No step starts from the signal on, while the requests under way are
     // answered.
     let stopping = {
@@ -80,6 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
         stopping,
     )
     .await?;
+    expiring.abort();
     // No step starts from here; those under way finish and are committed.
     // Workflows stay on record as running: the next start resumes them.
     let cut_off = service.stop(STOP_GRACE).await;

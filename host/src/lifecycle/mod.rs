@@ -8,12 +8,15 @@
 //! - [`claims`] knows which workflows run here now, to run none twice and
 //!   to cancel the ones that do; their leases in the store keep other
 //!   processes from running them too;
-//! - [`requests`] hears requests to cancel made by other processes.
+//! - [`requests`] hears requests to cancel made by other processes;
+//! - [`retention`] removes workflows: on request, by age, past a retention.
 
 mod claims;
 mod requests;
+mod retention;
 mod state;
 
+pub use retention::Purge;
 pub use state::{Intent, new_workflow_id};
 
 use std::collections::BTreeMap;
@@ -90,6 +93,12 @@ pub enum HostError {
         id: String,
         /// Where the two first differ.
         difference: crate::Difference,
+    },
+    /// The workflow runs, so it cannot be removed.
+    #[error("workflow {id} is running; cancel it first (`wfhost cancel {id}`)")]
+    StillRunning {
+        /// The workflow's id.
+        id: String,
     },
     /// A plugin to replace is not one the workflow has.
     #[error("workflow {id} has no plugin `{name}` (it has: {})", .known.join(", "))]

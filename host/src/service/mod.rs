@@ -352,6 +352,11 @@ impl Service {
         Ok(usage.unwrap_or_else(|| Usage::none(&tenant.name)))
     }
 
+    /// The host the service runs workflows on.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// Starts again every workflow a stop or a crash cut off, under its
     /// tenant's current policy. Returns how many were resumed.
     pub async fn resume_cut_off(self: &Arc<Self>) -> Result<usize, ServiceError> {

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::error::{Db, catching, damaged_by_panic, panic_text, redb_error};
-use super::tables::{CANCELS, ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
+use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
 
@@ -122,6 +122,11 @@ pub(super) enum Rows {
     /// A request that the workflow, running in another process, be
     /// cancelled.
     CancelRequest,
+    /// The workflow's removal: its row, head, elements, steps, events and
+    /// any request to cancel it.
+    Removal,
+    /// A setting of the file (the write's workflow is none).
+    Meta { key: &'static str, value: u64 },
 }
 
 /// What a starting workflow stores besides its row: its head, and its
@@ -373,6 +378,10 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
             txn.open_table(CANCELS)?
                 .insert((tenant, workflow), now_ms())?;
         }
+        Rows::Removal => remove_workflow(txn, tenant, workflow)?,
+        Rows::Meta { key, value } => {
+            txn.open_table(META)?.insert(*key, *value)?;
+        }
     }
     let Some(kind) = &write.event else {
         return Ok(());
@@ -391,6 +400,38 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
         detail: write.detail.clone(),
     };
     events.insert((tenant, workflow, seq), EVENTS.encode(&event).as_slice())?;
+    Ok(())
+}
+
+/// Removes every record of workflow `workflow` of `tenant`.
+fn remove_workflow(
+    txn: &WriteTransaction,
+    tenant: &str,
+    workflow: &str,
+) -> Result<(), redb::Error> {
+    txn.open_table(WORKFLOWS.table)?
+        .remove((tenant, workflow))?;
+    txn.open_table(SPECS.table)?.remove((tenant, workflow))?;
+    txn.open_table(CANCELS)?.remove((tenant, workflow))?;
+    let all = (tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX);
+    txn.open_table(ELEMENTS.table)?
+        .retain_in(all.clone(), |_, _| false)?;
+    txn.open_table(EVENTS.table)?.retain_in(all, |_, _| false)?;
+    // Step ids are strings: their keys are found by walking from the
+    // workflow's first, as reads do.
+    let mut steps = txn.open_table(STEPS.table)?;
+    let mut ids = Vec::new();
+    for entry in steps.range((tenant, workflow, "")..)? {
+        let (key, _) = entry?;
+        let (t, w, step) = key.value();
+        if t != tenant || w != workflow {
+            break;
+        }
+        ids.push(step.to_string());
+    }
+    for step in ids {
+        steps.remove((tenant, workflow, step.as_str()))?;
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use redb::{ReadTransaction, ReadableTable};
 
 use super::error::Fault;
-use super::tables::{CANCELS, ELEMENTS, EVENTS, SPECS, STEPS, WORKFLOWS};
+use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{
     Event, Progress, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
@@ -36,6 +36,11 @@ impl Store {
             row.status = WorkflowStatus::CutOff;
         }
         Ok(row)
+    }
+
+    /// A setting of the file, if set.
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.read(|txn| Ok(txn.open_table(META)?.get(key)?.map(|value| value.value())))
     }
 
     /// The workflows, by tenant and id, that a request to cancel waits

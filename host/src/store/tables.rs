@@ -20,6 +20,9 @@ use crate::records::{Event, StepRecord, StoredHead, WorkflowRow};
 /// file of the version before migrates it (see `Store::check_schema`).
 pub const SCHEMA_VERSION: u64 = 4;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+/// When ended workflows were last expired under a retention
+/// (milliseconds since the epoch).
+pub const EXPIRED_AT_KEY: &str = "expired_at_ms";
 
 /// Settings of the file itself.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

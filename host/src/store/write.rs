@@ -3,7 +3,7 @@
 //! with the event that says why.
 
 use super::commit::{Flush, Rows, Started, Write};
-use super::tables::{SPECS, STEPS, WORKFLOWS};
+use super::tables::{EXPIRED_AT_KEY, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus, now_ms};
 
@@ -147,6 +147,49 @@ impl Store {
             event: Some("cancel_requested".to_string()),
             step: None,
             detail: Some(format!("by process {}", std::process::id())),
+            flush: Flush::BeforeReturning,
+            at_ms: now_ms(),
+        };
+        self.committer.write(write).await
+    }
+}
+
+impl Store {
+    /// Removes every record of workflow `id` of `tenant`, durably: its row,
+    /// head, elements, steps and event log. The space they took is reused
+    /// by later writes; the file does not shrink.
+    pub(crate) async fn remove_workflow(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let write = Write {
+            tenant: tenant.to_string(),
+            workflow: id.to_string(),
+            rows: Rows::Removal,
+            event: None,
+            step: None,
+            detail: None,
+            flush: Flush::BeforeReturning,
+            at_ms: now_ms(),
+        };
+        self.committer.write(write).await
+    }
+
+    /// When ended workflows were last expired (milliseconds since the
+    /// epoch), if ever.
+    pub(crate) fn expired_at(&self) -> Result<Option<u64>, StoreError> {
+        self.meta(EXPIRED_AT_KEY)
+    }
+
+    /// Records that ended workflows were expired at `at_ms`.
+    pub(crate) async fn set_expired_at(&self, at_ms: u64) -> Result<(), StoreError> {
+        let write = Write {
+            tenant: String::new(),
+            workflow: String::new(),
+            rows: Rows::Meta {
+                key: EXPIRED_AT_KEY,
+                value: at_ms,
+            },
+            event: None,
+            step: None,
+            detail: None,
             flush: Flush::BeforeReturning,
             at_ms: now_ms(),
         };
