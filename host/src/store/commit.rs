@@ -104,6 +104,32 @@ pub(super) struct Write {
     pub at_ms: u64,
 }
 
+impl Write {
+    /// A write of `rows` of workflow `workflow` of `tenant`, made now,
+    /// with no event, committed before its writer goes on.
+    pub fn new(tenant: &str, workflow: &str, rows: Rows) -> Self {
+        Write {
+            tenant: tenant.to_string(),
+            workflow: workflow.to_string(),
+            rows,
+            event: None,
+            step: None,
+            detail: None,
+            flush: Flush::BeforeReturning,
+            at_ms: now_ms(),
+        }
+    }
+
+    /// The write with an event of `kind` (about `step`, if any) that says
+    /// `detail`.
+    pub fn with_event(mut self, kind: &str, step: Option<String>, detail: Option<String>) -> Self {
+        self.event = Some(kind.to_string());
+        self.step = step;
+        self.detail = detail;
+        self
+    }
+}
+
 /// The rows a write puts.
 pub(super) enum Rows {
     /// The workflow's own row, and its head (and elements) when it starts

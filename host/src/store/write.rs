@@ -5,7 +5,7 @@
 use super::commit::{Flush, Rows, Started, Write};
 use super::tables::{EXPIRED_AT_KEY, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
-use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus, now_ms};
+use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
 
 impl Store {
     /// Records a new workflow, durably, with a `workflow_started` event:
@@ -38,16 +38,7 @@ impl Store {
         first: u64,
         elements: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
-        let write = Write {
-            tenant: tenant.to_string(),
-            workflow: id.to_string(),
-            rows: Rows::Elements { first, elements },
-            event: None,
-            step: None,
-            detail: None,
-            flush: Flush::BeforeReturning,
-            at_ms: now_ms(),
-        };
+        let write = Write::new(tenant, id, Rows::Elements { first, elements });
         self.committer.write(write).await
     }
 
@@ -85,20 +76,12 @@ impl Store {
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
-        let write = Write {
-            tenant: row.tenant.clone(),
-            workflow: row.id.clone(),
-            rows: Rows::Workflow {
-                row: WORKFLOWS.encode(row),
-                started,
-                ends: row.status != WorkflowStatus::Running,
-            },
-            event: Some(event.to_string()),
-            step: None,
-            detail,
-            flush: Flush::BeforeReturning,
-            at_ms: now_ms(),
+        let rows = Rows::Workflow {
+            row: WORKFLOWS.encode(row),
+            started,
+            ends: row.status != WorkflowStatus::Running,
         };
+        let write = Write::new(&row.tenant, &row.id, rows).with_event(event, None, detail);
         self.committer.write(write).await
     }
 
@@ -120,16 +103,9 @@ impl Store {
                 (record.id.clone(), bytes)
             })
             .collect();
-        let write = Write {
-            tenant: tenant.to_string(),
-            workflow: id.to_string(),
-            rows: Rows::Steps(rows),
-            event: Some(event.to_string()),
-            step: records.first().map(|record| record.id.clone()),
-            detail,
-            flush,
-            at_ms: now_ms(),
-        };
+        let step = records.first().map(|record| record.id.clone());
+        let mut write = Write::new(tenant, id, Rows::Steps(rows)).with_event(event, step, detail);
+        write.flush = flush;
         self.committer.write(write).await
     }
 }
@@ -140,16 +116,12 @@ impl Store {
     /// ([`Store::cancel_requested`]), and the workflow's end removes the
     /// request.
     pub(crate) async fn request_cancel(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let write = Write {
-            tenant: tenant.to_string(),
-            workflow: id.to_string(),
-            rows: Rows::CancelRequest,
-            event: Some("cancel_requested".to_string()),
-            step: None,
-            detail: Some(format!("by process {}", std::process::id())),
-            flush: Flush::BeforeReturning,
-            at_ms: now_ms(),
-        };
+        let by = format!("by process {}", std::process::id());
+        let write = Write::new(tenant, id, Rows::CancelRequest).with_event(
+            "cancel_requested",
+            None,
+            Some(by),
+        );
         self.committer.write(write).await
     }
 }
@@ -159,16 +131,7 @@ impl Store {
     /// head, elements, steps and event log. The space they took is reused
     /// by later writes; the file does not shrink.
     pub(crate) async fn remove_workflow(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let write = Write {
-            tenant: tenant.to_string(),
-            workflow: id.to_string(),
-            rows: Rows::Removal,
-            event: None,
-            step: None,
-            detail: None,
-            flush: Flush::BeforeReturning,
-            at_ms: now_ms(),
-        };
+        let write = Write::new(tenant, id, Rows::Removal);
         self.committer.write(write).await
     }
 
@@ -180,19 +143,11 @@ impl Store {
 
     /// Records that ended workflows were expired at `at_ms`.
     pub(crate) async fn set_expired_at(&self, at_ms: u64) -> Result<(), StoreError> {
-        let write = Write {
-            tenant: String::new(),
-            workflow: String::new(),
-            rows: Rows::Meta {
-                key: EXPIRED_AT_KEY,
-                value: at_ms,
-            },
-            event: None,
-            step: None,
-            detail: None,
-            flush: Flush::BeforeReturning,
-            at_ms: now_ms(),
+        let rows = Rows::Meta {
+            key: EXPIRED_AT_KEY,
+            value: at_ms,
         };
+        let write = Write::new("", "", rows);
         self.committer.write(write).await
     }
 }
