@@ -299,3 +299,94 @@ fn ctrl_c_says_which_workflow_was_cut_off_and_how_to_resume_it() {
         resumed.stderr
     );
 }
+
+#[test]
+fn call_runs_one_task_ad_hoc_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let math = plugin("math");
+    let math = math.to_str().unwrap();
+    let call = |args: &[&str]| Run::from(wfhost_in(dir.path()).args(args).output().unwrap());
+    let added = call(&["call", math, "add", "2", "3", "--id", "sum"]);
+    assert_eq!(
+        (added.code, added.stdout.as_str()),
+        (0, "5\n"),
+        "{}",
+        added.stderr
+    );
+    let keywords = call(&["call", math, "add", "x=44", "y=-2"]);
+    assert_eq!(keywords.stdout, "42\n", "{}", keywords.stderr);
+    let testkit = plugin("testkit");
+    let echoed = call(&[
+        "call",
+        testkit.to_str().unwrap(),
+        "echo",
+        r#"{"a": [1, "b"]}"#,
+    ]);
+    assert_eq!(echoed.stdout, "{\"a\":[1,\"b\"]}\n", "{}", echoed.stderr);
+    // It is a workflow on record like any other.
+    let report = call(&["status", "sum", "--json"]).json();
+    assert_eq!(
+        (&report["status"], &report["result"]),
+        (&json!("succeeded"), &json!(5))
+    );
+    assert_eq!(step_of(&report, "0")["task"], "math.add");
+    for (args, code, words) in [
+        (
+            &["call", math, "add", "2", "two"][..],
+            2,
+            "argument 2: `two` is not JSON",
+        ),
+        (
+            &["call", math, "nope"],
+            2,
+            "plugin `math` has no task `nope` (it has: add, mul, xsum)",
+        ),
+        (
+            &["call", math, "add", "1"],
+            2,
+            "add() would miss required argument 'y'",
+        ),
+        (
+            &["call", math, "add", "9223372036854775807", "1"],
+            1,
+            "overflow",
+        ),
+    ] {
+        let run = call(args);
+        assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(words), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_chain_file_on_stdin_runs_with_plugins_relative_to_the_working_directory() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin("math"), dir.path().join("m.wasm")).unwrap();
+    let chain = json!({"plugins": {"m": "m.wasm"},
+                       "workflow": [{"task": "m.add", "args": [40, 2]}]});
+    let run_stdin = |text: &str| {
+        let mut child = wfhost_in(dir.path())
+            .current_dir(dir.path())
+            .args(["run", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        drop(stdin);
+        Run::from(child.wait_with_output().unwrap())
+    };
+    let run = run_stdin(&chain.to_string());
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "42\n"),
+        "{}",
+        run.stderr
+    );
+    let bad = run_stdin("{\"plugins\": ");
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("<stdin>"), "{}", bad.stderr);
+}

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch, and the mapping of outcomes to exit
 //! statuses: 0 succeeded, 1 the workflow failed, 2 the input was wrong.
 
+mod call;
 mod execute;
 mod inspect;
 mod paths;
@@ -147,6 +148,9 @@ pub struct TenantArg {
 enum Command {
     /// Run the workflow of a chain file and print its result as one JSON line.
     Run(run::RunArgs),
+    /// Run one task of a plugin, ad hoc, as a one-step workflow (Celery's
+    /// `celery call`), and print its result.
+    Call(call::CallArgs),
     /// Show a workflow: how far it has come, what runs, and its steps.
     Status {
         /// The workflow's id.
@@ -274,7 +278,7 @@ pub fn main() -> ExitCode {
     // Started before tokio, so that the engine's setup overlaps tokio's
     // start as well as the store's open (see `StartingRuntime`).
     let starting = match cli.command {
-        Command::Run(_) | Command::Resume(_) | Command::Retry(_) => {
+        Command::Run(_) | Command::Call(_) | Command::Resume(_) | Command::Retry(_) => {
             Some(execute::StartingRuntime::spawn())
         }
         _ => None,
@@ -294,6 +298,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args, starting()).await,
+            Command::Call(args) => call::call(args, starting()).await,
             Command::Status {
                 id,
                 tenant,

@@ -4,15 +4,26 @@ use std::path::PathBuf;
 
 use clap::Args;
 use wfhost::executor::Continuation;
-use wfhost::{Begun, Intent, RunIdentity, new_workflow_id, spec};
+use wfhost::spec::{self, WorkflowSpec};
+use wfhost::{Begun, Intent, RunIdentity, new_workflow_id};
 
 use super::Finished;
 use super::execute::{self, HostArgs, StartingRuntime};
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The chain file describing the workflow.
+    /// The chain file describing the workflow (`-`: read it from stdin,
+    /// with plugin paths relative to the working directory).
     chain: PathBuf,
+    #[command(flatten)]
+    names: Naming,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// What names a workflow that starts.
+#[derive(Args)]
+pub struct Naming {
     /// The workflow's id (overrides the file's `id`). An id that already
     /// ran is not run again: its stored outcome is reported, or, if it was
     /// cut off, it continues.
@@ -21,23 +32,37 @@ pub struct RunArgs {
     /// The tenant the workflow runs for (overrides the file's `tenant`).
     #[arg(long)]
     tenant: Option<String>,
-    #[command(flatten)]
-    host: HostArgs,
 }
 
 pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
-    let spec = spec::load(&args.chain)?;
+    let spec = if args.chain.as_os_str() == "-" {
+        spec::load_stdin()?
+    } else {
+        spec::load(&args.chain)?
+    };
+    start(&args.host, runtime, spec, args.names).await
+}
+
+/// Runs `spec` as the workflow `names` give (else the spec's id and
+/// tenant, else a new id of tenant `default`), to its end, and prints its
+/// outcome: what `run` and `call` do once they have a workflow.
+pub async fn start(
+    args: &HostArgs,
+    runtime: StartingRuntime,
+    spec: WorkflowSpec,
+    names: Naming,
+) -> anyhow::Result<Finished> {
     let identity = RunIdentity {
-        id: args
+        id: names
             .id
             .or_else(|| spec.id.clone())
             .unwrap_or_else(new_workflow_id),
-        tenant: args
+        tenant: names
             .tenant
             .or_else(|| spec.tenant.clone())
             .unwrap_or_else(|| "default".to_string()),
     };
-    let host = args.host.open(runtime)?;
+    let host = args.open(runtime)?;
     let begun = host.begin(identity, Intent::Start(spec)).await?;
     if let Begun::Ready(ready) = &begun
         && *ready.continuation() == Continuation::Resume
@@ -47,7 +72,7 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
             ready.identity().id
         );
     }
-    let finished = execute::execute(&args.host, &host, begun, |row| {
+    let finished = execute::execute(args, &host, begun, |row| {
         format!(
             "workflow {} already {}; reporting its stored outcome",
             row.id,
@@ -55,7 +80,7 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
         )
     })
     .await;
-    args.host.db.expire(&host).await;
+    args.db.expire(&host).await;
     host.exit();
     finished
 }

@@ -128,7 +128,21 @@ pub fn load(file: &Path) -> Result<WorkflowSpec, SpecError> {
         file: file.to_path_buf(),
         cause,
     })?;
-    let base_dir = file.parent().unwrap_or(Path::new(""));
+    read_from(reader, file, file.parent().unwrap_or(Path::new("")))
+}
+
+/// Reads a chain file from standard input (named `<stdin>` in errors);
+/// plugin paths are resolved against the working directory.
+pub fn load_stdin() -> Result<WorkflowSpec, SpecError> {
+    read_from(std::io::stdin().lock(), Path::new("<stdin>"), Path::new(""))
+}
+
+/// Reads the chain file `file` from `reader`.
+fn read_from(
+    reader: impl std::io::Read,
+    file: &Path,
+    base_dir: &Path,
+) -> Result<WorkflowSpec, SpecError> {
     let reader = std::io::BufReader::with_capacity(64 << 10, reader);
     document::read(serde_json::Deserializer::from_reader(reader), base_dir).map_err(|err| match err
     {
