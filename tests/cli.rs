@@ -390,3 +390,54 @@ fn a_chain_file_on_stdin_runs_with_plugins_relative_to_the_working_directory() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("<stdin>"), "{}", bad.stderr);
 }
+
+#[test]
+fn the_host_logs_what_it_does_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let math = plugin("math");
+    let call = |log: Option<&str>, flags: &[&str]| {
+        let mut command = wfhost_in(dir.path());
+        command.env_remove("RUST_LOG").args(flags);
+        command.args(["call", math.to_str().unwrap(), "add", "1", "2"]);
+        if let Some(directives) = log {
+            command.env("RUST_LOG", directives);
+        }
+        Run::from(command.output().unwrap())
+    };
+    let quiet = call(None, &[]);
+    assert_eq!(
+        (quiet.code, quiet.stdout.as_str(), quiet.stderr.as_str()),
+        (0, "3\n", "")
+    );
+    let debug = call(Some("debug"), &[]);
+    for words in [
+        "DEBUG wfhost::store: opened the state database",
+        "INFO wfhost::lifecycle: workflow started",
+        "DEBUG wfhost::executor::attempt: attempt ended",
+        "task=math.add attempt=1 outcome=\"value\"",
+        "INFO wfhost::lifecycle: workflow ended",
+    ] {
+        assert!(debug.stderr.contains(words), "{words}: {}", debug.stderr);
+    }
+    let verbose = call(None, &["-v"]);
+    assert!(
+        verbose.stderr.contains("workflow ended"),
+        "{}",
+        verbose.stderr
+    );
+    assert!(!verbose.stderr.contains("DEBUG"), "{}", verbose.stderr);
+    let only_store = call(Some("wfhost::store=debug"), &[]);
+    assert!(only_store.stderr.contains("opened the state database"));
+    assert!(
+        !only_store.stderr.contains("workflow ended"),
+        "{}",
+        only_store.stderr
+    );
+    let wrong = call(Some("wfhost=[x"), &[]);
+    assert_eq!(wrong.code, 0);
+    assert!(
+        wrong.stderr.contains("warning: RUST_LOG ignored"),
+        "{}",
+        wrong.stderr
+    );
+}

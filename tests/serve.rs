@@ -62,6 +62,8 @@ fn write_policy(dir: &Path) -> PathBuf {
 struct Server {
     child: Child,
     address: SocketAddr,
+    /// Every line it wrote to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -100,8 +102,11 @@ impl Server {
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (found, address) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
                 if let Some(rest) = line.strip_prefix("wfhost serve: listening on http://") {
                     let addr = rest.split(';').next().unwrap_or_default().to_string();
                     let _ = found.send(addr);
@@ -116,7 +121,18 @@ impl Server {
             .expect("the service says where it listens")
             .parse()
             .unwrap();
-        Server { child, address }
+        Server {
+            child,
+            address,
+            log,
+        }
+    }
+
+    /// Whether a line of its log contains every one of `words`.
+    fn logged(&self, words: &[&str]) -> bool {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .any(|line| words.iter().all(|word| line.contains(word)))
     }
 
     /// One request; returns the status and the JSON body.
@@ -560,6 +576,44 @@ fn serve_and_the_command_line_share_one_database() {
         202
     );
     assert_eq!(server.wait(KEY_B, "after")["result"], 3);
+    // It logged each request and each workflow's start and end.
+    for words in [
+        &[
+            "INFO",
+            "request",
+            "method=POST",
+            "path=/v1/workflows ",
+            "tenant=b ",
+            "status=202",
+        ][..],
+        &[
+            "request",
+            "method=GET",
+            "path=/v1/workflows/after ",
+            "status=200",
+            "latency_ms=",
+        ],
+        &["workflow started", "tenant=a", "id=served"],
+        &[
+            "workflow ended",
+            "tenant=a",
+            "id=served",
+            "status=\"cancelled\"",
+        ],
+        &["cancel requested by another process", "id=served"],
+        &[
+            "workflow ended",
+            "tenant=b",
+            "id=after",
+            "status=\"succeeded\"",
+        ],
+    ] {
+        assert!(
+            server.logged(words),
+            "{words:?} in {:?}",
+            server.log.lock().unwrap()
+        );
+    }
 }
 
 #[test]

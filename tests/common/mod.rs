@@ -14,6 +14,8 @@ use tempfile::TempDir;
 /// directory rather than the user's cache.
 pub fn wfhost() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
+    // The host's own log is the tests' to ask for.
+    command.env_remove("RUST_LOG");
     command.env(
         "WFHOST_CACHE_DIR",
         host_target_dir().join("component-cache"),

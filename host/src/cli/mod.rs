@@ -4,6 +4,7 @@
 mod call;
 mod execute;
 mod inspect;
+mod logging;
 mod paths;
 mod progress;
 mod purge;
@@ -29,6 +30,13 @@ use wfhost::store::{Durability, Store};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log more of what the host does, on stderr (`-v`, `-vv`, `-vvv`);
+    /// `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log less (`-q`: errors only; `-qq`: nothing).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
 }
 
 /// Where the state database is.
@@ -275,6 +283,11 @@ pub enum Finished {
 pub fn main() -> ExitCode {
     quiet_about_caught_redb_panics();
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => tracing::level_filters::LevelFilter::INFO,
+        _ => tracing::level_filters::LevelFilter::WARN,
+    };
+    logging::start(default_level, cli.verbose, cli.quiet);
     // Started before tokio, so that the engine's setup overlaps tokio's
     // start as well as the store's open (see `StartingRuntime`).
     let starting = match cli.command {

@@ -283,6 +283,15 @@ impl Run<'_> {
                     self.fuel_budget.unwrap_or_default()
                 );
             }
+            tracing::debug!(
+                workflow = %self.identity.id,
+                step = %record.id,
+                task = %record.task,
+                attempt,
+                outcome = outcome.result.kind(),
+                fuel = outcome.fuel_used,
+                "attempt ended"
+            );
             record.attempts = attempt;
             record.fuel_used = record.fuel_used.saturating_add(outcome.fuel_used);
             record.stdout = outcome.stdout;

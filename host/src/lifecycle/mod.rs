@@ -434,6 +434,14 @@ impl Host {
             }
         };
         observer.workflow_recorded(&row);
+        let started = std::time::Instant::now();
+        tracing::info!(
+            tenant = %identity.tenant,
+            id = %identity.id,
+            how = ?continuation,
+            steps = workflow.planned_steps(),
+            "workflow started"
+        );
         let run = workflow.run(
             &self.runtime,
             &self.store,
@@ -452,6 +460,13 @@ impl Host {
         };
         let (row, event) = state::ended(row, outcome);
         self.store.put_workflow(&row, event, None).await?;
+        tracing::info!(
+            tenant = %row.tenant,
+            id = %row.id,
+            status = row.status.as_str(),
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "workflow ended"
+        );
         drop(claim);
         Ok(row)
     }

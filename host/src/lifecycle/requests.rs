@@ -60,6 +60,11 @@ impl CancelRequests {
         while !self.requested(store, identity) {
             tokio::time::sleep(POLL).await;
         }
+        tracing::info!(
+            tenant = %identity.tenant,
+            id = %identity.id,
+            "cancel requested by another process"
+        );
         token.cancel();
         std::future::pending().await
     }

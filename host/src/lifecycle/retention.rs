@@ -136,6 +136,8 @@ impl Host {
             return Ok(0);
         }
         self.store.set_expired_at(now).await?;
-        Ok(self.purge(&Purge::new().older_than(retention)).await?.len())
+        let removed = self.purge(&Purge::new().older_than(retention)).await?.len();
+        tracing::info!(removed, ?retention, "removed workflows past the retention");
+        Ok(removed)
     }
 }

@@ -85,6 +85,19 @@ pub enum AttemptResult {
     Failed(Failure),
 }
 
+impl AttemptResult {
+    /// What kind of end it is, in a word: `value`, `replace`, `retry`, or
+    /// the failure's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttemptResult::Value(_) => "value",
+            AttemptResult::Replace(_) => "replace",
+            AttemptResult::Retry { .. } => "retry",
+            AttemptResult::Failed(failure) => failure.kind.as_str(),
+        }
+    }
+}
+
 impl From<host::Level> for LogLevel {
     fn from(level: host::Level) -> Self {
         match level {

@@ -58,7 +58,36 @@ pub fn router(service: Arc<Service>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&service),
+            log_request,
+        ))
         .with_state(service)
+}
+
+/// Logs each request once answered: method, path, tenant (`-` without a
+/// valid key), status and latency.
+async fn log_request(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let tenant = service
+        .authenticate(api_key(request.headers()))
+        .map_or_else(|_| "-".to_string(), |tenant| tenant.name.clone());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        %path,
+        %tenant,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
 }
 
 /// A request the HTTP layer could not read (a body too large or not

@@ -328,11 +328,18 @@ impl Committer {
             };
             // A panic inside redb (a damaged file) fails the commit, and
             // every writer of it hears so.
+            let started = Instant::now();
             let result = match catching(|| commit(&self.db, &batch).map_err(Arc::new)) {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(err)) => Err(Lost::Redb(err)),
                 Err(panic) => Err(Lost::Panicked(panic_text(panic.as_ref()))),
             };
+            tracing::trace!(
+                writes = batch.len(),
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                ok = result.is_ok(),
+                "commit"
+            );
             {
                 let mut queue = lock(&self.queue);
                 queue.committed_at = Instant::now();

@@ -135,7 +135,13 @@ impl Store {
     /// Opens the database file at `path`, which exists.
     pub(super) fn open_file(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         error::guarded(path, || {
+            let started = std::time::Instant::now();
             let db = builder().open(path).map_err(|err| open_error(path, err))?;
+            tracing::debug!(
+                path = %path.display(),
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "opened the state database"
+            );
             let leases = Leases::on_file(path).map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source,
