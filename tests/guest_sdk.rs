@@ -1,5 +1,7 @@
 //! The guest SDK at compile time: a `#[task]` that `export_tasks!` leaves
-//! out would never run, so it does not compile, and the error names it.
+//! out would never run, so it does not compile, and the error names it; a
+//! plugin built for anything but wasm gets one clear error, while its
+//! native unit tests run, logging to stderr.
 
 mod common;
 
@@ -11,6 +13,17 @@ use std::process::Command;
 /// directory, so that only the crate itself compiles. Returns whether it
 /// built, and what cargo said.
 fn build_plugin(dir: &Path, source: &str) -> (bool, String) {
+    cargo_on_plugin(dir, source, &["build", "--target", "wasm32-wasip2"], &[])
+}
+
+/// Runs `cargo COMMAND --release --offline … BINARY_ARGS` on a plugin
+/// crate whose `src/lib.rs` is `source`, as [`build_plugin`] sets it up.
+fn cargo_on_plugin(
+    dir: &Path,
+    source: &str,
+    command: &[&str],
+    binary_args: &[&str],
+) -> (bool, String) {
     let repo = common::repo_root();
     let manifest = format!(
         r#"[package]
@@ -40,18 +53,17 @@ strip = true
     std::fs::write(dir.join("src/lib.rs"), source).unwrap();
     std::fs::copy(repo.join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     let plugins_target = common::plugin_dir().ancestors().nth(2).unwrap();
+    // Run from the crate's own directory, so that no configuration of the
+    // repository's (its build target) applies.
     let output = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "--target",
-            "wasm32-wasip2",
-        ])
+        .current_dir(dir)
+        .args(command)
+        .args(["--release", "--offline"])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(plugins_target)
+        .args(binary_args)
         .output()
         .expect("running cargo");
     (
@@ -89,4 +101,40 @@ pub fn forgotten(x: i64) -> i64 { x }
         "{said}"
     );
     assert!(!said.contains("`listed` is a #[task]"), "{said}");
+}
+
+#[test]
+fn a_native_build_is_one_clear_error_and_native_tests_log_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = r#"
+use wfhost_guest::task;
+
+/// Adds, saying so.
+#[task]
+pub fn add(x: i64, y: i64) -> i64 {
+    wfhost_guest::log::info(format!("adding {x} and {y}"));
+    x + y
+}
+
+wfhost_guest::export_tasks!(add);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn adds() {
+        assert_eq!(super::add(1, 2), 3);
+    }
+}
+"#;
+    let (built, said) = cargo_on_plugin(dir.path(), source, &["build"], &[]);
+    assert!(!built, "a native build of a plugin built: {said}");
+    assert_eq!(
+        said.matches("error: a wfhost plugin builds for wasm32-wasip2")
+            .count(),
+        1,
+        "{said}"
+    );
+    assert!(!said.contains("linking"), "{said}");
+    let (tested, said) = cargo_on_plugin(dir.path(), source, &["test"], &["--", "--nocapture"]);
+    assert!(tested && said.contains("Info: adding 1 and 2"), "{said}");
 }

@@ -124,6 +124,14 @@ fn install_panic_hook() {
 #[macro_export]
 macro_rules! export_tasks {
     ($($task:path),+ $(,)?) => {
+        // Outside wasm a plugin is only ever built for its unit tests: a
+        // native build would fail to link, on every import from the host.
+        #[cfg(not(any(target_arch = "wasm32", test, doc)))]
+        ::core::compile_error!(
+            "a wfhost plugin builds for wasm32-wasip2: `cargo build --release --target \
+             wasm32-wasip2` (natively, only `cargo test` builds it; see the guest SDK's README)"
+        );
+
         #[doc(hidden)]
         pub struct __WfhostPlugin;
 
