@@ -192,8 +192,8 @@ pub fn stash(secret: String) -> String {
 }
 
 wfhost_guest::export_tasks!(
-    add, echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic, sleep,
-    print, route, log, slow_add, now_ms, stash,
+    add, echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic,
+    sleep, print, route, log, slow_add, now_ms, stash,
 );
 
 #[cfg(test)]
