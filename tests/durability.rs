@@ -688,3 +688,60 @@ fn a_damaged_database_is_an_error_never_a_crash() {
         "no flip reached a redb failure: the test tests nothing"
     );
 }
+
+/// A step killed while it runs is on record as started (attempt 1), so
+/// that the run after the crash shows as its second attempt, and the event
+/// log has both starts.
+#[test]
+fn a_step_cut_off_while_it_ran_counts_its_attempt() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 1]},
+            {"task": "testkit.slow_add", "args": [1, 1500]},
+        ],
+    }));
+    let mut child = start(
+        &chain,
+        &["run", chain.path.to_str().unwrap(), "--id", "twice"],
+    );
+    let started = Instant::now();
+    loop {
+        let status = chain.command(&["status", "twice", "--json"]);
+        if status.code == 0
+            && step_of_if(&status.json(), "1").is_some_and(|s| s["status"] == "running")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            status.stdout
+        );
+        sleep(Duration::from_millis(20));
+    }
+    kill(&mut child);
+    let resumed = chain.command(&["resume", "twice"]);
+    assert_eq!(
+        (resumed.code, resumed.stdout.as_str()),
+        (0, "3\n"),
+        "{}",
+        resumed.stderr
+    );
+    let report = chain.command(&["status", "twice", "--json"]).json();
+    let step = step_of(&report, "1");
+    assert_eq!(
+        (&step["status"], &step["attempts"]),
+        (&json!("succeeded"), &json!(2)),
+        "{step}"
+    );
+    let events = chain.command(&["events", "twice", "--json"]).json_lines();
+    let starts: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == "step_started" && event["step"] == "1")
+        .map(|event| event["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts, ["attempt 1", "attempt 2"]);
+}

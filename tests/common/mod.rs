@@ -196,13 +196,16 @@ impl Run {
 /// The step with id `id` of a workflow's report (as `--json` and the API
 /// give it).
 pub fn step_of(report: &Value, id: &str) -> Value {
+    step_of_if(report, id).unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
+/// The step with id `id` of a report, if it has one.
+pub fn step_of_if(report: &Value, id: &str) -> Option<Value> {
     report["steps"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a report: {report}"))
+        .as_array()?
         .iter()
         .find(|step| step["id"] == id)
         .cloned()
-        .unwrap_or_else(|| panic!("no step {id} in {report}"))
 }
 
 /// `wfhost` over the state database in `dir`.

@@ -284,7 +284,14 @@ impl Committer {
         };
         if lead {
             tokio::task::yield_now().await;
-            if lock(&self.queue).waiting.len() > 1 {
+            // Writes held for a later commit (a step's start) have nobody
+            // waiting: only other waiting writers are worth a hand-over.
+            let writers = lock(&self.queue)
+                .waiting
+                .iter()
+                .filter(|request| request.done.is_some())
+                .count();
+            if writers > 1 {
                 // Others are writing too: commit on a blocking thread, so
                 // that this task's other futures (group members) can start
                 // their next attempts during the flush.
