@@ -179,6 +179,38 @@ fn more_members_at_once_than_the_instance_pool_holds_wait_for_room() {
     assert_eq!(run.stdout, format!("{}\n", members * (members - 1) / 2));
 }
 
+/// Celery's `group._prepared`: a group listed directly in a group or a
+/// chord header is flattened into it, at any depth; a group in a chain
+/// member is not.
+#[test]
+fn groups_nested_in_groups_and_chord_headers_are_flattened() {
+    let nested = group(json!([
+        add(json!([1, 1])),
+        group(json!([
+            add(json!([2, 2])),
+            group(json!([add(json!([3, 3]))]))
+        ]))
+    ]));
+    let run = run_workflow(json!([nested]), &["--json"]);
+    assert_eq!(run.json()["result"], json!([2, 4, 6]), "{}", run.stderr);
+    assert_eq!(
+        run.step("0.2")["args"],
+        json!([3, 3]),
+        "three members, ids in order"
+    );
+    let header = json!([
+        add(json!([1, 1])),
+        group(json!([add(json!([2, 2])), add(json!([3, 3]))]))
+    ]);
+    let run = run_workflow(json!([chord(header, xsum())]), &[]);
+    assert_eq!(run.stdout, "12\n", "{}", run.stderr);
+    // A chain is a member of its own: its group stays a list.
+    let in_chain =
+        json!({"chain": [add(json!([1, 1])), group(json!([add(json!([1])), add(json!([2]))]))]});
+    let run = run_workflow(json!([group(json!([add(json!([5, 5])), in_chain]))]), &[]);
+    assert_eq!(run.stdout, "[10,[3,4]]\n", "{}", run.stderr);
+}
+
 /// The canvases of tests/fixtures/celery/canvases.json, which
 /// tests/fixtures/celery/generate.py made with the real Celery library.
 fn celery_fixtures() -> Vec<Value> {

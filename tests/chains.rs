@@ -127,6 +127,24 @@ fn replace_runs_the_returned_canvas_in_place_of_the_step() {
     assert_eq!(high.step("0.0")["task"], "math.mul");
 }
 
+/// As Celery's `Task.replace` refuses it, a replacement by an empty chain
+/// fails the step.
+#[test]
+fn replacing_with_an_empty_chain_fails_the_step() {
+    let run = run_workflow(
+        json!([{"task": "testkit.replace_with_nothing"}, add(json!([1]))]),
+        &["--json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.json()["error"];
+    assert_eq!(
+        (&error["step"], &error["kind"]),
+        (&json!("0"), &json!("fail"))
+    );
+    assert_eq!(error["message"], "cannot replace with an empty chain");
+    assert_eq!(run.step("1")["status"], "skipped");
+}
+
 #[test]
 fn a_panic_fails_the_step_with_its_message() {
     let run = run_workflow(

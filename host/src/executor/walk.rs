@@ -338,5 +338,12 @@ pub(super) fn replacement(json: &Value, step_id: &str) -> AttemptsEnd {
             ));
         }
     };
+    if matches!(&canvas, Canvas::Chain(items) if items.is_empty()) {
+        // As Celery's `Task.replace` refuses it.
+        return AttemptsEnd::Failed(Failure::new(
+            FailureKind::Fail,
+            "cannot replace with an empty chain",
+        ));
+    }
     AttemptsEnd::Replace(plan::plan(&canvas, Some(&step_id)))
 }

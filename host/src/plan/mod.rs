@@ -106,9 +106,21 @@ fn member(canvas: &Canvas, id: StepId) -> Vec<Node> {
     }
 }
 
+/// The members of a group or chord header: as in Celery's
+/// `group._prepared`, a group listed directly among them is flattened into
+/// them (at any depth), so `group(a, group(b, c))` has three members.
 fn members(canvases: &[Canvas], id: &StepId) -> Vec<Vec<Node>> {
-    canvases
-        .iter()
+    fn flatten<'c>(canvases: &'c [Canvas], out: &mut Vec<&'c Canvas>) {
+        for canvas in canvases {
+            match canvas {
+                Canvas::Group(inner) => flatten(inner, out),
+                other => out.push(other),
+            }
+        }
+    }
+    let mut flat = Vec::with_capacity(canvases.len());
+    flatten(canvases, &mut flat);
+    flat.into_iter()
         .enumerate()
         .map(|(index, canvas)| member(canvas, id.child(index)))
         .collect()

@@ -153,7 +153,20 @@ pub fn signature_fields(map: &Map<String, Value>, at: &JsonPath) -> Result<Signa
         signature.immutable = fields::boolean(immutable, &at.key("immutable"))?;
     }
     if let Some(opts) = map.get("options") {
-        signature.options = options(opts, &at.key("options"), Callbacks::Allowed)?;
+        let opts_at = at.key("options");
+        signature.options = match opts.as_object() {
+            // Celery copies a signature's `immutable` into its options when
+            // it makes an errback immutable (`chord.link_error`); as in
+            // Celery, the signature's own flag decides, so the copy is only
+            // checked.
+            Some(object) if object.contains_key("immutable") => {
+                fields::boolean(&object["immutable"], &opts_at.key("immutable"))?;
+                let mut rest = object.clone();
+                rest.remove("immutable");
+                options(&Value::Object(rest), &opts_at, Callbacks::Allowed)?
+            }
+            _ => options(opts, &opts_at, Callbacks::Allowed)?,
+        };
     }
     Ok(signature)
 }

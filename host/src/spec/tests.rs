@@ -106,6 +106,33 @@ fn callbacks_belong_to_signatures_not_defaults() {
     assert_eq!(signature.options.link_error, vec![sig("m.e")]);
 }
 
+/// Celery's `chord.link_error` copies `immutable` into an errback's
+/// options; the copy is checked, and the signature's own flag decides.
+#[test]
+fn an_immutable_copied_into_options_is_read_as_celery_writes_it() {
+    for (form, signature) in [
+        (
+            "native",
+            json!({"task": "m.add", "args": [0, 0], "immutable": true, "options": {"immutable": true}}),
+        ),
+        (
+            "celery",
+            json!({"task": "m.add", "args": [0, 0], "kwargs": {}, "options": {"immutable": true},
+                          "subtask_type": null, "immutable": true}),
+        ),
+    ] {
+        let spec = parse_ok(json!({"plugins": {"m": "m.wasm"}, "workflow": [signature]}));
+        let Canvas::Signature(parsed) = spec.workflow.to_canvas().unwrap() else {
+            panic!("{form}: not a signature");
+        };
+        assert!(parsed.immutable, "{form}");
+        assert!(parsed.options.is_empty(), "{form}: {:?}", parsed.options);
+    }
+    let wrong = issue(json!({"plugins": {}, "workflow": [
+        {"task": "m.add", "options": {"immutable": "yes"}}]}));
+    assert_eq!(wrong.at.to_string(), "$.workflow[0].options.immutable");
+}
+
 #[test]
 fn syntax_errors_carry_line_and_column() {
     match parse(

@@ -168,6 +168,12 @@ pub fn route(x: i64) -> Outcome {
     }
 }
 
+/// Replaces itself with an empty chain, which Celery refuses.
+#[task]
+pub fn replace_with_nothing() -> Outcome {
+    Outcome::replace(wfhost_guest::Canvas::Chain(Vec::new()))
+}
+
 /// Logs a message at each level and returns it.
 #[task]
 pub fn log(message: String) -> String {
@@ -192,8 +198,27 @@ pub fn stash(secret: String) -> String {
 }
 
 wfhost_guest::export_tasks!(
-    add, echo, fail, flaky, spin, burn, hog, recurse, read_file, connect, env, big_output, panic,
-    sleep, print, route, log, slow_add, now_ms, stash,
+    add,
+    echo,
+    fail,
+    flaky,
+    spin,
+    burn,
+    hog,
+    recurse,
+    read_file,
+    connect,
+    env,
+    big_output,
+    panic,
+    sleep,
+    print,
+    route,
+    replace_with_nothing,
+    log,
+    slow_add,
+    now_ms,
+    stash,
 );
 
 #[cfg(test)]
