@@ -211,6 +211,55 @@ fn groups_nested_in_groups_and_chord_headers_are_flattened() {
     assert_eq!(run.stdout, "[10,[3,4]]\n", "{}", run.stderr);
 }
 
+/// Options on a whole chain apply as Celery applies them: `link` to its
+/// last step, `link_error` to every step (so it runs once, for the step
+/// that fails); in a nested chain and in the workflow's own chain alike.
+#[test]
+fn callbacks_on_a_whole_chain_go_where_celery_puts_them() {
+    let failing = json!({"task": "testkit.fail", "args": ["no"], "immutable": true});
+    let echo = json!({"task": "testkit.echo"});
+    let nested = json!({"chain": [add(json!([1, 1])), failing, add(json!([5]))],
+                        "options": {"link_error": echo}});
+    let run = run_workflow(json!([nested]), &["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let errback = run.step("0.1.link_error.0");
+    assert_eq!(errback["result"]["step"], "0.1", "{errback}");
+    let report = run.json();
+    let errbacks: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|step| step["id"].as_str())
+        .filter(|id| id.contains("link_error"))
+        .collect();
+    assert_eq!(errbacks, ["0.1.link_error.0"]);
+
+    let linked = json!({"chain": [add(json!([1, 1])), add(json!([2]))],
+                        "options": {"link": add(json!([100]))}});
+    let run = run_workflow(json!([linked]), &["--json"]);
+    assert_eq!(run.json()["result"], 4, "{}", run.stderr);
+    assert_eq!(run.step("0.1.link.0")["result"], 104);
+
+    // The workflow's own chain, read as a stream, whatever its keys' order.
+    for workflow in [
+        json!({"chain": [add(json!([1, 1])), failing], "options": {"link_error": echo}}),
+        json!({"options": {"link_error": echo}, "chain": [add(json!([1, 1])), failing]}),
+    ] {
+        let run = run_workflow(workflow, &["--json"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert_eq!(run.step("1.link_error.0")["result"]["step"], "1");
+    }
+
+    let grouped = json!({"group": [add(json!([1, 1]))], "options": {"link": echo}});
+    let run = run_workflow(json!([grouped]), &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("a group cannot be linked: use a chord"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// The canvases of tests/fixtures/celery/canvases.json, which
 /// tests/fixtures/celery/generate.py made with the real Celery library.
 fn celery_fixtures() -> Vec<Value> {

@@ -115,6 +115,47 @@ impl Canvas {
         // Serializing plain JSON values and numbers cannot fail.
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+
+    /// Runs `callback` with this canvas's result once it succeeds, as
+    /// Celery's `link` does on each kind of canvas: a chain links its last
+    /// step, a chord its body, a group its first member (with an immutable
+    /// copy, since no one step has the group's result). An empty chain or
+    /// group has nothing to link, as in Celery.
+    pub fn link(&mut self, callback: Signature) {
+        match self {
+            Canvas::Signature(signature) => signature.options.link.push(callback),
+            Canvas::Chain(items) => {
+                if let Some(last) = items.last_mut() {
+                    last.link(callback);
+                }
+            }
+            Canvas::Group(members) => {
+                if let Some(first) = members.first_mut() {
+                    first.link(Signature {
+                        immutable: true,
+                        ..callback
+                    });
+                }
+            }
+            Canvas::Chord(chord) => chord.body.link(callback),
+        }
+    }
+
+    /// Runs `errback` for whichever step of this canvas fails, as Celery's
+    /// `link_error` (or `on_error`) does: every step of a chain and every
+    /// member of a group gets it, and a chord's body (whose errback also
+    /// runs when a header member fails).
+    pub fn link_error(&mut self, errback: Signature) {
+        match self {
+            Canvas::Signature(signature) => signature.options.link_error.push(errback),
+            Canvas::Chain(items) | Canvas::Group(items) => {
+                for item in items {
+                    item.link_error(errback.clone());
+                }
+            }
+            Canvas::Chord(chord) => chord.body.link_error(errback),
+        }
+    }
 }
 
 impl From<Signature> for Canvas {
@@ -126,6 +167,44 @@ impl From<Signature> for Canvas {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Callbacks on a whole canvas land where Celery puts them.
+    #[test]
+    fn callbacks_on_a_whole_go_where_celery_puts_them() {
+        let mut chain = crate::sig("m.a") | crate::sig("m.b");
+        chain.link(crate::sig("m.done"));
+        chain.link_error(crate::sig("m.oops"));
+        let Canvas::Chain(items) = &chain else {
+            panic!("a chain")
+        };
+        let options = |canvas: &Canvas| match canvas {
+            Canvas::Signature(signature) => signature.options.clone(),
+            _ => panic!("a signature"),
+        };
+        assert!(options(&items[0]).link.is_empty());
+        assert_eq!(options(&items[1]).link, [crate::sig("m.done")]);
+        assert!(
+            items
+                .iter()
+                .all(|item| options(item).link_error == [crate::sig("m.oops")])
+        );
+
+        let mut group = crate::group([crate::sig("m.a"), crate::sig("m.b")]);
+        group.link(crate::sig("m.done"));
+        let Canvas::Group(members) = &group else {
+            panic!("a group")
+        };
+        assert_eq!(options(&members[0]).link, [crate::sig("m.done").si()]);
+        assert!(options(&members[1]).link.is_empty());
+
+        let mut chord = crate::chord([crate::sig("m.a")], crate::sig("m.sum"));
+        chord.link_error(crate::sig("m.oops"));
+        let Canvas::Chord(inner) = &chord else {
+            panic!("a chord")
+        };
+        assert_eq!(options(&inner.body).link_error, [crate::sig("m.oops")]);
+        assert!(options(&inner.header[0]).link_error.is_empty());
+    }
 
     /// What a canvas serializes to, it deserializes from, limits that are
     /// switched off and callbacks included.

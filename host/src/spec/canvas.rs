@@ -2,7 +2,7 @@
 //! `{"group": …}`, `{"chord": {"header", "body"}}`, or a bare array (a chain).
 
 use serde_json::{Map, Value};
-use wfhost_canvas::{Canvas, Chord, Signature};
+use wfhost_canvas::{Canvas, Chord, Signature, StepOptions};
 
 use super::fields::{self, type_of};
 use super::options::{Callbacks, options};
@@ -38,13 +38,16 @@ pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
             Ok(Canvas::Signature(signature(map, value, at)?))
         }
         Value::Object(map) if map.contains_key("chain") => {
-            Ok(Canvas::Chain(members(value, map, "chain", at)?))
+            let chain = Canvas::Chain(members(value, map, "chain", at)?);
+            with_callbacks(chain, map.get("options"), at, "chain")
         }
         Value::Object(map) if map.contains_key("group") => {
-            Ok(Canvas::Group(members(value, map, "group", at)?))
+            let group = Canvas::Group(members(value, map, "group", at)?);
+            with_callbacks(group, map.get("options"), at, "group")
         }
         Value::Object(map) if map.contains_key("chord") => {
-            fields::object(value, at, "a chord", &["chord"])?;
+            fields::object(value, at, "a chord", &["chord", "options"])?;
+            let whole = at.clone();
             let at = at.key("chord");
             let chord = fields::object(&map["chord"], &at, "a chord", &["header", "body"])?;
             let header_at = at.key("header");
@@ -54,10 +57,11 @@ pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
             let body = chord
                 .get("body")
                 .ok_or_else(|| SpecIssue::new(&at, "a chord needs a `body` (a canvas)"))?;
-            Ok(Canvas::Chord(Chord {
+            let chord = Canvas::Chord(Chord {
                 header: list(fields::array(header, &header_at)?, &header_at)?,
                 body: Box::new(canvas(body, &at.key("body"))?),
-            }))
+            });
+            with_callbacks(chord, map.get("options"), &whole, "chord")
         }
         Value::Object(_) => Err(SpecIssue::new(
             at,
@@ -73,14 +77,15 @@ pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
     }
 }
 
-/// The canvases listed under `key` of an object that must have no other key.
+/// The canvases listed under `key` of an object whose only other key may
+/// be `options`.
 fn members(
     value: &Value,
     map: &Map<String, Value>,
     key: &str,
     at: &JsonPath,
 ) -> Result<Vec<Canvas>, SpecIssue> {
-    fields::object(value, at, &format!("a {key}"), &[key])?;
+    fields::object(value, at, &format!("a {key}"), &[key, "options"])?;
     let at = at.key(key);
     list(fields::array(&map[key], &at)?, &at)
 }
@@ -91,6 +96,55 @@ pub fn list(items: &[Value], at: &JsonPath) -> Result<Vec<Canvas>, SpecIssue> {
         .enumerate()
         .map(|(i, item)| canvas(item, &at.index(i)))
         .collect()
+}
+
+/// `canvas` with the callbacks that `given` (the options at `at.options`)
+/// gives a whole chain, group or chord, applied as Celery applies them
+/// (see [`Canvas::link`] and [`Canvas::link_error`]).
+pub fn with_callbacks(
+    mut canvas: Canvas,
+    given: Option<&Value>,
+    at: &JsonPath,
+    what: &str,
+) -> Result<Canvas, SpecIssue> {
+    let Some(given) = given else {
+        return Ok(canvas);
+    };
+    let callbacks = whole_callbacks(given, at, what)?;
+    for callback in callbacks.link {
+        canvas.link(callback);
+    }
+    for errback in callbacks.link_error {
+        canvas.link_error(errback);
+    }
+    Ok(canvas)
+}
+
+/// The callbacks of the options `given` to a whole chain, group or chord
+/// at `at`: only `link` and `link_error` apply to a whole, and a group
+/// cannot be linked.
+pub fn whole_callbacks(given: &Value, at: &JsonPath, what: &str) -> Result<StepOptions, SpecIssue> {
+    let at = at.key("options");
+    let object = fields::object_of_any(given, &at)?;
+    if let Some(key) = object
+        .keys()
+        .find(|key| !["link", "link_error"].contains(&key.as_str()))
+    {
+        return Err(SpecIssue::new(
+            &at.key(key),
+            format!(
+                "only `link` and `link_error` apply to a whole {what}; set `{key}` on its signatures"
+            ),
+        ));
+    }
+    if what == "group" && object.contains_key("link") {
+        // Celery's `group.apply_async(link=…)` refuses it the same way.
+        return Err(SpecIssue::new(
+            &at.key("link"),
+            "a group cannot be linked: use a chord (the group followed by the callback)",
+        ));
+    }
+    options(given, &at, Callbacks::Allowed)
 }
 
 /// A task name, which must be `plugin.task`.

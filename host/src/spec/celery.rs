@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 use wfhost_canvas::{Canvas, Chord};
 
-use super::canvas::{list, signature_fields};
+use super::canvas::{list, signature_fields, with_callbacks};
 use super::fields::{self, type_of};
 use super::path::{JsonPath, SpecIssue};
 
@@ -45,19 +45,22 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
             ));
         }
     };
+    let options = map.get("options");
     match kind {
         None => Ok(Canvas::Signature(signature_fields(map, at)?)),
         Some("chain") => {
-            composite_has_no_options(map, at, "chain")?;
-            Ok(Canvas::Chain(members(map, at, "tasks")?))
+            not_immutable(map, at, "chain")?;
+            let chain = Canvas::Chain(members(map, at, "tasks")?);
+            with_callbacks(chain, options, at, "chain")
         }
         Some("group") => {
-            composite_has_no_options(map, at, "group")?;
-            Ok(Canvas::Group(members(map, at, "tasks")?))
+            not_immutable(map, at, "group")?;
+            let group = Canvas::Group(members(map, at, "tasks")?);
+            with_callbacks(group, options, at, "group")
         }
         Some("chord") => {
-            composite_has_no_options(map, at, "chord")?;
-            chord(map, at)
+            not_immutable(map, at, "chord")?;
+            with_callbacks(chord(map, at)?, options, at, "chord")
         }
         Some(other) => Err(SpecIssue::new(
             &kind_at,
@@ -68,26 +71,9 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
     }
 }
 
-/// Celery lets chains, groups and chords carry options (callbacks, routing)
-/// that apply to the whole; wfhost has no such thing, so they are refused
-/// rather than dropped.
-fn composite_has_no_options(
-    map: &Map<String, Value>,
-    at: &JsonPath,
-    what: &str,
-) -> Result<(), SpecIssue> {
-    if let Some(opts) = map.get("options") {
-        let opts_at = at.key("options");
-        let object = fields::object_of_any(opts, &opts_at)?;
-        if let Some(key) = object.keys().next() {
-            return Err(SpecIssue::new(
-                &opts_at.key(key),
-                format!(
-                    "options on a whole Celery {what} are not supported by wfhost; set `{key}` on its signatures"
-                ),
-            ));
-        }
-    }
+/// An immutable chain, group or chord would ignore the previous result as
+/// a whole; wfhost has no such thing, so it is refused rather than dropped.
+fn not_immutable(map: &Map<String, Value>, at: &JsonPath, what: &str) -> Result<(), SpecIssue> {
     if map.get("immutable").and_then(Value::as_bool) == Some(true) {
         return Err(SpecIssue::new(
             &at.key("immutable"),

@@ -215,10 +215,23 @@ impl<'de> Visitor<'de> for Canvases<'_> {
                     open_chain: false,
                 };
                 match map.next_value_seed(members)? {
-                    Read::Streamed(elements) => {
-                        if let Some(key) = map.next_key::<String>()? {
-                            let issue = fields::unknown_key(&self.at, &key, &["chain"]);
-                            return Err(fail(self.issue, issue));
+                    Read::Streamed(mut elements) => {
+                        let mut seen_options = false;
+                        while let Some(key) = map.next_key::<String>()? {
+                            if key != "options" || seen_options {
+                                let issue =
+                                    fields::unknown_key(&self.at, &key, &["chain", "options"]);
+                                return Err(fail(self.issue, issue));
+                            }
+                            seen_options = true;
+                            let Unique(given) = map.next_value()?;
+                            elements = canvas::whole_callbacks(&given, &self.at, "chain")
+                                .and_then(|callbacks| {
+                                    elements
+                                        .with_chain_callbacks(&callbacks)
+                                        .map_err(|err| super::spool_issue(&err))
+                                })
+                                .map_err(|issue| fail(self.issue, issue))?;
                         }
                         return Ok(Read::Streamed(elements));
                     }

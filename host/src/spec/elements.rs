@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
-use wfhost_canvas::Canvas;
+use wfhost_canvas::{Canvas, StepOptions};
 
 /// Spools up to this many bytes in memory; a longer workflow moves to a file.
 const IN_MEMORY_BYTES: usize = 256 << 10;
@@ -99,6 +99,27 @@ impl Elements {
             buffer: Vec::new(),
             start: 0,
         }
+    }
+
+    /// The same elements with `callbacks` given to the whole chain they
+    /// make, as [`Canvas::link`] and [`Canvas::link_error`] give them to a
+    /// chain: each element gets the errbacks, the last the callbacks.
+    pub fn with_chain_callbacks(&self, callbacks: &StepOptions) -> io::Result<Elements> {
+        let mut linked = Elements::new();
+        let last = self.len.checked_sub(1);
+        for (index, canvas) in self.canvases().enumerate() {
+            let mut canvas = canvas?;
+            for errback in &callbacks.link_error {
+                canvas.link_error(errback.clone());
+            }
+            if Some(index) == last {
+                for callback in &callbacks.link {
+                    canvas.link(callback.clone());
+                }
+            }
+            linked.push(&canvas)?;
+        }
+        Ok(linked)
     }
 
     /// The elements in order, each parsed.

@@ -187,8 +187,17 @@ fn celery_json_parses_into_the_same_canvas_as_the_native_form() {
     assert_eq!(parse_canvas(&celery), Ok(native));
 }
 
+/// A whole chain, group or chord takes callbacks (as Celery applies them)
+/// and no other option: what wfhost cannot apply is refused, never dropped.
 #[test]
-fn celery_composites_with_options_are_refused_not_dropped() {
+fn celery_composites_take_callbacks_and_refuse_other_options() {
+    let chain = json!({
+        "task": "celery.chain", "args": [], "kwargs": {"tasks": [{"task": "m.a"}, {"task": "m.b"}]},
+        "subtask_type": "chain", "immutable": false,
+        "options": {"link": {"task": "m.c"}, "queue": "q"},
+    });
+    let issue = parse_canvas(&chain).unwrap_err();
+    assert_eq!(issue.at.to_string(), "$.options.queue");
     let celery = json!({
         "task": "celery.group", "args": [], "kwargs": {"tasks": []}, "subtask_type": "group",
         "immutable": false, "options": {"link": {"task": "m.a"}},
@@ -221,7 +230,7 @@ fn a_chain_object_workflow_reads_like_an_array() {
         let (at, message) = text_issue(text);
         assert_eq!(at, "$.workflow.x", "{text}");
         assert!(
-            message.contains("unknown key `x` (expected one of: chain)"),
+            message.contains("unknown key `x` (expected one of: chain, options)"),
             "{message}"
         );
     }
