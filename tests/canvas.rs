@@ -260,6 +260,50 @@ fn callbacks_on_a_whole_chain_go_where_celery_puts_them() {
     );
 }
 
+/// A chord's `link_error` belongs to its body, and runs when a header
+/// member fails (the body never does), as Celery's backend calls it; in the
+/// native form and in Celery's, where `chord.link_error` wrote it.
+#[test]
+fn a_chord_errback_runs_when_its_header_fails() {
+    let failing = json!({"task": "testkit.fail", "args": ["boom"], "immutable": true});
+    let echo = json!({"task": "testkit.echo"});
+    let chord_with_errback = json!({"chord": {
+        "header": [add(json!([1, 1])), failing],
+        "body": {"task": "math.xsum", "options": {"link_error": echo}},
+    }});
+    let run = run_workflow(json!([chord_with_errback]), &["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("0.body")["status"], "skipped");
+    let record = &run.step("0.body.link_error.0")["result"];
+    assert_eq!(
+        (&record["step"], &record["task"]),
+        (&json!("0.body"), &json!("math.xsum"))
+    );
+    assert_eq!(record["error"]["kind"], "fail");
+    assert_eq!(record["error"]["message"], "chord member 0.1 failed: boom");
+
+    // Celery's own form, as `chord.link_error(add.si(0, 0))` leaves it with
+    // task_allow_error_cb_on_chord_header: the header members carry the
+    // errback too, and the failing one calls its own as well.
+    let mut celery = celery_fixtures()
+        .into_iter()
+        .find(|fixture| fixture["name"] == "errback_with_options_immutable")
+        .unwrap()["workflow"]
+        .clone();
+    let header = &mut celery["kwargs"]["header"][1];
+    header["task"] = json!("testkit.fail");
+    header["args"] = json!(["boom"]);
+    header["immutable"] = json!(true);
+    let run = run_workflow(celery, &["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("0.body.link_error.0")["result"], 0);
+    assert_eq!(run.step("0.1.link_error.0")["result"], 0);
+    assert!(
+        step_of_if(&run.json(), "0.0.link_error.0").is_none(),
+        "the member that succeeded calls none"
+    );
+}
+
 /// The canvases of tests/fixtures/celery/canvases.json, which
 /// tests/fixtures/celery/generate.py made with the real Celery library.
 fn celery_fixtures() -> Vec<Value> {

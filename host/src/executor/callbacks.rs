@@ -1,13 +1,14 @@
 //! Callbacks: a step's `link` callbacks after it succeeds, its
-//! `link_error` callbacks and the workflow's `on_error` after it fails, each
-//! a durable step of its own that runs once.
+//! `link_error` callbacks and the workflow's `on_error` after it fails, a
+//! chord body's `link_error` when its header fails, each a durable step of
+//! its own that runs once.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use wfhost_canvas::Signature;
 
 use super::walk::{AttemptsEnd, Run};
-use crate::plan::StepId;
-use crate::records::{Failure, FailureKind, StepStatus};
+use crate::plan::{self, Node, StepId};
+use crate::records::{Failure, FailureKind, StepRecord, StepStatus, WorkflowError};
 use crate::store::StoreError;
 
 impl Run<'_> {
@@ -24,6 +25,45 @@ impl Run<'_> {
             self.callback(id, step_id, callback, argument).await?;
         }
         Ok(())
+    }
+
+    /// A chord's header failed with `error`, so its body never runs: the
+    /// body's `link_error` callbacks run instead, as Celery's backend calls
+    /// them (`chord_error_from_stack`), with an error record of the body
+    /// that names the failed member. A body that is a chain or a group
+    /// carries its errbacks on each of its steps (`Canvas::link_error`);
+    /// those of its first step are the body's. A cancelled member did not
+    /// fail, and calls none.
+    pub(super) async fn header_failed(
+        &self,
+        chord: &StepId,
+        body: &[Node],
+        error: &WorkflowError,
+    ) -> Result<(), StoreError> {
+        if error.kind == FailureKind::Cancelled {
+            return Ok(());
+        }
+        let Some(first) = plan::steps(body).into_iter().next() else {
+            return Ok(());
+        };
+        let errbacks = &first.signature.options.link_error;
+        if errbacks.is_empty() {
+            return Ok(());
+        }
+        let body_record = StepRecord::new(
+            &first.id.to_string(),
+            Some(chord.to_string()),
+            &first.signature.task,
+            Vec::new(),
+            Map::new(),
+        );
+        let failure = Failure::new(
+            error.kind,
+            format!("chord member {} failed: {}", error.step, error.message),
+        );
+        let record = body_record.error_record(&self.identity.id, &failure);
+        self.callbacks(&first.id, StepId::link_error, errbacks, &record)
+            .await
     }
 
     /// Runs one callback as a durable step of its own, once: a callback an

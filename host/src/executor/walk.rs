@@ -150,6 +150,7 @@ impl Run<'_> {
                             }
                             Err(error) => {
                                 self.skip(&[body]).await?;
+                                self.header_failed(id, body, &error).await?;
                                 Err(error)
                             }
                         }
