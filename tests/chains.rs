@@ -127,6 +127,43 @@ fn replace_runs_the_returned_canvas_in_place_of_the_step() {
     assert_eq!(high.step("0.0")["task"], "math.mul");
 }
 
+/// As Celery's `Task.replace` does, a replaced step hands its callbacks to
+/// its replacement: `link` to the step whose result is the replacement's,
+/// `link_error` to each of its steps.
+#[test]
+fn a_replaced_step_hands_its_callbacks_to_the_replacement() {
+    let echo = json!({"task": "testkit.echo"});
+    let callbacks = json!({"link": echo, "link_error": echo});
+    let run = run_workflow(
+        json!([{"task": "testkit.route", "args": [5], "options": callbacks}]),
+        &["--json"],
+    );
+    assert_eq!(run.json()["result"], 6, "{}", run.stderr);
+    assert_eq!(run.step("0.0.link.0")["result"], 6);
+    // route(2^62) becomes mul(2^62, 2), which overflows: the errback runs
+    // for the replacement's step.
+    let big = 1i64 << 62;
+    let run = run_workflow(
+        json!([{"task": "testkit.route", "args": [big], "options": callbacks}]),
+        &["--json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("0.0.link_error.0")["result"]["step"], "0.0");
+    // A group replacement keeps its errbacks; linking it is refused, not
+    // dropped (Celery makes a chord of it to link).
+    let fan =
+        |options: Value| json!([{"task": "testkit.fan_out", "args": [[1, 2]], "options": options}]);
+    let run = run_workflow(fan(json!({"link_error": echo})), &[]);
+    assert_eq!(run.stdout, "[1,2]\n", "{}", run.stderr);
+    let run = run_workflow(fan(json!({"link": echo})), &["--json"]);
+    assert_eq!(run.code, 1);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("cannot be replaced by a group"),
+        "{message}"
+    );
+}
+
 /// As Celery's `Task.replace` refuses it, a replacement by an empty chain
 /// fails the step.
 #[test]

@@ -300,7 +300,7 @@ impl Run<'_> {
             let (reason, countdown) = match outcome.result {
                 AttemptResult::Value(value) => return Ok(AttemptsEnd::Value(value)),
                 AttemptResult::Replace(json) => {
-                    let end = replacement(&json, &record.id);
+                    let end = replacement(&json, &record.id, signature);
                     record.result = Some(json);
                     return Ok(end);
                 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use wfhost_canvas::Canvas;
+use wfhost_canvas::{Canvas, Signature};
 
 use super::attempt::IN_GROUP;
 use super::nodes::Nodes;
@@ -258,7 +258,8 @@ impl Run<'_> {
                 (done, AttemptsEnd::Value(value), true)
             }
             Some(done) if done.status == StepStatus::Replaced => {
-                let end = replacement(done.result.as_ref().unwrap_or(&Value::Null), &done.id);
+                let json = done.result.as_ref().unwrap_or(&Value::Null);
+                let end = replacement(json, &done.id, &step.signature);
                 (done, end, true)
             }
             previous => {
@@ -328,9 +329,12 @@ impl Run<'_> {
 }
 
 /// Parses and plans a replacement canvas under the replaced step's id.
-pub(super) fn replacement(json: &Value, step_id: &str) -> AttemptsEnd {
+/// As Celery's `Task.replace` does, the replaced step's callbacks go to
+/// the replacement: its `link_error` to every step of it, its `link` to
+/// the step whose result is the replacement's.
+pub(super) fn replacement(json: &Value, step_id: &str, replaced: &Signature) -> AttemptsEnd {
     let step_id = StepId::from_stored(step_id);
-    let canvas: Canvas = match spec::parse_canvas(json) {
+    let mut canvas: Canvas = match spec::parse_canvas(json) {
         Ok(canvas) => canvas,
         Err(issue) => {
             return AttemptsEnd::Failed(Failure::new(
@@ -345,6 +349,22 @@ pub(super) fn replacement(json: &Value, step_id: &str) -> AttemptsEnd {
             FailureKind::Fail,
             "cannot replace with an empty chain",
         ));
+    }
+    let callbacks = &replaced.options;
+    if !callbacks.link.is_empty() && matches!(canvas, Canvas::Group(_)) {
+        // Celery makes the group a chord whose body passes the list on,
+        // and links that; wfhost has no such body yet.
+        return AttemptsEnd::Failed(Failure::new(
+            FailureKind::InvalidOutput,
+            "a step with `link` callbacks cannot be replaced by a group in wfhost yet \
+             (Celery links them to a chord made of it); replace it with a chord instead",
+        ));
+    }
+    for callback in &callbacks.link {
+        canvas.link(callback.clone());
+    }
+    for errback in &callbacks.link_error {
+        canvas.link_error(errback.clone());
     }
     AttemptsEnd::Replace(plan::plan(&canvas, Some(&step_id)))
 }

@@ -168,6 +168,16 @@ pub fn route(x: i64) -> Outcome {
     }
 }
 
+/// Replaces itself with a group that echoes each of `values`.
+#[task]
+pub fn fan_out(values: Vec<Value>) -> Outcome {
+    Outcome::replace(wfhost_guest::group(
+        values
+            .into_iter()
+            .map(|value| sig("testkit.echo").args((value,)).si()),
+    ))
+}
+
 /// Replaces itself with an empty chain, which Celery refuses.
 #[task]
 pub fn replace_with_nothing() -> Outcome {
@@ -199,6 +209,7 @@ pub fn stash(secret: String) -> String {
 
 wfhost_guest::export_tasks!(
     add,
+    fan_out,
     echo,
     fail,
     flaky,
