@@ -353,3 +353,88 @@ fn celery_options_wfhost_lacks_are_refused_by_name() {
         run.stderr
     );
 }
+
+/// Whether Celery 5.7.0 can be imported by `python3` here. In CI, which
+/// installs it, it must be.
+fn celery_is_installed() -> bool {
+    let found = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import celery, sys; sys.exit(celery.__version__ != '5.7.0')",
+        ])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must have Celery 5.7.0 for python3 (.ci/run installs it with pip)"
+    );
+    found
+}
+
+/// The differential test: random canvases made with the real Celery
+/// library (tests/fixtures/celery/differential.py: nested groups and
+/// chords, one-member groups, immutables, kwargs, callbacks on signatures
+/// and on whole chains and chords), run by Celery and by wfhost; every
+/// result must agree. Skipped, saying so, where Celery is not installed
+/// (outside CI).
+#[test]
+fn celery_and_wfhost_agree_on_random_canvases() {
+    if !celery_is_installed() {
+        println!("skipped: python3 cannot import Celery 5.7.0");
+        return;
+    }
+    const CANVASES: usize = 500;
+    let seed = std::env::var("WFHOST_DIFFERENTIAL_SEED").unwrap_or_else(|_| "2026".into());
+    let script = repo_root().join("tests/fixtures/celery/differential.py");
+    let made = std::process::Command::new("python3")
+        .arg(&script)
+        .args([&CANVASES.to_string(), &seed])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (mut passed, mut failed) = (0, Vec::new());
+    for (index, line) in String::from_utf8_lossy(&made.stdout).lines().enumerate() {
+        let case: Value = serde_json::from_str(line).unwrap();
+        let chain = dir.path().join("chain.json");
+        let document = json!({"plugins": {"math": plugin("math")}, "workflow": case["workflow"]});
+        std::fs::write(&chain, document.to_string()).unwrap();
+        let id = format!("c{index}");
+        let run = Run::from(
+            wfhost_in(dir.path())
+                .arg("run")
+                .arg(&chain)
+                .args(["--id", &id])
+                .output()
+                .unwrap(),
+        );
+        let result: Option<Value> = serde_json::from_str(&run.stdout).ok();
+        if run.code == 0 && result.as_ref() == Some(&case["expected"]) {
+            passed += 1;
+        } else {
+            failed.push(format!(
+                "canvas {index}: Celery gave {}, wfhost {} {}\n{}",
+                case["expected"],
+                run.stdout.trim(),
+                run.stderr.trim(),
+                case["workflow"]
+            ));
+        }
+    }
+    println!("seed {seed}: {passed} passed, {} failed", failed.len());
+    assert_eq!(
+        passed,
+        CANVASES,
+        "{}",
+        failed
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}

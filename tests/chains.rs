@@ -155,6 +155,9 @@ fn a_replaced_step_hands_its_callbacks_to_the_replacement() {
         |options: Value| json!([{"task": "testkit.fan_out", "args": [[1, 2]], "options": options}]);
     let run = run_workflow(fan(json!({"link_error": echo})), &[]);
     assert_eq!(run.stdout, "[1,2]\n", "{}", run.stderr);
+    // A replacement by a one-member group stays a group: a list of one.
+    let one = json!([{"task": "testkit.fan_out", "args": [[7]]}]);
+    assert_eq!(run_workflow(one, &[]).stdout, "[7]\n");
     let run = run_workflow(fan(json!({"link": echo})), &["--json"]);
     assert_eq!(run.code, 1);
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();

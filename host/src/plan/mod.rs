@@ -77,19 +77,29 @@ pub fn plan(canvas: &Canvas, prefix: Option<&StepId>) -> Vec<Node> {
     match canvas {
         Canvas::Chain(items) => {
             for (index, item) in items.iter().enumerate() {
-                push(&mut nodes, item, child_id(prefix, index));
+                push(&mut nodes, item, child_id(prefix, index), Place::InChain);
             }
         }
-        other => push(&mut nodes, other, child_id(prefix, 0)),
+        other => push(&mut nodes, other, child_id(prefix, 0), Place::Alone),
     }
     nodes
+}
+
+/// Where a canvas is planned: as a step of a chain, or on its own (a chord's
+/// body, a replacement, a group member). Celery unrolls a one-member group
+/// into its member only as a step of a chain (`_chain.prepare_steps`);
+/// elsewhere it stays a group, whose result is a list of one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    InChain,
+    Alone,
 }
 
 /// Plans element `index` of a workflow's top-level chain: what
 /// [`plan`] makes of it as part of the whole workflow.
 pub fn plan_element(canvas: &Canvas, index: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
-    push(&mut nodes, canvas, StepId::element(index));
+    push(&mut nodes, canvas, StepId::element(index), Place::InChain);
     nodes
 }
 
@@ -100,7 +110,7 @@ fn member(canvas: &Canvas, id: StepId) -> Vec<Node> {
         Canvas::Chain(_) => plan(canvas, Some(&id)),
         other => {
             let mut nodes = Vec::new();
-            push(&mut nodes, other, id);
+            push(&mut nodes, other, id, Place::Alone);
             nodes
         }
     }
@@ -126,7 +136,7 @@ fn members(canvases: &[Canvas], id: &StepId) -> Vec<Vec<Node>> {
         .collect()
 }
 
-fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: StepId) {
+fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: StepId, place: Place) {
     match canvas {
         Canvas::Signature(signature) => nodes.push(Node::Step(PlannedStep {
             id,
@@ -134,12 +144,12 @@ fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: StepId) {
         })),
         Canvas::Chain(items) => {
             for (index, item) in items.iter().enumerate() {
-                push(nodes, item, id.child(index));
+                push(nodes, item, id.child(index), Place::InChain);
             }
         }
-        // Celery unrolls a one-member group into its member: its result is
-        // the member's, not a list of one.
-        Canvas::Group(items) if items.len() == 1 => {
+        // As a step of a chain, a one-member group is its member: its
+        // result is the member's, not a list of one.
+        Canvas::Group(items) if items.len() == 1 && place == Place::InChain => {
             nodes.extend(member(&items[0], id.child(0)));
         }
         Canvas::Group(items) => nodes.push(Node::Group {
