@@ -349,3 +349,91 @@ fn a_failing_errback_is_recorded_and_runs_once() {
     assert_eq!(run.step("on_error")["error"]["message"], "on_error broke");
     assert_eq!(run.json()["steps"].as_array().unwrap().len(), 3);
 }
+
+/// Celery's `eta`: a step's first attempt waits for the moment it names.
+#[test]
+fn an_eta_holds_a_step_until_its_moment() {
+    let eta_ms = wfhost::records::now_ms() + 1200;
+    let eta = wfhost::records::iso8601(eta_ms);
+    let run = run_workflow(
+        json!([add(json!([1, 1])), {"task": "math.add", "args": [1], "options": {"eta": eta}}]),
+        &["--json"],
+    );
+    assert_eq!(run.json()["result"], 3, "{}", run.stderr);
+    let started = run.step("1")["started_at_ms"].as_u64().unwrap();
+    assert!(
+        started >= eta_ms,
+        "started at {started}, before its eta {eta_ms}"
+    );
+    let both = run_workflow(
+        json!([{"task": "math.add", "args": [1, 1], "options": {"eta": eta, "countdown": 1}}]),
+        &[],
+    );
+    assert_eq!(both.code, 2);
+    assert!(
+        both.stderr.contains("`eta` and `countdown` both say when"),
+        "{}",
+        both.stderr
+    );
+    let wrong = run_workflow(
+        json!([{"task": "math.add", "args": [1, 1], "options": {"eta": "tomorrow"}}]),
+        &[],
+    );
+    assert!(
+        wrong
+            .stderr
+            .contains("$.workflow[0].options.eta: `tomorrow` is not a moment in ISO 8601"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+/// Celery's `expires`: a step that has not started when it expires fails
+/// with kind `expired`, counting no attempt, and, as a revoked Celery task,
+/// calls no errback; waiting for a slot counts as not started.
+#[test]
+fn a_step_that_has_not_started_by_its_expiry_expires() {
+    let errback = json!({"task": "testkit.echo"});
+    let late = json!({"task": "math.add", "args": [1, 1],
+                      "options": {"countdown": 1, "expires": 0.3, "link_error": errback}});
+    let run = run_workflow(json!([late, add(json!([5]))]), &["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["error"]["kind"], "expired", "{report}");
+    let step = run.step("0");
+    assert_eq!(
+        (&step["status"], &step["attempts"]),
+        (&json!("failed"), &json!(0)),
+        "{step}"
+    );
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not started by 20")
+    );
+    assert_eq!(run.step("1")["status"], "skipped");
+    assert_eq!(
+        report["steps"].as_array().unwrap().len(),
+        2,
+        "no errback ran"
+    );
+
+    // Two members with one slot: the second waits for the first's second
+    // and expires meanwhile.
+    let slow = json!({"task": "testkit.slow_add", "args": [0, 1, 1000]});
+    let short = json!({"task": "math.add", "args": [1, 1], "options": {"expires": 0.3}});
+    let run = run_workflow(
+        json!([{"group": [slow, short]}]),
+        &["--json", "--concurrency", "1"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("0.1")["error"]["kind"], "expired");
+    // A moment in the future, and a step that starts before it.
+    let later = wfhost::records::iso8601(wfhost::records::now_ms() + 60_000);
+    let run = run_workflow(
+        json!([{"task": "math.add", "args": [1, 1], "options": {"expires": later}}]),
+        &[],
+    );
+    assert_eq!(run.stdout, "2\n", "{}", run.stderr);
+}

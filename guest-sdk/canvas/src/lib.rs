@@ -29,7 +29,7 @@ mod builder;
 mod options;
 
 pub use builder::{chain, chord, group, sig};
-pub use options::{Limit, RetryBackoff, StepOptions};
+pub use options::{Expires, Limit, RetryBackoff, StepOptions};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

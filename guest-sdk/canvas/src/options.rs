@@ -60,6 +60,16 @@ impl RetryBackoff {
     }
 }
 
+/// When a step that has not started expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expires {
+    /// Seconds after the step became ready to run (its input arrived).
+    After(f64),
+    /// A moment, in ISO 8601.
+    At(String),
+}
+
 /// Options of one step. Every field left `None` inherits from the workflow's
 /// `defaults`, then from the host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,6 +78,13 @@ pub struct StepOptions {
     /// Seconds to wait before the step's first attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub countdown: Option<f64>,
+    /// The earliest moment of the step's first attempt, in ISO 8601
+    /// (Celery's `eta`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
+    /// When the step expires if it has not started (Celery's `expires`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Expires>,
     /// How many further attempts a `retry` error may cause.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
@@ -116,6 +133,8 @@ impl StepOptions {
     pub fn or(&self, defaults: &StepOptions) -> StepOptions {
         StepOptions {
             countdown: self.countdown.or(defaults.countdown),
+            eta: self.eta.clone().or_else(|| defaults.eta.clone()),
+            expires: self.expires.clone().or_else(|| defaults.expires.clone()),
             max_retries: self.max_retries.or(defaults.max_retries),
             default_retry_delay: self.default_retry_delay.or(defaults.default_retry_delay),
             retry_backoff: self.retry_backoff.or(defaults.retry_backoff),

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::Value;
-use wfhost_canvas::{Limit, Signature, StepOptions};
+use wfhost_canvas::{Expires, Limit, Signature, StepOptions};
 
 use super::Working;
 use super::retry::{RetryPolicy, seconds_to_duration};
 use super::walk::{AttemptsEnd, Run, replacement};
-use crate::records::now_ms;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
+use crate::records::{iso8601, now_ms, parse_iso8601};
 use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin, mib};
 use crate::store::{Flush, StoreError};
 
@@ -67,16 +67,17 @@ impl Run<'_> {
     /// the next start to run, not run during the stop. The place among the
     /// steps under way is returned with the attempt, to be held until its
     /// outcome is committed, and so is how long it waited for its slot and
-    /// turn, which is not the step's own time. Once it has them, `running`
-    /// (the step's record as it stands while the attempt runs) is recorded
-    /// lazily, with a `step_started` event.
+    /// turn, which is not the step's own time. Once it has them, a step past
+    /// its expiry fails with kind `expired` and never starts; else
+    /// `running` (the step's record as it stands while the attempt runs) is
+    /// recorded lazily, with a `step_started` event.
     async fn attempt(
         &self,
         plugin: &Arc<Plugin>,
         invocation: Invocation,
         limits: Limits,
         mut running: StepRecord,
-    ) -> Ran {
+    ) -> Result<Ran, Failure> {
         let waiting = Instant::now();
         // The semaphore is never closed, so acquiring cannot fail.
         let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
@@ -86,6 +87,14 @@ impl Run<'_> {
         };
         let working = self.begin_step().await;
         let waited = waiting.elapsed();
+        // Checked once it could start, as Celery's worker checks a task's
+        // expiry when it comes to run it: waiting for a slot counts.
+        if let Some(expired) = running.expires_at_ms.filter(|at| now_ms() >= *at) {
+            return Err(Failure::new(
+                FailureKind::Expired,
+                format!("not started by {}, when it expired", iso8601(expired)),
+            ));
+        }
         // What `status` shows while the attempt runs; nothing waits for it,
         // and a store that cannot take it fails the step's outcome instead.
         let started_at_ms = now_ms();
@@ -123,12 +132,12 @@ impl Run<'_> {
                 format!("the host task running the attempt ended abnormally: {err}"),
             ))
         });
-        Ran {
+        Ok(Ran {
             attempt,
             working,
             waited,
             started_at_ms,
-        }
+        })
     }
 
     /// Counts an attempt as under way for a graceful stop; never returns
@@ -197,6 +206,13 @@ impl Run<'_> {
         let options = signature.options.or(&self.workflow.spec.defaults);
         let policy = RetryPolicy::from_options(&options);
         let limits = attempt_limits(&options, &self.workflow.ceilings.default_limits());
+        // Fixed once, when the step first became ready, and kept by every
+        // record of it, so a restart does not move it.
+        if record.expires_at_ms.is_none() {
+            record.expires_at_ms = previous
+                .and_then(|earlier| earlier.expires_at_ms)
+                .or_else(|| expiry(&options));
+        }
         let mut attempt = 1;
         // Attempts before this run: a re-driven step gets a fresh retry
         // budget, but its attempt numbers go on.
@@ -229,9 +245,14 @@ impl Run<'_> {
                 }
             }
             _ => {
-                if let Some(countdown) = options.countdown.filter(|c| *c > 0.0) {
-                    let due =
-                        now_ms().saturating_add(seconds_to_duration(countdown).as_millis() as u64);
+                let due = match (&options.eta, options.countdown.filter(|c| *c > 0.0)) {
+                    (Some(eta), _) => parse_iso8601(eta),
+                    (None, Some(countdown)) => Some(
+                        now_ms().saturating_add(seconds_to_duration(countdown).as_millis() as u64),
+                    ),
+                    (None, None) => None,
+                };
+                if let Some(due) = due.filter(|due| *due > now_ms()) {
                     record.status = StepStatus::Scheduled;
                     record.due_at_ms = Some(due);
                     self.commit(&[record], "step_scheduled", None).await?;
@@ -261,14 +282,18 @@ impl Run<'_> {
             let mut running = record.clone();
             running.status = StepStatus::Running;
             running.attempts = attempt;
+            let ran = self
+                .attempt(plugin, invocation, attempt_limits, running)
+                .await;
             let Ran {
                 attempt: mut outcome,
                 working: held,
                 waited,
                 started_at_ms,
-            } = self
-                .attempt(plugin, invocation, attempt_limits, running)
-                .await;
+            } = match ran {
+                Ok(ran) => ran,
+                Err(expired) => return Ok(AttemptsEnd::Failed(expired)),
+            };
             record.started_at_ms.get_or_insert(started_at_ms);
             underway.working = held;
             underway.queued += waited;
@@ -358,6 +383,16 @@ struct Ran {
 struct Underway {
     working: Option<Working>,
     queued: Duration,
+}
+
+/// When a step ready now expires, as its `expires` says.
+fn expiry(options: &StepOptions) -> Option<u64> {
+    match options.expires.as_ref()? {
+        Expires::After(seconds) => {
+            Some(now_ms().saturating_add(seconds_to_duration(*seconds).as_millis() as u64))
+        }
+        Expires::At(moment) => parse_iso8601(moment),
+    }
 }
 
 /// What a step waiting for its countdown or retry says when cancelled.

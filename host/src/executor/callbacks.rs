@@ -32,15 +32,15 @@ impl Run<'_> {
     /// them (`chord_error_from_stack`), with an error record of the body
     /// that names the failed member. A body that is a chain or a group
     /// carries its errbacks on each of its steps (`Canvas::link_error`);
-    /// those of its first step are the body's. A cancelled member did not
-    /// fail, and calls none.
+    /// those of its first step are the body's. A cancelled or expired member
+    /// did not fail, and calls none.
     pub(super) async fn header_failed(
         &self,
         chord: &StepId,
         body: &[Node],
         error: &WorkflowError,
     ) -> Result<(), StoreError> {
-        if error.kind == FailureKind::Cancelled {
+        if error.kind.is_revoked() {
             return Ok(());
         }
         let Some(first) = plan::steps(body).into_iter().next() else {

@@ -311,9 +311,9 @@ impl Run<'_> {
                 self.observer.step_finished(&record);
                 // Callbacks count as steps of their own.
                 drop(working);
-                // A cancelled step did not fail: as with Celery's revoke,
-                // no error callback runs for it.
-                if failure.kind != FailureKind::Cancelled {
+                // A cancelled or expired step did not fail: as with
+                // Celery's revoke, no error callback runs for it.
+                if !failure.kind.is_revoked() {
                     let errbacks = &step.signature.options.link_error;
                     self.callbacks(&step.id, StepId::link_error, errbacks, &error_record)
                         .await?;

@@ -27,11 +27,13 @@ pub enum FailureKind {
     PluginError,
     /// The workflow was cancelled while the step waited or ran.
     Cancelled,
+    /// The step had not started when its `expires` came.
+    Expired,
 }
 
 impl FailureKind {
     /// Every kind.
-    pub const ALL: [FailureKind; 9] = [
+    pub const ALL: [FailureKind; 10] = [
         FailureKind::Fail,
         FailureKind::RetriesExhausted,
         FailureKind::FuelExhausted,
@@ -41,6 +43,7 @@ impl FailureKind {
         FailureKind::InvalidOutput,
         FailureKind::PluginError,
         FailureKind::Cancelled,
+        FailureKind::Expired,
     ];
 
     /// The kind's name as it appears in reports (`fuel_exhausted`).
@@ -55,7 +58,15 @@ impl FailureKind {
             FailureKind::InvalidOutput => "invalid_output",
             FailureKind::PluginError => "plugin_error",
             FailureKind::Cancelled => "cancelled",
+            FailureKind::Expired => "expired",
         }
+    }
+
+    /// Whether the step was stopped rather than failed (cancelled, or
+    /// expired before it started): as with Celery's revoked tasks, no error
+    /// callback runs for it.
+    pub fn is_revoked(self) -> bool {
+        matches!(self, FailureKind::Cancelled | FailureKind::Expired)
     }
 
     /// Whether the failure is a resource limit, which is not retried unless

@@ -15,7 +15,7 @@ pub use failure::{Failure, FailureKind};
 pub(crate) use head::{StoredHead, StoredPlugin};
 pub use output::{Captured, LogLevel, LogRecord};
 pub use step::{StepRecord, StepStatus};
-pub use time::{iso8601, now_ms};
+pub use time::{iso8601, now_ms, parse_iso8601};
 pub use workflow::{
     Event, Progress, Usage, WorkflowError, WorkflowReport, WorkflowRow, WorkflowStatus,
 };

@@ -102,6 +102,10 @@ pub struct StepRecord {
     /// epoch; none for a step that never ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
+    /// When the step expires unless an attempt has started (its `expires`,
+    /// fixed when it first became ready), in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
     /// When it ended, in milliseconds since the Unix epoch; none while it
     /// runs or waits, and for a step that never ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +140,7 @@ impl StepRecord {
             logs: Vec::new(),
             due_at_ms: None,
             started_at_ms: None,
+            expires_at_ms: None,
             ended_at_ms: None,
         }
     }

@@ -1,7 +1,7 @@
 //! Step options, in `defaults` or a signature's `options`.
 
 use serde_json::Value;
-use wfhost_canvas::{Limit, RetryBackoff, Signature, StepOptions};
+use wfhost_canvas::{Expires, Limit, RetryBackoff, Signature, StepOptions};
 
 use super::canvas::any_signature;
 use super::fields::{self, count, seconds};
@@ -10,6 +10,8 @@ use super::path::{JsonPath, SpecIssue};
 /// Options every step may set.
 pub(super) const STEP_OPTIONS: &[&str] = &[
     "countdown",
+    "eta",
+    "expires",
     "max_retries",
     "default_retry_delay",
     "retry_backoff",
@@ -30,8 +32,6 @@ const CELERY_ONLY_OPTIONS: &[&str] = &[
     "routing_key",
     "exchange",
     "priority",
-    "expires",
-    "eta",
     "soft_time_limit",
     "task_id",
     "serializer",
@@ -83,6 +83,18 @@ pub fn options(
         let at = at.key(key);
         match key.as_str() {
             "countdown" => options.countdown = Some(seconds(value, &at)?),
+            "eta" => options.eta = Some(moment(value, &at)?.to_string()),
+            "expires" => {
+                options.expires = Some(match value {
+                    Value::String(_) => Expires::At(moment(value, &at)?.to_string()),
+                    _ => Expires::After(seconds(value, &at).map_err(|_| {
+                        SpecIssue::new(
+                            &at,
+                            "expected seconds (at most a year) or a moment in ISO 8601",
+                        )
+                    })?),
+                });
+            }
             "max_retries" => {
                 let n = count(value, &at)?;
                 options.max_retries = Some(u32::try_from(n).map_err(|_| {
@@ -114,7 +126,26 @@ pub fn options(
             _ => return Err(SpecIssue::new(&at, format!("unknown option `{key}`"))),
         }
     }
+    if options.eta.is_some() && options.countdown.is_some() {
+        return Err(SpecIssue::new(
+            &at.key("eta"),
+            "`eta` and `countdown` both say when the step starts: give one",
+        ));
+    }
     Ok(options)
+}
+
+/// A moment in ISO 8601 (`2026-11-28T15:00:00Z`, `…+01:00`, or no offset
+/// for UTC), as Celery writes `eta` and `expires`.
+fn moment<'v>(value: &'v Value, at: &JsonPath) -> Result<&'v str, SpecIssue> {
+    let text = fields::string(value, at)?;
+    match crate::records::parse_iso8601(text) {
+        Some(_) => Ok(text),
+        None => Err(SpecIssue::new(
+            at,
+            format!("`{text}` is not a moment in ISO 8601 (such as 2026-11-28T15:00:00Z)"),
+        )),
+    }
 }
 
 fn backoff(value: &Value, at: &JsonPath) -> Result<RetryBackoff, SpecIssue> {
