@@ -437,3 +437,55 @@ fn a_step_that_has_not_started_by_its_expiry_expires() {
     );
     assert_eq!(run.stdout, "2\n", "{}", run.stderr);
 }
+
+/// A callback that runs only on failure and whose arguments would not bind
+/// is a warning, not a refusal, as Celery runs such a workflow: the run goes
+/// ahead, and if the errback runs, its step fails on the binding.
+#[test]
+fn an_errback_that_would_not_bind_is_a_warning_not_a_refusal() {
+    // math.add takes two arguments; an errback gets one (the error record).
+    let errback = json!({"task": "math.add"});
+    let document = |second: Value| {
+        json!({"plugins": standard_plugins(), "workflow": [
+            {"task": "math.add", "args": [1, 1], "options": {"link_error": errback}},
+            second,
+        ]})
+    };
+    let chain = chain_file(&document(add(json!([1]))));
+    let validated = chain.command(&["validate", chain.path.to_str().unwrap(), "--json"]);
+    assert_eq!(validated.code, 0, "{}", validated.stderr);
+    assert!(
+        validated
+            .stderr
+            .contains("warning: step 0.link_error.0 (`math.add`)"),
+        "{}",
+        validated.stderr
+    );
+    let warning = &validated.json()["warnings"][0];
+    assert_eq!(warning["step"], "0.link_error.0", "{warning}");
+    let run = run_file(&chain, &[]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "3\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("warning: step 0.link_error.0"),
+        "{}",
+        run.stderr
+    );
+    // A success callback that would not bind still refuses the workflow.
+    let linked = json!({"plugins": standard_plugins(), "workflow": [
+        {"task": "math.add", "args": [1, 1], "options": {"link": errback}}]});
+    assert_eq!(run_document(linked, &[]).code, 2);
+    // When the step fails, the errback runs and fails on its arguments.
+    let failing = document(
+        json!({"task": "testkit.fail", "args": ["no"], "immutable": true,
+                                  "options": {"link_error": errback}}),
+    );
+    let run = run_document(failing, &["--json"]);
+    assert_eq!(run.code, 1);
+    let errback_run = run.step("1.link_error.0");
+    assert_eq!(errback_run["status"], "failed", "{errback_run}");
+}

@@ -155,6 +155,9 @@ pub async fn execute(
         }
         _ => anyhow::bail!("this wfhost cannot run what the host began"),
     };
+    for warning in ready.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let progress = Progress::new(ready.planned_steps() as u64);
     let identity = ready.identity().clone();
     let options = args.run_options();

@@ -44,7 +44,7 @@ use crate::runtime::{CancelToken, Ceilings, Runtime};
 use crate::spec::WorkflowSpec;
 use crate::store::{StepTotals, Store, StoreError};
 use nodes::Nodes;
-use validate::{ceiling_problems, node_problems};
+use validate::{Findings, node_findings};
 use walk::Run;
 
 /// A workflow whose plugins are loaded and whose steps all name existing
@@ -57,6 +57,9 @@ pub struct PreparedWorkflow {
     ceilings: Ceilings,
     /// Steps before any replacement expands.
     steps: usize,
+    /// What would not stop it from running, but may fail a step if it
+    /// runs: failure-only callbacks whose arguments would not bind.
+    warnings: Vec<StepProblem>,
 }
 
 /// Whether a run starts a workflow or continues an earlier run of it.
@@ -88,14 +91,14 @@ impl PreparedWorkflow {
         ceilings: Ceilings,
     ) -> Result<Self, ValidationError> {
         let plugins = PluginSet::load(runtime, &spec.plugins).await?;
-        let mut problems = Vec::new();
+        let mut findings = Findings::default();
         let mut steps = 0;
         for (index, canvas) in spec.workflow.canvases().enumerate() {
             let nodes = plan::plan_element(&canvas?, index);
             steps += plan::steps(&nodes).len();
             // Only the workflow's first step starts without an input.
             let first_has_input = index > 0;
-            problems.extend(node_problems(
+            findings.extend(node_findings(
                 &ceilings,
                 &plugins,
                 &spec.defaults,
@@ -108,18 +111,30 @@ impl PreparedWorkflow {
                 id: StepId::on_error(),
                 signature: on_error.clone(),
             };
-            problems.extend(plugins.problems([(&on_error, true)]));
-            problems.extend(ceiling_problems(&ceilings, &spec.defaults, [&on_error]));
+            findings.extend(plugins.failure_callback_findings([&on_error]));
+            findings.problems.extend(validate::ceiling_problems(
+                &ceilings,
+                &spec.defaults,
+                [&on_error],
+            ));
         }
-        if !problems.is_empty() {
-            return Err(ValidationError::Steps(problems));
+        if !findings.problems.is_empty() {
+            return Err(ValidationError::Steps(findings.problems));
         }
         Ok(PreparedWorkflow {
             spec,
             plugins,
             ceilings,
             steps,
+            warnings: findings.warnings,
         })
+    }
+
+    /// What would not stop the workflow from running, but fails a step if
+    /// it runs: a callback that runs only on failure whose arguments would
+    /// not bind to its task.
+    pub fn warnings(&self) -> &[StepProblem] {
+        &self.warnings
     }
 
     /// How many steps the workflow has before any replacement expands.

@@ -136,7 +136,8 @@ impl PreparedWorkflow {
         }
         // A replacement starts afresh: its first step gets no input.
         let defaults = &self.spec.defaults;
-        let problems = node_problems(&self.ceilings, &self.plugins, defaults, &children, false);
+        let findings = node_findings(&self.ceilings, &self.plugins, defaults, &children, false);
+        let problems = findings.problems;
         if problems.is_empty() {
             return AttemptsEnd::Replace(children);
         }
@@ -158,18 +159,57 @@ impl PluginSet {
         &self,
         steps: impl IntoIterator<Item = (&'a PlannedStep, bool)>,
     ) -> Vec<StepProblem> {
-        let mut problems = Vec::new();
+        let (mut problems, unbound) = self.problems_apart(steps);
+        problems.extend(unbound);
+        problems
+    }
+
+    /// The problems of steps as [`PluginSet::problems`] finds them, apart:
+    /// tasks that do not exist, then arguments that do not bind.
+    fn problems_apart<'a>(
+        &self,
+        steps: impl IntoIterator<Item = (&'a PlannedStep, bool)>,
+    ) -> (Vec<StepProblem>, Vec<StepProblem>) {
+        let (mut missing, mut unbound) = (Vec::new(), Vec::new());
         for (step, receives_input) in steps {
             match self.resolve(&step.signature) {
-                Err(message) => problems.push(StepProblem::new(step, message)),
-                Ok((_, task)) => problems.extend(
+                Err(message) => missing.push(StepProblem::new(step, message)),
+                Ok((_, task)) => unbound.extend(
                     check_binding(task, &step.signature, receives_input)
                         .into_iter()
                         .map(|message| StepProblem::new(step, message)),
                 ),
             }
         }
-        problems
+        (missing, unbound)
+    }
+
+    /// The problems of callbacks that run only on failure (`link_error`,
+    /// `on_error`), apart: a task that does not exist is a problem; an
+    /// argument that would not bind is only a warning, as Celery runs such
+    /// a workflow (if the callback runs, its step fails on the binding).
+    pub(super) fn failure_callback_findings<'a>(
+        &self,
+        callbacks: impl IntoIterator<Item = &'a PlannedStep>,
+    ) -> Findings {
+        // Every callback receives one argument: the error record.
+        let (problems, warnings) = self.problems_apart(callbacks.into_iter().map(|c| (c, true)));
+        Findings { problems, warnings }
+    }
+}
+
+/// What checking finds: problems, which refuse a workflow, and warnings,
+/// which do not.
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    pub problems: Vec<StepProblem>,
+    pub warnings: Vec<StepProblem>,
+}
+
+impl Findings {
+    pub(super) fn extend(&mut self, other: Findings) {
+        self.problems.extend(other.problems);
+        self.warnings.extend(other.warnings);
     }
 }
 
@@ -193,48 +233,60 @@ pub(super) fn ceiling_problems<'a>(
 }
 
 /// What is wrong with `nodes` (a plan's steps and their callbacks):
-/// unknown tasks, arguments that do not bind, limits over the ceilings.
-pub(super) fn node_problems(
+/// unknown tasks, arguments that do not bind, limits over the ceilings;
+/// arguments of failure-only callbacks that would not bind are warnings.
+pub(super) fn node_findings(
     ceilings: &Ceilings,
     plugins: &PluginSet,
     defaults: &StepOptions,
     nodes: &[Node],
     first_has_input: bool,
-) -> Vec<StepProblem> {
+) -> Findings {
     let steps = plan::steps(nodes);
-    let callbacks = step_callbacks(&steps);
-    let mut problems = plugins.problems(plan::steps_with_input(nodes, first_has_input));
+    let (links, errbacks) = step_callbacks(&steps);
+    let mut findings = Findings {
+        problems: plugins.problems(plan::steps_with_input(nodes, first_has_input)),
+        warnings: Vec::new(),
+    };
     // Every callback receives one argument: a result or an error record.
-    problems.extend(plugins.problems(callbacks.iter().map(|callback| (callback, true))));
-    problems.extend(ceiling_problems(
+    findings
+        .problems
+        .extend(plugins.problems(links.iter().map(|callback| (callback, true))));
+    findings.extend(plugins.failure_callback_findings(&errbacks));
+    findings.problems.extend(ceiling_problems(
         ceilings,
         defaults,
-        steps.into_iter().chain(&callbacks),
+        steps.into_iter().chain(&links).chain(&errbacks),
     ));
-    problems
+    findings
 }
 
-/// The `link` and `link_error` callbacks of `steps`, for checking before
-/// they run.
-fn step_callbacks(steps: &[&PlannedStep]) -> Vec<PlannedStep> {
-    steps
-        .iter()
-        .flat_map(|step| {
-            let options = &step.signature.options;
-            let links = options
+/// The `link` callbacks of `steps`, then their `link_error` callbacks, for
+/// checking before they run.
+fn step_callbacks(steps: &[&PlannedStep]) -> (Vec<PlannedStep>, Vec<PlannedStep>) {
+    let (mut links, mut errbacks) = (Vec::new(), Vec::new());
+    for step in steps {
+        let options = &step.signature.options;
+        links.extend(
+            options
                 .link
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (step.id.link(i), s));
-            let errbacks = options
+                .map(|(i, signature)| PlannedStep {
+                    id: step.id.link(i),
+                    signature: signature.clone(),
+                }),
+        );
+        errbacks.extend(
+            options
                 .link_error
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (step.id.link_error(i), s));
-            links.chain(errbacks).map(|(id, signature)| PlannedStep {
-                id,
-                signature: signature.clone(),
-            })
-        })
-        .collect()
+                .map(|(i, signature)| PlannedStep {
+                    id: step.id.link_error(i),
+                    signature: signature.clone(),
+                }),
+        );
+    }
+    (links, errbacks)
 }

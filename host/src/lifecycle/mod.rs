@@ -237,6 +237,12 @@ impl Ready {
     pub fn planned_steps(&self) -> usize {
         self.workflow.planned_steps()
     }
+
+    /// What would not stop it, but fails a step if that step runs (see
+    /// [`PreparedWorkflow::warnings`]).
+    pub fn warnings(&self) -> &[crate::executor::StepProblem] {
+        self.workflow.warnings()
+    }
 }
 
 /// What [`Host::cancel`] did.
