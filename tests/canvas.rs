@@ -329,6 +329,27 @@ fn celery_json_runs_unchanged_and_gives_celerys_results() {
     }
 }
 
+/// Every option wfhost does not implement is reported at once, each at its
+/// JSON path, not only the first.
+#[test]
+fn every_unsupported_option_of_a_file_is_reported_at_once() {
+    let run = run_workflow(
+        json!([
+            {"task": "math.add", "args": [1, 1], "options": {"queue": "q", "countdown": 1}},
+            {"task": "math.add", "args": [1], "options": {"priority": 3, "colour": "red"}},
+        ]),
+        &[],
+    );
+    assert_eq!(run.code, 2);
+    for words in [
+        "at $.workflow[0].options.queue: the Celery option `queue` is not supported by wfhost",
+        "and at $.workflow[1].options.priority: the Celery option `priority` is not supported",
+        "and at $.workflow[1].options.colour: unknown key `colour`",
+    ] {
+        assert!(run.stderr.contains(words), "{words}: {}", run.stderr);
+    }
+}
+
 #[test]
 fn celery_options_wfhost_lacks_are_refused_by_name() {
     let mut signature = celery_fixtures()[0]["workflow"]["kwargs"]["tasks"][0].clone();

@@ -13,11 +13,33 @@ use serde_json::{Map, Value};
 use super::elements::Elements;
 use super::path::{JsonPath, SpecIssue};
 use super::unique::{Unique, insert_unique};
-use super::{MISSING_WORKFLOW, ParseError, TOP_LEVEL_KEYS, WorkflowSpec, canvas, fields};
+use super::{MISSING_WORKFLOW, ParseError, TOP_LEVEL_KEYS, WorkflowSpec, canvas, deferred, fields};
 
 /// Reads the workflow `de` holds; plugin paths are resolved against
-/// `base_dir`.
+/// `base_dir`. Every option wfhost does not know is reported, not only the
+/// first (see `deferred.rs`); a syntax error stands alone.
 pub fn read<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+    base_dir: &Path,
+) -> Result<WorkflowSpec, ParseError> {
+    let mut syntax = None;
+    let read = deferred::collecting(|| {
+        read_all(de, base_dir).map_err(|err| match err {
+            ParseError::Invalid(issue) => issue,
+            ParseError::Syntax(err) => {
+                syntax = Some(err);
+                SpecIssue::new(&JsonPath::root(), "malformed JSON")
+            }
+        })
+    });
+    match (read, syntax) {
+        (_, Some(err)) => Err(ParseError::Syntax(err)),
+        (Ok(spec), None) => Ok(spec),
+        (Err(issue), None) => Err(ParseError::Invalid(issue)),
+    }
+}
+
+fn read_all<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
     base_dir: &Path,
 ) -> Result<WorkflowSpec, ParseError> {

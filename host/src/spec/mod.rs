@@ -5,6 +5,7 @@
 
 mod canvas;
 mod celery;
+mod deferred;
 mod document;
 mod elements;
 mod fields;
@@ -192,7 +193,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<WorkflowSpec, ParseError> {
 
 /// Parses a canvas in native JSON form, as a task's replacement returns it.
 pub(crate) fn parse_canvas(value: &Value) -> Result<Canvas, SpecIssue> {
-    canvas::canvas(value, &JsonPath::root())
+    deferred::collecting(|| canvas::canvas(value, &JsonPath::root()))
 }
 
 /// The workflow of a top-level object whose keys `map` holds (all but

@@ -4,6 +4,7 @@ use serde_json::Value;
 use wfhost_canvas::{Expires, Limit, RetryBackoff, Signature, StepOptions};
 
 use super::canvas::any_signature;
+use super::deferred;
 use super::fields::{self, count, seconds};
 use super::path::{JsonPath, SpecIssue};
 
@@ -68,18 +69,28 @@ pub fn options(
     at: &JsonPath,
     callbacks: Callbacks,
 ) -> Result<StepOptions, SpecIssue> {
-    if let Some(celery_only) = value.as_object().and_then(|map| {
-        map.keys()
-            .find(|key| CELERY_ONLY_OPTIONS.contains(&key.as_str()))
-    }) {
-        return Err(SpecIssue::new(
-            &at.key(celery_only),
-            format!("the Celery option `{celery_only}` is not supported by wfhost"),
-        ));
+    let map = fields::object_of_any(value, at)?;
+    // Options wfhost does not know are all reported, with every other such
+    // option of the document, but stop nothing here.
+    for key in map
+        .keys()
+        .filter(|key| !STEP_OPTIONS.contains(&key.as_str()))
+    {
+        let issue = if CELERY_ONLY_OPTIONS.contains(&key.as_str()) {
+            SpecIssue::new(
+                &at.key(key),
+                format!("the Celery option `{key}` is not supported by wfhost"),
+            )
+        } else {
+            fields::unknown_key(at, key, STEP_OPTIONS)
+        };
+        deferred::defer(issue)?;
     }
-    let map = fields::object(value, at, "an object of step options", STEP_OPTIONS)?;
     let mut options = StepOptions::default();
-    for (key, value) in map {
+    for (key, value) in map
+        .iter()
+        .filter(|(key, _)| STEP_OPTIONS.contains(&key.as_str()))
+    {
         let at = at.key(key);
         match key.as_str() {
             "countdown" => options.countdown = Some(seconds(value, &at)?),

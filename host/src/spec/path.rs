@@ -54,14 +54,20 @@ impl fmt::Display for JsonPath {
     }
 }
 
-/// Something wrong at one place of a document.
+/// The issues of one document shown at most, besides the first.
+const MAX_MORE: usize = 20;
+
+/// Something wrong at one place of a document, and what else was found
+/// wrong in it before the reading stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at {at}: {message}")]
 pub struct SpecIssue {
     /// Where.
     pub at: JsonPath,
     /// What is wrong, in words.
     pub message: String,
+    /// Other issues of the same document, in the order they were found
+    /// (options wfhost does not know, which need not stop the reading).
+    pub more: Vec<SpecIssue>,
 }
 
 impl SpecIssue {
@@ -70,6 +76,20 @@ impl SpecIssue {
         SpecIssue {
             at: at.clone(),
             message: message.into(),
+            more: Vec::new(),
         }
+    }
+}
+
+impl fmt::Display for SpecIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at {}: {}", self.at, self.message)?;
+        for issue in self.more.iter().take(MAX_MORE) {
+            write!(f, "\n  and at {}: {}", issue.at, issue.message)?;
+        }
+        if self.more.len() > MAX_MORE {
+            write!(f, "\n  and {} more", self.more.len() - MAX_MORE)?;
+        }
+        Ok(())
     }
 }
