@@ -7,9 +7,9 @@
 //! ```
 
 use serde_json::{Map, Value};
-use wfhost_canvas::{Canvas, Chord};
+use wfhost_canvas::{Canvas, Chord, Signature};
 
-use super::canvas::{list, signature_fields, with_callbacks};
+use super::canvas::{any_signature, list, signature_fields, with_callbacks};
 use super::fields::{self, type_of};
 use super::path::{JsonPath, SpecIssue};
 
@@ -47,7 +47,20 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
     };
     let options = map.get("options");
     match kind {
-        None => Ok(Canvas::Signature(signature_fields(map, at)?)),
+        None => match map.get("task").and_then(Value::as_str) {
+            Some(task @ ("celery.map" | "celery.starmap" | "celery.chunks")) => {
+                if options.and_then(|options| options.get("link")).is_some() {
+                    return Err(SpecIssue::new(
+                        &at.key("options").key("link"),
+                        format!(
+                            "a linked `{task}` is not supported by wfhost yet; link the step after it"
+                        ),
+                    ));
+                }
+                with_callbacks(mapped(task, map, at)?, options, at, "map")
+            }
+            _ => Ok(Canvas::Signature(signature_fields(map, at)?)),
+        },
         Some("chain") => {
             not_immutable(map, at, "chain")?;
             let chain = Canvas::Chain(members(map, at, "tasks")?);
@@ -69,6 +82,81 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
             ),
         )),
     }
+}
+
+/// Celery's `task.map(it)`, `task.starmap(it)` and `task.chunks(it, n)`:
+/// one Celery task that calls `task` for each item of `it` (with the item
+/// as its one argument, or spread as its arguments), in order, and gives
+/// the list of results; `chunks` splits `it` into parts of `n`, each such
+/// a task, and gives the list of their lists. As in Celery, the task's own
+/// arguments and options are not used, and the previous step's result is
+/// not passed (they are immutable). Each call is a step of its own here.
+fn mapped(task: &str, map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas, SpecIssue> {
+    let kwargs_at = at.key("kwargs");
+    let kwargs = fields::object(
+        map.get("kwargs").unwrap_or(&Value::Null),
+        &kwargs_at,
+        &format!("the kwargs of `{task}`"),
+        &["task", "it", "n"],
+    )?;
+    let mapped_at = kwargs_at.key("task");
+    let mapped = any_signature(
+        kwargs
+            .get("task")
+            .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `task`"))?,
+        &mapped_at,
+    )?;
+    let it_at = kwargs_at.key("it");
+    let items = fields::array(
+        kwargs
+            .get("it")
+            .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `it`"))?,
+        &it_at,
+    )?;
+    let spread = task != "celery.map";
+    let mut calls = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let args = if spread {
+            fields::array(item, &it_at.index(index))?.clone()
+        } else {
+            vec![item.clone()]
+        };
+        let mut call = Signature::new(&mapped.task);
+        call.args = args;
+        call.immutable = true;
+        calls.push(Canvas::Signature(call));
+    }
+    if task != "celery.chunks" {
+        return Ok(list_of(calls));
+    }
+    let n_at = kwargs_at.key("n");
+    let n = fields::count(
+        kwargs
+            .get("n")
+            .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `n`"))?,
+        &n_at,
+    )?;
+    let size = usize::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| SpecIssue::new(&n_at, "expected a chunk size of at least 1"))?;
+    let parts = calls
+        .chunks(size)
+        .map(|part| list_of(part.to_vec()))
+        .collect();
+    Ok(list_of(parts))
+}
+
+/// A canvas whose result is the list of `members`' results wherever it is
+/// planned: a group inside a chain, so that a group around it does not
+/// flatten it; and with one member, a group in a group, which a chain does
+/// not unroll (see `plan`).
+fn list_of(members: Vec<Canvas>) -> Canvas {
+    let group = match members.len() {
+        1 => Canvas::Group(vec![Canvas::Group(members)]),
+        _ => Canvas::Group(members),
+    };
+    Canvas::Chain(vec![group])
 }
 
 /// An immutable chain, group or chord would ignore the previous result as
