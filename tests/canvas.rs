@@ -304,6 +304,17 @@ fn a_chord_errback_runs_when_its_header_fails() {
     );
 }
 
+/// A one-member group is its member as a step of a chain, and a list of
+/// one where it stands alone, as in Celery.
+#[test]
+fn a_one_member_group_is_a_list_alone_and_its_member_in_a_chain() {
+    let one = group(json!([add(json!([1, 1]))]));
+    let alone = run_document(json!({"plugins": standard_plugins(), "workflow": one}), &[]);
+    assert_eq!(alone.stdout, "[2]\n", "{}", alone.stderr);
+    let in_chain = run_workflow(json!([one]), &[]);
+    assert_eq!(in_chain.stdout, "2\n", "{}", in_chain.stderr);
+}
+
 /// The canvases of tests/fixtures/celery/canvases.json, which
 /// tests/fixtures/celery/generate.py made with the real Celery library.
 fn celery_fixtures() -> Vec<Value> {

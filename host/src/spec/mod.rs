@@ -74,7 +74,14 @@ const MISSING_WORKFLOW: &str = "missing key `workflow` (the canvas to run)";
 
 /// The elements of a canvas given whole.
 pub(crate) fn inline_elements(workflow: &Value) -> Result<Elements, SpecIssue> {
-    let canvas = canvas::canvas(workflow, &JsonPath::root().key("workflow"))?;
+    let canvas = match canvas::canvas(workflow, &JsonPath::root().key("workflow"))? {
+        // A workflow that is a one-member group alone gives Celery's list
+        // of one. Its element is a step of the workflow's chain, where a
+        // one-member group would be unrolled; a group in it is not (see
+        // `plan`).
+        Canvas::Group(members) if members.len() == 1 => Canvas::Group(vec![Canvas::Group(members)]),
+        canvas => canvas,
+    };
     Elements::of(&canvas).map_err(|err| spool_issue(&err))
 }
 
