@@ -33,6 +33,27 @@ pub fn chord<C: Into<Canvas>>(
     })
 }
 
+/// A canvas whose result is the list of `members`' results wherever it
+/// runs: a group inside a chain, so that a group around it does not
+/// flatten it into itself; and with one member, a group in a group, which
+/// a chain step does not unroll (as Celery unrolls a one-member group only
+/// as a step of a chain).
+fn list_of(members: Vec<Canvas>) -> Canvas {
+    let group = match members.len() {
+        1 => Canvas::Group(vec![Canvas::Group(members)]),
+        _ => Canvas::Group(members),
+    };
+    Canvas::Chain(vec![group])
+}
+
+/// The immutable call of `task` with `args`.
+fn call(task: &str, args: Vec<Value>) -> Canvas {
+    let mut call = Signature::new(task);
+    call.args = args;
+    call.immutable = true;
+    Canvas::Signature(call)
+}
+
 /// Converts a builder argument to JSON.
 ///
 /// # Panics
@@ -46,6 +67,37 @@ fn to_json(value: impl Serialize) -> Value {
 }
 
 impl Signature {
+    /// Celery's `task.map(it)`: the task called with each item of `it` as
+    /// its one argument, each call a step, giving the list of results. As
+    /// in Celery, only the task's name is used (not its arguments or
+    /// options), and the previous step's result is not passed.
+    pub fn map(&self, it: impl IntoIterator<Item = Value>) -> Canvas {
+        list_of(
+            it.into_iter()
+                .map(|item| call(&self.task, vec![item]))
+                .collect(),
+        )
+    }
+
+    /// Celery's `task.starmap(it)`: as [`Signature::map`], with each item
+    /// a list spread as the call's arguments.
+    pub fn starmap(&self, it: impl IntoIterator<Item = Vec<Value>>) -> Canvas {
+        list_of(it.into_iter().map(|args| call(&self.task, args)).collect())
+    }
+
+    /// Celery's `task.chunks(it, n)`: `it` split into parts of `n` (at
+    /// least 1), each a [`Signature::starmap`], giving the list of their
+    /// lists.
+    pub fn chunks(&self, it: impl IntoIterator<Item = Vec<Value>>, n: usize) -> Canvas {
+        let calls: Vec<Vec<Value>> = it.into_iter().collect();
+        list_of(
+            calls
+                .chunks(n.max(1))
+                .map(|part| self.starmap(part.to_vec()))
+                .collect(),
+        )
+    }
+
     /// Sets the positional arguments: a tuple, array or `Vec` gives one
     /// argument per element; any other value is one argument.
     ///

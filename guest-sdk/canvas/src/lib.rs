@@ -168,6 +168,39 @@ impl From<Signature> for Canvas {
 mod tests {
     use super::*;
 
+    /// Celery's map, starmap and chunks: each call a step, kept a list
+    /// wherever the canvas runs.
+    #[test]
+    fn maps_call_the_task_for_each_item_and_stay_lists() {
+        use serde_json::json;
+        let add = crate::sig("m.add").args((100, 100));
+        let calls = |canvas: &Canvas| -> Vec<Value> {
+            match canvas {
+                Canvas::Chain(items) => match &items[..] {
+                    [Canvas::Group(members)] => members.iter().map(Canvas::to_json).collect(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        let mapped = add.starmap([vec![json!(1), json!(2)], vec![json!(3), json!(4)]]);
+        assert_eq!(
+            calls(&mapped),
+            [
+                json!({"task": "m.add", "args": [1, 2], "immutable": true}),
+                json!({"task": "m.add", "args": [3, 4], "immutable": true})
+            ]
+        );
+        // One call is a group in a group, which a chain does not unroll.
+        let one = crate::sig("m.sum").map([json!([5])]);
+        assert_eq!(
+            calls(&one),
+            [json!({"group": [{"task": "m.sum", "args": [[5]], "immutable": true}]})]
+        );
+        let chunked = add.chunks((0..3).map(|i| vec![json!(i), json!(i)]), 2);
+        assert_eq!(calls(&chunked).len(), 2, "two parts: {chunked:?}");
+    }
+
     /// Callbacks on a whole canvas land where Celery puts them.
     #[test]
     fn callbacks_on_a_whole_go_where_celery_puts_them() {

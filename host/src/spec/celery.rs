@@ -7,7 +7,7 @@
 //! ```
 
 use serde_json::{Map, Value};
-use wfhost_canvas::{Canvas, Chord, Signature};
+use wfhost_canvas::{Canvas, Chord};
 
 use super::canvas::{any_signature, list, signature_fields, with_callbacks};
 use super::fields::{self, type_of};
@@ -116,18 +116,17 @@ fn mapped(task: &str, map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas,
     let spread = task != "celery.map";
     let mut calls = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let args = if spread {
+        calls.push(if spread {
             fields::array(item, &it_at.index(index))?.clone()
         } else {
             vec![item.clone()]
-        };
-        let mut call = Signature::new(&mapped.task);
-        call.args = args;
-        call.immutable = true;
-        calls.push(Canvas::Signature(call));
+        });
     }
-    if task != "celery.chunks" {
-        return Ok(list_of(calls));
+    if task == "celery.map" {
+        return Ok(mapped.map(calls.into_iter().flatten()));
+    }
+    if task == "celery.starmap" {
+        return Ok(mapped.starmap(calls));
     }
     let n_at = kwargs_at.key("n");
     let n = fields::count(
@@ -140,23 +139,7 @@ fn mapped(task: &str, map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas,
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| SpecIssue::new(&n_at, "expected a chunk size of at least 1"))?;
-    let parts = calls
-        .chunks(size)
-        .map(|part| list_of(part.to_vec()))
-        .collect();
-    Ok(list_of(parts))
-}
-
-/// A canvas whose result is the list of `members`' results wherever it is
-/// planned: a group inside a chain, so that a group around it does not
-/// flatten it; and with one member, a group in a group, which a chain does
-/// not unroll (see `plan`).
-fn list_of(members: Vec<Canvas>) -> Canvas {
-    let group = match members.len() {
-        1 => Canvas::Group(vec![Canvas::Group(members)]),
-        _ => Canvas::Group(members),
-    };
-    Canvas::Chain(vec![group])
+    Ok(mapped.chunks(calls, size))
 }
 
 /// An immutable chain, group or chord would ignore the previous result as
