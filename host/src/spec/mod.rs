@@ -61,13 +61,15 @@ pub struct PluginRef {
 /// Reads a chain file's document already parsed as JSON; plugin paths are
 /// resolved against `base_dir`.
 pub(crate) fn from_document(value: &Value, base_dir: &Path) -> Result<WorkflowSpec, SpecIssue> {
-    let root = JsonPath::root();
-    let map = fields::object(value, &root, "a workflow object", TOP_LEVEL_KEYS)?;
-    let workflow = map
-        .get("workflow")
-        .ok_or_else(|| SpecIssue::new(&root, MISSING_WORKFLOW))?;
-    let elements = inline_elements(workflow)?;
-    from_parts(map, elements, base_dir)
+    deferred::collecting(|| {
+        let root = JsonPath::root();
+        let map = fields::object(value, &root, "a workflow object", TOP_LEVEL_KEYS)?;
+        let workflow = map
+            .get("workflow")
+            .ok_or_else(|| SpecIssue::new(&root, MISSING_WORKFLOW))?;
+        let elements = inline_elements(workflow)?;
+        from_parts(map, elements, base_dir)
+    })
 }
 
 const MISSING_WORKFLOW: &str = "missing key `workflow` (the canvas to run)";

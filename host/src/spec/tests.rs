@@ -302,3 +302,33 @@ fn nesting_is_bounded_where_the_file_says_it() {
     let found = issue(json!({"plugins": {}, "workflow": [callback]}));
     assert!(found.message.contains("nest at most"), "{}", found.message);
 }
+
+/// A submission to `serve` gets every unsupported option at once too.
+#[test]
+fn a_submission_reports_every_unsupported_option_at_once() {
+    let plugins = std::collections::BTreeMap::from([(
+        "m".to_string(),
+        PluginRef {
+            path: "/p/m.wasm".into(),
+            sha256: None,
+        },
+    )]);
+    let submitter = Submitter {
+        tenant: "acme",
+        plugins: &plugins,
+    };
+    let text = json!({"workflow": [
+        {"task": "m.a", "options": {"queue": "q"}},
+        {"task": "m.b", "options": {"priority": 1}},
+    ]})
+    .to_string();
+    let Err(ParseError::Invalid(issue)) = parse_submitted(&text, &submitter) else {
+        panic!("refused");
+    };
+    let text = issue.to_string();
+    assert!(text.contains("$.workflow[0].options.queue"), "{text}");
+    assert!(
+        text.contains("and at $.workflow[1].options.priority"),
+        "{text}"
+    );
+}
