@@ -99,42 +99,29 @@ fn mapped(task: &str, map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas,
         &format!("the kwargs of `{task}`"),
         &["task", "it", "n"],
     )?;
-    let mapped_at = kwargs_at.key("task");
-    let mapped = any_signature(
-        kwargs
-            .get("task")
-            .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `task`"))?,
-        &mapped_at,
-    )?;
-    let it_at = kwargs_at.key("it");
-    let items = fields::array(
-        kwargs
-            .get("it")
-            .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `it`"))?,
-        &it_at,
-    )?;
-    let spread = task != "celery.map";
-    let mut calls = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        calls.push(if spread {
-            fields::array(item, &it_at.index(index))?.clone()
-        } else {
-            vec![item.clone()]
-        });
-    }
+    let required = |key: &str| {
+        let value = kwargs
+            .get(key)
+            .ok_or_else(|| SpecIssue::new(&kwargs_at, format!("missing key `{key}`")))?;
+        Ok::<_, SpecIssue>((value, kwargs_at.key(key)))
+    };
+    let (task_value, mapped_at) = required("task")?;
+    let mapped = any_signature(task_value, &mapped_at)?;
+    let (it_value, it_at) = required("it")?;
+    let items = fields::array(it_value, &it_at)?;
     if task == "celery.map" {
-        return Ok(mapped.map(calls.into_iter().flatten()));
+        return Ok(mapped.map(items.iter().cloned()));
     }
+    let calls = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| Ok(fields::array(item, &it_at.index(index))?.clone()))
+        .collect::<Result<Vec<_>, SpecIssue>>()?;
     if task == "celery.starmap" {
         return Ok(mapped.starmap(calls));
     }
-    let n_at = kwargs_at.key("n");
-    let n = fields::count(
-        kwargs
-            .get("n")
-            .ok_or_else(|| SpecIssue::new(&kwargs_at, "missing key `n`"))?,
-        &n_at,
-    )?;
+    let (n_value, n_at) = required("n")?;
+    let n = fields::count(n_value, &n_at)?;
     let size = usize::try_from(n)
         .ok()
         .filter(|n| *n > 0)

@@ -416,7 +416,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
         }
         Rows::CancelRequest => {
             txn.open_table(CANCELS)?
-                .insert((tenant, workflow), now_ms())?;
+                .insert((tenant, workflow), write.at_ms)?;
         }
         Rows::Removal => remove_workflow(txn, tenant, workflow)?,
         Rows::Meta { key, value } => {
