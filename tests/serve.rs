@@ -322,6 +322,79 @@ fn plugins_and_limits_outside_the_policy_are_refused() {
     assert_eq!(server.wait(KEY_B, "fine")["result"], 8);
 }
 
+/// Grants come from the tenant policy (DESIGN §10): a submission gets them
+/// whole when it names none, may narrow them, and is refused (400, naming
+/// the grant) when it asks for more; its directories lie under the
+/// tenant's root.
+#[test]
+fn a_tenants_grants_come_from_its_policy_and_a_submission_may_only_narrow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = LocalService::start(&repo_root().join("tests/fixtures/http/server.py"), &[]);
+    let testkit = plugin("testkit");
+    std::fs::create_dir_all(dir.path().join("d-root/out")).unwrap();
+    let policy = format!(
+        "[tenants.d]\nkey_sha256 = \"{}\"\nroot = \"d-root\"\n\
+         [tenants.d.plugins.testkit]\npath = {:?}\nsha256 = \"{}\"\n\
+         grants = {{ http = [\"{}\"], dirs = {{ \"/out\" = {{ path = \"out\", write = true }} }} }}\n",
+        key_hash(KEY_A),
+        testkit.display().to_string(),
+        file_sha256(&testkit),
+        web.url(""),
+    );
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, policy).unwrap();
+    let server = Server::start(dir.path(), &file);
+    let hello = json!({"task": "testkit.http_get", "args": [web.url("/hello")]});
+    let write = json!({"task": "testkit.write_file", "args": ["/out/d.txt", "by d"]});
+
+    let (status, body) = server.submit(
+        KEY_A,
+        &json!({"id": "whole", "workflow": {"group": [hello, write]}}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let report = server.wait(KEY_A, "whole");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["result"][0]["body"], "hello");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("d-root/out/d.txt")).unwrap(),
+        "by d"
+    );
+
+    let other_port = web.port.checked_add(1).unwrap_or(web.port - 1);
+    for (grants, needle) in [
+        (
+            json!({"http": [format!("http://127.0.0.1:{other_port}")]}),
+            "grants: reaches past tenant `d`'s policy: http",
+        ),
+        (json!({"dirs": {"/out": "../elsewhere"}}), "dirs./out"),
+        (json!({"dirs": {"/etc": "out"}}), "dirs./etc is not among"),
+        (json!({"secrets": {"k": {"env": "HOME"}}}), "secrets.k"),
+    ] {
+        let asked = json!({"plugins": {"testkit": {"grants": grants}}, "workflow": [hello]});
+        let (status, body) = server.submit(KEY_A, &asked);
+        assert_eq!(status, 400, "{grants}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(needle),
+            "{grants}: expected {needle:?} in {message}"
+        );
+        assert!(message.contains("$.plugins.testkit.grants"), "{message}");
+    }
+
+    // Narrowed to the directory alone, the same task is denied HTTP.
+    let narrowed = json!({
+        "id": "narrowed",
+        "plugins": {"testkit": {"grants": {"dirs": {"/out": {"path": "out", "write": true}}}}},
+        "workflow": [hello],
+    });
+    let (status, body) = server.submit(KEY_A, &narrowed);
+    assert_eq!(status, 202, "{body}");
+    let report = server.wait(KEY_A, "narrowed");
+    assert_eq!(report["status"], "failed", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("has no http grant"), "{message}");
+}
+
 #[test]
 fn a_killed_or_stopped_service_resumes_its_workflows_when_it_starts_again() {
     const STEPS: usize = 300;

@@ -1,6 +1,26 @@
 //! The invocation context a task may ask for with a `&Context` parameter.
 
+use std::cell::RefCell;
+
 use crate::bindings::wfhost::task::types;
+
+thread_local! {
+    /// The idempotency key of the task running now, if one is.
+    static CURRENT_KEY: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `run` with `ctx` as the context of the task running now.
+pub(crate) fn running<T>(ctx: &Context, run: impl FnOnce() -> T) -> T {
+    CURRENT_KEY.with(|key| *key.borrow_mut() = Some(ctx.idempotency_key()));
+    let result = run();
+    CURRENT_KEY.with(|key| *key.borrow_mut() = None);
+    result
+}
+
+/// The idempotency key of the task running now.
+pub(crate) fn current_idempotency_key() -> Option<String> {
+    CURRENT_KEY.with(|key| key.borrow().clone())
+}
 
 /// Where an invocation runs. The host fills it in; a test builds one with
 /// [`Context::new`].
@@ -33,6 +53,14 @@ impl Context {
     pub fn with_attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;
         self
+    }
+
+    /// The step's idempotency key, `<workflow id>/<step id>`: the same on
+    /// every attempt and every resume of the step, so that a service that
+    /// deduplicates by it sees a retried effect once. The SDK's HTTP client
+    /// sends it as `Idempotency-Key`.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.chain_id, self.step_id)
     }
 
     /// The same context for tenant `tenant`.

@@ -70,8 +70,10 @@ pub fn dispatch(
         )));
     };
     let ctx = Context::from(ctx);
-    let result = Arguments::bind(task.name, task.params, args, kwargs)
-        .and_then(|mut arguments| (task.call)(&ctx, &mut arguments));
+    let result = crate::context::running(&ctx, || {
+        Arguments::bind(task.name, task.params, args, kwargs)
+            .and_then(|mut arguments| (task.call)(&ctx, &mut arguments))
+    });
     match result {
         Ok(Outcome::Value(value)) => Ok(wit::Outcome::Value(value.to_string())),
         Ok(Outcome::Replace(canvas)) => Ok(wit::Outcome::Replace(canvas.to_json().to_string())),

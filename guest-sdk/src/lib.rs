@@ -26,9 +26,11 @@
 extern crate self as wfhost_guest;
 
 mod arguments;
+pub mod config;
 mod context;
 mod error;
 mod export;
+pub mod http;
 pub mod log;
 mod outcome;
 mod task;

@@ -48,7 +48,15 @@ fn head_of(spec: &WorkflowSpec) -> Value {
         .iter()
         .map(|(name, plugin)| {
             let path = std::fs::canonicalize(&plugin.path).unwrap_or_else(|_| plugin.path.clone());
-            (name.clone(), json!(path.display().to_string()))
+            let path = path.display().to_string();
+            // Without grants, a plugin counts as its path alone, as it did
+            // before grants existed, so stored digests still match.
+            let entry = if plugin.grants.is_empty() {
+                json!(path)
+            } else {
+                json!({"path": path, "grants": plugin.grants})
+            };
+            (name.clone(), entry)
         })
         .collect();
     json!({"plugins": plugins, "defaults": spec.defaults, "on_error": spec.on_error})

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::executor::PreparedWorkflow;
+use crate::grants::Grants;
 use crate::records::{StoredHead, StoredPlugin, WorkflowRow};
 use crate::spec::{self, PluginRef, SpecIssue, WorkflowSpec};
 use crate::store::{Store, StoreError};
@@ -131,6 +132,7 @@ fn head(spec: &WorkflowSpec, plugins: &BTreeMap<String, PluginRef>) -> StoredHea
                 let stored = StoredPlugin::Pinned {
                     path: plugin.path.display().to_string(),
                     sha256: plugin.sha256.clone(),
+                    grants: plugin.grants.clone(),
                 };
                 (name.clone(), stored)
             })
@@ -156,12 +158,21 @@ fn spec_of(head: StoredHead, elements: spec::Elements) -> Result<WorkflowSpec, S
         .plugins
         .into_iter()
         .map(|(name, stored)| {
-            let (path, sha256) = match stored {
-                StoredPlugin::Pinned { path, sha256 } => (path, sha256),
-                StoredPlugin::Path(path) => (path, None),
+            let (path, sha256, grants) = match stored {
+                StoredPlugin::Pinned {
+                    path,
+                    sha256,
+                    grants,
+                } => (path, sha256, grants),
+                StoredPlugin::Path(path) => (path, None, Grants::default()),
             };
             let path = PathBuf::from(path);
-            (name, PluginRef { path, sha256 })
+            let plugin = PluginRef {
+                path,
+                sha256,
+                grants,
+            };
+            (name, plugin)
         })
         .collect();
     Ok(WorkflowSpec {

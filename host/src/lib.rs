@@ -21,6 +21,8 @@
 //! - [`Host`] decides whether a workflow starts, continues, runs again or
 //!   is only reported, and records each change of its row;
 //! - `plan` gives every step of the canvas its stable id;
+//! - [`grants`] is what a plugin may reach beyond its sandbox: HTTP
+//!   origins, directories, configuration and secrets;
 //! - [`runtime`] loads plugin components and runs one attempt of a step in a
 //!   fresh, limited store;
 //! - [`executor`] drives the workflow: feeds results forward, retries,
@@ -38,6 +40,7 @@
 mod content;
 mod durable;
 pub mod executor;
+pub mod grants;
 mod lifecycle;
 mod lock;
 mod plan;

@@ -275,3 +275,64 @@ pub fn run_workflow(workflow: Value, extra: &[&str]) -> Run {
 pub fn run_document(document: Value, extra: &[&str]) -> Run {
     run_file(&chain_file(&document), extra)
 }
+
+/// A small real service (a Python script that prints `listening on PORT`)
+/// on 127.0.0.1, stopped by its PID when dropped.
+pub struct LocalService {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl LocalService {
+    /// Starts `python3 script args…` and waits for its port.
+    pub fn start(script: &Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {}: {err}", script.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the service's first line");
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("{} said {line:?}", script.display()));
+        LocalService { child, port }
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The body of a GET of `path`, read with a plain TCP client.
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (_, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP response: {response}"));
+        body.to_string()
+    }
+}
+
+impl Drop for LocalService {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Finished;
+use wfhost::grants::grant_for_import;
 
 pub async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<Finished> {
     let name = path
@@ -17,11 +18,17 @@ pub async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<Finished> {
 
     let mut out = std::io::stdout().lock();
     if as_json {
+        let imports: Vec<_> = plugin
+            .imports()
+            .iter()
+            .map(|interface| json!({"interface": interface, "grant": grant_for_import(interface)}))
+            .collect();
         let listing = json!({
             "name": plugin.name(),
             "path": plugin.path(),
             "sha256": plugin.sha256(),
             "tasks": plugin.tasks(),
+            "imports": imports,
         });
         serde_json::to_writer_pretty(&mut out, &listing)?;
         writeln!(out)?;
@@ -45,6 +52,17 @@ pub async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<Finished> {
         )?;
         if !task.doc.is_empty() {
             writeln!(out, "      {}", task.doc)?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "imports (what it could ask for; grants decide what it gets):"
+    )?;
+    for interface in plugin.imports() {
+        match grant_for_import(interface) {
+            Some(grant) => writeln!(out, "  {interface}  [grants: {grant}]")?,
+            None => writeln!(out, "  {interface}")?,
         }
     }
     Ok(Finished::Succeeded)

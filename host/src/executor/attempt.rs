@@ -95,15 +95,26 @@ impl Run<'_> {
                 format!("not started by {}, when it expired", iso8601(expired)),
             ));
         }
-        // What `status` shows while the attempt runs; nothing waits for it,
-        // and a store that cannot take it fails the step's outcome instead.
+        // What `status` shows while the attempt runs. Nothing waits for it,
+        // and a store that cannot take it fails the step's outcome instead;
+        // but an effectful step starts only once it is durable, and with it
+        // the step's input (commits keep their order).
         let started_at_ms = now_ms();
         running.started_at_ms.get_or_insert(started_at_ms);
         let attempt_number = Some(format!("attempt {}", running.attempts));
-        let _ = self
+        let started = self
             .commit_flushed(&[&running], "step_started", attempt_number, Flush::Lazily)
             .await;
+        if let Err(err) = started
+            && self.is_effectful(&running.task)
+        {
+            return Err(Failure::new(
+                FailureKind::Trap,
+                format!("not started: its input could not be made durable: {err}"),
+            ));
+        }
         let runtime = self.runtime.clone();
+        let access = self.workflow.plugins.access(plugin.name());
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
         let attempt = async move {
@@ -113,7 +124,7 @@ impl Run<'_> {
                 return Attempt::failed(cancelled("cancelled before it started"));
             }
             runtime
-                .run_cancellable(&plugin, &invocation, &limits, cancel)
+                .run_with(&plugin, &invocation, &limits, access, cancel)
                 .await
         };
         let ended = if let Some(pool) = &self.attempt_pool {

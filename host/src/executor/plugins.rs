@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use wfhost_canvas::Signature;
 
+use crate::grants::Access;
 use crate::runtime::{Plugin, PluginError, Runtime, TaskInfo};
 use crate::spec::PluginRef;
 
-/// Loaded plugins by name, shared with the tasks that run their attempts.
+/// Loaded plugins by name, shared with the tasks that run their attempts,
+/// each with what the workflow grants it.
 pub struct PluginSet {
     plugins: BTreeMap<String, Arc<Plugin>>,
+    access: BTreeMap<String, Arc<Access>>,
 }
 
 impl PluginSet {
@@ -19,11 +22,17 @@ impl PluginSet {
     /// name order on this task, the others on tasks of their own (waking a
     /// worker thread for the first would cost a sizeable part of a cached
     /// load; BENCHMARKS.md). When several fail, the error is the first
-    /// plugin's in name order, as when loading one after another.
+    /// plugin's in name order, as when loading one after another. Each
+    /// plugin's grants are made ready first: a secret that cannot be read
+    /// or a directory that is missing stops the workflow before it starts.
     pub async fn load(
         runtime: &Runtime,
         refs: &BTreeMap<String, PluginRef>,
     ) -> Result<Self, PluginError> {
+        let mut access = BTreeMap::new();
+        for (name, plugin_ref) in refs {
+            access.insert(name.clone(), plugin_ref.grants.access(name)?);
+        }
         let load = |runtime: Runtime, name: String, plugin_ref: PluginRef| async move {
             let sha256 = plugin_ref.sha256.as_deref();
             let plugin = runtime.load_plugin(&name, &plugin_ref.path, sha256).await;
@@ -50,7 +59,12 @@ impl PluginSet {
             let (name, plugin) = entry?;
             plugins.insert(name, Arc::new(plugin?));
         }
-        Ok(PluginSet { plugins })
+        Ok(PluginSet { plugins, access })
+    }
+
+    /// What the workflow grants the plugin it calls `name`.
+    pub fn access(&self, name: &str) -> Arc<Access> {
+        self.access.get(name).cloned().unwrap_or_else(Access::none)
     }
 
     /// The plugin the workflow calls `name`.

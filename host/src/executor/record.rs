@@ -107,6 +107,9 @@ impl Run<'_> {
         self.commit_flushed(&[record], event, None, flush).await
     }
 
+    /// Commits records with one event, flushed as `flush` says — or at
+    /// once, in every durability mode, when one of them is a step of an
+    /// effectful plugin (DESIGN §7).
     pub(super) async fn commit_flushed(
         &self,
         records: &[&StepRecord],
@@ -114,6 +117,11 @@ impl Run<'_> {
         detail: Option<String>,
         flush: Flush,
     ) -> Result<(), StoreError> {
+        let flush = if records.iter().any(|record| self.is_effectful(&record.task)) {
+            Flush::Always
+        } else {
+            flush
+        };
         self.store
             .put_steps(
                 &self.identity.tenant,
@@ -124,6 +132,13 @@ impl Run<'_> {
                 flush,
             )
             .await
+    }
+
+    /// Whether a step of `task` (`plugin.task`) holds a grant that reaches
+    /// outside its sandbox.
+    pub(super) fn is_effectful(&self, task: &str) -> bool {
+        let plugin = task.rsplit_once('.').map_or("", |(plugin, _)| plugin);
+        self.workflow.plugins.access(plugin).is_effectful()
     }
 
     /// Records the nodes `rest` has left as skipped, a batch of them per

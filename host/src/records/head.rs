@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wfhost_canvas::{Signature, StepOptions};
 
+use crate::grants::Grants;
+
 /// A workflow's stored head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StoredHead {
@@ -54,6 +56,9 @@ pub(crate) enum StoredPlugin {
         /// Its sha256, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
+        /// What it was granted: secrets by source, never by value.
+        #[serde(default, skip_serializing_if = "Grants::is_empty")]
+        grants: Grants,
     },
     /// A path alone, as heads of schema 2 may have it.
     Path(String),

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::grants::Access;
 use crate::records::LogRecord;
 use crate::runtime::engine::EpochTicker;
 use crate::runtime::sandbox::StepState;
@@ -129,21 +130,29 @@ impl Runtime {
         plugin::load(self, name, path, sha256).await
     }
 
-    /// Runs one attempt of a task in a fresh store under `limits`.
+    /// Runs one attempt of a task in a fresh store under `limits`, with
+    /// no grants.
     pub async fn run(&self, plugin: &Plugin, invocation: &Invocation, limits: &Limits) -> Attempt {
-        self.run_cancellable(plugin, invocation, limits, CancelToken::new())
-            .await
+        self.run_with(
+            plugin,
+            invocation,
+            limits,
+            Access::none(),
+            CancelToken::new(),
+        )
+        .await
     }
 
-    /// Runs one attempt like [`Runtime::run`], stopping it with a
-    /// `cancelled` failure once `cancel` is cancelled.
-    pub async fn run_cancellable(
+    /// Runs one attempt like [`Runtime::run`] with what `access` grants,
+    /// stopping it with a `cancelled` failure once `cancel` is cancelled.
+    pub async fn run_with(
         &self,
         plugin: &Plugin,
         invocation: &Invocation,
         limits: &Limits,
+        access: Arc<Access>,
         cancel: CancelToken,
     ) -> Attempt {
-        sandbox::run_attempt(self, plugin, invocation, limits, cancel).await
+        sandbox::run_attempt(self, plugin, invocation, limits, access, cancel).await
     }
 }

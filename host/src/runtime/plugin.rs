@@ -11,6 +11,7 @@ use super::bindings::PluginPre;
 use super::cancel::CancelToken;
 use super::limits::Limits;
 use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
+use crate::grants::Access;
 
 /// One parameter of a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,6 +42,7 @@ pub struct Plugin {
     sha256: String,
     pre: PluginPre<StepState>,
     tasks: Vec<TaskInfo>,
+    imports: Vec<String>,
 }
 
 impl Plugin {
@@ -62,6 +64,12 @@ impl Plugin {
     /// The tasks the plugin exports.
     pub fn tasks(&self) -> &[TaskInfo] {
         &self.tasks
+    }
+
+    /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.12`, …):
+    /// what it could ask for, each granted or denied by its workflow.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// The task called `name`, if the plugin exports it.
@@ -102,6 +110,10 @@ pub enum PluginError {
         /// What it is instead.
         reason: String,
     },
+    /// A grant of the plugin cannot be used (a secret that cannot be
+    /// read, a directory that is missing).
+    #[error(transparent)]
+    Grant(#[from] crate::grants::GrantError),
     /// The file does not hash to the pinned sha256.
     #[error(
         "plugin `{name}`: sha256 mismatch for {}: pinned to {expected} (by the chain file, or by \
@@ -278,7 +290,11 @@ pub(super) async fn load(
         })?;
 
     let component_type = component.component_type();
-    for (import, _) in component_type.imports(&runtime.engine) {
+    let imports: Vec<String> = component_type
+        .imports(&runtime.engine)
+        .map(|(import, _)| import.to_string())
+        .collect();
+    for import in &imports {
         if !GRANTED_IMPORTS
             .iter()
             .any(|granted| import.starts_with(granted))
@@ -326,9 +342,16 @@ pub(super) async fn load(
     let mut sandbox = Sandbox::new(
         &runtime.engine,
         &Limits::default(),
+        name,
+        &Access::none(),
         None,
         CancelToken::new(),
-    );
+    )
+    .map_err(|failure| PluginError::ListTasks {
+        name: name_owned(),
+        path: path_owned(),
+        reason: failure.to_string(),
+    })?;
     let tasks = sandbox
         .list_tasks(&pre)
         .await
@@ -343,5 +366,6 @@ pub(super) async fn load(
         sha256,
         pre,
         tasks: tasks.into_iter().map(TaskInfo::from).collect(),
+        imports,
     })
 }

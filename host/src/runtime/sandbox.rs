@@ -2,12 +2,14 @@
 //! memory limiter and deadline; the task's outcome or a classified failure.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Runtime;
 use super::bindings::{Plugin as PluginWorld, PluginPre, host, types};
@@ -15,15 +17,19 @@ use super::cancel::CancelToken;
 use super::capture::CapturePipe;
 use super::limits::{Limits, MemoryLimiter};
 use super::plugin::{Plugin, TaskInfo};
+use crate::grants::{self, Access, Denials, DirAccess, HttpAccess, Masker, WriteBudget};
+use crate::lock::lock;
 use crate::records::{Captured, Failure, FailureKind, LogLevel, LogRecord};
 
-/// The interfaces a plugin may import: WASI 0.2 (with a context that denies
-/// files, network, environment and arguments) and wfhost's host interface.
-/// Anything else is refused when the plugin loads.
+/// The interfaces a plugin may import: WASI 0.2 and wasi:http (with a
+/// context that denies files, network, environment and arguments unless
+/// the plugin's grants allow them) and wfhost's host interface. Anything
+/// else is refused when the plugin loads.
 pub const GRANTED_IMPORTS: &[&str] = &[
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:filesystem/",
+    "wasi:http/",
     "wasi:io/",
     "wasi:random/",
     "wasi:sockets/",
@@ -38,10 +44,13 @@ pub const REQUIRED_EXPORT: &str = "wfhost:task/tasks@0.1";
 /// host's memory through its logs.
 const MAX_LOG_MESSAGE: usize = 16 << 10;
 
-/// The linker shared by every store: WASI p2 and the host interface.
+/// The linker shared by every store: WASI p2, wasi:http, the write cap on
+/// granted directories, and the host interface.
 pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    grants::add_write_cap_to_linker(&mut linker)?;
     PluginWorld::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |state| state)?;
     Ok(linker)
 }
@@ -151,6 +160,10 @@ type LogCallback = Box<dyn Fn(&LogRecord) + Send + Sync>;
 pub struct StepState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    http_access: HttpAccess,
+    write_budget: Arc<WriteBudget>,
+    denials: Denials,
     limiter: MemoryLimiter,
     logs: Vec<LogRecord>,
     max_logs: usize,
@@ -159,6 +172,7 @@ pub struct StepState {
     panic_message: Option<String>,
     timed_out: bool,
     cancelled: bool,
+    masker: Masker,
 }
 
 impl WasiView for StepState {
@@ -167,6 +181,26 @@ impl WasiView for StepState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_access,
+        }
+    }
+}
+
+impl DirAccess for StepState {
+    fn write_budget(&self) -> &Arc<WriteBudget> {
+        &self.write_budget
+    }
+
+    fn deny(&mut self, reason: String) {
+        lock(&self.denials).push(reason);
     }
 }
 
@@ -186,8 +220,19 @@ impl host::Host for StepState {
     fn log(&mut self, level: host::Level, message: String) {
         let record = LogRecord {
             level: level.into(),
-            message: clip(message),
+            message: self.masker.mask(&clip(message)),
         };
+        self.keep_log(record);
+    }
+
+    fn panicked(&mut self, message: String) {
+        self.panic_message = Some(clip(message));
+    }
+}
+
+impl StepState {
+    /// Shows `record` live and keeps it with the attempt, up to the cap.
+    fn keep_log(&mut self, record: LogRecord) {
         if let Some(callback) = &self.log_callback {
             callback(&record);
         }
@@ -196,10 +241,6 @@ impl host::Host for StepState {
         } else {
             self.dropped_logs += 1;
         }
-    }
-
-    fn panicked(&mut self, message: String) {
-        self.panic_message = Some(clip(message));
     }
 }
 
@@ -225,25 +266,42 @@ enum Interrupted {
 
 impl Sandbox {
     /// A fresh store: no files, no network, no environment, no arguments,
-    /// stdin closed, output captured, and the attempt's limits armed.
+    /// stdin closed, output captured, and the attempt's limits armed; then
+    /// what `access` grants (directories, environment, HTTP origins) for a
+    /// plugin called `plugin`. A granted directory that cannot be opened
+    /// is a `plugin_error` failure.
     pub fn new(
         engine: &Engine,
         limits: &Limits,
+        plugin: &str,
+        access: &Access,
         log_callback: Option<LogCallback>,
         cancel: CancelToken,
-    ) -> Self {
+    ) -> Result<Self, Failure> {
         let stdout = CapturePipe::new(limits.max_output_bytes);
         let stderr = CapturePipe::new(limits.max_output_bytes);
-        let wasi = WasiCtxBuilder::new()
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        access
+            .configure(&mut builder)
+            .map_err(|err| Failure::new(FailureKind::PluginError, err.to_string()))?;
+        let wasi = builder.build();
+        let denials = Denials::default();
+        let http_access = access
+            .http(Arc::clone(&denials))
+            .unwrap_or_else(|| HttpAccess::denying(plugin, Arc::clone(&denials)));
         let state = StepState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_access,
+            write_budget: access.write_budget(),
+            denials: Arc::clone(&denials),
             limiter: MemoryLimiter::new(limits.memory_bytes),
             logs: Vec::new(),
             max_logs: limits.max_log_records,
@@ -252,6 +310,7 @@ impl Sandbox {
             panic_message: None,
             timed_out: false,
             cancelled: false,
+            masker: access.masker().clone(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -279,7 +338,7 @@ impl Sandbox {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        Sandbox {
+        Ok(Sandbox {
             store,
             stdout,
             stderr,
@@ -287,7 +346,7 @@ impl Sandbox {
             limits: limits.clone(),
             started,
             cancel,
-        }
+        })
     }
 
     /// Runs `call` under the wall-clock limit and the cancel token. Epochs
@@ -454,17 +513,95 @@ impl Sandbox {
             _ => self.initial_fuel.saturating_sub(remaining),
         };
         let duration = self.started.elapsed();
-        let state = self.store.into_data();
-        Attempt {
+        let mut state = self.store.into_data();
+        // What a grant refused is told to the step's record too, so that
+        // a task swallowing the error does not hide it.
+        let refusals: Vec<String> = std::mem::take(&mut *lock(&state.denials));
+        let write_refusal = state.write_budget.refusal().map(str::to_string);
+        for refusal in refusals.into_iter().chain(write_refusal) {
+            state.keep_log(LogRecord {
+                level: LogLevel::Warn,
+                message: format!("denied: {}", state.masker.mask(&refusal)),
+            });
+        }
+        let masker = &state.masker;
+        let result = with_denial(
             result,
+            state.logs.iter().rev().find_map(|log| {
+                log.message
+                    .strip_prefix("denied: ")
+                    .filter(|_| log.level == LogLevel::Warn)
+            }),
+        );
+        Attempt {
+            result: masked(masker, result),
             fuel_used,
             duration,
-            stdout: self.stdout.captured(),
-            stderr: self.stderr.captured(),
+            stdout: masked_output(masker, self.stdout.captured()),
+            stderr: masked_output(masker, self.stderr.captured()),
             logs: state.logs,
             dropped_logs: state.dropped_logs,
         }
     }
+}
+
+/// A failed or retried `result` that says what the host denied, when the
+/// task's own message does not: a guest often sees only an errno.
+fn with_denial(result: AttemptResult, denial: Option<&str>) -> AttemptResult {
+    let Some(denial) = denial else {
+        return result;
+    };
+    let explain = |message: String| {
+        if message.contains(denial) {
+            message
+        } else {
+            format!("{message} (the host denied: {denial})")
+        }
+    };
+    match result {
+        AttemptResult::Failed(failure) => AttemptResult::Failed(Failure {
+            message: explain(failure.message),
+            ..failure
+        }),
+        AttemptResult::Retry { message, countdown } => AttemptResult::Retry {
+            message: explain(message),
+            countdown,
+        },
+        other => other,
+    }
+}
+
+/// `result` with the plugin's secrets masked in every text it carries.
+fn masked(masker: &Masker, result: AttemptResult) -> AttemptResult {
+    if masker.is_empty() {
+        return result;
+    }
+    match result {
+        AttemptResult::Value(value) => AttemptResult::Value(masker.mask_json(value)),
+        AttemptResult::Replace(canvas) => AttemptResult::Replace(masker.mask_json(canvas)),
+        AttemptResult::Retry { message, countdown } => AttemptResult::Retry {
+            message: masker.mask(&message),
+            countdown,
+        },
+        AttemptResult::Failed(failure) => AttemptResult::Failed(Failure {
+            message: masker.mask(&failure.message),
+            ..failure
+        }),
+    }
+}
+
+/// Captured output with the plugin's secrets masked, even a secret cut
+/// in two by the cap.
+fn masked_output(masker: &Masker, captured: Captured) -> Captured {
+    if masker.is_empty() {
+        return captured;
+    }
+    let text = if captured.truncated_bytes > 0 {
+        masker.mask_cut(&captured.text)
+    } else {
+        masker.mask(&captured.text)
+    };
+    Captured { text, ..captured }
 }
 
 /// Runs one attempt of `invocation` against `plugin`.
@@ -473,6 +610,7 @@ pub async fn run_attempt(
     plugin: &Plugin,
     invocation: &Invocation,
     limits: &Limits,
+    access: Arc<Access>,
     cancel: CancelToken,
 ) -> Attempt {
     let log_callback: Option<LogCallback> = runtime.log_sink.clone().map(|sink| {
@@ -480,7 +618,18 @@ pub async fn run_attempt(
         Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
     });
     let _slot = runtime.instance_slot().await;
-    let mut sandbox = Sandbox::new(&runtime.engine, limits, log_callback, cancel);
+    let sandbox = Sandbox::new(
+        &runtime.engine,
+        limits,
+        &invocation.plugin,
+        &access,
+        log_callback,
+        cancel,
+    );
+    let mut sandbox = match sandbox {
+        Ok(sandbox) => sandbox,
+        Err(failure) => return Attempt::failed(failure),
+    };
     let result = sandbox.run_task(plugin.pre(), invocation).await;
     sandbox.finish(result)
 }

@@ -403,6 +403,7 @@ fn tenant_spec(tenant: &Tenant, body: &str) -> Result<WorkflowSpec, ServiceError
     let policy = spec::Submitter {
         tenant: &tenant.name,
         plugins: &tenant.plugins,
+        root: tenant.root.as_deref(),
     };
     spec::parse_submitted(body, &policy).map_err(|err| ServiceError::invalid(err.to_string()))
 }

@@ -11,11 +11,21 @@
 //! max_workflows = 100       # workflows in flight at once
 //! max_workflow_fuel = 10000000000  # fuel of all of one workflow's attempts
 //!
+//! root = "tenants/acme"    # the tenant's directories lie under it
+//!
 //! [tenants.acme.plugins]
 //! math = { path = "plugins/math.wasm", sha256 = "…" }
+//!
+//! [tenants.acme.plugins.shop]
+//! path = "plugins/shop.wasm"
+//! sha256 = "…"
+//! # What the plugin may reach, as in a chain file's `grants`; a submitted
+//! # chain may narrow it, never widen it.
+//! grants = { http = ["http://127.0.0.1:8000"], dirs = { "/out" = { path = "out", write = true } } }
 //! ```
 //!
-//! Plugin paths are relative to the file's directory.
+//! Plugin paths and `root` are relative to the file's directory; a grant's
+//! directories are relative to the tenant's `root` and must lie inside it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +36,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::executor::MAX_CONCURRENCY;
+use crate::grants::{self, Grants};
 use crate::runtime::Ceilings;
-use crate::spec::PluginRef;
+use crate::spec::{self, PluginRef};
 
 /// Why a tenant policy file cannot be used.
 #[derive(Debug, Error)]
@@ -69,6 +80,7 @@ struct TenantEntry {
     max_running_steps: Option<usize>,
     max_workflows: Option<usize>,
     max_workflow_fuel: Option<u64>,
+    root: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +88,7 @@ struct TenantEntry {
 struct PluginEntry {
     path: PathBuf,
     sha256: String,
+    grants: Option<toml::Value>,
 }
 
 /// One tenant's policy.
@@ -94,12 +107,41 @@ pub struct Tenant {
     pub max_workflows: usize,
     /// Fuel one of its workflows may use in all.
     pub max_workflow_fuel: Option<u64>,
+    /// The directory its granted directories lie under, if it has one.
+    pub root: Option<PathBuf>,
 }
 
 /// Every tenant of a service.
 #[derive(Debug, Clone, Default)]
 pub struct Tenants {
     by_name: BTreeMap<String, Tenant>,
+}
+
+/// A plugin's grants in the policy, read as a chain file's are, with its
+/// directories under the tenant's `root`.
+fn policy_grants(value: &toml::Value, at: &str, root: Option<&Path>) -> Result<Grants, String> {
+    let json = serde_json::to_value(value).map_err(|err| format!("{at}: {err}"))?;
+    let base = root.unwrap_or(Path::new("/"));
+    let grants = spec::read_grants(&json, &spec::JsonPath::root(), base)
+        .map_err(|issue| format!("{at}{}", issue.to_string().trim_start_matches('$')))?;
+    for (guest, dir) in &grants.dirs {
+        match root {
+            None => {
+                return Err(format!(
+                    "{at}.dirs: a tenant with directories needs a `root`"
+                ));
+            }
+            Some(root) if !grants::lies_under(&dir.path, root) => {
+                return Err(format!(
+                    "{at}.dirs.{guest}: {} is not inside the tenant's root {}",
+                    dir.path.display(),
+                    root.display()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(grants)
 }
 
 /// The lowercase hex sha256 of an API key: what the policy file stores.
@@ -160,6 +202,7 @@ impl Tenant {
                 "tenants.{name}.max_running_steps: at most {MAX_CONCURRENCY}"
             ));
         }
+        let root = entry.root.map(|root| base.join(root));
         let mut plugins = BTreeMap::new();
         for (plugin, allowed) in entry.plugins {
             if !sha256::is_hex(&allowed.sha256) {
@@ -167,11 +210,17 @@ impl Tenant {
                     "tenants.{name}.plugins.{plugin}.sha256: expected the 64 hex digits of a sha256"
                 ));
             }
+            let at = format!("tenants.{name}.plugins.{plugin}.grants");
+            let grants = match allowed.grants {
+                Some(grants) => policy_grants(&grants, &at, root.as_deref())?,
+                None => Grants::default(),
+            };
             plugins.insert(
                 plugin,
                 PluginRef {
                     path: base.join(allowed.path),
                     sha256: Some(allowed.sha256.to_ascii_lowercase()),
+                    grants,
                 },
             );
         }
@@ -196,6 +245,7 @@ impl Tenant {
             max_running_steps: entry.max_running_steps.unwrap_or(1).max(1),
             max_workflows: entry.max_workflows.unwrap_or(100).max(1),
             max_workflow_fuel: entry.max_workflow_fuel,
+            root,
         })
     }
 }

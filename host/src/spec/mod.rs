@@ -9,12 +9,14 @@ mod deferred;
 mod document;
 mod elements;
 mod fields;
+mod grants;
 mod options;
 mod path;
 mod submitted;
 mod unique;
 
 pub(crate) use elements::{Elements, JsonReader, decode_element};
+pub(crate) use grants::grants as read_grants;
 pub use path::{JsonPath, SpecIssue};
 pub use submitted::{Submitter, parse_submitted};
 pub(crate) use unique::Unique;
@@ -26,6 +28,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 use wfhost_canvas::{Canvas, Signature, StepOptions};
 
+use crate::grants::Grants;
 use options::Callbacks;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -50,12 +53,14 @@ pub struct WorkflowSpec {
 }
 
 /// Where a plugin's component is, and optionally the hash it must have.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PluginRef {
     /// The component file, resolved against the chain file's directory.
     pub path: PathBuf,
     /// The lowercase hex sha256 the file must have.
     pub sha256: Option<String>,
+    /// What the plugin may reach beyond its sandbox.
+    pub grants: Grants,
 }
 
 /// Reads a chain file's document already parsed as JSON; plugin paths are
@@ -263,10 +268,10 @@ fn plugins(
         if name.is_empty() {
             return Err(SpecIssue::new(&at, "a plugin name must not be empty"));
         }
-        let (path, sha256) = match entry {
-            Value::String(path) => (path.as_str(), None),
+        let (path, sha256, grants) = match entry {
+            Value::String(path) => (path.as_str(), None, Grants::default()),
             Value::Object(fields_map) => {
-                fields::object(entry, &at, "a plugin", &["path", "sha256"])?;
+                fields::object(entry, &at, "a plugin", &["path", "sha256", "grants"])?;
                 let path = fields_map
                     .get("path")
                     .ok_or_else(|| SpecIssue::new(&at, "a plugin needs a `path`"))
@@ -275,13 +280,18 @@ fn plugins(
                     .get("sha256")
                     .map(|s| sha256_field(s, &at.key("sha256")))
                     .transpose()?;
-                (path, sha256)
+                let grants = fields_map
+                    .get("grants")
+                    .map(|g| grants::grants(g, &at.key("grants"), base_dir))
+                    .transpose()?
+                    .unwrap_or_default();
+                (path, sha256, grants)
             }
             other => {
                 return Err(SpecIssue::new(
                     &at,
                     format!(
-                        "expected a path or {{\"path\", \"sha256\"}}, found {}",
+                        "expected a path or {{\"path\", \"sha256\", \"grants\"}}, found {}",
                         fields::type_of(other)
                     ),
                 ));
@@ -292,6 +302,7 @@ fn plugins(
             PluginRef {
                 path: base_dir.join(path),
                 sha256,
+                grants,
             },
         );
     }

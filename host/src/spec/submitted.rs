@@ -1,7 +1,8 @@
 //! A chain file submitted to `wfhost serve` under a tenant's policy: it may
 //! name only the plugins the policy allows (all of them when it names none),
 //! which run from the policy's files and hashes whatever the submission says
-//! of them, and it may not claim another tenant.
+//! of them, with the policy's grants or narrower ones the submission asks
+//! for, and it may not claim another tenant.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,8 +17,10 @@ pub struct Submitter<'a> {
     /// The tenant the submission is for.
     pub tenant: &'a str,
     /// The plugins the tenant may use, by name, each with its policy's
-    /// absolute path and sha256.
+    /// absolute path, sha256 and grants.
     pub plugins: &'a BTreeMap<String, PluginRef>,
+    /// The directory the tenant's granted directories lie under.
+    pub root: Option<&'a Path>,
 }
 
 /// Parses a chain file submitted by `submitter`.
@@ -50,6 +53,7 @@ pub fn parse_submitted(text: &str, submitter: &Submitter) -> Result<WorkflowSpec
         }
     };
     let mut plugins = Map::new();
+    let mut grants = BTreeMap::new();
     for name in named {
         let Some(allowed) = submitter.plugins.get(&name) else {
             let allowed: Vec<&str> = submitter.plugins.keys().map(String::as_str).collect();
@@ -62,6 +66,28 @@ pub fn parse_submitted(text: &str, submitter: &Submitter) -> Result<WorkflowSpec
                 ),
             ));
         };
+        let at = root.key("plugins").key(&name).key("grants");
+        let asked = fields
+            .get("plugins")
+            .and_then(|plugins| plugins.get(&name))
+            .and_then(|entry| entry.get("grants"));
+        let granted = match asked {
+            None => allowed.grants.clone(),
+            Some(asked) => {
+                let base = submitter.root.unwrap_or(Path::new("/"));
+                let asked = super::grants::grants(asked, &at, base).map_err(ParseError::Invalid)?;
+                asked.within(&allowed.grants).map_err(|reason| {
+                    invalid(
+                        &at,
+                        format!(
+                            "reaches past tenant `{}`'s policy: {reason}",
+                            submitter.tenant
+                        ),
+                    )
+                })?
+            }
+        };
+        grants.insert(name.clone(), granted);
         plugins.insert(
             name,
             json!({"path": allowed.path.display().to_string(), "sha256": allowed.sha256}),
@@ -69,5 +95,11 @@ pub fn parse_submitted(text: &str, submitter: &Submitter) -> Result<WorkflowSpec
     }
     fields.insert("plugins".into(), Value::Object(plugins));
     // The policy's plugin paths are absolute.
-    super::from_document(&document, Path::new("/")).map_err(ParseError::Invalid)
+    let mut spec = super::from_document(&document, Path::new("/")).map_err(ParseError::Invalid)?;
+    for (name, granted) in grants {
+        if let Some(plugin) = spec.plugins.get_mut(&name) {
+            plugin.grants = granted;
+        }
+    }
+    Ok(spec)
 }

@@ -311,11 +311,13 @@ fn a_submission_reports_every_unsupported_option_at_once() {
         PluginRef {
             path: "/p/m.wasm".into(),
             sha256: None,
+            grants: Default::default(),
         },
     )]);
     let submitter = Submitter {
         tenant: "acme",
         plugins: &plugins,
+        root: None,
     };
     let text = json!({"workflow": [
         {"task": "m.a", "options": {"queue": "q"}},

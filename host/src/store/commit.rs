@@ -50,10 +50,10 @@ pub enum Durability {
     /// Step records are committed together, at least once per `window`; a
     /// crash may lose the steps finished in the last `window`, and
     /// `resume` runs them again. A workflow's start and end are always
-    /// committed at once. This is sound only for steps whose effects stay
-    /// inside the sandbox, so that running one twice changes nothing
-    /// outside it — which is every step while the host grants no
-    /// capability.
+    /// committed at once, and so are the records of effectful steps (those
+    /// holding a grant, [`Flush::Always`]): only steps whose effects stay
+    /// inside the sandbox, which may run twice without changing anything
+    /// outside it, are batched.
     Batched {
         /// The longest a finished step's record waits for its commit.
         window: std::time::Duration,
@@ -77,6 +77,12 @@ pub(crate) enum Flush {
     /// as a step's attempt having started, which shows while the attempt
     /// runs and is overwritten by its outcome.
     Lazily,
+    /// Before the writer goes on, whatever the store's [`Durability`]: the
+    /// records of an effectful step (one holding a grant), whose input must
+    /// be durable before it starts and whose outcome must be durable before
+    /// anything after it starts, so that `resume` never repeats an effect
+    /// whose success was recorded.
+    Always,
 }
 
 /// How long a write marked [`Flush::Lazily`] waits for a commit at most,
@@ -255,6 +261,7 @@ impl Committer {
             return false;
         }
         match (write.flush, self.durability) {
+            (Flush::Always, _) => false,
             (Flush::WithWorkflowEnd | Flush::Lazily, _) => true,
             (Flush::BeforeReturning, Durability::Immediate) => false,
             (Flush::BeforeReturning, Durability::Batched { window }) => {

@@ -1,5 +1,6 @@
 //! A small extract-transform-load pipeline over CSV sales records:
-//! `parse_csv | clean | aggregate`.
+//! `extract | parse_csv | clean | aggregate | load`, reading its input from
+//! a granted directory and writing its report into another.
 
 use std::collections::BTreeMap;
 
@@ -107,4 +108,20 @@ pub fn aggregate(
     Ok(totals)
 }
 
-wfhost_guest::export_tasks!(parse_csv, clean, aggregate);
+/// Reads the CSV text of the file at `path` (in a granted directory).
+#[task]
+pub fn extract(path: String) -> Result<String, TaskError> {
+    std::fs::read_to_string(&path).map_err(|err| TaskError::fail(format!("reading {path}: {err}")))
+}
+
+/// Writes `report` as pretty JSON to `path` (in a directory granted
+/// `write`) and returns it, so the workflow's result is the report.
+#[task]
+pub fn load(report: serde_json::Value, path: String) -> Result<serde_json::Value, TaskError> {
+    let text = serde_json::to_string_pretty(&report)? + "\n";
+    std::fs::write(&path, &text)
+        .map_err(|err| TaskError::fail(format!("writing {path}: {err}")))?;
+    Ok(report)
+}
+
+wfhost_guest::export_tasks!(extract, parse_csv, clean, aggregate, load);

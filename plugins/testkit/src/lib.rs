@@ -105,6 +105,61 @@ pub fn env(name: String) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// GETs `url`: its status and body text.
+#[task]
+pub fn http_get(url: String) -> Result<Value, TaskError> {
+    let response = wfhost_guest::http::get(url).send()?;
+    Ok(serde_json::json!({"status": response.status, "body": response.text()}))
+}
+
+/// POSTs `body` (JSON) to `url`, with the step's idempotency key: its
+/// status and body text.
+#[task]
+pub fn http_post(url: String, body: Value) -> Result<Value, TaskError> {
+    let response = wfhost_guest::http::post(url).json(&body)?.send()?;
+    Ok(serde_json::json!({"status": response.status, "body": response.text()}))
+}
+
+/// Writes `text` to the file at `path`, creating or replacing it; returns
+/// the bytes written.
+#[task]
+pub fn write_file(path: String, text: String) -> Result<usize, TaskError> {
+    std::fs::write(path, &text)?;
+    Ok(text.len())
+}
+
+/// Lists the names in the directory at `path`, sorted.
+#[task]
+pub fn list_dir(path: String) -> Result<Vec<String>, TaskError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Returns the config value or secret granted as `name`; fails naming the
+/// grant when there is none.
+#[task]
+pub fn config(name: String) -> Result<String, TaskError> {
+    wfhost_guest::config::require(&name)
+}
+
+/// Shows the value granted as `name` everywhere a step can: stdout,
+/// stderr, a log line, its result and, when `fail` is set, its error.
+#[task]
+pub fn leak(name: String, fail: bool) -> Result<String, TaskError> {
+    let value = wfhost_guest::config::require(&name)?;
+    println!("stdout: {value}");
+    eprintln!("stderr: {value}");
+    wfhost_guest::log::info(format!("log: {value}"));
+    if fail {
+        return Err(TaskError::fail(format!("error: {value}")));
+    }
+    Ok(format!("result: {value}"))
+}
+
 /// Returns a string of `bytes` bytes.
 #[task]
 pub fn big_output(bytes: usize) -> String {
@@ -209,6 +264,12 @@ pub fn stash(secret: String) -> String {
 
 wfhost_guest::export_tasks!(
     add,
+    http_get,
+    http_post,
+    write_file,
+    list_dir,
+    config,
+    leak,
     fan_out,
     echo,
     fail,

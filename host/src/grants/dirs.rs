@@ -1,0 +1,261 @@
+//! Directories (wasi:filesystem preopens): a guest path maps to a host
+//! directory, read-only unless granted `write`. wasmtime-wasi resolves every
+//! path inside its directory (cap-std), so `..` and symlinks cannot leave
+//! it; this module adds the per-attempt cap on bytes written, by standing
+//! in front of the four calls through which a guest writes file data.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::WasiView;
+use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+};
+use wasmtime_wasi::p2::{DynOutputStream, FsResult, OutputStream, Pollable, StreamError};
+
+/// The interface whose calls are counted, as wasmtime-wasi defines it.
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// One granted directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirGrant {
+    /// The host directory (absolute once read from a chain file).
+    pub path: PathBuf,
+    /// Whether the guest may create, change and remove files in it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub write: bool,
+}
+
+/// The bytes one attempt may still write into its granted directories.
+#[derive(Debug)]
+pub struct WriteBudget {
+    cap: u64,
+    used: AtomicU64,
+    refused: OnceLock<String>,
+}
+
+impl WriteBudget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: u64) -> Arc<Self> {
+        Arc::new(WriteBudget {
+            cap,
+            used: AtomicU64::new(0),
+            refused: OnceLock::new(),
+        })
+    }
+
+    /// Why a write was first refused, if one was.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refused.get().map(String::as_str)
+    }
+
+    /// Takes `n` bytes from the budget, or says why it cannot.
+    fn spend(&self, n: u64) -> Result<(), String> {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) <= self.cap {
+            Ok(())
+        } else {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            let reason = format!(
+                "a write of {n} bytes was refused: this attempt may write at most {} bytes \
+                 into its directories (grants.max_bytes_written)",
+                self.cap
+            );
+            let _ = self.refused.set(reason.clone());
+            Err(reason)
+        }
+    }
+}
+
+/// What the directory grants need from a store's data.
+pub trait DirAccess: WasiView {
+    /// The attempt's write budget.
+    fn write_budget(&self) -> &Arc<WriteBudget>;
+    /// Keeps why an access was refused, for the step's record.
+    fn deny(&mut self, reason: String);
+}
+
+/// Puts the write cap in front of wasmtime-wasi's file writes in `linker`,
+/// and an explanation behind its refusals to open a path.
+pub fn add_write_cap_to_linker<T>(linker: &mut Linker<T>) -> wasmtime::Result<()>
+where
+    T: DirAccess + 'static,
+{
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+    types.func_wrap_async(
+        "[method]descriptor.write",
+        |mut store, (fd, data, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                if state.write_budget().spend(data.len() as u64).is_err() {
+                    return Ok((Err(ErrorCode::Quota),));
+                }
+                let written =
+                    HostDescriptor::write(&mut state.filesystem(), fd, data, offset).await;
+                Ok((lift(written)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store,
+         (fd, path_flags, path, open_flags, flags): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            OpenFlags,
+            DescriptorFlags,
+        )| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                let dir = Resource::new_borrow(fd.rep());
+                let opened = HostDescriptor::open_at(
+                    &mut state.filesystem(),
+                    fd,
+                    path_flags,
+                    path.clone(),
+                    open_flags,
+                    flags,
+                )
+                .await;
+                let opened = lift(opened)?;
+                if matches!(opened, Err(ErrorCode::NotPermitted | ErrorCode::Access)) {
+                    let dir_flags =
+                        lift(HostDescriptor::get_flags(&mut state.filesystem(), dir).await)?;
+                    let writable =
+                        dir_flags.is_ok_and(|f| f.contains(DescriptorFlags::MUTATE_DIRECTORY));
+                    let writes = flags.contains(DescriptorFlags::WRITE)
+                        || open_flags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
+                    state.deny(open_refusal(&path, writes && !writable));
+                }
+                Ok((opened,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.set-size",
+        |mut store, (fd, size): (Resource<Descriptor>, u64)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                let fd_again = Resource::new_borrow(fd.rep());
+                let stat = lift(HostDescriptor::stat(&mut state.filesystem(), fd_again).await)?;
+                let current = stat.as_ref().map(|stat| stat.size).unwrap_or(0);
+                if state
+                    .write_budget()
+                    .spend(size.saturating_sub(current))
+                    .is_err()
+                {
+                    return Ok((Err(ErrorCode::Quota),));
+                }
+                let set = HostDescriptor::set_size(&mut state.filesystem(), fd, size).await;
+                Ok((lift(set)?,))
+            })
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.write-via-stream",
+        |mut store, (fd, offset): (Resource<Descriptor>, u64)| {
+            let state: &mut T = store.data_mut();
+            let stream = HostDescriptor::write_via_stream(&mut state.filesystem(), fd, offset);
+            Ok((counted_stream(state, stream)?,))
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.append-via-stream",
+        |mut store, (fd,): (Resource<Descriptor>,)| {
+            let state: &mut T = store.data_mut();
+            let stream = HostDescriptor::append_via_stream(&mut state.filesystem(), fd);
+            Ok((counted_stream(state, stream)?,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Why opening `path` in a granted directory was refused, naming the grant.
+fn open_refusal(path: &str, wrote_to_read_only: bool) -> String {
+    if wrote_to_read_only {
+        return format!(
+            "writing `{path}`: the directory is granted read-only (grants.dirs needs \
+             \"write\": true)"
+        );
+    }
+    let mut depth = 0i32;
+    let mut leaves = path.starts_with('/');
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                leaves |= depth < 0;
+            }
+            _ => depth += 1,
+        }
+    }
+    if leaves {
+        format!("`{path}` leaves its granted directory (grants.dirs)")
+    } else {
+        format!("`{path}` resolves out of its granted directory through a symlink (grants.dirs)")
+    }
+}
+
+/// A filesystem call's result as the guest receives it: an error code, or
+/// a trap for what is not one.
+fn lift<V>(result: FsResult<V>) -> wasmtime::Result<Result<V, ErrorCode>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(err) => err.downcast().map(Err),
+    }
+}
+
+/// Replaces the stream a file write opened with one that counts its bytes.
+fn counted_stream<T: DirAccess>(
+    state: &mut T,
+    opened: FsResult<Resource<DynOutputStream>>,
+) -> wasmtime::Result<Result<Resource<DynOutputStream>, ErrorCode>> {
+    let stream = match lift(opened)? {
+        Ok(stream) => stream,
+        Err(code) => return Ok(Err(code)),
+    };
+    let budget = Arc::clone(state.write_budget());
+    let table = state.ctx().table;
+    let inner = table.delete(stream)?;
+    let counted: DynOutputStream = Box::new(CountedFileStream { inner, budget });
+    Ok(Ok(table.push(counted)?))
+}
+
+/// A file's output stream whose writes are taken from the write budget.
+struct CountedFileStream {
+    inner: DynOutputStream,
+    budget: Arc<WriteBudget>,
+}
+
+impl OutputStream for CountedFileStream {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.budget
+            .spend(bytes.len() as u64)
+            .map_err(|reason| StreamError::LastOperationFailed(wasmtime::Error::msg(reason)))?;
+        self.inner.write(bytes)
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        self.inner.flush()
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        self.inner.check_write()
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CountedFileStream {
+    async fn ready(&mut self) {
+        self.inner.ready().await
+    }
+}

@@ -1,0 +1,282 @@
+//! Grants: what one plugin of a workflow may reach beyond its sandbox.
+//!
+//! Deny by default: a plugin without grants reaches nothing. Each kind of
+//! grant is one capability with its own module — outbound HTTP to listed
+//! origins ([`http`]), directories ([`dirs`]), configuration values and
+//! secrets read through the environment ([`secrets`]). A [`Grants`] is what
+//! a chain file (or a tenant's policy) says and what the store keeps: a
+//! secret's source, never its value. [`Access`] is the same grants made
+//! ready for attempts, with secret values read and their mask built.
+
+mod address;
+mod dirs;
+mod http;
+mod origin;
+mod secrets;
+
+pub use dirs::{DirAccess, DirGrant, WriteBudget, add_write_cap_to_linker};
+pub use http::{Denials, HttpAccess, HttpGrant, HttpLimits};
+pub use origin::Origin;
+pub use secrets::{MASK, Masker, SecretSource};
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// The grant that gives a plugin importing `interface` something to reach
+/// through it: what `wfhost inspect` shows an operator. `None` for an
+/// interface every plugin has (clocks, random, stdout, the host's log).
+pub fn grant_for_import(interface: &str) -> Option<&'static str> {
+    let name = interface.split('@').next().unwrap_or(interface);
+    match name {
+        _ if name.starts_with("wasi:http/") => Some("http"),
+        _ if name.starts_with("wasi:filesystem/") => Some("dirs"),
+        "wasi:cli/environment" => Some("config, secrets"),
+        _ if name.starts_with("wasi:sockets/") => Some("none: raw sockets are never granted"),
+        _ => None,
+    }
+}
+
+/// Bytes one attempt may write into its directories unless its grant says.
+pub const DEFAULT_MAX_BYTES_WRITTEN: u64 = 64 << 20;
+
+/// What one plugin may reach, as a chain file grants it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Outbound HTTP.
+    #[serde(default, skip_serializing_if = "HttpGrant::is_empty")]
+    pub http: HttpGrant,
+    /// Directories by the path the guest sees them at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dirs: BTreeMap<String, DirGrant>,
+    /// Bytes one attempt may write into its directories, in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_written: Option<u64>,
+    /// Configuration values by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Secrets by name: where each value is read from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Why a plugin's grants cannot be used.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[error("plugin `{plugin}`: grants.{grant}: {reason}")]
+pub struct GrantError {
+    /// The plugin's name in the workflow.
+    pub plugin: String,
+    /// Which grant, as a path inside `grants` (`secrets.api_key`).
+    pub grant: String,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl Grants {
+    /// Whether it grants nothing.
+    pub fn is_empty(&self) -> bool {
+        self.http.is_empty()
+            && self.dirs.is_empty()
+            && self.config.is_empty()
+            && self.secrets.is_empty()
+    }
+
+    /// Whether a step of the plugin may have effects outside its sandbox
+    /// (see DESIGN §7): it holds a grant that reaches out or keeps data.
+    pub fn is_effectful(&self) -> bool {
+        !self.http.is_empty() || !self.dirs.is_empty()
+    }
+
+    /// Makes the grants ready for attempts of `plugin`: every directory
+    /// must exist and every secret must be readable.
+    pub fn access(&self, plugin: &str) -> Result<Arc<Access>, GrantError> {
+        let error = |grant: String, reason: String| GrantError {
+            plugin: plugin.to_string(),
+            grant,
+            reason,
+        };
+        for (guest, dir) in &self.dirs {
+            if !dir.path.is_dir() {
+                return Err(error(
+                    format!("dirs.{guest}"),
+                    format!("{} is not a directory", dir.path.display()),
+                ));
+            }
+        }
+        let mut env: Vec<(String, String)> = self
+            .config
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let mut secret_values = Vec::new();
+        for (name, source) in &self.secrets {
+            let value = source
+                .read()
+                .map_err(|reason| error(format!("secrets.{name}"), reason))?;
+            secret_values.push(value.clone());
+            env.push((name.clone(), value));
+        }
+        Ok(Arc::new(Access {
+            plugin: plugin.to_string(),
+            http: (!self.http.is_empty()).then(|| Arc::new(self.http.clone())),
+            dirs: self.dirs.clone(),
+            env,
+            masker: Masker::new(secret_values),
+            max_bytes_written: self.max_bytes_written.unwrap_or(DEFAULT_MAX_BYTES_WRITTEN),
+            effectful: self.is_effectful(),
+        }))
+    }
+
+    /// These grants, as asked for by a submission, checked to lie within
+    /// `policy`'s; each limit is the lower of the two. The error names the
+    /// grant that reaches past the policy.
+    pub fn within(&self, policy: &Grants) -> Result<Grants, String> {
+        for origin in &self.http.allow {
+            if !policy.http.allow.iter().any(|wide| origin.is_within(wide)) {
+                return Err(format!("http: {origin} is not within the tenant's grant"));
+            }
+        }
+        // Limits are the lower of each: a submission that does not name
+        // them gets the policy's.
+        let (asked, ceiling) = (self.http.limits, policy.http.limits);
+        let limits = HttpLimits {
+            max_requests: asked.max_requests.min(ceiling.max_requests),
+            max_bytes_sent: asked.max_bytes_sent.min(ceiling.max_bytes_sent),
+            max_bytes_received: asked.max_bytes_received.min(ceiling.max_bytes_received),
+            timeout: asked.timeout.min(ceiling.timeout),
+        };
+        let mut dirs = BTreeMap::new();
+        for (guest, dir) in &self.dirs {
+            let Some(allowed) = policy.dirs.get(guest) else {
+                return Err(format!(
+                    "dirs.{guest} is not among the tenant's directories"
+                ));
+            };
+            if !lies_under(&dir.path, &allowed.path) {
+                return Err(format!(
+                    "dirs.{guest}: {} is not inside the tenant's directory for it",
+                    dir.path.display()
+                ));
+            }
+            if dir.write && !allowed.write {
+                return Err(format!("dirs.{guest}: the tenant's grant is read-only"));
+            }
+            dirs.insert(guest.clone(), dir.clone());
+        }
+        let policy_written = policy
+            .max_bytes_written
+            .unwrap_or(DEFAULT_MAX_BYTES_WRITTEN);
+        for (name, value) in &self.config {
+            if policy.config.get(name) != Some(value) {
+                return Err(format!(
+                    "config.{name} is not the tenant's (a submission may leave out config, \
+                     not change it)"
+                ));
+            }
+        }
+        for (name, source) in &self.secrets {
+            if policy.secrets.get(name) != Some(source) {
+                return Err(format!("secrets.{name} is not one of the tenant's secrets"));
+            }
+        }
+        Ok(Grants {
+            http: HttpGrant {
+                allow: self.http.allow.clone(),
+                limits,
+            },
+            dirs,
+            max_bytes_written: Some(
+                self.max_bytes_written
+                    .map_or(policy_written, |n| n.min(policy_written)),
+            ),
+            config: self.config.clone(),
+            secrets: self.secrets.clone(),
+        })
+    }
+}
+
+/// Whether `path` is `root` or inside it, judged on the paths as written
+/// (a `..` never counts as inside).
+pub(crate) fn lies_under(path: &Path, root: &Path) -> bool {
+    !path.components().any(|c| matches!(c, Component::ParentDir)) && path.starts_with(root)
+}
+
+/// Grants made ready for attempts: secrets read, directories checked.
+#[derive(Debug)]
+pub struct Access {
+    plugin: String,
+    http: Option<Arc<HttpGrant>>,
+    dirs: BTreeMap<String, DirGrant>,
+    /// Config values and secrets, as the guest's environment.
+    env: Vec<(String, String)>,
+    masker: Masker,
+    max_bytes_written: u64,
+    effectful: bool,
+}
+
+impl Access {
+    /// Access to nothing.
+    pub fn none() -> Arc<Access> {
+        static NONE: std::sync::OnceLock<Arc<Access>> = std::sync::OnceLock::new();
+        Arc::clone(NONE.get_or_init(|| {
+            Arc::new(Access {
+                plugin: String::new(),
+                http: None,
+                dirs: BTreeMap::new(),
+                env: Vec::new(),
+                masker: Masker::default(),
+                max_bytes_written: 0,
+                effectful: false,
+            })
+        }))
+    }
+
+    /// See [`Grants::is_effectful`].
+    pub fn is_effectful(&self) -> bool {
+        self.effectful
+    }
+
+    /// The mask of the plugin's secrets.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    /// The attempt's outbound HTTP, if it may make any.
+    pub(crate) fn http(&self, denials: Denials) -> Option<HttpAccess> {
+        let grant = self.http.as_ref()?;
+        Some(HttpAccess::new(&self.plugin, Arc::clone(grant), denials))
+    }
+
+    /// A fresh write budget for one attempt.
+    pub(crate) fn write_budget(&self) -> Arc<WriteBudget> {
+        WriteBudget::new(self.max_bytes_written)
+    }
+
+    /// Gives `builder` the directories and environment granted. A
+    /// directory that cannot be opened now is an error naming it.
+    pub(crate) fn configure(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+        for (name, value) in &self.env {
+            builder.env(name, value);
+        }
+        for (guest, dir) in &self.dirs {
+            let perms = if dir.write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder
+                .preopened_dir(&dir.path, guest, perms)
+                .map_err(|err| GrantError {
+                    plugin: self.plugin.clone(),
+                    grant: format!("dirs.{guest}"),
+                    reason: format!("cannot open {}: {err:#}", dir.path.display()),
+                })?;
+        }
+        Ok(())
+    }
+}

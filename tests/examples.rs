@@ -1,0 +1,132 @@
+//! The examples of `examples/`, end to end: each is run as its README says,
+//! with its own local services, and its pipeline is put through a crash.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{LocalService, chain_file, plugin, plugin_dir, repo_root};
+use serde_json::{Value, json};
+
+fn order_services(args: &[&str]) -> LocalService {
+    LocalService::start(&repo_root().join("examples/order/services.py"), args)
+}
+
+/// The order example's chain file for `order`, against services on `port`.
+fn order_chain(order: &Value, port: u16) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("examples/order/chain.json"))
+        .unwrap()
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    let mut chain: Value = serde_json::from_str(&text).unwrap();
+    chain["id"] = json!(format!("order-{}", order["id"].as_str().unwrap()));
+    chain["plugins"]["shop"]["path"] = json!(plugin("shop"));
+    chain["workflow"][0]["args"] = json!([order]);
+    chain
+}
+
+#[test]
+fn the_order_example_fulfills_one_order_and_refunds_the_other() {
+    let run = std::process::Command::new("python3")
+        .arg(repo_root().join("examples/order/run.py"))
+        .env("WFHOST", env!("CARGO_BIN_EXE_wfhost"))
+        .env("WFHOST_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("order 1001: fulfilled"), "{stdout}");
+    assert!(
+        stdout.contains("order 1002: failed") && stdout.contains("out of stock: gizmo"),
+        "{stdout}"
+    );
+    let charges = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("charges: "))
+        .unwrap();
+    let charges: Vec<Value> = serde_json::from_str(charges).unwrap();
+    assert_eq!(charges.len(), 2, "{charges:?}");
+    assert_eq!(charges[0]["refunded"], false);
+    assert_eq!(
+        charges[1]["refunded"], true,
+        "the failed order's charge is refunded"
+    );
+}
+
+fn state(services: &LocalService) -> Value {
+    serde_json::from_str(&services.get("/state")).unwrap()
+}
+
+/// `kill -9` at a random instant of the charge step, 20 times, then
+/// `resume`: the payment service holds exactly one charge per order (it
+/// deduplicates by the idempotency key) and every order ends fulfilled.
+#[test]
+fn orders_killed_during_their_charge_are_charged_once_after_resume() {
+    // The charge is taken at once but answered after 150 ms: a kill in that
+    // window leaves the step running with its effect already made.
+    let services = order_services(&["--charge-delay-ms", "150"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.redb");
+    const ORDERS: usize = 20;
+    for n in 0..ORDERS {
+        let order = json!({
+            "id": format!("k{n}"), "customer": "crash@example.com", "cents": 100 + n,
+            "items": [{"sku": "widget", "quantity": 1}]
+        });
+        let chain = chain_file(&order_chain(&order, services.port));
+        let requests_before = state(&services)["charge_requests"].as_u64().unwrap();
+        let mut command = common::wfhost();
+        command.arg("run").arg("--db").arg(&db).arg(&chain.path);
+        let mut run = common::spawn(command);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while state(&services)["charge_requests"].as_u64().unwrap() == requests_before {
+            assert!(
+                Instant::now() < deadline,
+                "order k{n}: the charge never came"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..200)));
+        common::kill(&mut run);
+        // Killed before its end, it is resumed; killed after, there is
+        // nothing left to resume.
+        common::run_args(&[
+            "resume",
+            "--db",
+            db.to_str().unwrap(),
+            &format!("order-k{n}"),
+        ]);
+        let status = common::run_args(&[
+            "status",
+            "--db",
+            db.to_str().unwrap(),
+            &format!("order-k{n}"),
+            "--json",
+        ])
+        .json();
+        assert_eq!(status["status"], "succeeded", "order k{n}: {status}");
+        assert_eq!(status["result"]["status"], "fulfilled");
+    }
+    let state = state(&services);
+    let charges = state["charges"].as_array().unwrap();
+    for n in 0..ORDERS {
+        let of_order: Vec<&Value> = charges
+            .iter()
+            .filter(|charge| charge["order_id"] == format!("k{n}"))
+            .collect();
+        assert_eq!(of_order.len(), 1, "order k{n}: {of_order:?}");
+        assert_eq!(of_order[0]["key"], format!("order-k{n}/1"));
+        assert_eq!(of_order[0]["refunded"], false);
+    }
+    // Most kills land while the charge is answered, and resume sends it
+    // again: the service saw more charge requests than it took charges.
+    assert!(
+        state["charge_requests"].as_u64().unwrap() > ORDERS as u64,
+        "no kill landed during a charge: {state}"
+    );
+    assert_eq!(state["reservations"].as_object().unwrap().len(), ORDERS);
+    assert_eq!(state["stock"]["widget"], 100 - ORDERS as u64);
+}

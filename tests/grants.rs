@@ -1,0 +1,427 @@
+//! Grants (DESIGN §10): a plugin reaches exactly the HTTP origins,
+//! directories, config values and secrets its entry grants, against a real
+//! local HTTP server and real directories; every denial names the grant
+//! that is missing, and a secret's value is never recorded.
+
+mod common;
+
+use std::path::Path;
+
+use common::{LocalService, chain_file, plugin, run_file, step_of};
+use serde_json::{Value, json};
+
+fn http_server() -> LocalService {
+    LocalService::start(
+        &common::repo_root().join("tests/fixtures/http/server.py"),
+        &[],
+    )
+}
+
+/// A testkit entry with `grants`.
+fn granted(grants: Value) -> Value {
+    json!({"path": plugin("testkit"), "grants": grants})
+}
+
+fn call(plugin_name: &str, task: &str, args: Value) -> Value {
+    json!({"task": format!("{plugin_name}.{task}"), "args": args})
+}
+
+/// The steps of a group run side by side, each reported on its own.
+fn run_group(plugins: Value, members: Vec<Value>, dir_setup: impl FnOnce(&Path)) -> Value {
+    let chain = chain_file(&json!({"plugins": plugins, "workflow": {"group": members}}));
+    dir_setup(chain.dir.path());
+    let run = run_file(&chain, &["--json"]);
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+    run.json()
+}
+
+fn result(report: &Value, id: &str) -> Value {
+    let step = step_of(report, id);
+    assert_eq!(step["status"], "succeeded", "{step}");
+    step["result"].clone()
+}
+
+fn error(report: &Value, id: &str) -> String {
+    let step = step_of(report, id);
+    assert_eq!(step["status"], "failed", "{step}");
+    step["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn http_reaches_exactly_the_granted_origins() {
+    let server = http_server();
+    let other_port = server.port.checked_add(1).unwrap_or(server.port - 1);
+    let port = server.port;
+    let plugins = json!({
+        "narrow": granted(json!({"http": [format!("http://127.0.0.1:{port}/hello")]})),
+        "wide": granted(json!({"http": [
+            format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")
+        ]})),
+        "named": granted(json!({"http": [format!("http://localhost:{port}")]})),
+        "capped": granted(json!({"http": {
+            "allow": [format!("http://127.0.0.1:{port}")],
+            "max_requests": 1, "max_bytes_received": 100
+        }})),
+        "none": plugin("testkit"),
+    });
+    let redirect_out = format!("/redirect?to=http://127.0.0.1:{other_port}/hello");
+    let report = run_group(
+        plugins,
+        vec![
+            call("narrow", "http_get", json!([server.url("/hello")])),
+            call("narrow", "http_get", json!([server.url("/big?bytes=3")])),
+            call(
+                "narrow",
+                "http_get",
+                json!([format!("http://127.0.0.1:{other_port}/hello")]),
+            ),
+            call(
+                "narrow",
+                "http_get",
+                json!([format!("http://wfhost.invalid:{port}/hello")]),
+            ),
+            call(
+                "named",
+                "http_get",
+                json!([format!("http://localhost:{port}/hello")]),
+            ),
+            call(
+                "wide",
+                "http_get",
+                json!([format!("http://localhost:{port}/hello")]),
+            ),
+            call(
+                "wide",
+                "http_get",
+                json!([server.url("/redirect?to=/hello")]),
+            ),
+            call("wide", "http_get", json!([server.url(&redirect_out)])),
+            call(
+                "capped",
+                "http_get",
+                json!([server.url("/redirect?to=/hello")]),
+            ),
+            call("capped", "http_get", json!([server.url("/big?bytes=1000")])),
+            call("none", "http_get", json!([server.url("/hello")])),
+            call("wide", "http_post", json!([server.url("/echo"), {"n": 1}])),
+        ],
+        |_| {},
+    );
+    assert_eq!(
+        result(&report, "0.0"),
+        json!({"status": 200, "body": "hello"})
+    );
+    let outside_prefix = error(&report, "0.1");
+    assert!(
+        outside_prefix.contains("no grant covers") && outside_prefix.contains("/hello"),
+        "{outside_prefix}"
+    );
+    assert!(error(&report, "0.2").contains("no grant covers"));
+    let unlisted_host = error(&report, "0.3");
+    assert!(
+        unlisted_host.contains("wfhost.invalid") && unlisted_host.contains("grants.http"),
+        "{unlisted_host}"
+    );
+    let resolves_local = error(&report, "0.4");
+    assert!(
+        resolves_local.contains("resolves to 127.0.0.1")
+            && resolves_local.contains("loopback")
+            && resolves_local.contains("grants.http"),
+        "{resolves_local}"
+    );
+    assert_eq!(result(&report, "0.5")["body"], "hello");
+    assert_eq!(result(&report, "0.6")["body"], "hello");
+    let redirected = error(&report, "0.7");
+    assert!(
+        redirected.contains(&format!("127.0.0.1:{other_port}")) && redirected.contains("no grant"),
+        "{redirected}"
+    );
+    assert!(error(&report, "0.8").contains("max_requests"));
+    assert!(error(&report, "0.9").contains("max_bytes_received"));
+    let ungranted = error(&report, "0.10");
+    assert!(ungranted.contains("has no http grant"), "{ungranted}");
+    // Denials are also kept in the step's logs, whatever the task says.
+    let logs = step_of(&report, "0.10")["logs"].to_string();
+    assert!(logs.contains("denied: no grant covers"), "{logs}");
+
+    let echoed: Value =
+        serde_json::from_str(result(&report, "0.11")["body"].as_str().unwrap()).unwrap();
+    let key = format!("{}/0.11", report["id"].as_str().unwrap());
+    assert_eq!(echoed, json!({"body": "{\"n\":1}", "idempotency_key": key}));
+
+    // Only the granted requests reached the server, and none twice.
+    let seen: Vec<Value> = serde_json::from_str(&server.get("/requests")).unwrap();
+    let paths: Vec<&str> = seen.iter().map(|r| r[1].as_str().unwrap()).collect();
+    assert!(!paths.contains(&"/big?bytes=3"), "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|p| **p == "/echo").count(),
+        1,
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn directories_are_confined_read_only_unless_granted_write_and_capped() {
+    let plugins = json!({
+        "files": granted(json!({
+            "dirs": {"/in": "data/in", "/out": {"path": "data/out", "write": true}},
+            "max_bytes_written": 64
+        })),
+        "none": plugin("testkit"),
+    });
+    let report = run_group(
+        plugins,
+        vec![
+            call("files", "read_file", json!(["/in/a.txt"])),
+            call("files", "write_file", json!(["/out/b.txt", "written"])),
+            call("files", "write_file", json!(["/in/c.txt", "refused"])),
+            call("files", "read_file", json!(["/in/../../chain.json"])),
+            call("files", "read_file", json!(["/in/out_link/secret.txt"])),
+            call(
+                "files",
+                "write_file",
+                json!(["/out/big.txt", "x".repeat(100)]),
+            ),
+            call("none", "read_file", json!(["/in/a.txt"])),
+        ],
+        |dir| {
+            std::fs::create_dir_all(dir.join("data/in")).unwrap();
+            std::fs::create_dir_all(dir.join("data/out")).unwrap();
+            std::fs::create_dir_all(dir.join("outside")).unwrap();
+            std::fs::write(dir.join("data/in/a.txt"), "hello").unwrap();
+            std::fs::write(dir.join("outside/secret.txt"), "outside").unwrap();
+            std::os::unix::fs::symlink(dir.join("outside"), dir.join("data/in/out_link")).unwrap();
+        },
+    );
+    assert_eq!(result(&report, "0.0"), "hello");
+    assert_eq!(result(&report, "0.1"), 7);
+    let read_only = error(&report, "0.2");
+    assert!(
+        read_only.contains("read-only") && read_only.contains("grants.dirs"),
+        "{read_only}"
+    );
+    let dotdot = error(&report, "0.3");
+    assert!(dotdot.contains("leaves its granted directory"), "{dotdot}");
+    let symlink = error(&report, "0.4");
+    assert!(
+        symlink.contains("symlink") && symlink.contains("grants.dirs"),
+        "{symlink}"
+    );
+    let capped = error(&report, "0.5");
+    assert!(capped.contains("max_bytes_written"), "{capped}");
+    // A plugin without the grant sees no directory at all.
+    let ungranted = error(&report, "0.6");
+    assert!(!ungranted.is_empty());
+}
+
+#[test]
+fn written_files_land_in_the_granted_directory() {
+    let chain = chain_file(&json!({
+        "plugins": {"files": granted(json!({"dirs": {"/out": {"path": "out", "write": true}}}))},
+        "workflow": [call("files", "write_file", json!(["/out/report.txt", "done"]))],
+    }));
+    std::fs::create_dir(chain.dir.path().join("out")).unwrap();
+    let run = run_file(&chain, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let written = std::fs::read_to_string(chain.dir.path().join("out/report.txt")).unwrap();
+    assert_eq!(written, "done");
+}
+
+#[test]
+fn config_and_secrets_are_read_by_name_and_secrets_are_never_recorded() {
+    const SECRET: &str = "s3cr3t-value-9f2c";
+    let chain = chain_file(&json!({
+        "id": "secretive",
+        "plugins": {
+            "app": granted(json!({
+                "config": {"bucket": "images"},
+                "secrets": {"api_key": {"env": "WFHOST_TEST_API_KEY"},
+                            "file_key": {"file": "key.txt"}}
+            })),
+        },
+        "workflow": {"group": [
+            call("app", "config", json!(["bucket"])),
+            call("app", "config", json!(["HOME"])),
+            call("app", "leak", json!(["api_key", false])),
+            call("app", "leak", json!(["api_key", true])),
+            call("app", "leak", json!(["file_key", false])),
+        ]},
+    }));
+    std::fs::write(chain.dir.path().join("key.txt"), format!("{SECRET}-file\n")).unwrap();
+    let output = chain
+        .wfhost()
+        .env("WFHOST_TEST_API_KEY", SECRET)
+        .args(["run", "--json"])
+        .arg(&chain.path)
+        .output()
+        .unwrap();
+    let run = common::Run::from(output);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(result(&report, "0.0"), "images");
+    let ungranted = error(&report, "0.1");
+    assert!(
+        ungranted.contains("`HOME`") && ungranted.contains("grants.config"),
+        "{ungranted}"
+    );
+    assert_eq!(result(&report, "0.2"), "result: ***");
+    let leaked = step_of(&report, "0.2");
+    assert_eq!(leaked["stdout"]["text"], "stdout: ***\n");
+    assert_eq!(leaked["stderr"]["text"], "stderr: ***\n");
+    assert!(leaked["logs"].to_string().contains("log: ***"));
+    assert_eq!(error(&report, "0.3"), "error: ***");
+    assert_eq!(result(&report, "0.4"), "result: ***");
+
+    let events = chain.command(&["events", "secretive", "--json"]);
+    let status = chain.command(&["status", "secretive", "--json"]);
+    let database = std::fs::read(chain.db()).unwrap();
+    for (what, text) in [
+        ("the report", run.stdout.as_str()),
+        ("the run's stderr", run.stderr.as_str()),
+        ("the events", events.stdout.as_str()),
+        ("the status", status.stdout.as_str()),
+        ("the database file", &String::from_utf8_lossy(&database)),
+    ] {
+        assert!(!text.contains(SECRET), "{what} shows the secret");
+    }
+    // Only its source is kept.
+    assert!(status.stdout.contains("secretive"));
+}
+
+#[test]
+fn grants_that_cannot_be_used_are_input_errors_naming_them() {
+    let cases = [
+        (
+            json!({"secrets": {"k": {"env": "WFHOST_TEST_UNSET_VARIABLE"}}}),
+            "grants.secrets.k: the environment variable `WFHOST_TEST_UNSET_VARIABLE` is not set",
+        ),
+        (json!({"dirs": {"/in": "missing"}}), "grants.dirs./in"),
+        (
+            json!({"http": ["ftp://example.com"]}),
+            "$.plugins.app.grants.http[0]: the scheme `ftp` is not http or https",
+        ),
+        (
+            json!({"http": ["http://example.com"], "files": {}}),
+            "$.plugins.app.grants.files: unknown key",
+        ),
+        (
+            json!({"dirs": {"in": "x"}}),
+            "a guest path must be absolute",
+        ),
+        (
+            json!({"config": {"a": "1"}, "secrets": {"a": {"env": "X"}}}),
+            "both a config value and a secret",
+        ),
+    ];
+    for (grants, expected) in cases {
+        let chain = chain_file(&json!({
+            "plugins": {"app": granted(grants.clone())},
+            "workflow": [call("app", "echo", json!([1]))],
+        }));
+        let run = run_file(&chain, &[]);
+        assert_eq!(run.code, 2, "{grants}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{grants}: {}", run.stderr);
+    }
+}
+
+/// Polls `check` every 20 ms for up to 30 s.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn posts_to_echo(server: &LocalService) -> Vec<Value> {
+    let seen: Vec<Value> = serde_json::from_str(&server.get("/requests")).unwrap();
+    seen.into_iter()
+        .filter(|request| request[0] == "POST" && request[1] == "/echo")
+        .collect()
+}
+
+/// In `batched` mode, pure steps' records may wait in memory; an effectful
+/// step's may not. Killed the instant its request reached the server, the
+/// workflow has its input on the disk and the step's start recorded, and
+/// `resume` repeats the request with the same idempotency key.
+#[test]
+fn an_effectful_step_starts_on_a_durable_input_even_in_batched_mode() {
+    let server = http_server();
+    let chain = chain_file(&json!({
+        "id": "effects",
+        "plugins": {
+            "math": plugin("math"),
+            "shop": granted(json!({"http": [server.url("")]})),
+            "testkit": plugin("testkit"),
+        },
+        "workflow": [
+            {"task": "math.add", "args": [1, 2]},
+            {"task": "math.add", "args": [3]},
+            {"task": "shop.http_post", "args": [server.url("/echo"), {"order": 7}], "immutable": true},
+            {"task": "testkit.sleep", "args": [200], "immutable": true},
+        ],
+    }));
+    // A window far longer than the test: without the effect rule, nothing
+    // before the end would be on the disk.
+    let mut run = {
+        let mut command = chain.wfhost();
+        command
+            .args(["run", "--durability", "batched:600000"])
+            .arg(&chain.path);
+        common::spawn(command)
+    };
+    wait_until("the charge to reach the server", || {
+        !posts_to_echo(&server).is_empty()
+    });
+    common::kill(&mut run);
+
+    let status = chain.command(&["status", "effects", "--json"]).json();
+    assert_eq!(step_of(&status, "0")["status"], "succeeded", "{status}");
+    assert_eq!(step_of(&status, "1")["status"], "succeeded", "{status}");
+    assert_eq!(step_of(&status, "1")["result"], 6);
+    let effect = step_of(&status, "2")["status"].clone();
+    assert!(effect == "running" || effect == "succeeded", "{status}");
+
+    let resumed = chain.command(&["resume", "effects"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let posts = posts_to_echo(&server);
+    assert!((1..=2).contains(&posts.len()), "{posts:?}");
+    for post in &posts {
+        assert_eq!(post[2], "effects/2", "{posts:?}");
+    }
+    let status = chain.command(&["status", "effects", "--json"]).json();
+    assert_eq!(status["status"], "succeeded", "{status}");
+}
+
+/// `inspect` shows what a plugin could ask for, and which grant gives it.
+#[test]
+fn inspect_lists_the_interfaces_a_plugin_imports_with_their_grants() {
+    let imports = |name: &str| {
+        let run = common::run_args(&["inspect", "--json", plugin(name).to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()["imports"].as_array().unwrap().clone()
+    };
+    let testkit = imports("testkit");
+    let http = testkit
+        .iter()
+        .find(|import| {
+            import["interface"]
+                .as_str()
+                .unwrap()
+                .starts_with("wasi:http/outgoing-handler@")
+        })
+        .expect("testkit makes HTTP requests");
+    assert_eq!(http["grant"], "http");
+    // math makes none, so it does not even import wasi:http.
+    let math = imports("math");
+    assert!(
+        math.iter().all(|import| !import["interface"]
+            .as_str()
+            .unwrap()
+            .starts_with("wasi:http/")),
+        "{math:?}"
+    );
+}
