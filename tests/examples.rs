@@ -130,3 +130,59 @@ fn orders_killed_during_their_charge_are_charged_once_after_resume() {
     assert_eq!(state["reservations"].as_object().unwrap().len(), ORDERS);
     assert_eq!(state["stock"]["widget"], 100 - ORDERS as u64);
 }
+
+/// The media example: every image is downloaded, resized in the guest and
+/// uploaded, and the chord's totals count them.
+#[test]
+fn the_media_example_makes_and_uploads_a_thumbnail_of_every_image() {
+    let run = std::process::Command::new("python3")
+        .arg(repo_root().join("examples/media/run.py"))
+        .args(["--images", "8", "--concurrency", "2"])
+        .env("WFHOST", env!("CARGO_BIN_EXE_wfhost"))
+        .env("WFHOST_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let line = |prefix: &str| -> Value {
+        let text = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {stdout}"));
+        serde_json::from_str(text).unwrap()
+    };
+    let totals = line("totals: ");
+    assert_eq!(totals["images"], 8, "{totals}");
+    let thumbs = line("thumbs: ");
+    let thumbs = thumbs.as_array().unwrap();
+    assert_eq!(thumbs.len(), 8, "{thumbs:?}");
+    // The service's images (examples/media/images.py), in order, and the
+    // thumbnails the guest must have made of them: 128 a side at most,
+    // aspect kept.
+    let expected = [
+        (128, 96),
+        (96, 128),
+        (128, 96),
+        (96, 128),
+        (128, 96),
+        (128, 128),
+        (128, 72),
+        (128, 85),
+    ];
+    for (thumb, (width, height)) in thumbs.iter().zip(expected) {
+        assert_eq!(
+            (
+                thumb["width"].as_u64().unwrap(),
+                thumb["height"].as_u64().unwrap()
+            ),
+            (width, height),
+            "{thumb}"
+        );
+    }
+    let uploaded: u64 = thumbs.iter().map(|t| t["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(totals["bytes_out"], uploaded);
+}

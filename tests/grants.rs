@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::{LocalService, chain_file, plugin, run_file, step_of};
 use serde_json::{Value, json};
@@ -336,22 +337,18 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn posts_to_echo(server: &LocalService) -> Vec<Value> {
+fn requests_to(server: &LocalService, method: &str, path: &str) -> Vec<Value> {
     let seen: Vec<Value> = serde_json::from_str(&server.get("/requests")).unwrap();
     seen.into_iter()
-        .filter(|request| request[0] == "POST" && request[1] == "/echo")
+        .filter(|request| request[0] == method && request[1] == path)
         .collect()
 }
 
-/// In `batched` mode, pure steps' records may wait in memory; an effectful
-/// step's may not. Killed the instant its request reached the server, the
-/// workflow has its input on the disk and the step's start recorded, and
-/// `resume` repeats the request with the same idempotency key.
-#[test]
-fn an_effectful_step_starts_on_a_durable_input_even_in_batched_mode() {
-    let server = http_server();
-    let chain = chain_file(&json!({
-        "id": "effects",
+/// The workflow of the batched-mode tests: two pure steps, an effect (a
+/// POST), and a pure step that sleeps `sleep_ms`.
+fn effects_chain(server: &LocalService, id: &str, sleep_ms: u64) -> common::ChainFile {
+    chain_file(&json!({
+        "id": id,
         "plugins": {
             "math": plugin("math"),
             "shop": granted(json!({"http": [server.url("")]})),
@@ -361,39 +358,67 @@ fn an_effectful_step_starts_on_a_durable_input_even_in_batched_mode() {
             {"task": "math.add", "args": [1, 2]},
             {"task": "math.add", "args": [3]},
             {"task": "shop.http_post", "args": [server.url("/echo"), {"order": 7}], "immutable": true},
-            {"task": "testkit.sleep", "args": [200], "immutable": true},
+            {"task": "testkit.sleep", "args": [sleep_ms], "immutable": true},
         ],
-    }));
-    // A window far longer than the test: without the effect rule, nothing
-    // before the end would be on the disk.
-    let mut run = {
-        let mut command = chain.wfhost();
-        command
-            .args(["run", "--durability", "batched:600000"])
-            .arg(&chain.path);
-        common::spawn(command)
-    };
-    wait_until("the charge to reach the server", || {
-        !posts_to_echo(&server).is_empty()
-    });
-    common::kill(&mut run);
+    }))
+}
 
+/// Runs `chain` in `batched` mode with a window far longer than the test
+/// (without the effect rule nothing before the end would be on the disk)
+/// and kills it `after` the server sees `method path`.
+fn run_until_request(
+    chain: &common::ChainFile,
+    server: &LocalService,
+    method: &str,
+    path: &str,
+    after: Duration,
+) {
+    let mut command = chain.wfhost();
+    command
+        .args(["run", "--durability", "batched:600000"])
+        .arg(&chain.path);
+    let mut run = common::spawn(command);
+    wait_until(&format!("{method} {path}"), || {
+        !requests_to(server, method, path).is_empty()
+    });
+    std::thread::sleep(after);
+    common::kill(&mut run);
+}
+
+/// In `batched` mode, pure steps' records may wait in memory; an effectful
+/// step's may not. Killed the instant its request reached the server, the
+/// workflow has its input on the disk and the step's start recorded, and
+/// `resume` repeats the cut-off request with the same idempotency key;
+/// killed just after, the effect's outcome is on the disk.
+#[test]
+fn an_effectful_steps_input_and_outcome_are_durable_even_in_batched_mode() {
+    let server = http_server();
+    let chain = effects_chain(&server, "effects", 200);
+    run_until_request(&chain, &server, "POST", "/echo", Duration::ZERO);
     let status = chain.command(&["status", "effects", "--json"]).json();
     assert_eq!(step_of(&status, "0")["status"], "succeeded", "{status}");
-    assert_eq!(step_of(&status, "1")["status"], "succeeded", "{status}");
-    assert_eq!(step_of(&status, "1")["result"], 6);
+    assert_eq!(step_of(&status, "1")["result"], 6, "{status}");
     let effect = step_of(&status, "2")["status"].clone();
     assert!(effect == "running" || effect == "succeeded", "{status}");
-
     let resumed = chain.command(&["resume", "effects"]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
-    let posts = posts_to_echo(&server);
+    let posts = requests_to(&server, "POST", "/echo");
     assert!((1..=2).contains(&posts.len()), "{posts:?}");
     for post in &posts {
         assert_eq!(post[2], "effects/2", "{posts:?}");
     }
     let status = chain.command(&["status", "effects", "--json"]).json();
     assert_eq!(status["status"], "succeeded", "{status}");
+
+    // Killed just after the effect, while the pure step after it runs
+    // (its records may wait in memory for 600 s), the effect's outcome is
+    // on the disk.
+    let server = http_server();
+    let chain = effects_chain(&server, "effects-after", 5000);
+    run_until_request(&chain, &server, "POST", "/echo", Duration::from_millis(500));
+    let status = chain.command(&["status", "effects-after", "--json"]).json();
+    assert_eq!(step_of(&status, "2")["status"], "succeeded", "{status}");
+    assert_eq!(step_of(&status, "2")["result"]["status"], 200, "{status}");
 }
 
 /// `inspect` shows what a plugin could ask for, and which grant gives it.
