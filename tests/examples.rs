@@ -24,20 +24,28 @@ fn order_chain(order: &Value, port: u16) -> Value {
     chain
 }
 
-#[test]
-fn the_order_example_fulfills_one_order_and_refunds_the_other() {
+/// Runs `examples/NAME/run.py args…` with the binary and plugins under
+/// test, as its README says; its stdout.
+fn run_example(name: &str, args: &[&str]) -> String {
     let run = std::process::Command::new("python3")
-        .arg(repo_root().join("examples/order/run.py"))
+        .arg(repo_root().join(format!("examples/{name}/run.py")))
+        .args(args)
         .env("WFHOST", env!("CARGO_BIN_EXE_wfhost"))
         .env("WFHOST_PLUGIN_DIR", plugin_dir())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    stdout
+}
+
+#[test]
+fn the_order_example_fulfills_one_order_and_refunds_the_other() {
+    let stdout = run_example("order", &[]);
     assert!(stdout.contains("order 1001: fulfilled"), "{stdout}");
     assert!(
         stdout.contains("order 1002: failed") && stdout.contains("out of stock: gizmo"),
@@ -135,19 +143,7 @@ fn orders_killed_during_their_charge_are_charged_once_after_resume() {
 /// uploaded, and the chord's totals count them.
 #[test]
 fn the_media_example_makes_and_uploads_a_thumbnail_of_every_image() {
-    let run = std::process::Command::new("python3")
-        .arg(repo_root().join("examples/media/run.py"))
-        .args(["--images", "8", "--concurrency", "2"])
-        .env("WFHOST", env!("CARGO_BIN_EXE_wfhost"))
-        .env("WFHOST_PLUGIN_DIR", plugin_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = run_example("media", &["--images", "8", "--concurrency", "2"]);
     let line = |prefix: &str| -> Value {
         let text = stdout
             .lines()

@@ -13,8 +13,6 @@ $WFHOST_PLUGIN_DIR, or where the README's build puts it.
 
 import argparse
 import json
-import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,23 +21,12 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-
-
-def wfhost_command():
-    if os.environ.get("WFHOST"):
-        return shlex.split(os.environ["WFHOST"])
-    return ["cargo", "run", "--quiet", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "-p", "wfhost", "--"]
+sys.path.insert(0, str(HERE.parent))
+from example_support import chain_document, start_service, wfhost_command  # noqa: E402
 
 
 def chain_file(port, workdir):
-    text = (HERE / "chain.json").read_text().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-    chain = json.loads(text)
-    plugin = chain["plugins"]["media"]
-    if os.environ.get("WFHOST_PLUGIN_DIR"):
-        plugin["path"] = str(Path(os.environ["WFHOST_PLUGIN_DIR"]) / "media.wasm")
-    else:
-        plugin["path"] = str((HERE / plugin["path"]).resolve())
+    chain = chain_document(HERE, port)
     path = Path(workdir) / "chain.json"
     path.write_text(json.dumps(chain, indent=2))
     return path
@@ -50,12 +37,8 @@ def main():
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=2)
     arguments = parser.parse_args()
-    service = subprocess.Popen(
-        [sys.executable, str(HERE / "images.py"), "--images", str(arguments.images)],
-        stdout=subprocess.PIPE, text=True,
-    )
+    service, port = start_service(HERE / "images.py", "--images", arguments.images)
     try:
-        port = int(service.stdout.readline().split()[-1])
         with tempfile.TemporaryDirectory() as workdir:
             chain = chain_file(port, workdir)
             started = time.monotonic()

@@ -11,8 +11,6 @@ is taken from $WFHOST_PLUGIN_DIR, or where the README's build puts it.
 """
 
 import json
-import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -20,25 +18,14 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-
-
-def wfhost_command():
-    if os.environ.get("WFHOST"):
-        return shlex.split(os.environ["WFHOST"])
-    return ["cargo", "run", "--quiet", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "-p", "wfhost", "--"]
+sys.path.insert(0, str(HERE.parent))
+from example_support import chain_document, start_service, wfhost_command  # noqa: E402
 
 
 def chain_for(order, port, workdir):
     """The example's chain file for `order`, with the services' port."""
-    text = (HERE / "chain.json").read_text().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-    chain = json.loads(text)
+    chain = chain_document(HERE, port)
     chain["id"] = f"order-{order['id']}"
-    plugin = chain["plugins"]["shop"]
-    if os.environ.get("WFHOST_PLUGIN_DIR"):
-        plugin["path"] = str(Path(os.environ["WFHOST_PLUGIN_DIR"]) / "shop.wasm")
-    else:
-        plugin["path"] = str((HERE / plugin["path"]).resolve())
     chain["workflow"][0]["args"] = [order]
     path = Path(workdir) / f"order-{order['id']}.json"
     path.write_text(json.dumps(chain, indent=2))
@@ -46,11 +33,8 @@ def chain_for(order, port, workdir):
 
 
 def main():
-    services = subprocess.Popen(
-        [sys.executable, str(HERE / "services.py")], stdout=subprocess.PIPE, text=True
-    )
+    services, port = start_service(HERE / "services.py")
     try:
-        port = int(services.stdout.readline().split()[-1])
         orders = [
             {"id": "1001", "customer": "ada@example.com", "cents": 4200,
              "items": [{"sku": "widget", "quantity": 2}, {"sku": "gadget", "quantity": 1}]},
