@@ -251,7 +251,10 @@ fn cancel_from_another_process_interrupts_a_running_workflow_within_a_second() {
 #[test]
 fn processes_killed_at_random_lose_nothing_reported_and_others_go_on() {
     const STEPS: usize = 400;
-    let chain = counting_chain(STEPS);
+    // Steps of a millisecond each, so that the kills land mid-run.
+    let mut workflow = vec![json!({"task": "testkit.slow_add", "args": [0, 1, 1]})];
+    workflow.extend((1..STEPS).map(|_| json!({"task": "testkit.slow_add", "args": [1, 1]})));
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
     let path = chain.path.to_str().unwrap().to_string();
     let beside = start(&chain, &["run", &path, "--id", "beside"]);
     let watching = AtomicBool::new(true);

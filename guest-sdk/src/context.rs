@@ -5,21 +5,27 @@ use std::cell::RefCell;
 use crate::bindings::wfhost::task::types;
 
 thread_local! {
-    /// The idempotency key of the task running now, if one is.
-    static CURRENT_KEY: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The context of the task running now, if one is.
+    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
 }
 
-/// Runs `run` with `ctx` as the context of the task running now.
-pub(crate) fn running<T>(ctx: &Context, run: impl FnOnce() -> T) -> T {
-    CURRENT_KEY.with(|key| *key.borrow_mut() = Some(ctx.idempotency_key()));
-    let result = run();
-    CURRENT_KEY.with(|key| *key.borrow_mut() = None);
+/// Runs `run` with `ctx` as the context of the task running now; `run`
+/// gets it back by reference (kept, not copied, for a call's duration).
+pub(crate) fn running<T>(ctx: Context, run: impl FnOnce(&Context) -> T) -> T {
+    CURRENT.with(|current| *current.borrow_mut() = Some(ctx));
+    let result = CURRENT.with(|current| {
+        let current = current.borrow();
+        // Set just above, and only taken below.
+        let ctx = current.as_ref().unwrap_or_else(|| unreachable!());
+        run(ctx)
+    });
+    CURRENT.with(|current| current.borrow_mut().take());
     result
 }
 
 /// The idempotency key of the task running now.
 pub(crate) fn current_idempotency_key() -> Option<String> {
-    CURRENT_KEY.with(|key| key.borrow().clone())
+    CURRENT.with(|current| current.borrow().as_ref().map(Context::idempotency_key))
 }
 
 /// Where an invocation runs. The host fills it in; a test builds one with

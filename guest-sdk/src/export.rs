@@ -69,10 +69,9 @@ pub fn dispatch(
             known.join(", ")
         )));
     };
-    let ctx = Context::from(ctx);
-    let result = crate::context::running(&ctx, || {
+    let result = crate::context::running(Context::from(ctx), |ctx| {
         Arguments::bind(task.name, task.params, args, kwargs)
-            .and_then(|mut arguments| (task.call)(&ctx, &mut arguments))
+            .and_then(|mut arguments| (task.call)(ctx, &mut arguments))
     });
     match result {
         Ok(Outcome::Value(value)) => Ok(wit::Outcome::Value(value.to_string())),

@@ -103,7 +103,7 @@ async fn rss_child(length: usize, cache: &Path) -> Duration {
     let runtime = Runtime::new()
         .unwrap()
         .with_component_cache(ComponentCache::new(cache));
-    let host = Host::new(runtime, file_store(dir.path(), Durability::Immediate));
+    let host = Host::new(runtime, file_store(dir.path(), Durability::default()));
     // Written as text, so the only JSON tree in this process is wfhost's.
     let mut text = format!(
         r#"{{"plugins": {{"math": {:?}}}, "workflow": [{{"task": "math.add", "args": [0, 1]}}"#,
@@ -457,8 +457,9 @@ async fn loads(dir: &Path) {
 }
 
 /// The durability settings every scenario runs under, side by side.
-const DURABILITIES: [(&str, Durability); 2] = [
-    ("immediate", Durability::Immediate),
+const DURABILITIES: [(&str, Durability); 3] = [
+    ("grouped", Durability::Grouped),
+    ("strict", Durability::Strict),
     (
         "batched:50",
         Durability::Batched {

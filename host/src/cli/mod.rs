@@ -55,7 +55,7 @@ impl DbArgs {
     /// Opens the state database, which must exist: for commands that only
     /// look at or change what is on record.
     pub fn open_existing(&self) -> anyhow::Result<Store> {
-        Ok(Store::open_existing(&self.path(), Durability::Immediate)?)
+        Ok(Store::open_existing(&self.path(), Durability::Strict)?)
     }
 
     /// A host over the existing state database, for commands that run
@@ -71,16 +71,19 @@ impl DbArgs {
 pub struct RunDbArgs {
     #[command(flatten)]
     db: DbArgs,
-    /// `immediate`: every finished step is committed to the disk before the
-    /// next starts. `batched[:MS]`: finished steps are committed together
-    /// at least every MS milliseconds (default 50); a crash may lose the
-    /// last MS of steps, which `resume` runs again. For disks whose flush
-    /// is slow.
+    /// `grouped` (the default): a pure step's record is flushed while the
+    /// next step runs, many in one commit; effectful steps (holding a
+    /// grant) and a workflow's end wait for everything before them to be
+    /// on the disk. A crash loses only pure steps not yet flushed, which
+    /// `resume` runs again. `strict`: every step's record is on the disk
+    /// before the next starts (`immediate` is its old name).
+    /// `batched[:MS]`: like `grouped`, committing pure steps at most every
+    /// MS milliseconds (default 50), for disks whose flush is slow.
     #[arg(
         long,
         env = "WFHOST_DURABILITY",
         value_name = "MODE",
-        default_value = "immediate",
+        default_value = "grouped",
         value_parser = parse_durability
     )]
     durability: Durability,
@@ -111,23 +114,29 @@ impl RunDbArgs {
 /// The window of `--durability batched` without a number.
 const DEFAULT_FLUSH_WINDOW: Duration = Duration::from_millis(50);
 
+/// The longest window `--durability batched:MS` takes.
+const MAX_FLUSH_WINDOW_MS: u64 = 600_000;
+
 fn parse_durability(text: &str) -> Result<Durability, String> {
     let (mode, window) = match text.split_once(':') {
         Some((mode, window)) => (mode, Some(window)),
         None => (text, None),
     };
     match (mode, window) {
-        ("immediate", None) => Ok(Durability::Immediate),
+        ("grouped", None) => Ok(Durability::Grouped),
+        ("strict" | "immediate", None) => Ok(Durability::Strict),
         ("batched", None) => Ok(Durability::Batched {
             window: DEFAULT_FLUSH_WINDOW,
         }),
         ("batched", Some(ms)) => match ms.parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Durability::Batched {
+            Ok(ms) if (1..=MAX_FLUSH_WINDOW_MS).contains(&ms) => Ok(Durability::Batched {
                 window: Duration::from_millis(ms),
             }),
-            _ => Err(format!("`{ms}` is not a positive number of milliseconds")),
+            _ => Err(format!(
+                "`{ms}` is not a number of milliseconds from 1 to {MAX_FLUSH_WINDOW_MS}"
+            )),
         },
-        _ => Err("expected `immediate`, `batched` or `batched:MS`".to_string()),
+        _ => Err("expected `grouped`, `strict`, `batched` or `batched:MS`".to_string()),
     }
 }
 

@@ -97,21 +97,29 @@ struct Usage {
 
 impl HttpAccess {
     /// The access of one attempt of a plugin called `plugin`.
-    pub fn new(plugin: &str, grant: Arc<HttpGrant>, denials: Denials) -> Self {
+    pub fn new(plugin: Arc<str>, grant: Arc<HttpGrant>, denials: Denials) -> Self {
         HttpAccess {
             grant,
-            plugin: plugin.into(),
+            plugin,
             usage: Arc::default(),
             denials,
         }
     }
 
     /// The access of an attempt of a plugin that has no http grant: every
-    /// request is denied, naming the missing grant.
-    pub fn denying(plugin: &str, denials: Denials) -> Self {
-        static NONE: OnceLock<Arc<HttpGrant>> = OnceLock::new();
-        let grant = Arc::clone(NONE.get_or_init(Arc::default));
-        HttpAccess::new(plugin, grant, denials)
+    /// request is denied, naming the missing grant. It counts nothing, so
+    /// it shares its (never used) counters, and costs a step without
+    /// grants no allocation.
+    pub fn denying(denials: Denials) -> Self {
+        static NONE: OnceLock<(Arc<HttpGrant>, Arc<str>, Arc<Usage>)> = OnceLock::new();
+        let (grant, plugin, usage) =
+            NONE.get_or_init(|| (Arc::default(), "".into(), Arc::default()));
+        HttpAccess {
+            grant: Arc::clone(grant),
+            plugin: Arc::clone(plugin),
+            usage: Arc::clone(usage),
+            denials,
+        }
     }
 }
 
@@ -185,7 +193,7 @@ async fn send(
     .map_err(|reason| Refusal::Denied(format!("{url}: {reason}")))?;
     if grant.covering(&target).is_none() {
         let granted = if grant.allow.is_empty() {
-            format!("plugin `{plugin}` has no http grant")
+            "the plugin has no http grant".to_string()
         } else {
             let listed: Vec<String> = grant.allow.iter().map(Origin::to_string).collect();
             format!("plugin `{plugin}` may reach only {}", listed.join(", "))

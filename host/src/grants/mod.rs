@@ -122,7 +122,7 @@ impl Grants {
             env.push((name.clone(), value));
         }
         Ok(Arc::new(Access {
-            plugin: plugin.to_string(),
+            plugin: plugin.into(),
             http: (!self.http.is_empty()).then(|| Arc::new(self.http.clone())),
             dirs: self.dirs.clone(),
             env,
@@ -209,7 +209,7 @@ pub(crate) fn lies_under(path: &Path, root: &Path) -> bool {
 /// Grants made ready for attempts: secrets read, directories checked.
 #[derive(Debug)]
 pub struct Access {
-    plugin: String,
+    plugin: Arc<str>,
     http: Option<Arc<HttpGrant>>,
     dirs: BTreeMap<String, DirGrant>,
     /// Config values and secrets, as the guest's environment.
@@ -225,7 +225,7 @@ impl Access {
         static NONE: std::sync::OnceLock<Arc<Access>> = std::sync::OnceLock::new();
         Arc::clone(NONE.get_or_init(|| {
             Arc::new(Access {
-                plugin: String::new(),
+                plugin: "".into(),
                 http: None,
                 dirs: BTreeMap::new(),
                 env: Vec::new(),
@@ -249,11 +249,20 @@ impl Access {
     /// The attempt's outbound HTTP, if it may make any.
     pub(crate) fn http(&self, denials: Denials) -> Option<HttpAccess> {
         let grant = self.http.as_ref()?;
-        Some(HttpAccess::new(&self.plugin, Arc::clone(grant), denials))
+        Some(HttpAccess::new(
+            Arc::clone(&self.plugin),
+            Arc::clone(grant),
+            denials,
+        ))
     }
 
-    /// A fresh write budget for one attempt.
+    /// A fresh write budget for one attempt; without directories, where
+    /// nothing can be written, one shared by all.
     pub(crate) fn write_budget(&self) -> Arc<WriteBudget> {
+        static NOWHERE: std::sync::OnceLock<Arc<WriteBudget>> = std::sync::OnceLock::new();
+        if self.dirs.is_empty() {
+            return Arc::clone(NOWHERE.get_or_init(|| WriteBudget::new(0)));
+        }
         WriteBudget::new(self.max_bytes_written)
     }
 
@@ -272,7 +281,7 @@ impl Access {
             builder
                 .preopened_dir(&dir.path, guest, perms)
                 .map_err(|err| GrantError {
-                    plugin: self.plugin.clone(),
+                    plugin: self.plugin.to_string(),
                     grant: format!("dirs.{guest}"),
                     reason: format!("cannot open {}: {err:#}", dir.path.display()),
                 })?;

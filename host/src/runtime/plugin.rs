@@ -342,7 +342,6 @@ pub(super) async fn load(
     let mut sandbox = Sandbox::new(
         &runtime.engine,
         &Limits::default(),
-        name,
         &Access::none(),
         None,
         CancelToken::new(),

@@ -267,13 +267,12 @@ enum Interrupted {
 impl Sandbox {
     /// A fresh store: no files, no network, no environment, no arguments,
     /// stdin closed, output captured, and the attempt's limits armed; then
-    /// what `access` grants (directories, environment, HTTP origins) for a
-    /// plugin called `plugin`. A granted directory that cannot be opened
+    /// what `access` grants (directories, environment, HTTP origins). A
+    /// granted directory that cannot be opened
     /// is a `plugin_error` failure.
     pub fn new(
         engine: &Engine,
         limits: &Limits,
-        plugin: &str,
         access: &Access,
         log_callback: Option<LogCallback>,
         cancel: CancelToken,
@@ -294,7 +293,7 @@ impl Sandbox {
         let denials = Denials::default();
         let http_access = access
             .http(Arc::clone(&denials))
-            .unwrap_or_else(|| HttpAccess::denying(plugin, Arc::clone(&denials)));
+            .unwrap_or_else(|| HttpAccess::denying(Arc::clone(&denials)));
         let state = StepState {
             wasi,
             table: ResourceTable::new(),
@@ -618,14 +617,7 @@ pub async fn run_attempt(
         Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
     });
     let _slot = runtime.instance_slot().await;
-    let sandbox = Sandbox::new(
-        &runtime.engine,
-        limits,
-        &invocation.plugin,
-        &access,
-        log_callback,
-        cancel,
-    );
+    let sandbox = Sandbox::new(&runtime.engine, limits, &access, log_callback, cancel);
     let mut sandbox = match sandbox {
         Ok(sandbox) => sandbox,
         Err(failure) => return Attempt::failed(failure),

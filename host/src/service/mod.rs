@@ -343,7 +343,11 @@ impl Service {
     /// record as running (cut off), for the next start to resume. Returns
     /// how many steps were still under way when the grace ran out.
     pub async fn stop(&self, grace: std::time::Duration) -> usize {
-        self.drain.stop(grace).await
+        let cut_off = self.drain.stop(grace).await;
+        // The steps that finished are recorded, but a pure step's record
+        // may still wait for its commit.
+        self.host.store().flush();
+        cut_off
     }
 
     /// What `tenant`'s workflows have used.

@@ -3,13 +3,16 @@
 //!
 //! Every commit is durable: the database is shared with other processes
 //! (redb's multi-writer mode), where a commit exists once it is on the
-//! disk. What a write may do instead is wait in memory for a later commit:
-//! a write marked [`Flush::WithWorkflowEnd`] (a workflow's last step) waits
-//! for the workflow's final write, which follows at once; with
-//! [`Durability::Batched`], step writes within a window wait for the first
-//! write after it, or for a thread that commits what a quiet window left
-//! behind. Writes are committed in the order they were made, so what is on
-//! the disk after a crash is always a prefix of what was written.
+//! disk. What a write may do instead is wait in memory for a later commit.
+//! By default ([`Durability::Grouped`]) a pure step's record does: the step
+//! after it starts at once, while a thread of the committer's own flushes
+//! what has gathered, one transaction for all of it, as fast as the disk
+//! takes it. Writes are committed in the order they were made, so what is
+//! on the disk after a crash is always a prefix of what was written, and a
+//! write that must be durable before its writer goes on — a workflow's
+//! start and end, an effectful step's start and outcome ([`Flush::Always`]),
+//! every step with [`Durability::Strict`] — carries every write before it
+//! to the disk too.
 //!
 //! The first writer to find no commit under way leads: it yields once, so
 //! that writers running beside it in the same task (group members) can
@@ -20,15 +23,11 @@
 //! much as the commit on a small VM. When others are writing too, the
 //! leader commits on a blocking thread, so that the rest of its task keeps
 //! going and steps that finish together share a flush.
-//!
-//! A writer that waits for its commit has its write, and every write
-//! before it, on the disk when it goes on, so "committed before the next
-//! step of the same chain starts" holds for every write that asks for it.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
@@ -39,31 +38,49 @@ use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
 
-/// How the records of finished steps reach the disk.
+/// How the records of finished steps reach the disk. A workflow's start and
+/// end, and the records of effectful steps (those holding a grant), are
+/// committed before anything goes on in every mode; the modes differ in the
+/// records of pure steps, whose effects stay inside their sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Every step's record is committed before the step that made it moves
-    /// on: a crash loses nothing that was recorded. The default.
+    /// A pure step's record waits in memory while the next step runs; the
+    /// committer's thread flushes what has gathered at once, in one
+    /// transaction. Nothing is reported, and no effectful step starts,
+    /// before everything it depends on is on the disk; a crash loses only
+    /// pure steps whose records were not yet flushed, and `resume` runs
+    /// them again. The default.
     #[default]
-    Immediate,
-    /// Step records are committed together, at least once per `window`; a
-    /// crash may lose the steps finished in the last `window`, and
-    /// `resume` runs them again. A workflow's start and end are always
-    /// committed at once, and so are the records of effectful steps (those
-    /// holding a grant, [`Flush::Always`]): only steps whose effects stay
-    /// inside the sandbox, which may run twice without changing anything
-    /// outside it, are batched.
+    Grouped,
+    /// Every step's record is on the disk before the step that made it
+    /// moves on: one flush per step.
+    Strict,
+    /// Like [`Durability::Grouped`], with at most one commit of pure steps'
+    /// records per `window`: fewer flushes, for disks whose flush is slow.
     Batched {
         /// The longest a finished step's record waits for its commit.
-        window: std::time::Duration,
+        window: Duration,
     },
+}
+
+impl Durability {
+    /// How long the committer's thread lets writes gather before it
+    /// commits them.
+    fn gathering(self) -> Duration {
+        match self {
+            Durability::Grouped => Duration::ZERO,
+            Durability::Strict => LAZY_WINDOW,
+            Durability::Batched { window } => window,
+        }
+    }
 }
 
 /// When a write of step records must reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Flush {
-    /// Before the writer goes on, as the store's [`Durability`] says.
+    /// Before the writer goes on with [`Durability::Strict`]; with the
+    /// other modes, as soon as the committer's thread gets to it.
     #[default]
     BeforeReturning,
     /// With the workflow's final write, which the writer makes next: the
@@ -73,9 +90,9 @@ pub(crate) enum Flush {
     /// before its commit.
     WithWorkflowEnd,
     /// With whatever commit comes next, or within the store's window
-    /// ([`LAZY_WINDOW`] unless batched): news that nothing waits for, such
-    /// as a step's attempt having started, which shows while the attempt
-    /// runs and is overwritten by its outcome.
+    /// ([`LAZY_WINDOW`] with [`Durability::Strict`]): news that nothing
+    /// waits for, such as a step's attempt having started, which shows
+    /// while the attempt runs and is overwritten by its outcome.
     Lazily,
     /// Before the writer goes on, whatever the store's [`Durability`]: the
     /// records of an effectful step (one holding a grant), whose input must
@@ -85,9 +102,13 @@ pub(crate) enum Flush {
     Always,
 }
 
-/// How long a write marked [`Flush::Lazily`] waits for a commit at most,
-/// unless the store's [`Durability::Batched`] window says otherwise.
-pub(crate) const LAZY_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a write marked [`Flush::Lazily`] waits for a commit at most
+/// with [`Durability::Strict`].
+pub(crate) const LAZY_WINDOW: Duration = Duration::from_millis(100);
+
+/// Writes that may wait in memory at most: past them, a writer waits for
+/// its commit, so that steps far faster than the disk cannot fill memory.
+const MAX_AHEAD: usize = 4 * MAX_BATCH;
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
@@ -199,17 +220,56 @@ pub(super) struct Committer {
     path: PathBuf,
     durability: Durability,
     queue: Mutex<Queue>,
+    wake: Arc<Wake>,
+}
+
+/// What wakes the committer's thread: writes left waiting, or the end.
+#[derive(Default)]
+struct Wake {
+    state: Mutex<WakeState>,
+    signal: Condvar,
+}
+
+#[derive(Default)]
+struct WakeState {
+    pending: bool,
+    closed: bool,
+}
+
+impl Wake {
+    fn set(&self, closing: bool) {
+        let mut state = lock(&self.state);
+        state.closed |= closing;
+        if !state.pending || closing {
+            state.pending = true;
+            self.signal.notify_one();
+        }
+    }
+
+    /// Waits to be woken; false once the committer is gone.
+    fn wait(&self) -> bool {
+        let mut state = lock(&self.state);
+        while !state.pending {
+            state = match self.signal.wait(state) {
+                Ok(state) => state,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+        }
+        state.pending = false;
+        !state.closed
+    }
 }
 
 impl Committer {
-    /// A committer for `db`, and a thread that commits what is left waiting
-    /// once its window ([`Durability::Batched`]'s, or [`LAZY_WINDOW`]) has
-    /// passed.
+    /// A committer for `db`, and the thread that commits writes left
+    /// waiting, once the mode's gathering time ([`Durability::gathering`])
+    /// has passed since the last commit.
     pub fn start(
         db: Arc<Db>,
         path: PathBuf,
         durability: Durability,
     ) -> Result<Arc<Self>, StoreError> {
+        let wake = Arc::new(Wake::default());
         let committer = Arc::new(Committer {
             db,
             path: path.clone(),
@@ -220,27 +280,30 @@ impl Committer {
                 committed_at: Instant::now(),
                 lost: None,
             }),
+            wake: Arc::clone(&wake),
         });
-        let window = match durability {
-            Durability::Batched { window } => window,
-            Durability::Immediate => LAZY_WINDOW,
-        };
         let weak = Arc::downgrade(&committer);
         thread::Builder::new()
             .name("wfhost-flush".into())
-            .spawn(move || {
-                loop {
-                    thread::sleep(window);
-                    let Some(committer) = weak.upgrade() else {
-                        return;
-                    };
-                    if lock(&committer.queue).committed_at.elapsed() >= window {
-                        committer.commit_waiting();
-                    }
-                }
-            })
+            .spawn(move || commit_in_background(&wake, &weak, durability.gathering()))
             .map_err(|source| StoreError::FlushThread { path, source })?;
         Ok(committer)
+    }
+
+    /// Returns once every write made so far is committed (or lost), by
+    /// this thread or by a leader already under way.
+    pub fn commit_all(&self) {
+        loop {
+            self.commit_waiting();
+            {
+                let queue = lock(&self.queue);
+                if queue.lost.is_some() || (queue.waiting.is_empty() && !queue.leading) {
+                    return;
+                }
+            }
+            // Another thread leads: its drain ends once the queue is empty.
+            thread::sleep(Duration::from_micros(200));
+        }
     }
 
     /// Commits every write waiting, unless a leader is doing so already.
@@ -260,13 +323,14 @@ impl Committer {
             // A workflow's start and end are what its caller acts on.
             return false;
         }
+        if queue.waiting.len() >= MAX_AHEAD {
+            return false;
+        }
         match (write.flush, self.durability) {
             (Flush::Always, _) => false,
             (Flush::WithWorkflowEnd | Flush::Lazily, _) => true,
-            (Flush::BeforeReturning, Durability::Immediate) => false,
-            (Flush::BeforeReturning, Durability::Batched { window }) => {
-                queue.committed_at.elapsed() < window
-            }
+            (Flush::BeforeReturning, Durability::Strict) => false,
+            (Flush::BeforeReturning, Durability::Grouped | Durability::Batched { .. }) => true,
         }
     }
 
@@ -281,6 +345,8 @@ impl Committer {
             }
             if self.may_wait(&write, &queue) {
                 queue.waiting.push(Request { write, done: None });
+                drop(queue);
+                self.wake.set(false);
                 return Ok(());
             }
             queue.waiting.push(Request {
@@ -380,11 +446,36 @@ impl Committer {
     }
 }
 
+/// The committer's thread: woken when writes are left waiting, it lets
+/// them gather for `gathering` after the last commit, then commits them.
+/// It holds the committer only while it looks or commits, so that the
+/// store can close while it sleeps.
+fn commit_in_background(wake: &Wake, committer: &Weak<Committer>, gathering: Duration) {
+    while wake.wait() {
+        if !gathering.is_zero() {
+            let Some(since) = committer
+                .upgrade()
+                .map(|committer| lock(&committer.queue).committed_at.elapsed())
+            else {
+                return;
+            };
+            if let Some(rest) = gathering.checked_sub(since) {
+                thread::sleep(rest);
+            }
+        }
+        match committer.upgrade() {
+            Some(committer) => committer.commit_waiting(),
+            None => return,
+        }
+    }
+}
+
 impl Drop for Committer {
     fn drop(&mut self) {
+        self.wake.set(true);
         // Nothing written may be left behind when the store closes; a
         // damaged file that makes redb panic here is past saving.
-        let _ = catching(|| self.commit_waiting());
+        let _ = catching(|| self.commit_all());
     }
 }
 
@@ -512,7 +603,9 @@ mod tests {
         const WORKFLOWS: usize = 20;
         const STEPS: usize = 25;
         let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+        // Writers that wait for their commits, as every one does here.
+        let store = Store::open_with(&dir.path().join("state.redb"), super::Durability::Strict);
+        let store = std::sync::Arc::new(store.unwrap());
         let writers = (0..WORKFLOWS).map(|workflow| {
             let store = std::sync::Arc::clone(&store);
             tokio::spawn(async move {

@@ -94,7 +94,7 @@ impl Store {
     /// or open in a process that does not share it, is refused with an
     /// error that says so.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, Durability::Immediate)
+        Self::open_with(path, Durability::default())
     }
 
     /// Opens the database at `path` like [`Store::open`], committing with
@@ -175,7 +175,15 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|err| Fault::Redb(err.into()).at(&path))?;
-        Self::start(db, path, Durability::Immediate, Leases::in_process())
+        Self::start(db, path, Durability::default(), Leases::in_process())
+    }
+
+    /// Returns once everything written so far is on the disk: what a
+    /// process that stops without ending its workflows (a graceful stop of
+    /// `serve`) does last, since the default [`Durability`] lets pure
+    /// steps' records wait in memory.
+    pub fn flush(&self) {
+        self.committer.commit_all();
     }
 
     /// Ends this process's use of the store, which must not be opened again
@@ -184,7 +192,7 @@ impl Store {
     /// costs flushes). Every commit records what the next open needs to
     /// carry on at once, so nothing is lost or rebuilt.
     pub fn exit(self) {
-        self.committer.commit_waiting();
+        self.committer.commit_all();
         // The database's file and locks go with the process.
         std::mem::forget(self);
     }
@@ -259,14 +267,7 @@ mod tests {
             async move {
                 let refs: Vec<&StepRecord> = records.iter().collect();
                 store
-                    .put_steps(
-                        "t",
-                        workflow,
-                        &refs,
-                        "step_succeeded",
-                        None,
-                        Flush::BeforeReturning,
-                    )
+                    .put_steps("t", workflow, &refs, "step_succeeded", None, Flush::Always)
                     .await
                     .unwrap();
             }
