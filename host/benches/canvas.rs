@@ -3,6 +3,10 @@
 //!
 //! Run with `cargo bench -p wfhost --bench canvas`.
 
+/// What the `wfhost` binary allocates with, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod support;

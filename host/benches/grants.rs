@@ -6,6 +6,10 @@
 //! Run with `cargo bench -p wfhost --bench grants` (python3 must be on the
 //! PATH for the media service). Figures are printed, never asserted.
 
+/// What the `wfhost` binary allocates with, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

@@ -8,6 +8,10 @@
 //! never asserted: this machine is shared and noisy. Rounds interleave the
 //! three databases, so a slow spell of the machine touches them alike.
 
+/// What the `wfhost` binary allocates with, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

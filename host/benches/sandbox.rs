@@ -5,6 +5,10 @@
 //! Run with `cargo bench -p wfhost --bench sandbox`. Figures are printed,
 //! never asserted: this machine is shared and noisy.
 
+/// What the `wfhost` binary allocates with, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

@@ -10,6 +10,10 @@
 //! Run with `cargo bench -p wfhost --bench scale`. Figures are printed,
 //! never asserted: this machine is shared and noisy.
 
+/// What the `wfhost` binary allocates with, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod support;
@@ -298,6 +302,9 @@ async fn bench(filter: &str) {
     if wanted("chains") {
         chains(&runtime, dir.path()).await;
     }
+    if wanted("executor") {
+        executor(&runtime).await;
+    }
     if wanted("concurrent") {
         concurrent(&runtime, dir.path()).await;
     }
@@ -471,6 +478,26 @@ const DURABILITIES: [(&str, Durability); 3] = [
 /// A fresh store in `dir`, committing with `durability`.
 fn file_store(dir: &Path, durability: Durability) -> Store {
     Store::open_with(&dir.join("state.redb"), durability).unwrap()
+}
+
+/// The executor and sandbox per step, without a disk: 1,000-step chains on
+/// an in-memory store, 20 of them (the section to profile).
+async fn executor(runtime: &Runtime) {
+    let host = Host::new(runtime.clone(), Store::in_memory().unwrap());
+    let chain = document(add_chain(1_000));
+    let mut samples = Vec::new();
+    for round in 0..20 {
+        let ready = ready_bench(&host, &chain, &format!("chain-{round}")).await;
+        let started = Instant::now();
+        run(&host, ready, &json!(1_000)).await;
+        samples.push(started.elapsed());
+    }
+    let took = median(samples);
+    println!(
+        "executor: 1000-step chain, in-memory store, median of 20: {:.1} ms, {:.1} µs/step",
+        ms(took),
+        us(took) / 1e3
+    );
 }
 
 async fn chains(runtime: &Runtime, dir: &Path) {

@@ -108,7 +108,7 @@ pub(crate) const LAZY_WINDOW: Duration = Duration::from_millis(100);
 
 /// Writes that may wait in memory at most: past them, a writer waits for
 /// its commit, so that steps far faster than the disk cannot fill memory.
-const MAX_AHEAD: usize = 4 * MAX_BATCH;
+const MAX_AHEAD: usize = MAX_BATCH;
 
 /// Writes gathered into one transaction at most: bounds how long the
 /// writers of a batch wait for each other.
