@@ -45,6 +45,9 @@ fn run_example(name: &str, args: &[&str]) -> String {
 
 #[test]
 fn the_order_example_fulfills_one_order_and_refunds_the_other() {
+    if !common::python3_runs("the_order_example_fulfills_one_order_and_refunds_the_other") {
+        return;
+    }
     let stdout = run_example("order", &[]);
     assert!(stdout.contains("order 1001: fulfilled"), "{stdout}");
     assert!(
@@ -73,6 +76,9 @@ fn state(services: &LocalService) -> Value {
 /// deduplicates by the idempotency key) and every order ends fulfilled.
 #[test]
 fn orders_killed_during_their_charge_are_charged_once_after_resume() {
+    if !common::python3_runs("orders_killed_during_their_charge_are_charged_once_after_resume") {
+        return;
+    }
     // The charge is taken at once but answered after 150 ms: a kill in that
     // window leaves the step running with its effect already made.
     let services = order_services(&["--charge-delay-ms", "150"]);
@@ -143,6 +149,9 @@ fn orders_killed_during_their_charge_are_charged_once_after_resume() {
 /// uploaded, and the chord's totals count them.
 #[test]
 fn the_media_example_makes_and_uploads_a_thumbnail_of_every_image() {
+    if !common::python3_runs("the_media_example_makes_and_uploads_a_thumbnail_of_every_image") {
+        return;
+    }
     let stdout = run_example("media", &["--images", "8", "--concurrency", "2"]);
     let line = |prefix: &str| -> Value {
         let text = stdout

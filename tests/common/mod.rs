@@ -276,6 +276,24 @@ pub fn run_document(document: Value, extra: &[&str]) -> Run {
     run_file(&chain_file(&document), extra)
 }
 
+/// Whether `python3` runs here, for the tests whose local services are
+/// Python scripts. In CI, which installs it, it must; elsewhere a test
+/// without it says it was skipped.
+pub fn python3_runs(test: &str) -> bool {
+    let found = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must have python3"
+    );
+    if !found {
+        println!("skipped {test}: no python3 for its local services");
+    }
+    found
+}
+
 /// A small real service (a Python script that prints `listening on PORT`)
 /// on 127.0.0.1, stopped by its PID when dropped.
 pub struct LocalService {
