@@ -99,6 +99,19 @@ impl Server {
                 });
             }
         }
+        {
+            use std::os::unix::process::CommandExt;
+            // A file-size limit (the full disk of a test) makes a write
+            // fail with EFBIG instead of killing the service.
+            // SAFETY: signal is async-signal-safe, and nothing else runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (found, address) = mpsc::channel();
@@ -398,6 +411,83 @@ fn a_tenants_grants_come_from_its_policy_and_a_submission_may_only_narrow_them()
     assert_eq!(report["status"], "failed", "{report}");
     let message = report["error"]["message"].as_str().unwrap();
     assert!(message.contains("has no http grant"), "{message}");
+}
+
+/// Sets the soft limit on the size of files `pid` may write (its hard
+/// limit stays), as a disk that is full, or has room again.
+fn limit_file_size(pid: u32, bytes: u64) {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes only the two structs passed.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(
+                pid as i32,
+                libc::RLIMIT_FSIZE,
+                std::ptr::null(),
+                &mut current
+            ),
+            0
+        );
+        let wanted = libc::rlimit {
+            rlim_cur: bytes.min(current.rlim_max),
+            rlim_max: current.rlim_max,
+        };
+        assert_eq!(
+            libc::prlimit(
+                pid as i32,
+                libc::RLIMIT_FSIZE,
+                &wanted,
+                std::ptr::null_mut()
+            ),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// A full disk fails what needs room; once there is room again, new
+/// workflows run without a restart (issue 15, point 6). The disk is the
+/// service's file-size limit, lowered and raised from outside.
+#[test]
+fn once_a_full_disk_has_room_again_new_workflows_run_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let (status, _) = server.submit(KEY_A, &json!({"id": "first", "workflow": add_chain()}));
+    assert_eq!(status, 202);
+    assert_eq!(server.wait(KEY_A, "first")["result"], 8);
+
+    let size = std::fs::metadata(dir.path().join("state.redb"))
+        .unwrap()
+        .len();
+    limit_file_size(server.child.id(), size);
+    let mut failed = 0;
+    for n in 0..40 {
+        let big = json!({"id": format!("big-{n}"), "workflow": [
+            {"task": "testkit.big_output", "args": [1_000_000]}
+        ]});
+        let (status, body) = server.submit(KEY_A, &big);
+        if status != 202 {
+            assert_eq!(status, 500, "{body}");
+            failed += 1;
+            break;
+        }
+        if server.wait(KEY_A, &format!("big-{n}"))["status"] != "succeeded" {
+            failed += 1;
+            break;
+        }
+    }
+    assert!(failed > 0, "the limit never made a write fail");
+
+    limit_file_size(server.child.id(), u64::MAX);
+    let (status, body) = server.submit(KEY_A, &json!({"id": "after", "workflow": add_chain()}));
+    assert_eq!(status, 202, "{body}");
+    let report = server.wait(KEY_A, "after");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["result"], 8);
 }
 
 #[test]

@@ -24,6 +24,7 @@
 //! leader commits on a blocking thread, so that the rest of its task keeps
 //! going and steps that finish together share a flush.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
@@ -196,9 +197,10 @@ struct Request {
     done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
-/// Why writes were lost: a commit that held writes nobody waited for
-/// failed, and every write after it is refused, so that nothing is
-/// recorded on top of what is missing.
+/// Why writes were lost: a commit failed. Every later write of the
+/// workflows it held is refused, so that nothing of theirs is recorded on
+/// top of what is missing; other workflows go on, so that a full disk,
+/// once it has room again, takes new work without a restart.
 #[derive(Clone)]
 enum Lost {
     Redb(Arc<redb::Error>),
@@ -211,7 +213,19 @@ struct Queue {
     waiting: Vec<Request>,
     /// When a commit was last made.
     committed_at: Instant,
-    lost: Option<Lost>,
+    /// Workflows (tenant, id) with writes lost, and why.
+    lost: HashMap<(String, String), Lost>,
+}
+
+impl Queue {
+    /// Why `write`'s workflow has lost writes, if it has.
+    fn lost_for(&self, write: &Write) -> Option<&Lost> {
+        if self.lost.is_empty() {
+            return None;
+        }
+        self.lost
+            .get(&(write.tenant.clone(), write.workflow.clone()))
+    }
 }
 
 /// The queue of writes to a database and the commits that drain it.
@@ -278,7 +292,7 @@ impl Committer {
                 leading: false,
                 waiting: Vec::new(),
                 committed_at: Instant::now(),
-                lost: None,
+                lost: HashMap::new(),
             }),
             wake: Arc::clone(&wake),
         });
@@ -297,7 +311,7 @@ impl Committer {
             self.commit_waiting();
             {
                 let queue = lock(&self.queue);
-                if queue.lost.is_some() || (queue.waiting.is_empty() && !queue.leading) {
+                if queue.waiting.is_empty() && !queue.leading {
                     return;
                 }
             }
@@ -340,7 +354,7 @@ impl Committer {
         let (done, committed) = oneshot::channel();
         let lead = {
             let mut queue = lock(&self.queue);
-            if let Some(lost) = &queue.lost {
+            if let Some(lost) = queue.lost_for(&write) {
                 return Err(self.error(lost));
             }
             if self.may_wait(&write, &queue) {
@@ -399,7 +413,7 @@ impl Committer {
         loop {
             let batch: Vec<Request> = {
                 let mut queue = lock(&self.queue);
-                if queue.waiting.is_empty() || queue.lost.is_some() {
+                if queue.waiting.is_empty() {
                     queue.leading = false;
                     return;
                 }
@@ -409,9 +423,15 @@ impl Committer {
             // A panic inside redb (a damaged file) fails the commit, and
             // every writer of it hears so.
             let started = Instant::now();
-            let result = match catching(|| commit(&self.db, &batch).map_err(Arc::new)) {
+            let result = match catching(|| commit(&self.db.get(), &batch).map_err(Arc::new)) {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(Lost::Redb(err)),
+                Ok(Err(err)) => {
+                    // redb takes no transaction on a handle that saw an I/O
+                    // error (a full disk): the commits after this one go to
+                    // a handle opened again.
+                    self.db.reopen();
+                    Err(Lost::Redb(err))
+                }
                 Err(panic) => Err(Lost::Panicked(panic_text(panic.as_ref()))),
             };
             tracing::trace!(
@@ -423,14 +443,22 @@ impl Committer {
             {
                 let mut queue = lock(&self.queue);
                 queue.committed_at = Instant::now();
-                if let Err(lost) = &result
-                    && batch.iter().any(|request| request.done.is_none())
-                {
-                    queue.lost = Some(lost.clone());
-                    // What waits behind the lost writes is refused too.
-                    for request in queue.waiting.drain(..) {
-                        if let Some(done) = request.done {
-                            let _ = done.send(Err(self.error(lost)));
+                if let Err(lost) = &result {
+                    for request in &batch {
+                        let key = (request.write.tenant.clone(), request.write.workflow.clone());
+                        queue.lost.entry(key).or_insert_with(|| lost.clone());
+                    }
+                    // What of theirs waits behind the lost writes is
+                    // refused too; the others' writes stay queued.
+                    let waiting = std::mem::take(&mut queue.waiting);
+                    for request in waiting {
+                        match queue.lost_for(&request.write).cloned() {
+                            Some(lost) => {
+                                if let Some(done) = request.done {
+                                    let _ = done.send(Err(self.error(&lost)));
+                                }
+                            }
+                            None => queue.waiting.push(request),
                         }
                     }
                 }

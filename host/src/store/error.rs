@@ -4,7 +4,7 @@
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::Database;
 
@@ -166,17 +166,59 @@ pub fn catching_redb_panic() -> bool {
     CATCHING.with(|depth| depth.get() > 0)
 }
 
-/// redb's database, closed when dropped without letting a panic inside redb
-/// (closing a damaged file can index past its pages) end the process.
-pub(super) struct Db(ManuallyDrop<Database>);
+/// redb's database: a handle, opened again after an I/O error (a full
+/// disk), since redb refuses every transaction on a handle that saw one
+/// until it is reopened.
+pub(super) struct Db {
+    current: RwLock<Arc<Handle>>,
+    /// The file, to open it again; none for a database in memory.
+    file: Option<PathBuf>,
+}
 
 impl Db {
-    pub(super) fn new(db: Database) -> Self {
-        Db(ManuallyDrop::new(db))
+    /// `db`, opened from `file` (none: in memory, never reopened).
+    pub(super) fn new(db: Database, file: Option<PathBuf>) -> Self {
+        Db {
+            current: RwLock::new(Arc::new(Handle(ManuallyDrop::new(db)))),
+            file,
+        }
+    }
+
+    /// The handle transactions begin on now.
+    pub(super) fn get(&self) -> Arc<Handle> {
+        match self.current.read() {
+            Ok(current) => Arc::clone(&current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Opens the file again, for the transactions that come next; the old
+    /// handle closes once the last transaction on it ends. False if it
+    /// cannot be opened (the disk is still failing): the old one stays.
+    pub(super) fn reopen(&self) -> bool {
+        let Some(file) = &self.file else {
+            return false;
+        };
+        match catching(|| super::builder().open(file)) {
+            Ok(Ok(db)) => {
+                let handle = Arc::new(Handle(ManuallyDrop::new(db)));
+                match self.current.write() {
+                    Ok(mut current) => *current = handle,
+                    Err(poisoned) => *poisoned.into_inner() = handle,
+                }
+                true
+            }
+            _ => false,
+        }
     }
 }
 
-impl Deref for Db {
+/// One open handle of redb's database, closed when dropped without letting
+/// a panic inside redb (closing a damaged file can index past its pages)
+/// end the process.
+pub(super) struct Handle(ManuallyDrop<Database>);
+
+impl Deref for Handle {
     type Target = Database;
 
     fn deref(&self) -> &Database {
@@ -184,7 +226,7 @@ impl Deref for Db {
     }
 }
 
-impl Drop for Db {
+impl Drop for Handle {
     fn drop(&mut self) {
         let database = &mut self.0;
         // SAFETY: the database is dropped once, here, and never used after:

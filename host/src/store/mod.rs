@@ -80,7 +80,7 @@ pub struct Store {
 
 /// redb's settings for a database file: shared with every other process
 /// that opens it.
-fn builder() -> redb::Builder {
+pub(super) fn builder() -> redb::Builder {
     let mut builder = Database::builder();
     builder
         .set_cache_size(CACHE_BYTES)
@@ -157,7 +157,8 @@ impl Store {
         durability: Durability,
         leases: Leases,
     ) -> Result<Self, StoreError> {
-        let db = Arc::new(Db::new(db));
+        let file = (path.as_os_str() != ":memory:").then(|| path.clone());
+        let db = Arc::new(Db::new(db, file));
         let committer = Committer::start(Arc::clone(&db), path.clone(), durability)?;
         let store = Store {
             db,
@@ -232,7 +233,7 @@ impl Store {
         read: impl FnOnce(&ReadTransaction) -> Result<R, Fault>,
     ) -> Result<R, StoreError> {
         error::guarded(&self.path, || {
-            let txn = self.db.begin_read().map_err(|err| self.fault(err))?;
+            let txn = self.db.get().begin_read().map_err(|err| self.fault(err))?;
             read(&txn).map_err(|fault| fault.at(&self.path))
         })
     }

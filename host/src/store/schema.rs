@@ -17,7 +17,7 @@ impl Store {
         if self.stored_schema_version()? == Some(SCHEMA_VERSION) {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|err| self.fault(err))?;
+        let txn = self.db.get().begin_write().map_err(|err| self.fault(err))?;
         let found = {
             let meta = txn.open_table(META).map_err(|err| self.fault(err))?;
             let found = meta
