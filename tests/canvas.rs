@@ -179,6 +179,27 @@ fn more_members_at_once_than_the_instance_pool_holds_wait_for_room() {
     assert_eq!(run.stdout, format!("{}\n", members * (members - 1) / 2));
 }
 
+/// A component of many core instances (componentize-py's hold 14) runs 64
+/// at once: the pool holds them all, and an attempt that finds it full
+/// waits for room rather than failing for the pool's size.
+#[test]
+fn sixty_four_many_module_components_run_at_once() {
+    let Some(napper) = python_component("napper") else {
+        return;
+    };
+    let members: Vec<Value> = (0..64)
+        .map(|i| json!({"task": "py.nap", "args": [i]}))
+        .collect();
+    let chain = chain_file(&json!({"plugins": {"py": napper}, "workflow": {"group": members}}));
+    let run = run_file(&chain, &["--concurrency", "64"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected: Vec<i64> = (0..64).collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&run.stdout).unwrap(),
+        json!(expected)
+    );
+}
+
 /// Celery's `group._prepared`: a group listed directly in a group or a
 /// chord header is flattened into it, at any depth; a group in a chain
 /// member is not.

@@ -63,6 +63,56 @@ pub fn plugin_dir() -> &'static Path {
     })
 }
 
+/// The component componentize-py makes of `tests/fixtures/python/NAME.py`
+/// (once per test binary, again only when the file changed), or `None`,
+/// saying the test is skipped, where componentize-py is missing (in CI,
+/// which installs it, it must be there).
+pub fn python_component(name: &str) -> Option<PathBuf> {
+    let source = repo_root().join(format!("tests/fixtures/python/{name}.py"));
+    let out_dir = host_target_dir().join("python-components");
+    let out = out_dir.join(format!("{name}.wasm"));
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    if modified(&out).is_some() && modified(&out) >= modified(&source) {
+        return Some(out);
+    }
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // Through python3, so that it runs wherever pip put its script.
+    let built = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, componentize_py; sys.argv[0] = 'componentize-py'; \
+             sys.exit(componentize_py.script())",
+            "-d",
+        ])
+        .arg(repo_root().join("wit"))
+        .args(["-w", "plugin", "componentize", name, "-o"])
+        .arg(&out)
+        .current_dir(source.parent().unwrap())
+        .output();
+    let (succeeded, stderr) = match built {
+        Ok(output) => (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ),
+        Err(err) => (
+            false,
+            format!("No module named 'componentize_py' (python3: {err})"),
+        ),
+    };
+    if succeeded {
+        return Some(out);
+    }
+    if stderr.contains("No module named 'componentize_py'") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have componentize-py (.ci/run installs it with pip)"
+        );
+        println!("skipped: no componentize-py to build {}", source.display());
+        return None;
+    }
+    panic!("componentize-py failed on {}: {stderr}", source.display());
+}
+
 /// The component of plugin crate `name`.
 pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))

@@ -26,6 +26,11 @@ pub enum Metering {
 /// attempts running at once, across every workflow of the process.
 pub const POOLED_INSTANCES: u32 = 64;
 
+/// Core instances the pool holds per component instance: a Rust component
+/// has a few, one that componentize-py builds 14. A component with more
+/// waits for room (see `sandbox::run_attempt`) rather than failing.
+const CORE_INSTANCES_EACH: u32 = 16;
+
 /// Bytes of each pooled memory and table kept resident between steps: a
 /// small task's whole working set, and at most 64 × 2 MiB in all.
 const KEEP_RESIDENT: usize = 2 << 20;
@@ -53,13 +58,13 @@ fn config(metering: Metering) -> Config {
     config
 }
 
-/// The pool: sized for [`POOLED_INSTANCES`] small Rust components, each
+/// The pool: sized for [`POOLED_INSTANCES`] components, each
 /// memory free to grow to the 4 GiB of wasm32 (the store's limiter is what
 /// enforces `memory_mb`). The reservation is virtual address space only.
 fn pool() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(POOLED_INSTANCES)
-        .total_core_instances(POOLED_INSTANCES * 8)
+        .total_core_instances(POOLED_INSTANCES * CORE_INSTANCES_EACH)
         .total_memories(POOLED_INSTANCES * 2)
         .total_tables(POOLED_INSTANCES * 8)
         .total_stacks(POOLED_INSTANCES)

@@ -92,6 +92,16 @@ impl Runtime {
         self.instance_slots.acquire().await.ok()
     }
 
+    /// Whether attempts other than the caller's hold instances now; the
+    /// caller holds its own slot.
+    pub(crate) fn others_running(&self) -> bool {
+        let total = match self.allocation {
+            Allocation::Pooling => engine::POOLED_INSTANCES as usize,
+            Allocation::OnDemand => Semaphore::MAX_PERMITS,
+        };
+        self.instance_slots.available_permits() + 1 < total
+    }
+
     /// Sends every guest log line to `sink` as well as to the step's record.
     pub fn with_log_sink(mut self, sink: LogSink) -> Self {
         self.log_sink = Some(sink);

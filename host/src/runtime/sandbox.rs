@@ -173,6 +173,8 @@ pub struct StepState {
     timed_out: bool,
     cancelled: bool,
     masker: Masker,
+    /// Set when instantiation found the instance pool full.
+    pool_full: bool,
 }
 
 impl WasiView for StepState {
@@ -310,6 +312,7 @@ impl Sandbox {
             timed_out: false,
             cancelled: false,
             masker: access.masker().clone(),
+            pool_full: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -427,8 +430,18 @@ impl Sandbox {
             Ok(Err(types::TaskError::Fail(message))) => {
                 AttemptResult::Failed(Failure::new(FailureKind::Fail, message))
             }
+            Err(Interrupted::Error(err)) if is_pool_full(&err) => {
+                self.store.data_mut().pool_full = true;
+                AttemptResult::Failed(self.classify(Interrupted::Error(err)))
+            }
             Err(interrupted) => AttemptResult::Failed(self.classify(interrupted)),
         }
+    }
+
+    /// Whether the attempt found the instance pool full: its instantiation
+    /// failed before any guest code ran, so it may simply be tried again.
+    fn found_pool_full(&self) -> bool {
+        self.store.data().pool_full
     }
 
     fn parse_output(&self, json: &str, wrap: fn(Value) -> AttemptResult) -> AttemptResult {
@@ -612,18 +625,49 @@ pub async fn run_attempt(
     access: Arc<Access>,
     cancel: CancelToken,
 ) -> Attempt {
-    let log_callback: Option<LogCallback> = runtime.log_sink.clone().map(|sink| {
-        let invocation = invocation.clone();
-        Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
-    });
-    let _slot = runtime.instance_slot().await;
-    let sandbox = Sandbox::new(&runtime.engine, limits, &access, log_callback, cancel);
-    let mut sandbox = match sandbox {
-        Ok(sandbox) => sandbox,
-        Err(failure) => return Attempt::failed(failure),
-    };
-    let result = sandbox.run_task(plugin.pre(), invocation).await;
-    sandbox.finish(result)
+    let mut room_wait = POOL_RETRY_FIRST;
+    loop {
+        let log_callback: Option<LogCallback> = runtime.log_sink.clone().map(|sink| {
+            let invocation = invocation.clone();
+            Box::new(move |record: &LogRecord| sink(&invocation, record)) as LogCallback
+        });
+        let slot = runtime.instance_slot().await;
+        let sandbox = Sandbox::new(
+            &runtime.engine,
+            limits,
+            &access,
+            log_callback,
+            cancel.clone(),
+        );
+        let mut sandbox = match sandbox {
+            Ok(sandbox) => sandbox,
+            Err(failure) => return Attempt::failed(failure),
+        };
+        let result = sandbox.run_task(plugin.pre(), invocation).await;
+        // A component of many core instances can fill the pool's
+        // instances before its count of live components is reached: the
+        // attempt waits for others to end, as it waits for a slot. Alone,
+        // it would wait for ever, and fails instead.
+        if sandbox.found_pool_full() && runtime.others_running() && !cancel.is_cancelled() {
+            drop((sandbox, slot));
+            tokio::time::sleep(room_wait).await;
+            room_wait = (room_wait * 2).min(POOL_RETRY_MAX);
+            continue;
+        }
+        return sandbox.finish(result);
+    }
+}
+
+/// The first wait before trying again an attempt that found the pool full.
+const POOL_RETRY_FIRST: Duration = Duration::from_millis(1);
+
+/// The longest wait between tries of an attempt that found the pool full.
+const POOL_RETRY_MAX: Duration = Duration::from_millis(50);
+
+/// Whether `err` says the instance pool has no room for another instance.
+fn is_pool_full(err: &wasmtime::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
 }
 
 impl From<types::TaskInfo> for TaskInfo {

@@ -123,6 +123,11 @@ pub(super) enum Fault {
 }
 
 impl Fault {
+    /// Whether redb refused because its handle saw an I/O error earlier.
+    pub(super) fn is_previous_io(&self) -> bool {
+        matches!(self, Fault::Redb(redb::Error::PreviousIo))
+    }
+
     /// The error of this fault in the database at `path`.
     pub(super) fn at(self, path: &Path) -> StoreError {
         match self {

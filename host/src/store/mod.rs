@@ -230,11 +230,20 @@ impl Store {
     /// named once, here.
     fn read<R>(
         &self,
-        read: impl FnOnce(&ReadTransaction) -> Result<R, Fault>,
+        read: impl Fn(&ReadTransaction) -> Result<R, Fault>,
     ) -> Result<R, StoreError> {
         error::guarded(&self.path, || {
-            let txn = self.db.get().begin_read().map_err(|err| self.fault(err))?;
-            read(&txn).map_err(|fault| fault.at(&self.path))
+            let once = || {
+                let txn = self.db.get().begin_read().map_err(Fault::from)?;
+                read(&txn)
+            };
+            // A handle that saw an I/O error (a full disk) takes no more
+            // transactions: read again on one opened afresh.
+            match once() {
+                Err(fault) if fault.is_previous_io() && self.db.reopen() => once(),
+                result => result,
+            }
+            .map_err(|fault| fault.at(&self.path))
         })
     }
 
