@@ -70,8 +70,7 @@ impl Durability {
     /// commits them.
     fn gathering(self) -> Duration {
         match self {
-            Durability::Grouped => Duration::ZERO,
-            Durability::Strict => LAZY_WINDOW,
+            Durability::Grouped | Durability::Strict => Duration::ZERO,
             Durability::Batched { window } => window,
         }
     }
@@ -246,11 +245,16 @@ struct Wake {
 
 #[derive(Default)]
 struct WakeState {
+    /// Writes wait that are to be committed now (a pure step's outcome).
     pending: bool,
+    /// Since when writes wait that may wait up to [`LAZY_WINDOW`] for a
+    /// commit (a step's start), if any do.
+    lazy_since: Option<Instant>,
     closed: bool,
 }
 
 impl Wake {
+    /// Wakes the thread to commit now (or, `closing`, to end).
     fn set(&self, closing: bool) {
         let mut state = lock(&self.state);
         state.closed |= closing;
@@ -260,17 +264,42 @@ impl Wake {
         }
     }
 
-    /// Waits to be woken; false once the committer is gone.
+    /// Has the thread commit within [`LAZY_WINDOW`], unless a commit
+    /// comes first: news that nothing waits for is not worth a commit of
+    /// its own while others are on their way.
+    fn set_lazy(&self) {
+        let mut state = lock(&self.state);
+        if state.lazy_since.is_none() {
+            state.lazy_since = Some(Instant::now());
+            self.signal.notify_one();
+        }
+    }
+
+    /// Waits until there is something to commit; false once the
+    /// committer is gone.
     fn wait(&self) -> bool {
         let mut state = lock(&self.state);
-        while !state.pending {
-            state = match self.signal.wait(state) {
-                Ok(state) => state,
-                Err(poisoned) => poisoned.into_inner(),
+        loop {
+            if state.pending {
+                state.pending = false;
+                state.lazy_since = None;
+                return !state.closed;
+            }
+            state = match state.lazy_since.map(|since| since + LAZY_WINDOW) {
+                Some(due) if Instant::now() >= due => {
+                    state.lazy_since = None;
+                    return !state.closed;
+                }
+                Some(due) => match self.signal.wait_timeout(state, due - Instant::now()) {
+                    Ok((state, _)) => state,
+                    Err(poisoned) => poisoned.into_inner().0,
+                },
+                None => match self.signal.wait(state) {
+                    Ok(state) => state,
+                    Err(poisoned) => poisoned.into_inner(),
+                },
             };
         }
-        state.pending = false;
-        !state.closed
     }
 }
 
@@ -358,9 +387,14 @@ impl Committer {
                 return Err(self.error(lost));
             }
             if self.may_wait(&write, &queue) {
+                let now = write.flush == Flush::BeforeReturning;
                 queue.waiting.push(Request { write, done: None });
                 drop(queue);
-                self.wake.set(false);
+                if now {
+                    self.wake.set(false);
+                } else {
+                    self.wake.set_lazy();
+                }
                 return Ok(());
             }
             queue.waiting.push(Request {
