@@ -40,11 +40,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, status, document):
         data = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The caller went away (a host killed mid-request); what it
+            # asked for is done, and a retry with its key gets the same.
+            pass
 
     def do_GET(self):
         if self.path == "/state":
