@@ -157,7 +157,7 @@ fn dir_grants(
         dirs.insert(
             guest.clone(),
             DirGrant {
-                path: base_dir.join(path),
+                path: absolute(base_dir, path),
                 write,
             },
         );
@@ -176,14 +176,22 @@ fn secret_source(value: &Value, at: &JsonPath, base_dir: &Path) -> Result<Secret
         (Some(name), None) => Ok(SecretSource::Env(
             fields::string(name, &at.key("env"))?.to_string(),
         )),
-        (None, Some(path)) => Ok(SecretSource::File(
-            base_dir.join(fields::string(path, &at.key("file"))?),
-        )),
+        (None, Some(path)) => Ok(SecretSource::File(absolute(
+            base_dir,
+            fields::string(path, &at.key("file"))?,
+        ))),
         _ => Err(SpecIssue::new(
             at,
             "a secret comes from exactly one of `env` or `file`",
         )),
     }
+}
+
+/// `path` against the chain file's directory, made absolute, so that the
+/// workflow means the same directory whatever directory it is resumed from.
+fn absolute(base_dir: &Path, path: &str) -> std::path::PathBuf {
+    let joined = base_dir.join(path);
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// Config and secret names are environment variable names.
