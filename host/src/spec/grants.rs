@@ -157,7 +157,7 @@ fn dir_grants(
         dirs.insert(
             guest.clone(),
             DirGrant {
-                path: absolute(base_dir, path),
+                path: resolved(base_dir, path),
                 write,
             },
         );
@@ -176,7 +176,7 @@ fn secret_source(value: &Value, at: &JsonPath, base_dir: &Path) -> Result<Secret
         (Some(name), None) => Ok(SecretSource::Env(
             fields::string(name, &at.key("env"))?.to_string(),
         )),
-        (None, Some(path)) => Ok(SecretSource::File(absolute(
+        (None, Some(path)) => Ok(SecretSource::File(resolved(
             base_dir,
             fields::string(path, &at.key("file"))?,
         ))),
@@ -189,7 +189,7 @@ fn secret_source(value: &Value, at: &JsonPath, base_dir: &Path) -> Result<Secret
 
 /// `path` against the chain file's directory, made absolute, so that the
 /// workflow means the same directory whatever directory it is resumed from.
-fn absolute(base_dir: &Path, path: &str) -> std::path::PathBuf {
+fn resolved(base_dir: &Path, path: &str) -> std::path::PathBuf {
     let joined = base_dir.join(path);
     std::path::absolute(&joined).unwrap_or(joined)
 }
