@@ -458,3 +458,52 @@ fn inspect_lists_the_interfaces_a_plugin_imports_with_their_grants() {
         "{math:?}"
     );
 }
+
+/// HTTPS goes through rustls with the bundled web roots: a server whose
+/// certificate no root vouches for (self-signed, made here) is refused.
+#[test]
+fn https_verifies_the_servers_certificate() {
+    if !common::python3_runs("https_verifies_the_servers_certificate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(output) if output.status.success() => {}
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "CI must have openssl");
+            println!("skipped: no openssl to make a certificate");
+            return;
+        }
+    }
+    let port = LocalService::start(
+        &common::repo_root().join("tests/fixtures/http/server.py"),
+        &["0", cert.to_str().unwrap(), key.to_str().unwrap()],
+    );
+    let url = format!("https://127.0.0.1:{}/hello", port.port);
+    let report = run_group(
+        json!({"tls": granted(json!({"http": [format!("https://127.0.0.1:{}", port.port)]}))}),
+        vec![call("tls", "http_get", json!([url]))],
+        |_| {},
+    );
+    let refused = error(&report, "0.0");
+    assert!(
+        refused.contains("TLS") && refused.contains("certificate"),
+        "{refused}"
+    );
+}

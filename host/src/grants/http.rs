@@ -230,10 +230,12 @@ async fn send(
         Scheme::Https => {
             let name = rustls::pki_types::ServerName::try_from(target.host.clone())
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
+            // rustls's own words (an unknown issuer, a name mismatch) are
+            // what a task needs to see; wasi:http's TLS codes carry none.
             let tls = tokio_rustls::TlsConnector::from(tls_config())
                 .connect(name, stream)
                 .await
-                .map_err(Error::Tls)?;
+                .map_err(|err| Error::InternalError(Some(format!("{url}: TLS: {err}"))))?;
             handshake(tls).await?
         }
     };
