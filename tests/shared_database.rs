@@ -386,8 +386,11 @@ fn purged_space_is_reused_and_running_workflows_are_never_removed() {
         );
     }
     println!("database of 10 workflows, purged and filled again twice: {sizes:?} bytes");
+    // Ten processes committing side by side may find part of the freed
+    // space still held by another's snapshot and grow the file for a
+    // while (seen: 1.76x, then 1.14x); never reused, it would be 3x.
     assert!(
-        sizes.iter().all(|&bytes| bytes <= filled + filled / 2),
+        sizes.iter().all(|&bytes| bytes < 2 * filled),
         "the freed space was not reused: {sizes:?} bytes"
     );
 
