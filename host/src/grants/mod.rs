@@ -2,8 +2,8 @@
 //!
 //! Deny by default: a plugin without grants reaches nothing. Each kind of
 //! grant is one capability with its own module — outbound HTTP to listed
-//! origins ([`http`]), directories ([`dirs`]), configuration values and
-//! secrets read through the environment ([`secrets`]). A [`Grants`] is what
+//! origins ([`HttpGrant`]), directories ([`DirGrant`]), configuration
+//! values and secrets read through the environment ([`SecretSource`]). A [`Grants`] is what
 //! a chain file (or a tenant's policy) says and what the store keeps: a
 //! secret's source, never its value. [`Access`] is the same grants made
 //! ready for attempts, with secret values read and their mask built.
