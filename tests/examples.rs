@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{LocalService, chain_file, plugin, plugin_dir, repo_root};
+use common::{LocalService, chain_file, plugin_dir, repo_root};
 use serde_json::{Value, json};
 
 fn order_services(args: &[&str]) -> LocalService {
@@ -14,12 +14,8 @@ fn order_services(args: &[&str]) -> LocalService {
 
 /// The order example's chain file for `order`, against services on `port`.
 fn order_chain(order: &Value, port: u16) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("examples/order/chain.json"))
-        .unwrap()
-        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
-    let mut chain: Value = serde_json::from_str(&text).unwrap();
+    let mut chain = common::example_chain("order", port);
     chain["id"] = json!(format!("order-{}", order["id"].as_str().unwrap()));
-    chain["plugins"]["shop"]["path"] = json!(plugin("shop"));
     chain["workflow"][0]["args"] = json!([order]);
     chain
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{LocalService, invocation, load, plugin, repo_root};
+use common::{LocalService, invocation, load, repo_root};
 use serde_json::{Value, json};
 use wfhost::grants::{Access, DirGrant, Grants, HttpGrant, Origin, SecretSource};
 use wfhost::runtime::{AttemptResult, CancelToken, Limits, Plugin, Runtime};
@@ -109,11 +109,7 @@ async fn step_cost() {
 
 /// The media chain of `examples/media`, pointed at `service`.
 fn media_chain(service: &LocalService, dir: &std::path::Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(repo_root().join("examples/media/chain.json"))
-        .unwrap()
-        .replace("127.0.0.1:8000", &format!("127.0.0.1:{}", service.port));
-    let mut chain: Value = serde_json::from_str(&text).unwrap();
-    chain["plugins"]["media"]["path"] = json!(plugin("media"));
+    let chain = common::example_chain("media", service.port);
     let path = dir.join("chain.json");
     std::fs::write(&path, chain.to_string()).unwrap();
     path

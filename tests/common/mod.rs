@@ -113,6 +113,22 @@ pub fn python_component(name: &str) -> Option<PathBuf> {
     panic!("componentize-py failed on {}: {stderr}", source.display());
 }
 
+/// `examples/NAME/chain.json`, pointed at a service on `port` (in place of
+/// the file's `127.0.0.1:8000`) and at the plugins these tests built.
+pub fn example_chain(name: &str, port: u16) -> Value {
+    let text = std::fs::read_to_string(repo_root().join(format!("examples/{name}/chain.json")))
+        .unwrap()
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    let mut chain: Value = serde_json::from_str(&text).unwrap();
+    for entry in chain["plugins"].as_object_mut().unwrap().values_mut() {
+        let file = Path::new(entry["path"].as_str().unwrap())
+            .file_stem()
+            .unwrap();
+        entry["path"] = json!(plugin(file.to_str().unwrap()));
+    }
+    chain
+}
+
 /// The component of plugin crate `name`.
 pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))

@@ -29,6 +29,11 @@ mod builder;
 mod options;
 
 pub use builder::{chain, chord, group, sig};
+
+/// The plugin part of a task name `A.B` (split at the last dot), if any.
+pub fn plugin_of(task: &str) -> Option<&str> {
+    task.rsplit_once('.').map(|(plugin, _)| plugin)
+}
 pub use options::{Expires, Limit, RetryBackoff, StepOptions};
 
 use serde::{Deserialize, Serialize};
@@ -98,7 +103,7 @@ impl Signature {
 
     /// The plugin part of the task name (`math` for `math.add`), if any.
     pub fn plugin_name(&self) -> Option<&str> {
-        self.task.rsplit_once('.').map(|(plugin, _)| plugin)
+        plugin_of(&self.task)
     }
 
     /// The task part of the task name (`add` for `math.add`).

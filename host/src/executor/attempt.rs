@@ -102,11 +102,12 @@ impl Run<'_> {
         let started_at_ms = now_ms();
         running.started_at_ms.get_or_insert(started_at_ms);
         let attempt_number = Some(format!("attempt {}", running.attempts));
+        let access = self.workflow.plugins.access(plugin.name());
         let started = self
             .commit_flushed(&[&running], "step_started", attempt_number, Flush::Lazily)
             .await;
         if let Err(err) = started
-            && self.is_effectful(&running.task)
+            && access.is_effectful()
         {
             return Err(Failure::new(
                 FailureKind::Trap,
@@ -114,7 +115,6 @@ impl Run<'_> {
             ));
         }
         let runtime = self.runtime.clone();
-        let access = self.workflow.plugins.access(plugin.name());
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
         let attempt = async move {

@@ -137,7 +137,7 @@ impl Run<'_> {
     /// Whether a step of `task` (`plugin.task`) holds a grant that reaches
     /// outside its sandbox.
     pub(super) fn is_effectful(&self, task: &str) -> bool {
-        let plugin = task.rsplit_once('.').map_or("", |(plugin, _)| plugin);
+        let plugin = wfhost_canvas::plugin_of(task).unwrap_or_default();
         self.workflow.plugins.access(plugin).is_effectful()
     }
 
