@@ -407,23 +407,6 @@ fn celery_options_wfhost_lacks_are_refused_by_name() {
     );
 }
 
-/// Whether Celery 5.7.0 can be imported by `python3` here. In CI, which
-/// installs it, it must be.
-fn celery_is_installed() -> bool {
-    let found = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import celery, sys; sys.exit(celery.__version__ != '5.7.0')",
-        ])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        found || std::env::var_os("CI").is_none(),
-        "CI must have Celery 5.7.0 for python3 (.ci/run installs it with pip)"
-    );
-    found
-}
-
 /// The differential test: random canvases made with the real Celery
 /// library (tests/fixtures/celery/differential.py: nested groups and
 /// chords, one-member groups, immutables, kwargs, callbacks on signatures
@@ -435,7 +418,7 @@ fn celery_is_installed() -> bool {
 /// eager Celery gives `[]`.
 #[test]
 fn celery_and_wfhost_agree_on_random_canvases() {
-    if !celery_is_installed() {
+    if !common::celery_is_installed() {
         println!("skipped: python3 cannot import Celery 5.7.0");
         return;
     }

@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::{chain_file, invocation, plugin, standard_plugins};
+use common::{Run, chain_file, invocation, plugin, standard_plugins};
 use serde_json::json;
 use wfhost::runtime::{AttemptResult, ComponentCache, Limits, Runtime};
 
@@ -46,12 +47,20 @@ async fn a_compiled_component_is_stored_once_and_reused() {
     load_and_add(dir.path()).await;
     let first = entries(dir.path());
     assert_eq!(first.len(), 1, "one entry for one component: {first:?}");
-    let written = std::fs::metadata(&first[0]).unwrap().modified().unwrap();
+    let written = std::fs::metadata(&first[0]).unwrap();
 
     load_and_add(dir.path()).await;
     assert_eq!(entries(dir.path()), first);
-    let reused = std::fs::metadata(&first[0]).unwrap().modified().unwrap();
-    assert_eq!(written, reused, "a sound entry is read, not rewritten");
+    let reused = std::fs::metadata(&first[0]).unwrap();
+    assert_eq!(
+        written.ino(),
+        reused.ino(),
+        "a sound entry is read, not rewritten"
+    );
+    assert!(
+        reused.modified().unwrap() > written.modified().unwrap(),
+        "its modification time says when it was last used"
+    );
 }
 
 #[tokio::test]
@@ -103,4 +112,91 @@ fn the_binary_fills_the_cache_it_is_given() {
         // math and testkit, each compiled once.
         assert_eq!(entries(cache.path()).len(), 2);
     }
+}
+
+/// The bytes of the entries in `dir`.
+fn total_bytes(dir: &Path) -> u64 {
+    entries(dir)
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum()
+}
+
+/// Runs `wfhost ARGS` with the component cache in `cache` capped at `cap`
+/// (or the default cap).
+fn wfhost_with_cache(cache: &Path, cap: Option<u64>, args: &[&str]) -> Run {
+    let mut command = common::wfhost();
+    command.env("WFHOST_CACHE_DIR", cache).args(args);
+    match cap {
+        Some(cap) => command.env("WFHOST_CACHE_MAX", cap.to_string()),
+        None => command.env_remove("WFHOST_CACHE_MAX"),
+    };
+    let run = Run::from(command.output().unwrap());
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run
+}
+
+/// Compiles `plugin` into the cache (through `wfhost inspect`), and the
+/// entry it made or used.
+fn use_plugin(cache: &Path, cap: Option<u64>, name: &str) -> PathBuf {
+    let before = entries(cache);
+    wfhost_with_cache(cache, cap, &["inspect", plugin(name).to_str().unwrap()]);
+    let after = entries(cache);
+    let newest = after
+        .iter()
+        .max_by_key(|path| std::fs::metadata(path).unwrap().modified().unwrap())
+        .unwrap()
+        .clone();
+    assert!(after.len() <= before.len() + 1);
+    newest
+}
+
+#[test]
+fn the_cache_keeps_its_cap_removing_what_was_used_longest_ago() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path();
+    let math = use_plugin(dir, None, "math");
+    let testkit = use_plugin(dir, None, "testkit");
+    let shop = use_plugin(dir, None, "shop");
+    assert_eq!(entries(dir).len(), 3);
+    let size = |path: &PathBuf| std::fs::metadata(path).unwrap().len();
+    let (math_size, testkit_size, shop_size) = (size(&math), size(&testkit), size(&shop));
+    // Using math again makes it the newest: testkit is now the oldest.
+    assert_eq!(use_plugin(dir, None, "math"), math);
+
+    let cap = math_size + shop_size;
+    let pruned = wfhost_with_cache(
+        dir,
+        None,
+        &["cache", "prune", "--max-size", &cap.to_string()],
+    );
+    assert!(
+        pruned.stdout.starts_with("removed 1 compiled component"),
+        "{}",
+        pruned.stdout
+    );
+    let mut kept = vec![math.clone(), shop.clone()];
+    kept.sort();
+    assert_eq!(entries(dir), kept, "testkit was used longest ago");
+    assert!(total_bytes(dir) <= cap);
+
+    // A cap set by $WFHOST_CACHE_MAX is kept whenever an entry is written.
+    let cap = shop_size + testkit_size;
+    use_plugin(dir, Some(cap), "testkit");
+    assert!(total_bytes(dir) <= cap, "{} > {cap}", total_bytes(dir));
+    assert!(entries(dir).contains(&testkit));
+
+    let info = wfhost_with_cache(dir, Some(cap), &["cache", "info"]).stdout;
+    assert!(
+        info.contains(&format!("entries    {}", entries(dir).len())),
+        "{info}"
+    );
+
+    let emptied = wfhost_with_cache(dir, None, &["cache", "prune", "--max-size", "0"]);
+    assert!(
+        emptied.stdout.contains("kept 0 (0 B)"),
+        "{}",
+        emptied.stdout
+    );
+    assert!(entries(dir).is_empty());
 }

@@ -187,3 +187,52 @@ fn the_media_example_makes_and_uploads_a_thumbnail_of_every_image() {
     let uploaded: u64 = thumbs.iter().map(|t| t["bytes"].as_u64().unwrap()).sum();
     assert_eq!(totals["bytes_out"], uploaded);
 }
+
+/// The Python example: a Celery tasks module built by `wfhost build-py`,
+/// whose canvas mixes in a Rust task, runs as the README says and gives
+/// what Celery itself gives for the same module (its import line put back)
+/// and the same workflow.
+#[test]
+fn the_python_example_runs_with_rust_tasks_and_agrees_with_celery() {
+    let Some(tasks) = common::sdk_component("examples/python/tasks.py") else {
+        return;
+    };
+    let text = std::fs::read_to_string(repo_root().join("examples/python/chain.json")).unwrap();
+    let mut document: Value = serde_json::from_str(&text).unwrap();
+    document["plugins"] = json!({"tasks": tasks, "math": common::plugin("math")});
+    let chain = chain_file(&document);
+    let run = common::run_file(&chain, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let result: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(
+        result
+            .as_str()
+            .unwrap()
+            .starts_with("4 sensors, mean total "),
+        "{result}"
+    );
+    // Each sensor's read was autoretried once, then summed by Rust.
+    let report = chain.command(&["status", "--json", "sensor-survey"]).json();
+    let steps = report["steps"].as_array().unwrap();
+    let reads: Vec<&Value> = steps.iter().filter(|s| s["task"] == "tasks.read").collect();
+    assert_eq!(reads.len(), 4);
+    assert!(reads.iter().all(|read| read["attempts"] == 2), "{reads:?}");
+    let sums = steps.iter().filter(|s| s["task"] == "math.xsum").count();
+    assert_eq!(sums, 4);
+
+    if !common::celery_is_installed() {
+        println!("skipped the comparison with Celery: Celery 5.7.0 is not installed");
+        return;
+    }
+    let celery = std::process::Command::new("python3")
+        .arg(repo_root().join("examples/python/on_celery.py"))
+        .output()
+        .unwrap();
+    assert!(
+        celery.status.success(),
+        "{}",
+        String::from_utf8_lossy(&celery.stderr)
+    );
+    let on_celery: Value = serde_json::from_slice(&celery.stdout).unwrap();
+    assert_eq!(result, on_celery);
+}

@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,17 +20,13 @@ use std::time::{Duration, Instant};
 
 use common::{LocalService, invocation, load, repo_root};
 use serde_json::{Value, json};
+use support::median;
 use wfhost::grants::{Access, DirGrant, Grants, HttpGrant, Origin, SecretSource};
 use wfhost::runtime::{AttemptResult, CancelToken, Limits, Plugin, Runtime};
 
 const ROUNDS: usize = 5;
 const STEPS_PER_ROUND: usize = 400;
 const IMAGES: usize = 16;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 async fn time_steps(runtime: &Runtime, math: &Plugin, access: &Arc<Access>) -> Duration {
     let limits = Limits::default();

@@ -14,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{chain_file, plugin, standard_plugins};
 use serde_json::json;
+use support::median;
 
 const ROUNDS: usize = 21;
 
@@ -39,11 +41,6 @@ fn timed(mut command: Command) -> (Duration, String) {
     let took = started.elapsed();
     assert!(output.status.success(), "{output:?}");
     (took, String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::{chain_file, plugin, proc_status_kib, standard_plugins};
 use serde_json::{Value, json};
-use support::{ready, run_to_end};
+use support::{median, ready, run_to_end};
 use wfhost::executor::{FairScheduler, cores};
 use wfhost::records::WorkflowStatus;
 use wfhost::runtime::{ComponentCache, Runtime};
@@ -67,11 +67,6 @@ fn ms(duration: Duration) -> f64 {
 
 fn us(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// `math.add(0, 1) | math.add(1) | …`: `length` steps whose result is `length`.

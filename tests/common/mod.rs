@@ -24,7 +24,7 @@ pub fn wfhost() -> Command {
 }
 
 /// The target directory the host was built in.
-fn host_target_dir() -> PathBuf {
+pub fn host_target_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_wfhost"))
         .ancestors()
         .nth(2)
@@ -64,20 +64,14 @@ pub fn plugin_dir() -> &'static Path {
 }
 
 /// The component componentize-py makes of `tests/fixtures/python/NAME.py`
-/// (once per test binary, again only when the file changed), or `None`,
-/// saying the test is skipped, where componentize-py is missing (in CI,
-/// which installs it, it must be there).
+/// (a module written directly against the WIT world), or `None`, saying
+/// the test is skipped, where componentize-py is missing (in CI, which
+/// installs it, it must be there).
 pub fn python_component(name: &str) -> Option<PathBuf> {
     let source = repo_root().join(format!("tests/fixtures/python/{name}.py"));
-    let out_dir = host_target_dir().join("python-components");
-    let out = out_dir.join(format!("{name}.wasm"));
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    if modified(&out).is_some() && modified(&out) >= modified(&source) {
-        return Some(out);
-    }
-    std::fs::create_dir_all(&out_dir).unwrap();
     // Through python3, so that it runs wherever pip put its script.
-    let built = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .args([
             "-c",
             "import sys, componentize_py; sys.argv[0] = 'componentize-py'; \
@@ -86,9 +80,59 @@ pub fn python_component(name: &str) -> Option<PathBuf> {
         ])
         .arg(repo_root().join("wit"))
         .args(["-w", "plugin", "componentize", name, "-o"])
-        .arg(&out)
-        .current_dir(source.parent().unwrap())
-        .output();
+        .current_dir(source.parent().unwrap());
+    build_python(&source, &[], name, command)
+}
+
+/// The component `wfhost build-py` makes of the Python tasks module at
+/// `source` (relative to the repository) with this checkout's Python SDK,
+/// or `None` where componentize-py is missing, as for [`python_component`].
+pub fn sdk_component(source: &str) -> Option<PathBuf> {
+    let source = repo_root().join(source);
+    let name = source.file_stem().unwrap().to_str().unwrap().to_string();
+    let sdk = repo_root().join("guest-sdk/python");
+    let sdk_files: Vec<PathBuf> = std::fs::read_dir(sdk.join("wfhost_task"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
+        .chain([repo_root().join("wit/task.wit")])
+        .collect();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
+    command
+        .arg("build-py")
+        .arg(&source)
+        .env("PYTHONPATH", &sdk)
+        .env_remove("WFHOST_PYTHON");
+    build_python(&source, &sdk_files, &name, command)
+}
+
+/// Runs `command`, which writes the component of `source` to the path
+/// given after `-o` (appended here), unless that is newer than `source`
+/// and `inputs`; one build at a time, so tests of one binary that need the
+/// same component build it once.
+fn build_python(
+    source: &Path,
+    inputs: &[PathBuf],
+    name: &str,
+    mut command: Command,
+) -> Option<PathBuf> {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let out_dir = host_target_dir().join("python-components");
+    let out = out_dir.join(format!("{name}.wasm"));
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let newest_input = inputs
+        .iter()
+        .chain([&source.to_path_buf()])
+        .filter_map(|p| modified(p))
+        .max();
+    if modified(&out).is_some() && modified(&out) >= newest_input {
+        return Some(out);
+    }
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let built = command.arg("-o").arg(&out).output();
     let (succeeded, stderr) = match built {
         Ok(output) => (
             output.status.success(),
@@ -102,7 +146,9 @@ pub fn python_component(name: &str) -> Option<PathBuf> {
     if succeeded {
         return Some(out);
     }
-    if stderr.contains("No module named 'componentize_py'") {
+    if stderr.contains("No module named 'componentize_py'")
+        || stderr.contains("componentize-py is not installed")
+    {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have componentize-py (.ci/run installs it with pip)"
@@ -110,7 +156,7 @@ pub fn python_component(name: &str) -> Option<PathBuf> {
         println!("skipped: no componentize-py to build {}", source.display());
         return None;
     }
-    panic!("componentize-py failed on {}: {stderr}", source.display());
+    panic!("building {} failed: {stderr}", source.display());
 }
 
 /// `examples/NAME/chain.json`, pointed at a service on `port` (in place of
@@ -419,4 +465,21 @@ impl Drop for LocalService {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
+}
+
+/// Whether Celery 5.7.0 can be imported by `python3` here. In CI, which
+/// installs it, it must be.
+pub fn celery_is_installed() -> bool {
+    let found = Command::new("python3")
+        .args([
+            "-c",
+            "import celery, sys; sys.exit(celery.__version__ != '5.7.0')",
+        ])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must have Celery 5.7.0 for python3 (.ci/run installs it with pip)"
+    );
+    found
 }

@@ -1,7 +1,11 @@
 //! What the benchmarks share besides the tests' helpers: workflows begun
-//! and run through the library, as an embedder would.
+//! and run through the library, as an embedder would, and the median of
+//! a round's samples.
+
+#![allow(dead_code)]
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -34,4 +38,10 @@ pub async fn run_to_end(
     host.execute(*ready, options, &wfhost::Silent)
         .await
         .unwrap()
+}
+
+/// The median of `samples` (the upper one of an even count).
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
 }

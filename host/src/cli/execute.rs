@@ -52,12 +52,25 @@ impl CeilingArgs {
     }
 }
 
-/// A runtime that keeps compiled plugins in the user's cache directory (see
-/// [`super::paths::component_cache`]), so each is compiled once.
+/// The user's component cache (see [`super::paths::component_cache`]),
+/// with its cap, if there is a place for one.
+pub fn component_cache() -> anyhow::Result<Option<ComponentCache>> {
+    let Some(dir) = super::paths::component_cache() else {
+        return Ok(None);
+    };
+    let cache = ComponentCache::new(dir);
+    Ok(Some(match super::paths::component_cache_max()? {
+        Some(max) => cache.with_max_bytes(max),
+        None => cache,
+    }))
+}
+
+/// A runtime that keeps compiled plugins in the user's component cache, so
+/// each is compiled once.
 pub fn cached_runtime() -> anyhow::Result<Runtime> {
     let runtime = Runtime::new()?;
-    Ok(match super::paths::component_cache() {
-        Some(dir) => runtime.with_component_cache(ComponentCache::new(dir)),
+    Ok(match component_cache()? {
+        Some(cache) => runtime.with_component_cache(cache),
         None => runtime,
     })
 }

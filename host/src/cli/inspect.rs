@@ -40,7 +40,14 @@ pub async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<Finished> {
         let params: Vec<String> = task
             .params
             .iter()
-            .map(|p| format!("{}: {}", p.name, p.type_name))
+            .map(|p| match p.type_name.as_str() {
+                // Python's `/` and `*` markers.
+                "" => p.name.clone(),
+                ty if p.optional && !ty.starts_with("Option<") && !p.name.starts_with('*') => {
+                    format!("{}: {ty} = …", p.name)
+                }
+                ty => format!("{}: {ty}", p.name),
+            })
             .collect();
         writeln!(out)?;
         writeln!(

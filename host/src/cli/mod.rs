@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch, and the mapping of outcomes to exit
 //! statuses: 0 succeeded, 1 the workflow failed, 2 the input was wrong.
 
+mod build_py;
+mod cache;
 mod call;
 mod execute;
 mod inspect;
@@ -238,6 +240,11 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Build a Python tasks module (written as for Celery, with the
+    /// `wfhost_task` SDK) into a plugin component, with componentize-py.
+    BuildPy(build_py::BuildPyArgs),
+    /// Look after the cache of compiled components.
+    Cache(cache::CacheArgs),
     /// List the tasks a plugin component exports, with parameters and docs.
     Inspect {
         /// The plugin component (.wasm).
@@ -352,6 +359,8 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate::validate(args).await,
             Command::Inspect { plugin, json } => inspect::inspect(&plugin, json).await,
             Command::Completions { shell } => completions(shell),
+            Command::BuildPy(args) => build_py::build_py(args),
+            Command::Cache(args) => cache::cache(args),
             Command::Serve(args) => serve::serve(args).await,
         }
     });

@@ -33,3 +33,14 @@ pub fn component_cache() -> Option<PathBuf> {
             .join("components"),
     )
 }
+
+/// The cap of the component cache from `$WFHOST_CACHE_MAX` (`500M`, `2G`),
+/// if it sets one.
+pub fn component_cache_max() -> anyhow::Result<Option<u64>> {
+    match std::env::var("WFHOST_CACHE_MAX") {
+        Ok(text) if !text.is_empty() => super::cache::parse_size(&text)
+            .map(Some)
+            .map_err(|err| anyhow::anyhow!("$WFHOST_CACHE_MAX: {err}")),
+        _ => Ok(None),
+    }
+}

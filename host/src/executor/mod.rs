@@ -16,6 +16,7 @@
 //! [`crate::Host`]; this module runs what it was handed.
 
 mod attempt;
+mod binding;
 mod callbacks;
 mod drain;
 mod fair;

@@ -3,14 +3,15 @@
 //! every limit fits under the workflow's ceilings.
 
 use thiserror::Error;
-use wfhost_canvas::{Signature, StepOptions};
+use wfhost_canvas::StepOptions;
 
 use super::attempt::attempt_limits;
+use super::binding::check_binding;
 use super::walk::AttemptsEnd;
 use super::{PluginSet, PreparedWorkflow};
 use crate::plan::{self, Node, PlannedStep};
 use crate::records::{Failure, FailureKind};
-use crate::runtime::{Ceilings, PluginError, TaskInfo};
+use crate::runtime::{Ceilings, PluginError};
 
 /// Replacements may nest this deep; a task that keeps replacing itself
 /// fails instead of running forever.
@@ -56,73 +57,11 @@ impl StepProblem {
 /// Problems shown at most; the rest are counted.
 const MOST_PROBLEMS_SHOWN: usize = 20;
 
-/// Keyword arguments of one call reported one by one at most.
-const MOST_KWARG_PROBLEMS: usize = 10;
-
 fn display_lines(problems: &[StepProblem]) -> String {
     crate::text::first_lines(
         problems.iter().map(ToString::to_string),
         MOST_PROBLEMS_SHOWN,
     )
-}
-
-/// Checks how a call binds to a task's parameters, the way the guest SDK
-/// binds it: positional arguments first (with the previous result in front
-/// when `receives_input`), then keywords by name.
-fn check_binding(task: &TaskInfo, signature: &Signature, receives_input: bool) -> Vec<String> {
-    let mut problems = Vec::new();
-    let prepended = usize::from(receives_input && !signature.immutable);
-    let positional = signature.args.len() + prepended;
-    let params = &task.params;
-    let counting = if prepended == 1 {
-        " (counting the previous result)"
-    } else {
-        ""
-    };
-    if positional > params.len() {
-        problems.push(format!(
-            "{}() takes {} positional argument{} but {positional} would be given{counting}",
-            task.name,
-            params.len(),
-            if params.len() == 1 { "" } else { "s" },
-        ));
-    }
-    let mut kwarg_problems = 0;
-    for name in signature.kwargs.keys() {
-        let problem = match params.iter().position(|p| &p.name == name) {
-            None => format!(
-                "{}() has no parameter '{}'",
-                task.name,
-                crate::text::clipped(name, 64)
-            ),
-            Some(index) if index < positional => format!(
-                "{}() would get multiple values for argument '{name}'{counting}",
-                task.name
-            ),
-            Some(_) => continue,
-        };
-        kwarg_problems += 1;
-        if kwarg_problems <= MOST_KWARG_PROBLEMS {
-            problems.push(problem);
-        }
-    }
-    if kwarg_problems > MOST_KWARG_PROBLEMS {
-        problems.push(format!(
-            "{}() … and {} more keyword arguments that do not bind",
-            task.name,
-            kwarg_problems - MOST_KWARG_PROBLEMS
-        ));
-    }
-    for (index, param) in params.iter().enumerate() {
-        let given = index < positional || signature.kwargs.contains_key(&param.name);
-        if !given && !param.optional {
-            problems.push(format!(
-                "{}() would miss required argument '{}'{counting}",
-                task.name, param.name
-            ));
-        }
-    }
-    problems
 }
 
 impl PreparedWorkflow {

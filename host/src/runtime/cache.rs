@@ -20,10 +20,30 @@ use wasmtime::component::Component;
 /// Part of every entry's key: bumped when the entry format changes.
 const FORMAT: &[u8] = b"wfhost-component-cache-v2\n";
 
-/// A directory of compiled components.
+/// The most a cache keeps unless told otherwise: room for a few dozen
+/// compiled Python components (each holds CPython), or thousands of Rust ones.
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
+/// A directory of compiled components, kept under a size cap: when an
+/// entry written makes the directory larger, the entries used longest ago
+/// are removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentCache {
     dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// What [`ComponentCache::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Entries removed.
+    pub removed: usize,
+    /// Their bytes.
+    pub removed_bytes: u64,
+    /// Entries kept.
+    pub kept: usize,
+    /// Their bytes.
+    pub kept_bytes: u64,
 }
 
 /// Feeds `Hash` input into sha256: a hash that is stable across processes,
@@ -42,9 +62,92 @@ impl Hasher for StableHasher {
 }
 
 impl ComponentCache {
-    /// A cache in `dir`, created when first written.
+    /// A cache in `dir`, created when first written, holding at most
+    /// [`DEFAULT_MAX_BYTES`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        ComponentCache { dir: dir.into() }
+        ComponentCache {
+            dir: dir.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+
+    /// The same cache holding at most `max_bytes` (the newest entry is
+    /// kept even when it alone is larger).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The cache's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The most the cache holds.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Removes the entries used longest ago until the rest hold at most
+    /// `max_bytes`, and whatever half-written files a crashed writer left.
+    /// A cache directory that does not exist is empty.
+    pub fn prune(&self, max_bytes: u64) -> std::io::Result<Pruned> {
+        self.prune_to(max_bytes, false)
+    }
+
+    /// [`Self::prune`], keeping the newest entry whatever its size when
+    /// `keep_newest` (the one just written, which is about to be used).
+    fn prune_to(&self, max_bytes: u64, keep_newest: bool) -> std::io::Result<Pruned> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Pruned::default()),
+            Err(err) => return Err(err),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if name.starts_with(".tmp-") {
+                // Writers rename their file within moments; an old one is
+                // what a killed writer left behind.
+                let stale = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TEMP_AGE);
+                if stale {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            } else if name.ends_with(".cwasm") && metadata.is_file() {
+                let used = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
+                found.push((used, metadata.len(), entry.path()));
+            }
+        }
+        // Newest first: the kept entries are a prefix.
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+        let mut pruned = Pruned::default();
+        for (index, (_, len, path)) in found.into_iter().enumerate() {
+            let fits = pruned.kept_bytes.saturating_add(len) <= max_bytes;
+            if fits || (index == 0 && keep_newest) {
+                pruned.kept += 1;
+                pruned.kept_bytes += len;
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    pruned.removed += 1;
+                    pruned.removed_bytes += len;
+                }
+                // Another process pruned it first.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(pruned)
     }
 
     fn entry_path(&self, engine: &Engine, component_sha256: &str) -> PathBuf {
@@ -66,16 +169,28 @@ impl ComponentCache {
     ) -> wasmtime::Result<Component> {
         let path = self.entry_path(engine, component_sha256);
         if let Some(component) = read_entry(engine, &path) {
+            // An entry's modification time is when it was last used: the
+            // cap removes the entries used longest ago.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.set_modified(std::time::SystemTime::now()));
             return Ok(component);
         }
         let component = Component::new(engine, bytes)?;
         if let Ok(serialized) = component.serialize() {
-            // A cache that cannot be written only costs a recompile next time.
-            let _ = write_entry(&path, &serialized);
+            // A cache that cannot be written only costs a recompile next
+            // time, and one that cannot be pruned only holds more.
+            if write_entry(&path, &serialized).is_ok() {
+                let _ = self.prune_to(self.max_bytes, true);
+            }
         }
         Ok(component)
     }
 }
+
+/// How old a writer's temporary file must be to be taken for abandoned.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// An entry is the payload exactly as `Component::serialize` produced it,
 /// so that wasmtime can map the file instead of copying it, followed by a

@@ -12,7 +12,7 @@ mod loaded;
 mod plugin;
 mod sandbox;
 
-pub use cache::ComponentCache;
+pub use cache::{ComponentCache, DEFAULT_MAX_BYTES as DEFAULT_CACHE_MAX_BYTES, Pruned};
 pub use cancel::CancelToken;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits, mib};

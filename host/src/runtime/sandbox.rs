@@ -428,7 +428,17 @@ impl Sandbox {
                 countdown: request.countdown,
             },
             Ok(Err(types::TaskError::Fail(message))) => {
-                AttemptResult::Failed(Failure::new(FailureKind::Fail, message))
+                // A guest whose allocator reports failure instead of
+                // trapping (Python's `MemoryError`) fails the task; the
+                // refusal seen here names the cause.
+                let failure = match self.memory_refused() {
+                    Some(refused) => Failure::new(
+                        FailureKind::MemoryLimit,
+                        format!("{}: {message}", refused.message),
+                    ),
+                    None => Failure::new(FailureKind::Fail, message),
+                };
+                AttemptResult::Failed(failure)
             }
             Err(Interrupted::Error(err)) if is_pool_full(&err) => {
                 self.store.data_mut().pool_full = true;
@@ -466,6 +476,21 @@ impl Sandbox {
         }
     }
 
+    /// The `memory_limit` failure of an attempt whose memory growth was
+    /// refused, if it was.
+    fn memory_refused(&self) -> Option<Failure> {
+        let asked = self.store.data().limiter.denied?;
+        let limit = self.limits.memory_bytes.unwrap_or_default();
+        Some(Failure::new(
+            FailureKind::MemoryLimit,
+            format!(
+                "exceeded the memory limit of {} MiB (asked for {} MiB in all)",
+                limit >> 20,
+                asked.div_ceil(1 << 20)
+            ),
+        ))
+    }
+
     /// Names the cause of a failed call. The store's own records come
     /// first: a denied memory growth or a reported panic explain the trap
     /// that follows them better than the trap itself.
@@ -484,16 +509,8 @@ impl Sandbox {
                 );
             }
         };
-        if let Some(asked) = state.limiter.denied {
-            let limit = self.limits.memory_bytes.unwrap_or_default();
-            return Failure::new(
-                FailureKind::MemoryLimit,
-                format!(
-                    "exceeded the memory limit of {} MiB (asked for {} MiB in all)",
-                    limit >> 20,
-                    asked.div_ceil(1 << 20)
-                ),
-            );
+        if let Some(refused) = self.memory_refused() {
+            return refused;
         }
         if let Some(message) = &state.panic_message {
             return Failure::new(FailureKind::Fail, message.clone());
