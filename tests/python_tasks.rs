@@ -334,6 +334,28 @@ fn sixty_four_python_steps_run_at_once() {
     println!("64 Python steps of 0.3 s each at --concurrency 64: {elapsed:?}");
 }
 
+/// More attempts at once than the instance pool holds (64 components):
+/// the ones that find it full wait for room, none fails.
+#[test]
+fn attempts_beyond_the_instance_pool_wait_for_room() {
+    let Some(api) = api() else { return };
+    let members: Vec<Value> = (0..100)
+        .map(|i| json!({"task": "celery_api.nap", "args": [i, 0.2]}))
+        .collect();
+    let run = run(&api, json!({"group": members}), &["--concurrency", "100"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected: Vec<i64> = (0..100).collect();
+    assert_eq!(run.json()["result"], json!(expected));
+    let attempts: Vec<Value> = run.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["task"] == "celery_api.nap")
+        .map(|step| step["attempts"].clone())
+        .collect();
+    assert_eq!(attempts, vec![json!(1); 100]);
+}
+
 #[test]
 fn a_module_that_imports_inside_a_task_is_refused_at_build() {
     if !common::python3_runs("a_module_that_imports_inside_a_task_is_refused_at_build") {
