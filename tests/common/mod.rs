@@ -79,7 +79,7 @@ pub fn python_component(name: &str) -> Option<PathBuf> {
             "-d",
         ])
         .arg(repo_root().join("wit"))
-        .args(["-w", "plugin", "componentize", name, "-o"])
+        .args(["-w", "plugin", "componentize", name])
         .current_dir(source.parent().unwrap());
     build_python(&source, &[], name, command)
 }
@@ -107,32 +107,41 @@ pub fn sdk_component(source: &str) -> Option<PathBuf> {
 }
 
 /// Runs `command`, which writes the component of `source` to the path
-/// given after `-o` (appended here), unless that is newer than `source`
-/// and `inputs`; one build at a time, so tests of one binary that need the
-/// same component build it once.
+/// given after `-o` (appended here), unless a component of the same
+/// `source` and `inputs` (by content, so that a fresh clone reuses what a
+/// kept target directory holds) was built before; one build at a time, so
+/// tests of one binary that need the same component build it once.
 fn build_python(
     source: &Path,
     inputs: &[PathBuf],
     name: &str,
     mut command: Command,
 ) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = BUILDING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let out_dir = host_target_dir().join("python-components");
-    let out = out_dir.join(format!("{name}.wasm"));
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let newest_input = inputs
+    let mut hasher = Sha256::new();
+    for input in [source.to_path_buf()].iter().chain(inputs) {
+        hasher.update(input.file_name().unwrap().as_encoded_bytes());
+        hasher.update(std::fs::read(input).unwrap());
+    }
+    let key: String = hasher.finalize()[..8]
         .iter()
-        .chain([&source.to_path_buf()])
-        .filter_map(|p| modified(p))
-        .max();
-    if modified(&out).is_some() && modified(&out) >= newest_input {
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    // `<name>/<key>/<name>.wasm`: the file keeps the plugin's name.
+    let builds = host_target_dir().join("python-components").join(name);
+    let out_dir = builds.join(&key);
+    let out = out_dir.join(format!("{name}.wasm"));
+    if out.exists() {
         return Some(out);
     }
     std::fs::create_dir_all(&out_dir).unwrap();
-    let built = command.arg("-o").arg(&out).output();
+    // Written beside, then renamed: a build cut off leaves no component.
+    let partial = out_dir.join(format!("{name}.wasm.partial"));
+    let built = command.arg("-o").arg(&partial).output();
     let (succeeded, stderr) = match built {
         Ok(output) => (
             output.status.success(),
@@ -144,6 +153,13 @@ fn build_python(
         ),
     };
     if succeeded {
+        std::fs::rename(&partial, &out).unwrap();
+        // The builds of older contents are not wanted again.
+        for entry in std::fs::read_dir(&builds).unwrap().flatten() {
+            if entry.path() != out_dir {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         return Some(out);
     }
     if stderr.contains("No module named 'componentize_py'")
