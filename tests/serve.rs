@@ -24,6 +24,7 @@ use wfhost::service::key_hash;
 const KEY_A: &str = "key-of-tenant-a";
 const KEY_B: &str = "key-of-tenant-b";
 const KEY_C: &str = "key-of-tenant-c";
+const ADMIN_KEY: &str = "key-of-the-operator";
 
 fn file_sha256(path: &Path) -> String {
     format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
@@ -42,9 +43,10 @@ fn write_policy(dir: &Path) -> PathBuf {
         )
     };
     let policy = format!(
-        "[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 1000\n[tenants.a.plugins]\n{}{}\
+        "[admin]\nkey_sha256 = \"{}\"\n[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 1000\n[tenants.a.plugins]\n{}{}\
          [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\n[tenants.b.plugins]\n{}\
          [tenants.c]\nkey_sha256 = \"{}\"\nmax_workflow_fuel = 10000000\n[tenants.c.plugins]\n{}",
+        key_hash(ADMIN_KEY),
         key_hash(KEY_A),
         entry("math"),
         entry("testkit"),
@@ -150,6 +152,19 @@ impl Server {
 
     /// One request; returns the status and the JSON body.
     fn request(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, Value) {
+        let (status, _, body) = self.raw_request(method, path, key, body);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// One request; returns the status, the head and the body as sent
+    /// (chunked bodies with their chunk sizes).
+    fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.address).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -168,7 +183,21 @@ impl Server {
         stream.read_to_string(&mut response).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        (status, head.to_string(), body.to_string())
+    }
+
+    /// The samples of `/metrics` for `key`: `name{labels}` to value.
+    fn metrics(&self, key: &str) -> std::collections::BTreeMap<String, f64> {
+        let (status, head, body) = self.raw_request("GET", "/metrics", Some(key), "");
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        body.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (sample, value) = line.rsplit_once(' ').unwrap();
+                (sample.to_string(), value.parse().unwrap())
+            })
+            .collect()
     }
 
     fn submit(&self, key: &str, workflow: &Value) -> (u16, Value) {
@@ -638,6 +667,55 @@ fn usage_sums_match_the_step_records() {
         (Some("b"), Some(0))
     );
 
+    // /metrics counts the same steps, attempts and fuel as they end.
+    let metrics = server.metrics(KEY_A);
+    let sum = |prefix: &str| -> f64 {
+        metrics
+            .iter()
+            .filter(|(sample, _)| sample.starts_with(prefix))
+            .map(|(_, value)| value)
+            .sum()
+    };
+    assert_eq!(
+        sum("wfhost_steps_total{tenant=\"a\""),
+        steps as f64,
+        "{metrics:?}"
+    );
+    assert_eq!(sum("wfhost_attempts_total{tenant=\"a\""), attempts as f64);
+    assert_eq!(metrics["wfhost_fuel_used_total{tenant=\"a\"}"], fuel as f64);
+    assert_eq!(
+        metrics["wfhost_steps_total{tenant=\"a\",status=\"failed\",kind=\"fail\"}"],
+        1.0
+    );
+    assert_eq!(
+        metrics["wfhost_attempts_total{tenant=\"a\",outcome=\"retried\"}"],
+        2.0
+    );
+    assert_eq!(
+        metrics["wfhost_step_duration_seconds_count{tenant=\"a\"}"],
+        steps as f64
+    );
+    assert_eq!(
+        metrics["wfhost_workflows{tenant=\"a\",status=\"succeeded\"}"],
+        2.0
+    );
+    assert_eq!(
+        metrics["wfhost_workflows{tenant=\"a\",status=\"failed\"}"],
+        1.0
+    );
+    // A tenant sees only its own series; the operator's key sees all.
+    assert!(
+        server
+            .metrics(KEY_B)
+            .keys()
+            .all(|sample| !sample.contains("tenant=\"a\""))
+    );
+    assert_eq!(
+        server.metrics(ADMIN_KEY)["wfhost_fuel_used_total{tenant=\"a\"}"],
+        fuel as f64
+    );
+    assert_eq!(server.request("GET", "/metrics", None, "").0, 401);
+
     // The CLI reads the same sums once the service has let go of the file.
     server.kill();
     let cli = wfhost_in(dir.path())
@@ -1089,4 +1167,111 @@ fn idle_and_half_sent_connections_time_out_and_free_the_service() {
             "a connection stayed open: {ended:?}"
         );
     }
+}
+
+/// What a page needs of the API: health without a key, pages of the
+/// list, a report that waits for the end, and events as server-sent
+/// events until the workflow ends.
+#[test]
+fn health_pages_waits_and_event_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    assert_eq!(
+        server.request("GET", "/health", None, ""),
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        server.request("GET", "/ready", None, ""),
+        (200, json!({"status": "ready"}))
+    );
+
+    for n in 0..5 {
+        let (status, body) = server.submit(
+            KEY_A,
+            &json!({"id": format!("w{n}"), "workflow": add_chain()}),
+        );
+        assert_eq!(status, 202, "{body}");
+        server.wait(KEY_A, &format!("w{n}"));
+    }
+    let ids = |path: &str| -> Vec<String> {
+        let (status, rows) = server.get(KEY_A, path);
+        assert_eq!(status, 200, "{rows}");
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("/v1/workflows?limit=2"), ["w0", "w1"]);
+    assert_eq!(ids("/v1/workflows?after=w1&limit=2"), ["w2", "w3"]);
+    assert_eq!(ids("/v1/workflows?after=w3"), ["w4"]);
+    assert!(ids("/v1/workflows?after=w4&limit=2").is_empty());
+    assert_eq!(server.get(KEY_A, "/v1/workflows?limit=0").0, 400);
+    assert_eq!(server.get(KEY_A, "/v1/workflows?after=nope").0, 404);
+
+    // A report that waits: it comes back once the workflow ended.
+    let slow = json!({"id": "slow", "workflow": [
+        {"task": "testkit.sleep", "args": [300]},
+        {"task": "math.add", "args": [1, 2], "immutable": true},
+    ]});
+    assert_eq!(server.submit(KEY_A, &slow).0, 202);
+    let (status, report) = server.get(KEY_A, "/v1/workflows/slow?wait=30s");
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (200, Some("succeeded")),
+        "{report}"
+    );
+    assert_eq!(report["result"], 3);
+    assert_eq!(server.get(KEY_A, "/v1/workflows/slow?wait=soon").0, 400);
+    assert_eq!(server.get(KEY_A, "/v1/workflows/slow?wait=301s").0, 400);
+
+    // Events as a stream: every event in order, then `end`, then the close.
+    let streamed = json!({"id": "streamed", "workflow": [
+        {"task": "testkit.sleep", "args": [200]},
+        {"task": "math.add", "args": [1, 2], "immutable": true},
+    ]});
+    assert_eq!(server.submit(KEY_A, &streamed).0, 202);
+    let (status, head, body) = server.raw_request(
+        "GET",
+        "/v1/workflows/streamed/events?follow=1",
+        Some(KEY_A),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    let kinds: Vec<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(kinds.last(), Some(&"end"), "{body}");
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect();
+    assert_eq!(
+        events.last(),
+        Some(&json!({"status": "succeeded"})),
+        "{body}"
+    );
+    let logged = &events[..events.len() - 1];
+    let seqs: Vec<u64> = logged
+        .iter()
+        .map(|event| event["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{body}");
+    let (_, on_record) = server.get(KEY_A, "/v1/workflows/streamed/events");
+    assert_eq!(
+        on_record,
+        json!(logged),
+        "the stream told every event on record"
+    );
+    // Another tenant's stream is as unknown as its workflow.
+    assert_eq!(
+        server
+            .get(KEY_B, "/v1/workflows/streamed/events?follow=1")
+            .0,
+        404
+    );
 }

@@ -48,6 +48,11 @@ impl Drain {
         working
     }
 
+    /// Whether the host is stopping (starts no step).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Starts no step from now on; those under way go on.
     pub fn stop_starting(&self) {
         self.stopping.store(true, Ordering::SeqCst);

@@ -70,6 +70,17 @@ impl FairScheduler {
         })
     }
 
+    /// How many attempts of each tenant wait for a slot now.
+    pub fn waiting(&self) -> Vec<(String, usize)> {
+        let state = lock(&self.state);
+        state
+            .waiting
+            .iter()
+            .map(|(tenant, waiters)| (tenant.clone(), waiters.len()))
+            .filter(|(_, count)| *count > 0)
+            .collect()
+    }
+
     /// Waits for `tenant`'s turn at a slot.
     pub(crate) async fn acquire(self: &Arc<Self>, tenant: &str) -> Slot {
         let granted = {

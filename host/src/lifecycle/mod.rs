@@ -566,8 +566,22 @@ impl Host {
 
     /// Workflow `identity`'s event log.
     pub fn events(&self, identity: &RunIdentity) -> Result<Vec<Event>, HostError> {
-        self.workflow(identity)?;
-        Ok(self.store.events(&identity.tenant, &identity.id)?)
+        Ok(self.events_from(identity, 0)?.1)
+    }
+
+    /// Workflow `identity`'s row, then its events from position `first`
+    /// on (read in that order: once the row says it no longer runs, these
+    /// are all the events there will be).
+    pub fn events_from(
+        &self,
+        identity: &RunIdentity,
+        first: u64,
+    ) -> Result<(WorkflowRow, Vec<Event>), HostError> {
+        let row = self.workflow(identity)?;
+        let events = self
+            .store
+            .events_from(&identity.tenant, &identity.id, first)?;
+        Ok((row, events))
     }
 
     /// Workflows, of one tenant or all, of one status or all, oldest first.

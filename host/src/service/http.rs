@@ -5,12 +5,16 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST /v1/workflows` (a chain file) | 202 and the workflow's row (200 if the id ran before) |
-//! | `GET /v1/workflows[?status=S]` | the tenant's workflows |
-//! | `GET /v1/workflows/{id}` | the workflow and every step |
+//! | `GET /v1/workflows[?status=S&after=ID&limit=N]` | the tenant's workflows, oldest first, a page at a time |
+//! | `GET /v1/workflows/{id}[?wait=30s]` | the workflow and every step (once it ends, or the wait is over) |
+//! | `GET /v1/workflows/{id}/events[?follow=1]` | its event log; with `follow`, server-sent events until it ends |
 //! | `POST /v1/workflows/{id}/cancel` | 202 and its row if it was running (it stops soon), else 200 |
 //! | `POST /v1/workflows/{id}/resume` | 202 if it was cut off and now runs again, else 200 |
 //! | `POST /v1/workflows/{id}/retry` | 202: a failed workflow runs again from its failed step |
 //! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed |
+//! | `GET /metrics` | Prometheus' text: the caller's tenant, or every tenant for the `[admin]` key |
+//! | `GET /health` | 200 while the process answers (no key needed) |
+//! | `GET /ready` | 200 when it takes work, 503 while it stops (no key needed) |
 //!
 //! Every error is JSON, those of the HTTP layer too: an unknown route (404),
 //! a method a route does not take (405), a body over [`MAX_BODY_BYTES`]
@@ -46,10 +50,14 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/workflows", post(submit).get(list))
         .route("/v1/workflows/{id}", get(report))
+        .route("/v1/workflows/{id}/events", get(events))
         .route("/v1/workflows/{id}/cancel", post(cancel))
         .route("/v1/workflows/{id}/resume", post(resume))
         .route("/v1/workflows/{id}/retry", post(retry))
         .route("/v1/usage", get(usage))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ServiceError::new(ErrorKind::NoRoute, "no such route") })
         .method_not_allowed_fallback(|| async {
             ServiceError::new(
@@ -161,6 +169,7 @@ impl IntoResponse for ServiceError {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = json!({"error": {"kind": self.kind.as_str(), "message": self.message}});
         (status, Json(body)).into_response()
@@ -241,9 +250,25 @@ async fn submit(
     Ok((accepted_if(started), Json(row)))
 }
 
+/// The most rows one page of `GET /v1/workflows` holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// The longest `?wait=` a request may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
+    /// Rows after the workflow with this id.
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// A query the HTTP layer parsed, or the 400 it could not.
+fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> {
+    query
+        .map(|Query(query)| query)
+        .map_err(|rejected| unreadable(rejected.status(), rejected.body_text()))
 }
 
 async fn list(
@@ -251,22 +276,98 @@ async fn list(
     Caller(tenant): Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<WorkflowRow>>, ServiceError> {
-    let Query(query) =
-        query.map_err(|rejected| unreadable(rejected.status(), rejected.body_text()))?;
+    let query = query_of(query)?;
     let status = query
         .status
         .map(|text| text.parse::<WorkflowStatus>())
         .transpose()
         .map_err(ServiceError::invalid)?;
-    Ok(Json(service.list(&tenant, status)?))
+    let limit = query
+        .limit
+        .map(|text| match text.parse::<usize>() {
+            Ok(limit) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
+            _ => Err(ServiceError::invalid(format!(
+                "limit: expected a number from 1 to {MAX_PAGE}, found `{text}`"
+            ))),
+        })
+        .transpose()?;
+    Ok(Json(service.list(
+        &tenant,
+        status,
+        query.after.as_deref(),
+        limit,
+    )?))
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    /// Wait this long for the workflow to end (`30s`, `500ms`, `2`).
+    wait: Option<String>,
+}
+
+/// A wait of at most [`MAX_WAIT`]: seconds, or a number with `ms` or `s`.
+fn parse_wait(text: &str) -> Result<Duration, ServiceError> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, 1e-3),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|seconds| (0.0..=MAX_WAIT.as_secs_f64()).contains(seconds))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "wait: expected a time up to {} s (`30s`, `500ms`), found `{text}`",
+                MAX_WAIT.as_secs()
+            ))
+        })
 }
 
 async fn report(
     State(service): State<Arc<Service>>,
     Caller(tenant): Caller,
     Path(id): Path<String>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<WorkflowReport>, ServiceError> {
-    Ok(Json(service.report(&tenant, &id)?))
+    match query_of(query)?.wait {
+        Some(wait) => Ok(Json(
+            service
+                .report_when_done(&tenant, &id, parse_wait(&wait)?)
+                .await?,
+        )),
+        None => Ok(Json(service.report(&tenant, &id)?)),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// `1` or `true`: stream events as server-sent events until the
+    /// workflow no longer runs.
+    follow: Option<String>,
+}
+
+async fn events(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ServiceError> {
+    let follow = match query_of(query)?.follow.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(other) => {
+            return Err(ServiceError::invalid(format!(
+                "follow: expected 1 or 0, found `{other}`"
+            )));
+        }
+    };
+    let (row, events) = service.events_from(&tenant, &id, 0)?;
+    if !follow {
+        return Ok(Json(events).into_response());
+    }
+    Ok(super::events::stream(service, tenant, id, row, events).into_response())
 }
 
 async fn usage(
@@ -301,4 +402,30 @@ async fn retry(
 ) -> Answer<WorkflowRow> {
     let (row, started) = service.retry(&tenant, &id).await?;
     Ok((accepted_if(started), Json(row)))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(
+    State(service): State<Arc<Service>>,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    service.ready()?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn metrics(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Result<Response, ServiceError> {
+    let text = service.metrics(api_key(&headers))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

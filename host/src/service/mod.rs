@@ -5,6 +5,7 @@
 //!   ceilings and concurrency per tenant;
 //! - [`http`] is the JSON API over it;
 //! - `admission` counts each tenant's workflows in flight, within its cap;
+//! - [`metrics`] counts what ran, for `/metrics`;
 //! - this module begins workflows through the [`Host`] under the tenant's
 //!   policy (its plugins only, its ceilings), runs each on a task of its own
 //!   with attempts taking turns at one slot per core across tenants
@@ -16,9 +17,11 @@
 //! that an id exists.
 
 pub mod http;
+pub mod metrics;
 pub mod tenants;
 
 mod admission;
+mod events;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,11 +32,12 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::executor::{Drain, FairScheduler, Observer, RunIdentity, RunOptions, cores};
 use crate::lifecycle::{Begun, Cancellation, Host, HostError, Intent, Ready, new_workflow_id};
 use crate::lock::lock;
-use crate::records::{Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
 use crate::store::{Store, StoreError};
 use admission::{Admission, Admitted};
+use metrics::{Gauges, Metrics};
 pub use tenants::{Tenant, Tenants, key_hash};
 
 /// What a request got wrong, or what went wrong serving it. The kind
@@ -69,6 +73,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The state database failed.
     Store,
+    /// The service is stopping.
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -84,6 +90,7 @@ impl ErrorKind {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Store => "store",
+            ErrorKind::Unavailable => "unavailable",
         }
     }
 }
@@ -150,6 +157,8 @@ pub struct Service {
     drain: Arc<Drain>,
     /// Each tenant's attempt slots, shared by all its workflows.
     tenant_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// What ran, counted for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -169,6 +178,7 @@ impl Service {
             attempt_pool,
             drain: Drain::new(),
             tenant_slots: Mutex::default(),
+            metrics: Arc::default(),
         })
     }
 
@@ -286,7 +296,11 @@ impl Service {
             .fuel_budget(tenant.max_workflow_fuel)
             .drain(Arc::clone(&self.drain));
         let (recorded, on_record) = oneshot::channel();
-        let observer = Recorded(Mutex::new(Some(recorded)));
+        let observer = Observed {
+            recorded: Mutex::new(Some(recorded)),
+            tenant: tenant.name.clone(),
+            metrics: Arc::clone(&self.metrics),
+        };
         tokio::spawn(async move {
             let _admitted = admitted;
             let identity = ready.identity().clone();
@@ -308,13 +322,56 @@ impl Service {
         Ok(self.host.report(&RunIdentity::new(&tenant.name, id))?)
     }
 
-    /// The workflows of `tenant`, optionally of one status.
+    /// The report of workflow `id` of `tenant` once it no longer runs, or
+    /// as it is when `wait` has passed.
+    pub async fn report_when_done(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<WorkflowReport, ServiceError> {
+        let identity = RunIdentity::new(&tenant.name, id);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let row = self.host.workflow(&identity)?;
+            if row.status != WorkflowStatus::Running || tokio::time::Instant::now() >= deadline {
+                return Ok(self.host.report(&identity)?);
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + WATCH_POLL)).await;
+        }
+    }
+
+    /// Workflow `id` of `tenant`: its row and its events from `first` on.
+    pub fn events_from(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        first: u64,
+    ) -> Result<(WorkflowRow, Vec<Event>), ServiceError> {
+        Ok(self
+            .host
+            .events_from(&RunIdentity::new(&tenant.name, id), first)?)
+    }
+
+    /// The workflows of `tenant`, optionally of one status, oldest first:
+    /// those after the one with id `after` (when given), at most `limit`.
     pub fn list(
         &self,
         tenant: &Tenant,
         status: Option<WorkflowStatus>,
+        after: Option<&str>,
+        limit: Option<usize>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
-        Ok(self.host.list(Some(&tenant.name), status)?)
+        let rows = self.host.list(Some(&tenant.name), status)?;
+        let start = match after {
+            Some(after) => {
+                let at = rows.iter().position(|row| row.id == after);
+                at.ok_or_else(|| not_found(after))? + 1
+            }
+            None => 0,
+        };
+        let end = limit.map_or(rows.len(), |limit| rows.len().min(start + limit));
+        Ok(rows.get(start..end).map(<[_]>::to_vec).unwrap_or_default())
     }
 
     /// Cancels workflow `id` of `tenant`: steps not started never run and
@@ -356,6 +413,40 @@ impl Service {
         Ok(usage.unwrap_or_else(|| Usage::none(&tenant.name)))
     }
 
+    /// The metrics text for the caller with `key`: the operator's key
+    /// (the policy's `[admin]`) sees every tenant, a tenant's key its own.
+    pub fn metrics(&self, key: Option<&str>) -> Result<String, ServiceError> {
+        let admin = key.is_some_and(|key| self.tenants.is_admin(key));
+        let only = match admin {
+            true => None,
+            false => Some(self.authenticate(key)?.name.clone()),
+        };
+        let mut gauges = Gauges::default();
+        for row in self.host.list(only.as_deref(), None)? {
+            *gauges
+                .workflows
+                .entry((row.tenant.clone(), row.status.as_str()))
+                .or_default() += 1;
+        }
+        gauges.waiting = self.fair_share.waiting().into_iter().collect();
+        Ok(self.metrics.render(&gauges, |tenant| {
+            only.as_deref().is_none_or(|only| only == tenant)
+        }))
+    }
+
+    /// Whether the service takes work: it is not stopping and its state
+    /// database answers.
+    pub fn ready(&self) -> Result<(), ServiceError> {
+        if self.drain.is_stopping() {
+            return Err(ServiceError::new(
+                ErrorKind::Unavailable,
+                "the service is stopping",
+            ));
+        }
+        self.host.list(Some(""), None)?;
+        Ok(())
+    }
+
     /// The host the service runs workflows on.
     pub fn host(&self) -> &Host {
         &self.host
@@ -386,15 +477,27 @@ impl Service {
     }
 }
 
-/// Passes a run's row on once it is recorded.
-struct Recorded(Mutex<Option<oneshot::Sender<WorkflowRow>>>);
+/// How often a request that waits on a workflow looks at it again.
+pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-impl Observer for Recorded {
+/// What the service watches of a run: its row, passed on once it is
+/// recorded, and its steps, counted for `/metrics`.
+struct Observed {
+    recorded: Mutex<Option<oneshot::Sender<WorkflowRow>>>,
+    tenant: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Observer for Observed {
     fn workflow_recorded(&self, row: &WorkflowRow) {
-        let sender = lock(&self.0).take();
+        let sender = lock(&self.recorded).take();
         if let Some(sender) = sender {
             let _ = sender.send(row.clone());
         }
+    }
+
+    fn step_finished(&self, record: &StepRecord) {
+        self.metrics.step_finished(&self.tenant, record);
     }
 }
 

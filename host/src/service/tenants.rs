@@ -2,6 +2,9 @@
 //! which plugins, and within which limits.
 //!
 //! ```toml
+//! [admin]
+//! key_sha256 = "…"          # the operator's key: reads every tenant's /metrics
+//!
 //! [tenants.acme]
 //! key_sha256 = "…"          # sha256 (hex) of the tenant's API key; the key itself is never stored
 //! max_fuel = 100000000      # per attempt
@@ -65,7 +68,15 @@ pub enum TenantsError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    admin: Option<AdminEntry>,
     tenants: BTreeMap<String, TenantEntry>,
+}
+
+/// The operator's key: it reads every tenant's metrics.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminEntry {
+    key_sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +126,8 @@ pub struct Tenant {
 #[derive(Debug, Clone, Default)]
 pub struct Tenants {
     by_name: BTreeMap<String, Tenant>,
+    /// The sha256 (hex) of the operator's key, if the policy has one.
+    admin_key_sha256: Option<String>,
 }
 
 /// A plugin's grants in the policy, read as a chain file's are, with its
@@ -173,7 +186,31 @@ impl Tenants {
             let tenant = Tenant::from_entry(&name, entry, &base).map_err(invalid)?;
             by_name.insert(name, tenant);
         }
-        Ok(Tenants { by_name })
+        let admin_key_sha256 = match parsed.admin {
+            Some(admin) if !sha256::is_hex(&admin.key_sha256) => {
+                return Err(invalid(
+                    "admin.key_sha256: expected the 64 hex digits of a sha256".to_string(),
+                ));
+            }
+            Some(admin) => Some(admin.key_sha256.to_ascii_lowercase()),
+            None => None,
+        };
+        Ok(Tenants {
+            by_name,
+            admin_key_sha256,
+        })
+    }
+
+    /// Whether `key` is the operator's key of the policy's `[admin]`.
+    pub fn is_admin(&self, key: &str) -> bool {
+        self.admin_key_sha256
+            .as_ref()
+            .is_some_and(|admin| constant_time_eq(admin.as_bytes(), key_hash(key).as_bytes()))
+    }
+
+    /// Every tenant, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Tenant> {
+        self.by_name.values()
     }
 
     /// The tenant whose API key is `key`, if any.
