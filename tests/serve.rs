@@ -703,6 +703,12 @@ fn usage_sums_match_the_step_records() {
         metrics["wfhost_workflows{tenant=\"a\",status=\"failed\"}"],
         1.0
     );
+    let commits = metrics["wfhost_commit_latency_seconds_count"];
+    assert!(commits >= 1.0, "{metrics:?}");
+    assert_eq!(
+        metrics["wfhost_commit_latency_seconds_bucket{le=\"+Inf\"}"],
+        commits
+    );
     // A tenant sees only its own series; the operator's key sees all.
     assert!(
         server

@@ -41,6 +41,7 @@ mod content;
 mod durable;
 pub mod executor;
 pub mod grants;
+pub mod histogram;
 mod lifecycle;
 mod lock;
 mod plan;

@@ -9,31 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use crate::histogram::Histogram;
 use crate::lock::lock;
 use crate::records::{StepRecord, StepStatus};
-
-/// Upper bounds (seconds) of the step-duration histogram's buckets.
-const DURATION_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
-];
-
-/// A histogram: counts per bucket (not cumulative), the sum and the count.
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    buckets: [u64; DURATION_BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, value: f64) {
-        if let Some(index) = DURATION_BUCKETS.iter().position(|bound| value <= *bound) {
-            self.buckets[index] += 1;
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-}
 
 /// One tenant's counters.
 #[derive(Debug, Default, Clone)]
@@ -60,6 +38,8 @@ pub struct Gauges {
     pub workflows: BTreeMap<(String, &'static str), u64>,
     /// Attempts waiting for a slot, by tenant.
     pub waiting: BTreeMap<String, usize>,
+    /// The store's commits so far.
+    pub commits: Histogram,
 }
 
 impl Metrics {
@@ -146,39 +126,26 @@ impl Metrics {
             "Wall-clock time of a step's attempts and retry delays.",
         );
         for (tenant, counters) in &tenants {
-            let mut cumulative = 0;
-            for (bound, count) in DURATION_BUCKETS.iter().zip(counters.duration.buckets) {
-                cumulative += count;
-                let le = bound.to_string();
-                let labels = [("tenant", tenant.as_str()), ("le", le.as_str())];
-                sample(
-                    &mut out,
-                    "wfhost_step_duration_seconds_bucket",
-                    &labels,
-                    cumulative as f64,
-                );
-            }
-            let labels = [("tenant", tenant.as_str()), ("le", "+Inf")];
-            let count = counters.duration.count as f64;
-            sample(
+            let labels = [("tenant", tenant.as_str())];
+            histogram(
                 &mut out,
-                "wfhost_step_duration_seconds_bucket",
+                "wfhost_step_duration_seconds",
                 &labels,
-                count,
-            );
-            sample(
-                &mut out,
-                "wfhost_step_duration_seconds_sum",
-                &[("tenant", tenant)],
-                counters.duration.sum,
-            );
-            sample(
-                &mut out,
-                "wfhost_step_duration_seconds_count",
-                &[("tenant", tenant)],
-                count,
+                &counters.duration,
             );
         }
+        header(
+            &mut out,
+            "wfhost_commit_latency_seconds",
+            "histogram",
+            "Time of each commit of records to the state database (the whole process).",
+        );
+        histogram(
+            &mut out,
+            "wfhost_commit_latency_seconds",
+            &[],
+            &gauges.commits,
+        );
         header(
             &mut out,
             "wfhost_workflows",
@@ -209,6 +176,36 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A histogram's `_bucket`, `_sum` and `_count` samples.
+fn histogram(out: &mut String, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+    let bucket = format!("{name}_bucket");
+    let with_le = |le: &str| -> Vec<(String, String)> {
+        labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .chain([("le".to_string(), le.to_string())])
+            .collect()
+    };
+    let cumulative = histogram
+        .cumulative()
+        .map(|(bound, count)| (bound.to_string(), count));
+    for (le, count) in cumulative.chain([("+Inf".to_string(), histogram.count)]) {
+        let owned = with_le(&le);
+        let labels: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        sample(out, &bucket, &labels, count as f64);
+    }
+    sample(out, &format!("{name}_sum"), labels, histogram.sum);
+    sample(
+        out,
+        &format!("{name}_count"),
+        labels,
+        histogram.count as f64,
+    );
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -429,6 +429,7 @@ impl Service {
                 .or_default() += 1;
         }
         gauges.waiting = self.fair_share.waiting().into_iter().collect();
+        gauges.commits = self.host.store().commit_latency();
         Ok(self.metrics.render(&gauges, |tenant| {
             only.as_deref().is_none_or(|only| only == tenant)
         }))

@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use super::StoreError;
 use super::error::{Db, catching, damaged_by_panic, panic_text, redb_error};
 use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
+use crate::histogram::Histogram;
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
 
@@ -214,6 +215,8 @@ struct Queue {
     committed_at: Instant,
     /// Workflows (tenant, id) with writes lost, and why.
     lost: HashMap<(String, String), Lost>,
+    /// How long each commit took.
+    latency: Histogram,
 }
 
 impl Queue {
@@ -321,6 +324,7 @@ impl Committer {
                 leading: false,
                 waiting: Vec::new(),
                 committed_at: Instant::now(),
+                latency: Histogram::default(),
                 lost: HashMap::new(),
             }),
             wake: Arc::clone(&wake),
@@ -335,6 +339,11 @@ impl Committer {
 
     /// Returns once every write made so far is committed (or lost), by
     /// this thread or by a leader already under way.
+    /// How long the commits so far took.
+    pub fn latency(&self) -> Histogram {
+        lock(&self.queue).latency.clone()
+    }
+
     pub fn commit_all(&self) {
         loop {
             self.commit_waiting();
@@ -477,6 +486,7 @@ impl Committer {
             {
                 let mut queue = lock(&self.queue);
                 queue.committed_at = Instant::now();
+                queue.latency.observe(started.elapsed().as_secs_f64());
                 if let Err(lost) = &result {
                     for request in &batch {
                         let key = (request.write.tenant.clone(), request.write.workflow.clone());

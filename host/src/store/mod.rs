@@ -187,6 +187,11 @@ impl Store {
         self.committer.commit_all();
     }
 
+    /// How long the commits of this process took so far.
+    pub fn commit_latency(&self) -> crate::histogram::Histogram {
+        self.committer.latency()
+    }
+
     /// Ends this process's use of the store, which must not be opened again
     /// before the process exits: what is written is committed, and the
     /// file is left as a crash would leave it, without redb's close (which
