@@ -1281,3 +1281,191 @@ fn health_pages_waits_and_event_streams() {
         404
     );
 }
+
+/// Where the dashboard tests keep their screenshots.
+fn artifact(name: &str) -> PathBuf {
+    host_target_dir().join("test-artifacts").join(name)
+}
+
+/// Opens the dashboard of `server` and logs in with `key`.
+fn dashboard_login(browser: &browser::Browser, server: &Server, key: &str) {
+    browser.open(&format!("http://{}/", server.address));
+    let field = browser.wait_for("#key", Duration::from_secs(20));
+    browser.type_into(&field, key);
+    browser.click(&browser.wait_for("#login button[type=submit]", Duration::from_secs(5)));
+    browser.wait_for("#workflows", Duration::from_secs(20));
+}
+
+/// The ids the dashboard's list shows now.
+fn listed(browser: &browser::Browser) -> Value {
+    browser.run("return [...document.querySelectorAll('#workflows tr')].map(r => r.dataset.id)")
+}
+
+/// Opens workflow `id` in the dashboard and selects its step `step`.
+fn open_step(browser: &browser::Browser, id: &str, step: &str) {
+    browser.run(&format!("location.hash = '#/w/{id}'"));
+    let node = browser.wait_for(
+        &format!("#graph .node[data-step='{step}']"),
+        Duration::from_secs(20),
+    );
+    browser.click(&node);
+    browser.wait_for("#step-detail h2", Duration::from_secs(10));
+}
+
+const MARKUP: &str = "<img src=x onerror=window.pwned=1><script>window.pwned=2</script>";
+
+#[test]
+fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
+    if !browser::available("the_dashboard_shows_each_tenant_its_workflows_as_text") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let workflows = [
+        json!({"id": "plain", "workflow": add_chain()}),
+        json!({"id": "markup", "workflow": [{"task": "testkit.echo", "args": [MARKUP]}]}),
+        json!({"id": "panics", "workflow": [{"task": "testkit.panic", "args": [MARKUP]}]}),
+    ];
+    for workflow in &workflows {
+        assert_eq!(server.submit(KEY_A, workflow).0, 202);
+        server.wait(KEY_A, workflow["id"].as_str().unwrap());
+    }
+    assert_eq!(
+        server
+            .submit(
+                KEY_B,
+                &json!({"id": "theirs", "workflow": [{"task": "math.add", "args": [1, 2]}]})
+            )
+            .0,
+        202
+    );
+    server.wait(KEY_B, "theirs");
+
+    let browser = browser::Browser::start();
+    dashboard_login(&browser, &server, KEY_A);
+    assert_eq!(listed(&browser), json!(["plain", "markup", "panics"]));
+    browser.screenshot(&artifact("dashboard-list.png"));
+
+    // A task's output holding markup is shown as text and never runs.
+    open_step(&browser, "markup", "0");
+    let result = browser.text(&browser.wait_for("#step-result", Duration::from_secs(5)));
+    assert!(result.contains(MARKUP), "{result}");
+    // A failed step's error and stderr, as text too.
+    open_step(&browser, "panics", "0");
+    let error = browser.text(&browser.wait_for("#step-error", Duration::from_secs(5)));
+    assert!(
+        error.starts_with("fail: panicked at") && error.contains(MARKUP),
+        "{error}"
+    );
+    let stderr = browser.text(&browser.wait_for("#step-stderr", Duration::from_secs(5)));
+    assert!(stderr.contains(MARKUP), "{stderr}");
+    browser.screenshot(&artifact("dashboard-failed-step.png"));
+    assert_eq!(
+        browser.run("return window.pwned === undefined"),
+        json!(true)
+    );
+    assert_eq!(
+        browser.run("return document.scripts.length"),
+        json!(1),
+        "only the page's own script"
+    );
+
+    // Another tenant sees only its own, and not a's by its id either.
+    browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
+    dashboard_login(&browser, &server, KEY_B);
+    assert_eq!(listed(&browser), json!(["theirs"]));
+    browser.run("location.hash = '#/w/plain'");
+    let refused = browser.wait_until(
+        "const s = document.querySelector('#workflow-status'); return s && s.textContent",
+        Duration::from_secs(10),
+    );
+    assert_eq!(refused, json!("no workflow `plain`"));
+
+    // A wrong key is refused at the door.
+    browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
+    browser.type_into(
+        &browser.wait_for("#key", Duration::from_secs(5)),
+        "not-a-key",
+    );
+    browser.click(&browser.wait_for("#login button[type=submit]", Duration::from_secs(5)));
+    let said = browser.wait_until(
+        "return document.querySelector('#login-error').textContent",
+        Duration::from_secs(10),
+    );
+    assert_eq!(said, json!("Your key was refused."));
+}
+
+#[test]
+fn the_dashboard_draws_a_chord_that_turns_green_live_and_cancels() {
+    if !browser::available("the_dashboard_draws_a_chord_that_turns_green_live_and_cancels") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let browser = browser::Browser::start();
+    dashboard_login(&browser, &server, KEY_A);
+
+    let chord = json!({"id": "chord", "workflow": [
+        {"task": "math.add", "args": [1, 2]},
+        {"chord": {"header": [
+            {"task": "testkit.sleep", "args": [1500], "immutable": true},
+            {"task": "testkit.sleep", "args": [1200], "immutable": true},
+            {"task": "testkit.sleep", "args": [900], "immutable": true},
+        ], "body": {"task": "math.xsum"}}},
+    ]});
+    assert_eq!(server.submit(KEY_A, &chord).0, 202);
+    browser.run("location.hash = '#/w/chord'");
+    browser.wait_for("#graph .node", Duration::from_secs(20));
+    let first = browser.run("return document.querySelector('#workflow-status').textContent");
+    assert!(first.as_str().unwrap().starts_with("running"), "{first}");
+    // Without a reload, every step turns green as the events arrive.
+    browser.wait_until(
+        "const nodes = [...document.querySelectorAll('#graph .node')]; \
+         return nodes.length >= 6 && nodes.every(n => n.dataset.status === 'succeeded')",
+        Duration::from_secs(60),
+    );
+    let status = browser.wait_until(
+        "const s = document.querySelector('#workflow-status').textContent; return s.includes('result 3600') && s",
+        Duration::from_secs(10),
+    );
+    assert!(
+        status.as_str().unwrap().starts_with("succeeded"),
+        "{status}"
+    );
+    // The body sits after the header, which fans out in one column.
+    let columns = browser.run(
+        "const x = id => document.querySelector(`#graph .node[data-step='${id}']`).transform.baseVal[0].matrix.e; \
+         return [x('0'), x('1.0'), x('1.1'), x('1.2'), x('1.body')]",
+    );
+    let x: Vec<f64> = columns
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!(
+        x[0] < x[1] && x[1] == x[2] && x[2] == x[3] && x[3] < x[4],
+        "{x:?}"
+    );
+    browser.screenshot(&artifact("dashboard-chord.png"));
+
+    // Cancel from the page.
+    let long = json!({"id": "long", "workflow": [
+        {"task": "testkit.sleep", "args": [60000]},
+        {"task": "math.add", "args": [1, 2], "immutable": true},
+    ]});
+    assert_eq!(server.submit(KEY_A, &long).0, 202);
+    browser.run("location.hash = '#/w/long'");
+    browser.wait_for(
+        "#graph .node[data-status='running']",
+        Duration::from_secs(20),
+    );
+    browser.click(&browser.wait_for("#cancel", Duration::from_secs(5)));
+    browser.wait_until(
+        "return document.querySelector('#workflow-status').textContent.startsWith('cancelled')",
+        Duration::from_secs(30),
+    );
+    assert_eq!(server.wait(KEY_A, "long")["status"], "cancelled");
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -498,4 +500,13 @@ pub fn celery_is_installed() -> bool {
         "CI must have Celery 5.7.0 for python3 (.ci/run installs it with pip)"
     );
     found
+}
+
+/// A port free on 127.0.0.1 now (the OS's pick).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

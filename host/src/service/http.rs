@@ -15,6 +15,7 @@
 //! | `GET /metrics` | Prometheus' text: the caller's tenant, or every tenant for the `[admin]` key |
 //! | `GET /health` | 200 while the process answers (no key needed) |
 //! | `GET /ready` | 200 when it takes work, 503 while it stops (no key needed) |
+//! | `GET /` | the dashboard (see `dashboard`), which logs in with a tenant's key |
 //!
 //! Every error is JSON, those of the HTTP layer too: an unknown route (404),
 //! a method a route does not take (405), a body over [`MAX_BODY_BYTES`]
@@ -58,6 +59,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(super::dashboard::routes())
         .fallback(|| async { ServiceError::new(ErrorKind::NoRoute, "no such route") })
         .method_not_allowed_fallback(|| async {
             ServiceError::new(

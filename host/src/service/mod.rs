@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod tenants;
 
 mod admission;
+mod dashboard;
 mod events;
 
 use std::collections::HashMap;

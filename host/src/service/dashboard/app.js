@@ -1,0 +1,390 @@
+// The wfhost dashboard: plain JavaScript over the JSON API, no framework.
+// Every value from the API reaches the page through textContent or an
+// attribute, never as markup, so a task's output is shown as text.
+"use strict";
+
+const KEY = "wfhost-api-key";
+const PAGE = 50;
+const $ = (selector) => document.querySelector(selector);
+
+/** An element with attributes and children (strings become text). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "onclick") node.addEventListener("click", value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+/** Calls the API with the tab's key; errors carry the API's message. */
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` },
+  });
+  if (response.status === 401) {
+    logout("Your key was refused.");
+    throw new Error("unauthorized");
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(body?.error?.message ?? `HTTP ${response.status}`);
+  return body;
+}
+
+function time(ms) {
+  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "";
+}
+
+function json(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+function statusText(status) {
+  return el("span", { class: `status ${status}` }, status);
+}
+
+// ---------------------------------------------------------------- login
+
+function logout(message = "") {
+  sessionStorage.removeItem(KEY);
+  stopFollowing();
+  $("#nav").hidden = true;
+  $("#view").replaceChildren();
+  $("#login").hidden = false;
+  $("#login-error").textContent = message;
+}
+
+async function login(event) {
+  event.preventDefault();
+  sessionStorage.setItem(KEY, $("#key").value);
+  $("#key").value = "";
+  try {
+    const usage = await api("/v1/usage");
+    sessionStorage.setItem("wfhost-tenant", usage.tenant);
+    route();
+  } catch (err) {
+    if (err.message !== "unauthorized") logout(err.message);
+  }
+}
+
+// ---------------------------------------------------------------- list
+
+const list = { status: "", search: "", pages: [null] };
+
+async function showList() {
+  const view = $("#view");
+  const status = el("select", { id: "status-filter" },
+    ...["", "running", "cut_off", "succeeded", "failed", "cancelled"].map((s) =>
+      el("option", { value: s }, s || "any status")));
+  status.value = list.status;
+  status.addEventListener("change", () => { list.status = status.value; list.pages = [null]; showList(); });
+  const search = el("input", { id: "search", type: "search", placeholder: "search by id or task" });
+  search.value = list.search;
+  search.addEventListener("change", () => { list.search = search.value; showList(); });
+  const rows = el("tbody", { id: "workflows" });
+  const table = el("table", {},
+    el("thead", {}, el("tr", {}, ...["id", "status", "created", "updated", "steps"].map((h) => el("th", {}, h)))),
+    rows);
+  const after = list.pages[list.pages.length - 1];
+  const query = new URLSearchParams({ limit: PAGE });
+  if (list.status) query.set("status", list.status);
+  if (after) query.set("after", after);
+  const prev = el("button", { id: "prev", type: "button", onclick: () => { list.pages.pop(); showList(); } }, "‹ newer");
+  const next = el("button", { id: "next", type: "button" }, "older ›");
+  prev.disabled = list.pages.length < 2;
+  view.replaceChildren(el("div", { class: "toolbar" }, status, search, prev, next), table);
+  let page;
+  try {
+    page = await api(`/v1/workflows?${query}`);
+  } catch (err) {
+    view.append(el("p", { class: "error" }, err.message));
+    return;
+  }
+  next.disabled = page.length < PAGE;
+  next.addEventListener("click", () => { list.pages.push(page[page.length - 1].id); showList(); });
+  const needle = list.search.trim().toLowerCase();
+  for (const row of page) {
+    const tasks = (row.tasks ?? []).join(" ");
+    if (needle && !row.id.toLowerCase().includes(needle) && !tasks.toLowerCase().includes(needle)) continue;
+    rows.append(el("tr", { "data-id": row.id },
+      el("td", {}, el("a", { href: `#/w/${encodeURIComponent(row.id)}` }, row.id)),
+      el("td", {}, statusText(row.status)),
+      el("td", {}, time(row.created_at_ms)),
+      el("td", {}, time(row.updated_at_ms)),
+      el("td", {}, row.progress ? `${row.progress.done} of ${row.progress.total}` : "")));
+  }
+}
+
+// ---------------------------------------------------------------- graph
+
+/** Columns and rows for the steps: a chain runs left to right, a group's
+ *  members fan out in one column, a chord's body follows its header. */
+function layout(steps) {
+  const byId = new Map(steps.map((s) => [s.id, s]));
+  const depth = new Map();
+  const inside = (id, outer) => id.startsWith(`${outer}.`);
+  const endDepth = (id) => {
+    let deepest = depth.get(id) ?? 0;
+    for (const [other, d] of depth) if (inside(other, id)) deepest = Math.max(deepest, d);
+    return deepest;
+  };
+  for (const step of [...steps].sort((a, b) => a.seq - b.seq)) {
+    let d = 0;
+    if (step.id.endsWith(".body")) {
+      const chord = step.id.slice(0, -".body".length);
+      for (const [other, od] of depth) {
+        if (inside(other, chord) && !other.startsWith(step.id)) d = Math.max(d, od + 1);
+      }
+      d = Math.max(d, (depth.get(chord) ?? 0) + 1);
+    } else if (step.parent && byId.has(step.parent)) {
+      d = inside(step.id, step.parent) ? depth.get(step.parent) + 1 : endDepth(step.parent) + 1;
+    }
+    depth.set(step.id, d);
+  }
+  const columns = new Map();
+  const place = new Map();
+  for (const step of [...steps].sort((a, b) => a.seq - b.seq)) {
+    const d = depth.get(step.id);
+    const row = columns.get(d) ?? 0;
+    columns.set(d, row + 1);
+    place.set(step.id, { x: d, y: row });
+  }
+  return place;
+}
+
+function drawGraph(report, selected, onSelect) {
+  const place = layout(report.steps);
+  const W = 170, H = 44, GX = 40, GY = 16;
+  let width = 0, height = 0;
+  for (const { x, y } of place.values()) {
+    width = Math.max(width, (x + 1) * (W + GX));
+    height = Math.max(height, (y + 1) * (H + GY));
+  }
+  const root = svg("svg", { id: "graph", width, height, viewBox: `0 0 ${width} ${height}` });
+  const edge = (from, to) => {
+    const x1 = from.x * (W + GX) + W, y1 = from.y * (H + GY) + H / 2;
+    const x2 = to.x * (W + GX), y2 = to.y * (H + GY) + H / 2;
+    const back = x2 <= x1 ? from.x * (W + GX) + 12 : x1;
+    root.append(svg("path", { class: "edge", d: `M${back} ${y1} C${x2 - 20} ${y1}, ${back + 20} ${y2}, ${x2} ${y2}` }));
+  };
+  for (const step of report.steps) {
+    const to = place.get(step.id);
+    if (step.id.endsWith(".body")) {
+      // A chord's body joins the ends of its header's members.
+      const chord = step.id.slice(0, -".body".length);
+      const members = report.steps.filter((s) => s.id.startsWith(`${chord}.`) && !s.id.startsWith(step.id));
+      const ends = members.filter((s) => !members.some((t) => t.parent === s.id));
+      for (const end of ends) edge(place.get(end.id), to);
+      if (ends.length) continue;
+    }
+    const from = step.parent && place.get(step.parent);
+    if (from) edge(from, to);
+  }
+  for (const step of report.steps) {
+    const { x, y } = place.get(step.id);
+    const group = svg("g", {
+      class: `node ${step.status}${step.id === selected ? " selected" : ""}`,
+      "data-step": step.id,
+      "data-status": step.status,
+      transform: `translate(${x * (W + GX)} ${y * (H + GY)})`,
+    });
+    group.append(svg("rect", { width: W, height: H }));
+    const name = svg("text", { x: 8, y: 18 });
+    name.textContent = step.task.length > 24 ? `${step.task.slice(0, 23)}…` : step.task;
+    const detail = svg("text", { x: 8, y: 34 });
+    detail.textContent = `${step.id} · ${step.status}`;
+    group.append(name, detail);
+    group.addEventListener("click", () => onSelect(step.id));
+    root.append(group);
+  }
+  return root;
+}
+
+// ---------------------------------------------------------------- one workflow
+
+let following = null;
+
+function stopFollowing() {
+  if (following) following.abort();
+  following = null;
+}
+
+/** Reads the workflow's events as server-sent events (through fetch, which
+ *  can send the key), calling `changed` for each, until it ends. */
+async function follow(id, changed) {
+  stopFollowing();
+  const controller = new AbortController();
+  following = controller;
+  try {
+    const response = await fetch(`/v1/workflows/${encodeURIComponent(id)}/events?follow=1`, {
+      headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` },
+      signal: controller.signal,
+    });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        buffer = buffer.slice(end + 2);
+        changed();
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") console.warn(err);
+  }
+  if (following === controller) {
+    following = null;
+    changed();
+  }
+}
+
+async function showWorkflow(id) {
+  const state = { selected: null, report: null, pending: null };
+  const view = $("#view");
+  const title = el("h1", {}, id);
+  const status = el("p", { id: "workflow-status" });
+  const actions = el("div", { class: "toolbar" },
+    el("button", { id: "cancel", type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel"),
+    el("button", { id: "retry", type: "button", onclick: () => act("retry") }, "Retry"),
+    el("button", { id: "resume", type: "button", onclick: () => act("resume") }, "Resume"),
+    el("span", { id: "action-error", class: "error" }));
+  const graph = el("div", { class: "card", id: "graph-card" });
+  const detail = el("div", { class: "card", id: "step-detail" }, "Select a step.");
+  const events = el("ol", { class: "events", id: "events", start: 0 });
+  view.replaceChildren(title, status, actions,
+    el("div", { class: "panes" }, el("div", {}, graph, el("div", { class: "card" }, el("h2", {}, "Events"), events)), detail));
+
+  async function act(what) {
+    $("#action-error").textContent = "";
+    try {
+      await api(`/v1/workflows/${encodeURIComponent(id)}/${what}`, { method: "POST" });
+      await refresh();
+      follow(id, later);
+    } catch (err) {
+      $("#action-error").textContent = err.message;
+    }
+  }
+
+  function later() {
+    if (state.pending) return;
+    state.pending = setTimeout(() => { state.pending = null; refresh(); }, 150);
+  }
+
+  async function refresh() {
+    let report, log;
+    try {
+      [report, log] = await Promise.all([
+        api(`/v1/workflows/${encodeURIComponent(id)}`),
+        api(`/v1/workflows/${encodeURIComponent(id)}/events`),
+      ]);
+    } catch (err) {
+      status.replaceChildren(el("span", { class: "error" }, err.message));
+      return;
+    }
+    state.report = report;
+    status.replaceChildren(statusText(report.status), ` · ${report.progress.done} of ${report.progress.total} steps done`,
+      report.error ? el("span", { class: "error" }, ` · ${report.error.kind}: ${report.error.message}`) : "",
+      "result" in report ? ` · result ${JSON.stringify(report.result)}` : "");
+    graph.replaceChildren(drawGraph(report, state.selected, select));
+    events.replaceChildren(...log.map((e) =>
+      el("li", {}, `${time(e.at_ms)} ${e.kind} ${e.step ?? ""} ${e.detail ?? ""}`)));
+    if (state.selected) showStep(state.selected);
+  }
+
+  function select(stepId) {
+    state.selected = stepId;
+    graph.replaceChildren(drawGraph(state.report, state.selected, select));
+    showStep(stepId);
+  }
+
+  function showStep(stepId) {
+    const step = state.report.steps.find((s) => s.id === stepId);
+    if (!step) return;
+    const rows = [
+      ["step", step.id], ["task", step.task], ["status", statusText(step.status)],
+      ["attempts", String(step.attempts)], ["fuel", String(step.fuel_used)],
+      ["duration", `${step.duration_ms.toFixed(1)} ms`], ["queued", `${(step.queued_ms ?? 0).toFixed(1)} ms`],
+      ["started", time(step.started_at_ms)], ["ended", time(step.ended_at_ms)],
+    ];
+    const parts = [el("h2", {}, `Step ${step.id}`),
+      el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+      el("h3", {}, "args"), el("pre", { id: "step-args" }, json(step.args)),
+      el("h3", {}, "kwargs"), el("pre", {}, json(step.kwargs))];
+    if (step.error) {
+      parts.push(el("h3", {}, "error"), el("pre", { id: "step-error", class: "error" }, `${step.error.kind}: ${step.error.message}`));
+    }
+    if ("result" in step) parts.push(el("h3", {}, "result"), el("pre", { id: "step-result" }, json(step.result)));
+    for (const stream of ["stdout", "stderr"]) {
+      if (step[stream]?.text) parts.push(el("h3", {}, stream), el("pre", { id: `step-${stream}` }, step[stream].text));
+    }
+    if (step.logs?.length) {
+      parts.push(el("h3", {}, "logs"), el("pre", { id: "step-logs" }, step.logs.map((l) => `${l.level}: ${l.message}`).join("\n")));
+    }
+    detail.replaceChildren(...parts);
+  }
+
+  await refresh();
+  if (state.report?.status === "running") follow(id, later);
+}
+
+// ---------------------------------------------------------------- usage
+
+async function showUsage() {
+  const view = $("#view");
+  const [usage, rows] = await Promise.all([api("/v1/usage"), api("/v1/workflows?limit=1000")]);
+  const hours = new Map();
+  for (const row of rows) {
+    const hour = Math.floor(row.created_at_ms / 3600000);
+    hours.set(hour, (hours.get(hour) ?? 0) + 1);
+  }
+  const keys = [...hours.keys()].sort((a, b) => a - b);
+  const most = Math.max(1, ...hours.values());
+  const bars = el("div", { class: "bars", id: "usage-chart" }, ...keys.map((hour) => {
+    const bar = el("div", { title: `${time(hour * 3600000)}: ${hours.get(hour)}` });
+    // Through the CSSOM: the page's policy refuses style attributes.
+    bar.style.height = `${(100 * hours.get(hour)) / most}%`;
+    return bar;
+  }));
+  view.replaceChildren(el("h1", {}, `Usage of ${usage.tenant}`),
+    el("div", { class: "card" }, el("dl", { id: "usage" },
+      ...[["workflows", usage.workflows], ["steps", usage.steps], ["attempts", usage.attempts],
+        ["fuel", usage.fuel], ["time", `${(usage.duration_ms / 1000).toFixed(2)} s`]]
+        .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]))),
+    el("div", { class: "card" }, el("h2", {}, "Workflows started per hour"), bars));
+}
+
+// ---------------------------------------------------------------- routing
+
+function route() {
+  if (!sessionStorage.getItem(KEY)) return logout();
+  stopFollowing();
+  $("#login").hidden = true;
+  $("#nav").hidden = false;
+  $("#who").textContent = sessionStorage.getItem("wfhost-tenant") ?? "";
+  const hash = location.hash.slice(1) || "/";
+  const run = hash.startsWith("/w/") ? showWorkflow(decodeURIComponent(hash.slice(3)))
+    : hash === "/usage" ? showUsage() : showList();
+  run.catch((err) => {
+    if (err.message !== "unauthorized") $("#view").replaceChildren(el("p", { class: "error" }, err.message));
+  });
+}
+
+window.addEventListener("hashchange", route);
+document.addEventListener("DOMContentLoaded", () => {
+  $("#login").addEventListener("submit", login);
+  $("#logout").addEventListener("click", () => logout());
+  route();
+});
