@@ -1382,6 +1382,38 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     );
     assert_eq!(refused, json!("no workflow `plain`"));
 
+    // The operator's key sees every tenant's workflows, each by its tenant.
+    browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
+    dashboard_login(&browser, &server, ADMIN_KEY);
+    let rows = browser.run(
+        "return [...document.querySelectorAll('#workflows tr')].map(r => `${r.dataset.tenant}/${r.dataset.id}`)",
+    );
+    assert_eq!(rows, json!(["a/plain", "a/markup", "a/panics", "b/theirs"]));
+    browser.click(&browser.wait_for("#workflows tr[data-id='theirs'] a", Duration::from_secs(5)));
+    let status = browser.wait_until(
+        "const s = document.querySelector('#workflow-status'); return s && s.textContent",
+        Duration::from_secs(10),
+    );
+    assert!(
+        status.as_str().unwrap().starts_with("succeeded"),
+        "{status}"
+    );
+    // Over the API: the operator names the tenant, a tenant cannot.
+    assert_eq!(
+        server.get(ADMIN_KEY, "/v1/workflows/theirs?tenant=b").0,
+        200
+    );
+    assert_eq!(server.get(ADMIN_KEY, "/v1/workflows/theirs").0, 400);
+    assert_eq!(server.get(KEY_A, "/v1/workflows/theirs?tenant=b").0, 404);
+    assert_eq!(
+        server.get(ADMIN_KEY, "/v1/whoami"),
+        (200, json!({"admin": true}))
+    );
+    assert_eq!(
+        server.get(KEY_B, "/v1/whoami"),
+        (200, json!({"tenant": "b"}))
+    );
+
     // A wrong key is refused at the door.
     browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
     browser.type_into(
@@ -1468,4 +1500,57 @@ fn the_dashboard_draws_a_chord_that_turns_green_live_and_cancels() {
         Duration::from_secs(30),
     );
     assert_eq!(server.wait(KEY_A, "long")["status"], "cancelled");
+}
+
+/// `wfhost ui` shows a local database's workflows, every tenant's, with a
+/// key handed over in the address it prints.
+#[test]
+fn wfhost_ui_shows_a_local_database() {
+    if !browser::available("wfhost_ui_shows_a_local_database") {
+        return;
+    }
+    let chain = chain_file(&json!({
+        "id": "local-1",
+        "tenant": "x",
+        "plugins": standard_plugins(),
+        "workflow": [{"task": "math.add", "args": [2, 3]}, {"task": "testkit.echo"}],
+    }));
+    let run = run_file(&chain, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut ui = chain
+        .wfhost()
+        .args(["ui", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(ui.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/#key="),
+        "{url}"
+    );
+
+    let browser = browser::Browser::start();
+    browser.open(url);
+    browser.wait_for("#workflows tr", Duration::from_secs(20));
+    let rows = browser.run(
+        "return [...document.querySelectorAll('#workflows tr')].map(r => `${r.dataset.tenant}/${r.dataset.id}`)",
+    );
+    assert_eq!(rows, json!(["x/local-1"]));
+    assert_eq!(
+        browser.run("return location.hash"),
+        json!("#/"),
+        "the key left the address"
+    );
+    browser.click(&browser.wait_for("#workflows tr a", Duration::from_secs(5)));
+    let node = browser.wait_for("#graph .node[data-step='1']", Duration::from_secs(20));
+    browser.click(&node);
+    let result = browser.text(&browser.wait_for("#step-result", Duration::from_secs(5)));
+    assert_eq!(result, "5");
+    let _ = ui.kill();
+    let _ = ui.wait();
 }

@@ -14,6 +14,7 @@ mod resume;
 mod run;
 mod serve;
 mod status;
+mod ui;
 mod validate;
 
 use std::io::Write;
@@ -234,6 +235,10 @@ enum Command {
     /// Serve many tenants' workflows over HTTP, each tenant with its own key,
     /// plugins and limits.
     Serve(serve::ServeArgs),
+    /// Show the dashboard of a local database in the browser: every
+    /// tenant's workflows, for whoever runs it (a key made for this run
+    /// rides in the printed address).
+    Ui(ui::UiArgs),
     /// Print a shell's completion script for wfhost (to be sourced, or
     /// installed where the shell loads completions from).
     Completions {
@@ -362,6 +367,7 @@ pub fn main() -> ExitCode {
             Command::BuildPy(args) => build_py::build_py(args),
             Command::Cache(args) => cache::cache(args),
             Command::Serve(args) => serve::serve(args).await,
+            Command::Ui(args) => ui::ui(args).await,
         }
     });
     match outcome {

@@ -33,7 +33,7 @@ pub struct ServeArgs {
     db: RunDbArgs,
 }
 
-fn header_timeout(text: &str) -> Result<Duration, String> {
+pub fn header_timeout(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Ok(Duration::from_secs_f64(seconds)),
         _ => Err("expected a number of seconds above 0, at most 3600".into()),
@@ -42,7 +42,43 @@ fn header_timeout(text: &str) -> Result<Duration, String> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     let tenants = Tenants::load(&args.tenants)?;
-    let store = args.db.open()?;
+    let options = Hosting {
+        listen: args.listen,
+        header_timeout: args.header_timeout,
+        name: "wfhost serve",
+        resume_cut_off: true,
+    };
+    host_over_http(tenants, args.db, options, |address, resumed| {
+        eprintln!(
+            "wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows"
+        );
+    })
+    .await
+}
+
+/// How [`host_over_http`] runs.
+pub struct Hosting {
+    /// The address to listen on.
+    pub listen: String,
+    /// How long a connection may take to send a request's head.
+    pub header_timeout: Duration,
+    /// The command's name, in what it prints.
+    pub name: &'static str,
+    /// Whether to resume the workflows a stop or a crash cut off.
+    pub resume_cut_off: bool,
+}
+
+/// Serves `tenants`' workflows of the database `db` names over HTTP until
+/// SIGTERM or Ctrl-C, then stops gracefully. `announce` is told the
+/// address listened on and how many workflows were resumed.
+pub async fn host_over_http(
+    tenants: Tenants,
+    db: RunDbArgs,
+    options: Hosting,
+    announce: impl FnOnce(std::net::SocketAddr, usize),
+) -> anyhow::Result<Finished> {
+    let name = options.name;
+    let store = db.open()?;
     // Guest code runs on threads of its own, one per core, so that a
     // tenant's flood of busy steps never holds up requests, commits, or
     // another tenant's turn.
@@ -58,15 +94,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
         tenants,
         attempt_pool.handle().clone(),
     );
-    let listener = listen(&args.listen)
+    let listener = listen(&options.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
-    let resumed = service.resume_cut_off().await?;
-    eprintln!("wfhost serve: listening on http://{address}; resumed {resumed} cut-off workflows");
+    let resumed = match options.resume_cut_off {
+        true => service.resume_cut_off().await?,
+        false => 0,
+    };
+    announce(address, resumed);
     let expiring = {
         let service = Arc::clone(&service);
-        let db = args.db;
         tokio::spawn(async move {
             // The retention's own clock (in the database) says when
             // removing is due; looking every minute costs a read.
@@ -89,7 +127,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     http::serve(
         Arc::clone(&service),
         listener,
-        args.header_timeout,
+        options.header_timeout,
         stopping,
     )
     .await?;
@@ -100,11 +138,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
     // Dropping a runtime may not block inside another one.
     attempt_pool.shutdown_background();
     if cut_off > 0 {
-        eprintln!(
-            "wfhost serve: stopped; {cut_off} steps did not finish in time and will run again"
-        );
+        eprintln!("{name}: stopped; {cut_off} steps did not finish in time and will run again");
     } else {
-        eprintln!("wfhost serve: stopped");
+        eprintln!("{name}: stopped");
     }
     Ok(Finished::Succeeded)
 }

@@ -1,5 +1,7 @@
 //! The JSON API of `wfhost serve`. Every request names its tenant with
-//! `Authorization: Bearer KEY`; errors are `{"error": {"kind", "message"}}`
+//! `Authorization: Bearer KEY`; the operator's key (the policy's `[admin]`)
+//! names one with `?tenant=NAME`, and without one lists every tenant's
+//! workflows (rows after `TENANT/ID`) and usage; errors are `{"error": {"kind", "message"}}`
 //! with the messages the CLI gives.
 //!
 //! | request | answer |
@@ -11,7 +13,8 @@
 //! | `POST /v1/workflows/{id}/cancel` | 202 and its row if it was running (it stops soon), else 200 |
 //! | `POST /v1/workflows/{id}/resume` | 202 if it was cut off and now runs again, else 200 |
 //! | `POST /v1/workflows/{id}/retry` | 202: a failed workflow runs again from its failed step |
-//! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed |
+//! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed (the operator: a list, one per tenant) |
+//! | `GET /v1/whoami` | `{"tenant": NAME}`, or `{"admin": true}` for the operator's key |
 //! | `GET /metrics` | Prometheus' text: the caller's tenant, or every tenant for the `[admin]` key |
 //! | `GET /health` | 200 while the process answers (no key needed) |
 //! | `GET /ready` | 200 when it takes work, 503 while it stops (no key needed) |
@@ -39,8 +42,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ErrorKind, Service, ServiceError, Tenant};
-use crate::records::{Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+use super::{ErrorKind, Scope, Service, ServiceError, Tenant};
+use crate::records::{WorkflowReport, WorkflowRow, WorkflowStatus};
 
 /// The largest request body the service reads: a chain file of some
 /// hundred thousand steps.
@@ -56,6 +59,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/workflows/{id}/resume", post(resume))
         .route("/v1/workflows/{id}/retry", post(retry))
         .route("/v1/usage", get(usage))
+        .route("/v1/whoami", get(whoami))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -187,8 +191,22 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-/// The tenant whose key a request carries; a request without a valid key
-/// is answered 401 before its handler runs.
+#[derive(Deserialize)]
+struct TenantParam {
+    tenant: Option<String>,
+}
+
+/// Whose workflows a request addresses: its key's tenant, or, with the
+/// operator's key, the tenant `?tenant=` names (or every tenant).
+fn scope_of(parts: &Parts, service: &Service) -> Result<Scope, ServiceError> {
+    let tenant = Query::<TenantParam>::try_from_uri(&parts.uri)
+        .ok()
+        .and_then(|Query(param)| param.tenant);
+    service.caller(api_key(&parts.headers), tenant.as_deref())
+}
+
+/// The tenant a request acts for; a request without a valid key is
+/// answered 401 before its handler runs.
 struct Caller(Tenant);
 
 impl FromRequestParts<Arc<Service>> for Caller {
@@ -198,8 +216,27 @@ impl FromRequestParts<Arc<Service>> for Caller {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Self, ServiceError> {
-        let tenant = service.authenticate(api_key(&parts.headers))?;
-        Ok(Caller(tenant.clone()))
+        match scope_of(parts, service)? {
+            Scope::Tenant(tenant) => Ok(Caller(tenant)),
+            Scope::All => Err(ServiceError::invalid(
+                "the operator's key acts for a tenant it names: add ?tenant=NAME",
+            )),
+        }
+    }
+}
+
+/// A request that may look at every tenant's workflows (the operator's
+/// key naming no tenant).
+struct Viewer(Scope);
+
+impl FromRequestParts<Arc<Service>> for Viewer {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<Service>,
+    ) -> Result<Self, ServiceError> {
+        Ok(Viewer(scope_of(parts, service)?))
     }
 }
 
@@ -275,7 +312,7 @@ fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceErro
 
 async fn list(
     State(service): State<Arc<Service>>,
-    Caller(tenant): Caller,
+    Viewer(scope): Viewer,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<WorkflowRow>>, ServiceError> {
     let query = query_of(query)?;
@@ -293,8 +330,12 @@ async fn list(
             ))),
         })
         .transpose()?;
+    let tenant = match &scope {
+        Scope::Tenant(tenant) => Some(tenant),
+        Scope::All => None,
+    };
     Ok(Json(service.list(
-        &tenant,
+        tenant,
         status,
         query.after.as_deref(),
         limit,
@@ -374,9 +415,24 @@ async fn events(
 
 async fn usage(
     State(service): State<Arc<Service>>,
-    Caller(tenant): Caller,
-) -> Result<Json<Usage>, ServiceError> {
-    Ok(Json(service.usage(&tenant)?))
+    Viewer(scope): Viewer,
+) -> Result<Response, ServiceError> {
+    Ok(match scope {
+        Scope::Tenant(tenant) => Json(service.usage(&tenant)?).into_response(),
+        Scope::All => Json(service.usage_of_all()?).into_response(),
+    })
+}
+
+/// Who the key is: `{"tenant": NAME}`, or `{"admin": true}` for the
+/// operator's.
+async fn whoami(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    Ok(Json(match service.caller(api_key(&headers), None)? {
+        Scope::Tenant(tenant) => json!({"tenant": tenant.name}),
+        Scope::All => json!({"admin": true}),
+    }))
 }
 
 async fn cancel(

@@ -183,6 +183,32 @@ impl Service {
         })
     }
 
+    /// Who calls with `key`: a tenant, or the operator (the policy's
+    /// `[admin]` key), who may name any tenant as `tenant`. A tenant
+    /// naming another is refused as if that tenant did not exist.
+    pub fn caller(&self, key: Option<&str>, tenant: Option<&str>) -> Result<Scope, ServiceError> {
+        if key.is_some_and(|key| self.tenants.is_admin(key)) {
+            return match tenant {
+                None => Ok(Scope::All),
+                Some(name) => self
+                    .tenants
+                    .resolve(name)
+                    .map(Scope::Tenant)
+                    .ok_or_else(|| {
+                        ServiceError::new(ErrorKind::NotFound, format!("no tenant `{name}`"))
+                    }),
+            };
+        }
+        let own = self.authenticate(key)?;
+        match tenant {
+            Some(name) if name != own.name => Err(ServiceError::new(
+                ErrorKind::NotFound,
+                format!("no tenant `{name}`"),
+            )),
+            _ => Ok(Scope::Tenant(own.clone())),
+        }
+    }
+
     /// The tenant whose API key is `key`.
     pub fn authenticate(&self, key: Option<&str>) -> Result<&Tenant, ServiceError> {
         key.and_then(|key| self.tenants.authenticate(key))
@@ -354,19 +380,26 @@ impl Service {
             .events_from(&RunIdentity::new(&tenant.name, id), first)?)
     }
 
-    /// The workflows of `tenant`, optionally of one status, oldest first:
-    /// those after the one with id `after` (when given), at most `limit`.
+    /// The workflows of `tenant` (or of every tenant), optionally of one
+    /// status, oldest first: those after the one `after` names (its id;
+    /// `TENANT/ID` across tenants), at most `limit`.
     pub fn list(
         &self,
-        tenant: &Tenant,
+        tenant: Option<&Tenant>,
         status: Option<WorkflowStatus>,
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
-        let rows = self.host.list(Some(&tenant.name), status)?;
+        let rows = self
+            .host
+            .list(tenant.map(|tenant| tenant.name.as_str()), status)?;
+        let cursor = |row: &WorkflowRow| match tenant {
+            Some(_) => row.id.clone(),
+            None => format!("{}/{}", row.tenant, row.id),
+        };
         let start = match after {
             Some(after) => {
-                let at = rows.iter().position(|row| row.id == after);
+                let at = rows.iter().position(|row| cursor(row) == after);
                 at.ok_or_else(|| not_found(after))? + 1
             }
             None => 0,
@@ -406,6 +439,11 @@ impl Service {
         // may still wait for its commit.
         self.host.store().flush();
         cut_off
+    }
+
+    /// What each tenant's workflows have used, by tenant name.
+    pub fn usage_of_all(&self) -> Result<Vec<Usage>, ServiceError> {
+        Ok(self.host.usage(None)?)
     }
 
     /// What `tenant`'s workflows have used.
@@ -477,6 +515,15 @@ impl Service {
         }
         Ok(resumed)
     }
+}
+
+/// Whose workflows a request addresses.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// One tenant's.
+    Tenant(Tenant),
+    /// Every tenant's: the operator's key naming no tenant.
+    All,
 }
 
 /// How often a request that waits on a workflow looks at it again.

@@ -128,6 +128,10 @@ pub struct Tenants {
     by_name: BTreeMap<String, Tenant>,
     /// The sha256 (hex) of the operator's key, if the policy has one.
     admin_key_sha256: Option<String>,
+    /// Whether any tenant name stands for a tenant with no limits and no
+    /// plugins of its own (`wfhost ui` over a local database, whose
+    /// workflows name their plugins themselves).
+    open: bool,
 }
 
 /// A plugin's grants in the policy, read as a chain file's are, with its
@@ -198,7 +202,28 @@ impl Tenants {
         Ok(Tenants {
             by_name,
             admin_key_sha256,
+            open: false,
         })
+    }
+
+    /// No tenants of its own, but every tenant on record reachable with
+    /// `admin_key`: what `wfhost ui` serves a local database with.
+    pub fn local(admin_key: &str) -> Self {
+        Tenants {
+            by_name: BTreeMap::new(),
+            admin_key_sha256: Some(key_hash(admin_key)),
+            open: true,
+        }
+    }
+
+    /// The tenant called `name` for the operator: the policy's, or, for
+    /// [`Tenants::local`], one without limits.
+    pub fn resolve(&self, name: &str) -> Option<Tenant> {
+        match self.by_name.get(name) {
+            Some(tenant) => Some(tenant.clone()),
+            None if self.open => Some(Tenant::unrestricted(name)),
+            None => None,
+        }
     }
 
     /// Whether `key` is the operator's key of the policy's `[admin]`.
@@ -228,6 +253,21 @@ impl Tenants {
 }
 
 impl Tenant {
+    /// A tenant no key logs in as, with no plugins and no limits: how
+    /// `wfhost ui` acts on the workflows of a local database.
+    fn unrestricted(name: &str) -> Self {
+        Tenant {
+            name: name.to_string(),
+            key_sha256: String::new(),
+            plugins: BTreeMap::new(),
+            ceilings: Ceilings::default(),
+            max_running_steps: MAX_CONCURRENCY,
+            max_workflows: usize::MAX,
+            max_workflow_fuel: None,
+            root: None,
+        }
+    }
+
     fn from_entry(name: &str, entry: TenantEntry, base: &Path) -> Result<Self, String> {
         if !sha256::is_hex(&entry.key_sha256) {
             return Err(format!(

@@ -57,6 +57,7 @@ function statusText(status) {
 
 function logout(message = "") {
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem("wfhost-admin");
   stopFollowing();
   $("#nav").hidden = true;
   $("#view").replaceChildren();
@@ -68,13 +69,29 @@ async function login(event) {
   event.preventDefault();
   sessionStorage.setItem(KEY, $("#key").value);
   $("#key").value = "";
+  await start();
+}
+
+/** Asks who the key is, then shows the page the address names. */
+async function start() {
   try {
-    const usage = await api("/v1/usage");
-    sessionStorage.setItem("wfhost-tenant", usage.tenant);
+    const who = await api("/v1/whoami");
+    sessionStorage.setItem("wfhost-who", who.admin ? "operator (every tenant)" : who.tenant);
+    sessionStorage.setItem("wfhost-admin", who.admin ? "1" : "");
     route();
   } catch (err) {
     if (err.message !== "unauthorized") logout(err.message);
   }
+}
+
+const isAdmin = () => sessionStorage.getItem("wfhost-admin") === "1";
+
+/** The API path of workflow `id` (of `tenant`, for the operator). */
+function workflowPath(id, tenant, rest = "", query = "") {
+  const params = new URLSearchParams(query);
+  if (tenant) params.set("tenant", tenant);
+  const q = params.toString();
+  return `/v1/workflows/${encodeURIComponent(id)}${rest}${q ? `?${q}` : ""}`;
 }
 
 // ---------------------------------------------------------------- list
@@ -92,8 +109,9 @@ async function showList() {
   search.value = list.search;
   search.addEventListener("change", () => { list.search = search.value; showList(); });
   const rows = el("tbody", { id: "workflows" });
+  const headings = [...(isAdmin() ? ["tenant"] : []), "id", "status", "created", "updated", "steps"];
   const table = el("table", {},
-    el("thead", {}, el("tr", {}, ...["id", "status", "created", "updated", "steps"].map((h) => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {}, h)))),
     rows);
   const after = list.pages[list.pages.length - 1];
   const query = new URLSearchParams({ limit: PAGE });
@@ -111,13 +129,17 @@ async function showList() {
     return;
   }
   next.disabled = page.length < PAGE;
-  next.addEventListener("click", () => { list.pages.push(page[page.length - 1].id); showList(); });
+  const cursor = (row) => (isAdmin() ? `${row.tenant}/${row.id}` : row.id);
+  next.addEventListener("click", () => { list.pages.push(cursor(page[page.length - 1])); showList(); });
   const needle = list.search.trim().toLowerCase();
   for (const row of page) {
     const tasks = (row.tasks ?? []).join(" ");
     if (needle && !row.id.toLowerCase().includes(needle) && !tasks.toLowerCase().includes(needle)) continue;
-    rows.append(el("tr", { "data-id": row.id },
-      el("td", {}, el("a", { href: `#/w/${encodeURIComponent(row.id)}` }, row.id)),
+    const link = isAdmin() ? `#/t/${encodeURIComponent(row.tenant)}/w/${encodeURIComponent(row.id)}`
+      : `#/w/${encodeURIComponent(row.id)}`;
+    rows.append(el("tr", { "data-id": row.id, "data-tenant": row.tenant },
+      isAdmin() ? el("td", {}, row.tenant) : null,
+      el("td", {}, el("a", { href: link }, row.id)),
       el("td", {}, statusText(row.status)),
       el("td", {}, time(row.created_at_ms)),
       el("td", {}, time(row.updated_at_ms)),
@@ -221,12 +243,12 @@ function stopFollowing() {
 
 /** Reads the workflow's events as server-sent events (through fetch, which
  *  can send the key), calling `changed` for each, until it ends. */
-async function follow(id, changed) {
+async function follow(id, tenant, changed) {
   stopFollowing();
   const controller = new AbortController();
   following = controller;
   try {
-    const response = await fetch(`/v1/workflows/${encodeURIComponent(id)}/events?follow=1`, {
+    const response = await fetch(workflowPath(id, tenant, "/events", "follow=1"), {
       headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` },
       signal: controller.signal,
     });
@@ -251,10 +273,10 @@ async function follow(id, changed) {
   }
 }
 
-async function showWorkflow(id) {
+async function showWorkflow(id, tenant = null) {
   const state = { selected: null, report: null, pending: null };
   const view = $("#view");
-  const title = el("h1", {}, id);
+  const title = el("h1", {}, tenant ? `${id} (${tenant})` : id);
   const status = el("p", { id: "workflow-status" });
   const actions = el("div", { class: "toolbar" },
     el("button", { id: "cancel", type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel"),
@@ -270,9 +292,9 @@ async function showWorkflow(id) {
   async function act(what) {
     $("#action-error").textContent = "";
     try {
-      await api(`/v1/workflows/${encodeURIComponent(id)}/${what}`, { method: "POST" });
+      await api(workflowPath(id, tenant, `/${what}`), { method: "POST" });
       await refresh();
-      follow(id, later);
+      follow(id, tenant, later);
     } catch (err) {
       $("#action-error").textContent = err.message;
     }
@@ -287,8 +309,8 @@ async function showWorkflow(id) {
     let report, log;
     try {
       [report, log] = await Promise.all([
-        api(`/v1/workflows/${encodeURIComponent(id)}`),
-        api(`/v1/workflows/${encodeURIComponent(id)}/events`),
+        api(workflowPath(id, tenant)),
+        api(workflowPath(id, tenant, "/events")),
       ]);
     } catch (err) {
       status.replaceChildren(el("span", { class: "error" }, err.message));
@@ -337,14 +359,21 @@ async function showWorkflow(id) {
   }
 
   await refresh();
-  if (state.report?.status === "running") follow(id, later);
+  if (state.report?.status === "running") follow(id, tenant, later);
 }
 
 // ---------------------------------------------------------------- usage
 
 async function showUsage() {
   const view = $("#view");
-  const [usage, rows] = await Promise.all([api("/v1/usage"), api("/v1/workflows?limit=1000")]);
+  const [answer, rows] = await Promise.all([api("/v1/usage"), api("/v1/workflows?limit=1000")]);
+  // The operator gets one row per tenant; a tenant its own.
+  const all = Array.isArray(answer) ? answer : [answer];
+  const usage = all.reduce((sum, u) => ({
+    tenant: Array.isArray(answer) ? "every tenant" : u.tenant,
+    workflows: sum.workflows + u.workflows, steps: sum.steps + u.steps, attempts: sum.attempts + u.attempts,
+    fuel: sum.fuel + u.fuel, duration_ms: sum.duration_ms + u.duration_ms,
+  }), { workflows: 0, steps: 0, attempts: 0, fuel: 0, duration_ms: 0 });
   const hours = new Map();
   for (const row of rows) {
     const hour = Math.floor(row.created_at_ms / 3600000);
@@ -373,9 +402,11 @@ function route() {
   stopFollowing();
   $("#login").hidden = true;
   $("#nav").hidden = false;
-  $("#who").textContent = sessionStorage.getItem("wfhost-tenant") ?? "";
+  $("#who").textContent = sessionStorage.getItem("wfhost-who") ?? "";
   const hash = location.hash.slice(1) || "/";
-  const run = hash.startsWith("/w/") ? showWorkflow(decodeURIComponent(hash.slice(3)))
+  const ofTenant = hash.match(/^\/t\/([^/]*)\/w\/(.*)$/);
+  const run = ofTenant ? showWorkflow(decodeURIComponent(ofTenant[2]), decodeURIComponent(ofTenant[1]))
+    : hash.startsWith("/w/") ? showWorkflow(decodeURIComponent(hash.slice(3)))
     : hash === "/usage" ? showUsage() : showList();
   run.catch((err) => {
     if (err.message !== "unauthorized") $("#view").replaceChildren(el("p", { class: "error" }, err.message));
@@ -386,5 +417,13 @@ window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
   $("#login").addEventListener("submit", login);
   $("#logout").addEventListener("click", () => logout());
-  route();
+  // `wfhost ui` hands its key over in the address's fragment: kept for
+  // this tab, and taken out of the address (and so of the history).
+  const handed = location.hash.match(/^#key=([0-9a-f]+)$/);
+  if (handed) {
+    sessionStorage.setItem(KEY, handed[1]);
+    history.replaceState(null, "", "#/");
+  }
+  if (sessionStorage.getItem(KEY)) start();
+  else logout();
 });
