@@ -1214,6 +1214,9 @@ fn health_pages_waits_and_event_streams() {
     assert_eq!(ids("/v1/workflows?after=w3"), ["w4"]);
     assert!(ids("/v1/workflows?after=w4&limit=2").is_empty());
     assert_eq!(server.get(KEY_A, "/v1/workflows?limit=0").0, 400);
+    assert_eq!(ids("/v1/workflows?q=w3"), ["w3"]);
+    assert_eq!(ids("/v1/workflows?q=math.add&limit=2"), ["w0", "w1"]);
+    assert!(ids("/v1/workflows?q=testkit").is_empty());
     assert_eq!(server.get(KEY_A, "/v1/workflows?after=nope").0, 404);
 
     // A report that waits: it comes back once the workflow ended.
@@ -1346,6 +1349,19 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     dashboard_login(&browser, &server, KEY_A);
     assert_eq!(listed(&browser), json!(["plain", "markup", "panics"]));
     browser.screenshot(&artifact("dashboard-list.png"));
+    // Search by id or by a step's task.
+    let search = browser.wait_for("#search", Duration::from_secs(5));
+    browser.type_into(&search, "testkit.pan\n");
+    browser.wait_until(
+        "const rows = [...document.querySelectorAll('#workflows tr')]; \
+         return rows.length === 1 && rows[0].dataset.id === 'panics'",
+        Duration::from_secs(10),
+    );
+    // The usage page: the tenant's sums and workflows per hour.
+    browser.run("location.hash = '#/usage'");
+    browser.wait_for("#usage-chart div", Duration::from_secs(10));
+    let usage = browser.text(&browser.wait_for("#usage", Duration::from_secs(5)));
+    assert!(usage.contains("workflows\n3"), "{usage}");
 
     // A task's output holding markup is shown as text and never runs.
     open_step(&browser, "markup", "0");

@@ -7,7 +7,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST /v1/workflows` (a chain file) | 202 and the workflow's row (200 if the id ran before) |
-//! | `GET /v1/workflows[?status=S&after=ID&limit=N]` | the tenant's workflows, oldest first, a page at a time |
+//! | `GET /v1/workflows[?status=S&q=TEXT&after=ID&limit=N]` | the tenant's workflows, oldest first, a page at a time (`q`: an id or a step's task holds TEXT) |
 //! | `GET /v1/workflows/{id}[?wait=30s]` | the workflow and every step (once it ends, or the wait is over) |
 //! | `GET /v1/workflows/{id}/events[?follow=1]` | its event log; with `follow`, server-sent events until it ends |
 //! | `POST /v1/workflows/{id}/cancel` | 202 and its row if it was running (it stops soon), else 200 |
@@ -42,7 +42,7 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ErrorKind, Scope, Service, ServiceError, Tenant};
+use super::{ErrorKind, ListFilter, Scope, Service, ServiceError, Tenant};
 use crate::records::{WorkflowReport, WorkflowRow, WorkflowStatus};
 
 /// The largest request body the service reads: a chain file of some
@@ -298,6 +298,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
+    /// Only workflows whose id, or a step's task, holds this text.
+    q: Option<String>,
     /// Rows after the workflow with this id.
     after: Option<String>,
     limit: Option<String>,
@@ -334,9 +336,13 @@ async fn list(
         Scope::Tenant(tenant) => Some(tenant),
         Scope::All => None,
     };
+    let filter = ListFilter {
+        status,
+        search: query.q,
+    };
     Ok(Json(service.list(
         tenant,
-        status,
+        &filter,
         query.after.as_deref(),
         limit,
     )?))

@@ -386,13 +386,22 @@ impl Service {
     pub fn list(
         &self,
         tenant: Option<&Tenant>,
-        status: Option<WorkflowStatus>,
+        filter: &ListFilter,
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
-        let rows = self
+        let mut rows = self
             .host
-            .list(tenant.map(|tenant| tenant.name.as_str()), status)?;
+            .list(tenant.map(|tenant| tenant.name.as_str()), filter.status)?;
+        if let Some(needle) = filter.search.as_deref().filter(|needle| !needle.is_empty()) {
+            let mut kept = Vec::new();
+            for row in rows {
+                if row.id.contains(needle) || self.runs_task(&row, needle)? {
+                    kept.push(row);
+                }
+            }
+            rows = kept;
+        }
         let cursor = |row: &WorkflowRow| match tenant {
             Some(_) => row.id.clone(),
             None => format!("{}/{}", row.tenant, row.id),
@@ -439,6 +448,13 @@ impl Service {
         // may still wait for its commit.
         self.host.store().flush();
         cut_off
+    }
+
+    /// Whether a step of `row`'s workflow runs a task whose name holds
+    /// `needle`. Reads the workflow's steps.
+    fn runs_task(&self, row: &WorkflowRow, needle: &str) -> Result<bool, ServiceError> {
+        let report = self.host.report(&RunIdentity::of(row))?;
+        Ok(report.steps.iter().any(|step| step.task.contains(needle)))
     }
 
     /// What each tenant's workflows have used, by tenant name.
@@ -515,6 +531,15 @@ impl Service {
         }
         Ok(resumed)
     }
+}
+
+/// Which workflows a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only those of this status.
+    pub status: Option<WorkflowStatus>,
+    /// Only those whose id, or a step's task, holds this text.
+    pub search: Option<String>,
 }
 
 /// Whose workflows a request addresses.

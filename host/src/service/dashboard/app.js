@@ -109,13 +109,14 @@ async function showList() {
   search.value = list.search;
   search.addEventListener("change", () => { list.search = search.value; showList(); });
   const rows = el("tbody", { id: "workflows" });
-  const headings = [...(isAdmin() ? ["tenant"] : []), "id", "status", "created", "updated", "steps"];
+  const headings = [...(isAdmin() ? ["tenant"] : []), "id", "status", "created", "updated", "result or error"];
   const table = el("table", {},
     el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {}, h)))),
     rows);
   const after = list.pages[list.pages.length - 1];
   const query = new URLSearchParams({ limit: PAGE });
   if (list.status) query.set("status", list.status);
+  if (list.search.trim()) query.set("q", list.search.trim());
   if (after) query.set("after", after);
   const prev = el("button", { id: "prev", type: "button", onclick: () => { list.pages.pop(); showList(); } }, "‹ newer");
   const next = el("button", { id: "next", type: "button" }, "older ›");
@@ -131,10 +132,7 @@ async function showList() {
   next.disabled = page.length < PAGE;
   const cursor = (row) => (isAdmin() ? `${row.tenant}/${row.id}` : row.id);
   next.addEventListener("click", () => { list.pages.push(cursor(page[page.length - 1])); showList(); });
-  const needle = list.search.trim().toLowerCase();
   for (const row of page) {
-    const tasks = (row.tasks ?? []).join(" ");
-    if (needle && !row.id.toLowerCase().includes(needle) && !tasks.toLowerCase().includes(needle)) continue;
     const link = isAdmin() ? `#/t/${encodeURIComponent(row.tenant)}/w/${encodeURIComponent(row.id)}`
       : `#/w/${encodeURIComponent(row.id)}`;
     rows.append(el("tr", { "data-id": row.id, "data-tenant": row.tenant },
@@ -143,7 +141,8 @@ async function showList() {
       el("td", {}, statusText(row.status)),
       el("td", {}, time(row.created_at_ms)),
       el("td", {}, time(row.updated_at_ms)),
-      el("td", {}, row.progress ? `${row.progress.done} of ${row.progress.total}` : "")));
+      el("td", { class: row.error ? "error" : "" },
+        row.error ? `${row.error.kind}: ${row.error.message}` : "result" in row ? JSON.stringify(row.result) : "")));
   }
 }
 
