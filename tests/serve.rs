@@ -1445,8 +1445,8 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
 }
 
 #[test]
-fn the_dashboard_draws_a_chord_that_turns_green_live_and_cancels() {
-    if !browser::available("the_dashboard_draws_a_chord_that_turns_green_live_and_cancels") {
+fn the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries() {
+    if !browser::available("the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1516,6 +1516,34 @@ fn the_dashboard_draws_a_chord_that_turns_green_live_and_cancels() {
         Duration::from_secs(30),
     );
     assert_eq!(server.wait(KEY_A, "long")["status"], "cancelled");
+
+    // Retry from the page: a failed workflow goes on from its failed step.
+    let flaky = json!({"id": "flaky", "workflow": [
+        {"task": "testkit.flaky", "args": ["k", 1], "options": {"max_retries": 0}},
+        {"task": "math.add", "args": [10]},
+    ]});
+    assert_eq!(server.submit(KEY_A, &flaky).0, 202);
+    assert_eq!(server.wait(KEY_A, "flaky")["status"], "failed");
+    browser.run("location.hash = '#/w/flaky'");
+    browser.wait_for(
+        "#graph .node[data-status='failed']",
+        Duration::from_secs(20),
+    );
+    browser.click(&browser.wait_for("#retry", Duration::from_secs(5)));
+    browser.wait_until(
+        "return document.querySelector('#workflow-status').textContent.includes('result 12')",
+        Duration::from_secs(30),
+    );
+    // Retrying what succeeded is refused, and the page says why.
+    browser.click(&browser.wait_for("#retry", Duration::from_secs(5)));
+    let said = browser.wait_until(
+        "return document.querySelector('#action-error').textContent",
+        Duration::from_secs(10),
+    );
+    assert!(
+        said.as_str().unwrap().contains("only a failed workflow"),
+        "{said}"
+    );
 }
 
 /// `wfhost ui` shows a local database's workflows, every tenant's, with a
