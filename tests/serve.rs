@@ -1446,7 +1446,8 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
 
 #[test]
 fn the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries() {
-    if !browser::available("the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries") {
+    if !browser::available("the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

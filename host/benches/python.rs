@@ -18,7 +18,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{invocation, load, repo_root};
+use common::{invocation, load};
 use serde_json::{Value, json};
 use support::median;
 use wfhost::runtime::{AttemptResult, ComponentCache, Limits, Plugin, Runtime};
@@ -130,32 +130,6 @@ fn wfhost_chain(dir: &Path, chain: &Path) -> Duration {
     median(samples)
 }
 
-/// Celery's median for the same chain, or why there is none.
-fn celery_chain() -> Result<Duration, String> {
-    let output = std::process::Command::new("python3")
-        .arg(repo_root().join("host/benches/support/celery_chain.py"))
-        .args([
-            "--steps",
-            &CHAIN_STEPS.to_string(),
-            "--rounds",
-            &CHAIN_ROUNDS.to_string(),
-        ])
-        .output()
-        .map_err(|err| format!("python3: {err}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(stderr.lines().last().unwrap_or("failed").to_string());
-    }
-    let report: Value = serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
-    let seconds = report["seconds"].as_array().ok_or("no seconds")?;
-    Ok(median(
-        seconds
-            .iter()
-            .map(|s| Duration::from_secs_f64(s.as_f64().unwrap()))
-            .collect(),
-    ))
-}
-
 fn chains(python: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let py_chain = counting_chain(
@@ -172,7 +146,7 @@ fn chains(python: &Path) {
     );
     let py = wfhost_chain(dir.path(), &py_chain);
     let rust = wfhost_chain(dir.path(), &rust_chain);
-    let celery = celery_chain();
+    let celery = support::celery("chain", CHAIN_STEPS, CHAIN_ROUNDS);
     println!("a chain of {CHAIN_STEPS} `add` steps, end to end, median of {CHAIN_ROUNDS} rounds:");
     let row = |name: &str, took: Duration| {
         let vs_celery = match &celery {

@@ -1,12 +1,15 @@
-"""Celery's own worker on a chain of N `add` steps, for the benches that put
+"""Celery's own worker on the benches' canvases, for the benches that put
 wfhost beside it in one run.
 
-    python3 celery_chain.py --steps 1000 --rounds 3
+    python3 celery_chain.py --shape chain --steps 1000 --rounds 3
+
+Shapes: `chain` (`add.s(0, 1) | add.s(1) | …`, N steps), `chains` (N/10
+ten-step chains at once) and `chord` (N-1 `add` members and `xsum`).
 
 Uses the peer benchmark's app (../shared/peers/celery/tasks.py, Celery 5.7
 defaults): starts a private redis-server on a free port of 127.0.0.1 and a
-prefork worker of 2 processes, times `chain(add.s(0, 1), add.s(1) * (N-1))`
-end to end once per round, prints one JSON line
+prefork worker of 2 processes, times the canvas end to end once per
+round, prints one JSON line
 {"celery": VERSION, "seconds": [...]} and stops both by PID.
 """
 
@@ -42,6 +45,7 @@ def stop(process, grace=10):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", choices=["chain", "chains", "chord"], default="chain")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
@@ -49,7 +53,7 @@ def main():
     os.environ["CELERY_BENCH_REDIS_PORT"] = str(port)
     sys.path.insert(0, str(PEER))
     import celery
-    from celery import chain
+    from celery import chain, chord
 
     import tasks
 
@@ -79,13 +83,26 @@ def main():
         )
         tasks.noop.delay(0).get(timeout=60)  # the worker is up and warm
         seconds = []
+        n = options.steps
+
+        def run_chain():
+            return chain(tasks.add.s(0, 1), *[tasks.add.s(1)] * (n - 1)).apply_async().get(timeout=600), n
+
+        def run_chains():
+            sent = [chain(tasks.add.s(0, 1), *[tasks.add.s(1)] * 9).apply_async() for _ in range(n // 10)]
+            return [r.get(timeout=600) for r in sent], [10] * (n // 10)
+
+        def run_chord():
+            header = [tasks.add.s(i, 1) for i in range(n - 1)]
+            return chord(header)(tasks.xsum.s()).get(timeout=600), sum(i + 1 for i in range(n - 1))
+
+        shape = {"chain": run_chain, "chains": run_chains, "chord": run_chord}[options.shape]
         for _ in range(options.rounds):
-            canvas = chain(tasks.add.s(0, 1), *[tasks.add.s(1)] * (options.steps - 1))
             started = time.perf_counter()
-            result = canvas.apply_async().get(timeout=600)
+            result, expected = shape()
             seconds.append(time.perf_counter() - started)
-            if result != options.steps:
-                sys.exit(f"Celery's chain gave {result}, not {options.steps}")
+            if result != expected:
+                sys.exit(f"Celery's {options.shape} gave {result!r}, not {expected!r}")
         print(json.dumps({"celery": celery.__version__, "seconds": seconds}))
     finally:
         if worker is not None:

@@ -45,3 +45,35 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
+
+/// Celery's median time for the canvas `shape` (`chain`, `chains` or
+/// `chord`) of `steps` steps on its own worker, measured now by
+/// `support/celery_chain.py`, or why it could not be.
+pub fn celery(shape: &str, steps: usize, rounds: usize) -> Result<Duration, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/celery_chain.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            "--shape",
+            shape,
+            "--steps",
+            &steps.to_string(),
+            "--rounds",
+            &rounds.to_string(),
+        ])
+        .output()
+        .map_err(|err| format!("python3: {err}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(stderr.lines().last().unwrap_or("failed").to_string());
+    }
+    let report: Value = serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
+    let seconds = report["seconds"].as_array().ok_or("no seconds")?;
+    Ok(median(
+        seconds
+            .iter()
+            .filter_map(Value::as_f64)
+            .map(Duration::from_secs_f64)
+            .collect(),
+    ))
+}
