@@ -1235,6 +1235,27 @@ fn health_pages_waits_and_event_streams() {
     assert_eq!(server.get(KEY_A, "/v1/workflows/slow?wait=soon").0, 400);
     assert_eq!(server.get(KEY_A, "/v1/workflows/slow?wait=301s").0, 400);
 
+    // A submission that waits: the report comes back with the answer.
+    let (status, report) = server.request(
+        "POST",
+        "/v1/workflows?wait=30s",
+        Some(KEY_A),
+        &json!({"id": "waited", "workflow": [{"task": "testkit.slow_add", "args": [1, 2, 200]}]})
+            .to_string(),
+    );
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (200, Some("succeeded")),
+        "{report}"
+    );
+    assert_eq!(report["result"], 3);
+    assert_eq!(
+        server
+            .request("POST", "/v1/workflows?wait=x", Some(KEY_A), "{}")
+            .0,
+        400
+    );
+
     // Events as a stream: every event in order, then `end`, then the close.
     let streamed = json!({"id": "streamed", "workflow": [
         {"task": "testkit.sleep", "args": [200]},

@@ -1,8 +1,11 @@
 //! What sharing one database between processes costs: a whole one-step
 //! `wfhost run` on a database no other process has open, on one another
 //! process holds (running a workflow that sleeps), and on one another
-//! process is busy committing to (a long chain, a commit per step); and
-//! `wfhost status` and `wfhost list` of a workflow while it runs.
+//! process is busy committing to (a long chain, a commit per step);
+//! `wfhost status` and `wfhost list` of a workflow while it runs; and a
+//! one-step workflow handed to a running `wfhost serve` over HTTP (submit
+//! and wait for its result in one request) beside Celery's warm worker on
+//! a one-step chain, in the same run.
 //!
 //! Run with `cargo bench -p wfhost --bench processes`. Figures are printed,
 //! never asserted: this machine is shared and noisy. Rounds interleave the
@@ -165,4 +168,106 @@ fn main() {
     );
     row(&shown, ms(median(status)), String::new());
     row("`wfhost list` beside it", ms(median(list)), String::new());
+    handoff(dir.path(), &cache);
+}
+
+/// Rounds of the hand-off to a running service.
+const HANDOFFS: usize = 201;
+
+/// A one-step workflow handed to a running `wfhost serve` (POST with
+/// `?wait`, one keep-alive connection), against Celery's warm worker.
+fn handoff(dir: &Path, cache: &Path) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let math = plugin("math");
+    let sha = {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(std::fs::read(&math).unwrap()))
+    };
+    let policy = dir.join("tenants.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[tenants.t]\nkey_sha256 = \"{}\"\n[tenants.t.plugins]\nmath = {{ path = {:?}, sha256 = \"{sha}\" }}\n",
+            wfhost::service::key_hash("bench-key"),
+            math.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut server = wfhost(&dir.join("served.redb"), cache)
+        .args(["serve", "-q", "--listen", "127.0.0.1:0", "--tenants"])
+        .arg(&policy)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve said where it listens").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(';').next().unwrap().to_string();
+        }
+    };
+    // What it says from here on is drained, so that a full pipe never
+    // blocks it.
+    std::thread::spawn(move || lines.for_each(drop));
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut samples = Vec::new();
+    for round in 0..HANDOFFS {
+        let body =
+            json!({"id": format!("h{round}"), "workflow": [{"task": "math.add", "args": [1, 2]}]})
+                .to_string();
+        let started = Instant::now();
+        write!(
+            stream,
+            "POST /v1/workflows?wait=10s HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer bench-key\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0; length];
+        reader.read_exact(&mut answer).unwrap();
+        let took = started.elapsed();
+        let report: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(report["result"], 3, "{report}");
+        // The first loads the plugin.
+        if round > 0 {
+            samples.push(took);
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    samples.sort();
+    let p90 = samples[samples.len() * 9 / 10];
+    let served = median(samples);
+    println!(
+        "a one-step workflow handed to a running process (median of {}, same run):",
+        HANDOFFS - 1
+    );
+    println!(
+        "  {:<62} {:>7.3} ms   p90 {:.3} ms   (goal ≤ 1 ms)",
+        "`wfhost serve`: POST ?wait=10s, result in the answer",
+        ms(served),
+        ms(p90)
+    );
+    match support::celery("chain", 1, 51) {
+        Ok(celery) => println!(
+            "  {:<62} {:>7.3} ms   Celery / wfhost: {:.1}x",
+            "Celery 5.7 warm prefork worker: chain(add.s(0, 1)).apply_async().get()",
+            ms(celery),
+            celery.as_secs_f64() / served.as_secs_f64()
+        ),
+        Err(why) => println!("  Celery: not measured ({why})"),
+    }
 }

@@ -6,7 +6,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /v1/workflows` (a chain file) | 202 and the workflow's row (200 if the id ran before) |
+//! | `POST /v1/workflows[?wait=30s]` (a chain file) | 202 and the workflow's row (200 if the id ran before); with `wait`, 200 and its report once it ends or the wait is over |
 //! | `GET /v1/workflows[?status=S&q=TEXT&after=ID&limit=N]` | the tenant's workflows, oldest first, a page at a time (`q`: an id or a step's task holds TEXT) |
 //! | `GET /v1/workflows/{id}[?wait=30s]` | the workflow and every step (once it ends, or the wait is over) |
 //! | `GET /v1/workflows/{id}/events[?follow=1]` | its event log; with `follow`, server-sent events until it ends |
@@ -283,10 +283,20 @@ impl<S: Send + Sync> FromRequest<S> for Text {
 async fn submit(
     State(service): State<Arc<Service>>,
     Caller(tenant): Caller,
+    query: Result<Query<ReportQuery>, QueryRejection>,
     Text(body): Text,
-) -> Answer<WorkflowRow> {
+) -> Result<Response, ServiceError> {
+    let wait = query_of(query)?
+        .wait
+        .map(|wait| parse_wait(&wait))
+        .transpose()?;
     let (row, started) = service.submit(&tenant, &body).await?;
-    Ok((accepted_if(started), Json(row)))
+    let Some(wait) = wait else {
+        return Ok((accepted_if(started), Json(row)).into_response());
+    };
+    // As Celery's `apply_async().get(timeout)`: the report once it ends.
+    let report = service.report_when_done(&tenant, &row.id, wait).await?;
+    Ok((StatusCode::OK, Json(report)).into_response())
 }
 
 /// The most rows one page of `GET /v1/workflows` holds.

@@ -160,6 +160,8 @@ pub struct Service {
     tenant_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// What ran, counted for `/metrics`.
     metrics: Arc<Metrics>,
+    /// Each workflow this process ran, as it ends.
+    ended: tokio::sync::broadcast::Sender<RunIdentity>,
 }
 
 impl Service {
@@ -180,6 +182,7 @@ impl Service {
             drain: Drain::new(),
             tenant_slots: Mutex::default(),
             metrics: Arc::default(),
+            ended: tokio::sync::broadcast::channel(ENDED_BACKLOG).0,
         })
     }
 
@@ -332,6 +335,8 @@ impl Service {
             let _admitted = admitted;
             let identity = ready.identity().clone();
             let ended = service.host.execute(ready, &options, &observer).await;
+            // Whoever waits on it hears at once (no one listening is fine).
+            let _ = service.ended.send(identity.clone());
             if let Err(err) = ended {
                 eprintln!(
                     "wfhost serve: workflow {} of {}: {}",
@@ -359,12 +364,23 @@ impl Service {
     ) -> Result<WorkflowReport, ServiceError> {
         let identity = RunIdentity::new(&tenant.name, id);
         let deadline = tokio::time::Instant::now() + wait;
+        // Listening before looking: an end between the two is not missed.
+        let mut ended = self.ended.subscribe();
         loop {
             let row = self.host.workflow(&identity)?;
             if row.status != WorkflowStatus::Running || tokio::time::Instant::now() >= deadline {
                 return Ok(self.host.report(&identity)?);
             }
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + WATCH_POLL)).await;
+            // This process's runs say when they end; a run of another
+            // process on the same database is looked at again now and then.
+            let poll = deadline.min(tokio::time::Instant::now() + WATCH_POLL);
+            tokio::select! {
+                heard = ended.recv() => match heard {
+                    Ok(end) if end != identity => continue,
+                    _ => {}
+                },
+                () = tokio::time::sleep_until(poll) => {}
+            }
         }
     }
 
@@ -550,6 +566,9 @@ pub enum Scope {
     /// Every tenant's: the operator's key naming no tenant.
     All,
 }
+
+/// Ends told to waiters that a slow one may miss (then it looks again).
+const ENDED_BACKLOG: usize = 1024;
 
 /// How often a request that waits on a workflow looks at it again.
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
