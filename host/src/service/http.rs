@@ -342,16 +342,12 @@ async fn list(
             ))),
         })
         .transpose()?;
-    let tenant = match &scope {
-        Scope::Tenant(tenant) => Some(tenant),
-        Scope::All => None,
-    };
     let filter = ListFilter {
         status,
         search: query.q,
     };
     Ok(Json(service.list(
-        tenant,
+        scope.tenant(),
         &filter,
         query.after.as_deref(),
         limit,
@@ -491,9 +487,9 @@ async fn ready(
 
 async fn metrics(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    Viewer(scope): Viewer,
 ) -> Result<Response, ServiceError> {
-    let text = service.metrics(api_key(&headers))?;
+    let text = service.metrics(&scope)?;
     Ok((
         [(
             header::CONTENT_TYPE,

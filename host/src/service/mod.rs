@@ -484,16 +484,12 @@ impl Service {
         Ok(usage.unwrap_or_else(|| Usage::none(&tenant.name)))
     }
 
-    /// The metrics text for the caller with `key`: the operator's key
-    /// (the policy's `[admin]`) sees every tenant, a tenant's key its own.
-    pub fn metrics(&self, key: Option<&str>) -> Result<String, ServiceError> {
-        let admin = key.is_some_and(|key| self.tenants.is_admin(key));
-        let only = match admin {
-            true => None,
-            false => Some(self.authenticate(key)?.name.clone()),
-        };
+    /// The metrics text of `scope`: a tenant's own series, or every
+    /// tenant's for the operator naming none.
+    pub fn metrics(&self, scope: &Scope) -> Result<String, ServiceError> {
+        let only = scope.tenant().map(|tenant| tenant.name.as_str());
         let mut gauges = Gauges::default();
-        for row in self.host.list(only.as_deref(), None)? {
+        for row in self.host.list(only, None)? {
             *gauges
                 .workflows
                 .entry((row.tenant.clone(), row.status.as_str()))
@@ -501,9 +497,9 @@ impl Service {
         }
         gauges.waiting = self.fair_share.waiting().into_iter().collect();
         gauges.commits = self.host.store().commit_latency();
-        Ok(self.metrics.render(&gauges, |tenant| {
-            only.as_deref().is_none_or(|only| only == tenant)
-        }))
+        Ok(self
+            .metrics
+            .render(&gauges, |tenant| only.is_none_or(|only| only == tenant)))
     }
 
     /// Whether the service takes work: it is not stopping and its state
@@ -569,6 +565,16 @@ pub enum Scope {
 
 /// Ends told to waiters that a slow one may miss (then it looks again).
 const ENDED_BACKLOG: usize = 1024;
+
+impl Scope {
+    /// The one tenant addressed, or `None` for every tenant.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        match self {
+            Scope::Tenant(tenant) => Some(tenant),
+            Scope::All => None,
+        }
+    }
+}
 
 /// How often a request that waits on a workflow looks at it again.
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
