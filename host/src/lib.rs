@@ -30,7 +30,9 @@
 //! - `durable` is the stored form of a workflow, and [`store`] keeps it,
 //!   every step and the event log in redb, so a run survives a crash;
 //! - [`records`] is every record kept or shown, in one JSON shape;
-//! - [`service`] is `wfhost serve`: many tenants' workflows over HTTP.
+//! - [`service`] is `wfhost serve`: many tenants' workflows over HTTP;
+//! - [`worker`] is `wfhost worker`: Celery's task messages on Redis, run
+//!   by a fleet of workers.
 //!
 //! `docs/architecture.md` in the repository draws the same path in more
 //! detail.
@@ -52,6 +54,7 @@ mod sha256;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod worker;
 
 pub use content::Difference;
 pub use durable::StoredWorkflowError;

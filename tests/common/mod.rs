@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -16,6 +16,7 @@ mod serve;
 mod status;
 mod ui;
 mod validate;
+mod worker;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -239,6 +240,10 @@ enum Command {
     /// tenant's workflows, for whoever runs it (a key made for this run
     /// rides in the printed address).
     Ui(ui::UiArgs),
+    /// Serve Celery's task messages from Redis: a worker of a fleet that
+    /// runs an unmodified Celery client's chains, groups and chords on
+    /// sandboxed plugins (`wfhost worker status` shows the fleet).
+    Worker(worker::WorkerArgs),
     /// Print a shell's completion script for wfhost (to be sourced, or
     /// installed where the shell loads completions from).
     Completions {
@@ -305,7 +310,7 @@ pub fn main() -> ExitCode {
     quiet_about_caught_redb_panics();
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Serve(_) => tracing::level_filters::LevelFilter::INFO,
+        Command::Serve(_) | Command::Worker(_) => tracing::level_filters::LevelFilter::INFO,
         _ => tracing::level_filters::LevelFilter::WARN,
     };
     logging::start(default_level, cli.verbose, cli.quiet);
@@ -368,6 +373,7 @@ pub fn main() -> ExitCode {
             Command::Cache(args) => cache::cache(args),
             Command::Serve(args) => serve::serve(args).await,
             Command::Ui(args) => ui::ui(args).await,
+            Command::Worker(args) => worker::worker(args).await,
         }
     });
     match outcome {

@@ -168,7 +168,7 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
 }
 
 /// Completes on SIGTERM or Ctrl-C.
-async fn stop_requested() {
+pub async fn stop_requested() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signals) => {

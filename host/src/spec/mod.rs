@@ -126,6 +126,14 @@ pub enum SpecError {
         /// What is wrong, in words.
         message: String,
     },
+    /// A TOML file (a plugins file) is not TOML.
+    #[error("{}: malformed TOML: {message}", file.display())]
+    Toml {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong and where, in the parser's words.
+        message: String,
+    },
     /// The JSON is not a chain file.
     #[error("{}: {issue}", file.display())]
     Invalid {
@@ -144,6 +152,29 @@ pub fn load(file: &Path) -> Result<WorkflowSpec, SpecError> {
         cause,
     })?;
     read_from(reader, file, file.parent().unwrap_or(Path::new("")))
+}
+
+/// Reads a plugins file (`plugins.toml`): the same entries as a chain
+/// file's `plugins`, in TOML (`math = "math.wasm"`, or a table with `path`,
+/// `sha256` and `grants`); paths are resolved against the file's directory.
+pub fn load_plugins(file: &Path) -> Result<BTreeMap<String, PluginRef>, SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|cause| SpecError::Read {
+        file: file.to_path_buf(),
+        cause,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|err| SpecError::Toml {
+        file: file.to_path_buf(),
+        message: err.to_string().trim_end().to_string(),
+    })?;
+    let value = serde_json::to_value(table).map_err(|err| SpecError::Toml {
+        file: file.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    let base_dir = file.parent().unwrap_or(Path::new(""));
+    plugins(&value, &JsonPath::root(), base_dir).map_err(|issue| SpecError::Invalid {
+        file: file.to_path_buf(),
+        issue,
+    })
 }
 
 /// Reads a chain file from standard input (named `<stdin>` in errors);

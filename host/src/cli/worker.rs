@@ -1,0 +1,207 @@
+//! `wfhost worker`: serve Celery's task messages from Redis, and
+//! `wfhost worker status`: what a fleet is doing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use wfhost::runtime::Limits;
+use wfhost::worker::{Worker, WorkerConfig};
+
+use super::Finished;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WorkerArgs {
+    #[command(subcommand)]
+    action: Option<WorkerAction>,
+    #[command(flatten)]
+    run: RunWorker,
+}
+
+#[derive(Subcommand)]
+enum WorkerAction {
+    /// Show queue depths, claims under way and the live workers.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct Broker {
+    /// The Redis of the fleet, Celery's broker (and result backend):
+    /// `redis://HOST:PORT/DB`.
+    #[arg(long, env = "WFHOST_BROKER", value_name = "URL")]
+    broker: String,
+    /// The queues, comma-separated [default: wfhost].
+    #[arg(long, value_delimiter = ',', default_value = "wfhost")]
+    queues: Vec<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    broker: Broker,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunWorker {
+    #[command(flatten)]
+    broker: Option<Broker>,
+    /// Celery's result backend; results are committed with the messages
+    /// they send, so it must be the broker's Redis.
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+    /// The plugins served, in TOML: `math = "math.wasm"` (or a table with
+    /// `path`, `sha256`, `grants`); task `math.add` is `add` of `math`.
+    #[arg(long, value_name = "FILE")]
+    plugins: Option<PathBuf>,
+    /// Tasks run at once [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: Option<u64>,
+    /// Seconds a claim may go unrenewed before it is put back to its queue
+    /// (kombu's `visibility_timeout`); a running task's claim is renewed.
+    #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = seconds)]
+    visibility_timeout: Duration,
+    /// How often to look for claims of dead consumers, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    restore_interval: Duration,
+    /// How long results are kept, in seconds (Celery's `result_expires`;
+    /// 0 keeps them).
+    #[arg(long, value_name = "SECONDS", default_value = "86400", value_parser = clap::value_parser!(u64).range(0..=10 * 365 * 86400))]
+    result_expires: u64,
+    /// The queue of follow-ups of tasks this worker does not serve
+    /// (Celery's `task_default_queue`).
+    #[arg(long, value_name = "QUEUE", default_value = "celery")]
+    default_queue: String,
+    /// Retries a task may ask for (Celery's `max_retries`).
+    #[arg(long, value_name = "N", default_value = "3")]
+    max_retries: u32,
+    /// Seconds before a retry that names no delay (Celery's
+    /// `default_retry_delay`).
+    #[arg(long, value_name = "SECONDS", default_value = "180")]
+    default_retry_delay: f64,
+    /// Fuel of each attempt.
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Memory of each attempt, in MiB.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    memory_mb: Option<u64>,
+    /// Wall-clock limit of each attempt, in seconds (a message's own
+    /// `time_limit` may lower it).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    time_limit: Option<Duration>,
+    /// This worker's name [default: wfhost@HOST:PID].
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.parse().map_err(|err| format!("{err}"))?;
+    if value > 0.0 && value <= 10.0 * 365.0 * 86400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err("expected a number of seconds above 0 and at most ten years".into())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<Finished> {
+    match args.action {
+        Some(WorkerAction::Status(status)) => show_status(status).await,
+        None => run(args.run).await,
+    }
+}
+
+async fn run(args: RunWorker) -> anyhow::Result<Finished> {
+    let broker = args
+        .broker
+        .context("`wfhost worker` needs --broker redis://HOST:PORT/DB")?;
+    let plugins_file = args
+        .plugins
+        .context("`wfhost worker` needs --plugins FILE (plugins.toml)")?;
+    if let Some(backend) = &args.backend
+        && backend != &broker.broker
+    {
+        anyhow::bail!(
+            "--backend {backend} is not the broker: a step's result is committed with the \
+             messages it sends, in one Redis script, so results live on the broker's Redis"
+        );
+    }
+    let plugins = wfhost::spec::load_plugins(&plugins_file)?;
+    let mut limits = Limits::default();
+    limits.fuel = args.fuel.or(limits.fuel);
+    limits.memory_bytes = args
+        .memory_mb
+        .map(wfhost::runtime::mib)
+        .or(limits.memory_bytes);
+    limits.time_limit = args.time_limit.or(limits.time_limit);
+    if !(args.default_retry_delay.is_finite() && args.default_retry_delay >= 0.0) {
+        anyhow::bail!("--default-retry-delay must be a number of seconds, 0 or more");
+    }
+    let config = WorkerConfig {
+        broker: broker.broker.clone(),
+        plugins,
+        queues: broker.queues.clone(),
+        default_queue: args.default_queue,
+        concurrency: args
+            .concurrency
+            .map_or_else(wfhost::executor::cores, |n| n as usize),
+        visibility_timeout: args.visibility_timeout,
+        restore_interval: args.restore_interval,
+        result_expires: Duration::from_secs(args.result_expires),
+        limits,
+        max_retries: args.max_retries,
+        default_retry_delay: args.default_retry_delay,
+        name: args
+            .name
+            .unwrap_or_else(|| format!("wfhost@{}:{}", hostname(), std::process::id())),
+    };
+    let runtime = super::execute::cached_runtime()?;
+    let name = config.name.clone();
+    let worker = Worker::start(runtime, config)
+        .await
+        .with_context(|| format!("cannot start the worker on {}", broker.broker))?;
+    tracing::info!(name = %name, queues = ?broker.queues, "worker ready");
+    let summary = worker.run(super::serve::stop_requested()).await?;
+    tracing::info!(
+        committed = summary.committed,
+        lost = summary.lost,
+        "worker stopped"
+    );
+    Ok(Finished::Succeeded)
+}
+
+async fn show_status(args: StatusArgs) -> anyhow::Result<Finished> {
+    let status = wfhost::worker::fleet_status(&args.broker.broker, &args.broker.queues).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&status)?);
+        return Ok(Finished::Succeeded);
+    }
+    for (queue, depth) in &status.queues {
+        println!("queue {queue}: {depth} waiting");
+    }
+    println!("claimed, not yet acknowledged: {}", status.unacked);
+    println!("delayed (retries, countdowns): {}", status.delayed);
+    println!("live workers: {}", status.workers.len());
+    for worker in &status.workers {
+        let field = |key: &str| worker.get(key).map(|v| v.to_string()).unwrap_or_default();
+        println!(
+            "  {} queues {} concurrency {} committed {}",
+            worker.get("name").and_then(|v| v.as_str()).unwrap_or("?"),
+            field("queues"),
+            field("concurrency"),
+            field("committed")
+        );
+    }
+    Ok(Finished::Succeeded)
+}

@@ -1,0 +1,420 @@
+//! The worker's Redis: one multiplexed connection for the atomic scripts
+//! and reads, and one of its own for blocking waits (a blocked command
+//! would stall every other on a shared connection).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Script};
+use serde_json::Value;
+
+use super::WorkerError;
+use super::canvas::{ChordPart, Op};
+use super::meta::{State, group_key};
+use super::scripts;
+
+/// How long a script or read may take before the connection is thought
+/// dead: generous, as a commit of a large chord's header is one script.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The member key of the delayed set (`wfhost.delayed`).
+pub const DELAYED: &str = "wfhost.delayed";
+
+/// How long a chord's body claim lasts before another member's
+/// redelivery may take it (Celery 5.7's `max(5, 2 × join timeout)`).
+const CHORD_CLAIM_SECONDS: u64 = 6;
+
+/// How long a done chord's marker stays (Celery 5.7's
+/// `max(2 × claim, 300)`).
+const CHORD_DONE_SECONDS: u64 = 300;
+
+/// A claimed message.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The list it came from.
+    pub key: String,
+    /// Its text, with this claim's delivery tag.
+    pub text: String,
+    /// This claim's delivery tag.
+    pub tag: String,
+}
+
+/// The outcome of counting a chord member.
+#[derive(Debug, PartialEq)]
+pub enum PartCounted {
+    /// Counted (or counted before); the chord is not complete, or another
+    /// worker sends its body.
+    Counted,
+    /// The chord is complete and this worker holds the claim to send its
+    /// body under `token`.
+    Claimed { token: String },
+    /// The chord ended already.
+    Done,
+}
+
+/// The connections of one worker.
+#[derive(Clone)]
+pub struct Broker {
+    conn: MultiplexedConnection,
+    waiter: MultiplexedConnection,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+/// The scripts, each loaded on first use (`EVALSHA`, then `SCRIPT LOAD`).
+struct Scripts {
+    claim: Script,
+    renew: Script,
+    commit: Script,
+    chord_part: Script,
+    promote: Script,
+    restore: Script,
+}
+
+fn redis_error(what: &'static str) -> impl Fn(redis::RedisError) -> WorkerError {
+    move |source| WorkerError::Redis { what, source }
+}
+
+impl Broker {
+    /// Connects to the Redis at `url`.
+    pub async fn connect(url: &str) -> Result<Broker, WorkerError> {
+        let client = Client::open(url).map_err(|source| WorkerError::Url {
+            url: url.to_string(),
+            source,
+        })?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(redis_error("connect"))?;
+        let waiter = client
+            .get_multiplexed_async_connection_with_config(
+                &config.clone().set_response_timeout(None),
+            )
+            .await
+            .map_err(redis_error("connect"))?;
+        let scripts = std::sync::Arc::new(Scripts {
+            claim: Script::new(scripts::CLAIM),
+            renew: Script::new(scripts::RENEW),
+            commit: Script::new(scripts::COMMIT),
+            chord_part: Script::new(scripts::CHORD_PART),
+            promote: Script::new(scripts::PROMOTE),
+            restore: Script::new(scripts::RESTORE),
+        });
+        Ok(Broker {
+            conn,
+            waiter,
+            scripts,
+        })
+    }
+
+    /// Declares the queues as kombu does, so its tooling sees them.
+    pub async fn declare(&self, queues: &[String]) -> Result<(), WorkerError> {
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            let binding = format!("{queue}\x06\x16\x06\x16{queue}");
+            pipe.sadd(format!("_kombu.binding.{queue}"), &binding)
+                .ignore();
+            pipe.sadd(format!("_kombu.binding_permanent.{queue}"), &binding)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("declare the queues"))
+    }
+
+    /// Claims the first message of `keys` (list key, queue name), if any.
+    pub async fn claim(&self, keys: &[(String, String)]) -> Result<Option<Claimed>, WorkerError> {
+        let tag = super::message::new_uuid();
+        let mut invocation = self.scripts.claim.prepare_invoke();
+        invocation.arg(&tag);
+        for (key, queue) in keys {
+            invocation.key(key).arg(queue);
+        }
+        let claimed: Option<(String, String)> = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("claim a message"))?;
+        Ok(claimed.map(|(key, text)| Claimed { key, text, tag }))
+    }
+
+    /// Waits until `key` holds a message or `timeout` passes, taking
+    /// nothing (`BLMOVE key key RIGHT RIGHT` is a no-op rotation).
+    pub async fn wait(&self, key: &str, timeout: Duration) -> Result<(), WorkerError> {
+        redis::cmd("BLMOVE")
+            .arg(key)
+            .arg(key)
+            .arg("RIGHT")
+            .arg("RIGHT")
+            .arg(timeout.as_secs_f64())
+            .query_async::<Option<String>>(&mut self.waiter.clone())
+            .await
+            .map(drop)
+            .map_err(redis_error("wait for a message"))
+    }
+
+    /// Renews the lease of the claim `tag`; false once it is lost.
+    pub async fn renew(&self, tag: &str) -> Result<bool, WorkerError> {
+        let renewed: i64 = self
+            .scripts
+            .renew
+            .arg(tag)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("renew a lease"))?;
+        Ok(renewed == 1)
+    }
+
+    /// Commits `ops` and acknowledges the claim `tag` at once; false when
+    /// the claim was lost and nothing was done.
+    pub async fn commit(
+        &self,
+        tag: Option<&str>,
+        expires: u64,
+        ops: &[Op],
+    ) -> Result<bool, WorkerError> {
+        let mut invocation = self.scripts.commit.prepare_invoke();
+        invocation.arg(tag.unwrap_or("")).arg(expires);
+        for op in ops {
+            match op {
+                Op::Meta { key, text } => invocation.arg("M").arg(key).arg(text),
+                Op::Push { key, message } => invocation.arg("L").arg(key).arg(message),
+                Op::Delay {
+                    due_ms,
+                    key,
+                    message,
+                } => invocation
+                    .arg("Z")
+                    .arg(DELAYED)
+                    .arg(*due_ms)
+                    .arg(format!("{key}\n{message}")),
+                Op::Set { key, value } => invocation.arg("S").arg(key).arg(value),
+                Op::Delete { key } => invocation.arg("D").arg(key),
+                Op::ChordDone { group } => invocation
+                    .arg("X")
+                    .arg(group_key(group, ".c"))
+                    .arg(group_key(group, ".j"))
+                    .arg(group_key(group, ".t"))
+                    .arg(group_key(group, ".s"))
+                    .arg(group_key(group, ".d"))
+                    .arg(CHORD_DONE_SECONDS),
+                Op::Guard { group, token } => invocation
+                    .arg("G")
+                    .arg(group_key(group, ".c"))
+                    .arg(group_key(group, ".s"))
+                    .arg(token),
+                Op::Unguard => invocation.arg("U"),
+            };
+        }
+        let committed: i64 = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("commit a step"))?;
+        Ok(committed == 1)
+    }
+
+    /// Counts a chord member's result (Celery 5.7's chord script).
+    pub async fn count_part(
+        &self,
+        part: &ChordPart,
+        expires: u64,
+    ) -> Result<PartCounted, WorkerError> {
+        let index = part
+            .index
+            .map_or_else(|| "+inf".to_string(), |i| i.to_string());
+        let token = format!("{}:{index}", part.task_id);
+        let encoded =
+            serde_json::json!([1, part.task_id, part.state.as_str(), part.result]).to_string();
+        let mut invocation = self.scripts.chord_part.prepare_invoke();
+        for suffix in [".j", ".t", ".s", ".d", "", ".c"] {
+            invocation.key(group_key(&part.group, suffix));
+        }
+        invocation
+            .arg(&part.task_id)
+            .arg(encoded)
+            .arg(index)
+            .arg(expires)
+            .arg(expires)
+            .arg(CHORD_CLAIM_SECONDS)
+            .arg(&token);
+        let (ready, _, _, claimed): (i64, Option<i64>, Option<i64>, i64) = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("count a chord member"))?;
+        Ok(match (ready, claimed) {
+            (-1, _) => PartCounted::Done,
+            (_, 1) => PartCounted::Claimed { token },
+            _ => PartCounted::Counted,
+        })
+    }
+
+    /// The results of a complete chord's members, in member order.
+    pub async fn chord_results(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(String, State, Value)>, WorkerError> {
+        let entries: Vec<String> = redis::cmd("ZRANGE")
+            .arg(group_key(group, ".j"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("read a chord's results"))?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let parsed: Value = serde_json::from_str(&entry).unwrap_or(Value::Null);
+            let id = parsed
+                .get(1)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let state = match parsed.get(2).and_then(Value::as_str) {
+                Some("SUCCESS") => State::Success,
+                Some("REVOKED") => State::Revoked,
+                Some("RETRY") => State::Retry,
+                _ => State::Failure,
+            };
+            results.push((id, state, parsed.get(3).cloned().unwrap_or(Value::Null)));
+        }
+        Ok(results)
+    }
+
+    /// The stored meta of a task, if any.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, WorkerError> {
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("read a result"))
+    }
+
+    /// Moves due delayed messages to their lists; how many moved.
+    pub async fn promote(&self, limit: u64) -> Result<u64, WorkerError> {
+        let mut invocation = self.scripts.promote.prepare_invoke();
+        invocation.key(DELAYED).arg(limit);
+        invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("move due messages"))
+    }
+
+    /// Puts back claims older than `visibility` (dead consumers'); how many.
+    pub async fn restore(&self, visibility: Duration, limit: u64) -> Result<u64, WorkerError> {
+        let mut invocation = self.scripts.restore.prepare_invoke();
+        invocation
+            .arg(visibility.as_secs_f64())
+            .arg(limit)
+            .arg(super::routing::PRIORITY_SEP);
+        invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("restore lost messages"))
+    }
+
+    /// Says this worker is alive for `ttl`, with what it does.
+    pub async fn beat(&self, name: &str, info: &str, ttl: Duration) -> Result<(), WorkerError> {
+        redis::cmd("SET")
+            .arg(format!("wfhost.worker.{name}"))
+            .arg(info)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("announce the worker"))
+    }
+
+    /// Says this worker stopped.
+    pub async fn leave(&self, name: &str) -> Result<(), WorkerError> {
+        redis::cmd("DEL")
+            .arg(format!("wfhost.worker.{name}"))
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("announce the worker's end"))
+    }
+}
+
+/// What a fleet on one Redis is doing, as `wfhost worker status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStatus {
+    /// Messages waiting, per queue (all priorities).
+    pub queues: Vec<(String, u64)>,
+    /// Messages claimed and not yet acknowledged (by any consumer).
+    pub unacked: u64,
+    /// Messages waiting for their due time.
+    pub delayed: u64,
+    /// Live wfhost workers, each as it announced itself.
+    pub workers: Vec<Value>,
+}
+
+impl Broker {
+    /// The depths of `queues`, the claims under way and the live workers.
+    pub async fn status(&self, queues: &[String]) -> Result<FleetStatus, WorkerError> {
+        let routing = super::Routing {
+            queues: queues.to_vec(),
+            served: Vec::new(),
+            default_queue: String::new(),
+        };
+        let mut conn = self.conn.clone();
+        let mut depths = Vec::new();
+        for queue in queues {
+            let mut depth = 0u64;
+            for priority in [0, 3, 6, 9] {
+                let key = routing.list_key(queue, priority);
+                let length: u64 = redis::cmd("LLEN")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_error("read a queue's depth"))?;
+                depth += length;
+            }
+            depths.push((queue.clone(), depth));
+        }
+        let unacked: u64 = redis::cmd("HLEN")
+            .arg("unacked")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error("count the claims"))?;
+        let delayed: u64 = redis::cmd("ZCARD")
+            .arg(DELAYED)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error("count the delayed"))?;
+        let mut names: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("wfhost.worker.*")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error("list the workers"))?;
+            names.extend(batch);
+            if next == 0 || names.len() > 10_000 {
+                break;
+            }
+            cursor = next;
+        }
+        names.sort();
+        let mut workers = Vec::new();
+        for name in names {
+            let info: Option<String> = redis::cmd("GET")
+                .arg(&name)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error("read a worker"))?;
+            if let Some(info) = info {
+                workers.push(serde_json::from_str(&info).unwrap_or(Value::String(info)));
+            }
+        }
+        Ok(FleetStatus {
+            queues: depths,
+            unacked,
+            delayed,
+            workers,
+        })
+    }
+}

@@ -1,0 +1,629 @@
+//! The canvas over the protocol: what a finished task sends on, built as
+//! Celery's worker and `Signature.apply_async` build it (the next step of
+//! its chain, its callbacks and errbacks, a chord's header and body), and
+//! what a failure marks failed down the chain (research/celery-redis.md
+//! §3, §5). Everything here only builds operations; `commit` carries them
+//! out at once.
+
+use serde_json::{Map, Value, json};
+
+use super::message::{Outgoing, TaskMessage, new_uuid};
+use super::meta::{Exception, Meta, State, group_key, task_key};
+use super::routing::Routing;
+use crate::records::now_ms;
+
+/// One effect of a commit on Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Stores and publishes a task's meta (unless SUCCESS is stored).
+    Meta { key: String, text: String },
+    /// Pushes a message onto a list.
+    Push { key: String, message: String },
+    /// Holds a message in the delayed set until `due_ms`.
+    Delay {
+        due_ms: u64,
+        key: String,
+        message: String,
+    },
+    /// Sets a key with the result expiry.
+    Set { key: String, value: String },
+    /// Deletes a key.
+    Delete { key: String },
+    /// Ends a chord: its keys are deleted and its claim marked done.
+    ChordDone { group: String },
+    /// The operations after it happen only while this chord's body claim
+    /// is held.
+    Guard { group: String, token: String },
+    /// The operations after it happen whatever the claim.
+    Unguard,
+}
+
+/// A chord header member's result to count before the commit (Celery's
+/// `on_chord_part_return`).
+#[derive(Debug, Clone)]
+pub struct ChordPart {
+    /// The chord's group id.
+    pub group: String,
+    /// The member's task id.
+    pub task_id: String,
+    /// Its index in the header.
+    pub index: Option<u64>,
+    /// Its state.
+    pub state: State,
+    /// Its value, or its exception's stored form.
+    pub result: Value,
+    /// The chord's body signature.
+    pub body: Value,
+    /// The member that finished it, the body's parent.
+    pub parent_id: String,
+    /// The canvas's root.
+    pub root_id: Option<String>,
+}
+
+/// What one task's end sends on.
+#[derive(Debug, Default)]
+pub struct FollowUp {
+    /// The effects, in order.
+    pub ops: Vec<Op>,
+    /// Chord members to count first.
+    pub parts: Vec<ChordPart>,
+    /// Ids of the tasks sent directly (the meta's `children`).
+    pub children: Vec<String>,
+}
+
+/// Builds follow-up messages: the worker's routing and identity.
+pub struct Sender<'a> {
+    /// Which queue a task goes to.
+    pub routing: &'a Routing,
+    /// The `origin` header: `wfhost@host:pid`.
+    pub origin: &'a str,
+}
+
+/// Options of a send that are not in the signature.
+#[derive(Debug, Clone, Default)]
+struct Apply {
+    parent_id: Option<String>,
+    root_id: Option<String>,
+    /// The rest of the chain to carry (stored order: last first).
+    chain: Option<Vec<Value>>,
+    /// The chord body, for a header member.
+    chord: Option<Value>,
+    /// The group and index.
+    group: Option<(String, Option<u64>)>,
+}
+
+fn options(sig: &Value) -> Map<String, Value> {
+    sig.get("options")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn kind(sig: &Value) -> &str {
+    match sig.get("subtask_type").and_then(Value::as_str) {
+        Some(kind) => kind,
+        None => match sig.get("task").and_then(Value::as_str) {
+            Some("celery.group") => "group",
+            Some("celery.chord") => "chord",
+            Some("celery.chain") => "chain",
+            _ => "",
+        },
+    }
+}
+
+/// A list option that may be one signature or a list of them.
+fn signature_list(value: Option<&Value>) -> Vec<Value> {
+    match value {
+        Some(Value::Array(items)) => items.iter().filter(|v| v.is_object()).cloned().collect(),
+        Some(sig @ Value::Object(_)) => vec![sig.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn kwargs_of(sig: &Value) -> Map<String, Value> {
+    sig.get("kwargs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The member signatures of a group signature (or a bare list).
+fn members(group: &Value) -> Vec<Value> {
+    match group {
+        Value::Array(items) => items.clone(),
+        sig => match kwargs_of(sig).get("tasks") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn seconds(value: Option<&Value>) -> Option<f64> {
+    value
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+}
+
+impl Sender<'_> {
+    /// Sends `sig` with `partial` arguments in front of its own, as
+    /// `sig.apply_async(partial, **apply)` does.
+    fn apply(
+        &self,
+        out: &mut FollowUp,
+        sig: &Value,
+        partial: &[Value],
+        apply: Apply,
+    ) -> Option<String> {
+        let opts = options(sig);
+        match kind(sig) {
+            "group" => {
+                let group_id = opts
+                    .get("task_id")
+                    .and_then(Value::as_str)
+                    .map_or_else(new_uuid, str::to_string);
+                for (index, member) in members(sig).iter().enumerate() {
+                    let member_apply = Apply {
+                        group: Some((group_id.clone(), Some(index as u64))),
+                        ..apply.clone()
+                    };
+                    self.apply(out, member, partial, member_apply);
+                }
+                Some(group_id)
+            }
+            "chord" => {
+                let kwargs = kwargs_of(sig);
+                let header = kwargs
+                    .get("header")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()));
+                let mut body = kwargs.get("body").cloned().filter(Value::is_object)?;
+                let group_id = options(&header)
+                    .get("task_id")
+                    .or_else(|| opts.get("task_id"))
+                    .and_then(Value::as_str)
+                    .map_or_else(new_uuid, str::to_string);
+                if let Some(body) = body.as_object_mut() {
+                    let body_options = body
+                        .entry("options")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if !body_options.is_object() {
+                        *body_options = Value::Object(Map::new());
+                    }
+                    if let Some(body_options) = body_options.as_object_mut() {
+                        body_options.insert("group_id".into(), json!(group_id));
+                        if let Some(chain) = &apply.chain {
+                            body_options.insert("chain".into(), json!(chain));
+                        }
+                    }
+                }
+                let header_members = members(&header);
+                if header_members.is_empty() {
+                    let body_apply = Apply {
+                        chain: None,
+                        chord: None,
+                        group: None,
+                        ..apply
+                    };
+                    return self.apply(out, &body, &[json!([])], body_apply);
+                }
+                out.ops.push(Op::Delete {
+                    key: group_key(&group_id, ".c"),
+                });
+                out.ops.push(Op::Set {
+                    key: group_key(&group_id, ".s"),
+                    value: header_members.len().to_string(),
+                });
+                for (index, member) in header_members.iter().enumerate() {
+                    let member_apply = Apply {
+                        chain: None,
+                        chord: Some(body.clone()),
+                        group: Some((group_id.clone(), Some(index as u64))),
+                        ..apply.clone()
+                    };
+                    self.apply(out, member, partial, member_apply);
+                }
+                Some(group_id)
+            }
+            "chain" => {
+                let tasks = members(sig);
+                let (first, rest) = tasks.split_first()?;
+                // Stored last first: what comes after this chain, then the
+                // chain's own later steps.
+                let mut chain = apply.chain.clone().unwrap_or_default();
+                chain.extend(rest.iter().rev().cloned());
+                // A chain that is a group or chord member finishes as that
+                // member: its last task carries the membership.
+                if let (Some((group, index)), Some(last)) = (&apply.group, chain.first_mut())
+                    && let Some(last_options) =
+                        last.get_mut("options").and_then(Value::as_object_mut)
+                {
+                    last_options.insert("group_id".into(), json!(group));
+                    last_options.insert("group_index".into(), json!(index));
+                    if let Some(chord) = &apply.chord {
+                        last_options.insert("chord".into(), chord.clone());
+                    }
+                }
+                let (group, chord) = if rest.is_empty() {
+                    (apply.group.clone(), apply.chord.clone())
+                } else {
+                    (None, None)
+                };
+                let first_apply = Apply {
+                    chain: Some(chain),
+                    group,
+                    chord,
+                    ..apply
+                };
+                self.apply(out, first, partial, first_apply)
+            }
+            _ => {
+                let task = sig.get("task").and_then(Value::as_str)?.to_string();
+                let immutable = sig
+                    .get("immutable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let mut args: Vec<Value> = if immutable {
+                    Vec::new()
+                } else {
+                    partial.to_vec()
+                };
+                if let Some(Value::Array(own)) = sig.get("args") {
+                    args.extend(own.iter().cloned());
+                }
+                let id = opts
+                    .get("task_id")
+                    .and_then(Value::as_str)
+                    .map_or_else(new_uuid, str::to_string);
+                let group = apply.group.clone().or_else(|| {
+                    let group = opts.get("group_id").and_then(Value::as_str)?;
+                    Some((
+                        group.to_string(),
+                        opts.get("group_index").and_then(Value::as_u64),
+                    ))
+                });
+                let now = now_ms();
+                let eta_ms = seconds(opts.get("countdown"))
+                    .map(|s| now + (s * 1000.0) as u64)
+                    .or_else(|| {
+                        opts.get("eta")
+                            .and_then(Value::as_str)
+                            .and_then(crate::records::parse_iso8601)
+                    });
+                let expires_ms = match opts.get("expires") {
+                    Some(Value::String(text)) => crate::records::parse_iso8601(text),
+                    other => seconds(other).map(|s| now + (s * 1000.0) as u64),
+                };
+                let queue = self
+                    .routing
+                    .queue_for(&task, opts.get("queue").and_then(Value::as_str));
+                let priority = opts
+                    .get("priority")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .min(9) as u8;
+                let chain = apply
+                    .chain
+                    .clone()
+                    .unwrap_or_else(|| signature_list(opts.get("chain")));
+                let message = Outgoing {
+                    task,
+                    id: id.clone(),
+                    root_id: apply.root_id.clone().or_else(|| Some(id.clone())),
+                    parent_id: apply.parent_id.clone(),
+                    group: group.as_ref().map(|(g, _)| g.clone()),
+                    group_index: group.as_ref().and_then(|(_, i)| *i),
+                    args,
+                    kwargs: kwargs_of(sig),
+                    callbacks: signature_list(opts.get("link")),
+                    errbacks: signature_list(opts.get("link_error")),
+                    chain,
+                    chord: apply
+                        .chord
+                        .clone()
+                        .or_else(|| opts.get("chord").filter(|c| c.is_object()).cloned()),
+                    retries: 0,
+                    eta_ms,
+                    expires_ms,
+                    timelimit: [
+                        opts.get("time_limit").cloned().unwrap_or(Value::Null),
+                        opts.get("soft_time_limit").cloned().unwrap_or(Value::Null),
+                    ],
+                    ignore_result: opts
+                        .get("ignore_result")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    replaced_task_nesting: opts
+                        .get("replaced_task_nesting")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    queue: queue.clone(),
+                    priority,
+                };
+                let key = self.routing.list_key(&queue, priority);
+                let text = message.envelope(&new_uuid(), self.origin);
+                match eta_ms {
+                    Some(due_ms) if due_ms > now => out.ops.push(Op::Delay {
+                        due_ms,
+                        key,
+                        message: text,
+                    }),
+                    _ => out.ops.push(Op::Push { key, message: text }),
+                }
+                Some(id)
+            }
+        }
+    }
+
+    /// What a task that returned `value` sends on: its callbacks (several
+    /// as one group), then the next step of its chain, each with the value
+    /// in front of its arguments.
+    pub fn succeeded(&self, message: &TaskMessage, value: &Value) -> FollowUp {
+        let mut out = FollowUp::default();
+        let apply = Apply {
+            parent_id: Some(message.id.clone()),
+            root_id: message.root_id.clone(),
+            ..Apply::default()
+        };
+        let partial = [value.clone()];
+        match message.callbacks.as_slice() {
+            [] => {}
+            [callback] => {
+                if let Some(id) = self.apply(&mut out, callback, &partial, apply.clone()) {
+                    out.children.push(id);
+                }
+            }
+            callbacks => {
+                let group = json!({"task": "celery.group", "subtask_type": "group",
+                    "kwargs": {"tasks": callbacks}, "options": {}});
+                self.apply(&mut out, &group, &partial, apply.clone());
+            }
+        }
+        if let Some((next, rest)) = message.chain.split_last() {
+            let next_apply = Apply {
+                chain: Some(rest.to_vec()),
+                ..apply
+            };
+            if let Some(id) = self.apply(&mut out, next, &partial, next_apply) {
+                out.children.push(id);
+            }
+        }
+        if let (Some(group), Some(body)) = (&message.group, &message.chord) {
+            out.parts.push(ChordPart {
+                group: group.clone(),
+                task_id: message.id.clone(),
+                index: message.group_index,
+                state: State::Success,
+                result: value.clone(),
+                body: body.clone(),
+                parent_id: message.id.clone(),
+                root_id: message.root_id.clone(),
+            });
+        }
+        out
+    }
+
+    /// What a task that failed (or was revoked) for good marks and sends,
+    /// as Celery's `mark_as_failure` does: the same failure stored for
+    /// every later step of its chain (so waiting on the chain's end
+    /// raises), chord members counted, and its errbacks sent as one group
+    /// with the failed task's id.
+    pub fn failed(
+        &self,
+        message: &TaskMessage,
+        state: State,
+        exception: &Exception,
+        traceback: &str,
+    ) -> FollowUp {
+        let mut out = FollowUp::default();
+        let stored = exception.to_json();
+        if let (Some(group), Some(body)) = (&message.group, &message.chord) {
+            out.parts.push(ChordPart {
+                group: group.clone(),
+                task_id: message.id.clone(),
+                index: message.group_index,
+                state,
+                result: stored.clone(),
+                body: body.clone(),
+                parent_id: message.id.clone(),
+                root_id: message.root_id.clone(),
+            });
+        }
+        if state == State::Failure {
+            self.fail_chain(
+                &mut out,
+                message.chain.iter().rev().cloned().collect(),
+                state,
+                exception,
+                traceback,
+                message,
+            );
+            self.errbacks(
+                &mut out,
+                &message.errbacks,
+                &message.id,
+                message.root_id.as_deref(),
+            );
+        }
+        out
+    }
+
+    /// Celery's `_fail_chain`: every later step with an id gets the
+    /// failure; a chord step's body too; a later step that is a chord
+    /// member counts as a failed member.
+    fn fail_chain(
+        &self,
+        out: &mut FollowUp,
+        mut pending: std::collections::VecDeque<Value>,
+        state: State,
+        exception: &Exception,
+        traceback: &str,
+        message: &TaskMessage,
+    ) {
+        let stored = exception.to_json();
+        let mut guard = 0;
+        while let Some(element) = pending.pop_front() {
+            guard += 1;
+            if guard > 100_000 {
+                break;
+            }
+            let opts = options(&element);
+            let id = opts.get("task_id").and_then(Value::as_str);
+            let group = opts.get("group_id").and_then(Value::as_str);
+            if let Some(id) = id {
+                let meta = Meta {
+                    state,
+                    result: stored.clone(),
+                    traceback: Some(traceback.to_string()),
+                    children: &[],
+                    task_id: id,
+                    group_id: group,
+                    parent_id: None,
+                    done_ms: Some(now_ms()),
+                    wfhost: None,
+                };
+                out.ops.push(Op::Meta {
+                    key: task_key(id),
+                    text: meta.to_text(),
+                });
+                if let (Some(group), Some(body)) =
+                    (group, opts.get("chord").filter(|c| c.is_object()))
+                {
+                    out.parts.push(ChordPart {
+                        group: group.to_string(),
+                        task_id: id.to_string(),
+                        index: opts.get("group_index").and_then(Value::as_u64),
+                        state,
+                        result: stored.clone(),
+                        body: body.clone(),
+                        parent_id: message.id.clone(),
+                        root_id: message.root_id.clone(),
+                    });
+                }
+            }
+            if kind(&element) == "chord"
+                && let Some(body) = kwargs_of(&element).get("body").filter(|b| b.is_object())
+            {
+                pending.push_back(body.clone());
+            }
+        }
+    }
+
+    /// Errbacks, sent as `group(errbacks).apply_async((task_id,))`.
+    fn errbacks(
+        &self,
+        out: &mut FollowUp,
+        errbacks: &[Value],
+        task_id: &str,
+        root_id: Option<&str>,
+    ) {
+        if errbacks.is_empty() {
+            return;
+        }
+        let group = json!({"task": "celery.group", "subtask_type": "group",
+            "kwargs": {"tasks": errbacks}, "options": {}});
+        let apply = Apply {
+            parent_id: Some(task_id.to_string()),
+            root_id: Some(root_id.unwrap_or(task_id).to_string()),
+            ..Apply::default()
+        };
+        self.apply(out, &group, &[json!(task_id)], apply);
+    }
+
+    /// What the claimer of a complete chord sends: the body with the
+    /// members' results in order, or, when a member failed, the body
+    /// failed with Celery's `ChordError` and its errbacks sent.
+    pub fn chord_complete(&self, part: &ChordPart, results: &[(String, State, Value)]) -> FollowUp {
+        let mut out = FollowUp::default();
+        let body = &part.body;
+        let failed = results.iter().find(|(_, state, _)| state.is_error());
+        if let Some((member, _, stored)) = failed {
+            let cause = Exception::from_json(stored)
+                .unwrap_or_else(|| Exception::new("builtins", "Exception", stored.to_string()));
+            let error = Exception::new(
+                "celery.exceptions",
+                "ChordError",
+                format!("Dependency {member} raised {}", cause.python_repr()),
+            );
+            let opts = options(body);
+            if let Some(id) = opts.get("task_id").and_then(Value::as_str) {
+                let meta = Meta {
+                    state: State::Failure,
+                    result: error.to_json(),
+                    traceback: Some(format!("celery.exceptions.ChordError: {}", error.message)),
+                    children: &[],
+                    task_id: id,
+                    group_id: opts.get("group_id").and_then(Value::as_str),
+                    parent_id: None,
+                    done_ms: Some(now_ms()),
+                    wfhost: None,
+                };
+                out.ops.push(Op::Meta {
+                    key: task_key(id),
+                    text: meta.to_text(),
+                });
+                let chain: Vec<Value> = signature_list(opts.get("chain"))
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let pseudo = TaskMessage::body_failure(id, part.root_id.clone());
+                self.fail_chain(
+                    &mut out,
+                    chain.into(),
+                    State::Failure,
+                    &error,
+                    &error.message,
+                    &pseudo,
+                );
+                self.errbacks(
+                    &mut out,
+                    &signature_list(opts.get("link_error")),
+                    id,
+                    part.root_id.as_deref(),
+                );
+            }
+            return out;
+        }
+        let values: Vec<Value> = results.iter().map(|(_, _, value)| value.clone()).collect();
+        let apply = Apply {
+            parent_id: Some(part.parent_id.clone()),
+            root_id: part.root_id.clone(),
+            group: options(body)
+                .get("group_id")
+                .and_then(Value::as_str)
+                .map(|g| (g.to_string(), None)),
+            ..Apply::default()
+        };
+        self.apply(&mut out, body, &[Value::Array(values)], apply);
+        out
+    }
+}
+
+impl TaskMessage {
+    /// A stand-in for a chord body that never ran, as the sender of the
+    /// failures its chain inherits.
+    fn body_failure(id: &str, root_id: Option<String>) -> TaskMessage {
+        TaskMessage {
+            task: String::new(),
+            id: id.to_string(),
+            root_id,
+            parent_id: None,
+            group: None,
+            group_index: None,
+            retries: 0,
+            eta_ms: None,
+            expires_ms: None,
+            time_limit: None,
+            ignore_result: false,
+            args: Vec::new(),
+            kwargs: Map::new(),
+            callbacks: Vec::new(),
+            errbacks: Vec::new(),
+            chain: Vec::new(),
+            chord: None,
+            priority: 0,
+            redelivered: false,
+            routing_key: String::new(),
+            envelope: Map::new(),
+        }
+    }
+}

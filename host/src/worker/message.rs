@@ -1,0 +1,483 @@
+//! Celery's task message, protocol 2, as kombu's Redis transport carries it:
+//! a JSON envelope whose `headers` say what to run and whose base64 `body`
+//! is `[args, kwargs, embed]` (research/celery-redis.md §1).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+
+use crate::records::{iso8601, parse_iso8601};
+
+/// Why a message cannot be run: Celery rejects such a message without
+/// storing a result (`on_invalid_task`).
+#[derive(Debug, Error, PartialEq)]
+pub enum MessageError {
+    /// The envelope is not a JSON object.
+    #[error("the message is not a JSON object: {0}")]
+    Envelope(String),
+    /// No `task` header: protocol 1, or not Celery's.
+    #[error("the message has no `task` header (only Celery's protocol 2 is served)")]
+    NotProtocol2,
+    /// A content type or encoding other than UTF-8 JSON.
+    #[error("content type `{0}` is not served (only application/json in utf-8)")]
+    ContentType(String),
+    /// A compressed body.
+    #[error("compressed bodies are not served")]
+    Compressed,
+    /// A header of the wrong type.
+    #[error("header `{0}`: {1}")]
+    Header(&'static str, String),
+    /// The body is not base64 of `[args, kwargs, embed]`.
+    #[error("the body is not [args, kwargs, embed]: {0}")]
+    Body(String),
+}
+
+/// A task message taken from a queue.
+#[derive(Debug, Clone)]
+pub struct TaskMessage {
+    /// The task's name (`math.add`).
+    pub task: String,
+    /// The task id: the key of its result.
+    pub id: String,
+    /// The id of the canvas's first task.
+    pub root_id: Option<String>,
+    /// The task that sent this one.
+    pub parent_id: Option<String>,
+    /// The group (or chord header) it is a member of.
+    pub group: Option<String>,
+    /// Its place in that group.
+    pub group_index: Option<u64>,
+    /// Retries spent so far.
+    pub retries: u32,
+    /// Not to run before this instant (ms since the epoch).
+    pub eta_ms: Option<u64>,
+    /// Not to run after this instant (ms since the epoch).
+    pub expires_ms: Option<u64>,
+    /// The hard time limit, in seconds (`timelimit[0]`).
+    pub time_limit: Option<f64>,
+    /// Whether no result is to be stored.
+    pub ignore_result: bool,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// Signatures to call with the result (`link`).
+    pub callbacks: Vec<Value>,
+    /// Signatures to call with the task id on failure (`link_error`).
+    pub errbacks: Vec<Value>,
+    /// The rest of the chain, last step first.
+    pub chain: Vec<Value>,
+    /// The chord body this task is a header member of.
+    pub chord: Option<Value>,
+    /// The message's priority, 0 (first) to 9.
+    pub priority: u8,
+    /// Whether a restore put it back after a consumer lost it.
+    pub redelivered: bool,
+    /// The queue it was routed to.
+    pub routing_key: String,
+    /// The envelope as received, to put back on a retry.
+    pub envelope: Map<String, Value>,
+}
+
+fn string_header(
+    headers: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, MessageError> {
+    match headers.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(MessageError::Header(
+            name,
+            format!("expected a string, found {other}"),
+        )),
+    }
+}
+
+/// An instant header: an ISO 8601 text (what Celery sends) or seconds since
+/// the epoch.
+fn instant_header(
+    headers: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<u64>, MessageError> {
+    match headers.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => parse_iso8601(text).map(Some).ok_or_else(|| {
+            MessageError::Header(name, format!("`{text}` is not an ISO 8601 instant"))
+        }),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e11)
+            .map(|s| Some((s * 1000.0) as u64))
+            .ok_or_else(|| MessageError::Header(name, format!("{n} is not an instant"))),
+        Some(other) => Err(MessageError::Header(
+            name,
+            format!("expected an instant, found {other}"),
+        )),
+    }
+}
+
+fn signatures(embed: &Map<String, Value>, name: &str) -> Result<Vec<Value>, MessageError> {
+    match embed.get(name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(items.clone()),
+        Some(other) => Err(MessageError::Body(format!(
+            "`{name}` is not a list of signatures: {other}"
+        ))),
+    }
+}
+
+impl TaskMessage {
+    /// Reads a message as kombu pushed it.
+    pub fn parse(text: &str) -> Result<TaskMessage, MessageError> {
+        let envelope: Map<String, Value> =
+            serde_json::from_str(text).map_err(|err| MessageError::Envelope(err.to_string()))?;
+        let headers = envelope
+            .get("headers")
+            .and_then(Value::as_object)
+            .ok_or(MessageError::NotProtocol2)?;
+        let task = match headers.get("task") {
+            Some(Value::String(task)) if !task.is_empty() => task.clone(),
+            _ => return Err(MessageError::NotProtocol2),
+        };
+        let content_type = envelope
+            .get("content-type")
+            .and_then(Value::as_str)
+            .unwrap_or("application/json");
+        let encoding = envelope
+            .get("content-encoding")
+            .and_then(Value::as_str)
+            .unwrap_or("utf-8");
+        if content_type != "application/json" || !encoding.eq_ignore_ascii_case("utf-8") {
+            return Err(MessageError::ContentType(format!(
+                "{content_type}; {encoding}"
+            )));
+        }
+        if headers.get("compression").is_some_and(|c| !c.is_null()) {
+            return Err(MessageError::Compressed);
+        }
+        let id =
+            string_header(headers, "id")?.ok_or(MessageError::Header("id", "missing".into()))?;
+        let properties = envelope.get("properties").and_then(Value::as_object);
+        let body_text = envelope
+            .get("body")
+            .and_then(Value::as_str)
+            .ok_or_else(|| MessageError::Body("no body text".into()))?;
+        let base64 = properties
+            .and_then(|p| p.get("body_encoding"))
+            .and_then(Value::as_str)
+            .is_some_and(|e| e == "base64");
+        let body: Value = if base64 {
+            let bytes = BASE64
+                .decode(body_text)
+                .map_err(|err| MessageError::Body(format!("not base64: {err}")))?;
+            serde_json::from_slice(&bytes).map_err(|err| MessageError::Body(err.to_string()))?
+        } else {
+            serde_json::from_str(body_text).map_err(|err| MessageError::Body(err.to_string()))?
+        };
+        let Value::Array(mut parts) = body else {
+            return Err(MessageError::Body("not a list".into()));
+        };
+        if parts.len() != 3 {
+            return Err(MessageError::Body(format!("{} items, not 3", parts.len())));
+        }
+        let embed = match parts.pop() {
+            Some(Value::Object(embed)) => embed,
+            Some(Value::Null) => Map::new(),
+            _ => return Err(MessageError::Body("the embed is not an object".into())),
+        };
+        let kwargs = match parts.pop() {
+            Some(Value::Object(kwargs)) => kwargs,
+            Some(Value::Null) => Map::new(),
+            _ => return Err(MessageError::Body("kwargs is not an object".into())),
+        };
+        let args = match parts.pop() {
+            Some(Value::Array(args)) => args,
+            Some(Value::Null) => Vec::new(),
+            _ => return Err(MessageError::Body("args is not a list".into())),
+        };
+        let chord = match embed.get("chord") {
+            None | Some(Value::Null) => None,
+            Some(chord @ Value::Object(_)) => Some(chord.clone()),
+            Some(other) => {
+                return Err(MessageError::Body(format!(
+                    "`chord` is not a signature: {other}"
+                )));
+            }
+        };
+        let number = |name: &'static str| -> Result<Option<u64>, MessageError> {
+            match headers.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                    MessageError::Header(name, format!("expected a count, found {value}"))
+                }),
+            }
+        };
+        let retries = number("retries")?.unwrap_or(0);
+        let time_limit = headers
+            .get("timelimit")
+            .and_then(Value::as_array)
+            .and_then(|limits| limits.first())
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s > 0.0);
+        let delivery_info = properties
+            .and_then(|p| p.get("delivery_info"))
+            .and_then(Value::as_object);
+        let routing_key = delivery_info
+            .and_then(|d| d.get("routing_key"))
+            .and_then(Value::as_str)
+            .unwrap_or("celery")
+            .to_string();
+        let redelivered = headers
+            .get("redelivered")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            || delivery_info
+                .and_then(|d| d.get("redelivered"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        let priority = properties
+            .and_then(|p| p.get("priority"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(9) as u8;
+        Ok(TaskMessage {
+            task,
+            id,
+            root_id: string_header(headers, "root_id")?,
+            parent_id: string_header(headers, "parent_id")?,
+            group: string_header(headers, "group")?,
+            group_index: number("group_index")?,
+            retries: u32::try_from(retries).unwrap_or(u32::MAX),
+            eta_ms: instant_header(headers, "eta")?,
+            expires_ms: instant_header(headers, "expires")?,
+            time_limit,
+            ignore_result: headers
+                .get("ignore_result")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            args,
+            kwargs,
+            callbacks: signatures(&embed, "callbacks")?,
+            errbacks: signatures(&embed, "errbacks")?,
+            chain: signatures(&embed, "chain")?,
+            chord,
+            priority,
+            redelivered,
+            routing_key,
+            envelope,
+        })
+    }
+
+    /// The message of this task's next attempt: the same id, one more
+    /// retry, due at `eta_ms`, sent by itself (Celery's `Task.retry`).
+    pub fn retried(&self, eta_ms: u64, delivery_tag: &str) -> String {
+        let mut envelope = self.envelope.clone();
+        if let Some(Value::Object(headers)) = envelope.get_mut("headers") {
+            headers.insert("retries".into(), json!(self.retries.saturating_add(1)));
+            headers.insert("eta".into(), json!(python_iso8601(eta_ms)));
+            headers.insert("parent_id".into(), json!(self.id));
+            headers.remove("redelivered");
+        }
+        if let Some(Value::Object(properties)) = envelope.get_mut("properties") {
+            properties.insert("delivery_tag".into(), json!(delivery_tag));
+            if let Some(Value::Object(info)) = properties.get_mut("delivery_info") {
+                info.remove("redelivered");
+            }
+        }
+        Value::Object(envelope).to_string()
+    }
+}
+
+/// An instant as Python's `datetime.isoformat()` writes an aware UTC time:
+/// `2026-11-28T13:40:01.123000+00:00`.
+pub fn python_iso8601(ms: u64) -> String {
+    let text = iso8601(ms);
+    format!("{}000+00:00", text.trim_end_matches('Z'))
+}
+
+/// A task message to publish, as Celery's `as_task_v2` builds it.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// The task's name.
+    pub task: String,
+    /// Its id.
+    pub id: String,
+    /// The canvas's first task.
+    pub root_id: Option<String>,
+    /// The task that sends it.
+    pub parent_id: Option<String>,
+    /// Its group, and its place there.
+    pub group: Option<String>,
+    /// Its place in the group.
+    pub group_index: Option<u64>,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// `link`.
+    pub callbacks: Vec<Value>,
+    /// `link_error`.
+    pub errbacks: Vec<Value>,
+    /// The rest of the chain, last step first.
+    pub chain: Vec<Value>,
+    /// The chord body, for a header member.
+    pub chord: Option<Value>,
+    /// Retries spent.
+    pub retries: u32,
+    /// Due time (ms since the epoch).
+    pub eta_ms: Option<u64>,
+    /// Expiry (ms since the epoch).
+    pub expires_ms: Option<u64>,
+    /// `[hard, soft]` time limits.
+    pub timelimit: [Value; 2],
+    /// Whether no result is to be stored.
+    pub ignore_result: bool,
+    /// How many times it was replaced.
+    pub replaced_task_nesting: u64,
+    /// The queue.
+    pub queue: String,
+    /// The priority, 0 to 9.
+    pub priority: u8,
+}
+
+impl Outgoing {
+    /// The envelope's JSON text, as kombu's `prepare_message` and
+    /// `_inplace_augment_message` make it, with `delivery_tag` and `origin`.
+    pub fn envelope(&self, delivery_tag: &str, origin: &str) -> String {
+        let optional = |value: &Option<String>| value.as_ref().map_or(Value::Null, |v| json!(v));
+        let list_or_null = |items: &Vec<Value>| {
+            if items.is_empty() {
+                Value::Null
+            } else {
+                json!(items)
+            }
+        };
+        let embed = json!({
+            "callbacks": list_or_null(&self.callbacks),
+            "errbacks": list_or_null(&self.errbacks),
+            "chain": list_or_null(&self.chain),
+            "chord": self.chord.clone().unwrap_or(Value::Null),
+        });
+        let body = json!([self.args, self.kwargs, embed]).to_string();
+        let argsrepr = Value::Array(self.args.clone()).to_string();
+        json!({
+            "body": BASE64.encode(body),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                "lang": "py",
+                "task": self.task,
+                "id": self.id,
+                "shadow": null,
+                "eta": self.eta_ms.map_or(Value::Null, |ms| json!(python_iso8601(ms))),
+                "expires": self.expires_ms.map_or(Value::Null, |ms| json!(python_iso8601(ms))),
+                "group": optional(&self.group),
+                "group_index": self.group_index.map_or(Value::Null, |i| json!(i)),
+                "retries": self.retries,
+                "timelimit": self.timelimit,
+                "root_id": self.root_id.clone().unwrap_or_else(|| self.id.clone()),
+                "parent_id": optional(&self.parent_id),
+                "argsrepr": argsrepr,
+                "kwargsrepr": Value::Object(self.kwargs.clone()).to_string(),
+                "origin": origin,
+                "ignore_result": self.ignore_result,
+                "replaced_task_nesting": self.replaced_task_nesting,
+                "stamped_headers": null,
+                "stamps": {},
+            },
+            "properties": {
+                "correlation_id": self.id,
+                "reply_to": "",
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": self.queue},
+                "priority": self.priority,
+                "body_encoding": "base64",
+                "delivery_tag": delivery_tag,
+            },
+        })
+        .to_string()
+    }
+}
+
+/// A fresh random id in UUID 4 form, as Celery's ids and delivery tags are.
+pub fn new_uuid() -> String {
+    let bits = fastrand::u128(..);
+    // Version 4, variant 1.
+    let bits = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain head Celery 5.7 pushed in the research capture.
+    const CAPTURED: &str = include_str!("testdata/chain_head.json");
+
+    #[test]
+    fn reads_a_captured_celery_message() {
+        let message = TaskMessage::parse(CAPTURED).unwrap();
+        assert_eq!(message.task, "tasks.add");
+        assert_eq!(message.id, "f07ba015-57ba-4c57-ba2e-03c538915bd1");
+        assert_eq!(message.args, [json!(2), json!(2)]);
+        assert_eq!(message.chain.len(), 2);
+        assert_eq!(message.chain[1]["args"], json!([4]));
+        assert_eq!(message.routing_key, "celery");
+        assert!(!message.redelivered && message.eta_ms.is_none());
+    }
+
+    #[test]
+    fn what_it_writes_it_reads_back() {
+        let outgoing = Outgoing {
+            task: "math.add".into(),
+            id: new_uuid(),
+            args: vec![json!(1), json!("two")],
+            group: Some("g".into()),
+            group_index: Some(3),
+            eta_ms: Some(1_800_000_000_123),
+            queue: "wfhost".into(),
+            priority: 6,
+            ..Outgoing::default()
+        };
+        let message = TaskMessage::parse(&outgoing.envelope(&new_uuid(), "test")).unwrap();
+        assert_eq!(message.args, outgoing.args);
+        assert_eq!(message.group_index, Some(3));
+        assert_eq!(message.eta_ms, Some(1_800_000_000_123));
+        assert_eq!(message.priority, 6);
+        let retried = TaskMessage::parse(&message.retried(5, "tag")).unwrap();
+        assert_eq!((retried.retries, retried.eta_ms), (1, Some(5)));
+        assert_eq!(retried.parent_id.as_deref(), Some(outgoing.id.as_str()));
+    }
+
+    #[test]
+    fn refuses_what_celery_refuses() {
+        assert_eq!(
+            TaskMessage::parse("{}").unwrap_err(),
+            MessageError::NotProtocol2
+        );
+        let pickled = CAPTURED.replace("application/json", "application/x-python-serialize");
+        assert!(matches!(
+            TaskMessage::parse(&pickled),
+            Err(MessageError::ContentType(_))
+        ));
+        assert!(TaskMessage::parse("[1]").is_err());
+    }
+
+    #[test]
+    fn ids_look_like_uuid4() {
+        let id = new_uuid();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(id, new_uuid());
+    }
+}

@@ -1,0 +1,308 @@
+//! `wfhost worker`: a worker of a Celery fleet on Redis. It takes Celery's
+//! task messages (protocol 2, kombu's Redis layout) from its queues, runs
+//! each named task in the sandbox under the same limits as `run`, and
+//! stores results where Celery's `AsyncResult.get()` reads them — so an
+//! unmodified Python client runs its chains, groups and chords on wasm
+//! tasks, and workers on any number of machines share the work.
+//!
+//! Nothing is lost and nothing committed twice: a message is claimed and
+//! recorded as unacknowledged in one step (`scripts::CLAIM`); its lease is
+//! renewed while it runs; its result, the messages it sends on and its
+//! acknowledgement are one atomic commit fenced by the claim
+//! (`scripts::COMMIT`); a dead worker's claims go back to their queue
+//! after the visibility timeout (`scripts::RESTORE`). Running a task is
+//! therefore at least once, and committing its effects exactly once.
+//!
+//! The modules: `message` (Celery's message), `meta` (Celery's results),
+//! `canvas` (what a task's end sends on), `routing` (kombu's keys),
+//! `scripts` (the atomic moves), `broker` (the connections), `task` (one
+//! message, from claim to commit).
+
+mod broker;
+mod canvas;
+mod message;
+mod meta;
+mod routing;
+mod scripts;
+mod task;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::executor::PluginSet;
+use crate::runtime::{Limits, PluginError, Runtime};
+use crate::spec::PluginRef;
+pub use broker::{DELAYED, FleetStatus};
+pub use message::{MessageError, new_uuid};
+pub use routing::Routing;
+
+/// Celery's built-in `celery.accumulate`, which a group's replacement
+/// ends with; served by every worker (it returns its arguments).
+pub const ACCUMULATE: &str = "celery.accumulate";
+
+/// What goes wrong in a worker.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The broker URL is not one the Redis client takes.
+    #[error("the broker URL `{url}` is not a Redis URL: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What the client said.
+        source: redis::RedisError,
+    },
+    /// A Redis command failed.
+    #[error("Redis refused to {what}: {source}")]
+    Redis {
+        /// What was asked.
+        what: &'static str,
+        /// What Redis (or the connection) said.
+        source: redis::RedisError,
+    },
+    /// A plugin cannot be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The configuration is inconsistent.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The broker's `redis://` URL (results are stored there too).
+    pub broker: String,
+    /// The plugins by name: task `A.B` is task `B` of plugin `A`.
+    pub plugins: BTreeMap<String, PluginRef>,
+    /// The queues consumed; the first also receives follow-ups of served
+    /// tasks.
+    pub queues: Vec<String>,
+    /// The queue of follow-ups of tasks not served here.
+    pub default_queue: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// How long a claim may go unrenewed before any consumer's sweep puts
+    /// it back (kombu's `visibility_timeout`).
+    pub visibility_timeout: Duration,
+    /// How often this worker sweeps for lost claims.
+    pub restore_interval: Duration,
+    /// How long results are kept (Celery's `result_expires`); zero keeps
+    /// them.
+    pub result_expires: Duration,
+    /// The limits of every attempt; a message's own time limit may only
+    /// lower the time.
+    pub limits: Limits,
+    /// Retries a task may ask for (Celery's `max_retries`).
+    pub max_retries: u32,
+    /// The delay of a retry that names none (Celery's
+    /// `default_retry_delay`), in seconds.
+    pub default_retry_delay: f64,
+    /// This worker's name: `wfhost@HOST:PID` unless set.
+    pub name: String,
+}
+
+impl WorkerConfig {
+    /// Checks what cannot work before anything is claimed.
+    fn check(&self) -> Result<(), WorkerError> {
+        if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
+            return Err(WorkerError::Config(
+                "the worker needs at least one queue, each named".into(),
+            ));
+        }
+        if self.concurrency == 0 || self.concurrency > 1024 {
+            return Err(WorkerError::Config(
+                "the concurrency must be from 1 to 1024".into(),
+            ));
+        }
+        if self.visibility_timeout < Duration::from_secs(1) {
+            return Err(WorkerError::Config(
+                "the visibility timeout must be at least 1 s".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a worker did, when it stops.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Messages committed (run, delayed, or refused the Celery way).
+    pub committed: u64,
+    /// Claims whose lease was lost before the commit (another worker
+    /// runs them).
+    pub lost: u64,
+}
+
+/// Counters shared by the tasks of a worker.
+#[derive(Default)]
+struct Counters {
+    committed: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A worker ready to take messages.
+pub struct Worker {
+    shared: Arc<task::Shared>,
+    concurrency: usize,
+    restore_interval: Duration,
+    visibility_timeout: Duration,
+    counters: Arc<Counters>,
+}
+
+/// How long a wait for a message blocks before the worker looks at its
+/// other queues and priorities again.
+const WAIT: Duration = Duration::from_secs(1);
+
+/// How often due delayed messages are moved to their queues.
+const PROMOTE_EVERY: Duration = Duration::from_millis(50);
+
+impl Worker {
+    /// Connects, loads every plugin and declares the queues.
+    pub async fn start(runtime: Runtime, config: WorkerConfig) -> Result<Worker, WorkerError> {
+        config.check()?;
+        let broker = broker::Broker::connect(&config.broker).await?;
+        let plugins = PluginSet::load(&runtime, &config.plugins).await?;
+        broker.declare(&config.queues).await?;
+        let routing = Routing {
+            queues: config.queues.clone(),
+            served: config.plugins.keys().cloned().collect(),
+            default_queue: config.default_queue.clone(),
+        };
+        let counters = Arc::new(Counters::default());
+        Ok(Worker {
+            concurrency: config.concurrency,
+            restore_interval: config.restore_interval,
+            visibility_timeout: config.visibility_timeout,
+            shared: Arc::new(task::Shared {
+                runtime,
+                plugins,
+                broker,
+                routing,
+                config,
+                counters: counters.clone(),
+            }),
+            counters,
+        })
+    }
+
+    /// Takes and runs messages until `stop` completes; then claims
+    /// nothing more, finishes what it holds, and returns.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<WorkerSummary, WorkerError> {
+        let shared = self.shared.clone();
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let keys = shared.routing.claim_keys();
+        let wake_key = keys[0].0.clone();
+        let housekeeping = tokio::spawn(housekeeping(
+            shared.clone(),
+            self.restore_interval,
+            self.visibility_timeout,
+            self.concurrency,
+        ));
+        tokio::pin!(stop);
+        let result = 'taking: loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break 'taking Ok(()),
+                },
+                _ = &mut stop => break 'taking Ok(()),
+            };
+            loop {
+                match shared.broker.claim(&keys).await {
+                    Ok(Some(claimed)) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            task::handle(&shared, claimed).await;
+                            drop(permit);
+                        });
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "claiming failed; trying again");
+                        tokio::select! {
+                            _ = tokio::time::sleep(WAIT) => {}
+                            _ = &mut stop => break 'taking Ok(()),
+                        }
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    waited = shared.broker.wait(&wake_key, WAIT) => {
+                        if let Err(err) = waited {
+                            tracing::warn!(error = %err, "waiting for messages failed");
+                            tokio::time::sleep(WAIT).await;
+                        }
+                    }
+                    _ = &mut stop => break 'taking Ok(()),
+                }
+            }
+        };
+        tracing::info!("stopping: claiming nothing more, finishing what runs");
+        // Every slot back means every task has committed.
+        let _all = slots.acquire_many(self.concurrency as u32).await;
+        housekeeping.abort();
+        let _ = shared.broker.leave(&shared.config.name).await;
+        result.map(|()| WorkerSummary {
+            committed: self.counters.committed.load(Ordering::Relaxed),
+            lost: self.counters.lost.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// What the fleet on the Redis at `url` is doing with `queues`.
+pub async fn fleet_status(url: &str, queues: &[String]) -> Result<FleetStatus, WorkerError> {
+    broker::Broker::connect(url).await?.status(queues).await
+}
+
+/// Moves due delayed messages, sweeps for lost claims, and says the
+/// worker is alive.
+async fn housekeeping(
+    shared: Arc<task::Shared>,
+    restore_every: Duration,
+    visibility: Duration,
+    concurrency: usize,
+) {
+    let mut last_restore: Option<tokio::time::Instant> = None;
+    let mut last_beat: Option<tokio::time::Instant> = None;
+    loop {
+        if let Err(err) = shared.broker.promote(1000).await {
+            tracing::warn!(error = %err, "moving due messages failed");
+        }
+        let now = tokio::time::Instant::now();
+        if last_restore.is_none_or(|at| now - at >= restore_every) {
+            last_restore = Some(now);
+            match shared.broker.restore(visibility, 1000).await {
+                Ok(0) => {}
+                Ok(restored) => tracing::info!(restored, "put back messages of lost consumers"),
+                Err(err) => tracing::warn!(error = %err, "restoring lost messages failed"),
+            }
+        }
+        if last_beat.is_none_or(|at| now - at >= Duration::from_secs(2)) {
+            last_beat = Some(now);
+            let info = serde_json::json!({
+                "name": shared.config.name,
+                "queues": shared.config.queues,
+                "concurrency": concurrency,
+                "committed": shared.counters.committed.load(Ordering::Relaxed),
+                "pid": std::process::id(),
+            });
+            let _ = shared
+                .broker
+                .beat(
+                    &shared.config.name,
+                    &info.to_string(),
+                    Duration::from_secs(10),
+                )
+                .await;
+        }
+        tokio::time::sleep(PROMOTE_EVERY).await;
+    }
+}

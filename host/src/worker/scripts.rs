@@ -1,0 +1,234 @@
+//! The Lua scripts that make each of the worker's moves on Redis atomic.
+//! They keep kombu's layout (`unacked`, `unacked_index`, the priority lists)
+//! and Celery 5.7's chord keys, so Python workers and tooling on the same
+//! Redis see what they expect (research/celery-redis.md §2, §5.3, §9).
+//!
+//! Every timestamp comes from Redis's `TIME`, so workers on machines with
+//! different clocks agree on leases and due times.
+
+/// Takes the first message of the first non-empty list in `KEYS` (the
+/// priority lists in kombu's order) and, in the same step, records it in
+/// `unacked`/`unacked_index` under a fresh delivery tag, written into the
+/// message too: the tag is this claim's own, the fence of its commit.
+///
+/// ARGV: the new tag, then each key's queue name. Returns `{key, message}`
+/// or nil.
+pub const CLAIM: &str = r#"
+local tag = ARGV[1]
+for index, key in ipairs(KEYS) do
+    local raw = redis.call('RPOP', key)
+    if raw then
+        local queue, exchange, tagged = ARGV[index + 1], '', raw
+        local ok, message = pcall(cjson.decode, raw)
+        if ok and type(message) == 'table' and type(message['properties']) == 'table' then
+            local properties = message['properties']
+            local info = properties['delivery_info']
+            if type(info) == 'table' then
+                if type(info['exchange']) == 'string' then exchange = info['exchange'] end
+                if type(info['routing_key']) == 'string' then queue = info['routing_key'] end
+            end
+            local old = properties['delivery_tag']
+            local at = string.find(raw, '"delivery_tag"', 1, true)
+            local from, to
+            if type(old) == 'string' and at then
+                from, to = string.find(raw, '"' .. old .. '"', at + 14, true)
+            end
+            if from then
+                tagged = string.sub(raw, 1, from) .. tag .. string.sub(raw, to)
+            else
+                properties['delivery_tag'] = tag
+                tagged = cjson.encode(message)
+            end
+        end
+        local now = redis.call('TIME')
+        local score = string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000)
+        redis.call('ZADD', 'unacked_index', score, tag)
+        redis.call('HSET', 'unacked', tag,
+            '[' .. tagged .. ', ' .. cjson.encode(exchange) .. ', ' .. cjson.encode(queue) .. ']')
+        return {key, tagged}
+    end
+end
+return false
+"#;
+
+/// Renews a claim's lease: its `unacked_index` score becomes now, so no
+/// sweep takes a message whose worker is alive. Returns 0 when the claim
+/// is gone (a sweep restored it: the lease is lost).
+pub const RENEW: &str = r#"
+if redis.call('HEXISTS', 'unacked', ARGV[1]) == 0 then return 0 end
+local now = redis.call('TIME')
+local score = string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000)
+redis.call('ZADD', 'unacked_index', 'XX', score, ARGV[1])
+return 1
+"#;
+
+/// Commits a step: its results, the messages it sends and its
+/// acknowledgement, all or nothing, and only while its claim stands.
+///
+/// ARGV: the claim's tag ('' for none), the result expiry in seconds (0:
+/// none), then operations: `M key meta` stores and publishes a meta unless
+/// a SUCCESS is stored there; `L key message` pushes; `Z key score member`
+/// delays; `S key value` sets with the expiry; `D key` deletes;
+/// `X c j t s d ttl` ends a chord (its keys deleted, its claim key marked
+/// done); `G c s token` makes the operations up to the next `U` happen only
+/// while that chord's body claim is held by `token` (or retaken, when it
+/// lapsed and the chord is not done, as Celery 5.7's extend script does).
+///
+/// Returns 0 when the claim is lost (nothing is done), else 1.
+pub const COMMIT: &str = r#"
+local tag, expires = ARGV[1], tonumber(ARGV[2])
+if tag ~= '' and redis.call('HEXISTS', 'unacked', tag) == 0 then return 0 end
+local run = true
+local function set(key, value)
+    if expires > 0 then
+        redis.call('SET', key, value, 'EX', expires)
+    else
+        redis.call('SET', key, value)
+    end
+end
+local i = 3
+while i <= #ARGV do
+    local op = ARGV[i]
+    if op == 'M' then
+        if run then
+            local old = redis.call('GET', ARGV[i + 1])
+            if not (old and string.find(old, '"status": "SUCCESS"', 1, true)) then
+                set(ARGV[i + 1], ARGV[i + 2])
+                redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
+            end
+        end
+        i = i + 3
+    elseif op == 'L' then
+        if run then redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2]) end
+        i = i + 3
+    elseif op == 'Z' then
+        if run then redis.call('ZADD', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
+        i = i + 4
+    elseif op == 'S' then
+        if run then set(ARGV[i + 1], ARGV[i + 2]) end
+        i = i + 3
+    elseif op == 'D' then
+        if run then redis.call('DEL', ARGV[i + 1]) end
+        i = i + 2
+    elseif op == 'X' then
+        if run then
+            redis.call('DEL', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+            redis.call('SET', ARGV[i + 1], 'done', 'EX', tonumber(ARGV[i + 6]))
+        end
+        i = i + 7
+    elseif op == 'G' then
+        local current = redis.call('GET', ARGV[i + 1])
+        run = current == ARGV[i + 3]
+        if not current and redis.call('EXISTS', ARGV[i + 2]) == 1 then
+            redis.call('SET', ARGV[i + 1], ARGV[i + 3], 'EX', 60)
+            run = true
+        end
+        i = i + 4
+    elseif op == 'U' then
+        run = true
+        i = i + 1
+    else
+        return redis.error_reply('wfhost commit: unknown operation ' .. tostring(op))
+    end
+end
+if tag ~= '' then
+    redis.call('ZREM', 'unacked_index', tag)
+    redis.call('HDEL', 'unacked', tag)
+end
+return 1
+"#;
+
+/// Counts one chord header member's result, as Celery 5.7's
+/// `CHORD_PART_RETURN_LUA` does: once per `task id:index` (a member run
+/// twice counts once), and, when the last one arrives, takes the claim to
+/// send the body.
+///
+/// KEYS: `.j .t .s .d`, the group key, `.c`. ARGV: task id, the encoded
+/// `[1, id, state, result]`, the index, the chord expiry, the group
+/// expiry, the claim's expiry and token. The token names the member
+/// (`id:index`), so the same member run again after its worker died holds
+/// the claim it took, and sends the body at once. Returns `{ready, extra, size,
+/// claimed}`, or ready = -1 for a chord already done.
+pub const CHORD_PART: &str = r#"
+if redis.call('GET', KEYS[6]) == 'done' then return {-1, 0, 0, 0} end
+local member = ARGV[1] .. ':' .. ARGV[3]
+if redis.call('SISMEMBER', KEYS[4], member) == 0 then
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+    redis.call('SADD', KEYS[4], member)
+end
+local ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local expires, group_expires = tonumber(ARGV[4]), tonumber(ARGV[5])
+if expires > 0 then
+    for index = 1, 4 do redis.call('EXPIRE', KEYS[index], expires) end
+    if group_expires > 0 then redis.call('EXPIRE', KEYS[5], group_expires) end
+end
+local extra = redis.call('GET', KEYS[2])
+local size = redis.call('GET', KEYS[3])
+local claimed = 0
+if size and ready == tonumber(size) + tonumber(extra or 0) then
+    if redis.call('SET', KEYS[6], ARGV[7], 'NX', 'EX', tonumber(ARGV[6]))
+        or redis.call('GET', KEYS[6]) == ARGV[7] then
+        claimed = 1
+    end
+end
+return {ready, extra or false, size or false, claimed}
+"#;
+
+/// Moves due delayed messages (retries, countdowns, ETAs) from the
+/// delayed set to their lists. A member is `list key` `\n` `message`.
+/// KEYS: the delayed set. ARGV: the most to move. Returns how many moved.
+pub const PROMOTE: &str = r#"
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(due) do
+    local cut = string.find(member, '\n', 1, true)
+    if cut then
+        redis.call('LPUSH', string.sub(member, 1, cut - 1), string.sub(member, cut + 1))
+    end
+    redis.call('ZREM', KEYS[1], member)
+end
+return #due
+"#;
+
+/// Puts back the messages of consumers that died: claims older than the
+/// visibility timeout go back to the front of their priority list, marked
+/// redelivered, as kombu's `restore_visible` does (same tag, same list).
+///
+/// ARGV: the visibility timeout (s), the most to restore, the priority
+/// separator. Returns how many were restored.
+pub const RESTORE: &str = r#"
+local now = redis.call('TIME')
+local ceiling = tonumber(now[1]) + tonumber(now[2]) / 1000000 - tonumber(ARGV[1])
+local tags = redis.call('ZRANGEBYSCORE', 'unacked_index', '-inf', string.format('%.6f', ceiling),
+    'LIMIT', 0, tonumber(ARGV[2]))
+local restored = 0
+for _, tag in ipairs(tags) do
+    local payload = redis.call('HGET', 'unacked', tag)
+    redis.call('ZREM', 'unacked_index', tag)
+    redis.call('HDEL', 'unacked', tag)
+    if payload then
+        local ok, entry = pcall(cjson.decode, payload)
+        if ok and type(entry) == 'table' and type(entry[1]) == 'table' and type(entry[3]) == 'string' then
+            local message = entry[1]
+            if type(message['headers']) ~= 'table' then message['headers'] = {} end
+            message['headers']['redelivered'] = true
+            local properties = message['properties']
+            local priority = 0
+            if type(properties) == 'table' then
+                if type(properties['delivery_info']) == 'table' then
+                    properties['delivery_info']['redelivered'] = true
+                end
+                priority = tonumber(properties['priority']) or 0
+            end
+            local step = 0
+            for _, s in ipairs({3, 6, 9}) do if priority >= s then step = s end end
+            local key = entry[3]
+            if step > 0 then key = key .. ARGV[3] .. step end
+            redis.call('RPUSH', key, cjson.encode(message))
+            restored = restored + 1
+        end
+    end
+end
+return restored
+"#;

@@ -1,0 +1,426 @@
+//! One message, from its claim to its commit: read it, decide what it
+//! asks (run, wait for its due time, refuse it the Celery way), run it in
+//! the sandbox while renewing its lease, and commit its result, what it
+//! sends on and its acknowledgement at once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use super::broker::{Broker, Claimed, PartCounted};
+use super::canvas::{ChordPart, FollowUp, Op, Sender};
+use super::message::TaskMessage;
+use super::meta::{Exception, Meta, State, task_key};
+use super::{ACCUMULATE, Counters, Routing, WorkerConfig};
+use crate::executor::PluginSet;
+use crate::records::{Failure, FailureKind, now_ms};
+use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Runtime};
+
+/// What every task of a worker shares.
+pub(super) struct Shared {
+    pub runtime: Runtime,
+    pub plugins: PluginSet,
+    pub broker: Broker,
+    pub routing: Routing,
+    pub config: WorkerConfig,
+    pub counters: Arc<Counters>,
+}
+
+impl Shared {
+    fn sender(&self) -> Sender<'_> {
+        Sender {
+            routing: &self.routing,
+            origin: &self.config.name,
+        }
+    }
+
+    fn expires(&self) -> u64 {
+        self.config.result_expires.as_secs()
+    }
+}
+
+/// Handles one claimed message to its commit.
+pub(super) async fn handle(shared: &Shared, claimed: Claimed) {
+    let message = match TaskMessage::parse(&claimed.text) {
+        Ok(message) => message,
+        Err(err) => {
+            // Celery rejects what it cannot read, storing nothing.
+            tracing::warn!(list = %claimed.key.escape_debug(), error = %err, "refused a message");
+            commit(shared, &claimed.tag, FollowUp::default(), None).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("task", name = %message.task, id = %message.id);
+    decide(shared, &claimed, &message).instrument(span).await;
+}
+
+async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
+    let now = now_ms();
+    if message.expires_ms.is_some_and(|expires| expires <= now) {
+        tracing::info!("expired before it ran: revoked");
+        let exception = Exception::new("celery.exceptions", "TaskRevokedError", "expired");
+        let follow = shared
+            .sender()
+            .failed(message, State::Revoked, &exception, "");
+        let own = own_meta(
+            message,
+            State::Revoked,
+            exception.to_json(),
+            Some("celery.exceptions.TaskRevokedError: expired".into()),
+            &[],
+            None,
+        );
+        commit(shared, &claimed.tag, follow, Some(own)).await;
+        return;
+    }
+    if let Some(due_ms) = message.eta_ms.filter(|due| *due > now) {
+        // Held in Redis, not in this worker's memory: no redelivery while
+        // it waits, however long.
+        let follow = FollowUp {
+            ops: vec![Op::Delay {
+                due_ms,
+                key: claimed.key.clone(),
+                message: claimed.text.clone(),
+            }],
+            ..FollowUp::default()
+        };
+        commit(shared, &claimed.tag, follow, None).await;
+        return;
+    }
+    if message.redelivered && already_succeeded(&shared.broker, &message.id).await {
+        tracing::info!("redelivered after its success was stored: acknowledged");
+        commit(shared, &claimed.tag, FollowUp::default(), None).await;
+        return;
+    }
+    let (follow, own) = run(shared, claimed, message).await;
+    let own = own.filter(|_| !message.ignore_result);
+    commit(shared, &claimed.tag, follow, own).await;
+}
+
+async fn already_succeeded(broker: &Broker, id: &str) -> bool {
+    match broker.meta(&task_key(id)).await {
+        Ok(Some(meta)) => meta.contains("\"status\": \"SUCCESS\""),
+        _ => false,
+    }
+}
+
+/// Runs the task and says what its end stores and sends.
+async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (FollowUp, Option<Op>) {
+    if message.task == ACCUMULATE {
+        let value = accumulate(message);
+        return (
+            shared.sender().succeeded(message, &value),
+            Some(own_meta(
+                message,
+                State::Success,
+                value.clone(),
+                None,
+                &[],
+                None,
+            )),
+        );
+    }
+    let (plugin_name, task_name) = message.task.split_once('.').unwrap_or(("", &message.task));
+    let Some(plugin) = shared
+        .plugins
+        .get(plugin_name)
+        .filter(|p| p.task(task_name).is_some())
+    else {
+        tracing::warn!("no such task here: NotRegistered");
+        let exception = Exception::not_registered(&message.task);
+        let traceback = format!("celery.exceptions.NotRegistered: '{}'", message.task);
+        let follow = shared
+            .sender()
+            .failed(message, State::Failure, &exception, &traceback);
+        return (
+            follow,
+            Some(own_meta(
+                message,
+                State::Failure,
+                exception.to_json(),
+                Some(traceback),
+                &[],
+                None,
+            )),
+        );
+    };
+    let mut limits = shared.config.limits.clone();
+    if let Some(seconds) = message.time_limit {
+        let asked = Duration::from_secs_f64(seconds.min(1e9));
+        limits.time_limit = Some(
+            limits
+                .time_limit
+                .map_or(asked, |ceiling| ceiling.min(asked)),
+        );
+    }
+    let invocation = Invocation {
+        workflow_id: message
+            .root_id
+            .clone()
+            .unwrap_or_else(|| message.id.clone()),
+        step_id: message.id.clone(),
+        attempt: message.retries.saturating_add(1),
+        tenant: "default".into(),
+        plugin: plugin_name.to_string(),
+        task: task_name.to_string(),
+        args: Value::Array(message.args.clone()).to_string(),
+        kwargs: Value::Object(message.kwargs.clone()).to_string(),
+    };
+    let cancel = CancelToken::new();
+    let attempt = {
+        let running = shared.runtime.run_with(
+            plugin,
+            &invocation,
+            &limits,
+            shared.plugins.access(plugin_name),
+            cancel.clone(),
+        );
+        let renewing = renew_lease(
+            &shared.broker,
+            &claimed.tag,
+            shared.config.visibility_timeout,
+            &cancel,
+        );
+        tokio::pin!(running);
+        tokio::select! {
+            attempt = &mut running => attempt,
+            () = renewing => running.await,
+        }
+    };
+    outcome(shared, message, &attempt)
+}
+
+/// Renews the claim's lease every third of the visibility timeout; when
+/// it is lost, cancels the attempt (another worker runs the message) and
+/// returns.
+async fn renew_lease(broker: &Broker, tag: &str, visibility: Duration, cancel: &CancelToken) {
+    let every = (visibility / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::time::sleep(every).await;
+        match broker.renew(tag).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("the lease was lost while the task ran: cancelling it");
+                cancel.cancel();
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "renewing the lease failed"),
+        }
+    }
+}
+
+/// Celery's `celery.accumulate`: its arguments, or the one at `index`.
+fn accumulate(message: &TaskMessage) -> Value {
+    match message.kwargs.get("index").and_then(Value::as_u64) {
+        Some(index) => message
+            .args
+            .get(index as usize)
+            .cloned()
+            .unwrap_or(Value::Null),
+        None => Value::Array(message.args.clone()),
+    }
+}
+
+fn wfhost_account(attempt: &Attempt, message: &TaskMessage) -> Value {
+    json!({
+        "kind": attempt.result.kind(),
+        "attempt": message.retries.saturating_add(1),
+        "fuel": attempt.fuel_used,
+        "duration_ms": attempt.duration.as_secs_f64() * 1000.0,
+    })
+}
+
+fn outcome(shared: &Shared, message: &TaskMessage, attempt: &Attempt) -> (FollowUp, Option<Op>) {
+    let account = wfhost_account(attempt, message);
+    let failed = |failure: &Failure| {
+        let exception = Exception::of_failure(failure);
+        tracing::info!(kind = failure.kind.as_str(), error = %failure.message, "failed");
+        let traceback = format!(
+            "{}.{}: {}\n  raised by {} [{}], attempt {}, as wfhost `{}`",
+            exception.module,
+            exception.kind,
+            exception.message,
+            message.task,
+            message.id,
+            message.retries.saturating_add(1),
+            failure.kind.as_str()
+        );
+        let follow = shared
+            .sender()
+            .failed(message, State::Failure, &exception, &traceback);
+        (
+            follow,
+            Some(own_meta(
+                message,
+                State::Failure,
+                exception.to_json(),
+                Some(traceback),
+                &[],
+                Some(account.clone()),
+            )),
+        )
+    };
+    match &attempt.result {
+        AttemptResult::Value(value) => {
+            tracing::info!(
+                duration_ms = attempt.duration.as_millis() as u64,
+                fuel = attempt.fuel_used,
+                "succeeded"
+            );
+            let follow = shared.sender().succeeded(message, value);
+            let own = own_meta(
+                message,
+                State::Success,
+                value.clone(),
+                None,
+                &follow.children,
+                Some(account),
+            );
+            (follow, Some(own))
+        }
+        AttemptResult::Retry {
+            message: why,
+            countdown,
+        } => {
+            if message.retries >= shared.config.max_retries {
+                return failed(&Failure::new(
+                    FailureKind::RetriesExhausted,
+                    format!(
+                        "Can't retry {}[{}] args:{} kwargs:{}: {why}",
+                        message.task,
+                        message.id,
+                        Value::Array(message.args.clone()),
+                        Value::Object(message.kwargs.clone())
+                    ),
+                ));
+            }
+            let delay = countdown
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .unwrap_or(shared.config.default_retry_delay);
+            let due_ms = now_ms() + (delay.min(1e9) * 1000.0) as u64;
+            tracing::info!(countdown = delay, reason = %why, "retry");
+            let exception = Exception::new("celery.exceptions", "Retry", why.clone());
+            let retried = message.retried(due_ms, &super::message::new_uuid());
+            let key = shared
+                .routing
+                .list_key(&message.routing_key, message.priority);
+            let follow = FollowUp {
+                ops: vec![Op::Delay {
+                    due_ms,
+                    key,
+                    message: retried,
+                }],
+                ..FollowUp::default()
+            };
+            let own = own_meta(
+                message,
+                State::Retry,
+                exception.to_json(),
+                Some(format!("celery.exceptions.Retry: {why}")),
+                std::slice::from_ref(&message.id),
+                Some(account),
+            );
+            (follow, Some(own))
+        }
+        AttemptResult::Replace(_) => failed(&Failure::new(
+            FailureKind::PluginError,
+            "replacing a task is not served by `wfhost worker` yet",
+        )),
+        AttemptResult::Failed(failure) => failed(failure),
+    }
+}
+
+/// The task's own meta, as an operation of its commit.
+fn own_meta(
+    message: &TaskMessage,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    children: &[String],
+    account: Option<Value>,
+) -> Op {
+    let meta = Meta {
+        state,
+        result,
+        traceback,
+        children,
+        task_id: &message.id,
+        group_id: message.group.as_deref(),
+        parent_id: message.parent_id.as_deref(),
+        // Celery leaves `date_done` empty until the task is ready.
+        done_ms: (state != State::Retry).then(now_ms),
+        wfhost: account,
+    };
+    Op::Meta {
+        key: task_key(&message.id),
+        text: meta.to_text(),
+    }
+}
+
+/// Counts the chord members among the follow-up, sends the bodies of the
+/// chords this worker completes, and commits everything with the
+/// acknowledgement, once.
+async fn commit(shared: &Shared, tag: &str, follow: FollowUp, own: Option<Op>) {
+    let mut ops: Vec<Op> = Vec::with_capacity(follow.ops.len() + 4);
+    // A task that ignores its result still sends on; only its meta goes.
+    ops.extend(own);
+    ops.extend(follow.ops);
+    let mut parts: VecDeque<ChordPart> = follow.parts.into();
+    let mut rounds = 0;
+    while let Some(part) = parts.pop_front() {
+        rounds += 1;
+        if rounds > 10_000 {
+            break;
+        }
+        match shared.broker.count_part(&part, shared.expires()).await {
+            Ok(PartCounted::Claimed { token }) => {
+                let results = match shared.broker.chord_results(&part.group).await {
+                    Ok(results) => results,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the chord's results; its body waits");
+                        continue;
+                    }
+                };
+                let body = shared.sender().chord_complete(&part, &results);
+                ops.push(Op::Guard {
+                    group: part.group.clone(),
+                    token,
+                });
+                ops.extend(body.ops);
+                ops.push(Op::ChordDone {
+                    group: part.group.clone(),
+                });
+                ops.push(Op::Unguard);
+                parts.extend(body.parts);
+            }
+            Ok(PartCounted::Counted | PartCounted::Done) => {}
+            Err(err) => {
+                // Not acknowledged: the message comes back and counts again.
+                tracing::warn!(error = %err, "cannot count the chord member; leaving it unacknowledged");
+                return;
+            }
+        }
+    }
+    match shared
+        .broker
+        .commit(Some(tag), shared.expires(), &ops)
+        .await
+    {
+        Ok(true) => {
+            shared.counters.committed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(false) => {
+            shared.counters.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "the lease was lost before the commit: nothing committed, another worker runs it"
+            );
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the commit failed; the message comes back after the visibility timeout")
+        }
+    }
+}
