@@ -256,8 +256,14 @@ impl PythonWorker {
     fn start(fleet: &Fleet, extra_env: &[(&str, &str)]) -> PythonWorker {
         let log = std::fs::File::create(fleet.logs.join("celery-worker.log")).unwrap();
         let child = Command::new("python3")
-            .args(["-m", "celery", "-A", "pytasks", "worker", "-Q", "celery", "-P", "solo"])
-            .args(["--without-gossip", "--without-mingle", "--without-heartbeat"])
+            .args([
+                "-m", "celery", "-A", "pytasks", "worker", "-Q", "celery", "-P", "solo",
+            ])
+            .args([
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ])
             .args(["--loglevel", "INFO"])
             .current_dir(common::repo_root().join("tests/fixtures/celery_fleet"))
             .env("BROKER", fleet.redis.url())
@@ -292,5 +298,225 @@ fn a_chain_crosses_python_celery_and_wfhost_workers() {
         format!("errback saw {}", errback["failed_id"].as_str().unwrap()),
         "a Python errback of a wasm task runs on the Python worker: {errback}"
     );
+    fleet.assert_nothing_left();
+}
+
+/// The audit list's entries: how many commits of each outcome each task
+/// id has.
+fn audit(fleet: &Fleet) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut commits: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in fleet.redis.cli(&["LRANGE", AUDIT, "0", "-1"]).lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        commits
+            .entry(entry["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(entry["outcome"].as_str().unwrap().to_string());
+    }
+    commits
+}
+
+const AUDIT: &str = "wfhost.audit";
+
+#[test]
+fn workers_killed_at_random_lose_nothing_and_commit_each_task_once() {
+    if !ready("workers_killed_at_random_lose_nothing_and_commit_each_task_once") {
+        return;
+    }
+    let flags = [
+        "--visibility-timeout",
+        "2",
+        "--restore-interval",
+        "0.5",
+        "--audit-list",
+        AUDIT,
+    ];
+    let mut fleet = Fleet::start("worker-crash", 3, &flags);
+    let mut client = Command::new("python3")
+        .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
+        .arg("crash_load")
+        .env("BROKER", fleet.redis.url())
+        .env("TIMEOUT", "300")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("running the Celery client");
+    // Read as it comes: its one line is larger than a pipe holds.
+    let mut stdout = client.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    let mut kills = 0;
+    while kills < 12 && client.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(200..700)));
+        let victim = fastrand::usize(..fleet.workers.len());
+        common::kill(&mut fleet.workers[victim]);
+        kills += 1;
+        // The replacement takes the dead one's place (and name).
+        let log = std::fs::File::create(
+            fleet
+                .logs
+                .join(format!("worker-{victim}-after-{kills}.log")),
+        )
+        .unwrap();
+        fleet.workers[victim] = common::wfhost()
+            .args(["worker", "--broker", &fleet.redis.url(), "--plugins"])
+            .arg(&fleet.plugins)
+            .args(["--concurrency", "2", "--name", &format!("w{victim}")])
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = client.kill();
+            let keys = fleet.redis.keys("celery-task-meta-*").len();
+            panic!(
+                "the client never finished after {kills} kills: {} unacked, {} queued, {} delayed, \
+                 {keys} results, chord keys {:?}, {} audit entries; see {}",
+                fleet.redis.number(&["HLEN", "unacked"]),
+                fleet.redis.number(&["LLEN", "wfhost"]),
+                fleet.redis.number(&["ZCARD", "wfhost.delayed"]),
+                fleet.redis.keys("celery-taskset-meta-*"),
+                fleet.redis.number(&["LLEN", AUDIT]),
+                fleet.logs.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} kills: the load ended too soon to be a test"
+    );
+    let status = client.wait().unwrap();
+    let output = reader.join().unwrap();
+    assert!(
+        status.success(),
+        "the client failed; worker logs: {}",
+        fleet.logs.display()
+    );
+    let seen: Value = serde_json::from_str(output.lines().next().unwrap()).unwrap();
+
+    let expected: Vec<i64> = (0..200).map(|i| i + 9).collect();
+    assert_eq!(seen["values"], json!(expected), "every chain's value");
+    assert_eq!(
+        seen["chord_values"],
+        json!([19900, 39800]),
+        "every chord's value"
+    );
+
+    let commits = audit(&fleet);
+    let ids = seen["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 200 * 10 + 2 * 201);
+    for id in ids {
+        let id = id.as_str().unwrap();
+        let outcomes = commits.get(id).map(Vec::as_slice).unwrap_or_default();
+        let successes = outcomes.iter().filter(|o| *o == "SUCCESS").count();
+        assert_eq!(
+            successes, 1,
+            "task {id} committed {outcomes:?} over {kills} kills"
+        );
+    }
+    let restored = restored_by_wfhost(&fleet);
+    assert!(
+        restored > 0,
+        "no kill left a claim to restore: not a test of recovery"
+    );
+    let duplicates: usize = commits
+        .values()
+        .map(|o| o.iter().filter(|o| *o == "duplicate").count())
+        .sum();
+    println!(
+        "{kills} kills; {restored} claims restored; {} commits of {} tasks; \
+         {duplicates} redelivered successes acknowledged",
+        commits.values().map(Vec::len).sum::<usize>(),
+        ids.len()
+    );
+    fleet.assert_nothing_left();
+}
+
+/// How many claims the wfhost workers' sweeps put back, from their logs.
+fn restored_by_wfhost(fleet: &Fleet) -> u64 {
+    let mut restored = 0;
+    for entry in std::fs::read_dir(&fleet.logs).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("put back messages")) {
+            restored += line
+                .rsplit("restored=")
+                .next()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    restored
+}
+
+#[test]
+fn a_python_worker_restores_what_a_killed_wfhost_worker_held() {
+    if !ready("a_python_worker_restores_what_a_killed_wfhost_worker_held") {
+        return;
+    }
+    let flags = ["--visibility-timeout", "2", "--audit-list", AUDIT];
+    let mut fleet = Fleet::start("worker-restore", 1, &flags);
+    let sent = fleet.client(&["held_load"]).remove(0);
+    let ids: Vec<&str> = sent["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.redis.number(&["HLEN", "unacked"]) < 2 {
+        assert!(Instant::now() < deadline, "the worker never claimed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::kill(&mut fleet.workers[0]);
+    assert_eq!(
+        fleet.redis.number(&["HLEN", "unacked"]),
+        2,
+        "the dead worker's claims stay"
+    );
+
+    // Only Celery's own worker is alive: kombu's sweep must put the dead
+    // wfhost worker's claims back on the wfhost queue.
+    let python = PythonWorker::start(&fleet, &[("VISIBILITY_TIMEOUT", "2")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fleet.redis.number(&["HLEN", "unacked"]) > 0
+        || fleet.redis.number(&["LLEN", "wfhost"]) < 4
+    {
+        assert!(
+            Instant::now() < deadline,
+            "kombu did not restore the claims; see {}",
+            fleet.logs.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(python);
+
+    fleet.workers.clear();
+    fleet.add_worker(&flags);
+    let ids_text = ids.join(",");
+    let output = Command::new("python3")
+        .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
+        .arg("wait_for")
+        .env("BROKER", fleet.redis.url())
+        .env("IDS", &ids_text)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["values"], json!([0, 2, 4, 6]));
+    let commits = audit(&fleet);
+    for id in ids {
+        assert_eq!(commits[id], ["SUCCESS"], "task {id}");
+    }
     fleet.assert_nothing_left();
 }

@@ -96,6 +96,11 @@ struct RunWorker {
     /// This worker's name [default: wfhost@HOST:PID].
     #[arg(long)]
     name: Option<String>,
+    /// Append one entry per commit to this Redis list, atomically with the
+    /// commit: `{"id", "outcome", "worker"}` (an exact audit of what was
+    /// committed; it grows without bound, so trim or remove it).
+    #[arg(long, value_name = "KEY")]
+    audit_list: Option<String>,
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -165,6 +170,7 @@ async fn run(args: RunWorker) -> anyhow::Result<Finished> {
         name: args
             .name
             .unwrap_or_else(|| format!("wfhost@{}:{}", hostname(), std::process::id())),
+        audit_list: args.audit_list,
     };
     let runtime = super::execute::cached_runtime()?;
     let name = config.name.clone();

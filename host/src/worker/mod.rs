@@ -106,6 +106,10 @@ pub struct WorkerConfig {
     pub default_retry_delay: f64,
     /// This worker's name: `wfhost@HOST:PID` unless set.
     pub name: String,
+    /// A Redis list that gets one entry per commit, in the commit itself
+    /// (`{"id", "outcome", "worker"}`): an exact account of what was
+    /// committed, for audits and for tests of exactly-once commits.
+    pub audit_list: Option<String>,
 }
 
 impl WorkerConfig {

@@ -50,7 +50,14 @@ pub(super) async fn handle(shared: &Shared, claimed: Claimed) {
         Err(err) => {
             // Celery rejects what it cannot read, storing nothing.
             tracing::warn!(list = %claimed.key.escape_debug(), error = %err, "refused a message");
-            commit(shared, &claimed.tag, FollowUp::default(), None).await;
+            commit(
+                shared,
+                &claimed.tag,
+                ("", "refused"),
+                FollowUp::default(),
+                None,
+            )
+            .await;
             return;
         }
     };
@@ -74,7 +81,14 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
             &[],
             None,
         );
-        commit(shared, &claimed.tag, follow, Some(own)).await;
+        commit(
+            shared,
+            &claimed.tag,
+            (&message.id, "revoked"),
+            follow,
+            Some(own),
+        )
+        .await;
         return;
     }
     if let Some(due_ms) = message.eta_ms.filter(|due| *due > now) {
@@ -88,17 +102,24 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
             }],
             ..FollowUp::default()
         };
-        commit(shared, &claimed.tag, follow, None).await;
+        commit(shared, &claimed.tag, (&message.id, "delayed"), follow, None).await;
         return;
     }
     if message.redelivered && already_succeeded(&shared.broker, &message.id).await {
         tracing::info!("redelivered after its success was stored: acknowledged");
-        commit(shared, &claimed.tag, FollowUp::default(), None).await;
+        commit(
+            shared,
+            &claimed.tag,
+            (&message.id, "duplicate"),
+            FollowUp::default(),
+            None,
+        )
+        .await;
         return;
     }
     let (follow, own) = run(shared, claimed, message).await;
     let own = own.filter(|_| !message.ignore_result);
-    commit(shared, &claimed.tag, follow, own).await;
+    commit(shared, &claimed.tag, (&message.id, "ignored"), follow, own).await;
 }
 
 async fn already_succeeded(broker: &Broker, id: &str) -> bool {
@@ -109,7 +130,7 @@ async fn already_succeeded(broker: &Broker, id: &str) -> bool {
 }
 
 /// Runs the task and says what its end stores and sends.
-async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (FollowUp, Option<Op>) {
+async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (FollowUp, Option<Own>) {
     if message.task == ACCUMULATE {
         let value = accumulate(message);
         return (
@@ -234,7 +255,7 @@ fn wfhost_account(attempt: &Attempt, message: &TaskMessage) -> Value {
     })
 }
 
-fn outcome(shared: &Shared, message: &TaskMessage, attempt: &Attempt) -> (FollowUp, Option<Op>) {
+fn outcome(shared: &Shared, message: &TaskMessage, attempt: &Attempt) -> (FollowUp, Option<Own>) {
     let account = wfhost_account(attempt, message);
     let failed = |failure: &Failure| {
         let exception = Exception::of_failure(failure);
@@ -342,7 +363,7 @@ fn own_meta(
     traceback: Option<String>,
     children: &[String],
     account: Option<Value>,
-) -> Op {
+) -> Own {
     let meta = Meta {
         state,
         result,
@@ -355,19 +376,43 @@ fn own_meta(
         done_ms: (state != State::Retry).then(now_ms),
         wfhost: account,
     };
-    Op::Meta {
-        key: task_key(&message.id),
-        text: meta.to_text(),
+    Own {
+        state,
+        op: Op::Meta {
+            key: task_key(&message.id),
+            text: meta.to_text(),
+        },
     }
+}
+
+/// A task's own meta, and its state.
+struct Own {
+    state: State,
+    op: Op,
 }
 
 /// Counts the chord members among the follow-up, sends the bodies of the
 /// chords this worker completes, and commits everything with the
 /// acknowledgement, once.
-async fn commit(shared: &Shared, tag: &str, follow: FollowUp, own: Option<Op>) {
-    let mut ops: Vec<Op> = Vec::with_capacity(follow.ops.len() + 4);
+async fn commit(
+    shared: &Shared,
+    tag: &str,
+    (task_id, outcome): (&str, &str),
+    follow: FollowUp,
+    own: Option<Own>,
+) {
+    let outcome = own.as_ref().map_or(outcome, |own| own.state.as_str());
+    let mut ops: Vec<Op> = Vec::with_capacity(follow.ops.len() + 5);
+    if let Some(key) = &shared.config.audit_list {
+        let entry =
+            serde_json::json!({"id": task_id, "outcome": outcome, "worker": shared.config.name});
+        ops.push(Op::Push {
+            key: key.clone(),
+            message: entry.to_string(),
+        });
+    }
     // A task that ignores its result still sends on; only its meta goes.
-    ops.extend(own);
+    ops.extend(own.map(|own| own.op));
     ops.extend(follow.ops);
     let mut parts: VecDeque<ChordPart> = follow.parts.into();
     let mut rounds = 0;
