@@ -162,6 +162,7 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         "failing_chord_member",
         "link_and_link_error",
         "retry",
+        "replace",
         "expires",
         "countdown",
         "not_registered",
@@ -233,6 +234,22 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         "{retry}"
     );
     assert_eq!(retry["id_kept"], true);
+
+    let replace = &seen["replace"];
+    assert_eq!(
+        replace["value"], 41,
+        "route(20) became mul(20, 2), then add 1: {replace}"
+    );
+    assert_eq!(
+        replace["replaced"], 40,
+        "the replacement answers for the replaced id"
+    );
+    assert_eq!(
+        replace["fanned"],
+        json!([1, "two", 3]),
+        "a group replacement gives a list"
+    );
+    assert_eq!(replace["nothing"]["type"], "InvalidOutput", "{replace}");
 
     let expired = &seen["expires"];
     assert_eq!(expired["seen"]["type"], "TaskRevokedError", "{expired}");

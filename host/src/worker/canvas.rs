@@ -120,6 +120,22 @@ fn signature_list(value: Option<&Value>) -> Vec<Value> {
     }
 }
 
+/// Sets one of a signature's options, making `options` if it has none.
+fn set_option(sig: &mut Value, name: &str, value: Value) {
+    let Some(sig) = sig.as_object_mut() else {
+        return;
+    };
+    let options = sig
+        .entry("options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Some(options) = options.as_object_mut() {
+        options.insert(name.to_string(), value);
+    }
+}
+
 fn kwargs_of(sig: &Value) -> Map<String, Value> {
     sig.get("kwargs")
         .and_then(Value::as_object)
@@ -182,19 +198,9 @@ impl Sender<'_> {
                     .or_else(|| opts.get("task_id"))
                     .and_then(Value::as_str)
                     .map_or_else(new_uuid, str::to_string);
-                if let Some(body) = body.as_object_mut() {
-                    let body_options = body
-                        .entry("options")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if !body_options.is_object() {
-                        *body_options = Value::Object(Map::new());
-                    }
-                    if let Some(body_options) = body_options.as_object_mut() {
-                        body_options.insert("group_id".into(), json!(group_id));
-                        if let Some(chain) = &apply.chain {
-                            body_options.insert("chain".into(), json!(chain));
-                        }
-                    }
+                set_option(&mut body, "group_id", json!(group_id));
+                if let Some(chain) = &apply.chain {
+                    set_option(&mut body, "chain", json!(chain));
                 }
                 let header_members = members(&header);
                 if header_members.is_empty() {
@@ -227,22 +233,20 @@ impl Sender<'_> {
             "chain" => {
                 let tasks = members(sig);
                 let (first, rest) = tasks.split_first()?;
-                // Stored last first: what comes after this chain, then the
-                // chain's own later steps.
-                let mut chain = apply.chain.clone().unwrap_or_default();
-                chain.extend(rest.iter().rev().cloned());
+                // The chain's own later steps, stored last first.
+                let mut own: Vec<Value> = rest.iter().rev().cloned().collect();
                 // A chain that is a group or chord member finishes as that
                 // member: its last task carries the membership.
-                if let (Some((group, index)), Some(last)) = (&apply.group, chain.first_mut())
-                    && let Some(last_options) =
-                        last.get_mut("options").and_then(Value::as_object_mut)
-                {
-                    last_options.insert("group_id".into(), json!(group));
-                    last_options.insert("group_index".into(), json!(index));
+                if let (Some((group, index)), Some(last)) = (&apply.group, own.first_mut()) {
+                    set_option(last, "group_id", json!(group));
+                    set_option(last, "group_index", json!(index));
                     if let Some(chord) = &apply.chord {
-                        last_options.insert("chord".into(), chord.clone());
+                        set_option(last, "chord", chord.clone());
                     }
                 }
+                // What comes after the chain runs after its last step.
+                let mut chain = apply.chain.clone().unwrap_or_default();
+                chain.extend(own);
                 let (group, chord) = if rest.is_empty() {
                     (apply.group.clone(), apply.chord.clone())
                 } else {
@@ -598,6 +602,137 @@ impl Sender<'_> {
     }
 }
 
+/// How deep a replacement canvas may nest.
+const MAX_DEPTH: usize = 64;
+
+/// A canvas in wfhost's native JSON form (what a task's replacement is:
+/// a signature, `{"chain"}`, `{"group"}`, `{"chord"}` or a list) in
+/// Celery's signature form; a signature already in Celery's form is kept.
+pub fn celery_signature(native: &Value) -> Result<Value, String> {
+    fn convert(native: &Value, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH}"));
+        }
+        let list = |items: &Value| -> Result<Vec<Value>, String> {
+            items
+                .as_array()
+                .ok_or_else(|| format!("expected a list, found {items}"))?
+                .iter()
+                .map(|item| convert(item, depth + 1))
+                .collect()
+        };
+        let compound = |kind: &str, tasks: Vec<Value>| {
+            json!({"task": format!("celery.{kind}"), "subtask_type": kind, "args": [],
+                   "kwargs": {"tasks": tasks}, "options": {}, "immutable": false})
+        };
+        match native {
+            Value::Array(_) => Ok(compound("chain", list(native)?)),
+            Value::Object(map) if map.contains_key("task") => {
+                if map.get("subtask_type").is_some_and(|kind| !kind.is_null()) {
+                    return Ok(native.clone());
+                }
+                let task = map["task"].as_str().ok_or("`task` is not a string")?;
+                Ok(json!({
+                    "task": task,
+                    "args": map.get("args").cloned().unwrap_or(json!([])),
+                    "kwargs": map.get("kwargs").cloned().unwrap_or(json!({})),
+                    "options": map.get("options").cloned().unwrap_or(json!({})),
+                    "immutable": map.get("immutable").cloned().unwrap_or(json!(false)),
+                    "subtask_type": null,
+                }))
+            }
+            Value::Object(map) if map.len() == 1 => {
+                let (kind, inner) = map.iter().next().ok_or("an empty object")?;
+                match kind.as_str() {
+                    "chain" | "group" => Ok(compound(kind, list(inner)?)),
+                    "chord" => {
+                        let header = inner.get("header").ok_or("a chord needs a `header`")?;
+                        let body = inner.get("body").ok_or("a chord needs a `body`")?;
+                        Ok(
+                            json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
+                            "kwargs": {"header": compound("group", list(header)?),
+                                       "body": convert(body, depth + 1)?, "kwargs": {}},
+                            "options": {}, "immutable": false}),
+                        )
+                    }
+                    other => Err(format!("`{other}` is not a canvas")),
+                }
+            }
+            other => Err(format!("not a canvas: {other}")),
+        }
+    }
+    convert(native, 0)
+}
+
+/// Where, in a canvas, the task whose result is the canvas's result is
+/// (a JSON pointer): the signature itself, a chain's last task, a chord's
+/// body.
+fn final_task(sig: &Value) -> String {
+    match kind(sig) {
+        "chain" => match sig.pointer("/kwargs/tasks").and_then(Value::as_array) {
+            Some(tasks) if !tasks.is_empty() => {
+                let last = tasks.len() - 1;
+                format!("/kwargs/tasks/{last}{}", final_task(&tasks[last]))
+            }
+            _ => String::new(),
+        },
+        "chord" => match sig.pointer("/kwargs/body").filter(|body| body.is_object()) {
+            Some(body) => format!("/kwargs/body{}", final_task(body)),
+            None => String::new(),
+        },
+        _ => String::new(),
+    }
+}
+
+impl Sender<'_> {
+    /// What a task replaced by `replacement` sends (Celery's
+    /// `Task.replace`): the replacement, whose final task takes over the
+    /// replaced task's id, callbacks, errbacks and place in its group or
+    /// chord, followed by the rest of the replaced task's chain. A group
+    /// becomes a chord with `celery.accumulate`, so its results arrive as
+    /// one list. No result is stored for the replaced task.
+    pub fn replaced(&self, message: &TaskMessage, replacement: &Value) -> Result<FollowUp, String> {
+        let mut sig = celery_signature(replacement)?;
+        if kind(&sig) == "group" {
+            sig = json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
+                "kwargs": {"header": sig, "kwargs": {},
+                           "body": {"task": super::ACCUMULATE, "args": [], "kwargs": {"index": 0},
+                                    "options": {}, "immutable": false, "subtask_type": null}},
+                "options": {}, "immutable": false});
+        }
+        let path = final_task(&sig);
+        let Some(last) = sig.pointer_mut(&path) else {
+            return Err("the replacement has no final task".into());
+        };
+        set_option(last, "task_id", json!(message.id));
+        set_option(
+            last,
+            "replaced_task_nesting",
+            json!(message.replaced_task_nesting + 1),
+        );
+        if !message.callbacks.is_empty() {
+            set_option(last, "link", json!(message.callbacks));
+        }
+        if !message.errbacks.is_empty() {
+            set_option(last, "link_error", json!(message.errbacks));
+        }
+        let mut out = FollowUp::default();
+        let apply = Apply {
+            parent_id: Some(message.id.clone()),
+            root_id: message.root_id.clone(),
+            chain: (!message.chain.is_empty()).then(|| message.chain.clone()),
+            chord: message.chord.clone(),
+            group: message
+                .group
+                .clone()
+                .map(|group| (group, message.group_index)),
+        };
+        self.apply(&mut out, &sig, &[], apply)
+            .ok_or_else(|| "the replacement names no task".to_string())?;
+        Ok(out)
+    }
+}
+
 impl TaskMessage {
     /// A stand-in for a chord body that never ran, as the sender of the
     /// failures its chain inherits.
@@ -614,6 +749,7 @@ impl TaskMessage {
             expires_ms: None,
             time_limit: None,
             ignore_result: false,
+            replaced_task_nesting: 0,
             args: Vec::new(),
             kwargs: Map::new(),
             callbacks: Vec::new(),

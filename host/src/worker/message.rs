@@ -58,6 +58,8 @@ pub struct TaskMessage {
     pub time_limit: Option<f64>,
     /// Whether no result is to be stored.
     pub ignore_result: bool,
+    /// How many times the task was replaced on its way here.
+    pub replaced_task_nesting: u64,
     /// Positional arguments.
     pub args: Vec<Value>,
     /// Keyword arguments.
@@ -256,6 +258,7 @@ impl TaskMessage {
                 .get("ignore_result")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            replaced_task_nesting: number("replaced_task_nesting")?.unwrap_or(0),
             args,
             kwargs,
             callbacks: signatures(&embed, "callbacks")?,

@@ -347,10 +347,17 @@ fn outcome(shared: &Shared, message: &TaskMessage, attempt: &Attempt) -> (Follow
             );
             (follow, Some(own))
         }
-        AttemptResult::Replace(_) => failed(&Failure::new(
-            FailureKind::PluginError,
-            "replacing a task is not served by `wfhost worker` yet",
-        )),
+        AttemptResult::Replace(replacement) => match shared.sender().replaced(message, replacement)
+        {
+            Ok(follow) => {
+                tracing::info!("replaced");
+                (follow, None)
+            }
+            Err(why) => failed(&Failure::new(
+                FailureKind::InvalidOutput,
+                format!("the task's replacement is not a canvas: {why}"),
+            )),
+        },
         AttemptResult::Failed(failure) => failed(failure),
     }
 }
