@@ -537,3 +537,101 @@ fn a_python_worker_restores_what_a_killed_wfhost_worker_held() {
     }
     fleet.assert_nothing_left();
 }
+
+#[test]
+fn wfhost_run_sends_a_workflow_to_the_fleet_and_status_shows_it() {
+    if !ready("wfhost_run_sends_a_workflow_to_the_fleet_and_status_shows_it") {
+        return;
+    }
+    let fleet = Fleet::start("worker-run", 2, &[]);
+    let plugins = json!({
+        "math": common::plugin_dir().join("math.wasm"),
+        "testkit": common::plugin_dir().join("testkit.wasm"),
+    });
+    let run = |workflow: Value| {
+        let file = common::chain_file(&json!({"plugins": plugins, "workflow": workflow}));
+        common::Run::from(
+            common::wfhost()
+                .args(["run", "--broker", &fleet.redis.url(), "--wait", "60"])
+                .arg(&file.path)
+                .output()
+                .unwrap(),
+        )
+    };
+    // add(1, 2) = 3; a chord of add(3, 1) and add(3, 2), summed: 9.
+    let chained = run(json!({"chain": [
+        {"task": "math.add", "args": [1, 2]},
+        {"chord": {"header": [{"task": "math.add", "args": [1]}, {"task": "math.add", "args": [2]}],
+                   "body": {"task": "math.xsum"}}},
+        {"task": "math.mul", "args": [10]},
+    ]}));
+    assert_eq!(chained.code, 0, "{}", chained.stderr);
+    assert_eq!(chained.stdout.trim(), "90");
+    let grouped = run(
+        json!({"group": [{"task": "math.add", "args": [1, 1]}, {"task": "testkit.echo", "args": ["x"]}]}),
+    );
+    assert_eq!(grouped.stdout.trim(), r#"[2,"x"]"#, "{}", grouped.stderr);
+    let failed = run(json!([{"task": "testkit.fail", "args": ["no"]}]));
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("wfhost.TaskFailed: no"),
+        "{}",
+        failed.stderr
+    );
+
+    let status = common::Run::from(
+        common::wfhost()
+            .args(["worker", "status", "--broker", &fleet.redis.url(), "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let status = status.json();
+    assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
+    assert_eq!(status["queues"], json!([["wfhost", 0]]));
+    assert_eq!(status["unacked"], 0);
+    fleet.assert_nothing_left();
+}
+
+#[test]
+fn sigterm_finishes_what_runs_and_claims_nothing_more() {
+    if !ready("sigterm_finishes_what_runs_and_claims_nothing_more") {
+        return;
+    }
+    let mut fleet = Fleet::start("worker-sigterm", 1, &["--audit-list", AUDIT]);
+    let sent = fleet.client(&["held_load"]).remove(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.redis.number(&["HLEN", "unacked"]) < 2 {
+        assert!(Instant::now() < deadline, "the worker never claimed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = fleet.workers[0].id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = fleet.workers[0].wait().unwrap();
+    assert!(
+        status.success(),
+        "the worker exits 0 after SIGTERM: {status}"
+    );
+    // The two it held are done; the other two wait for another worker.
+    let ids: Vec<&str> = sent["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    let commits = audit(&fleet);
+    let done: Vec<&&str> = ids.iter().filter(|id| commits.contains_key(**id)).collect();
+    assert_eq!(done.len(), 2, "committed: {commits:?}");
+    assert_eq!(fleet.redis.number(&["HLEN", "unacked"]), 0);
+    assert_eq!(fleet.redis.number(&["LLEN", "wfhost"]), 2);
+    assert!(
+        fleet.redis.keys("wfhost.worker.*").is_empty(),
+        "the worker says it left"
+    );
+}

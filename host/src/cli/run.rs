@@ -19,6 +19,8 @@ pub struct RunArgs {
     names: Naming,
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    fleet: super::worker::FleetRun,
 }
 
 /// What names a workflow that starts.
@@ -35,6 +37,9 @@ pub struct Naming {
 }
 
 pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Finished> {
+    if args.fleet.broker.is_some() {
+        return super::worker::run_on_fleet(&args.chain, &args.fleet).await;
+    }
     let spec = if args.chain.as_os_str() == "-" {
         spec::load_stdin()?
     } else {

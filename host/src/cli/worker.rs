@@ -103,6 +103,68 @@ struct RunWorker {
     audit_list: Option<String>,
 }
 
+/// `wfhost run --broker`: the workflow runs on a fleet of workers.
+#[derive(Args)]
+pub struct FleetRun {
+    /// Send the workflow to the `wfhost worker`s on this Redis
+    /// (`redis://HOST:PORT/DB`) and wait for its result there, instead of
+    /// running it here. The workers' plugins serve its tasks; the file's
+    /// `plugins` and `defaults` are checked but not sent.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// The queue the workflow is sent to.
+    #[arg(
+        long,
+        value_name = "QUEUE",
+        default_value = "wfhost",
+        requires = "broker"
+    )]
+    queue: String,
+    /// The longest wait for the result, in seconds [default: no limit].
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, requires = "broker")]
+    wait: Option<Duration>,
+}
+
+/// Sends the chain file's workflow to a fleet and prints its result as
+/// `run` does.
+pub async fn run_on_fleet(chain: &std::path::Path, fleet: &FleetRun) -> anyhow::Result<Finished> {
+    let Some(broker) = &fleet.broker else {
+        anyhow::bail!("no --broker");
+    };
+    // The grammar is checked as for any run, so a bad file is told the
+    // same way; the workflow itself is sent as the file writes it.
+    let spec = wfhost::spec::load(chain)?;
+    if spec.on_error.is_some() {
+        anyhow::bail!(
+            "{}: `on_error` is not sent to a fleet; give the steps `link_error` instead",
+            chain.display()
+        );
+    }
+    let text = std::fs::read_to_string(chain)
+        .with_context(|| format!("cannot read {}", chain.display()))?;
+    let document: serde_json::Value = serde_json::from_str(&text)?;
+    let id = wfhost::worker::submit(broker, &document["workflow"], &fleet.queue)
+        .await
+        .with_context(|| format!("cannot send {} to {broker}", chain.display()))?;
+    eprintln!("sent as task {id} to queue {} on {broker}", fleet.queue);
+    match wfhost::worker::wait(broker, &id, fleet.wait).await? {
+        Some(wfhost::worker::FleetOutcome::Succeeded(value)) => {
+            println!("{value}");
+            Ok(Finished::Succeeded)
+        }
+        Some(wfhost::worker::FleetOutcome::Failed {
+            state, exception, ..
+        }) => {
+            eprintln!(
+                "workflow failed ({state}): {}.{}: {}",
+                exception.module, exception.kind, exception.message
+            );
+            Ok(Finished::WorkflowFailed)
+        }
+        None => anyhow::bail!("no result for task {id} within the --wait"),
+    }
+}
+
 fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text.parse().map_err(|err| format!("{err}"))?;
     if value > 0.0 && value <= 10.0 * 365.0 * 86400.0 {

@@ -99,7 +99,7 @@ fn options(sig: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn kind(sig: &Value) -> &str {
+pub(super) fn kind(sig: &Value) -> &str {
     match sig.get("subtask_type").and_then(Value::as_str) {
         Some(kind) => kind,
         None => match sig.get("task").and_then(Value::as_str) {
@@ -121,7 +121,7 @@ fn signature_list(value: Option<&Value>) -> Vec<Value> {
 }
 
 /// Sets one of a signature's options, making `options` if it has none.
-fn set_option(sig: &mut Value, name: &str, value: Value) {
+pub(super) fn set_option(sig: &mut Value, name: &str, value: Value) {
     let Some(sig) = sig.as_object_mut() else {
         return;
     };
@@ -667,7 +667,7 @@ pub fn celery_signature(native: &Value) -> Result<Value, String> {
 /// Where, in a canvas, the task whose result is the canvas's result is
 /// (a JSON pointer): the signature itself, a chain's last task, a chord's
 /// body.
-fn final_task(sig: &Value) -> String {
+pub(super) fn final_task(sig: &Value) -> String {
     match kind(sig) {
         "chain" => match sig.pointer("/kwargs/tasks").and_then(Value::as_array) {
             Some(tasks) if !tasks.is_empty() => {
@@ -730,6 +730,16 @@ impl Sender<'_> {
         self.apply(&mut out, &sig, &[], apply)
             .ok_or_else(|| "the replacement names no task".to_string())?;
         Ok(out)
+    }
+}
+
+impl Sender<'_> {
+    /// What sending a whole canvas from outside any task takes (a
+    /// producer's `apply_async()`); none when it names no task.
+    pub fn send(&self, sig: &Value) -> Option<FollowUp> {
+        let mut out = FollowUp::default();
+        self.apply(&mut out, sig, &[], Apply::default())?;
+        Some(out)
     }
 }
 

@@ -16,7 +16,7 @@
 //! The modules: `message` (Celery's message), `meta` (Celery's results),
 //! `canvas` (what a task's end sends on), `routing` (kombu's keys),
 //! `scripts` (the atomic moves), `broker` (the connections), `task` (one
-//! message, from claim to commit).
+//! message, from claim to commit), `submit` (wfhost as a producer).
 
 mod broker;
 mod canvas;
@@ -24,6 +24,7 @@ mod message;
 mod meta;
 mod routing;
 mod scripts;
+mod submit;
 mod task;
 
 use std::collections::BTreeMap;
@@ -40,7 +41,9 @@ use crate::runtime::{Limits, PluginError, Runtime};
 use crate::spec::PluginRef;
 pub use broker::{DELAYED, FleetStatus};
 pub use message::{MessageError, new_uuid};
+pub use meta::Exception;
 pub use routing::Routing;
+pub use submit::{FleetOutcome, submit, wait};
 
 /// Celery's built-in `celery.accumulate`, which a group's replacement
 /// ends with; served by every worker (it returns its arguments).

@@ -1,0 +1,137 @@
+//! wfhost as a Celery producer: a workflow (native or Celery's JSON form)
+//! sent to a fleet's queue as `chain.apply_async()` or `chord(...)()`
+//! would send it, and its result waited for as `AsyncResult.get()` waits
+//! (subscribed before it looks, so no result is missed).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::broker::Broker;
+use super::canvas::{Sender, celery_signature, final_task, kind, set_option};
+use super::message::new_uuid;
+use super::meta::{Exception, task_key};
+use super::{ACCUMULATE, Routing, WorkerError};
+
+/// How a workflow sent to a fleet ended, as its result's meta says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetOutcome {
+    /// Its final task returned this.
+    Succeeded(Value),
+    /// A task failed (or was revoked) with this exception.
+    Failed {
+        /// Celery's state: FAILURE or REVOKED.
+        state: String,
+        /// The exception as Python would raise it.
+        exception: Exception,
+        /// The readable account stored with it.
+        traceback: Option<String>,
+    },
+}
+
+/// Sends `workflow` to `queue` on the Redis at `url`, all of its first
+/// messages in one atomic step, and returns the id whose result is the
+/// workflow's. A group is sent as a chord with `celery.accumulate`, so
+/// that one id holds the list of its results.
+pub async fn submit(url: &str, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
+    let mut sig = celery_signature(workflow).map_err(WorkerError::Config)?;
+    if kind(&sig) == "group" {
+        sig = json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
+            "kwargs": {"header": sig, "kwargs": {},
+                       "body": {"task": ACCUMULATE, "args": [], "kwargs": {"index": 0},
+                                "options": {}, "immutable": false, "subtask_type": null}},
+            "options": {}, "immutable": false});
+    }
+    let path = final_task(&sig);
+    let last = sig
+        .pointer_mut(&path)
+        .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
+    let id = last
+        .pointer("/options/task_id")
+        .and_then(Value::as_str)
+        .map_or_else(new_uuid, str::to_string);
+    set_option(last, "task_id", json!(id));
+    let routing = Routing {
+        queues: vec![queue.to_string()],
+        served: Vec::new(),
+        default_queue: queue.to_string(),
+    };
+    let origin = format!("wfhost-run@{}", std::process::id());
+    let follow = Sender {
+        routing: &routing,
+        origin: &origin,
+    }
+    .send(&sig)
+    .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
+    let broker = Broker::connect(url).await?;
+    broker.commit(None, 0, &follow.ops).await?;
+    Ok(id)
+}
+
+/// Waits for the result of task `id`, at most `timeout`.
+pub async fn wait(
+    url: &str,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<FleetOutcome>, WorkerError> {
+    let key = task_key(id);
+    let client = redis::Client::open(url).map_err(|source| WorkerError::Url {
+        url: url.to_string(),
+        source,
+    })?;
+    let redis_error = |what| move |source| WorkerError::Redis { what, source };
+    let mut pubsub = client
+        .get_async_pubsub()
+        .await
+        .map_err(redis_error("subscribe to a result"))?;
+    pubsub
+        .subscribe(&key)
+        .await
+        .map_err(redis_error("subscribe to a result"))?;
+    let broker = Broker::connect(url).await?;
+    let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+    let mut messages = pubsub.on_message();
+    loop {
+        if let Some(outcome) = broker.meta(&key).await?.as_deref().and_then(outcome_of) {
+            return Ok(Some(outcome));
+        }
+        // A published meta wakes the wait at once; the look every second
+        // is for a connection that dropped a message.
+        let tick = tokio::time::sleep(Duration::from_secs(1));
+        tokio::select! {
+            message = messages.next() => {
+                if let Some(outcome) = message.and_then(|m| m.get_payload::<String>().ok()).as_deref().and_then(outcome_of) {
+                    return Ok(Some(outcome));
+                }
+            }
+            () = tick => {}
+        }
+        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            return Ok(None);
+        }
+    }
+}
+
+/// A ready meta's outcome; none for a state that is not final.
+fn outcome_of(meta: &str) -> Option<FleetOutcome> {
+    let meta: Value = serde_json::from_str(meta).ok()?;
+    let state = meta.get("status")?.as_str()?;
+    match state {
+        "SUCCESS" => Some(FleetOutcome::Succeeded(
+            meta.get("result").cloned().unwrap_or(Value::Null),
+        )),
+        "FAILURE" | "REVOKED" => Some(FleetOutcome::Failed {
+            state: state.to_string(),
+            exception: meta
+                .get("result")
+                .and_then(Exception::from_json)
+                .unwrap_or_else(|| Exception::new("builtins", "Exception", "no exception stored")),
+            traceback: meta
+                .get("traceback")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }),
+        _ => None,
+    }
+}
