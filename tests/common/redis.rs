@@ -39,18 +39,22 @@ pub fn available(test: &str) -> bool {
 impl RedisServer {
     /// Starts one and waits until it answers.
     pub fn start() -> RedisServer {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Starts one that keeps nothing on disk, as the Celery peer's
+    /// benchmark runs its Redis (for figures beside it).
+    pub fn start_volatile() -> RedisServer {
+        Self::start_with(&["--appendonly", "no"])
+    }
+
+    fn start_with(persistence: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", ""])
+            .args(persistence)
             .args(["--protected-mode", "yes", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir.path())

@@ -17,6 +17,13 @@ use super::scripts;
 /// dead: generous, as a commit of a large chord's header is one script.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Messages from this size on are staged before a commit (see `commit`).
+const STAGE_FROM_BYTES: usize = 16 << 10;
+
+/// How long a staged message waits for its commit before Redis drops it
+/// (its worker died between staging and committing).
+const STAGED_SECONDS: i64 = 3600;
+
 /// The member key of the delayed set (`wfhost.delayed`).
 pub const DELAYED: &str = "wfhost.delayed";
 
@@ -174,11 +181,37 @@ impl Broker {
         expires: u64,
         ops: &[Op],
     ) -> Result<bool, WorkerError> {
+        // Redis's Lua hashes every byte of every string it is given, so a
+        // large message is staged first by a plain command and moved by
+        // the commit.
+        let mut staged = Vec::new();
+        let mut staging = redis::pipe();
+        for op in ops {
+            if let Op::Push { message, .. } = op
+                && message.len() >= STAGE_FROM_BYTES
+            {
+                let key = format!("wfhost.staged.{}", super::message::new_uuid());
+                staging.rpush(&key, message).ignore();
+                staging.expire(&key, STAGED_SECONDS).ignore();
+                staged.push(key);
+            }
+        }
+        if !staged.is_empty() {
+            staging
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(redis_error("stage a message"))?;
+        }
+        let mut staged_keys = staged.iter();
         let mut invocation = self.scripts.commit.prepare_invoke();
         invocation.arg(tag.unwrap_or("")).arg(expires);
         for op in ops {
             match op {
                 Op::Meta { key, text } => invocation.arg("M").arg(key).arg(text),
+                Op::Push { key, message } if message.len() >= STAGE_FROM_BYTES => {
+                    let staged = staged_keys.next().map_or("", String::as_str);
+                    invocation.arg("P").arg(staged).arg(key)
+                }
                 Op::Push { key, message } => invocation.arg("L").arg(key).arg(message),
                 Op::Delay {
                     due_ms,
@@ -211,6 +244,12 @@ impl Broker {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error("commit a step"))?;
+        if committed != 1 && !staged.is_empty() {
+            let _ = redis::cmd("DEL")
+                .arg(&staged)
+                .query_async::<()>(&mut self.conn.clone())
+                .await;
+        }
         Ok(committed == 1)
     }
 

@@ -5,6 +5,7 @@
 //! §3, §5). Everything here only builds operations; `commit` carries them
 //! out at once.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::message::{Outgoing, TaskMessage, new_uuid};
@@ -85,7 +86,7 @@ struct Apply {
     parent_id: Option<String>,
     root_id: Option<String>,
     /// The rest of the chain to carry (stored order: last first).
-    chain: Option<Vec<Value>>,
+    chain: Option<Vec<Box<RawValue>>>,
     /// The chord body, for a header member.
     chord: Option<Value>,
     /// The group and index.
@@ -118,6 +119,21 @@ fn signature_list(value: Option<&Value>) -> Vec<Value> {
         Some(sig @ Value::Object(_)) => vec![sig.clone()],
         _ => Vec::new(),
     }
+}
+
+/// A signature as raw JSON, to carry along a chain unparsed.
+fn raw(sig: &Value) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(sig).ok()
+}
+
+/// Raw steps as one JSON list.
+fn parsed(steps: &[Box<RawValue>]) -> Value {
+    Value::Array(
+        steps
+            .iter()
+            .filter_map(|step| serde_json::from_str(step.get()).ok())
+            .collect(),
+    )
 }
 
 /// Sets one of a signature's options, making `options` if it has none.
@@ -200,7 +216,7 @@ impl Sender<'_> {
                     .map_or_else(new_uuid, str::to_string);
                 set_option(&mut body, "group_id", json!(group_id));
                 if let Some(chain) = &apply.chain {
-                    set_option(&mut body, "chain", json!(chain));
+                    set_option(&mut body, "chain", parsed(chain));
                 }
                 let header_members = members(&header);
                 if header_members.is_empty() {
@@ -246,7 +262,7 @@ impl Sender<'_> {
                 }
                 // What comes after the chain runs after its last step.
                 let mut chain = apply.chain.clone().unwrap_or_default();
-                chain.extend(own);
+                chain.extend(own.iter().filter_map(raw));
                 let (group, chord) = if rest.is_empty() {
                     (apply.group.clone(), apply.chord.clone())
                 } else {
@@ -305,10 +321,12 @@ impl Sender<'_> {
                     .and_then(Value::as_u64)
                     .unwrap_or(0)
                     .min(9) as u8;
-                let chain = apply
-                    .chain
-                    .clone()
-                    .unwrap_or_else(|| signature_list(opts.get("chain")));
+                let chain = apply.chain.clone().unwrap_or_else(|| {
+                    signature_list(opts.get("chain"))
+                        .iter()
+                        .filter_map(raw)
+                        .collect()
+                });
                 let message = Outgoing {
                     task,
                     id: id.clone(),
@@ -382,12 +400,14 @@ impl Sender<'_> {
                 self.apply(&mut out, &group, &partial, apply.clone());
             }
         }
-        if let Some((next, rest)) = message.chain.split_last() {
+        if let Some((next, rest)) = message.chain.split_last()
+            && let Ok(next) = serde_json::from_str::<Value>(next.get())
+        {
             let next_apply = Apply {
                 chain: Some(rest.to_vec()),
                 ..apply
             };
-            if let Some(id) = self.apply(&mut out, next, &partial, next_apply) {
+            if let Some(id) = self.apply(&mut out, &next, &partial, next_apply) {
                 out.children.push(id);
             }
         }
@@ -435,7 +455,12 @@ impl Sender<'_> {
         if state == State::Failure {
             self.fail_chain(
                 &mut out,
-                message.chain.iter().rev().cloned().collect(),
+                message
+                    .chain
+                    .iter()
+                    .rev()
+                    .filter_map(|step| serde_json::from_str(step.get()).ok())
+                    .collect(),
                 state,
                 exception,
                 traceback,

@@ -4,6 +4,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
@@ -68,8 +70,9 @@ pub struct TaskMessage {
     pub callbacks: Vec<Value>,
     /// Signatures to call with the task id on failure (`link_error`).
     pub errbacks: Vec<Value>,
-    /// The rest of the chain, last step first.
-    pub chain: Vec<Value>,
+    /// The rest of the chain, last step first, unparsed: it only passes
+    /// through (a long chain's message carries every later step).
+    pub chain: Vec<Box<RawValue>>,
     /// The chord body this task is a header member of.
     pub chord: Option<Value>,
     /// The message's priority, 0 (first) to 9.
@@ -119,10 +122,28 @@ fn instant_header(
     }
 }
 
-fn signatures(embed: &Map<String, Value>, name: &str) -> Result<Vec<Value>, MessageError> {
-    match embed.get(name) {
+/// The body: `[args, kwargs, embed]`, each of which may be null.
+#[derive(Deserialize)]
+struct Body(
+    Option<Vec<Value>>,
+    Option<Map<String, Value>>,
+    Option<Embed>,
+);
+
+/// The canvas a message carries. A chain's later steps stay raw.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Embed {
+    callbacks: Option<Value>,
+    errbacks: Option<Value>,
+    chain: Option<Vec<Box<RawValue>>>,
+    chord: Option<Value>,
+}
+
+fn signatures(value: Option<Value>, name: &str) -> Result<Vec<Value>, MessageError> {
+    match value {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(items.clone()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(items),
         Some(other) => Err(MessageError::Body(format!(
             "`{name}` is not a list of signatures: {other}"
         ))),
@@ -169,38 +190,20 @@ impl TaskMessage {
             .and_then(|p| p.get("body_encoding"))
             .and_then(Value::as_str)
             .is_some_and(|e| e == "base64");
-        let body: Value = if base64 {
-            let bytes = BASE64
+        let bytes = if base64 {
+            BASE64
                 .decode(body_text)
-                .map_err(|err| MessageError::Body(format!("not base64: {err}")))?;
-            serde_json::from_slice(&bytes).map_err(|err| MessageError::Body(err.to_string()))?
+                .map_err(|err| MessageError::Body(format!("not base64: {err}")))?
         } else {
-            serde_json::from_str(body_text).map_err(|err| MessageError::Body(err.to_string()))?
+            body_text.as_bytes().to_vec()
         };
-        let Value::Array(mut parts) = body else {
-            return Err(MessageError::Body("not a list".into()));
-        };
-        if parts.len() != 3 {
-            return Err(MessageError::Body(format!("{} items, not 3", parts.len())));
-        }
-        let embed = match parts.pop() {
-            Some(Value::Object(embed)) => embed,
-            Some(Value::Null) => Map::new(),
-            _ => return Err(MessageError::Body("the embed is not an object".into())),
-        };
-        let kwargs = match parts.pop() {
-            Some(Value::Object(kwargs)) => kwargs,
-            Some(Value::Null) => Map::new(),
-            _ => return Err(MessageError::Body("kwargs is not an object".into())),
-        };
-        let args = match parts.pop() {
-            Some(Value::Array(args)) => args,
-            Some(Value::Null) => Vec::new(),
-            _ => return Err(MessageError::Body("args is not a list".into())),
-        };
-        let chord = match embed.get("chord") {
+        let Body(args, kwargs, embed) =
+            serde_json::from_slice(&bytes).map_err(|err| MessageError::Body(err.to_string()))?;
+        let (args, kwargs) = (args.unwrap_or_default(), kwargs.unwrap_or_default());
+        let embed = embed.unwrap_or_default();
+        let chord = match embed.chord {
             None | Some(Value::Null) => None,
-            Some(chord @ Value::Object(_)) => Some(chord.clone()),
+            Some(chord @ Value::Object(_)) => Some(chord),
             Some(other) => {
                 return Err(MessageError::Body(format!(
                     "`chord` is not a signature: {other}"
@@ -261,9 +264,9 @@ impl TaskMessage {
             replaced_task_nesting: number("replaced_task_nesting")?.unwrap_or(0),
             args,
             kwargs,
-            callbacks: signatures(&embed, "callbacks")?,
-            errbacks: signatures(&embed, "errbacks")?,
-            chain: signatures(&embed, "chain")?,
+            callbacks: signatures(embed.callbacks, "callbacks")?,
+            errbacks: signatures(embed.errbacks, "errbacks")?,
+            chain: embed.chain.unwrap_or_default(),
             chord,
             priority,
             redelivered,
@@ -323,7 +326,7 @@ pub struct Outgoing {
     /// `link_error`.
     pub errbacks: Vec<Value>,
     /// The rest of the chain, last step first.
-    pub chain: Vec<Value>,
+    pub chain: Vec<Box<RawValue>>,
     /// The chord body, for a header member.
     pub chord: Option<Value>,
     /// Retries spent.
@@ -349,20 +352,14 @@ impl Outgoing {
     /// `_inplace_augment_message` make it, with `delivery_tag` and `origin`.
     pub fn envelope(&self, delivery_tag: &str, origin: &str) -> String {
         let optional = |value: &Option<String>| value.as_ref().map_or(Value::Null, |v| json!(v));
-        let list_or_null = |items: &Vec<Value>| {
-            if items.is_empty() {
-                Value::Null
-            } else {
-                json!(items)
-            }
+        let embed = EmbedOut {
+            callbacks: (!self.callbacks.is_empty()).then_some(&self.callbacks),
+            errbacks: (!self.errbacks.is_empty()).then_some(&self.errbacks),
+            chain: (!self.chain.is_empty()).then_some(&self.chain),
+            chord: self.chord.as_ref(),
         };
-        let embed = json!({
-            "callbacks": list_or_null(&self.callbacks),
-            "errbacks": list_or_null(&self.errbacks),
-            "chain": list_or_null(&self.chain),
-            "chord": self.chord.clone().unwrap_or(Value::Null),
-        });
-        let body = json!([self.args, self.kwargs, embed]).to_string();
+        let body = serde_json::to_string(&(&self.args, &self.kwargs, embed))
+            .unwrap_or_else(|_| "[[], {}, {}]".to_string());
         let argsrepr = Value::Array(self.args.clone()).to_string();
         json!({
             "body": BASE64.encode(body),
@@ -403,6 +400,15 @@ impl Outgoing {
     }
 }
 
+/// The embed as sent: nulls where there is nothing.
+#[derive(Serialize)]
+struct EmbedOut<'a> {
+    callbacks: Option<&'a Vec<Value>>,
+    errbacks: Option<&'a Vec<Value>>,
+    chain: Option<&'a Vec<Box<RawValue>>>,
+    chord: Option<&'a Value>,
+}
+
 /// A fresh random id in UUID 4 form, as Celery's ids and delivery tags are.
 pub fn new_uuid() -> String {
     let bits = fastrand::u128(..);
@@ -433,7 +439,8 @@ mod tests {
         assert_eq!(message.id, "f07ba015-57ba-4c57-ba2e-03c538915bd1");
         assert_eq!(message.args, [json!(2), json!(2)]);
         assert_eq!(message.chain.len(), 2);
-        assert_eq!(message.chain[1]["args"], json!([4]));
+        let next: Value = serde_json::from_str(message.chain[1].get()).unwrap();
+        assert_eq!(next["args"], json!([4]));
         assert_eq!(message.routing_key, "celery");
         assert!(!message.redelivered && message.eta_ms.is_none());
     }

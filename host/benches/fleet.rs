@@ -1,0 +1,193 @@
+//! `wfhost worker` beside Celery's own worker, on the Celery peer's
+//! scenarios (../shared/peers/celery/): a 1,000-step chain, 100 ten-step
+//! chains at once, a 1,000-member chord, and one-step latency, each sent
+//! by Celery's Python client to the same Redis on the same machine, in
+//! one run — served by Celery's worker (prefork, 2 processes, as the peer
+//! runs it) and by 1, 2 and 4 `wfhost worker` processes.
+//!
+//! Run with `cargo bench -p wfhost --bench fleet`. Figures are printed,
+//! never asserted: this machine is shared and noisy. Each figure is the
+//! median of its rounds.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use serde_json::Value;
+use support::median;
+
+const ROUNDS: usize = 3;
+const SCENARIOS: [(&str, &str); 4] = [
+    ("chain", "chain of 1,000 add"),
+    ("chains", "100 chains × 10 add"),
+    ("chord", "chord of 1,000 add → xsum"),
+    ("latency", "one step, submit to result"),
+];
+
+fn peer_dir() -> std::path::PathBuf {
+    common::repo_root().join("../shared/peers/celery")
+}
+
+/// Runs one scenario with Celery's client; the median of its rounds.
+fn scenario(broker: &str, backend: &str, name: &str) -> Result<Duration, String> {
+    let output = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/celery_fleet.py"))
+        .args(["--broker", broker, "--backend", backend, "--scenario", name])
+        .args(["--rounds", &ROUNDS.to_string()])
+        .output()
+        .map_err(|err| format!("python3: {err}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(stderr.lines().last().unwrap_or("failed").to_string());
+    }
+    let report: Value = serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
+    Ok(median(
+        report["seconds"]
+            .as_array()
+            .ok_or("no seconds")?
+            .iter()
+            .filter_map(Value::as_f64)
+            .map(Duration::from_secs_f64)
+            .collect(),
+    ))
+}
+
+fn stop(children: &mut Vec<Child>) {
+    for child in children.iter_mut() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for child in children.iter_mut() {
+        let _ = child.wait();
+    }
+    children.clear();
+}
+
+/// Every scenario against whatever serves the `celery` queue now.
+fn all_scenarios(broker: &str, backend: &str) -> Vec<Result<Duration, String>> {
+    SCENARIOS
+        .iter()
+        .map(|(name, _)| scenario(broker, backend, name))
+        .collect()
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    if !common::redis::available("fleet bench") || !common::celery_is_installed() {
+        return;
+    }
+    let redis = RedisServer::start_volatile();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.toml");
+    // The peer's task names, `tasks.add` and `tasks.xsum`, served by math.
+    std::fs::write(
+        &plugins,
+        format!("tasks = {:?}\n", common::plugin_dir().join("math.wasm")),
+    )
+    .unwrap();
+    let url = |db: u8| format!("redis://127.0.0.1:{}/{db}", redis.port);
+
+    // Celery's worker, as the peer runs it: broker db 0, results db 1.
+    let mut celery = vec![
+        Command::new("python3")
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "--concurrency=2",
+                "--pool=prefork",
+            ])
+            .args([
+                "-l",
+                "warning",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ])
+            .current_dir(peer_dir())
+            .env("CELERY_BENCH_REDIS_PORT", redis.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting Celery's worker"),
+    ];
+    let mut columns = vec![(
+        "Celery 5.7 prefork ×2".to_string(),
+        all_scenarios(&url(0), &url(1)),
+    )];
+    stop(&mut celery);
+    redis.cli(&["FLUSHALL"]);
+
+    for processes in [1, 2, 4] {
+        let mut workers: Vec<Child> = (0..processes)
+            .map(|index| {
+                Command::new(env!("CARGO_BIN_EXE_wfhost"))
+                    .args([
+                        "-q",
+                        "worker",
+                        "--broker",
+                        &url(0),
+                        "--queues",
+                        "celery",
+                        "--plugins",
+                    ])
+                    .arg(&plugins)
+                    .args(["--concurrency", "2", "--name", &format!("bench{index}")])
+                    .env("WFHOST_CACHE_DIR", dir.path().join("cache"))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("starting wfhost worker")
+            })
+            .collect();
+        // Results on the broker's Redis: a step's result is committed with
+        // the messages it sends.
+        columns.push((
+            format!("wfhost worker ×{processes}"),
+            all_scenarios(&url(0), &url(0)),
+        ));
+        stop(&mut workers);
+        redis.cli(&["FLUSHALL"]);
+    }
+
+    println!(
+        "\nCelery's client, one Redis, this machine; median of {ROUNDS} rounds (latency: of 50 per round)\n"
+    );
+    print!("{:<28}", "scenario");
+    for (name, _) in &columns {
+        print!("{name:>24}");
+    }
+    println!("{:>14}", "best ratio");
+    for (row, (_, label)) in SCENARIOS.iter().enumerate() {
+        print!("{label:<28}");
+        for (_, figures) in &columns {
+            match &figures[row] {
+                Ok(time) => print!("{:>21.1} ms", time.as_secs_f64() * 1000.0),
+                Err(err) => print!(
+                    "{:>24}",
+                    format!("failed: {}", err.chars().take(12).collect::<String>())
+                ),
+            }
+        }
+        let celery = columns[0].1[row].as_ref().ok();
+        let best = columns[1..]
+            .iter()
+            .filter_map(|(_, figures)| figures[row].as_ref().ok())
+            .min();
+        match (celery, best) {
+            (Some(celery), Some(best)) => {
+                println!("{:>13.1}×", celery.as_secs_f64() / best.as_secs_f64())
+            }
+            _ => println!("{:>14}", "–"),
+        }
+    }
+}
