@@ -196,10 +196,15 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
     );
 
     let member = &seen["failing_chord_member"];
-    assert_eq!(
-        member["seen"]["type"], "TaskFailed",
-        "the member's error is raised first: {member}"
-    );
+    // `get()` raises the member's error when the member has failed by the
+    // time it looks at the parents, else the body's ChordError, which
+    // names it (so with Celery's own worker too).
+    let raised = member["seen"]["message"].as_str().unwrap();
+    match member["seen"]["type"].as_str().unwrap() {
+        "TaskFailed" => assert_eq!(raised, "member"),
+        "ChordError" => assert!(raised.ends_with("raised TaskFailed('member')"), "{member}"),
+        other => panic!("raised {other}: {member}"),
+    }
     assert_eq!(member["body_state"], "FAILURE");
     assert_eq!(member["body_error"]["type"], "ChordError", "{member}");
     assert_eq!(member["body_raised"]["type"], "ChordError", "{member}");
@@ -634,4 +639,50 @@ fn sigterm_finishes_what_runs_and_claims_nothing_more() {
         fleet.redis.keys("wfhost.worker.*").is_empty(),
         "the worker says it left"
     );
+}
+
+#[test]
+fn a_bad_plugins_file_or_broker_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.toml");
+    let worker = |plugins: &std::path::Path, broker: &str| {
+        common::Run::from(
+            common::wfhost()
+                .args(["worker", "--broker", broker, "--plugins"])
+                .arg(plugins)
+                .output()
+                .unwrap(),
+        )
+    };
+    std::fs::write(&plugins, "math = [1, 2\n").unwrap();
+    let run = worker(&plugins, "redis://127.0.0.1:9/0");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("plugins.toml") && run.stderr.contains("malformed TOML"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(&plugins, "math = { path = \"math.wasm\", colour = 1 }\n").unwrap();
+    let run = worker(&plugins, "redis://127.0.0.1:9/0");
+    assert!(
+        run.stderr.contains("plugins.toml") && run.stderr.contains("colour"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(
+        &plugins,
+        format!("math = {:?}\n", common::plugin_dir().join("math.wasm")),
+    )
+    .unwrap();
+    // Port 9 (discard) on the loopback: nothing listens there.
+    let run = worker(&plugins, "redis://127.0.0.1:9/0");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot start the worker on redis://127.0.0.1:9/0"),
+        "{}",
+        run.stderr
+    );
+    let run = worker(&plugins, "http://127.0.0.1:9/");
+    assert!(run.stderr.contains("is not a Redis URL"), "{}", run.stderr);
 }

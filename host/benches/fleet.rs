@@ -18,8 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use serde_json::Value;
-use support::median;
 
 const ROUNDS: usize = 3;
 const SCENARIOS: [(&str, &str); 4] = [
@@ -33,28 +31,16 @@ fn peer_dir() -> std::path::PathBuf {
     common::repo_root().join("../shared/peers/celery")
 }
 
-/// Runs one scenario with Celery's client; the median of its rounds.
-fn scenario(broker: &str, backend: &str, name: &str) -> Result<Duration, String> {
+/// Runs one scenario with Celery's client; the median of its rounds, and
+/// of the time the client took only to send.
+fn scenario(broker: &str, backend: &str, name: &str) -> Result<(Duration, Duration), String> {
     let output = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/celery_fleet.py"))
         .args(["--broker", broker, "--backend", backend, "--scenario", name])
         .args(["--rounds", &ROUNDS.to_string()])
-        .output()
-        .map_err(|err| format!("python3: {err}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(stderr.lines().last().unwrap_or("failed").to_string());
-    }
-    let report: Value = serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
-    Ok(median(
-        report["seconds"]
-            .as_array()
-            .ok_or("no seconds")?
-            .iter()
-            .filter_map(Value::as_f64)
-            .map(Duration::from_secs_f64)
-            .collect(),
-    ))
+        .output();
+    let (total, report) = support::median_of_field(output, "seconds")?;
+    Ok((total, support::median_in(&report, "send")?))
 }
 
 fn stop(children: &mut Vec<Child>) {
@@ -70,7 +56,7 @@ fn stop(children: &mut Vec<Child>) {
 }
 
 /// Every scenario against whatever serves the `celery` queue now.
-fn all_scenarios(broker: &str, backend: &str) -> Vec<Result<Duration, String>> {
+fn all_scenarios(broker: &str, backend: &str) -> Vec<Result<(Duration, Duration), String>> {
     SCENARIOS
         .iter()
         .map(|(name, _)| scenario(broker, backend, name))
@@ -166,28 +152,34 @@ fn main() {
     for (name, _) in &columns {
         print!("{name:>24}");
     }
-    println!("{:>14}", "best ratio");
+    println!("{:>14}{:>22}", "best ratio", "client's sending");
     for (row, (_, label)) in SCENARIOS.iter().enumerate() {
         print!("{label:<28}");
         for (_, figures) in &columns {
             match &figures[row] {
-                Ok(time) => print!("{:>21.1} ms", time.as_secs_f64() * 1000.0),
+                Ok((total, _)) => print!("{:>21.1} ms", total.as_secs_f64() * 1000.0),
                 Err(err) => print!(
                     "{:>24}",
                     format!("failed: {}", err.chars().take(12).collect::<String>())
                 ),
             }
         }
-        let celery = columns[0].1[row].as_ref().ok();
+        let celery = columns[0].1[row].as_ref().ok().map(|(total, _)| *total);
         let best = columns[1..]
             .iter()
-            .filter_map(|(_, figures)| figures[row].as_ref().ok())
+            .filter_map(|(_, figures)| figures[row].as_ref().ok().map(|(total, _)| *total))
             .min();
         match (celery, best) {
             (Some(celery), Some(best)) => {
-                println!("{:>13.1}×", celery.as_secs_f64() / best.as_secs_f64())
+                print!("{:>13.1}×", celery.as_secs_f64() / best.as_secs_f64())
             }
-            _ => println!("{:>14}", "–"),
+            _ => print!("{:>14}", "–"),
+        }
+        // What the client alone spends, in the Celery run: no worker's
+        // figure can be below it.
+        match &columns[0].1[row] {
+            Ok((_, send)) => println!("{:>19.1} ms", send.as_secs_f64() * 1000.0),
+            Err(_) => println!(),
         }
     }
 }

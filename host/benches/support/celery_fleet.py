@@ -8,7 +8,8 @@ Scenarios (../shared/peers/celery/bench.py): `chain` (`add.s(0, 1) | add.s(1)
 | …`, 1000 steps), `chains` (100 ten-step chains at once), `chord` (1000
 `add` members and `xsum`), `latency` (one `add.delay(1, 1).get()`, the
 median of 50 per round). Prints one JSON line {"seconds": [...]}, a figure
-per round, each checked against the right answer.
+per round, each checked against the right answer, and {"send": [...]}, how
+long the client took only to send (the floor under any worker's figure).
 """
 
 import argparse
@@ -37,24 +38,37 @@ def main():
     xsum = signature("tasks.xsum", app=app)
     n = options.steps
 
-    def run_chain():
-        return chain(add(0, 1), *[add(1) for _ in range(n - 1)]).apply_async().get(timeout=600), n
+    send = []
 
-    def run_chains():
-        sent = [chain(add(0, 1), *[add(1) for _ in range(9)]).apply_async() for _ in range(n // 10)]
-        return [r.get(timeout=600) for r in sent], [10] * (n // 10)
+    def sent(started):
+        send.append(time.perf_counter() - started)
 
-    def run_chord():
-        return chord([add(i, 1) for i in range(n)])(xsum).get(timeout=600), sum(i + 1 for i in range(n))
+    def run_chain(started):
+        result = chain(add(0, 1), *[add(1) for _ in range(n - 1)]).apply_async()
+        sent(started)
+        return result.get(timeout=600), n
+
+    def run_chains(started):
+        results = [chain(add(0, 1), *[add(1) for _ in range(9)]).apply_async() for _ in range(n // 10)]
+        sent(started)
+        return [r.get(timeout=600) for r in results], [10] * (n // 10)
+
+    def run_chord(started):
+        result = chord([add(i, 1) for i in range(n)])(xsum)
+        sent(started)
+        return result.get(timeout=600), sum(i + 1 for i in range(n))
 
     def run_latency():
-        samples = []
+        samples, sends = [], []
         for _ in range(50):
             started = time.perf_counter()
-            value = add(1, 1).apply_async().get(timeout=60)
+            result = add(1, 1).apply_async()
+            sends.append(time.perf_counter() - started)
+            value = result.get(timeout=60)
             samples.append(time.perf_counter() - started)
             if value != 2:
                 sys.exit(f"add(1, 1) gave {value!r}")
+        send.append(statistics.median(sends))
         return statistics.median(samples)
 
     add(0, 0).apply_async().get(timeout=60)  # the workers are up and warm
@@ -65,11 +79,11 @@ def main():
             continue
         shape = {"chain": run_chain, "chains": run_chains, "chord": run_chord}[options.scenario]
         started = time.perf_counter()
-        result, expected = shape()
+        result, expected = shape(started)
         seconds.append(time.perf_counter() - started)
         if result != expected:
             sys.exit(f"{options.scenario} gave {str(result)[:200]}, not {str(expected)[:200]}")
-    print(json.dumps({"seconds": seconds}))
+    print(json.dumps({"seconds": seconds, "send": send}))
 
 
 if __name__ == "__main__":

@@ -61,14 +61,34 @@ pub fn celery(shape: &str, steps: usize, rounds: usize) -> Result<Duration, Stri
             "--rounds",
             &rounds.to_string(),
         ])
-        .output()
-        .map_err(|err| format!("python3: {err}"))?;
+        .output();
+    median_of_report(output)
+}
+
+/// The median of the `{"seconds": [...]}` a benchmark script printed, or
+/// the last line of what it said on failing.
+pub fn median_of_report(output: std::io::Result<std::process::Output>) -> Result<Duration, String> {
+    median_of_field(output, "seconds").map(|(median, _)| median)
+}
+
+/// The median of the list `field` of the JSON a benchmark script printed,
+/// and the whole report.
+pub fn median_of_field(
+    output: std::io::Result<std::process::Output>,
+    field: &str,
+) -> Result<(Duration, Value), String> {
+    let output = output.map_err(|err| format!("python3: {err}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(stderr.lines().last().unwrap_or("failed").to_string());
     }
     let report: Value = serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
-    let seconds = report["seconds"].as_array().ok_or("no seconds")?;
+    Ok((median_in(&report, field)?, report))
+}
+
+/// The median of the list of seconds at `field` of `report`.
+pub fn median_in(report: &Value, field: &str) -> Result<Duration, String> {
+    let seconds = report[field].as_array().ok_or(format!("no {field}"))?;
     Ok(median(
         seconds
             .iter()

@@ -798,3 +798,131 @@ impl TaskMessage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing() -> Routing {
+        Routing {
+            queues: vec!["wfhost".into()],
+            served: vec!["math".into()],
+            default_queue: "celery".into(),
+        }
+    }
+
+    fn pushed(out: &FollowUp) -> Vec<TaskMessage> {
+        out.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Push { message, .. } | Op::Delay { message, .. } => {
+                    Some(TaskMessage::parse(message).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_next_step_of_a_captured_chain_gets_the_result() {
+        let message = TaskMessage::parse(include_str!("testdata/chain_head.json")).unwrap();
+        let routing = routing();
+        let sender = Sender {
+            routing: &routing,
+            origin: "test",
+        };
+        let out = sender.succeeded(&message, &json!(4));
+        let sent = pushed(&out);
+        assert_eq!(sent.len(), 1);
+        let next = &sent[0];
+        assert_eq!(
+            next.id, "12030c79-ecbc-4039-8822-e72e125ae546",
+            "the frozen id"
+        );
+        assert_eq!(next.args, [json!(4), json!(4)]);
+        assert_eq!(next.parent_id.as_deref(), Some(message.id.as_str()));
+        assert_eq!(next.root_id, message.root_id);
+        assert_eq!(next.chain.len(), 1, "the rest of the chain rides along");
+        assert_eq!(next.routing_key, "celery", "tasks.add is not served here");
+        assert_eq!(out.children, std::slice::from_ref(&next.id));
+    }
+
+    #[test]
+    fn a_native_canvas_becomes_celerys_and_a_chord_sets_its_size() {
+        let native = json!({"chain": [
+            {"task": "math.add", "args": [1, 2]},
+            {"chord": {"header": [{"task": "math.add", "args": [1]}, {"task": "math.add", "args": [2]}],
+                       "body": {"task": "math.xsum"}}},
+        ]});
+        let sig = celery_signature(&native).unwrap();
+        assert_eq!(kind(&sig), "chain");
+        assert_eq!(final_task(&sig), "/kwargs/tasks/1/kwargs/body");
+        assert!(celery_signature(&json!({"nope": []})).is_err());
+        assert!(celery_signature(&json!(3)).is_err());
+
+        let chord = &sig["kwargs"]["tasks"][1];
+        let routing = routing();
+        let sender = Sender {
+            routing: &routing,
+            origin: "test",
+        };
+        let out = sender.send(chord).unwrap();
+        let sent = pushed(&out);
+        assert_eq!(sent.len(), 2);
+        let group = sent[0].group.clone().unwrap();
+        assert!(out.ops.contains(&Op::Set {
+            key: group_key(&group, ".s"),
+            value: "2".into()
+        }));
+        assert_eq!(
+            (sent[0].group_index, sent[1].group_index),
+            (Some(0), Some(1))
+        );
+        let body = sent[0].chord.as_ref().unwrap();
+        assert_eq!(body["task"], "math.xsum");
+        assert_eq!(body["options"]["group_id"], json!(group));
+        assert_eq!(sent[0].routing_key, "wfhost");
+    }
+
+    #[test]
+    fn a_failure_reaches_every_later_step_and_the_errbacks() {
+        let later = json!({"task": "math.add", "args": [1], "options": {"task_id": "later"}});
+        let next = json!({"task": "math.add", "args": [2], "options": {"task_id": "next"}});
+        let errback = json!({"task": "math.echo", "args": [], "options": {}});
+        let message = TaskMessage::parse(
+            &Outgoing {
+                task: "math.fail".into(),
+                id: "failed".into(),
+                chain: [&later, &next].iter().filter_map(|s| raw(s)).collect(),
+                errbacks: vec![errback],
+                queue: "wfhost".into(),
+                ..Outgoing::default()
+            }
+            .envelope("tag", "test"),
+        )
+        .unwrap();
+        let routing = routing();
+        let sender = Sender {
+            routing: &routing,
+            origin: "test",
+        };
+        let error = Exception::new("builtins", "ValueError", "x");
+        let out = sender.failed(&message, State::Failure, &error, "tb");
+        let marked: Vec<&str> = out
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Meta { key, .. } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(marked, ["celery-task-meta-next", "celery-task-meta-later"]);
+        let sent = pushed(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].args,
+            [json!("failed")],
+            "an errback gets the failed id"
+        );
+    }
+}
