@@ -686,3 +686,27 @@ fn a_bad_plugins_file_or_broker_is_named() {
     let run = worker(&plugins, "http://127.0.0.1:9/");
     assert!(run.stderr.contains("is not a Redis URL"), "{}", run.stderr);
 }
+
+#[test]
+fn workers_outlive_a_restart_of_their_redis() {
+    if !ready("workers_outlive_a_restart_of_their_redis") {
+        return;
+    }
+    let mut fleet = Fleet::start("worker-redis-restart", 1, &[]);
+    assert_eq!(
+        by_scenario(fleet.client(&["send_task"]))["send_task"]["value"],
+        5
+    );
+    fleet.redis.restart();
+    // The worker reconnects by itself; the client's first tries may meet
+    // a worker still waiting to reconnect, which is what `get()` waits out.
+    assert_eq!(
+        by_scenario(fleet.client(&["send_task"]))["send_task"]["value"],
+        5
+    );
+    assert_eq!(
+        by_scenario(fleet.client(&["chain_of_three"]))["chain_of_three"]["value"],
+        80
+    );
+    fleet.wait_for_workers(1);
+}

@@ -13,7 +13,8 @@ pub struct RedisServer {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    _dir: TempDir,
+    persistence: Vec<String>,
+    dir: TempDir,
 }
 
 /// Whether `redis-server` and `redis-cli` run here. In CI, which installs
@@ -51,28 +52,32 @@ impl RedisServer {
     fn start_with(persistence: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(persistence)
-            .args(["--protected-mode", "yes", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting redis-server");
+        let persistence: Vec<String> = persistence.iter().map(|s| s.to_string()).collect();
+        let child = spawn(port, dir.path(), &persistence);
         let server = RedisServer {
             child,
             port,
-            _dir: dir,
+            persistence,
+            dir,
         };
+        server.wait_until_it_answers();
+        server
+    }
+
+    /// Stops it by its PID and starts it again on the same port and data
+    /// directory (what it wrote to its append-only file is still there).
+    pub fn restart(&mut self) {
+        super::kill(&mut self.child);
+        self.child = spawn(self.port, self.dir.path(), &self.persistence);
+        self.wait_until_it_answers();
+    }
+
+    fn wait_until_it_answers(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while server.try_cli(&["PING"]).as_deref() != Some("PONG") {
+        while self.try_cli(&["PING"]).as_deref() != Some("PONG") {
             assert!(Instant::now() < deadline, "redis-server did not answer");
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -113,11 +118,20 @@ impl RedisServer {
             .filter(|line| !line.is_empty())
             .collect()
     }
+}
 
-    /// Writes the server's data directory path (for debugging).
-    pub fn dir(&self) -> &Path {
-        self._dir.path()
-    }
+fn spawn(port: u16, dir: &Path, persistence: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(persistence)
+        .args(["--protected-mode", "yes", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting redis-server")
 }
 
 impl Drop for RedisServer {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, Script};
 use serde_json::Value;
 
@@ -16,6 +16,9 @@ use super::scripts;
 /// How long a script or read may take before the connection is thought
 /// dead: generous, as a commit of a large chord's header is one script.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Messages from this size on are staged before a commit (see `commit`).
 const STAGE_FROM_BYTES: usize = 16 << 10;
@@ -62,8 +65,8 @@ pub enum PartCounted {
 /// The connections of one worker.
 #[derive(Clone)]
 pub struct Broker {
-    conn: MultiplexedConnection,
-    waiter: MultiplexedConnection,
+    conn: ConnectionManager,
+    waiter: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -88,17 +91,28 @@ impl Broker {
             url: url.to_string(),
             source,
         })?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
+        // One plain connection first, so that a broker that is not there
+        // is told at once rather than after the reconnecting backoff.
+        let probe = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        client
+            .get_multiplexed_async_connection_with_config(&probe)
+            .await
+            .map_err(redis_error("connect"))?;
+        // Then connections that reconnect by themselves: a worker outlives
+        // a restart of its Redis (what was claimed then comes back after
+        // the visibility timeout).
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_max_delay(Duration::from_secs(2));
         let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+            .get_connection_manager_with_config(config.clone())
             .await
             .map_err(redis_error("connect"))?;
         let waiter = client
-            .get_multiplexed_async_connection_with_config(
-                &config.clone().set_response_timeout(None),
-            )
+            .get_connection_manager_with_config(config.set_response_timeout(None))
             .await
             .map_err(redis_error("connect"))?;
         let scripts = std::sync::Arc::new(Scripts {
