@@ -710,3 +710,74 @@ fn workers_outlive_a_restart_of_their_redis() {
     );
     fleet.wait_for_workers(1);
 }
+
+#[test]
+fn priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_once() {
+    if !ready("priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_once") {
+        return;
+    }
+    let flags = [
+        "--visibility-timeout",
+        "1",
+        "--restore-interval",
+        "0.2",
+        "--audit-list",
+        AUDIT,
+    ];
+    let mut fleet = Fleet::start("worker-priority", 0, &flags);
+    let sent = fleet.client(&["priorities"]).remove(0);
+    let log = std::fs::File::create(fleet.logs.join("worker.log")).unwrap();
+    fleet.workers.push(
+        common::wfhost()
+            .args(["worker", "--broker", &fleet.redis.url(), "--plugins"])
+            .arg(&fleet.plugins)
+            .args(["--concurrency", "1"])
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let ids: Vec<String> = ["high", "low"]
+        .iter()
+        .flat_map(|level| sent[*level].as_array().unwrap().clone())
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    let output = Command::new("python3")
+        .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
+        .args(["wait_for", "countdown"])
+        .env("BROKER", fleet.redis.url())
+        .env("IDS", ids.join(","))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let order: Vec<String> = fleet
+        .redis
+        .cli(&["LRANGE", AUDIT, "0", "-1"])
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|entry| ids.contains(&entry["id"].as_str().unwrap().to_string()))
+        .map(|entry| entry["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order, ids,
+        "the priority 0 tasks ran before the priority 9 ones"
+    );
+    // The countdown (1.5 s) outlasts the visibility timeout (1 s): held in
+    // the delayed set, not in a worker's claim, it runs once.
+    let commits = audit(&fleet);
+    let countdown: Vec<&Vec<String>> = commits
+        .iter()
+        .filter(|(id, _)| !ids.contains(id))
+        .map(|(_, outcomes)| outcomes)
+        .collect();
+    assert_eq!(
+        countdown,
+        [&vec!["delayed".to_string(), "SUCCESS".to_string()]]
+    );
+    fleet.assert_nothing_left();
+}

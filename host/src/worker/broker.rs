@@ -227,6 +227,7 @@ impl Broker {
                     invocation.arg("P").arg(staged).arg(key)
                 }
                 Op::Push { key, message } => invocation.arg("L").arg(key).arg(message),
+                Op::Append { key, entry } => invocation.arg("R").arg(key).arg(entry),
                 Op::Delay {
                     due_ms,
                     key,

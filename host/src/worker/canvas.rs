@@ -20,6 +20,8 @@ pub enum Op {
     Meta { key: String, text: String },
     /// Pushes a message onto a list.
     Push { key: String, message: String },
+    /// Appends an entry to a list (an audit record), oldest first.
+    Append { key: String, entry: String },
     /// Holds a message in the delayed set until `due_ms`.
     Delay {
         due_ms: u64,

@@ -60,7 +60,8 @@ return 1
 ///
 /// ARGV: the claim's tag ('' for none), the result expiry in seconds (0:
 /// none), then operations: `M key meta` stores and publishes a meta unless
-/// a SUCCESS is stored there; `L key message` pushes; `P staged key` moves
+/// a SUCCESS is stored there; `L key message` pushes (where consumers take
+/// last); `R key entry` appends (an audit record); `P staged key` moves
 /// a message staged before the commit (a list of one) onto its list, so a
 /// large message never becomes a Lua string; `Z key score member`
 /// delays; `S key value` sets with the expiry; `D key` deletes;
@@ -96,6 +97,9 @@ while i <= #ARGV do
         i = i + 3
     elseif op == 'L' then
         if run then redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2]) end
+        i = i + 3
+    elseif op == 'R' then
+        if run then redis.call('RPUSH', ARGV[i + 1], ARGV[i + 2]) end
         i = i + 3
     elseif op == 'P' then
         if run then

@@ -413,9 +413,9 @@ async fn commit(
     if let Some(key) = &shared.config.audit_list {
         let entry =
             serde_json::json!({"id": task_id, "outcome": outcome, "worker": shared.config.name});
-        ops.push(Op::Push {
+        ops.push(Op::Append {
             key: key.clone(),
-            message: entry.to_string(),
+            entry: entry.to_string(),
         });
     }
     // A task that ignores its result still sends on; only its meta goes.
