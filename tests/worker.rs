@@ -30,7 +30,7 @@ impl Fleet {
         std::fs::write(
             &plugins,
             format!(
-                "math = {:?}\ntestkit = {:?}\n",
+                "math = {:?}\n[testkit]\npath = {:?}\ngrants = {{ config = {{ bucket = \"images\" }} }}\n",
                 plugin_dir.join("math.wasm"),
                 plugin_dir.join("testkit.wasm")
             ),
@@ -166,6 +166,7 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         "expires",
         "countdown",
         "not_registered",
+        "grants",
     ]));
 
     assert_eq!(seen["send_task"]["value"], 5);
@@ -267,6 +268,19 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
     let unknown = &seen["not_registered"]["seen"];
     assert_eq!(unknown["type"], "NotRegistered", "{unknown}");
     assert_eq!(unknown["message"], "'testkit.no_such_task'");
+
+    let grants = &seen["grants"];
+    assert_eq!(
+        grants["granted"], "images",
+        "plugins.toml's grants reach the task: {grants}"
+    );
+    assert!(
+        grants["refused"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{grants}"
+    );
 
     fleet.assert_nothing_left();
 }
