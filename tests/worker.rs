@@ -23,6 +23,12 @@ struct Fleet {
 
 impl Fleet {
     fn start(name: &str, workers: usize, extra: &[&str]) -> Fleet {
+        Self::start_with_plugins(name, workers, extra, "")
+    }
+
+    /// A fleet whose plugins.toml also has `more_plugins` (TOML lines,
+    /// before any table).
+    fn start_with_plugins(name: &str, workers: usize, extra: &[&str], more_plugins: &str) -> Fleet {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins.toml");
@@ -30,7 +36,7 @@ impl Fleet {
         std::fs::write(
             &plugins,
             format!(
-                "math = {:?}\n[testkit]\npath = {:?}\ngrants = {{ config = {{ bucket = \"images\" }} }}\n",
+                "{more_plugins}math = {:?}\n[testkit]\npath = {:?}\ngrants = {{ config = {{ bucket = \"images\" }} }}\n",
                 plugin_dir.join("math.wasm"),
                 plugin_dir.join("testkit.wasm")
             ),
@@ -590,6 +596,17 @@ fn wfhost_run_sends_a_workflow_to_the_fleet_and_status_shows_it() {
         json!({"group": [{"task": "math.add", "args": [1, 1]}, {"task": "testkit.echo", "args": ["x"]}]}),
     );
     assert_eq!(grouped.stdout.trim(), r#"[2,"x"]"#, "{}", grouped.stderr);
+    // Celery's own JSON form (`json.dumps(chain)`) is sent as it is.
+    let sig = |task: &str, args: Value| {
+        json!({"task": task, "args": args, "kwargs": {}, "options": {},
+               "subtask_type": null, "immutable": false})
+    };
+    let celery_form = run(
+        json!({"task": "celery.chain", "subtask_type": "chain", "args": [],
+        "kwargs": {"tasks": [sig("math.add", json!([1, 1])), sig("math.mul", json!([3]))]},
+        "options": {}, "immutable": false}),
+    );
+    assert_eq!(celery_form.stdout.trim(), "6", "{}", celery_form.stderr);
     let failed = run(json!([{"task": "testkit.fail", "args": ["no"]}]));
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert!(
@@ -793,5 +810,28 @@ fn priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_on
         countdown,
         [&vec!["delayed".to_string(), "SUCCESS".to_string()]]
     );
+    fleet.assert_nothing_left();
+}
+
+#[test]
+fn python_components_serve_on_the_fleet_beside_rust_ones() {
+    if !ready("python_components_serve_on_the_fleet_beside_rust_ones") {
+        return;
+    }
+    let Some(python) = common::sdk_component("tests/fixtures/python/celery_api.py") else {
+        return;
+    };
+    let fleet = Fleet::start_with_plugins(
+        "worker-python",
+        2,
+        &[],
+        &format!("celery_api = {python:?}\n"),
+    );
+    let seen = by_scenario(fleet.client(&["python_component"]));
+    let python = &seen["python_component"];
+    // math.add(1, 2) in Rust, then celery_api.add(3, 10) in Python.
+    assert_eq!(python["chained"], 13, "{python}");
+    // `self.retry` in Python: RETRY, then SUCCESS under the same id.
+    assert_eq!(python["patient"], 3, "{python}");
     fleet.assert_nothing_left();
 }
