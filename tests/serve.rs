@@ -613,6 +613,38 @@ fn a_flooding_tenant_does_not_stall_another() {
 }
 
 #[test]
+fn sleeping_steps_do_not_hold_the_cpu_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    // More sleeping steps than there are slots (one per core, at most a
+    // few here): each waits in a host call, on no CPU.
+    let sleeps: Vec<Value> = (0..8)
+        .map(|_| json!({"task": "testkit.sleep", "args": [4000]}))
+        .collect();
+    let sleepers = json!({"id": "sleepers", "workflow": [{"group": sleeps}]});
+    let (status, _) = server.submit(KEY_A, &sleepers);
+    assert_eq!(status, 202);
+    server.wait_for_steps(KEY_A, "sleepers", 8);
+    let started = Instant::now();
+    let (status, _) = server.submit(KEY_B, &json!({"id": "quick", "workflow": add_chain()}));
+    assert_eq!(status, 202);
+    let quick = server.wait(KEY_B, "quick");
+    let took = started.elapsed();
+    assert_eq!(quick["result"], 8);
+    let (_, sleepers) = server.get(KEY_A, "/v1/workflows/sleepers");
+    assert_eq!(
+        sleepers["status"], "running",
+        "b's two steps waited for a's sleeps to end ({took:?})"
+    );
+    let sleepers = server.wait(KEY_A, "sleepers");
+    // All eight slept at once, and their durations are their own.
+    for step in sleepers["steps"].as_array().unwrap() {
+        let ms = step["duration_ms"].as_f64().unwrap();
+        assert!((4000.0..6000.0).contains(&ms), "{step}");
+    }
+}
+
+#[test]
 fn usage_sums_match_the_step_records() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path());

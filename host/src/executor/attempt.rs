@@ -3,9 +3,11 @@
 //! and where each attempt runs (its concurrency slot, its tenant's turn,
 //! the attempt pool).
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -13,11 +15,13 @@ use serde_json::Value;
 use wfhost_canvas::{Expires, Limit, Signature, StepOptions};
 
 use super::Working;
+use super::fair::{FairScheduler, Slot};
 use super::retry::{RetryPolicy, seconds_to_duration};
 use super::walk::{AttemptsEnd, Run, replacement};
+use crate::lock::lock;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
 use crate::records::{iso8601, now_ms, parse_iso8601};
-use crate::runtime::{Attempt, AttemptResult, Invocation, Limits, Plugin, mib};
+use crate::runtime::{Attempt, AttemptResult, CpuShare, Invocation, Limits, Plugin, mib};
 use crate::store::{Flush, StoreError};
 
 tokio::task_local! {
@@ -117,14 +121,24 @@ impl Run<'_> {
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
+        // The run's slot bounds the attempts in flight and is held to the
+        // end; the tenant's turn is a CPU and is given back while the
+        // attempt waits in a host call.
+        let share = Arc::new(TurnShare {
+            fair_share: self
+                .fair_share
+                .clone()
+                .map(|scheduler| (scheduler, invocation.tenant.clone())),
+            turn: Mutex::new(turn),
+        });
         let attempt = async move {
             // Given back when the attempt ends, wherever it ran.
-            let _held = (slot, turn);
+            let _slot = slot;
             if cancel.is_cancelled() {
                 return Attempt::failed(cancelled("cancelled before it started"));
             }
             runtime
-                .run_with(&plugin, &invocation, &limits, access, cancel)
+                .run_sharing(&plugin, &invocation, &limits, access, cancel, share)
                 .await
         };
         let ended = if let Some(pool) = &self.attempt_pool {
@@ -434,5 +448,29 @@ pub(crate) fn attempt_limits(options: &StepOptions, defaults: &Limits) -> Limits
             Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
         }),
         ..defaults.clone()
+    }
+}
+
+/// An attempt's turn at the CPUs among the tenants (`serve`'s fair
+/// shares): held while it runs, given back while it waits in a host call,
+/// and taken again in the tenant's turn to go on.
+struct TurnShare {
+    fair_share: Option<(Arc<FairScheduler>, String)>,
+    turn: Mutex<Option<Slot>>,
+}
+
+impl CpuShare for TurnShare {
+    fn release(&self) {
+        let released = lock(&self.turn).take();
+        drop(released);
+    }
+
+    fn reacquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Some((scheduler, tenant)) = &self.fair_share {
+                let turn = scheduler.acquire(tenant).await;
+                *lock(&self.turn) = Some(turn);
+            }
+        })
     }
 }

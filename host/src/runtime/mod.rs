@@ -6,6 +6,7 @@ mod bindings;
 mod cache;
 mod cancel;
 mod capture;
+mod cpu;
 mod engine;
 mod limits;
 mod loaded;
@@ -14,6 +15,7 @@ mod sandbox;
 
 pub use cache::{ComponentCache, DEFAULT_MAX_BYTES as DEFAULT_CACHE_MAX_BYTES, Pruned};
 pub use cancel::CancelToken;
+pub use cpu::CpuShare;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits, mib};
 pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
@@ -163,6 +165,22 @@ impl Runtime {
         access: Arc<Access>,
         cancel: CancelToken,
     ) -> Attempt {
-        sandbox::run_attempt(self, plugin, invocation, limits, access, cancel).await
+        sandbox::run_attempt(self, plugin, invocation, limits, access, cancel, None).await
+    }
+
+    /// Runs one attempt like [`Runtime::run_with`] holding `cpu`, which it
+    /// gives back while it waits in a host call (a sleep, an HTTP
+    /// response, a stream read) and takes again to go on. The time spent
+    /// taking it again is not counted in the attempt's duration.
+    pub async fn run_sharing(
+        &self,
+        plugin: &Plugin,
+        invocation: &Invocation,
+        limits: &Limits,
+        access: Arc<Access>,
+        cancel: CancelToken,
+        cpu: Arc<dyn CpuShare>,
+    ) -> Attempt {
+        sandbox::run_attempt(self, plugin, invocation, limits, access, cancel, Some(cpu)).await
     }
 }

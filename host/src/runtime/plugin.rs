@@ -345,6 +345,7 @@ pub(super) async fn load(
         &Access::none(),
         None,
         CancelToken::new(),
+        None,
     )
     .map_err(|failure| PluginError::ListTasks {
         name: name_owned(),

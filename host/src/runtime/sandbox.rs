@@ -15,6 +15,7 @@ use super::Runtime;
 use super::bindings::{Plugin as PluginWorld, PluginPre, host, types};
 use super::cancel::CancelToken;
 use super::capture::CapturePipe;
+use super::cpu::CpuShare;
 use super::limits::{Limits, MemoryLimiter};
 use super::plugin::{Plugin, TaskInfo};
 use crate::grants::{self, Access, Denials, DirAccess, HttpAccess, Masker, WriteBudget};
@@ -51,6 +52,7 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     grants::add_write_cap_to_linker(&mut linker)?;
+    super::cpu::add_waits_to_linker(&mut linker)?;
     PluginWorld::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |state| state)?;
     Ok(linker)
 }
@@ -175,6 +177,24 @@ pub struct StepState {
     masker: Masker,
     /// Set when instantiation found the instance pool full.
     pool_full: bool,
+    /// What the attempt gives back while it waits in a host call.
+    cpu: Option<Arc<dyn CpuShare>>,
+    /// How long it waited to take its share again: not its own time.
+    cpu_wait: Duration,
+}
+
+impl StepState {
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    pub(super) fn cpu_share(&self) -> Option<Arc<dyn CpuShare>> {
+        self.cpu.clone()
+    }
+
+    pub(super) fn waited_for_cpu(&mut self, waited: Duration) {
+        self.cpu_wait += waited;
+    }
 }
 
 impl WasiView for StepState {
@@ -278,6 +298,7 @@ impl Sandbox {
         access: &Access,
         log_callback: Option<LogCallback>,
         cancel: CancelToken,
+        cpu: Option<Arc<dyn CpuShare>>,
     ) -> Result<Self, Failure> {
         let stdout = CapturePipe::new(limits.max_output_bytes);
         let stderr = CapturePipe::new(limits.max_output_bytes);
@@ -313,6 +334,8 @@ impl Sandbox {
             cancelled: false,
             masker: access.masker().clone(),
             pool_full: false,
+            cpu,
+            cpu_wait: Duration::ZERO,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -541,8 +564,8 @@ impl Sandbox {
             }
             _ => self.initial_fuel.saturating_sub(remaining),
         };
-        let duration = self.started.elapsed();
         let mut state = self.store.into_data();
+        let duration = self.started.elapsed().saturating_sub(state.cpu_wait);
         // What a grant refused is told to the step's record too, so that
         // a task swallowing the error does not hide it.
         let refusals: Vec<String> = std::mem::take(&mut *lock(&state.denials));
@@ -641,6 +664,7 @@ pub async fn run_attempt(
     limits: &Limits,
     access: Arc<Access>,
     cancel: CancelToken,
+    cpu: Option<Arc<dyn CpuShare>>,
 ) -> Attempt {
     let mut room_wait = POOL_RETRY_FIRST;
     loop {
@@ -655,6 +679,7 @@ pub async fn run_attempt(
             &access,
             log_callback,
             cancel.clone(),
+            cpu.clone(),
         );
         let mut sandbox = match sandbox {
             Ok(sandbox) => sandbox,
