@@ -276,6 +276,8 @@ struct CeleryTimes {
     chains: Result<Duration, String>,
     /// A 1,000-member chord and its body.
     chord: Result<Duration, String>,
+    /// DBOS Transact as shipped on the same 1,000-step chain.
+    dbos_chain: Result<Duration, String>,
 }
 
 impl CeleryTimes {
@@ -287,11 +289,13 @@ impl CeleryTimes {
             chain: support::celery("chain", 1_000, 3),
             chains: support::celery("chains", 1_000, 3),
             chord: support::celery("chord", 1_001, 3),
+            dbos_chain: support::dbos_chain(3),
         };
         for (name, time) in [
             ("1000-step chain", &times.chain),
             ("100 ten-step chains", &times.chains),
             ("1,000-member chord", &times.chord),
+            ("1000-step chain, DBOS 3.4 as shipped", &times.dbos_chain),
         ] {
             match time {
                 Ok(time) => println!("  {name:<38} {:>9.1} ms", ms(*time)),
@@ -596,14 +600,23 @@ async fn chains(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
             let ready = ready_bench(&host, &chain, "chain").await;
             let started = Instant::now();
             run(&host, ready, &json!(length)).await;
+            let took = started.elapsed();
             scenario(
                 &format!("{length}-step chain, {name}"),
                 length,
-                started.elapsed(),
+                took,
                 &celery.chain,
                 1_000,
                 target,
             );
+            if let (1_000, Ok(dbos)) = (length, &celery.dbos_chain) {
+                println!(
+                    "  {:<38} DBOS as shipped {:>7.2} s: {:>6.0}x",
+                    "",
+                    dbos.as_secs_f64(),
+                    dbos.as_secs_f64() / took.as_secs_f64()
+                );
+            }
         }
     }
 }

@@ -97,3 +97,75 @@ pub fn median_in(report: &Value, field: &str) -> Result<Duration, String> {
             .collect(),
     ))
 }
+
+/// DBOS Transact 3.4 as shipped (SQLite, its default journal) on the
+/// peer's scenario `a`, a chain of 1,000 `add` steps, measured now by the
+/// peer's own script (`../shared/peers/dbos/bench.py --only a`): the
+/// median of `rounds`, or why it could not be. DBOS lives in a virtual
+/// environment made on first use beside the build (`dbos-venv`, with
+/// `pip install dbos==3.4.0`).
+pub fn dbos_chain(rounds: usize) -> Result<Duration, String> {
+    use std::process::Command;
+    let beside_build = std::env::current_exe()
+        .map_err(|err| err.to_string())?
+        .ancestors()
+        .nth(3)
+        .ok_or("no build directory")?
+        .to_path_buf();
+    let venv = beside_build.join("dbos-venv");
+    let python = venv.join("bin/python");
+    let succeeded = |command: &mut Command| {
+        command
+            .output()
+            .map_err(|err| err.to_string())
+            .and_then(|output| {
+                if output.status.success() {
+                    Ok(output)
+                } else {
+                    let stderr = String::from_utf8_lossy(&output.stderr);
+                    Err(stderr.lines().last().unwrap_or("failed").to_string())
+                }
+            })
+    };
+    if !python.exists() {
+        succeeded(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        succeeded(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "dbos==3.4.0",
+        ]))?;
+    }
+    let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/dbos/bench.py");
+    let work = tempfile::tempdir().map_err(|err| err.to_string())?;
+    let output = succeeded(
+        Command::new(&python)
+            .arg(peer)
+            .args(["--only", "a", "--dbos-modes", "default", "--no-flush-probe"])
+            .args(["--rounds", &rounds.to_string()])
+            .arg("--work")
+            .arg(work.path()),
+    )?;
+    // Its rounds print `  r1 DBOS              a             1.73 s  ok  …`.
+    let samples: Vec<Duration> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [round, "DBOS", "a", value, unit, "ok", ..] if round.starts_with('r') => {
+                    let value: f64 = value.parse().ok()?;
+                    match *unit {
+                        "s" => Some(Duration::from_secs_f64(value)),
+                        "ms" => Some(Duration::from_secs_f64(value / 1e3)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    if samples.is_empty() {
+        return Err("the DBOS script printed no round of scenario a".into());
+    }
+    Ok(median(samples))
+}
