@@ -796,7 +796,6 @@ impl TaskMessage {
             priority: 0,
             redelivered: false,
             routing_key: String::new(),
-            envelope: Map::new(),
         }
     }
 }

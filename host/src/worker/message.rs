@@ -81,8 +81,6 @@ pub struct TaskMessage {
     pub redelivered: bool,
     /// The queue it was routed to.
     pub routing_key: String,
-    /// The envelope as received, to put back on a retry.
-    pub envelope: Map<String, Value>,
 }
 
 fn string_header(
@@ -122,6 +120,20 @@ fn instant_header(
     }
 }
 
+/// The envelope, its body (base64, without escapes) borrowed from the
+/// message's text rather than copied.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    body: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "content-type", borrow)]
+    content_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "content-encoding", borrow)]
+    content_encoding: Option<std::borrow::Cow<'a, str>>,
+    headers: Option<Map<String, Value>>,
+    properties: Option<Map<String, Value>>,
+}
+
 /// The body: `[args, kwargs, embed]`, each of which may be null.
 #[derive(Deserialize)]
 struct Body(
@@ -153,24 +165,21 @@ fn signatures(value: Option<Value>, name: &str) -> Result<Vec<Value>, MessageErr
 impl TaskMessage {
     /// Reads a message as kombu pushed it.
     pub fn parse(text: &str) -> Result<TaskMessage, MessageError> {
-        let envelope: Map<String, Value> =
+        let envelope: Envelope<'_> =
             serde_json::from_str(text).map_err(|err| MessageError::Envelope(err.to_string()))?;
         let headers = envelope
-            .get("headers")
-            .and_then(Value::as_object)
+            .headers
+            .as_ref()
             .ok_or(MessageError::NotProtocol2)?;
         let task = match headers.get("task") {
             Some(Value::String(task)) if !task.is_empty() => task.clone(),
             _ => return Err(MessageError::NotProtocol2),
         };
         let content_type = envelope
-            .get("content-type")
-            .and_then(Value::as_str)
+            .content_type
+            .as_deref()
             .unwrap_or("application/json");
-        let encoding = envelope
-            .get("content-encoding")
-            .and_then(Value::as_str)
-            .unwrap_or("utf-8");
+        let encoding = envelope.content_encoding.as_deref().unwrap_or("utf-8");
         if content_type != "application/json" || !encoding.eq_ignore_ascii_case("utf-8") {
             return Err(MessageError::ContentType(format!(
                 "{content_type}; {encoding}"
@@ -181,10 +190,10 @@ impl TaskMessage {
         }
         let id =
             string_header(headers, "id")?.ok_or(MessageError::Header("id", "missing".into()))?;
-        let properties = envelope.get("properties").and_then(Value::as_object);
-        let body_text = envelope
-            .get("body")
-            .and_then(Value::as_str)
+        let properties = envelope.properties.as_ref();
+        let body_text: &str = envelope
+            .body
+            .as_deref()
             .ok_or_else(|| MessageError::Body("no body text".into()))?;
         let base64 = properties
             .and_then(|p| p.get("body_encoding"))
@@ -271,14 +280,15 @@ impl TaskMessage {
             priority,
             redelivered,
             routing_key,
-            envelope,
         })
     }
 
-    /// The message of this task's next attempt: the same id, one more
-    /// retry, due at `eta_ms`, sent by itself (Celery's `Task.retry`).
-    pub fn retried(&self, eta_ms: u64, delivery_tag: &str) -> String {
-        let mut envelope = self.envelope.clone();
+    /// The message of this task's next attempt, from `text`, the message
+    /// as received: the same id, one more retry, due at `eta_ms`, sent by
+    /// itself (Celery's `Task.retry`).
+    pub fn retried(&self, text: &str, eta_ms: u64, delivery_tag: &str) -> String {
+        // Read again only here: a retry is rare, a large message is not.
+        let mut envelope: Map<String, Value> = serde_json::from_str(text).unwrap_or_default();
         if let Some(Value::Object(headers)) = envelope.get_mut("headers") {
             headers.insert("retries".into(), json!(self.retries.saturating_add(1)));
             headers.insert("eta".into(), json!(python_iso8601(eta_ms)));
@@ -463,7 +473,8 @@ mod tests {
         assert_eq!(message.group_index, Some(3));
         assert_eq!(message.eta_ms, Some(1_800_000_000_123));
         assert_eq!(message.priority, 6);
-        let retried = TaskMessage::parse(&message.retried(5, "tag")).unwrap();
+        let text = outgoing.envelope(&new_uuid(), "test");
+        let retried = TaskMessage::parse(&message.retried(&text, 5, "tag")).unwrap();
         assert_eq!((retried.retries, retried.eta_ms), (1, Some(5)));
         assert_eq!(retried.parent_id.as_deref(), Some(outgoing.id.as_str()));
     }

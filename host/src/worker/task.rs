@@ -212,7 +212,7 @@ async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (Foll
             () = renewing => running.await,
         }
     };
-    outcome(shared, message, &attempt)
+    outcome(shared, claimed, message, &attempt)
 }
 
 /// Renews the claim's lease every third of the visibility timeout; when
@@ -255,7 +255,12 @@ fn wfhost_account(attempt: &Attempt, message: &TaskMessage) -> Value {
     })
 }
 
-fn outcome(shared: &Shared, message: &TaskMessage, attempt: &Attempt) -> (FollowUp, Option<Own>) {
+fn outcome(
+    shared: &Shared,
+    claimed: &Claimed,
+    message: &TaskMessage,
+    attempt: &Attempt,
+) -> (FollowUp, Option<Own>) {
     let account = wfhost_account(attempt, message);
     let failed = |failure: &Failure| {
         let exception = Exception::of_failure(failure);
@@ -325,7 +330,7 @@ fn outcome(shared: &Shared, message: &TaskMessage, attempt: &Attempt) -> (Follow
             let due_ms = now_ms() + (delay.min(1e9) * 1000.0) as u64;
             tracing::info!(countdown = delay, reason = %why, "retry");
             let exception = Exception::new("celery.exceptions", "Retry", why.clone());
-            let retried = message.retried(due_ms, &super::message::new_uuid());
+            let retried = message.retried(&claimed.text, due_ms, &super::message::new_uuid());
             let key = shared
                 .routing
                 .list_key(&message.routing_key, message.priority);
