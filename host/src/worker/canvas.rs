@@ -102,7 +102,7 @@ fn options(sig: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-pub(super) fn kind(sig: &Value) -> &str {
+fn kind(sig: &Value) -> &str {
     match sig.get("subtask_type").and_then(Value::as_str) {
         Some(kind) => kind,
         None => match sig.get("task").and_then(Value::as_str) {
@@ -195,13 +195,7 @@ impl Sender<'_> {
                     .get("task_id")
                     .and_then(Value::as_str)
                     .map_or_else(new_uuid, str::to_string);
-                for (index, member) in members(sig).iter().enumerate() {
-                    let member_apply = Apply {
-                        group: Some((group_id.clone(), Some(index as u64))),
-                        ..apply.clone()
-                    };
-                    self.apply(out, member, partial, member_apply);
-                }
+                self.apply_members(out, &members(sig), partial, &group_id, apply);
                 Some(group_id)
             }
             "chord" => {
@@ -237,15 +231,12 @@ impl Sender<'_> {
                     key: group_key(&group_id, ".s"),
                     value: header_members.len().to_string(),
                 });
-                for (index, member) in header_members.iter().enumerate() {
-                    let member_apply = Apply {
-                        chain: None,
-                        chord: Some(body.clone()),
-                        group: Some((group_id.clone(), Some(index as u64))),
-                        ..apply.clone()
-                    };
-                    self.apply(out, member, partial, member_apply);
-                }
+                let header_apply = Apply {
+                    chain: None,
+                    chord: Some(body),
+                    ..apply
+                };
+                self.apply_members(out, &header_members, partial, &group_id, header_apply);
                 Some(group_id)
             }
             "chain" => {
@@ -375,6 +366,25 @@ impl Sender<'_> {
                 }
                 Some(id)
             }
+        }
+    }
+
+    /// Sends each of `members` as `apply` says, as the member of
+    /// `group_id` at its index.
+    fn apply_members(
+        &self,
+        out: &mut FollowUp,
+        members: &[Value],
+        partial: &[Value],
+        group_id: &str,
+        apply: Apply,
+    ) {
+        for (index, member) in members.iter().enumerate() {
+            let member_apply = Apply {
+                group: Some((group_id.to_string(), Some(index as u64))),
+                ..apply.clone()
+            };
+            self.apply(out, member, partial, member_apply);
         }
     }
 
@@ -694,7 +704,7 @@ pub fn celery_signature(native: &Value) -> Result<Value, String> {
 /// Where, in a canvas, the task whose result is the canvas's result is
 /// (a JSON pointer): the signature itself, a chain's last task, a chord's
 /// body.
-pub(super) fn final_task(sig: &Value) -> String {
+fn final_task(sig: &Value) -> String {
     match kind(sig) {
         "chain" => match sig.pointer("/kwargs/tasks").and_then(Value::as_array) {
             Some(tasks) if !tasks.is_empty() => {
@@ -711,6 +721,27 @@ pub(super) fn final_task(sig: &Value) -> String {
     }
 }
 
+/// The task whose result is a canvas's result (see [`final_task`]).
+pub(super) fn final_task_mut(sig: &mut Value) -> Option<&mut Value> {
+    let path = final_task(sig);
+    sig.pointer_mut(&path)
+}
+
+/// A canvas whose result one task holds: a group becomes a chord whose
+/// body, `celery.accumulate`, returns the members' results as one list
+/// (what Celery's `Task.replace` does with a group); any other canvas is
+/// itself.
+pub(super) fn one_result(sig: Value) -> Value {
+    if kind(&sig) != "group" {
+        return sig;
+    }
+    json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
+        "kwargs": {"header": sig, "kwargs": {},
+                   "body": {"task": super::ACCUMULATE, "args": [], "kwargs": {"index": 0},
+                            "options": {}, "immutable": false, "subtask_type": null}},
+        "options": {}, "immutable": false})
+}
+
 impl Sender<'_> {
     /// What a task replaced by `replacement` sends (Celery's
     /// `Task.replace`): the replacement, whose final task takes over the
@@ -719,16 +750,8 @@ impl Sender<'_> {
     /// becomes a chord with `celery.accumulate`, so its results arrive as
     /// one list. No result is stored for the replaced task.
     pub fn replaced(&self, message: &TaskMessage, replacement: &Value) -> Result<FollowUp, String> {
-        let mut sig = celery_signature(replacement)?;
-        if kind(&sig) == "group" {
-            sig = json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
-                "kwargs": {"header": sig, "kwargs": {},
-                           "body": {"task": super::ACCUMULATE, "args": [], "kwargs": {"index": 0},
-                                    "options": {}, "immutable": false, "subtask_type": null}},
-                "options": {}, "immutable": false});
-        }
-        let path = final_task(&sig);
-        let Some(last) = sig.pointer_mut(&path) else {
+        let mut sig = one_result(celery_signature(replacement)?);
+        let Some(last) = final_task_mut(&mut sig) else {
             return Err("the replacement has no final task".into());
         };
         set_option(last, "task_id", json!(message.id));

@@ -9,10 +9,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::broker::Broker;
-use super::canvas::{Sender, celery_signature, final_task, kind, set_option};
+use super::canvas::{Sender, celery_signature, final_task_mut, one_result, set_option};
 use super::message::new_uuid;
 use super::meta::{Exception, task_key};
-use super::{ACCUMULATE, Routing, WorkerError};
+use super::{Routing, WorkerError};
 
 /// How a workflow sent to a fleet ended, as its result's meta says.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,17 +35,8 @@ pub enum FleetOutcome {
 /// workflow's. A group is sent as a chord with `celery.accumulate`, so
 /// that one id holds the list of its results.
 pub async fn submit(url: &str, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
-    let mut sig = celery_signature(workflow).map_err(WorkerError::Config)?;
-    if kind(&sig) == "group" {
-        sig = json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
-            "kwargs": {"header": sig, "kwargs": {},
-                       "body": {"task": ACCUMULATE, "args": [], "kwargs": {"index": 0},
-                                "options": {}, "immutable": false, "subtask_type": null}},
-            "options": {}, "immutable": false});
-    }
-    let path = final_task(&sig);
-    let last = sig
-        .pointer_mut(&path)
+    let mut sig = one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
+    let last = final_task_mut(&mut sig)
         .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
     let id = last
         .pointer("/options/task_id")
