@@ -70,25 +70,15 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
     if message.expires_ms.is_some_and(|expires| expires <= now) {
         tracing::info!("expired before it ran: revoked");
         let exception = Exception::new("celery.exceptions", "TaskRevokedError", "expired");
-        let follow = shared
-            .sender()
-            .failed(message, State::Revoked, &exception, "");
-        let own = own_meta(
+        let (follow, own) = ending_in_failure(
+            shared,
             message,
             State::Revoked,
-            exception.to_json(),
-            Some("celery.exceptions.TaskRevokedError: expired".into()),
-            &[],
+            &exception,
+            "celery.exceptions.TaskRevokedError: expired".into(),
             None,
         );
-        commit(
-            shared,
-            &claimed.tag,
-            (&message.id, "revoked"),
-            follow,
-            Some(own),
-        )
-        .await;
+        commit(shared, &claimed.tag, (&message.id, "revoked"), follow, own).await;
         return;
     }
     if let Some(due_ms) = message.eta_ms.filter(|due| *due > now) {
@@ -133,17 +123,7 @@ async fn already_succeeded(broker: &Broker, id: &str) -> bool {
 async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (FollowUp, Option<Own>) {
     if message.task == ACCUMULATE {
         let value = accumulate(message);
-        return (
-            shared.sender().succeeded(message, &value),
-            Some(own_meta(
-                message,
-                State::Success,
-                value.clone(),
-                None,
-                &[],
-                None,
-            )),
-        );
+        return ending_in_success(shared, message, &value, None);
     }
     let (plugin_name, task_name) = message.task.split_once('.').unwrap_or(("", &message.task));
     let Some(plugin) = shared
@@ -154,20 +134,7 @@ async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (Foll
         tracing::warn!("no such task here: NotRegistered");
         let exception = Exception::not_registered(&message.task);
         let traceback = format!("celery.exceptions.NotRegistered: '{}'", message.task);
-        let follow = shared
-            .sender()
-            .failed(message, State::Failure, &exception, &traceback);
-        return (
-            follow,
-            Some(own_meta(
-                message,
-                State::Failure,
-                exception.to_json(),
-                Some(traceback),
-                &[],
-                None,
-            )),
-        );
+        return ending_in_failure(shared, message, State::Failure, &exception, traceback, None);
     };
     let mut limits = shared.config.limits.clone();
     if let Some(seconds) = message.time_limit {
@@ -275,19 +242,13 @@ fn outcome(
             message.retries.saturating_add(1),
             failure.kind.as_str()
         );
-        let follow = shared
-            .sender()
-            .failed(message, State::Failure, &exception, &traceback);
-        (
-            follow,
-            Some(own_meta(
-                message,
-                State::Failure,
-                exception.to_json(),
-                Some(traceback),
-                &[],
-                Some(account.clone()),
-            )),
+        ending_in_failure(
+            shared,
+            message,
+            State::Failure,
+            &exception,
+            traceback,
+            Some(account.clone()),
         )
     };
     match &attempt.result {
@@ -297,16 +258,7 @@ fn outcome(
                 fuel = attempt.fuel_used,
                 "succeeded"
             );
-            let follow = shared.sender().succeeded(message, value);
-            let own = own_meta(
-                message,
-                State::Success,
-                value.clone(),
-                None,
-                &follow.children,
-                Some(account),
-            );
-            (follow, Some(own))
+            ending_in_success(shared, message, value, Some(account))
         }
         AttemptResult::Retry {
             message: why,
@@ -365,6 +317,50 @@ fn outcome(
         },
         AttemptResult::Failed(failure) => failed(failure),
     }
+}
+
+/// A task's end in success: what it sends on, and its meta naming those
+/// as its children.
+fn ending_in_success(
+    shared: &Shared,
+    message: &TaskMessage,
+    value: &Value,
+    account: Option<Value>,
+) -> (FollowUp, Option<Own>) {
+    let follow = shared.sender().succeeded(message, value);
+    let own = own_meta(
+        message,
+        State::Success,
+        value.clone(),
+        None,
+        &follow.children,
+        account,
+    );
+    (follow, Some(own))
+}
+
+/// A task's end in failure (or revocation): what that marks and sends,
+/// and its meta.
+fn ending_in_failure(
+    shared: &Shared,
+    message: &TaskMessage,
+    state: State,
+    exception: &Exception,
+    traceback: String,
+    account: Option<Value>,
+) -> (FollowUp, Option<Own>) {
+    let follow = shared
+        .sender()
+        .failed(message, state, exception, &traceback);
+    let own = own_meta(
+        message,
+        state,
+        exception.to_json(),
+        Some(traceback),
+        &[],
+        account,
+    );
+    (follow, Some(own))
 }
 
 /// The task's own meta, as an operation of its commit.
