@@ -60,17 +60,28 @@ impl Fleet {
 
     fn add_worker(&mut self, extra: &[&str]) {
         let index = self.workers.len();
-        let log = std::fs::File::create(self.logs.join(format!("worker-{index}.log"))).unwrap();
-        let child = common::wfhost()
+        let worker = self.spawn_worker(
+            &format!("w{index}"),
+            &format!("worker-{index}.log"),
+            "2",
+            extra,
+        );
+        self.workers.push(worker);
+    }
+
+    /// Starts a `wfhost worker` named `name` on this fleet's Redis and
+    /// plugins, logging to `log` among the fleet's logs.
+    fn spawn_worker(&self, name: &str, log: &str, concurrency: &str, extra: &[&str]) -> Child {
+        let log = std::fs::File::create(self.logs.join(log)).unwrap();
+        common::wfhost()
             .args(["worker", "--broker", &self.redis.url(), "--plugins"])
             .arg(&self.plugins)
-            .args(["--concurrency", "2", "--name", &format!("w{index}")])
+            .args(["--concurrency", concurrency, "--name", name])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("starting wfhost worker");
-        self.workers.push(child);
+            .expect("starting wfhost worker")
     }
 
     /// Waits until `count` workers announced themselves.
@@ -396,21 +407,12 @@ fn workers_killed_at_random_lose_nothing_and_commit_each_task_once() {
         common::kill(&mut fleet.workers[victim]);
         kills += 1;
         // The replacement takes the dead one's place (and name).
-        let log = std::fs::File::create(
-            fleet
-                .logs
-                .join(format!("worker-{victim}-after-{kills}.log")),
-        )
-        .unwrap();
-        fleet.workers[victim] = common::wfhost()
-            .args(["worker", "--broker", &fleet.redis.url(), "--plugins"])
-            .arg(&fleet.plugins)
-            .args(["--concurrency", "2", "--name", &format!("w{victim}")])
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        fleet.workers[victim] = fleet.spawn_worker(
+            &format!("w{victim}"),
+            &format!("worker-{victim}-after-{kills}.log"),
+            "2",
+            &flags,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while client.try_wait().unwrap().is_none() {
@@ -757,18 +759,8 @@ fn priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_on
     ];
     let mut fleet = Fleet::start("worker-priority", 0, &flags);
     let sent = fleet.client(&["priorities"]).remove(0);
-    let log = std::fs::File::create(fleet.logs.join("worker.log")).unwrap();
-    fleet.workers.push(
-        common::wfhost()
-            .args(["worker", "--broker", &fleet.redis.url(), "--plugins"])
-            .arg(&fleet.plugins)
-            .args(["--concurrency", "1"])
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let worker = fleet.spawn_worker("w0", "worker.log", "1", &flags);
+    fleet.workers.push(worker);
     let ids: Vec<String> = ["high", "low"]
         .iter()
         .flat_map(|level| sent[*level].as_array().unwrap().clone())
