@@ -123,6 +123,32 @@ fn signature_list(value: Option<&Value>) -> Vec<Value> {
     }
 }
 
+/// The stored failure of a task that never ran (a later step of a failed
+/// chain, the body of a failed chord), as an operation of the commit.
+fn unrun_failure(
+    id: &str,
+    group: Option<&str>,
+    state: State,
+    result: Value,
+    traceback: String,
+) -> Op {
+    let meta = Meta {
+        state,
+        result,
+        traceback: Some(traceback),
+        children: &[],
+        task_id: id,
+        group_id: group,
+        parent_id: None,
+        done_ms: Some(now_ms()),
+        wfhost: None,
+    };
+    Op::Meta {
+        key: task_key(id),
+        text: meta.to_text(),
+    }
+}
+
 /// A signature as raw JSON, to carry along a chain unparsed.
 fn raw(sig: &Value) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(sig).ok()
@@ -511,21 +537,13 @@ impl Sender<'_> {
             let id = opts.get("task_id").and_then(Value::as_str);
             let group = opts.get("group_id").and_then(Value::as_str);
             if let Some(id) = id {
-                let meta = Meta {
+                out.ops.push(unrun_failure(
+                    id,
+                    group,
                     state,
-                    result: stored.clone(),
-                    traceback: Some(traceback.to_string()),
-                    children: &[],
-                    task_id: id,
-                    group_id: group,
-                    parent_id: None,
-                    done_ms: Some(now_ms()),
-                    wfhost: None,
-                };
-                out.ops.push(Op::Meta {
-                    key: task_key(id),
-                    text: meta.to_text(),
-                });
+                    stored.clone(),
+                    traceback.to_string(),
+                ));
                 if let (Some(group), Some(body)) =
                     (group, opts.get("chord").filter(|c| c.is_object()))
                 {
@@ -587,21 +605,13 @@ impl Sender<'_> {
             );
             let opts = options(body);
             if let Some(id) = opts.get("task_id").and_then(Value::as_str) {
-                let meta = Meta {
-                    state: State::Failure,
-                    result: error.to_json(),
-                    traceback: Some(format!("celery.exceptions.ChordError: {}", error.message)),
-                    children: &[],
-                    task_id: id,
-                    group_id: opts.get("group_id").and_then(Value::as_str),
-                    parent_id: None,
-                    done_ms: Some(now_ms()),
-                    wfhost: None,
-                };
-                out.ops.push(Op::Meta {
-                    key: task_key(id),
-                    text: meta.to_text(),
-                });
+                out.ops.push(unrun_failure(
+                    id,
+                    opts.get("group_id").and_then(Value::as_str),
+                    State::Failure,
+                    error.to_json(),
+                    format!("celery.exceptions.ChordError: {}", error.message),
+                ));
                 let chain: Vec<Value> = signature_list(opts.get("chain"))
                     .into_iter()
                     .rev()
