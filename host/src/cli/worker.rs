@@ -143,11 +143,16 @@ pub async fn run_on_fleet(chain: &std::path::Path, fleet: &FleetRun) -> anyhow::
     let text = std::fs::read_to_string(chain)
         .with_context(|| format!("cannot read {}", chain.display()))?;
     let document: serde_json::Value = serde_json::from_str(&text)?;
-    let id = wfhost::worker::submit(broker, &document["workflow"], &fleet.queue)
+    let sending = || format!("cannot send {} to {broker}", chain.display());
+    let client = wfhost::worker::FleetClient::connect(broker)
         .await
-        .with_context(|| format!("cannot send {} to {broker}", chain.display()))?;
+        .with_context(sending)?;
+    let id = client
+        .submit(&document["workflow"], &fleet.queue)
+        .await
+        .with_context(sending)?;
     eprintln!("sent as task {id} to queue {} on {broker}", fleet.queue);
-    match wfhost::worker::wait(broker, &id, fleet.wait).await? {
+    match client.wait(&id, fleet.wait).await? {
         Some(wfhost::worker::FleetOutcome::Succeeded(value)) => {
             println!("{value}");
             Ok(Finished::Succeeded)

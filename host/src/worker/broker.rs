@@ -65,8 +65,10 @@ pub enum PartCounted {
 /// The connections of one worker.
 #[derive(Clone)]
 pub struct Broker {
+    client: Client,
     conn: ConnectionManager,
-    waiter: ConnectionManager,
+    /// Made on the first blocking wait: only a consuming worker needs it.
+    waiter: std::sync::Arc<tokio::sync::OnceCell<ConnectionManager>>,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -78,6 +80,16 @@ struct Scripts {
     chord_part: Script,
     promote: Script,
     restore: Script,
+}
+
+/// Connections that reconnect by themselves: a worker outlives a restart
+/// of its Redis (what was claimed then comes back after the visibility
+/// timeout).
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_max_delay(Duration::from_secs(2))
 }
 
 fn redis_error(what: &'static str) -> impl Fn(redis::RedisError) -> WorkerError {
@@ -100,19 +112,8 @@ impl Broker {
             .get_multiplexed_async_connection_with_config(&probe)
             .await
             .map_err(redis_error("connect"))?;
-        // Then connections that reconnect by themselves: a worker outlives
-        // a restart of its Redis (what was claimed then comes back after
-        // the visibility timeout).
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(Duration::from_secs(2));
         let conn = client
-            .get_connection_manager_with_config(config.clone())
-            .await
-            .map_err(redis_error("connect"))?;
-        let waiter = client
-            .get_connection_manager_with_config(config.set_response_timeout(None))
+            .get_connection_manager_with_config(manager_config())
             .await
             .map_err(redis_error("connect"))?;
         let scripts = std::sync::Arc::new(Scripts {
@@ -124,10 +125,26 @@ impl Broker {
             restore: Script::new(scripts::RESTORE),
         });
         Ok(Broker {
+            client,
             conn,
-            waiter,
+            waiter: std::sync::Arc::default(),
             scripts,
         })
+    }
+
+    /// A subscription to `channel` (a result's key), on a connection of
+    /// its own.
+    pub async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, WorkerError> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(redis_error("subscribe to a result"))?;
+        pubsub
+            .subscribe(channel)
+            .await
+            .map_err(redis_error("subscribe to a result"))?;
+        Ok(pubsub)
     }
 
     /// Declares the queues as kombu does, so its tooling sees them.
@@ -163,13 +180,21 @@ impl Broker {
     /// Waits until `key` holds a message or `timeout` passes, taking
     /// nothing (`BLMOVE key key RIGHT RIGHT` is a no-op rotation).
     pub async fn wait(&self, key: &str, timeout: Duration) -> Result<(), WorkerError> {
+        let waiter = self
+            .waiter
+            .get_or_try_init(|| {
+                self.client
+                    .get_connection_manager_with_config(manager_config().set_response_timeout(None))
+            })
+            .await
+            .map_err(redis_error("connect"))?;
         redis::cmd("BLMOVE")
             .arg(key)
             .arg(key)
             .arg("RIGHT")
             .arg("RIGHT")
             .arg(timeout.as_secs_f64())
-            .query_async::<Option<String>>(&mut self.waiter.clone())
+            .query_async::<Option<String>>(&mut waiter.clone())
             .await
             .map(drop)
             .map_err(redis_error("wait for a message"))

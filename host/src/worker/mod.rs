@@ -43,7 +43,7 @@ pub use broker::{DELAYED, FleetStatus};
 pub use message::{MessageError, new_uuid};
 pub use meta::Exception;
 pub use routing::Routing;
-pub use submit::{FleetOutcome, submit, wait};
+pub use submit::{FleetClient, FleetOutcome};
 
 /// Celery's built-in `celery.accumulate`, which a group's replacement
 /// ends with; served by every worker (it returns its arguments).

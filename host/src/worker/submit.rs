@@ -30,76 +30,83 @@ pub enum FleetOutcome {
     },
 }
 
-/// Sends `workflow` to `queue` on the Redis at `url`, all of its first
-/// messages in one atomic step, and returns the id whose result is the
-/// workflow's. A group is sent as a chord with `celery.accumulate`, so
-/// that one id holds the list of its results.
-pub async fn submit(url: &str, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
-    let mut sig = one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
-    let last = final_task_mut(&mut sig)
-        .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
-    let id = last
-        .pointer("/options/task_id")
-        .and_then(Value::as_str)
-        .map_or_else(new_uuid, str::to_string);
-    set_option(last, "task_id", json!(id));
-    let routing = Routing {
-        queues: vec![queue.to_string()],
-        served: Vec::new(),
-        default_queue: queue.to_string(),
-    };
-    let origin = format!("wfhost-run@{}", std::process::id());
-    let follow = Sender {
-        routing: &routing,
-        origin: &origin,
-    }
-    .send(&sig)
-    .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
-    let broker = Broker::connect(url).await?;
-    broker.commit(None, 0, &follow.ops).await?;
-    Ok(id)
+/// A producer on a fleet's Redis: what `wfhost run --broker` uses.
+pub struct FleetClient {
+    broker: Broker,
 }
 
-/// Waits for the result of task `id`, at most `timeout`.
-pub async fn wait(
-    url: &str,
-    id: &str,
-    timeout: Option<Duration>,
-) -> Result<Option<FleetOutcome>, WorkerError> {
-    let key = task_key(id);
-    let client = redis::Client::open(url).map_err(|source| WorkerError::Url {
-        url: url.to_string(),
-        source,
-    })?;
-    let redis_error = |what| move |source| WorkerError::Redis { what, source };
-    let mut pubsub = client
-        .get_async_pubsub()
-        .await
-        .map_err(redis_error("subscribe to a result"))?;
-    pubsub
-        .subscribe(&key)
-        .await
-        .map_err(redis_error("subscribe to a result"))?;
-    let broker = Broker::connect(url).await?;
-    let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
-    let mut messages = pubsub.on_message();
-    loop {
-        if let Some(outcome) = broker.meta(&key).await?.as_deref().and_then(outcome_of) {
-            return Ok(Some(outcome));
+impl FleetClient {
+    /// Connects to the Redis at `url`.
+    pub async fn connect(url: &str) -> Result<FleetClient, WorkerError> {
+        Ok(FleetClient {
+            broker: Broker::connect(url).await?,
+        })
+    }
+
+    /// Sends `workflow` to `queue`, all of its first messages in one
+    /// atomic step, and returns the id whose result is the workflow's. A
+    /// group is sent as a chord with `celery.accumulate`, so that one id
+    /// holds the list of its results.
+    pub async fn submit(&self, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
+        let mut sig = one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
+        let last = final_task_mut(&mut sig)
+            .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
+        let id = last
+            .pointer("/options/task_id")
+            .and_then(Value::as_str)
+            .map_or_else(new_uuid, str::to_string);
+        set_option(last, "task_id", json!(id));
+        let routing = Routing {
+            queues: vec![queue.to_string()],
+            served: Vec::new(),
+            default_queue: queue.to_string(),
+        };
+        let origin = format!("wfhost-run@{}", std::process::id());
+        let follow = Sender {
+            routing: &routing,
+            origin: &origin,
         }
-        // A published meta wakes the wait at once; the look every second
-        // is for a connection that dropped a message.
-        let tick = tokio::time::sleep(Duration::from_secs(1));
-        tokio::select! {
-            message = messages.next() => {
-                if let Some(outcome) = message.and_then(|m| m.get_payload::<String>().ok()).as_deref().and_then(outcome_of) {
-                    return Ok(Some(outcome));
-                }
+        .send(&sig)
+        .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
+        self.broker.commit(None, 0, &follow.ops).await?;
+        Ok(id)
+    }
+
+    /// Waits for the result of task `id`, at most `timeout`.
+    pub async fn wait(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<FleetOutcome>, WorkerError> {
+        let key = task_key(id);
+        let mut pubsub = self.broker.subscribe(&key).await?;
+        let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+        let mut messages = pubsub.on_message();
+        loop {
+            if let Some(outcome) = self
+                .broker
+                .meta(&key)
+                .await?
+                .as_deref()
+                .and_then(outcome_of)
+            {
+                return Ok(Some(outcome));
             }
-            () = tick => {}
-        }
-        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-            return Ok(None);
+            // A published meta wakes the wait at once; the look every
+            // second is for a connection that dropped a message.
+            let tick = tokio::time::sleep(Duration::from_secs(1));
+            tokio::select! {
+                message = messages.next() => {
+                    let payload = message.and_then(|m| m.get_payload::<String>().ok());
+                    if let Some(outcome) = payload.as_deref().and_then(outcome_of) {
+                        return Ok(Some(outcome));
+                    }
+                }
+                () = tick => {}
+            }
+            if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+                return Ok(None);
+            }
         }
     }
 }
