@@ -502,7 +502,7 @@ impl Sender<'_> {
                 state,
                 exception,
                 traceback,
-                message,
+                (&message.id, message.root_id.as_deref()),
             );
             self.errbacks(
                 &mut out,
@@ -516,7 +516,8 @@ impl Sender<'_> {
 
     /// Celery's `_fail_chain`: every later step with an id gets the
     /// failure; a chord step's body too; a later step that is a chord
-    /// member counts as a failed member.
+    /// member counts as a failed member (sent by the task that failed,
+    /// `failed_id`).
     fn fail_chain(
         &self,
         out: &mut FollowUp,
@@ -524,7 +525,7 @@ impl Sender<'_> {
         state: State,
         exception: &Exception,
         traceback: &str,
-        message: &TaskMessage,
+        (failed_id, root_id): (&str, Option<&str>),
     ) {
         let stored = exception.to_json();
         let mut guard = 0;
@@ -554,8 +555,8 @@ impl Sender<'_> {
                         state,
                         result: stored.clone(),
                         body: body.clone(),
-                        parent_id: message.id.clone(),
-                        root_id: message.root_id.clone(),
+                        parent_id: failed_id.to_string(),
+                        root_id: root_id.map(str::to_string),
                     });
                 }
             }
@@ -616,14 +617,13 @@ impl Sender<'_> {
                     .into_iter()
                     .rev()
                     .collect();
-                let pseudo = TaskMessage::body_failure(id, part.root_id.clone());
                 self.fail_chain(
                     &mut out,
                     chain.into(),
                     State::Failure,
                     &error,
                     &error.message,
-                    &pseudo,
+                    (id, part.root_id.as_deref()),
                 );
                 self.errbacks(
                     &mut out,
@@ -800,36 +800,6 @@ impl Sender<'_> {
         let mut out = FollowUp::default();
         self.apply(&mut out, sig, &[], Apply::default())?;
         Some(out)
-    }
-}
-
-impl TaskMessage {
-    /// A stand-in for a chord body that never ran, as the sender of the
-    /// failures its chain inherits.
-    fn body_failure(id: &str, root_id: Option<String>) -> TaskMessage {
-        TaskMessage {
-            task: String::new(),
-            id: id.to_string(),
-            root_id,
-            parent_id: None,
-            group: None,
-            group_index: None,
-            retries: 0,
-            eta_ms: None,
-            expires_ms: None,
-            time_limit: None,
-            ignore_result: false,
-            replaced_task_nesting: 0,
-            args: Vec::new(),
-            kwargs: Map::new(),
-            callbacks: Vec::new(),
-            errbacks: Vec::new(),
-            chain: Vec::new(),
-            chord: None,
-            priority: 0,
-            redelivered: false,
-            routing_key: String::new(),
-        }
     }
 }
 
