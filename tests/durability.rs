@@ -800,3 +800,129 @@ fn a_printed_result_is_always_found_after_a_kill() {
         assert_eq!(report["result"], steps);
     }
 }
+
+/// Bits flipped on the disk inside the records themselves (a step's
+/// arguments and result, the ids in their keys): `status` shows exactly
+/// what was written or refuses the file as damaged, never the changed
+/// records (a flipped digit was once shown as another result, exit 0).
+#[test]
+fn a_record_changed_on_the_disk_is_refused_never_shown() {
+    let mut workflow = vec![json!({"task": "math.add", "args": [7_000_000, 1]})];
+    workflow.extend((1..30).map(|_| json!({"task": "math.add", "args": [1]})));
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
+    assert_eq!(run_file(&chain, &["--id", "flips"]).code, 0);
+    let pristine = chain.command(&["status", "flips", "--json", "--all"]);
+    assert_eq!(pristine.code, 0, "{}", pristine.stderr);
+    assert_eq!(pristine.json()["result"], 7_000_030);
+    let pristine_bytes = std::fs::read(chain.db()).unwrap();
+    let marker = b"70000";
+    let places: Vec<usize> = pristine_bytes
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, window)| window == marker)
+        .map(|(at, _)| at)
+        .collect();
+    assert!(places.len() >= 30, "only {} places", places.len());
+    let mut rng = fastrand::Rng::with_seed(0xc4c);
+    let mut refused = 0;
+    for &place in places.iter().step_by(places.len().div_ceil(60)) {
+        let mut bytes = pristine_bytes.clone();
+        let at = place + rng.usize(0..marker.len() + 2);
+        bytes[at] ^= 1 << rng.u8(0..8);
+        std::fs::write(chain.db(), &bytes).unwrap();
+        let status = chain.command(&["status", "flips", "--json", "--all"]);
+        match status.code {
+            0 => assert!(
+                status.stdout == pristine.stdout,
+                "a flip at byte {at} was shown as a record"
+            ),
+            2 => {
+                assert!(status.stderr.contains("damaged"), "{}", status.stderr);
+                refused += 1;
+            }
+            code => panic!("exit {code}: {}", status.stderr),
+        }
+    }
+    assert!(refused > 0, "no flip was noticed: the test tests nothing");
+}
+
+/// Runs `wfhost` with `args` over the database in `dir` as a file that
+/// cannot be written: on a read-only mount of `dir` where the system
+/// allows one (as root), else with `dir` and the file made read-only
+/// (which binds no root). None where neither holds.
+fn on_read_only_media(dir: &std::path::Path, args: &[&str]) -> Option<Run> {
+    let root = Run::from(std::process::Command::new("id").arg("-u").output().unwrap());
+    let base = wfhost();
+    let envs: Vec<_> = base
+        .get_envs()
+        .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+        .collect();
+    if root.stdout.trim() != "0" {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &std::path::Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(&dir.join("state.redb"), 0o444);
+        set(dir, 0o555);
+        let run = Run::from(wfhost_in(dir).args(args).output().unwrap());
+        set(dir, 0o755);
+        set(&dir.join("state.redb"), 0o644);
+        return Some(run);
+    }
+    let mount = tempfile::tempdir().unwrap();
+    let script =
+        r#"mount --bind "$1" "$2" && mount -o remount,ro,bind "$2" && shift 2 && exec "$@""#;
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(mount.path())
+        .arg(base.get_program())
+        .args(args)
+        .envs(envs)
+        .env("WFHOST_DB", mount.path().join("state.redb"));
+    let run = Run::from(command.output().unwrap());
+    if run.stderr.contains("unshare:") || run.stderr.contains("mount:") {
+        eprintln!("skipped: no read-only mount here ({})", run.stderr.trim());
+        return None;
+    }
+    Some(run)
+}
+
+/// A database on read-only media (or that this user may not write) is
+/// read by the commands that only look: as every wfhost leaves its file as
+/// a crash would, redb's repair on open must not need the file written.
+/// Commands that would change it say why they cannot.
+#[test]
+fn a_database_on_read_only_media_is_read() {
+    let chain = slow_chain("ro", 5);
+    assert_eq!(run_file(&chain, &["--id", "ro"]).code, 0);
+    let dir = chain.dir.path();
+    for args in [
+        &["status", "ro", "--json"][..],
+        &["list"],
+        &["events", "ro"],
+        &["usage"],
+    ] {
+        let writable = chain.command(args);
+        assert_eq!(writable.code, 0, "{}", writable.stderr);
+        let Some(read_only) = on_read_only_media(dir, args) else {
+            return;
+        };
+        assert_eq!(read_only.code, 0, "{args:?}: {}", read_only.stderr);
+        assert_eq!(read_only.stdout, writable.stdout, "{args:?}");
+    }
+    let removal = on_read_only_media(dir, &["rm", "ro"]).unwrap();
+    assert_eq!(removal.code, 2);
+    assert!(
+        removal.stderr.contains("Read-only file system")
+            || removal.stderr.contains("Permission denied"),
+        "{}",
+        removal.stderr
+    );
+    assert_eq!(
+        chain.command(&["status", "ro"]).code,
+        0,
+        "nothing was removed"
+    );
+}

@@ -3,7 +3,8 @@
 //! redis-server installed; else its column says so): chains of 1,000 and 5,000
 //! steps, 100 ten-step chains at once, a 1,000-member chord, the peak RSS of
 //! a 100,000-step chain against a 1,000-step one, cold and cached plugin
-//! loads, and a whole `wfhost run` process.
+//! loads, a whole `wfhost run` process, and what the records' checksums
+//! cost a step.
 //!
 //! Every workflow runs durably, against a redb file in a temporary
 //! directory on the same disk as the fsync floor.
@@ -363,6 +364,9 @@ async fn bench(filter: &str) {
     if wanted("flat") {
         flat(dir.path());
     }
+    if wanted("checksums") {
+        checksums(runtime.clone(), dir.path()).await;
+    }
     if wanted("fair") {
         fair(&runtime).await;
     }
@@ -619,6 +623,77 @@ async fn chains(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
             }
         }
     }
+}
+
+/// What the records' checksums add per step (issue 15): every record is
+/// sealed with a CRC-32 when written and checked when read. In one run:
+/// 1,000-step durable chains in the default mode and `status`'s read of
+/// one, beside the time to checksum the bytes of that workflow's records
+/// once on the way in and once on the way out, per step: the work the
+/// checksums added to both.
+async fn checksums(runtime: Runtime, dir: &Path) {
+    let store = file_store(&dir.join("checksums"), Durability::default());
+    let host = Host::new(runtime, store);
+    let chain = document(add_chain(1_000));
+    let (mut runs, mut reads, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..10 {
+        let id = format!("sums-{round}");
+        let ready = ready_bench(&host, &chain, &id).await;
+        let started = Instant::now();
+        run(&host, ready, &json!(1_000)).await;
+        runs.push(started.elapsed());
+        let started = Instant::now();
+        let report = host.store().report("bench", &id).unwrap().unwrap();
+        let events = host.store().events("bench", &id).unwrap();
+        reads.push(started.elapsed());
+        // The records as stored: each step, each event, the row.
+        let records: Vec<Vec<u8>> = report
+            .steps
+            .iter()
+            .map(|step| serde_json::to_vec(step).unwrap())
+            .chain(
+                events
+                    .iter()
+                    .map(|event| serde_json::to_vec(event).unwrap()),
+            )
+            .chain([serde_json::to_vec(&report.row).unwrap()])
+            .collect();
+        let started = Instant::now();
+        for _ in 0..2 {
+            for record in &records {
+                black_box(crc32fast::hash(black_box(record)));
+            }
+        }
+        sums.push(started.elapsed());
+    }
+    let bytes = {
+        let report = host.store().report("bench", "sums-0").unwrap().unwrap();
+        let steps: usize = report
+            .steps
+            .iter()
+            .map(|s| serde_json::to_vec(s).unwrap().len())
+            .sum();
+        steps / report.steps.len()
+    };
+    let (run, read, sum) = (median(runs), median(reads), median(sums));
+    println!("checksums of records, median of 10 rounds:");
+    println!(
+        "  1000-step chain, default mode:      {:>6.1} ms, {:>5.1} µs/step",
+        ms(run),
+        us(run) / 1e3
+    );
+    println!(
+        "  its report and events read back:    {:>6.1} ms, {:>5.1} µs/step",
+        ms(read),
+        us(read) / 1e3
+    );
+    println!(
+        "  CRC-32 of its records in and out:   {:>6.3} ms, {:>5.2} µs/step \
+         ({:.2}% of a step; a step record is ~{bytes} bytes)",
+        ms(sum),
+        us(sum) / 1e3,
+        100.0 * sum.as_secs_f64() / run.as_secs_f64()
+    );
 }
 
 async fn concurrent(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {

@@ -56,16 +56,18 @@ impl DbArgs {
         self.db.clone().unwrap_or_else(paths::default_database)
     }
 
-    /// Opens the state database, which must exist: for commands that only
-    /// look at or change what is on record.
-    pub fn open_existing(&self) -> anyhow::Result<Store> {
-        Ok(Store::open_existing(&self.path(), Durability::Strict)?)
+    /// Opens the state database, which must exist, for commands that only
+    /// look at what is on record: a file that cannot be written (read-only
+    /// media) is read all the same.
+    pub fn open_to_read(&self) -> anyhow::Result<Store> {
+        Ok(Store::open_to_read(&self.path())?)
     }
 
-    /// A host over the existing state database, for commands that run
-    /// nothing.
+    /// A host over the existing state database, for commands that change
+    /// what is on record and run nothing.
     pub fn host_of_existing(&self) -> anyhow::Result<Host> {
-        Ok(Host::new(execute::cached_runtime()?, self.open_existing()?))
+        let store = Store::open_existing(&self.path(), Durability::Strict)?;
+        Ok(Host::new(execute::cached_runtime()?, store))
     }
 }
 
@@ -344,22 +346,22 @@ pub fn main() -> ExitCode {
                 json,
                 all,
                 db,
-            } => status::status(&db.open_existing()?, &tenant.tenant, &id, json, all),
+            } => status::status(&db.open_to_read()?, &tenant.tenant, &id, json, all),
             Command::Events {
                 id,
                 tenant,
                 json,
                 follow,
                 db,
-            } => status::events(&db.open_existing()?, &tenant.tenant, &id, json, follow).await,
+            } => status::events(&db.open_to_read()?, &tenant.tenant, &id, json, follow).await,
             Command::List { status, over } => status::list(
-                &over.db.open_existing()?,
+                &over.db.open_to_read()?,
                 over.tenant.as_deref(),
                 status,
                 over.json,
             ),
             Command::Usage { over } => {
-                status::usage(&over.db.open_existing()?, over.tenant.as_deref(), over.json)
+                status::usage(&over.db.open_to_read()?, over.tenant.as_deref(), over.json)
             }
             Command::Resume(args) => resume::resume(args, starting()).await,
             Command::Retry(args) => resume::retry(args, starting()).await,

@@ -30,11 +30,11 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::error::{Db, catching, damaged_by_panic, panic_text, redb_error};
+use super::error::{Db, Opened, catching, damaged_by_panic, panic_text, redb_error};
 use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
 use crate::histogram::Histogram;
 use crate::lock::lock;
@@ -553,7 +553,7 @@ impl Drop for Committer {
 
 /// Applies every write of `batch` in one transaction and commits it,
 /// durably.
-fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
+fn commit(db: &Opened, batch: &[Request]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     for request in batch {
         apply(&txn, &request.write)?;
@@ -609,7 +609,8 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
         step: write.step.clone(),
         detail: write.detail.clone(),
     };
-    events.insert((tenant, workflow, seq), EVENTS.encode(&event).as_slice())?;
+    let key = (tenant, workflow, seq);
+    events.insert(key, EVENTS.encode(&key, &event).as_slice())?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use redb::Database;
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 use thiserror::Error;
 
@@ -39,6 +39,17 @@ pub enum StoreError {
     /// The database is of a schema this wfhost does not read.
     #[error("the state database {} has schema version {found}; this wfhost reads version {expected}", path.display())]
     SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+        /// The version this wfhost reads.
+        expected: u64,
+    },
+    /// The database is of an older schema, which must be written to be
+    /// read by this wfhost, and it is open for reading only.
+    #[error("the state database {} has schema version {found} and is open for reading only (its medium or its permissions allow no writes); this wfhost reads version {expected}, to which the file is brought by any wfhost command that can write it", path.display())]
+    ReadOnlyUpgrade {
         /// The file.
         path: PathBuf,
         /// The version found.
@@ -120,6 +131,12 @@ pub(super) enum Fault {
     Redb(redb::Error),
     /// A stored record that does not decode.
     Decode(serde_json::Error),
+    /// A stored record whose checksum does not hold: the record, or the
+    /// key it was found under, changed since it was written.
+    Checksum {
+        table: String,
+        key: String,
+    },
 }
 
 impl Fault {
@@ -135,6 +152,13 @@ impl Fault {
             Fault::Decode(err) => StoreError::Damaged {
                 path: path.to_path_buf(),
                 reason: format!("a stored record does not decode: {err}"),
+            },
+            Fault::Checksum { table, key } => StoreError::Damaged {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the record of table `{table}` under {key} fails its checksum \
+                     (the file changed since wfhost wrote it)"
+                ),
             },
         }
     }
@@ -182,7 +206,7 @@ pub(super) struct Db {
 
 impl Db {
     /// `db`, opened from `file` (none: in memory, never reopened).
-    pub(super) fn new(db: Database, file: Option<PathBuf>) -> Self {
+    pub(super) fn new(db: Opened, file: Option<PathBuf>) -> Self {
         Db {
             current: RwLock::new(Arc::new(Handle(ManuallyDrop::new(db)))),
             file,
@@ -204,9 +228,13 @@ impl Db {
         let Some(file) = &self.file else {
             return false;
         };
+        // Only a handle that writes sees write errors.
+        if self.get().is_read_only() {
+            return false;
+        }
         match catching(|| super::builder().open(file)) {
             Ok(Ok(db)) => {
-                let handle = Arc::new(Handle(ManuallyDrop::new(db)));
+                let handle = Arc::new(Handle(ManuallyDrop::new(Opened::Writable(db))));
                 match self.current.write() {
                     Ok(mut current) => *current = handle,
                     Err(poisoned) => *poisoned.into_inner() = handle,
@@ -218,15 +246,58 @@ impl Db {
     }
 }
 
+/// redb's database as it was opened: for reading and writing, or for
+/// reading only (a file on read-only media, or one this user may not
+/// write).
+pub(super) enum Opened {
+    Writable(Database),
+    /// Read beside any process that writes it.
+    ReadOnly(ReadOnlyDatabase),
+    /// Read through a private layer of writes (see `overlay`): a file
+    /// that redb must repair before reading and that no process writes.
+    Repaired(Database),
+}
+
+impl Opened {
+    /// Begins a read transaction.
+    pub(super) fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Opened::Writable(db) | Opened::Repaired(db) => db.begin_read(),
+            Opened::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    /// Begins a write transaction; one opened for reading only cannot.
+    pub(super) fn begin_write(&self) -> Result<WriteTransaction, redb::Error> {
+        match self {
+            Opened::Writable(db) => Ok(db.begin_write()?),
+            Opened::ReadOnly(_) | Opened::Repaired(_) => Err(redb::Error::Io(read_only_error())),
+        }
+    }
+
+    /// Whether the database was opened for reading only.
+    pub(super) fn is_read_only(&self) -> bool {
+        !matches!(self, Opened::Writable(_))
+    }
+}
+
+/// Why a database opened for reading only takes no write.
+pub(super) fn read_only_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ReadOnlyFilesystem,
+        "it is open for reading only (its medium or its permissions allow no writes)",
+    )
+}
+
 /// One open handle of redb's database, closed when dropped without letting
 /// a panic inside redb (closing a damaged file can index past its pages)
 /// end the process.
-pub(super) struct Handle(ManuallyDrop<Database>);
+pub(super) struct Handle(ManuallyDrop<Opened>);
 
 impl Deref for Handle {
-    type Target = Database;
+    type Target = Opened;
 
-    fn deref(&self) -> &Database {
+    fn deref(&self) -> &Opened {
         &self.0
     }
 }

@@ -14,6 +14,7 @@
 //! - `leases` knows which workflows run, in any process;
 //! - `tables` names the tables and the schema version;
 //! - `schema` creates the tables and migrates older files;
+//! - `overlay` lets a file that cannot be written be read all the same;
 //! - `read` and `write` are the store's reads and writes;
 //! - `error` is what can go wrong, named in one place.
 
@@ -21,6 +22,7 @@ mod commit;
 mod create;
 mod error;
 mod leases;
+mod overlay;
 mod read;
 mod schema;
 mod tables;
@@ -35,7 +37,7 @@ pub(crate) use read::StepTotals;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{ConcurrencyMode, Database, DatabaseError, ReadTransaction, ReadableDatabase};
+use redb::{ConcurrencyMode, Database, DatabaseError, ReadTransaction};
 
 use commit::Committer;
 use error::{Db, Fault};
@@ -68,6 +70,15 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
             reason: other.to_string(),
         },
     }
+}
+
+/// Whether the system refused to open a file because it may not be
+/// written: read-only media, or permissions.
+fn refuses_writes(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 /// The state database.
@@ -132,11 +143,53 @@ impl Store {
         }
     }
 
+    /// Opens the database at `path`, which must exist, to read it: for
+    /// reading and writing like [`Store::open_existing`] where the system
+    /// allows, else for reading only (a file on read-only media, or one
+    /// this user may not write), where every write fails and says so.
+    pub fn open_to_read(path: &Path) -> Result<Self, StoreError> {
+        match Self::open_existing(path, Durability::Strict) {
+            Err(StoreError::Open { source, .. }) if refuses_writes(&source) => {
+                Self::open_read_only(path)
+            }
+            opened => opened,
+        }
+    }
+
     /// Opens the database file at `path`, which exists.
     pub(super) fn open_file(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_handle(path, durability, || {
+            builder().open(path).map(error::Opened::Writable)
+        })
+    }
+
+    /// Opens the database file at `path`, which exists, for reading only:
+    /// beside the processes that write it, if any; else, when redb must
+    /// repair the file first (as every wfhost leaves it), through a
+    /// private layer that takes the repair's writes (see `overlay`).
+    fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        Self::open_handle(path, Durability::Strict, || {
+            match builder().open_read_only(path) {
+                Err(DatabaseError::RepairAborted) => {
+                    let overlay = overlay::Overlay::over(std::fs::File::open(path)?)?;
+                    Database::builder()
+                        .set_cache_size(CACHE_BYTES)
+                        .create_with_backend(overlay)
+                        .map(error::Opened::Repaired)
+                }
+                opened => opened.map(error::Opened::ReadOnly),
+            }
+        })
+    }
+
+    fn open_handle(
+        path: &Path,
+        durability: Durability,
+        open: impl FnOnce() -> Result<error::Opened, DatabaseError>,
+    ) -> Result<Self, StoreError> {
         error::guarded(path, || {
             let started = std::time::Instant::now();
-            let db = builder().open(path).map_err(|err| open_error(path, err))?;
+            let db = open().map_err(|err| open_error(path, err))?;
             tracing::debug!(
                 path = %path.display(),
                 took_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -152,7 +205,7 @@ impl Store {
 
     /// Checks the schema of an open database and sets up its committer.
     fn start(
-        db: Database,
+        db: error::Opened,
         path: PathBuf,
         durability: Durability,
         leases: Leases,
@@ -176,6 +229,7 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|err| Fault::Redb(err.into()).at(&path))?;
+        let db = error::Opened::Writable(db);
         Self::start(db, path, Durability::default(), Leases::in_process())
     }
 
@@ -262,7 +316,7 @@ impl Store {
 mod tests {
     use serde_json::{Map, json};
 
-    use super::tables::{META, SCHEMA_VERSION_KEY, WORKFLOWS};
+    use super::tables::{EVENTS, META, SCHEMA_VERSION_KEY, STEPS, WORKFLOWS};
     use super::*;
     use crate::records::{StepRecord, WorkflowStatus};
 
@@ -340,6 +394,132 @@ mod tests {
         drop(store);
         // And it stays migrated.
         assert!(Store::open(&path).is_ok());
+    }
+
+    /// A schema-4 file, whose records had no checksums, opens as schema 5
+    /// with every record read as it was and sealed from then on; a record
+    /// without its checksum is refused after that.
+    #[test]
+    fn a_schema_4_database_gets_its_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let row = json!({
+            "id": "old", "tenant": "t", "status": "succeeded",
+            "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+        });
+        let step = StepRecord::new("0", None, "m.add", vec![json!(2)], Map::new());
+        let event = json!({"seq": 0, "at_ms": 1, "kind": "workflow_started"});
+        let raw = |value: &serde_json::Value| serde_json::to_vec(value).unwrap();
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(SCHEMA_VERSION_KEY, 4)
+                .unwrap();
+            txn.open_table(WORKFLOWS.table)
+                .unwrap()
+                .insert(("t", "old"), raw(&row).as_slice())
+                .unwrap();
+            txn.open_table(STEPS.table)
+                .unwrap()
+                .insert(("t", "old", "0"), raw(&json!(step)).as_slice())
+                .unwrap();
+            txn.open_table(EVENTS.table)
+                .unwrap()
+                .insert(("t", "old", 0), raw(&event).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let read = store.workflow("t", "old").unwrap().unwrap();
+        assert_eq!(read.result, Some(json!(4)));
+        assert_eq!(store.steps("t", "old").unwrap(), vec![step.clone()]);
+        assert_eq!(
+            store.events("t", "old").unwrap()[0].kind,
+            "workflow_started"
+        );
+        drop(store);
+        // Opened again, nothing is sealed twice.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.steps("t", "old").unwrap(), vec![step]);
+        drop(store);
+        {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(WORKFLOWS.table)
+                .unwrap()
+                .insert(("t", "old"), raw(&row).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let refused = store.workflow("t", "old").unwrap_err().to_string();
+        assert!(refused.contains("fails its checksum"), "{refused}");
+    }
+
+    /// A bit flipped on the disk in a record, or in the key it is stored
+    /// under, is refused as damage: every read gives what was written or
+    /// an error, never the changed record (without checksums, a flipped
+    /// digit was read back as another number, with no error).
+    #[tokio::test]
+    async fn a_record_changed_on_the_disk_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let records: Vec<StepRecord> = (0..40)
+                .map(|i| {
+                    let id = format!("step-{i:03}");
+                    let mut record =
+                        StepRecord::new(&id, None, "m.add", vec![json!(1000 + i)], Map::new());
+                    record.seq = i;
+                    record
+                })
+                .collect();
+            let refs: Vec<&StepRecord> = records.iter().collect();
+            store
+                .put_steps("t", "wf", &refs, "step_succeeded", None, Flush::Always)
+                .await
+                .unwrap();
+        }
+        let pristine_bytes = std::fs::read(&path).unwrap();
+        let pristine = Store::open(&path).unwrap().steps("t", "wf").unwrap();
+        assert_eq!(pristine.len(), 40);
+        // Where the records' ids (in keys and values) and arguments are.
+        let places: Vec<usize> = [&b"step-0"[..], b"[10"]
+            .iter()
+            .flat_map(|marker| {
+                pristine_bytes
+                    .windows(marker.len())
+                    .enumerate()
+                    .filter(move |(_, window)| window == marker)
+                    .map(|(at, _)| at)
+            })
+            .collect();
+        assert!(places.len() >= 80, "{} places", places.len());
+        let mut rng = fastrand::Rng::with_seed(11);
+        let damaged = dir.path().join("damaged.redb");
+        let mut refused = 0;
+        for &place in &places {
+            let mut bytes = pristine_bytes.clone();
+            let at = place + rng.usize(0..6);
+            bytes[at] ^= 1 << rng.u8(0..8);
+            std::fs::write(&damaged, &bytes).unwrap();
+            let Ok(store) = Store::open(&damaged) else {
+                refused += 1;
+                continue;
+            };
+            match store.steps("t", "wf") {
+                Ok(steps) => assert!(steps == pristine, "a flip at byte {at} was read"),
+                Err(err) => {
+                    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+                    refused += 1;
+                }
+            }
+        }
+        // Some places hold copies of pages no longer in use.
+        assert!(refused >= places.len() / 2, "{refused} of {}", places.len());
     }
 
     /// A damaged file is an error, never a panic: bits flipped where redb

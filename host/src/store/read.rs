@@ -66,7 +66,8 @@ impl Store {
         self.read(|txn| {
             let table = txn.open_table(SPECS.table)?;
             let head = table.get((tenant, id))?;
-            head.map(|bytes| SPECS.decode(bytes.value())).transpose()
+            head.map(|bytes| SPECS.decode(&(tenant, id), bytes.value()))
+                .transpose()
         })
     }
 
@@ -84,7 +85,10 @@ impl Store {
             let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
             range
                 .take(max)
-                .map(|entry| Ok(entry?.1.value().to_vec()))
+                .map(|entry| {
+                    let (key, stored) = entry?;
+                    Ok(ELEMENTS.unseal(&key.value(), stored.value())?.to_vec())
+                })
                 .collect()
         })
     }
@@ -105,7 +109,7 @@ impl Store {
                 if tenant.is_some_and(|t| t != key.value().0) {
                     break;
                 }
-                rows.push(WORKFLOWS.decode(value.value())?);
+                rows.push(WORKFLOWS.decode(&key.value(), value.value())?);
             }
             Ok(rows)
         })?;
@@ -155,7 +159,9 @@ impl Store {
         self.read(|txn| {
             let table = txn.open_table(STEPS.table)?;
             let record = table.get((tenant, id, step))?;
-            record.map(|bytes| STEPS.decode(bytes.value())).transpose()
+            record
+                .map(|bytes| STEPS.decode(&(tenant, id, step), bytes.value()))
+                .transpose()
         })
     }
 
@@ -187,7 +193,7 @@ impl Store {
                 if outside(owner) {
                     break;
                 }
-                let record = STEPS.decode(value.value())?;
+                let record = STEPS.decode(&key.value(), value.value())?;
                 if record.attempts == 0 {
                     continue;
                 }
@@ -216,7 +222,12 @@ impl Store {
         self.read(|txn| {
             let table = txn.open_table(EVENTS.table)?;
             let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
-            range.map(|entry| EVENTS.decode(entry?.1.value())).collect()
+            range
+                .map(|entry| {
+                    let (key, stored) = entry?;
+                    EVENTS.decode(&key.value(), stored.value())
+                })
+                .collect()
         })
     }
 
@@ -259,7 +270,8 @@ impl Store {
 fn row(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, Fault> {
     let table = txn.open_table(WORKFLOWS.table)?;
     let row = table.get((tenant, id))?;
-    row.map(|bytes| WORKFLOWS.decode(bytes.value())).transpose()
+    row.map(|bytes| WORKFLOWS.decode(&(tenant, id), bytes.value()))
+        .transpose()
 }
 
 /// Calls `visit` with each of a workflow's step records, in id order.
@@ -276,7 +288,7 @@ fn each_step(
         if t != tenant || w != id {
             break;
         }
-        visit(STEPS.decode(value.value())?);
+        visit(STEPS.decode(&key.value(), value.value())?);
     }
     Ok(())
 }

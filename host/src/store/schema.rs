@@ -1,12 +1,13 @@
 //! The schema: the tables made on first use, the version checked on every
 //! open, and the migrations of older files.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{Key, ReadableTable, WriteTransaction};
 use serde_json::Value;
 
 use super::error::Fault;
 use super::tables::{
-    CANCELS, ELEMENTS, EVENTS, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS, WORKFLOWS,
+    CANCELS, ELEMENTS, EVENTS, META, Records, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS,
+    WORKFLOWS,
 };
 use super::{Store, StoreError};
 
@@ -16,6 +17,13 @@ impl Store {
         // A database that is already set up costs a read, not a commit.
         if self.stored_schema_version()? == Some(SCHEMA_VERSION) {
             return Ok(());
+        }
+        if self.db.get().is_read_only() {
+            return Err(StoreError::ReadOnlyUpgrade {
+                path: self.path.clone(),
+                found: self.stored_schema_version()?.unwrap_or_default(),
+                expected: SCHEMA_VERSION,
+            });
         }
         let txn = self.db.get().begin_write().map_err(|err| self.fault(err))?;
         let found = {
@@ -53,12 +61,20 @@ impl Store {
 }
 
 /// Brings a file of schema `found` (none: a new file) to this version.
-/// Schema 3 lacks only the table of cancel requests; schema 2 differs from
-/// 3 only in keeping a workflow's elements inside its head, which is still
-/// read as it is; schema 1 kept the head in the row.
+/// Schema 4 stored records without their checksums; schema 3 lacks only
+/// the table of cancel requests; schema 2 differs from 3 only in keeping a
+/// workflow's elements inside its head, which is still read as it is;
+/// schema 1 kept the head in the row.
 fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     if found == Some(1) {
         move_specs_out_of_rows(txn)?;
+    }
+    if found.is_some_and(|found| found < 5) {
+        seal(txn, &WORKFLOWS)?;
+        seal(txn, &SPECS)?;
+        seal(txn, &ELEMENTS)?;
+        seal(txn, &STEPS)?;
+        seal(txn, &EVENTS)?;
     }
     txn.open_table(META)?
         .insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
@@ -68,6 +84,24 @@ fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     txn.open_table(STEPS.table)?;
     txn.open_table(EVENTS.table)?;
     txn.open_table(CANCELS)?;
+    Ok(())
+}
+
+/// Stores every record of `records`, written before records had
+/// checksums, with its checksum.
+fn seal<K: Key + 'static, T>(txn: &WriteTransaction, records: &Records<K, T>) -> Result<(), Fault> {
+    let mut table = txn.open_table(records.table)?;
+    let mut unsealed = Vec::new();
+    for entry in table.iter()? {
+        let (key, json) = entry?;
+        let key = K::as_bytes(&key.value()).as_ref().to_vec();
+        unsealed.push((key, json.value().to_vec()));
+    }
+    for (key, mut json) in unsealed {
+        let key = K::from_bytes(&key);
+        records.seal(&key, &mut json);
+        table.insert(key, json.as_slice())?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! with the event that says why.
 
 use super::commit::{Flush, Rows, Started, Write};
-use super::tables::{EXPIRED_AT_KEY, SPECS, STEPS, WORKFLOWS};
+use super::tables::{ELEMENTS, EXPIRED_AT_KEY, SPECS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
 
@@ -20,9 +20,9 @@ impl Store {
         elements: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let started = Started {
-            head: SPECS.encode(head),
+            head: SPECS.encode(&(row.tenant.as_str(), row.id.as_str()), head),
             first_element,
-            elements,
+            elements: sealed_elements(&row.tenant, &row.id, first_element, elements),
         };
         self.write_workflow(row, Some(started), "workflow_started", None)
             .await
@@ -38,6 +38,7 @@ impl Store {
         first: u64,
         elements: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
+        let elements = sealed_elements(tenant, id, first, elements);
         let write = Write::new(tenant, id, Rows::Elements { first, elements });
         self.committer.write(write).await
     }
@@ -62,7 +63,7 @@ impl Store {
         detail: Option<String>,
     ) -> Result<(), StoreError> {
         let head = Started {
-            head: SPECS.encode(head),
+            head: SPECS.encode(&(row.tenant.as_str(), row.id.as_str()), head),
             first_element: head.elements,
             elements: Vec::new(),
         };
@@ -77,7 +78,7 @@ impl Store {
         detail: Option<String>,
     ) -> Result<(), StoreError> {
         let rows = Rows::Workflow {
-            row: WORKFLOWS.encode(row),
+            row: WORKFLOWS.encode(&(row.tenant.as_str(), row.id.as_str()), row),
             started,
             ends: row.status != WorkflowStatus::Running,
         };
@@ -99,7 +100,7 @@ impl Store {
         let rows = records
             .iter()
             .map(|record| {
-                let bytes = STEPS.encode(record);
+                let bytes = STEPS.encode(&(tenant, id, record.id.as_str()), record);
                 (record.id.clone(), bytes)
             })
             .collect();
@@ -108,6 +109,15 @@ impl Store {
         write.flush = flush;
         self.committer.write(write).await
     }
+}
+
+/// `elements` of workflow `id` of `tenant`, from index `first` on, each
+/// sealed with its checksum as the elements table stores it.
+fn sealed_elements(tenant: &str, id: &str, first: u64, mut elements: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    for (index, json) in (first..).zip(&mut elements) {
+        ELEMENTS.seal(&(tenant, id, index), json);
+    }
+    elements
 }
 
 impl Store {
