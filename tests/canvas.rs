@@ -410,12 +410,12 @@ fn celery_options_wfhost_lacks_are_refused_by_name() {
 /// The differential test: random canvases made with the real Celery
 /// library (tests/fixtures/celery/differential.py: nested groups and
 /// chords, one-member groups, immutables, kwargs, callbacks on signatures
-/// and on whole chains and chords), run by Celery and by wfhost; every
-/// result must agree. Skipped, saying so, where Celery is not installed
+/// and on whole chains and chords, chords of one header member, chords
+/// whose body is a chord), run by Celery and by wfhost; every result must
+/// agree, and a canvas where a task fails in Celery (its steps do not fit)
+/// must fail in wfhost. Skipped, saying so, where Celery is not installed
 /// (outside CI). Seed 7 by default (`WFHOST_DIFFERENTIAL_SEED` picks
-/// another); seeds 2026 and 5 each show one disagreement still to settle:
-/// a chord whose body Celery writes as a chord of one header member, where
-/// eager Celery gives `[]`.
+/// another; 2026, 5 and 11 agree as well).
 #[test]
 fn celery_and_wfhost_agree_on_random_canvases() {
     if !common::celery_is_installed() {
@@ -436,7 +436,7 @@ fn celery_and_wfhost_agree_on_random_canvases() {
         String::from_utf8_lossy(&made.stderr)
     );
     let dir = tempfile::tempdir().unwrap();
-    let (mut passed, mut failed) = (0, Vec::new());
+    let (mut passed, mut failing, mut failed) = (0, 0, Vec::new());
     for (index, line) in String::from_utf8_lossy(&made.stdout).lines().enumerate() {
         let case: Value = serde_json::from_str(line).unwrap();
         let chain = dir.path().join("chain.json");
@@ -452,19 +452,31 @@ fn celery_and_wfhost_agree_on_random_canvases() {
                 .unwrap(),
         );
         let result: Option<Value> = serde_json::from_str(&run.stdout).ok();
-        if run.code == 0 && result.as_ref() == Some(&case["expected"]) {
+        let agree = match case.get("fails") {
+            Some(_) => run.code == 1,
+            None => run.code == 0 && result.as_ref() == Some(&case["expected"]),
+        };
+        if agree {
             passed += 1;
+            failing += usize::from(case.get("fails").is_some());
         } else {
+            let celery = case.get("fails").unwrap_or(&case["expected"]);
             failed.push(format!(
-                "canvas {index}: Celery gave {}, wfhost {} {}\n{}",
-                case["expected"],
+                "canvas {index}: Celery gave {celery}, wfhost {} {}\n{}",
                 run.stdout.trim(),
                 run.stderr.trim(),
                 case["workflow"]
             ));
         }
     }
-    println!("seed {seed}: {passed} passed, {} failed", failed.len());
+    println!(
+        "seed {seed}: {passed} passed ({failing} of them failing in both), {} failed",
+        failed.len()
+    );
+    assert!(
+        failing < CANVASES / 2,
+        "{failing} of {CANVASES} canvases fail: too few succeed to compare results"
+    );
     assert_eq!(
         passed,
         CANVASES,
