@@ -361,6 +361,59 @@ fn celery_json_runs_unchanged_and_gives_celerys_results() {
     }
 }
 
+/// A callback linked to a map gets the map's list, as one linked to
+/// Celery's single `celery.map` task does, in Celery's JSON form and in
+/// the native form (a chord whose body is `celery.accumulate`, which the
+/// canvas builder writes for a map).
+#[test]
+fn a_callback_linked_to_a_map_gets_its_list() {
+    let linked_results = |run: &Run| -> Vec<Value> {
+        run.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|step| step["id"].as_str().unwrap().contains(".link."))
+            .map(|step| step["result"].clone())
+            .collect()
+    };
+    let fixture = |name: &str| {
+        celery_fixtures()
+            .into_iter()
+            .find(|fixture| fixture["name"] == name)
+            .unwrap()["workflow"]
+            .clone()
+    };
+    let run = run_workflow(fixture("map_link"), &["--json"]);
+    assert_eq!(run.json()["result"], json!([3, 3]), "{}", run.stderr);
+    assert_eq!(linked_results(&run), [json!(6)]);
+    let run = run_workflow(fixture("starmap_link_in_chain"), &["--json"]);
+    assert_eq!(run.json()["result"], 10, "{}", run.stderr);
+    assert_eq!(linked_results(&run), [json!(10)]);
+
+    let native = json!({"chord": {
+        "header": [
+            {"task": "math.xsum", "args": [[1, 2]], "immutable": true},
+            {"task": "math.xsum", "args": [[3]], "immutable": true},
+        ],
+        "body": {"task": "celery.accumulate", "kwargs": {"index": 0},
+                 "options": {"link": [{"task": "math.xsum"}]}},
+    }});
+    let run = run_workflow(json!([native]), &["--json"]);
+    assert_eq!(run.json()["result"], json!([3, 3]), "{}", run.stderr);
+    assert_eq!(linked_results(&run), [json!(6)]);
+    // Its keywords are checked before anything runs.
+    let mut wrong = native.clone();
+    wrong["chord"]["body"]["kwargs"] = json!({"position": 0});
+    let run = run_workflow(json!([wrong]), &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("celery.accumulate takes no keyword `position`"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Every option wfhost does not implement is reported at once, each at its
 /// JSON path, not only the first.
 #[test]

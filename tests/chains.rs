@@ -149,8 +149,9 @@ fn a_replaced_step_hands_its_callbacks_to_the_replacement() {
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.step("0.0.link_error.0")["result"]["step"], "0.0");
-    // A group replacement keeps its errbacks; linking it is refused, not
-    // dropped (Celery makes a chord of it to link).
+    // A group replacement becomes, as in Celery, a chord whose body is
+    // `celery.accumulate`: its result is the group's list, and a link gets
+    // that list.
     let fan =
         |options: Value| json!([{"task": "testkit.fan_out", "args": [[1, 2]], "options": options}]);
     let run = run_workflow(fan(json!({"link_error": echo})), &[]);
@@ -159,12 +160,24 @@ fn a_replaced_step_hands_its_callbacks_to_the_replacement() {
     let one = json!([{"task": "testkit.fan_out", "args": [[7]]}]);
     assert_eq!(run_workflow(one, &[]).stdout, "[7]\n");
     let run = run_workflow(fan(json!({"link": echo})), &["--json"]);
-    assert_eq!(run.code, 1);
-    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
-    assert!(
-        message.contains("cannot be replaced by a group"),
-        "{message}"
-    );
+    assert_eq!(run.json()["result"], json!([1, 2]), "{}", run.stderr);
+    let steps = run.json()["steps"].as_array().unwrap().clone();
+    let of_task = |task: &str| -> Vec<Value> {
+        steps
+            .iter()
+            .filter(|step| step["task"] == task)
+            .cloned()
+            .collect()
+    };
+    let accumulate = of_task("celery.accumulate");
+    assert_eq!(accumulate.len(), 1, "{steps:?}");
+    assert_eq!(accumulate[0]["result"], json!([1, 2]));
+    let linked: Vec<Value> = of_task("testkit.echo")
+        .into_iter()
+        .filter(|step| step["id"].as_str().unwrap().contains(".link."))
+        .collect();
+    assert_eq!(linked.len(), 1, "{steps:?}");
+    assert_eq!(linked[0]["result"], json!([1, 2]));
 }
 
 /// As Celery's `Task.replace` refuses it, a replacement by an empty chain

@@ -5,7 +5,7 @@ use std::ops::BitOr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Canvas, Chord, Signature, StepOptions};
+use crate::{Canvas, Chord, Signature, StepOptions, accumulate_first};
 
 /// A signature of `task` (`"plugin.task"`), to be given arguments.
 pub fn sig(task: impl Into<String>) -> Signature {
@@ -34,16 +34,17 @@ pub fn chord<C: Into<Canvas>>(
 }
 
 /// A canvas whose result is the list of `members`' results wherever it
-/// runs: a group inside a chain, so that a group around it does not
-/// flatten it into itself; and with one member, a group in a group, which
-/// a chain step does not unroll (as Celery unrolls a one-member group only
-/// as a step of a chain).
+/// runs, held by one step: a chord of the members whose body is Celery's
+/// `celery.accumulate` (see [`crate::accumulate`]), so that a callback
+/// linked to it gets the list, as one linked to Celery's single `map` task
+/// does.
 fn list_of(members: Vec<Canvas>) -> Canvas {
-    let group = match members.len() {
-        1 => Canvas::Group(vec![Canvas::Group(members)]),
-        _ => Canvas::Group(members),
-    };
-    Canvas::Chain(vec![group])
+    // A chord's header is neither unrolled nor flattened into a group
+    // around it, and its body holds the list, for callbacks to see.
+    Canvas::Chord(Chord {
+        header: members,
+        body: Box::new(Canvas::Signature(accumulate_first())),
+    })
 }
 
 /// The immutable call of `task` with `args`.

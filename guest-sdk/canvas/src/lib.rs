@@ -25,9 +25,11 @@
 
 #![warn(missing_docs)]
 
+mod accumulate;
 mod builder;
 mod options;
 
+pub use accumulate::{ACCUMULATE, accumulate, accumulate_first, accumulate_index};
 pub use builder::{chain, chord, group, sig};
 
 /// The plugin part of a task name `A.B` (split at the last dot), if any.
@@ -181,10 +183,10 @@ mod tests {
         let add = crate::sig("m.add").args((100, 100));
         let calls = |canvas: &Canvas| -> Vec<Value> {
             match canvas {
-                Canvas::Chain(items) => match &items[..] {
-                    [Canvas::Group(members)] => members.iter().map(Canvas::to_json).collect(),
-                    other => panic!("{other:?}"),
-                },
+                Canvas::Chord(chord) => {
+                    assert_eq!(*chord.body, Canvas::Signature(crate::accumulate_first()));
+                    chord.header.iter().map(Canvas::to_json).collect()
+                }
                 other => panic!("{other:?}"),
             }
         };
@@ -196,12 +198,22 @@ mod tests {
                 json!({"task": "m.add", "args": [3, 4], "immutable": true})
             ]
         );
-        // One call is a group in a group, which a chain does not unroll.
+        // A header of one call is not unrolled: its list has one result.
         let one = crate::sig("m.sum").map([json!([5])]);
         assert_eq!(
             calls(&one),
-            [json!({"group": [{"task": "m.sum", "args": [[5]], "immutable": true}]})]
+            [json!({"task": "m.sum", "args": [[5]], "immutable": true})]
         );
+        // A callback linked to a map gets its list, from the body.
+        let mut linked = crate::sig("m.sum").map([json!([5])]);
+        linked.link(crate::sig("m.done"));
+        let Canvas::Chord(chord) = &linked else {
+            panic!("a chord")
+        };
+        let Canvas::Signature(body) = &*chord.body else {
+            panic!("a signature")
+        };
+        assert_eq!(body.options.link, [crate::sig("m.done")]);
         let chunked = add.chunks((0..3).map(|i| vec![json!(i), json!(i)]), 2);
         assert_eq!(calls(&chunked).len(), 2, "two parts: {chunked:?}");
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::Value;
-use wfhost_canvas::{Expires, Limit, Signature, StepOptions};
+use wfhost_canvas::{ACCUMULATE, Expires, Limit, Signature, StepOptions, accumulate};
 
 use super::Working;
 use super::fair::{FairScheduler, Slot};
@@ -219,6 +219,16 @@ impl Run<'_> {
         previous: Option<&StepRecord>,
         underway: &mut Underway,
     ) -> Result<AttemptsEnd, StoreError> {
+        if signature.task == ACCUMULATE {
+            // Celery's built-in runs here, with no sandbox: it only hands
+            // on its arguments.
+            record.attempts = 1;
+            record.started_at_ms.get_or_insert_with(now_ms);
+            return Ok(match accumulate(&record.args, &record.kwargs) {
+                Ok(value) => AttemptsEnd::Value(value),
+                Err(message) => AttemptsEnd::Failed(Failure::new(FailureKind::Fail, message)),
+            });
+        }
         let plugin = match self.workflow.plugins.resolve(signature) {
             Ok((plugin, _)) => plugin,
             Err(message) => {

@@ -3,7 +3,7 @@
 //! every limit fits under the workflow's ceilings.
 
 use thiserror::Error;
-use wfhost_canvas::StepOptions;
+use wfhost_canvas::{ACCUMULATE, StepOptions, accumulate_index};
 
 use super::attempt::attempt_limits;
 use super::binding::check_binding;
@@ -111,6 +111,13 @@ impl PluginSet {
     ) -> (Vec<StepProblem>, Vec<StepProblem>) {
         let (mut missing, mut unbound) = (Vec::new(), Vec::new());
         for (step, receives_input) in steps {
+            if step.signature.task == ACCUMULATE {
+                // Celery's built-in takes any arguments.
+                if let Err(message) = accumulate_index(&step.signature.kwargs) {
+                    unbound.push(StepProblem::new(step, message));
+                }
+                continue;
+            }
             match self.resolve(&step.signature) {
                 Err(message) => missing.push(StepProblem::new(step, message)),
                 Ok((_, task)) => unbound.extend(

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use wfhost_canvas::{Canvas, Signature};
+use wfhost_canvas::{Canvas, Chord, Signature, accumulate_first};
 
 use super::attempt::IN_GROUP;
 use super::nodes::Nodes;
@@ -329,9 +329,9 @@ impl Run<'_> {
 }
 
 /// Parses and plans a replacement canvas under the replaced step's id.
-/// As Celery's `Task.replace` does, the replaced step's callbacks go to
-/// the replacement: its `link_error` to every step of it, its `link` to
-/// the step whose result is the replacement's.
+/// As Celery's `Task.replace` does, a group becomes a chord whose body is
+/// `celery.accumulate`, and the replaced step's callbacks go to the
+/// replacement as to any canvas (`Canvas::link`, `Canvas::link_error`).
 pub(super) fn replacement(json: &Value, step_id: &str, replaced: &Signature) -> AttemptsEnd {
     let step_id = StepId::from_stored(step_id);
     let mut canvas: Canvas = match spec::parse_canvas(json) {
@@ -351,14 +351,14 @@ pub(super) fn replacement(json: &Value, step_id: &str, replaced: &Signature) -> 
         ));
     }
     let callbacks = &replaced.options;
-    if !callbacks.link.is_empty() && matches!(canvas, Canvas::Group(_)) {
-        // Celery makes the group a chord whose body passes the list on,
-        // and links that; wfhost has no such body yet.
-        return AttemptsEnd::Failed(Failure::new(
-            FailureKind::InvalidOutput,
-            "a step with `link` callbacks cannot be replaced by a group in wfhost yet \
-             (Celery links them to a chord made of it); replace it with a chord instead",
-        ));
+    if let Canvas::Group(members) = &mut canvas {
+        // As Celery's does, the group becomes a chord whose body,
+        // `celery.accumulate`, holds the group's list for the callbacks
+        // (and is the one step whose errbacks run when a member fails).
+        canvas = Canvas::Chord(Chord {
+            header: std::mem::take(members),
+            body: Box::new(Canvas::Signature(accumulate_first())),
+        });
     }
     for callback in &callbacks.link {
         canvas.link(callback.clone());

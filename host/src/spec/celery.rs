@@ -49,14 +49,6 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
     match kind {
         None => match map.get("task").and_then(Value::as_str) {
             Some(task @ ("celery.map" | "celery.starmap" | "celery.chunks")) => {
-                if options.and_then(|options| options.get("link")).is_some() {
-                    return Err(SpecIssue::new(
-                        &at.key("options").key("link"),
-                        format!(
-                            "a linked `{task}` is not supported by wfhost yet; link the step after it"
-                        ),
-                    ));
-                }
                 with_callbacks(mapped(task, map, at)?, options, at, "map")
             }
             _ => Ok(Canvas::Signature(signature_fields(map, at)?)),

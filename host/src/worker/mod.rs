@@ -45,9 +45,7 @@ pub use meta::Exception;
 pub use routing::Routing;
 pub use submit::{FleetClient, FleetOutcome};
 
-/// Celery's built-in `celery.accumulate`, which a group's replacement
-/// ends with; served by every worker (it returns its arguments).
-pub const ACCUMULATE: &str = "celery.accumulate";
+pub use wfhost_canvas::ACCUMULATE;
 
 /// What goes wrong in a worker.
 #[derive(Debug, Error)]

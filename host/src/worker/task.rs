@@ -122,8 +122,14 @@ async fn already_succeeded(broker: &Broker, id: &str) -> bool {
 /// Runs the task and says what its end stores and sends.
 async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (FollowUp, Option<Own>) {
     if message.task == ACCUMULATE {
-        let value = accumulate(message);
-        return ending_in_success(shared, message, &value, None);
+        return match wfhost_canvas::accumulate(&message.args, &message.kwargs) {
+            Ok(value) => ending_in_success(shared, message, &value, None),
+            Err(error) => {
+                let traceback = format!("IndexError: {error}");
+                let exception = Exception::new("builtins", "IndexError", error);
+                ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
+            }
+        };
     }
     let (plugin_name, task_name) = message.task.split_once('.').unwrap_or(("", &message.task));
     let Some(plugin) = shared
@@ -198,18 +204,6 @@ async fn renew_lease(broker: &Broker, tag: &str, visibility: Duration, cancel: &
             }
             Err(err) => tracing::warn!(error = %err, "renewing the lease failed"),
         }
-    }
-}
-
-/// Celery's `celery.accumulate`: its arguments, or the one at `index`.
-fn accumulate(message: &TaskMessage) -> Value {
-    match message.kwargs.get("index").and_then(Value::as_u64) {
-        Some(index) => message
-            .args
-            .get(index as usize)
-            .cloned()
-            .unwrap_or(Value::Null),
-        None => Value::Array(message.args.clone()),
     }
 }
 

@@ -1,0 +1,87 @@
+//! Celery's one built-in task a canvas names: `celery.accumulate`, which
+//! gives its arguments as a list, or the one at `index`. Celery ends a group
+//! with it where one step must hold the group's list (a group that replaced
+//! a linked task); wfhost does the same for maps, so that callbacks see the
+//! list. Every host runs it itself, with no plugin.
+
+use serde_json::{Map, Value};
+
+use crate::Signature;
+
+/// The name of Celery's built-in `celery.accumulate`.
+pub const ACCUMULATE: &str = "celery.accumulate";
+
+/// `celery.accumulate.s(index=0)`: the step that gives the list a chord's
+/// header made.
+pub fn accumulate_first() -> Signature {
+    let mut signature = Signature::new(ACCUMULATE);
+    signature.kwargs.insert("index".into(), Value::from(0));
+    signature
+}
+
+/// What `celery.accumulate` gives when called with `args` and `kwargs`:
+/// the arguments as a list, or the one at `kwargs.index` (counted from the
+/// end when negative, as Python indexes); an index that names no argument,
+/// or keywords other than `index`, are the error it fails with.
+pub fn accumulate(args: &[Value], kwargs: &Map<String, Value>) -> Result<Value, String> {
+    let Some(index) = accumulate_index(kwargs)? else {
+        return Ok(Value::Array(args.to_vec()));
+    };
+    let position = if index < 0 {
+        i64::try_from(args.len())
+            .ok()
+            .and_then(|len| len.checked_add(index))
+    } else {
+        Some(index)
+    };
+    position
+        .and_then(|at| usize::try_from(at).ok())
+        .and_then(|at| args.get(at))
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "{ACCUMULATE}: index {index} is out of range of {} arguments",
+                args.len()
+            )
+        })
+}
+
+/// The `index` that `celery.accumulate` is called with, if any, or why its
+/// keywords are not ones it takes.
+pub fn accumulate_index(kwargs: &Map<String, Value>) -> Result<Option<i64>, String> {
+    if let Some(other) = kwargs.keys().find(|key| *key != "index") {
+        return Err(format!("{ACCUMULATE} takes no keyword `{other}`"));
+    }
+    match kwargs.get("index") {
+        None | Some(Value::Null) => Ok(None),
+        Some(index) => index
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| format!("{ACCUMULATE}'s `index` must be an integer, not {index}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn gives_its_arguments_or_the_one_at_index() {
+        let args = [json!([1, 2]), json!(3)];
+        let index = |i: Value| Map::from_iter([("index".to_string(), i)]);
+        assert_eq!(accumulate(&args, &Map::new()), Ok(json!([[1, 2], 3])));
+        assert_eq!(accumulate(&args, &index(json!(0))), Ok(json!([1, 2])));
+        assert_eq!(accumulate(&args, &index(json!(-1))), Ok(json!(3)));
+        assert_eq!(
+            accumulate(&args, &index(Value::Null)),
+            Ok(json!([[1, 2], 3]))
+        );
+        assert!(accumulate(&args, &index(json!(2))).is_err());
+        assert!(accumulate(&args, &index(json!(-3))).is_err());
+        assert!(accumulate(&args, &index(json!("0"))).is_err());
+        let other = Map::from_iter([("x".to_string(), json!(1))]);
+        assert!(accumulate(&args, &other).is_err());
+    }
+}
