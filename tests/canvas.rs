@@ -460,13 +460,29 @@ fn celery_options_wfhost_lacks_are_refused_by_name() {
     );
 }
 
+/// The first arguments, sorted, of the differential test's callbacks that
+/// ran in a run's report: `add.si(CALLBACK + n, 0)` in differential.py.
+fn callbacks_that_ran(report: &Value) -> Value {
+    const CALLBACK: i64 = 1_000_000_000_000;
+    let mut ran: Vec<i64> = report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|step| step["status"] == "succeeded")
+        .filter_map(|step| step["args"][0].as_i64())
+        .filter(|first| *first > CALLBACK)
+        .collect();
+    ran.sort_unstable();
+    json!(ran)
+}
+
 /// The differential test: random canvases made with the real Celery
 /// library (tests/fixtures/celery/differential.py: nested groups and
 /// chords, one-member groups, immutables, kwargs, callbacks on signatures
 /// and on whole chains and chords, chords of one header member, chords
 /// whose body is a chord), run by Celery and by wfhost; every result must
-/// agree, and a canvas where a task fails in Celery (its steps do not fit)
-/// must fail in wfhost. Skipped, saying so, where Celery is not installed
+/// agree, the same callbacks must have run, and a canvas where a task
+/// fails in Celery (its steps do not fit) must fail in wfhost. Skipped, saying so, where Celery is not installed
 /// (outside CI). Seed 7 by default (`WFHOST_DIFFERENTIAL_SEED` picks
 /// another; 2026, 5 and 11 agree as well).
 #[test]
@@ -489,7 +505,7 @@ fn celery_and_wfhost_agree_on_random_canvases() {
         String::from_utf8_lossy(&made.stderr)
     );
     let dir = tempfile::tempdir().unwrap();
-    let (mut passed, mut failing, mut failed) = (0, 0, Vec::new());
+    let (mut passed, mut failing, mut callbacks, mut failed) = (0, 0, 0, Vec::new());
     for (index, line) in String::from_utf8_lossy(&made.stdout).lines().enumerate() {
         let case: Value = serde_json::from_str(line).unwrap();
         let chain = dir.path().join("chain.json");
@@ -500,32 +516,42 @@ fn celery_and_wfhost_agree_on_random_canvases() {
             wfhost_in(dir.path())
                 .arg("run")
                 .arg(&chain)
-                .args(["--id", &id])
+                .args(["--id", &id, "--json"])
                 .output()
                 .unwrap(),
         );
-        let result: Option<Value> = serde_json::from_str(&run.stdout).ok();
-        let agree = match case.get("fails") {
-            Some(_) => run.code == 1,
-            None => run.code == 0 && result.as_ref() == Some(&case["expected"]),
+        let report: Option<Value> = serde_json::from_str(&run.stdout).ok();
+        let agree = match (case.get("fails"), &report) {
+            (Some(_), _) => run.code == 1,
+            (None, Some(report)) => {
+                run.code == 0
+                    && report["result"] == case["expected"]
+                    && callbacks_that_ran(report) == case["callbacks"]
+            }
+            (None, None) => false,
         };
         if agree {
             passed += 1;
             failing += usize::from(case.get("fails").is_some());
+            callbacks += case["callbacks"].as_array().map_or(0, Vec::len);
         } else {
             let celery = case.get("fails").unwrap_or(&case["expected"]);
+            let callbacks = report.as_ref().map(callbacks_that_ran);
             failed.push(format!(
-                "canvas {index}: Celery gave {celery}, wfhost {} {}\n{}",
-                run.stdout.trim(),
+                "canvas {index}: Celery gave {celery} (callbacks {}), wfhost {:?} {}\n{}",
+                case["callbacks"],
+                (report.as_ref().map(|r| &r["result"]), callbacks),
                 run.stderr.trim(),
                 case["workflow"]
             ));
         }
     }
     println!(
-        "seed {seed}: {passed} passed ({failing} of them failing in both), {} failed",
+        "seed {seed}: {passed} passed ({failing} of them failing in both, \
+         {callbacks} callbacks run in both), {} failed",
         failed.len()
     );
+    assert!(callbacks > 0, "no callback ran: the test compares none");
     assert!(
         failing < CANVASES / 2,
         "{failing} of {CANVASES} canvases fail: too few succeed to compare results"
