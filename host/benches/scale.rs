@@ -105,17 +105,22 @@ async fn rss_child(length: usize, cache: &Path) -> Duration {
         .unwrap()
         .with_component_cache(ComponentCache::new(cache));
     let host = Host::new(runtime, file_store(dir.path(), Durability::default()));
-    // Written as text, so the only JSON tree in this process is wfhost's.
-    let mut text = format!(
+    // Written piece by piece, so that neither a JSON tree nor the file's
+    // text is in this process's peak: only what wfhost holds is.
+    let file = dir.path().join("chain.json");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    write!(
+        out,
         r#"{{"plugins": {{"math": {:?}}}, "workflow": [{{"task": "math.add", "args": [0, 1]}}"#,
         plugin("math")
-    );
+    )
+    .unwrap();
     for _ in 1..length {
-        text.push_str(r#", {"task": "math.add", "args": [1]}"#);
+        out.write_all(br#", {"task": "math.add", "args": [1]}"#)
+            .unwrap();
     }
-    text.push_str("]}");
-    let file = dir.path().join("chain.json");
-    std::fs::write(&file, text).unwrap();
+    out.write_all(b"]}").unwrap();
+    out.into_inner().unwrap().sync_all().unwrap();
     let spec = spec::load(&file).unwrap();
     let identity = RunIdentity::new("bench", "rss");
     let Begun::Ready(ready) = host.begin(identity, Intent::Start(spec)).await.unwrap() else {

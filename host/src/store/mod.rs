@@ -45,9 +45,10 @@ use leases::Leases;
 
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
 /// cache of a long workflow's records grow with the workflow; the executor
-/// reads stored steps once, when it resumes, so a small cache costs nothing
-/// measurable (BENCHMARKS.md, "flat").
-const CACHE_BYTES: usize = 4 << 20;
+/// reads stored steps once, when it resumes, and pages the system caches
+/// are a read away, so a small cache costs nothing measurable
+/// (BENCHMARKS.md, "flat": 1 MiB against 4 MiB).
+const CACHE_BYTES: usize = 1 << 20;
 
 /// Why the database file at `path` does not open.
 fn open_error(path: &Path, err: DatabaseError) -> StoreError {
