@@ -369,6 +369,9 @@ async fn bench(filter: &str) {
     if wanted("flat") {
         flat(dir.path());
     }
+    if wanted("chord") {
+        chord_rounds(&runtime, dir.path()).await;
+    }
     if wanted("checksums") {
         checksums(runtime.clone(), dir.path()).await;
     }
@@ -730,11 +733,7 @@ async fn concurrent(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
         );
     }
 
-    let header: Vec<Value> = (0..1000)
-        .map(|i| json!({"task": "math.add", "args": [i, 1]}))
-        .collect();
-    let chord = json!({"chord": {"header": header, "body": {"task": "math.xsum"}}});
-    let chord = document(chord);
+    let chord = document(thousand_member_chord());
     for (name, durability) in DURABILITIES {
         let store = file_store(&dir.join(format!("chord-{name}")), durability);
         let host = Host::new(runtime.clone(), store);
@@ -750,6 +749,47 @@ async fn concurrent(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
             Duration::from_millis(100),
         );
     }
+}
+
+/// The 1,000-member chord of `concurrent`, 10 rounds each on an in-memory
+/// store and on a redb file in the default mode, interleaved: where a
+/// chord's time goes, without Celery's minutes around it.
+async fn chord_rounds(runtime: &Runtime, dir: &Path) {
+    let chord = document(thousand_member_chord());
+    let memory = Host::new(runtime.clone(), Store::in_memory().unwrap());
+    let file = Host::new(
+        runtime.clone(),
+        file_store(&dir.join("chord-rounds"), Durability::default()),
+    );
+    let (mut in_memory, mut on_file) = (Vec::new(), Vec::new());
+    for round in 0..10 {
+        for (host, times) in [(&memory, &mut in_memory), (&file, &mut on_file)] {
+            let ready = ready_bench(host, &chord, &format!("chord-{round}")).await;
+            let started = Instant::now();
+            run(host, ready, &json!(500_500)).await;
+            times.push(started.elapsed());
+        }
+    }
+    println!("1,000-member chord, median of 10 rounds, interleaved:");
+    for (name, times) in [
+        ("in-memory store", in_memory),
+        ("redb file, default mode", on_file),
+    ] {
+        let took = median(times);
+        println!(
+            "  {name:<24} {:>6.1} ms, {:>5.1} µs/step",
+            ms(took),
+            us(took) / 1001.0
+        );
+    }
+}
+
+/// A chord of 1,000 `math.add` members whose body sums their results.
+fn thousand_member_chord() -> Value {
+    let header: Vec<Value> = (0..1000)
+        .map(|i| json!({"task": "math.add", "args": [i, 1]}))
+        .collect();
+    json!({"chord": {"header": header, "body": {"task": "math.xsum"}}})
 }
 
 fn flat(dir: &Path) {
