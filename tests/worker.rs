@@ -184,6 +184,7 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         "countdown",
         "not_registered",
         "grants",
+        "maps",
     ]));
 
     assert_eq!(seen["send_task"]["value"], 5);
@@ -197,6 +198,12 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         seen["chord_sum"]["value"],
         (0..20).map(|i| i * 2).sum::<i64>()
     );
+    let maps = &seen["maps"];
+    assert_eq!(maps["mapped"], json!([3, 3]), "{maps}");
+    assert_eq!(maps["starred"], json!([3, 7]), "{maps}");
+    assert_eq!(maps["in_chain"], 18, "{maps}");
+    assert_eq!(maps["linked"], 18, "a link gets the map's list: {maps}");
+    assert_eq!(maps["failing"]["type"], "TaskFailed", "{maps}");
     let hundred: Vec<i64> = (0..100).map(|i| i + 1).collect();
     assert_eq!(
         seen["chord_of_hundred"]["value"],

@@ -1,8 +1,11 @@
-//! Celery's one built-in task a canvas names: `celery.accumulate`, which
-//! gives its arguments as a list, or the one at `index`. Celery ends a group
-//! with it where one step must hold the group's list (a group that replaced
-//! a linked task); wfhost does the same for maps, so that callbacks see the
-//! list. Every host runs it itself, with no plugin.
+//! Celery's built-in tasks that canvases name. `celery.accumulate` gives
+//! its arguments as a list, or the one at `index`: Celery ends a group with
+//! it where one step must hold the group's list (a group that replaced a
+//! linked task), and wfhost does the same for maps, so that callbacks see
+//! the list; every host runs it itself, with no plugin. `celery.map` and
+//! `celery.starmap` call one task for each item of a list, within one task
+//! of their own: the host's chain files read them as chords of their calls,
+//! and `wfhost worker` serves them as Celery's worker does.
 
 use serde_json::{Map, Value};
 
@@ -10,6 +13,10 @@ use crate::Signature;
 
 /// The name of Celery's built-in `celery.accumulate`.
 pub const ACCUMULATE: &str = "celery.accumulate";
+/// The name of Celery's built-in `celery.map`: `task.map(it)`.
+pub const MAP: &str = "celery.map";
+/// The name of Celery's built-in `celery.starmap`: `task.starmap(it)`.
+pub const STARMAP: &str = "celery.starmap";
 
 /// `celery.accumulate.s(index=0)`: the step that gives the list a chord's
 /// header made.

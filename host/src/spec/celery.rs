@@ -7,7 +7,7 @@
 //! ```
 
 use serde_json::{Map, Value};
-use wfhost_canvas::{Canvas, Chord};
+use wfhost_canvas::{Canvas, Chord, MAP, STARMAP};
 
 use super::canvas::{any_signature, list, signature_fields, with_callbacks};
 use super::fields::{self, type_of};
@@ -48,7 +48,7 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
     let options = map.get("options");
     match kind {
         None => match map.get("task").and_then(Value::as_str) {
-            Some(task @ ("celery.map" | "celery.starmap" | "celery.chunks")) => {
+            Some(task @ (MAP | STARMAP | "celery.chunks")) => {
                 with_callbacks(mapped(task, map, at)?, options, at, "map")
             }
             _ => Ok(Canvas::Signature(signature_fields(map, at)?)),
@@ -101,7 +101,7 @@ fn mapped(task: &str, map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas,
     let mapped = any_signature(task_value, &mapped_at)?;
     let (it_value, it_at) = required("it")?;
     let items = fields::array(it_value, &it_at)?;
-    if task == "celery.map" {
+    if task == MAP {
         return Ok(mapped.map(items.iter().cloned()));
     }
     let calls = items
@@ -109,7 +109,7 @@ fn mapped(task: &str, map: &Map<String, Value>, at: &JsonPath) -> Result<Canvas,
         .enumerate()
         .map(|(index, item)| Ok(fields::array(item, &it_at.index(index))?.clone()))
         .collect::<Result<Vec<_>, SpecIssue>>()?;
-    if task == "celery.starmap" {
+    if task == STARMAP {
         return Ok(mapped.starmap(calls));
     }
     let (n_value, n_at) = required("n")?;

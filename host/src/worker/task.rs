@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
 use super::broker::{Broker, Claimed, PartCounted};
@@ -19,6 +19,7 @@ use super::{ACCUMULATE, Counters, Routing, WorkerConfig};
 use crate::executor::PluginSet;
 use crate::records::{Failure, FailureKind, now_ms};
 use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Runtime};
+use wfhost_canvas::{MAP, STARMAP};
 
 /// What every task of a worker shares.
 pub(super) struct Shared {
@@ -131,17 +132,113 @@ async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (Foll
             }
         };
     }
-    let (plugin_name, task_name) = message.task.split_once('.').unwrap_or(("", &message.task));
-    let Some(plugin) = shared
+    if let Some(spread) = mapping(&message.task) {
+        return run_map(shared, claimed, message, spread).await;
+    }
+    match attempt(
+        shared,
+        claimed,
+        message,
+        &message.task,
+        &message.args,
+        &message.kwargs,
+    )
+    .await
+    {
+        Some(attempt) => outcome(shared, claimed, message, &attempt),
+        None => not_registered(shared, message, &message.task),
+    }
+}
+
+/// Whether `task` is Celery's `celery.map` (false: each item is the one
+/// argument) or `celery.starmap` (true: each item is spread as the
+/// arguments), which every worker serves.
+fn mapping(task: &str) -> Option<bool> {
+    match task {
+        MAP => Some(false),
+        STARMAP => Some(true),
+        _ => None,
+    }
+}
+
+/// Celery's `celery.map` and `celery.starmap`: the task named by
+/// `kwargs.task` called with each item of `kwargs.it`, one after the
+/// other in this one task, as Celery's `xmap` and `xstarmap` call it; the
+/// result is the list of results, and the first call that fails fails the
+/// whole.
+async fn run_map(
+    shared: &Shared,
+    claimed: &Claimed,
+    message: &TaskMessage,
+    spread: bool,
+) -> (FollowUp, Option<Own>) {
+    let type_error = |text: String| {
+        let traceback = format!("TypeError: {text}");
+        let exception = Exception::new("builtins", "TypeError", text);
+        ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
+    };
+    let task = message.kwargs.get("task").and_then(|task| match task {
+        Value::String(name) => Some(name.as_str()),
+        signature => signature.get("task").and_then(Value::as_str),
+    });
+    let (Some(task), Some(items)) = (task, message.kwargs.get("it").and_then(Value::as_array))
+    else {
+        return type_error(format!("{} takes a task and a list `it`", message.task));
+    };
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let args = match (spread, item) {
+            (false, item) => vec![item.clone()],
+            (true, Value::Array(args)) => args.clone(),
+            (true, other) => {
+                return type_error(format!(
+                    "{task}() argument after * must be a list, not {other}"
+                ));
+            }
+        };
+        let Some(attempt) = attempt(shared, claimed, message, task, &args, &Map::new()).await
+        else {
+            return not_registered(shared, message, task);
+        };
+        match attempt.result {
+            AttemptResult::Value(value) => results.push(value),
+            AttemptResult::Failed(_) => return outcome(shared, claimed, message, &attempt),
+            AttemptResult::Retry { .. } | AttemptResult::Replace(_) => {
+                return type_error(format!(
+                    "{task}, called by {}, asked to retry or replace itself, which a call \
+                     inside a map cannot",
+                    message.task
+                ));
+            }
+        }
+    }
+    ending_in_success(shared, message, &Value::Array(results), None)
+}
+
+/// The failure of a message whose task no plugin here has.
+fn not_registered(shared: &Shared, message: &TaskMessage, task: &str) -> (FollowUp, Option<Own>) {
+    tracing::warn!(task, "no such task here: NotRegistered");
+    let exception = Exception::not_registered(task);
+    let traceback = format!("celery.exceptions.NotRegistered: '{task}'");
+    ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
+}
+
+/// Runs `task` with `args` and `kwargs` once in the sandbox, as the
+/// attempt of `message`, renewing its claim's lease meanwhile; none if no
+/// plugin here has the task.
+async fn attempt(
+    shared: &Shared,
+    claimed: &Claimed,
+    message: &TaskMessage,
+    task: &str,
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> Option<Attempt> {
+    let (plugin_name, task_name) = task.split_once('.').unwrap_or(("", task));
+    let plugin = shared
         .plugins
         .get(plugin_name)
-        .filter(|p| p.task(task_name).is_some())
-    else {
-        tracing::warn!("no such task here: NotRegistered");
-        let exception = Exception::not_registered(&message.task);
-        let traceback = format!("celery.exceptions.NotRegistered: '{}'", message.task);
-        return ending_in_failure(shared, message, State::Failure, &exception, traceback, None);
-    };
+        .filter(|p| p.task(task_name).is_some())?;
     let mut limits = shared.config.limits.clone();
     if let Some(seconds) = message.time_limit {
         let asked = Duration::from_secs_f64(seconds.min(1e9));
@@ -161,31 +258,28 @@ async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (Foll
         tenant: "default".into(),
         plugin: plugin_name.to_string(),
         task: task_name.to_string(),
-        args: Value::Array(message.args.clone()).to_string(),
-        kwargs: Value::Object(message.kwargs.clone()).to_string(),
+        args: Value::Array(args.to_vec()).to_string(),
+        kwargs: Value::Object(kwargs.clone()).to_string(),
     };
     let cancel = CancelToken::new();
-    let attempt = {
-        let running = shared.runtime.run_with(
-            plugin,
-            &invocation,
-            &limits,
-            shared.plugins.access(plugin_name),
-            cancel.clone(),
-        );
-        let renewing = renew_lease(
-            &shared.broker,
-            &claimed.tag,
-            shared.config.visibility_timeout,
-            &cancel,
-        );
-        tokio::pin!(running);
-        tokio::select! {
-            attempt = &mut running => attempt,
-            () = renewing => running.await,
-        }
-    };
-    outcome(shared, claimed, message, &attempt)
+    let running = shared.runtime.run_with(
+        plugin,
+        &invocation,
+        &limits,
+        shared.plugins.access(plugin_name),
+        cancel.clone(),
+    );
+    let renewing = renew_lease(
+        &shared.broker,
+        &claimed.tag,
+        shared.config.visibility_timeout,
+        &cancel,
+    );
+    tokio::pin!(running);
+    Some(tokio::select! {
+        attempt = &mut running => attempt,
+        () = renewing => running.await,
+    })
 }
 
 /// Renews the claim's lease every third of the visibility timeout; when
