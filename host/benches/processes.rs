@@ -52,11 +52,17 @@ fn ms(duration: Duration) -> f64 {
 
 /// A process that holds the database at `db` with workflow `id` of
 /// `document` running, once its first step is on record.
-fn holder(db: &Path, cache: &Path, document: &serde_json::Value, id: &str) -> (Child, PathBuf) {
+fn holder(
+    db: &Path,
+    cache: &Path,
+    document: &serde_json::Value,
+    id: &str,
+    durability: &str,
+) -> (Child, PathBuf) {
     let chain = chain_file(document);
     let mut command = wfhost(db, cache);
     command
-        .args(["run", "--id", id])
+        .args(["run", "--id", id, "--durability", durability])
         .arg(&chain.path)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -113,8 +119,10 @@ fn main() {
     let mut chain = vec![json!({"task": "math.add", "args": [0, 1]})];
     chain.extend((1..400_000).map(|_| json!({"task": "math.add", "args": [1]})));
     let long = json!({"plugins": standard_plugins(), "workflow": chain});
-    let (mut sleeping, _) = holder(&held, &cache, &sleeper, "sleeper");
-    let (mut committing, _) = holder(&busy, &cache, &long, "long");
+    let (mut sleeping, _) = holder(&held, &cache, &sleeper, "sleeper", "grouped");
+    // Each step flushed before the next, as the row says: in the default
+    // mode the chain would rather take a core from every row of the table.
+    let (mut committing, _) = holder(&busy, &cache, &long, "long", "strict");
 
     let (mut on_free, mut on_held, mut on_busy) = (Vec::new(), Vec::new(), Vec::new());
     let (mut status, mut list, mut steps_shown) = (Vec::new(), Vec::new(), Vec::new());
