@@ -200,3 +200,37 @@ fn the_cache_keeps_its_cap_removing_what_was_used_longest_ago() {
     );
     assert!(entries(dir).is_empty());
 }
+
+/// A runtime that loads the same plugin file again (every workflow of a
+/// service names its plugins) reuses what it made of it, and a file
+/// written since, at the same path, is loaded as what it holds now: its
+/// tasks and sha256, never the earlier file's.
+#[tokio::test]
+async fn a_plugin_file_loaded_again_is_reused_until_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugin.wasm");
+    std::fs::copy(plugin("math"), &path).unwrap();
+    let runtime = Runtime::new().unwrap();
+    let first = runtime.load_plugin("m", &path, None).await.unwrap();
+    let again = runtime.load_plugin("other", &path, None).await.unwrap();
+    assert_eq!(again.name(), "other", "loaded under the name asked for");
+    assert_eq!(again.sha256(), first.sha256());
+    // The pinned sha256 is still checked when nothing was read again.
+    let refused = runtime.load_plugin("m", &path, Some(&"0".repeat(64))).await;
+    assert!(refused.is_err());
+
+    // Written in place, same path (and the same size would not matter).
+    std::fs::write(&path, std::fs::read(plugin("testkit")).unwrap()).unwrap();
+    let rewritten = runtime.load_plugin("m", &path, None).await.unwrap();
+    assert_ne!(rewritten.sha256(), first.sha256());
+    assert!(
+        rewritten.tasks().iter().any(|task| task.name == "echo"),
+        "the file's new tasks"
+    );
+    // Replaced by another file under the same name.
+    let replacement = dir.path().join("next.wasm");
+    std::fs::copy(plugin("math"), &replacement).unwrap();
+    std::fs::rename(&replacement, &path).unwrap();
+    let replaced = runtime.load_plugin("m", &path, None).await.unwrap();
+    assert_eq!(replaced.sha256(), first.sha256());
+}

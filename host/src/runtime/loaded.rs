@@ -1,13 +1,19 @@
-//! Components this runtime has loaded, by the sha256 of their bytes, so
-//! that a plugin loaded again (by every workflow that names it) is the same
-//! compiled component: no second deserialization, and instances of it
-//! reuse the pool's slots already laid out for it.
+//! What this runtime has loaded, so that a plugin loaded again (by every
+//! workflow that names it, in a service) costs next to nothing:
+//! components by the sha256 of their bytes (no second deserialization, and
+//! instances of one reuse the pool's slots already laid out for it), and
+//! plugins by the file they were read from, as long as the file is the one
+//! they were made of.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use wasmtime::component::Component;
 
+use super::Plugin;
 use crate::lock::lock;
 
 /// Components kept at most; past it, one is dropped to make room. A host
@@ -41,6 +47,58 @@ impl Loaded {
             .entry(sha256.to_string())
             .or_insert(component)
             .clone())
+    }
+}
+
+/// Which file, as the system knows it, and the last change to it: a file
+/// written since (in place or replaced) has another change time, which no
+/// user can set back, so a plugin made of the file as it was is never
+/// taken for one made of what it holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of an open file's `metadata`.
+    pub(super) fn of(metadata: &Metadata) -> Self {
+        FileStamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// Plugins by the path they were read from, with the stamp of the file
+/// they were made of; clones of a runtime share them.
+#[derive(Default)]
+pub(super) struct KnownFiles(Mutex<HashMap<PathBuf, (FileStamp, Plugin)>>);
+
+impl KnownFiles {
+    /// The plugin made of the file at `path` when it had `stamp`, if any.
+    pub(super) fn get(&self, path: &Path, stamp: &FileStamp) -> Option<Plugin> {
+        let known = lock(&self.0);
+        let (made_of, plugin) = known.get(path)?;
+        (made_of == stamp).then(|| plugin.clone())
+    }
+
+    /// Keeps `plugin`, made of the file at `path` when it had `stamp`.
+    pub(super) fn keep(&self, path: &Path, stamp: FileStamp, plugin: &Plugin) {
+        let mut known = lock(&self.0);
+        if known.len() >= MOST_KEPT
+            && !known.contains_key(path)
+            && let Some(evicted) = known.keys().next().cloned()
+        {
+            known.remove(&evicted);
+        }
+        known.insert(path.to_path_buf(), (stamp, plugin.clone()));
     }
 }
 

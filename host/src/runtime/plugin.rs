@@ -10,6 +10,7 @@ use super::Runtime;
 use super::bindings::PluginPre;
 use super::cancel::CancelToken;
 use super::limits::Limits;
+use super::loaded::FileStamp;
 use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
 use crate::grants::Access;
 
@@ -36,6 +37,7 @@ pub struct TaskInfo {
 }
 
 /// A loaded, verified and pre-linked plugin component.
+#[derive(Clone)]
 pub struct Plugin {
     name: String,
     path: PathBuf,
@@ -211,11 +213,10 @@ enum ReadError {
     NotAPluginFile(String),
 }
 
-/// The bytes of the component file at `path`, which must be a regular file
-/// of at most [`MAX_COMPONENT_BYTES`]: a device would be read forever and
-/// a pipe waited on forever.
-fn read_component(path: &Path) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
+/// The component file at `path`, open, which must be a regular file of at
+/// most [`MAX_COMPONENT_BYTES`]: a device would be read forever and a pipe
+/// waited on forever.
+fn open_component(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), ReadError> {
     use std::os::unix::fs::OpenOptionsExt;
     // Opened without blocking, so that a pipe with no writer cannot hang
     // the open; the type is checked on the opened file, not the name.
@@ -237,6 +238,12 @@ fn read_component(path: &Path) -> Result<Vec<u8>, ReadError> {
             MAX_COMPONENT_BYTES >> 20
         )));
     }
+    Ok((file, metadata))
+}
+
+/// The bytes of the component `file`, opened by [`open_component`].
+fn read_component(file: std::fs::File, metadata: &std::fs::Metadata) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
     let mut bytes = Vec::with_capacity(metadata.len() as usize);
     // Bounded again while reading, in case the file grows meanwhile.
     file.take(MAX_COMPONENT_BYTES + 1)
@@ -258,7 +265,7 @@ pub(super) async fn load(
 ) -> Result<Plugin, PluginError> {
     let name_owned = || name.to_string();
     let path_owned = || path.to_path_buf();
-    let bytes = read_component(path).map_err(|err| match err {
+    let read_error = |err| match err {
         ReadError::Io(cause) => PluginError::Read {
             name: name_owned(),
             path: path_owned(),
@@ -269,18 +276,32 @@ pub(super) async fn load(
             path: path_owned(),
             reason,
         },
-    })?;
-    let sha256 = crate::sha256::hex_of(&bytes);
-    if let Some(expected) = expected_sha256
-        && !expected.eq_ignore_ascii_case(&sha256)
-    {
-        return Err(PluginError::Sha256Mismatch {
-            name: name_owned(),
-            path: path_owned(),
-            expected: expected.to_string(),
-            actual: sha256,
+    };
+    let check_sha256 = |sha256: &str| match expected_sha256 {
+        Some(expected) if !expected.eq_ignore_ascii_case(sha256) => {
+            Err(PluginError::Sha256Mismatch {
+                name: name_owned(),
+                path: path_owned(),
+                expected: expected.to_string(),
+                actual: sha256.to_string(),
+            })
+        }
+        _ => Ok(()),
+    };
+    let (file, metadata) = open_component(path).map_err(read_error)?;
+    // The file as it was when a plugin was last made of it is that plugin:
+    // not read, hashed, linked and asked for its tasks again.
+    let stamp = FileStamp::of(&metadata);
+    if let Some(known) = runtime.known_files.get(path, &stamp) {
+        check_sha256(&known.sha256)?;
+        return Ok(Plugin {
+            name: name.to_string(),
+            ..known
         });
     }
+    let bytes = read_component(file, &metadata).map_err(read_error)?;
+    let sha256 = crate::sha256::hex_of(&bytes);
+    check_sha256(&sha256)?;
     let component = runtime
         .compile(&bytes, &sha256)
         .map_err(|err| PluginError::NotAComponent {
@@ -360,12 +381,14 @@ pub(super) async fn load(
             path: path_owned(),
             reason: failure.to_string(),
         })?;
-    Ok(Plugin {
+    let plugin = Plugin {
         name: name.to_string(),
         path: path.to_path_buf(),
         sha256,
         pre,
         tasks: tasks.into_iter().map(TaskInfo::from).collect(),
         imports,
-    })
+    };
+    runtime.known_files.keep(path, stamp, &plugin);
+    Ok(plugin)
 }
