@@ -34,7 +34,8 @@ use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::error::{Db, Opened, catching, damaged_by_panic, panic_text, redb_error};
+use super::error::{catching, damaged_by_panic, panic_text, redb_error};
+use super::handle::{Db, Opened};
 use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
 use crate::histogram::Histogram;
 use crate::lock::lock;

@@ -28,7 +28,7 @@ pub(super) fn create(path: &Path, durability: Durability) -> Result<Store, Store
     // The file made is the one linked: its leases are the database's.
     let leases = Leases::on_file(&making).map_err(failed)?;
     // The schema's first commit reaches the disk before the file is linked.
-    let db = super::error::Opened::Writable(db);
+    let db = super::handle::Opened::Writable(db);
     let store = match Store::start(db, path.to_path_buf(), durability, leases) {
         Ok(store) => store,
         Err(err) => {

@@ -16,11 +16,13 @@
 //! - `schema` creates the tables and migrates older files;
 //! - `overlay` lets a file that cannot be written be read all the same;
 //! - `read` and `write` are the store's reads and writes;
+//! - `handle` is redb's open database, however it was opened;
 //! - `error` is what can go wrong, named in one place.
 
 mod commit;
 mod create;
 mod error;
+mod handle;
 mod leases;
 mod overlay;
 mod read;
@@ -40,7 +42,8 @@ use std::sync::Arc;
 use redb::{ConcurrencyMode, Database, DatabaseError, ReadTransaction};
 
 use commit::Committer;
-use error::{Db, Fault};
+use error::Fault;
+use handle::{Db, Opened};
 use leases::Leases;
 
 /// Memory redb may use to cache pages. Its default (1 GiB) would let the
@@ -160,7 +163,7 @@ impl Store {
     /// Opens the database file at `path`, which exists.
     pub(super) fn open_file(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         Self::open_handle(path, durability, || {
-            builder().open(path).map(error::Opened::Writable)
+            builder().open(path).map(Opened::Writable)
         })
     }
 
@@ -176,9 +179,9 @@ impl Store {
                     Database::builder()
                         .set_cache_size(CACHE_BYTES)
                         .create_with_backend(overlay)
-                        .map(error::Opened::Repaired)
+                        .map(Opened::Repaired)
                 }
-                opened => opened.map(error::Opened::ReadOnly),
+                opened => opened.map(Opened::ReadOnly),
             }
         })
     }
@@ -186,7 +189,7 @@ impl Store {
     fn open_handle(
         path: &Path,
         durability: Durability,
-        open: impl FnOnce() -> Result<error::Opened, DatabaseError>,
+        open: impl FnOnce() -> Result<Opened, DatabaseError>,
     ) -> Result<Self, StoreError> {
         error::guarded(path, || {
             let started = std::time::Instant::now();
@@ -206,7 +209,7 @@ impl Store {
 
     /// Checks the schema of an open database and sets up its committer.
     fn start(
-        db: error::Opened,
+        db: Opened,
         path: PathBuf,
         durability: Durability,
         leases: Leases,
@@ -230,7 +233,7 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|err| Fault::Redb(err.into()).at(&path))?;
-        let db = error::Opened::Writable(db);
+        let db = Opened::Writable(db);
         Self::start(db, path, Durability::default(), Leases::in_process())
     }
 
