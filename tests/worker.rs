@@ -97,13 +97,28 @@ impl Fleet {
         }
     }
 
-    /// Runs the Celery client's scenarios; one JSON object each.
-    fn client(&self, scenarios: &[&str]) -> Vec<Value> {
-        let output = Command::new("python3")
+    /// The Celery client on this fleet's broker, to run `scenarios`.
+    fn client_command(&self, scenarios: &[&str]) -> Command {
+        let mut command = Command::new("python3");
+        command
             .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
             .args(scenarios)
             .env("BROKER", self.redis.url())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        command
+    }
+
+    /// Runs the Celery client's scenarios; one JSON object each.
+    fn client(&self, scenarios: &[&str]) -> Vec<Value> {
+        self.client_with(scenarios, &[])
+    }
+
+    /// Runs the Celery client's scenarios with `env` set (the ids a
+    /// `wait_for` waits for); one JSON object each.
+    fn client_with(&self, scenarios: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+        let output = self
+            .client_command(scenarios)
+            .envs(env.iter().copied())
             .output()
             .expect("running the Celery client");
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -391,13 +406,10 @@ fn workers_killed_at_random_lose_nothing_and_commit_each_task_once() {
         AUDIT,
     ];
     let mut fleet = Fleet::start("worker-crash", 3, &flags);
-    let mut client = Command::new("python3")
-        .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
-        .arg("crash_load")
-        .env("BROKER", fleet.redis.url())
+    let mut client = fleet
+        .client_command(&["crash_load"])
         .env("TIMEOUT", "300")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("running the Celery client");
     // Read as it comes: its one line is larger than a pipe holds.
@@ -551,19 +563,9 @@ fn a_python_worker_restores_what_a_killed_wfhost_worker_held() {
     fleet.workers.clear();
     fleet.add_worker(&flags);
     let ids_text = ids.join(",");
-    let output = Command::new("python3")
-        .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
-        .arg("wait_for")
-        .env("BROKER", fleet.redis.url())
-        .env("IDS", &ids_text)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = fleet
+        .client_with(&["wait_for"], &[("IDS", &ids_text)])
+        .remove(0);
     assert_eq!(seen["values"], json!([0, 2, 4, 6]));
     let commits = audit(&fleet);
     for id in ids {
@@ -773,18 +775,7 @@ fn priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_on
         .flat_map(|level| sent[*level].as_array().unwrap().clone())
         .map(|id| id.as_str().unwrap().to_string())
         .collect();
-    let output = Command::new("python3")
-        .arg(common::repo_root().join("tests/fixtures/celery_fleet/client.py"))
-        .args(["wait_for", "countdown"])
-        .env("BROKER", fleet.redis.url())
-        .env("IDS", ids.join(","))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    fleet.client_with(&["wait_for", "countdown"], &[("IDS", &ids.join(","))]);
     let order: Vec<String> = fleet
         .redis
         .cli(&["LRANGE", AUDIT, "0", "-1"])
