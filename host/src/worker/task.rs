@@ -125,11 +125,7 @@ async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (Foll
     if message.task == ACCUMULATE {
         return match wfhost_canvas::accumulate(&message.args, &message.kwargs) {
             Ok(value) => ending_in_success(shared, message, &value, None),
-            Err(error) => {
-                let traceback = format!("IndexError: {error}");
-                let exception = Exception::new("builtins", "IndexError", error);
-                ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
-            }
+            Err(error) => builtin_error(shared, message, "IndexError", error),
         };
     }
     if let Some(spread) = mapping(&message.task) {
@@ -172,11 +168,7 @@ async fn run_map(
     message: &TaskMessage,
     spread: bool,
 ) -> (FollowUp, Option<Own>) {
-    let type_error = |text: String| {
-        let traceback = format!("TypeError: {text}");
-        let exception = Exception::new("builtins", "TypeError", text);
-        ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
-    };
+    let type_error = |text: String| builtin_error(shared, message, "TypeError", text);
     let task = message.kwargs.get("task").and_then(|task| match task {
         Value::String(name) => Some(name.as_str()),
         signature => signature.get("task").and_then(Value::as_str),
@@ -213,6 +205,19 @@ async fn run_map(
         }
     }
     ending_in_success(shared, message, &Value::Array(results), None)
+}
+
+/// The failure of a message with Python's built-in exception `kind`
+/// saying `text`, as one of Celery's built-in tasks raises it.
+fn builtin_error(
+    shared: &Shared,
+    message: &TaskMessage,
+    kind: &str,
+    text: String,
+) -> (FollowUp, Option<Own>) {
+    let traceback = format!("{kind}: {text}");
+    let exception = Exception::new("builtins", kind, text);
+    ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
 }
 
 /// The failure of a message whose task no plugin here has.
