@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::Signature;
+use crate::{Canvas, Chord, Signature};
 
 /// The name of Celery's built-in `celery.accumulate`.
 pub const ACCUMULATE: &str = "celery.accumulate";
@@ -24,6 +24,18 @@ pub fn accumulate_first() -> Signature {
     let mut signature = Signature::new(ACCUMULATE);
     signature.kwargs.insert("index".into(), Value::from(0));
     signature
+}
+
+/// A chord of `members` whose body is [`accumulate_first`]: a group whose
+/// list one step holds, for callbacks to get (a map; a group that replaces
+/// a task, as Celery's `Task.replace` makes it). Being a chord's header,
+/// the members are neither unrolled (one is still a list of one) nor
+/// flattened into a group around them.
+pub fn accumulated(members: Vec<Canvas>) -> Canvas {
+    Canvas::Chord(Chord {
+        header: members,
+        body: Box::new(Canvas::Signature(accumulate_first())),
+    })
 }
 
 /// What `celery.accumulate` gives when called with `args` and `kwargs`:

@@ -5,7 +5,7 @@ use std::ops::BitOr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Canvas, Chord, Signature, StepOptions, accumulate_first};
+use crate::{Canvas, Chord, Signature, StepOptions, accumulated};
 
 /// A signature of `task` (`"plugin.task"`), to be given arguments.
 pub fn sig(task: impl Into<String>) -> Signature {
@@ -30,20 +30,6 @@ pub fn chord<C: Into<Canvas>>(
     Canvas::Chord(Chord {
         header: header.into_iter().map(Into::into).collect(),
         body: Box::new(body.into()),
-    })
-}
-
-/// A canvas whose result is the list of `members`' results wherever it
-/// runs, held by one step: a chord of the members whose body is Celery's
-/// `celery.accumulate` (see [`crate::accumulate`]), so that a callback
-/// linked to it gets the list, as one linked to Celery's single `map` task
-/// does.
-fn list_of(members: Vec<Canvas>) -> Canvas {
-    // A chord's header is neither unrolled nor flattened into a group
-    // around it, and its body holds the list, for callbacks to see.
-    Canvas::Chord(Chord {
-        header: members,
-        body: Box::new(Canvas::Signature(accumulate_first())),
     })
 }
 
@@ -73,7 +59,7 @@ impl Signature {
     /// in Celery, only the task's name is used (not its arguments or
     /// options), and the previous step's result is not passed.
     pub fn map(&self, it: impl IntoIterator<Item = Value>) -> Canvas {
-        list_of(
+        accumulated(
             it.into_iter()
                 .map(|item| call(&self.task, vec![item]))
                 .collect(),
@@ -83,7 +69,7 @@ impl Signature {
     /// Celery's `task.starmap(it)`: as [`Signature::map`], with each item
     /// a list spread as the call's arguments.
     pub fn starmap(&self, it: impl IntoIterator<Item = Vec<Value>>) -> Canvas {
-        list_of(it.into_iter().map(|args| call(&self.task, args)).collect())
+        accumulated(it.into_iter().map(|args| call(&self.task, args)).collect())
     }
 
     /// Celery's `task.chunks(it, n)`: `it` split into parts of `n` (at
@@ -91,7 +77,7 @@ impl Signature {
     /// lists.
     pub fn chunks(&self, it: impl IntoIterator<Item = Vec<Value>>, n: usize) -> Canvas {
         let calls: Vec<Vec<Value>> = it.into_iter().collect();
-        list_of(
+        accumulated(
             calls
                 .chunks(n.max(1))
                 .map(|part| self.starmap(part.to_vec()))

@@ -29,7 +29,9 @@ mod accumulate;
 mod builder;
 mod options;
 
-pub use accumulate::{ACCUMULATE, MAP, STARMAP, accumulate, accumulate_first, accumulate_index};
+pub use accumulate::{
+    ACCUMULATE, MAP, STARMAP, accumulate, accumulate_first, accumulate_index, accumulated,
+};
 pub use builder::{chain, chord, group, sig};
 
 /// The plugin part of a task name `A.B` (split at the last dot), if any.

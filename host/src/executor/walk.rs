@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use wfhost_canvas::{Canvas, Chord, Signature, accumulate_first};
+use wfhost_canvas::{Canvas, Signature, accumulated};
 
 use super::attempt::IN_GROUP;
 use super::nodes::Nodes;
@@ -355,10 +355,7 @@ pub(super) fn replacement(json: &Value, step_id: &str, replaced: &Signature) -> 
         // As Celery's does, the group becomes a chord whose body,
         // `celery.accumulate`, holds the group's list for the callbacks
         // (and is the one step whose errbacks run when a member fails).
-        canvas = Canvas::Chord(Chord {
-            header: std::mem::take(members),
-            body: Box::new(Canvas::Signature(accumulate_first())),
-        });
+        canvas = accumulated(std::mem::take(members));
     }
     for callback in &callbacks.link {
         canvas.link(callback.clone());
