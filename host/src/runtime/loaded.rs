@@ -5,8 +5,10 @@
 //! plugins by the file they were read from, as long as the file is the one
 //! they were made of.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fs::Metadata;
+use std::hash::Hash;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -38,15 +40,26 @@ impl Loaded {
         // Made outside the lock: compiling can take seconds.
         let component = make()?;
         let mut loaded = lock(&self.0);
-        if loaded.len() >= MOST_KEPT
-            && let Some(evicted) = loaded.keys().next().cloned()
-        {
-            loaded.remove(&evicted);
-        }
+        make_room(&mut loaded, sha256);
         Ok(loaded
             .entry(sha256.to_string())
             .or_insert(component)
             .clone())
+    }
+}
+
+/// Drops one of `kept` when it holds [`MOST_KEPT`] and none under `key`,
+/// so that what is kept next fits.
+fn make_room<K, Q, V>(kept: &mut HashMap<K, V>, key: &Q)
+where
+    K: Borrow<Q> + Eq + Hash + Clone,
+    Q: Eq + Hash + ?Sized,
+{
+    if kept.len() >= MOST_KEPT
+        && !kept.contains_key(key)
+        && let Some(evicted) = kept.keys().next().cloned()
+    {
+        kept.remove::<K>(&evicted);
     }
 }
 
@@ -92,12 +105,7 @@ impl KnownFiles {
     /// Keeps `plugin`, made of the file at `path` when it had `stamp`.
     pub(super) fn keep(&self, path: &Path, stamp: FileStamp, plugin: &Plugin) {
         let mut known = lock(&self.0);
-        if known.len() >= MOST_KEPT
-            && !known.contains_key(path)
-            && let Some(evicted) = known.keys().next().cloned()
-        {
-            known.remove(&evicted);
-        }
+        make_room(&mut known, path);
         known.insert(path.to_path_buf(), (stamp, plugin.clone()));
     }
 }
