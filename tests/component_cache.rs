@@ -227,6 +227,26 @@ async fn a_plugin_file_loaded_again_is_reused_until_it_changes() {
         rewritten.tasks().iter().any(|task| task.name == "echo"),
         "the file's new tasks"
     );
+    // Rewritten in place at once with as many bytes (a name in the
+    // producers section changed): file times may not have moved on, the
+    // contents have.
+    let original = std::fs::read(plugin("math")).unwrap();
+    std::fs::write(&path, &original).unwrap();
+    let before = runtime.load_plugin("m", &path, None).await.unwrap();
+    let mut same_size = original.clone();
+    let at = same_size
+        .windows(5)
+        .position(|window| window == b"rustc")
+        .expect("a producers section");
+    same_size[at] = b'R';
+    std::fs::write(&path, &same_size).unwrap();
+    let after = runtime.load_plugin("m", &path, None).await.unwrap();
+    assert_eq!(before.sha256(), first.sha256());
+    assert_ne!(
+        after.sha256(),
+        before.sha256(),
+        "the same size, other bytes"
+    );
     // Replaced by another file under the same name.
     let replacement = dir.path().join("next.wasm");
     std::fs::copy(plugin("math"), &replacement).unwrap();

@@ -63,10 +63,13 @@ where
     }
 }
 
-/// Which file, as the system knows it, and the last change to it: a file
-/// written since (in place or replaced) has another change time, which no
-/// user can set back, so a plugin made of the file as it was is never
-/// taken for one made of what it holds now.
+/// Which file, as the system knows it, its last change, and a CRC-32 of
+/// what it holds: a file written since (in place or replaced) has another
+/// change time, which no user can set back, and where the system's clock
+/// is too coarse to tell two writes apart, other bytes have another
+/// checksum; so a plugin made of the file as it was is not taken for one
+/// made of what it holds now. (What a kept plugin runs is always what its
+/// recorded sha256 says: it was hashed when it was made.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct FileStamp {
     device: u64,
@@ -74,17 +77,19 @@ pub(super) struct FileStamp {
     len: u64,
     modified: (i64, i64),
     changed: (i64, i64),
+    crc32: u32,
 }
 
 impl FileStamp {
-    /// The stamp of an open file's `metadata`.
-    pub(super) fn of(metadata: &Metadata) -> Self {
+    /// The stamp of an open file's `metadata` and `bytes`.
+    pub(super) fn of(metadata: &Metadata, bytes: &[u8]) -> Self {
         FileStamp {
             device: metadata.dev(),
             inode: metadata.ino(),
             len: metadata.len(),
             modified: (metadata.mtime(), metadata.mtime_nsec()),
             changed: (metadata.ctime(), metadata.ctime_nsec()),
+            crc32: crc32fast::hash(bytes),
         }
     }
 }

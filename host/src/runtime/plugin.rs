@@ -289,9 +289,10 @@ pub(super) async fn load(
         _ => Ok(()),
     };
     let (file, metadata) = open_component(path).map_err(read_error)?;
+    let bytes = read_component(file, &metadata).map_err(read_error)?;
     // The file as it was when a plugin was last made of it is that plugin:
-    // not read, hashed, linked and asked for its tasks again.
-    let stamp = FileStamp::of(&metadata);
+    // not hashed, linked and asked for its tasks again.
+    let stamp = FileStamp::of(&metadata, &bytes);
     if let Some(known) = runtime.known_files.get(path, &stamp) {
         check_sha256(&known.sha256)?;
         return Ok(Plugin {
@@ -299,7 +300,6 @@ pub(super) async fn load(
             ..known
         });
     }
-    let bytes = read_component(file, &metadata).map_err(read_error)?;
     let sha256 = crate::sha256::hex_of(&bytes);
     check_sha256(&sha256)?;
     let component = runtime
