@@ -6,8 +6,8 @@
 //! disk. What a write may do instead is wait in memory for a later commit.
 //! By default ([`Durability::Grouped`]) a pure step's record does: the step
 //! after it starts at once, while a thread of the committer's own flushes
-//! what has gathered, one transaction for all of it, as fast as the disk
-//! takes it. Writes are committed in the order they were made, so what is
+//! what has gathered, one transaction for all of it, at most once a
+//! millisecond ([`GROUP_WINDOW`]). Writes are committed in the order they were made, so what is
 //! on the disk after a crash is always a prefix of what was written, and a
 //! write that must be durable before its writer goes on — a workflow's
 //! start and end, an effectful step's start and outcome ([`Flush::Always`]),
@@ -30,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -49,8 +49,8 @@ use crate::records::{Event, now_ms};
 #[non_exhaustive]
 pub enum Durability {
     /// A pure step's record waits in memory while the next step runs; the
-    /// committer's thread flushes what has gathered at once, in one
-    /// transaction. Nothing is reported, and no effectful step starts,
+    /// committer's thread flushes what has gathered in one transaction, at
+    /// most once per [`GROUP_WINDOW`]. Nothing is reported, and no effectful step starts,
     /// before everything it depends on is on the disk; a crash loses only
     /// pure steps whose records were not yet flushed, and `resume` runs
     /// them again. The default.
@@ -72,7 +72,8 @@ impl Durability {
     /// commits them.
     fn gathering(self) -> Duration {
         match self {
-            Durability::Grouped | Durability::Strict => Duration::ZERO,
+            Durability::Grouped => GROUP_WINDOW,
+            Durability::Strict => Duration::ZERO,
             Durability::Batched { window } => window,
         }
     }
@@ -103,6 +104,14 @@ pub(crate) enum Flush {
     /// whose success was recorded.
     Always,
 }
+
+/// How often at most the committer's thread commits pure steps' records
+/// with [`Durability::Grouped`]. Committing each as it comes would leave a
+/// handful of records per commit, and a commit costs many times what a
+/// record adds to it; a millisecond's records share one instead, at no
+/// cost to what is reported, which waits for its own commit, and to
+/// `resume`, which runs again only pure steps lost in a crash.
+pub(crate) const GROUP_WINDOW: Duration = Duration::from_millis(1);
 
 /// How long a write marked [`Flush::Lazily`] waits for a commit at most
 /// with [`Durability::Strict`].
@@ -361,13 +370,16 @@ impl Committer {
 
     /// Commits every write waiting, unless a leader is doing so already.
     pub fn commit_waiting(&self) {
-        let lead = {
-            let mut queue = lock(&self.queue);
-            !queue.waiting.is_empty() && !std::mem::replace(&mut queue.leading, true)
-        };
-        if lead {
-            self.drain();
+        if self.take_lead() {
+            self.drain(Until::Empty);
         }
+    }
+
+    /// Leads the commits of the writes waiting, if there are any and no
+    /// other writer leads.
+    fn take_lead(&self) -> bool {
+        let mut queue = lock(&self.queue);
+        !queue.waiting.is_empty() && !std::mem::replace(&mut queue.leading, true)
     }
 
     /// Whether `write` may wait in memory for a later commit.
@@ -427,14 +439,14 @@ impl Committer {
                 // that this task's other futures (group members) can start
                 // their next attempts during the flush.
                 let committer = Arc::clone(self);
-                if tokio::task::spawn_blocking(move || committer.drain())
+                if tokio::task::spawn_blocking(move || committer.drain(Until::Empty))
                     .await
                     .is_err()
                 {
-                    self.drain();
+                    self.drain(Until::Empty);
                 }
             } else {
-                self.drain();
+                self.drain(Until::Empty);
             }
         }
         committed.await.unwrap_or_else(|_| {
@@ -452,12 +464,19 @@ impl Committer {
         }
     }
 
-    /// Commits batches until no write is waiting, then stops leading.
-    fn drain(&self) {
+    /// Commits batches until `until` says, then stops leading.
+    fn drain(&self, until: Until) {
+        let mut committed = false;
         loop {
             let batch: Vec<Request> = {
                 let mut queue = lock(&self.queue);
-                if queue.waiting.is_empty() {
+                let done = match until {
+                    Until::Empty => queue.waiting.is_empty(),
+                    Until::NobodyWaits => {
+                        committed && !queue.waiting.iter().any(|request| request.done.is_some())
+                    }
+                };
+                if done || queue.waiting.is_empty() {
                     queue.leading = false;
                     return;
                 }
@@ -515,8 +534,21 @@ impl Committer {
                     let _ = done.send(answer);
                 }
             }
+            committed = true;
         }
     }
+}
+
+/// How long a leader goes on committing.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Until no write is waiting: a writer that waits for its own commit
+    /// leads so.
+    Empty,
+    /// After one batch, until no writer waits for its commit: the
+    /// committer's thread leads so, and lets the writes that keep arriving
+    /// meanwhile (which nobody waits for) gather for its next commit.
+    NobodyWaits,
 }
 
 /// The committer's thread: woken when writes are left waiting, it lets
@@ -537,7 +569,11 @@ fn commit_in_background(wake: &Wake, committer: &Weak<Committer>, gathering: Dur
             }
         }
         match committer.upgrade() {
-            Some(committer) => committer.commit_waiting(),
+            Some(committer) => {
+                if committer.take_lead() {
+                    committer.drain(Until::NobodyWaits);
+                }
+            }
             None => return,
         }
     }
@@ -556,14 +592,82 @@ impl Drop for Committer {
 /// durably.
 fn commit(db: &Opened, batch: &[Request]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
-    for request in batch {
-        apply(&txn, &request.write)?;
+    {
+        let mut tables = BatchTables::new(&txn);
+        for request in batch {
+            apply(&mut tables, &request.write)?;
+        }
     }
     txn.commit()?;
     Ok(())
 }
 
-fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
+type StepsTable<'txn> = Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>;
+type EventsTable<'txn> = Table<'txn, (&'static str, &'static str, u64), &'static [u8]>;
+
+/// The tables most writes of a batch touch, each opened once for the
+/// whole batch, and each workflow's next event number once it is known:
+/// opening a table, and finding a workflow's last event, cost more than
+/// the insert of a step's record itself.
+struct BatchTables<'txn> {
+    txn: &'txn WriteTransaction,
+    steps: Option<StepsTable<'txn>>,
+    events: Option<EventsTable<'txn>>,
+    next_event: HashMap<(&'txn str, &'txn str), u64>,
+}
+
+impl<'txn> BatchTables<'txn> {
+    fn new(txn: &'txn WriteTransaction) -> Self {
+        BatchTables {
+            txn,
+            steps: None,
+            events: None,
+            next_event: HashMap::new(),
+        }
+    }
+
+    fn steps(&mut self) -> Result<&mut StepsTable<'txn>, redb::Error> {
+        if self.steps.is_none() {
+            self.steps = Some(self.txn.open_table(STEPS.table)?);
+        }
+        Ok(self.steps.as_mut().expect("opened above"))
+    }
+
+    fn events(&mut self) -> Result<&mut EventsTable<'txn>, redb::Error> {
+        if self.events.is_none() {
+            self.events = Some(self.txn.open_table(EVENTS.table)?);
+        }
+        Ok(self.events.as_mut().expect("opened above"))
+    }
+
+    /// Appends `event` to the log of workflow `workflow` of `tenant`,
+    /// numbered after its last event.
+    fn append_event(
+        &mut self,
+        tenant: &'txn str,
+        workflow: &'txn str,
+        mut event: Event,
+    ) -> Result<(), redb::Error> {
+        let known = self.next_event.get(&(tenant, workflow)).copied();
+        let events = self.events()?;
+        let seq = match known {
+            Some(seq) => seq,
+            None => events
+                .range((tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(key, _)| key.value().2 + 1),
+        };
+        event.seq = seq;
+        let key = (tenant, workflow, seq);
+        events.insert(key, EVENTS.encode(&key, &event).as_slice())?;
+        self.next_event.insert((tenant, workflow), seq + 1);
+        Ok(())
+    }
+}
+
+fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb::Error> {
+    let txn = tables.txn;
     let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
     match &write.rows {
         Rows::Workflow { row, started, ends } => {
@@ -580,7 +684,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
         }
         Rows::Elements { first, elements } => put_elements(txn, write, *first, elements)?,
         Rows::Steps(records) => {
-            let mut table = txn.open_table(STEPS.table)?;
+            let table = tables.steps()?;
             for (step, bytes) in records {
                 table.insert((tenant, workflow, step.as_str()), bytes.as_slice())?;
             }
@@ -589,7 +693,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
             txn.open_table(CANCELS)?
                 .insert((tenant, workflow), write.at_ms)?;
         }
-        Rows::Removal => remove_workflow(txn, tenant, workflow)?,
+        Rows::Removal => remove_workflow(tables, tenant, workflow)?,
         Rows::Meta { key, value } => {
             txn.open_table(META)?.insert(*key, *value)?;
         }
@@ -597,30 +701,23 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
     let Some(kind) = &write.event else {
         return Ok(());
     };
-    let mut events = txn.open_table(EVENTS.table)?;
-    let seq = events
-        .range((tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX))?
-        .next_back()
-        .transpose()?
-        .map_or(0, |(key, _)| key.value().2 + 1);
     let event = Event {
-        seq,
+        seq: 0,
         at_ms: write.at_ms,
         kind: kind.clone(),
         step: write.step.clone(),
         detail: write.detail.clone(),
     };
-    let key = (tenant, workflow, seq);
-    events.insert(key, EVENTS.encode(&key, &event).as_slice())?;
-    Ok(())
+    tables.append_event(tenant, workflow, event)
 }
 
 /// Removes every record of workflow `workflow` of `tenant`.
-fn remove_workflow(
-    txn: &WriteTransaction,
-    tenant: &str,
-    workflow: &str,
+fn remove_workflow<'a>(
+    tables: &mut BatchTables<'a>,
+    tenant: &'a str,
+    workflow: &'a str,
 ) -> Result<(), redb::Error> {
+    let txn = tables.txn;
     txn.open_table(WORKFLOWS.table)?
         .remove((tenant, workflow))?;
     txn.open_table(SPECS.table)?.remove((tenant, workflow))?;
@@ -628,10 +725,11 @@ fn remove_workflow(
     let all = (tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX);
     txn.open_table(ELEMENTS.table)?
         .retain_in(all.clone(), |_, _| false)?;
-    txn.open_table(EVENTS.table)?.retain_in(all, |_, _| false)?;
+    tables.events()?.retain_in(all, |_, _| false)?;
+    tables.next_event.remove(&(tenant, workflow));
     // Step ids are strings: their keys are found by walking from the
     // workflow's first, as reads do.
-    let mut steps = txn.open_table(STEPS.table)?;
+    let steps = tables.steps()?;
     let mut ids = Vec::new();
     for entry in steps.range((tenant, workflow, "")..)? {
         let (key, _) = entry?;
@@ -670,6 +768,58 @@ mod tests {
     use crate::records::StepRecord;
     use crate::store::{Flush, Store};
 
+    /// Writes step `step` of workflow `workflow` of tenant `t`, with `args`.
+    async fn put_step(store: &Store, workflow: &str, step: usize, args: Vec<serde_json::Value>) {
+        let record = StepRecord::new(&step.to_string(), None, "t.x", args, Map::new());
+        let event = "step_succeeded";
+        let flush = Flush::BeforeReturning;
+        store
+            .put_steps("t", workflow, &[&record], event, None, flush)
+            .await
+            .unwrap();
+    }
+
+    /// Writes that nobody waits for share commits: each workflow's events
+    /// are numbered on from its last, whatever batch they share, and a
+    /// workflow removed and written again starts its log afresh.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_gathered_into_one_commit_keep_each_logs_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let put = |workflow: &'static str, step: usize| put_step(&store, workflow, step, vec![]);
+        for step in 0..40 {
+            put("kept", step).await;
+            put("removed", step).await;
+        }
+        // Written while the removal's writer leads (it yields once before
+        // committing), so they share its commit.
+        let written_after = async {
+            for step in 0..3 {
+                put("removed", step).await;
+                put("kept", 40 + step).await;
+            }
+        };
+        let (removed, ()) = tokio::join!(store.remove_workflow("t", "removed"), written_after);
+        removed.unwrap();
+        store.flush();
+        let seqs = |workflow| -> Vec<(u64, String)> {
+            let events = store.events("t", workflow).unwrap();
+            events
+                .into_iter()
+                .map(|e| (e.seq, e.step.unwrap()))
+                .collect()
+        };
+        let expected = |steps: std::ops::Range<usize>| -> Vec<(u64, String)> {
+            steps
+                .enumerate()
+                .map(|(seq, step)| (seq as u64, step.to_string()))
+                .collect()
+        };
+        assert_eq!(seqs("kept"), expected(0..43));
+        assert_eq!(seqs("removed"), expected(0..3));
+        assert_eq!(store.steps("t", "removed").unwrap().len(), 3);
+    }
+
     /// Many writers on many threads at once: every write lands, once, and
     /// every workflow's event log stays gapless and in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,24 +835,7 @@ mod tests {
             tokio::spawn(async move {
                 let id = format!("wf-{workflow}");
                 for step in 0..STEPS {
-                    let record = StepRecord::new(
-                        &step.to_string(),
-                        None,
-                        "t.x",
-                        vec![json!(step)],
-                        Map::new(),
-                    );
-                    store
-                        .put_steps(
-                            "t",
-                            &id,
-                            &[&record],
-                            "step_succeeded",
-                            None,
-                            Flush::BeforeReturning,
-                        )
-                        .await
-                        .unwrap();
+                    put_step(&store, &id, step, vec![json!(step)]).await;
                 }
             })
         });
