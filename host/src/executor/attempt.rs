@@ -24,6 +24,12 @@ use crate::records::{iso8601, now_ms, parse_iso8601};
 use crate::runtime::{Attempt, AttemptResult, CpuShare, Invocation, Limits, Plugin, mib};
 use crate::store::{Flush, StoreError};
 
+/// An attempt whose task typically takes less than this runs where its
+/// group runs rather than on a task of its own: two thread hand-overs
+/// (there and back) cost about as much as such a step, and the group's
+/// other members go on meanwhile on the thread that commits their records.
+const QUICK_ATTEMPT: Duration = Duration::from_micros(50);
+
 tokio::task_local! {
     /// Set while a group member runs: see [`Run::attempt`].
     pub(super) static IN_GROUP: ();
@@ -61,9 +67,10 @@ impl Run<'_> {
     /// it would not even be in the scheduler's queue until a pool thread busy
     /// with guest code got round to polling it. The attempt then runs on the
     /// attempt pool when the run has one; else, inside a group, on a task of
-    /// its own, so members spread over the worker threads; else, a step of a
-    /// plain chain runs where the chain runs, which spares two thread
-    /// hand-overs per step.
+    /// its own, so members spread over the worker threads — unless its task
+    /// is quick ([`QUICK_ATTEMPT`]), when the two thread hand-overs would
+    /// cost more than running it where the group runs; else, a step of a
+    /// plain chain runs where the chain runs.
     ///
     /// Only once it has both does the attempt count as under way for a
     /// graceful stop, and once the host is stopping it never starts: an
@@ -118,6 +125,10 @@ impl Run<'_> {
                 format!("not started: its input could not be made durable: {err}"),
             ));
         }
+        let spread = IN_GROUP.try_with(|_| ()).is_ok()
+            && plugin
+                .typical_attempt(&invocation.task)
+                .is_none_or(|typical| typical >= QUICK_ATTEMPT);
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
@@ -143,7 +154,7 @@ impl Run<'_> {
         };
         let ended = if let Some(pool) = &self.attempt_pool {
             pool.spawn(attempt).await.map_err(|err| err.to_string())
-        } else if IN_GROUP.try_with(|_| ()).is_ok() {
+        } else if spread {
             tokio::spawn(attempt).await.map_err(|err| err.to_string())
         } else {
             AssertUnwindSafe(attempt)

@@ -10,6 +10,7 @@ mod cpu;
 mod engine;
 mod limits;
 mod loaded;
+mod pace;
 mod plugin;
 mod sandbox;
 

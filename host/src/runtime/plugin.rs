@@ -2,6 +2,8 @@
 //! pre-link it, and ask it for its tasks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -11,6 +13,7 @@ use super::bindings::PluginPre;
 use super::cancel::CancelToken;
 use super::limits::Limits;
 use super::loaded::FileStamp;
+use super::pace::Pace;
 use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
 use crate::grants::Access;
 
@@ -45,6 +48,8 @@ pub struct Plugin {
     pre: PluginPre<StepState>,
     tasks: Vec<TaskInfo>,
     imports: Vec<String>,
+    /// How long its tasks' attempts take, shared by its copies.
+    pace: Arc<Pace>,
 }
 
 impl Plugin {
@@ -66,6 +71,17 @@ impl Plugin {
     /// The tasks the plugin exports.
     pub fn tasks(&self) -> &[TaskInfo] {
         &self.tasks
+    }
+
+    /// How long an attempt of `task` typically takes, from the attempts
+    /// that ended so far; none before the first.
+    pub fn typical_attempt(&self, task: &str) -> Option<Duration> {
+        self.pace.typical(task)
+    }
+
+    /// Counts an attempt of `task` that took `took`.
+    pub(crate) fn observe_attempt(&self, task: &str, took: Duration) {
+        self.pace.observe(task, took);
     }
 
     /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.12`, …):
@@ -381,13 +397,16 @@ pub(super) async fn load(
             path: path_owned(),
             reason: failure.to_string(),
         })?;
+    let tasks: Vec<TaskInfo> = tasks.into_iter().map(TaskInfo::from).collect();
+    let pace = Arc::new(Pace::new(tasks.iter().map(|task| task.name.as_str())));
     let plugin = Plugin {
         name: name.to_string(),
         path: path.to_path_buf(),
         sha256,
         pre,
-        tasks: tasks.into_iter().map(TaskInfo::from).collect(),
+        tasks,
         imports,
+        pace,
     };
     runtime.known_files.keep(path, stamp, &plugin);
     Ok(plugin)

@@ -696,7 +696,9 @@ pub async fn run_attempt(
             room_wait = (room_wait * 2).min(POOL_RETRY_MAX);
             continue;
         }
-        return sandbox.finish(result);
+        let attempt = sandbox.finish(result);
+        plugin.observe_attempt(&invocation.task, attempt.duration);
+        return attempt;
     }
 }
 
