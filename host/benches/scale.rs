@@ -585,13 +585,29 @@ async fn executor(runtime: &Runtime) {
     );
 }
 
+/// Rounds of each scenario of `chains` and `concurrent`, of which the
+/// median is shown: a single run on this machine is off by a third at times.
+const ROUNDS: usize = 5;
+
+/// The median time of [`ROUNDS`] runs of `document` on `host`, each a new
+/// workflow, with `expected` as their result.
+async fn median_run(host: &Host, document: &Value, expected: &Value) -> Duration {
+    let mut times = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let ready = ready_bench(host, document, &format!("round-{round}")).await;
+        let started = Instant::now();
+        run(host, ready, expected).await;
+        times.push(started.elapsed());
+    }
+    median(times)
+}
+
 async fn chains(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
-    println!("chains (a redb file with the durability named; default concurrency):");
+    println!(
+        "chains (a redb file with the durability named; default concurrency; median of {ROUNDS}):"
+    );
     let host = Host::new(runtime.clone(), Store::in_memory().unwrap());
-    let ready = ready_bench(&host, &document(add_chain(1_000)), "chain").await;
-    let started = Instant::now();
-    run(&host, ready, &json!(1_000)).await;
-    let took = started.elapsed();
+    let took = median_run(&host, &document(add_chain(1_000)), &json!(1_000)).await;
     println!(
         "  1000-step chain, in-memory store {:>19.1} ms {:>8.1} µs/step (the executor and sandbox alone)",
         ms(took),
@@ -609,10 +625,7 @@ async fn chains(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
         for (name, durability) in DURABILITIES {
             let store = file_store(&dir.join(format!("chain-{length}-{name}")), durability);
             let host = Host::new(runtime.clone(), store);
-            let ready = ready_bench(&host, &chain, "chain").await;
-            let started = Instant::now();
-            run(&host, ready, &json!(length)).await;
-            let took = started.elapsed();
+            let took = median_run(&host, &chain, &json!(length)).await;
             scenario(
                 &format!("{length}-step chain, {name}"),
                 length,
@@ -705,28 +718,34 @@ async fn checksums(runtime: Runtime, dir: &Path) {
 }
 
 async fn concurrent(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
-    println!("concurrent steps (a redb file with the durability named; default concurrency):");
+    println!(
+        "concurrent steps (a redb file with the durability named; default concurrency; median of {ROUNDS}):"
+    );
     // Each workflow on a task of its own, as a service would run them.
     let ten = document(add_chain(10));
     for (name, durability) in DURABILITIES {
         let store = file_store(&dir.join(format!("hundred-{name}")), durability);
         let host = Arc::new(Host::new(runtime.clone(), store));
-        let mut readies = Vec::new();
-        for i in 0..100 {
-            readies.push(ready_bench(&host, &ten, &format!("chain-{i}")).await);
-        }
-        let started = Instant::now();
-        let runs = readies.into_iter().map(|ready| {
-            let host = Arc::clone(&host);
-            tokio::spawn(async move { run(&host, ready, &json!(10)).await })
-        });
-        for finished in futures::future::join_all(runs).await {
-            finished.unwrap();
+        let mut times = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let mut readies = Vec::new();
+            for i in 0..100 {
+                readies.push(ready_bench(&host, &ten, &format!("chain-{round}-{i}")).await);
+            }
+            let started = Instant::now();
+            let runs = readies.into_iter().map(|ready| {
+                let host = Arc::clone(&host);
+                tokio::spawn(async move { run(&host, ready, &json!(10)).await })
+            });
+            for finished in futures::future::join_all(runs).await {
+                finished.unwrap();
+            }
+            times.push(started.elapsed());
         }
         scenario(
             &format!("100 ten-step chains, {name}"),
             1_000,
-            started.elapsed(),
+            median(times),
             &celery.chains,
             1_000,
             Duration::from_millis(50),
@@ -737,13 +756,11 @@ async fn concurrent(runtime: &Runtime, dir: &Path, celery: &CeleryTimes) {
     for (name, durability) in DURABILITIES {
         let store = file_store(&dir.join(format!("chord-{name}")), durability);
         let host = Host::new(runtime.clone(), store);
-        let ready = ready_bench(&host, &chord, "chord").await;
-        let started = Instant::now();
-        run(&host, ready, &json!(500_500)).await;
+        let took = median_run(&host, &chord, &json!(500_500)).await;
         scenario(
             &format!("1,000-member chord, {name}"),
             1_001,
-            started.elapsed(),
+            took,
             &celery.chord,
             1_001,
             Duration::from_millis(100),
