@@ -1207,6 +1207,38 @@ fn idle_and_half_sent_connections_time_out_and_free_the_service() {
     }
 }
 
+/// A submission whose wait ends before its workflow: the answer says it
+/// runs, and by then its start is on the disk, as a 202's would be, even
+/// where the committer lets records wait seconds (`batched:5000`): killed
+/// at once, the service leaves it for `resume`. (A submission that waits
+/// lets its start go to the disk with its end.)
+#[test]
+fn a_submission_that_stops_waiting_is_on_the_disk_when_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start_with(dir.path(), &policy, &["--durability", "batched:5000"], None);
+    let workflow = json!({"id": "outwaited", "workflow": [
+        {"task": "testkit.sleep", "args": [3000]},
+        {"task": "math.add", "args": [1, 2], "immutable": true},
+    ]});
+    let path = "/v1/workflows?wait=50ms";
+    let (status, report) = server.request("POST", path, Some(KEY_A), &workflow.to_string());
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (200, Some("running")),
+        "{report}"
+    );
+    server.kill();
+    let status = wfhost_in(dir.path())
+        .args(["status", "outwaited", "--tenant", "a", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|_| {
+        panic!("{}", String::from_utf8_lossy(&status.stderr));
+    });
+    assert_eq!(report["status"], "cut_off", "{report}");
+}
+
 /// What a page needs of the API: health without a key, pages of the
 /// list, a report that waits for the end, and events as server-sent
 /// events until the workflow ends.

@@ -38,11 +38,14 @@ pub enum StoredWorkflowError {
 
 /// Records `workflow` as started under `row`: its elements in batches, the
 /// last batch with its row and head, so a short workflow starts in one
-/// commit and a long one is never in one transaction whole.
+/// commit and a long one is never in one transaction whole. With
+/// `announced` false, nobody hears of the start before the workflow's end,
+/// and its last commit need not be on the disk before the first step.
 pub(crate) async fn record_start(
     store: &Store,
     workflow: &PreparedWorkflow,
     row: &WorkflowRow,
+    announced: bool,
 ) -> Result<(), StoreError> {
     let mut batch = Vec::new();
     let mut first = 0;
@@ -58,7 +61,9 @@ pub(crate) async fn record_start(
     }
     let mut head = pinned_head(workflow);
     head.content_sha256 = Some(crate::content::digest(workflow.spec())?);
-    store.start_workflow(row, &head, first, batch).await
+    store
+        .start_workflow(row, &head, first, batch, announced)
+        .await
 }
 
 /// Records that the workflow of `row` continues with new files of the

@@ -73,6 +73,7 @@ pub struct RunOptions {
     pub(crate) attempt_pool: Option<tokio::runtime::Handle>,
     pub(crate) fuel_budget: Option<u64>,
     pub(crate) drain: Option<Arc<Drain>>,
+    pub(crate) start_announced: bool,
 }
 
 impl RunOptions {
@@ -84,6 +85,7 @@ impl RunOptions {
             attempt_pool: None,
             fuel_budget: None,
             drain: None,
+            start_announced: true,
         }
     }
 
@@ -115,6 +117,18 @@ impl RunOptions {
     /// bookkeeping. By default attempts run on the caller's runtime.
     pub fn attempt_pool(mut self, pool: tokio::runtime::Handle) -> Self {
         self.attempt_pool = Some(pool);
+        self
+    }
+
+    /// Whether anyone hears that the run started before it ends. By
+    /// default someone does, and a new workflow's start is on the disk
+    /// before its first step. A caller that reports only the run's end (a
+    /// submission that waits for the result) says `false`: the start then
+    /// reaches the disk as a pure step's record does, with the next commit
+    /// (its first effectful step, or its end, at the latest), and a crash
+    /// before then loses a workflow nobody heard of.
+    pub fn start_announced(mut self, announced: bool) -> Self {
+        self.start_announced = announced;
         self
     }
 

@@ -418,7 +418,8 @@ impl Host {
         let row = match row {
             None => {
                 let row = state::started(&identity);
-                durable::record_start(&self.store, &workflow, &row).await?;
+                let announced = options.start_announced;
+                durable::record_start(&self.store, &workflow, &row, announced).await?;
                 row
             }
             Some(stored) => {

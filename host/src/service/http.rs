@@ -290,12 +290,12 @@ async fn submit(
         .wait
         .map(|wait| parse_wait(&wait))
         .transpose()?;
-    let (row, started) = service.submit(&tenant, &body).await?;
     let Some(wait) = wait else {
+        let (row, started) = service.submit(&tenant, &body).await?;
         return Ok((accepted_if(started), Json(row)).into_response());
     };
     // As Celery's `apply_async().get(timeout)`: the report once it ends.
-    let report = service.report_when_done(&tenant, &row.id, wait).await?;
+    let report = service.submit_and_wait(&tenant, &body, wait).await?;
     Ok((StatusCode::OK, Json(report)).into_response())
 }
 

@@ -228,12 +228,34 @@ impl Service {
         tenant: &Tenant,
         body: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
-        let spec = tenant_spec(tenant, body)?;
-        let identity = RunIdentity {
-            id: spec.id.clone().unwrap_or_else(new_workflow_id),
-            tenant: tenant.name.clone(),
-        };
-        self.begin(tenant, identity, Intent::Start(spec)).await
+        let (spec, identity) = submitted(tenant, body)?;
+        self.begin(tenant, identity, Intent::Start(spec), true)
+            .await
+    }
+
+    /// Admits and starts a workflow as [`Service::submit`] does, and
+    /// returns its report once it ends, or as it is when `wait` has passed.
+    /// Nobody hears of its start before that, so the start is not flushed
+    /// on its own before the first step ([`RunOptions::start_announced`]):
+    /// the end's commit carries it, or, when the wait is over first, a
+    /// commit made then, before the report is read.
+    pub async fn submit_and_wait(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        body: &str,
+        wait: std::time::Duration,
+    ) -> Result<WorkflowReport, ServiceError> {
+        let (spec, identity) = submitted(tenant, body)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        // Listening before it starts: its end is not missed.
+        let mut ended = self.ended.subscribe();
+        let (_, started) = self
+            .begin(tenant, identity.clone(), Intent::Start(spec), false)
+            .await?;
+        if started && !heard_end(&mut ended, &identity, deadline).await {
+            self.host.store().sync().await?;
+        }
+        self.report_by(&identity, deadline, ended).await
     }
 
     /// Resumes workflow `id` of `tenant` if a stop or a crash cut it off.
@@ -244,7 +266,7 @@ impl Service {
         id: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
         let identity = RunIdentity::new(&tenant.name, id);
-        self.begin(tenant, identity, Intent::Resume).await
+        self.begin(tenant, identity, Intent::Resume, true).await
     }
 
     /// Re-drives workflow `id` of `tenant` from its failed step. Returns
@@ -255,23 +277,25 @@ impl Service {
         id: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
         let identity = RunIdentity::new(&tenant.name, id);
-        self.begin(tenant, identity, Intent::retry()).await
+        self.begin(tenant, identity, Intent::retry(), true).await
     }
 
     /// Asks the host what `intent` does with `identity` under `tenant`'s
-    /// ceilings, and starts what is ready.
+    /// ceilings, and starts what is ready; `announced` says whether the
+    /// caller tells anyone of the start before the workflow ends.
     async fn begin(
         self: &Arc<Self>,
         tenant: &Tenant,
         identity: RunIdentity,
         intent: Intent,
+        announced: bool,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
         let begun = self
             .host
             .begin_within(identity, intent, &tenant.ceilings)
             .await?;
         match begun {
-            Begun::Ready(ready) => Ok((self.launch(tenant, *ready).await?, true)),
+            Begun::Ready(ready) => Ok((self.launch(tenant, *ready, announced).await?, true)),
             Begun::Finished(row) | Begun::Running(row) => Ok((row, false)),
         }
     }
@@ -282,6 +306,7 @@ impl Service {
         self: &Arc<Self>,
         tenant: &Tenant,
         ready: Ready,
+        announced: bool,
     ) -> Result<WorkflowRow, ServiceError> {
         let admitted = self
             .admission
@@ -295,7 +320,7 @@ impl Service {
                     ),
                 )
             })?;
-        self.start(tenant, ready, admitted)
+        self.start(tenant, ready, admitted, announced)
             .await
             .map_err(|_| ServiceError::new(ErrorKind::Store, "the workflow could not be recorded"))
     }
@@ -317,9 +342,11 @@ impl Service {
         tenant: &Tenant,
         ready: Ready,
         admitted: Admitted,
+        announced: bool,
     ) -> oneshot::Receiver<WorkflowRow> {
         let service = Arc::clone(self);
         let options = RunOptions::new()
+            .start_announced(announced)
             .shared_slots(self.slots_of(tenant))
             .fair_share(Arc::clone(&self.fair_share))
             .attempt_pool(self.attempt_pool.clone())
@@ -365,18 +392,29 @@ impl Service {
         let identity = RunIdentity::new(&tenant.name, id);
         let deadline = tokio::time::Instant::now() + wait;
         // Listening before looking: an end between the two is not missed.
-        let mut ended = self.ended.subscribe();
+        let ended = self.ended.subscribe();
+        self.report_by(&identity, deadline, ended).await
+    }
+
+    /// The report of workflow `identity` once it no longer runs, or as it
+    /// is at `deadline`, hearing of this process's runs' ends on `ended`.
+    async fn report_by(
+        &self,
+        identity: &RunIdentity,
+        deadline: tokio::time::Instant,
+        mut ended: tokio::sync::broadcast::Receiver<RunIdentity>,
+    ) -> Result<WorkflowReport, ServiceError> {
         loop {
-            let row = self.host.workflow(&identity)?;
+            let row = self.host.workflow(identity)?;
             if row.status != WorkflowStatus::Running || tokio::time::Instant::now() >= deadline {
-                return Ok(self.host.report(&identity)?);
+                return Ok(self.host.report(identity)?);
             }
             // This process's runs say when they end; a run of another
             // process on the same database is looked at again now and then.
             let poll = deadline.min(tokio::time::Instant::now() + WATCH_POLL);
             tokio::select! {
                 heard = ended.recv() => match heard {
-                    Ok(end) if end != identity => continue,
+                    Ok(end) if end != *identity => continue,
                     _ => {}
                 },
                 () = tokio::time::sleep_until(poll) => {}
@@ -605,6 +643,37 @@ fn not_found(id: &str) -> ServiceError {
 }
 
 /// Reads a submitted chain file as `tenant`'s (see [`spec::parse_submitted`]).
+/// The workflow a chain file's JSON submits for `tenant`, and the identity
+/// it runs under (a new id when the file names none).
+fn submitted(tenant: &Tenant, body: &str) -> Result<(WorkflowSpec, RunIdentity), ServiceError> {
+    let spec = tenant_spec(tenant, body)?;
+    let identity = RunIdentity {
+        id: spec.id.clone().unwrap_or_else(new_workflow_id),
+        tenant: tenant.name.clone(),
+    };
+    Ok((spec, identity))
+}
+
+/// Waits until `ended` says that this process's run of `identity` ended,
+/// or until `deadline`; true if it heard the end. A receiver that fell
+/// behind may have missed it, and says so as if the deadline had come.
+async fn heard_end(
+    ended: &mut tokio::sync::broadcast::Receiver<RunIdentity>,
+    identity: &RunIdentity,
+    deadline: tokio::time::Instant,
+) -> bool {
+    loop {
+        tokio::select! {
+            heard = ended.recv() => match heard {
+                Ok(end) if end == *identity => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            },
+            () = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}
+
 fn tenant_spec(tenant: &Tenant, body: &str) -> Result<WorkflowSpec, ServiceError> {
     let policy = spec::Submitter {
         tenant: &tenant.name,

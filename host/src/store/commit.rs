@@ -97,6 +97,12 @@ pub(crate) enum Flush {
     /// waits for, such as a step's attempt having started, which shows
     /// while the attempt runs and is overwritten by its outcome.
     Lazily,
+    /// A workflow's start that nobody is told of before the workflow ends
+    /// (a submission that waits for the result): as [`Flush::BeforeReturning`]
+    /// for a pure step's record. Its end, and its first effectful step,
+    /// carry it to the disk, since commits keep their order; a crash before
+    /// then loses a workflow that nobody heard of.
+    Unannounced,
     /// Before the writer goes on, whatever the store's [`Durability`]: the
     /// records of an effectful step (one holding a grant), whose input must
     /// be durable before it starts and whose outcome must be durable before
@@ -384,7 +390,7 @@ impl Committer {
 
     /// Whether `write` may wait in memory for a later commit.
     fn may_wait(&self, write: &Write, queue: &Queue) -> bool {
-        if !matches!(write.rows, Rows::Steps(_)) {
+        if !matches!(write.rows, Rows::Steps(_)) && write.flush != Flush::Unannounced {
             // A workflow's start and end are what its caller acts on.
             return false;
         }
@@ -394,8 +400,11 @@ impl Committer {
         match (write.flush, self.durability) {
             (Flush::Always, _) => false,
             (Flush::WithWorkflowEnd | Flush::Lazily, _) => true,
-            (Flush::BeforeReturning, Durability::Strict) => false,
-            (Flush::BeforeReturning, Durability::Grouped | Durability::Batched { .. }) => true,
+            (Flush::BeforeReturning | Flush::Unannounced, Durability::Strict) => false,
+            (
+                Flush::BeforeReturning | Flush::Unannounced,
+                Durability::Grouped | Durability::Batched { .. },
+            ) => true,
         }
     }
 
@@ -409,7 +418,7 @@ impl Committer {
                 return Err(self.error(lost));
             }
             if self.may_wait(&write, &queue) {
-                let now = write.flush == Flush::BeforeReturning;
+                let now = matches!(write.flush, Flush::BeforeReturning | Flush::Unannounced);
                 queue.waiting.push(Request { write, done: None });
                 drop(queue);
                 if now {

@@ -12,19 +12,27 @@ impl Store {
     /// its row, its head (native JSON, plugins pinned by absolute path and
     /// sha256: what `resume` runs) and its last elements, from index
     /// `first_element` on; [`Store::put_elements`] stored those before.
+    /// With `announced` false, nobody hears of the start before the
+    /// workflow ends, and it waits for a later commit ([`Flush::Unannounced`]).
     pub(crate) async fn start_workflow(
         &self,
         row: &WorkflowRow,
         head: &StoredHead,
         first_element: u64,
         elements: Vec<Vec<u8>>,
+        announced: bool,
     ) -> Result<(), StoreError> {
         let started = Started {
             head: SPECS.encode(&(row.tenant.as_str(), row.id.as_str()), head),
             first_element,
             elements: sealed_elements(&row.tenant, &row.id, first_element, elements),
         };
-        self.write_workflow(row, Some(started), "workflow_started", None)
+        let flush = if announced {
+            Flush::BeforeReturning
+        } else {
+            Flush::Unannounced
+        };
+        self.write_workflow(row, Some(started), "workflow_started", None, flush)
             .await
     }
 
@@ -50,7 +58,8 @@ impl Store {
         event: &str,
         detail: Option<String>,
     ) -> Result<(), StoreError> {
-        self.write_workflow(row, None, event, detail).await
+        self.write_workflow(row, None, event, detail, Flush::BeforeReturning)
+            .await
     }
 
     /// Writes a workflow's row and its new head, and appends an event,
@@ -67,7 +76,8 @@ impl Store {
             first_element: head.elements,
             elements: Vec::new(),
         };
-        self.write_workflow(row, Some(head), event, detail).await
+        self.write_workflow(row, Some(head), event, detail, Flush::BeforeReturning)
+            .await
     }
 
     async fn write_workflow(
@@ -76,13 +86,15 @@ impl Store {
         started: Option<Started>,
         event: &str,
         detail: Option<String>,
+        flush: Flush,
     ) -> Result<(), StoreError> {
         let rows = Rows::Workflow {
             row: WORKFLOWS.encode(&(row.tenant.as_str(), row.id.as_str()), row),
             started,
             ends: row.status != WorkflowStatus::Running,
         };
-        let write = Write::new(&row.tenant, &row.id, rows).with_event(event, None, detail);
+        let mut write = Write::new(&row.tenant, &row.id, rows).with_event(event, None, detail);
+        write.flush = flush;
         self.committer.write(write).await
     }
 
@@ -137,6 +149,15 @@ impl Store {
 }
 
 impl Store {
+    /// Returns once every write made before the call is on the disk: one
+    /// commit, of nothing, after them (commits keep their order), made by
+    /// this task or by a leader already under way.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let mut write = Write::new("", "", Rows::Steps(Vec::new()));
+        write.flush = Flush::Always;
+        self.committer.write(write).await
+    }
+
     /// Removes every record of workflow `id` of `tenant`, durably: its row,
     /// head, elements, steps and event log. The space they took is reused
     /// by later writes; the file does not shrink.
