@@ -98,10 +98,12 @@ pub(crate) enum Flush {
     /// while the attempt runs and is overwritten by its outcome.
     Lazily,
     /// A workflow's start that nobody is told of before the workflow ends
-    /// (a submission that waits for the result): as [`Flush::BeforeReturning`]
-    /// for a pure step's record. Its end, and its first effectful step,
-    /// carry it to the disk, since commits keep their order; a crash before
-    /// then loses a workflow that nobody heard of.
+    /// (a submission that waits for the result): with whatever commit comes
+    /// next, as [`Flush::Lazily`] — a short workflow's end, its first
+    /// effectful step, the committer's thread within [`LAZY_WINDOW`] at the
+    /// latest — or before the writer goes on with [`Durability::Strict`].
+    /// Commits keep their order, so nothing of the workflow is on the disk
+    /// without it; a crash before then loses a workflow nobody heard of.
     Unannounced,
     /// Before the writer goes on, whatever the store's [`Durability`]: the
     /// records of an effectful step (one holding a grant), whose input must
@@ -418,7 +420,7 @@ impl Committer {
                 return Err(self.error(lost));
             }
             if self.may_wait(&write, &queue) {
-                let now = matches!(write.flush, Flush::BeforeReturning | Flush::Unannounced);
+                let now = write.flush == Flush::BeforeReturning;
                 queue.waiting.push(Request { write, done: None });
                 drop(queue);
                 if now {
