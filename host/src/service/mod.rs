@@ -253,7 +253,8 @@ impl Service {
             .begin(tenant, identity.clone(), Intent::Start(spec), false)
             .await?;
         if started && !heard_end(&mut ended, &identity, deadline).await {
-            self.host.store().sync().await?;
+            let store = self.host.store();
+            store.sync(&identity.tenant, &identity.id).await?;
         }
         self.report_by(&identity, deadline, ended).await
     }
@@ -412,13 +413,7 @@ impl Service {
             // This process's runs say when they end; a run of another
             // process on the same database is looked at again now and then.
             let poll = deadline.min(tokio::time::Instant::now() + WATCH_POLL);
-            tokio::select! {
-                heard = ended.recv() => match heard {
-                    Ok(end) if end != *identity => continue,
-                    _ => {}
-                },
-                () = tokio::time::sleep_until(poll) => {}
-            }
+            heard_end(&mut ended, identity, poll).await;
         }
     }
 
@@ -642,7 +637,6 @@ fn not_found(id: &str) -> ServiceError {
     ServiceError::new(ErrorKind::NotFound, format!("no workflow `{id}`"))
 }
 
-/// Reads a submitted chain file as `tenant`'s (see [`spec::parse_submitted`]).
 /// The workflow a chain file's JSON submits for `tenant`, and the identity
 /// it runs under (a new id when the file names none).
 fn submitted(tenant: &Tenant, body: &str) -> Result<(WorkflowSpec, RunIdentity), ServiceError> {
@@ -674,6 +668,7 @@ async fn heard_end(
     }
 }
 
+/// Reads a submitted chain file as `tenant`'s (see [`spec::parse_submitted`]).
 fn tenant_spec(tenant: &Tenant, body: &str) -> Result<WorkflowSpec, ServiceError> {
     let policy = spec::Submitter {
         tenant: &tenant.name,

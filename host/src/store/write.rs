@@ -151,9 +151,10 @@ impl Store {
 impl Store {
     /// Returns once every write made before the call is on the disk: one
     /// commit, of nothing, after them (commits keep their order), made by
-    /// this task or by a leader already under way.
-    pub async fn sync(&self) -> Result<(), StoreError> {
-        let mut write = Write::new("", "", Rows::Steps(Vec::new()));
+    /// this task or by a leader already under way. Fails, as its own
+    /// writes would, if writes of workflow `id` of `tenant` were lost.
+    pub(crate) async fn sync(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let mut write = Write::new(tenant, id, Rows::Steps(Vec::new()));
         write.flush = Flush::Always;
         self.committer.write(write).await
     }
