@@ -7,12 +7,12 @@
 //! By default ([`Durability::Grouped`]) a pure step's record does: the step
 //! after it starts at once, while a thread of the committer's own flushes
 //! what has gathered, one transaction for all of it, at most once a
-//! millisecond ([`GROUP_WINDOW`]). Writes are committed in the order they were made, so what is
-//! on the disk after a crash is always a prefix of what was written, and a
-//! write that must be durable before its writer goes on — a workflow's
-//! start and end, an effectful step's start and outcome ([`Flush::Always`]),
-//! every step with [`Durability::Strict`] — carries every write before it
-//! to the disk too.
+//! millisecond ([`GROUP_WINDOW`]). Writes are committed in the order they
+//! were made, so what is on the disk after a crash is always a prefix of
+//! what was written, and a write that must be durable before its writer
+//! goes on — a workflow's start and end, an effectful step's start and
+//! outcome ([`Flush::Always`]), every step with [`Durability::Strict`] —
+//! carries every write before it to the disk too.
 //!
 //! The first writer to find no commit under way leads: it yields once, so
 //! that writers running beside it in the same task (group members) can
@@ -50,10 +50,10 @@ use crate::records::{Event, now_ms};
 pub enum Durability {
     /// A pure step's record waits in memory while the next step runs; the
     /// committer's thread flushes what has gathered in one transaction, at
-    /// most once per [`GROUP_WINDOW`]. Nothing is reported, and no effectful step starts,
-    /// before everything it depends on is on the disk; a crash loses only
-    /// pure steps whose records were not yet flushed, and `resume` runs
-    /// them again. The default.
+    /// most once per [`GROUP_WINDOW`]. Nothing is reported, and no
+    /// effectful step starts, before everything it depends on is on the
+    /// disk; a crash loses only pure steps whose records were not yet
+    /// flushed, and `resume` runs them again. The default.
     #[default]
     Grouped,
     /// Every step's record is on the disk before the step that made it
@@ -481,13 +481,10 @@ impl Committer {
         loop {
             let batch: Vec<Request> = {
                 let mut queue = lock(&self.queue);
-                let done = match until {
-                    Until::Empty => queue.waiting.is_empty(),
-                    Until::NobodyWaits => {
-                        committed && !queue.waiting.iter().any(|request| request.done.is_some())
-                    }
-                };
-                if done || queue.waiting.is_empty() {
+                let nobody_waits = || !queue.waiting.iter().any(|request| request.done.is_some());
+                let done = queue.waiting.is_empty()
+                    || (matches!(until, Until::NobodyWaits) && committed && nobody_waits());
+                if done {
                     queue.leading = false;
                     return;
                 }
