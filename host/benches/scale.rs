@@ -87,6 +87,15 @@ async fn ready_bench(host: &Host, document: &Value, id: &str) -> Box<Ready> {
     ready(host, document, RunIdentity::new("bench", id)).await
 }
 
+/// Prepares `document` as workflow `id` on `host` and runs it to its end,
+/// checking that its result is `expected`; returns the run's time alone.
+async fn time_new_run(host: &Host, document: &Value, id: &str, expected: &Value) -> Duration {
+    let ready = ready_bench(host, document, id).await;
+    let started = Instant::now();
+    run(host, ready, expected).await;
+    started.elapsed()
+}
+
 /// Runs `ready` to its end and checks its result.
 async fn run(host: &Host, ready: Box<Ready>, expected: &Value) {
     let row = run_to_end(host, ready, &RunOptions::new()).await;
@@ -555,10 +564,8 @@ async fn executor(runtime: &Runtime) {
     let limits = wfhost::runtime::Limits::default();
     let (mut chains, mut floors) = (Vec::new(), Vec::new());
     for round in 0..20 {
-        let ready = ready_bench(&host, &chain, &format!("chain-{round}")).await;
-        let started = Instant::now();
-        run(&host, ready, &json!(1_000)).await;
-        chains.push(started.elapsed());
+        let id = format!("chain-{round}");
+        chains.push(time_new_run(&host, &chain, &id, &json!(1_000)).await);
         let started = Instant::now();
         for step in 0..1_000 {
             let call = common::invocation("math", "add", step, &json!([step, 1]));
@@ -594,10 +601,8 @@ const ROUNDS: usize = 5;
 async fn median_run(host: &Host, document: &Value, expected: &Value) -> Duration {
     let mut times = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
-        let ready = ready_bench(host, document, &format!("round-{round}")).await;
-        let started = Instant::now();
-        run(host, ready, expected).await;
-        times.push(started.elapsed());
+        let id = format!("round-{round}");
+        times.push(time_new_run(host, document, &id, expected).await);
     }
     median(times)
 }
@@ -659,10 +664,7 @@ async fn checksums(runtime: Runtime, dir: &Path) {
     let (mut runs, mut reads, mut sums) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..10 {
         let id = format!("sums-{round}");
-        let ready = ready_bench(&host, &chain, &id).await;
-        let started = Instant::now();
-        run(&host, ready, &json!(1_000)).await;
-        runs.push(started.elapsed());
+        runs.push(time_new_run(&host, &chain, &id, &json!(1_000)).await);
         let started = Instant::now();
         let report = host.store().report("bench", &id).unwrap().unwrap();
         let events = host.store().events("bench", &id).unwrap();
@@ -781,10 +783,8 @@ async fn chord_rounds(runtime: &Runtime, dir: &Path) {
     let (mut in_memory, mut on_file) = (Vec::new(), Vec::new());
     for round in 0..10 {
         for (host, times) in [(&memory, &mut in_memory), (&file, &mut on_file)] {
-            let ready = ready_bench(host, &chord, &format!("chord-{round}")).await;
-            let started = Instant::now();
-            run(host, ready, &json!(500_500)).await;
-            times.push(started.elapsed());
+            let id = format!("chord-{round}");
+            times.push(time_new_run(host, &chord, &id, &json!(500_500)).await);
         }
     }
     println!("1,000-member chord, median of 10 rounds, interleaved:");
