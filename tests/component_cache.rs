@@ -233,13 +233,7 @@ async fn a_plugin_file_loaded_again_is_reused_until_it_changes() {
     let original = std::fs::read(plugin("math")).unwrap();
     std::fs::write(&path, &original).unwrap();
     let before = runtime.load_plugin("m", &path, None).await.unwrap();
-    let mut same_size = original.clone();
-    let at = same_size
-        .windows(5)
-        .position(|window| window == b"rustc")
-        .expect("a producers section");
-    same_size[at] = b'R';
-    std::fs::write(&path, &same_size).unwrap();
+    std::fs::write(&path, same_size_other_bytes(&original)).unwrap();
     let after = runtime.load_plugin("m", &path, None).await.unwrap();
     assert_eq!(before.sha256(), first.sha256());
     assert_ne!(
@@ -253,4 +247,41 @@ async fn a_plugin_file_loaded_again_is_reused_until_it_changes() {
     std::fs::rename(&replacement, &path).unwrap();
     let replaced = runtime.load_plugin("m", &path, None).await.unwrap();
     assert_eq!(replaced.sha256(), first.sha256());
+}
+
+/// A plugin file last changed well before it was read is known again by
+/// its times alone, without being read; a write after that still moves its
+/// change time, so what it holds then is read and loaded, even with as many
+/// bytes as before.
+#[tokio::test]
+async fn a_settled_plugin_file_written_again_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugin.wasm");
+    let original = std::fs::read(plugin("math")).unwrap();
+    std::fs::write(&path, &original).unwrap();
+    // Past the two seconds after its last change within which its times
+    // alone might not tell a later write apart.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let runtime = Runtime::new().unwrap();
+    let first = runtime.load_plugin("m", &path, None).await.unwrap();
+    let again = runtime.load_plugin("m", &path, None).await.unwrap();
+    assert_eq!(again.sha256(), first.sha256());
+    let refused = runtime.load_plugin("m", &path, Some(&"0".repeat(64))).await;
+    assert!(refused.is_err(), "the pin is checked when nothing is read");
+
+    std::fs::write(&path, same_size_other_bytes(&original)).unwrap();
+    let rewritten = runtime.load_plugin("m", &path, None).await.unwrap();
+    assert_ne!(rewritten.sha256(), first.sha256(), "what it holds now");
+}
+
+/// `component` with one byte changed where it makes no difference to what
+/// it does (a name in its producers section).
+fn same_size_other_bytes(component: &[u8]) -> Vec<u8> {
+    let mut changed = component.to_vec();
+    let at = changed
+        .windows(5)
+        .position(|window| window == b"rustc")
+        .expect("a producers section");
+    changed[at] = b'R';
+    changed
 }

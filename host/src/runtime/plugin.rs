@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -12,7 +12,7 @@ use super::Runtime;
 use super::bindings::PluginPre;
 use super::cancel::CancelToken;
 use super::limits::Limits;
-use super::loaded::FileStamp;
+use super::loaded::{FileStamp, FileTimes};
 use super::pace::Pace;
 use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
 use crate::grants::Access;
@@ -304,12 +304,26 @@ pub(super) async fn load(
         }
         _ => Ok(()),
     };
+    // The file as it was when a plugin was last made of it is that plugin:
+    // not hashed, linked and asked for its tasks again; nor even read, when
+    // its times say that it is the same file.
+    if let Ok(metadata) = std::fs::metadata(path)
+        && metadata.is_file()
+        && let Some(known) = runtime
+            .known_files
+            .get_settled(path, &FileTimes::of(&metadata))
+    {
+        check_sha256(&known.sha256)?;
+        return Ok(Plugin {
+            name: name.to_string(),
+            ..known
+        });
+    }
+    let read_at = SystemTime::now();
     let (file, metadata) = open_component(path).map_err(read_error)?;
     let bytes = read_component(file, &metadata).map_err(read_error)?;
-    // The file as it was when a plugin was last made of it is that plugin:
-    // not hashed, linked and asked for its tasks again.
     let stamp = FileStamp::of(&metadata, &bytes);
-    if let Some(known) = runtime.known_files.get(path, &stamp) {
+    if let Some(known) = runtime.known_files.get(path, &stamp, read_at) {
         check_sha256(&known.sha256)?;
         return Ok(Plugin {
             name: name.to_string(),
@@ -408,6 +422,6 @@ pub(super) async fn load(
         imports,
         pace,
     };
-    runtime.known_files.keep(path, stamp, &plugin);
+    runtime.known_files.keep(path, stamp, read_at, &plugin);
     Ok(plugin)
 }

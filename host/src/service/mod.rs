@@ -252,7 +252,10 @@ impl Service {
         let (_, started) = self
             .begin(tenant, identity.clone(), Intent::Start(spec), false)
             .await?;
-        if started && !heard_end(&mut ended, &identity, deadline).await {
+        if started {
+            if heard_end(&mut ended, &identity, deadline).await {
+                return Ok(self.host.report(&identity)?);
+            }
             let store = self.host.store();
             store.sync(&identity.tenant, &identity.id).await?;
         }
@@ -408,13 +411,16 @@ impl Service {
         loop {
             let row = self.host.workflow(identity)?;
             if row.status != WorkflowStatus::Running || tokio::time::Instant::now() >= deadline {
-                return Ok(self.host.report(identity)?);
+                break;
             }
             // This process's runs say when they end; a run of another
             // process on the same database is looked at again now and then.
             let poll = deadline.min(tokio::time::Instant::now() + WATCH_POLL);
-            heard_end(&mut ended, identity, poll).await;
+            if heard_end(&mut ended, identity, poll).await {
+                break;
+            }
         }
+        Ok(self.host.report(identity)?)
     }
 
     /// Workflow `id` of `tenant`: its row and its events from `first` on.

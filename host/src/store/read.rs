@@ -249,19 +249,29 @@ impl Store {
     }
 
     /// The stored report of a workflow: its row and every step.
+    /// Read in one transaction, so that the row and the steps agree.
     pub fn report(&self, tenant: &str, id: &str) -> Result<Option<WorkflowReport>, StoreError> {
-        let Some(row) = self.workflow(tenant, id)? else {
+        let stored = self.read(|txn| {
+            let Some(row) = row(txn, tenant, id)? else {
+                return Ok(None);
+            };
+            let mut steps = Vec::new();
+            each_step(txn, tenant, id, |step| steps.push(step))?;
+            let head = txn.open_table(SPECS.table)?;
+            let planned = match head.get((tenant, id))? {
+                Some(bytes) => SPECS.decode(&(tenant, id), bytes.value())?.planned_steps,
+                None => None,
+            };
+            Ok(Some((row, steps, planned.unwrap_or_default())))
+        })?;
+        let Some((row, mut steps, planned)) = stored else {
             return Ok(None);
         };
-        let steps = self.steps(tenant, id)?;
-        let planned = self
-            .head(tenant, id)?
-            .and_then(|head| head.planned_steps)
-            .unwrap_or_default();
+        steps.sort_by_key(|step| step.seq);
         Ok(Some(WorkflowReport {
             progress: Progress::of(&steps, planned),
             steps,
-            row,
+            row: self.observed(row)?,
         }))
     }
 }
