@@ -219,6 +219,11 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
     assert_eq!(maps["in_chain"], 18, "{maps}");
     assert_eq!(maps["linked"], 18, "a link gets the map's list: {maps}");
     assert_eq!(maps["failing"]["type"], "TaskFailed", "{maps}");
+    assert_eq!(
+        maps["chunks"],
+        json!([[3, 7], [11]]),
+        "celery.chunks as a task: {maps}"
+    );
     let hundred: Vec<i64> = (0..100).map(|i| i + 1).collect();
     assert_eq!(
         seen["chord_of_hundred"]["value"],

@@ -17,6 +17,9 @@ pub const ACCUMULATE: &str = "celery.accumulate";
 pub const MAP: &str = "celery.map";
 /// The name of Celery's built-in `celery.starmap`: `task.starmap(it)`.
 pub const STARMAP: &str = "celery.starmap";
+/// The name of Celery's built-in `celery.chunks`: `task.chunks(it, n)`,
+/// which sends a group of `celery.starmap` tasks, each over `n` items.
+pub const CHUNKS: &str = "celery.chunks";
 
 /// `celery.accumulate.s(index=0)`: the step that gives the list a chord's
 /// header made.

@@ -30,7 +30,7 @@ mod builder;
 mod options;
 
 pub use accumulate::{
-    ACCUMULATE, MAP, STARMAP, accumulate, accumulate_first, accumulate_index, accumulated,
+    ACCUMULATE, CHUNKS, MAP, STARMAP, accumulate, accumulate_first, accumulate_index, accumulated,
 };
 pub use builder::{chain, chord, group, sig};
 

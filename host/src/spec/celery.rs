@@ -7,7 +7,7 @@
 //! ```
 
 use serde_json::{Map, Value};
-use wfhost_canvas::{Canvas, Chord, MAP, STARMAP};
+use wfhost_canvas::{CHUNKS, Canvas, Chord, MAP, STARMAP};
 
 use super::canvas::{any_signature, list, signature_fields, with_callbacks};
 use super::fields::{self, type_of};
@@ -48,7 +48,7 @@ pub fn canvas(map: &Map<String, Value>, value: &Value, at: &JsonPath) -> Result<
     let options = map.get("options");
     match kind {
         None => match map.get("task").and_then(Value::as_str) {
-            Some(task @ (MAP | STARMAP | "celery.chunks")) => {
+            Some(task @ (MAP | STARMAP | CHUNKS)) => {
                 with_callbacks(mapped(task, map, at)?, options, at, "map")
             }
             _ => Ok(Canvas::Signature(signature_fields(map, at)?)),

@@ -7,6 +7,7 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use wfhost_canvas::{CHUNKS, STARMAP};
 
 use super::message::{Outgoing, TaskMessage, new_uuid};
 use super::meta::{Exception, Meta, State, group_key, task_key};
@@ -109,6 +110,7 @@ fn kind(sig: &Value) -> &str {
             Some("celery.group") => "group",
             Some("celery.chord") => "chord",
             Some("celery.chain") => "chain",
+            Some(CHUNKS) => "chunks",
             _ => "",
         },
     }
@@ -265,6 +267,10 @@ impl Sender<'_> {
                 self.apply_members(out, &header_members, partial, &group_id, header_apply);
                 Some(group_id)
             }
+            "chunks" => {
+                let group = self.chunks_group(sig)?;
+                self.apply(out, &group, partial, apply)
+            }
             "chain" => {
                 let tasks = members(sig);
                 let (first, rest) = tasks.split_first()?;
@@ -393,6 +399,39 @@ impl Sender<'_> {
                 Some(id)
             }
         }
+    }
+
+    /// Celery's `task.chunks(it, n)` as its `apply_async` sends it: a group
+    /// (with the chunks' options) of immutable `celery.starmap` signatures,
+    /// each calling `task` with `n` items of `it` (the last with what is
+    /// left), routed as `task` is unless the options name a queue; none
+    /// when `task`, `it` or `n` is missing or unusable.
+    fn chunks_group(&self, sig: &Value) -> Option<Value> {
+        let kwargs = kwargs_of(sig);
+        let task = kwargs.get("task")?;
+        let name = match task {
+            Value::String(name) => name.as_str(),
+            signature => signature.get("task")?.as_str()?,
+        };
+        let items = kwargs.get("it")?.as_array()?;
+        let size = usize::try_from(kwargs.get("n")?.as_u64()?)
+            .ok()
+            .filter(|n| *n > 0)?;
+        let opts = options(sig);
+        let queue = self
+            .routing
+            .queue_for(name, opts.get("queue").and_then(Value::as_str));
+        let starmaps: Vec<Value> = items
+            .chunks(size)
+            .map(|part| {
+                json!({"task": STARMAP, "args": [], "kwargs": {"task": task, "it": part},
+                    "options": {"queue": queue}, "subtask_type": null, "immutable": true})
+            })
+            .collect();
+        Some(
+            json!({"task": "celery.group", "subtask_type": "group", "args": [],
+            "kwargs": {"tasks": starmaps}, "options": opts, "immutable": false}),
+        )
     }
 
     /// Sends each of `members` as `apply` says, as the member of
@@ -801,6 +840,34 @@ impl Sender<'_> {
         self.apply(&mut out, sig, &[], Apply::default())?;
         Some(out)
     }
+
+    /// What `message`, a `celery.chunks` task, sends (its group of
+    /// `celery.starmap` tasks, as `chunks_group` builds it), and its value:
+    /// the group's result as Celery stores a `GroupResult`, its id and each
+    /// member's. None when its kwargs are not a task, `it` and `n`.
+    pub fn chunks(&self, message: &TaskMessage) -> Option<(FollowUp, Value)> {
+        let sig = json!({"task": CHUNKS, "subtask_type": "chunks",
+            "kwargs": message.kwargs, "options": {}});
+        let mut group = self.chunks_group(&sig)?;
+        let group_id = new_uuid();
+        set_option(&mut group, "task_id", json!(group_id));
+        let mut members = Vec::new();
+        if let Some(Value::Array(tasks)) = group.pointer_mut("/kwargs/tasks") {
+            for task in tasks {
+                let id = new_uuid();
+                set_option(task, "task_id", json!(id));
+                members.push(json!([[id, null], null]));
+            }
+        }
+        let mut out = FollowUp::default();
+        let apply = Apply {
+            parent_id: Some(message.id.clone()),
+            root_id: message.root_id.clone(),
+            ..Apply::default()
+        };
+        self.apply(&mut out, &group, &[], apply)?;
+        Some((out, json!([[group_id, null], members])))
+    }
 }
 
 #[cfg(test)]
@@ -849,6 +916,85 @@ mod tests {
         assert_eq!(next.chain.len(), 1, "the rest of the chain rides along");
         assert_eq!(next.routing_key, "celery", "tasks.add is not served here");
         assert_eq!(out.children, std::slice::from_ref(&next.id));
+    }
+
+    /// `task.chunks(it, n)` where a worker sends it (a callback, a later
+    /// step): as Celery's `chunks.apply_async`, a group of immutable
+    /// `celery.starmap` tasks over `n` items each, routed as `task`.
+    #[test]
+    fn chunks_become_a_group_of_starmaps_over_n_items() {
+        let routing = routing();
+        let sender = Sender {
+            routing: &routing,
+            origin: "test",
+        };
+        let add = json!({"task": "math.add", "args": [], "kwargs": {}, "options": {}});
+        let chunks = json!({"task": CHUNKS, "subtask_type": "chunks", "args": [],
+            "kwargs": {"task": add, "it": [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], "n": 2},
+            "options": {"task_id": "g-1"}, "immutable": true});
+        let out = sender.send(&chunks).unwrap();
+        let sent = pushed(&out);
+        let parts: Vec<Value> = sent.iter().map(|m| m.kwargs["it"].clone()).collect();
+        assert_eq!(
+            parts,
+            [
+                json!([[1, 1], [2, 2]]),
+                json!([[3, 3], [4, 4]]),
+                json!([[5, 5]])
+            ]
+        );
+        for (index, message) in sent.iter().enumerate() {
+            assert_eq!(message.task, STARMAP);
+            assert_eq!(message.kwargs["task"], add);
+            assert!(message.args.is_empty());
+            assert_eq!(
+                message.group.as_deref(),
+                Some("g-1"),
+                "the chunks' id is the group's"
+            );
+            assert_eq!(message.group_index, Some(index as u64));
+            assert_eq!(message.routing_key, "wfhost", "routed as math.add is");
+        }
+        // Sent as a callback, the result in front is not passed (immutable).
+        let mut message = TaskMessage::parse(include_str!("testdata/chain_head.json")).unwrap();
+        message.chain.clear();
+        message.callbacks = vec![chunks.clone()];
+        let out = sender.succeeded(&message, &json!(4));
+        assert!(pushed(&out).iter().all(|m| m.args.is_empty()));
+        assert_eq!(pushed(&out).len(), 3);
+        // No chunk size, no tasks.
+        let mut empty = chunks;
+        empty["kwargs"]["n"] = json!(0);
+        assert!(sender.send(&empty).is_none());
+    }
+
+    /// `celery.chunks` as a task of its own sends the same group and gives
+    /// the group's result as Celery stores a `GroupResult`.
+    #[test]
+    fn a_chunks_task_gives_its_groups_result() {
+        let routing = routing();
+        let sender = Sender {
+            routing: &routing,
+            origin: "test",
+        };
+        let mut message = TaskMessage::parse(include_str!("testdata/chain_head.json")).unwrap();
+        message.task = CHUNKS.into();
+        message.kwargs = json!({"task": "math.add", "it": [[1, 2], [3, 4], [5, 6]], "n": 2})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let (out, value) = sender.chunks(&message).unwrap();
+        let sent = pushed(&out);
+        assert_eq!(sent.len(), 2);
+        let group = sent[0].group.clone().unwrap();
+        let members: Vec<Value> = sent.iter().map(|m| json!([[m.id, null], null])).collect();
+        assert_eq!(value, json!([[group, null], members]));
+        assert!(
+            sent.iter()
+                .all(|m| m.parent_id.as_deref() == Some(message.id.as_str()))
+        );
+        message.kwargs.remove("it");
+        assert!(sender.chunks(&message).is_none());
     }
 
     #[test]

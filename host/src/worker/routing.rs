@@ -1,7 +1,7 @@
 //! Where messages go: kombu's list keys for a queue and a priority, and
 //! which queue a task is sent to (research/celery-redis.md §2.1, §9.2).
 
-use wfhost_canvas::{MAP, STARMAP};
+use wfhost_canvas::{CHUNKS, MAP, STARMAP};
 
 /// kombu's separator between a queue's name and its priority step.
 pub const PRIORITY_SEP: &str = "\x06\x16";
@@ -57,7 +57,7 @@ impl Routing {
         }
         let plugin = task.split_once('.').map_or(task, |(plugin, _)| plugin);
         // Celery's built-ins are served by every worker, as by Celery's.
-        let builtin = [super::ACCUMULATE, MAP, STARMAP].contains(&task);
+        let builtin = [super::ACCUMULATE, MAP, STARMAP, CHUNKS].contains(&task);
         let served = builtin || self.served.iter().any(|name| name == plugin);
         match self.queues.first() {
             Some(queue) if served => queue.clone(),

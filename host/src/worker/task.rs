@@ -19,7 +19,7 @@ use super::{ACCUMULATE, Counters, Routing, WorkerConfig};
 use crate::executor::PluginSet;
 use crate::records::{Failure, FailureKind, now_ms};
 use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Runtime};
-use wfhost_canvas::{MAP, STARMAP};
+use wfhost_canvas::{CHUNKS, MAP, STARMAP};
 
 /// What every task of a worker shares.
 pub(super) struct Shared {
@@ -131,6 +131,9 @@ async fn run(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> (Foll
     if let Some(spread) = mapping(&message.task) {
         return run_map(shared, claimed, message, spread).await;
     }
+    if message.task == CHUNKS {
+        return run_chunks(shared, message);
+    }
     match attempt(
         shared,
         claimed,
@@ -205,6 +208,22 @@ async fn run_map(
         }
     }
     ending_in_success(shared, message, &Value::Array(results), None)
+}
+
+/// Celery's `celery.chunks` sent as a task of its own, as its worker runs
+/// it: it sends a group of `celery.starmap` tasks over the chunks of `it`,
+/// and its value is that group's result (its id and its members').
+fn run_chunks(shared: &Shared, message: &TaskMessage) -> (FollowUp, Option<Own>) {
+    let Some((sent, value)) = shared.sender().chunks(message) else {
+        let text = format!(
+            "{} takes a task, a list `it` and a chunk size `n` of at least 1",
+            message.task
+        );
+        return builtin_error(shared, message, "TypeError", text);
+    };
+    let (mut follow, own) = ending_in_success(shared, message, &value, None);
+    follow.ops.splice(0..0, sent.ops);
+    (follow, own)
 }
 
 /// The failure of a message with Python's built-in exception `kind`
