@@ -307,28 +307,27 @@ pub(super) async fn load(
     // The file as it was when a plugin was last made of it is that plugin:
     // not hashed, linked and asked for its tasks again; nor even read, when
     // its times say that it is the same file.
+    let reuse = |known: Plugin| {
+        check_sha256(&known.sha256)?;
+        Ok(Plugin {
+            name: name.to_string(),
+            ..known
+        })
+    };
     if let Ok(metadata) = std::fs::metadata(path)
         && metadata.is_file()
         && let Some(known) = runtime
             .known_files
             .get_settled(path, &FileTimes::of(&metadata))
     {
-        check_sha256(&known.sha256)?;
-        return Ok(Plugin {
-            name: name.to_string(),
-            ..known
-        });
+        return reuse(known);
     }
     let read_at = SystemTime::now();
     let (file, metadata) = open_component(path).map_err(read_error)?;
     let bytes = read_component(file, &metadata).map_err(read_error)?;
     let stamp = FileStamp::of(&metadata, &bytes);
     if let Some(known) = runtime.known_files.get(path, &stamp, read_at) {
-        check_sha256(&known.sha256)?;
-        return Ok(Plugin {
-            name: name.to_string(),
-            ..known
-        });
+        return reuse(known);
     }
     let sha256 = crate::sha256::hex_of(&bytes);
     check_sha256(&sha256)?;

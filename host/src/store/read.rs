@@ -25,9 +25,28 @@ impl Store {
     /// The workflow `id` of `tenant`, if stored, with the status it has
     /// now: one on record as running that no process runs is cut off.
     pub fn workflow(&self, tenant: &str, id: &str) -> Result<Option<WorkflowRow>, StoreError> {
-        self.read(|txn| row(txn, tenant, id))?
-            .map(|row| self.observed(row))
-            .transpose()
+        let read = self.read_observed(tenant, id, |txn| {
+            Ok(row(txn, tenant, id)?.map(|row| (row, ())))
+        })?;
+        Ok(read.map(|(row, ())| row))
+    }
+
+    /// What `read` reads of workflow `id` of `tenant` (none if it has no
+    /// row), its row with the status it has now: whether the workflow runs
+    /// is asked before the read as well as after, so that a run that ends,
+    /// or starts, while its records are read is not taken for one cut off.
+    fn read_observed<T>(
+        &self,
+        tenant: &str,
+        id: &str,
+        read: impl Fn(&ReadTransaction) -> Result<Option<(WorkflowRow, T)>, Fault>,
+    ) -> Result<Option<(WorkflowRow, T)>, StoreError> {
+        let ran_before = self.is_running(tenant, id)?;
+        let Some((row, rest)) = self.read(read)? else {
+            return Ok(None);
+        };
+        let row = if ran_before { row } else { self.observed(row)? };
+        Ok(Some((row, rest)))
     }
 
     /// `row` with the status it has now (see [`WorkflowStatus::CutOff`]).
@@ -63,12 +82,7 @@ impl Store {
     /// started (see [`Store::start_workflow`]); its elements are read with
     /// [`Store::elements`].
     pub(crate) fn head(&self, tenant: &str, id: &str) -> Result<Option<StoredHead>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(SPECS.table)?;
-            let head = table.get((tenant, id))?;
-            head.map(|bytes| SPECS.decode(&(tenant, id), bytes.value()))
-                .transpose()
-        })
+        self.read(|txn| head(txn, tenant, id))
     }
 
     /// Up to `max` elements of a workflow's top-level chain from index
@@ -127,13 +141,7 @@ impl Store {
 
     /// Every stored step of a workflow, in the order they were first recorded.
     pub fn steps(&self, tenant: &str, id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        let mut steps = self.read(|txn| {
-            let mut steps = Vec::new();
-            each_step(txn, tenant, id, |step| steps.push(step))?;
-            Ok(steps)
-        })?;
-        steps.sort_by_key(|step| step.seq);
-        Ok(steps)
+        self.read(|txn| steps(txn, tenant, id))
     }
 
     /// Where a workflow's step records stand, read one record at a time:
@@ -251,27 +259,20 @@ impl Store {
     /// The stored report of a workflow: its row and every step.
     /// Read in one transaction, so that the row and the steps agree.
     pub fn report(&self, tenant: &str, id: &str) -> Result<Option<WorkflowReport>, StoreError> {
-        let stored = self.read(|txn| {
+        let stored = self.read_observed(tenant, id, |txn| {
             let Some(row) = row(txn, tenant, id)? else {
                 return Ok(None);
             };
-            let mut steps = Vec::new();
-            each_step(txn, tenant, id, |step| steps.push(step))?;
-            let head = txn.open_table(SPECS.table)?;
-            let planned = match head.get((tenant, id))? {
-                Some(bytes) => SPECS.decode(&(tenant, id), bytes.value())?.planned_steps,
-                None => None,
-            };
-            Ok(Some((row, steps, planned.unwrap_or_default())))
+            let planned = head(txn, tenant, id)?.and_then(|head| head.planned_steps);
+            Ok(Some((row, (steps(txn, tenant, id)?, planned))))
         })?;
-        let Some((row, mut steps, planned)) = stored else {
+        let Some((row, (steps, planned))) = stored else {
             return Ok(None);
         };
-        steps.sort_by_key(|step| step.seq);
         Ok(Some(WorkflowReport {
-            progress: Progress::of(&steps, planned),
+            progress: Progress::of(&steps, planned.unwrap_or_default()),
             steps,
-            row: self.observed(row)?,
+            row,
         }))
     }
 }
@@ -282,6 +283,22 @@ fn row(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<WorkflowR
     let row = table.get((tenant, id))?;
     row.map(|bytes| WORKFLOWS.decode(&(tenant, id), bytes.value()))
         .transpose()
+}
+
+/// The head of workflow `id` of `tenant`, if stored.
+fn head(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<StoredHead>, Fault> {
+    let table = txn.open_table(SPECS.table)?;
+    let head = table.get((tenant, id))?;
+    head.map(|bytes| SPECS.decode(&(tenant, id), bytes.value()))
+        .transpose()
+}
+
+/// Every step record of a workflow, in the order they were first recorded.
+fn steps(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Vec<StepRecord>, Fault> {
+    let mut steps = Vec::new();
+    each_step(txn, tenant, id, |step| steps.push(step))?;
+    steps.sort_by_key(|step| step.seq);
+    Ok(steps)
 }
 
 /// Calls `visit` with each of a workflow's step records, in id order.
