@@ -10,6 +10,7 @@
 //! workflow, even after its plugin was rebuilt.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -41,14 +42,21 @@ impl fmt::Display for Difference {
     }
 }
 
-/// All of `spec` but its elements, as its content counts it.
-fn head_of(spec: &WorkflowSpec) -> Value {
+/// `path` with every link and `..` resolved, or as it is where that
+/// fails: a plugin's path as a workflow's content counts it and its head
+/// pins it.
+pub(crate) fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// All of `spec` but its elements, as its content counts it, each plugin's
+/// path as `resolve` gives it for the plugin's name and path.
+fn head_of(spec: &WorkflowSpec, resolve: &dyn Fn(&str, &Path) -> PathBuf) -> Value {
     let plugins: serde_json::Map<String, Value> = spec
         .plugins
         .iter()
         .map(|(name, plugin)| {
-            let path = std::fs::canonicalize(&plugin.path).unwrap_or_else(|_| plugin.path.clone());
-            let path = path.display().to_string();
+            let path = resolve(name, &plugin.path).display().to_string();
             // Without grants, a plugin counts as its path alone, as it did
             // before grants existed, so stored digests still match.
             let entry = if plugin.grants.is_empty() {
@@ -64,8 +72,18 @@ fn head_of(spec: &WorkflowSpec) -> Value {
 
 /// The lowercase hex sha256 of `spec`'s content.
 pub(crate) fn digest(spec: &WorkflowSpec) -> Result<String, StoreError> {
+    digest_resolving(spec, &|_, path| resolved(path))
+}
+
+/// [`digest`], with each plugin's path resolved by `resolve` (given the
+/// plugin's name and path): a workflow whose plugins are loaded knows what
+/// their paths resolve to.
+pub(crate) fn digest_resolving(
+    spec: &WorkflowSpec,
+    resolve: &dyn Fn(&str, &Path) -> PathBuf,
+) -> Result<String, StoreError> {
     let mut hash = Sha256::new();
-    let head = serde_json::to_vec(&head_of(spec)).unwrap_or_default();
+    let head = serde_json::to_vec(&head_of(spec, resolve)).unwrap_or_default();
     hash.update((head.len() as u64).to_le_bytes());
     hash.update(&head);
     for element in spec.workflow.json() {
@@ -82,7 +100,8 @@ pub(crate) fn first_difference(
     given: &WorkflowSpec,
 ) -> Result<Option<Difference>, StoreError> {
     let root = JsonPath::root();
-    if let Some(difference) = differ(&head_of(stored), &head_of(given), &root) {
+    let resolve = |_: &str, path: &Path| resolved(path);
+    if let Some(difference) = differ(&head_of(stored, &resolve), &head_of(given, &resolve), &root) {
         return Ok(Some(difference));
     }
     let workflow = root.key("workflow");

@@ -5,7 +5,7 @@
 //! make together.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -60,7 +60,11 @@ pub(crate) async fn record_start(
         batch.push(json.map_err(StoreError::spool)?);
     }
     let mut head = pinned_head(workflow);
-    head.content_sha256 = Some(crate::content::digest(workflow.spec())?);
+    let resolve = |name: &str, path: &Path| match workflow.plugins().get(name) {
+        Some(plugin) => plugin.resolved_path().to_path_buf(),
+        None => crate::content::resolved(path),
+    };
+    head.content_sha256 = Some(crate::content::digest_resolving(workflow.spec(), &resolve)?);
     store
         .start_workflow(row, &head, first, batch, announced)
         .await
@@ -115,8 +119,7 @@ fn pinned_head(workflow: &PreparedWorkflow) -> StoredHead {
     let mut plugins = spec.plugins.clone();
     for (name, plugin_ref) in plugins.iter_mut() {
         if let Some(plugin) = workflow.plugins().get(name) {
-            plugin_ref.path = std::fs::canonicalize(plugin.path())
-                .unwrap_or_else(|_| plugin.path().to_path_buf());
+            plugin_ref.path = plugin.resolved_path().to_path_buf();
             plugin_ref.sha256 = Some(plugin.sha256().to_string());
         }
     }

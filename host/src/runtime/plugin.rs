@@ -44,6 +44,8 @@ pub struct TaskInfo {
 pub struct Plugin {
     name: String,
     path: PathBuf,
+    /// `path` resolved (links, `..`) when the file was read.
+    resolved: PathBuf,
     sha256: String,
     pre: PluginPre<StepState>,
     tasks: Vec<TaskInfo>,
@@ -61,6 +63,12 @@ impl Plugin {
     /// Where the component was read from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the component was read from, with every link and `..`
+    /// resolved when it was read: what a workflow's head pins.
+    pub fn resolved_path(&self) -> &Path {
+        &self.resolved
     }
 
     /// The component file's sha256, in lowercase hex.
@@ -415,6 +423,7 @@ pub(super) async fn load(
     let plugin = Plugin {
         name: name.to_string(),
         path: path.to_path_buf(),
+        resolved: crate::content::resolved(path),
         sha256,
         pre,
         tasks,
