@@ -24,13 +24,17 @@ use crate::records::{iso8601, now_ms, parse_iso8601};
 use crate::runtime::{Attempt, AttemptResult, CpuShare, Invocation, Limits, Plugin, mib};
 use crate::store::{Flush, StoreError};
 
-/// An attempt whose task typically takes less than this runs where its run
-/// is, rather than on the attempt pool or, in a group, on a task of its
-/// own: two thread hand-overs (there and back, to a thread that may be
-/// asleep) cost about as much as such a step, and it holds the thread no
-/// longer than tokio asks of any task between two awaits. A group's other
-/// members go on meanwhile on the thread that commits their records.
-const QUICK_ATTEMPT: Duration = Duration::from_micros(100);
+/// A group member whose task typically takes less than this runs where its
+/// group runs rather than on a task of its own: two thread hand-overs
+/// (there and back) cost about as much as such a step, and the group's
+/// other members go on meanwhile on the thread that commits their records.
+const QUICK_ATTEMPT: Duration = Duration::from_micros(50);
+
+/// An attempt whose task typically takes less than this does not go to the
+/// attempt pool: the two hand-overs to a pool thread, which may be asleep,
+/// cost about as much, and it holds the run's thread no longer than tokio
+/// asks of any task between two awaits.
+const SHORT_ATTEMPT: Duration = Duration::from_micros(100);
 
 tokio::task_local! {
     /// Set while a group member runs: see [`Run::attempt`].
@@ -67,12 +71,12 @@ impl Run<'_> {
     /// so that an attempt reaches the attempt pool holding its turn: spawned
     /// first and waiting there, behind a flood of another tenant's attempts,
     /// it would not even be in the scheduler's queue until a pool thread busy
-    /// with guest code got round to polling it. An attempt of a quick task
-    /// ([`QUICK_ATTEMPT`]) runs where the run is, since the two thread
-    /// hand-overs would cost more than the attempt; any other runs on the
-    /// attempt pool when the run has one, else, inside a group, on a task of
-    /// its own, so members spread over the worker threads, else where the
-    /// chain runs.
+    /// with guest code got round to polling it. The attempt then runs on the
+    /// attempt pool when the run has one, unless its task is short
+    /// ([`SHORT_ATTEMPT`]); else, inside a group, on a task of its own, so
+    /// members spread over the worker threads — unless its task is quick
+    /// ([`QUICK_ATTEMPT`]), when the two thread hand-overs would cost more
+    /// than running it where the group runs; else where the chain runs.
     ///
     /// Only once it has both does the attempt count as under way for a
     /// graceful stop, and once the host is stopping it never starts: an
@@ -127,9 +131,9 @@ impl Run<'_> {
                 format!("not started: its input could not be made durable: {err}"),
             ));
         }
-        let quick = plugin
-            .typical_attempt(&invocation.task)
-            .is_some_and(|typical| typical < QUICK_ATTEMPT);
+        let typical = plugin.typical_attempt(&invocation.task);
+        let shorter = |bound: Duration| typical.is_some_and(|typical| typical < bound);
+        let (short, quick) = (shorter(SHORT_ATTEMPT), shorter(QUICK_ATTEMPT));
         let runtime = self.runtime.clone();
         let plugin = Arc::clone(plugin);
         let cancel = self.cancel.clone();
@@ -153,7 +157,7 @@ impl Run<'_> {
                 .run_sharing(&plugin, &invocation, &limits, access, cancel, share)
                 .await
         };
-        let pool = self.attempt_pool.as_ref().filter(|_| !quick);
+        let pool = self.attempt_pool.as_ref().filter(|_| !short);
         let ended = if let Some(pool) = pool {
             pool.spawn(attempt).await.map_err(|err| err.to_string())
         } else if IN_GROUP.try_with(|_| ()).is_ok() && !quick {
