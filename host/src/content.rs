@@ -49,6 +49,12 @@ pub(crate) fn resolved(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// A plugin's path resolved by itself, whatever the plugin's name (see
+/// [`head_of`]).
+fn resolved_alone(_: &str, path: &Path) -> PathBuf {
+    resolved(path)
+}
+
 /// All of `spec` but its elements, as its content counts it, each plugin's
 /// path as `resolve` gives it for the plugin's name and path.
 fn head_of(spec: &WorkflowSpec, resolve: &dyn Fn(&str, &Path) -> PathBuf) -> Value {
@@ -72,7 +78,7 @@ fn head_of(spec: &WorkflowSpec, resolve: &dyn Fn(&str, &Path) -> PathBuf) -> Val
 
 /// The lowercase hex sha256 of `spec`'s content.
 pub(crate) fn digest(spec: &WorkflowSpec) -> Result<String, StoreError> {
-    digest_resolving(spec, &|_, path| resolved(path))
+    digest_resolving(spec, &resolved_alone)
 }
 
 /// [`digest`], with each plugin's path resolved by `resolve` (given the
@@ -100,8 +106,11 @@ pub(crate) fn first_difference(
     given: &WorkflowSpec,
 ) -> Result<Option<Difference>, StoreError> {
     let root = JsonPath::root();
-    let resolve = |_: &str, path: &Path| resolved(path);
-    if let Some(difference) = differ(&head_of(stored, &resolve), &head_of(given, &resolve), &root) {
+    let (stored_head, given_head) = (
+        head_of(stored, &resolved_alone),
+        head_of(given, &resolved_alone),
+    );
+    if let Some(difference) = differ(&stored_head, &given_head, &root) {
         return Ok(Some(difference));
     }
     let workflow = root.key("workflow");

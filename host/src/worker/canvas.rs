@@ -882,6 +882,13 @@ mod tests {
         }
     }
 
+    fn sender(routing: &Routing) -> Sender<'_> {
+        Sender {
+            routing,
+            origin: "test",
+        }
+    }
+
     fn pushed(out: &FollowUp) -> Vec<TaskMessage> {
         out.ops
             .iter()
@@ -898,10 +905,7 @@ mod tests {
     fn the_next_step_of_a_captured_chain_gets_the_result() {
         let message = TaskMessage::parse(include_str!("testdata/chain_head.json")).unwrap();
         let routing = routing();
-        let sender = Sender {
-            routing: &routing,
-            origin: "test",
-        };
+        let sender = sender(&routing);
         let out = sender.succeeded(&message, &json!(4));
         let sent = pushed(&out);
         assert_eq!(sent.len(), 1);
@@ -924,10 +928,7 @@ mod tests {
     #[test]
     fn chunks_become_a_group_of_starmaps_over_n_items() {
         let routing = routing();
-        let sender = Sender {
-            routing: &routing,
-            origin: "test",
-        };
+        let sender = sender(&routing);
         let add = json!({"task": "math.add", "args": [], "kwargs": {}, "options": {}});
         let chunks = json!({"task": CHUNKS, "subtask_type": "chunks", "args": [],
             "kwargs": {"task": add, "it": [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], "n": 2},
@@ -973,10 +974,7 @@ mod tests {
     #[test]
     fn a_chunks_task_gives_its_groups_result() {
         let routing = routing();
-        let sender = Sender {
-            routing: &routing,
-            origin: "test",
-        };
+        let sender = sender(&routing);
         let mut message = TaskMessage::parse(include_str!("testdata/chain_head.json")).unwrap();
         message.task = CHUNKS.into();
         message.kwargs = json!({"task": "math.add", "it": [[1, 2], [3, 4], [5, 6]], "n": 2})
@@ -1012,10 +1010,7 @@ mod tests {
 
         let chord = &sig["kwargs"]["tasks"][1];
         let routing = routing();
-        let sender = Sender {
-            routing: &routing,
-            origin: "test",
-        };
+        let sender = sender(&routing);
         let out = sender.send(chord).unwrap();
         let sent = pushed(&out);
         assert_eq!(sent.len(), 2);
@@ -1052,10 +1047,7 @@ mod tests {
         )
         .unwrap();
         let routing = routing();
-        let sender = Sender {
-            routing: &routing,
-            origin: "test",
-        };
+        let sender = sender(&routing);
         let error = Exception::new("builtins", "ValueError", "x");
         let out = sender.failed(&message, State::Failure, &error, "tb");
         let marked: Vec<&str> = out
