@@ -36,7 +36,9 @@ use tokio::sync::oneshot;
 use super::StoreError;
 use super::error::{catching, damaged_by_panic, panic_text, redb_error};
 use super::handle::{Db, Opened};
-use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
+use super::tables::{
+    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, STEPS, WORKFLOWS, whole_journal,
+};
 use crate::histogram::Histogram;
 use crate::lock::lock;
 use crate::records::{Event, now_ms};
@@ -610,8 +612,8 @@ fn commit(db: &Opened, batch: &[Request]) -> Result<(), redb::Error> {
     Ok(())
 }
 
-type StepsTable<'txn> = Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>;
-type EventsTable<'txn> = Table<'txn, (&'static str, &'static str, u64), &'static [u8]>;
+type WorkflowsTable<'txn> = Table<'txn, (&'static str, &'static str), &'static [u8]>;
+type JournalTable<'txn> = Table<'txn, JournalKey, &'static [u8]>;
 
 /// The tables most writes of a batch touch, each opened once for the
 /// whole batch, and each workflow's next event number once it is known:
@@ -619,8 +621,8 @@ type EventsTable<'txn> = Table<'txn, (&'static str, &'static str, u64), &'static
 /// the insert of a step's record itself.
 struct BatchTables<'txn> {
     txn: &'txn WriteTransaction,
-    steps: Option<StepsTable<'txn>>,
-    events: Option<EventsTable<'txn>>,
+    workflows: Option<WorkflowsTable<'txn>>,
+    journal: Option<JournalTable<'txn>>,
     next_event: HashMap<(&'txn str, &'txn str), u64>,
 }
 
@@ -628,24 +630,24 @@ impl<'txn> BatchTables<'txn> {
     fn new(txn: &'txn WriteTransaction) -> Self {
         BatchTables {
             txn,
-            steps: None,
-            events: None,
+            workflows: None,
+            journal: None,
             next_event: HashMap::new(),
         }
     }
 
-    fn steps(&mut self) -> Result<&mut StepsTable<'txn>, redb::Error> {
-        if self.steps.is_none() {
-            self.steps = Some(self.txn.open_table(STEPS.table)?);
+    fn workflows(&mut self) -> Result<&mut WorkflowsTable<'txn>, redb::Error> {
+        if self.workflows.is_none() {
+            self.workflows = Some(self.txn.open_table(WORKFLOWS.table)?);
         }
-        Ok(self.steps.as_mut().expect("opened above"))
+        Ok(self.workflows.as_mut().expect("opened above"))
     }
 
-    fn events(&mut self) -> Result<&mut EventsTable<'txn>, redb::Error> {
-        if self.events.is_none() {
-            self.events = Some(self.txn.open_table(EVENTS.table)?);
+    fn journal(&mut self) -> Result<&mut JournalTable<'txn>, redb::Error> {
+        if self.journal.is_none() {
+            self.journal = Some(self.txn.open_table(JOURNAL)?);
         }
-        Ok(self.events.as_mut().expect("opened above"))
+        Ok(self.journal.as_mut().expect("opened above"))
     }
 
     /// Appends `event` to the log of workflow `workflow` of `tenant`,
@@ -657,19 +659,35 @@ impl<'txn> BatchTables<'txn> {
         mut event: Event,
     ) -> Result<(), redb::Error> {
         let known = self.next_event.get(&(tenant, workflow)).copied();
-        let events = self.events()?;
+        let journal = self.journal()?;
         let seq = match known {
             Some(seq) => seq,
-            None => events
-                .range((tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX))?
+            None => journal
+                .range(EVENTS.from(tenant, workflow, 0))?
                 .next_back()
                 .transpose()?
-                .map_or(0, |(key, _)| key.value().2 + 1),
+                .map_or(0, |(key, _)| key.value().3 + 1),
         };
         event.seq = seq;
-        let key = (tenant, workflow, seq);
-        events.insert(key, EVENTS.encode(&key, &event).as_slice())?;
+        let key = EVENTS.key(tenant, workflow, seq, "");
+        journal.insert(key, EVENTS.encode(&key, &event).as_slice())?;
         self.next_event.insert((tenant, workflow), seq + 1);
+        Ok(())
+    }
+
+    /// Stores `elements` of workflow `workflow` of `tenant`, sealed, from
+    /// index `first` on.
+    fn put_elements(
+        &mut self,
+        tenant: &str,
+        workflow: &str,
+        first: u64,
+        elements: &[Vec<u8>],
+    ) -> Result<(), redb::Error> {
+        let journal = self.journal()?;
+        for (index, json) in (first..).zip(elements) {
+            journal.insert(ELEMENTS.key(tenant, workflow, index, ""), json.as_slice())?;
+        }
         Ok(())
     }
 }
@@ -679,29 +697,39 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
     let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
     match &write.rows {
         Rows::Workflow { row, started, ends } => {
-            let mut table = txn.open_table(WORKFLOWS.table)?;
-            table.insert((tenant, workflow), row.as_slice())?;
+            tables
+                .workflows()?
+                .insert((tenant, workflow), row.as_slice())?;
             if let Some(started) = started {
-                let mut specs = txn.open_table(SPECS.table)?;
-                specs.insert((tenant, workflow), started.head.as_slice())?;
-                put_elements(txn, write, started.first_element, &started.elements)?;
+                let head = HEADS.key(tenant, workflow, 0, "");
+                tables.journal()?.insert(head, started.head.as_slice())?;
+                tables.put_elements(tenant, workflow, started.first_element, &started.elements)?;
             }
             if *ends {
                 txn.open_table(CANCELS)?.remove((tenant, workflow))?;
             }
         }
-        Rows::Elements { first, elements } => put_elements(txn, write, *first, elements)?,
+        Rows::Elements { first, elements } => {
+            tables.put_elements(tenant, workflow, *first, elements)?;
+        }
         Rows::Steps(records) => {
-            let table = tables.steps()?;
+            let journal = tables.journal()?;
             for (step, bytes) in records {
-                table.insert((tenant, workflow, step.as_str()), bytes.as_slice())?;
+                journal.insert(STEPS.key(tenant, workflow, 0, step), bytes.as_slice())?;
             }
         }
         Rows::CancelRequest => {
             txn.open_table(CANCELS)?
                 .insert((tenant, workflow), write.at_ms)?;
         }
-        Rows::Removal => remove_workflow(tables, tenant, workflow)?,
+        Rows::Removal => {
+            tables.workflows()?.remove((tenant, workflow))?;
+            txn.open_table(CANCELS)?.remove((tenant, workflow))?;
+            tables
+                .journal()?
+                .retain_in(whole_journal(tenant, workflow), |_, _| false)?;
+            tables.next_event.remove(&(tenant, workflow));
+        }
         Rows::Meta { key, value } => {
             txn.open_table(META)?.insert(*key, *value)?;
         }
@@ -717,56 +745,6 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
         detail: write.detail.clone(),
     };
     tables.append_event(tenant, workflow, event)
-}
-
-/// Removes every record of workflow `workflow` of `tenant`.
-fn remove_workflow<'a>(
-    tables: &mut BatchTables<'a>,
-    tenant: &'a str,
-    workflow: &'a str,
-) -> Result<(), redb::Error> {
-    let txn = tables.txn;
-    txn.open_table(WORKFLOWS.table)?
-        .remove((tenant, workflow))?;
-    txn.open_table(SPECS.table)?.remove((tenant, workflow))?;
-    txn.open_table(CANCELS)?.remove((tenant, workflow))?;
-    let all = (tenant, workflow, 0u64)..=(tenant, workflow, u64::MAX);
-    txn.open_table(ELEMENTS.table)?
-        .retain_in(all.clone(), |_, _| false)?;
-    tables.events()?.retain_in(all, |_, _| false)?;
-    tables.next_event.remove(&(tenant, workflow));
-    // Step ids are strings: their keys are found by walking from the
-    // workflow's first, as reads do.
-    let steps = tables.steps()?;
-    let mut ids = Vec::new();
-    for entry in steps.range((tenant, workflow, "")..)? {
-        let (key, _) = entry?;
-        let (t, w, step) = key.value();
-        if t != tenant || w != workflow {
-            break;
-        }
-        ids.push(step.to_string());
-    }
-    for step in ids {
-        steps.remove((tenant, workflow, step.as_str()))?;
-    }
-    Ok(())
-}
-
-fn put_elements(
-    txn: &WriteTransaction,
-    write: &Write,
-    first: u64,
-    elements: &[Vec<u8>],
-) -> Result<(), redb::Error> {
-    let mut table = txn.open_table(ELEMENTS.table)?;
-    for (index, json) in (first..).zip(elements) {
-        table.insert(
-            (write.tenant.as_str(), write.workflow.as_str(), index),
-            json.as_slice(),
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

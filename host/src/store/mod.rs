@@ -320,9 +320,10 @@ impl Store {
 mod tests {
     use serde_json::{Map, json};
 
-    use super::tables::{EVENTS, META, SCHEMA_VERSION_KEY, STEPS, WORKFLOWS};
+    use super::schema::legacy::{EVENTS, STEPS};
+    use super::tables::{META, SCHEMA_VERSION_KEY, WORKFLOWS};
     use super::*;
-    use crate::records::{StepRecord, WorkflowStatus};
+    use crate::records::{StepRecord, StoredHead, WorkflowStatus};
 
     /// A continuing run reads one record by id, and the totals of all
     /// without holding them; other workflows' records stay out of both.
@@ -460,6 +461,123 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let refused = store.workflow("t", "old").unwrap_err().to_string();
         assert!(refused.contains("fails its checksum"), "{refused}");
+    }
+
+    /// A schema-5 file, which kept heads, elements, steps and events in a
+    /// table each, opens as schema 6 with every record in the journal,
+    /// read as it was, and the old tables gone; a schema-5 record that
+    /// fails its checksum stops the move, which leaves the file as it was.
+    #[test]
+    fn a_schema_5_database_moves_into_the_journal() {
+        use super::schema::legacy;
+        use redb::{ReadableDatabase, TableHandle};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let row = json!({
+            "id": "old", "tenant": "t", "status": "succeeded",
+            "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+        });
+        let head = json!({"plugins": {"m": {"path": "/m.wasm"}}, "elements": 2});
+        let head: StoredHead = serde_json::from_value(head).unwrap();
+        let elements = [
+            json!({"task": "m.add", "args": [1, 1]}),
+            json!({"task": "m.add"}),
+        ];
+        let steps: Vec<StepRecord> = (0..3)
+            .map(|i| StepRecord::new(&i.to_string(), None, "m.add", vec![json!(i)], Map::new()))
+            .collect();
+        let events: Vec<crate::records::Event> = (0..4)
+            .map(|seq| crate::records::Event {
+                seq,
+                at_ms: 10 + seq,
+                kind: "step_succeeded".into(),
+                step: Some(seq.to_string()),
+                detail: None,
+            })
+            .collect();
+        let write_schema_5 = |damaged_step: bool| {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(SCHEMA_VERSION_KEY, 5)
+                .unwrap();
+            let key = ("t", "old");
+            let stored = WORKFLOWS.encode(&key, &serde_json::from_value(row.clone()).unwrap());
+            txn.open_table(WORKFLOWS.table)
+                .unwrap()
+                .insert(key, stored.as_slice())
+                .unwrap();
+            let stored = legacy::SPECS.encode(&key, &head);
+            txn.open_table(legacy::SPECS.table)
+                .unwrap()
+                .insert(key, stored.as_slice())
+                .unwrap();
+            let mut table = txn.open_table(legacy::ELEMENTS.table).unwrap();
+            for (i, element) in (0..).zip(&elements) {
+                let mut json = serde_json::to_vec(element).unwrap();
+                legacy::ELEMENTS.seal(&("t", "old", i), &mut json);
+                table.insert(("t", "old", i), json.as_slice()).unwrap();
+            }
+            drop(table);
+            let mut table = txn.open_table(legacy::STEPS.table).unwrap();
+            for step in &steps {
+                let key = ("t", "old", step.id.as_str());
+                let mut stored = legacy::STEPS.encode(&key, step);
+                if damaged_step {
+                    stored[3] ^= 1;
+                }
+                table.insert(key, stored.as_slice()).unwrap();
+            }
+            drop(table);
+            let mut table = txn.open_table(legacy::EVENTS.table).unwrap();
+            for event in &events {
+                let key = ("t", "old", event.seq);
+                table
+                    .insert(key, legacy::EVENTS.encode(&key, event).as_slice())
+                    .unwrap();
+            }
+            drop(table);
+            txn.commit().unwrap();
+        };
+        let table_names = || -> Vec<String> {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let tables = txn.list_tables().unwrap();
+            tables.map(|table| table.name().to_string()).collect()
+        };
+
+        write_schema_5(true);
+        let refused = Store::open(&path)
+            .err()
+            .expect("a damaged record")
+            .to_string();
+        assert!(refused.contains("fails its checksum"), "{refused}");
+        assert!(table_names().contains(&"steps".to_string()));
+
+        std::fs::remove_file(&path).unwrap();
+        write_schema_5(false);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.head("t", "old").unwrap(), Some(head.clone()));
+        let read: Vec<serde_json::Value> = store
+            .elements("t", "old", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|json| serde_json::from_slice(json).unwrap())
+            .collect();
+        assert_eq!(read, elements);
+        assert_eq!(store.steps("t", "old").unwrap(), steps);
+        assert_eq!(store.events("t", "old").unwrap(), events);
+        assert_eq!(store.usage(Some("t")).unwrap()[0].workflows, 1);
+        drop(store);
+        let mut names = table_names();
+        names.sort();
+        assert_eq!(names, ["cancels", "journal", "meta", "workflows"]);
+        // Opened again, nothing moves twice.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.steps("t", "old").unwrap(), steps);
+        assert_eq!(store.events("t", "old").unwrap().len(), 4);
     }
 
     /// A bit flipped on the disk in a record, or in the key it is stored

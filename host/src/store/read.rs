@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use redb::{ReadTransaction, ReadableTable};
 
 use super::error::Fault;
-use super::tables::{CANCELS, ELEMENTS, EVENTS, META, SPECS, STEPS, WORKFLOWS};
+use super::tables::{CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, META, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{
     Event, Progress, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
@@ -95,8 +95,8 @@ impl Store {
         max: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(ELEMENTS.table)?;
-            let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
+            let journal = txn.open_table(JOURNAL)?;
+            let range = journal.range(ELEMENTS.from(tenant, id, first))?;
             range
                 .take(max)
                 .map(|entry| {
@@ -165,10 +165,10 @@ impl Store {
         step: &str,
     ) -> Result<Option<StepRecord>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(STEPS.table)?;
-            let record = table.get((tenant, id, step))?;
+            let key = STEPS.key(tenant, id, 0, step);
+            let record = txn.open_table(JOURNAL)?.get(key)?;
             record
-                .map(|bytes| STEPS.decode(&(tenant, id, step), bytes.value()))
+                .map(|bytes| STEPS.decode(&key, bytes.value()))
                 .transpose()
         })
     }
@@ -194,14 +194,20 @@ impl Store {
                 }
                 sums_of(&mut usage, owner).workflows += 1;
             }
-            let steps = txn.open_table(STEPS.table)?;
-            for entry in steps.range((first, "", "")..)? {
+            // The journal holds every kind of entry: only step records
+            // are decoded.
+            let journal = txn.open_table(JOURNAL)?;
+            for entry in journal.range((first, "", 0, 0, "")..)? {
                 let (key, value) = entry?;
-                let owner = key.value().0;
-                if outside(owner) {
+                let key = key.value();
+                if outside(key.0) {
                     break;
                 }
-                let record = STEPS.decode(&key.value(), value.value())?;
+                if !STEPS.holds(&key) {
+                    continue;
+                }
+                let owner = key.0;
+                let record = STEPS.decode(&key, value.value())?;
                 if record.attempts == 0 {
                     continue;
                 }
@@ -228,8 +234,8 @@ impl Store {
         first: u64,
     ) -> Result<Vec<Event>, StoreError> {
         self.read(|txn| {
-            let table = txn.open_table(EVENTS.table)?;
-            let range = table.range((tenant, id, first)..=(tenant, id, u64::MAX))?;
+            let journal = txn.open_table(JOURNAL)?;
+            let range = journal.range(EVENTS.from(tenant, id, first))?;
             range
                 .map(|entry| {
                     let (key, stored) = entry?;
@@ -287,9 +293,9 @@ fn row(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<WorkflowR
 
 /// The head of workflow `id` of `tenant`, if stored.
 fn head(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<StoredHead>, Fault> {
-    let table = txn.open_table(SPECS.table)?;
-    let head = table.get((tenant, id))?;
-    head.map(|bytes| SPECS.decode(&(tenant, id), bytes.value()))
+    let key = HEADS.key(tenant, id, 0, "");
+    let head = txn.open_table(JOURNAL)?.get(key)?;
+    head.map(|bytes| HEADS.decode(&key, bytes.value()))
         .transpose()
 }
 
@@ -308,13 +314,9 @@ fn each_step(
     id: &str,
     mut visit: impl FnMut(StepRecord),
 ) -> Result<(), Fault> {
-    let table = txn.open_table(STEPS.table)?;
-    for entry in table.range((tenant, id, "")..)? {
+    let journal = txn.open_table(JOURNAL)?;
+    for entry in journal.range(STEPS.from(tenant, id, 0))? {
         let (key, value) = entry?;
-        let (t, w, _) = key.value();
-        if t != tenant || w != id {
-            break;
-        }
         visit(STEPS.decode(&key.value(), value.value())?);
     }
     Ok(())

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::error::Fault;
 use super::tables::{
-    CANCELS, ELEMENTS, EVENTS, META, Records, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SPECS, STEPS,
-    WORKFLOWS,
+    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, META, Part, Records, SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY, STEPS, WORKFLOWS,
 };
 use super::{Store, StoreError};
 
@@ -61,29 +61,97 @@ impl Store {
 }
 
 /// Brings a file of schema `found` (none: a new file) to this version.
-/// Schema 4 stored records without their checksums; schema 3 lacks only
-/// the table of cancel requests; schema 2 differs from 3 only in keeping a
-/// workflow's elements inside its head, which is still read as it is;
-/// schema 1 kept the head in the row.
+/// Schema 5 kept a workflow's head, elements, steps and events in a table
+/// each, where schema 6 keeps them in its journal; schema 4 stored records
+/// without their checksums; schema 3 lacks only the table of cancel
+/// requests; schema 2 differs from 3 only in keeping a workflow's elements
+/// inside its head, which is still read as it is; schema 1 kept the head in
+/// the row.
 fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     if found == Some(1) {
         move_specs_out_of_rows(txn)?;
     }
     if found.is_some_and(|found| found < 5) {
         seal(txn, &WORKFLOWS)?;
-        seal(txn, &SPECS)?;
-        seal(txn, &ELEMENTS)?;
-        seal(txn, &STEPS)?;
-        seal(txn, &EVENTS)?;
+    }
+    if let Some(found) = found.filter(|found| *found < 6) {
+        let sealed = found == 5;
+        move_to_journal(txn, &legacy::SPECS, &HEADS, sealed, |&(t, id)| {
+            Moved::at(t, id, 0, "")
+        })?;
+        move_to_journal(txn, &legacy::ELEMENTS, &ELEMENTS, sealed, |&(t, id, i)| {
+            Moved::at(t, id, i, "")
+        })?;
+        move_to_journal(txn, &legacy::STEPS, &STEPS, sealed, |&(t, id, step)| {
+            Moved::at(t, id, 0, step)
+        })?;
+        move_to_journal(txn, &legacy::EVENTS, &EVENTS, sealed, |&(t, id, seq)| {
+            Moved::at(t, id, seq, "")
+        })?;
     }
     txn.open_table(META)?
         .insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
     txn.open_table(WORKFLOWS.table)?;
-    txn.open_table(SPECS.table)?;
-    txn.open_table(ELEMENTS.table)?;
-    txn.open_table(STEPS.table)?;
-    txn.open_table(EVENTS.table)?;
+    txn.open_table(JOURNAL)?;
     txn.open_table(CANCELS)?;
+    Ok(())
+}
+
+/// The tables of schema 5 and before that the journal replaced: read once,
+/// to move their records into it, then deleted.
+pub(super) mod legacy {
+    use wfhost_canvas::Canvas;
+
+    use super::Records;
+    use crate::records::{Event, StepRecord, StoredHead};
+
+    pub const SPECS: Records<(&str, &str), StoredHead> = Records::named("specs");
+    pub const ELEMENTS: Records<(&str, &str, u64), Canvas> = Records::named("elements");
+    pub const STEPS: Records<(&str, &str, &str), StepRecord> = Records::named("steps");
+    pub const EVENTS: Records<(&str, &str, u64), Event> = Records::named("events");
+}
+
+/// Where a record of a legacy table goes in the journal: tenant, workflow
+/// id, index and name (see [`Part::key`]).
+struct Moved(String, String, u64, String);
+
+impl Moved {
+    fn at(tenant: &str, id: &str, index: u64, name: &str) -> Self {
+        Moved(tenant.to_string(), id.to_string(), index, name.to_string())
+    }
+}
+
+/// Moves every record of the `legacy` table (with its checksum if
+/// `sealed`, which must then hold) into `part` of the journal, under the
+/// key `key_of` makes of its old one, and deletes the table.
+fn move_to_journal<K: Key + 'static, T>(
+    txn: &WriteTransaction,
+    legacy: &Records<K, T>,
+    part: &Part<T>,
+    sealed: bool,
+    key_of: impl Fn(&K::SelfType<'_>) -> Moved,
+) -> Result<(), Fault> {
+    let mut moved = Vec::new();
+    {
+        let table = txn.open_table(legacy.table)?;
+        for entry in table.iter()? {
+            let (key, stored) = entry?;
+            let key = key.value();
+            let json = if sealed {
+                legacy.unseal(&key, stored.value())?
+            } else {
+                stored.value()
+            };
+            moved.push((key_of(&key), json.to_vec()));
+        }
+    }
+    let mut journal = txn.open_table(JOURNAL)?;
+    for (Moved(tenant, id, index, name), mut json) in moved {
+        let key = part.key(&tenant, &id, index, &name);
+        part.seal(&key, &mut json);
+        journal.insert(key, json.as_slice())?;
+    }
+    txn.delete_table(legacy.table)?;
     Ok(())
 }
 
@@ -109,7 +177,7 @@ fn seal<K: Key + 'static, T>(txn: &WriteTransaction, records: &Records<K, T>) ->
 /// row, to schema 2, which keeps it in a table of its own.
 fn move_specs_out_of_rows(txn: &WriteTransaction) -> Result<(), Fault> {
     let mut workflows = txn.open_table(WORKFLOWS.table)?;
-    let mut specs = txn.open_table(SPECS.table)?;
+    let mut specs = txn.open_table(legacy::SPECS.table)?;
     let mut moved = Vec::new();
     for entry in workflows.iter()? {
         let (key, value) = entry?;

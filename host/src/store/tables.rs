@@ -1,12 +1,14 @@
 //! The typed tables of the state database. Every key starts with the
 //! tenant, so one tenant's records are never reached through another's.
 //!
-//! Each table of records names its record type: a record is stored as its
-//! JSON followed by a checksum, and read back through the table that holds
-//! it, so one table's rows cannot be decoded as another's records. The
-//! checksum (a CRC-32: see [`Records::seal`]) covers the table's name, the
-//! key and the JSON: a record damaged on the disk, or found under a damaged
-//! key, is refused as damaged when it is read, never shown as it reads.
+//! Each table of records (and each part of the journal) names its record
+//! type: a record is stored as its JSON followed by a checksum, and read
+//! back through the table, or part, that holds it, so one's rows cannot be
+//! decoded as another's records. The checksum (a CRC-32: see
+//! [`Records::seal`]) covers the table's name, the key (a journal entry's
+//! part included) and the JSON: a record damaged on the disk, or found
+//! under a damaged key, is refused as damaged when it is read, never shown
+//! as it reads.
 
 use std::marker::PhantomData;
 
@@ -20,7 +22,7 @@ use crate::records::{Event, StepRecord, StoredHead, WorkflowRow};
 
 /// Bumped whenever a table or a stored record changes shape; opening a
 /// file of the version before migrates it (see `Store::check_schema`).
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// When ended workflows were last expired under a retention
 /// (milliseconds since the epoch).
@@ -37,7 +39,7 @@ pub struct Records<K: Key + 'static, T> {
 }
 
 impl<K: Key + 'static, T> Records<K, T> {
-    const fn named(name: &'static str) -> Self {
+    pub(super) const fn named(name: &'static str) -> Self {
         Records {
             table: TableDefinition::new(name),
             record: PhantomData,
@@ -111,22 +113,121 @@ impl<K: Key + 'static, T: DeserializeOwned> Records<K, T> {
 /// (tenant, workflow id) → workflow row: where the workflow stands.
 pub const WORKFLOWS: Records<(&str, &str), WorkflowRow> = Records::named("workflows");
 
-/// (tenant, workflow id) → the workflow's head (its plugins, defaults and
-/// callbacks; its elements are in `elements`), written once when it starts:
-/// a long workflow is not rewritten at every change of its row.
-pub const SPECS: Records<(&str, &str), StoredHead> = Records::named("specs");
+/// The key of a workflow's journal entries: (tenant, workflow id, part,
+/// index, name) — see [`Part`] for what index and name hold.
+pub type JournalKey = (&'static str, &'static str, u8, u64, &'static str);
 
-/// (tenant, workflow id, index) → element `index` of the workflow's
-/// top-level chain, written once when it starts; the workflow's head says
-/// how many there are. Kept one by one so that a long workflow is never
-/// read or written whole; read back into a spool as they are.
-pub const ELEMENTS: Records<(&str, &str, u64), Canvas> = Records::named("elements");
+/// What a workflow writes as it runs, other than its row: its head, its
+/// elements, its step records and its event log, each a [`Part`] of one
+/// table. Keys start with the workflow, so one workflow's entries are
+/// neighbours, and a commit that starts or ends a small workflow rewrites
+/// one leaf of one tree rather than one in each of four tables (every page
+/// a commit writes is a page its flush waits for).
+pub const JOURNAL: TableDefinition<JournalKey, &[u8]> = TableDefinition::new("journal");
 
-/// (tenant, workflow id, step id) → step record.
-pub const STEPS: Records<(&str, &str, &str), StepRecord> = Records::named("steps");
+/// One kind of a workflow's [`JOURNAL`] entries: the records of type `T`,
+/// under keys whose part is `tag`.
+pub struct Part<T> {
+    tag: u8,
+    records: Records<JournalKey, T>,
+}
 
-/// (tenant, workflow id, sequence number) → event; append-only.
-pub const EVENTS: Records<(&str, &str, u64), Event> = Records::named("events");
+impl<T> Part<T> {
+    const fn tagged(tag: u8) -> Self {
+        Part {
+            tag,
+            records: Records {
+                table: JOURNAL,
+                record: PhantomData,
+            },
+        }
+    }
+
+    /// The key of workflow `id` of `tenant`'s entry at `index` (an
+    /// element's position, an event's number) or named `name` (a step's
+    /// id).
+    pub fn key<'k>(
+        &self,
+        tenant: &'k str,
+        id: &'k str,
+        index: u64,
+        name: &'k str,
+    ) -> (&'k str, &'k str, u8, u64, &'k str) {
+        (tenant, id, self.tag, index, name)
+    }
+
+    /// Whether `key` is one of this part's.
+    pub fn holds(&self, key: &(&str, &str, u8, u64, &str)) -> bool {
+        key.2 == self.tag
+    }
+
+    /// The keys of this part of workflow `id` of `tenant`, from index
+    /// `first` on.
+    pub fn from<'k>(
+        &self,
+        tenant: &'k str,
+        id: &'k str,
+        first: u64,
+    ) -> std::ops::Range<(&'k str, &'k str, u8, u64, &'k str)> {
+        (tenant, id, self.tag, first, "")..(tenant, id, self.tag + 1, 0, "")
+    }
+
+    /// Appends to `json`, the record to be stored under `key`, its
+    /// checksum (see [`Records::seal`]).
+    pub fn seal(&self, key: &(&str, &str, u8, u64, &str), json: &mut Vec<u8>) {
+        self.records.seal(key, json);
+    }
+
+    /// The JSON of `stored`, the entry found under `key`, once its
+    /// checksum holds.
+    pub fn unseal<'s>(
+        &self,
+        key: &(&str, &str, u8, u64, &str),
+        stored: &'s [u8],
+    ) -> Result<&'s [u8], Fault> {
+        self.records.unseal(key, stored)
+    }
+}
+
+impl<T: Serialize> Part<T> {
+    /// A record as the journal stores it under `key`.
+    pub fn encode(&self, key: &(&str, &str, u8, u64, &str), record: &T) -> Vec<u8> {
+        self.records.encode(key, record)
+    }
+}
+
+impl<T: DeserializeOwned> Part<T> {
+    /// The record the journal stored under `key`.
+    pub fn decode(&self, key: &(&str, &str, u8, u64, &str), stored: &[u8]) -> Result<T, Fault> {
+        self.records.decode(key, stored)
+    }
+}
+
+/// The keys of every journal entry of workflow `id` of `tenant`.
+pub fn whole_journal<'k>(
+    tenant: &'k str,
+    id: &'k str,
+) -> std::ops::Range<(&'k str, &'k str, u8, u64, &'k str)> {
+    (tenant, id, 0, 0, "")..(tenant, id, u8::MAX, 0, "")
+}
+
+/// The workflow's head (its plugins, defaults and callbacks; its elements
+/// are entries of their own), written when it starts and when it goes on
+/// with other plugin files: a long workflow is not rewritten at every
+/// change of its row. Index 0, no name.
+pub const HEADS: Part<StoredHead> = Part::tagged(0);
+
+/// Element `index` of the workflow's top-level chain, written once when it
+/// starts; the workflow's head says how many there are. Kept one by one so
+/// that a long workflow is never read or written whole; read back into a
+/// spool as they are.
+pub const ELEMENTS: Part<Canvas> = Part::tagged(1);
+
+/// A step's record, named by the step's id (index 0).
+pub const STEPS: Part<StepRecord> = Part::tagged(2);
+
+/// The event numbered `index`; append-only.
+pub const EVENTS: Part<Event> = Part::tagged(3);
 
 /// (tenant, workflow id) → when a request to cancel the workflow was made
 /// (milliseconds since the epoch): a cancel asked of a workflow running in

@@ -3,7 +3,7 @@
 //! with the event that says why.
 
 use super::commit::{Flush, Rows, Started, Write};
-use super::tables::{ELEMENTS, EXPIRED_AT_KEY, SPECS, STEPS, WORKFLOWS};
+use super::tables::{ELEMENTS, EXPIRED_AT_KEY, HEADS, STEPS, WORKFLOWS};
 use super::{Store, StoreError};
 use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
 
@@ -23,7 +23,7 @@ impl Store {
         announced: bool,
     ) -> Result<(), StoreError> {
         let started = Started {
-            head: SPECS.encode(&(row.tenant.as_str(), row.id.as_str()), head),
+            head: HEADS.encode(&HEADS.key(&row.tenant, &row.id, 0, ""), head),
             first_element,
             elements: sealed_elements(&row.tenant, &row.id, first_element, elements),
         };
@@ -72,7 +72,7 @@ impl Store {
         detail: Option<String>,
     ) -> Result<(), StoreError> {
         let head = Started {
-            head: SPECS.encode(&(row.tenant.as_str(), row.id.as_str()), head),
+            head: HEADS.encode(&HEADS.key(&row.tenant, &row.id, 0, ""), head),
             first_element: head.elements,
             elements: Vec::new(),
         };
@@ -112,7 +112,7 @@ impl Store {
         let rows = records
             .iter()
             .map(|record| {
-                let bytes = STEPS.encode(&(tenant, id, record.id.as_str()), record);
+                let bytes = STEPS.encode(&STEPS.key(tenant, id, 0, &record.id), record);
                 (record.id.clone(), bytes)
             })
             .collect();
@@ -124,10 +124,10 @@ impl Store {
 }
 
 /// `elements` of workflow `id` of `tenant`, from index `first` on, each
-/// sealed with its checksum as the elements table stores it.
+/// sealed with its checksum as the journal stores it.
 fn sealed_elements(tenant: &str, id: &str, first: u64, mut elements: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     for (index, json) in (first..).zip(&mut elements) {
-        ELEMENTS.seal(&(tenant, id, index), json);
+        ELEMENTS.seal(&ELEMENTS.key(tenant, id, index, ""), json);
     }
     elements
 }
