@@ -173,7 +173,8 @@ impl Store {
         })
     }
 
-    /// What each tenant (or only `tenant`) has used, by tenant name.
+    /// What each tenant (or only `tenant`) has used, by tenant name: its
+    /// workflows on record and their steps.
     pub fn usage(&self, tenant: Option<&str>) -> Result<Vec<Usage>, StoreError> {
         fn sums_of<'u>(usage: &'u mut BTreeMap<String, Usage>, owner: &str) -> &'u mut Usage {
             usage
@@ -184,38 +185,29 @@ impl Store {
             let mut usage = BTreeMap::new();
             // Keys start with the tenant: one tenant's records are one range.
             let first = tenant.unwrap_or("");
-            let outside = |owner: &str| tenant.is_some_and(|t| t != owner);
             let workflows = txn.open_table(WORKFLOWS.table)?;
+            let journal = txn.open_table(JOURNAL)?;
             for entry in workflows.range((first, "")..)? {
                 let (key, _) = entry?;
-                let owner = key.value().0;
-                if outside(owner) {
+                let (owner, id) = key.value();
+                if tenant.is_some_and(|t| t != owner) {
                     break;
-                }
-                sums_of(&mut usage, owner).workflows += 1;
-            }
-            // The journal holds every kind of entry: only step records
-            // are decoded.
-            let journal = txn.open_table(JOURNAL)?;
-            for entry in journal.range((first, "", 0, 0, "")..)? {
-                let (key, value) = entry?;
-                let key = key.value();
-                if outside(key.0) {
-                    break;
-                }
-                if !STEPS.holds(&key) {
-                    continue;
-                }
-                let owner = key.0;
-                let record = STEPS.decode(&key, value.value())?;
-                if record.attempts == 0 {
-                    continue;
                 }
                 let sums = sums_of(&mut usage, owner);
-                sums.steps += 1;
-                sums.attempts += u64::from(record.attempts);
-                sums.fuel = sums.fuel.saturating_add(record.fuel_used);
-                sums.duration_ms += record.duration_ms;
+                sums.workflows += 1;
+                // Each workflow's step records are one range of the
+                // journal: its elements and events are not read.
+                for entry in journal.range(STEPS.from(owner, id, 0))? {
+                    let (key, value) = entry?;
+                    let record = STEPS.decode(&key.value(), value.value())?;
+                    if record.attempts == 0 {
+                        continue;
+                    }
+                    sums.steps += 1;
+                    sums.attempts += u64::from(record.attempts);
+                    sums.fuel = sums.fuel.saturating_add(record.fuel_used);
+                    sums.duration_ms += record.duration_ms;
+                }
             }
             Ok(usage.into_values().collect())
         })

@@ -156,11 +156,6 @@ impl<T> Part<T> {
         (tenant, id, self.tag, index, name)
     }
 
-    /// Whether `key` is one of this part's.
-    pub fn holds(&self, key: &(&str, &str, u8, u64, &str)) -> bool {
-        key.2 == self.tag
-    }
-
     /// The keys of this part of workflow `id` of `tenant`, from index
     /// `first` on.
     pub fn from<'k>(
