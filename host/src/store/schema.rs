@@ -77,16 +77,16 @@ fn set_up(txn: &WriteTransaction, found: Option<u64>) -> Result<(), Fault> {
     if let Some(found) = found.filter(|found| *found < 6) {
         let sealed = found == 5;
         move_to_journal(txn, &legacy::SPECS, &HEADS, sealed, |&(t, id)| {
-            Moved::at(t, id, 0, "")
+            Place::at(t, id, 0, "")
         })?;
         move_to_journal(txn, &legacy::ELEMENTS, &ELEMENTS, sealed, |&(t, id, i)| {
-            Moved::at(t, id, i, "")
+            Place::at(t, id, i, "")
         })?;
         move_to_journal(txn, &legacy::STEPS, &STEPS, sealed, |&(t, id, step)| {
-            Moved::at(t, id, 0, step)
+            Place::at(t, id, 0, step)
         })?;
         move_to_journal(txn, &legacy::EVENTS, &EVENTS, sealed, |&(t, id, seq)| {
-            Moved::at(t, id, seq, "")
+            Place::at(t, id, seq, "")
         })?;
     }
     txn.open_table(META)?
@@ -113,27 +113,28 @@ pub(super) mod legacy {
 
 /// Where a record of a legacy table goes in the journal: tenant, workflow
 /// id, index and name (see [`Part::key`]).
-struct Moved(String, String, u64, String);
+struct Place(String, String, u64, String);
 
-impl Moved {
+impl Place {
     fn at(tenant: &str, id: &str, index: u64, name: &str) -> Self {
-        Moved(tenant.to_string(), id.to_string(), index, name.to_string())
+        Place(tenant.to_string(), id.to_string(), index, name.to_string())
     }
 }
 
 /// Moves every record of the `legacy` table (with its checksum if
 /// `sealed`, which must then hold) into `part` of the journal, under the
-/// key `key_of` makes of its old one, and deletes the table.
+/// key `place` makes of its old one, one record at a time (the move holds
+/// none beyond its own insert), and deletes the table.
 fn move_to_journal<K: Key + 'static, T>(
     txn: &WriteTransaction,
     legacy: &Records<K, T>,
     part: &Part<T>,
     sealed: bool,
-    key_of: impl Fn(&K::SelfType<'_>) -> Moved,
+    place: impl Fn(&K::SelfType<'_>) -> Place,
 ) -> Result<(), Fault> {
-    let mut moved = Vec::new();
     {
         let table = txn.open_table(legacy.table)?;
+        let mut journal = txn.open_table(JOURNAL)?;
         for entry in table.iter()? {
             let (key, stored) = entry?;
             let key = key.value();
@@ -142,14 +143,12 @@ fn move_to_journal<K: Key + 'static, T>(
             } else {
                 stored.value()
             };
-            moved.push((key_of(&key), json.to_vec()));
+            let Place(tenant, id, index, name) = place(&key);
+            let key = part.key(&tenant, &id, index, &name);
+            let mut json = json.to_vec();
+            part.seal(&key, &mut json);
+            journal.insert(key, json.as_slice())?;
         }
-    }
-    let mut journal = txn.open_table(JOURNAL)?;
-    for (Moved(tenant, id, index, name), mut json) in moved {
-        let key = part.key(&tenant, &id, index, &name);
-        part.seal(&key, &mut json);
-        journal.insert(key, json.as_slice())?;
     }
     txn.delete_table(legacy.table)?;
     Ok(())

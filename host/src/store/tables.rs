@@ -113,9 +113,12 @@ impl<K: Key + 'static, T: DeserializeOwned> Records<K, T> {
 /// (tenant, workflow id) → workflow row: where the workflow stands.
 pub const WORKFLOWS: Records<(&str, &str), WorkflowRow> = Records::named("workflows");
 
-/// The key of a workflow's journal entries: (tenant, workflow id, part,
-/// index, name) — see [`Part`] for what index and name hold.
-pub type JournalKey = (&'static str, &'static str, u8, u64, &'static str);
+/// The key of a workflow's journal entry: (tenant, workflow id, part,
+/// index, name) — see [`Part::key`] for what index and name hold.
+pub type EntryKey<'k> = (&'k str, &'k str, u8, u64, &'k str);
+
+/// [`EntryKey`] as the journal's table definition names it.
+pub type JournalKey = EntryKey<'static>;
 
 /// What a workflow writes as it runs, other than its row: its head, its
 /// elements, its step records and its event log, each a [`Part`] of one
@@ -146,13 +149,7 @@ impl<T> Part<T> {
     /// The key of workflow `id` of `tenant`'s entry at `index` (an
     /// element's position, an event's number) or named `name` (a step's
     /// id).
-    pub fn key<'k>(
-        &self,
-        tenant: &'k str,
-        id: &'k str,
-        index: u64,
-        name: &'k str,
-    ) -> (&'k str, &'k str, u8, u64, &'k str) {
+    pub fn key<'k>(&self, tenant: &'k str, id: &'k str, index: u64, name: &'k str) -> EntryKey<'k> {
         (tenant, id, self.tag, index, name)
     }
 
@@ -163,46 +160,39 @@ impl<T> Part<T> {
         tenant: &'k str,
         id: &'k str,
         first: u64,
-    ) -> std::ops::Range<(&'k str, &'k str, u8, u64, &'k str)> {
+    ) -> std::ops::Range<EntryKey<'k>> {
         (tenant, id, self.tag, first, "")..(tenant, id, self.tag + 1, 0, "")
     }
 
     /// Appends to `json`, the record to be stored under `key`, its
     /// checksum (see [`Records::seal`]).
-    pub fn seal(&self, key: &(&str, &str, u8, u64, &str), json: &mut Vec<u8>) {
+    pub fn seal(&self, key: &EntryKey<'_>, json: &mut Vec<u8>) {
         self.records.seal(key, json);
     }
 
     /// The JSON of `stored`, the entry found under `key`, once its
     /// checksum holds.
-    pub fn unseal<'s>(
-        &self,
-        key: &(&str, &str, u8, u64, &str),
-        stored: &'s [u8],
-    ) -> Result<&'s [u8], Fault> {
+    pub fn unseal<'s>(&self, key: &EntryKey<'_>, stored: &'s [u8]) -> Result<&'s [u8], Fault> {
         self.records.unseal(key, stored)
     }
 }
 
 impl<T: Serialize> Part<T> {
     /// A record as the journal stores it under `key`.
-    pub fn encode(&self, key: &(&str, &str, u8, u64, &str), record: &T) -> Vec<u8> {
+    pub fn encode(&self, key: &EntryKey<'_>, record: &T) -> Vec<u8> {
         self.records.encode(key, record)
     }
 }
 
 impl<T: DeserializeOwned> Part<T> {
     /// The record the journal stored under `key`.
-    pub fn decode(&self, key: &(&str, &str, u8, u64, &str), stored: &[u8]) -> Result<T, Fault> {
+    pub fn decode(&self, key: &EntryKey<'_>, stored: &[u8]) -> Result<T, Fault> {
         self.records.decode(key, stored)
     }
 }
 
 /// The keys of every journal entry of workflow `id` of `tenant`.
-pub fn whole_journal<'k>(
-    tenant: &'k str,
-    id: &'k str,
-) -> std::ops::Range<(&'k str, &'k str, u8, u64, &'k str)> {
+pub fn whole_journal<'k>(tenant: &'k str, id: &'k str) -> std::ops::Range<EntryKey<'k>> {
     (tenant, id, 0, 0, "")..(tenant, id, u8::MAX, 0, "")
 }
 
