@@ -150,6 +150,12 @@ pub(super) struct Write {
     /// When the write was made: its event's time, even when its commit
     /// comes later.
     pub at_ms: u64,
+    /// Whether no other write can be on its way to join this one's
+    /// commit: a workflow's last write (its steps are done) while this
+    /// process runs no other workflow. Its writer commits at once rather
+    /// than first letting other tasks run (and waking an idle thread to
+    /// run them).
+    pub alone: bool,
 }
 
 impl Write {
@@ -165,6 +171,7 @@ impl Write {
             detail: None,
             flush: Flush::BeforeReturning,
             at_ms: now_ms(),
+            alone: false,
         }
     }
 
@@ -416,6 +423,7 @@ impl Committer {
     /// durable, or at once when it may wait for a later commit.
     pub async fn write(self: &Arc<Self>, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
+        let alone = write.alone;
         let lead = {
             let mut queue = lock(&self.queue);
             if let Some(lost) = queue.lost_for(&write) {
@@ -439,7 +447,9 @@ impl Committer {
             !std::mem::replace(&mut queue.leading, true)
         };
         if lead {
-            tokio::task::yield_now().await;
+            if !alone {
+                tokio::task::yield_now().await;
+            }
             // Writes held for a later commit (a step's start) have nobody
             // waiting: only other waiting writers are worth a hand-over.
             let writers = lock(&self.queue)

@@ -102,6 +102,11 @@ impl Leases {
         }))
     }
 
+    /// How many workflows this process holds leases on: runs now.
+    pub(crate) fn held(&self) -> usize {
+        lock(&self.0.held).len()
+    }
+
     /// Whether some process (this one included) holds the lease on
     /// workflow `id` of `tenant`, which is to say: runs it now.
     pub(crate) fn is_held(&self, tenant: &str, id: &str) -> std::io::Result<bool> {

@@ -95,6 +95,7 @@ impl Store {
         };
         let mut write = Write::new(&row.tenant, &row.id, rows).with_event(event, None, detail);
         write.flush = flush;
+        write.alone = row.status != WorkflowStatus::Running && self.leases.held() <= 1;
         self.committer.write(write).await
     }
 
