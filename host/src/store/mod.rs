@@ -359,6 +359,29 @@ mod tests {
         );
     }
 
+    /// Writes at `path` a file as a wfhost of schema `version` left it:
+    /// the version, workflow `old` of tenant `t` stored as `row` (the bytes
+    /// that schema kept), and what `more` puts in beside them.
+    fn file_of_schema(
+        path: &std::path::Path,
+        version: u64,
+        row: &[u8],
+        more: impl FnOnce(&redb::WriteTransaction),
+    ) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_VERSION_KEY, version)
+            .unwrap();
+        txn.open_table(WORKFLOWS.table)
+            .unwrap()
+            .insert(("t", "old"), row)
+            .unwrap();
+        more(&txn);
+        txn.commit().unwrap();
+    }
+
     /// A schema-1 file, as wfhost wrote it before the stored form of a
     /// workflow moved out of its row, opens as schema 2 with nothing lost.
     #[test]
@@ -366,24 +389,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let spec = json!({"plugins": {"math": {"path": "/m.wasm"}}, "workflow": []});
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert(SCHEMA_VERSION_KEY, 1)
-                .unwrap();
-            let row = json!({
-                "id": "old", "tenant": "t", "status": "succeeded", "spec": spec,
-                "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
-            });
-            let bytes = serde_json::to_vec(&row).unwrap();
-            txn.open_table(WORKFLOWS.table)
-                .unwrap()
-                .insert(("t", "old"), bytes.as_slice())
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        let row = json!({
+            "id": "old", "tenant": "t", "status": "succeeded", "spec": spec,
+            "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+        });
+        file_of_schema(&path, 1, &serde_json::to_vec(&row).unwrap(), |_| {});
         let store = Store::open(&path).unwrap();
         let row = store.workflow("t", "old").unwrap().unwrap();
         assert_eq!(
@@ -415,17 +425,7 @@ mod tests {
         let step = StepRecord::new("0", None, "m.add", vec![json!(2)], Map::new());
         let event = json!({"seq": 0, "at_ms": 1, "kind": "workflow_started"});
         let raw = |value: &serde_json::Value| serde_json::to_vec(value).unwrap();
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert(SCHEMA_VERSION_KEY, 4)
-                .unwrap();
-            txn.open_table(WORKFLOWS.table)
-                .unwrap()
-                .insert(("t", "old"), raw(&row).as_slice())
-                .unwrap();
+        file_of_schema(&path, 4, &raw(&row), |txn| {
             txn.open_table(STEPS.table)
                 .unwrap()
                 .insert(("t", "old", "0"), raw(&json!(step)).as_slice())
@@ -434,8 +434,7 @@ mod tests {
                 .unwrap()
                 .insert(("t", "old", 0), raw(&event).as_slice())
                 .unwrap();
-            txn.commit().unwrap();
-        }
+        });
         let store = Store::open(&path).unwrap();
         let read = store.workflow("t", "old").unwrap().unwrap();
         assert_eq!(read.result, Some(json!(4)));
@@ -496,19 +495,10 @@ mod tests {
                 detail: None,
             })
             .collect();
-        let write_schema_5 = |damaged_step: bool| {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert(SCHEMA_VERSION_KEY, 5)
-                .unwrap();
-            let key = ("t", "old");
-            let stored = WORKFLOWS.encode(&key, &serde_json::from_value(row.clone()).unwrap());
-            txn.open_table(WORKFLOWS.table)
-                .unwrap()
-                .insert(key, stored.as_slice())
-                .unwrap();
+        let key = ("t", "old");
+        let sealed_row = WORKFLOWS.encode(&key, &serde_json::from_value(row).unwrap());
+        // The tables schema 5 kept beside the row.
+        let legacy_tables = |txn: &redb::WriteTransaction, damaged_step: bool| {
             let stored = legacy::SPECS.encode(&key, &head);
             txn.open_table(legacy::SPECS.table)
                 .unwrap()
@@ -538,8 +528,11 @@ mod tests {
                     .insert(key, legacy::EVENTS.encode(&key, event).as_slice())
                     .unwrap();
             }
-            drop(table);
-            txn.commit().unwrap();
+        };
+        let write_schema_5 = |damaged_step: bool| {
+            file_of_schema(&path, 5, &sealed_row, |txn| {
+                legacy_tables(txn, damaged_step)
+            });
         };
         let table_names = || -> Vec<String> {
             let db = Database::open(&path).unwrap();
