@@ -164,6 +164,82 @@ fn http_reaches_exactly_the_granted_origins() {
     );
 }
 
+/// Security probe, findings 2 and 8: a path that a server decodes to one
+/// outside a granted prefix is refused, and a grant that names a loopback
+/// address opens it for its own port and path only, not for every name
+/// granted elsewhere that resolves to it.
+#[test]
+fn encoded_paths_and_loopback_by_name_are_judged_per_request() {
+    if !common::python3_runs("encoded_paths_and_loopback_by_name_are_judged_per_request") {
+        return;
+    }
+    let server = http_server();
+    let port = server.port;
+    let other_port = port.checked_add(1).unwrap_or(port - 1);
+    let plugins = json!({
+        "prefixed": granted(json!({"http": [format!("http://127.0.0.1:{port}/ok/")]})),
+        "mixed": granted(json!({"http": [
+            format!("http://localhost:{port}"), format!("http://127.0.0.1:{other_port}/ok/")
+        ]})),
+        "paired": granted(json!({"http": [
+            format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}/ok/")
+        ]})),
+    });
+    let encoded = [
+        "/ok/..%2fhello",
+        "/ok/%2e%2e%2fhello",
+        "/ok/..%5chello",
+        "/ok/%252e%252e%252fhello",
+    ];
+    let mut members: Vec<Value> = encoded
+        .iter()
+        .map(|path| call("prefixed", "http_get", json!([server.url(path)])))
+        .collect();
+    members.push(call(
+        "mixed",
+        "http_get",
+        json!([format!("http://localhost:{port}/hello")]),
+    ));
+    members.push(call(
+        "paired",
+        "http_get",
+        json!([format!("http://localhost:{port}/hello")]),
+    ));
+    members.push(call(
+        "paired",
+        "http_get",
+        json!([format!("http://localhost:{port}/ok/x")]),
+    ));
+    let report = run_group(plugins, members, |_| {});
+    for (index, path) in encoded.iter().enumerate() {
+        let refused = error(&report, &format!("0.{index}"));
+        assert!(refused.contains("no grant covers"), "{path}: {refused}");
+    }
+    let by_name = |index: usize| error(&report, &format!("0.{index}"));
+    for index in [4, 5] {
+        let refused = by_name(index);
+        assert!(
+            refused.contains("resolves to 127.0.0.1") && refused.contains("grants.http"),
+            "{refused}"
+        );
+    }
+    // Where the address's own grant covers the port and path, the name may
+    // reach it.
+    let reached = result(&report, "0.6");
+    assert_eq!(reached["status"], 404, "{reached}");
+    let seen: Vec<Value> = serde_json::from_str(&server.get("/requests")).unwrap();
+    let paths: Vec<&str> = seen
+        .iter()
+        .map(|r| r[1].as_str().unwrap())
+        .filter(|path| *path != "/requests")
+        .collect();
+    assert_eq!(
+        paths,
+        ["/ok/x"],
+        "only the covered request reached the server"
+    );
+}
+
 #[test]
 fn directories_are_confined_read_only_unless_granted_write_and_capped() {
     let plugins = json!({
@@ -216,6 +292,41 @@ fn directories_are_confined_read_only_unless_granted_write_and_capped() {
     // A plugin without the grant sees no directory at all.
     let ungranted = error(&report, "0.6");
     assert!(!ungranted.is_empty());
+}
+
+/// A task cannot make a symlink that would lead out of its directory, now
+/// or after a rename (security probe, finding 1): only links that point
+/// down are made, and a refusal names the grant.
+#[test]
+fn a_task_may_only_make_symlinks_that_point_down() {
+    let chain = chain_file(&json!({
+        "plugins": {"files": granted(json!({"dirs": {"/out": {"path": "out", "write": true}}}))},
+        "workflow": {"group": [
+            call("files", "symlink", json!(["../../..", "/out/esc"])),
+            call("files", "symlink", json!(["sub/../../x", "/out/climbs"])),
+            call("files", "symlink", json!(["/etc", "/out/absolute"])),
+            call("files", "symlink", json!(["sub/report.txt", "/out/down"])),
+        ]},
+    }));
+    let out = chain.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let run = run_file(&chain, &["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    for (id, link) in [("0.0", "esc"), ("0.1", "climbs"), ("0.2", "absolute")] {
+        let refused = error(&report, id);
+        assert!(
+            refused.contains(&format!("`{link}` ->")) && refused.contains("grants.dirs"),
+            "{refused}"
+        );
+        assert!(
+            std::fs::symlink_metadata(out.join(link)).is_err(),
+            "{link} was made"
+        );
+    }
+    assert_eq!(result(&report, "0.3"), "/out/down");
+    let made = std::fs::read_link(out.join("down")).unwrap();
+    assert_eq!(made, Path::new("sub/report.txt"));
 }
 
 #[test]

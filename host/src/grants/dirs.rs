@@ -174,8 +174,44 @@ where
             Ok((counted_stream(state, stream)?,))
         },
     )?;
+    types.func_wrap_async(
+        "[method]descriptor.symlink-at",
+        |mut store, (fd, target, link): (Resource<Descriptor>, String, String)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                if let Some(reason) = symlink_refusal(&target, &link) {
+                    state.deny(reason);
+                    return Ok((Err(ErrorCode::NotPermitted),));
+                }
+                let made =
+                    HostDescriptor::symlink_at(&mut state.filesystem(), fd, target, link).await;
+                Ok((lift(made)?,))
+            })
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Why a guest may not make the symlink `link` → `target`, if it may not.
+///
+/// Only a link that points down is made: a relative target without `..`.
+/// Any `..` is refused, not only one that climbs out at once, because a
+/// directory renamed later moves its links with it: `a/b/l -> ../../x`
+/// stays inside until `a/b` becomes `c`. A link that only descends
+/// resolves under its own directory wherever that directory goes.
+/// (Absolute targets are also refused by cap-std beneath this.)
+fn symlink_refusal(target: &str, link: &str) -> Option<String> {
+    let climbs = target.split('/').any(|part| part == "..");
+    if target.starts_with('/') || climbs || target.is_empty() {
+        Some(format!(
+            "making the symlink `{link}` -> `{target}` was refused: a task may only make \
+             symlinks that point down inside its granted directory (relative, without \
+             `..`), so that none can lead out of it (grants.dirs)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Why opening `path` in a granted directory was refused, naming the grant.
@@ -257,5 +293,24 @@ impl OutputStream for CountedFileStream {
 impl Pollable for CountedFileStream {
     async fn ready(&mut self) {
         self.inner.ready().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::symlink_refusal;
+
+    #[test]
+    fn only_symlinks_that_point_down_are_made() {
+        for allowed in ["b", "a/b", "./a", "a/./b"] {
+            assert_eq!(symlink_refusal(allowed, "l"), None, "{allowed}");
+        }
+        for refused in ["..", "../x", "a/../b", "a/..", "/etc", "", "../../../.."] {
+            let reason = symlink_refusal(refused, "esc").expect(refused);
+            assert!(
+                reason.contains("`esc`") && reason.contains("grants.dirs"),
+                "{reason}"
+            );
+        }
     }
 }

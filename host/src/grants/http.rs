@@ -68,11 +68,18 @@ impl HttpGrant {
         self.allow.iter().find(|origin| origin.covers(target))
     }
 
-    /// Whether an origin names `address` as its host.
-    fn lists_address(&self, address: IpAddr) -> bool {
+    /// Whether an origin that names `address` itself covers `target` at
+    /// that address: same scheme, port and path. The exception for a
+    /// restricted address is its own grant's, not one that any origin
+    /// naming the address would open for every name that resolves to it.
+    fn lists_address_for(&self, address: IpAddr, target: &Target) -> bool {
+        let at_address = Target {
+            host: address.to_string(),
+            ..target.clone()
+        };
         self.allow
             .iter()
-            .any(|origin| origin.address() == Some(address))
+            .any(|origin| origin.address() == Some(address) && origin.covers(&at_address))
     }
 }
 
@@ -323,7 +330,7 @@ async fn vetted_address(
     let mut refused = None;
     for address in &resolved {
         match restricted(address.ip()) {
-            Some(kind) if !grant.lists_address(address.ip()) => {
+            Some(kind) if !grant.lists_address_for(address.ip(), target) => {
                 refused.get_or_insert((address.ip(), kind));
             }
             _ => return Ok(*address),

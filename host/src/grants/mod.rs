@@ -12,15 +12,16 @@ mod address;
 mod dirs;
 mod http;
 mod origin;
+mod real_path;
 mod secrets;
 
 pub use dirs::{DirAccess, DirGrant, WriteBudget, add_write_cap_to_linker};
 pub use http::{Denials, HttpAccess, HttpGrant, HttpLimits};
 pub use origin::Origin;
+pub(crate) use real_path::{lies_under, real_or_given};
 pub use secrets::{MASK, Masker, SecretSource};
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,16 @@ impl Grants {
         !self.http.is_empty() || !self.dirs.is_empty()
     }
 
+    /// The same grants with each directory at its real path (see
+    /// `real_path`): what a chain file's or a policy's grants become when
+    /// read, whose author chose the symlinks on them.
+    pub fn with_real_dirs(mut self) -> Grants {
+        for dir in self.dirs.values_mut() {
+            dir.path = real_or_given(&dir.path);
+        }
+        self
+    }
+
     /// Makes the grants ready for attempts of `plugin`: every directory
     /// must exist and every secret must be readable.
     pub fn access(&self, plugin: &str) -> Result<Arc<Access>, GrantError> {
@@ -157,16 +168,32 @@ impl Grants {
                     "dirs.{guest} is not among the tenant's directories"
                 ));
             };
-            if !lies_under(&dir.path, &allowed.path) {
+            // Judged on real paths, and the real path is what is granted:
+            // a symlink on the way cannot lead out of the tenant's
+            // directory, and one put there later makes the open fail.
+            let real = real_or_given(&dir.path);
+            let real_allowed = real_or_given(&allowed.path);
+            if !lies_under(&real, &real_allowed) {
+                let through = if real == dir.path {
+                    String::new()
+                } else {
+                    format!(" resolves to {} through a symlink, and", real.display())
+                };
                 return Err(format!(
-                    "dirs.{guest}: {} is not inside the tenant's directory for it",
+                    "dirs.{guest}: {}{through} is not inside the tenant's directory for it",
                     dir.path.display()
                 ));
             }
             if dir.write && !allowed.write {
                 return Err(format!("dirs.{guest}: the tenant's grant is read-only"));
             }
-            dirs.insert(guest.clone(), dir.clone());
+            dirs.insert(
+                guest.clone(),
+                DirGrant {
+                    path: real,
+                    write: dir.write,
+                },
+            );
         }
         let policy_written = policy
             .max_bytes_written
@@ -198,12 +225,6 @@ impl Grants {
             secrets: self.secrets.clone(),
         })
     }
-}
-
-/// Whether `path` is `root` or inside it, judged on the paths as written
-/// (a `..` never counts as inside).
-pub(crate) fn lies_under(path: &Path, root: &Path) -> bool {
-    !path.components().any(|c| matches!(c, Component::ParentDir)) && path.starts_with(root)
 }
 
 /// Grants made ready for attempts: secrets read, directories checked.
@@ -278,13 +299,19 @@ impl Access {
             } else {
                 FsPerms::ReadOnly
             };
+            let refused = |reason: String| GrantError {
+                plugin: self.plugin.to_string(),
+                grant: format!("dirs.{guest}"),
+                reason: format!("cannot open {}: {reason}", dir.path.display()),
+            };
+            // wasmtime-wasi opens a preopen by path; it is given the
+            // directory opened here, by descriptor, so that no symlink is
+            // followed between the grant's check and the guest's use.
+            let opened = real_path::open_following_no_symlink(&dir.path)
+                .map_err(|refusal| refused(refusal.to_string()))?;
             builder
-                .preopened_dir(&dir.path, guest, perms)
-                .map_err(|err| GrantError {
-                    plugin: self.plugin.to_string(),
-                    grant: format!("dirs.{guest}"),
-                    reason: format!("cannot open {}: {err:#}", dir.path.display()),
-                })?;
+                .preopened_dir(real_path::path_of_open(&opened), guest, perms)
+                .map_err(|err| refused(format!("{err:#}")))?;
         }
         Ok(())
     }

@@ -214,12 +214,14 @@ impl Origin {
         if prefix == "/" {
             return true;
         }
-        // Under a narrower prefix, `/upload/../admin` must not pass for
-        // `/upload/`: a server would resolve it elsewhere.
-        if has_dot_segment(path) {
+        // Under a narrower prefix the path is judged as a server reads it,
+        // decoded; one that a server could read as another path does not
+        // pass: `/upload/../admin`, `/upload/..%2fadmin`, `/upload/..\admin`.
+        let Some(path) = plain_path(path) else {
             return false;
-        }
-        match path.strip_prefix(prefix) {
+        };
+        let prefix = plain_path(prefix).unwrap_or_else(|| prefix.to_string());
+        match path.strip_prefix(prefix.as_str()) {
             Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
             None => false,
         }
@@ -317,6 +319,37 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Whether `path` has a `.` or `..` segment, plainly or percent-encoded.
+/// `path` percent-decoded, when every server reads it as the same path:
+/// not when it holds an encoded `/` or `\`, a `\` at all, a dot segment
+/// (encoded or not), an encoded `%` (read twice, it is any of these), a
+/// NUL, or an encoding that is not one.
+fn plain_path(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = match bytes[at] {
+            b'%' => {
+                let hex = bytes.get(at + 1..at + 3)?;
+                let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                if matches!(value, b'/' | b'\\' | b'%' | 0) {
+                    return None;
+                }
+                at += 3;
+                value
+            }
+            b'\\' | 0 => return None,
+            other => {
+                at += 1;
+                other
+            }
+        };
+        decoded.push(byte);
+    }
+    let decoded = String::from_utf8(decoded).ok()?;
+    (!has_dot_segment(&decoded)).then_some(decoded)
+}
+
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
@@ -332,6 +365,38 @@ mod tests {
         Origin::parse(origin)
             .unwrap()
             .covers(&target(scheme, authority, path).unwrap())
+    }
+
+    /// Security probe, finding 2: a path a server decodes to one outside
+    /// the prefix does not pass under it.
+    #[test]
+    fn encoded_slashes_backslashes_and_dots_do_not_pass_a_path_prefix() {
+        let ok = |path: &str| covers("http://127.0.0.1:8000/ok/", "http", "127.0.0.1:8000", path);
+        for refused in [
+            "/ok/..%2fadmin.txt",
+            "/ok/%2e%2e%2fadmin.txt",
+            "/ok/%2E%2E%2Fadmin.txt",
+            "/ok/..\\admin",
+            "/ok/..%5cadmin",
+            "/ok/%252e%252e%252fadmin",
+            "/ok/a%00",
+            "/ok/%zz",
+            "/ok/%2",
+            "/o%6b/../admin",
+            "/%6f%6b/%2e/../admin",
+        ] {
+            assert!(!ok(refused), "{refused}");
+        }
+        for allowed in [
+            "/ok/",
+            "/ok/a%20b.txt",
+            "/%6fk/x",
+            "/ok/caf%C3%A9",
+            "/ok/a..b",
+        ] {
+            assert!(ok(allowed), "{allowed}");
+        }
+        assert!(!ok("/o%6b"), "the prefix ends with a slash");
     }
 
     #[test]

@@ -128,6 +128,34 @@ pub fn write_file(path: String, text: String) -> Result<usize, TaskError> {
     Ok(text.len())
 }
 
+/// Makes the symlink `link` pointing at `target`: what a guest tries when
+/// it would lead a later grant out of its directory.
+#[task]
+pub fn symlink(target: String, link: String) -> Result<String, TaskError> {
+    make_symlink(&target, &link)?;
+    Ok(link)
+}
+
+/// wasi-libc's `symlink`: std's own on WASI is not stable yet.
+#[cfg(target_os = "wasi")]
+fn make_symlink(target: &str, link: &str) -> std::io::Result<()> {
+    use std::ffi::{CString, c_char, c_int};
+    unsafe extern "C" {
+        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
+    }
+    let (target, link) = (CString::new(target)?, CString::new(link)?);
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    match unsafe { symlink(target.as_ptr(), link.as_ptr()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn make_symlink(target: &str, link: &str) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
 /// Lists the names in the directory at `path`, sorted.
 #[task]
 pub fn list_dir(path: String) -> Result<Vec<String>, TaskError> {
@@ -264,6 +292,7 @@ pub fn stash(secret: String) -> String {
 
 wfhost_guest::export_tasks!(
     add,
+    symlink,
     http_get,
     http_post,
     write_file,
