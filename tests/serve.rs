@@ -452,6 +452,139 @@ fn a_tenants_grants_come_from_its_policy_and_a_submission_may_only_narrow_them()
     assert!(message.contains("has no http grant"), "{message}");
 }
 
+/// A symlink cannot lead a tenant's directory grant out of its root
+/// (security probe, finding 1): not one placed in the tree before, not one
+/// a task tries to make, and not one swapped into a granted path while a
+/// workflow runs.
+#[test]
+fn a_symlink_cannot_lead_a_tenants_grant_out_of_its_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let testkit = plugin("testkit");
+    let root = dir.path().join("d-root");
+    std::fs::create_dir_all(root.join("out/sub")).unwrap();
+    std::fs::create_dir_all(root.join("out/inside")).unwrap();
+    std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+    std::fs::write(dir.path().join("elsewhere/key.txt"), "not the tenant's").unwrap();
+    // Placed before: one absolute, one relative, one that stays inside.
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join("out/placed")).unwrap();
+    std::os::unix::fs::symlink("../..", root.join("out/up")).unwrap();
+    std::os::unix::fs::symlink("inside", root.join("out/alias")).unwrap();
+    let policy = format!(
+        "[tenants.d]\nkey_sha256 = \"{}\"\nroot = \"d-root\"\n\
+         [tenants.d.plugins.testkit]\npath = {:?}\nsha256 = \"{}\"\n\
+         grants = {{ dirs = {{ \"/out\" = {{ path = \"out\", write = true }} }} }}\n",
+        key_hash(KEY_A),
+        testkit.display().to_string(),
+        file_sha256(&testkit),
+    );
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, policy).unwrap();
+    let server = Server::start(dir.path(), &file);
+    let granting = |path: &str| json!({"dirs": {"/out": {"path": path, "write": true}}});
+    let list = json!({"task": "testkit.list_dir", "args": ["/out"]});
+
+    for path in ["out/placed", "out/up", "out/placed/.", "out/up/elsewhere"] {
+        let asked = json!({"plugins": {"testkit": {"grants": granting(path)}}, "workflow": [list]});
+        let (status, body) = server.submit(KEY_A, &asked);
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("dirs./out") && message.contains("through a symlink"),
+            "{path}: {message}"
+        );
+    }
+    // A symlink that stays inside grants the directory it leads to.
+    std::fs::write(root.join("out/inside/note.txt"), "in").unwrap();
+    let aliased = json!({
+        "id": "aliased",
+        "plugins": {"testkit": {"grants": granting("out/alias")}},
+        "workflow": [list],
+    });
+    assert_eq!(server.submit(KEY_A, &aliased).0, 202);
+    let report = server.wait(KEY_A, "aliased");
+    assert_eq!(report["result"], json!(["note.txt"]), "{report}");
+
+    // Made by a task: refused, so the next submission has nothing to use.
+    let (status, body) = server.submit(
+        KEY_A,
+        &json!({"id": "maker", "workflow": [
+            {"task": "testkit.symlink", "args": ["../../..", "/out/esc"]}
+        ]}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let report = server.wait(KEY_A, "maker");
+    assert_eq!(report["status"], "failed", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("grants.dirs"), "{message}");
+    assert!(std::fs::symlink_metadata(root.join("out/esc")).is_err());
+
+    // Swapped in after the check, while the workflow runs: the next
+    // attempt's open refuses the symlink instead of following it.
+    let swapped = json!({
+        "id": "swapped",
+        "plugins": {"testkit": {"grants": granting("out/sub")}},
+        "workflow": [
+            {"task": "testkit.sleep", "args": [1500]},
+            {"task": "testkit.list_dir", "args": ["/out"], "immutable": true},
+        ],
+    });
+    let (status, body) = server.submit(KEY_A, &swapped);
+    assert_eq!(status, 202, "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::rename(root.join("out/sub"), root.join("out/sub-moved")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join("out/sub")).unwrap();
+    let report = server.wait(KEY_A, "swapped");
+    assert_eq!(report["status"], "failed", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("dirs./out") && message.contains("is a symlink"),
+        "{message}"
+    );
+}
+
+/// A tenant's records may take at most `max_stored_bytes` of the state
+/// file (security probe, finding 4): past it, its submissions are refused
+/// with 507 until a purge frees room; another tenant is not held back.
+#[test]
+fn a_tenant_past_its_storage_quota_is_refused_until_room_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let math = plugin("math");
+    let policy = format!(
+        "[tenants.small]\nkey_sha256 = \"{}\"\nmax_stored_bytes = 1000\n\
+         [tenants.small.plugins]\nmath = {{ path = {:?}, sha256 = \"{}\" }}\n\
+         [tenants.other]\nkey_sha256 = \"{}\"\n\
+         [tenants.other.plugins]\nmath = {{ path = {:?}, sha256 = \"{}\" }}\n",
+        key_hash(KEY_A),
+        math.display().to_string(),
+        file_sha256(&math),
+        key_hash(KEY_B),
+        math.display().to_string(),
+        file_sha256(&math),
+    );
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, policy).unwrap();
+    let server = Server::start(dir.path(), &file);
+    let add = |id: &str| json!({"id": id, "workflow": [{"task": "math.add", "args": [1, 2]}]});
+    assert_eq!(server.submit(KEY_A, &add("first")).0, 202);
+    assert_eq!(server.wait(KEY_A, "first")["result"], 3);
+    // Its count stands for a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, body) = server.submit(KEY_A, &add("second"));
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["kind"], "storage_full", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("max_stored_bytes 1000"), "{message}");
+    assert_eq!(server.submit(KEY_B, &add("elsewhere")).0, 202);
+
+    let purged = wfhost_in(dir.path())
+        .args(["rm", "first", "--tenant", "small"])
+        .output()
+        .unwrap();
+    assert!(purged.status.success(), "{purged:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(server.submit(KEY_A, &add("third")).0, 202);
+}
+
 /// Sets the soft limit on the size of files `pid` may write (its hard
 /// limit stays), as a disk that is full, or has room again.
 fn limit_file_size(pid: u32, bytes: u64) {
@@ -1121,6 +1254,37 @@ fn every_error_is_json_and_repeated_keys_are_refused() {
             .unwrap()
             .contains("the key `workflow` appears twice"),
         "{answer:?}"
+    );
+
+    // Ids are bounded and printable (security probe, findings 4 and 5):
+    // a long one grew the file by its length at every record, and one
+    // holding a newline or an escape forged lines of the service's log.
+    let long_id = "x".repeat(wfhost::names::MAX_NAME_BYTES + 1);
+    let forged = "ok\n2026-12-07T00:00:00Z  INFO wfhost: forged \u{1b}[2J";
+    for (id, needle) in [
+        (long_id.as_str(), "bytes long"),
+        (forged, "control character"),
+    ] {
+        let workflow = json!({"id": id, "workflow": [{"task": "math.add", "args": [1, 1]}]});
+        let answer = server.submit(KEY_A, &workflow);
+        assert_eq!(kind(&answer), (400, "invalid_input".into()), "{answer:?}");
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("$.id") && message.contains(needle),
+            "{message}"
+        );
+    }
+    assert!(!server.logged(&["forged"]), "a refused id reached the log");
+    let named = wfhost_in(dir.path())
+        .args(["run", "-", "--id", forged])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(named.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&named.stderr);
+    assert!(
+        said.contains("--id") && said.contains("control character"),
+        "{said}"
     );
 
     // A body that is not UTF-8, and one declared larger than the service

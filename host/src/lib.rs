@@ -46,6 +46,8 @@ pub mod grants;
 pub mod histogram;
 mod lifecycle;
 mod lock;
+pub mod memory;
+pub mod names;
 mod plan;
 pub mod records;
 pub mod runtime;

@@ -29,10 +29,10 @@ pub struct Naming {
     /// The workflow's id (overrides the file's `id`). An id that already
     /// ran is not run again: its stored outcome is reported, or, if it was
     /// cut off, it continues.
-    #[arg(long)]
+    #[arg(long, value_parser = wfhost::names::parse)]
     id: Option<String>,
     /// The tenant the workflow runs for (overrides the file's `tenant`).
-    #[arg(long)]
+    #[arg(long, value_parser = wfhost::names::parse)]
     tenant: Option<String>,
 }
 

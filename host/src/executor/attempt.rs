@@ -361,9 +361,9 @@ impl Run<'_> {
                 );
             }
             tracing::debug!(
-                workflow = %self.identity.id,
+                workflow = %self.identity.id.escape_debug(),
                 step = %record.id,
-                task = %record.task,
+                task = %record.task.escape_debug(),
                 attempt,
                 outcome = outcome.result.kind(),
                 fuel = outcome.fuel_used,

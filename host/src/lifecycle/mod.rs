@@ -443,8 +443,8 @@ impl Host {
         observer.workflow_recorded(&row);
         let started = std::time::Instant::now();
         tracing::info!(
-            tenant = %identity.tenant,
-            id = %identity.id,
+            tenant = %identity.tenant.escape_debug(),
+            id = %identity.id.escape_debug(),
             how = ?continuation,
             steps = workflow.planned_steps(),
             "workflow started"
@@ -468,8 +468,8 @@ impl Host {
         let (row, event) = state::ended(row, outcome);
         self.store.put_workflow(&row, event, None).await?;
         tracing::info!(
-            tenant = %row.tenant,
-            id = %row.id,
+            tenant = %row.tenant.escape_debug(),
+            id = %row.id.escape_debug(),
             status = row.status.as_str(),
             took_ms = started.elapsed().as_secs_f64() * 1000.0,
             "workflow ended"

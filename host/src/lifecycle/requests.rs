@@ -61,8 +61,8 @@ impl CancelRequests {
             tokio::time::sleep(POLL).await;
         }
         tracing::info!(
-            tenant = %identity.tenant,
-            id = %identity.id,
+            tenant = %identity.tenant.escape_debug(),
+            id = %identity.id.escape_debug(),
             "cancel requested by another process"
         );
         token.cancel();

@@ -176,6 +176,7 @@ impl IntoResponse for ServiceError {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         };
         let body = json!({"error": {"kind": self.kind.as_str(), "message": self.message}});
         (status, Json(body)).into_response()

@@ -23,6 +23,7 @@ pub mod tenants;
 mod admission;
 mod dashboard;
 mod events;
+mod storage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ use crate::spec::{self, WorkflowSpec};
 use crate::store::{Store, StoreError};
 use admission::{Admission, Admitted};
 use metrics::{Gauges, Metrics};
+use storage::StorageQuota;
 pub use tenants::{Tenant, Tenants, key_hash};
 
 /// What a request got wrong, or what went wrong serving it. The kind
@@ -76,6 +78,8 @@ pub enum ErrorKind {
     Store,
     /// The service is stopping.
     Unavailable,
+    /// The tenant's records take all the room its policy gives them.
+    StorageFull,
 }
 
 impl ErrorKind {
@@ -92,6 +96,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Store => "store",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::StorageFull => "storage_full",
         }
     }
 }
@@ -150,6 +155,7 @@ pub struct Service {
     host: Host,
     tenants: Tenants,
     admission: Admission,
+    storage: StorageQuota,
     /// One slot per core, taken in turn by the tenants with attempts ready.
     fair_share: Arc<FairScheduler>,
     /// The threads attempts run on, apart from those serving requests.
@@ -177,6 +183,7 @@ impl Service {
             host: Host::new(runtime, store),
             tenants,
             admission: Admission::default(),
+            storage: StorageQuota::default(),
             fair_share: FairScheduler::new(cores()),
             attempt_pool,
             drain: Drain::new(),
@@ -229,6 +236,7 @@ impl Service {
         body: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
         let (spec, identity) = submitted(tenant, body)?;
+        self.storage.check(self.host.store(), tenant)?;
         self.begin(tenant, identity, Intent::Start(spec), true)
             .await
     }
@@ -246,6 +254,7 @@ impl Service {
         wait: std::time::Duration,
     ) -> Result<WorkflowReport, ServiceError> {
         let (spec, identity) = submitted(tenant, body)?;
+        self.storage.check(self.host.store(), tenant)?;
         let deadline = tokio::time::Instant::now() + wait;
         // Listening before it starts: its end is not missed.
         let mut ended = self.ended.subscribe();
@@ -551,7 +560,15 @@ impl Service {
             ));
         }
         self.host.list(Some(""), None)?;
-        Ok(())
+        // Unavailable, not a store error, and without the file's path,
+        // which is the operator's: readiness needs no key.
+        self.host.store().check_leases().map_err(|err| {
+            let cause = std::error::Error::source(&err).map_or_else(String::new, |c| c.to_string());
+            ServiceError::new(
+                ErrorKind::Unavailable,
+                format!("the state database's workflow leases cannot be taken: {cause}"),
+            )
+        })
     }
 
     /// The host the service runs workflows on.

@@ -13,6 +13,7 @@
 //! max_running_steps = 2     # attempts of all its workflows at once
 //! max_workflows = 100       # workflows in flight at once
 //! max_workflow_fuel = 10000000000  # fuel of all of one workflow's attempts
+//! max_stored_bytes = 1073741824     # its records in the state file; past it, submissions are refused
 //!
 //! root = "tenants/acme"    # the tenant's directories lie under it
 //!
@@ -91,6 +92,7 @@ struct TenantEntry {
     max_running_steps: Option<usize>,
     max_workflows: Option<usize>,
     max_workflow_fuel: Option<u64>,
+    max_stored_bytes: Option<u64>,
     root: Option<PathBuf>,
 }
 
@@ -118,6 +120,10 @@ pub struct Tenant {
     pub max_workflows: usize,
     /// Fuel one of its workflows may use in all.
     pub max_workflow_fuel: Option<u64>,
+    /// Bytes its records may take in the state file: once they take this
+    /// many, its submissions are refused until retention or a purge
+    /// frees room.
+    pub max_stored_bytes: Option<u64>,
     /// The directory its granted directories lie under, if it has one.
     pub root: Option<PathBuf>,
 }
@@ -140,7 +146,8 @@ fn policy_grants(value: &toml::Value, at: &str, root: Option<&Path>) -> Result<G
     let json = serde_json::to_value(value).map_err(|err| format!("{at}: {err}"))?;
     let base = root.unwrap_or(Path::new("/"));
     let grants = spec::read_grants(&json, &spec::JsonPath::root(), base)
-        .map_err(|issue| format!("{at}{}", issue.to_string().trim_start_matches('$')))?;
+        .map_err(|issue| format!("{at}{}", issue.to_string().trim_start_matches('$')))?
+        .with_real_dirs();
     for (guest, dir) in &grants.dirs {
         match root {
             None => {
@@ -264,11 +271,14 @@ impl Tenant {
             max_running_steps: MAX_CONCURRENCY,
             max_workflows: usize::MAX,
             max_workflow_fuel: None,
+            max_stored_bytes: None,
             root: None,
         }
     }
 
     fn from_entry(name: &str, entry: TenantEntry, base: &Path) -> Result<Self, String> {
+        crate::names::check(name)
+            .map_err(|err| format!("tenants.{}: a tenant's name {err}", name.escape_debug()))?;
         if !sha256::is_hex(&entry.key_sha256) {
             return Err(format!(
                 "tenants.{name}.key_sha256: expected the 64 hex digits of a sha256"
@@ -279,7 +289,11 @@ impl Tenant {
                 "tenants.{name}.max_running_steps: at most {MAX_CONCURRENCY}"
             ));
         }
-        let root = entry.root.map(|root| base.join(root));
+        // Real, so that the grants under it, resolved to their real paths
+        // as they are read, are judged against what is there.
+        let root = entry
+            .root
+            .map(|root| grants::real_or_given(&base.join(root)));
         let mut plugins = BTreeMap::new();
         for (plugin, allowed) in entry.plugins {
             if !sha256::is_hex(&allowed.sha256) {
@@ -322,6 +336,7 @@ impl Tenant {
             max_running_steps: entry.max_running_steps.unwrap_or(1).max(1),
             max_workflows: entry.max_workflows.unwrap_or(100).max(1),
             max_workflow_fuel: entry.max_workflow_fuel,
+            max_stored_bytes: entry.max_stored_bytes,
             root,
         })
     }

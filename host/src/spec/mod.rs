@@ -254,11 +254,16 @@ fn from_parts(
             .map(|v| fields::string(v, &root.key(key)).map(str::to_string))
             .transpose()
     };
-    let id = optional_string("id")?;
-    if id.as_deref().is_some_and(str::is_empty) {
-        return Err(SpecIssue::new(&root.key("id"), "the id must not be empty"));
-    }
-    let tenant = optional_string("tenant")?;
+    let named = |key: &str| -> Result<Option<String>, SpecIssue> {
+        let name = optional_string(key)?;
+        if let Some(name) = &name {
+            crate::names::check(name)
+                .map_err(|err| SpecIssue::new(&root.key(key), format!("the {key} {err}")))?;
+        }
+        Ok(name)
+    };
+    let id = named("id")?;
+    let tenant = named("tenant")?;
 
     let plugins_value = map.get("plugins").ok_or_else(|| {
         SpecIssue::new(
@@ -296,9 +301,8 @@ fn plugins(
     let mut plugins = BTreeMap::new();
     for (name, entry) in map {
         let at = at.key(name);
-        if name.is_empty() {
-            return Err(SpecIssue::new(&at, "a plugin name must not be empty"));
-        }
+        crate::names::check(name)
+            .map_err(|err| SpecIssue::new(&at, format!("a plugin name {err}")))?;
         let (path, sha256, grants) = match entry {
             Value::String(path) => (path.as_str(), None, Grants::default()),
             Value::Object(fields_map) => {
@@ -315,7 +319,8 @@ fn plugins(
                     .get("grants")
                     .map(|g| grants::grants(g, &at.key("grants"), base_dir))
                     .transpose()?
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+                    .with_real_dirs();
                 (path, sha256, grants)
             }
             other => {

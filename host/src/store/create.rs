@@ -2,7 +2,14 @@
 //! name beside its path, its tables committed, and only then linked into
 //! place, so that a process killed while making it leaves no half-made file
 //! that every later open would refuse.
+//!
+//! The file is private to the user that makes it (0600, in folders made
+//! 0700; a stricter umask stays stricter): it holds every tenant's
+//! results. Its temporary name is random and made exclusively, so nobody
+//! who can write in the folder can hand the host a file of theirs to fill.
 
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::leases::Leases;
@@ -19,11 +26,15 @@ pub(super) fn create(path: &Path, durability: Durability) -> Result<Store, Store
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(failed)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
     remove_abandoned(path);
-    let making = making_path(path);
-    let db = builder()
-        .create(&making)
+    let (file, making) = make_exclusive(path).map_err(failed)?;
+    let db = redb::backends::FileBackend::new(file)
+        .and_then(|backend| builder().create_with_backend(backend))
         .map_err(|err| open_error(&making, err))?;
     // The file made is the one linked: its leases are the database's.
     let leases = Leases::on_file(&making).map_err(failed)?;
@@ -65,10 +76,21 @@ fn making_prefix(path: &Path) -> String {
     format!(".{name}.making-")
 }
 
-/// Where this process makes the database for `path`: a hidden name beside
-/// it.
-fn making_path(path: &Path) -> PathBuf {
-    path.with_file_name(format!("{}{}", making_prefix(path), std::process::id()))
+/// Makes the file this process makes the database for `path` in: a new
+/// hidden file beside it, `<prefix><pid>-<random>`, created exclusively
+/// (never one that was there) and readable by its owner alone.
+fn make_exclusive(path: &Path) -> std::io::Result<(File, PathBuf)> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!("{}{}-", making_prefix(path), std::process::id());
+    let made = tempfile::Builder::new()
+        .prefix(&prefix)
+        .rand_bytes(12)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)?;
+    made.keep().map_err(|err| err.error)
 }
 
 /// Removes what processes killed while making the database for `path` left
@@ -83,13 +105,20 @@ pub(super) fn remove_abandoned(path: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let pid = name
             .to_str()
             .and_then(|name| name.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<i32>().ok());
-        if pid.is_some_and(|pid| !alive(pid)) {
+        // Only a plain file of this user's: in a shared folder a name
+        // that looks abandoned may be someone else's, or a symlink.
+        let ours = std::fs::symlink_metadata(entry.path())
+            .is_ok_and(|meta| meta.file_type().is_file() && meta.uid() == me);
+        if ours && pid.is_some_and(|pid| !alive(pid)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -101,4 +130,49 @@ fn alive(pid: i32) -> bool {
     // process exists and may be signalled.
     let status = unsafe { libc::kill(pid, 0) };
     status == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The database holds every tenant's results: nobody but its owner may
+    /// read it, or the folders made for it (security probe, finding 3).
+    #[test]
+    fn a_new_database_and_its_new_folders_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/state.redb");
+        let store = create(&path, Durability::default()).unwrap();
+        drop(store);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&dir.path().join("a/b")), 0o700);
+    }
+
+    /// A file planted under the name this process once made the database
+    /// in is neither used nor removed (security probe, finding 7).
+    #[test]
+    fn a_planted_making_file_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let planted = dir
+            .path()
+            .join(format!("{}{}", making_prefix(&path), std::process::id()));
+        std::fs::write(&planted, b"planted").unwrap();
+        let store = create(&path, Durability::default()).unwrap();
+        drop(store);
+        assert_eq!(std::fs::read(&planted).unwrap(), b"planted");
+        assert_eq!(mode(&path), 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
 }

@@ -102,6 +102,20 @@ impl Leases {
         }))
     }
 
+    /// Fails when a lock that is no lease lies over the leases' bytes, so
+    /// that no lease could be taken: what a service's readiness reports.
+    pub(crate) fn check_unblocked(&self) -> std::io::Result<()> {
+        let Some(file) = &self.0.file else {
+            return Ok(());
+        };
+        // The byte below the leases': neither redb's nor a lease's, so a
+        // lock on it is one over more than a lease.
+        match holder(file, FIRST_BYTE - 1)? {
+            Some(lock) => Err(foreign(&lock)),
+            None => Ok(()),
+        }
+    }
+
     /// How many workflows this process holds leases on: runs now.
     pub(crate) fn held(&self) -> usize {
         lock(&self.0.held).len()
@@ -163,13 +177,58 @@ fn fcntl(file: &File, command: libc::c_int, request: &mut libc::flock) -> std::i
 }
 
 /// Locks `byte` of `file` for this open file description, if no other
-/// holds it.
+/// lease holds it. A lock held there that is no lease (a lock over more
+/// than this byte: something other than wfhost has the file locked) is an
+/// error, not a workflow that runs elsewhere: blaming the workflow would
+/// refuse every start with a conflict while the file is what is wrong.
 fn try_lock(file: &File, byte: u64) -> std::io::Result<bool> {
-    match fcntl(file, libc::F_OFD_SETLK, &mut request(libc::F_WRLCK, byte)) {
-        Ok(()) => Ok(true),
-        Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
-        Err(err) => Err(err),
+    // A lock given back between the refusal and the look at its holder
+    // is tried for again; a few rounds, for locks that come and go.
+    for _ in 0..3 {
+        match fcntl(file, libc::F_OFD_SETLK, &mut request(libc::F_WRLCK, byte)) {
+            Ok(()) => return Ok(true),
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {}
+            Err(err) => return Err(err),
+        }
+        match holder(file, byte)? {
+            None => continue,
+            Some(lock) if is_lease(&lock, byte) => return Ok(false),
+            Some(lock) => return Err(foreign(&lock)),
+        }
     }
+    Ok(false)
+}
+
+/// The lock another open file description holds over `byte`, if any.
+fn holder(file: &File, byte: u64) -> std::io::Result<Option<libc::flock>> {
+    let mut probe = request(libc::F_WRLCK, byte);
+    fcntl(file, libc::F_OFD_GETLK, &mut probe)?;
+    Ok((probe.l_type != libc::F_UNLCK as libc::c_short).then_some(probe))
+}
+
+/// Whether `lock` is a lease on `byte`: a write lock on that byte alone.
+fn is_lease(lock: &libc::flock, byte: u64) -> bool {
+    lock.l_type == libc::F_WRLCK as libc::c_short
+        && lock.l_start == byte as libc::off_t
+        && lock.l_len == 1
+}
+
+/// The error for a lock on the file that is not a wfhost lease.
+fn foreign(lock: &libc::flock) -> std::io::Error {
+    let span = if lock.l_len == 0 {
+        format!("from byte {} to the end", lock.l_start)
+    } else {
+        format!("bytes {}..{}", lock.l_start, lock.l_start + lock.l_len)
+    };
+    let who = if lock.l_pid > 0 {
+        format!("process {}", lock.l_pid)
+    } else {
+        "another open file".to_string()
+    };
+    std::io::Error::other(format!(
+        "{span} of the file are locked by {who}, which is no wfhost lease; no workflow \
+         can start until that lock is released"
+    ))
 }
 
 fn unlock(file: &File, byte: u64) -> std::io::Result<()> {
@@ -178,9 +237,7 @@ fn unlock(file: &File, byte: u64) -> std::io::Result<()> {
 
 /// Whether another open file description holds a lock on `byte` of `file`.
 fn locked_elsewhere(file: &File, byte: u64) -> std::io::Result<bool> {
-    let mut probe = request(libc::F_WRLCK, byte);
-    fcntl(file, libc::F_OFD_GETLK, &mut probe)?;
-    Ok(probe.l_type != libc::F_UNLCK as libc::c_short)
+    Ok(holder(file, byte)?.is_some())
 }
 
 #[cfg(test)]
@@ -208,6 +265,32 @@ mod tests {
         assert!(!there.is_held("t", "wf").unwrap());
         assert!(there.take("t", "wf").unwrap().is_some());
         drop(other);
+    }
+
+    /// A lock over the whole file, as any reader of it may take, is no
+    /// lease: starting a workflow is an error that names it, and the
+    /// readiness check fails, instead of every workflow seeming to run.
+    #[test]
+    fn a_lock_that_is_no_lease_is_an_error_not_a_running_workflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, b"").unwrap();
+        let leases = Leases::on_file(&path).unwrap();
+        leases.check_unblocked().unwrap();
+        let reader = File::open(&path).unwrap();
+        let mut whole = request(libc::F_RDLCK, 0);
+        whole.l_len = 0;
+        fcntl(&reader, libc::F_OFD_SETLK, &mut whole).unwrap();
+        let err = leases
+            .take("t", "wf")
+            .err()
+            .expect("an error, not a held lease");
+        assert!(err.to_string().contains("no wfhost lease"), "{err}");
+        let err = leases.check_unblocked().unwrap_err();
+        assert!(err.to_string().contains("from byte 0 to the end"), "{err}");
+        drop(reader);
+        leases.check_unblocked().unwrap();
+        assert!(leases.take("t", "wf").unwrap().is_some());
     }
 
     #[test]

@@ -277,6 +277,14 @@ impl Store {
             .map_err(|source| self.lock_error(source))
     }
 
+    /// Fails when a lock that is no wfhost lease blocks the file's leases
+    /// (see `leases`): no workflow could start.
+    pub fn check_leases(&self) -> Result<(), StoreError> {
+        self.leases
+            .check_unblocked()
+            .map_err(|source| self.lock_error(source))
+    }
+
     fn lock_error(&self, source: std::io::Error) -> StoreError {
         StoreError::Lease {
             path: self.path.clone(),

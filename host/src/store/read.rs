@@ -213,6 +213,42 @@ impl Store {
         })
     }
 
+    /// The bytes `tenant`'s records take: every workflow's row and
+    /// journal (head, elements, steps, events), values and keys. Reads
+    /// them all: a caller that asks often keeps the answer a while.
+    pub fn stored_bytes(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.read(|txn| {
+            let mut bytes = 0u64;
+            let mut add = |key: u64, value: usize| {
+                bytes = bytes.saturating_add(key).saturating_add(value as u64);
+            };
+            let workflows = txn.open_table(WORKFLOWS.table)?;
+            for entry in workflows.range((tenant, "")..)? {
+                let (key, value) = entry?;
+                let (owner, id) = key.value();
+                if owner != tenant {
+                    break;
+                }
+                add((owner.len() + id.len()) as u64, value.value().len());
+            }
+            // Keys start with the tenant: its journal is one range.
+            let journal = txn.open_table(JOURNAL)?;
+            for entry in journal.range((tenant, "", 0, 0, "")..)? {
+                let (key, value) = entry?;
+                let (owner, id, _, _, name) = key.value();
+                if owner != tenant {
+                    break;
+                }
+                // Part and index: nine bytes.
+                add(
+                    (owner.len() + id.len() + name.len() + 9) as u64,
+                    value.value().len(),
+                );
+            }
+            Ok(bytes)
+        })
+    }
+
     /// A workflow's event log.
     pub fn events(&self, tenant: &str, id: &str) -> Result<Vec<Event>, StoreError> {
         self.events_from(tenant, id, 0)
