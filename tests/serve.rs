@@ -585,6 +585,49 @@ fn a_tenant_past_its_storage_quota_is_refused_until_room_is_freed() {
     assert_eq!(server.submit(KEY_A, &add("third")).0, 202);
 }
 
+/// The state file is its owner's alone, and a lock over it that is no
+/// wfhost lease is the service's trouble, said by `/ready` and to each
+/// submission with 503 naming the lock, not a 409 that blames the client
+/// (security probe, finding 3).
+#[test]
+fn the_state_file_is_private_and_a_foreign_lock_is_named_by_ready() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.redb");
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "state.redb is {mode:o}");
+    assert_eq!(server.request("GET", "/ready", None, "").0, 200);
+
+    // Any reader of the file may lock all of it, as another user could
+    // when the file was world-readable.
+    let reader = std::fs::File::open(&state).unwrap();
+    let mut whole: libc::flock = unsafe { std::mem::zeroed() };
+    whole.l_type = libc::F_RDLCK as libc::c_short;
+    whole.l_whence = libc::SEEK_SET as libc::c_short;
+    let locked = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&reader),
+            libc::F_OFD_SETLK,
+            &mut whole as *mut libc::flock,
+        )
+    };
+    assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+    let (status, body) = server.request("GET", "/ready", None, "");
+    assert_eq!(status, 503, "{body}");
+    let said = body["error"]["message"].as_str().unwrap();
+    assert!(said.contains("no wfhost lease"), "{said}");
+    let workflow = json!({"id": "blocked", "workflow": [{"task": "math.add", "args": [1, 2]}]});
+    let (status, body) = server.submit(KEY_A, &workflow);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "unavailable", "{body}");
+
+    drop(reader);
+    assert_eq!(server.request("GET", "/ready", None, "").0, 200);
+    assert_eq!(server.submit(KEY_A, &workflow).0, 202);
+    assert_eq!(server.wait(KEY_A, "blocked")["result"], 3);
+}
+
 /// Sets the soft limit on the size of files `pid` may write (its hard
 /// limit stays), as a disk that is full, or has room again.
 fn limit_file_size(pid: u32, bytes: u64) {

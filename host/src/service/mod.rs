@@ -116,7 +116,16 @@ impl ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
-        Self::new(ErrorKind::Store, with_causes(&err))
+        Self::new(store_error_kind(&err), with_causes(&err))
+    }
+}
+
+/// A lock on the file that is no lease blocks every start until it goes:
+/// the service is unavailable, not broken, and the client may try again.
+fn store_error_kind(err: &StoreError) -> ErrorKind {
+    match err {
+        StoreError::Lease { .. } => ErrorKind::Unavailable,
+        _ => ErrorKind::Store,
     }
 }
 
@@ -128,8 +137,8 @@ impl From<HostError> for ServiceError {
             HostError::AlreadyStarting { .. } | HostError::OtherContent { .. } => {
                 ErrorKind::Conflict
             }
-            HostError::Store(_) | HostError::Stored(crate::StoredWorkflowError::Store(_)) => {
-                ErrorKind::Store
+            HostError::Store(err) | HostError::Stored(crate::StoredWorkflowError::Store(err)) => {
+                store_error_kind(err)
             }
             _ => ErrorKind::InvalidInput,
         };
