@@ -11,9 +11,14 @@ use common::{Run, chain_file, invocation, plugin, standard_plugins};
 use serde_json::json;
 use wfhost::runtime::{AttemptResult, ComponentCache, Limits, Runtime};
 
+/// The compiled entries in `dir` (not its key).
 fn entries(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|read| read.map(|entry| entry.unwrap().path()).collect())
+        .map(|read| {
+            read.map(|entry| entry.unwrap().path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+                .collect()
+        })
         .unwrap_or_default();
     entries.sort();
     entries
@@ -90,6 +95,69 @@ async fn damaged_or_foreign_entries_are_compiled_again() {
             "the damaged entry is replaced by a sound one"
         );
     }
+}
+
+/// Native code is trusted only under the cache's own seal (security probe,
+/// finding 6): an entry patched and sealed again with any other key, or
+/// copied whole from another cache, is compiled again, never run; the
+/// cache's folder and key are its user's alone, and a folder others may
+/// write in is not used.
+#[tokio::test]
+async fn an_entry_not_sealed_by_this_cache_is_compiled_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (here, there) = (here.path().join("cache"), there.path().join("cache"));
+    load_and_add(&here).await;
+    load_and_add(&there).await;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&here), 0o700);
+    assert_eq!(mode(&here.join(".key")), 0o600);
+    let key = std::fs::read(here.join(".key")).unwrap();
+    assert_eq!(key.len(), 32);
+    assert_ne!(key, std::fs::read(there.join(".key")).unwrap());
+
+    let entry = entries(&here).pop().unwrap();
+    let sound = std::fs::read(&entry).unwrap();
+    // Another cache's entry for the same component: sound there, foreign here.
+    let foreign = std::fs::read(&entries(&there)[0]).unwrap();
+    assert_ne!(foreign, sound);
+    // The payload patched and the trailer made again as if by the old
+    // format's checksum, or by a key of the attacker's.
+    let trailer = 40;
+    let mut patched = sound.clone();
+    let middle = (patched.len() - trailer) / 2;
+    patched[middle] ^= 0x90;
+    let payload = patched.len() - trailer;
+    let checksum = crc32(&patched[..payload]).to_le_bytes();
+    patched[payload..payload + 4].copy_from_slice(&checksum);
+    for tampered in [foreign, patched] {
+        std::fs::write(&entry, &tampered).unwrap();
+        load_and_add(&here).await;
+        assert_eq!(std::fs::read(&entry).unwrap(), sound, "the entry was used");
+    }
+
+    // Opened to others' writes, the cache is passed by: nothing is read
+    // from it or written to it, and plugins still run.
+    std::fs::set_permissions(&here, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(&entry, b"planted by another user").unwrap();
+    load_and_add(&here).await;
+    assert_eq!(std::fs::read(&entry).unwrap(), b"planted by another user");
+}
+
+/// CRC-32 (IEEE), as the old entry format sealed its payload.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 #[test]

@@ -10,5 +10,7 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // SAFETY: mi_collect only frees what mimalloc holds unused.
+    wfhost::memory::set_release(|| unsafe { libmimalloc_sys::mi_collect(true) });
     cli::main()
 }

@@ -2,23 +2,29 @@
 //! per engine configuration rather than on every `wfhost run`.
 //!
 //! An entry is keyed by the component's sha256 and the engine's
-//! compatibility hash (configuration, features, CPU), and stores a CRC-32
-//! of its payload: a damaged, truncated or foreign entry is a miss and is
-//! compiled again, never handed to wasmtime's `unsafe` deserializer. (The
-//! CRC guards against damage, not against someone who can write the cache
-//! directory; they could as well replace the `wfhost` binary. It is checked
-//! on every load, so it must be far cheaper than sha256.)
+//! compatibility hash (configuration, features, CPU), and sealed with an
+//! HMAC-SHA256 of its key and payload under the cache's own secret (a
+//! random `.key`, 0600, in a directory made 0700): a damaged, truncated,
+//! foreign or tampered entry — patched native code with any checksum fixed
+//! up, an entry copied from another cache or renamed to another
+//! component's key — is a miss and is compiled again, never handed to
+//! wasmtime's `unsafe` deserializer. A directory that others may write in,
+//! or whose key is not this user's alone, is not used at all.
 
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Part of every entry's key: bumped when the entry format changes.
-const FORMAT: &[u8] = b"wfhost-component-cache-v2\n";
+const FORMAT: &[u8] = b"wfhost-component-cache-v3\n";
+
+/// The file in the cache's directory that holds its secret.
+const KEY_FILE: &str = ".key";
 
 /// The most a cache keeps unless told otherwise: room for a few dozen
 /// compiled Python components (each holds CPython), or thousands of Rust ones.
@@ -160,15 +166,23 @@ impl ComponentCache {
     }
 
     /// The compiled component for `bytes` (whose sha256 is given): from the
-    /// cache when a sound entry exists, else compiled and stored.
+    /// cache when a sound entry exists, else compiled and stored. A cache
+    /// whose secret cannot be had (see the module's doc) is passed by.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
         component_sha256: &str,
     ) -> wasmtime::Result<Component> {
+        let secret = match secret(&self.dir) {
+            Ok(secret) => secret,
+            Err(err) => {
+                warn_unused(&self.dir, &err);
+                return Component::new(engine, bytes);
+            }
+        };
         let path = self.entry_path(engine, component_sha256);
-        if let Some(component) = read_entry(engine, &path) {
+        if let Some(component) = read_entry(engine, &path, &secret) {
             // An entry's modification time is when it was last used: the
             // cap removes the entries used longest ago.
             let _ = std::fs::File::options()
@@ -181,11 +195,87 @@ impl ComponentCache {
         if let Ok(serialized) = component.serialize() {
             // A cache that cannot be written only costs a recompile next
             // time, and one that cannot be pruned only holds more.
-            if write_entry(&path, &serialized).is_ok() {
+            if write_entry(&path, &serialized, &secret).is_ok() {
                 let _ = self.prune_to(self.max_bytes, true);
             }
         }
         Ok(component)
+    }
+}
+
+/// Says once per process why the cache in `dir` is not used.
+fn warn_unused(dir: &Path, err: &std::io::Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            dir = %dir.display().to_string().escape_debug(),
+            error = %err,
+            "the component cache is not used; every plugin is compiled"
+        );
+    });
+}
+
+/// The cache's secret: its key file, made when missing. The directory
+/// (made 0700 when missing) must be this user's and closed to others'
+/// writes, and the key this user's, a plain file no one else may read:
+/// whoever could change either could seal entries of their own.
+fn secret(dir: &Path) -> std::io::Result<[u8; 32]> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let refuse = |what: String| Err(std::io::Error::other(what));
+    let folder = std::fs::metadata(dir)?;
+    if folder.uid() != me || folder.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "{} is not this user's alone (owner {}, mode {:o})",
+            dir.display(),
+            folder.uid(),
+            folder.mode() & 0o777
+        ));
+    }
+    let path = dir.join(KEY_FILE);
+    if matches!(std::fs::symlink_metadata(&path), Err(err) if err.kind() == std::io::ErrorKind::NotFound)
+    {
+        make_key(dir, &path)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 || meta.len() != 32 {
+        return refuse(format!(
+            "{} is not this user's private file (owner {}, mode {:o})",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o777
+        ));
+    }
+    let mut key = [0u8; 32];
+    let mut reader = file;
+    reader.read_exact(&mut key)?;
+    Ok(key)
+}
+
+/// Makes the key at `path`: 32 random bytes written whole beside it and
+/// linked into place, so that no reader takes half a key for the key, and
+/// two processes that make one at once agree on the first one linked.
+fn make_key(dir: &Path, path: &Path) -> std::io::Result<()> {
+    let mut fresh = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut fresh)?;
+    let (temp, mut file) = tempfile_in(dir)?;
+    let linked = file
+        .write_all(&fresh)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => Err(err),
+        _ => Ok(()),
     }
 }
 
@@ -194,37 +284,59 @@ const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600)
 
 /// An entry is the payload exactly as `Component::serialize` produced it,
 /// so that wasmtime can map the file instead of copying it, followed by a
-/// trailer: the payload's CRC-32 (little-endian) and [`TRAILER_MAGIC`].
-/// wasmtime reads the payload's sections by their offsets and ignores bytes
-/// past them.
-const TRAILER_MAGIC: &[u8; 8] = b"wfhost\x02\n";
-const TRAILER_LEN: u64 = 4 + TRAILER_MAGIC.len() as u64;
+/// trailer: the seal (see [`seal`]) and [`TRAILER_MAGIC`]. wasmtime reads
+/// the payload's sections by their offsets and ignores bytes past them.
+const TRAILER_MAGIC: &[u8; 8] = b"wfhost\x03\n";
+const SEAL_LEN: usize = 32;
+const TRAILER_LEN: u64 = SEAL_LEN as u64 + TRAILER_MAGIC.len() as u64;
 
-/// Whether the file at `path` is a whole entry whose payload is undamaged.
+/// The HMAC-SHA256, under the cache's secret, of an entry's name (which
+/// binds it to one component and engine) and its payload fed by `feed`.
+fn seal(secret: &[u8; 32], path: &Path, feed: impl FnOnce(&mut Hmac<Sha256>)) -> [u8; SEAL_LEN] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
+    let name = path.file_name().unwrap_or_default().as_encoded_bytes();
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name);
+    feed(&mut mac);
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether the file at `path` is a whole entry sealed under `secret`.
 /// Reads it in small pieces: a whole-file buffer would cost more in page
-/// faults than the checksum itself.
-fn entry_is_sound(path: &Path) -> std::io::Result<bool> {
+/// faults than the hash itself.
+fn entry_is_sound(path: &Path, secret: &[u8; 32]) -> std::io::Result<bool> {
     let mut file = std::fs::File::open(path)?;
     let Some(payload_len) = file.metadata()?.len().checked_sub(TRAILER_LEN) else {
         return Ok(false);
     };
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buffer = vec![0; 64 << 10];
-    let mut remaining = payload_len;
-    while remaining > 0 {
-        let chunk = &mut buffer[..remaining.min(64 << 10) as usize];
-        file.read_exact(chunk)?;
-        hasher.update(chunk);
-        remaining -= chunk.len() as u64;
-    }
+    let mut read = Ok(());
+    let expected = seal(secret, path, |mac| {
+        let mut buffer = vec![0; 64 << 10];
+        let mut remaining = payload_len;
+        while remaining > 0 {
+            let chunk = &mut buffer[..remaining.min(64 << 10) as usize];
+            if let Err(err) = file.read_exact(chunk) {
+                read = Err(err);
+                return;
+            }
+            mac.update(chunk);
+            remaining -= chunk.len() as u64;
+        }
+    });
+    read?;
     let mut trailer = [0; TRAILER_LEN as usize];
     file.read_exact(&mut trailer)?;
-    let (checksum, magic) = trailer.split_at(4);
-    Ok(magic == TRAILER_MAGIC && checksum == hasher.finalize().to_le_bytes())
+    let (sealed, magic) = trailer.split_at(SEAL_LEN);
+    // Compared in constant time, as a MAC is.
+    let differs = sealed
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    Ok(magic == TRAILER_MAGIC && differs == 0)
 }
 
-fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
-    match entry_is_sound(path) {
+fn read_entry(engine: &Engine, path: &Path, secret: &[u8; 32]) -> Option<Component> {
+    match entry_is_sound(path, secret) {
         Ok(true) => {}
         Ok(false) => {
             let _ = std::fs::remove_file(path);
@@ -232,10 +344,10 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
         }
         Err(_) => return None,
     }
-    // SAFETY: the file was written by this host from what
-    // `Component::serialize` produced for an engine with the same
-    // compatibility hash (the entry's name), and its checksum rules out
-    // damage since then.
+    // SAFETY: the file bears the seal of this cache's secret, which only
+    // this user can read, over its name (the component's sha256 and the
+    // engine's compatibility hash) and its payload: it is what this host
+    // wrote from `Component::serialize` for an engine like this one.
     match unsafe { Component::deserialize_file(engine, path) } {
         Ok(component) => Some(component),
         Err(_) => {
@@ -245,21 +357,22 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
     }
 }
 
-fn write_entry(path: &Path, payload: &[u8]) -> std::io::Result<()> {
+fn write_entry(path: &Path, payload: &[u8], secret: &[u8; 32]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     // Write beside the entry and rename, so that a reader never sees half
     // an entry and concurrent writers of the same entry do not mix.
     let mut temp = tempfile_in(dir)?;
     temp.1.write_all(payload)?;
-    temp.1.write_all(&crc32fast::hash(payload).to_le_bytes())?;
+    temp.1
+        .write_all(&seal(secret, path, |mac| mac.update(payload)))?;
     temp.1.write_all(TRAILER_MAGIC)?;
     temp.1.sync_all()?;
     std::fs::rename(&temp.0, path)
 }
 
-/// A new file with a unique name in `dir`.
+/// A new file with a unique name in `dir`, readable by its owner alone.
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
     loop {
         let path = dir.join(format!(
             ".tmp-{}-{:016x}",
@@ -269,6 +382,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
         {
             Ok(file) => return Ok((path, file)),
