@@ -402,6 +402,8 @@ fn workers_killed_at_random_lose_nothing_and_commit_each_task_once() {
     if !ready("workers_killed_at_random_lose_nothing_and_commit_each_task_once") {
         return;
     }
+    // Kills at random may take one message down several times: none is
+    // to be set aside as poison here.
     let flags = [
         "--visibility-timeout",
         "2",
@@ -409,6 +411,8 @@ fn workers_killed_at_random_lose_nothing_and_commit_each_task_once() {
         "0.5",
         "--audit-list",
         AUDIT,
+        "--max-deliveries",
+        "1000",
     ];
     let mut fleet = Fleet::start("worker-crash", 3, &flags);
     let mut client = fleet
@@ -829,4 +833,173 @@ fn python_components_serve_on_the_fleet_beside_rust_ones() {
     // `self.retry` in Python: RETRY, then SUCCESS under the same id.
     assert_eq!(python["patient"], 3, "{python}");
     fleet.assert_nothing_left();
+}
+
+/// A worker's resident memory, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib << 10
+}
+
+/// Security probe, finding 9: what a hostile writer of the broker's Redis
+/// puts on a queue costs the good tasks behind it next to nothing. Thirty
+/// messages that are not UTF-8 each once stalled the claim loop a second;
+/// a message of hundreds of MB was read whole into the worker. Both now go
+/// to the dead-letter list at once, whole, and the worker claims on.
+#[test]
+fn unreadable_and_oversized_messages_are_set_aside_at_once() {
+    if !common::redis::available("unreadable_and_oversized_messages_are_set_aside_at_once") {
+        return;
+    }
+    use wfhost::worker::{DEAD_LETTER, FleetClient, FleetOutcome};
+    let fleet = Fleet::start("worker-hostile", 1, &["--max-message-mb", "1"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime
+        .block_on(FleetClient::connect(&fleet.redis.url()))
+        .unwrap();
+    let add = json!({"task": "math.add", "args": [1, 2]});
+    let mut redis = redis::Client::open(fleet.redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // Sends `bad` messages, then a good task; the time to its result.
+    let timed = |redis: &mut redis::Connection, bad: usize| {
+        let started = Instant::now();
+        if bad > 0 {
+            let mut pipe = redis::pipe();
+            for index in 0..bad {
+                pipe.lpush("wfhost", vec![0xff, 0xfe, index as u8]).ignore();
+            }
+            pipe.query::<()>(redis).unwrap();
+        }
+        let id = runtime.block_on(client.submit(&add, "wfhost")).unwrap();
+        let outcome = runtime
+            .block_on(client.wait(&id, Some(Duration::from_secs(30))))
+            .unwrap();
+        assert_eq!(outcome, Some(FleetOutcome::Succeeded(json!(3))));
+        started.elapsed()
+    };
+    let alone = (0..5).map(|_| timed(&mut redis, 0)).min().unwrap();
+    let behind = (0..3).map(|_| timed(&mut redis, 30)).min().unwrap();
+    assert!(
+        behind < alone + Duration::from_millis(100),
+        "30 unreadable messages cost a good task {:?} ({behind:?} against {alone:?})",
+        behind.saturating_sub(alone)
+    );
+    assert_eq!(fleet.redis.number(&["LLEN", DEAD_LETTER]), 90);
+
+    // 20 MiB against a cap of 1, three times: set aside, never parsed. An
+    // idle worker's wake-up receives the next message once (its blocking
+    // wait rotates it); the connection that took it is then dropped, and
+    // the memory is given back.
+    let worker = fleet.workers[0].id();
+    let before = resident_bytes(worker);
+    let big = vec![b'x'; 20 << 20];
+    for _ in 0..3 {
+        redis::cmd("LPUSH")
+            .arg("wfhost")
+            .arg(&big)
+            .query::<()>(&mut redis)
+            .unwrap();
+        timed(&mut redis, 0);
+    }
+    let settled = Instant::now() + Duration::from_secs(5);
+    let grown = loop {
+        let grown = resident_bytes(worker).saturating_sub(before);
+        if grown < 8 << 20 || Instant::now() > settled {
+            break grown;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        grown < 8 << 20,
+        "three 20 MiB messages left the worker {grown} bytes larger"
+    );
+    assert_eq!(fleet.redis.number(&["LLEN", DEAD_LETTER]), 93);
+    let kept: Vec<u8> = redis::cmd("LINDEX")
+        .arg(DEAD_LETTER)
+        .arg(0)
+        .query(&mut redis)
+        .unwrap();
+    assert!(kept == big, "the dead letter is the message, whole");
+    let log = std::fs::read_to_string(fleet.logs.join("worker-0.log")).unwrap();
+    assert!(log.contains("over the size cap"), "{log}");
+    assert!(log.contains("not UTF-8"), "{log}");
+    fleet.assert_nothing_left();
+}
+
+/// Security probe, finding 9: a message that no worker can finish — a chord
+/// member whose chord keys a hostile writer gave the wrong type — is taken
+/// `--max-deliveries` times in all, then set aside on the dead-letter list,
+/// instead of being run again at every visibility timeout forever.
+#[test]
+fn a_poison_message_is_dead_lettered_after_its_deliveries() {
+    if !common::redis::available("a_poison_message_is_dead_lettered_after_its_deliveries") {
+        return;
+    }
+    use wfhost::worker::{DEAD_LETTER, FleetClient};
+    let flags = [
+        "--visibility-timeout",
+        "1",
+        "--restore-interval",
+        "0.2",
+        "--max-deliveries",
+        "3",
+    ];
+    let fleet = Fleet::start("worker-poison", 1, &flags);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime
+        .block_on(FleetClient::connect(&fleet.redis.url()))
+        .unwrap();
+    let chord = json!({"chord": {
+        "header": [{"task": "testkit.sleep", "args": [300]}],
+        "body": {"task": "math.xsum"},
+    }});
+    runtime.block_on(client.submit(&chord, "wfhost")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let group = loop {
+        let claimed = fleet.redis.cli(&["HVALS", "unacked"]);
+        if let Some(entry) = claimed.lines().find(|line| !line.is_empty()) {
+            let entry: Value = serde_json::from_str(entry).unwrap();
+            break entry[0]["headers"]["group"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the member was never claimed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    fleet.redis.cli(&[
+        "SET",
+        &format!("celery-taskset-meta-{group}.j"),
+        "not a sorted set",
+    ]);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fleet.redis.number(&["LLEN", DEAD_LETTER]) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never dead-lettered; see {}",
+            fleet.logs.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dead: Value =
+        serde_json::from_str(&fleet.redis.cli(&["LINDEX", DEAD_LETTER, "0"])).unwrap();
+    assert_eq!(dead["headers"]["task"], "testkit.sleep", "{dead}");
+    assert_eq!(dead["headers"]["wfhost_deliveries"], 3, "{dead}");
+    // Run three times, committed never; then nothing is claimed or queued.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fleet.redis.number(&["HLEN", "unacked"]), 0);
+    assert_eq!(fleet.redis.number(&["LLEN", "wfhost"]), 0);
+    assert_eq!(fleet.redis.number(&["LLEN", DEAD_LETTER]), 1);
+    let log = std::fs::read_to_string(fleet.logs.join("worker-0.log")).unwrap();
+    assert_eq!(
+        log.matches("cannot count the chord member").count(),
+        3,
+        "{log}"
+    );
 }

@@ -101,6 +101,17 @@ struct RunWorker {
     /// committed; it grows without bound, so trim or remove it).
     #[arg(long, value_name = "KEY")]
     audit_list: Option<String>,
+    /// Deliveries a message may have in all: one whose worker is lost
+    /// (killed, stalled past the visibility timeout) this often goes to the
+    /// dead-letter list `wfhost.dead` instead of back to its queue.
+    #[arg(long, value_name = "N", default_value_t = wfhost::worker::DEFAULT_MAX_DELIVERIES,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_deliveries: u32,
+    /// The largest message taken, in MiB; a larger one goes to the
+    /// dead-letter list unread.
+    #[arg(long, value_name = "MIB", default_value_t = wfhost::worker::DEFAULT_MAX_MESSAGE_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_message_mb: u64,
 }
 
 /// `wfhost run --broker`: the workflow runs on a fleet of workers.
@@ -238,17 +249,20 @@ async fn run(args: RunWorker) -> anyhow::Result<Finished> {
             .name
             .unwrap_or_else(|| format!("wfhost@{}:{}", hostname(), std::process::id())),
         audit_list: args.audit_list,
+        max_deliveries: args.max_deliveries,
+        max_message_bytes: args.max_message_mb << 20,
     };
     let runtime = super::execute::cached_runtime()?;
     let name = config.name.clone();
     let worker = Worker::start(runtime, config)
         .await
         .with_context(|| format!("cannot start the worker on {}", broker.broker))?;
-    tracing::info!(name = %name, queues = ?broker.queues, "worker ready");
+    tracing::info!(name = %name.escape_debug(), queues = ?broker.queues, "worker ready");
     let summary = worker.run(super::serve::stop_requested()).await?;
     tracing::info!(
         committed = summary.committed,
         lost = summary.lost,
+        dead_lettered = summary.dead_lettered,
         "worker stopped"
     );
     Ok(Finished::Succeeded)

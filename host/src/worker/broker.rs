@@ -30,6 +30,11 @@ const STAGED_SECONDS: i64 = 3600;
 /// The member key of the delayed set (`wfhost.delayed`).
 pub const DELAYED: &str = "wfhost.delayed";
 
+/// The dead-letter list: messages no worker will take again — too large,
+/// unreadable, or delivered as often as `max_deliveries` allows — each
+/// kept whole for a person to look at (`LRANGE wfhost.dead 0 -1`).
+pub const DEAD_LETTER: &str = "wfhost.dead";
+
 /// How long a chord's body claim lasts before another member's
 /// redelivery may take it (Celery 5.7's `max(5, 2 × join timeout)`).
 const CHORD_CLAIM_SECONDS: u64 = 6;
@@ -37,6 +42,25 @@ const CHORD_CLAIM_SECONDS: u64 = 6;
 /// How long a done chord's marker stays (Celery 5.7's
 /// `max(2 × claim, 300)`).
 const CHORD_DONE_SECONDS: u64 = 300;
+
+/// What a claim took.
+#[derive(Debug)]
+pub enum Taken {
+    /// A message to handle.
+    Message(Claimed),
+    /// A message over the size cap, moved to the dead-letter list unread.
+    TooLarge {
+        /// The list it came from.
+        key: String,
+        /// Its size in bytes.
+        bytes: u64,
+    },
+    /// A message that is not UTF-8, moved to the dead-letter list.
+    Unreadable {
+        /// The list it came from.
+        key: String,
+    },
+}
 
 /// A claimed message.
 #[derive(Debug)]
@@ -68,7 +92,9 @@ pub struct Broker {
     client: Client,
     conn: ConnectionManager,
     /// Made on the first blocking wait: only a consuming worker needs it.
-    waiter: std::sync::Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    /// (A connection that received a large message is dropped after it,
+    /// so that its read buffer, grown to the message's size, goes too.)
+    waiter: std::sync::Arc<std::sync::Mutex<Option<ConnectionManager>>>,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -80,6 +106,7 @@ struct Scripts {
     chord_part: Script,
     promote: Script,
     restore: Script,
+    dead_letter: Script,
 }
 
 /// Connections that reconnect by themselves: a worker outlives a restart
@@ -123,6 +150,7 @@ impl Broker {
             chord_part: Script::new(scripts::CHORD_PART),
             promote: Script::new(scripts::PROMOTE),
             restore: Script::new(scripts::RESTORE),
+            dead_letter: Script::new(scripts::DEAD_LETTER),
         });
         Ok(Broker {
             client,
@@ -163,41 +191,85 @@ impl Broker {
     }
 
     /// Claims the first message of `keys` (list key, queue name), if any.
-    pub async fn claim(&self, keys: &[(String, String)]) -> Result<Option<Claimed>, WorkerError> {
+    /// A message over `max_bytes`, or one that is not UTF-8, is moved to
+    /// the dead-letter list instead, and said so.
+    pub async fn claim(
+        &self,
+        keys: &[(String, String)],
+        max_bytes: u64,
+    ) -> Result<Option<Taken>, WorkerError> {
         let tag = super::message::new_uuid();
         let mut invocation = self.scripts.claim.prepare_invoke();
-        invocation.arg(&tag);
+        invocation.arg(&tag).arg(max_bytes);
         for (key, queue) in keys {
             invocation.key(key).arg(queue);
         }
-        let claimed: Option<(String, String)> = invocation
+        invocation.key(DEAD_LETTER);
+        let claimed: Option<(String, Vec<u8>, u64)> = invocation
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error("claim a message"))?;
-        Ok(claimed.map(|(key, text)| Claimed { key, text, tag }))
+        let Some((key, raw, moved_bytes)) = claimed else {
+            return Ok(None);
+        };
+        if moved_bytes > 0 {
+            return Ok(Some(Taken::TooLarge {
+                key,
+                bytes: moved_bytes,
+            }));
+        }
+        match String::from_utf8(raw) {
+            Ok(text) => Ok(Some(Taken::Message(Claimed { key, text, tag }))),
+            Err(unreadable) => {
+                let mut invocation = self.scripts.dead_letter.prepare_invoke();
+                invocation
+                    .key(DEAD_LETTER)
+                    .arg(&tag)
+                    .arg(unreadable.into_bytes());
+                invocation
+                    .invoke_async::<i64>(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error("move a message to the dead-letter list"))?;
+                Ok(Some(Taken::Unreadable { key }))
+            }
+        }
     }
 
     /// Waits until `key` holds a message or `timeout` passes, taking
     /// nothing (`BLMOVE key key RIGHT RIGHT` is a no-op rotation).
-    pub async fn wait(&self, key: &str, timeout: Duration) -> Result<(), WorkerError> {
-        let waiter = self
-            .waiter
-            .get_or_try_init(|| {
-                self.client
+    ///
+    /// The rotation hands the worker the message it rotates: returns its
+    /// size (0 for none), so that a large one's memory is given back. It
+    /// is taken as bytes, whatever they are: what is not UTF-8 is the
+    /// claim's to set aside.
+    pub async fn wait(&self, key: &str, timeout: Duration) -> Result<usize, WorkerError> {
+        let held = crate::lock::lock(&self.waiter).clone();
+        let mut waiter = match held {
+            Some(waiter) => waiter,
+            None => {
+                let made = self
+                    .client
                     .get_connection_manager_with_config(manager_config().set_response_timeout(None))
-            })
-            .await
-            .map_err(redis_error("connect"))?;
-        redis::cmd("BLMOVE")
+                    .await
+                    .map_err(redis_error("connect"))?;
+                *crate::lock::lock(&self.waiter) = Some(made.clone());
+                made
+            }
+        };
+        let rotated = redis::cmd("BLMOVE")
             .arg(key)
             .arg(key)
             .arg("RIGHT")
             .arg("RIGHT")
             .arg(timeout.as_secs_f64())
-            .query_async::<Option<String>>(&mut waiter.clone())
+            .query_async::<Option<Vec<u8>>>(&mut waiter)
             .await
-            .map(drop)
-            .map_err(redis_error("wait for a message"))
+            .map(|rotated| rotated.map_or(0, |message| message.len()))
+            .map_err(redis_error("wait for a message"))?;
+        if rotated >= crate::memory::LARGE_MESSAGE_BYTES {
+            *crate::lock::lock(&self.waiter) = None;
+        }
+        Ok(rotated)
     }
 
     /// Renews the lease of the claim `tag`; false once it is lost.
@@ -378,13 +450,22 @@ impl Broker {
             .map_err(redis_error("move due messages"))
     }
 
-    /// Puts back claims older than `visibility` (dead consumers'); how many.
-    pub async fn restore(&self, visibility: Duration, limit: u64) -> Result<u64, WorkerError> {
+    /// Puts back claims older than `visibility` (dead consumers'), each
+    /// delivered at most `max_deliveries` times in all; how many went back
+    /// and how many to the dead-letter list.
+    pub async fn restore(
+        &self,
+        visibility: Duration,
+        limit: u64,
+        max_deliveries: u32,
+    ) -> Result<(u64, u64), WorkerError> {
         let mut invocation = self.scripts.restore.prepare_invoke();
         invocation
+            .key(DEAD_LETTER)
             .arg(visibility.as_secs_f64())
             .arg(limit)
-            .arg(super::routing::PRIORITY_SEP);
+            .arg(super::routing::PRIORITY_SEP)
+            .arg(max_deliveries);
         invocation
             .invoke_async(&mut self.conn.clone())
             .await

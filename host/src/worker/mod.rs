@@ -39,7 +39,8 @@ use tokio::sync::Semaphore;
 use crate::executor::PluginSet;
 use crate::runtime::{Limits, PluginError, Runtime};
 use crate::spec::PluginRef;
-pub use broker::{DELAYED, FleetStatus};
+use broker::Taken;
+pub use broker::{DEAD_LETTER, DELAYED, FleetStatus};
 pub use message::{MessageError, new_uuid};
 pub use meta::Exception;
 pub use routing::Routing;
@@ -111,7 +112,20 @@ pub struct WorkerConfig {
     /// (`{"id", "outcome", "worker"}`): an exact account of what was
     /// committed, for audits and for tests of exactly-once commits.
     pub audit_list: Option<String>,
+    /// Deliveries a message may have in all: one whose consumer is lost
+    /// this often goes to the dead-letter list instead of back to its
+    /// queue.
+    pub max_deliveries: u32,
+    /// The largest message taken, in bytes; a larger one goes to the
+    /// dead-letter list unread.
+    pub max_message_bytes: u64,
 }
+
+/// [`WorkerConfig::max_deliveries`] unless told.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
+
+/// [`WorkerConfig::max_message_bytes`] unless told.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 << 20;
 
 impl WorkerConfig {
     /// Checks what cannot work before anything is claimed.
@@ -143,6 +157,8 @@ pub struct WorkerSummary {
     /// Claims whose lease was lost before the commit (another worker
     /// runs them).
     pub lost: u64,
+    /// Messages moved to the dead-letter list by this worker.
+    pub dead_lettered: u64,
 }
 
 /// Counters shared by the tasks of a worker.
@@ -150,6 +166,7 @@ pub struct WorkerSummary {
 struct Counters {
     committed: AtomicU64,
     lost: AtomicU64,
+    dead_lettered: AtomicU64,
 }
 
 /// A worker ready to take messages.
@@ -220,14 +237,37 @@ impl Worker {
                 _ = &mut stop => break 'taking Ok(()),
             };
             loop {
-                match shared.broker.claim(&keys).await {
-                    Ok(Some(claimed)) => {
+                match shared
+                    .broker
+                    .claim(&keys, shared.config.max_message_bytes)
+                    .await
+                {
+                    Ok(Some(Taken::Message(claimed))) => {
                         let shared = shared.clone();
                         tokio::spawn(async move {
+                            let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
                             task::handle(&shared, claimed).await;
+                            if large {
+                                crate::memory::release();
+                            }
                             drop(permit);
                         });
                         break;
+                    }
+                    // Set aside at once; the next message is claimed
+                    // without a pause.
+                    Ok(Some(Taken::TooLarge { key, bytes })) => {
+                        let cap = shared.config.max_message_bytes;
+                        set_aside(
+                            &shared,
+                            &key,
+                            &format!("of {bytes} bytes, over the size cap of {cap},"),
+                        );
+                        continue;
+                    }
+                    Ok(Some(Taken::Unreadable { key })) => {
+                        set_aside(&shared, &key, "that is not UTF-8");
+                        continue;
                     }
                     Ok(None) => {}
                     Err(err) => {
@@ -240,12 +280,16 @@ impl Worker {
                     }
                 }
                 tokio::select! {
-                    waited = shared.broker.wait(&wake_key, WAIT) => {
-                        if let Err(err) = waited {
+                    waited = shared.broker.wait(&wake_key, WAIT) => match waited {
+                        Ok(rotated) if rotated >= crate::memory::LARGE_MESSAGE_BYTES => {
+                            crate::memory::release();
+                        }
+                        Ok(_) => {}
+                        Err(err) => {
                             tracing::warn!(error = %err, "waiting for messages failed");
                             tokio::time::sleep(WAIT).await;
                         }
-                    }
+                    },
                     _ = &mut stop => break 'taking Ok(()),
                 }
             }
@@ -258,8 +302,23 @@ impl Worker {
         result.map(|()| WorkerSummary {
             committed: self.counters.committed.load(Ordering::Relaxed),
             lost: self.counters.lost.load(Ordering::Relaxed),
+            dead_lettered: self.counters.dead_lettered.load(Ordering::Relaxed),
         })
     }
+}
+
+/// Counts and logs a message from `list` that the claim moved to the
+/// dead-letter list, `why` being what made it.
+fn set_aside(shared: &task::Shared, list: &str, why: &str) {
+    shared
+        .counters
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        list = %list.escape_debug(),
+        dead_letter = broker::DEAD_LETTER,
+        "a message {why} was moved to the dead-letter list"
+    );
 }
 
 /// What the fleet on the Redis at `url` is doing with `queues`.
@@ -284,9 +343,26 @@ async fn housekeeping(
         let now = tokio::time::Instant::now();
         if last_restore.is_none_or(|at| now - at >= restore_every) {
             last_restore = Some(now);
-            match shared.broker.restore(visibility, 1000).await {
-                Ok(0) => {}
-                Ok(restored) => tracing::info!(restored, "put back messages of lost consumers"),
+            let most = shared.config.max_deliveries;
+            match shared.broker.restore(visibility, 1000, most).await {
+                Ok((0, 0)) => {}
+                Ok((restored, dead)) => {
+                    shared
+                        .counters
+                        .dead_lettered
+                        .fetch_add(dead, Ordering::Relaxed);
+                    if restored > 0 {
+                        tracing::info!(restored, "put back messages of lost consumers");
+                    }
+                    if dead > 0 {
+                        tracing::warn!(
+                            dead,
+                            max_deliveries = most,
+                            dead_letter = broker::DEAD_LETTER,
+                            "messages delivered as often as allowed were moved to the dead-letter list"
+                        );
+                    }
+                }
                 Err(err) => tracing::warn!(error = %err, "restoring lost messages failed"),
             }
         }

@@ -10,23 +10,32 @@
 /// priority lists in kombu's order) and, in the same step, records it in
 /// `unacked`/`unacked_index` under a fresh delivery tag: the claim's own,
 /// the fence of its commit. (The message keeps the tag it was sent with;
-/// a restore goes by the key in `unacked`, as kombu's does.)
+/// a restore goes by the key in `unacked`, as kombu's does.) A message
+/// longer than the size cap is not claimed but moved to the dead-letter
+/// list whole, so that it never reaches the worker's memory.
 ///
 /// Redis's Lua hashes every byte of every string it makes, so the script
 /// makes one string of the message's size, the `unacked` entry, and finds
 /// what it needs by plain searches, never by decoding the message.
 ///
-/// ARGV: the new tag, then each key's queue name. Returns `{key, message}`
-/// or nil.
+/// KEYS: the lists, then the dead-letter list. ARGV: the new tag, the size
+/// cap in bytes, then each list's queue name. Returns `{key, message, 0}`,
+/// `{key, '', size}` for a message moved for its size, or nil.
 pub const CLAIM: &str = r#"
-local tag = ARGV[1]
-for index, key in ipairs(KEYS) do
+local tag, cap = ARGV[1], tonumber(ARGV[2])
+local dead = KEYS[#KEYS]
+for index = 1, #KEYS - 1 do
+    local key = KEYS[index]
     local raw = redis.call('RPOP', key)
+    if raw and #raw > cap then
+        redis.call('LPUSH', dead, raw)
+        return {key, '', #raw}
+    end
     if raw then
         -- A plain search skips the body (base64, no quotes) at memchr's
         -- speed; the rest is small. A key inside a JSON string has its
         -- quotes escaped, so only the envelope's own keys match.
-        local queue, exchange = ARGV[index + 1], ''
+        local queue, exchange = ARGV[index + 2], ''
         local properties = string.find(raw, '"properties"', 1, true) or 1
         local info = string.find(raw, '"delivery_info"%s*:%s*{', properties) or properties
         local _, _, found = string.find(raw, '"exchange"%s*:%s*"([^"\\]*)"', info)
@@ -38,10 +47,21 @@ for index, key in ipairs(KEYS) do
         redis.call('ZADD', 'unacked_index', score, tag)
         redis.call('HSET', 'unacked', tag,
             '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', ' .. cjson.encode(queue) .. ']')
-        return {key, raw}
+        return {key, raw, 0}
     end
 end
 return false
+"#;
+
+/// Moves a claimed message to the dead-letter list and drops its claim, at
+/// once: what the worker does with a message it cannot read at all.
+///
+/// KEYS: the dead-letter list. ARGV: the claim's tag, the message.
+pub const DEAD_LETTER: &str = r#"
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('ZREM', 'unacked_index', ARGV[1])
+redis.call('HDEL', 'unacked', ARGV[1])
+return 1
 "#;
 
 /// Renews a claim's lease: its `unacked_index` score becomes now, so no
@@ -201,15 +221,22 @@ return #due
 /// Puts back the messages of consumers that died: claims older than the
 /// visibility timeout go back to the front of their priority list, marked
 /// redelivered, as kombu's `restore_visible` does (same tag, same list).
+/// Each put back counts the delivery to come in the message's
+/// `wfhost_deliveries` header (the first is 1 and not written); one
+/// delivered as often as the cap allows goes to the dead-letter list
+/// instead, so that a message that kills or stalls every
+/// consumer that takes it is not taken forever.
 ///
-/// ARGV: the visibility timeout (s), the most to restore, the priority
-/// separator. Returns how many were restored.
+/// KEYS: the dead-letter list. ARGV: the visibility timeout (s), the most
+/// to restore, the priority separator, the most deliveries. Returns
+/// `{restored, dead-lettered}`.
 pub const RESTORE: &str = r#"
 local now = redis.call('TIME')
 local ceiling = tonumber(now[1]) + tonumber(now[2]) / 1000000 - tonumber(ARGV[1])
 local tags = redis.call('ZRANGEBYSCORE', 'unacked_index', '-inf', string.format('%.6f', ceiling),
     'LIMIT', 0, tonumber(ARGV[2]))
-local restored = 0
+local most = tonumber(ARGV[4])
+local restored, dead = 0, 0
 for _, tag in ipairs(tags) do
     local payload = redis.call('HGET', 'unacked', tag)
     redis.call('ZREM', 'unacked_index', tag)
@@ -219,7 +246,9 @@ for _, tag in ipairs(tags) do
         if ok and type(entry) == 'table' and type(entry[1]) == 'table' and type(entry[3]) == 'string' then
             local message = entry[1]
             if type(message['headers']) ~= 'table' then message['headers'] = {} end
-            message['headers']['redelivered'] = true
+            local headers = message['headers']
+            headers['redelivered'] = true
+            local made = tonumber(headers['wfhost_deliveries']) or 1
             local properties = message['properties']
             local priority = 0
             if type(properties) == 'table' then
@@ -228,14 +257,24 @@ for _, tag in ipairs(tags) do
                 end
                 priority = tonumber(properties['priority']) or 0
             end
-            local step = 0
-            for _, s in ipairs({3, 6, 9}) do if priority >= s then step = s end end
-            local key = entry[3]
-            if step > 0 then key = key .. ARGV[3] .. step end
-            redis.call('RPUSH', key, cjson.encode(message))
-            restored = restored + 1
+            if made >= most then
+                redis.call('LPUSH', KEYS[1], cjson.encode(message))
+                dead = dead + 1
+            else
+                headers['wfhost_deliveries'] = made + 1
+                local step = 0
+                for _, s in ipairs({3, 6, 9}) do if priority >= s then step = s end end
+                local key = entry[3]
+                if step > 0 then key = key .. ARGV[3] .. step end
+                redis.call('RPUSH', key, cjson.encode(message))
+                restored = restored + 1
+            end
+        else
+            -- Not even its claim can be read: kept whole for a person.
+            redis.call('LPUSH', KEYS[1], payload)
+            dead = dead + 1
         end
     end
 end
-return restored
+return {restored, dead}
 "#;

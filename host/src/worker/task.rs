@@ -62,7 +62,7 @@ pub(super) async fn handle(shared: &Shared, claimed: Claimed) {
             return;
         }
     };
-    let span = tracing::info_span!("task", name = %message.task, id = %message.id);
+    let span = tracing::info_span!("task", name = %message.task.escape_debug(), id = %message.id.escape_debug());
     decide(shared, &claimed, &message).instrument(span).await;
 }
 
@@ -343,7 +343,7 @@ fn outcome(
     let account = wfhost_account(attempt, message);
     let failed = |failure: &Failure| {
         let exception = Exception::of_failure(failure);
-        tracing::info!(kind = failure.kind.as_str(), error = %failure.message, "failed");
+        tracing::info!(kind = failure.kind.as_str(), error = %failure.message.escape_debug(), "failed");
         let traceback = format!(
             "{}.{}: {}\n  raised by {} [{}], attempt {}, as wfhost `{}`",
             exception.module,
