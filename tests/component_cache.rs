@@ -118,6 +118,10 @@ async fn an_entry_not_sealed_by_this_cache_is_compiled_again() {
 
     let entry = entries(&here).pop().unwrap();
     let sound = std::fs::read(&entry).unwrap();
+    // A load that found the entry whole stamps it, so that the next skips
+    // hashing it; the stamp is of this file as it is, under this key.
+    let stamp = entry.with_extension("verified");
+    assert_eq!(std::fs::read(&stamp).unwrap().len(), 32);
     // Another cache's entry for the same component: sound there, foreign here.
     let foreign = std::fs::read(&entries(&there)[0]).unwrap();
     assert_ne!(foreign, sound);
@@ -130,8 +134,12 @@ async fn an_entry_not_sealed_by_this_cache_is_compiled_again() {
     let payload = patched.len() - trailer;
     let checksum = crc32(&patched[..payload]).to_le_bytes();
     patched[payload..payload + 4].copy_from_slice(&checksum);
+    // Each written over the entry, its stamp kept: the write moved the
+    // file's change time, so the stamp no longer vouches for it.
     for tampered in [foreign, patched] {
+        let stamped = std::fs::read(&stamp).unwrap();
         std::fs::write(&entry, &tampered).unwrap();
+        std::fs::write(&stamp, &stamped).unwrap();
         load_and_add(&here).await;
         assert_eq!(std::fs::read(&entry).unwrap(), sound, "the entry was used");
     }

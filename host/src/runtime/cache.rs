@@ -128,6 +128,11 @@ impl ComponentCache {
                 if stale {
                     let _ = std::fs::remove_file(entry.path());
                 }
+            } else if let Some(entry_name) = name.strip_suffix(".verified") {
+                // A stamp whose entry went (removed by another process).
+                if !self.dir.join(format!("{entry_name}.cwasm")).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             } else if name.ends_with(".cwasm") && metadata.is_file() {
                 let used = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
                 found.push((used, metadata.len(), entry.path()));
@@ -143,6 +148,7 @@ impl ComponentCache {
                 pruned.kept_bytes += len;
                 continue;
             }
+            let _ = std::fs::remove_file(stamp_path(&path));
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     pruned.removed += 1;
@@ -184,11 +190,13 @@ impl ComponentCache {
         let path = self.entry_path(engine, component_sha256);
         if let Some(component) = read_entry(engine, &path, &secret) {
             // An entry's modification time is when it was last used: the
-            // cap removes the entries used longest ago.
+            // cap removes the entries used longest ago. (Setting it moves
+            // the change time, so the stamp is made again after.)
             let _ = std::fs::File::options()
                 .write(true)
                 .open(&path)
                 .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+            let _ = stamp(&secret, &path);
             return Ok(component);
         }
         let component = Component::new(engine, bytes)?;
@@ -196,6 +204,7 @@ impl ComponentCache {
             // A cache that cannot be written only costs a recompile next
             // time, and one that cannot be pruned only holds more.
             if write_entry(&path, &serialized, &secret).is_ok() {
+                let _ = stamp(&secret, &path);
                 let _ = self.prune_to(self.max_bytes, true);
             }
         }
@@ -328,26 +337,75 @@ fn entry_is_sound(path: &Path, secret: &[u8; 32]) -> std::io::Result<bool> {
     file.read_exact(&mut trailer)?;
     let (sealed, magic) = trailer.split_at(SEAL_LEN);
     // Compared in constant time, as a MAC is.
-    let differs = sealed
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    Ok(magic == TRAILER_MAGIC && differs == 0)
+    Ok(magic == TRAILER_MAGIC && equal_in_constant_time(sealed, &expected))
+}
+
+/// The file beside an entry that says it was verified whole: a seal of
+/// what the system says of the entry's file — its inode, size and change
+/// time. Any write to the entry, a rename onto it or a change of its mode
+/// moves its change time, which nobody but the kernel sets, so a stamp
+/// that still matches says the entry is the one verified, and a load skips
+/// hashing it (the whole of a compiled Python component) again.
+fn stamp_path(entry: &Path) -> PathBuf {
+    entry.with_extension("verified")
+}
+
+fn stamp_of(secret: &[u8; 32], entry: &Path, file: &std::fs::Metadata) -> [u8; SEAL_LEN] {
+    use std::os::unix::fs::MetadataExt;
+    seal(secret, entry, |mac| {
+        mac.update(b"verified\n");
+        for field in [
+            file.ino(),
+            file.size(),
+            file.ctime() as u64,
+            file.ctime_nsec() as u64,
+        ] {
+            mac.update(&field.to_le_bytes());
+        }
+    })
+}
+
+/// Writes the stamp of the entry at `path` as it is now.
+fn stamp(secret: &[u8; 32], path: &Path) -> std::io::Result<()> {
+    let file = std::fs::symlink_metadata(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (temp, mut written) = tempfile_in(dir)?;
+    written.write_all(&stamp_of(secret, path, &file))?;
+    std::fs::rename(&temp, stamp_path(path))
+}
+
+/// Whether the stamp beside the entry at `path` matches it.
+fn is_stamped(secret: &[u8; 32], path: &Path) -> bool {
+    let (Ok(file), Ok(stamped)) = (
+        std::fs::symlink_metadata(path),
+        std::fs::read(stamp_path(path)),
+    ) else {
+        return false;
+    };
+    file.is_file() && equal_in_constant_time(&stamped, &stamp_of(secret, path, &file))
+}
+
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn read_entry(engine: &Engine, path: &Path, secret: &[u8; 32]) -> Option<Component> {
-    match entry_is_sound(path, secret) {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = std::fs::remove_file(path);
-            return None;
+    if !is_stamped(secret, path) {
+        match entry_is_sound(path, secret) {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = std::fs::remove_file(path);
+                return None;
+            }
+            Err(_) => return None,
         }
-        Err(_) => return None,
     }
     // SAFETY: the file bears the seal of this cache's secret, which only
     // this user can read, over its name (the component's sha256 and the
-    // engine's compatibility hash) and its payload: it is what this host
-    // wrote from `Component::serialize` for an engine like this one.
+    // engine's compatibility hash) and its payload, or a stamp under the
+    // same secret says it is the file whose seal was checked: it is what
+    // this host wrote from `Component::serialize` for an engine like this
+    // one.
     match unsafe { Component::deserialize_file(engine, path) } {
         Ok(component) => Some(component),
         Err(_) => {
