@@ -1003,3 +1003,40 @@ fn a_poison_message_is_dead_lettered_after_its_deliveries() {
         "{log}"
     );
 }
+
+/// One task-name rule on both drivers (issue "One canvas, two drivers"): a
+/// plugin's name may hold dots, and `acme.math.add` is task `add` of plugin
+/// `acme.math` for `wfhost run` and for a worker alike. The worker once
+/// split at the first dot, took the task for plugin `acme`'s, and sent it
+/// to the default queue, where nothing ran it.
+#[test]
+fn a_dotted_plugin_name_means_the_same_task_on_both_drivers() {
+    if !common::redis::available("a_dotted_plugin_name_means_the_same_task_on_both_drivers") {
+        return;
+    }
+    use wfhost::worker::{FleetClient, FleetOutcome};
+    let math = common::plugin_dir().join("math.wasm");
+    let dotted = format!("\"acme.math\" = {:?}\n", math);
+    let fleet = Fleet::start_with_plugins("worker-dotted", 1, &[], &dotted);
+    let workflow = json!([
+        {"task": "acme.math.add", "args": [1, 2]},
+        {"task": "acme.math.mul", "args": [10]},
+    ]);
+
+    let local = common::chain_file(&json!({"plugins": {"acme.math": math}, "workflow": workflow}));
+    let run = common::run_file(&local, &[]);
+    assert_eq!((run.code, run.stdout.trim()), (0, "30"), "{}", run.stderr);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime
+        .block_on(FleetClient::connect(&fleet.redis.url()))
+        .unwrap();
+    let id = runtime
+        .block_on(client.submit(&workflow, "wfhost"))
+        .unwrap();
+    let outcome = runtime
+        .block_on(client.wait(&id, Some(Duration::from_secs(30))))
+        .unwrap();
+    assert_eq!(outcome, Some(FleetOutcome::Succeeded(json!(30))));
+    assert_eq!(fleet.redis.number(&["LLEN", "celery"]), 0, "sent elsewhere");
+}

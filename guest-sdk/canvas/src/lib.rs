@@ -27,6 +27,7 @@
 
 mod accumulate;
 mod builder;
+pub mod name;
 mod options;
 
 pub use accumulate::{
@@ -34,10 +35,7 @@ pub use accumulate::{
 };
 pub use builder::{chain, chord, group, sig};
 
-/// The plugin part of a task name `A.B` (split at the last dot), if any.
-pub fn plugin_of(task: &str) -> Option<&str> {
-    task.rsplit_once('.').map(|(plugin, _)| plugin)
-}
+pub use name::plugin_of;
 pub use options::{Expires, Limit, RetryBackoff, StepOptions};
 
 use serde::{Deserialize, Serialize};
@@ -112,9 +110,7 @@ impl Signature {
 
     /// The task part of the task name (`add` for `math.add`).
     pub fn task_name(&self) -> &str {
-        self.task
-            .rsplit_once('.')
-            .map_or(&self.task, |(_, task)| task)
+        name::task_of(&self.task)
     }
 }
 

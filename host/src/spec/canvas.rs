@@ -149,9 +149,10 @@ pub fn whole_callbacks(given: &Value, at: &JsonPath, what: &str) -> Result<StepO
 
 /// A task name, which must be `plugin.task`.
 pub fn checked_task_name<'a>(task: &'a str, at: &JsonPath) -> Result<&'a str, SpecIssue> {
-    match task.rsplit_once('.') {
-        Some((plugin, name)) if !plugin.is_empty() && !name.is_empty() => Ok(task),
-        _ => Err(SpecIssue::new(
+    crate::names::check(task).map_err(|err| SpecIssue::new(at, format!("a task name {err}")))?;
+    match wfhost_canvas::name::split(task) {
+        Some(_) => Ok(task),
+        None => Err(SpecIssue::new(
             at,
             format!("task `{task}` must be named `plugin.task` (e.g. `math.add`)"),
         )),

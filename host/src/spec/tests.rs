@@ -334,3 +334,39 @@ fn a_submission_reports_every_unsupported_option_at_once() {
         "{text}"
     );
 }
+
+/// Security probe, findings 4 and 5: every name a chain file gives — its
+/// id, tenant, plugins and tasks — is at most 255 bytes and printable, and
+/// the refusal names the JSON path.
+#[test]
+fn names_are_bounded_and_printable() {
+    let long = "x".repeat(crate::names::MAX_NAME_BYTES + 1);
+    let add = json!([{"task": "math.add", "args": [1, 2]}]);
+    let cases = [
+        (
+            json!({"id": long, "plugins": {"math": "m.wasm"}, "workflow": add}),
+            "$.id",
+            "bytes long",
+        ),
+        (
+            json!({"tenant": "a\u{1b}[2J", "plugins": {"math": "m.wasm"}, "workflow": add}),
+            "$.tenant",
+            "control character",
+        ),
+        (
+            json!({"plugins": {"ma\nth": "m.wasm"}, "workflow": add}),
+            "$.plugins",
+            "control character",
+        ),
+        (
+            json!({"plugins": {"math": "m.wasm"},
+                   "workflow": [{"task": format!("math.{long}"), "args": []}]}),
+            "$.workflow[0].task",
+            "bytes long",
+        ),
+    ];
+    for (document, at, needle) in cases {
+        let said = issue(document).to_string();
+        assert!(said.contains(at) && said.contains(needle), "{said}");
+    }
+}

@@ -55,7 +55,7 @@ impl Routing {
         if let Some(queue) = explicit.filter(|q| !q.is_empty()) {
             return queue.to_string();
         }
-        let plugin = task.split_once('.').map_or(task, |(plugin, _)| plugin);
+        let plugin = wfhost_canvas::name::plugin_of(task).unwrap_or(task);
         // Celery's built-ins are served by every worker, as by Celery's.
         let builtin = [super::ACCUMULATE, MAP, STARMAP, CHUNKS].contains(&task);
         let served = builtin || self.served.iter().any(|name| name == plugin);

@@ -258,7 +258,7 @@ async fn attempt(
     args: &[Value],
     kwargs: &Map<String, Value>,
 ) -> Option<Attempt> {
-    let (plugin_name, task_name) = task.split_once('.').unwrap_or(("", task));
+    let (plugin_name, task_name) = wfhost_canvas::name::split(task).unwrap_or(("", task));
     let plugin = shared
         .plugins
         .get(plugin_name)
