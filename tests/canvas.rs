@@ -325,6 +325,49 @@ fn a_chord_errback_runs_when_its_header_fails() {
     );
 }
 
+/// A chord nested in a chord's header fails: the errback given to the
+/// outer chord runs once (issue "One canvas, two drivers"). This is the
+/// JSON Celery 5.7's client writes for Celery's own integration test
+/// (`chord_outer.link_error(errback)`, the inner chord in a group): the
+/// errback lands on both bodies, and Celery's worker calls it once.
+#[test]
+fn a_nested_chords_failure_calls_the_outer_errback_once() {
+    let sig = |task: &str, args: Value, options: Value| {
+        json!({"task": task, "args": args, "kwargs": {}, "options": options,
+               "subtask_type": null, "immutable": true})
+    };
+    let errback = sig("testkit.echo", json!(["errback"]), json!({}));
+    let with_errback = json!({"link_error": [errback]});
+    let celery_chord = |header: Value, body: Value| {
+        json!({"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord",
+               "immutable": false, "kwargs": {"kwargs": {}, "header": header, "body": body}})
+    };
+    let inner = celery_chord(
+        json!([
+            sig("testkit.echo", json!(["t1"]), json!({})),
+            sig("testkit.fail", json!(["inner"]), json!({})),
+        ]),
+        sig("testkit.echo", json!(["t2 (body)"]), with_errback.clone()),
+    );
+    let outer = celery_chord(
+        json!([sig("testkit.echo", json!(["t3"]), json!({})), inner]),
+        sig("testkit.echo", json!(["body"]), with_errback),
+    );
+    let run = run_workflow(outer, &["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    let errbacks: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["args"] == json!(["errback"]))
+        .map(|step| step["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(errbacks, ["0.1.body.link_error.0"], "{report}");
+    assert_eq!(run.step("0.body")["status"], "skipped");
+    assert_eq!(run.step("0.1.body")["status"], "skipped");
+}
+
 /// A one-member group is its member as a step of a chain, and a list of
 /// one where it stands alone, as in Celery.
 #[test]

@@ -34,9 +34,18 @@ impl Run<'_> {
     /// carries its errbacks on each of its steps (`Canvas::link_error`);
     /// those of its first step are the body's. A cancelled or expired member
     /// did not fail, and calls none.
+    ///
+    /// When the failure came up through a chord nested in the header, that
+    /// chord's body ran its errbacks already, and an errback of this body
+    /// that is the same signature does not run again. Celery's
+    /// `chord.link_error` writes the errback into nested chords' bodies
+    /// too, and Celery's worker calls it once, from the nested chord (the
+    /// outer chord never hears of the failure); here the outer chord ends,
+    /// and the errback still runs once.
     pub(super) async fn header_failed(
         &self,
         chord: &StepId,
+        header: &[Vec<Node>],
         body: &[Node],
         error: &WorkflowError,
     ) -> Result<(), StoreError> {
@@ -50,6 +59,8 @@ impl Run<'_> {
         if errbacks.is_empty() {
             return Ok(());
         }
+        let mut ran = Vec::new();
+        errbacks_ran_on_the_way(header, &error.step, &mut ran);
         let body_record = StepRecord::new(
             &first.id.to_string(),
             Some(chord.to_string()),
@@ -62,8 +73,13 @@ impl Run<'_> {
             format!("chord member {} failed: {}", error.step, error.message),
         );
         let record = body_record.error_record(&self.identity.id, &failure);
-        self.callbacks(&first.id, StepId::link_error, errbacks, &record)
-            .await
+        for (index, errback) in errbacks.iter().enumerate() {
+            if !ran.contains(&errback) {
+                let id = StepId::link_error(&first.id, index);
+                self.callback(id, &first.id, errback, &record).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs one callback as a durable step of its own, once: a callback an
@@ -113,5 +129,29 @@ impl Run<'_> {
         self.commit(&[&record], event, None).await?;
         self.observer.step_finished(&record);
         Ok(())
+    }
+}
+
+/// The errbacks that chords nested in `nodes` ran for a failure of step
+/// `failed` in their headers: each such chord's body's (see
+/// [`Run::header_failed`]), inner chords' included.
+fn errbacks_ran_on_the_way<'n>(nodes: &'n [Vec<Node>], failed: &str, ran: &mut Vec<&'n Signature>) {
+    for node in nodes.iter().flatten() {
+        match node {
+            Node::Step(_) => {}
+            Node::Group { id, members } if id.holds(failed) => {
+                errbacks_ran_on_the_way(members, failed, ran);
+            }
+            Node::Chord { body, .. } if node.id().body().holds(failed) => {
+                errbacks_ran_on_the_way(std::slice::from_ref(body), failed, ran);
+            }
+            Node::Chord { id, header, body } if id.holds(failed) => {
+                if let Some(first) = plan::steps(body).into_iter().next() {
+                    ran.extend(&first.signature.options.link_error);
+                }
+                errbacks_ran_on_the_way(header, failed, ran);
+            }
+            Node::Group { .. } | Node::Chord { .. } => {}
+        }
     }
 }

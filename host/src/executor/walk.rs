@@ -150,7 +150,7 @@ impl Run<'_> {
                             }
                             Err(error) => {
                                 self.skip(&[body]).await?;
-                                self.header_failed(id, body, &error).await?;
+                                self.header_failed(id, header, body, &error).await?;
                                 Err(error)
                             }
                         }

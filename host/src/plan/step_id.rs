@@ -50,6 +50,13 @@ impl StepId {
         StepId(format!("{}.link_error.{index}", self.0))
     }
 
+    /// Whether `other` is this node or lies inside it.
+    pub fn holds(&self, other: &str) -> bool {
+        other
+            .strip_prefix(self.0.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    }
+
     /// How deep the id is nested: 0 for a top-level element.
     pub fn depth(&self) -> usize {
         depth(&self.0)
