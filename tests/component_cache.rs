@@ -52,6 +52,8 @@ async fn a_compiled_component_is_stored_once_and_reused() {
     load_and_add(dir.path()).await;
     let first = entries(dir.path());
     assert_eq!(first.len(), 1, "one entry for one component: {first:?}");
+    // Used over a minute ago (a use within the minute leaves the time).
+    age_entries(dir.path());
     let written = std::fs::metadata(&first[0]).unwrap();
 
     load_and_add(dir.path()).await;
@@ -212,9 +214,22 @@ fn wfhost_with_cache(cache: &Path, cap: Option<u64>, args: &[&str]) -> Run {
     run
 }
 
+/// Moves every entry's last use five minutes back, keeping their order: an
+/// entry's time says when it was used to the minute, and these tests use
+/// them within seconds.
+fn age_entries(dir: &Path) {
+    for entry in entries(dir) {
+        let file = std::fs::File::options().write(true).open(&entry).unwrap();
+        let used = file.metadata().unwrap().modified().unwrap();
+        file.set_modified(used - std::time::Duration::from_secs(300))
+            .unwrap();
+    }
+}
+
 /// Compiles `plugin` into the cache (through `wfhost inspect`), and the
 /// entry it made or used.
 fn use_plugin(cache: &Path, cap: Option<u64>, name: &str) -> PathBuf {
+    age_entries(cache);
     let before = entries(cache);
     wfhost_with_cache(cache, cap, &["inspect", plugin(name).to_str().unwrap()]);
     let after = entries(cache);

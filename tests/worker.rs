@@ -887,6 +887,7 @@ fn unreadable_and_oversized_messages_are_set_aside_at_once() {
     };
     let alone = (0..5).map(|_| timed(&mut redis, 0)).min().unwrap();
     let behind = (0..3).map(|_| timed(&mut redis, 30)).min().unwrap();
+    println!("a good task alone: {alone:?}; behind 30 unreadable messages: {behind:?}");
     assert!(
         behind < alone + Duration::from_millis(100),
         "30 unreadable messages cost a good task {:?} ({behind:?} against {alone:?})",

@@ -189,14 +189,20 @@ impl ComponentCache {
         };
         let path = self.entry_path(engine, component_sha256);
         if let Some(component) = read_entry(engine, &path, &secret) {
-            // An entry's modification time is when it was last used: the
-            // cap removes the entries used longest ago. (Setting it moves
-            // the change time, so the stamp is made again after.)
-            let _ = std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|file| file.set_modified(std::time::SystemTime::now()));
-            let _ = stamp(&secret, &path);
+            // An entry's modification time is when it was last used, to
+            // the minute: the cap removes the entries used longest ago.
+            // (Setting it moves the change time, so the stamp is made
+            // again after; within the minute both are left as they are.)
+            let used_lately = std::fs::metadata(&path)
+                .and_then(|file| file.modified())
+                .is_ok_and(|used| used.elapsed().is_ok_and(|age| age < USED_TO_THE));
+            if !used_lately {
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+                let _ = stamp(&secret, &path);
+            }
             return Ok(component);
         }
         let component = Component::new(engine, bytes)?;
@@ -287,6 +293,9 @@ fn make_key(dir: &Path, path: &Path) -> std::io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// How precisely an entry's modification time says when it was last used.
+const USED_TO_THE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How old a writer's temporary file must be to be taken for abandoned.
 const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
