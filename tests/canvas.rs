@@ -536,21 +536,10 @@ fn celery_and_wfhost_agree_on_random_canvases() {
     }
     const CANVASES: usize = 500;
     let seed = std::env::var("WFHOST_DIFFERENTIAL_SEED").unwrap_or_else(|_| "7".into());
-    let script = repo_root().join("tests/fixtures/celery/differential.py");
-    let made = std::process::Command::new("python3")
-        .arg(&script)
-        .args([&CANVASES.to_string(), &seed])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let cases = common::random_celery_canvases(CANVASES, &seed);
     let dir = tempfile::tempdir().unwrap();
     let (mut passed, mut failing, mut callbacks, mut failed) = (0, 0, 0, Vec::new());
-    for (index, line) in String::from_utf8_lossy(&made.stdout).lines().enumerate() {
-        let case: Value = serde_json::from_str(line).unwrap();
+    for (index, case) in cases.iter().enumerate() {
         let chain = dir.path().join("chain.json");
         let document = json!({"plugins": {"math": plugin("math")}, "workflow": case["workflow"]});
         std::fs::write(&chain, document.to_string()).unwrap();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod fleet;
 pub mod redis;
 
 use std::path::{Path, PathBuf};
@@ -510,4 +511,24 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `count` random canvases that the real Celery library makes with `seed`
+/// (tests/fixtures/celery/differential.py), each with what Celery computes
+/// for it: `{"workflow", "expected" | "fails", "callbacks"}`.
+pub fn random_celery_canvases(count: usize, seed: &str) -> Vec<Value> {
+    let made = Command::new("python3")
+        .arg(repo_root().join("tests/fixtures/celery/differential.py"))
+        .args([&count.to_string(), seed])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8_lossy(&made.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
