@@ -32,10 +32,6 @@ const CALLBACK: i64 = 1_000_000_000_000;
 /// (Seed 7: another seed may show others.)
 const KNOWN: &[(&str, &str)] = &[
     (
-        "fixture chain_ending_in_group",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
         "seed 7 #006",
         "the fleet stores no result under the workflow's id",
     ),
@@ -56,14 +52,6 @@ const KNOWN: &[(&str, &str)] = &[
         "the fleet stores no result under the workflow's id",
     ),
     (
-        "seed 7 #111",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #154",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
         "seed 7 #158",
         "the fleet stores no result under the workflow's id",
     ),
@@ -77,10 +65,6 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "seed 7 #170",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #176",
         "the fleet stores no result under the workflow's id",
     ),
 ];

@@ -778,9 +778,23 @@ pub(super) fn final_task_mut(sig: &mut Value) -> Option<&mut Value> {
 
 /// A canvas whose result one task holds: a group becomes a chord whose
 /// body, `celery.accumulate`, returns the members' results as one list
-/// (what Celery's `Task.replace` does with a group); any other canvas is
-/// itself.
-pub(super) fn one_result(sig: Value) -> Value {
+/// (what Celery's `Task.replace` does with a group), and so does a group
+/// that ends a chain or is a chord's body, where `wfhost run` gives the
+/// list as the canvas's result too; any other canvas is itself.
+pub(super) fn one_result(mut sig: Value) -> Value {
+    let last = match kind(&sig) {
+        "chain" => sig
+            .pointer_mut("/kwargs/tasks")
+            .and_then(Value::as_array_mut)
+            .and_then(|tasks| tasks.last_mut()),
+        "chord" => sig
+            .pointer_mut("/kwargs/body")
+            .filter(|body| body.is_object()),
+        _ => None,
+    };
+    if let Some(last) = last {
+        *last = one_result(last.take());
+    }
     if kind(&sig) != "group" {
         return sig;
     }
