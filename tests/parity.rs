@@ -32,27 +32,11 @@ const CALLBACK: i64 = 1_000_000_000_000;
 /// (Seed 7: another seed may show others.)
 const KNOWN: &[(&str, &str)] = &[
     (
-        "seed 7 #006",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #010",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
         "seed 7 #075",
         "the fleet stores no result under the workflow's id",
     ),
     (
-        "seed 7 #082",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
         "seed 7 #100",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #158",
         "the fleet stores no result under the workflow's id",
     ),
     (
@@ -70,8 +54,9 @@ const KNOWN: &[(&str, &str)] = &[
 ];
 
 /// Shapes the fleet does not serve yet (docs/worker.md, "Limits"): a chord
-/// whose header holds a group or a chord (a group of groups too: a fleet
-/// is sent a group as a chord), and chunks sent as the workflow. Canvases
+/// whose header holds a group or a chord, or a chain ending in one (a group
+/// of groups too: a fleet is sent a group as a chord), and chunks sent as
+/// the workflow. Canvases
 /// of these shapes are not compared, only counted, but for `CANARIES`,
 /// which must still fail to finish on the fleet: when the worker serves
 /// them, the test says so.
@@ -83,10 +68,7 @@ fn unserved_shape(canvas: &Value) -> Option<&'static str> {
             Some("celery.group") => node["kwargs"]["tasks"].as_array(),
             _ => None,
         };
-        let nested = members
-            .into_iter()
-            .flatten()
-            .any(|member| member["task"] == "celery.group" || member["task"] == "celery.chord");
+        let nested = members.into_iter().flatten().any(ends_in_many);
         if nested {
             found = Some("a group or chord in a chord's header");
         }
@@ -95,6 +77,19 @@ fn unserved_shape(canvas: &Value) -> Option<&'static str> {
         }
     });
     found
+}
+
+/// Whether the result of `member` is a group's or a chord's: it is one,
+/// or a chain that ends in one.
+fn ends_in_many(member: &Value) -> bool {
+    match member["task"].as_str() {
+        Some("celery.group" | "celery.chord") => true,
+        Some("celery.chain") => member["kwargs"]["tasks"]
+            .as_array()
+            .and_then(|tasks| tasks.last())
+            .is_some_and(ends_in_many),
+        _ => false,
+    }
 }
 
 /// Canvases of an unserved shape that are run anyway, to see it still is.
@@ -275,6 +270,9 @@ fn canvases_run_the_same_on_both_drivers() {
     for (name, workflow) in &canvases {
         if let Some(shape) = unserved_shape(workflow) {
             unserved += 1;
+            if known.contains_key(name.as_str()) {
+                now_agree.push(format!("{name} (not compared: {shape})"));
+            }
             if CANARIES.contains(&name.as_str()) {
                 let remote = run_on_fleet(&runtime, &client, &fleet, &mut redis, workflow);
                 if !matches!(remote.outcome, Outcome::Refused(_)) {
@@ -309,7 +307,7 @@ fn canvases_run_the_same_on_both_drivers() {
     assert!(callbacks > 0, "no callback ran: the test compares none");
     assert!(
         now_agree.is_empty(),
-        "these agree now: take them off KNOWN: {now_agree:?}"
+        "take these off KNOWN (they agree now, or are not compared): {now_agree:?}"
     );
     assert!(
         differ.is_empty(),
