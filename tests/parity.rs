@@ -32,19 +32,7 @@ const CALLBACK: i64 = 1_000_000_000_000;
 /// (Seed 7: another seed may show others.)
 const KNOWN: &[(&str, &str)] = &[
     (
-        "seed 7 #075",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
         "seed 7 #100",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #160",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #162",
         "the fleet stores no result under the workflow's id",
     ),
     (

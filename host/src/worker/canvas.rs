@@ -285,8 +285,16 @@ impl Sender<'_> {
                         set_option(last, "chord", chord.clone());
                     }
                 }
-                // What comes after the chain runs after its last step.
-                let mut chain = apply.chain.clone().unwrap_or_default();
+                // What comes after the chain runs after its last step: what
+                // the caller sends it with, else what the chain carries (a
+                // chord's body that is a chain carries the rest of the
+                // chord's chain in its options, as a task body does).
+                let mut chain = apply.chain.clone().unwrap_or_else(|| {
+                    signature_list(opts.get("chain"))
+                        .iter()
+                        .filter_map(raw)
+                        .collect()
+                });
                 chain.extend(own.iter().filter_map(raw));
                 let (group, chord) = if rest.is_empty() {
                     (apply.group.clone(), apply.chord.clone())
@@ -934,6 +942,49 @@ mod tests {
         assert_eq!(next.chain.len(), 1, "the rest of the chain rides along");
         assert_eq!(next.routing_key, "celery", "tasks.add is not served here");
         assert_eq!(out.children, std::slice::from_ref(&next.id));
+    }
+
+    /// A chord whose body is a chain, itself a step of a chain: once the
+    /// header is done, the body's first task goes out carrying the body's
+    /// later steps and then the rest of the outer chain, which the body
+    /// holds in its options (it was lost, and the workflow stopped after
+    /// the body; seed 7 #075 of tests/parity.rs).
+    #[test]
+    fn a_chain_goes_on_after_a_chord_whose_body_is_a_chain() {
+        let step = |task: &str, args: Value| {
+            json!({"task": task, "args": args, "kwargs": {}, "options": {},
+                   "subtask_type": null, "immutable": false})
+        };
+        let later = step("math.mul", json!([10]));
+        let mut body = json!({"task": "celery.chain", "args": [], "subtask_type": "chain",
+            "kwargs": {"tasks": [step("math.xsum", json!([])), step("math.add", json!([1]))]},
+            "options": {}, "immutable": false});
+        set_option(&mut body, "chain", json!([later]));
+        let part = ChordPart {
+            group: "g".into(),
+            task_id: "member".into(),
+            index: Some(0),
+            state: State::Success,
+            result: json!(2),
+            body,
+            parent_id: "member".into(),
+            root_id: Some("root".into()),
+        };
+        let routing = routing();
+        let results = [("member".to_string(), State::Success, json!(2))];
+        let sent = pushed(&sender(&routing).chord_complete(&part, &results));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].task, "math.xsum");
+        let rest: Vec<Value> = sent[0]
+            .chain
+            .iter()
+            .map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap()["task"].clone())
+            .collect();
+        assert_eq!(
+            rest,
+            [json!("math.mul"), json!("math.add")],
+            "stored last first"
+        );
     }
 
     /// `task.chunks(it, n)` where a worker sends it (a callback, a later
