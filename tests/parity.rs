@@ -30,16 +30,10 @@ const CALLBACK: i64 = 1_000_000_000_000;
 /// Canvases the drivers still run differently, by name, with why: the
 /// work of issue "One canvas, two drivers" that is not done yet.
 /// (Seed 7: another seed may show others.)
-const KNOWN: &[(&str, &str)] = &[
-    (
-        "seed 7 #100",
-        "the fleet stores no result under the workflow's id",
-    ),
-    (
-        "seed 7 #170",
-        "the fleet stores no result under the workflow's id",
-    ),
-];
+const KNOWN: &[(&str, &str)] = &[(
+    "seed 7 #170",
+    "the fleet stores no result under the workflow's id",
+)];
 
 /// Shapes the fleet does not serve yet (docs/worker.md, "Limits"): a chord
 /// whose header holds a group or a chord, or a chain ending in one (a group

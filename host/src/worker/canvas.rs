@@ -96,6 +96,23 @@ struct Apply {
     group: Option<(String, Option<u64>)>,
 }
 
+impl Apply {
+    /// What runs after the canvas whose options are `opts`: the chain its
+    /// caller sends it with, else the one it carries itself — a chord's
+    /// body that is a chain or a chord carries the rest of the outer chain
+    /// in its options, as a task body does, and is sent on its own when
+    /// the header is done.
+    fn rest_of_chain(&self, opts: &Map<String, Value>) -> Option<Vec<Box<RawValue>>> {
+        self.chain.clone().or_else(|| {
+            let own: Vec<Box<RawValue>> = signature_list(opts.get("chain"))
+                .iter()
+                .filter_map(raw)
+                .collect();
+            (!own.is_empty()).then_some(own)
+        })
+    }
+}
+
 fn options(sig: &Value) -> Map<String, Value> {
     sig.get("options")
         .and_then(Value::as_object)
@@ -239,8 +256,8 @@ impl Sender<'_> {
                     .and_then(Value::as_str)
                     .map_or_else(new_uuid, str::to_string);
                 set_option(&mut body, "group_id", json!(group_id));
-                if let Some(chain) = &apply.chain {
-                    set_option(&mut body, "chain", parsed(chain));
+                if let Some(chain) = apply.rest_of_chain(&opts) {
+                    set_option(&mut body, "chain", parsed(&chain));
                 }
                 let header_members = members(&header);
                 if header_members.is_empty() {
@@ -285,16 +302,8 @@ impl Sender<'_> {
                         set_option(last, "chord", chord.clone());
                     }
                 }
-                // What comes after the chain runs after its last step: what
-                // the caller sends it with, else what the chain carries (a
-                // chord's body that is a chain carries the rest of the
-                // chord's chain in its options, as a task body does).
-                let mut chain = apply.chain.clone().unwrap_or_else(|| {
-                    signature_list(opts.get("chain"))
-                        .iter()
-                        .filter_map(raw)
-                        .collect()
-                });
+                // What comes after the chain runs after its last step.
+                let mut chain = apply.rest_of_chain(&opts).unwrap_or_default();
                 chain.extend(own.iter().filter_map(raw));
                 let (group, chord) = if rest.is_empty() {
                     (apply.group.clone(), apply.chord.clone())
@@ -944,6 +953,23 @@ mod tests {
         assert_eq!(out.children, std::slice::from_ref(&next.id));
     }
 
+    /// What a one-member chord with `body` sends once its member returned 2.
+    fn body_sent(body: Value) -> Vec<TaskMessage> {
+        let part = ChordPart {
+            group: "g".into(),
+            task_id: "member".into(),
+            index: Some(0),
+            state: State::Success,
+            result: json!(2),
+            body,
+            parent_id: "member".into(),
+            root_id: Some("root".into()),
+        };
+        let routing = routing();
+        let results = [("member".to_string(), State::Success, json!(2))];
+        pushed(&sender(&routing).chord_complete(&part, &results))
+    }
+
     /// A chord whose body is a chain, itself a step of a chain: once the
     /// header is done, the body's first task goes out carrying the body's
     /// later steps and then the rest of the outer chain, which the body
@@ -960,19 +986,7 @@ mod tests {
             "kwargs": {"tasks": [step("math.xsum", json!([])), step("math.add", json!([1]))]},
             "options": {}, "immutable": false});
         set_option(&mut body, "chain", json!([later]));
-        let part = ChordPart {
-            group: "g".into(),
-            task_id: "member".into(),
-            index: Some(0),
-            state: State::Success,
-            result: json!(2),
-            body,
-            parent_id: "member".into(),
-            root_id: Some("root".into()),
-        };
-        let routing = routing();
-        let results = [("member".to_string(), State::Success, json!(2))];
-        let sent = pushed(&sender(&routing).chord_complete(&part, &results));
+        let sent = body_sent(body);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].task, "math.xsum");
         let rest: Vec<Value> = sent[0]
@@ -985,6 +999,26 @@ mod tests {
             [json!("math.mul"), json!("math.add")],
             "stored last first"
         );
+    }
+
+    /// The same for a chord whose body is a chord: the inner chord's body
+    /// goes on with the rest of the outer chain (seed 7 #100).
+    #[test]
+    fn a_chain_goes_on_after_a_chord_whose_body_is_a_chord() {
+        let step = |task: &str, args: Value| {
+            json!({"task": task, "args": args, "kwargs": {}, "options": {},
+                   "subtask_type": null, "immutable": false})
+        };
+        let mut body = json!({"task": "celery.chord", "args": [], "subtask_type": "chord",
+            "kwargs": {"header": [step("math.xsum", json!([]))], "kwargs": {},
+                       "body": step("math.add", json!([1]))},
+            "options": {}, "immutable": false});
+        set_option(&mut body, "chain", json!([step("math.mul", json!([10]))]));
+        let sent = body_sent(body);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].task, "math.xsum");
+        let inner_body = sent[0].chord.as_ref().expect("the inner chord's body");
+        assert_eq!(inner_body["options"]["chain"][0]["task"], "math.mul");
     }
 
     /// `task.chunks(it, n)` where a worker sends it (a callback, a later
