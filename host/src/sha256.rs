@@ -12,6 +12,13 @@ pub fn is_hex(text: &str) -> bool {
     text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// Whether two digests (or keyed hashes) are equal, compared without
+/// stopping at the first difference, so that the time taken says nothing
+/// about how much of one was right.
+pub fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

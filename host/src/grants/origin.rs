@@ -318,7 +318,6 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Whether `path` has a `.` or `..` segment, plainly or percent-encoded.
 /// `path` percent-decoded, when every server reads it as the same path:
 /// not when it holds an encoded `/` or `\`, a `\` at all, a dot segment
 /// (encoded or not), an encoded `%` (read twice, it is any of these), a
@@ -350,6 +349,7 @@ fn plain_path(path: &str) -> Option<String> {
     (!has_dot_segment(&decoded)).then_some(decoded)
 }
 
+/// Whether `path` has a `.` or `..` segment, plainly or percent-encoded.
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");

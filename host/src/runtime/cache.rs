@@ -346,7 +346,7 @@ fn entry_is_sound(path: &Path, secret: &[u8; 32]) -> std::io::Result<bool> {
     file.read_exact(&mut trailer)?;
     let (sealed, magic) = trailer.split_at(SEAL_LEN);
     // Compared in constant time, as a MAC is.
-    Ok(magic == TRAILER_MAGIC && equal_in_constant_time(sealed, &expected))
+    Ok(magic == TRAILER_MAGIC && crate::sha256::equal_in_constant_time(sealed, &expected))
 }
 
 /// The file beside an entry that says it was verified whole: a seal of
@@ -391,11 +391,8 @@ fn is_stamped(secret: &[u8; 32], path: &Path) -> bool {
     ) else {
         return false;
     };
-    file.is_file() && equal_in_constant_time(&stamped, &stamp_of(secret, path, &file))
-}
-
-fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    file.is_file()
+        && crate::sha256::equal_in_constant_time(&stamped, &stamp_of(secret, path, &file))
 }
 
 fn read_entry(engine: &Engine, path: &Path, secret: &[u8; 32]) -> Option<Component> {

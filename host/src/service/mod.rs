@@ -236,6 +236,23 @@ impl Service {
             })
     }
 
+    /// The workflow a chain file's JSON submits for `tenant`, and the
+    /// identity it runs under (a new id when the file names none), once
+    /// the tenant has room for it in the state file.
+    fn submitted(
+        &self,
+        tenant: &Tenant,
+        body: &str,
+    ) -> Result<(WorkflowSpec, RunIdentity), ServiceError> {
+        let spec = tenant_spec(tenant, body)?;
+        self.storage.check(self.host.store(), tenant)?;
+        let identity = RunIdentity {
+            id: spec.id.clone().unwrap_or_else(new_workflow_id),
+            tenant: tenant.name.clone(),
+        };
+        Ok((spec, identity))
+    }
+
     /// Admits a workflow (a chain file's JSON) for `tenant` and starts it.
     /// Returns its row, and whether it started now (`false`: the id ran
     /// before, or runs now, and this is its row).
@@ -244,8 +261,7 @@ impl Service {
         tenant: &Tenant,
         body: &str,
     ) -> Result<(WorkflowRow, bool), ServiceError> {
-        let (spec, identity) = submitted(tenant, body)?;
-        self.storage.check(self.host.store(), tenant)?;
+        let (spec, identity) = self.submitted(tenant, body)?;
         self.begin(tenant, identity, Intent::Start(spec), true)
             .await
     }
@@ -262,8 +278,7 @@ impl Service {
         body: &str,
         wait: std::time::Duration,
     ) -> Result<WorkflowReport, ServiceError> {
-        let (spec, identity) = submitted(tenant, body)?;
-        self.storage.check(self.host.store(), tenant)?;
+        let (spec, identity) = self.submitted(tenant, body)?;
         let deadline = tokio::time::Instant::now() + wait;
         // Listening before it starts: its end is not missed.
         let mut ended = self.ended.subscribe();
@@ -667,17 +682,6 @@ impl Observer for Observed {
 
 fn not_found(id: &str) -> ServiceError {
     ServiceError::new(ErrorKind::NotFound, format!("no workflow `{id}`"))
-}
-
-/// The workflow a chain file's JSON submits for `tenant`, and the identity
-/// it runs under (a new id when the file names none).
-fn submitted(tenant: &Tenant, body: &str) -> Result<(WorkflowSpec, RunIdentity), ServiceError> {
-    let spec = tenant_spec(tenant, body)?;
-    let identity = RunIdentity {
-        id: spec.id.clone().unwrap_or_else(new_workflow_id),
-        tenant: tenant.name.clone(),
-    };
-    Ok((spec, identity))
 }
 
 /// Waits until `ended` says that this process's run of `identity` ended,

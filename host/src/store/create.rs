@@ -22,10 +22,7 @@ pub(super) fn create(path: &Path, durability: Durability) -> Result<Store, Store
         path: path.to_path_buf(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -76,14 +73,18 @@ fn making_prefix(path: &Path) -> String {
     format!(".{name}.making-")
 }
 
+/// The folder the database at `path` lies in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Makes the file this process makes the database for `path` in: a new
 /// hidden file beside it, `<prefix><pid>-<random>`, created exclusively
 /// (never one that was there) and readable by its owner alone.
 fn make_exclusive(path: &Path) -> std::io::Result<(File, PathBuf)> {
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let prefix = format!("{}{}-", making_prefix(path), std::process::id());
     let made = tempfile::Builder::new()
         .prefix(&prefix)
@@ -98,10 +99,7 @@ fn make_exclusive(path: &Path) -> std::io::Result<(File, PathBuf)> {
 /// that did. The files of a process still alive are its own to finish.
 pub(super) fn remove_abandoned(path: &Path) {
     let prefix = making_prefix(path);
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -238,11 +238,11 @@ impl Broker {
     /// Waits until `key` holds a message or `timeout` passes, taking
     /// nothing (`BLMOVE key key RIGHT RIGHT` is a no-op rotation).
     ///
-    /// The rotation hands the worker the message it rotates: returns its
-    /// size (0 for none), so that a large one's memory is given back. It
-    /// is taken as bytes, whatever they are: what is not UTF-8 is the
-    /// claim's to set aside.
-    pub async fn wait(&self, key: &str, timeout: Duration) -> Result<usize, WorkerError> {
+    /// The rotation hands the worker the message it rotates, taken as
+    /// bytes whatever they are (what is not UTF-8 is the claim's to set
+    /// aside); after a large one the connection is dropped, its read
+    /// buffer with it, and the memory given back.
+    pub async fn wait(&self, key: &str, timeout: Duration) -> Result<(), WorkerError> {
         let held = crate::lock::lock(&self.waiter).clone();
         let mut waiter = match held {
             Some(waiter) => waiter,
@@ -268,8 +268,9 @@ impl Broker {
             .map_err(redis_error("wait for a message"))?;
         if rotated >= crate::memory::LARGE_MESSAGE_BYTES {
             *crate::lock::lock(&self.waiter) = None;
+            crate::memory::release();
         }
-        Ok(rotated)
+        Ok(())
     }
 
     /// Renews the lease of the claim `tag`; false once it is lost.

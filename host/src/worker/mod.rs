@@ -280,16 +280,12 @@ impl Worker {
                     }
                 }
                 tokio::select! {
-                    waited = shared.broker.wait(&wake_key, WAIT) => match waited {
-                        Ok(rotated) if rotated >= crate::memory::LARGE_MESSAGE_BYTES => {
-                            crate::memory::release();
-                        }
-                        Ok(_) => {}
-                        Err(err) => {
+                    waited = shared.broker.wait(&wake_key, WAIT) => {
+                        if let Err(err) = waited {
                             tracing::warn!(error = %err, "waiting for messages failed");
                             tokio::time::sleep(WAIT).await;
                         }
-                    },
+                    }
                     _ = &mut stop => break 'taking Ok(()),
                 }
             }
