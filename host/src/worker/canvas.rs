@@ -7,7 +7,7 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use wfhost_canvas::{CHUNKS, STARMAP};
+use wfhost_canvas::{CHUNKS, MAP, STARMAP};
 
 use super::message::{Outgoing, TaskMessage, new_uuid};
 use super::meta::{Exception, Meta, State, group_key, task_key};
@@ -97,6 +97,28 @@ struct Apply {
 }
 
 impl Apply {
+    /// The group (and index) and the chord that a canvas whose options are
+    /// `opts` is a member of: the caller's, else what its options carry (a
+    /// chord's body, a chain's last step, a chord that is a header member
+    /// and is sent later, by the step before it).
+    fn membership(
+        &self,
+        opts: &Map<String, Value>,
+    ) -> (Option<(String, Option<u64>)>, Option<Value>) {
+        let group = self.group.clone().or_else(|| {
+            let group = opts.get("group_id").and_then(Value::as_str)?;
+            Some((
+                group.to_string(),
+                opts.get("group_index").and_then(Value::as_u64),
+            ))
+        });
+        let chord = self
+            .chord
+            .clone()
+            .or_else(|| opts.get("chord").filter(|c| c.is_object()).cloned());
+        (group, chord)
+    }
+
     /// What runs after the canvas whose options are `opts`: the chain its
     /// caller sends it with, else the one it carries itself — a chord's
     /// body that is a chain or a chord carries the rest of the outer chain
@@ -199,6 +221,33 @@ pub(super) fn set_option(sig: &mut Value, name: &str, value: Value) {
     }
 }
 
+/// Appends `items` to a signature's list option `name` (Celery's
+/// `extend_list_option`).
+fn extend_list_option(sig: &mut Value, name: &str, items: &[Value]) {
+    if items.is_empty() {
+        return;
+    }
+    let mut list = signature_list(sig.get("options").and_then(|o| o.get(name)));
+    list.extend(items.iter().cloned());
+    set_option(sig, name, Value::Array(list));
+}
+
+/// Links `errbacks` to a canvas (Celery's `link_error`): into its
+/// options, from which each kind passes them on when it is sent. A group
+/// made into a chord for its one result ([`Sender::one_result`]) keeps
+/// them on the group, where its members find them, as for the group it
+/// was.
+fn link_error(sig: &mut Value, errbacks: &[Value]) {
+    let accumulated = kind(sig) == "chord"
+        && sig.pointer("/kwargs/body/task").and_then(Value::as_str) == Some(super::ACCUMULATE);
+    match sig.pointer_mut("/kwargs/header") {
+        Some(header) if accumulated && kind(header) == "group" => {
+            extend_list_option(header, "link_error", errbacks);
+        }
+        _ => extend_list_option(sig, "link_error", errbacks),
+    }
+}
+
 fn kwargs_of(sig: &Value) -> Map<String, Value> {
     sig.get("kwargs")
         .and_then(Value::as_object)
@@ -215,6 +264,85 @@ fn members(group: &Value) -> Vec<Value> {
             _ => Vec::new(),
         },
     }
+}
+
+/// The members of a group or chord header, a group listed directly among
+/// them flattened into them at any depth (Celery's `group._prepared`, and
+/// `wfhost run`'s plan): `group(a, group(b, c))` has three members, each
+/// with the errbacks of the groups it was in.
+fn flat_members(group: &Value) -> Vec<Value> {
+    fn flatten(group: &Value, out: &mut Vec<Value>, depth: usize) {
+        // A group's errbacks are its members' (Celery's `group.link_error`).
+        let errbacks = signature_list(options(group).get("link_error"));
+        for mut member in members(group) {
+            link_error(&mut member, &errbacks);
+            if kind(&member) == "group" && depth < MAX_DEPTH {
+                flatten(&member, out, depth + 1);
+            } else {
+                out.push(member);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    flatten(group, &mut out, 0);
+    out
+}
+
+/// The steps of a chain, a one-member group among them unrolled into its
+/// member, as Celery's `_chain.prepare_steps` does (elsewhere a group of
+/// one stays a group, whose result is a list of one).
+fn chain_steps(chain: &Value) -> Vec<Value> {
+    members(chain)
+        .into_iter()
+        .map(|step| match members(&step).as_slice() {
+            [only] if kind(&step) == "group" => only.clone(),
+            _ => step,
+        })
+        .collect()
+}
+
+/// The errbacks that run when a chord's header fails, for its body that
+/// never runs: those of the body's first task, where `link_error` reaches
+/// as Celery's does (every step of a chain, every member of a group, a
+/// chord's body) — `wfhost run`'s rule (`executor/callbacks.rs`).
+fn body_errbacks(body: &Value) -> Vec<Value> {
+    let mut sig = body.clone();
+    for _ in 0..MAX_DEPTH {
+        let first = match kind(&sig) {
+            "chain" => {
+                let errbacks = signature_list(options(&sig).get("link_error"));
+                chain_steps(&sig).into_iter().next().map(|mut step| {
+                    link_error(&mut step, &errbacks);
+                    step
+                })
+            }
+            "group" => flat_members(&sig).into_iter().next(),
+            // A chord's errbacks are its body's; its first task is its
+            // header's.
+            "chord" => match kwargs_of(&sig).get("header") {
+                Some(Value::Array(tasks)) => Some(json!({"task": "celery.group",
+                    "subtask_type": "group", "kwargs": {"tasks": tasks}})),
+                header => header.cloned(),
+            },
+            // A map's first task is its first call, which `wfhost run`
+            // gives none of the map's errbacks (they are the list's).
+            _ if [MAP, STARMAP]
+                .contains(&sig.get("task").and_then(Value::as_str).unwrap_or(""))
+                && kwargs_of(&sig)
+                    .get("it")
+                    .and_then(Value::as_array)
+                    .is_some_and(|items| !items.is_empty()) =>
+            {
+                None
+            }
+            _ => return signature_list(options(&sig).get("link_error")),
+        };
+        match first {
+            Some(first) => sig = first,
+            None => break,
+        }
+    }
+    Vec::new()
 }
 
 fn seconds(value: Option<&Value>) -> Option<f64> {
@@ -240,7 +368,7 @@ impl Sender<'_> {
                     .get("task_id")
                     .and_then(Value::as_str)
                     .map_or_else(new_uuid, str::to_string);
-                self.apply_members(out, &members(sig), partial, &group_id, apply);
+                self.apply_members(out, &flat_members(sig), partial, &group_id, apply);
                 Some(group_id)
             }
             "chord" => {
@@ -250,16 +378,33 @@ impl Sender<'_> {
                     .cloned()
                     .unwrap_or(Value::Array(Vec::new()));
                 let mut body = kwargs.get("body").cloned().filter(Value::is_object)?;
+                // The chord's callbacks and errbacks are its body's.
+                extend_list_option(&mut body, "link", &signature_list(opts.get("link")));
+                link_error(&mut body, &signature_list(opts.get("link_error")));
                 let group_id = options(&header)
                     .get("task_id")
                     .or_else(|| opts.get("task_id"))
                     .and_then(Value::as_str)
                     .map_or_else(new_uuid, str::to_string);
-                set_option(&mut body, "group_id", json!(group_id));
+                // A chord that is a member of a chord's header (or a chain
+                // ending in one) finishes as that member: its body's result
+                // is the member's, as Celery's `chord.freeze` gives the body
+                // the outer group, index and chord. Otherwise the body
+                // belongs to the chord's own group.
+                match apply.membership(&opts) {
+                    (Some((outer, index)), Some(outer_body)) => {
+                        set_option(&mut body, "group_id", json!(outer));
+                        set_option(&mut body, "group_index", json!(index));
+                        set_option(&mut body, "chord", outer_body);
+                    }
+                    _ => set_option(&mut body, "group_id", json!(group_id)),
+                }
                 if let Some(chain) = apply.rest_of_chain(&opts) {
+                    // The chain goes on with the body's one result.
+                    body = self.one_result(body);
                     set_option(&mut body, "chain", parsed(&chain));
                 }
-                let header_members = members(&header);
+                let header_members = flat_members(&header);
                 if header_members.is_empty() {
                     let body_apply = Apply {
                         chain: None,
@@ -289,16 +434,35 @@ impl Sender<'_> {
                 self.apply(out, &group, partial, apply)
             }
             "chain" => {
-                let tasks = members(sig);
+                // A chain's callbacks are its last step's, its errbacks
+                // every step's (Celery's `_chain.run`).
+                let mut tasks = chain_steps(sig);
+                if let Some(last) = tasks.last_mut() {
+                    extend_list_option(last, "link", &signature_list(opts.get("link")));
+                }
+                let errbacks = signature_list(opts.get("link_error"));
+                for step in &mut tasks {
+                    link_error(step, &errbacks);
+                }
+                // A step that the chain goes on after passes one result:
+                // a group's list (as `wfhost run` and eager Celery do; a
+                // worker would link the rest to each member).
+                let steps = tasks.len();
+                for step in tasks.iter_mut().take(steps.saturating_sub(1)) {
+                    if ends_in_many(step) {
+                        *step = self.one_result(step.take());
+                    }
+                }
                 let (first, rest) = tasks.split_first()?;
                 // The chain's own later steps, stored last first.
                 let mut own: Vec<Value> = rest.iter().rev().cloned().collect();
                 // A chain that is a group or chord member finishes as that
                 // member: its last task carries the membership.
-                if let (Some((group, index)), Some(last)) = (&apply.group, own.first_mut()) {
+                let (group, chord) = apply.membership(&opts);
+                if let (Some((group, index)), Some(last)) = (&group, own.first_mut()) {
                     set_option(last, "group_id", json!(group));
                     set_option(last, "group_index", json!(index));
-                    if let Some(chord) = &apply.chord {
+                    if let Some(chord) = &chord {
                         set_option(last, "chord", chord.clone());
                     }
                 }
@@ -306,7 +470,7 @@ impl Sender<'_> {
                 let mut chain = apply.rest_of_chain(&opts).unwrap_or_default();
                 chain.extend(own.iter().filter_map(raw));
                 let (group, chord) = if rest.is_empty() {
-                    (apply.group.clone(), apply.chord.clone())
+                    (group, chord)
                 } else {
                     (None, None)
                 };
@@ -336,13 +500,7 @@ impl Sender<'_> {
                     .get("task_id")
                     .and_then(Value::as_str)
                     .map_or_else(new_uuid, str::to_string);
-                let group = apply.group.clone().or_else(|| {
-                    let group = opts.get("group_id").and_then(Value::as_str)?;
-                    Some((
-                        group.to_string(),
-                        opts.get("group_index").and_then(Value::as_u64),
-                    ))
-                });
+                let (group, chord) = apply.membership(&opts);
                 let now = now_ms();
                 let eta_ms = seconds(opts.get("countdown"))
                     .map(|s| now + (s * 1000.0) as u64)
@@ -381,10 +539,7 @@ impl Sender<'_> {
                     callbacks: signature_list(opts.get("link")),
                     errbacks: signature_list(opts.get("link_error")),
                     chain,
-                    chord: apply
-                        .chord
-                        .clone()
-                        .or_else(|| opts.get("chord").filter(|c| c.is_object()).cloned()),
+                    chord,
                     retries: 0,
                     eta_ms,
                     expires_ms,
@@ -462,6 +617,16 @@ impl Sender<'_> {
         apply: Apply,
     ) {
         for (index, member) in members.iter().enumerate() {
+            // A chord counts one result per header member: a member whose
+            // result is many (a group, a chain ending in one) gives them as
+            // one list, as `wfhost run` does.
+            let one;
+            let member = if apply.chord.is_some() && ends_in_many(member) {
+                one = self.one_result(member.clone());
+                &one
+            } else {
+                member
+            };
             let member_apply = Apply {
                 group: Some((group_id.to_string(), Some(index as u64))),
                 ..apply.clone()
@@ -571,9 +736,9 @@ impl Sender<'_> {
     }
 
     /// Celery's `_fail_chain`: every later step with an id gets the
-    /// failure; a chord step's body too; a later step that is a chord
-    /// member counts as a failed member (sent by the task that failed,
-    /// `failed_id`).
+    /// failure, and so do the steps of a chain and a chord's body among
+    /// them; a step that is a chord member counts as a failed member (sent
+    /// by the task that failed, `failed_id`).
     fn fail_chain(
         &self,
         out: &mut FollowUp,
@@ -601,25 +766,30 @@ impl Sender<'_> {
                     stored.clone(),
                     traceback.to_string(),
                 ));
-                if let (Some(group), Some(body)) =
-                    (group, opts.get("chord").filter(|c| c.is_object()))
-                {
-                    out.parts.push(ChordPart {
-                        group: group.to_string(),
-                        task_id: id.to_string(),
-                        index: opts.get("group_index").and_then(Value::as_u64),
-                        state,
-                        result: stored.clone(),
-                        body: body.clone(),
-                        parent_id: failed_id.to_string(),
-                        root_id: root_id.map(str::to_string),
-                    });
-                }
             }
-            if kind(&element) == "chord"
-                && let Some(body) = kwargs_of(&element).get("body").filter(|b| b.is_object())
+            // A chord member (a chain's last step carries the membership)
+            // counts as failed, with or without an id of its own.
+            if let (Some(group), Some(body)) = (group, opts.get("chord").filter(|c| c.is_object()))
             {
-                pending.push_back(body.clone());
+                out.parts.push(ChordPart {
+                    group: group.to_string(),
+                    task_id: id.map_or_else(new_uuid, str::to_string),
+                    index: opts.get("group_index").and_then(Value::as_u64),
+                    state,
+                    result: stored.clone(),
+                    body: body.clone(),
+                    parent_id: failed_id.to_string(),
+                    root_id: root_id.map(str::to_string),
+                });
+            }
+            match kind(&element) {
+                "chord" => {
+                    if let Some(body) = kwargs_of(&element).get("body").filter(|b| b.is_object()) {
+                        pending.push_back(body.clone());
+                    }
+                }
+                "chain" => pending.extend(members(&element)),
+                _ => {}
             }
         }
     }
@@ -647,7 +817,8 @@ impl Sender<'_> {
 
     /// What the claimer of a complete chord sends: the body with the
     /// members' results in order, or, when a member failed, the body
-    /// failed with Celery's `ChordError` and its errbacks sent.
+    /// failed with Celery's `ChordError` and its errbacks sent (a body
+    /// that is a member of an outer chord counts there as failed).
     pub fn chord_complete(&self, part: &ChordPart, results: &[(String, State, Value)]) -> FollowUp {
         let mut out = FollowUp::default();
         let body = &part.body;
@@ -660,33 +831,39 @@ impl Sender<'_> {
                 "ChordError",
                 format!("Dependency {member} raised {}", cause.python_repr()),
             );
+            let traceback = format!("celery.exceptions.ChordError: {}", error.message);
             let opts = options(body);
-            if let Some(id) = opts.get("task_id").and_then(Value::as_str) {
-                out.ops.push(unrun_failure(
-                    id,
-                    opts.get("group_id").and_then(Value::as_str),
-                    State::Failure,
-                    error.to_json(),
-                    format!("celery.exceptions.ChordError: {}", error.message),
-                ));
-                let chain: Vec<Value> = signature_list(opts.get("chain"))
-                    .into_iter()
-                    .rev()
-                    .collect();
-                self.fail_chain(
-                    &mut out,
-                    chain.into(),
-                    State::Failure,
-                    &error,
-                    &error.message,
-                    (id, part.root_id.as_deref()),
-                );
-                self.errbacks(
-                    &mut out,
-                    &signature_list(opts.get("link_error")),
-                    id,
-                    part.root_id.as_deref(),
-                );
+            // The body never runs: every task of it that has an id (its
+            // final one holds the canvas's result) gets the failure.
+            let mut pending: std::collections::VecDeque<Value> = [body.clone()].into();
+            pending.extend(signature_list(opts.get("chain")).into_iter().rev());
+            let id = opts
+                .get("task_id")
+                .and_then(Value::as_str)
+                .map_or_else(new_uuid, str::to_string);
+            self.fail_chain(
+                &mut out,
+                pending,
+                State::Failure,
+                &error,
+                &traceback,
+                (&id, part.root_id.as_deref()),
+            );
+            // Errbacks that a chord nested in the header ran for this
+            // failure on its way up are not run again (`wfhost run`'s
+            // rule); the ones run here go up with the failure, in the
+            // result an outer chord counts.
+            let mut ran = signature_list(stored.get(ERRBACKS_RAN));
+            let errbacks: Vec<Value> = body_errbacks(body)
+                .into_iter()
+                .filter(|errback| !ran.contains(errback))
+                .collect();
+            self.errbacks(&mut out, &errbacks, &id, part.root_id.as_deref());
+            ran.extend(errbacks);
+            for counted in &mut out.parts {
+                if let Value::Object(result) = &mut counted.result {
+                    result.insert(ERRBACKS_RAN.into(), Value::Array(ran.clone()));
+                }
             }
             return out;
         }
@@ -694,16 +871,17 @@ impl Sender<'_> {
         let apply = Apply {
             parent_id: Some(part.parent_id.clone()),
             root_id: part.root_id.clone(),
-            group: options(body)
-                .get("group_id")
-                .and_then(Value::as_str)
-                .map(|g| (g.to_string(), None)),
             ..Apply::default()
         };
         self.apply(&mut out, body, &[Value::Array(values)], apply);
         out
     }
 }
+
+/// The key, in the failure that a chord's body counts in an outer chord,
+/// of the errbacks that ran for it on the way (only the chord's counting
+/// holds it, never a stored result; Celery reads only the `exc_` keys).
+const ERRBACKS_RAN: &str = "wfhost_errbacks_ran";
 
 /// How deep a replacement canvas may nest.
 const MAX_DEPTH: usize = 64;
@@ -793,33 +971,57 @@ pub(super) fn final_task_mut(sig: &mut Value) -> Option<&mut Value> {
     sig.pointer_mut(&path)
 }
 
-/// A canvas whose result one task holds: a group becomes a chord whose
-/// body, `celery.accumulate`, returns the members' results as one list
-/// (what Celery's `Task.replace` does with a group), and so does a group
-/// that ends a chain or is a chord's body, where `wfhost run` gives the
-/// list as the canvas's result too; any other canvas is itself.
-pub(super) fn one_result(mut sig: Value) -> Value {
-    let last = match kind(&sig) {
-        "chain" => sig
-            .pointer_mut("/kwargs/tasks")
-            .and_then(Value::as_array_mut)
-            .and_then(|tasks| tasks.last_mut()),
-        "chord" => sig
-            .pointer_mut("/kwargs/body")
-            .filter(|body| body.is_object()),
-        _ => None,
-    };
-    if let Some(last) = last {
-        *last = one_result(last.take());
+/// Whether the result of `member` is many results: it is a group, a
+/// chord, chunks, or a chain that ends in one.
+fn ends_in_many(member: &Value) -> bool {
+    match kind(member) {
+        "group" | "chord" | "chunks" => true,
+        "chain" => members(member).last().is_some_and(ends_in_many),
+        _ => false,
     }
-    if kind(&sig) != "group" {
-        return sig;
+}
+
+impl Sender<'_> {
+    /// A canvas whose result one task holds: a group becomes a chord whose
+    /// body, `celery.accumulate`, returns the members' results as one list
+    /// (what Celery's `Task.replace` does with a group), and so do chunks
+    /// (a group of `celery.starmap` tasks) and a group that ends a chain or
+    /// is a chord's body, where `wfhost run` gives the list as the canvas's
+    /// result too; any other canvas is itself.
+    pub(super) fn one_result(&self, mut sig: Value) -> Value {
+        if kind(&sig) == "chunks"
+            && let Some(group) = self.chunks_group(&sig)
+        {
+            sig = group;
+        }
+        if kind(&sig) == "chain" {
+            let steps = Value::Array(chain_steps(&sig));
+            if let Some(tasks) = sig.pointer_mut("/kwargs/tasks") {
+                *tasks = steps;
+            }
+        }
+        let last = match kind(&sig) {
+            "chain" => sig
+                .pointer_mut("/kwargs/tasks")
+                .and_then(Value::as_array_mut)
+                .and_then(|tasks| tasks.last_mut()),
+            "chord" => sig
+                .pointer_mut("/kwargs/body")
+                .filter(|body| body.is_object()),
+            _ => None,
+        };
+        if let Some(last) = last {
+            *last = self.one_result(last.take());
+        }
+        if kind(&sig) != "group" {
+            return sig;
+        }
+        json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
+            "kwargs": {"header": sig, "kwargs": {},
+                       "body": {"task": super::ACCUMULATE, "args": [], "kwargs": {"index": 0},
+                                "options": {}, "immutable": false, "subtask_type": null}},
+            "options": {}, "immutable": false})
     }
-    json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
-        "kwargs": {"header": sig, "kwargs": {},
-                   "body": {"task": super::ACCUMULATE, "args": [], "kwargs": {"index": 0},
-                            "options": {}, "immutable": false, "subtask_type": null}},
-        "options": {}, "immutable": false})
 }
 
 impl Sender<'_> {
@@ -830,7 +1032,7 @@ impl Sender<'_> {
     /// becomes a chord with `celery.accumulate`, so its results arrive as
     /// one list. No result is stored for the replaced task.
     pub fn replaced(&self, message: &TaskMessage, replacement: &Value) -> Result<FollowUp, String> {
-        let mut sig = one_result(celery_signature(replacement)?);
+        let mut sig = self.one_result(celery_signature(replacement)?);
         let Some(last) = final_task_mut(&mut sig) else {
             return Err("the replacement has no final task".into());
         };
@@ -1019,6 +1221,53 @@ mod tests {
         assert_eq!(sent[0].task, "math.xsum");
         let inner_body = sent[0].chord.as_ref().expect("the inner chord's body");
         assert_eq!(inner_body["options"]["chain"][0]["task"], "math.mul");
+    }
+
+    /// A chord in a chord's header counts once in the outer chord: its
+    /// body carries the outer group, its index and the outer body (as
+    /// Celery's `chord.freeze` gives them), and a group in the header is
+    /// flattened into it.
+    #[test]
+    fn a_chord_in_a_header_counts_once_and_a_group_there_is_flattened() {
+        let step = |task: &str| {
+            json!({"task": task, "args": [], "kwargs": {}, "options": {},
+                   "subtask_type": null, "immutable": false})
+        };
+        let chord = |header: Value, body: Value| {
+            json!({"task": "celery.chord", "args": [], "subtask_type": "chord",
+                   "kwargs": {"header": header, "body": body, "kwargs": {}},
+                   "options": {}, "immutable": false})
+        };
+        let group = |tasks: Value| {
+            json!({"task": "celery.group", "subtask_type": "group", "args": [],
+                   "kwargs": {"tasks": tasks}, "options": {}, "immutable": false})
+        };
+        let inner = chord(json!([step("math.inner")]), step("math.inner_body"));
+        let outer = chord(
+            json!([inner, group(json!([step("math.a"), step("math.b")]))]),
+            step("math.outer_body"),
+        );
+        let routing = routing();
+        let out = sender(&routing).send(&outer).unwrap();
+        let sent = pushed(&out);
+        let tasks: Vec<&str> = sent.iter().map(|m| m.task.as_str()).collect();
+        assert_eq!(tasks, ["math.inner", "math.a", "math.b"]);
+        let outer_group = sent[1].group.clone().unwrap();
+        assert_eq!(sent[2].group.as_deref(), Some(outer_group.as_str()));
+        assert_eq!(
+            (sent[1].group_index, sent[2].group_index),
+            (Some(1), Some(2))
+        );
+        assert!(out.ops.contains(&Op::Set {
+            key: group_key(&outer_group, ".s"),
+            value: "3".into()
+        }));
+        let inner_body = sent[0].chord.as_ref().unwrap();
+        assert_eq!(inner_body["task"], "math.inner_body");
+        assert_eq!(inner_body["options"]["group_id"], json!(outer_group));
+        assert_eq!(inner_body["options"]["group_index"], json!(0));
+        assert_eq!(inner_body["options"]["chord"]["task"], "math.outer_body");
+        assert_ne!(sent[0].group.as_deref(), Some(outer_group.as_str()));
     }
 
     /// `task.chunks(it, n)` where a worker sends it (a callback, a later

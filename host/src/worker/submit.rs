@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::broker::Broker;
-use super::canvas::{Sender, celery_signature, final_task_mut, one_result, set_option};
+use super::canvas::{Sender, celery_signature, final_task_mut, set_option};
 use super::message::new_uuid;
 use super::meta::{Exception, task_key};
 use super::{Routing, WorkerError};
@@ -48,7 +48,17 @@ impl FleetClient {
     /// group is sent as a chord with `celery.accumulate`, so that one id
     /// holds the list of its results.
     pub async fn submit(&self, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
-        let mut sig = one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
+        let routing = Routing {
+            queues: vec![queue.to_string()],
+            served: Vec::new(),
+            default_queue: queue.to_string(),
+        };
+        let origin = format!("wfhost-run@{}", std::process::id());
+        let sender = Sender {
+            routing: &routing,
+            origin: &origin,
+        };
+        let mut sig = sender.one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
         let last = final_task_mut(&mut sig)
             .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
         let id = last
@@ -56,18 +66,9 @@ impl FleetClient {
             .and_then(Value::as_str)
             .map_or_else(new_uuid, str::to_string);
         set_option(last, "task_id", json!(id));
-        let routing = Routing {
-            queues: vec![queue.to_string()],
-            served: Vec::new(),
-            default_queue: queue.to_string(),
-        };
-        let origin = format!("wfhost-run@{}", std::process::id());
-        let follow = Sender {
-            routing: &routing,
-            origin: &origin,
-        }
-        .send(&sig)
-        .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
+        let follow = sender
+            .send(&sig)
+            .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
         self.broker.commit(None, 0, &follow.ops).await?;
         Ok(id)
     }

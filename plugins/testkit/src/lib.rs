@@ -261,6 +261,18 @@ pub fn fan_out(values: Vec<Value>) -> Outcome {
     ))
 }
 
+/// Replaces itself with a chord that adds nothing to each of `values` and
+/// sums them: its result is their sum.
+#[task]
+pub fn fan_in(values: Vec<i64>) -> Outcome {
+    Outcome::replace(wfhost_guest::chord(
+        values
+            .into_iter()
+            .map(|value| sig("math.add").args((value, 0)).si()),
+        sig("math.xsum"),
+    ))
+}
+
 /// Replaces itself with an empty chain, which Celery refuses.
 #[task]
 pub fn replace_with_nothing() -> Outcome {
@@ -300,6 +312,7 @@ wfhost_guest::export_tasks!(
     config,
     leak,
     fan_out,
+    fan_in,
     echo,
     fail,
     flaky,
