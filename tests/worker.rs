@@ -128,6 +128,14 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         "{retry}"
     );
     assert_eq!(retry["id_kept"], true);
+    assert_eq!(
+        retry["own_limit"], 5,
+        "max_retries 5 in the wfhost_options header: {retry}"
+    );
+    assert_eq!(
+        retry["default_limit"]["type"], "MaxRetriesExceededError",
+        "{retry}"
+    );
 
     let replace = &seen["replace"];
     assert_eq!(
@@ -490,6 +498,103 @@ fn wfhost_run_sends_a_workflow_to_the_fleet_and_status_shows_it() {
     assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
     assert_eq!(status["queues"], json!([["wfhost", 0]]));
     assert_eq!(status["unacked"], 0);
+    fleet.assert_nothing_left();
+}
+
+/// `run --broker` sends the workflow the file means: its `defaults` and
+/// each step's options (fuel, memory, the retry policy) and its `id` do on
+/// the fleet what they do in `run`; what a fleet cannot honour is refused
+/// by name (issue "One canvas, two drivers").
+#[test]
+fn run_broker_honours_defaults_and_step_options_as_run_does() {
+    if !ready("run_broker_honours_defaults_and_step_options_as_run_does") {
+        return;
+    }
+    // The workers keep Celery's default of three retries.
+    let fleet = Fleet::start("worker-run-options", 1, &[]);
+    let plugins = json!({
+        "math": common::plugin_dir().join("math.wasm"),
+        "testkit": common::plugin_dir().join("testkit.wasm"),
+    });
+    let state = tempfile::tempdir().unwrap();
+    // The same file through `run` and through `run --broker`.
+    let both = |document: Value| {
+        let mut document = document;
+        document["plugins"] = plugins.clone();
+        let file = common::chain_file(&document);
+        let run = |command: &mut std::process::Command| {
+            common::Run::from(command.arg(&file.path).output().unwrap())
+        };
+        let local = run(common::wfhost_in(state.path()).arg("run"));
+        let remote =
+            run(common::wfhost().args(["run", "--broker", &fleet.redis.url(), "--wait", "60"]));
+        (local, remote)
+    };
+    let flaky = |key: &str, failures: u32, options: Value| json!({"task": "testkit.flaky", "args": [key, failures], "options": options});
+
+    // A step's own limit above the workers' default of three.
+    let (local, remote) = both(json!({"workflow": [flaky("five", 4, json!({"max_retries": 5}))]}));
+    assert_eq!(
+        (local.code, local.stdout.trim()),
+        (0, "5"),
+        "{}",
+        local.stderr
+    );
+    assert_eq!(
+        (remote.code, remote.stdout.trim()),
+        (0, "5"),
+        "{}",
+        remote.stderr
+    );
+    // The defaults' limit below it.
+    let (local, remote) = both(json!({
+        "defaults": {"max_retries": 1},
+        "workflow": [flaky("one", 2, json!({}))],
+    }));
+    assert_eq!(local.code, 1, "{}", local.stderr);
+    assert_eq!(remote.code, 1, "{}", remote.stderr);
+    assert!(remote.stderr.contains("Can't retry"), "{}", remote.stderr);
+
+    // Fuel from the defaults, memory from the step: each fails the step on
+    // both drivers, where without it the step succeeds.
+    let burn = json!([{"task": "testkit.burn", "args": [100_000_000]}]);
+    let (local, remote) = both(json!({"defaults": {"fuel": 1_000_000}, "workflow": burn}));
+    assert!(local.stderr.contains("fuel"), "{}", local.stderr);
+    assert_eq!(remote.code, 1, "{}", remote.stderr);
+    assert!(remote.stderr.contains("FuelExhausted"), "{}", remote.stderr);
+    let hog = |options: Value| json!([{"task": "testkit.hog", "args": [64], "options": options}]);
+    let (local, remote) = both(json!({"workflow": hog(json!({"memory_mb": 16}))}));
+    assert_eq!(local.code, 1, "{}", local.stderr);
+    assert_eq!(remote.code, 1, "{}", remote.stderr);
+    assert!(remote.stderr.contains("MemoryLimit"), "{}", remote.stderr);
+    let (local, remote) = both(json!({"workflow": hog(json!({}))}));
+    assert_eq!((local.code, remote.code), (0, 0), "{}", remote.stderr);
+    assert_eq!(local.stdout, remote.stdout);
+
+    // The file's id is the result's.
+    let (_, remote) = both(json!({"id": "fleet-run-7", "workflow": [
+        {"task": "math.add", "args": [1, 2]}]}));
+    assert_eq!(remote.stdout.trim(), "3", "{}", remote.stderr);
+    assert!(
+        remote.stderr.contains("sent as task fleet-run-7"),
+        "{}",
+        remote.stderr
+    );
+    // What a fleet has no place for is refused by name, and nothing is sent.
+    for (key, value) in [
+        ("tenant", json!("acme")),
+        ("on_error", json!({"task": "testkit.echo", "args": ["x"]})),
+    ] {
+        let mut document = json!({"workflow": [{"task": "math.add", "args": [1, 2]}]});
+        document[key] = value;
+        let (_, remote) = both(document);
+        assert_eq!(remote.code, 2, "{}", remote.stderr);
+        assert!(
+            remote.stderr.contains(&format!("`{key}`")),
+            "{}",
+            remote.stderr
+        );
+    }
     fleet.assert_nothing_left();
 }
 

@@ -29,6 +29,7 @@ mod accumulate;
 mod builder;
 pub mod name;
 mod options;
+pub mod retry;
 
 pub use accumulate::{
     ACCUMULATE, CHUNKS, MAP, STARMAP, accumulate, accumulate_first, accumulate_index, accumulated,
@@ -112,9 +113,37 @@ impl Signature {
     pub fn task_name(&self) -> &str {
         name::task_of(&self.task)
     }
+
+    /// Takes the options of `defaults` that this signature does not set,
+    /// and so do its callbacks and errbacks.
+    pub fn inherit(&mut self, defaults: &StepOptions) {
+        self.options = self.options.or(defaults);
+        let StepOptions {
+            link, link_error, ..
+        } = &mut self.options;
+        for callback in link.iter_mut().chain(link_error.iter_mut()) {
+            callback.inherit(defaults);
+        }
+    }
 }
 
 impl Canvas {
+    /// Every signature of the canvas, callbacks included, takes the options
+    /// of `defaults` that it does not set: what a workflow's `defaults`
+    /// mean, made explicit (to send the workflow elsewhere).
+    pub fn inherit(&mut self, defaults: &StepOptions) {
+        match self {
+            Canvas::Signature(signature) => signature.inherit(defaults),
+            Canvas::Chain(items) | Canvas::Group(items) => {
+                items.iter_mut().for_each(|item| item.inherit(defaults));
+            }
+            Canvas::Chord(chord) => {
+                chord.header.iter_mut().for_each(|m| m.inherit(defaults));
+                chord.body.inherit(defaults);
+            }
+        }
+    }
+
     /// The canvas in wfhost's native JSON form.
     pub fn to_json(&self) -> Value {
         // Serializing plain JSON values and numbers cannot fail.

@@ -76,11 +76,12 @@ struct RunWorker {
     /// (Celery's `task_default_queue`).
     #[arg(long, value_name = "QUEUE", default_value = "celery")]
     default_queue: String,
-    /// Retries a task may ask for (Celery's `max_retries`).
+    /// Retries a task may ask for when its message names no `max_retries`
+    /// (Celery's default).
     #[arg(long, value_name = "N", default_value = "3")]
     max_retries: u32,
-    /// Seconds before a retry that names no delay (Celery's
-    /// `default_retry_delay`).
+    /// Seconds before a retry that names no delay, when its message names
+    /// no `default_retry_delay` (Celery's default).
     #[arg(long, value_name = "SECONDS", default_value = "180")]
     default_retry_delay: f64,
     /// Fuel of each attempt.
@@ -119,8 +120,9 @@ struct RunWorker {
 pub struct FleetRun {
     /// Send the workflow to the `wfhost worker`s on this Redis
     /// (`redis://HOST:PORT/DB`) and wait for its result there, instead of
-    /// running it here. The workers' plugins serve its tasks; the file's
-    /// `plugins` and `defaults` are checked but not sent.
+    /// running it here. The workers' plugins serve its tasks (the file's
+    /// `plugins` are checked, not sent); its `defaults` and every step's
+    /// options go with it.
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
     /// The queue the workflow is sent to.
@@ -142,24 +144,15 @@ pub async fn run_on_fleet(chain: &std::path::Path, fleet: &FleetRun) -> anyhow::
     let Some(broker) = &fleet.broker else {
         anyhow::bail!("no --broker");
     };
-    // The grammar is checked as for any run, so a bad file is told the
-    // same way; the workflow itself is sent as the file writes it.
+    // The file is read as for any run, so a bad file is told the same
+    // way; what the fleet is sent is the workflow it means.
     let spec = wfhost::spec::load(chain)?;
-    if spec.on_error.is_some() {
-        anyhow::bail!(
-            "{}: `on_error` is not sent to a fleet; give the steps `link_error` instead",
-            chain.display()
-        );
-    }
-    let text = std::fs::read_to_string(chain)
-        .with_context(|| format!("cannot read {}", chain.display()))?;
-    let document: serde_json::Value = serde_json::from_str(&text)?;
     let sending = || format!("cannot send {} to {broker}", chain.display());
     let client = wfhost::worker::FleetClient::connect(broker)
         .await
         .with_context(sending)?;
     let id = client
-        .submit(&document["workflow"], &fleet.queue)
+        .submit_spec(&spec, &fleet.queue)
         .await
         .with_context(sending)?;
     eprintln!("sent as task {id} to queue {} on {broker}", fleet.queue);

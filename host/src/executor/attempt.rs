@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::Value;
-use wfhost_canvas::{ACCUMULATE, Expires, Limit, Signature, StepOptions, accumulate};
+use wfhost_canvas::{ACCUMULATE, Expires, Signature, StepOptions, accumulate};
 
 use super::Working;
 use super::fair::{FairScheduler, Slot};
-use super::retry::{RetryPolicy, seconds_to_duration};
 use super::walk::{AttemptsEnd, Run, replacement};
 use crate::lock::lock;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
 use crate::records::{iso8601, now_ms, parse_iso8601};
-use crate::runtime::{Attempt, AttemptResult, CpuShare, Invocation, Limits, Plugin, mib};
+use crate::runtime::{Attempt, AttemptResult, CpuShare, Invocation, Limits, Plugin};
 use crate::store::{Flush, StoreError};
+use wfhost_canvas::retry::{RetryPolicy, seconds_to_duration};
 
 /// A group member whose task typically takes less than this runs where its
 /// group runs rather than on a task of its own: two thread hand-overs
@@ -257,7 +257,11 @@ impl Run<'_> {
         };
         let options = signature.options.or(&self.workflow.spec.defaults);
         let policy = RetryPolicy::from_options(&options);
-        let limits = attempt_limits(&options, &self.workflow.ceilings.default_limits());
+        let limits = self
+            .workflow
+            .ceilings
+            .default_limits()
+            .with_options(&options);
         // Fixed once, when the step first became ready, and kept by every
         // record of it, so a restart does not move it.
         if record.expires_at_ms.is_none() {
@@ -403,7 +407,7 @@ impl Run<'_> {
                     (failure.to_string(), None)
                 }
             };
-            let delay = policy.delay(attempt - earlier_attempts - 1, countdown);
+            let delay = policy.delay(attempt - earlier_attempts - 1, countdown, fastrand::f64);
             record.status = StepStatus::Retrying;
             record.due_at_ms = Some(now_ms().saturating_add(delay.as_millis() as u64));
             self.commit(&[record], "step_retrying", Some(reason.clone()))
@@ -453,29 +457,6 @@ const WHILE_WAITING: &str = "cancelled while it waited to run";
 /// A `cancelled` failure.
 pub(super) fn cancelled(message: &str) -> Failure {
     Failure::new(FailureKind::Cancelled, message)
-}
-
-/// The limits of one attempt: the step's options over the host's defaults.
-pub(crate) fn attempt_limits(options: &StepOptions, defaults: &Limits) -> Limits {
-    fn pick<T, U>(
-        option: Option<Limit<T>>,
-        default: Option<U>,
-        convert: impl Fn(T) -> U,
-    ) -> Option<U> {
-        match option {
-            None => default,
-            Some(Limit::Unlimited) => None,
-            Some(Limit::Value(value)) => Some(convert(value)),
-        }
-    }
-    Limits {
-        fuel: pick(options.fuel, defaults.fuel, |fuel| fuel),
-        memory_bytes: pick(options.memory_mb, defaults.memory_bytes, mib),
-        time_limit: pick(options.time_limit, defaults.time_limit, |seconds| {
-            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
-        }),
-        ..defaults.clone()
-    }
 }
 
 /// An attempt's turn at the CPUs among the tenants (`serve`'s fair

@@ -24,7 +24,6 @@ mod nodes;
 mod options;
 mod plugins;
 mod record;
-mod retry;
 mod validate;
 mod walk;
 

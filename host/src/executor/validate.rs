@@ -5,7 +5,6 @@
 use thiserror::Error;
 use wfhost_canvas::{ACCUMULATE, StepOptions, accumulate_index};
 
-use super::attempt::attempt_limits;
 use super::binding::check_binding;
 use super::walk::AttemptsEnd;
 use super::{PluginSet, PreparedWorkflow};
@@ -171,7 +170,7 @@ pub(super) fn ceiling_problems<'a>(
         .filter_map(|step| {
             let options = step.signature.options.or(defaults);
             ceilings
-                .admit(&attempt_limits(&options, &host_defaults))
+                .admit(&host_defaults.with_options(&options))
                 .err()
                 .map(|message| StepProblem::new(step, message))
         })

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use wfhost_canvas::{Limit, StepOptions};
+
 /// What one attempt may use. `None` means no limit of that kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -31,6 +33,51 @@ impl Default for Limits {
             max_output_bytes: 256 << 10,
             max_log_records: 1000,
         }
+    }
+}
+
+impl Limits {
+    /// These limits with a step's options over them: a number sets a limit,
+    /// `null` ([`Limit::Unlimited`]) removes it, an option left out keeps it.
+    pub fn with_options(&self, options: &StepOptions) -> Limits {
+        fn pick<T, U>(
+            option: Option<Limit<T>>,
+            kept: Option<U>,
+            convert: impl Fn(T) -> U,
+        ) -> Option<U> {
+            match option {
+                None => kept,
+                Some(Limit::Unlimited) => None,
+                Some(Limit::Value(value)) => Some(convert(value)),
+            }
+        }
+        Limits {
+            fuel: pick(options.fuel, self.fuel, |fuel| fuel),
+            memory_bytes: pick(options.memory_mb, self.memory_bytes, mib),
+            time_limit: pick(options.time_limit, self.time_limit, |seconds| {
+                Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// These limits, none above `ceiling`'s: one that `ceiling` has and
+    /// these lack is `ceiling`'s.
+    pub fn at_most(&self, ceiling: &Limits) -> Limits {
+        Limits {
+            fuel: lower(self.fuel, ceiling.fuel),
+            memory_bytes: lower(self.memory_bytes, ceiling.memory_bytes),
+            time_limit: lower(self.time_limit, ceiling.time_limit),
+            ..self.clone()
+        }
+    }
+}
+
+/// The lower of two limits, `None` being none.
+fn lower<T: Ord + Copy>(limit: Option<T>, ceiling: Option<T>) -> Option<T> {
+    match (limit, ceiling) {
+        (Some(limit), Some(ceiling)) => Some(limit.min(ceiling)),
+        (limit, ceiling) => limit.or(ceiling),
     }
 }
 
@@ -71,12 +118,6 @@ impl Ceilings {
 
     /// The host's default limits, lowered to fit under the ceilings.
     pub fn default_limits(&self) -> Limits {
-        fn lower<T: Ord + Copy>(default: Option<T>, ceiling: Option<T>) -> Option<T> {
-            match (default, ceiling) {
-                (Some(default), Some(ceiling)) => Some(default.min(ceiling)),
-                (default, ceiling) => default.or(ceiling),
-            }
-        }
         let defaults = Limits::default();
         Limits {
             fuel: lower(defaults.fuel, self.fuel),
@@ -165,5 +206,39 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step's options set, remove or keep each limit; a worker's limits
+    /// then cap them, and stand where a step removed one.
+    #[test]
+    fn options_set_remove_or_keep_limits_and_a_ceiling_caps_them() {
+        let worker = Limits {
+            fuel: Some(1_000),
+            memory_bytes: Some(mib(64)),
+            time_limit: Some(Duration::from_secs(10)),
+            ..Limits::default()
+        };
+        let options = StepOptions {
+            fuel: Some(Limit::Value(5_000)),
+            memory_mb: Some(Limit::Value(16)),
+            time_limit: Some(Limit::Unlimited),
+            ..StepOptions::default()
+        };
+        let asked = worker.with_options(&options);
+        assert_eq!(
+            (asked.fuel, asked.memory_bytes, asked.time_limit),
+            (Some(5_000), Some(mib(16)), None)
+        );
+        let capped = asked.at_most(&worker);
+        assert_eq!(
+            (capped.fuel, capped.memory_bytes, capped.time_limit),
+            (Some(1_000), Some(mib(16)), Some(Duration::from_secs(10)))
+        );
+        assert_eq!(worker.with_options(&StepOptions::default()), worker);
     }
 }

@@ -130,9 +130,8 @@ impl Elements {
     }
 
     /// The whole workflow as one canvas: the element itself when there is
-    /// one, a chain otherwise. It is in memory whole: for tests and short
-    /// workflows.
-    #[cfg(test)]
+    /// one, a chain otherwise. It is in memory whole (as a fleet is sent
+    /// it: every message at once).
     pub fn to_canvas(&self) -> io::Result<Canvas> {
         let mut items = self.canvases().collect::<io::Result<Vec<_>>>()?;
         Ok(match items.len() {

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use wfhost_canvas::{CHUNKS, MAP, STARMAP};
 
-use super::message::{Outgoing, TaskMessage, new_uuid};
+use super::message::{HEADER_OPTIONS, Outgoing, TaskMessage, new_uuid};
 use super::meta::{Exception, Meta, State, group_key, task_key};
 use super::routing::Routing;
 use crate::records::now_ms;
@@ -557,6 +557,11 @@ impl Sender<'_> {
                         .unwrap_or(0),
                     queue: queue.clone(),
                     priority,
+                    options: opts
+                        .iter()
+                        .filter(|(key, _)| HEADER_OPTIONS.contains(&key.as_str()))
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect(),
                 };
                 let key = self.routing.list_key(&queue, priority);
                 let text = message.envelope(&new_uuid(), self.origin);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
+use wfhost_canvas::StepOptions;
 
 use crate::records::{iso8601, parse_iso8601};
 
@@ -81,6 +82,48 @@ pub struct TaskMessage {
     pub redelivered: bool,
     /// The queue it was routed to.
     pub routing_key: String,
+    /// Its wfhost options: limits and retry policy ([`OPTIONS_HEADER`]).
+    pub options: StepOptions,
+}
+
+/// The header of a task's options that Celery's protocol has no header
+/// for: `fuel`, `memory_mb` and the retry policy (`max_retries`,
+/// `default_retry_delay`, `retry_backoff`, `retry_backoff_max`,
+/// `retry_jitter`, `retry_on_limit`), as a step's `options` name them. A
+/// Celery client sets it with `apply_async(headers={"wfhost_options": …})`.
+pub const OPTIONS_HEADER: &str = "wfhost_options";
+
+/// The options [`OPTIONS_HEADER`] carries.
+pub const HEADER_OPTIONS: [&str; 8] = [
+    "fuel",
+    "memory_mb",
+    "max_retries",
+    "default_retry_delay",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
+    "retry_on_limit",
+];
+
+/// The options of [`OPTIONS_HEADER`]: those of [`HEADER_OPTIONS`] that it
+/// names (any other key is not its to set).
+fn header_options(headers: &Map<String, Value>) -> Result<StepOptions, MessageError> {
+    match headers.get(OPTIONS_HEADER) {
+        None | Some(Value::Null) => Ok(StepOptions::default()),
+        Some(Value::Object(given)) => {
+            let known: Map<String, Value> = given
+                .iter()
+                .filter(|(key, _)| HEADER_OPTIONS.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            serde_json::from_value(Value::Object(known))
+                .map_err(|err| MessageError::Header(OPTIONS_HEADER, err.to_string()))
+        }
+        Some(other) => Err(MessageError::Header(
+            OPTIONS_HEADER,
+            format!("expected an object, found {other}"),
+        )),
+    }
 }
 
 fn string_header(
@@ -280,6 +323,7 @@ impl TaskMessage {
             priority,
             redelivered,
             routing_key,
+            options: header_options(headers)?,
         })
     }
 
@@ -355,6 +399,8 @@ pub struct Outgoing {
     pub queue: String,
     /// The priority, 0 to 9.
     pub priority: u8,
+    /// Its wfhost options ([`OPTIONS_HEADER`]); none are sent when empty.
+    pub options: Map<String, Value>,
 }
 
 impl Outgoing {
@@ -371,7 +417,7 @@ impl Outgoing {
         let body = serde_json::to_string(&(&self.args, &self.kwargs, embed))
             .unwrap_or_else(|_| "[[], {}, {}]".to_string());
         let argsrepr = Value::Array(self.args.clone()).to_string();
-        json!({
+        let mut envelope = json!({
             "body": BASE64.encode(body),
             "content-encoding": "utf-8",
             "content-type": "application/json",
@@ -405,8 +451,13 @@ impl Outgoing {
                 "body_encoding": "base64",
                 "delivery_tag": delivery_tag,
             },
-        })
-        .to_string()
+        });
+        if !self.options.is_empty()
+            && let Some(Value::Object(headers)) = envelope.get_mut("headers")
+        {
+            headers.insert(OPTIONS_HEADER.into(), Value::Object(self.options.clone()));
+        }
+        envelope.to_string()
     }
 }
 

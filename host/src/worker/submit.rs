@@ -13,6 +13,7 @@ use super::canvas::{Sender, celery_signature, final_task_mut, set_option};
 use super::message::new_uuid;
 use super::meta::{Exception, task_key};
 use super::{Routing, WorkerError};
+use crate::spec::WorkflowSpec;
 
 /// How a workflow sent to a fleet ended, as its result's meta says.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,11 +44,49 @@ impl FleetClient {
         })
     }
 
+    /// Sends a chain file's workflow to `queue` as [`FleetClient::submit`]
+    /// does, as the file means it: its `defaults` on every step, its `id`
+    /// the id of the result. What a fleet cannot honour is refused by
+    /// name: `on_error` (give the steps `link_error`) and `tenant`.
+    pub async fn submit_spec(
+        &self,
+        spec: &WorkflowSpec,
+        queue: &str,
+    ) -> Result<String, WorkerError> {
+        if spec.on_error.is_some() {
+            return Err(WorkerError::Config(
+                "`on_error` is not sent to a fleet: give the steps `link_error` instead".into(),
+            ));
+        }
+        if let Some(tenant) = &spec.tenant {
+            return Err(WorkerError::Config(format!(
+                "`tenant` ({tenant}): a fleet has no tenants; leave it out"
+            )));
+        }
+        let mut canvas = spec
+            .workflow
+            .to_canvas()
+            .map_err(|err| WorkerError::Config(format!("cannot read the workflow: {err}")))?;
+        canvas.inherit(&spec.defaults);
+        self.submit_as(&canvas.to_json(), queue, spec.id.clone())
+            .await
+    }
+
     /// Sends `workflow` to `queue`, all of its first messages in one
     /// atomic step, and returns the id whose result is the workflow's. A
     /// group is sent as a chord with `celery.accumulate`, so that one id
     /// holds the list of its results.
     pub async fn submit(&self, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
+        self.submit_as(workflow, queue, None).await
+    }
+
+    /// [`FleetClient::submit`] with the id of the result `id` when given.
+    async fn submit_as(
+        &self,
+        workflow: &Value,
+        queue: &str,
+        id: Option<String>,
+    ) -> Result<String, WorkerError> {
         let routing = Routing {
             queues: vec![queue.to_string()],
             served: Vec::new(),
@@ -61,10 +100,11 @@ impl FleetClient {
         let mut sig = sender.one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
         let last = final_task_mut(&mut sig)
             .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
-        let id = last
-            .pointer("/options/task_id")
-            .and_then(Value::as_str)
-            .map_or_else(new_uuid, str::to_string);
+        let id = id.unwrap_or_else(|| {
+            last.pointer("/options/task_id")
+                .and_then(Value::as_str)
+                .map_or_else(new_uuid, str::to_string)
+        });
         set_option(last, "task_id", json!(id));
         let follow = sender
             .send(&sig)

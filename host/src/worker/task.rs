@@ -18,8 +18,9 @@ use super::meta::{Exception, Meta, State, task_key};
 use super::{ACCUMULATE, Counters, Routing, WorkerConfig};
 use crate::executor::PluginSet;
 use crate::records::{Failure, FailureKind, now_ms};
-use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Runtime};
-use wfhost_canvas::{CHUNKS, MAP, STARMAP};
+use crate::runtime::{Attempt, AttemptResult, CancelToken, Invocation, Limits, Runtime};
+use wfhost_canvas::retry::RetryPolicy;
+use wfhost_canvas::{CHUNKS, Limit, MAP, STARMAP, StepOptions};
 
 /// What every task of a worker shares.
 pub(super) struct Shared {
@@ -247,6 +248,15 @@ fn not_registered(shared: &Shared, message: &TaskMessage, task: &str) -> (Follow
     ending_in_failure(shared, message, State::Failure, &exception, traceback, None)
 }
 
+/// The limits of an attempt of `message`: those its options and its time
+/// limit ask for, never above the worker's (which also stand where it
+/// asks for none).
+fn attempt_limits(message: &TaskMessage, worker: &Limits) -> Limits {
+    let mut asked = message.options.clone();
+    asked.time_limit = message.time_limit.map(Limit::Value);
+    worker.with_options(&asked).at_most(worker)
+}
+
 /// Runs `task` with `args` and `kwargs` once in the sandbox, as the
 /// attempt of `message`, renewing its claim's lease meanwhile; none if no
 /// plugin here has the task.
@@ -263,15 +273,7 @@ async fn attempt(
         .plugins
         .get(plugin_name)
         .filter(|p| p.task(task_name).is_some())?;
-    let mut limits = shared.config.limits.clone();
-    if let Some(seconds) = message.time_limit {
-        let asked = Duration::from_secs_f64(seconds.min(1e9));
-        limits.time_limit = Some(
-            limits
-                .time_limit
-                .map_or(asked, |ceiling| ceiling.min(asked)),
-        );
-    }
+    let limits = attempt_limits(message, &shared.config.limits);
     let invocation = Invocation {
         workflow_id: message
             .root_id
@@ -363,20 +365,34 @@ fn outcome(
             Some(account.clone()),
         )
     };
-    match &attempt.result {
+    let policy = retry_policy(message, &shared.config);
+    let this_attempt = message.retries.saturating_add(1);
+    let (why, countdown) = match &attempt.result {
         AttemptResult::Value(value) => {
             tracing::info!(
                 duration_ms = attempt.duration.as_millis() as u64,
                 fuel = attempt.fuel_used,
                 "succeeded"
             );
-            ending_in_success(shared, message, value, Some(account))
+            return ending_in_success(shared, message, value, Some(account));
+        }
+        AttemptResult::Replace(replacement) => {
+            return match shared.sender().replaced(message, replacement) {
+                Ok(follow) => {
+                    tracing::info!("replaced");
+                    (follow, None)
+                }
+                Err(why) => failed(&Failure::new(
+                    FailureKind::InvalidOutput,
+                    format!("the task's replacement is not a canvas: {why}"),
+                )),
+            };
         }
         AttemptResult::Retry {
             message: why,
             countdown,
         } => {
-            if message.retries >= shared.config.max_retries {
+            if !policy.allows_another(this_attempt) {
                 return failed(&Failure::new(
                     FailureKind::RetriesExhausted,
                     format!(
@@ -388,47 +404,53 @@ fn outcome(
                     ),
                 ));
             }
-            let delay = countdown
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .unwrap_or(shared.config.default_retry_delay);
-            let due_ms = now_ms() + (delay.min(1e9) * 1000.0) as u64;
-            tracing::info!(countdown = delay, reason = %why, "retry");
-            let exception = Exception::new("celery.exceptions", "Retry", why.clone());
-            let retried = message.retried(&claimed.text, due_ms, &super::message::new_uuid());
-            let key = shared
-                .routing
-                .list_key(&message.routing_key, message.priority);
-            let follow = FollowUp {
-                ops: vec![Op::Delay {
-                    due_ms,
-                    key,
-                    message: retried,
-                }],
-                ..FollowUp::default()
-            };
-            let own = own_meta(
-                message,
-                State::Retry,
-                exception.to_json(),
-                Some(format!("celery.exceptions.Retry: {why}")),
-                std::slice::from_ref(&message.id),
-                Some(account),
-            );
-            (follow, Some(own))
+            (why.clone(), *countdown)
         }
-        AttemptResult::Replace(replacement) => match shared.sender().replaced(message, replacement)
-        {
-            Ok(follow) => {
-                tracing::info!("replaced");
-                (follow, None)
+        AttemptResult::Failed(failure) => {
+            let retry = failure.kind.is_resource_limit()
+                && policy.retry_on_limit
+                && policy.allows_another(this_attempt);
+            if !retry {
+                return failed(failure);
             }
-            Err(why) => failed(&Failure::new(
-                FailureKind::InvalidOutput,
-                format!("the task's replacement is not a canvas: {why}"),
-            )),
-        },
-        AttemptResult::Failed(failure) => failed(failure),
-    }
+            (failure.to_string(), None)
+        }
+    };
+    let delay = policy.delay(message.retries, countdown, fastrand::f64);
+    let due_ms = now_ms().saturating_add(delay.as_millis() as u64);
+    tracing::info!(countdown = delay.as_secs_f64(), reason = %why, "retry");
+    let exception = Exception::new("celery.exceptions", "Retry", why.clone());
+    let retried = message.retried(&claimed.text, due_ms, &super::message::new_uuid());
+    let key = shared
+        .routing
+        .list_key(&message.routing_key, message.priority);
+    let follow = FollowUp {
+        ops: vec![Op::Delay {
+            due_ms,
+            key,
+            message: retried,
+        }],
+        ..FollowUp::default()
+    };
+    let own = own_meta(
+        message,
+        State::Retry,
+        exception.to_json(),
+        Some(format!("celery.exceptions.Retry: {why}")),
+        std::slice::from_ref(&message.id),
+        Some(account),
+    );
+    (follow, Some(own))
+}
+
+/// The retry policy of `message`: its own options over the worker's
+/// (`--max-retries`, `--default-retry-delay`), then Celery's defaults.
+fn retry_policy(message: &TaskMessage, config: &WorkerConfig) -> RetryPolicy {
+    RetryPolicy::from_options(&message.options.or(&StepOptions {
+        max_retries: Some(config.max_retries),
+        default_retry_delay: Some(config.default_retry_delay),
+        ..StepOptions::default()
+    }))
 }
 
 /// A task's end in success: what it sends on, and its meta naming those

@@ -1,8 +1,9 @@
-//! When and how often a step is tried again (Celery's retry options).
+//! When and how often a step is tried again (Celery's retry options):
+//! one policy for `wfhost run` and for the fleet's workers.
 
 use std::time::Duration;
 
-use wfhost_canvas::StepOptions;
+use crate::StepOptions;
 
 /// Celery's defaults: three retries, three minutes apart, backoff capped at
 /// ten minutes, jitter on.
@@ -27,6 +28,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The policy of a step whose options (defaults applied) are `options`.
     pub fn from_options(options: &StepOptions) -> Self {
         RetryPolicy {
             max_retries: options.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
@@ -45,15 +47,21 @@ impl RetryPolicy {
 
     /// The wait before the next attempt, after `retries_done` retries: the
     /// task's own countdown, else the backoff `min(max, factor·2^n)` (with
-    /// full jitter when on), else `default_retry_delay`.
-    pub fn delay(&self, retries_done: u32, countdown: Option<f64>) -> Duration {
+    /// full jitter when on: `random` gives a fraction in `[0, 1)`), else
+    /// `default_retry_delay`.
+    pub fn delay(
+        &self,
+        retries_done: u32,
+        countdown: Option<f64>,
+        random: impl FnOnce() -> f64,
+    ) -> Duration {
         let seconds = match (countdown, self.backoff_factor) {
             (Some(countdown), _) => countdown,
             (None, Some(factor)) => {
                 let exponent = i32::try_from(retries_done).unwrap_or(i32::MAX);
                 let delay = (factor * 2f64.powi(exponent)).min(self.backoff_max);
                 if self.jitter {
-                    fastrand::f64() * delay
+                    random().clamp(0.0, 1.0) * delay
                 } else {
                     delay
                 }
@@ -75,7 +83,7 @@ pub fn seconds_to_duration(seconds: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfhost_canvas::RetryBackoff;
+    use crate::RetryBackoff;
 
     fn policy(options: StepOptions) -> RetryPolicy {
         RetryPolicy::from_options(&options)
@@ -86,7 +94,7 @@ mod tests {
         let p = policy(StepOptions::default());
         assert!(p.allows_another(3));
         assert!(!p.allows_another(4));
-        assert_eq!(p.delay(0, None), Duration::from_secs(180));
+        assert_eq!(p.delay(0, None, || 0.5), Duration::from_secs(180));
     }
 
     #[test]
@@ -95,7 +103,7 @@ mod tests {
             retry_backoff: Some(RetryBackoff::Enabled(true)),
             ..Default::default()
         });
-        assert_eq!(p.delay(5, Some(0.5)), Duration::from_millis(500));
+        assert_eq!(p.delay(5, Some(0.5), || 0.5), Duration::from_millis(500));
     }
 
     #[test]
@@ -106,7 +114,7 @@ mod tests {
             retry_jitter: Some(false),
             ..Default::default()
         });
-        let delays: Vec<u64> = (0..5).map(|n| p.delay(n, None).as_secs()).collect();
+        let delays: Vec<u64> = (0..5).map(|n| p.delay(n, None, || 0.5).as_secs()).collect();
         assert_eq!(delays, [2, 4, 8, 10, 10]);
     }
 
@@ -116,9 +124,10 @@ mod tests {
             retry_backoff: Some(RetryBackoff::Enabled(true)),
             ..Default::default()
         });
-        for _ in 0..100 {
-            assert!(p.delay(3, None) <= Duration::from_secs(8));
+        for random in [0.0, 0.5, 0.999, 7.0] {
+            assert!(p.delay(3, None, || random) <= Duration::from_secs(8));
         }
+        assert_eq!(p.delay(3, None, || 0.5), Duration::from_secs(4));
     }
 
     #[test]
