@@ -171,6 +171,25 @@ fn retry_and_autoretry_behave_as_in_celery() {
         "{message}"
     );
 
+    // A limit of the task's own above the default of three is kept to
+    // (`@app.task(max_retries=5)`, `retry_kwargs={"max_retries": 5}`).
+    let step = call(&api, "persistent", json!([4]), json!({}), json!({}));
+    assert_eq!(
+        (step["result"].clone(), step["attempts"].clone()),
+        (json!(4), json!(5)),
+        "{step}"
+    );
+    let step = call(&api, "flaky", json!([4]), json!({}), json!({}));
+    assert_eq!(step["result"], "ok after 4 retries", "{step}");
+    let step = call(&api, "persistent", json!([6]), json!({}), json!({}));
+    assert_eq!(step["attempts"], 6, "{step}");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("MaxRetriesExceededError")),
+        "{step}"
+    );
+
     // The step's max_retries bounds them too.
     let step = call(
         &api,

@@ -532,20 +532,31 @@ fn run_broker_honours_defaults_and_step_options_as_run_does() {
     };
     let flaky = |key: &str, failures: u32, options: Value| json!({"task": "testkit.flaky", "args": [key, failures], "options": options});
 
+    // Both drivers give `value`.
+    let both_give = |document: Value, value: &str| {
+        let (local, remote) = both(document);
+        for (driver, run) in [("run", local), ("run --broker", remote)] {
+            assert_eq!(
+                (run.code, run.stdout.trim()),
+                (0, value),
+                "{driver}: {}",
+                run.stderr
+            );
+        }
+    };
+
     // A step's own limit above the workers' default of three.
-    let (local, remote) = both(json!({"workflow": [flaky("five", 4, json!({"max_retries": 5}))]}));
-    assert_eq!(
-        (local.code, local.stdout.trim()),
-        (0, "5"),
-        "{}",
-        local.stderr
+    both_give(
+        json!({"workflow": [flaky("five", 4, json!({"max_retries": 5}))]}),
+        "5",
     );
-    assert_eq!(
-        (remote.code, remote.stdout.trim()),
-        (0, "5"),
-        "{}",
-        remote.stderr
-    );
+    // A task's own limit (`#[task(max_retries = 5)]`) above the default,
+    // and past it.
+    let stubborn =
+        |failures: u32| json!({"workflow": [{"task": "testkit.stubborn", "args": [failures]}]});
+    both_give(stubborn(4), "5");
+    let (local, remote) = both(stubborn(6));
+    assert_eq!((local.code, remote.code), (1, 1), "{}", remote.stderr);
     // The defaults' limit below it.
     let (local, remote) = both(json!({
         "defaults": {"max_retries": 1},
@@ -781,6 +792,8 @@ fn python_components_serve_on_the_fleet_beside_rust_ones() {
     assert_eq!(python["chained"], 13, "{python}");
     // `self.retry` in Python: RETRY, then SUCCESS under the same id.
     assert_eq!(python["patient"], 3, "{python}");
+    // `@app.task(max_retries=5)` is kept to, above the workers' default.
+    assert_eq!(python["persistent"], 4, "{python}");
     fleet.assert_nothing_left();
 }
 

@@ -15,6 +15,9 @@ pub enum TaskError {
         /// Seconds to wait before the next attempt; `None` leaves it to the
         /// step's policy.
         countdown: Option<f64>,
+        /// The task's own limit of retries; `None` leaves it to the step's
+        /// policy (or to `#[task(max_retries = N)]`).
+        max_retries: Option<u32>,
     },
     /// A permanent failure.
     Fail {
@@ -29,6 +32,7 @@ impl TaskError {
         TaskError::Retry {
             message: message.into(),
             countdown: None,
+            max_retries: None,
         }
     }
 
@@ -43,6 +47,17 @@ impl TaskError {
     pub fn countdown(mut self, seconds: f64) -> Self {
         if let TaskError::Retry { countdown, .. } = &mut self {
             *countdown = Some(seconds);
+        }
+        self
+    }
+
+    /// Sets the task's own limit of retries (Celery's
+    /// `retry(max_retries=…)`): where the step's options set no
+    /// `max_retries`, the step is retried at most `retries` times. No effect
+    /// on a `fail`.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        if let TaskError::Retry { max_retries, .. } = &mut self {
+            *max_retries = Some(retries);
         }
         self
     }

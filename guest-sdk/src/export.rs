@@ -18,6 +18,7 @@ pub struct TaskEntry {
     name: &'static str,
     doc: &'static str,
     params: &'static [ParamInfo],
+    max_retries: Option<u32>,
     call: fn(&Context, &mut Arguments) -> Result<Outcome, TaskError>,
 }
 
@@ -28,6 +29,7 @@ impl TaskEntry {
             name: T::NAME,
             doc: T::DOC,
             params: T::PARAMS,
+            max_retries: T::MAX_RETRIES,
             call: T::call,
         }
     }
@@ -76,12 +78,15 @@ pub fn dispatch(
     match result {
         Ok(Outcome::Value(value)) => Ok(wit::Outcome::Value(value.to_string())),
         Ok(Outcome::Replace(canvas)) => Ok(wit::Outcome::Replace(canvas.to_json().to_string())),
-        Err(TaskError::Retry { message, countdown }) => {
-            Err(wit::TaskError::Retry(types::RetryRequest {
-                message,
-                countdown,
-            }))
-        }
+        Err(TaskError::Retry {
+            message,
+            countdown,
+            max_retries,
+        }) => Err(wit::TaskError::Retry(types::RetryRequest {
+            message,
+            countdown,
+            max_retries: max_retries.or(task.max_retries),
+        })),
         Err(TaskError::Fail { message }) => Err(wit::TaskError::Fail(message)),
     }
 }

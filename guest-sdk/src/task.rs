@@ -24,6 +24,9 @@ pub trait Task {
     const DOC: &'static str;
     /// The task's parameters in positional order (the context excluded).
     const PARAMS: &'static [ParamInfo];
+    /// The task's own limit of retries (`#[task(max_retries = N)]`), given
+    /// with each retry it asks for that names none.
+    const MAX_RETRIES: Option<u32> = None;
 
     /// Binds the arguments and runs the function once.
     fn call(ctx: &Context, args: &mut Arguments) -> Result<Outcome, TaskError>;

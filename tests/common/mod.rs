@@ -85,7 +85,7 @@ pub fn python_component(name: &str) -> Option<PathBuf> {
         .arg(repo_root().join("wit"))
         .args(["-w", "plugin", "componentize", name])
         .current_dir(source.parent().unwrap());
-    build_python(&source, &[], name, command)
+    build_python(&source, &[repo_root().join("wit/task.wit")], name, command)
 }
 
 /// The component `wfhost build-py` makes of the Python tasks module at

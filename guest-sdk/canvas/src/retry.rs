@@ -17,8 +17,12 @@ const LONGEST_DELAY: Duration = Duration::from_secs(24 * 3600);
 /// A step's retry options with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Further attempts a `retry` may cause after the first.
-    pub max_retries: u32,
+    /// Further attempts a `retry` may cause after the first, where the
+    /// step's options say.
+    max_retries: Option<u32>,
+    /// Further attempts where neither the step's options nor the task say
+    /// (Celery's default, unless a driver has its own).
+    pub default_max_retries: u32,
     default_retry_delay: f64,
     backoff_factor: Option<f64>,
     backoff_max: f64,
@@ -31,7 +35,8 @@ impl RetryPolicy {
     /// The policy of a step whose options (defaults applied) are `options`.
     pub fn from_options(options: &StepOptions) -> Self {
         RetryPolicy {
-            max_retries: options.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            max_retries: options.max_retries,
+            default_max_retries: DEFAULT_MAX_RETRIES,
             default_retry_delay: options.default_retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
             backoff_factor: options.retry_backoff.and_then(|backoff| backoff.factor()),
             backoff_max: options.retry_backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX),
@@ -40,9 +45,18 @@ impl RetryPolicy {
         }
     }
 
-    /// Whether another attempt may follow attempt number `attempt` (from 1).
-    pub fn allows_another(&self, attempt: u32) -> bool {
-        attempt <= self.max_retries
+    /// The retries allowed: the step's `max_retries`, else the task's own
+    /// limit (`task_limit`, given with its retry request), else the default.
+    pub fn max_retries(&self, task_limit: Option<u32>) -> u32 {
+        self.max_retries
+            .or(task_limit)
+            .unwrap_or(self.default_max_retries)
+    }
+
+    /// Whether another attempt may follow attempt number `attempt` (from
+    /// 1), under the task's own limit where it gives one.
+    pub fn allows_another(&self, attempt: u32, task_limit: Option<u32>) -> bool {
+        attempt <= self.max_retries(task_limit)
     }
 
     /// The wait before the next attempt, after `retries_done` retries: the
@@ -92,9 +106,24 @@ mod tests {
     #[test]
     fn celery_defaults() {
         let p = policy(StepOptions::default());
-        assert!(p.allows_another(3));
-        assert!(!p.allows_another(4));
+        assert!(p.allows_another(3, None));
+        assert!(!p.allows_another(4, None));
         assert_eq!(p.delay(0, None, || 0.5), Duration::from_secs(180));
+    }
+
+    /// The step's option, else the task's own limit, else the default.
+    #[test]
+    fn the_steps_limit_then_the_tasks_then_the_default() {
+        let mut p = policy(StepOptions::default());
+        assert_eq!(p.max_retries(Some(5)), 5);
+        p.default_max_retries = 1;
+        assert_eq!(p.max_retries(None), 1);
+        let p = policy(StepOptions {
+            max_retries: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(p.max_retries(Some(5)), 2);
+        assert!(p.allows_another(2, Some(5)) && !p.allows_another(3, Some(5)));
     }
 
     #[test]

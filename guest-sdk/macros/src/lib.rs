@@ -23,24 +23,49 @@ use syn::{
 /// the invocation context. The return type may be any serializable value,
 /// `Outcome` (to replace the step), or a `Result` of either whose error
 /// converts into `TaskError`.
+///
+/// `#[task(max_retries = N)]` gives the task its own limit of retries
+/// (Celery's `@app.task(max_retries=N)`): where a step's options set no
+/// `max_retries`, each retry the task asks for allows at most `N`.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return syn::Error::new(
-            TokenStream2::from(attr).span(),
-            "#[task] takes no arguments",
-        )
-        .to_compile_error()
-        .into();
-    }
+    let settings = match settings(TokenStream2::from(attr)) {
+        Ok(settings) => settings,
+        Err(err) => return err.to_compile_error().into(),
+    };
     let function = parse_macro_input!(item as ItemFn);
-    match expand(&function) {
+    match expand(&function, &settings) {
         Ok(descriptor) => quote!(#function #descriptor).into(),
         Err(err) => {
             let err = err.to_compile_error();
             quote!(#function #err).into()
         }
     }
+}
+
+/// What `#[task(...)]` says beside the function.
+#[derive(Default)]
+struct Settings {
+    max_retries: Option<u32>,
+}
+
+/// Reads `max_retries = N`, the one setting there is.
+fn settings(attr: TokenStream2) -> syn::Result<Settings> {
+    let mut settings = Settings::default();
+    if attr.is_empty() {
+        return Ok(settings);
+    }
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("max_retries") {
+            let value: syn::LitInt = meta.value()?.parse()?;
+            settings.max_retries = Some(value.base10_parse()?);
+            Ok(())
+        } else {
+            Err(meta.error("#[task] takes only `max_retries = N`"))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok(settings)
 }
 
 /// How a parameter is filled.
@@ -59,7 +84,7 @@ struct Param {
     kind: ParamKind,
 }
 
-fn expand(function: &ItemFn) -> syn::Result<TokenStream2> {
+fn expand(function: &ItemFn, settings: &Settings) -> syn::Result<TokenStream2> {
     let sig = &function.sig;
     if let Some(asyncness) = sig.asyncness {
         return Err(syn::Error::new(
@@ -128,6 +153,10 @@ fn expand(function: &ItemFn) -> syn::Result<TokenStream2> {
     }
 
     let call = quote!(#ident(#(#call_args),*));
+    let max_retries = match settings.max_retries {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
     let finish = finish_outcome(&sig.output, call);
 
     Ok(quote! {
@@ -139,6 +168,7 @@ fn expand(function: &ItemFn) -> syn::Result<TokenStream2> {
             const NAME: &'static str = #name;
             const DOC: &'static str = #doc;
             const PARAMS: &'static [::wfhost_guest::__private::ParamInfo] = &[#(#infos),*];
+            const MAX_RETRIES: ::core::option::Option<u32> = #max_retries;
 
             fn call(
                 __wfhost_ctx: &::wfhost_guest::Context,

@@ -94,8 +94,9 @@ class Task:
     """
 
     name: str
-    #: How many retries :meth:`retry` allows; ``None`` leaves it to the step's
-    #: ``max_retries`` option (3 unless the workflow says otherwise).
+    #: How many retries :meth:`retry` allows; the host keeps to it where the
+    #: step's ``max_retries`` option says nothing. ``None`` leaves it to the
+    #: step's option (3 unless the workflow says otherwise).
     max_retries: int | None = None
     #: Seconds :meth:`retry` waits when given no countdown; ``None`` leaves
     #: it to the step's retry policy.
@@ -216,7 +217,7 @@ class Task:
             countdown = max(0.0, (eta - now).total_seconds())
         if countdown is None:
             countdown = self.default_retry_delay
-        retry = Retry(exc=exc, when=countdown)
+        retry = Retry(exc=exc, when=countdown, max_retries=limit)
         if throw:
             raise retry
         return retry

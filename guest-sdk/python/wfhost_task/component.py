@@ -70,7 +70,11 @@ class Tasks(exports.Tasks):
         if outcome.kind == "replace":
             return types.Outcome_Replace(outcome.json)
         if outcome.kind == "retry":
-            raise Err(types.TaskError_Retry(types.RetryRequest(outcome.message, outcome.countdown)))
+            raise Err(
+                types.TaskError_Retry(
+                    types.RetryRequest(outcome.message, outcome.countdown, outcome.max_retries)
+                )
+            )
         raise Err(types.TaskError_Fail(outcome.message))
 
 

@@ -12,13 +12,16 @@ class Retry(Exception):
     """The task asks to be run again: raised by :meth:`Task.retry`.
 
     ``when`` is the countdown in seconds, or ``None`` to let the step's retry
-    policy (``default_retry_delay``, backoff) decide.
+    policy (``default_retry_delay``, backoff) decide; ``max_retries`` is the
+    task's own limit of retries, which the host keeps to where the step's
+    options set none.
     """
 
-    def __init__(self, message=None, exc=None, when=None, **_ignored):
+    def __init__(self, message=None, exc=None, when=None, max_retries=None, **_ignored):
         self.message = message
         self.exc = exc
         self.when = when
+        self.max_retries = max_retries
         super().__init__(message, exc, when)
 
     def humanize(self) -> str:

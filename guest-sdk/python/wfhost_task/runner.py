@@ -39,13 +39,14 @@ class TaskInfo:
 @dataclass
 class Outcome:
     """What one call came to: ``kind`` is ``value`` or ``replace`` (with
-    ``json``), ``retry`` (with ``message`` and ``countdown``) or ``fail``
-    (with ``message``)."""
+    ``json``), ``retry`` (with ``message``, ``countdown`` and the task's own
+    ``max_retries``) or ``fail`` (with ``message``)."""
 
     kind: str
     json: str = ""
     message: str = ""
     countdown: Optional[float] = None
+    max_retries: Optional[int] = None
 
 
 def local_name(name: str) -> str:
@@ -152,7 +153,9 @@ def run(name: str, chain_id: str, step_id: str, attempt: int, tenant: str,
         return _encoded("replace", replaced.sig, task)
     except Retry as retry:
         countdown = retry.when if isinstance(retry.when, (int, float)) else None
-        return Outcome("retry", message=str(retry), countdown=countdown)
+        limit = retry.max_retries
+        limit = min(limit, 2**32 - 1) if isinstance(limit, int) and limit >= 0 else None
+        return Outcome("retry", message=str(retry), countdown=countdown, max_retries=limit)
     except Reject as err:
         return Outcome("fail", message=str(err))
     except Ignore:

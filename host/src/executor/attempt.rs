@@ -385,8 +385,12 @@ impl Run<'_> {
                     record.result = Some(json);
                     return Ok(end);
                 }
-                AttemptResult::Retry { message, countdown } => {
-                    if !policy.allows_another(attempt - earlier_attempts) {
+                AttemptResult::Retry {
+                    message,
+                    countdown,
+                    max_retries,
+                } => {
+                    if !policy.allows_another(attempt - earlier_attempts, max_retries) {
                         return Ok(AttemptsEnd::Failed(Failure::new(
                             FailureKind::RetriesExhausted,
                             format!(
@@ -400,7 +404,7 @@ impl Run<'_> {
                 AttemptResult::Failed(failure) => {
                     let retry = failure.kind.is_resource_limit()
                         && policy.retry_on_limit
-                        && policy.allows_another(attempt - earlier_attempts);
+                        && policy.allows_another(attempt - earlier_attempts, None);
                     if !retry {
                         return Ok(AttemptsEnd::Failed(failure));
                     }

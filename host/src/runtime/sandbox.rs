@@ -91,6 +91,8 @@ pub enum AttemptResult {
         message: String,
         /// The delay it asked for, in seconds.
         countdown: Option<f64>,
+        /// The task's own limit of retries, where it names one.
+        max_retries: Option<u32>,
     },
     /// The attempt failed.
     Failed(Failure),
@@ -449,6 +451,7 @@ impl Sandbox {
             Ok(Err(types::TaskError::Retry(request))) => AttemptResult::Retry {
                 message: request.message,
                 countdown: request.countdown,
+                max_retries: request.max_retries,
             },
             Ok(Err(types::TaskError::Fail(message))) => {
                 // A guest whose allocator reports failure instead of
@@ -615,9 +618,14 @@ fn with_denial(result: AttemptResult, denial: Option<&str>) -> AttemptResult {
             message: explain(failure.message),
             ..failure
         }),
-        AttemptResult::Retry { message, countdown } => AttemptResult::Retry {
+        AttemptResult::Retry {
+            message,
+            countdown,
+            max_retries,
+        } => AttemptResult::Retry {
             message: explain(message),
             countdown,
+            max_retries,
         },
         other => other,
     }
@@ -631,9 +639,14 @@ fn masked(masker: &Masker, result: AttemptResult) -> AttemptResult {
     match result {
         AttemptResult::Value(value) => AttemptResult::Value(masker.mask_json(value)),
         AttemptResult::Replace(canvas) => AttemptResult::Replace(masker.mask_json(canvas)),
-        AttemptResult::Retry { message, countdown } => AttemptResult::Retry {
+        AttemptResult::Retry {
+            message,
+            countdown,
+            max_retries,
+        } => AttemptResult::Retry {
             message: masker.mask(&message),
             countdown,
+            max_retries,
         },
         AttemptResult::Failed(failure) => AttemptResult::Failed(Failure {
             message: masker.mask(&failure.message),

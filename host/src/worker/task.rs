@@ -391,8 +391,9 @@ fn outcome(
         AttemptResult::Retry {
             message: why,
             countdown,
+            max_retries,
         } => {
-            if !policy.allows_another(this_attempt) {
+            if !policy.allows_another(this_attempt, *max_retries) {
                 return failed(&Failure::new(
                     FailureKind::RetriesExhausted,
                     format!(
@@ -409,7 +410,7 @@ fn outcome(
         AttemptResult::Failed(failure) => {
             let retry = failure.kind.is_resource_limit()
                 && policy.retry_on_limit
-                && policy.allows_another(this_attempt);
+                && policy.allows_another(this_attempt, None);
             if !retry {
                 return failed(failure);
             }
@@ -443,14 +444,15 @@ fn outcome(
     (follow, Some(own))
 }
 
-/// The retry policy of `message`: its own options over the worker's
-/// (`--max-retries`, `--default-retry-delay`), then Celery's defaults.
+/// The retry policy of `message`: its own options, then the task's own
+/// limit, then the worker's (`--max-retries`, `--default-retry-delay`).
 fn retry_policy(message: &TaskMessage, config: &WorkerConfig) -> RetryPolicy {
-    RetryPolicy::from_options(&message.options.or(&StepOptions {
-        max_retries: Some(config.max_retries),
+    let mut policy = RetryPolicy::from_options(&message.options.or(&StepOptions {
         default_retry_delay: Some(config.default_retry_delay),
         ..StepOptions::default()
-    }))
+    }));
+    policy.default_max_retries = config.max_retries;
+    policy
 }
 
 /// A task's end in success: what it sends on, and its meta naming those

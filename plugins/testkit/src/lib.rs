@@ -39,6 +39,15 @@ pub fn flaky(ctx: &Context, key: String, failures: u32) -> Result<u32, TaskError
     Ok(ctx.attempt)
 }
 
+/// As `flaky`, with a retry limit of its own above the default of three.
+#[task(max_retries = 5)]
+pub fn stubborn(ctx: &Context, failures: u32) -> Result<u32, TaskError> {
+    if ctx.attempt <= failures {
+        return Err(TaskError::retry(format!("attempt {} failing", ctx.attempt)).countdown(0.01));
+    }
+    Ok(ctx.attempt)
+}
+
 /// Loops forever.
 #[task]
 pub fn spin() {
@@ -316,6 +325,7 @@ wfhost_guest::export_tasks!(
     echo,
     fail,
     flaky,
+    stubborn,
     spin,
     burn,
     hog,
