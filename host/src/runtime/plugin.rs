@@ -416,7 +416,7 @@ pub(super) async fn load(
         .map_err(|failure| PluginError::ListTasks {
             name: name_owned(),
             path: path_owned(),
-            reason: failure.to_string(),
+            reason: with_rebuild_hint(failure.to_string()),
         })?;
     let tasks: Vec<TaskInfo> = tasks.into_iter().map(TaskInfo::from).collect();
     let pace = Arc::new(Pace::new(tasks.iter().map(|task| task.name.as_str())));
@@ -432,4 +432,18 @@ pub(super) async fn load(
     };
     runtime.known_files.keep(path, stamp, read_at, &plugin);
     Ok(plugin)
+}
+
+/// A listing that failed on the types of the interface: a component
+/// built against another version of `wit/task.wit` (one whose records
+/// have other fields) is told to be rebuilt.
+fn with_rebuild_hint(reason: String) -> String {
+    if reason.contains("type mismatch") {
+        format!(
+            "{reason} (it was built against another version of wfhost's task interface, \
+             wit/task.wit: rebuild it with this wfhost's guest SDK)"
+        )
+    } else {
+        reason
+    }
 }

@@ -90,7 +90,8 @@ pub enum PartCounted {
 #[derive(Clone)]
 pub struct Broker {
     client: Client,
-    conn: ConnectionManager,
+    /// The multiplexed connection of scripts and reads.
+    pub(super) conn: ConnectionManager,
     /// Made on the first blocking wait: only a consuming worker needs it.
     /// (A connection that received a large message is dropped after it,
     /// so that its read buffer, grown to the message's size, goes too.)
@@ -119,7 +120,7 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_secs(2))
 }
 
-fn redis_error(what: &'static str) -> impl Fn(redis::RedisError) -> WorkerError {
+pub(super) fn redis_error(what: &'static str) -> impl Fn(redis::RedisError) -> WorkerError {
     move |source| WorkerError::Redis { what, source }
 }
 
@@ -198,7 +199,7 @@ impl Broker {
         keys: &[(String, String)],
         max_bytes: u64,
     ) -> Result<Option<Taken>, WorkerError> {
-        let tag = super::message::new_uuid();
+        let tag = super::outgoing::new_uuid();
         let mut invocation = self.scripts.claim.prepare_invoke();
         invocation.arg(&tag).arg(max_bytes);
         for (key, queue) in keys {
@@ -302,7 +303,7 @@ impl Broker {
             if let Op::Push { message, .. } = op
                 && message.len() >= STAGE_FROM_BYTES
             {
-                let key = format!("wfhost.staged.{}", super::message::new_uuid());
+                let key = format!("wfhost.staged.{}", super::outgoing::new_uuid());
                 staging.rpush(&key, message).ignore();
                 staging.expire(&key, STAGED_SECONDS).ignore();
                 staged.push(key);
@@ -492,90 +493,5 @@ impl Broker {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(redis_error("announce the worker's end"))
-    }
-}
-
-/// What a fleet on one Redis is doing, as `wfhost worker status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FleetStatus {
-    /// Messages waiting, per queue (all priorities).
-    pub queues: Vec<(String, u64)>,
-    /// Messages claimed and not yet acknowledged (by any consumer).
-    pub unacked: u64,
-    /// Messages waiting for their due time.
-    pub delayed: u64,
-    /// Live wfhost workers, each as it announced itself.
-    pub workers: Vec<Value>,
-}
-
-impl Broker {
-    /// The depths of `queues`, the claims under way and the live workers.
-    pub async fn status(&self, queues: &[String]) -> Result<FleetStatus, WorkerError> {
-        let routing = super::Routing {
-            queues: queues.to_vec(),
-            served: Vec::new(),
-            default_queue: String::new(),
-        };
-        let mut conn = self.conn.clone();
-        let mut depths = Vec::new();
-        for queue in queues {
-            let mut depth = 0u64;
-            for priority in [0, 3, 6, 9] {
-                let key = routing.list_key(queue, priority);
-                let length: u64 = redis::cmd("LLEN")
-                    .arg(key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_error("read a queue's depth"))?;
-                depth += length;
-            }
-            depths.push((queue.clone(), depth));
-        }
-        let unacked: u64 = redis::cmd("HLEN")
-            .arg("unacked")
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error("count the claims"))?;
-        let delayed: u64 = redis::cmd("ZCARD")
-            .arg(DELAYED)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error("count the delayed"))?;
-        let mut names: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("wfhost.worker.*")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error("list the workers"))?;
-            names.extend(batch);
-            if next == 0 || names.len() > 10_000 {
-                break;
-            }
-            cursor = next;
-        }
-        names.sort();
-        let mut workers = Vec::new();
-        for name in names {
-            let info: Option<String> = redis::cmd("GET")
-                .arg(&name)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error("read a worker"))?;
-            if let Some(info) = info {
-                workers.push(serde_json::from_str(&info).unwrap_or(Value::String(info)));
-            }
-        }
-        Ok(FleetStatus {
-            queues: depths,
-            unacked,
-            delayed,
-            workers,
-        })
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::message::python_iso8601;
+use super::outgoing::python_iso8601;
 use crate::records::{Failure, FailureKind};
 
 /// A task's stored state, as Celery names it.

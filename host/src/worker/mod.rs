@@ -22,8 +22,11 @@ mod broker;
 mod canvas;
 mod message;
 mod meta;
+mod outcome;
+mod outgoing;
 mod routing;
 mod scripts;
+mod status;
 mod submit;
 mod task;
 
@@ -40,10 +43,12 @@ use crate::executor::PluginSet;
 use crate::runtime::{Limits, PluginError, Runtime};
 use crate::spec::PluginRef;
 use broker::Taken;
-pub use broker::{DEAD_LETTER, DELAYED, FleetStatus};
-pub use message::{MessageError, new_uuid};
+pub use broker::{DEAD_LETTER, DELAYED};
+pub use message::MessageError;
 pub use meta::Exception;
+pub use outgoing::new_uuid;
 pub use routing::Routing;
+pub use status::{FleetStatus, fleet_status};
 pub use submit::{FleetClient, FleetOutcome};
 
 pub use wfhost_canvas::ACCUMULATE;
@@ -315,11 +320,6 @@ fn set_aside(shared: &task::Shared, list: &str, why: &str) {
         dead_letter = broker::DEAD_LETTER,
         "a message {why} was moved to the dead-letter list"
     );
-}
-
-/// What the fleet on the Redis at `url` is doing with `queues`.
-pub async fn fleet_status(url: &str, queues: &[String]) -> Result<FleetStatus, WorkerError> {
-    broker::Broker::connect(url).await?.status(queues).await
 }
 
 /// Moves due delayed messages, sweeps for lost claims, and says the

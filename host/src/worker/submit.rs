@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::broker::Broker;
 use super::canvas::{Sender, celery_signature, final_task_mut, set_option};
-use super::message::new_uuid;
 use super::meta::{Exception, task_key};
+use super::outgoing::new_uuid;
 use super::{Routing, WorkerError};
 use crate::spec::WorkflowSpec;
 

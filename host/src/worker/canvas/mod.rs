@@ -1,0 +1,66 @@
+//! The canvas over the protocol: what a finished task sends on, built as
+//! Celery's worker and `Signature.apply_async` build it (the next step of
+//! its chain, its callbacks and errbacks, a chord's header and body), and
+//! what a failure marks failed down the chain (research/celery-redis.md
+//! §3, §5). Everything here only builds operations; `commit` carries them
+//! out at once.
+//!
+//! One idea per file: [`effects`] (what a commit does), [`signature`]
+//! (reading Celery's signature JSON), [`send`] (`apply_async`), [`end`]
+//! (a task's end: success, failure, a complete chord) and [`replace`].
+
+mod effects;
+mod end;
+mod replace;
+mod send;
+mod signature;
+
+pub use effects::{ChordPart, FollowUp, Op};
+pub use replace::celery_signature;
+pub(crate) use replace::final_task_mut;
+pub(crate) use signature::set_option;
+
+use super::routing::Routing;
+
+/// Builds follow-up messages: the worker's routing and identity.
+pub struct Sender<'a> {
+    /// Which queue a task goes to.
+    pub routing: &'a Routing,
+    /// The `origin` header: `wfhost@host:pid`.
+    pub origin: &'a str,
+}
+
+/// What the tests of the canvas share: a worker's routing, its sender, and
+/// the messages a follow-up pushes.
+#[cfg(test)]
+mod testing {
+    use super::{FollowUp, Op, Routing, Sender};
+    use crate::worker::message::TaskMessage;
+
+    pub(super) fn routing() -> Routing {
+        Routing {
+            queues: vec!["wfhost".into()],
+            served: vec!["math".into()],
+            default_queue: "celery".into(),
+        }
+    }
+
+    pub(super) fn sender(routing: &Routing) -> Sender<'_> {
+        Sender {
+            routing,
+            origin: "test",
+        }
+    }
+
+    pub(super) fn pushed(out: &FollowUp) -> Vec<TaskMessage> {
+        out.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Push { message, .. } | Op::Delay { message, .. } => {
+                    Some(TaskMessage::parse(message).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,530 @@
+//! Sending a canvas as Celery's `Signature.apply_async` sends it: each
+//! task's message with its arguments, its place in a group or chord and
+//! the rest of its chain; a chord's counting set up; chunks as a group of
+//! `celery.starmap` tasks.
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use wfhost_canvas::{CHUNKS, STARMAP};
+
+use super::Sender;
+use super::effects::{FollowUp, Op};
+use super::signature::{
+    chain_steps, ends_in_many, extend_list_option, flat_members, kind, kwargs_of, link_error,
+    options, parsed, raw, seconds, set_option, signature_list,
+};
+use crate::records::now_ms;
+use crate::worker::message::{HEADER_OPTIONS, TaskMessage};
+use crate::worker::meta::group_key;
+use crate::worker::outgoing::{Outgoing, new_uuid};
+
+/// Options of a send that are not in the signature.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Apply {
+    /// The task that sends it.
+    pub(super) parent_id: Option<String>,
+    /// The canvas's first task.
+    pub(super) root_id: Option<String>,
+    /// The rest of the chain to carry (stored order: last first).
+    pub(super) chain: Option<Vec<Box<RawValue>>>,
+    /// The chord body, for a header member.
+    pub(super) chord: Option<Value>,
+    /// The group and index.
+    pub(super) group: Option<(String, Option<u64>)>,
+}
+
+impl Apply {
+    /// The group (and index) and the chord that a canvas whose options are
+    /// `opts` is a member of: the caller's, else what its options carry (a
+    /// chord's body, a chain's last step, a chord that is a header member
+    /// and is sent later, by the step before it).
+    pub(super) fn membership(
+        &self,
+        opts: &Map<String, Value>,
+    ) -> (Option<(String, Option<u64>)>, Option<Value>) {
+        let group = self.group.clone().or_else(|| {
+            let group = opts.get("group_id").and_then(Value::as_str)?;
+            Some((
+                group.to_string(),
+                opts.get("group_index").and_then(Value::as_u64),
+            ))
+        });
+        let chord = self
+            .chord
+            .clone()
+            .or_else(|| opts.get("chord").filter(|c| c.is_object()).cloned());
+        (group, chord)
+    }
+
+    /// What runs after the canvas whose options are `opts`: the chain its
+    /// caller sends it with, else the one it carries itself — a chord's
+    /// body that is a chain or a chord carries the rest of the outer chain
+    /// in its options, as a task body does, and is sent on its own when
+    /// the header is done.
+    pub(super) fn rest_of_chain(&self, opts: &Map<String, Value>) -> Option<Vec<Box<RawValue>>> {
+        self.chain.clone().or_else(|| {
+            let own: Vec<Box<RawValue>> = signature_list(opts.get("chain"))
+                .iter()
+                .filter_map(raw)
+                .collect();
+            (!own.is_empty()).then_some(own)
+        })
+    }
+}
+
+impl Sender<'_> {
+    /// Sends `sig` with `partial` arguments in front of its own, as
+    /// `sig.apply_async(partial, **apply)` does.
+    pub(super) fn apply(
+        &self,
+        out: &mut FollowUp,
+        sig: &Value,
+        partial: &[Value],
+        apply: Apply,
+    ) -> Option<String> {
+        let opts = options(sig);
+        match kind(sig) {
+            "group" => {
+                let group_id = opts
+                    .get("task_id")
+                    .and_then(Value::as_str)
+                    .map_or_else(new_uuid, str::to_string);
+                self.apply_members(out, &flat_members(sig), partial, &group_id, apply);
+                Some(group_id)
+            }
+            "chord" => {
+                let kwargs = kwargs_of(sig);
+                let header = kwargs
+                    .get("header")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()));
+                let mut body = kwargs.get("body").cloned().filter(Value::is_object)?;
+                // The chord's callbacks and errbacks are its body's.
+                extend_list_option(&mut body, "link", &signature_list(opts.get("link")));
+                link_error(&mut body, &signature_list(opts.get("link_error")));
+                let group_id = options(&header)
+                    .get("task_id")
+                    .or_else(|| opts.get("task_id"))
+                    .and_then(Value::as_str)
+                    .map_or_else(new_uuid, str::to_string);
+                // A chord that is a member of a chord's header (or a chain
+                // ending in one) finishes as that member: its body's result
+                // is the member's, as Celery's `chord.freeze` gives the body
+                // the outer group, index and chord. Otherwise the body
+                // belongs to the chord's own group.
+                match apply.membership(&opts) {
+                    (Some((outer, index)), Some(outer_body)) => {
+                        set_option(&mut body, "group_id", json!(outer));
+                        set_option(&mut body, "group_index", json!(index));
+                        set_option(&mut body, "chord", outer_body);
+                    }
+                    _ => set_option(&mut body, "group_id", json!(group_id)),
+                }
+                if let Some(chain) = apply.rest_of_chain(&opts) {
+                    // The chain goes on with the body's one result.
+                    body = self.one_result(body);
+                    set_option(&mut body, "chain", parsed(&chain));
+                }
+                let header_members = flat_members(&header);
+                if header_members.is_empty() {
+                    let body_apply = Apply {
+                        chain: None,
+                        chord: None,
+                        group: None,
+                        ..apply
+                    };
+                    return self.apply(out, &body, &[json!([])], body_apply);
+                }
+                out.ops.push(Op::Delete {
+                    key: group_key(&group_id, ".c"),
+                });
+                out.ops.push(Op::Set {
+                    key: group_key(&group_id, ".s"),
+                    value: header_members.len().to_string(),
+                });
+                let header_apply = Apply {
+                    chain: None,
+                    chord: Some(body),
+                    ..apply
+                };
+                self.apply_members(out, &header_members, partial, &group_id, header_apply);
+                Some(group_id)
+            }
+            "chunks" => {
+                let group = self.chunks_group(sig)?;
+                self.apply(out, &group, partial, apply)
+            }
+            "chain" => {
+                // A chain's callbacks are its last step's, its errbacks
+                // every step's (Celery's `_chain.run`).
+                let mut tasks = chain_steps(sig);
+                if let Some(last) = tasks.last_mut() {
+                    extend_list_option(last, "link", &signature_list(opts.get("link")));
+                }
+                let errbacks = signature_list(opts.get("link_error"));
+                for step in &mut tasks {
+                    link_error(step, &errbacks);
+                }
+                // A step that the chain goes on after passes one result:
+                // a group's list (as `wfhost run` and eager Celery do; a
+                // worker would link the rest to each member).
+                let steps = tasks.len();
+                for step in tasks.iter_mut().take(steps.saturating_sub(1)) {
+                    if ends_in_many(step) {
+                        *step = self.one_result(step.take());
+                    }
+                }
+                let (first, rest) = tasks.split_first()?;
+                // The chain's own later steps, stored last first.
+                let mut own: Vec<Value> = rest.iter().rev().cloned().collect();
+                // A chain that is a group or chord member finishes as that
+                // member: its last task carries the membership.
+                let (group, chord) = apply.membership(&opts);
+                if let (Some((group, index)), Some(last)) = (&group, own.first_mut()) {
+                    set_option(last, "group_id", json!(group));
+                    set_option(last, "group_index", json!(index));
+                    if let Some(chord) = &chord {
+                        set_option(last, "chord", chord.clone());
+                    }
+                }
+                // What comes after the chain runs after its last step.
+                let mut chain = apply.rest_of_chain(&opts).unwrap_or_default();
+                chain.extend(own.iter().filter_map(raw));
+                let (group, chord) = if rest.is_empty() {
+                    (group, chord)
+                } else {
+                    (None, None)
+                };
+                let first_apply = Apply {
+                    chain: Some(chain),
+                    group,
+                    chord,
+                    ..apply
+                };
+                self.apply(out, first, partial, first_apply)
+            }
+            _ => {
+                let task = sig.get("task").and_then(Value::as_str)?.to_string();
+                let immutable = sig
+                    .get("immutable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let mut args: Vec<Value> = if immutable {
+                    Vec::new()
+                } else {
+                    partial.to_vec()
+                };
+                if let Some(Value::Array(own)) = sig.get("args") {
+                    args.extend(own.iter().cloned());
+                }
+                let id = opts
+                    .get("task_id")
+                    .and_then(Value::as_str)
+                    .map_or_else(new_uuid, str::to_string);
+                let (group, chord) = apply.membership(&opts);
+                let now = now_ms();
+                let eta_ms = seconds(opts.get("countdown"))
+                    .map(|s| now + (s * 1000.0) as u64)
+                    .or_else(|| {
+                        opts.get("eta")
+                            .and_then(Value::as_str)
+                            .and_then(crate::records::parse_iso8601)
+                    });
+                let expires_ms = match opts.get("expires") {
+                    Some(Value::String(text)) => crate::records::parse_iso8601(text),
+                    other => seconds(other).map(|s| now + (s * 1000.0) as u64),
+                };
+                let queue = self
+                    .routing
+                    .queue_for(&task, opts.get("queue").and_then(Value::as_str));
+                let priority = opts
+                    .get("priority")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .min(9) as u8;
+                let chain = apply.chain.clone().unwrap_or_else(|| {
+                    signature_list(opts.get("chain"))
+                        .iter()
+                        .filter_map(raw)
+                        .collect()
+                });
+                let message = Outgoing {
+                    task,
+                    id: id.clone(),
+                    root_id: apply.root_id.clone().or_else(|| Some(id.clone())),
+                    parent_id: apply.parent_id.clone(),
+                    group: group.as_ref().map(|(g, _)| g.clone()),
+                    group_index: group.as_ref().and_then(|(_, i)| *i),
+                    args,
+                    kwargs: kwargs_of(sig),
+                    callbacks: signature_list(opts.get("link")),
+                    errbacks: signature_list(opts.get("link_error")),
+                    chain,
+                    chord,
+                    retries: 0,
+                    eta_ms,
+                    expires_ms,
+                    timelimit: [
+                        opts.get("time_limit").cloned().unwrap_or(Value::Null),
+                        opts.get("soft_time_limit").cloned().unwrap_or(Value::Null),
+                    ],
+                    ignore_result: opts
+                        .get("ignore_result")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    replaced_task_nesting: opts
+                        .get("replaced_task_nesting")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    queue: queue.clone(),
+                    priority,
+                    options: opts
+                        .iter()
+                        .filter(|(key, _)| HEADER_OPTIONS.contains(&key.as_str()))
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect(),
+                };
+                let key = self.routing.list_key(&queue, priority);
+                let text = message.envelope(&new_uuid(), self.origin);
+                match eta_ms {
+                    Some(due_ms) if due_ms > now => out.ops.push(Op::Delay {
+                        due_ms,
+                        key,
+                        message: text,
+                    }),
+                    _ => out.ops.push(Op::Push { key, message: text }),
+                }
+                Some(id)
+            }
+        }
+    }
+
+    /// Celery's `task.chunks(it, n)` as its `apply_async` sends it: a group
+    /// (with the chunks' options) of immutable `celery.starmap` signatures,
+    /// each calling `task` with `n` items of `it` (the last with what is
+    /// left), routed as `task` is unless the options name a queue; none
+    /// when `task`, `it` or `n` is missing or unusable.
+    pub(super) fn chunks_group(&self, sig: &Value) -> Option<Value> {
+        let kwargs = kwargs_of(sig);
+        let task = kwargs.get("task")?;
+        let name = match task {
+            Value::String(name) => name.as_str(),
+            signature => signature.get("task")?.as_str()?,
+        };
+        let items = kwargs.get("it")?.as_array()?;
+        let size = usize::try_from(kwargs.get("n")?.as_u64()?)
+            .ok()
+            .filter(|n| *n > 0)?;
+        let opts = options(sig);
+        let queue = self
+            .routing
+            .queue_for(name, opts.get("queue").and_then(Value::as_str));
+        let starmaps: Vec<Value> = items
+            .chunks(size)
+            .map(|part| {
+                json!({"task": STARMAP, "args": [], "kwargs": {"task": task, "it": part},
+                    "options": {"queue": queue}, "subtask_type": null, "immutable": true})
+            })
+            .collect();
+        Some(
+            json!({"task": "celery.group", "subtask_type": "group", "args": [],
+            "kwargs": {"tasks": starmaps}, "options": opts, "immutable": false}),
+        )
+    }
+
+    /// Sends each of `members` as `apply` says, as the member of
+    /// `group_id` at its index.
+    fn apply_members(
+        &self,
+        out: &mut FollowUp,
+        members: &[Value],
+        partial: &[Value],
+        group_id: &str,
+        apply: Apply,
+    ) {
+        for (index, member) in members.iter().enumerate() {
+            // A chord counts one result per header member: a member whose
+            // result is many (a group, a chain ending in one) gives them as
+            // one list, as `wfhost run` does.
+            let one;
+            let member = if apply.chord.is_some() && ends_in_many(member) {
+                one = self.one_result(member.clone());
+                &one
+            } else {
+                member
+            };
+            let member_apply = Apply {
+                group: Some((group_id.to_string(), Some(index as u64))),
+                ..apply.clone()
+            };
+            self.apply(out, member, partial, member_apply);
+        }
+    }
+
+    /// What sending a whole canvas from outside any task takes (a
+    /// producer's `apply_async()`); none when it names no task.
+    pub fn send(&self, sig: &Value) -> Option<FollowUp> {
+        let mut out = FollowUp::default();
+        self.apply(&mut out, sig, &[], Apply::default())?;
+        Some(out)
+    }
+
+    /// What `message`, a `celery.chunks` task, sends (its group of
+    /// `celery.starmap` tasks, as `chunks_group` builds it), and its value:
+    /// the group's result as Celery stores a `GroupResult`, its id and each
+    /// member's. None when its kwargs are not a task, `it` and `n`.
+    pub fn chunks(&self, message: &TaskMessage) -> Option<(FollowUp, Value)> {
+        let sig = json!({"task": CHUNKS, "subtask_type": "chunks",
+            "kwargs": message.kwargs, "options": {}});
+        let mut group = self.chunks_group(&sig)?;
+        let group_id = new_uuid();
+        set_option(&mut group, "task_id", json!(group_id));
+        let mut members = Vec::new();
+        if let Some(Value::Array(tasks)) = group.pointer_mut("/kwargs/tasks") {
+            for task in tasks {
+                let id = new_uuid();
+                set_option(task, "task_id", json!(id));
+                members.push(json!([[id, null], null]));
+            }
+        }
+        let mut out = FollowUp::default();
+        let apply = Apply {
+            parent_id: Some(message.id.clone()),
+            root_id: message.root_id.clone(),
+            ..Apply::default()
+        };
+        self.apply(&mut out, &group, &[], apply)?;
+        Some((out, json!([[group_id, null], members])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use wfhost_canvas::{CHUNKS, STARMAP};
+
+    use super::super::testing::{pushed, routing, sender};
+    use crate::worker::canvas::Op;
+    use crate::worker::message::TaskMessage;
+    use crate::worker::meta::group_key;
+
+    /// A chord in a chord's header counts once in the outer chord: its
+    /// body carries the outer group, its index and the outer body (as
+    /// Celery's `chord.freeze` gives them), and a group in the header is
+    /// flattened into it.
+    #[test]
+    fn a_chord_in_a_header_counts_once_and_a_group_there_is_flattened() {
+        let step = |task: &str| {
+            json!({"task": task, "args": [], "kwargs": {}, "options": {},
+                   "subtask_type": null, "immutable": false})
+        };
+        let chord = |header: Value, body: Value| {
+            json!({"task": "celery.chord", "args": [], "subtask_type": "chord",
+                   "kwargs": {"header": header, "body": body, "kwargs": {}},
+                   "options": {}, "immutable": false})
+        };
+        let group = |tasks: Value| {
+            json!({"task": "celery.group", "subtask_type": "group", "args": [],
+                   "kwargs": {"tasks": tasks}, "options": {}, "immutable": false})
+        };
+        let inner = chord(json!([step("math.inner")]), step("math.inner_body"));
+        let outer = chord(
+            json!([inner, group(json!([step("math.a"), step("math.b")]))]),
+            step("math.outer_body"),
+        );
+        let routing = routing();
+        let out = sender(&routing).send(&outer).unwrap();
+        let sent = pushed(&out);
+        let tasks: Vec<&str> = sent.iter().map(|m| m.task.as_str()).collect();
+        assert_eq!(tasks, ["math.inner", "math.a", "math.b"]);
+        let outer_group = sent[1].group.clone().unwrap();
+        assert_eq!(sent[2].group.as_deref(), Some(outer_group.as_str()));
+        assert_eq!(
+            (sent[1].group_index, sent[2].group_index),
+            (Some(1), Some(2))
+        );
+        assert!(out.ops.contains(&Op::Set {
+            key: group_key(&outer_group, ".s"),
+            value: "3".into()
+        }));
+        let inner_body = sent[0].chord.as_ref().unwrap();
+        assert_eq!(inner_body["task"], "math.inner_body");
+        assert_eq!(inner_body["options"]["group_id"], json!(outer_group));
+        assert_eq!(inner_body["options"]["group_index"], json!(0));
+        assert_eq!(inner_body["options"]["chord"]["task"], "math.outer_body");
+        assert_ne!(sent[0].group.as_deref(), Some(outer_group.as_str()));
+    }
+
+    /// `task.chunks(it, n)` where a worker sends it (a callback, a later
+    /// step): as Celery's `chunks.apply_async`, a group of immutable
+    /// `celery.starmap` tasks over `n` items each, routed as `task`.
+    #[test]
+    fn chunks_become_a_group_of_starmaps_over_n_items() {
+        let routing = routing();
+        let sender = sender(&routing);
+        let add = json!({"task": "math.add", "args": [], "kwargs": {}, "options": {}});
+        let chunks = json!({"task": CHUNKS, "subtask_type": "chunks", "args": [],
+            "kwargs": {"task": add, "it": [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], "n": 2},
+            "options": {"task_id": "g-1"}, "immutable": true});
+        let out = sender.send(&chunks).unwrap();
+        let sent = pushed(&out);
+        let parts: Vec<Value> = sent.iter().map(|m| m.kwargs["it"].clone()).collect();
+        assert_eq!(
+            parts,
+            [
+                json!([[1, 1], [2, 2]]),
+                json!([[3, 3], [4, 4]]),
+                json!([[5, 5]])
+            ]
+        );
+        for (index, message) in sent.iter().enumerate() {
+            assert_eq!(message.task, STARMAP);
+            assert_eq!(message.kwargs["task"], add);
+            assert!(message.args.is_empty());
+            assert_eq!(
+                message.group.as_deref(),
+                Some("g-1"),
+                "the chunks' id is the group's"
+            );
+            assert_eq!(message.group_index, Some(index as u64));
+            assert_eq!(message.routing_key, "wfhost", "routed as math.add is");
+        }
+        // Sent as a callback, the result in front is not passed (immutable).
+        let mut message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
+        message.chain.clear();
+        message.callbacks = vec![chunks.clone()];
+        let out = sender.succeeded(&message, &json!(4));
+        assert!(pushed(&out).iter().all(|m| m.args.is_empty()));
+        assert_eq!(pushed(&out).len(), 3);
+        // No chunk size, no tasks.
+        let mut empty = chunks;
+        empty["kwargs"]["n"] = json!(0);
+        assert!(sender.send(&empty).is_none());
+    }
+
+    /// `celery.chunks` as a task of its own sends the same group and gives
+    /// the group's result as Celery stores a `GroupResult`.
+    #[test]
+    fn a_chunks_task_gives_its_groups_result() {
+        let routing = routing();
+        let sender = sender(&routing);
+        let mut message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
+        message.task = CHUNKS.into();
+        message.kwargs = json!({"task": "math.add", "it": [[1, 2], [3, 4], [5, 6]], "n": 2})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let (out, value) = sender.chunks(&message).unwrap();
+        let sent = pushed(&out);
+        assert_eq!(sent.len(), 2);
+        let group = sent[0].group.clone().unwrap();
+        let members: Vec<Value> = sent.iter().map(|m| json!([[m.id, null], null])).collect();
+        assert_eq!(value, json!([[group, null], members]));
+        assert!(
+            sent.iter()
+                .all(|m| m.parent_id.as_deref() == Some(message.id.as_str()))
+        );
+        message.kwargs.remove("it");
+        assert!(sender.chunks(&message).is_none());
+    }
+}
