@@ -609,6 +609,60 @@ fn run_broker_honours_defaults_and_step_options_as_run_does() {
     fleet.assert_nothing_left();
 }
 
+/// Celery's remote control reaches the fleet (issue "The fleet in
+/// Celery's own tools"): `inspect ping` and `registered` are answered by
+/// both workers, `active` and `query_task` name a running task on its
+/// worker, a revoke of a task waiting on its countdown keeps it from ever
+/// running (REVOKED), a revoke with `terminate` ends a 20 s task within a
+/// second, and `celery inspect ping` itself lists both.
+#[test]
+fn celery_inspect_and_revoke_reach_the_fleet() {
+    if !ready("celery_inspect_and_revoke_reach_the_fleet") {
+        return;
+    }
+    let fleet = Fleet::start("worker-control", 2, &[]);
+    fleet.wait_for_workers(2);
+    let names = ["w0", "w1"];
+    let seen = by_scenario(fleet.client_with(&["control"], &[("WORKERS", "2")]));
+    let control = &seen["control"];
+    for name in &names {
+        assert_eq!(control["ping"][name], json!({"ok": "pong"}), "{control}");
+        let registered = control["registered"][name].as_array().unwrap();
+        assert!(
+            registered.contains(&json!("math.add")) && registered.contains(&json!("testkit.sleep")),
+            "{control}"
+        );
+        assert!(
+            control["cli"]["stdout"].as_str().unwrap().contains(name),
+            "{control}"
+        );
+    }
+    assert_eq!(control["cli"]["status"], 0, "{control}");
+    let active_on = control["active_on"]
+        .as_str()
+        .expect("a worker lists the task");
+    assert!(names.contains(&active_on), "{control}");
+    assert!(
+        control["query_task"][active_on]
+            .as_object()
+            .is_some_and(|found| found.len() == 1),
+        "{control}"
+    );
+    assert_eq!(control["short"], 1500);
+
+    assert_eq!(control["waiting"]["type"], "TaskRevokedError", "{control}");
+    assert_eq!(control["waiting_state"], "REVOKED");
+    assert_eq!(control["revoked_listed"], true, "{control}");
+    assert!(control["long_on"].is_string(), "{control}");
+    let replies = control["terminate_reply"].to_string();
+    assert!(replies.contains("terminate: "), "{control}");
+    assert_eq!(control["long"]["type"], "TaskRevokedError", "{control}");
+    assert_eq!(control["long_state"], "REVOKED");
+    let after = control["terminated_after"].as_f64().unwrap();
+    assert!(after < 1.5, "terminated after {after} s: {control}");
+    fleet.assert_nothing_left();
+}
+
 #[test]
 fn sigterm_finishes_what_runs_and_claims_nothing_more() {
     if !ready("sigterm_finishes_what_runs_and_claims_nothing_more") {

@@ -8,6 +8,11 @@
 //! Run with `cargo bench -p wfhost --bench fleet`. Figures are printed,
 //! never asserted: this machine is shared and noisy. Each figure is the
 //! median of its rounds.
+//!
+//! `WFHOST_BASELINE=DIR` adds a column for one worker of another build in
+//! the same run: `DIR/wfhost` serving `DIR/math.wasm` (a release build of
+//! an earlier commit and its plugin, which may speak another WIT) — how a
+//! change is shown not to slow the fleet.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -114,10 +119,29 @@ fn main() {
     stop(&mut celery);
     redis.cli(&["FLUSHALL"]);
 
+    let mut builds: Vec<(String, std::path::PathBuf, std::path::PathBuf, usize)> = Vec::new();
+    if let Some(baseline) = std::env::var_os("WFHOST_BASELINE") {
+        let baseline = std::path::PathBuf::from(baseline);
+        let plugins = dir.path().join("baseline.toml");
+        std::fs::write(
+            &plugins,
+            format!("tasks = {:?}\n", baseline.join("math.wasm")),
+        )
+        .unwrap();
+        builds.push(("baseline ×1".into(), baseline.join("wfhost"), plugins, 1));
+    }
     for processes in [1, 2, 4] {
+        builds.push((
+            format!("wfhost worker ×{processes}"),
+            env!("CARGO_BIN_EXE_wfhost").into(),
+            plugins.clone(),
+            processes,
+        ));
+    }
+    for (column, binary, plugins, processes) in builds {
         let mut workers: Vec<Child> = (0..processes)
             .map(|index| {
-                Command::new(env!("CARGO_BIN_EXE_wfhost"))
+                Command::new(&binary)
                     .args([
                         "-q",
                         "worker",
@@ -137,10 +161,7 @@ fn main() {
             .collect();
         // Results on the broker's Redis: a step's result is committed with
         // the messages it sends.
-        columns.push((
-            format!("wfhost worker ×{processes}"),
-            all_scenarios(&url(0), &url(0)),
-        ));
+        columns.push((column, all_scenarios(&url(0), &url(0))));
         stop(&mut workers);
         redis.cli(&["FLUSHALL"]);
     }
@@ -167,6 +188,7 @@ fn main() {
         let celery = columns[0].1[row].as_ref().ok().map(|(total, _)| *total);
         let best = columns[1..]
             .iter()
+            .filter(|(name, _)| name.starts_with("wfhost worker"))
             .filter_map(|(_, figures)| figures[row].as_ref().ok().map(|(total, _)| *total))
             .min();
         match (celery, best) {

@@ -67,6 +67,19 @@ impl PluginSet {
         self.access.get(name).cloned().unwrap_or_else(Access::none)
     }
 
+    /// Every task of every plugin, as `plugin.task`.
+    pub fn task_names(&self) -> Vec<String> {
+        self.plugins
+            .iter()
+            .flat_map(|(plugin, loaded)| {
+                loaded
+                    .tasks()
+                    .iter()
+                    .map(move |task| format!("{plugin}.{}", task.name))
+            })
+            .collect()
+    }
+
     /// The plugin the workflow calls `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.plugins.get(name)

@@ -161,6 +161,12 @@ impl Broker {
         })
     }
 
+    /// The database number of the broker's URL (kombu's fanout channels
+    /// are named after it).
+    pub fn db(&self) -> i64 {
+        self.client.get_connection_info().redis_settings().db()
+    }
+
     /// A subscription to `channel` (a result's key), on a connection of
     /// its own.
     pub async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, WorkerError> {

@@ -20,6 +20,7 @@
 
 mod broker;
 mod canvas;
+mod control;
 mod message;
 mod meta;
 mod outcome;
@@ -203,6 +204,8 @@ impl Worker {
             default_queue: config.default_queue.clone(),
         };
         let counters = Arc::new(Counters::default());
+        let control = control::Control::new();
+        control.load_revoked(&broker).await?;
         Ok(Worker {
             concurrency: config.concurrency,
             restore_interval: config.restore_interval,
@@ -214,6 +217,7 @@ impl Worker {
                 routing,
                 config,
                 counters: counters.clone(),
+                control,
             }),
             counters,
         })
@@ -232,6 +236,7 @@ impl Worker {
             self.visibility_timeout,
             self.concurrency,
         ));
+        let control = tokio::spawn(control::listen(shared.clone()));
         tokio::pin!(stop);
         let result = 'taking: loop {
             let permit = tokio::select! {
@@ -299,6 +304,7 @@ impl Worker {
         // Every slot back means every task has committed.
         let _all = slots.acquire_many(self.concurrency as u32).await;
         housekeeping.abort();
+        control.abort();
         let _ = shared.broker.leave(&shared.config.name).await;
         result.map(|()| WorkerSummary {
             committed: self.counters.committed.load(Ordering::Relaxed),

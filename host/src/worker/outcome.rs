@@ -95,6 +95,21 @@ pub(super) fn outcome(
             }
             (why.clone(), *countdown)
         }
+        // Ended by `revoke --terminate`: REVOKED, as Celery stores it.
+        AttemptResult::Failed(failure)
+            if failure.kind == FailureKind::Cancelled && shared.control.is_revoked(&message.id) =>
+        {
+            tracing::info!("terminated by a revoke");
+            let exception = Exception::new("celery.exceptions", "TaskRevokedError", "terminated");
+            return ending_in_failure(
+                shared,
+                message,
+                State::Revoked,
+                &exception,
+                "celery.exceptions.TaskRevokedError: terminated".into(),
+                Some(account),
+            );
+        }
         AttemptResult::Failed(failure) => {
             let retry = failure.kind.is_resource_limit()
                 && policy.retry_on_limit

@@ -30,6 +30,8 @@ pub(super) struct Shared {
     pub routing: Routing,
     pub config: WorkerConfig,
     pub counters: Arc<Counters>,
+    /// What remote control sees and steers.
+    pub control: super::control::Control,
 }
 
 impl Shared {
@@ -70,15 +72,22 @@ pub(super) async fn handle(shared: &Shared, claimed: Claimed) {
 
 async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
     let now = now_ms();
-    if message.expires_ms.is_some_and(|expires| expires <= now) {
-        tracing::info!("expired before it ran: revoked");
-        let exception = Exception::new("celery.exceptions", "TaskRevokedError", "expired");
+    let revoked = if message.expires_ms.is_some_and(|expires| expires <= now) {
+        Some("expired")
+    } else if shared.control.is_revoked(&message.id) {
+        Some("revoked")
+    } else {
+        None
+    };
+    if let Some(reason) = revoked {
+        tracing::info!(reason, "revoked before it ran");
+        let exception = Exception::new("celery.exceptions", "TaskRevokedError", reason);
         let (follow, own) = ending_in_failure(
             shared,
             message,
             State::Revoked,
             &exception,
-            "celery.exceptions.TaskRevokedError: expired".into(),
+            format!("celery.exceptions.TaskRevokedError: {reason}"),
             None,
         );
         commit(shared, &claimed.tag, (&message.id, "revoked"), follow, own).await;
@@ -111,6 +120,7 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
         return;
     }
     let (follow, own) = run(shared, claimed, message).await;
+    shared.control.finished(&message.task);
     let own = own.filter(|_| !message.ignore_result);
     commit(shared, &claimed.tag, (&message.id, "ignored"), follow, own).await;
 }
@@ -289,6 +299,9 @@ async fn attempt(
         kwargs: Value::Object(kwargs.clone()).to_string(),
     };
     let cancel = CancelToken::new();
+    let _running = shared
+        .control
+        .running(message, &shared.config.name, cancel.clone());
     let running = shared.runtime.run_with(
         plugin,
         &invocation,

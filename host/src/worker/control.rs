@@ -1,0 +1,567 @@
+//! Celery's remote control (kombu's pidbox), so that `celery inspect`,
+//! `celery control` and `app.control` reach wfhost workers as they reach
+//! Celery's: a command is published on the `celery.pidbox` fanout (the
+//! Redis channel `/DB.celery.pidbox`), each worker it names answers with
+//! `{its name: reply}` on the caller's reply queue (the lists bound to
+//! `reply.celery.pidbox` under the caller's routing key), as Celery's
+//! `worker/control.py` answers.
+//!
+//! Served: `ping`, `registered`, `active`, `reserved`, `scheduled`,
+//! `revoked`, `query_task`, `stats`, `active_queues`, `hello`, and
+//! `revoke` (with `terminate`). A revoke holds fleet-wide: its ids are kept
+//! in Redis (`wfhost.revoked`) for `result_expires`, so a worker started
+//! later honours them too. Any other command gets kombu's error reply.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+
+use super::WorkerError;
+use super::broker::{Broker, redis_error};
+use super::message::TaskMessage;
+use super::meta::{Exception, Meta, State, task_key};
+use super::outgoing::new_uuid;
+use super::task::Shared;
+use crate::lock::lock;
+use crate::records::now_ms;
+use crate::runtime::CancelToken;
+
+/// The Redis key of the fleet's revoked ids (a sorted set: id → when the
+/// revoke ends, in ms).
+pub const REVOKED: &str = "wfhost.revoked";
+
+/// The ids a worker remembers as revoked at most (Celery's
+/// `REVOKES_MAX`); the oldest go first.
+const REVOKES_MAX: usize = 50_000;
+
+/// The reply exchange of Celery's mailbox.
+const REPLY_EXCHANGE: &str = "reply.celery.pidbox";
+
+/// Built-in tasks every worker serves (listed by `registered` with
+/// `builtins`).
+const BUILTINS: [&str; 4] = [
+    wfhost_canvas::ACCUMULATE,
+    wfhost_canvas::CHUNKS,
+    wfhost_canvas::MAP,
+    wfhost_canvas::STARMAP,
+];
+
+/// What remote control sees and steers of one worker: the tasks it runs,
+/// the ids revoked, and what it has done.
+pub(super) struct Control {
+    running: Mutex<HashMap<String, Running>>,
+    revoked: Mutex<Revoked>,
+    /// Tasks finished, by name (`stats`' `total`).
+    done: Mutex<HashMap<String, u64>>,
+    clock: AtomicU64,
+    started: Instant,
+}
+
+/// A task under way, as `inspect active` shows it, and how to stop it.
+struct Running {
+    info: Value,
+    cancel: CancelToken,
+}
+
+/// Revoked ids, the oldest first out.
+#[derive(Default)]
+struct Revoked {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Revoked {
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            while self.order.len() > REVOKES_MAX {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.ids.remove(&oldest);
+                }
+            }
+        }
+    }
+}
+
+/// Removes its task from the running ones when the attempt ends.
+pub(super) struct RunningGuard<'c> {
+    control: &'c Control,
+    id: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.control.running).remove(&self.id);
+    }
+}
+
+impl Control {
+    pub(super) fn new() -> Control {
+        Control {
+            running: Mutex::default(),
+            revoked: Mutex::default(),
+            done: Mutex::default(),
+            clock: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Notes that `message` runs on this worker (named `hostname`) until
+    /// the guard is dropped; `cancel` stops it.
+    pub(super) fn running(
+        &self,
+        message: &TaskMessage,
+        hostname: &str,
+        cancel: CancelToken,
+    ) -> RunningGuard<'_> {
+        let info = json!({
+            "id": message.id,
+            "name": message.task,
+            "args": message.args,
+            "kwargs": message.kwargs,
+            "type": message.task,
+            "hostname": hostname,
+            "time_start": now_ms() as f64 / 1000.0,
+            "acknowledged": false,
+            "delivery_info": {
+                "exchange": "",
+                "routing_key": message.routing_key,
+                "priority": message.priority,
+                "redelivered": message.redelivered,
+            },
+            "worker_pid": std::process::id(),
+        });
+        lock(&self.running).insert(message.id.clone(), Running { info, cancel });
+        RunningGuard {
+            control: self,
+            id: message.id.clone(),
+        }
+    }
+
+    /// Counts a finished task of `name`.
+    pub(super) fn finished(&self, name: &str) {
+        *lock(&self.done).entry(name.to_string()).or_default() += 1;
+    }
+
+    /// Whether `id` is revoked.
+    pub(super) fn is_revoked(&self, id: &str) -> bool {
+        lock(&self.revoked).ids.contains(id)
+    }
+
+    /// Takes the fleet's revokes that still hold from Redis, and drops
+    /// those that ended.
+    pub(super) async fn load_revoked(&self, broker: &Broker) -> Result<(), WorkerError> {
+        let mut conn = broker.conn.clone();
+        let now = now_ms();
+        redis::cmd("ZREMRANGEBYSCORE")
+            .arg(REVOKED)
+            .arg("-inf")
+            .arg(now)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_error("drop ended revokes"))?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(REVOKED)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error("read the revokes"))?;
+        let mut revoked = lock(&self.revoked);
+        for id in ids {
+            revoked.insert(id);
+        }
+        Ok(())
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Listens on the pidbox until the worker stops, answering each command
+/// meant for this worker.
+pub(super) async fn listen(shared: std::sync::Arc<Shared>) {
+    let channel = format!("/{}.celery.pidbox", shared.broker.db());
+    loop {
+        match shared.broker.subscribe(&channel).await {
+            Ok(mut pubsub) => {
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let Ok(text) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if let Err(err) = handle(&shared, &text).await {
+                        tracing::warn!(error = %err, "a remote control command failed");
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot listen for remote control"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// One pidbox message: answered when it is meant for this worker and has
+/// not expired.
+async fn handle(shared: &Shared, text: &str) -> Result<(), WorkerError> {
+    let Some((headers, body)) = envelope(text) else {
+        return Ok(());
+    };
+    let expired = headers
+        .get("expires")
+        .and_then(Value::as_f64)
+        .is_some_and(|expires| expires * 1000.0 < now_ms() as f64);
+    if expired || !meant_for(&body, &shared.config.name) {
+        return Ok(());
+    }
+    let method = body.get("method").and_then(Value::as_str).unwrap_or("");
+    let arguments = body
+        .get("arguments")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let reply = answer(shared, method, &arguments).await;
+    let Some(reply_to) = body.get("reply_to").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let routing_key = reply_to
+        .get("routing_key")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let ticket = body.get("ticket").cloned().unwrap_or(Value::Null);
+    send_reply(shared, routing_key, &ticket, reply).await
+}
+
+/// The headers and the decoded body of a kombu envelope.
+fn envelope(text: &str) -> Option<(Map<String, Value>, Map<String, Value>)> {
+    let envelope: Value = serde_json::from_str(text).ok()?;
+    let headers = envelope
+        .get("headers")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let body = envelope.get("body")?.as_str()?;
+    let base64 = envelope
+        .pointer("/properties/body_encoding")
+        .and_then(Value::as_str)
+        == Some("base64");
+    let bytes = if base64 {
+        BASE64.decode(body).ok()?
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let body: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((headers, body.as_object()?.clone()))
+}
+
+/// Whether a command is for the worker named `hostname`: its
+/// `destination` names it, or its glob `pattern` matches, or it names no
+/// one.
+fn meant_for(body: &Map<String, Value>, hostname: &str) -> bool {
+    if let Some(destination) = body
+        .get("destination")
+        .and_then(Value::as_array)
+        .filter(|names| !names.is_empty())
+    {
+        return destination.iter().any(|name| name == hostname);
+    }
+    match (
+        body.get("pattern").and_then(Value::as_str),
+        body.get("matcher").and_then(Value::as_str),
+    ) {
+        (Some(pattern), Some("glob") | None) => glob_match(pattern, hostname),
+        // A regular expression is not matched here: not this worker.
+        (Some(_), Some(_)) => false,
+        (None, _) => true,
+    }
+}
+
+/// `*` and `?` of a shell glob.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    fn matches(pattern: &[char], text: &[char]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some('*'), _) => {
+                matches(&pattern[1..], text) || (!text.is_empty() && matches(pattern, &text[1..]))
+            }
+            (Some('?'), Some(_)) => matches(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => matches(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    let pattern: Vec<char> = pattern.chars().take(256).collect();
+    let text: Vec<char> = text.chars().take(256).collect();
+    matches(&pattern, &text)
+}
+
+/// What Celery's worker answers to `method`.
+async fn answer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -> Value {
+    let control = &shared.control;
+    match method {
+        "ping" => json!({"ok": "pong"}),
+        "registered" => {
+            let builtins = arguments
+                .get("builtins")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let mut names = shared.plugins.task_names();
+            if builtins {
+                names.extend(BUILTINS.iter().map(|name| name.to_string()));
+            }
+            names.sort();
+            json!(names)
+        }
+        "active" => Value::Array(
+            lock(&control.running)
+                .values()
+                .map(|running| running.info.clone())
+                .collect(),
+        ),
+        // Nothing is reserved ahead, and a countdown waits in Redis, not
+        // in a worker.
+        "reserved" | "scheduled" => json!([]),
+        "revoked" => json!(lock(&control.revoked).order),
+        "query_task" => {
+            let running = lock(&control.running);
+            let found: Map<String, Value> = ids(arguments.get("ids"))
+                .into_iter()
+                .filter_map(|id| {
+                    let info = running.get(&id)?.info.clone();
+                    Some((id, json!(["active", info])))
+                })
+                .collect();
+            Value::Object(found)
+        }
+        "stats" => stats(shared),
+        "active_queues" => Value::Array(
+            shared
+                .config
+                .queues
+                .iter()
+                .map(|queue| {
+                    json!({"name": queue, "exchange": {"name": queue, "type": "direct"},
+                           "routing_key": queue, "durable": true, "exclusive": false,
+                           "auto_delete": false, "no_ack": false})
+                })
+                .collect(),
+        ),
+        "hello" => json!({"revoked": lock(&control.revoked).order, "clock": control.tick()}),
+        "revoke" => revoke(shared, arguments).await,
+        other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
+    }
+}
+
+/// The ids of a command's argument: one id or a list of them.
+fn ids(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(id)) => vec![id.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `celery control revoke`: the ids are revoked on every worker (now, and
+/// on one started within `result_expires`), stored REVOKED unless they
+/// have a state; with `terminate`, attempts of them running here end.
+async fn revoke(shared: &Shared, arguments: &Map<String, Value>) -> Value {
+    let task_ids = ids(arguments.get("task_id"));
+    {
+        let mut revoked = lock(&shared.control.revoked);
+        for id in &task_ids {
+            revoked.insert(id.clone());
+        }
+    }
+    if let Err(err) = store_revoked(shared, &task_ids).await {
+        tracing::warn!(error = %err, "cannot store the revoke");
+    }
+    let terminate = arguments
+        .get("terminate")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if terminate {
+        let running = lock(&shared.control.running);
+        let terminated: Vec<&str> = task_ids
+            .iter()
+            .filter_map(|id| {
+                let running = running.get(id)?;
+                running.cancel.cancel();
+                Some(id.as_str())
+            })
+            .collect();
+        if terminated.is_empty() {
+            return json!({"ok": "terminate: tasks unknown"});
+        }
+        return json!({"ok": format!("terminate: {}", terminated.join(", "))});
+    }
+    let set: Vec<String> = task_ids.iter().map(|id| format!("'{id}'")).collect();
+    json!({"ok": format!("tasks {{{}}} flagged as revoked", set.join(", "))})
+}
+
+/// Keeps the revoke in Redis for `result_expires` (a day when results
+/// are kept), and stores REVOKED for each id that has no state yet, as
+/// Celery's `mark_as_revoked` does.
+async fn store_revoked(shared: &Shared, task_ids: &[String]) -> Result<(), WorkerError> {
+    let keep_ms = match shared.config.result_expires.as_millis() {
+        0 => 86_400_000,
+        ms => u64::try_from(ms).unwrap_or(u64::MAX),
+    };
+    let until = now_ms().saturating_add(keep_ms);
+    let mut conn = shared.broker.conn.clone();
+    for id in task_ids.iter().take(10_000) {
+        redis::cmd("ZADD")
+            .arg(REVOKED)
+            .arg(until)
+            .arg(id)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_error("store a revoke"))?;
+        let exception = Exception::new("celery.exceptions", "TaskRevokedError", "revoked");
+        let meta = Meta {
+            state: State::Revoked,
+            result: exception.to_json(),
+            traceback: Some("celery.exceptions.TaskRevokedError: revoked".into()),
+            children: &[],
+            task_id: id,
+            group_id: None,
+            parent_id: None,
+            done_ms: Some(now_ms()),
+            wfhost: None,
+        }
+        .to_text();
+        let key = task_key(id);
+        let stored: bool = redis::cmd("SET")
+            .arg(&key)
+            .arg(&meta)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(redis_error("store a revoked result"))?
+            .is_some();
+        if stored {
+            redis::cmd("PUBLISH")
+                .arg(&key)
+                .arg(&meta)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_error("publish a revoked result"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `inspect stats`: what Flower and `celery inspect stats` read first.
+fn stats(shared: &Shared) -> Value {
+    let total: Map<String, Value> = lock(&shared.control.done)
+        .iter()
+        .map(|(name, count)| (name.clone(), json!(count)))
+        .collect();
+    json!({
+        "total": total,
+        "pid": std::process::id(),
+        "clock": shared.control.tick().to_string(),
+        "uptime": shared.control.started.elapsed().as_secs(),
+        "pool": {
+            "implementation": "wfhost",
+            "max-concurrency": shared.config.concurrency,
+            "processes": [std::process::id()],
+        },
+        "prefetch_count": shared.config.concurrency,
+        "broker": {"transport": "redis"},
+        "rusage": {},
+    })
+}
+
+/// Sends `reply` to the reply queues bound under `routing_key`, as
+/// kombu's `Mailbox._publish_reply` over Redis does (an LPUSH to each
+/// list bound to `reply.celery.pidbox` with that key).
+async fn send_reply(
+    shared: &Shared,
+    routing_key: &str,
+    ticket: &Value,
+    reply: Value,
+) -> Result<(), WorkerError> {
+    let mut conn = shared.broker.conn.clone();
+    let bindings: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("_kombu.binding.{REPLY_EXCHANGE}"))
+        .query_async(&mut conn)
+        .await
+        .map_err(redis_error("read the reply bindings"))?;
+    let body = json!({shared.config.name.clone(): reply}).to_string();
+    let message = json!({
+        "body": BASE64.encode(body),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"ticket": ticket, "clock": shared.control.tick()},
+        "properties": {
+            "delivery_mode": 1,
+            "delivery_info": {"exchange": REPLY_EXCHANGE, "routing_key": routing_key},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": new_uuid(),
+        },
+    })
+    .to_string();
+    for binding in bindings {
+        let mut parts = binding.split("\x06\x16");
+        let (Some(key), Some(_pattern), Some(queue)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if key == routing_key {
+            redis::cmd("LPUSH")
+                .arg(queue)
+                .arg(&message)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_error("send a remote control reply"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_for_the_workers_it_names() {
+        let body = |value: Value| value.as_object().cloned().unwrap();
+        let me = "wfhost@box:7";
+        assert!(meant_for(&body(json!({"destination": null})), me));
+        assert!(meant_for(&body(json!({"destination": [me]})), me));
+        assert!(!meant_for(
+            &body(json!({"destination": ["celery@box"]})),
+            me
+        ));
+        assert!(meant_for(
+            &body(json!({"pattern": "wfhost@*", "matcher": "glob"})),
+            me
+        ));
+        assert!(!meant_for(
+            &body(json!({"pattern": "celery@*", "matcher": "glob"})),
+            me
+        ));
+        assert!(glob_match("w?host@b*:7", me) && !glob_match("*:8", me));
+    }
+
+    #[test]
+    fn the_oldest_revokes_go_first() {
+        let mut revoked = Revoked::default();
+        for n in 0..REVOKES_MAX + 2 {
+            revoked.insert(n.to_string());
+        }
+        assert!(!revoked.ids.contains("0") && !revoked.ids.contains("1"));
+        assert!(revoked.ids.contains("2") && revoked.ids.len() == REVOKES_MAX);
+    }
+}
