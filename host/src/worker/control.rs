@@ -8,9 +8,8 @@
 //!
 //! Served: `ping`, `registered`, `active`, `reserved`, `scheduled`,
 //! `revoked`, `query_task`, `stats`, `active_queues`, `hello`, and
-//! `revoke` (with `terminate`). A revoke holds fleet-wide: its ids are kept
-//! in Redis (`wfhost.revoked`) for `result_expires`, so a worker started
-//! later honours them too. Any other command gets kombu's error reply.
+//! `revoke` (with `terminate`, `revoke.rs`). Any other command gets
+//! kombu's error reply.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -25,16 +24,12 @@ use serde_json::{Map, Value, json};
 use super::WorkerError;
 use super::broker::{Broker, redis_error};
 use super::message::TaskMessage;
-use super::meta::{Exception, Meta, State, task_key};
 use super::outgoing::new_uuid;
+use super::revoke::REVOKED;
 use super::task::Shared;
 use crate::lock::lock;
 use crate::records::now_ms;
 use crate::runtime::CancelToken;
-
-/// The Redis key of the fleet's revoked ids (a sorted set: id → when the
-/// revoke ends, in ms).
-pub const REVOKED: &str = "wfhost.revoked";
 
 /// The ids a worker remembers as revoked at most (Celery's
 /// `REVOKES_MAX`); the oldest go first.
@@ -149,6 +144,22 @@ impl Control {
         *lock(&self.done).entry(name.to_string()).or_default() += 1;
     }
 
+    /// Revokes `id` here.
+    pub(super) fn revoke(&self, id: &str) {
+        lock(&self.revoked).insert(id.to_string());
+    }
+
+    /// Cancels the attempt of `id` running here; whether there was one.
+    pub(super) fn terminate(&self, id: &str) -> bool {
+        match lock(&self.running).get(id) {
+            Some(running) => {
+                running.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether `id` is revoked.
     pub(super) fn is_revoked(&self, id: &str) -> bool {
         lock(&self.revoked).ids.contains(id)
@@ -173,9 +184,8 @@ impl Control {
             .query_async(&mut conn)
             .await
             .map_err(redis_error("read the revokes"))?;
-        let mut revoked = lock(&self.revoked);
         for id in ids {
-            revoked.insert(id);
+            self.revoke(&id);
         }
         Ok(())
     }
@@ -353,13 +363,13 @@ async fn answer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -
                 .collect(),
         ),
         "hello" => json!({"revoked": lock(&control.revoked).order, "clock": control.tick()}),
-        "revoke" => revoke(shared, arguments).await,
+        "revoke" => super::revoke::revoke(shared, arguments).await,
         other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
     }
 }
 
 /// The ids of a command's argument: one id or a list of them.
-fn ids(value: Option<&Value>) -> Vec<String> {
+pub(super) fn ids(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(id)) => vec![id.clone()],
         Some(Value::Array(items)) => items
@@ -369,95 +379,6 @@ fn ids(value: Option<&Value>) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// `celery control revoke`: the ids are revoked on every worker (now, and
-/// on one started within `result_expires`), stored REVOKED unless they
-/// have a state; with `terminate`, attempts of them running here end.
-async fn revoke(shared: &Shared, arguments: &Map<String, Value>) -> Value {
-    let task_ids = ids(arguments.get("task_id"));
-    {
-        let mut revoked = lock(&shared.control.revoked);
-        for id in &task_ids {
-            revoked.insert(id.clone());
-        }
-    }
-    if let Err(err) = store_revoked(shared, &task_ids).await {
-        tracing::warn!(error = %err, "cannot store the revoke");
-    }
-    let terminate = arguments
-        .get("terminate")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if terminate {
-        let running = lock(&shared.control.running);
-        let terminated: Vec<&str> = task_ids
-            .iter()
-            .filter_map(|id| {
-                let running = running.get(id)?;
-                running.cancel.cancel();
-                Some(id.as_str())
-            })
-            .collect();
-        if terminated.is_empty() {
-            return json!({"ok": "terminate: tasks unknown"});
-        }
-        return json!({"ok": format!("terminate: {}", terminated.join(", "))});
-    }
-    let set: Vec<String> = task_ids.iter().map(|id| format!("'{id}'")).collect();
-    json!({"ok": format!("tasks {{{}}} flagged as revoked", set.join(", "))})
-}
-
-/// Keeps the revoke in Redis for `result_expires` (a day when results
-/// are kept), and stores REVOKED for each id that has no state yet, as
-/// Celery's `mark_as_revoked` does.
-async fn store_revoked(shared: &Shared, task_ids: &[String]) -> Result<(), WorkerError> {
-    let keep_ms = match shared.config.result_expires.as_millis() {
-        0 => 86_400_000,
-        ms => u64::try_from(ms).unwrap_or(u64::MAX),
-    };
-    let until = now_ms().saturating_add(keep_ms);
-    let mut conn = shared.broker.conn.clone();
-    for id in task_ids.iter().take(10_000) {
-        redis::cmd("ZADD")
-            .arg(REVOKED)
-            .arg(until)
-            .arg(id)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_error("store a revoke"))?;
-        let exception = Exception::new("celery.exceptions", "TaskRevokedError", "revoked");
-        let meta = Meta {
-            state: State::Revoked,
-            result: exception.to_json(),
-            traceback: Some("celery.exceptions.TaskRevokedError: revoked".into()),
-            children: &[],
-            task_id: id,
-            group_id: None,
-            parent_id: None,
-            done_ms: Some(now_ms()),
-            wfhost: None,
-        }
-        .to_text();
-        let key = task_key(id);
-        let stored: bool = redis::cmd("SET")
-            .arg(&key)
-            .arg(&meta)
-            .arg("NX")
-            .query_async::<Option<String>>(&mut conn)
-            .await
-            .map_err(redis_error("store a revoked result"))?
-            .is_some();
-        if stored {
-            redis::cmd("PUBLISH")
-                .arg(&key)
-                .arg(&meta)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_error("publish a revoked result"))?;
-        }
-    }
-    Ok(())
 }
 
 /// `inspect stats`: what Flower and `celery inspect stats` read first.

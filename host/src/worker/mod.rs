@@ -25,6 +25,7 @@ mod message;
 mod meta;
 mod outcome;
 mod outgoing;
+mod revoke;
 mod routing;
 mod scripts;
 mod status;
