@@ -663,6 +663,61 @@ fn celery_inspect_and_revoke_reach_the_fleet() {
     fleet.assert_nothing_left();
 }
 
+/// Celery's events reach Flower and `celery events` (issue "The fleet in
+/// Celery's own tools"): with `-E`, `celery events --dump` prints the
+/// events of a chain's tasks on the wfhost workers, and Flower 2.2's HTTP
+/// API names both workers and shows the chain's tasks SUCCESS.
+#[test]
+fn flower_and_celery_events_see_the_fleet() {
+    if !ready("flower_and_celery_events_see_the_fleet") {
+        return;
+    }
+    if !common::python_module_is_installed("flower") {
+        eprintln!("skipped flower_and_celery_events_see_the_fleet: Flower is not installed");
+        return;
+    }
+    let fleet = Fleet::start("worker-events", 2, &["-E"]);
+    fleet.wait_for_workers(2);
+    let port = common::free_port();
+    let fixtures = common::repo_root().join("tests/fixtures/celery_fleet");
+    let flower = common::ChildGuard(
+        std::process::Command::new("python3")
+            .args(["-m", "celery", "-A", "client", "flower"])
+            .arg(format!("--port={port}"))
+            .arg("--address=127.0.0.1")
+            .current_dir(&fixtures)
+            .env("BROKER", fleet.redis.url())
+            .env("FLOWER_UNAUTHENTICATED_API", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(fleet.logs.join("flower.log")).unwrap())
+            .spawn()
+            .expect("starting Flower"),
+    );
+    let seen = by_scenario(fleet.client_with(
+        &["events"],
+        &[("FLOWER", &format!("http://127.0.0.1:{port}"))],
+    ));
+    drop(flower);
+    let events = &seen["events"];
+    assert_eq!(events["value"], 30, "{events}");
+    let dump = events["dump"].as_str().unwrap();
+    for id in events["ids"].as_array().unwrap() {
+        let id = id.as_str().unwrap();
+        for kind in ["task received", "task started", "task succeeded"] {
+            assert!(
+                dump.lines()
+                    .any(|line| line.contains(id) && line.contains(kind)),
+                "`celery events --dump` shows no {kind} of {id}:\n{dump}"
+            );
+        }
+    }
+    assert_eq!(events["flower"]["workers"], json!(["w0", "w1"]), "{events}");
+    for state in events["flower"]["tasks"].as_object().unwrap().values() {
+        assert_eq!(state, "SUCCESS", "{events}");
+    }
+    fleet.assert_nothing_left();
+}
+
 #[test]
 fn sigterm_finishes_what_runs_and_claims_nothing_more() {
     if !ready("sigterm_finishes_what_runs_and_claims_nothing_more") {

@@ -3,7 +3,8 @@
 //! chains at once, a 1,000-member chord, and one-step latency, each sent
 //! by Celery's Python client to the same Redis on the same machine, in
 //! one run — served by Celery's worker (prefork, 2 processes, as the peer
-//! runs it) and by 1, 2 and 4 `wfhost worker` processes.
+//! runs it), by 1, 2 and 4 `wfhost worker` processes, and by one with
+//! Celery's task events on (`-E`).
 //!
 //! Run with `cargo bench -p wfhost --bench fleet`. Figures are printed,
 //! never asserted: this machine is shared and noisy. Each figure is the
@@ -119,7 +120,16 @@ fn main() {
     stop(&mut celery);
     redis.cli(&["FLUSHALL"]);
 
-    let mut builds: Vec<(String, std::path::PathBuf, std::path::PathBuf, usize)> = Vec::new();
+    // Each column: its name, the binary, its plugins, how many workers,
+    // and their extra flags.
+    type Column = (
+        String,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        usize,
+        &'static [&'static str],
+    );
+    let mut builds: Vec<Column> = Vec::new();
     if let Some(baseline) = std::env::var_os("WFHOST_BASELINE") {
         let baseline = std::path::PathBuf::from(baseline);
         let plugins = dir.path().join("baseline.toml");
@@ -128,7 +138,13 @@ fn main() {
             format!("tasks = {:?}\n", baseline.join("math.wasm")),
         )
         .unwrap();
-        builds.push(("baseline ×1".into(), baseline.join("wfhost"), plugins, 1));
+        builds.push((
+            "baseline ×1".into(),
+            baseline.join("wfhost"),
+            plugins,
+            1,
+            &[],
+        ));
     }
     for processes in [1, 2, 4] {
         builds.push((
@@ -136,9 +152,18 @@ fn main() {
             env!("CARGO_BIN_EXE_wfhost").into(),
             plugins.clone(),
             processes,
+            &[],
         ));
     }
-    for (column, binary, plugins, processes) in builds {
+    // What Celery's task events cost (Flower's feed).
+    builds.push((
+        "wfhost worker ×1 -E".into(),
+        env!("CARGO_BIN_EXE_wfhost").into(),
+        plugins.clone(),
+        1,
+        &["-E"],
+    ));
+    for (column, binary, plugins, processes, flags) in builds {
         let mut workers: Vec<Child> = (0..processes)
             .map(|index| {
                 Command::new(&binary)
@@ -153,6 +178,7 @@ fn main() {
                     ])
                     .arg(&plugins)
                     .args(["--concurrency", "2", "--name", &format!("bench{index}")])
+                    .args(flags)
                     .env("WFHOST_CACHE_DIR", dir.path().join("cache"))
                     .stdout(Stdio::null())
                     .spawn()

@@ -15,6 +15,20 @@ pub fn clipped(text: &str, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
+/// `text` cut to at most `max_bytes` bytes (at a character's boundary),
+/// with `marker` after the cut when there was one.
+pub fn truncated(mut text: String, max_bytes: usize, marker: &str) -> String {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(marker);
+    }
+    text
+}
+
 /// The first `max` of `lines`, one per line, and a line saying how many
 /// more there were.
 pub fn first_lines(lines: impl ExactSizeIterator<Item = String>, max: usize) -> String {

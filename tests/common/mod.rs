@@ -490,18 +490,38 @@ impl Drop for LocalService {
 /// Whether Celery 5.7.0 can be imported by `python3` here. In CI, which
 /// installs it, it must be.
 pub fn celery_is_installed() -> bool {
+    python_can(
+        "import celery, sys; sys.exit(celery.__version__ != '5.7.0')",
+        "Celery 5.7.0",
+    )
+}
+
+/// Whether `python3 -c code` succeeds; in CI, which installs the Python
+/// packages the tests use (`.ci/run`), it must (`what` says what is missing).
+fn python_can(code: &str, what: &str) -> bool {
     let found = Command::new("python3")
-        .args([
-            "-c",
-            "import celery, sys; sys.exit(celery.__version__ != '5.7.0')",
-        ])
+        .args(["-c", code])
         .output()
         .is_ok_and(|output| output.status.success());
     assert!(
         found || std::env::var_os("CI").is_none(),
-        "CI must have Celery 5.7.0 for python3 (.ci/run installs it with pip)"
+        "CI must have {what} for python3 (.ci/run installs it with pip)"
     );
     found
+}
+
+/// A child process, killed when dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
+/// Whether `python3` can import `module` (in CI it must).
+pub fn python_module_is_installed(module: &str) -> bool {
+    python_can(&format!("import {module}"), &format!("the module {module}"))
 }
 
 /// A port free on 127.0.0.1 now (the OS's pick).

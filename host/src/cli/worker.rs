@@ -94,6 +94,10 @@ struct RunWorker {
     /// `time_limit` may lower it).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     time_limit: Option<Duration>,
+    /// Send Celery's task events (Celery's `-E`), for Flower and `celery
+    /// events`; worker events (online, heartbeat, offline) are always sent.
+    #[arg(short = 'E', long)]
+    task_events: bool,
     /// This worker's name [default: wfhost@HOST:PID].
     #[arg(long)]
     name: Option<String>,
@@ -244,6 +248,7 @@ async fn run(args: RunWorker) -> anyhow::Result<Finished> {
         audit_list: args.audit_list,
         max_deliveries: args.max_deliveries,
         max_message_bytes: args.max_message_mb << 20,
+        task_events: args.task_events,
     };
     let runtime = super::execute::cached_runtime()?;
     let name = config.name.clone();

@@ -228,16 +228,8 @@ impl DirAccess for StepState {
     }
 }
 
-fn clip(mut message: String) -> String {
-    if message.len() > MAX_LOG_MESSAGE {
-        let mut end = MAX_LOG_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push_str(" …[truncated]");
-    }
-    message
+fn clip(message: String) -> String {
+    crate::text::truncated(message, MAX_LOG_MESSAGE, " …[truncated]")
 }
 
 impl host::Host for StepState {

@@ -139,6 +139,11 @@ impl Control {
         }
     }
 
+    /// How many tasks run here now.
+    pub(super) fn active(&self) -> usize {
+        lock(&self.running).len()
+    }
+
     /// Counts a finished task of `name`.
     pub(super) fn finished(&self, name: &str) {
         *lock(&self.done).entry(name.to_string()).or_default() += 1;

@@ -194,6 +194,31 @@ fn python_named(message: &str) -> Option<Exception> {
     }
 }
 
+/// Python's `repr()` of what `value` is in Python (`None`, `True`, `'a'`,
+/// `[1, 2]`, `{'k': 1}`), as Celery's events show arguments and results.
+pub fn python_value_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => python_str_repr(text),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(python_value_repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(key, value)| {
+                    format!("{}: {}", python_str_repr(key), python_value_repr(value))
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
 /// Python's `repr()` of a str.
 fn python_str_repr(text: &str) -> String {
     let quote = if text.contains('\'') && !text.contains('"') {
@@ -314,6 +339,14 @@ mod tests {
         );
         let time = Exception::of_failure(&Failure::new(FailureKind::TimeLimit, "late"));
         assert_eq!(time.kind, "TimeLimitExceeded");
+    }
+
+    #[test]
+    fn values_repr_as_python_prints_them() {
+        assert_eq!(
+            python_value_repr(&json!([1, "it's", null, true, {"k": [false]}])),
+            r#"[1, "it's", None, True, {'k': [False]}]"#
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 mod broker;
 mod canvas;
 mod control;
+mod events;
 mod message;
 mod meta;
 mod outcome;
@@ -126,6 +127,9 @@ pub struct WorkerConfig {
     /// The largest message taken, in bytes; a larger one goes to the
     /// dead-letter list unread.
     pub max_message_bytes: u64,
+    /// Whether Celery's task events are sent (`-E`); worker events
+    /// (online, heartbeat, offline) always are.
+    pub task_events: bool,
 }
 
 /// [`WorkerConfig::max_deliveries`] unless told.
@@ -207,6 +211,7 @@ impl Worker {
         let counters = Arc::new(Counters::default());
         let control = control::Control::new();
         control.load_revoked(&broker).await?;
+        let events = events::Events::start(&broker, &config.name, config.task_events);
         Ok(Worker {
             concurrency: config.concurrency,
             restore_interval: config.restore_interval,
@@ -219,6 +224,7 @@ impl Worker {
                 config,
                 counters: counters.clone(),
                 control,
+                events,
             }),
             counters,
         })
@@ -238,6 +244,7 @@ impl Worker {
             self.concurrency,
         ));
         let control = tokio::spawn(control::listen(shared.clone()));
+        let heartbeat = tokio::spawn(heartbeat(shared.clone()));
         tokio::pin!(stop);
         let result = 'taking: loop {
             let permit = tokio::select! {
@@ -306,6 +313,13 @@ impl Worker {
         let _all = slots.acquire_many(self.concurrency as u32).await;
         housekeeping.abort();
         control.abort();
+        heartbeat.abort();
+        shared.events.worker(
+            "offline",
+            0,
+            shared.counters.committed.load(Ordering::Relaxed),
+        );
+        shared.events.flush(Duration::from_secs(1)).await;
         let _ = shared.broker.leave(&shared.config.name).await;
         result.map(|()| WorkerSummary {
             committed: self.counters.committed.load(Ordering::Relaxed),
@@ -327,6 +341,20 @@ fn set_aside(shared: &task::Shared, list: &str, why: &str) {
         dead_letter = broker::DEAD_LETTER,
         "a message {why} was moved to the dead-letter list"
     );
+}
+
+/// Celery's worker-online, then a worker-heartbeat every two seconds.
+async fn heartbeat(shared: Arc<task::Shared>) {
+    let mut kind = "online";
+    loop {
+        shared.events.worker(
+            kind,
+            shared.control.active(),
+            shared.counters.committed.load(Ordering::Relaxed),
+        );
+        kind = "heartbeat";
+        tokio::time::sleep(Duration::from_secs_f64(events::HEARTBEAT_SECONDS)).await;
+    }
 }
 
 /// Moves due delayed messages, sweeps for lost claims, and says the

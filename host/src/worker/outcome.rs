@@ -9,6 +9,7 @@ use wfhost_canvas::retry::RetryPolicy;
 use super::WorkerConfig;
 use super::broker::Claimed;
 use super::canvas::{FollowUp, Op};
+use super::events::task_end;
 use super::message::TaskMessage;
 use super::meta::{Exception, Meta, State, task_key};
 use super::task::Shared;
@@ -137,6 +138,7 @@ pub(super) fn outcome(
         ..FollowUp::default()
     };
     let own = own_meta(
+        shared,
         message,
         State::Retry,
         exception.to_json(),
@@ -168,6 +170,7 @@ pub(super) fn ending_in_success(
 ) -> (FollowUp, Option<Own>) {
     let follow = shared.sender().succeeded(message, value);
     let own = own_meta(
+        shared,
         message,
         State::Success,
         value.clone(),
@@ -192,6 +195,7 @@ pub(super) fn ending_in_failure(
         .sender()
         .failed(message, state, exception, &traceback);
     let own = own_meta(
+        shared,
         message,
         state,
         exception.to_json(),
@@ -202,8 +206,10 @@ pub(super) fn ending_in_failure(
     (follow, Some(own))
 }
 
-/// The task's own meta, as an operation of its commit.
+/// The task's own meta, as an operation of its commit, and its end's
+/// event when task events are sent.
 pub(super) fn own_meta(
+    shared: &Shared,
     message: &TaskMessage,
     state: State,
     result: Value,
@@ -211,6 +217,14 @@ pub(super) fn own_meta(
     children: &[String],
     account: Option<Value>,
 ) -> Own {
+    let event = shared.events.task_events().then(|| {
+        let runtime = account
+            .as_ref()
+            .and_then(|account| account.get("duration_ms"))
+            .and_then(Value::as_f64)
+            .map(|ms| ms / 1000.0);
+        task_end(state, &result, traceback.as_deref(), runtime)
+    });
     let meta = Meta {
         state,
         result,
@@ -229,6 +243,7 @@ pub(super) fn own_meta(
             key: task_key(&message.id),
             text: meta.to_text(),
         },
+        event,
     }
 }
 
@@ -238,4 +253,6 @@ pub(super) struct Own {
     pub(super) state: State,
     /// Its meta, stored.
     pub(super) op: Op,
+    /// The fields of its end's event, when task events are sent.
+    pub(super) event: Option<Value>,
 }

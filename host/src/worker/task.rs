@@ -32,6 +32,8 @@ pub(super) struct Shared {
     pub counters: Arc<Counters>,
     /// What remote control sees and steers.
     pub control: super::control::Control,
+    /// Celery's events of this worker.
+    pub events: super::events::Events,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
         .await;
         return;
     }
+    shared.events.task_started(message);
     let (follow, own) = run(shared, claimed, message).await;
     shared.control.finished(&message.task);
     let own = own.filter(|_| !message.ignore_result);
@@ -362,7 +365,8 @@ async fn commit(
         });
     }
     // A task that ignores its result still sends on; only its meta goes.
-    ops.extend(own.map(|own| own.op));
+    let (meta, event) = own.map(|own| (own.op, own.event)).unzip();
+    ops.extend(meta);
     ops.extend(follow.ops);
     let mut parts: VecDeque<ChordPart> = follow.parts.into();
     let mut rounds = 0;
@@ -407,6 +411,9 @@ async fn commit(
     {
         Ok(true) => {
             shared.counters.committed.fetch_add(1, Ordering::Relaxed);
+            if let Some(event) = event.flatten() {
+                shared.events.task_ended(task_id, event);
+            }
         }
         Ok(false) => {
             shared.counters.lost.fetch_add(1, Ordering::Relaxed);
