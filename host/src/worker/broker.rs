@@ -161,6 +161,16 @@ impl Broker {
         })
     }
 
+    /// A connection of its own, reconnecting by itself: for traffic that
+    /// must not queue behind (or ahead of) the scripts of the tasks, such
+    /// as events.
+    pub async fn own_connection(&self) -> Result<ConnectionManager, WorkerError> {
+        self.client
+            .get_connection_manager_with_config(manager_config())
+            .await
+            .map_err(redis_error("connect"))
+    }
+
     /// The database number of the broker's URL (kombu's fanout channels
     /// are named after it).
     pub fn db(&self) -> i64 {

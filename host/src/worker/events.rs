@@ -30,6 +30,9 @@ pub const HEARTBEAT_SECONDS: f64 = 2.0;
 /// Events queued for the publisher at most.
 const QUEUED_MAX: usize = 4096;
 
+/// Task events sent in one `task.multi` at most.
+const MULTI_MAX: usize = 100;
+
 /// The longest repr of a result or of arguments in an event (Celery's
 /// `resultrepr_maxsize`).
 const REPR_MAX: usize = 1024;
@@ -220,15 +223,49 @@ fn loadavg() -> Vec<f64> {
 /// channel `/DB.celeryev/ROUTING_KEY`.
 async fn publish(broker: Broker, mut receiver: mpsc::Receiver<Item>) {
     let prefix = format!("/{}.celeryev/", broker.db());
-    let mut conn = broker.conn.clone();
-    while let Some(item) = receiver.recv().await {
-        let (routing_key, body) = match item {
+    // Its own connection: publishing never delays a claim or a commit.
+    let mut conn = match broker.own_connection().await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::warn!(error = %err, "no connection for events: none are sent");
+            return;
+        }
+    };
+    let mut pending: Option<Item> = None;
+    loop {
+        let item = match pending.take() {
+            Some(item) => item,
+            None => match receiver.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        let (routing_key, mut body) = match item {
             Item::Event(routing_key, body) => (routing_key, body),
             Item::Flush(done) => {
                 let _ = done.send(());
                 continue;
             }
         };
+        // Task events queued meanwhile go out with these, as one
+        // `task.multi`: under load, one PUBLISH carries many.
+        if routing_key == "task.multi" {
+            while let Value::Array(events) = &mut body {
+                if events.len() >= MULTI_MAX {
+                    break;
+                }
+                match receiver.try_recv() {
+                    Ok(Item::Event(key, Value::Array(more))) if key == "task.multi" => {
+                        events.extend(more);
+                    }
+                    Ok(other) => {
+                        pending = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         let hostname = match &body {
             Value::Array(events) => events.first().and_then(|e| e.get("hostname")).cloned(),
             event => event.get("hostname").cloned(),
