@@ -718,6 +718,39 @@ fn flower_and_celery_events_see_the_fleet() {
     fleet.assert_nothing_left();
 }
 
+/// `celery beat` with a one-second schedule drives the fleet, and the
+/// worker takes Celery's own flags (`-Q`, `-c`, `-n` with `%h`).
+#[test]
+fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
+    if !ready("celery_beat_drives_the_fleet_started_with_celerys_flags") {
+        return;
+    }
+    let mut fleet = Fleet::start("worker-beat", 0, &[]);
+    let log = std::fs::File::create(fleet.logs.join("worker-0.log")).unwrap();
+    fleet.workers.push(
+        common::wfhost()
+            .args(["worker", "--broker", &fleet.redis.url(), "--plugins"])
+            .arg(&fleet.plugins)
+            .args(["-Q", "wfhost", "-c", "2", "-n", "beat@%h"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    fleet.wait_for_workers(1);
+    let announced = fleet.redis.keys("wfhost.worker.*");
+    assert!(
+        announced
+            .iter()
+            .any(|key| key.starts_with("wfhost.worker.beat@") && !key.contains('%')),
+        "{announced:?}"
+    );
+    let seen = by_scenario(fleet.client(&["beat"]));
+    let succeeded = seen["beat"]["succeeded"].as_u64().unwrap();
+    assert!(succeeded >= 3, "beat's tasks that ran: {succeeded}");
+    fleet.assert_nothing_left();
+}
+
 #[test]
 fn sigterm_finishes_what_runs_and_claims_nothing_more() {
     if !ready("sigterm_finishes_what_runs_and_claims_nothing_more") {

@@ -32,8 +32,8 @@ struct Broker {
     /// `redis://HOST:PORT/DB`.
     #[arg(long, env = "WFHOST_BROKER", value_name = "URL")]
     broker: String,
-    /// The queues, comma-separated [default: wfhost].
-    #[arg(long, value_delimiter = ',', default_value = "wfhost")]
+    /// The queues, comma-separated [default: wfhost] (Celery's `-Q`).
+    #[arg(short = 'Q', long, value_delimiter = ',', default_value = "wfhost")]
     queues: Vec<String>,
 }
 
@@ -58,8 +58,8 @@ struct RunWorker {
     /// `path`, `sha256`, `grants`); task `math.add` is `add` of `math`.
     #[arg(long, value_name = "FILE")]
     plugins: Option<PathBuf>,
-    /// Tasks run at once [default: the number of cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// Tasks run at once [default: the number of cores] (Celery's `-c`).
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: Option<u64>,
     /// Seconds a claim may go unrenewed before it is put back to its queue
     /// (kombu's `visibility_timeout`); a running task's claim is renewed.
@@ -98,8 +98,10 @@ struct RunWorker {
     /// events`; worker events (online, heartbeat, offline) are always sent.
     #[arg(short = 'E', long)]
     task_events: bool,
-    /// This worker's name [default: wfhost@HOST:PID].
-    #[arg(long)]
+    /// This worker's name [default: wfhost@HOST:PID] (Celery's `-n` and
+    /// `--hostname`: `%h` is the host's name, `%n` its part before the
+    /// first dot, `%d` the rest, `%%` a `%`).
+    #[arg(short = 'n', long, alias = "hostname")]
     name: Option<String>,
     /// Append one entry per commit to this Redis list, atomically with the
     /// commit: `{"id", "outcome", "worker"}` (an exact audit of what was
@@ -187,6 +189,29 @@ fn seconds(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A worker name as Celery's `-n` expands it: `%h` the host's name, `%n`
+/// its part before the first dot, `%d` the rest, `%%` a `%`.
+fn node_name(pattern: &str, host: &str) -> String {
+    let (short, domain) = host.split_once('.').unwrap_or((host, ""));
+    let mut name = String::with_capacity(pattern.len() + host.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('%', Some(code @ ('h' | 'n' | 'd' | '%'))) => {
+                chars.next();
+                name.push_str(match code {
+                    'h' => host,
+                    'n' => short,
+                    'd' => domain,
+                    _ => "%",
+                });
+            }
+            _ => name.push(c),
+        }
+    }
+    name
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
@@ -242,9 +267,10 @@ async fn run(args: RunWorker) -> anyhow::Result<Finished> {
         limits,
         max_retries: args.max_retries,
         default_retry_delay: args.default_retry_delay,
-        name: args
-            .name
-            .unwrap_or_else(|| format!("wfhost@{}:{}", hostname(), std::process::id())),
+        name: args.name.map_or_else(
+            || format!("wfhost@{}:{}", hostname(), std::process::id()),
+            |name| node_name(&name, &hostname()),
+        ),
         audit_list: args.audit_list,
         max_deliveries: args.max_deliveries,
         max_message_bytes: args.max_message_mb << 20,
@@ -289,4 +315,16 @@ async fn show_status(args: StatusArgs) -> anyhow::Result<Finished> {
         );
     }
     Ok(Finished::Succeeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_name;
+
+    #[test]
+    fn names_expand_as_celerys_do() {
+        assert_eq!(node_name("w1@%h", "box.example.org"), "w1@box.example.org");
+        assert_eq!(node_name("%n-%d", "box.example.org"), "box-example.org");
+        assert_eq!(node_name("a%%h%x", "box"), "a%h%x");
+    }
 }
