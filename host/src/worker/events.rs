@@ -7,8 +7,8 @@
 //! them (its task events batched as `task.multi`).
 //!
 //! Events are sent by one publisher task in the order they are made, so a
-//! task's end never overtakes its start; the path of a task only queues
-//! them. When Redis falls behind by more than a few thousand events, the
+//! task's end never overtakes its start, and those of the next 20 ms in
+//! one message; the path of a task only queues them. When Redis falls behind by more than a few thousand events, the
 //! newest are dropped (events are for watching, never for the work).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,9 @@ const QUEUED_MAX: usize = 4096;
 
 /// Task events sent in one `task.multi` at most.
 const MULTI_MAX: usize = 100;
+
+/// How long task events wait for others to go out with.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The longest repr of a result or of arguments in an event (Celery's
 /// `resultrepr_maxsize`).
@@ -247,22 +250,24 @@ async fn publish(broker: Broker, mut receiver: mpsc::Receiver<Item>) {
                 continue;
             }
         };
-        // Task events queued meanwhile go out with these, as one
-        // `task.multi`: under load, one PUBLISH carries many.
+        // Task events made within the next few milliseconds go out with
+        // these, as one `task.multi` (Celery's worker buffers its task
+        // events too): under load, one PUBLISH carries many.
         if routing_key == "task.multi" {
+            let until = tokio::time::Instant::now() + BATCH_WAIT;
             while let Value::Array(events) = &mut body {
                 if events.len() >= MULTI_MAX {
                     break;
                 }
-                match receiver.try_recv() {
-                    Ok(Item::Event(key, Value::Array(more))) if key == "task.multi" => {
+                match tokio::time::timeout_at(until, receiver.recv()).await {
+                    Ok(Some(Item::Event(key, Value::Array(more)))) if key == "task.multi" => {
                         events.extend(more);
                     }
-                    Ok(other) => {
+                    Ok(Some(other)) => {
                         pending = Some(other);
                         break;
                     }
-                    Err(_) => break,
+                    Ok(None) | Err(_) => break,
                 }
             }
         }
