@@ -253,21 +253,23 @@ async fn publish(broker: Broker, mut receiver: mpsc::Receiver<Item>) {
         // Task events made within the next few milliseconds go out with
         // these, as one `task.multi` (Celery's worker buffers its task
         // events too): under load, one PUBLISH carries many.
+        // (A sleep, then what came meanwhile: waiting on the queue itself
+        // would wake this task for every event.)
         if routing_key == "task.multi" {
-            let until = tokio::time::Instant::now() + BATCH_WAIT;
+            tokio::time::sleep(BATCH_WAIT).await;
             while let Value::Array(events) = &mut body {
                 if events.len() >= MULTI_MAX {
                     break;
                 }
-                match tokio::time::timeout_at(until, receiver.recv()).await {
-                    Ok(Some(Item::Event(key, Value::Array(more)))) if key == "task.multi" => {
+                match receiver.try_recv() {
+                    Ok(Item::Event(key, Value::Array(more))) if key == "task.multi" => {
                         events.extend(more);
                     }
-                    Ok(Some(other)) => {
+                    Ok(other) => {
                         pending = Some(other);
                         break;
                     }
-                    Ok(None) | Err(_) => break,
+                    Err(_) => break,
                 }
             }
         }
