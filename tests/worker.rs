@@ -614,16 +614,19 @@ fn run_broker_honours_defaults_and_step_options_as_run_does() {
 /// both workers, `active` and `query_task` name a running task on its
 /// worker, a revoke of a task waiting on its countdown keeps it from ever
 /// running (REVOKED), a revoke with `terminate` ends a 20 s task within a
-/// second, and `celery inspect ping` itself lists both.
+/// second, a time limit set for a task ends its next attempt, `celery
+/// inspect ping` itself lists both, and `shutdown` stops the one it names.
 #[test]
 fn celery_inspect_and_revoke_reach_the_fleet() {
     if !ready("celery_inspect_and_revoke_reach_the_fleet") {
         return;
     }
-    let fleet = Fleet::start("worker-control", 2, &[]);
+    let mut fleet = Fleet::start("worker-control", 2, &[]);
     fleet.wait_for_workers(2);
     let names = ["w0", "w1"];
-    let seen = by_scenario(fleet.client_with(&["control"], &[("WORKERS", "2")]));
+    let mut fleet = fleet;
+    let seen =
+        by_scenario(fleet.client_with(&["control"], &[("WORKERS", "2"), ("SHUTDOWN", "w1")]));
     let control = &seen["control"];
     for name in &names {
         assert_eq!(control["ping"][name], json!({"ok": "pong"}), "{control}");
@@ -660,6 +663,25 @@ fn celery_inspect_and_revoke_reach_the_fleet() {
     assert_eq!(control["long_state"], "REVOKED");
     let after = control["terminated_after"].as_f64().unwrap();
     assert!(after < 1.5, "terminated after {after} s: {control}");
+    for reply in control["time_limit_reply"].as_array().unwrap() {
+        let reply = reply.as_object().unwrap().values().next().unwrap();
+        assert_eq!(reply["ok"], "time limits set successfully", "{control}");
+    }
+    assert_eq!(control["limited"]["type"], "TimeLimitExceeded", "{control}");
+    // `shutdown` to w1: it stops as on SIGTERM, and w0 goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = fleet.workers[1].try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "w1 did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        fleet.workers[0].try_wait().unwrap().is_none(),
+        "w0 stopped too"
+    );
     fleet.assert_nothing_left();
 }
 

@@ -7,9 +7,10 @@
 //! `worker/control.py` answers.
 //!
 //! Served: `ping`, `registered`, `active`, `reserved`, `scheduled`,
-//! `revoked`, `query_task`, `stats`, `active_queues`, `hello`, and
-//! `revoke` (with `terminate`, `revoke.rs`). Any other command gets
-//! kombu's error reply.
+//! `revoked`, `query_task`, `stats`, `active_queues`, `hello`,
+//! `time_limit`, `shutdown`, and `revoke` (with `terminate`,
+//! `revoke.rs`). Commands of Celery's that wfhost does not do get an error
+//! reply saying so; any other, kombu's error reply.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -51,6 +52,9 @@ const BUILTINS: [&str; 4] = [
 /// the ids revoked, and what it has done.
 pub(super) struct Control {
     running: Mutex<HashMap<String, Running>>,
+    /// Hard time limits set by `time_limit`, by task name.
+    time_limits: Mutex<HashMap<String, f64>>,
+    shutdown: tokio::sync::Notify,
     revoked: Mutex<Revoked>,
     /// Tasks finished, by name (`stats`' `total`).
     done: Mutex<HashMap<String, u64>>,
@@ -100,6 +104,8 @@ impl Control {
     pub(super) fn new() -> Control {
         Control {
             running: Mutex::default(),
+            time_limits: Mutex::default(),
+            shutdown: tokio::sync::Notify::new(),
             revoked: Mutex::default(),
             done: Mutex::default(),
             clock: AtomicU64::new(0),
@@ -137,6 +143,16 @@ impl Control {
             control: self,
             id: message.id.clone(),
         }
+    }
+
+    /// Completes once Celery's `shutdown` reached this worker.
+    pub(super) async fn shutdown_requested(&self) {
+        self.shutdown.notified().await;
+    }
+
+    /// The hard time limit `time_limit` set for task `name`, in seconds.
+    pub(super) fn time_limit(&self, name: &str) -> Option<f64> {
+        lock(&self.time_limits).get(name).copied()
     }
 
     /// How many tasks run here now.
@@ -369,8 +385,41 @@ async fn answer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -
         ),
         "hello" => json!({"revoked": lock(&control.revoked).order, "clock": control.tick()}),
         "revoke" => super::revoke::revoke(shared, arguments).await,
+        "time_limit" => time_limit(shared, arguments),
+        "shutdown" => {
+            tracing::info!("shutdown asked by remote control");
+            control.shutdown.notify_one();
+            json!({"ok": "shutting down"})
+        }
+        // Asked, and not done: said so, rather than a success that is not.
+        "rate_limit" | "add_consumer" | "cancel_consumer" | "pool_grow" | "pool_shrink"
+        | "autoscale" | "pool_restart" | "enable_events" | "disable_events" => {
+            json!({"error": format!("`{}` is not supported by wfhost's worker", method.escape_debug())})
+        }
         other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
     }
+}
+
+/// Celery's `time_limit`: the hard time limit of task `task_name` on this
+/// worker (`hard`, seconds; none removes it; never above `--time-limit`).
+fn time_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
+    let name = arguments
+        .get("task_name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !shared.plugins.task_names().iter().any(|task| task == name) {
+        return json!({"error": "unknown task"});
+    }
+    let hard = arguments
+        .get("hard")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s > 0.0);
+    let mut limits = lock(&shared.control.time_limits);
+    match hard {
+        Some(seconds) => limits.insert(name.to_string(), seconds.min(1e9)),
+        None => limits.remove(name),
+    };
+    json!({"ok": "time limits set successfully"})
 }
 
 /// The ids of a command's argument: one id or a list of them.

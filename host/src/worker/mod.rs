@@ -234,6 +234,14 @@ impl Worker {
     /// nothing more, finishes what it holds, and returns.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<WorkerSummary, WorkerError> {
         let shared = self.shared.clone();
+        // Stopped by the caller, or by Celery's `shutdown` command.
+        let shutdown = shared.clone();
+        let stop = async move {
+            tokio::select! {
+                () = stop => {}
+                () = shutdown.control.shutdown_requested() => {}
+            }
+        };
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let keys = shared.routing.claim_keys();
         let wake_key = keys[0].0.clone();

@@ -263,11 +263,15 @@ fn not_registered(shared: &Shared, message: &TaskMessage, task: &str) -> (Follow
 }
 
 /// The limits of an attempt of `message`: those its options and its time
-/// limit ask for, never above the worker's (which also stand where it
-/// asks for none).
-fn attempt_limits(message: &TaskMessage, worker: &Limits) -> Limits {
+/// limit ask for (and the time limit `set` by remote control for its
+/// task), never above the worker's (which also stand where none is
+/// asked for).
+fn attempt_limits(message: &TaskMessage, worker: &Limits, set: Option<f64>) -> Limits {
     let mut asked = message.options.clone();
-    asked.time_limit = message.time_limit.map(Limit::Value);
+    asked.time_limit = match (message.time_limit, set) {
+        (Some(own), Some(set)) => Some(Limit::Value(own.min(set))),
+        (own, set) => own.or(set).map(Limit::Value),
+    };
     worker.with_options(&asked).at_most(worker)
 }
 
@@ -287,7 +291,11 @@ async fn attempt(
         .plugins
         .get(plugin_name)
         .filter(|p| p.task(task_name).is_some())?;
-    let limits = attempt_limits(message, &shared.config.limits);
+    let limits = attempt_limits(
+        message,
+        &shared.config.limits,
+        shared.control.time_limit(&message.task),
+    );
     let invocation = Invocation {
         workflow_id: message
             .root_id
