@@ -624,7 +624,6 @@ fn celery_inspect_and_revoke_reach_the_fleet() {
     let mut fleet = Fleet::start("worker-control", 2, &[]);
     fleet.wait_for_workers(2);
     let names = ["w0", "w1"];
-    let mut fleet = fleet;
     let seen =
         by_scenario(fleet.client_with(&["control"], &[("WORKERS", "2"), ("SHUTDOWN", "w1")]));
     let control = &seen["control"];
