@@ -772,6 +772,40 @@ fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
     fleet.assert_nothing_left();
 }
 
+/// `--metrics ADDR`: a worker's `/metrics` (Prometheus' text) counts the
+/// tasks it ran by name and state and tells its queues' depths, and
+/// `/health` says the broker answers.
+#[test]
+fn a_worker_serves_metrics_and_health() {
+    if !ready("a_worker_serves_metrics_and_health") {
+        return;
+    }
+    let mut fleet = Fleet::start("worker-metrics", 0, &[]);
+    let port = common::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let worker = fleet.spawn_worker("m0", "worker-0.log", "2", &["--metrics", &address]);
+    fleet.workers.push(worker);
+    fleet.wait_for_workers(1);
+    let seen = by_scenario(fleet.client(&["send_task"]));
+    assert_eq!(seen["send_task"]["value"], 5);
+    let (status, text) = common::http_get(port, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    for line in [
+        "wfhost_worker_tasks_total{task=\"math.add\",state=\"SUCCESS\"} 1\n",
+        "wfhost_worker_task_duration_seconds_count 1\n",
+        "wfhost_worker_queue_depth{queue=\"wfhost\"} 0\n",
+        "wfhost_worker_active 0\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let (status, text) = common::http_get(port, "/health");
+    assert!(
+        status.contains(" 200 ") && text == "ok\n",
+        "{status} {text}"
+    );
+    fleet.assert_nothing_left();
+}
+
 #[test]
 fn sigterm_finishes_what_runs_and_claims_nothing_more() {
     if !ready("sigterm_finishes_what_runs_and_claims_nothing_more") {

@@ -49,6 +49,7 @@ mod lock;
 pub mod memory;
 pub mod names;
 mod plan;
+mod prometheus;
 pub mod records;
 pub mod runtime;
 pub mod service;

@@ -465,19 +465,7 @@ impl LocalService {
 
     /// The body of a GET of `path`, read with a plain TCP client.
     pub fn get(&self, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (_, body) = response
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP response: {response}"));
-        body.to_string()
+        http_get(self.port, path).1
     }
 }
 
@@ -508,6 +496,25 @@ fn python_can(code: &str, what: &str) -> bool {
         "CI must have {what} for python3 (.ci/run installs it with pip)"
     );
     found
+}
+
+/// The status line and the body of a GET of `path` from 127.0.0.1:`port`,
+/// with a plain TCP client.
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {response}"));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.to_string())
 }
 
 /// A child process, killed when dropped.

@@ -94,6 +94,10 @@ struct RunWorker {
     /// `time_limit` may lower it).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     time_limit: Option<Duration>,
+    /// Serve `/metrics` (Prometheus) and `/health` on this address
+    /// (`127.0.0.1:9808`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Send Celery's task events (Celery's `-E`), for Flower and `celery
     /// events`; worker events (online, heartbeat, offline) are always sent.
     #[arg(short = 'E', long)]
@@ -275,6 +279,7 @@ async fn run(args: RunWorker) -> anyhow::Result<Finished> {
         max_deliveries: args.max_deliveries,
         max_message_bytes: args.max_message_mb << 20,
         task_events: args.task_events,
+        metrics: args.metrics,
     };
     let runtime = super::execute::cached_runtime()?;
     let name = config.name.clone();

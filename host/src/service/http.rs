@@ -127,7 +127,18 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router(service);
+    serve_router(router(service), listener, header_timeout, shutdown).await
+}
+
+/// Serves `router` on `listener` as [`serve`] serves the API (a worker's
+/// `/metrics` too): HTTP/1.1, connections closed that send no request
+/// head within `header_timeout`, until `shutdown` completes.
+pub(crate) async fn serve_router(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -56,8 +56,6 @@ pub(super) struct Control {
     time_limits: Mutex<HashMap<String, f64>>,
     shutdown: tokio::sync::Notify,
     revoked: Mutex<Revoked>,
-    /// Tasks finished, by name (`stats`' `total`).
-    done: Mutex<HashMap<String, u64>>,
     clock: AtomicU64,
     started: Instant,
 }
@@ -107,7 +105,6 @@ impl Control {
             time_limits: Mutex::default(),
             shutdown: tokio::sync::Notify::new(),
             revoked: Mutex::default(),
-            done: Mutex::default(),
             clock: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -160,11 +157,6 @@ impl Control {
         lock(&self.running).len()
     }
 
-    /// Counts a finished task of `name`.
-    pub(super) fn finished(&self, name: &str) {
-        *lock(&self.done).entry(name.to_string()).or_default() += 1;
-    }
-
     /// Revokes `id` here.
     pub(super) fn revoke(&self, id: &str) {
         lock(&self.revoked).insert(id.to_string());
@@ -179,6 +171,11 @@ impl Control {
             }
             None => false,
         }
+    }
+
+    /// How many ids are held as revoked here.
+    pub(super) fn revoked_count(&self) -> usize {
+        lock(&self.revoked).ids.len()
     }
 
     /// Whether `id` is revoked.
@@ -437,9 +434,11 @@ pub(super) fn ids(value: Option<&Value>) -> Vec<String> {
 
 /// `inspect stats`: what Flower and `celery inspect stats` read first.
 fn stats(shared: &Shared) -> Value {
-    let total: Map<String, Value> = lock(&shared.control.done)
-        .iter()
-        .map(|(name, count)| (name.clone(), json!(count)))
+    let total: Map<String, Value> = shared
+        .metrics
+        .totals()
+        .into_iter()
+        .map(|(name, count)| (name, json!(count)))
         .collect();
     json!({
         "total": total,

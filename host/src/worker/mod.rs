@@ -24,6 +24,7 @@ mod control;
 mod events;
 mod message;
 mod meta;
+mod metrics;
 mod outcome;
 mod outgoing;
 mod revoke;
@@ -130,6 +131,8 @@ pub struct WorkerConfig {
     /// Whether Celery's task events are sent (`-E`); worker events
     /// (online, heartbeat, offline) always are.
     pub task_events: bool,
+    /// Where `/metrics` and `/health` are served, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// [`WorkerConfig::max_deliveries`] unless told.
@@ -183,6 +186,7 @@ struct Counters {
 /// A worker ready to take messages.
 pub struct Worker {
     shared: Arc<task::Shared>,
+    metrics_listener: Option<tokio::net::TcpListener>,
     concurrency: usize,
     restore_interval: Duration,
     visibility_timeout: Duration,
@@ -212,6 +216,12 @@ impl Worker {
         let control = control::Control::new();
         control.load_revoked(&broker).await?;
         let events = events::Events::start(&broker, &config.name, config.task_events);
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+                WorkerError::Config(format!("cannot serve /metrics on {addr}: {err}"))
+            })?),
+            None => None,
+        };
         Ok(Worker {
             concurrency: config.concurrency,
             restore_interval: config.restore_interval,
@@ -225,7 +235,9 @@ impl Worker {
                 counters: counters.clone(),
                 control,
                 events,
+                metrics: metrics::Metrics::default(),
             }),
+            metrics_listener,
             counters,
         })
     }
@@ -253,6 +265,9 @@ impl Worker {
         ));
         let control = tokio::spawn(control::listen(shared.clone()));
         let heartbeat = tokio::spawn(heartbeat(shared.clone()));
+        let metrics = self
+            .metrics_listener
+            .map(|listener| tokio::spawn(metrics::serve(shared.clone(), listener)));
         tokio::pin!(stop);
         let result = 'taking: loop {
             let permit = tokio::select! {
@@ -322,6 +337,9 @@ impl Worker {
         housekeeping.abort();
         control.abort();
         heartbeat.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         shared.events.worker(
             "offline",
             0,

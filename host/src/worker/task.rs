@@ -34,6 +34,8 @@ pub(super) struct Shared {
     pub control: super::control::Control,
     /// Celery's events of this worker.
     pub events: super::events::Events,
+    /// What `/metrics` tells.
+    pub metrics: super::metrics::Metrics,
 }
 
 impl Shared {
@@ -92,6 +94,9 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
             format!("celery.exceptions.TaskRevokedError: {reason}"),
             None,
         );
+        shared
+            .metrics
+            .finished(&message.task, "REVOKED", Duration::ZERO);
         commit(shared, &claimed.tag, (&message.id, "revoked"), follow, own).await;
         return;
     }
@@ -122,8 +127,12 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
         return;
     }
     shared.events.task_started(message);
+    let started = std::time::Instant::now();
     let (follow, own) = run(shared, claimed, message).await;
-    shared.control.finished(&message.task);
+    let state = own.as_ref().map_or("IGNORED", |own| own.state.as_str());
+    shared
+        .metrics
+        .finished(&message.task, state, started.elapsed());
     let own = own.filter(|_| !message.ignore_result);
     commit(shared, &claimed.tag, (&message.id, "ignored"), follow, own).await;
 }
