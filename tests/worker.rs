@@ -773,8 +773,9 @@ fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
 }
 
 /// `--metrics ADDR`: a worker's `/metrics` (Prometheus' text) counts the
-/// tasks it ran by name and state and tells its queues' depths, and
-/// `/health` says the broker answers.
+/// tasks it ran by name and state and tells its queues' depths,
+/// `/health` says the broker answers, and `wfhost worker status` lists
+/// the task a worker runs.
 #[test]
 fn a_worker_serves_metrics_and_health() {
     if !ready("a_worker_serves_metrics_and_health") {
@@ -803,6 +804,36 @@ fn a_worker_serves_metrics_and_health() {
         status.contains(" 200 ") && text == "ok\n",
         "{status} {text}"
     );
+
+    // `wfhost worker status` lists what each worker runs.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime
+        .block_on(wfhost::worker::FleetClient::connect(&fleet.redis.url()))
+        .unwrap();
+    let id = runtime
+        .block_on(client.submit(&json!({"task": "testkit.sleep", "args": [3000]}), "wfhost"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let shown = common::Run::from(
+            common::wfhost()
+                .args(["worker", "status", "--broker", &fleet.redis.url()])
+                .output()
+                .unwrap(),
+        );
+        if shown
+            .stdout
+            .contains(&format!("running testkit.sleep [{id}]"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", shown.stdout);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    runtime
+        .block_on(client.wait(&id, Some(std::time::Duration::from_secs(10))))
+        .unwrap()
+        .expect("the sleep ends");
     fleet.assert_nothing_left();
 }
 

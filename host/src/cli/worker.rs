@@ -318,6 +318,15 @@ async fn show_status(args: StatusArgs) -> anyhow::Result<Finished> {
             field("concurrency"),
             field("committed")
         );
+        let now = wfhost::records::now_ms() as f64 / 1000.0;
+        for task in worker["active"].as_array().into_iter().flatten() {
+            let since = task["time_start"].as_f64().map_or(0.0, |start| now - start);
+            println!(
+                "    running {} [{}] for {since:.1} s",
+                task["name"].as_str().unwrap_or("?"),
+                task["id"].as_str().unwrap_or("?"),
+            );
+        }
     }
     Ok(Finished::Succeeded)
 }

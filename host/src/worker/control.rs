@@ -152,6 +152,19 @@ impl Control {
         lock(&self.time_limits).get(name).copied()
     }
 
+    /// The tasks running here (at most `limit`), as `wfhost worker status`
+    /// lists them: id, name and when each started.
+    pub(super) fn active_tasks(&self, limit: usize) -> Vec<Value> {
+        lock(&self.running)
+            .values()
+            .take(limit)
+            .map(|running| {
+                json!({"id": running.info["id"], "name": running.info["name"],
+                       "time_start": running.info["time_start"]})
+            })
+            .collect()
+    }
+
     /// How many tasks run here now.
     pub(super) fn active(&self) -> usize {
         lock(&self.running).len()

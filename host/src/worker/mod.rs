@@ -197,6 +197,9 @@ pub struct Worker {
 /// other queues and priorities again.
 const WAIT: Duration = Duration::from_secs(1);
 
+/// The running tasks a worker's announcement lists at most.
+const ACTIVE_LISTED: usize = 100;
+
 /// How often due delayed messages are moved to their queues.
 const PROMOTE_EVERY: Duration = Duration::from_millis(50);
 
@@ -431,6 +434,7 @@ async fn housekeeping(
                 "concurrency": concurrency,
                 "committed": shared.counters.committed.load(Ordering::Relaxed),
                 "pid": std::process::id(),
+                "active": shared.control.active_tasks(ACTIVE_LISTED),
             });
             let _ = shared
                 .broker
