@@ -8,14 +8,17 @@
 //!
 //! Events are sent by one publisher task in the order they are made, so a
 //! task's end never overtakes its start, and those of the next 20 ms in
-//! one message; the path of a task only queues them. When Redis falls behind by more than a few thousand events, the
-//! newest are dropped (events are for watching, never for the work).
+//! one message; the path of a task only serializes them (typed, straight
+//! to JSON text) and queues them. When Redis falls behind by more than a
+//! few thousand events, the newest are dropped (events are for watching,
+//! never for the work).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::broker::Broker;
@@ -40,10 +43,12 @@ const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 /// `resultrepr_maxsize`).
 const REPR_MAX: usize = 1024;
 
-/// What the publisher is given: an event to publish (its routing key and
-/// body), or a request to say when all before it are published.
+/// What the publisher is given: a task event or a worker event (the JSON
+/// text of one event), or a request to say when all before it are
+/// published.
 enum Item {
-    Event(String, Value),
+    Task(String),
+    Worker(&'static str, String),
     Flush(oneshot::Sender<()>),
 }
 
@@ -55,12 +60,77 @@ pub(super) struct Events {
     sender: mpsc::Sender<Item>,
 }
 
+/// An event: the fields every event has, and its own.
+#[derive(Serialize)]
+struct Event<'a, F: Serialize> {
+    hostname: &'a str,
+    utcoffset: f64,
+    pid: u32,
+    clock: u64,
+    timestamp: f64,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(flatten)]
+    fields: F,
+}
+
+#[derive(Serialize)]
+struct WorkerFields<'a> {
+    freq: f64,
+    active: usize,
+    processed: u64,
+    loadavg: Vec<f64>,
+    sw_ident: &'a str,
+    sw_ver: &'a str,
+    sw_sys: &'a str,
+}
+
+#[derive(Serialize)]
+struct Received<'a> {
+    uuid: &'a str,
+    name: &'a str,
+    args: String,
+    kwargs: String,
+    root_id: Option<&'a str>,
+    parent_id: Option<&'a str>,
+    retries: u32,
+    eta: Option<String>,
+    expires: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Started<'a> {
+    uuid: &'a str,
+}
+
+#[derive(Serialize)]
+struct Succeeded<'a> {
+    uuid: &'a str,
+    result: String,
+    runtime: f64,
+}
+
+#[derive(Serialize)]
+struct Failed<'a> {
+    uuid: &'a str,
+    exception: String,
+    traceback: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Revoked<'a> {
+    uuid: &'a str,
+    terminated: bool,
+    signum: Option<u8>,
+    expired: bool,
+}
+
 impl Events {
     /// Events of the worker `hostname`, published on `broker`'s Redis by a
     /// task of their own; task events only when `task_events`.
     pub(super) fn start(broker: &Broker, hostname: &str, task_events: bool) -> Events {
         let (sender, receiver) = mpsc::channel(QUEUED_MAX);
-        tokio::spawn(publish(broker.clone(), receiver));
+        tokio::spawn(publish(broker.clone(), hostname.to_string(), receiver));
         Events {
             hostname: hostname.to_string(),
             task_events,
@@ -69,29 +139,24 @@ impl Events {
         }
     }
 
-    /// The fields every event has, and `fields`.
-    fn event(&self, kind: &str, fields: Value) -> Value {
-        let mut event = match fields {
-            Value::Object(fields) => fields,
-            _ => Map::new(),
+    /// The JSON text of event `kind` with `fields`.
+    fn event(&self, kind: &str, fields: impl Serialize) -> String {
+        let event = Event {
+            hostname: &self.hostname,
+            utcoffset: 0.0,
+            pid: std::process::id(),
+            clock: self.clock.fetch_add(1, Ordering::Relaxed) + 1,
+            timestamp: now_ms() as f64 / 1000.0,
+            kind,
+            fields,
         };
-        event.insert("hostname".into(), json!(self.hostname));
-        event.insert("utcoffset".into(), json!(0.0));
-        event.insert("pid".into(), json!(std::process::id()));
-        event.insert(
-            "clock".into(),
-            json!(self.clock.fetch_add(1, Ordering::Relaxed) + 1),
-        );
-        event.insert("timestamp".into(), json!(now_ms() as f64 / 1000.0));
-        event.insert("type".into(), json!(kind));
-        Value::Object(event)
+        // Plain fields of strings and numbers always serialize.
+        serde_json::to_string(&event).unwrap_or_default()
     }
 
-    fn send(&self, routing_key: &str, body: Value) {
+    fn send(&self, item: Item) {
         // Full (Redis far behind) or closed (stopping): the event is dropped.
-        let _ = self
-            .sender
-            .try_send(Item::Event(routing_key.to_string(), body));
+        let _ = self.sender.try_send(item);
     }
 
     /// Waits until every event made so far is published, at most `limit`.
@@ -104,20 +169,20 @@ impl Events {
 
     /// `worker-online`, `worker-heartbeat` or `worker-offline` (`kind`),
     /// with the tasks running now and those done so far.
-    pub(super) fn worker(&self, kind: &str, active: usize, processed: u64) {
+    pub(super) fn worker(&self, kind: &'static str, active: usize, processed: u64) {
         let event = self.event(
             &format!("worker-{kind}"),
-            json!({
-                "freq": HEARTBEAT_SECONDS,
-                "active": active,
-                "processed": processed,
-                "loadavg": loadavg(),
-                "sw_ident": "wfhost",
-                "sw_ver": env!("CARGO_PKG_VERSION"),
-                "sw_sys": std::env::consts::OS,
-            }),
+            WorkerFields {
+                freq: HEARTBEAT_SECONDS,
+                active,
+                processed,
+                loadavg: loadavg(),
+                sw_ident: "wfhost",
+                sw_ver: env!("CARGO_PKG_VERSION"),
+                sw_sys: std::env::consts::OS,
+            },
         );
-        self.send(&format!("worker.{kind}"), event);
+        self.send(Item::Worker(kind, event));
     }
 
     /// `task-received` and `task-started` of `message`, as it starts.
@@ -134,75 +199,101 @@ impl Events {
         };
         let received = self.event(
             "task-received",
-            json!({
-                "uuid": message.id,
-                "name": message.task,
-                "args": truncated(args),
-                "kwargs": truncated(python_value_repr(&Value::Object(message.kwargs.clone()))),
-                "root_id": message.root_id,
-                "parent_id": message.parent_id,
-                "retries": message.retries,
-                "eta": message.eta_ms.map(super::outgoing::python_iso8601),
-                "expires": message.expires_ms.map(super::outgoing::python_iso8601),
-            }),
+            Received {
+                uuid: &message.id,
+                name: &message.task,
+                args: truncated(args),
+                kwargs: truncated(python_map_repr(&message.kwargs)),
+                root_id: message.root_id.as_deref(),
+                parent_id: message.parent_id.as_deref(),
+                retries: message.retries,
+                eta: message.eta_ms.map(super::outgoing::python_iso8601),
+                expires: message.expires_ms.map(super::outgoing::python_iso8601),
+            },
         );
-        let started = self.event("task-started", json!({"uuid": message.id}));
-        self.send("task.multi", json!([received, started]));
+        self.send(Item::Task(received));
+        let started = self.event("task-started", Started { uuid: &message.id });
+        self.send(Item::Task(started));
     }
 
-    /// The event of a task's end (`fields` as [`task_end`] makes them).
-    pub(super) fn task_ended(&self, id: &str, fields: Value) {
+    /// A task's end event (made by [`Events::task_end`]).
+    pub(super) fn task_ended(&self, event: String) {
+        self.send(Item::Task(event));
+    }
+
+    /// The end event of task `id`, when task events are sent:
+    /// `task-succeeded` with the result's repr and the attempt's runtime,
+    /// `task-failed` or `task-retried` with the exception's repr and the
+    /// traceback, `task-revoked`.
+    pub(super) fn task_end(
+        &self,
+        id: &str,
+        state: super::meta::State,
+        result: &Value,
+        traceback: Option<&str>,
+        runtime_seconds: Option<f64>,
+    ) -> Option<String> {
+        use super::meta::{Exception, State};
         if !self.task_events {
-            return;
+            return None;
         }
-        let kind = fields
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("task-failed")
-            .to_string();
-        let mut fields = fields;
-        if let Value::Object(map) = &mut fields {
-            map.insert("uuid".into(), json!(id));
-        }
-        let event = self.event(&kind, fields);
-        self.send("task.multi", json!([event]));
-    }
-
-    /// Whether task events are sent.
-    pub(super) fn task_events(&self) -> bool {
-        self.task_events
+        let exception = || {
+            Exception::from_json(result)
+                .map(|exception| exception.python_repr())
+                .unwrap_or_else(|| truncated(python_value_repr(result)))
+        };
+        Some(match state {
+            State::Success => self.event(
+                "task-succeeded",
+                Succeeded {
+                    uuid: id,
+                    result: truncated(python_value_repr(result)),
+                    runtime: runtime_seconds.unwrap_or(0.0),
+                },
+            ),
+            State::Retry | State::Failure => self.event(
+                if state == State::Retry {
+                    "task-retried"
+                } else {
+                    "task-failed"
+                },
+                Failed {
+                    uuid: id,
+                    exception: exception(),
+                    traceback,
+                },
+            ),
+            State::Revoked => {
+                let message = Exception::from_json(result)
+                    .map(|e| e.message)
+                    .unwrap_or_default();
+                self.event(
+                    "task-revoked",
+                    Revoked {
+                        uuid: id,
+                        terminated: message == "terminated",
+                        signum: None,
+                        expired: message == "expired",
+                    },
+                )
+            }
+        })
     }
 }
 
-/// The fields of a task's end event: `task-succeeded` with the result's
-/// repr and the attempt's runtime, `task-failed` or `task-retried` with
-/// the exception's repr and the traceback, `task-revoked`.
-pub(super) fn task_end(
-    state: super::meta::State,
-    result: &Value,
-    traceback: Option<&str>,
-    runtime_seconds: Option<f64>,
-) -> Value {
-    use super::meta::{Exception, State};
-    let exception = || {
-        Exception::from_json(result)
-            .map(|exception| exception.python_repr())
-            .unwrap_or_else(|| truncated(python_value_repr(result)))
-    };
-    match state {
-        State::Success => json!({"type": "task-succeeded",
-            "result": truncated(python_value_repr(result)), "runtime": runtime_seconds.unwrap_or(0.0)}),
-        State::Retry => json!({"type": "task-retried", "exception": exception(),
-            "traceback": traceback}),
-        State::Revoked => {
-            let message = Exception::from_json(result)
-                .map(|e| e.message)
-                .unwrap_or_default();
-            json!({"type": "task-revoked", "terminated": message == "terminated",
-                   "signum": null, "expired": message == "expired"})
-        }
-        _ => json!({"type": "task-failed", "exception": exception(), "traceback": traceback}),
-    }
+/// Python's `repr()` of keyword arguments.
+fn python_map_repr(map: &serde_json::Map<String, Value>) -> String {
+    let items: Vec<String> = map
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "{}: {}",
+                python_value_repr(&Value::String(key.clone())),
+                python_value_repr(value)
+            )
+        })
+        .collect();
+    format!("{{{}}}", items.join(", "))
 }
 
 fn truncated(text: String) -> String {
@@ -223,8 +314,9 @@ fn loadavg() -> Vec<f64> {
 }
 
 /// Publishes each event as kombu's Redis fanout does: the envelope on the
-/// channel `/DB.celeryev/ROUTING_KEY`.
-async fn publish(broker: Broker, mut receiver: mpsc::Receiver<Item>) {
+/// channel `/DB.celeryev/ROUTING_KEY`, task events gathered into one
+/// `task.multi`.
+async fn publish(broker: Broker, hostname: String, mut receiver: mpsc::Receiver<Item>) {
     let prefix = format!("/{}.celeryev/", broker.db());
     // Its own connection: publishing never delays a claim or a commit.
     let mut conn = match broker.own_connection().await {
@@ -243,42 +335,43 @@ async fn publish(broker: Broker, mut receiver: mpsc::Receiver<Item>) {
                 None => return,
             },
         };
-        let (routing_key, mut body) = match item {
-            Item::Event(routing_key, body) => (routing_key, body),
+        let (routing_key, body) = match item {
+            Item::Worker(kind, event) => (format!("worker.{kind}"), event),
             Item::Flush(done) => {
                 let _ = done.send(());
                 continue;
             }
-        };
-        // Task events made within the next few milliseconds go out with
-        // these, as one `task.multi` (Celery's worker buffers its task
-        // events too): under load, one PUBLISH carries many.
-        // (A sleep, then what came meanwhile: waiting on the queue itself
-        // would wake this task for every event.)
-        if routing_key == "task.multi" {
-            tokio::time::sleep(BATCH_WAIT).await;
-            while let Value::Array(events) = &mut body {
-                if events.len() >= MULTI_MAX {
-                    break;
-                }
-                match receiver.try_recv() {
-                    Ok(Item::Event(key, Value::Array(more))) if key == "task.multi" => {
-                        events.extend(more);
+            Item::Task(first) => {
+                // Task events made within the next few milliseconds go out
+                // with this one, as one `task.multi` (Celery's worker
+                // buffers its task events too). A sleep, then what came
+                // meanwhile: waiting on the queue itself would wake this
+                // task for every event.
+                tokio::time::sleep(BATCH_WAIT).await;
+                let mut body = String::with_capacity(first.len() * 8);
+                body.push('[');
+                body.push_str(&first);
+                let mut count = 1;
+                while count < MULTI_MAX {
+                    match receiver.try_recv() {
+                        Ok(Item::Task(event)) => {
+                            body.push(',');
+                            body.push_str(&event);
+                            count += 1;
+                        }
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
                     }
-                    Ok(other) => {
-                        pending = Some(other);
-                        break;
-                    }
-                    Err(_) => break,
                 }
+                body.push(']');
+                ("task.multi".to_string(), body)
             }
-        }
-        let hostname = match &body {
-            Value::Array(events) => events.first().and_then(|e| e.get("hostname")).cloned(),
-            event => event.get("hostname").cloned(),
         };
-        let message = json!({
-            "body": BASE64.encode(body.to_string()),
+        let message = serde_json::json!({
+            "body": BASE64.encode(&body),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {"hostname": hostname},

@@ -9,7 +9,6 @@ use wfhost_canvas::retry::RetryPolicy;
 use super::WorkerConfig;
 use super::broker::Claimed;
 use super::canvas::{FollowUp, Op};
-use super::events::task_end;
 use super::message::TaskMessage;
 use super::meta::{Exception, Meta, State, task_key};
 use super::task::Shared;
@@ -217,14 +216,14 @@ pub(super) fn own_meta(
     children: &[String],
     account: Option<Value>,
 ) -> Own {
-    let event = shared.events.task_events().then(|| {
-        let runtime = account
-            .as_ref()
-            .and_then(|account| account.get("duration_ms"))
-            .and_then(Value::as_f64)
-            .map(|ms| ms / 1000.0);
-        task_end(state, &result, traceback.as_deref(), runtime)
-    });
+    let runtime = account
+        .as_ref()
+        .and_then(|account| account.get("duration_ms"))
+        .and_then(Value::as_f64)
+        .map(|ms| ms / 1000.0);
+    let event = shared
+        .events
+        .task_end(&message.id, state, &result, traceback.as_deref(), runtime);
     let meta = Meta {
         state,
         result,
@@ -253,6 +252,6 @@ pub(super) struct Own {
     pub(super) state: State,
     /// Its meta, stored.
     pub(super) op: Op,
-    /// The fields of its end's event, when task events are sent.
-    pub(super) event: Option<Value>,
+    /// Its end's event (JSON text), when task events are sent.
+    pub(super) event: Option<String>,
 }

@@ -429,7 +429,7 @@ async fn commit(
         Ok(true) => {
             shared.counters.committed.fetch_add(1, Ordering::Relaxed);
             if let Some(event) = event.flatten() {
-                shared.events.task_ended(task_id, event);
+                shared.events.task_ended(event);
             }
         }
         Ok(false) => {
