@@ -667,6 +667,17 @@ fn celery_inspect_and_revoke_reach_the_fleet() {
         assert_eq!(reply["ok"], "time limits set successfully", "{control}");
     }
     assert_eq!(control["limited"]["type"], "TimeLimitExceeded", "{control}");
+    for name in &names {
+        // Started with 2 slots, grown by 3, shrunk by 1.
+        let pool = &control["stats"][name]["pool"];
+        assert_eq!(pool["max-concurrency"], 4, "{control}");
+    }
+    assert!(control["pool_grow"].to_string().contains("pool will grow"));
+    assert!(
+        control["pool_shrink"]
+            .to_string()
+            .contains("pool will shrink")
+    );
     // `shutdown` to w1: it stops as on SIGTERM, and w0 goes on.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let status = loop {

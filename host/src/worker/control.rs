@@ -8,7 +8,8 @@
 //!
 //! Served: `ping`, `registered`, `active`, `reserved`, `scheduled`,
 //! `revoked`, `query_task`, `stats`, `active_queues`, `hello`,
-//! `time_limit`, `shutdown`, and `revoke` (with `terminate`,
+//! `time_limit`, `shutdown`, `pool_grow`, `pool_shrink`, and `revoke`
+//! (with `terminate`,
 //! `revoke.rs`). Commands of Celery's that wfhost does not do get an error
 //! reply saying so; any other, kombu's error reply.
 
@@ -402,8 +403,21 @@ async fn answer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -
             json!({"ok": "shutting down"})
         }
         // Asked, and not done: said so, rather than a success that is not.
-        "rate_limit" | "add_consumer" | "cancel_consumer" | "pool_grow" | "pool_shrink"
-        | "autoscale" | "pool_restart" | "enable_events" | "disable_events" => {
+        "pool_grow" | "pool_shrink" => {
+            let n = arguments
+                .get("n")
+                .and_then(Value::as_u64)
+                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            if method == "pool_grow" {
+                shared.pool.grow(n);
+                json!({"ok": "pool will grow"})
+            } else {
+                shared.pool.shrink(n);
+                json!({"ok": "pool will shrink"})
+            }
+        }
+        "rate_limit" | "add_consumer" | "cancel_consumer" | "autoscale" | "pool_restart"
+        | "enable_events" | "disable_events" => {
             json!({"error": format!("`{}` is not supported by wfhost's worker", method.escape_debug())})
         }
         other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
@@ -460,10 +474,10 @@ fn stats(shared: &Shared) -> Value {
         "uptime": shared.control.started.elapsed().as_secs(),
         "pool": {
             "implementation": "wfhost",
-            "max-concurrency": shared.config.concurrency,
+            "max-concurrency": shared.pool.size(),
             "processes": [std::process::id()],
         },
-        "prefetch_count": shared.config.concurrency,
+        "prefetch_count": shared.pool.size(),
         "broker": {"transport": "redis"},
         "rusage": {},
     })

@@ -27,6 +27,7 @@ mod meta;
 mod metrics;
 mod outcome;
 mod outgoing;
+mod pool;
 mod revoke;
 mod routing;
 mod scripts;
@@ -41,7 +42,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::Semaphore;
 
 use crate::executor::PluginSet;
 use crate::runtime::{Limits, PluginError, Runtime};
@@ -149,7 +149,7 @@ impl WorkerConfig {
                 "the worker needs at least one queue, each named".into(),
             ));
         }
-        if self.concurrency == 0 || self.concurrency > 1024 {
+        if self.concurrency == 0 || self.concurrency > pool::MAX_SLOTS {
             return Err(WorkerError::Config(
                 "the concurrency must be from 1 to 1024".into(),
             ));
@@ -187,7 +187,6 @@ struct Counters {
 pub struct Worker {
     shared: Arc<task::Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
-    concurrency: usize,
     restore_interval: Duration,
     visibility_timeout: Duration,
     counters: Arc<Counters>,
@@ -218,6 +217,7 @@ impl Worker {
         let counters = Arc::new(Counters::default());
         let control = control::Control::new();
         control.load_revoked(&broker).await?;
+        let concurrency = config.concurrency;
         let events = events::Events::start(&broker, &config.name, config.task_events);
         let metrics_listener = match config.metrics {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|err| {
@@ -226,7 +226,6 @@ impl Worker {
             None => None,
         };
         Ok(Worker {
-            concurrency: config.concurrency,
             restore_interval: config.restore_interval,
             visibility_timeout: config.visibility_timeout,
             shared: Arc::new(task::Shared {
@@ -239,6 +238,7 @@ impl Worker {
                 control,
                 events,
                 metrics: metrics::Metrics::default(),
+                pool: pool::Pool::new(concurrency),
             }),
             metrics_listener,
             counters,
@@ -257,14 +257,13 @@ impl Worker {
                 () = shutdown.control.shutdown_requested() => {}
             }
         };
-        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let slots = shared.pool.slots();
         let keys = shared.routing.claim_keys();
         let wake_key = keys[0].0.clone();
         let housekeeping = tokio::spawn(housekeeping(
             shared.clone(),
             self.restore_interval,
             self.visibility_timeout,
-            self.concurrency,
         ));
         let control = tokio::spawn(control::listen(shared.clone()));
         let heartbeat = tokio::spawn(heartbeat(shared.clone()));
@@ -336,7 +335,7 @@ impl Worker {
         };
         tracing::info!("stopping: claiming nothing more, finishing what runs");
         // Every slot back means every task has committed.
-        let _all = slots.acquire_many(self.concurrency as u32).await;
+        let _all = slots.acquire_many(shared.pool.size() as u32).await;
         housekeeping.abort();
         control.abort();
         heartbeat.abort();
@@ -388,12 +387,7 @@ async fn heartbeat(shared: Arc<task::Shared>) {
 
 /// Moves due delayed messages, sweeps for lost claims, and says the
 /// worker is alive.
-async fn housekeeping(
-    shared: Arc<task::Shared>,
-    restore_every: Duration,
-    visibility: Duration,
-    concurrency: usize,
-) {
+async fn housekeeping(shared: Arc<task::Shared>, restore_every: Duration, visibility: Duration) {
     let mut last_restore: Option<tokio::time::Instant> = None;
     let mut last_beat: Option<tokio::time::Instant> = None;
     loop {
@@ -431,7 +425,7 @@ async fn housekeeping(
             let info = serde_json::json!({
                 "name": shared.config.name,
                 "queues": shared.config.queues,
-                "concurrency": concurrency,
+                "concurrency": shared.pool.size(),
                 "committed": shared.counters.committed.load(Ordering::Relaxed),
                 "pid": std::process::id(),
                 "active": shared.control.active_tasks(ACTIVE_LISTED),

@@ -36,6 +36,8 @@ pub(super) struct Shared {
     pub events: super::events::Events,
     /// What `/metrics` tells.
     pub metrics: super::metrics::Metrics,
+    /// The slots tasks run in.
+    pub pool: super::pool::Pool,
 }
 
 impl Shared {
