@@ -9,9 +9,9 @@
 //! Served: `ping`, `registered`, `active`, `reserved`, `scheduled`,
 //! `revoked`, `query_task`, `stats`, `active_queues`, `hello`,
 //! `time_limit`, `shutdown`, `pool_grow`, `pool_shrink`, and `revoke`
-//! (with `terminate`,
-//! `revoke.rs`). Commands of Celery's that wfhost does not do get an error
-//! reply saying so; any other, kombu's error reply.
+//! (with `terminate`). The answers are `commands.rs`'s (and `revoke.rs`'s):
+//! commands of Celery's that wfhost does not do get an error reply saying
+//! so; any other, kombu's error reply.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -39,15 +39,6 @@ const REVOKES_MAX: usize = 50_000;
 
 /// The reply exchange of Celery's mailbox.
 const REPLY_EXCHANGE: &str = "reply.celery.pidbox";
-
-/// Built-in tasks every worker serves (listed by `registered` with
-/// `builtins`).
-const BUILTINS: [&str; 4] = [
-    wfhost_canvas::ACCUMULATE,
-    wfhost_canvas::CHUNKS,
-    wfhost_canvas::MAP,
-    wfhost_canvas::STARMAP,
-];
 
 /// What remote control sees and steers of one worker: the tasks it runs,
 /// the ids revoked, and what it has done.
@@ -143,6 +134,45 @@ impl Control {
         }
     }
 
+    /// What `inspect active` shows of each task running here.
+    pub(super) fn running_infos(&self) -> Vec<Value> {
+        lock(&self.running)
+            .values()
+            .map(|running| running.info.clone())
+            .collect()
+    }
+
+    /// What `inspect query_task` shows of task `id`, if it runs here.
+    pub(super) fn running_info(&self, id: &str) -> Option<Value> {
+        lock(&self.running)
+            .get(id)
+            .map(|running| running.info.clone())
+    }
+
+    /// The ids revoked here, the oldest first.
+    pub(super) fn revoked_ids(&self) -> Vec<String> {
+        lock(&self.revoked).order.iter().cloned().collect()
+    }
+
+    /// Sets (or, with none, removes) the hard time limit of task `name`.
+    pub(super) fn set_time_limit(&self, name: &str, seconds: Option<f64>) {
+        let mut limits = lock(&self.time_limits);
+        match seconds {
+            Some(seconds) => limits.insert(name.to_string(), seconds),
+            None => limits.remove(name),
+        };
+    }
+
+    /// Asks the worker to stop, as SIGTERM does.
+    pub(super) fn request_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+
+    /// How long the worker has run.
+    pub(super) fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     /// Completes once Celery's `shutdown` reached this worker.
     pub(super) async fn shutdown_requested(&self) {
         self.shutdown.notified().await;
@@ -222,7 +252,8 @@ impl Control {
         Ok(())
     }
 
-    fn tick(&self) -> u64 {
+    /// The next value of this worker's logical clock.
+    pub(super) fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
@@ -269,7 +300,7 @@ async fn handle(shared: &Shared, text: &str) -> Result<(), WorkerError> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let reply = answer(shared, method, &arguments).await;
+    let reply = super::commands::answer(shared, method, &arguments).await;
     let Some(reply_to) = body.get("reply_to").and_then(Value::as_object) else {
         return Ok(());
     };
@@ -341,146 +372,6 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().take(256).collect();
     let text: Vec<char> = text.chars().take(256).collect();
     matches(&pattern, &text)
-}
-
-/// What Celery's worker answers to `method`.
-async fn answer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -> Value {
-    let control = &shared.control;
-    match method {
-        "ping" => json!({"ok": "pong"}),
-        "registered" => {
-            let builtins = arguments
-                .get("builtins")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let mut names = shared.plugins.task_names();
-            if builtins {
-                names.extend(BUILTINS.iter().map(|name| name.to_string()));
-            }
-            names.sort();
-            json!(names)
-        }
-        "active" => Value::Array(
-            lock(&control.running)
-                .values()
-                .map(|running| running.info.clone())
-                .collect(),
-        ),
-        // Nothing is reserved ahead, and a countdown waits in Redis, not
-        // in a worker.
-        "reserved" | "scheduled" => json!([]),
-        "revoked" => json!(lock(&control.revoked).order),
-        "query_task" => {
-            let running = lock(&control.running);
-            let found: Map<String, Value> = ids(arguments.get("ids"))
-                .into_iter()
-                .filter_map(|id| {
-                    let info = running.get(&id)?.info.clone();
-                    Some((id, json!(["active", info])))
-                })
-                .collect();
-            Value::Object(found)
-        }
-        "stats" => stats(shared),
-        "active_queues" => Value::Array(
-            shared
-                .config
-                .queues
-                .iter()
-                .map(|queue| {
-                    json!({"name": queue, "exchange": {"name": queue, "type": "direct"},
-                           "routing_key": queue, "durable": true, "exclusive": false,
-                           "auto_delete": false, "no_ack": false})
-                })
-                .collect(),
-        ),
-        "hello" => json!({"revoked": lock(&control.revoked).order, "clock": control.tick()}),
-        "revoke" => super::revoke::revoke(shared, arguments).await,
-        "time_limit" => time_limit(shared, arguments),
-        "shutdown" => {
-            tracing::info!("shutdown asked by remote control");
-            control.shutdown.notify_one();
-            json!({"ok": "shutting down"})
-        }
-        // Asked, and not done: said so, rather than a success that is not.
-        "pool_grow" | "pool_shrink" => {
-            let n = arguments
-                .get("n")
-                .and_then(Value::as_u64)
-                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
-            if method == "pool_grow" {
-                shared.pool.grow(n);
-                json!({"ok": "pool will grow"})
-            } else {
-                shared.pool.shrink(n);
-                json!({"ok": "pool will shrink"})
-            }
-        }
-        "rate_limit" | "add_consumer" | "cancel_consumer" | "autoscale" | "pool_restart"
-        | "enable_events" | "disable_events" => {
-            json!({"error": format!("`{}` is not supported by wfhost's worker", method.escape_debug())})
-        }
-        other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
-    }
-}
-
-/// Celery's `time_limit`: the hard time limit of task `task_name` on this
-/// worker (`hard`, seconds; none removes it; never above `--time-limit`).
-fn time_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
-    let name = arguments
-        .get("task_name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if !shared.plugins.task_names().iter().any(|task| task == name) {
-        return json!({"error": "unknown task"});
-    }
-    let hard = arguments
-        .get("hard")
-        .and_then(Value::as_f64)
-        .filter(|s| s.is_finite() && *s > 0.0);
-    let mut limits = lock(&shared.control.time_limits);
-    match hard {
-        Some(seconds) => limits.insert(name.to_string(), seconds.min(1e9)),
-        None => limits.remove(name),
-    };
-    json!({"ok": "time limits set successfully"})
-}
-
-/// The ids of a command's argument: one id or a list of them.
-pub(super) fn ids(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(id)) => vec![id.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// `inspect stats`: what Flower and `celery inspect stats` read first.
-fn stats(shared: &Shared) -> Value {
-    let total: Map<String, Value> = shared
-        .metrics
-        .totals()
-        .into_iter()
-        .map(|(name, count)| (name, json!(count)))
-        .collect();
-    json!({
-        "total": total,
-        "pid": std::process::id(),
-        "clock": shared.control.tick().to_string(),
-        "uptime": shared.control.started.elapsed().as_secs(),
-        "pool": {
-            "implementation": "wfhost",
-            "max-concurrency": shared.pool.size(),
-            "processes": [std::process::id()],
-        },
-        "prefetch_count": shared.pool.size(),
-        "broker": {"transport": "redis"},
-        "rusage": {},
-    })
 }
 
 /// Sends `reply` to the reply queues bound under `routing_key`, as

@@ -20,6 +20,7 @@
 
 mod broker;
 mod canvas;
+mod commands;
 mod control;
 mod events;
 mod message;

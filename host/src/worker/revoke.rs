@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::WorkerError;
 use super::broker::redis_error;
-use super::control::ids;
+use super::commands::ids;
 use super::meta::{Exception, Meta, State, task_key};
 use super::task::Shared;
 use crate::records::now_ms;

@@ -1,0 +1,148 @@
+//! The answers of Celery's remote control commands, as Celery's
+//! `worker/control.py` gives them; `control.rs` carries them over the
+//! pidbox.
+
+use serde_json::{Map, Value, json};
+
+use super::task::Shared;
+
+/// Built-in tasks every worker serves (listed by `registered` with
+/// `builtins`).
+const BUILTINS: [&str; 4] = [
+    wfhost_canvas::ACCUMULATE,
+    wfhost_canvas::CHUNKS,
+    wfhost_canvas::MAP,
+    wfhost_canvas::STARMAP,
+];
+
+/// What Celery's worker answers to `method`.
+pub(super) async fn answer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -> Value {
+    let control = &shared.control;
+    match method {
+        "ping" => json!({"ok": "pong"}),
+        "registered" => {
+            let builtins = arguments
+                .get("builtins")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let mut names = shared.plugins.task_names();
+            if builtins {
+                names.extend(BUILTINS.iter().map(|name| name.to_string()));
+            }
+            names.sort();
+            json!(names)
+        }
+        "active" => Value::Array(control.running_infos()),
+        // Nothing is reserved ahead, and a countdown waits in Redis, not
+        // in a worker.
+        "reserved" | "scheduled" => json!([]),
+        "revoked" => json!(control.revoked_ids()),
+        "query_task" => {
+            let found: Map<String, Value> = ids(arguments.get("ids"))
+                .into_iter()
+                .filter_map(|id| {
+                    let info = control.running_info(&id)?;
+                    Some((id, json!(["active", info])))
+                })
+                .collect();
+            Value::Object(found)
+        }
+        "stats" => stats(shared),
+        "active_queues" => Value::Array(
+            shared
+                .config
+                .queues
+                .iter()
+                .map(|queue| {
+                    json!({"name": queue, "exchange": {"name": queue, "type": "direct"},
+                           "routing_key": queue, "durable": true, "exclusive": false,
+                           "auto_delete": false, "no_ack": false})
+                })
+                .collect(),
+        ),
+        "hello" => json!({"revoked": control.revoked_ids(), "clock": control.tick()}),
+        "revoke" => super::revoke::revoke(shared, arguments).await,
+        "time_limit" => time_limit(shared, arguments),
+        "shutdown" => {
+            tracing::info!("shutdown asked by remote control");
+            control.request_shutdown();
+            json!({"ok": "shutting down"})
+        }
+        // Asked, and not done: said so, rather than a success that is not.
+        "pool_grow" | "pool_shrink" => {
+            let n = arguments
+                .get("n")
+                .and_then(Value::as_u64)
+                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            if method == "pool_grow" {
+                shared.pool.grow(n);
+                json!({"ok": "pool will grow"})
+            } else {
+                shared.pool.shrink(n);
+                json!({"ok": "pool will shrink"})
+            }
+        }
+        "rate_limit" | "add_consumer" | "cancel_consumer" | "autoscale" | "pool_restart"
+        | "enable_events" | "disable_events" => {
+            json!({"error": format!("`{}` is not supported by wfhost's worker", method.escape_debug())})
+        }
+        other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
+    }
+}
+
+/// Celery's `time_limit`: the hard time limit of task `task_name` on this
+/// worker (`hard`, seconds; none removes it; never above `--time-limit`).
+fn time_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
+    let name = arguments
+        .get("task_name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !shared.plugins.task_names().iter().any(|task| task == name) {
+        return json!({"error": "unknown task"});
+    }
+    let hard = arguments
+        .get("hard")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s > 0.0);
+    shared
+        .control
+        .set_time_limit(name, hard.map(|seconds| seconds.min(1e9)));
+    json!({"ok": "time limits set successfully"})
+}
+
+/// The ids of a command's argument: one id or a list of them.
+pub(super) fn ids(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(id)) => vec![id.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `inspect stats`: what Flower and `celery inspect stats` read first.
+fn stats(shared: &Shared) -> Value {
+    let total: Map<String, Value> = shared
+        .metrics
+        .totals()
+        .into_iter()
+        .map(|(name, count)| (name, json!(count)))
+        .collect();
+    json!({
+        "total": total,
+        "pid": std::process::id(),
+        "clock": shared.control.tick().to_string(),
+        "uptime": shared.control.uptime().as_secs(),
+        "pool": {
+            "implementation": "wfhost",
+            "max-concurrency": shared.pool.size(),
+            "processes": [std::process::id()],
+        },
+        "prefetch_count": shared.pool.size(),
+        "broker": {"transport": "redis"},
+        "rusage": {},
+    })
+}
