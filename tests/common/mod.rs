@@ -270,8 +270,23 @@ pub fn chain_file(document: &Value) -> ChainFile {
     chain_text(&serde_json::to_string_pretty(document).unwrap())
 }
 
-/// Writes `text` as `chain.json` in a fresh directory.
+/// Writes `text` as `chain.json` in a fresh directory. With
+/// `WFHOST_RECORD_CANVASES=FILE`, each document is also appended to FILE,
+/// one per line: how tests/fixtures/suite_canvases.json is gathered from
+/// the suite's own canvases (tests/fixtures/suite_canvases.py).
 pub fn chain_text(text: &str) -> ChainFile {
+    if let Some(record) = std::env::var_os("WFHOST_RECORD_CANVASES")
+        && let Ok(document) = serde_json::from_str::<Value>(text)
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(record)
+            .unwrap();
+        // One write per line: tests that run at once append whole lines.
+        file.write_all(format!("{document}\n").as_bytes()).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chain.json");
     std::fs::write(&path, text).unwrap();

@@ -124,7 +124,10 @@ impl Sender<'_> {
                 root_id: message.root_id.clone(),
             });
         }
-        if state == State::Failure {
+        // A revoked task's chain is failed too, as `wfhost run` ends the
+        // workflow (Celery's worker leaves the later steps pending), but
+        // its errbacks do not run: it did not fail.
+        if state.is_error() {
             self.fail_chain(
                 &mut out,
                 message
@@ -138,6 +141,8 @@ impl Sender<'_> {
                 traceback,
                 (&message.id, message.root_id.as_deref()),
             );
+        }
+        if state == State::Failure {
             self.errbacks(
                 &mut out,
                 &message.errbacks,

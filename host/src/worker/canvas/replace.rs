@@ -47,22 +47,44 @@ pub fn celery_signature(native: &Value) -> Result<Value, String> {
                     "subtask_type": null,
                 }))
             }
-            Value::Object(map) if map.len() == 1 => {
-                let (kind, inner) = map.iter().next().ok_or("an empty object")?;
-                match kind.as_str() {
-                    "chain" | "group" => Ok(compound(kind, list(inner)?)),
+            // A whole, and the callbacks of the whole in its `options`.
+            Value::Object(map)
+                if map.len() == 1 || (map.len() == 2 && map.contains_key("options")) =>
+            {
+                let (kind, inner) = map
+                    .iter()
+                    .find(|(key, _)| key.as_str() != "options")
+                    .ok_or("an object of options only")?;
+                let mut whole = match kind.as_str() {
+                    "chain" | "group" => compound(kind, list(inner)?),
                     "chord" => {
                         let header = inner.get("header").ok_or("a chord needs a `header`")?;
                         let body = inner.get("body").ok_or("a chord needs a `body`")?;
-                        Ok(
-                            json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
+                        json!({"task": "celery.chord", "subtask_type": "chord", "args": [],
                             "kwargs": {"header": compound("group", list(header)?),
                                        "body": convert(body, depth + 1)?, "kwargs": {}},
-                            "options": {}, "immutable": false}),
-                        )
+                            "options": {}, "immutable": false})
                     }
-                    other => Err(format!("`{other}` is not a canvas")),
+                    other => return Err(format!("`{other}` is not a canvas")),
+                };
+                if let Some(options) = map.get("options") {
+                    let options = options.as_object().ok_or("`options` is not an object")?;
+                    for (key, given) in options {
+                        if !["link", "link_error"].contains(&key.as_str()) {
+                            return Err(format!("`{key}` is not an option of a whole {kind}"));
+                        }
+                        let callbacks = match given {
+                            Value::Array(items) => items.clone(),
+                            one => vec![one.clone()],
+                        };
+                        let callbacks = callbacks
+                            .iter()
+                            .map(|callback| convert(callback, depth + 1))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        set_option(&mut whole, key, Value::Array(callbacks));
+                    }
                 }
+                Ok(whole)
             }
             other => Err(format!("not a canvas: {other}")),
         }
