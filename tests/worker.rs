@@ -750,6 +750,35 @@ fn flower_and_celery_events_see_the_fleet() {
     fleet.assert_nothing_left();
 }
 
+/// Celery's `rate_limit` paces a task on the fleet: at 5/s, six sent at
+/// once end at least a second apart, first to last, and all run, as on
+/// Celery's own worker (the same scenario gave 1.004 s there).
+#[test]
+fn celery_rate_limit_paces_a_task_on_the_fleet() {
+    if !ready("celery_rate_limit_paces_a_task_on_the_fleet") {
+        return;
+    }
+    let fleet = Fleet::start("worker-rate", 1, &[]);
+    fleet.wait_for_workers(1);
+    let seen = by_scenario(fleet.client_with(&["rate"], &[("WORKERS", "1")]));
+    let rate = &seen["rate"];
+    assert_eq!(
+        rate["set"],
+        json!([{"w0": {"ok": "new rate limit set successfully"}}]),
+        "{rate}"
+    );
+    assert_eq!(rate["values"], json!([0, 1, 2, 3, 4, 5]), "{rate}");
+    let span = rate["span"].as_f64().unwrap();
+    assert!(span >= 0.9, "six at 5/s ended within {span} s");
+    // Celery's own worker answers `"0"` so too (it lifts the limit).
+    assert_eq!(
+        rate["lifted"],
+        json!([{"w0": {"ok": "new rate limit set successfully"}}]),
+        "{rate}"
+    );
+    fleet.assert_nothing_left();
+}
+
 /// `celery beat` with a one-second schedule drives the fleet, and the
 /// worker takes Celery's own flags (`-Q`, `-c`, `-n` with `%h`).
 #[test]

@@ -82,24 +82,36 @@ pub(super) async fn answer(shared: &Shared, method: &str, arguments: &Map<String
                 json!({"ok": "pool will shrink"})
             }
         }
-        "rate_limit" | "add_consumer" | "cancel_consumer" | "autoscale" | "pool_restart"
-        | "enable_events" | "disable_events" => {
+        "rate_limit" => rate_limit(shared, arguments),
+        "add_consumer" | "cancel_consumer" | "autoscale" | "pool_restart" | "enable_events"
+        | "disable_events" => {
             json!({"error": format!("`{}` is not supported by wfhost's worker", method.escape_debug())})
         }
         other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
     }
 }
 
-/// Celery's `time_limit`: the hard time limit of task `task_name` on this
-/// worker (`hard`, seconds; none removes it; never above `--time-limit`).
-fn time_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
+/// The `task_name` of a command, when this worker serves it; else
+/// Celery's reply.
+fn served_task<'a>(shared: &Shared, arguments: &'a Map<String, Value>) -> Result<&'a str, Value> {
     let name = arguments
         .get("task_name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if !shared.plugins.task_names().iter().any(|task| task == name) {
-        return json!({"error": "unknown task"});
+    if shared.plugins.task_names().iter().any(|task| task == name) {
+        Ok(name)
+    } else {
+        Err(json!({"error": "unknown task"}))
     }
+}
+
+/// Celery's `time_limit`: the hard time limit of task `task_name` on this
+/// worker (`hard`, seconds; none removes it; never above `--time-limit`).
+fn time_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
+    let name = match served_task(shared, arguments) {
+        Ok(name) => name,
+        Err(reply) => return reply,
+    };
     let hard = arguments
         .get("hard")
         .and_then(Value::as_f64)
@@ -108,6 +120,38 @@ fn time_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
         .control
         .set_time_limit(name, hard.map(|seconds| seconds.min(1e9)));
     json!({"ok": "time limits set successfully"})
+}
+
+/// Celery's `rate_limit`: at most `rate_limit` tasks of `task_name` start
+/// per second (minute, hour) on this worker; `0` lifts it.
+fn rate_limit(shared: &Shared, arguments: &Map<String, Value>) -> Value {
+    let name = match served_task(shared, arguments) {
+        Ok(name) => name,
+        Err(reply) => return reply,
+    };
+    let given = arguments.get("rate_limit");
+    let rate = match given {
+        Some(Value::String(rate)) => rate.clone(),
+        Some(Value::Number(rate)) => rate.to_string(),
+        _ => String::new(),
+    };
+    match super::rate::per_second(&rate) {
+        Err(why) => return json!({"error": format!("Invalid rate limit string: {why}")}),
+        Ok(per_second) => shared.rates.set(name, per_second),
+    }
+    // Celery's words: "disabled" only when the argument is falsy in Python
+    // (`"0"` is not, though it lifts the limit too).
+    let falsy = match given {
+        None | Some(Value::Null) => true,
+        Some(Value::String(rate)) => rate.is_empty(),
+        Some(Value::Number(rate)) => rate.as_f64() == Some(0.0),
+        Some(_) => false,
+    };
+    if falsy {
+        json!({"ok": "rate limit disabled successfully"})
+    } else {
+        json!({"ok": "new rate limit set successfully"})
+    }
 }
 
 /// The ids of a command's argument: one id or a list of them.

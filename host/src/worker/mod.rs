@@ -29,6 +29,7 @@ mod metrics;
 mod outcome;
 mod outgoing;
 mod pool;
+mod rate;
 mod revoke;
 mod routing;
 mod scripts;
@@ -240,6 +241,7 @@ impl Worker {
                 events,
                 metrics: metrics::Metrics::default(),
                 pool: pool::Pool::new(concurrency),
+                rates: rate::RateLimits::default(),
             }),
             metrics_listener,
             counters,

@@ -38,6 +38,8 @@ pub(super) struct Shared {
     pub metrics: super::metrics::Metrics,
     /// The slots tasks run in.
     pub pool: super::pool::Pool,
+    /// The rates set by remote control.
+    pub rates: super::rate::RateLimits,
 }
 
 impl Shared {
@@ -102,7 +104,12 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
         commit(shared, &claimed.tag, (&message.id, "revoked"), follow, own).await;
         return;
     }
-    if let Some(due_ms) = message.eta_ms.filter(|due| *due > now) {
+    // Over its rate: back to the delayed messages until its turn.
+    let due = message
+        .eta_ms
+        .filter(|due| *due > now)
+        .or_else(|| shared.rates.take(&message.task).err());
+    if let Some(due_ms) = due {
         // Held in Redis, not in this worker's memory: no redelivery while
         // it waits, however long.
         let follow = FollowUp {
