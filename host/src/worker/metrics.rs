@@ -28,26 +28,30 @@ use crate::prometheus::{header as metric, histogram, sample};
 pub(super) struct Metrics {
     /// Tasks ended, by name and state (`SUCCESS`, `FAILURE`, `RETRY`,
     /// `REVOKED`, `IGNORED` for a result not stored).
-    tasks: Mutex<BTreeMap<(String, &'static str), u64>>,
+    tasks: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     duration: Mutex<Histogram>,
 }
 
 impl Metrics {
     /// Counts a task of `name` that ended in `state` after `took`.
     pub(super) fn finished(&self, name: &str, state: &'static str, took: Duration) {
-        *lock(&self.tasks)
-            .entry((name.to_string(), state))
-            .or_default() += 1;
+        let mut tasks = lock(&self.tasks);
+        // The name is copied only the first time a task of it ends.
+        let states = match tasks.get_mut(name) {
+            Some(states) => states,
+            None => tasks.entry(name.to_string()).or_default(),
+        };
+        *states.entry(state).or_default() += 1;
+        drop(tasks);
         lock(&self.duration).observe(took.as_secs_f64());
     }
 
     /// Tasks ended so far, by name (Celery's `stats` `total`).
     pub(super) fn totals(&self) -> BTreeMap<String, u64> {
-        let mut totals = BTreeMap::new();
-        for ((name, _), count) in lock(&self.tasks).iter() {
-            *totals.entry(name.clone()).or_default() += count;
-        }
-        totals
+        lock(&self.tasks)
+            .iter()
+            .map(|(name, states)| (name.clone(), states.values().sum()))
+            .collect()
     }
 }
 
@@ -88,14 +92,16 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "counter",
         "Tasks this worker ran to an end, by task and state.",
     );
-    for ((task, state), count) in lock(&shared.metrics.tasks).iter() {
-        let labels = [("task", task.as_str()), ("state", *state)];
-        sample(
-            &mut out,
-            "wfhost_worker_tasks_total",
-            &labels,
-            *count as f64,
-        );
+    for (task, states) in lock(&shared.metrics.tasks).iter() {
+        for (state, count) in states {
+            let labels = [("task", task.as_str()), ("state", *state)];
+            sample(
+                &mut out,
+                "wfhost_worker_tasks_total",
+                &labels,
+                *count as f64,
+            );
+        }
     }
     metric(
         &mut out,
@@ -147,7 +153,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         sample(&mut out, name, &[], value as f64);
     }
     // Read from Redis now: what the whole fleet sees of these queues.
-    if let Ok(status) = shared.broker.status(&shared.config.queues).await {
+    if let Ok(status) = shared.broker.backlog(&shared.config.queues).await {
         metric(
             &mut out,
             "wfhost_worker_queue_depth",

@@ -269,7 +269,6 @@ impl Worker {
             self.visibility_timeout,
         ));
         let control = tokio::spawn(control::listen(shared.clone()));
-        let heartbeat = tokio::spawn(heartbeat(shared.clone()));
         let metrics = self
             .metrics_listener
             .map(|listener| tokio::spawn(metrics::serve(shared.clone(), listener)));
@@ -341,7 +340,6 @@ impl Worker {
         let _all = slots.acquire_many(shared.pool.size() as u32).await;
         housekeeping.abort();
         control.abort();
-        heartbeat.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -374,22 +372,8 @@ fn set_aside(shared: &task::Shared, list: &str, why: &str) {
     );
 }
 
-/// Celery's worker-online, then a worker-heartbeat every two seconds.
-async fn heartbeat(shared: Arc<task::Shared>) {
-    let mut kind = "online";
-    loop {
-        shared.events.worker(
-            kind,
-            shared.control.active(),
-            shared.counters.committed.load(Ordering::Relaxed),
-        );
-        kind = "heartbeat";
-        tokio::time::sleep(Duration::from_secs_f64(events::HEARTBEAT_SECONDS)).await;
-    }
-}
-
 /// Moves due delayed messages, sweeps for lost claims, and says the
-/// worker is alive.
+/// worker is alive (its announcement, and Celery's worker events).
 async fn housekeeping(shared: Arc<task::Shared>, restore_every: Duration, visibility: Duration) {
     let mut last_restore: Option<tokio::time::Instant> = None;
     let mut last_beat: Option<tokio::time::Instant> = None;
@@ -423,7 +407,19 @@ async fn housekeeping(shared: Arc<task::Shared>, restore_every: Duration, visibi
                 Err(err) => tracing::warn!(error = %err, "restoring lost messages failed"),
             }
         }
-        if last_beat.is_none_or(|at| now - at >= Duration::from_secs(2)) {
+        if last_beat.is_none_or(|at| now - at >= Duration::from_secs_f64(events::HEARTBEAT_SECONDS))
+        {
+            // Celery's worker-online the first time, then its heartbeats.
+            let kind = if last_beat.is_none() {
+                "online"
+            } else {
+                "heartbeat"
+            };
+            shared.events.worker(
+                kind,
+                shared.control.active(),
+                shared.counters.committed.load(Ordering::Relaxed),
+            );
             last_beat = Some(now);
             let info = serde_json::json!({
                 "name": shared.config.name,

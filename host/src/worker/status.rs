@@ -25,9 +25,21 @@ pub struct FleetStatus {
     pub workers: Vec<Value>,
 }
 
+/// What waits in a fleet's Redis: what `status` and a worker's `/metrics`
+/// both tell.
+pub(super) struct Backlog {
+    /// Messages waiting, per queue (all priorities).
+    pub queues: Vec<(String, u64)>,
+    /// Messages claimed and not yet acknowledged (by any consumer).
+    pub unacked: u64,
+    /// Messages waiting for their due time.
+    pub delayed: u64,
+}
+
 impl Broker {
-    /// The depths of `queues`, the claims under way and the live workers.
-    pub async fn status(&self, queues: &[String]) -> Result<FleetStatus, WorkerError> {
+    /// The depths of `queues`, the claims under way and the delayed
+    /// messages.
+    pub(super) async fn backlog(&self, queues: &[String]) -> Result<Backlog, WorkerError> {
         let routing = Routing {
             queues: queues.to_vec(),
             served: Vec::new(),
@@ -58,6 +70,17 @@ impl Broker {
             .query_async(&mut conn)
             .await
             .map_err(redis_error("count the delayed"))?;
+        Ok(Backlog {
+            queues: depths,
+            unacked,
+            delayed,
+        })
+    }
+
+    /// The depths of `queues`, the claims under way and the live workers.
+    pub async fn status(&self, queues: &[String]) -> Result<FleetStatus, WorkerError> {
+        let backlog = self.backlog(queues).await?;
+        let mut conn = self.conn.clone();
         let mut names: Vec<String> = Vec::new();
         let mut cursor = 0u64;
         loop {
@@ -89,9 +112,9 @@ impl Broker {
             }
         }
         Ok(FleetStatus {
-            queues: depths,
-            unacked,
-            delayed,
+            queues: backlog.queues,
+            unacked: backlog.unacked,
+            delayed: backlog.delayed,
             workers,
         })
     }
