@@ -333,15 +333,10 @@ fn a_chord_errback_runs_when_its_header_fails() {
 #[test]
 fn a_nested_chords_failure_calls_the_outer_errback_once() {
     let sig = |task: &str, args: Value, options: Value| {
-        json!({"task": task, "args": args, "kwargs": {}, "options": options,
-               "subtask_type": null, "immutable": true})
+        common::celery_signature(task, args, options, true)
     };
     let errback = sig("testkit.echo", json!(["errback"]), json!({}));
     let with_errback = json!({"link_error": [errback]});
-    let celery_chord = |header: Value, body: Value| {
-        json!({"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord",
-               "immutable": false, "kwargs": {"kwargs": {}, "header": header, "body": body}})
-    };
     let inner = celery_chord(
         json!([
             sig("testkit.echo", json!(["t1"]), json!({})),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::fleet::Fleet;
-use common::{Run, repo_root, wfhost_in};
+use common::{Run, celery_chord, celery_signature, repo_root, wfhost_in};
 use serde_json::{Value, json};
 use wfhost::worker::{FleetClient, FleetOutcome};
 
@@ -87,21 +87,16 @@ fn canvases() -> BTreeMap<String, Value> {
         canvases.insert(format!("suite #{index:02}"), case["workflow"].clone());
     }
     // Chord members replaced by a group and by a chord.
-    let step = |task: &str, args: Value| {
-        json!({"task": task, "args": args, "kwargs": {}, "options": {},
-               "subtask_type": null, "immutable": true})
-    };
+    let step = |task: &str, args: Value| celery_signature(task, args, json!({}), true);
     for (name, replaced) in [
         ("a group", step("testkit.fan_out", json!([[1, 2]]))),
         ("a chord", step("testkit.fan_in", json!([[1, 2, 3]]))),
     ] {
         let header = json!([replaced, step("math.add", json!([1, 1]))]);
+        let body = celery_signature("testkit.echo", json!([]), json!({}), false);
         canvases.insert(
             format!("a chord member replaced by {name}"),
-            json!({"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord",
-                   "immutable": false,
-                   "kwargs": {"kwargs": {}, "header": header, "body": {"task": "testkit.echo", "args": [], "kwargs": {}, "options": {},
-                                  "subtask_type": null, "immutable": false}}}),
+            celery_chord(header, body),
         );
     }
     // `WFHOST_PARITY_ONLY="seed 7 #062,fixture chunks"` runs only these.
@@ -330,25 +325,18 @@ fn the_outer_chords_errback_runs_once_on_both_drivers() {
     if !ready() {
         return;
     }
-    let sig = |task: &str, args: Value, options: Value| {
-        json!({"task": task, "args": args, "kwargs": {}, "options": options,
-               "subtask_type": null, "immutable": true})
-    };
+    let sig = |task: &str, args: Value, options: Value| celery_signature(task, args, options, true);
     let errback = sig("math.add", json!([CALLBACK + 1, 0]), json!({}));
     let with_errback = json!({"link_error": [errback]});
-    let chord = |header: Value, body: Value| {
-        json!({"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord",
-               "immutable": false, "kwargs": {"kwargs": {}, "header": header, "body": body}})
-    };
     // `xsum` of a number fails.
-    let inner = chord(
+    let inner = celery_chord(
         json!([
             sig("math.add", json!([1, 1]), json!({})),
             sig("math.xsum", json!([5]), json!({}))
         ]),
         sig("math.add", json!([2, 2]), with_errback.clone()),
     );
-    let outer = chord(
+    let outer = celery_chord(
         json!([sig("math.add", json!([3, 3]), json!({})), inner]),
         sig("math.add", json!([4, 4]), with_errback),
     );

@@ -555,6 +555,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A Celery signature as `json.dumps` writes one: `task` called with
+/// `args`, with `options`, immutable (`.si()`) or not (`.s()`).
+pub fn celery_signature(task: &str, args: Value, options: Value, immutable: bool) -> Value {
+    json!({"task": task, "args": args, "kwargs": {}, "options": options,
+           "subtask_type": null, "immutable": immutable})
+}
+
+/// A Celery chord of `header` (a list of signatures) and `body`, as
+/// `json.dumps` writes one.
+pub fn celery_chord(header: Value, body: Value) -> Value {
+    json!({"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord",
+           "immutable": false, "kwargs": {"kwargs": {}, "header": header, "body": body}})
+}
+
 /// `count` random canvases that the real Celery library makes with `seed`
 /// (tests/fixtures/celery/differential.py), each with what Celery computes
 /// for it: `{"workflow", "expected" | "fails", "callbacks"}`.
