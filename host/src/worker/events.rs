@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::broker::Broker;
 use super::message::TaskMessage;
-use super::meta::python_value_repr;
+use super::meta::{python_map_repr, python_value_repr};
 use super::outgoing::new_uuid;
 use crate::records::now_ms;
 
@@ -159,12 +159,16 @@ impl Events {
         let _ = self.sender.try_send(item);
     }
 
-    /// Waits until every event made so far is published, at most `limit`.
+    /// Waits until every event made so far is published, at most `limit`
+    /// in all (a full queue included).
     pub(super) async fn flush(&self, limit: std::time::Duration) {
         let (done, published) = oneshot::channel();
-        if self.sender.send(Item::Flush(done)).await.is_ok() {
-            let _ = tokio::time::timeout(limit, published).await;
-        }
+        let flushed = async {
+            if self.sender.send(Item::Flush(done)).await.is_ok() {
+                let _ = published.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, flushed).await;
     }
 
     /// `worker-online`, `worker-heartbeat` or `worker-offline` (`kind`),
@@ -279,21 +283,6 @@ impl Events {
             }
         })
     }
-}
-
-/// Python's `repr()` of keyword arguments.
-fn python_map_repr(map: &serde_json::Map<String, Value>) -> String {
-    let items: Vec<String> = map
-        .iter()
-        .map(|(key, value)| {
-            format!(
-                "{}: {}",
-                python_value_repr(&Value::String(key.clone())),
-                python_value_repr(value)
-            )
-        })
-        .collect();
-    format!("{{{}}}", items.join(", "))
 }
 
 fn truncated(text: String) -> String {

@@ -207,16 +207,17 @@ pub fn python_value_repr(value: &Value) -> String {
             let items: Vec<String> = items.iter().map(python_value_repr).collect();
             format!("[{}]", items.join(", "))
         }
-        Value::Object(map) => {
-            let items: Vec<String> = map
-                .iter()
-                .map(|(key, value)| {
-                    format!("{}: {}", python_str_repr(key), python_value_repr(value))
-                })
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
+        Value::Object(map) => python_map_repr(map),
     }
+}
+
+/// Python's `repr()` of the dict `map` is in Python (keyword arguments).
+pub fn python_map_repr(map: &serde_json::Map<String, Value>) -> String {
+    let items: Vec<String> = map
+        .iter()
+        .map(|(key, value)| format!("{}: {}", python_str_repr(key), python_value_repr(value)))
+        .collect();
+    format!("{{{}}}", items.join(", "))
 }
 
 /// Python's `repr()` of a str.

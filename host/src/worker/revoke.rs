@@ -22,10 +22,8 @@ pub const REVOKED: &str = "wfhost.revoked";
 /// have a state; with `terminate`, attempts of them running here end.
 pub(super) async fn revoke(shared: &Shared, arguments: &Map<String, Value>) -> Value {
     let task_ids = ids(arguments.get("task_id"));
-    {
-        for id in &task_ids {
-            shared.control.revoke(id);
-        }
+    for id in &task_ids {
+        shared.control.revoke(id);
     }
     if let Err(err) = store_revoked(shared, &task_ids).await {
         tracing::warn!(error = %err, "cannot store the revoke");
