@@ -27,9 +27,11 @@
 
 mod accumulate;
 mod builder;
+pub mod celery;
 pub mod name;
 mod options;
 pub mod retry;
+pub mod rules;
 
 pub use accumulate::{
     ACCUMULATE, CHUNKS, MAP, STARMAP, accumulate, accumulate_first, accumulate_index, accumulated,
@@ -188,6 +190,20 @@ impl Canvas {
                 }
             }
             Canvas::Chord(chord) => chord.body.link_error(errback),
+        }
+    }
+}
+
+impl rules::Tree for Canvas {
+    fn shape(&self) -> rules::Shape<'_, Self> {
+        match self {
+            Canvas::Signature(_) => rules::Shape::Task,
+            Canvas::Chain(steps) => rules::Shape::Chain(steps),
+            Canvas::Group(members) => rules::Shape::Group(members),
+            Canvas::Chord(chord) => rules::Shape::Chord {
+                header: &chord.header,
+                body: &chord.body,
+            },
         }
     }
 }

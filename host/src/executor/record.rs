@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value};
 use wfhost_canvas::Signature;
+use wfhost_canvas::rules::call_arguments;
 
 use super::Continuation;
 use super::nodes::Nodes;
@@ -70,12 +71,7 @@ impl Run<'_> {
         input: Option<Value>,
         previous: Option<&StepRecord>,
     ) -> StepRecord {
-        let mut args = signature.args.clone();
-        if let Some(input) = input
-            && !signature.immutable
-        {
-            args.insert(0, input);
-        }
+        let args = call_arguments(input.as_ref(), &signature.args, signature.immutable);
         let kwargs = signature.kwargs.clone();
         self.new_record(id, parent, &signature.task, args, kwargs, previous)
     }

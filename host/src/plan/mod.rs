@@ -14,7 +14,7 @@ mod step_id;
 
 pub use step_id::{StepId, depth};
 
-use wfhost_canvas::{Canvas, Signature};
+use wfhost_canvas::{Canvas, Signature, rules};
 
 /// One signature at its place in the workflow.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,21 +116,11 @@ fn member(canvas: &Canvas, id: StepId) -> Vec<Node> {
     }
 }
 
-/// The members of a group or chord header: as in Celery's
-/// `group._prepared`, a group listed directly among them is flattened into
-/// them (at any depth), so `group(a, group(b, c))` has three members.
+/// The members of a group or chord header, flattened as they run
+/// ([`rules::flat_members`]).
 fn members(canvases: &[Canvas], id: &StepId) -> Vec<Vec<Node>> {
-    fn flatten<'c>(canvases: &'c [Canvas], out: &mut Vec<&'c Canvas>) {
-        for canvas in canvases {
-            match canvas {
-                Canvas::Group(inner) => flatten(inner, out),
-                other => out.push(other),
-            }
-        }
-    }
-    let mut flat = Vec::with_capacity(canvases.len());
-    flatten(canvases, &mut flat);
-    flat.into_iter()
+    rules::flat_members(canvases)
+        .into_iter()
         .enumerate()
         .map(|(index, canvas)| member(canvas, id.child(index)))
         .collect()
@@ -147,10 +137,12 @@ fn push(nodes: &mut Vec<Node>, canvas: &Canvas, id: StepId, place: Place) {
                 push(nodes, item, id.child(index), Place::InChain);
             }
         }
-        // As a step of a chain, a one-member group is its member: its
-        // result is the member's, not a list of one.
-        Canvas::Group(items) if items.len() == 1 && place == Place::InChain => {
-            nodes.extend(member(&items[0], id.child(0)));
+        // As a step of a chain, a group of one is its member
+        // (`rules::chain_step`), planned under the group's place.
+        Canvas::Group(_) if place == Place::InChain && rules::unrolled(canvas).is_some() => {
+            if let Some(only) = rules::unrolled(canvas) {
+                nodes.extend(member(only, id.child(0)));
+            }
         }
         Canvas::Group(items) => nodes.push(Node::Group {
             members: members(items, &id),

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 use wfhost_canvas::StepOptions;
+use wfhost_canvas::celery::CelerySignature;
 
 use super::outgoing::python_iso8601;
 use crate::records::parse_iso8601;
@@ -69,14 +70,14 @@ pub struct TaskMessage {
     /// Keyword arguments.
     pub kwargs: Map<String, Value>,
     /// Signatures to call with the result (`link`).
-    pub callbacks: Vec<Value>,
+    pub callbacks: Vec<CelerySignature>,
     /// Signatures to call with the task id on failure (`link_error`).
-    pub errbacks: Vec<Value>,
+    pub errbacks: Vec<CelerySignature>,
     /// The rest of the chain, last step first, unparsed: it only passes
     /// through (a long chain's message carries every later step).
     pub chain: Vec<Box<RawValue>>,
     /// The chord body this task is a header member of.
-    pub chord: Option<Value>,
+    pub chord: Option<CelerySignature>,
     /// The message's priority, 0 (first) to 9.
     pub priority: u8,
     /// Whether a restore put it back after a consumer lost it.
@@ -196,10 +197,14 @@ struct Embed {
     chord: Option<Value>,
 }
 
-fn signatures(value: Option<Value>, name: &str) -> Result<Vec<Value>, MessageError> {
+/// A list of signatures, read leniently: what is not one is dropped.
+fn signatures(value: Option<Value>, name: &str) -> Result<Vec<CelerySignature>, MessageError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(items),
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(items
+            .into_iter()
+            .filter_map(CelerySignature::from_json)
+            .collect()),
         Some(other) => Err(MessageError::Body(format!(
             "`{name}` is not a list of signatures: {other}"
         ))),
@@ -256,7 +261,10 @@ impl TaskMessage {
         let embed = embed.unwrap_or_default();
         let chord = match embed.chord {
             None | Some(Value::Null) => None,
-            Some(chord @ Value::Object(_)) => Some(chord),
+            Some(chord @ Value::Object(_)) => Some(
+                CelerySignature::from_json(chord)
+                    .ok_or_else(|| MessageError::Body("`chord` is not a signature".into()))?,
+            ),
             Some(other) => {
                 return Err(MessageError::Body(format!(
                     "`chord` is not a signature: {other}"

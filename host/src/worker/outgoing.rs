@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use wfhost_canvas::celery::CelerySignature;
 
 use super::message::OPTIONS_HEADER;
 use crate::records::iso8601;
@@ -37,13 +38,13 @@ pub struct Outgoing {
     /// Keyword arguments.
     pub kwargs: Map<String, Value>,
     /// `link`.
-    pub callbacks: Vec<Value>,
+    pub callbacks: Vec<CelerySignature>,
     /// `link_error`.
-    pub errbacks: Vec<Value>,
+    pub errbacks: Vec<CelerySignature>,
     /// The rest of the chain, last step first.
     pub chain: Vec<Box<RawValue>>,
     /// The chord body, for a header member.
-    pub chord: Option<Value>,
+    pub chord: Option<CelerySignature>,
     /// Retries spent.
     pub retries: u32,
     /// Due time (ms since the epoch).
@@ -125,10 +126,10 @@ impl Outgoing {
 /// The embed as sent: nulls where there is nothing.
 #[derive(Serialize)]
 struct EmbedOut<'a> {
-    callbacks: Option<&'a Vec<Value>>,
-    errbacks: Option<&'a Vec<Value>>,
+    callbacks: Option<&'a Vec<CelerySignature>>,
+    errbacks: Option<&'a Vec<CelerySignature>>,
     chain: Option<&'a Vec<Box<RawValue>>>,
-    chord: Option<&'a Value>,
+    chord: Option<&'a CelerySignature>,
 }
 
 /// A fresh random id in UUID 4 form, as Celery's ids and delivery tags are.

@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
+use wfhost_canvas::celery::CelerySignature;
 
 use super::broker::Broker;
-use super::canvas::{Sender, celery_signature, final_task_mut, set_option};
+use super::canvas::{Sender, celery_signature};
 use super::meta::{Exception, task_key};
 use super::outgoing::new_uuid;
 use super::{Routing, WorkerError};
@@ -68,22 +69,24 @@ impl FleetClient {
             .to_canvas()
             .map_err(|err| WorkerError::Config(format!("cannot read the workflow: {err}")))?;
         canvas.inherit(&spec.defaults);
-        self.submit_as(&canvas.to_json(), queue, spec.id.clone())
+        self.submit_as(CelerySignature::from(&canvas), queue, spec.id.clone())
             .await
     }
 
     /// Sends `workflow` to `queue`, all of its first messages in one
     /// atomic step, and returns the id whose result is the workflow's. A
     /// group is sent as a chord with `celery.accumulate`, so that one id
-    /// holds the list of its results.
+    /// holds the list of its results. The workflow is read as
+    /// [`celery_signature`] reads it.
     pub async fn submit(&self, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
-        self.submit_as(workflow, queue, None).await
+        let sig = celery_signature(workflow).map_err(WorkerError::Config)?;
+        self.submit_as(sig, queue, None).await
     }
 
     /// [`FleetClient::submit`] with the id of the result `id` when given.
     async fn submit_as(
         &self,
-        workflow: &Value,
+        sig: CelerySignature,
         queue: &str,
         id: Option<String>,
     ) -> Result<String, WorkerError> {
@@ -97,15 +100,14 @@ impl FleetClient {
             routing: &routing,
             origin: &origin,
         };
-        let mut sig = sender.one_result(celery_signature(workflow).map_err(WorkerError::Config)?);
-        let last = final_task_mut(&mut sig)
+        let mut sig = sender.one_result(sig);
+        let last = sig
+            .final_task_mut()
             .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
-        let id = id.unwrap_or_else(|| {
-            last.pointer("/options/task_id")
-                .and_then(Value::as_str)
-                .map_or_else(new_uuid, str::to_string)
-        });
-        set_option(last, "task_id", json!(id));
+        let id = id
+            .or_else(|| last.options.task_id.clone())
+            .unwrap_or_else(new_uuid);
+        last.options.task_id = Some(id.clone());
         let follow = sender
             .send(&sig)
             .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;

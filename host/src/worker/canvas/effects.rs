@@ -2,6 +2,7 @@
 //! commit, and the chord members to count before it.
 
 use serde_json::Value;
+use wfhost_canvas::celery::CelerySignature;
 
 use crate::worker::meta::State;
 
@@ -48,7 +49,7 @@ pub struct ChordPart {
     /// Its value, or its exception's stored form.
     pub result: Value,
     /// The chord's body signature.
-    pub body: Value,
+    pub body: CelerySignature,
     /// The member that finished it, the body's parent.
     pub parent_id: String,
     /// The canvas's root.

@@ -6,11 +6,12 @@
 use std::collections::VecDeque;
 
 use serde_json::{Value, json};
+use wfhost_canvas::celery::{CelerySignature, Shape};
+use wfhost_canvas::{MAP, STARMAP};
 
 use super::Sender;
 use super::effects::{ChordPart, FollowUp, Op};
-use super::send::Apply;
-use super::signature::{body_errbacks, kind, kwargs_of, members, options, signature_list};
+use super::send::{Apply, parsed};
 use crate::records::now_ms;
 use crate::worker::message::TaskMessage;
 use crate::worker::meta::{Exception, Meta, State, task_key};
@@ -20,6 +21,9 @@ use crate::worker::outgoing::new_uuid;
 /// of the errbacks that ran for it on the way (only the chord's counting
 /// holds it, never a stored result; Celery reads only the `exc_` keys).
 const ERRBACKS_RAN: &str = "wfhost_errbacks_ran";
+
+/// How many signatures a failure marks failed down a chain at most.
+const MAX_MARKED: usize = 100_000;
 
 /// The stored failure of a task that never ran (a later step of a failed
 /// chain, the body of a failed chord), as an operation of the commit.
@@ -47,6 +51,49 @@ fn unrun_failure(
     }
 }
 
+/// The errbacks that run when a chord's header fails, for its body that
+/// never runs: those of the body's first task, where `link_error` reaches
+/// as Celery's does (every step of a chain, every member of a group, a
+/// chord's body) — `wfhost run`'s rule (`executor/callbacks.rs`), which
+/// reads them from its plan, where they were put when it was read.
+fn body_errbacks(body: &CelerySignature) -> Vec<CelerySignature> {
+    let mut sig = body.clone();
+    for _ in 0..MAX_MARKED {
+        let first = match &sig.shape {
+            Shape::Chain(_) => sig.chain_steps().into_iter().next().map(|mut step| {
+                step.link_error(&sig.options.link_error);
+                step
+            }),
+            Shape::Group(members) => CelerySignature::flat_members(members, &sig.options)
+                .into_iter()
+                .next(),
+            // A chord's errbacks are its body's; its first task is its
+            // header's.
+            Shape::Chord(chord) => Some(CelerySignature {
+                options: chord.header_options.clone(),
+                ..CelerySignature::whole(Shape::Group(chord.header.clone()))
+            }),
+            // A map's first task is its first call, which `wfhost run`
+            // gives none of the map's errbacks (they are the list's).
+            Shape::Task { task, kwargs, .. }
+                if [MAP, STARMAP].contains(&task.as_str())
+                    && kwargs
+                        .get("it")
+                        .and_then(Value::as_array)
+                        .is_some_and(|items| !items.is_empty()) =>
+            {
+                None
+            }
+            Shape::Task { .. } | Shape::Chunks(_) => return sig.options.link_error,
+        };
+        match first {
+            Some(first) => sig = first,
+            None => break,
+        }
+    }
+    Vec::new()
+}
+
 impl Sender<'_> {
     /// What a task that returned `value` sends on: its callbacks (several
     /// as one group), then the next step of its chain, each with the value
@@ -58,28 +105,26 @@ impl Sender<'_> {
             root_id: message.root_id.clone(),
             ..Apply::default()
         };
-        let partial = [value.clone()];
         match message.callbacks.as_slice() {
             [] => {}
             [callback] => {
-                if let Some(id) = self.apply(&mut out, callback, &partial, apply.clone()) {
+                if let Some(id) = self.apply(&mut out, callback, Some(value), apply.clone()) {
                     out.children.push(id);
                 }
             }
             callbacks => {
-                let group = json!({"task": "celery.group", "subtask_type": "group",
-                    "kwargs": {"tasks": callbacks}, "options": {}});
-                self.apply(&mut out, &group, &partial, apply.clone());
+                let group = CelerySignature::whole(Shape::Group(callbacks.to_vec()));
+                self.apply(&mut out, &group, Some(value), apply.clone());
             }
         }
         if let Some((next, rest)) = message.chain.split_last()
-            && let Ok(next) = serde_json::from_str::<Value>(next.get())
+            && let Ok(next) = serde_json::from_str::<CelerySignature>(next.get())
         {
             let next_apply = Apply {
                 chain: Some(rest.to_vec()),
                 ..apply
             };
-            if let Some(id) = self.apply(&mut out, &next, &partial, next_apply) {
+            if let Some(id) = self.apply(&mut out, &next, Some(value), next_apply) {
                 out.children.push(id);
             }
         }
@@ -128,14 +173,11 @@ impl Sender<'_> {
         // workflow (Celery's worker leaves the later steps pending), but
         // its errbacks do not run: it did not fail.
         if state.is_error() {
+            let mut later = parsed(&message.chain);
+            later.reverse();
             self.fail_chain(
                 &mut out,
-                message
-                    .chain
-                    .iter()
-                    .rev()
-                    .filter_map(|step| serde_json::from_str(step.get()).ok())
-                    .collect(),
+                later.into(),
                 state,
                 exception,
                 traceback,
@@ -160,26 +202,24 @@ impl Sender<'_> {
     fn fail_chain(
         &self,
         out: &mut FollowUp,
-        mut pending: VecDeque<Value>,
+        mut pending: VecDeque<CelerySignature>,
         state: State,
         exception: &Exception,
         traceback: &str,
         (failed_id, root_id): (&str, Option<&str>),
     ) {
         let stored = exception.to_json();
-        let mut guard = 0;
+        let mut marked = 0;
         while let Some(element) = pending.pop_front() {
-            guard += 1;
-            if guard > 100_000 {
+            marked += 1;
+            if marked > MAX_MARKED {
                 break;
             }
-            let opts = options(&element);
-            let id = opts.get("task_id").and_then(Value::as_str);
-            let group = opts.get("group_id").and_then(Value::as_str);
-            if let Some(id) = id {
+            let opts = &element.options;
+            if let Some(id) = &opts.task_id {
                 out.ops.push(unrun_failure(
                     id,
-                    group,
+                    opts.group_id.as_deref(),
                     state,
                     stored.clone(),
                     traceback.to_string(),
@@ -187,26 +227,21 @@ impl Sender<'_> {
             }
             // A chord member (a chain's last step carries the membership)
             // counts as failed, with or without an id of its own.
-            if let (Some(group), Some(body)) = (group, opts.get("chord").filter(|c| c.is_object()))
-            {
+            if let (Some(group), Some(body)) = (&opts.group_id, &opts.chord) {
                 out.parts.push(ChordPart {
-                    group: group.to_string(),
-                    task_id: id.map_or_else(new_uuid, str::to_string),
-                    index: opts.get("group_index").and_then(Value::as_u64),
+                    group: group.clone(),
+                    task_id: opts.task_id.clone().unwrap_or_else(new_uuid),
+                    index: opts.group_index,
                     state,
                     result: stored.clone(),
-                    body: body.clone(),
+                    body: (**body).clone(),
                     parent_id: failed_id.to_string(),
                     root_id: root_id.map(str::to_string),
                 });
             }
-            match kind(&element) {
-                "chord" => {
-                    if let Some(body) = kwargs_of(&element).get("body").filter(|b| b.is_object()) {
-                        pending.push_back(body.clone());
-                    }
-                }
-                "chain" => pending.extend(members(&element)),
+            match element.shape {
+                Shape::Chord(chord) => pending.push_back(chord.body),
+                Shape::Chain(steps) => pending.extend(steps),
                 _ => {}
             }
         }
@@ -216,21 +251,20 @@ impl Sender<'_> {
     fn errbacks(
         &self,
         out: &mut FollowUp,
-        errbacks: &[Value],
+        errbacks: &[CelerySignature],
         task_id: &str,
         root_id: Option<&str>,
     ) {
         if errbacks.is_empty() {
             return;
         }
-        let group = json!({"task": "celery.group", "subtask_type": "group",
-            "kwargs": {"tasks": errbacks}, "options": {}});
+        let group = CelerySignature::whole(Shape::Group(errbacks.to_vec()));
         let apply = Apply {
             parent_id: Some(task_id.to_string()),
             root_id: Some(root_id.unwrap_or(task_id).to_string()),
             ..Apply::default()
         };
-        self.apply(out, &group, &[json!(task_id)], apply);
+        self.apply(out, &group, Some(&json!(task_id)), apply);
     }
 
     /// What the claimer of a complete chord sends: the body with the
@@ -250,15 +284,11 @@ impl Sender<'_> {
                 format!("Dependency {member} raised {}", cause.python_repr()),
             );
             let traceback = format!("celery.exceptions.ChordError: {}", error.message);
-            let opts = options(body);
             // The body never runs: every task of it that has an id (its
             // final one holds the canvas's result) gets the failure.
-            let mut pending: VecDeque<Value> = [body.clone()].into();
-            pending.extend(signature_list(opts.get("chain")).into_iter().rev());
-            let id = opts
-                .get("task_id")
-                .and_then(Value::as_str)
-                .map_or_else(new_uuid, str::to_string);
+            let mut pending: VecDeque<CelerySignature> = [body.clone()].into();
+            pending.extend(body.options.chain.iter().rev().cloned());
+            let id = body.options.task_id.clone().unwrap_or_else(new_uuid);
             self.fail_chain(
                 &mut out,
                 pending,
@@ -271,16 +301,23 @@ impl Sender<'_> {
             // failure on its way up are not run again (`wfhost run`'s
             // rule); the ones run here go up with the failure, in the
             // result an outer chord counts.
-            let mut ran = signature_list(stored.get(ERRBACKS_RAN));
-            let errbacks: Vec<Value> = body_errbacks(body)
+            let mut ran: Vec<CelerySignature> = match stored.get(ERRBACKS_RAN) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|item| CelerySignature::from_json(item.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let errbacks: Vec<CelerySignature> = body_errbacks(body)
                 .into_iter()
                 .filter(|errback| !ran.contains(errback))
                 .collect();
             self.errbacks(&mut out, &errbacks, &id, part.root_id.as_deref());
             ran.extend(errbacks);
+            let ran = Value::Array(ran.iter().map(CelerySignature::to_json).collect());
             for counted in &mut out.parts {
                 if let Value::Object(result) = &mut counted.result {
-                    result.insert(ERRBACKS_RAN.into(), Value::Array(ran.clone()));
+                    result.insert(ERRBACKS_RAN.into(), ran.clone());
                 }
             }
             return out;
@@ -291,7 +328,7 @@ impl Sender<'_> {
             root_id: part.root_id.clone(),
             ..Apply::default()
         };
-        self.apply(&mut out, body, &[Value::Array(values)], apply);
+        self.apply(&mut out, body, Some(&Value::Array(values)), apply);
         out
     }
 }
@@ -300,9 +337,9 @@ impl Sender<'_> {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::super::testing::{pushed, routing, sender};
+    use super::super::send::raw;
+    use super::super::testing::{celery, pushed, routing, sender};
     use super::*;
-    use crate::worker::canvas::signature::{raw, set_option};
     use crate::worker::outgoing::Outgoing;
 
     #[test]
@@ -334,7 +371,7 @@ mod tests {
             index: Some(0),
             state: State::Success,
             result: json!(2),
-            body,
+            body: celery(body),
             parent_id: "member".into(),
             root_id: Some("root".into()),
         };
@@ -358,7 +395,7 @@ mod tests {
         let mut body = json!({"task": "celery.chain", "args": [], "subtask_type": "chain",
             "kwargs": {"tasks": [step("math.xsum", json!([])), step("math.add", json!([1]))]},
             "options": {}, "immutable": false});
-        set_option(&mut body, "chain", json!([later]));
+        body["options"]["chain"] = json!([later]);
         let sent = body_sent(body);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].task, "math.xsum");
@@ -386,11 +423,15 @@ mod tests {
             "kwargs": {"header": [step("math.xsum", json!([]))], "kwargs": {},
                        "body": step("math.add", json!([1]))},
             "options": {}, "immutable": false});
-        set_option(&mut body, "chain", json!([step("math.mul", json!([10]))]));
+        body["options"]["chain"] = json!([step("math.mul", json!([10]))]);
         let sent = body_sent(body);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].task, "math.xsum");
-        let inner_body = sent[0].chord.as_ref().expect("the inner chord's body");
+        let inner_body = sent[0]
+            .chord
+            .as_ref()
+            .expect("the inner chord's body")
+            .to_json();
         assert_eq!(inner_body["options"]["chain"][0]["task"], "math.mul");
     }
 
@@ -403,8 +444,8 @@ mod tests {
             &Outgoing {
                 task: "math.fail".into(),
                 id: "failed".into(),
-                chain: [&later, &next].iter().filter_map(|s| raw(s)).collect(),
-                errbacks: vec![errback],
+                chain: [later, next].map(celery).iter().filter_map(raw).collect(),
+                errbacks: vec![celery(errback)],
                 queue: "wfhost".into(),
                 ..Outgoing::default()
             }

@@ -5,20 +5,20 @@
 //! §3, §5). Everything here only builds operations; `commit` carries them
 //! out at once.
 //!
-//! One idea per file: [`effects`] (what a commit does), [`signature`]
-//! (reading Celery's signature JSON), [`send`] (`apply_async`), [`end`]
-//! (a task's end: success, failure, a complete chord) and [`replace`].
+//! The canvas is Celery's, typed and read leniently
+//! ([`wfhost_canvas::celery`]); the rules of taking it apart are
+//! `wfhost_canvas::rules`, which `wfhost run`'s plan follows too. One
+//! idea per file: [`effects`] (what a commit does), [`send`]
+//! (`apply_async`), [`end`] (a task's end: success, failure, a complete
+//! chord) and [`replace`].
 
 mod effects;
 mod end;
 mod replace;
 mod send;
-mod signature;
 
 pub use effects::{ChordPart, FollowUp, Op};
 pub use replace::celery_signature;
-pub(crate) use replace::final_task_mut;
-pub(crate) use signature::set_option;
 
 use super::routing::Routing;
 
@@ -34,8 +34,16 @@ pub struct Sender<'a> {
 /// the messages a follow-up pushes.
 #[cfg(test)]
 mod testing {
+    use serde_json::Value;
+    use wfhost_canvas::celery::CelerySignature;
+
     use super::{FollowUp, Op, Routing, Sender};
     use crate::worker::message::TaskMessage;
+
+    /// Celery's JSON of a signature, read.
+    pub(super) fn celery(json: Value) -> CelerySignature {
+        CelerySignature::from_json(json).expect("a Celery signature")
+    }
 
     pub(super) fn routing() -> Routing {
         Routing {

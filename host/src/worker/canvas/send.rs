@@ -1,22 +1,36 @@
 //! Sending a canvas as Celery's `Signature.apply_async` sends it: each
 //! task's message with its arguments, its place in a group or chord and
 //! the rest of its chain; a chord's counting set up; chunks as a group of
-//! `celery.starmap` tasks.
+//! `celery.starmap` tasks. The canvas is Celery's, typed
+//! ([`CelerySignature`]); where it is taken apart (groups flattened, a
+//! chain's steps, one result) the rules are `wfhost_canvas`'s, those
+//! `wfhost run` plans by.
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
-use wfhost_canvas::{CHUNKS, STARMAP};
+use serde_json::{Value, json};
+use wfhost_canvas::Expires;
+use wfhost_canvas::celery::{CelerySignature, Chunks, Shape, Transport};
+use wfhost_canvas::rules::{call_arguments, ends_in_many};
 
 use super::Sender;
 use super::effects::{FollowUp, Op};
-use super::signature::{
-    chain_steps, ends_in_many, extend_list_option, flat_members, kind, kwargs_of, link_error,
-    options, parsed, raw, seconds, set_option, signature_list,
-};
-use crate::records::now_ms;
+use crate::records::{now_ms, parse_iso8601};
 use crate::worker::message::{HEADER_OPTIONS, TaskMessage};
 use crate::worker::meta::group_key;
 use crate::worker::outgoing::{Outgoing, new_uuid};
+
+/// A signature as raw JSON, to carry along a chain unparsed.
+pub(super) fn raw(sig: &CelerySignature) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(sig).ok()
+}
+
+/// Raw steps read back, leniently (what is not a signature is dropped).
+pub(super) fn parsed(steps: &[Box<RawValue>]) -> Vec<CelerySignature> {
+    steps
+        .iter()
+        .filter_map(|step| serde_json::from_str(step.get()).ok())
+        .collect()
+}
 
 /// Options of a send that are not in the signature.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +42,7 @@ pub(super) struct Apply {
     /// The rest of the chain to carry (stored order: last first).
     pub(super) chain: Option<Vec<Box<RawValue>>>,
     /// The chord body, for a header member.
-    pub(super) chord: Option<Value>,
+    pub(super) chord: Option<CelerySignature>,
     /// The group and index.
     pub(super) group: Option<(String, Option<u64>)>,
 }
@@ -40,19 +54,16 @@ impl Apply {
     /// and is sent later, by the step before it).
     pub(super) fn membership(
         &self,
-        opts: &Map<String, Value>,
-    ) -> (Option<(String, Option<u64>)>, Option<Value>) {
-        let group = self.group.clone().or_else(|| {
-            let group = opts.get("group_id").and_then(Value::as_str)?;
-            Some((
-                group.to_string(),
-                opts.get("group_index").and_then(Value::as_u64),
-            ))
-        });
+        opts: &Transport,
+    ) -> (Option<(String, Option<u64>)>, Option<CelerySignature>) {
+        let group = self
+            .group
+            .clone()
+            .or_else(|| Some((opts.group_id.clone()?, opts.group_index)));
         let chord = self
             .chord
             .clone()
-            .or_else(|| opts.get("chord").filter(|c| c.is_object()).cloned());
+            .or_else(|| opts.chord.as_deref().cloned());
         (group, chord)
     }
 
@@ -61,109 +72,111 @@ impl Apply {
     /// body that is a chain or a chord carries the rest of the outer chain
     /// in its options, as a task body does, and is sent on its own when
     /// the header is done.
-    pub(super) fn rest_of_chain(&self, opts: &Map<String, Value>) -> Option<Vec<Box<RawValue>>> {
+    pub(super) fn rest_of_chain(&self, opts: &Transport) -> Option<Vec<Box<RawValue>>> {
         self.chain.clone().or_else(|| {
-            let own: Vec<Box<RawValue>> = signature_list(opts.get("chain"))
-                .iter()
-                .filter_map(raw)
-                .collect();
+            let own: Vec<Box<RawValue>> = opts.chain.iter().filter_map(raw).collect();
             (!own.is_empty()).then_some(own)
         })
     }
 }
 
+/// Sets the membership `sig` finishes as: a member of `group` at its
+/// index, counted in `chord` when there is one.
+fn set_membership(
+    sig: &mut CelerySignature,
+    (group, index): (String, Option<u64>),
+    chord: Option<CelerySignature>,
+) {
+    sig.options.group_id = Some(group);
+    sig.options.group_index = index;
+    if let Some(chord) = chord {
+        sig.options.chord = Some(Box::new(chord));
+    }
+}
+
 impl Sender<'_> {
-    /// Sends `sig` with `partial` arguments in front of its own, as
-    /// `sig.apply_async(partial, **apply)` does.
+    /// Sends `sig` with `input` in front of its own arguments, as
+    /// `sig.apply_async((input,), **apply)` does.
     pub(super) fn apply(
         &self,
         out: &mut FollowUp,
-        sig: &Value,
-        partial: &[Value],
+        sig: &CelerySignature,
+        input: Option<&Value>,
         apply: Apply,
     ) -> Option<String> {
-        let opts = options(sig);
-        match kind(sig) {
-            "group" => {
-                let group_id = opts
-                    .get("task_id")
-                    .and_then(Value::as_str)
-                    .map_or_else(new_uuid, str::to_string);
-                self.apply_members(out, &flat_members(sig), partial, &group_id, apply);
+        let opts = &sig.options;
+        match &sig.shape {
+            Shape::Group(members) => {
+                let group_id = opts.task_id.clone().unwrap_or_else(new_uuid);
+                let members = CelerySignature::flat_members(members, opts);
+                self.apply_members(out, &members, input, &group_id, apply);
                 Some(group_id)
             }
-            "chord" => {
-                let kwargs = kwargs_of(sig);
-                let header = kwargs
-                    .get("header")
-                    .cloned()
-                    .unwrap_or(Value::Array(Vec::new()));
-                let mut body = kwargs.get("body").cloned().filter(Value::is_object)?;
+            Shape::Chord(chord) => {
+                let mut body = chord.body.clone();
                 // The chord's callbacks and errbacks are its body's.
-                extend_list_option(&mut body, "link", &signature_list(opts.get("link")));
-                link_error(&mut body, &signature_list(opts.get("link_error")));
-                let group_id = options(&header)
-                    .get("task_id")
-                    .or_else(|| opts.get("task_id"))
-                    .and_then(Value::as_str)
-                    .map_or_else(new_uuid, str::to_string);
+                body.options.link.extend_from_slice(&opts.link);
+                body.link_error(&opts.link_error);
+                let group_id = chord
+                    .header_options
+                    .task_id
+                    .clone()
+                    .or_else(|| opts.task_id.clone())
+                    .unwrap_or_else(new_uuid);
                 // A chord that is a member of a chord's header (or a chain
                 // ending in one) finishes as that member: its body's result
                 // is the member's, as Celery's `chord.freeze` gives the body
                 // the outer group, index and chord. Otherwise the body
                 // belongs to the chord's own group.
-                match apply.membership(&opts) {
-                    (Some((outer, index)), Some(outer_body)) => {
-                        set_option(&mut body, "group_id", json!(outer));
-                        set_option(&mut body, "group_index", json!(index));
-                        set_option(&mut body, "chord", outer_body);
+                match apply.membership(opts) {
+                    (Some(outer), Some(outer_body)) => {
+                        set_membership(&mut body, outer, Some(outer_body));
                     }
-                    _ => set_option(&mut body, "group_id", json!(group_id)),
+                    _ => body.options.group_id = Some(group_id.clone()),
                 }
-                if let Some(chain) = apply.rest_of_chain(&opts) {
+                if let Some(chain) = apply.rest_of_chain(opts) {
                     // The chain goes on with the body's one result.
                     body = self.one_result(body);
-                    set_option(&mut body, "chain", parsed(&chain));
+                    body.options.chain = parsed(&chain);
                 }
-                let header_members = flat_members(&header);
-                if header_members.is_empty() {
+                let header = CelerySignature::flat_members(&chord.header, &chord.header_options);
+                if header.is_empty() {
                     let body_apply = Apply {
                         chain: None,
                         chord: None,
                         group: None,
                         ..apply
                     };
-                    return self.apply(out, &body, &[json!([])], body_apply);
+                    return self.apply(out, &body, Some(&json!([])), body_apply);
                 }
                 out.ops.push(Op::Delete {
                     key: group_key(&group_id, ".c"),
                 });
                 out.ops.push(Op::Set {
                     key: group_key(&group_id, ".s"),
-                    value: header_members.len().to_string(),
+                    value: header.len().to_string(),
                 });
                 let header_apply = Apply {
                     chain: None,
                     chord: Some(body),
                     ..apply
                 };
-                self.apply_members(out, &header_members, partial, &group_id, header_apply);
+                self.apply_members(out, &header, input, &group_id, header_apply);
                 Some(group_id)
             }
-            "chunks" => {
-                let group = self.chunks_group(sig)?;
-                self.apply(out, &group, partial, apply)
+            Shape::Chunks(chunks) => {
+                let group = self.chunks_group(chunks, opts);
+                self.apply(out, &group, input, apply)
             }
-            "chain" => {
+            Shape::Chain(_) => {
                 // A chain's callbacks are its last step's, its errbacks
                 // every step's (Celery's `_chain.run`).
-                let mut tasks = chain_steps(sig);
+                let mut tasks = sig.chain_steps();
                 if let Some(last) = tasks.last_mut() {
-                    extend_list_option(last, "link", &signature_list(opts.get("link")));
+                    last.options.link.extend_from_slice(&opts.link);
                 }
-                let errbacks = signature_list(opts.get("link_error"));
                 for step in &mut tasks {
-                    link_error(step, &errbacks);
+                    step.link_error(&opts.link_error);
                 }
                 // A step that the chain goes on after passes one result:
                 // a group's list (as `wfhost run` and eager Celery do; a
@@ -171,24 +184,20 @@ impl Sender<'_> {
                 let steps = tasks.len();
                 for step in tasks.iter_mut().take(steps.saturating_sub(1)) {
                     if ends_in_many(step) {
-                        *step = self.one_result(step.take());
+                        *step = self.one_result(step.clone());
                     }
                 }
                 let (first, rest) = tasks.split_first()?;
                 // The chain's own later steps, stored last first.
-                let mut own: Vec<Value> = rest.iter().rev().cloned().collect();
+                let mut own: Vec<CelerySignature> = rest.iter().rev().cloned().collect();
                 // A chain that is a group or chord member finishes as that
                 // member: its last task carries the membership.
-                let (group, chord) = apply.membership(&opts);
-                if let (Some((group, index)), Some(last)) = (&group, own.first_mut()) {
-                    set_option(last, "group_id", json!(group));
-                    set_option(last, "group_index", json!(index));
-                    if let Some(chord) = &chord {
-                        set_option(last, "chord", chord.clone());
-                    }
+                let (group, chord) = apply.membership(opts);
+                if let (Some(group), Some(last)) = (&group, own.first_mut()) {
+                    set_membership(last, group.clone(), chord.clone());
                 }
                 // What comes after the chain runs after its last step.
-                let mut chain = apply.rest_of_chain(&opts).unwrap_or_default();
+                let mut chain = apply.rest_of_chain(opts).unwrap_or_default();
                 chain.extend(own.iter().filter_map(raw));
                 let (group, chord) = if rest.is_empty() {
                     (group, chord)
@@ -201,84 +210,55 @@ impl Sender<'_> {
                     chord,
                     ..apply
                 };
-                self.apply(out, first, partial, first_apply)
+                self.apply(out, first, input, first_apply)
             }
-            _ => {
-                let task = sig.get("task").and_then(Value::as_str)?.to_string();
-                let immutable = sig
-                    .get("immutable")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let mut args: Vec<Value> = if immutable {
-                    Vec::new()
-                } else {
-                    partial.to_vec()
-                };
-                if let Some(Value::Array(own)) = sig.get("args") {
-                    args.extend(own.iter().cloned());
-                }
-                let id = opts
-                    .get("task_id")
-                    .and_then(Value::as_str)
-                    .map_or_else(new_uuid, str::to_string);
-                let (group, chord) = apply.membership(&opts);
+            Shape::Task {
+                task, args, kwargs, ..
+            } => {
+                let args = call_arguments(input, args, sig.immutable);
+                let id = opts.task_id.clone().unwrap_or_else(new_uuid);
+                let (group, chord) = apply.membership(opts);
                 let now = now_ms();
-                let eta_ms = seconds(opts.get("countdown"))
-                    .map(|s| now + (s * 1000.0) as u64)
-                    .or_else(|| {
-                        opts.get("eta")
-                            .and_then(Value::as_str)
-                            .and_then(crate::records::parse_iso8601)
-                    });
-                let expires_ms = match opts.get("expires") {
-                    Some(Value::String(text)) => crate::records::parse_iso8601(text),
-                    other => seconds(other).map(|s| now + (s * 1000.0) as u64),
+                let after = |seconds: f64| now.saturating_add((seconds * 1000.0) as u64);
+                let eta_ms = opts
+                    .countdown
+                    .map(after)
+                    .or_else(|| opts.eta.as_deref().and_then(parse_iso8601));
+                let expires_ms = match &opts.expires {
+                    Some(Expires::At(text)) => parse_iso8601(text),
+                    Some(Expires::After(seconds)) => Some(after(*seconds)),
+                    None => None,
                 };
-                let queue = self
-                    .routing
-                    .queue_for(&task, opts.get("queue").and_then(Value::as_str));
-                let priority = opts
-                    .get("priority")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .min(9) as u8;
-                let chain = apply.chain.clone().unwrap_or_else(|| {
-                    signature_list(opts.get("chain"))
-                        .iter()
-                        .filter_map(raw)
-                        .collect()
-                });
+                let queue = self.routing.queue_for(task, opts.queue.as_deref());
+                let priority = opts.priority.unwrap_or(0).min(9);
+                let chain = apply
+                    .chain
+                    .clone()
+                    .unwrap_or_else(|| opts.chain.iter().filter_map(raw).collect());
+                let seconds = |limit: Option<f64>| limit.map_or(Value::Null, |s| json!(s));
                 let message = Outgoing {
-                    task,
+                    task: task.clone(),
                     id: id.clone(),
                     root_id: apply.root_id.clone().or_else(|| Some(id.clone())),
                     parent_id: apply.parent_id.clone(),
                     group: group.as_ref().map(|(g, _)| g.clone()),
                     group_index: group.as_ref().and_then(|(_, i)| *i),
                     args,
-                    kwargs: kwargs_of(sig),
-                    callbacks: signature_list(opts.get("link")),
-                    errbacks: signature_list(opts.get("link_error")),
+                    kwargs: kwargs.clone(),
+                    callbacks: opts.link.clone(),
+                    errbacks: opts.link_error.clone(),
                     chain,
                     chord,
                     retries: 0,
                     eta_ms,
                     expires_ms,
-                    timelimit: [
-                        opts.get("time_limit").cloned().unwrap_or(Value::Null),
-                        opts.get("soft_time_limit").cloned().unwrap_or(Value::Null),
-                    ],
-                    ignore_result: opts
-                        .get("ignore_result")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    replaced_task_nesting: opts
-                        .get("replaced_task_nesting")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
+                    timelimit: [seconds(opts.time_limit), seconds(opts.soft_time_limit)],
+                    ignore_result: opts.ignore_result,
+                    replaced_task_nesting: opts.replaced_task_nesting,
                     queue: queue.clone(),
                     priority,
                     options: opts
+                        .other
                         .iter()
                         .filter(|(key, _)| HEADER_OPTIONS.contains(&key.as_str()))
                         .map(|(key, value)| (key.clone(), value.clone()))
@@ -302,34 +282,15 @@ impl Sender<'_> {
     /// Celery's `task.chunks(it, n)` as its `apply_async` sends it: a group
     /// (with the chunks' options) of immutable `celery.starmap` signatures,
     /// each calling `task` with `n` items of `it` (the last with what is
-    /// left), routed as `task` is unless the options name a queue; none
-    /// when `task`, `it` or `n` is missing or unusable.
-    pub(super) fn chunks_group(&self, sig: &Value) -> Option<Value> {
-        let kwargs = kwargs_of(sig);
-        let task = kwargs.get("task")?;
-        let name = match task {
-            Value::String(name) => name.as_str(),
-            signature => signature.get("task")?.as_str()?,
-        };
-        let items = kwargs.get("it")?.as_array()?;
-        let size = usize::try_from(kwargs.get("n")?.as_u64()?)
-            .ok()
-            .filter(|n| *n > 0)?;
-        let opts = options(sig);
+    /// left), routed as `task` is unless the options name a queue.
+    pub(super) fn chunks_group(&self, chunks: &Chunks, opts: &Transport) -> CelerySignature {
         let queue = self
             .routing
-            .queue_for(name, opts.get("queue").and_then(Value::as_str));
-        let starmaps: Vec<Value> = items
-            .chunks(size)
-            .map(|part| {
-                json!({"task": STARMAP, "args": [], "kwargs": {"task": task, "it": part},
-                    "options": {"queue": queue}, "subtask_type": null, "immutable": true})
-            })
-            .collect();
-        Some(
-            json!({"task": "celery.group", "subtask_type": "group", "args": [],
-            "kwargs": {"tasks": starmaps}, "options": opts, "immutable": false}),
-        )
+            .queue_for(chunks.task_name(), opts.queue.as_deref());
+        CelerySignature {
+            options: opts.clone(),
+            ..CelerySignature::whole(Shape::Group(chunks.as_group(&queue)))
+        }
     }
 
     /// Sends each of `members` as `apply` says, as the member of
@@ -337,8 +298,8 @@ impl Sender<'_> {
     fn apply_members(
         &self,
         out: &mut FollowUp,
-        members: &[Value],
-        partial: &[Value],
+        members: &[CelerySignature],
+        input: Option<&Value>,
         group_id: &str,
         apply: Apply,
     ) {
@@ -357,15 +318,15 @@ impl Sender<'_> {
                 group: Some((group_id.to_string(), Some(index as u64))),
                 ..apply.clone()
             };
-            self.apply(out, member, partial, member_apply);
+            self.apply(out, member, input, member_apply);
         }
     }
 
     /// What sending a whole canvas from outside any task takes (a
     /// producer's `apply_async()`); none when it names no task.
-    pub fn send(&self, sig: &Value) -> Option<FollowUp> {
+    pub fn send(&self, sig: &CelerySignature) -> Option<FollowUp> {
         let mut out = FollowUp::default();
-        self.apply(&mut out, sig, &[], Apply::default())?;
+        self.apply(&mut out, sig, None, Apply::default())?;
         Some(out)
     }
 
@@ -374,16 +335,19 @@ impl Sender<'_> {
     /// the group's result as Celery stores a `GroupResult`, its id and each
     /// member's. None when its kwargs are not a task, `it` and `n`.
     pub fn chunks(&self, message: &TaskMessage) -> Option<(FollowUp, Value)> {
-        let sig = json!({"task": CHUNKS, "subtask_type": "chunks",
-            "kwargs": message.kwargs, "options": {}});
-        let mut group = self.chunks_group(&sig)?;
+        let sig = CelerySignature::from_json(json!({"task": wfhost_canvas::CHUNKS,
+            "subtask_type": "chunks", "kwargs": message.kwargs}))?;
+        let Shape::Chunks(chunks) = &sig.shape else {
+            return None;
+        };
+        let mut group = self.chunks_group(chunks, &Transport::default());
         let group_id = new_uuid();
-        set_option(&mut group, "task_id", json!(group_id));
+        group.options.task_id = Some(group_id.clone());
         let mut members = Vec::new();
-        if let Some(Value::Array(tasks)) = group.pointer_mut("/kwargs/tasks") {
+        if let Shape::Group(tasks) = &mut group.shape {
             for task in tasks {
                 let id = new_uuid();
-                set_option(task, "task_id", json!(id));
+                task.options.task_id = Some(id.clone());
                 members.push(json!([[id, null], null]));
             }
         }
@@ -393,7 +357,7 @@ impl Sender<'_> {
             root_id: message.root_id.clone(),
             ..Apply::default()
         };
-        self.apply(&mut out, &group, &[], apply)?;
+        self.apply(&mut out, &group, None, apply)?;
         Some((out, json!([[group_id, null], members])))
     }
 }
@@ -403,7 +367,7 @@ mod tests {
     use serde_json::{Value, json};
     use wfhost_canvas::{CHUNKS, STARMAP};
 
-    use super::super::testing::{pushed, routing, sender};
+    use super::super::testing::{celery, pushed, routing, sender};
     use crate::worker::canvas::Op;
     use crate::worker::message::TaskMessage;
     use crate::worker::meta::group_key;
@@ -433,7 +397,7 @@ mod tests {
             step("math.outer_body"),
         );
         let routing = routing();
-        let out = sender(&routing).send(&outer).unwrap();
+        let out = sender(&routing).send(&celery(outer)).unwrap();
         let sent = pushed(&out);
         let tasks: Vec<&str> = sent.iter().map(|m| m.task.as_str()).collect();
         assert_eq!(tasks, ["math.inner", "math.a", "math.b"]);
@@ -447,7 +411,7 @@ mod tests {
             key: group_key(&outer_group, ".s"),
             value: "3".into()
         }));
-        let inner_body = sent[0].chord.as_ref().unwrap();
+        let inner_body = sent[0].chord.as_ref().unwrap().to_json();
         assert_eq!(inner_body["task"], "math.inner_body");
         assert_eq!(inner_body["options"]["group_id"], json!(outer_group));
         assert_eq!(inner_body["options"]["group_index"], json!(0));
@@ -466,7 +430,7 @@ mod tests {
         let chunks = json!({"task": CHUNKS, "subtask_type": "chunks", "args": [],
             "kwargs": {"task": add, "it": [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], "n": 2},
             "options": {"task_id": "g-1"}, "immutable": true});
-        let out = sender.send(&chunks).unwrap();
+        let out = sender.send(&celery(chunks.clone())).unwrap();
         let sent = pushed(&out);
         let parts: Vec<Value> = sent.iter().map(|m| m.kwargs["it"].clone()).collect();
         assert_eq!(
@@ -492,14 +456,17 @@ mod tests {
         // Sent as a callback, the result in front is not passed (immutable).
         let mut message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
         message.chain.clear();
-        message.callbacks = vec![chunks.clone()];
+        message.callbacks = vec![celery(chunks.clone())];
         let out = sender.succeeded(&message, &json!(4));
         assert!(pushed(&out).iter().all(|m| m.args.is_empty()));
         assert_eq!(pushed(&out).len(), 3);
-        // No chunk size, no tasks.
+        // With no chunk size, it is Celery's `celery.chunks` task, which
+        // fails where it runs.
         let mut empty = chunks;
         empty["kwargs"]["n"] = json!(0);
-        assert!(sender.send(&empty).is_none());
+        let sent = pushed(&sender.send(&celery(empty)).unwrap());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].task, CHUNKS);
     }
 
     /// `celery.chunks` as a task of its own sends the same group and gives
