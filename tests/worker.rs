@@ -678,6 +678,52 @@ fn celery_inspect_and_revoke_reach_the_fleet() {
             .to_string()
             .contains("pool will shrink")
     );
+    // `cancel_consumer` and `add_consumer`: a task sent to a queue no
+    // worker consumes waits, one sent to an added queue runs, and the
+    // waiting one runs once its queue is consumed again.
+    let replies = |key: &str| -> Vec<String> {
+        control[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {control}"))
+            .iter()
+            .flat_map(|reply| reply.as_object().unwrap().values())
+            .map(|reply| reply["ok"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        replies("cancel_consumer"),
+        ["no longer consuming from wfhost"; 2],
+        "{control}"
+    );
+    assert_eq!(replies("add_other"), ["add consumer other"; 2], "{control}");
+    assert_eq!(
+        replies("add_consumer"),
+        ["add consumer wfhost"; 2],
+        "{control}"
+    );
+    let queue_names = |key: &str, name: &str| -> Vec<String> {
+        control[key][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} of {name}: {control}"))
+            .iter()
+            .map(|queue| queue["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for name in &names {
+        assert!(
+            queue_names("queues_cancelled", name).is_empty(),
+            "{control}"
+        );
+        assert_eq!(
+            queue_names("queues_added", name),
+            ["other", "wfhost"],
+            "{control}"
+        );
+    }
+    assert_eq!(control["parked_state"], "PENDING", "{control}");
+    assert_eq!(control["other"], 2, "{control}");
+    assert_eq!(control["parked"], 42, "{control}");
+
     // `shutdown` to w1: it stops as on SIGTERM, and w0 goes on.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let status = loop {
@@ -780,7 +826,7 @@ fn celery_rate_limit_paces_a_task_on_the_fleet() {
 }
 
 /// `celery beat` with a one-second schedule drives the fleet, and the
-/// worker takes Celery's own flags (`-Q`, `-c`, `-n` with `%h`).
+/// worker takes Celery's own flags (`-Q`, `-c`, `-n` with `%h`, `-l`).
 #[test]
 fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
     if !ready("celery_beat_drives_the_fleet_started_with_celerys_flags") {
@@ -792,7 +838,7 @@ fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
         common::wfhost()
             .args(["worker", "--broker", &fleet.redis.url(), "--plugins"])
             .arg(&fleet.plugins)
-            .args(["-Q", "wfhost", "-c", "2", "-n", "beat@%h"])
+            .args(["-Q", "wfhost", "-c", "2", "-n", "beat@%h", "-l", "WARNING"])
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -809,6 +855,9 @@ fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
     let seen = by_scenario(fleet.client(&["beat"]));
     let succeeded = seen["beat"]["succeeded"].as_u64().unwrap();
     assert!(succeeded >= 3, "beat's tasks that ran: {succeeded}");
+    // `-l WARNING`: none of the worker's own news ("worker ready").
+    let logged = std::fs::read_to_string(fleet.logs.join("worker-0.log")).unwrap();
+    assert!(!logged.contains("INFO"), "{logged}");
     fleet.assert_nothing_left();
 }
 

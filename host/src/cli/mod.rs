@@ -311,8 +311,11 @@ pub enum Finished {
 pub fn main() -> ExitCode {
     quiet_about_caught_redb_panics();
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Serve(_) | Command::Worker(_) => tracing::level_filters::LevelFilter::INFO,
+    let default_level = match &cli.command {
+        Command::Worker(args) => args
+            .log_level()
+            .unwrap_or(tracing::level_filters::LevelFilter::INFO),
+        Command::Serve(_) => tracing::level_filters::LevelFilter::INFO,
         _ => tracing::level_filters::LevelFilter::WARN,
     };
     logging::start(default_level, cli.verbose, cli.quiet);

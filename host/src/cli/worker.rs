@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use tracing::level_filters::LevelFilter;
 use wfhost::runtime::Limits;
 use wfhost::worker::{Worker, WorkerConfig};
 
@@ -123,6 +124,28 @@ struct RunWorker {
     #[arg(long, value_name = "MIB", default_value_t = wfhost::worker::DEFAULT_MAX_MESSAGE_BYTES >> 20,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_message_mb: u64,
+    /// The log's level (Celery's `-l`): `debug`, `info` (the default),
+    /// `warning`, `error`, `critical`; `RUST_LOG` overrides it.
+    #[arg(short = 'l', long, value_name = "LEVEL", value_parser = log_level)]
+    loglevel: Option<LevelFilter>,
+}
+
+impl WorkerArgs {
+    /// The level the worker logs at, when its arguments name one.
+    pub fn log_level(&self) -> Option<LevelFilter> {
+        self.run.loglevel
+    }
+}
+
+/// A level as Celery's `--loglevel` names them, in any case.
+fn log_level(text: &str) -> Result<LevelFilter, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "debug" => Ok(LevelFilter::DEBUG),
+        "info" => Ok(LevelFilter::INFO),
+        "warning" | "warn" => Ok(LevelFilter::WARN),
+        "error" | "critical" | "fatal" => Ok(LevelFilter::ERROR),
+        _ => Err("expected debug, info, warning, error or critical".into()),
+    }
 }
 
 /// `wfhost run --broker`: the workflow runs on a fleet of workers.

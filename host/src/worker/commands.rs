@@ -50,7 +50,8 @@ pub(super) async fn answer(shared: &Shared, method: &str, arguments: &Map<String
         "stats" => stats(shared),
         "active_queues" => Value::Array(
             shared
-                .config
+                .consumers
+                .now()
                 .queues
                 .iter()
                 .map(|queue| {
@@ -83,12 +84,38 @@ pub(super) async fn answer(shared: &Shared, method: &str, arguments: &Map<String
             }
         }
         "rate_limit" => rate_limit(shared, arguments),
-        "add_consumer" | "cancel_consumer" | "autoscale" | "pool_restart" | "enable_events"
-        | "disable_events" => {
+        "add_consumer" | "cancel_consumer" => consumer(shared, method, arguments).await,
+        "autoscale" | "pool_restart" | "enable_events" | "disable_events" => {
             json!({"error": format!("`{}` is not supported by wfhost's worker", method.escape_debug())})
         }
         other => json!({"error": format!("KeyError('{}')", other.escape_debug())}),
     }
+}
+
+/// `add_consumer` and `cancel_consumer`: the worker starts or stops
+/// consuming from `queue` (declared as Celery's worker declares it), and
+/// says so in Celery's words whether or not it did already.
+async fn consumer(shared: &Shared, method: &str, arguments: &Map<String, Value>) -> Value {
+    let Some(queue) = arguments
+        .get("queue")
+        .and_then(Value::as_str)
+        .filter(|queue| !queue.is_empty())
+    else {
+        return json!({"error": "`queue` must name a queue"});
+    };
+    if method == "cancel_consumer" {
+        if shared.consumers.cancel(queue) {
+            tracing::info!(queue = %queue.escape_debug(), "no longer consuming, asked by remote control");
+        }
+        return json!({"ok": format!("no longer consuming from {queue}")});
+    }
+    if let Err(err) = shared.broker.declare(&[queue.to_string()]).await {
+        return json!({"error": format!("cannot declare {queue}: {err}")});
+    }
+    if shared.consumers.add(queue) {
+        tracing::info!(queue = %queue.escape_debug(), "consuming, asked by remote control");
+    }
+    json!({"ok": format!("add consumer {queue}")})
 }
 
 /// The `task_name` of a command, when this worker serves it; else

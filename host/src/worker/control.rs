@@ -8,8 +8,9 @@
 //!
 //! Served: `ping`, `registered`, `active`, `reserved`, `scheduled`,
 //! `revoked`, `query_task`, `stats`, `active_queues`, `hello`,
-//! `time_limit`, `rate_limit`, `shutdown`, `pool_grow`, `pool_shrink`, and `revoke`
-//! (with `terminate`). The answers are `commands.rs`'s (and `revoke.rs`'s):
+//! `time_limit`, `rate_limit`, `add_consumer`, `cancel_consumer`,
+//! `shutdown`, `pool_grow`, `pool_shrink`, and `revoke` (with
+//! `terminate`). The answers are `commands.rs`'s (and `revoke.rs`'s):
 //! commands of Celery's that wfhost does not do get an error reply saying
 //! so; any other, kombu's error reply.
 

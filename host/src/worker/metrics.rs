@@ -153,7 +153,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         sample(&mut out, name, &[], value as f64);
     }
     // Read from Redis now: what the whole fleet sees of these queues.
-    if let Ok(status) = shared.broker.backlog(&shared.config.queues).await {
+    if let Ok(status) = shared.broker.backlog(&shared.consumers.now().queues).await {
         metric(
             &mut out,
             "wfhost_worker_queue_depth",

@@ -21,6 +21,7 @@
 mod broker;
 mod canvas;
 mod commands;
+mod consumers;
 mod control;
 mod events;
 mod message;
@@ -217,6 +218,7 @@ impl Worker {
             default_queue: config.default_queue.clone(),
         };
         let counters = Arc::new(Counters::default());
+        let consumers = consumers::Consumers::new(&config.queues);
         let control = control::Control::new();
         control.load_revoked(&broker).await?;
         let concurrency = config.concurrency;
@@ -242,6 +244,7 @@ impl Worker {
                 metrics: metrics::Metrics::default(),
                 pool: pool::Pool::new(concurrency),
                 rates: rate::RateLimits::default(),
+                consumers,
             }),
             metrics_listener,
             counters,
@@ -261,8 +264,6 @@ impl Worker {
             }
         };
         let slots = shared.pool.slots();
-        let keys = shared.routing.claim_keys();
-        let wake_key = keys[0].0.clone();
         let housekeeping = tokio::spawn(housekeeping(
             shared.clone(),
             self.restore_interval,
@@ -282,9 +283,19 @@ impl Worker {
                 _ = &mut stop => break 'taking Ok(()),
             };
             loop {
+                // Remote control may have changed the queues since.
+                let consumed = shared.consumers.now();
+                let Some((wake_key, _)) = consumed.keys.first() else {
+                    tokio::select! {
+                        () = shared.consumers.changed() => {}
+                        _ = tokio::time::sleep(WAIT) => {}
+                        _ = &mut stop => break 'taking Ok(()),
+                    }
+                    continue;
+                };
                 match shared
                     .broker
-                    .claim(&keys, shared.config.max_message_bytes)
+                    .claim(&consumed.keys, shared.config.max_message_bytes)
                     .await
                 {
                     Ok(Some(Taken::Message(claimed))) => {
@@ -325,7 +336,7 @@ impl Worker {
                     }
                 }
                 tokio::select! {
-                    waited = shared.broker.wait(&wake_key, WAIT) => {
+                    waited = shared.broker.wait(wake_key, WAIT) => {
                         if let Err(err) = waited {
                             tracing::warn!(error = %err, "waiting for messages failed");
                             tokio::time::sleep(WAIT).await;
@@ -423,7 +434,7 @@ async fn housekeeping(shared: Arc<task::Shared>, restore_every: Duration, visibi
             last_beat = Some(now);
             let info = serde_json::json!({
                 "name": shared.config.name,
-                "queues": shared.config.queues,
+                "queues": shared.consumers.now().queues,
                 "concurrency": shared.pool.size(),
                 "committed": shared.counters.committed.load(Ordering::Relaxed),
                 "pid": std::process::id(),

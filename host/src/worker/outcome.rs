@@ -11,6 +11,7 @@ use super::broker::Claimed;
 use super::canvas::{FollowUp, Op};
 use super::message::TaskMessage;
 use super::meta::{Exception, Meta, State, task_key};
+use super::routing::list_key;
 use super::task::Shared;
 use crate::records::{Failure, FailureKind, now_ms};
 use crate::runtime::{Attempt, AttemptResult};
@@ -125,9 +126,7 @@ pub(super) fn outcome(
     tracing::info!(countdown = delay.as_secs_f64(), reason = %why, "retry");
     let exception = Exception::new("celery.exceptions", "Retry", why.clone());
     let retried = message.retried(&claimed.text, due_ms, &super::outgoing::new_uuid());
-    let key = shared
-        .routing
-        .list_key(&message.routing_key, message.priority);
+    let key = list_key(&message.routing_key, message.priority);
     let follow = FollowUp {
         ops: vec![Op::Delay {
             due_ms,

@@ -20,35 +20,35 @@ pub struct Routing {
     pub default_queue: String,
 }
 
+/// The list a message of `priority` on `queue` is pushed to.
+pub fn list_key(queue: &str, priority: u8) -> String {
+    let step = PRIORITY_STEPS
+        .iter()
+        .rev()
+        .find(|step| priority >= **step)
+        .copied()
+        .unwrap_or(0);
+    if step == 0 {
+        queue.to_string()
+    } else {
+        format!("{queue}{PRIORITY_SEP}{step}")
+    }
+}
+
+/// The lists a claim on `queues` looks at, with their queue, in kombu's
+/// order: every queue's priority 0 list, then every queue's 3, and so on.
+pub fn claim_keys(queues: &[String]) -> Vec<(String, String)> {
+    PRIORITY_STEPS
+        .iter()
+        .flat_map(|step| {
+            queues
+                .iter()
+                .map(move |queue| (list_key(queue, *step), queue.clone()))
+        })
+        .collect()
+}
+
 impl Routing {
-    /// The list a message of `priority` on `queue` is pushed to.
-    pub fn list_key(&self, queue: &str, priority: u8) -> String {
-        let step = PRIORITY_STEPS
-            .iter()
-            .rev()
-            .find(|step| priority >= **step)
-            .copied()
-            .unwrap_or(0);
-        if step == 0 {
-            queue.to_string()
-        } else {
-            format!("{queue}{PRIORITY_SEP}{step}")
-        }
-    }
-
-    /// The lists a claim looks at, in kombu's order: every queue's
-    /// priority 0 list, then every queue's 3, and so on.
-    pub fn claim_keys(&self) -> Vec<(String, String)> {
-        PRIORITY_STEPS
-            .iter()
-            .flat_map(|step| {
-                self.queues
-                    .iter()
-                    .map(move |queue| (self.list_key(queue, *step), queue.clone()))
-            })
-            .collect()
-    }
-
     /// The queue of a task: the one its options name, else the first of
     /// this worker's when this worker serves it, else the default.
     pub fn queue_for(&self, task: &str, explicit: Option<&str>) -> String {
@@ -77,11 +77,14 @@ mod tests {
             served: vec!["math".into()],
             default_queue: "celery".into(),
         };
-        assert_eq!(routing.list_key("q", 0), "q");
-        assert_eq!(routing.list_key("q", 2), "q");
-        assert_eq!(routing.list_key("q", 5), "q\x06\x163");
-        assert_eq!(routing.list_key("q", 9), "q\x06\x169");
-        let keys: Vec<String> = routing.claim_keys().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(list_key("q", 0), "q");
+        assert_eq!(list_key("q", 2), "q");
+        assert_eq!(list_key("q", 5), "q\x06\x163");
+        assert_eq!(list_key("q", 9), "q\x06\x169");
+        let keys: Vec<String> = claim_keys(&routing.queues)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(
             keys[..3],
             ["wfhost".to_string(), "hi".into(), "wfhost\x06\x163".into()]

@@ -4,8 +4,9 @@
 
 use serde_json::Value;
 
+use super::WorkerError;
 use super::broker::{Broker, DELAYED, redis_error};
-use super::{Routing, WorkerError};
+use super::routing::list_key;
 
 /// What the fleet on the Redis at `url` is doing with `queues`.
 pub async fn fleet_status(url: &str, queues: &[String]) -> Result<FleetStatus, WorkerError> {
@@ -40,17 +41,12 @@ impl Broker {
     /// The depths of `queues`, the claims under way and the delayed
     /// messages.
     pub(super) async fn backlog(&self, queues: &[String]) -> Result<Backlog, WorkerError> {
-        let routing = Routing {
-            queues: queues.to_vec(),
-            served: Vec::new(),
-            default_queue: String::new(),
-        };
         let mut conn = self.conn.clone();
         let mut depths = Vec::new();
         for queue in queues {
             let mut depth = 0u64;
             for priority in [0, 3, 6, 9] {
-                let key = routing.list_key(queue, priority);
+                let key = list_key(queue, priority);
                 let length: u64 = redis::cmd("LLEN")
                     .arg(key)
                     .query_async(&mut conn)

@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub pool: super::pool::Pool,
     /// The rates set by remote control.
     pub rates: super::rate::RateLimits,
+    /// The queues consumed now.
+    pub consumers: super::consumers::Consumers,
 }
 
 impl Shared {

@@ -18,6 +18,7 @@ use crate::records::{now_ms, parse_iso8601};
 use crate::worker::message::{HEADER_OPTIONS, TaskMessage};
 use crate::worker::meta::group_key;
 use crate::worker::outgoing::{Outgoing, new_uuid};
+use crate::worker::routing::list_key;
 
 /// A signature as raw JSON, to carry along a chain unparsed.
 pub(super) fn raw(sig: &CelerySignature) -> Option<Box<RawValue>> {
@@ -264,7 +265,7 @@ impl Sender<'_> {
                         .map(|(key, value)| (key.clone(), value.clone()))
                         .collect(),
                 };
-                let key = self.routing.list_key(&queue, priority);
+                let key = list_key(&queue, priority);
                 let text = message.envelope(&new_uuid(), self.origin);
                 match eta_ms {
                     Some(due_ms) if due_ms > now => out.ops.push(Op::Delay {
