@@ -1175,9 +1175,9 @@ fn unreadable_and_oversized_messages_are_set_aside_at_once() {
     assert_eq!(fleet.redis.number(&["LLEN", DEAD_LETTER]), 90);
 
     // 20 MiB against a cap of 1, three times: set aside, never parsed. An
-    // idle worker's wake-up receives the next message once (its blocking
-    // wait rotates it); the connection that took it is then dropped, and
-    // the memory is given back.
+    // idle worker's blocking wait claims the next message as it arrives,
+    // and so receives it once; the connection that took it is then
+    // dropped, and the memory is given back.
     let worker = fleet.workers[0].id();
     let before = resident_bytes(worker);
     let big = vec![b'x'; 20 << 20];

@@ -20,12 +20,15 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Messages from this size on are staged before a commit (see `commit`).
-const STAGE_FROM_BYTES: usize = 16 << 10;
+/// Messages from this size on are kept out of Lua: pushed by a plain
+/// command in the commit's `MULTI`, claimed by plain commands
+/// (`claim.rs`).
+pub(super) const STAGE_FROM_BYTES: usize = 16 << 10;
 
-/// How long a staged message waits for its commit before Redis drops it
-/// (its worker died between staging and committing).
-const STAGED_SECONDS: i64 = 3600;
+/// How much longer than the visibility timeout a claim begun by plain
+/// commands may stay unfinished before its message is put back
+/// (`claim.rs`): longer than a wait that claims may block.
+const CLAIMING_SLACK_SECONDS: f64 = 10.0;
 
 /// The member key of the delayed set (`wfhost.delayed`).
 pub const DELAYED: &str = "wfhost.delayed";
@@ -42,36 +45,6 @@ const CHORD_CLAIM_SECONDS: u64 = 6;
 /// How long a done chord's marker stays (Celery 5.7's
 /// `max(2 × claim, 300)`).
 const CHORD_DONE_SECONDS: u64 = 300;
-
-/// What a claim took.
-#[derive(Debug)]
-pub enum Taken {
-    /// A message to handle.
-    Message(Claimed),
-    /// A message over the size cap, moved to the dead-letter list unread.
-    TooLarge {
-        /// The list it came from.
-        key: String,
-        /// Its size in bytes.
-        bytes: u64,
-    },
-    /// A message that is not UTF-8, moved to the dead-letter list.
-    Unreadable {
-        /// The list it came from.
-        key: String,
-    },
-}
-
-/// A claimed message.
-#[derive(Debug)]
-pub struct Claimed {
-    /// The list it came from.
-    pub key: String,
-    /// Its text, with this claim's delivery tag.
-    pub text: String,
-    /// This claim's delivery tag.
-    pub tag: String,
-}
 
 /// The outcome of counting a chord member.
 #[derive(Debug, PartialEq)]
@@ -95,19 +68,23 @@ pub struct Broker {
     /// Made on the first blocking wait: only a consuming worker needs it.
     /// (A connection that received a large message is dropped after it,
     /// so that its read buffer, grown to the message's size, goes too.)
-    waiter: std::sync::Arc<std::sync::Mutex<Option<ConnectionManager>>>,
-    scripts: std::sync::Arc<Scripts>,
+    waiter: std::sync::Arc<std::sync::Mutex<Option<(ConnectionManager, i64)>>>,
+    pub(super) scripts: std::sync::Arc<Scripts>,
+    /// The list whose last claimed message was large, claimed next
+    /// without Lua (`claim.rs`).
+    pub(super) large_from: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The scripts, each loaded on first use (`EVALSHA`, then `SCRIPT LOAD`).
-struct Scripts {
-    claim: Script,
+pub(super) struct Scripts {
+    pub(super) claim: Script,
+    pub(super) dead_letter: Script,
     renew: Script,
     commit: Script,
     chord_part: Script,
     promote: Script,
     restore: Script,
-    dead_letter: Script,
+    restore_claiming: Script,
 }
 
 /// Connections that reconnect by themselves: a worker outlives a restart
@@ -118,6 +95,60 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_max_delay(Duration::from_secs(2))
+}
+
+/// The commit script's arguments for `ops` (see `scripts::COMMIT`): a
+/// large message is only named, by its place among the large pushes, each
+/// at its position in `positions`.
+fn commit_args(
+    script: &mut redis::Cmd,
+    tag: Option<&str>,
+    expires: u64,
+    positions: &[usize],
+    ops: &[Op],
+) {
+    script
+        .arg(tag.unwrap_or(""))
+        .arg(expires)
+        .arg(positions.len())
+        .arg(positions);
+    let mut staged = 0;
+    for op in ops {
+        match op {
+            Op::Meta { key, text } => script.arg("M").arg(key).arg(text),
+            Op::Push { message, .. } if message.len() >= STAGE_FROM_BYTES => {
+                staged += 1;
+                script.arg("P").arg(staged)
+            }
+            Op::Push { key, message } => script.arg("L").arg(key).arg(message),
+            Op::Append { key, entry } => script.arg("R").arg(key).arg(entry),
+            Op::Delay {
+                due_ms,
+                key,
+                message,
+            } => script
+                .arg("Z")
+                .arg(DELAYED)
+                .arg(*due_ms)
+                .arg(format!("{key}\n{message}")),
+            Op::Set { key, value } => script.arg("S").arg(key).arg(value),
+            Op::Delete { key } => script.arg("D").arg(key),
+            Op::ChordDone { group } => script
+                .arg("X")
+                .arg(group_key(group, ".c"))
+                .arg(group_key(group, ".j"))
+                .arg(group_key(group, ".t"))
+                .arg(group_key(group, ".s"))
+                .arg(group_key(group, ".d"))
+                .arg(CHORD_DONE_SECONDS),
+            Op::Guard { group, token } => script
+                .arg("G")
+                .arg(group_key(group, ".c"))
+                .arg(group_key(group, ".s"))
+                .arg(token),
+            Op::Unguard => script.arg("U"),
+        };
+    }
 }
 
 pub(super) fn redis_error(what: &'static str) -> impl Fn(redis::RedisError) -> WorkerError {
@@ -151,12 +182,14 @@ impl Broker {
             chord_part: Script::new(scripts::CHORD_PART),
             promote: Script::new(scripts::PROMOTE),
             restore: Script::new(scripts::RESTORE),
+            restore_claiming: Script::new(scripts::RESTORE_CLAIMING),
             dead_letter: Script::new(scripts::DEAD_LETTER),
         });
         Ok(Broker {
             client,
             conn,
             waiter: std::sync::Arc::default(),
+            large_from: std::sync::Arc::default(),
             scripts,
         })
     }
@@ -207,87 +240,45 @@ impl Broker {
             .map_err(redis_error("declare the queues"))
     }
 
-    /// Claims the first message of `keys` (list key, queue name), if any.
-    /// A message over `max_bytes`, or one that is not UTF-8, is moved to
-    /// the dead-letter list instead, and said so.
-    pub async fn claim(
-        &self,
-        keys: &[(String, String)],
-        max_bytes: u64,
-    ) -> Result<Option<Taken>, WorkerError> {
-        let tag = super::outgoing::new_uuid();
-        let mut invocation = self.scripts.claim.prepare_invoke();
-        invocation.arg(&tag).arg(max_bytes);
-        for (key, queue) in keys {
-            invocation.key(key).arg(queue);
+    /// The connection of blocking waits, made on first use.
+    pub(super) async fn waiter(&self) -> Result<ConnectionManager, WorkerError> {
+        if let Some((waiter, _)) = crate::lock::lock(&self.waiter).clone() {
+            return Ok(waiter);
         }
-        invocation.key(DEAD_LETTER);
-        let claimed: Option<(String, Vec<u8>, u64)> = invocation
-            .invoke_async(&mut self.conn.clone())
+        let mut made = self
+            .client
+            .get_connection_manager_with_config(manager_config().set_response_timeout(None))
             .await
-            .map_err(redis_error("claim a message"))?;
-        let Some((key, raw, moved_bytes)) = claimed else {
-            return Ok(None);
-        };
-        if moved_bytes > 0 {
-            return Ok(Some(Taken::TooLarge {
-                key,
-                bytes: moved_bytes,
-            }));
-        }
-        match String::from_utf8(raw) {
-            Ok(text) => Ok(Some(Taken::Message(Claimed { key, text, tag }))),
-            Err(unreadable) => {
-                let mut invocation = self.scripts.dead_letter.prepare_invoke();
-                invocation
-                    .key(DEAD_LETTER)
-                    .arg(&tag)
-                    .arg(unreadable.into_bytes());
-                invocation
-                    .invoke_async::<i64>(&mut self.conn.clone())
-                    .await
-                    .map_err(redis_error("move a message to the dead-letter list"))?;
-                Ok(Some(Taken::Unreadable { key }))
-            }
-        }
+            .map_err(redis_error("connect"))?;
+        let id: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut made)
+            .await
+            .map_err(redis_error("connect"))?;
+        *crate::lock::lock(&self.waiter) = Some((made.clone(), id));
+        Ok(made)
     }
 
-    /// Waits until `key` holds a message or `timeout` passes, taking
-    /// nothing (`BLMOVE key key RIGHT RIGHT` is a no-op rotation).
-    ///
-    /// The rotation hands the worker the message it rotates, taken as
-    /// bytes whatever they are (what is not UTF-8 is the claim's to set
-    /// aside); after a large one the connection is dropped, its read
-    /// buffer with it, and the memory given back.
-    pub async fn wait(&self, key: &str, timeout: Duration) -> Result<(), WorkerError> {
-        let held = crate::lock::lock(&self.waiter).clone();
-        let mut waiter = match held {
-            Some(waiter) => waiter,
-            None => {
-                let made = self
-                    .client
-                    .get_connection_manager_with_config(manager_config().set_response_timeout(None))
-                    .await
-                    .map_err(redis_error("connect"))?;
-                *crate::lock::lock(&self.waiter) = Some(made.clone());
-                made
-            }
+    /// Drops the connection of blocking waits after it received a large
+    /// message: its read buffer, grown to the message's size, goes with it.
+    pub(super) fn drop_waiter(&self) {
+        *crate::lock::lock(&self.waiter) = None;
+    }
+
+    /// Ends a wait under way at once, as if it timed out (`CLIENT
+    /// UNBLOCK`): what it would have claimed stays in its queue. When this
+    /// returns, the wait has ended or ends without claiming.
+    pub(super) async fn interrupt_wait(&self) -> Result<(), WorkerError> {
+        let Some((_, id)) = crate::lock::lock(&self.waiter).clone() else {
+            return Ok(());
         };
-        let rotated = redis::cmd("BLMOVE")
-            .arg(key)
-            .arg(key)
-            .arg("RIGHT")
-            .arg("RIGHT")
-            .arg(timeout.as_secs_f64())
-            .query_async::<Option<Vec<u8>>>(&mut waiter)
+        redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(id)
+            .query_async::<i64>(&mut self.conn.clone())
             .await
-            .map(|rotated| rotated.map_or(0, |message| message.len()))
-            .map_err(redis_error("wait for a message"))?;
-        if rotated >= crate::memory::LARGE_MESSAGE_BYTES {
-            *crate::lock::lock(&self.waiter) = None;
-            crate::memory::release();
-        }
-        Ok(())
+            .map(drop)
+            .map_err(redis_error("end a wait"))
     }
 
     /// Renews the lease of the claim `tag`; false once it is lost.
@@ -310,76 +301,68 @@ impl Broker {
         expires: u64,
         ops: &[Op],
     ) -> Result<bool, WorkerError> {
-        // Redis's Lua hashes every byte of every string it is given, so a
-        // large message is staged first by a plain command and moved by
-        // the commit.
-        let mut staged = Vec::new();
-        let mut staging = redis::pipe();
-        for op in ops {
-            if let Op::Push { message, .. } = op
-                && message.len() >= STAGE_FROM_BYTES
-            {
-                let key = format!("wfhost.staged.{}", super::outgoing::new_uuid());
-                staging.rpush(&key, message).ignore();
-                staging.expire(&key, STAGED_SECONDS).ignore();
-                staged.push(key);
-            }
-        }
-        if !staged.is_empty() {
-            staging
-                .query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(redis_error("stage a message"))?;
-        }
-        let mut staged_keys = staged.iter();
-        let mut invocation = self.scripts.commit.prepare_invoke();
-        invocation.arg(tag.unwrap_or("")).arg(expires);
-        for op in ops {
-            match op {
-                Op::Meta { key, text } => invocation.arg("M").arg(key).arg(text),
+        // A large message is pushed by a plain `LPUSH` before the script,
+        // in one `MULTI` (see `scripts::COMMIT`).
+        let large: Vec<(&str, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
                 Op::Push { key, message } if message.len() >= STAGE_FROM_BYTES => {
-                    let staged = staged_keys.next().map_or("", String::as_str);
-                    invocation.arg("P").arg(staged).arg(key)
+                    Some((key.as_str(), message.as_str()))
                 }
-                Op::Push { key, message } => invocation.arg("L").arg(key).arg(message),
-                Op::Append { key, entry } => invocation.arg("R").arg(key).arg(entry),
-                Op::Delay {
-                    due_ms,
-                    key,
-                    message,
-                } => invocation
-                    .arg("Z")
-                    .arg(DELAYED)
-                    .arg(*due_ms)
-                    .arg(format!("{key}\n{message}")),
-                Op::Set { key, value } => invocation.arg("S").arg(key).arg(value),
-                Op::Delete { key } => invocation.arg("D").arg(key),
-                Op::ChordDone { group } => invocation
-                    .arg("X")
-                    .arg(group_key(group, ".c"))
-                    .arg(group_key(group, ".j"))
-                    .arg(group_key(group, ".t"))
-                    .arg(group_key(group, ".s"))
-                    .arg(group_key(group, ".d"))
-                    .arg(CHORD_DONE_SECONDS),
-                Op::Guard { group, token } => invocation
-                    .arg("G")
-                    .arg(group_key(group, ".c"))
-                    .arg(group_key(group, ".s"))
-                    .arg(token),
-                Op::Unguard => invocation.arg("U"),
-            };
-        }
-        let committed: i64 = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error("commit a step"))?;
-        if committed != 1 && !staged.is_empty() {
-            let _ = redis::cmd("DEL")
-                .arg(&staged)
-                .query_async::<()>(&mut self.conn.clone())
-                .await;
-        }
+                _ => None,
+            })
+            .collect();
+        let committed: i64 = if large.is_empty() {
+            let mut script = redis::cmd("EVALSHA");
+            script.arg(self.scripts.commit.get_hash()).arg(0);
+            commit_args(&mut script, tag, expires, &[], ops);
+            match script.query_async(&mut self.conn.clone()).await {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    // Redis restarted, or its scripts were flushed.
+                    self.scripts
+                        .commit
+                        .prepare_invoke()
+                        .load_async(&mut self.conn.clone())
+                        .await
+                        .map_err(redis_error("load the commit script"))?;
+                    script.query_async(&mut self.conn.clone()).await
+                }
+                other => other,
+            }
+            .map_err(redis_error("commit a step"))?
+        } else {
+            let mut transaction = redis::pipe();
+            transaction.atomic();
+            for (key, message) in &large {
+                transaction.lpush(*key, *message).ignore();
+            }
+            // Where each large message is when the script runs: after
+            // the later pushes to its list, each to its left.
+            let positions: Vec<usize> = (0..large.len())
+                .map(|k| {
+                    large[k + 1..]
+                        .iter()
+                        .filter(|(key, _)| *key == large[k].0)
+                        .count()
+                })
+                .collect();
+            // The script by its text, not its hash: a `NOSCRIPT` inside a
+            // `MULTI` would fail the script alone and keep the pushes.
+            let mut script = redis::cmd("EVAL");
+            script.arg(scripts::COMMIT).arg(large.len());
+            for (key, _) in &large {
+                script.arg(*key);
+            }
+            commit_args(&mut script, tag, expires, &positions, ops);
+            let (committed,): (i64,) = transaction
+                .add_command(script)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(redis_error("commit a step"))?;
+            committed
+        };
         Ok(committed == 1)
     }
 
@@ -477,6 +460,19 @@ impl Broker {
         limit: u64,
         max_deliveries: u32,
     ) -> Result<(u64, u64), WorkerError> {
+        // Claims begun without Lua whose worker died before their
+        // `unacked` entry was written go back first (`claim.rs`).
+        // A wait that claims is noted before it waits (at most a few
+        // seconds), so a claim noted longer ago than the visibility timeout
+        // and then some is one whose worker died.
+        let half_claimed: u64 = self
+            .scripts
+            .restore_claiming
+            .arg(visibility.as_secs_f64() + CLAIMING_SLACK_SECONDS)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("restore lost messages"))?;
         let mut invocation = self.scripts.restore.prepare_invoke();
         invocation
             .key(DEAD_LETTER)
@@ -484,10 +480,11 @@ impl Broker {
             .arg(limit)
             .arg(super::routing::PRIORITY_SEP)
             .arg(max_deliveries);
-        invocation
+        let (restored, dead): (u64, u64) = invocation
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(redis_error("restore lost messages"))
+            .map_err(redis_error("restore lost messages"))?;
+        Ok((restored + half_claimed, dead))
     }
 
     /// Says this worker is alive for `ttl`, with what it does.

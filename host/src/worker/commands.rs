@@ -106,6 +106,10 @@ async fn consumer(shared: &Shared, method: &str, arguments: &Map<String, Value>)
     if method == "cancel_consumer" {
         if shared.consumers.cancel(queue) {
             tracing::info!(queue = %queue.escape_debug(), "no longer consuming, asked by remote control");
+            // A wait on the queue would claim what arrives there next.
+            if let Err(err) = shared.broker.interrupt_wait().await {
+                tracing::warn!(error = %err, "cannot end the wait on the cancelled queue");
+            }
         }
         return json!({"ok": format!("no longer consuming from {queue}")});
     }

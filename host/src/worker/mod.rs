@@ -20,6 +20,8 @@
 
 mod broker;
 mod canvas;
+mod chain;
+mod claim;
 mod commands;
 mod consumers;
 mod control;
@@ -49,8 +51,8 @@ use thiserror::Error;
 use crate::executor::PluginSet;
 use crate::runtime::{Limits, PluginError, Runtime};
 use crate::spec::PluginRef;
-use broker::Taken;
 pub use broker::{DEAD_LETTER, DELAYED};
+use claim::Taken;
 pub use message::MessageError;
 pub use meta::Exception;
 pub use outgoing::new_uuid;
@@ -282,10 +284,12 @@ impl Worker {
                 },
                 _ = &mut stop => break 'taking Ok(()),
             };
-            loop {
+            let mut permit = Some(permit);
+            while let Some(held) = permit.take() {
                 // Remote control may have changed the queues since.
                 let consumed = shared.consumers.now();
-                let Some((wake_key, _)) = consumed.keys.first() else {
+                let Some((wake_key, wake_queue)) = consumed.keys.first() else {
+                    permit = Some(held);
                     tokio::select! {
                         () = shared.consumers.changed() => {}
                         _ = tokio::time::sleep(WAIT) => {}
@@ -293,56 +297,41 @@ impl Worker {
                     }
                     continue;
                 };
-                match shared
-                    .broker
-                    .claim(&consumed.keys, shared.config.max_message_bytes)
-                    .await
-                {
-                    Ok(Some(Taken::Message(claimed))) => {
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
-                            task::handle(&shared, claimed).await;
-                            if large {
-                                crate::memory::release();
+                let max_bytes = shared.config.max_message_bytes;
+                let taken = match shared.broker.claim(&consumed.keys, max_bytes).await {
+                    Ok(Some(taken)) => Ok(Some(taken)),
+                    Ok(None) => {
+                        // Nothing now: wait on the first list, claiming
+                        // what arrives there. A stop lets the wait end (it
+                        // ends within WAIT) and runs what it claimed.
+                        let waiting =
+                            shared
+                                .broker
+                                .wait_and_claim((wake_key, wake_queue), WAIT, max_bytes);
+                        tokio::pin!(waiting);
+                        tokio::select! {
+                            taken = &mut waiting => taken,
+                            _ = &mut stop => {
+                                if let Ok(Some(taken)) = waiting.await {
+                                    take(&shared, taken, held);
+                                }
+                                break 'taking Ok(());
                             }
-                            drop(permit);
-                        });
-                        break;
+                        }
                     }
-                    // Set aside at once; the next message is claimed
-                    // without a pause.
-                    Ok(Some(Taken::TooLarge { key, bytes })) => {
-                        let cap = shared.config.max_message_bytes;
-                        set_aside(
-                            &shared,
-                            &key,
-                            &format!("of {bytes} bytes, over the size cap of {cap},"),
-                        );
-                        continue;
-                    }
-                    Ok(Some(Taken::Unreadable { key })) => {
-                        set_aside(&shared, &key, "that is not UTF-8");
-                        continue;
-                    }
-                    Ok(None) => {}
+                    Err(err) => Err(err),
+                };
+                match taken {
+                    Ok(Some(taken)) => permit = take(&shared, taken, held),
+                    Ok(None) => permit = Some(held),
                     Err(err) => {
+                        permit = Some(held);
                         tracing::warn!(error = %err, "claiming failed; trying again");
                         tokio::select! {
                             _ = tokio::time::sleep(WAIT) => {}
                             _ = &mut stop => break 'taking Ok(()),
                         }
-                        continue;
                     }
-                }
-                tokio::select! {
-                    waited = shared.broker.wait(wake_key, WAIT) => {
-                        if let Err(err) = waited {
-                            tracing::warn!(error = %err, "waiting for messages failed");
-                            tokio::time::sleep(WAIT).await;
-                        }
-                    }
-                    _ = &mut stop => break 'taking Ok(()),
                 }
             }
         };
@@ -366,6 +355,42 @@ impl Worker {
             lost: self.counters.lost.load(Ordering::Relaxed),
             dead_lettered: self.counters.dead_lettered.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// Runs a claimed message in the slot `permit` holds; sets aside one that
+/// cannot be run, and gives the slot back for the next claim.
+fn take(
+    shared: &Arc<task::Shared>,
+    taken: Taken,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match taken {
+        Taken::Message(claimed) => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
+                task::handle(&shared, claimed).await;
+                if large {
+                    crate::memory::release();
+                }
+                drop(permit);
+            });
+            None
+        }
+        Taken::TooLarge { key, bytes } => {
+            let cap = shared.config.max_message_bytes;
+            set_aside(
+                shared,
+                &key,
+                &format!("of {bytes} bytes, over the size cap of {cap},"),
+            );
+            Some(permit)
+        }
+        Taken::Unreadable { key } => {
+            set_aside(shared, &key, "that is not UTF-8");
+            Some(permit)
+        }
     }
 }
 

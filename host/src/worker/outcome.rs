@@ -7,8 +7,8 @@ use wfhost_canvas::StepOptions;
 use wfhost_canvas::retry::RetryPolicy;
 
 use super::WorkerConfig;
-use super::broker::Claimed;
 use super::canvas::{FollowUp, Op};
+use super::claim::Claimed;
 use super::message::TaskMessage;
 use super::meta::{Exception, Meta, State, task_key};
 use super::routing::list_key;

@@ -4,10 +4,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use wfhost_canvas::celery::CelerySignature;
 
+use super::chain::RawChain;
 use super::message::OPTIONS_HEADER;
 use crate::records::iso8601;
 
@@ -42,7 +42,7 @@ pub struct Outgoing {
     /// `link_error`.
     pub errbacks: Vec<CelerySignature>,
     /// The rest of the chain, last step first.
-    pub chain: Vec<Box<RawValue>>,
+    pub chain: RawChain,
     /// The chord body, for a header member.
     pub chord: Option<CelerySignature>,
     /// Retries spent.
@@ -70,17 +70,9 @@ impl Outgoing {
     /// `_inplace_augment_message` make it, with `delivery_tag` and `origin`.
     pub fn envelope(&self, delivery_tag: &str, origin: &str) -> String {
         let optional = |value: &Option<String>| value.as_ref().map_or(Value::Null, |v| json!(v));
-        let embed = EmbedOut {
-            callbacks: (!self.callbacks.is_empty()).then_some(&self.callbacks),
-            errbacks: (!self.errbacks.is_empty()).then_some(&self.errbacks),
-            chain: (!self.chain.is_empty()).then_some(&self.chain),
-            chord: self.chord.as_ref(),
-        };
-        let body = serde_json::to_string(&(&self.args, &self.kwargs, embed))
-            .unwrap_or_else(|_| "[[], {}, {}]".to_string());
+        let body = self.body();
         let argsrepr = Value::Array(self.args.clone()).to_string();
         let mut envelope = json!({
-            "body": BASE64.encode(body),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {
@@ -119,17 +111,51 @@ impl Outgoing {
         {
             headers.insert(OPTIONS_HEADER.into(), Value::Object(self.options.clone()));
         }
-        envelope.to_string()
+        // The body first, as kombu writes it, and encoded straight into
+        // the text: base64 needs no escaping (a long chain's body is most
+        // of its message).
+        let rest = envelope.to_string();
+        let mut text = String::with_capacity(body.len() / 3 * 4 + rest.len() + 16);
+        text.push_str("{\"body\": \"");
+        BASE64.encode_string(body, &mut text);
+        text.push_str("\", ");
+        text.push_str(rest.strip_prefix('{').unwrap_or(&rest));
+        text
+    }
+
+    /// The body, `[args, kwargs, embed]`: the rest of the chain written as
+    /// the text it is, nulls where there is nothing.
+    fn body(&self) -> String {
+        let mut body = String::with_capacity(self.chain.json().len() + 256);
+        body.push('[');
+        body.push_str(&json(&self.args));
+        body.push_str(", ");
+        body.push_str(&json(&self.kwargs));
+        body.push_str(", {\"callbacks\": ");
+        body.push_str(&json(
+            &(!self.callbacks.is_empty()).then_some(&self.callbacks),
+        ));
+        body.push_str(", \"errbacks\": ");
+        body.push_str(&json(
+            &(!self.errbacks.is_empty()).then_some(&self.errbacks),
+        ));
+        body.push_str(", \"chain\": ");
+        body.push_str(if self.chain.is_empty() {
+            "null"
+        } else {
+            self.chain.json()
+        });
+        body.push_str(", \"chord\": ");
+        body.push_str(&json(&self.chord));
+        body.push_str("}]");
+        body
     }
 }
 
-/// The embed as sent: nulls where there is nothing.
-#[derive(Serialize)]
-struct EmbedOut<'a> {
-    callbacks: Option<&'a Vec<CelerySignature>>,
-    errbacks: Option<&'a Vec<CelerySignature>>,
-    chain: Option<&'a Vec<Box<RawValue>>>,
-    chord: Option<&'a CelerySignature>,
+/// The JSON of a part of a body.
+fn json<T: Serialize>(value: &T) -> String {
+    // Plain JSON values and typed signatures always serialize.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 /// A fresh random id in UUID 4 form, as Celery's ids and delivery tags are.

@@ -53,6 +53,76 @@ end
 return false
 "#;
 
+/// A claim by plain commands, kept out of Lua (whose strings hash every
+/// byte): the message is moved by a plain `LMOVE` (in a `MULTI` after
+/// which this script runs: `moved`) or `BLMOVE` (a wait that claims what
+/// arrives, before which this script runs: `ahead`) to a list of its own,
+/// `wfhost.claimed.<tag>`, and this script notes the claim under way
+/// (`wfhost.claiming`, scored by Redis's time, and the list it came from
+/// in `wfhost.claiming.keys`) — after a move only when it found a message.
+/// The worker then writes the `unacked` entry by a plain `HSET` and ends
+/// the claim with [`CLAIMED`]; a claim whose worker died in between is put
+/// back by [`RESTORE_CLAIMING`].
+///
+/// KEYS: the claim's list. ARGV: the tag, the list it came from, `moved`
+/// or `ahead`. Returns 1 when the claim was noted, else 0.
+pub const CLAIMING: &str = r#"
+if ARGV[3] == 'moved' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local now = redis.call('TIME')
+redis.call('ZADD', 'wfhost.claiming', string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000), ARGV[1])
+redis.call('HSET', 'wfhost.claiming.keys', ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Ends a claim begun by [`CLAIMING`], after the plain `HSET` of its
+/// `unacked` entry in the same `MULTI`: its lease starts (kombu's
+/// `unacked_index`, at Redis's time) and the claim under way is forgotten.
+/// With ARGV[2] = `dead`, the message goes to the dead-letter list instead
+/// (here, so that it is not sent back to the worker that sets it aside
+/// for its size: the one time a large message becomes a Lua string); with
+/// `drop`, a wait took nothing and the claim under way is forgotten.
+///
+/// KEYS: the claim's list, the dead-letter list. ARGV: the tag, and
+/// `keep`, `dead` or `drop`.
+pub const CLAIMED: &str = r#"
+if ARGV[2] == 'keep' then
+    local now = redis.call('TIME')
+    redis.call('ZADD', 'unacked_index', string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000), ARGV[1])
+elseif ARGV[2] == 'dead' then
+    redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', 'wfhost.claiming', ARGV[1])
+redis.call('HDEL', 'wfhost.claiming.keys', ARGV[1])
+return 1
+"#;
+
+/// Puts back the messages of claims begun by [`CLAIMING`] whose worker
+/// died before it ended them (noted more than ARGV[1] seconds ago; a wait
+/// that claims is noted before it waits, so the bound must exceed the
+/// longest wait): to the front of
+/// the list they came from, as a restore puts a message back. Returns how
+/// many.
+pub const RESTORE_CLAIMING: &str = r#"
+local now = redis.call('TIME')
+local ceiling = tonumber(now[1]) + tonumber(now[2]) / 1000000 - tonumber(ARGV[1])
+local tags = redis.call('ZRANGEBYSCORE', 'wfhost.claiming', '-inf', string.format('%.6f', ceiling),
+    'LIMIT', 0, tonumber(ARGV[2]))
+local restored = 0
+for _, tag in ipairs(tags) do
+    local list = redis.call('HGET', 'wfhost.claiming.keys', tag)
+    local held = 'wfhost.claimed.' .. tag
+    if list and redis.call('HEXISTS', 'unacked', tag) == 0 then
+        restored = restored + redis.call('LLEN', held)
+        while redis.call('LMOVE', held, list, 'RIGHT', 'RIGHT') do end
+    end
+    redis.call('DEL', held)
+    redis.call('ZREM', 'wfhost.claiming', tag)
+    redis.call('HDEL', 'wfhost.claiming.keys', tag)
+end
+return restored
+"#;
+
 /// Moves a claimed message to the dead-letter list and drops its claim, at
 /// once: what the worker does with a message it cannot read at all.
 ///
@@ -78,23 +148,44 @@ return 1
 /// Commits a step: its results, the messages it sends and its
 /// acknowledgement, all or nothing, and only while its claim stands.
 ///
-/// ARGV: the claim's tag ('' for none), the result expiry in seconds (0:
-/// none), then operations: `M key meta` stores and publishes a meta unless
-/// a SUCCESS is stored there; `L key message` pushes (where consumers take
-/// last); `R key entry` appends (an audit record); `P staged key` moves
-/// a message staged before the commit (a list of one) onto its list, so a
-/// large message never becomes a Lua string; `Z key score member`
-/// delays; `S key value` sets with the expiry; `D key` deletes;
-/// `X c j t s d ttl` ends a chord (its keys deleted, its claim key marked
-/// done); `G c s token` makes the operations up to the next `U` happen only
-/// while that chord's body claim is held by `token` (or retaken, when it
-/// lapsed and the chord is not done, as Celery 5.7's extend script does).
+/// A large message (see `broker::STAGE_FROM_BYTES`) is pushed onto its
+/// queue by a plain `LPUSH` just before the script, in the same `MULTI`,
+/// so that it never becomes a Lua string (Redis's Lua hashes every byte of
+/// every string a script makes or is given); the script takes back the
+/// pushes that must not happen (the claim is lost, or their chord guard
+/// does not hold) without reading them: `LSET` to a marker, then `LREM`.
 ///
-/// Returns 0 when the claim is lost (nothing is done; the staging lists
-/// are left to the caller), else 1.
+/// KEYS: the lists of the large pushes, in the order pushed. ARGV: the
+/// claim's tag ('' for none), the result expiry in seconds (0: none), the
+/// number of large pushes *n*, then each one's index from the left of its
+/// list when the script runs, then operations: `M key meta` stores and
+/// publishes a meta unless a SUCCESS is stored there; `L key message`
+/// pushes (where consumers take last); `R key entry` appends (an audit
+/// record); `P k` is the large push `k` (taken back unless it is to
+/// happen); `Z key score member` delays; `S key value` sets with the
+/// expiry; `D key` deletes; `X c j t s d ttl` ends a chord (its keys
+/// deleted, its claim key marked done); `G c s token` makes the operations
+/// up to the next `U` happen only while that chord's body claim is held by
+/// `token` (or retaken, when it lapsed and the chord is not done, as
+/// Celery 5.7's extend script does).
+///
+/// Returns 0 when the claim is lost (nothing is done, the large pushes
+/// taken back), else 1.
 pub const COMMIT: &str = r#"
-local tag, expires = ARGV[1], tonumber(ARGV[2])
-if tag ~= '' and redis.call('HEXISTS', 'unacked', tag) == 0 then return 0 end
+local tag, expires, pushed = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local withdrawn = {}
+local function withdraw(k)
+    redis.call('LSET', KEYS[k], tonumber(ARGV[3 + k]), 'wfhost.withdrawn')
+    withdrawn[KEYS[k]] = true
+end
+local function forget_withdrawn()
+    for key in pairs(withdrawn) do redis.call('LREM', key, 0, 'wfhost.withdrawn') end
+end
+if tag ~= '' and redis.call('HEXISTS', 'unacked', tag) == 0 then
+    for k = 1, pushed do withdraw(k) end
+    forget_withdrawn()
+    return 0
+end
 local run = true
 local function set(key, value)
     if expires > 0 then
@@ -103,7 +194,7 @@ local function set(key, value)
         redis.call('SET', key, value)
     end
 end
-local i = 3
+local i = 4 + pushed
 while i <= #ARGV do
     local op = ARGV[i]
     if op == 'M' then
@@ -122,12 +213,8 @@ while i <= #ARGV do
         if run then redis.call('RPUSH', ARGV[i + 1], ARGV[i + 2]) end
         i = i + 3
     elseif op == 'P' then
-        if run then
-            redis.call('LMOVE', ARGV[i + 1], ARGV[i + 2], 'LEFT', 'LEFT')
-        else
-            redis.call('DEL', ARGV[i + 1])
-        end
-        i = i + 3
+        if not run then withdraw(tonumber(ARGV[i + 1])) end
+        i = i + 2
     elseif op == 'Z' then
         if run then redis.call('ZADD', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
         i = i + 4
@@ -158,6 +245,7 @@ while i <= #ARGV do
         return redis.error_reply('wfhost commit: unknown operation ' .. tostring(op))
     end
 end
+forget_withdrawn()
 if tag ~= '' then
     redis.call('ZREM', 'unacked_index', tag)
     redis.call('HDEL', 'unacked', tag)

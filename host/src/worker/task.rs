@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::broker::{Broker, Claimed, PartCounted};
+use super::broker::{Broker, PartCounted};
 use super::canvas::{ChordPart, FollowUp, Op, Sender};
+use super::claim::Claimed;
 use super::message::TaskMessage;
 use super::meta::{Exception, State, task_key};
 use super::outcome::{Own, ending_in_failure, ending_in_success, outcome};

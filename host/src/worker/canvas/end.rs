@@ -117,11 +117,11 @@ impl Sender<'_> {
                 self.apply(&mut out, &group, Some(value), apply.clone());
             }
         }
-        if let Some((next, rest)) = message.chain.split_last()
-            && let Ok(next) = serde_json::from_str::<CelerySignature>(next.get())
+        if let Some((next, rest)) = message.chain.split_next()
+            && let Ok(next) = serde_json::from_str::<CelerySignature>(next)
         {
             let next_apply = Apply {
-                chain: Some(rest.to_vec()),
+                chain: Some(rest),
                 ..apply
             };
             if let Some(id) = self.apply(&mut out, &next, Some(value), next_apply) {
@@ -337,7 +337,7 @@ impl Sender<'_> {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::super::send::raw;
+    use super::super::send::raw_chain;
     use super::super::testing::{celery, pushed, routing, sender};
     use super::*;
     use crate::worker::outgoing::Outgoing;
@@ -358,7 +358,11 @@ mod tests {
         assert_eq!(next.args, [json!(4), json!(4)]);
         assert_eq!(next.parent_id.as_deref(), Some(message.id.as_str()));
         assert_eq!(next.root_id, message.root_id);
-        assert_eq!(next.chain.len(), 1, "the rest of the chain rides along");
+        assert_eq!(
+            next.chain.steps().count(),
+            1,
+            "the rest of the chain rides along"
+        );
         assert_eq!(next.routing_key, "celery", "tasks.add is not served here");
         assert_eq!(out.children, std::slice::from_ref(&next.id));
     }
@@ -401,8 +405,8 @@ mod tests {
         assert_eq!(sent[0].task, "math.xsum");
         let rest: Vec<Value> = sent[0]
             .chain
-            .iter()
-            .map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap()["task"].clone())
+            .steps()
+            .map(|raw| serde_json::from_str::<Value>(raw).unwrap()["task"].clone())
             .collect();
         assert_eq!(
             rest,
@@ -444,7 +448,7 @@ mod tests {
             &Outgoing {
                 task: "math.fail".into(),
                 id: "failed".into(),
-                chain: [later, next].map(celery).iter().filter_map(raw).collect(),
+                chain: raw_chain(&[later, next].map(celery)),
                 errbacks: vec![celery(errback)],
                 queue: "wfhost".into(),
                 ..Outgoing::default()

@@ -6,7 +6,6 @@
 //! chain's steps, one result) the rules are `wfhost_canvas`'s, those
 //! `wfhost run` plans by.
 
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use wfhost_canvas::Expires;
 use wfhost_canvas::celery::{CelerySignature, Chunks, Shape, Transport};
@@ -15,21 +14,34 @@ use wfhost_canvas::rules::{call_arguments, ends_in_many};
 use super::Sender;
 use super::effects::{FollowUp, Op};
 use crate::records::{now_ms, parse_iso8601};
+use crate::worker::chain::RawChain;
 use crate::worker::message::{HEADER_OPTIONS, TaskMessage};
 use crate::worker::meta::group_key;
 use crate::worker::outgoing::{Outgoing, new_uuid};
 use crate::worker::routing::list_key;
 
-/// A signature as raw JSON, to carry along a chain unparsed.
-pub(super) fn raw(sig: &CelerySignature) -> Option<Box<RawValue>> {
-    serde_json::value::to_raw_value(sig).ok()
+/// Signatures as the rest of a chain (given last first).
+pub(super) fn raw_chain<'a>(steps: impl IntoIterator<Item = &'a CelerySignature>) -> RawChain {
+    let mut chain = RawChain::default();
+    add_steps(&mut chain, steps);
+    chain
 }
 
-/// Raw steps read back, leniently (what is not a signature is dropped).
-pub(super) fn parsed(steps: &[Box<RawValue>]) -> Vec<CelerySignature> {
-    steps
-        .iter()
-        .filter_map(|step| serde_json::from_str(step.get()).ok())
+/// Adds `steps` at the end of `chain` (they run before it, last first).
+fn add_steps<'a>(chain: &mut RawChain, steps: impl IntoIterator<Item = &'a CelerySignature>) {
+    for step in steps {
+        if let Ok(json) = serde_json::to_string(step) {
+            chain.push(&json);
+        }
+    }
+}
+
+/// The steps of the rest of a chain read back, leniently (what is not a
+/// signature is dropped), last first.
+pub(super) fn parsed(chain: &RawChain) -> Vec<CelerySignature> {
+    chain
+        .steps()
+        .filter_map(|step| serde_json::from_str(step).ok())
         .collect()
 }
 
@@ -41,7 +53,7 @@ pub(super) struct Apply {
     /// The canvas's first task.
     pub(super) root_id: Option<String>,
     /// The rest of the chain to carry (stored order: last first).
-    pub(super) chain: Option<Vec<Box<RawValue>>>,
+    pub(super) chain: Option<RawChain>,
     /// The chord body, for a header member.
     pub(super) chord: Option<CelerySignature>,
     /// The group and index.
@@ -73,11 +85,10 @@ impl Apply {
     /// body that is a chain or a chord carries the rest of the outer chain
     /// in its options, as a task body does, and is sent on its own when
     /// the header is done.
-    pub(super) fn rest_of_chain(&self, opts: &Transport) -> Option<Vec<Box<RawValue>>> {
-        self.chain.clone().or_else(|| {
-            let own: Vec<Box<RawValue>> = opts.chain.iter().filter_map(raw).collect();
-            (!own.is_empty()).then_some(own)
-        })
+    pub(super) fn rest_of_chain(&self, opts: &Transport) -> Option<RawChain> {
+        self.chain
+            .clone()
+            .or_else(|| (!opts.chain.is_empty()).then(|| raw_chain(&opts.chain)))
     }
 }
 
@@ -199,7 +210,7 @@ impl Sender<'_> {
                 }
                 // What comes after the chain runs after its last step.
                 let mut chain = apply.rest_of_chain(opts).unwrap_or_default();
-                chain.extend(own.iter().filter_map(raw));
+                add_steps(&mut chain, &own);
                 let (group, chord) = if rest.is_empty() {
                     (group, chord)
                 } else {
@@ -235,7 +246,7 @@ impl Sender<'_> {
                 let chain = apply
                     .chain
                     .clone()
-                    .unwrap_or_else(|| opts.chain.iter().filter_map(raw).collect());
+                    .unwrap_or_else(|| raw_chain(&opts.chain));
                 let seconds = |limit: Option<f64>| limit.map_or(Value::Null, |s| json!(s));
                 let message = Outgoing {
                     task: task.clone(),
@@ -370,6 +381,7 @@ mod tests {
 
     use super::super::testing::{celery, pushed, routing, sender};
     use crate::worker::canvas::Op;
+    use crate::worker::chain::RawChain;
     use crate::worker::message::TaskMessage;
     use crate::worker::meta::group_key;
 
@@ -456,7 +468,7 @@ mod tests {
         }
         // Sent as a callback, the result in front is not passed (immutable).
         let mut message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
-        message.chain.clear();
+        message.chain = RawChain::default();
         message.callbacks = vec![celery(chunks.clone())];
         let out = sender.succeeded(&message, &json!(4));
         assert!(pushed(&out).iter().all(|m| m.args.is_empty()));
