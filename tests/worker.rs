@@ -861,6 +861,28 @@ fn celery_beat_drives_the_fleet_started_with_celerys_flags() {
     fleet.assert_nothing_left();
 }
 
+/// `--prefetch-multiplier` (Celery's prefetch): a worker with one slot busy
+/// holds the next message claimed ahead, which `inspect reserved` lists
+/// and `query_task` finds, and runs it when the slot frees — as Celery's
+/// own worker does with the same client scenario.
+#[test]
+fn a_message_claimed_ahead_is_reserved_then_runs() {
+    if !ready("a_message_claimed_ahead_is_reserved_then_runs") {
+        return;
+    }
+    let mut fleet = Fleet::start("worker-reserved", 0, &[]);
+    let worker = fleet.spawn_worker("r0", "worker-0.log", "1", &["--prefetch-multiplier", "2"]);
+    fleet.workers.push(worker);
+    fleet.wait_for_workers(1);
+    let seen = by_scenario(fleet.client_with(&["reserved"], &[("SLOTS", "1"), ("WORKERS", "1")]));
+    let reserved = &seen["reserved"];
+    assert_eq!(reserved["reserved_on"], "r0", "{reserved}");
+    assert_eq!(reserved["query_task"], "reserved", "{reserved}");
+    assert_eq!(reserved["busy"], json!([1500]), "{reserved}");
+    assert_eq!(reserved["waiting"], 10, "{reserved}");
+    fleet.assert_nothing_left();
+}
+
 /// `--metrics ADDR`: a worker's `/metrics` (Prometheus' text) counts the
 /// tasks it ran by name and state and tells its queues' depths,
 /// `/health` says the broker answers, and `wfhost worker status` lists

@@ -59,6 +59,14 @@ struct RunWorker {
     /// `path`, `sha256`, `grants`); task `math.add` is `add` of `math`.
     #[arg(long, value_name = "FILE")]
     plugins: Option<PathBuf>,
+    /// Messages held claimed per slot, the running one included (Celery's
+    /// `--prefetch-multiplier`; Celery's default is 4): with more than
+    /// one, claims and commits, which wait on Redis, overlap other tasks'
+    /// runs, and a message claimed ahead waits in this worker (`inspect
+    /// reserved`), even past a message of higher priority sent later.
+    #[arg(long, value_name = "N", default_value = "1",
+          value_parser = clap::value_parser!(u64).range(1..=wfhost::worker::MAX_PREFETCH_MULTIPLIER as u64))]
+    prefetch_multiplier: u64,
     /// Tasks run at once [default: the number of cores] (Celery's `-c`).
     #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: Option<u64>,
@@ -288,6 +296,7 @@ async fn run(args: RunWorker) -> anyhow::Result<Finished> {
         concurrency: args
             .concurrency
             .map_or_else(wfhost::executor::cores, |n| n as usize),
+        prefetch_multiplier: args.prefetch_multiplier as usize,
         visibility_timeout: args.visibility_timeout,
         restore_interval: args.restore_interval,
         result_expires: Duration::from_secs(args.result_expires),

@@ -33,16 +33,19 @@ pub(super) async fn answer(shared: &Shared, method: &str, arguments: &Map<String
             json!(names)
         }
         "active" => Value::Array(control.running_infos()),
-        // Nothing is reserved ahead, and a countdown waits in Redis, not
-        // in a worker.
-        "reserved" | "scheduled" => json!([]),
+        "reserved" => Value::Array(control.reserved_infos()),
+        // A countdown waits in Redis, not in a worker.
+        "scheduled" => json!([]),
         "revoked" => json!(control.revoked_ids()),
         "query_task" => {
             let found: Map<String, Value> = ids(arguments.get("ids"))
                 .into_iter()
                 .filter_map(|id| {
-                    let info = control.running_info(&id)?;
-                    Some((id, json!(["active", info])))
+                    let found = match control.running_info(&id) {
+                        Some(info) => json!(["active", info]),
+                        None => json!(["reserved", control.reserved_info(&id)?]),
+                    };
+                    Some((id, found))
                 })
                 .collect();
             Value::Object(found)
@@ -216,7 +219,7 @@ fn stats(shared: &Shared) -> Value {
             "max-concurrency": shared.pool.size(),
             "processes": [std::process::id()],
         },
-        "prefetch_count": shared.pool.size(),
+        "prefetch_count": shared.pool.prefetch(),
         "broker": {"transport": "redis"},
         "rusage": {},
     })

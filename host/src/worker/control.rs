@@ -45,6 +45,8 @@ const REPLY_EXCHANGE: &str = "reply.celery.pidbox";
 /// the ids revoked, and what it has done.
 pub(super) struct Control {
     running: Mutex<HashMap<String, Running>>,
+    /// Tasks claimed ahead, waiting for a slot.
+    reserved: Mutex<HashMap<String, Value>>,
     /// Hard time limits set by `time_limit`, by task name.
     time_limits: Mutex<HashMap<String, f64>>,
     shutdown: tokio::sync::Notify,
@@ -79,6 +81,40 @@ impl Revoked {
     }
 }
 
+/// Removes its task from the waiting ones when it starts (or is dropped).
+pub(super) struct ReservedGuard<'c> {
+    control: &'c Control,
+    id: String,
+}
+
+impl Drop for ReservedGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.control.reserved).remove(&self.id);
+    }
+}
+
+/// How Celery's `inspect active` and `reserved` show a task: started at
+/// `started_ms`, or not yet.
+fn task_info(message: &TaskMessage, hostname: &str, started_ms: Option<u64>) -> Value {
+    json!({
+        "id": message.id,
+        "name": message.task,
+        "args": message.args,
+        "kwargs": message.kwargs,
+        "type": message.task,
+        "hostname": hostname,
+        "time_start": started_ms.map(|ms| ms as f64 / 1000.0),
+        "acknowledged": false,
+        "delivery_info": {
+            "exchange": "",
+            "routing_key": message.routing_key,
+            "priority": message.priority,
+            "redelivered": message.redelivered,
+        },
+        "worker_pid": started_ms.map(|_| std::process::id()),
+    })
+}
+
 /// Removes its task from the running ones when the attempt ends.
 pub(super) struct RunningGuard<'c> {
     control: &'c Control,
@@ -95,6 +131,7 @@ impl Control {
     pub(super) fn new() -> Control {
         Control {
             running: Mutex::default(),
+            reserved: Mutex::default(),
             time_limits: Mutex::default(),
             shutdown: tokio::sync::Notify::new(),
             revoked: Mutex::default(),
@@ -111,28 +148,33 @@ impl Control {
         hostname: &str,
         cancel: CancelToken,
     ) -> RunningGuard<'_> {
-        let info = json!({
-            "id": message.id,
-            "name": message.task,
-            "args": message.args,
-            "kwargs": message.kwargs,
-            "type": message.task,
-            "hostname": hostname,
-            "time_start": now_ms() as f64 / 1000.0,
-            "acknowledged": false,
-            "delivery_info": {
-                "exchange": "",
-                "routing_key": message.routing_key,
-                "priority": message.priority,
-                "redelivered": message.redelivered,
-            },
-            "worker_pid": std::process::id(),
-        });
+        let info = task_info(message, hostname, Some(now_ms()));
         lock(&self.running).insert(message.id.clone(), Running { info, cancel });
         RunningGuard {
             control: self,
             id: message.id.clone(),
         }
+    }
+
+    /// Notes that `message` waits here for a slot (claimed ahead, Celery's
+    /// reserved) until the guard is dropped.
+    pub(super) fn reserved(&self, message: &TaskMessage, hostname: &str) -> ReservedGuard<'_> {
+        let info = task_info(message, hostname, None);
+        lock(&self.reserved).insert(message.id.clone(), info);
+        ReservedGuard {
+            control: self,
+            id: message.id.clone(),
+        }
+    }
+
+    /// What `inspect reserved` shows of each task waiting here.
+    pub(super) fn reserved_infos(&self) -> Vec<Value> {
+        lock(&self.reserved).values().cloned().collect()
+    }
+
+    /// What `inspect query_task` shows of task `id`, if it waits here.
+    pub(super) fn reserved_info(&self, id: &str) -> Option<Value> {
+        lock(&self.reserved).get(id).cloned()
     }
 
     /// What `inspect active` shows of each task running here.

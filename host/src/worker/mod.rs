@@ -56,6 +56,7 @@ use claim::Taken;
 pub use message::MessageError;
 pub use meta::Exception;
 pub use outgoing::new_uuid;
+pub use pool::MAX_PREFETCH_MULTIPLIER;
 pub use routing::Routing;
 pub use status::{FleetStatus, fleet_status};
 pub use submit::{FleetClient, FleetOutcome};
@@ -104,6 +105,9 @@ pub struct WorkerConfig {
     pub default_queue: String,
     /// Tasks run at once.
     pub concurrency: usize,
+    /// Messages held claimed per slot, a task's own included (Celery's
+    /// `worker_prefetch_multiplier`; 1 unless told).
+    pub prefetch_multiplier: usize,
     /// How long a claim may go unrenewed before any consumer's sweep puts
     /// it back (kombu's `visibility_timeout`).
     pub visibility_timeout: Duration,
@@ -158,6 +162,13 @@ impl WorkerConfig {
             return Err(WorkerError::Config(
                 "the concurrency must be from 1 to 1024".into(),
             ));
+        }
+        if self.prefetch_multiplier == 0 || self.prefetch_multiplier > pool::MAX_PREFETCH_MULTIPLIER
+        {
+            return Err(WorkerError::Config(format!(
+                "the prefetch multiplier must be from 1 to {}",
+                pool::MAX_PREFETCH_MULTIPLIER
+            )));
         }
         if self.visibility_timeout < Duration::from_secs(1) {
             return Err(WorkerError::Config(
@@ -224,6 +235,7 @@ impl Worker {
         let control = control::Control::new();
         control.load_revoked(&broker).await?;
         let concurrency = config.concurrency;
+        let prefetch_multiplier = config.prefetch_multiplier;
         let events = events::Events::start(&broker, &config.name, config.task_events);
         let metrics_listener = match config.metrics {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|err| {
@@ -244,7 +256,7 @@ impl Worker {
                 control,
                 events,
                 metrics: metrics::Metrics::default(),
-                pool: pool::Pool::new(concurrency),
+                pool: pool::Pool::new(concurrency, prefetch_multiplier),
                 rates: rate::RateLimits::default(),
                 consumers,
             }),
@@ -265,7 +277,7 @@ impl Worker {
                 () = shutdown.control.shutdown_requested() => {}
             }
         };
-        let slots = shared.pool.slots();
+        let slots = shared.pool.held();
         let housekeeping = tokio::spawn(housekeeping(
             shared.clone(),
             self.restore_interval,
@@ -337,7 +349,7 @@ impl Worker {
         };
         tracing::info!("stopping: claiming nothing more, finishing what runs");
         // Every slot back means every task has committed.
-        let _all = slots.acquire_many(shared.pool.size() as u32).await;
+        let _all = slots.acquire_many(shared.pool.prefetch() as u32).await;
         housekeeping.abort();
         control.abort();
         if let Some(metrics) = metrics {

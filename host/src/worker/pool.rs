@@ -1,6 +1,11 @@
-//! The worker's slots: how many tasks run at once (`--concurrency`),
-//! grown and shrunk by Celery's `pool_grow` and `pool_shrink` while the
-//! worker runs.
+//! The worker's slots: how many tasks run at once (`--concurrency`), and
+//! how many messages it holds claimed ahead of a free slot (Celery's
+//! prefetch: `--prefetch-multiplier` times the slots), both grown and
+//! shrunk by Celery's `pool_grow` and `pool_shrink` while the worker runs.
+//!
+//! A message claimed ahead waits for a slot in the worker (`inspect
+//! reserved` lists it, its lease renewed), so that one task's claim and
+//! commit, which are round trips to Redis, overlap another's run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,23 +15,39 @@ use tokio::sync::Semaphore;
 /// The most slots a worker may have.
 pub const MAX_SLOTS: usize = 1024;
 
+/// The largest prefetch multiplier.
+pub const MAX_PREFETCH_MULTIPLIER: usize = 64;
+
 /// Slots for the tasks of one worker.
 pub(super) struct Pool {
-    slots: Arc<Semaphore>,
+    /// Messages held, claimed and not yet committed.
+    held: Arc<Semaphore>,
+    /// Tasks running.
+    running: Arc<Semaphore>,
     size: AtomicUsize,
+    multiplier: usize,
 }
 
 impl Pool {
-    pub(super) fn new(size: usize) -> Pool {
+    pub(super) fn new(size: usize, multiplier: usize) -> Pool {
+        let multiplier = multiplier.clamp(1, MAX_PREFETCH_MULTIPLIER);
         Pool {
-            slots: Arc::new(Semaphore::new(size)),
+            held: Arc::new(Semaphore::new(size * multiplier)),
+            running: Arc::new(Semaphore::new(size)),
             size: AtomicUsize::new(size),
+            multiplier,
         }
     }
 
-    /// The slots, to take one for each task.
-    pub(super) fn slots(&self) -> Arc<Semaphore> {
-        self.slots.clone()
+    /// One permit a message held: the claim loop takes one per claim.
+    pub(super) fn held(&self) -> Arc<Semaphore> {
+        self.held.clone()
+    }
+
+    /// One permit a task running: taken when its attempt starts, given
+    /// back before its commit.
+    pub(super) fn running(&self) -> Arc<Semaphore> {
+        self.running.clone()
     }
 
     /// How many slots there are now.
@@ -34,11 +55,17 @@ impl Pool {
         self.size.load(Ordering::Relaxed)
     }
 
+    /// How many messages may be held now (Celery's `prefetch_count`).
+    pub(super) fn prefetch(&self) -> usize {
+        self.size() * self.multiplier
+    }
+
     /// Adds `n` slots (up to [`MAX_SLOTS`] in all); how many were added.
     pub(super) fn grow(&self, n: usize) -> usize {
         let added = n.min(MAX_SLOTS.saturating_sub(self.size()));
         self.size.fetch_add(added, Ordering::Relaxed);
-        self.slots.add_permits(added);
+        self.running.add_permits(added);
+        self.held.add_permits(added * self.multiplier);
         added
     }
 
@@ -50,12 +77,16 @@ impl Pool {
             return 0;
         }
         self.size.fetch_sub(removed, Ordering::Relaxed);
-        let slots = self.slots.clone();
-        tokio::spawn(async move {
-            if let Ok(taken) = slots.acquire_many(removed as u32).await {
-                taken.forget();
-            }
-        });
+        for (semaphore, count) in [
+            (self.running.clone(), removed),
+            (self.held.clone(), removed * self.multiplier),
+        ] {
+            tokio::spawn(async move {
+                if let Ok(taken) = semaphore.acquire_many(count as u32).await {
+                    taken.forget();
+                }
+            });
+        }
         removed
     }
 }

@@ -82,6 +82,12 @@ pub(super) async fn handle(shared: &Shared, claimed: Claimed) {
 }
 
 async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
+    let Some(slot) = slot(shared, claimed, message).await else {
+        tracing::warn!(
+            "the lease was lost while the message waited for a slot: another worker runs it"
+        );
+        return;
+    };
     let now = now_ms();
     let revoked = if message.expires_ms.is_some_and(|expires| expires <= now) {
         Some("expired")
@@ -141,12 +147,41 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) {
     shared.events.task_started(message);
     let started = std::time::Instant::now();
     let (follow, own) = run(shared, claimed, message).await;
+    // The commit waits on Redis: another task runs meanwhile.
+    drop(slot);
     let state = own.as_ref().map_or("IGNORED", |own| own.state.as_str());
     shared
         .metrics
         .finished(&message.task, state, started.elapsed());
     let own = own.filter(|_| !message.ignore_result);
     commit(shared, &claimed.tag, (&message.id, "ignored"), follow, own).await;
+}
+
+/// Waits for a slot to run `message` in, as a message claimed ahead
+/// (Celery's reserved: `inspect reserved` lists it) whose lease is renewed
+/// meanwhile; none when the lease was lost while it waited (another
+/// worker runs the message).
+async fn slot(
+    shared: &Shared,
+    claimed: &Claimed,
+    message: &TaskMessage,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let running = shared.pool.running();
+    if let Ok(slot) = running.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    let _reserved = shared.control.reserved(message, &shared.config.name);
+    let lost = CancelToken::new();
+    let renewing = renew_lease(
+        &shared.broker,
+        &claimed.tag,
+        shared.config.visibility_timeout,
+        &lost,
+    );
+    tokio::select! {
+        slot = running.acquire_owned() => slot.ok(),
+        () = renewing => None,
+    }
 }
 
 async fn already_succeeded(broker: &Broker, id: &str) -> bool {
