@@ -6,23 +6,31 @@
 //! tasks, and workers on any number of machines share the work.
 //!
 //! Nothing is lost and nothing committed twice: a message is claimed and
-//! recorded as unacknowledged in one step (`scripts::CLAIM`); its lease is
+//! recorded as unacknowledged in one step (`scripts::CLAIM`, or plain
+//! commands for large messages and blocking waits: `claim`); its lease is
 //! renewed while it runs; its result, the messages it sends on and its
 //! acknowledgement are one atomic commit fenced by the claim
 //! (`scripts::COMMIT`); a dead worker's claims go back to their queue
 //! after the visibility timeout (`scripts::RESTORE`). Running a task is
 //! therefore at least once, and committing its effects exactly once.
 //!
-//! The modules: `message` (Celery's message), `meta` (Celery's results),
-//! `canvas` (what a task's end sends on), `routing` (kombu's keys),
-//! `scripts` (the atomic moves), `broker` (the connections), `task` (one
-//! message, from claim to commit), `submit` (wfhost as a producer).
+//! The modules: `message` (Celery's message) and `chain` (the rest of a
+//! chain it carries), `outgoing` (a message to send), `meta` (Celery's
+//! results), `canvas` (what a task's end sends on), `routing` (kombu's
+//! keys), `scripts` (the atomic moves), `broker` (the connections),
+//! `claim` and `commit` (a message's claim, and its end on Redis), `task`
+//! (one message, from claim to commit) and `outcome` (what an attempt's
+//! end commits), `pool` and `consumers` (the slots and queues), `control`,
+//! `commands`, `revoke` and `rate` (Celery's remote control), `events`
+//! (Celery's events), `metrics` and `status` (what the fleet does),
+//! `submit` (wfhost as a producer).
 
 mod broker;
 mod canvas;
 mod chain;
 mod claim;
 mod commands;
+mod commit;
 mod consumers;
 mod control;
 mod events;

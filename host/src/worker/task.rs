@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::broker::{Broker, PartCounted};
+use super::broker::Broker;
 use super::canvas::{ChordPart, FollowUp, Op, Sender};
 use super::claim::Claimed;
+use super::commit::PartCounted;
 use super::message::TaskMessage;
 use super::meta::{Exception, State, task_key};
 use super::outcome::{Own, ending_in_failure, ending_in_success, outcome};
