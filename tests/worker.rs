@@ -991,6 +991,77 @@ fn sigterm_finishes_what_runs_and_claims_nothing_more() {
     );
 }
 
+/// The next step of a chain is claimed in the commit of the step before,
+/// by the worker that ran it, and runs there in the same slot: it is not
+/// pushed for whichever worker waits (here the other, idle one would take
+/// it at once). A stopping worker claims nothing so: the step after the
+/// one it finishes waits on the queue for another worker.
+#[test]
+fn a_chains_next_step_runs_where_the_step_before_ran_unless_the_worker_stops() {
+    if !ready("a_chains_next_step_runs_where_the_step_before_ran_unless_the_worker_stops") {
+        return;
+    }
+    let mut fleet = Fleet::start("worker-next-step", 2, &["--audit-list", AUDIT]);
+    fleet.wait_for_workers(2);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime
+        .block_on(wfhost::worker::FleetClient::connect(&fleet.redis.url()))
+        .unwrap();
+    let steps = |count: usize, ms: u64| {
+        let mut steps = vec![json!({"task": "testkit.sleep", "args": [ms]})];
+        steps.extend((1..count).map(|_| json!({"task": "testkit.sleep"})));
+        json!({"chain": steps})
+    };
+    let id = runtime
+        .block_on(client.submit(&steps(6, 20), "wfhost"))
+        .unwrap();
+    let outcome = runtime
+        .block_on(client.wait(&id, Some(Duration::from_secs(30))))
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Some(wfhost::worker::FleetOutcome::Succeeded(json!(20)))
+    );
+    let workers: Vec<String> = fleet
+        .redis
+        .cli(&["LRANGE", AUDIT, "0", "-1"])
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["worker"].to_string())
+        .collect();
+    assert_eq!(workers.len(), 6, "{workers:?}");
+    assert!(
+        workers.iter().all(|worker| *worker == workers[0]),
+        "every step where the first ran: {workers:?}"
+    );
+
+    // One worker left, stopped while the first of three steps runs.
+    common::kill(&mut fleet.workers[1]);
+    fleet.redis.cli(&["DEL", AUDIT]);
+    runtime
+        .block_on(client.submit(&steps(3, 1000), "wfhost"))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.redis.number(&["HLEN", "unacked"]) < 1 {
+        assert!(Instant::now() < deadline, "the worker never claimed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = fleet.workers[0].id().to_string();
+    let stopped = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(stopped.unwrap().success());
+    assert!(fleet.workers[0].wait().unwrap().success());
+    assert_eq!(
+        fleet.redis.number(&["LLEN", AUDIT]),
+        1,
+        "one step committed"
+    );
+    assert_eq!(fleet.redis.number(&["HLEN", "unacked"]), 0);
+    assert_eq!(
+        fleet.redis.number(&["LLEN", "wfhost"]),
+        1,
+        "the next step waits on its queue"
+    );
+}
+
 #[test]
 fn a_bad_plugins_file_or_broker_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -1299,11 +1370,9 @@ fn a_poison_message_is_dead_lettered_after_its_deliveries() {
     assert_eq!(fleet.redis.number(&["LLEN", "wfhost"]), 0);
     assert_eq!(fleet.redis.number(&["LLEN", DEAD_LETTER]), 1);
     let log = std::fs::read_to_string(fleet.logs.join("worker-0.log")).unwrap();
-    assert_eq!(
-        log.matches("cannot count the chord member").count(),
-        3,
-        "{log}"
-    );
+    // Each delivery's commit counts the member first, and fails there.
+    assert_eq!(log.matches("the commit failed").count(), 3, "{log}");
+    assert!(log.contains("WRONGTYPE"), "{log}");
 }
 
 /// One task-name rule on both drivers (issue "One canvas, two drivers"): a

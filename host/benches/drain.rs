@@ -15,7 +15,11 @@
 //! with every write fsynced (`appendfsync always`).
 //!
 //! Run with `cargo bench -p wfhost --bench drain`. Figures are printed,
-//! never asserted. The client's polling for the last results (one
+//! never asserted. For experiments: `WFHOST_DRAIN_ONLY=chord,chain` runs
+//! those scenarios, `WFHOST_DRAIN_VOLATILE=1` only the Redis that keeps
+//! nothing on disk, `WFHOST_DRAIN_ROUNDS=N` that many rounds, and
+//! `WFHOST_DRAIN_WORKER_ARGS="--prefetch-multiplier 4"` adds flags to
+//! every `wfhost worker`. The client's polling for the last results (one
 //! `EXISTS` every 5 ms) is in Redis's CPU.
 
 #[path = "../../tests/common/mod.rs"]
@@ -29,6 +33,30 @@ use std::time::Duration;
 use common::redis::RedisServer;
 
 const ROUNDS: usize = 3;
+
+/// The rounds, `WFHOST_DRAIN_ROUNDS` or [`ROUNDS`].
+fn rounds() -> usize {
+    std::env::var("WFHOST_DRAIN_ROUNDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .filter(|n| (1..=100).contains(n))
+        .unwrap_or(ROUNDS)
+}
+
+/// Whether `scenario` is among those `WFHOST_DRAIN_ONLY` names (all when
+/// it is not set).
+fn chosen(scenario: &str) -> bool {
+    std::env::var("WFHOST_DRAIN_ONLY").map_or(true, |only| {
+        only.split(',').any(|name| name.trim() == scenario)
+    })
+}
+
+/// Flags added to every `wfhost worker`: `WFHOST_DRAIN_WORKER_ARGS`.
+fn worker_args() -> Vec<String> {
+    std::env::var("WFHOST_DRAIN_WORKER_ARGS")
+        .map(|args| args.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
 
 /// (name, label, results in the span).
 const SCENARIOS: [(&str, &str, u32); 3] = [
@@ -134,6 +162,7 @@ fn start(drainer: Drainer, redis: &RedisServer, plugins: &Path, cache: &Path) ->
                     .arg("--plugins")
                     .arg(plugins)
                     .args(["-c", "2", "-n", &format!("drain{index}")])
+                    .args(worker_args())
                     .env("WFHOST_CACHE_DIR", cache)
                     .stdout(Stdio::null())
                     .spawn()
@@ -230,18 +259,28 @@ fn main() {
     )
     .unwrap();
     let drainers = [Drainer::Celery, Drainer::Wfhost(1), Drainer::Wfhost(2)];
-    for (persistence, redis) in [
-        ("appendonly no", RedisServer::start_volatile()),
-        ("appendfsync always", RedisServer::start()),
-    ] {
+    let volatile_only = std::env::var_os("WFHOST_DRAIN_VOLATILE").is_some();
+    let rounds = rounds();
+    for (persistence, volatile) in [("appendonly no", true), ("appendfsync always", false)] {
+        if volatile_only && !volatile {
+            continue;
+        }
+        let redis = if volatile {
+            RedisServer::start_volatile()
+        } else {
+            RedisServer::start()
+        };
         // figures[scenario][drainer]: one per round.
         let mut figures: Vec<Vec<Vec<Figure>>> = SCENARIOS
             .iter()
             .map(|_| drainers.iter().map(|_| Vec::new()).collect())
             .collect();
         let mut failures = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             for (row, (scenario, _, tasks)) in SCENARIOS.iter().enumerate() {
+                if !chosen(scenario) {
+                    continue;
+                }
                 for (column, drainer) in drainers.iter().enumerate() {
                     match drain(&redis, *drainer, (scenario, *tasks), &plugins, dir.path()) {
                         Ok(figure) => figures[row][column].push(figure),
@@ -253,14 +292,17 @@ fn main() {
             }
         }
         println!(
-            "\nDrain, Redis with {persistence}; median of {ROUNDS} rounds: span of date_done (tasks/s), worker CPU and Redis CPU per task\n"
+            "\nDrain, Redis with {persistence}; median of {rounds} rounds: span of date_done (tasks/s), worker CPU and Redis CPU per task\n"
         );
         print!("{:<28}", "scenario");
         for drainer in &drainers {
             print!("{:>40}", drainer.label());
         }
         println!("{:>12}", "ratio");
-        for (row, (_, label, tasks)) in SCENARIOS.iter().enumerate() {
+        for (row, (scenario, label, tasks)) in SCENARIOS.iter().enumerate() {
+            if !chosen(scenario) {
+                continue;
+            }
             print!("{label:<28}");
             let mut spans = Vec::new();
             for column in &figures[row] {

@@ -263,6 +263,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<Finished> {
 }
 
 async fn run(args: RunWorker) -> anyhow::Result<Finished> {
+    crate::purge_at_once();
     let broker = args
         .broker
         .context("`wfhost worker` needs --broker redis://HOST:PORT/DB")?;

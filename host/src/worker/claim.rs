@@ -86,7 +86,7 @@ fn delivery_info(message: &str) -> Option<DeliveryInfo> {
 /// kombu's `unacked` entry of `message` taken from `queue`: `[message,
 /// exchange, routing key]`, the routing key the message's own when it
 /// names one.
-fn unacked_entry(message: &str, queue: &str) -> String {
+pub(super) fn unacked_entry(message: &str, queue: &str) -> String {
     let info = delivery_info(message).or_else(|| {
         serde_json::from_str::<Envelope>(message)
             .ok()

@@ -1,7 +1,7 @@
-//! A task's end on Redis: its commit — results, the messages it sends
-//! and its acknowledgement, one script fenced by its claim
-//! (`scripts::COMMIT`), a large message kept out of Lua — and the counting
-//! of a chord's members before it (`scripts::CHORD_PART`).
+//! A task's end on Redis: its commit — the chord members it finished
+//! counted, its results, the messages it sends and its acknowledgement,
+//! one script fenced by its claim (`scripts::COMMIT`), a large message
+//! kept out of Lua.
 
 use serde_json::Value;
 
@@ -19,35 +19,74 @@ const CHORD_CLAIM_SECONDS: u64 = 6;
 /// `max(2 × claim, 300)`).
 const CHORD_DONE_SECONDS: u64 = 300;
 
-/// The outcome of counting a chord member.
+/// What a commit did.
 #[derive(Debug, PartialEq)]
-pub enum PartCounted {
-    /// Counted (or counted before); the chord is not complete, or another
-    /// worker sends its body.
-    Counted,
-    /// The chord is complete and this worker holds the claim to send its
-    /// body under `token`.
-    Claimed { token: String },
-    /// The chord ended already.
+pub enum Committed {
+    /// Everything, and the claim is acknowledged.
     Done,
+    /// Nothing: the claim was lost (another worker runs the message).
+    Lost,
+    /// Nothing but counting the chord members: these chords are complete
+    /// and this claim holds the right to send their bodies. Commit again
+    /// with the bodies, guarded by the claims' tokens.
+    Complete(Vec<CompleteChord>),
+}
+
+/// A chord that a commit's counting completed.
+#[derive(Debug, PartialEq)]
+pub struct CompleteChord {
+    /// The member whose count completed it: its place among those given.
+    pub part: usize,
+    /// The token the body's claim is held by.
+    pub token: String,
+    /// The members' results, in member order.
+    pub results: Vec<(String, State, Value)>,
+}
+
+/// The token of a chord member's claim of its chord's body: it names the
+/// member (`id:index`), so the same member run again after its worker
+/// died holds the claim it took.
+pub fn claim_token(part: &ChordPart) -> String {
+    format!("{}:{}", part.task_id, index_of(part))
+}
+
+/// A member's index as the chord script takes it.
+fn index_of(part: &ChordPart) -> String {
+    part.index
+        .map_or_else(|| "+inf".to_string(), |index| index.to_string())
 }
 
 /// The commit script's arguments for `ops` (see `scripts::COMMIT`): a
 /// large message is only named, by its place among the large pushes, each
-/// at its position in `positions`.
+/// at its position in `positions`, or among the large claims, whose tags
+/// are `large_claims`.
 fn commit_args(
     script: &mut redis::Cmd,
-    tag: Option<&str>,
-    expires: u64,
-    positions: &[usize],
+    (tag, expires): (Option<&str>, u64),
+    (positions, large_claims): (&[usize], &[&str]),
+    parts: &[ChordPart],
     ops: &[Op],
 ) {
     script
         .arg(tag.unwrap_or(""))
         .arg(expires)
+        .arg(CHORD_CLAIM_SECONDS)
         .arg(positions.len())
-        .arg(positions);
-    let mut staged = 0;
+        .arg(positions)
+        .arg(large_claims.len())
+        .arg(large_claims)
+        .arg(parts.len());
+    for part in parts {
+        let encoded =
+            serde_json::json!([1, part.task_id, part.state.as_str(), part.result]).to_string();
+        script
+            .arg(group_key(&part.group, ""))
+            .arg(&part.task_id)
+            .arg(encoded)
+            .arg(index_of(part))
+            .arg(claim_token(part));
+    }
+    let (mut staged, mut claimed) = (0, 0);
     for op in ops {
         match op {
             Op::Meta { key, text } => script.arg("M").arg(key).arg(text),
@@ -56,6 +95,11 @@ fn commit_args(
                 script.arg("P").arg(staged)
             }
             Op::Push { key, message } => script.arg("L").arg(key).arg(message),
+            Op::Claim { entry, .. } if entry.len() >= STAGE_FROM_BYTES => {
+                claimed += 1;
+                script.arg("Q").arg(claimed)
+            }
+            Op::Claim { tag, entry } => script.arg("C").arg(tag).arg(entry),
             Op::Append { key, entry } => script.arg("R").arg(key).arg(entry),
             Op::Delay {
                 due_ms,
@@ -87,16 +131,18 @@ fn commit_args(
 }
 
 impl Broker {
-    /// Commits `ops` and acknowledges the claim `tag` at once; false when
-    /// the claim was lost and nothing was done.
+    /// Counts `parts` and, unless that completes a chord, commits `ops`
+    /// and acknowledges the claim `tag` at once.
     pub async fn commit(
         &self,
         tag: Option<&str>,
         expires: u64,
+        parts: &[ChordPart],
         ops: &[Op],
-    ) -> Result<bool, WorkerError> {
-        // A large message is pushed by a plain `LPUSH` before the script,
-        // in one `MULTI` (see `scripts::COMMIT`).
+    ) -> Result<Committed, WorkerError> {
+        // A large message is pushed by a plain `LPUSH` (or claimed by a
+        // plain `HSET`) before the script, in one `MULTI` (see
+        // `scripts::COMMIT`).
         let large: Vec<(&str, &str)> = ops
             .iter()
             .filter_map(|op| match op {
@@ -106,10 +152,19 @@ impl Broker {
                 _ => None,
             })
             .collect();
-        let committed: i64 = if large.is_empty() {
+        let large_claims: Vec<(&str, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Claim { tag, entry } if entry.len() >= STAGE_FROM_BYTES => {
+                    Some((tag.as_str(), entry.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let reply: Vec<String> = if large.is_empty() && large_claims.is_empty() {
             let mut script = redis::cmd("EVALSHA");
             script.arg(self.scripts.commit.get_hash()).arg(0);
-            commit_args(&mut script, tag, expires, &[], ops);
+            commit_args(&mut script, (tag, expires), (&[], &[]), parts, ops);
             match script.query_async(&mut self.conn.clone()).await {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
@@ -132,6 +187,9 @@ impl Broker {
             for (key, message) in &large {
                 transaction.lpush(*key, *message).ignore();
             }
+            for (tag, entry) in &large_claims {
+                transaction.hset("unacked", *tag, *entry).ignore();
+            }
             // Where each large message is when the script runs: after
             // the later pushes to its list, each to its left.
             let positions: Vec<usize> = (0..large.len())
@@ -149,80 +207,72 @@ impl Broker {
             for (key, _) in &large {
                 script.arg(*key);
             }
-            commit_args(&mut script, tag, expires, &positions, ops);
-            let (committed,): (i64,) = transaction
+            let claim_tags: Vec<&str> = large_claims.iter().map(|(tag, _)| *tag).collect();
+            commit_args(
+                &mut script,
+                (tag, expires),
+                (&positions, &claim_tags),
+                parts,
+                ops,
+            );
+            let (reply,): (Vec<String>,) = transaction
                 .add_command(script)
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(redis_error("commit a step"))?;
-            committed
+            reply
         };
-        Ok(committed == 1)
+        Ok(committed(reply, parts))
     }
+}
 
-    /// Counts a chord member's result (Celery 5.7's chord script).
-    pub async fn count_part(
-        &self,
-        part: &ChordPart,
-        expires: u64,
-    ) -> Result<PartCounted, WorkerError> {
-        let index = part
-            .index
-            .map_or_else(|| "+inf".to_string(), |i| i.to_string());
-        let token = format!("{}:{index}", part.task_id);
-        let encoded =
-            serde_json::json!([1, part.task_id, part.state.as_str(), part.result]).to_string();
-        let mut invocation = self.scripts.chord_part.prepare_invoke();
-        for suffix in [".j", ".t", ".s", ".d", "", ".c"] {
-            invocation.key(group_key(&part.group, suffix));
-        }
-        invocation
-            .arg(&part.task_id)
-            .arg(encoded)
-            .arg(index)
-            .arg(expires)
-            .arg(expires)
-            .arg(CHORD_CLAIM_SECONDS)
-            .arg(&token);
-        let (ready, _, _, claimed): (i64, Option<i64>, Option<i64>, i64) = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error("count a chord member"))?;
-        Ok(match (ready, claimed) {
-            (-1, _) => PartCounted::Done,
-            (_, 1) => PartCounted::Claimed { token },
-            _ => PartCounted::Counted,
-        })
+/// What the commit script's `reply` says (see `scripts::COMMIT`), `parts`
+/// being the members it counted.
+fn committed(reply: Vec<String>, parts: &[ChordPart]) -> Committed {
+    let mut reply = reply.into_iter();
+    match reply.next().as_deref() {
+        Some("1") => return Committed::Done,
+        Some("2") => {}
+        _ => return Committed::Lost,
     }
+    let mut complete = Vec::new();
+    while let Some(place) = reply.next() {
+        let count: usize = reply.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let results = reply
+            .by_ref()
+            .take(count)
+            .map(|entry| member_result(&entry));
+        let results = results.collect();
+        let Some(part) = place
+            .parse::<usize>()
+            .ok()
+            .and_then(|place| place.checked_sub(1))
+            .filter(|part| *part < parts.len())
+        else {
+            continue;
+        };
+        complete.push(CompleteChord {
+            part,
+            token: claim_token(&parts[part]),
+            results,
+        });
+    }
+    Committed::Complete(complete)
+}
 
-    /// The results of a complete chord's members, in member order.
-    pub async fn chord_results(
-        &self,
-        group: &str,
-    ) -> Result<Vec<(String, State, Value)>, WorkerError> {
-        let entries: Vec<String> = redis::cmd("ZRANGE")
-            .arg(group_key(group, ".j"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error("read a chord's results"))?;
-        let mut results = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let parsed: Value = serde_json::from_str(&entry).unwrap_or(Value::Null);
-            let id = parsed
-                .get(1)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let state = match parsed.get(2).and_then(Value::as_str) {
-                Some("SUCCESS") => State::Success,
-                Some("REVOKED") => State::Revoked,
-                Some("RETRY") => State::Retry,
-                _ => State::Failure,
-            };
-            results.push((id, state, parsed.get(3).cloned().unwrap_or(Value::Null)));
-        }
-        Ok(results)
-    }
+/// A member's result as the chord keeps it: `[1, id, state, result]`.
+fn member_result(entry: &str) -> (String, State, Value) {
+    let parsed: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
+    let id = parsed
+        .get(1)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let state = match parsed.get(2).and_then(Value::as_str) {
+        Some("SUCCESS") => State::Success,
+        Some("REVOKED") => State::Revoked,
+        Some("RETRY") => State::Retry,
+        _ => State::Failure,
+    };
+    (id, state, parsed.get(3).cloned().unwrap_or(Value::Null))
 }

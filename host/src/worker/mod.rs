@@ -267,6 +267,7 @@ impl Worker {
                 pool: pool::Pool::new(concurrency, prefetch_multiplier),
                 rates: rate::RateLimits::default(),
                 consumers,
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
             metrics_listener,
             counters,
@@ -284,6 +285,8 @@ impl Worker {
                 () = stop => {}
                 () = shutdown.control.shutdown_requested() => {}
             }
+            // From now on a task's end claims nothing it sends on.
+            shutdown.stopping.store(true, Ordering::Relaxed);
         };
         let slots = shared.pool.held();
         let housekeeping = tokio::spawn(housekeeping(
@@ -322,8 +325,8 @@ impl Worker {
                     Ok(Some(taken)) => Ok(Some(taken)),
                     Ok(None) => {
                         // Nothing now: wait on the first list, claiming
-                        // what arrives there. A stop lets the wait end (it
-                        // ends within WAIT) and runs what it claimed.
+                        // what arrives there. A stop ends the wait at once
+                        // and runs what it claimed before.
                         let waiting =
                             shared
                                 .broker
@@ -332,6 +335,9 @@ impl Worker {
                         tokio::select! {
                             taken = &mut waiting => taken,
                             _ = &mut stop => {
+                                if let Err(err) = shared.broker.interrupt_wait().await {
+                                    tracing::warn!(error = %err, "cannot end the wait for a message; it ends by itself");
+                                }
                                 if let Ok(Some(taken)) = waiting.await {
                                     take(&shared, taken, held);
                                 }
@@ -356,6 +362,7 @@ impl Worker {
             }
         };
         tracing::info!("stopping: claiming nothing more, finishing what runs");
+        shared.stopping.store(true, Ordering::Relaxed);
         // Every slot back means every task has committed.
         let _all = slots.acquire_many(shared.pool.prefetch() as u32).await;
         housekeeping.abort();
@@ -389,10 +396,15 @@ fn take(
         Taken::Message(claimed) => {
             let shared = shared.clone();
             tokio::spawn(async move {
-                let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
-                task::handle(&shared, claimed).await;
-                if large {
-                    crate::memory::release();
+                // A task's end may claim the next step of its chain for
+                // this slot.
+                let mut next = Some(claimed);
+                while let Some(claimed) = next {
+                    let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
+                    next = task::handle(&shared, claimed).await;
+                    if large {
+                        crate::memory::release();
+                    }
                 }
                 drop(permit);
             });

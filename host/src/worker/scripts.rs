@@ -146,45 +146,116 @@ return 1
 "#;
 
 /// Commits a step: its results, the messages it sends and its
-/// acknowledgement, all or nothing, and only while its claim stands.
+/// acknowledgement, all or nothing, and only while its claim stands —
+/// after counting the chord members it finished, as Celery 5.7's
+/// `CHORD_PART_RETURN_LUA` counts them: once per `task id:index` (a member
+/// run twice counts once), and, when the last one arrives, taking the
+/// claim to send the body. A count that completes a chord ends the script
+/// before anything else is done, with the chord's results: the worker
+/// builds the body and commits again, the body guarded by that claim.
+///
+/// A message the committing worker runs next (the next step of its chain)
+/// is not pushed but claimed for it in the commit: its `unacked` entry
+/// written and its lease started, as a claim does.
 ///
 /// A large message (see `broker::STAGE_FROM_BYTES`) is pushed onto its
-/// queue by a plain `LPUSH` just before the script, in the same `MULTI`,
-/// so that it never becomes a Lua string (Redis's Lua hashes every byte of
-/// every string a script makes or is given); the script takes back the
-/// pushes that must not happen (the claim is lost, or their chord guard
-/// does not hold) without reading them: `LSET` to a marker, then `LREM`.
+/// queue by a plain `LPUSH` (or its `unacked` entry written by a plain
+/// `HSET`) just before the script, in the same `MULTI`, so that it never
+/// becomes a Lua string (Redis's Lua hashes every byte of every string a
+/// script makes or is given); the script takes back the pushes and claims
+/// that must not happen (the claim is lost, a chord completed first, or
+/// their chord guard does not hold) without reading them: `LSET` to a
+/// marker, then `LREM`; `HDEL`.
 ///
 /// KEYS: the lists of the large pushes, in the order pushed. ARGV: the
-/// claim's tag ('' for none), the result expiry in seconds (0: none), the
-/// number of large pushes *n*, then each one's index from the left of its
-/// list when the script runs, then operations: `M key meta` stores and
-/// publishes a meta unless a SUCCESS is stored there; `L key message`
-/// pushes (where consumers take last); `R key entry` appends (an audit
-/// record); `P k` is the large push `k` (taken back unless it is to
-/// happen); `Z key score member` delays; `S key value` sets with the
-/// expiry; `D key` deletes; `X c j t s d ttl` ends a chord (its keys
-/// deleted, its claim key marked done); `G c s token` makes the operations
-/// up to the next `U` happen only while that chord's body claim is held by
-/// `token` (or retaken, when it lapsed and the chord is not done, as
-/// Celery 5.7's extend script does).
+/// claim's tag ('' for none), the result expiry in seconds (0: none), how
+/// long a chord's body claim lasts (s), the number of large pushes *n*,
+/// then each one's index from the left of its list when the script runs;
+/// the number of large claims, then each one's tag;
+/// the number of chord members to count, then each one's group key
+/// (`celery-taskset-meta-<group>`, to which the chord's keys add a suffix), task
+/// id, encoded `[1, id, state, result]`, index and claim token (`id:index`,
+/// so that the same member run again after its worker died holds the claim
+/// it took); then operations: `M key meta` stores and publishes a meta
+/// unless a SUCCESS is stored there; `L key message` pushes (where
+/// consumers take last); `R key entry` appends (an audit record); `P k` is
+/// the large push `k` (taken back unless it is to happen); `C tag entry`
+/// claims a message for the committing worker (its `unacked` entry); `Q k`
+/// is the large claim `k` (its lease started, or taken back); `Z key score
+/// member` delays; `S key value` sets with the expiry; `D key` deletes; `X
+/// c j t s d ttl` ends a chord (its keys deleted, its claim key marked
+/// done); `G c s token` makes the operations up to the next `U` happen only
+/// while that chord's body claim is held by `token` (or retaken, when it
+/// lapsed and the chord is not done, as Celery 5.7's extend script does).
 ///
-/// Returns 0 when the claim is lost (nothing is done, the large pushes
-/// taken back), else 1.
+/// Returns `{'1'}` when committed; `{'0'}` when the claim is lost (nothing
+/// is done, the large pushes taken back); `{'2', k, count, entries…}…` when
+/// counting completed chords whose body this claim now holds (`k`: the
+/// member's place among those counted; `entries`: the chord's `.j`, in
+/// order), nothing else done.
 pub const COMMIT: &str = r#"
-local tag, expires, pushed = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local tag, expires, claim_for = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local pushed = tonumber(ARGV[4])
+local held = tonumber(ARGV[5 + pushed])
 local withdrawn = {}
 local function withdraw(k)
-    redis.call('LSET', KEYS[k], tonumber(ARGV[3 + k]), 'wfhost.withdrawn')
+    redis.call('LSET', KEYS[k], tonumber(ARGV[4 + k]), 'wfhost.withdrawn')
     withdrawn[KEYS[k]] = true
 end
 local function forget_withdrawn()
     for key in pairs(withdrawn) do redis.call('LREM', key, 0, 'wfhost.withdrawn') end
 end
-if tag ~= '' and redis.call('HEXISTS', 'unacked', tag) == 0 then
+local function take_back()
     for k = 1, pushed do withdraw(k) end
     forget_withdrawn()
-    return 0
+    for k = 1, held do redis.call('HDEL', 'unacked', ARGV[5 + pushed + k]) end
+end
+local function lease(claim)
+    local now = redis.call('TIME')
+    redis.call('ZADD', 'unacked_index',
+        string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000), claim)
+end
+if tag ~= '' and redis.call('HEXISTS', 'unacked', tag) == 0 then
+    take_back()
+    return {'0'}
+end
+local i = 6 + pushed + held
+local counts = tonumber(ARGV[i])
+i = i + 1
+local complete = {'2'}
+for k = 1, counts do
+    local base = ARGV[i]
+    local id, encoded, index, token = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    i = i + 5
+    local joined, extra_key, size_key, counted = base .. '.j', base .. '.t', base .. '.s', base .. '.d'
+    local claim = base .. '.c'
+    if redis.call('GET', claim) ~= 'done' then
+        local member = id .. ':' .. index
+        if redis.call('SISMEMBER', counted, member) == 0 then
+            redis.call('ZADD', joined, index, encoded)
+            redis.call('SADD', counted, member)
+        end
+        local ready = redis.call('ZCOUNT', joined, '-inf', '+inf')
+        if expires > 0 then
+            for _, key in ipairs({joined, extra_key, size_key, counted, base}) do
+                redis.call('EXPIRE', key, expires)
+            end
+        end
+        local extra = redis.call('GET', extra_key)
+        local size = redis.call('GET', size_key)
+        if size and ready == tonumber(size) + tonumber(extra or 0)
+            and (redis.call('SET', claim, token, 'NX', 'EX', claim_for)
+                 or redis.call('GET', claim) == token) then
+            local entries = redis.call('ZRANGE', joined, 0, -1)
+            complete[#complete + 1] = tostring(k)
+            complete[#complete + 1] = tostring(#entries)
+            for _, entry in ipairs(entries) do complete[#complete + 1] = entry end
+        end
+    end
+end
+if #complete > 1 then
+    take_back()
+    return complete
 end
 local run = true
 local function set(key, value)
@@ -194,7 +265,6 @@ local function set(key, value)
         redis.call('SET', key, value)
     end
 end
-local i = 4 + pushed
 while i <= #ARGV do
     local op = ARGV[i]
     if op == 'M' then
@@ -214,6 +284,16 @@ while i <= #ARGV do
         i = i + 3
     elseif op == 'P' then
         if not run then withdraw(tonumber(ARGV[i + 1])) end
+        i = i + 2
+    elseif op == 'C' then
+        if run then
+            redis.call('HSET', 'unacked', ARGV[i + 1], ARGV[i + 2])
+            lease(ARGV[i + 1])
+        end
+        i = i + 3
+    elseif op == 'Q' then
+        local claim = ARGV[5 + pushed + tonumber(ARGV[i + 1])]
+        if run then lease(claim) else redis.call('HDEL', 'unacked', claim) end
         i = i + 2
     elseif op == 'Z' then
         if run then redis.call('ZADD', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
@@ -250,43 +330,7 @@ if tag ~= '' then
     redis.call('ZREM', 'unacked_index', tag)
     redis.call('HDEL', 'unacked', tag)
 end
-return 1
-"#;
-
-/// Counts one chord header member's result, as Celery 5.7's
-/// `CHORD_PART_RETURN_LUA` does: once per `task id:index` (a member run
-/// twice counts once), and, when the last one arrives, takes the claim to
-/// send the body.
-///
-/// KEYS: `.j .t .s .d`, the group key, `.c`. ARGV: task id, the encoded
-/// `[1, id, state, result]`, the index, the chord expiry, the group
-/// expiry, the claim's expiry and token. The token names the member
-/// (`id:index`), so the same member run again after its worker died holds
-/// the claim it took, and sends the body at once. Returns `{ready, extra, size,
-/// claimed}`, or ready = -1 for a chord already done.
-pub const CHORD_PART: &str = r#"
-if redis.call('GET', KEYS[6]) == 'done' then return {-1, 0, 0, 0} end
-local member = ARGV[1] .. ':' .. ARGV[3]
-if redis.call('SISMEMBER', KEYS[4], member) == 0 then
-    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-    redis.call('SADD', KEYS[4], member)
-end
-local ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
-local expires, group_expires = tonumber(ARGV[4]), tonumber(ARGV[5])
-if expires > 0 then
-    for index = 1, 4 do redis.call('EXPIRE', KEYS[index], expires) end
-    if group_expires > 0 then redis.call('EXPIRE', KEYS[5], group_expires) end
-end
-local extra = redis.call('GET', KEYS[2])
-local size = redis.call('GET', KEYS[3])
-local claimed = 0
-if size and ready == tonumber(size) + tonumber(extra or 0) then
-    if redis.call('SET', KEYS[6], ARGV[7], 'NX', 'EX', tonumber(ARGV[6]))
-        or redis.call('GET', KEYS[6]) == ARGV[7] then
-        claimed = 1
-    end
-end
-return {ready, extra or false, size or false, claimed}
+return {'1'}
 "#;
 
 /// Moves due delayed messages (retries, countdowns, ETAs) from the

@@ -13,6 +13,10 @@ pub enum Op {
     Meta { key: String, text: String },
     /// Pushes a message onto a list.
     Push { key: String, message: String },
+    /// Records a message as claimed by the committing worker instead of
+    /// pushing it — kombu's `unacked` entry `entry` under `tag`, its lease
+    /// started — for it to run next.
+    Claim { tag: String, entry: String },
     /// Appends an entry to a list (an audit record), oldest first.
     Append { key: String, entry: String },
     /// Holds a message in the delayed set until `due_ms`.
