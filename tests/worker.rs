@@ -393,15 +393,16 @@ fn a_python_worker_restores_what_a_killed_wfhost_worker_held() {
         .iter()
         .map(|i| i.as_str().unwrap())
         .collect();
+    // Two run (two slots), two are claimed ahead (the prefetch).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while fleet.redis.number(&["HLEN", "unacked"]) < 2 {
+    while fleet.redis.number(&["HLEN", "unacked"]) < 4 {
         assert!(Instant::now() < deadline, "the worker never claimed");
         std::thread::sleep(Duration::from_millis(20));
     }
     common::kill(&mut fleet.workers[0]);
     assert_eq!(
         fleet.redis.number(&["HLEN", "unacked"]),
-        2,
+        4,
         "the dead worker's claims stay"
     );
 
@@ -1137,6 +1138,10 @@ fn priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_on
     if !ready("priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_once") {
         return;
     }
+    // Priorities order the claims. With messages claimed ahead (the
+    // prefetch), the commits of tasks run one after the other may land in
+    // another order; Celery too advises a prefetch multiplier of 1 where
+    // priorities matter.
     let flags = [
         "--visibility-timeout",
         "1",
@@ -1144,6 +1149,8 @@ fn priority_zero_comes_first_and_a_countdown_past_the_visibility_timeout_runs_on
         "0.2",
         "--audit-list",
         AUDIT,
+        "--prefetch-multiplier",
+        "1",
     ];
     let mut fleet = Fleet::start("worker-priority", 0, &flags);
     let sent = fleet.client(&["priorities"]).remove(0);

@@ -60,11 +60,12 @@ struct RunWorker {
     #[arg(long, value_name = "FILE")]
     plugins: Option<PathBuf>,
     /// Messages held claimed per slot, the running one included (Celery's
-    /// `--prefetch-multiplier`; Celery's default is 4): with more than
-    /// one, claims and commits, which wait on Redis, overlap other tasks'
-    /// runs, and a message claimed ahead waits in this worker (`inspect
-    /// reserved`), even past a message of higher priority sent later.
-    #[arg(long, value_name = "N", default_value = "1",
+    /// `--prefetch-multiplier`, with its default): claims and commits,
+    /// which wait on Redis, overlap other tasks' runs; a message claimed
+    /// ahead waits in this worker (`inspect reserved`), even past a
+    /// message of higher priority sent later, and is given back when the
+    /// worker stops. 1 is Celery's "fair" setting for long tasks.
+    #[arg(long, value_name = "N", default_value = "4",
           value_parser = clap::value_parser!(u64).range(1..=wfhost::worker::MAX_PREFETCH_MULTIPLIER as u64))]
     prefetch_multiplier: u64,
     /// Tasks run at once [default: the number of cores] (Celery's `-c`).

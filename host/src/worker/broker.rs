@@ -55,6 +55,7 @@ pub struct Broker {
 pub(super) struct Scripts {
     pub(super) claim: Script,
     pub(super) dead_letter: Script,
+    give_back: Script,
     renew: Script,
     pub(super) commit: Script,
     promote: Script,
@@ -104,6 +105,7 @@ impl Broker {
             restore: Script::new(scripts::RESTORE),
             restore_claiming: Script::new(scripts::RESTORE_CLAIMING),
             dead_letter: Script::new(scripts::DEAD_LETTER),
+            give_back: Script::new(scripts::GIVE_BACK),
         });
         Ok(Broker {
             client,
@@ -211,6 +213,38 @@ impl Broker {
             .await
             .map_err(redis_error("renew a lease"))?;
         Ok(renewed == 1)
+    }
+
+    /// Loads the scripts of a worker's claims and commits, so that the
+    /// first ones do not each meet `NOSCRIPT` and load them at once.
+    pub async fn load_scripts(&self) -> Result<(), WorkerError> {
+        for script in [
+            &self.scripts.claim,
+            &self.scripts.commit,
+            &self.scripts.renew,
+        ] {
+            script
+                .prepare_invoke()
+                .load_async(&mut self.conn.clone())
+                .await
+                .map_err(redis_error("load the worker's scripts"))?;
+        }
+        Ok(())
+    }
+
+    /// Gives the message `text` of the claim `tag` back to the list `key`
+    /// it came from, unrun; false when the claim was gone already.
+    pub async fn give_back(&self, key: &str, tag: &str, text: &str) -> Result<bool, WorkerError> {
+        let given: i64 = self
+            .scripts
+            .give_back
+            .key(key)
+            .arg(tag)
+            .arg(text)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error("give a message back"))?;
+        Ok(given == 1)
     }
 
     /// The stored meta of a task, if any.

@@ -131,7 +131,7 @@ impl Broker {
     ) -> Result<Option<Taken>, WorkerError> {
         let mut keys = keys;
         if let Some(((first, queue), others)) = keys.split_first()
-            && lock(&self.large_from).as_deref() == Some(first.as_str())
+            && self.large_expected(first)
         {
             if let Some(taken) = self.claim_without_lua(first, queue, max_bytes).await? {
                 return Ok(Some(taken));
@@ -154,18 +154,29 @@ impl Broker {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_error("claim a message"))?;
-        let Some((key, raw, moved_bytes)) = claimed else {
-            return Ok(None);
-        };
+        match claimed {
+            Some(claimed) => self.taken(claimed, tag).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// What a claim script took (see `scripts::CLAIM`) under `tag`: a
+    /// message to run, or one set aside — moved to the dead-letter list
+    /// for its size by the script, or here for not being UTF-8.
+    pub(super) async fn taken(
+        &self,
+        (key, raw, moved_bytes): (String, Vec<u8>, u64),
+        tag: String,
+    ) -> Result<Taken, WorkerError> {
         if moved_bytes > 0 {
-            return Ok(Some(Taken::TooLarge {
+            return Ok(Taken::TooLarge {
                 key,
                 bytes: moved_bytes,
-            }));
+            });
         }
         self.expect_next(&key, raw.len());
         match String::from_utf8(raw) {
-            Ok(text) => Ok(Some(Taken::Message(Claimed { key, text, tag }))),
+            Ok(text) => Ok(Taken::Message(Claimed { key, text, tag })),
             Err(unreadable) => {
                 let mut invocation = self.scripts.dead_letter.prepare_invoke();
                 invocation
@@ -176,9 +187,15 @@ impl Broker {
                     .invoke_async::<i64>(&mut self.conn.clone())
                     .await
                     .map_err(redis_error("move a message to the dead-letter list"))?;
-                Ok(Some(Taken::Unreadable { key }))
+                Ok(Taken::Unreadable { key })
             }
         }
+    }
+
+    /// Whether the next message of `key` is expected to be large (the
+    /// last one claimed from it was): then it is claimed without Lua.
+    pub(super) fn large_expected(&self, key: &str) -> bool {
+        lock(&self.large_from).as_deref() == Some(key)
     }
 
     /// Notes whether the next message of `key` is expected to be large,

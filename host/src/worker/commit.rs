@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::WorkerError;
-use super::broker::{Broker, DELAYED, STAGE_FROM_BYTES, redis_error};
+use super::broker::{Broker, DEAD_LETTER, DELAYED, STAGE_FROM_BYTES, redis_error};
 use super::canvas::{ChordPart, Op};
 use super::meta::{State, group_key};
 use super::scripts;
@@ -19,11 +19,43 @@ const CHORD_CLAIM_SECONDS: u64 = 6;
 /// `max(2 × claim, 300)`).
 const CHORD_DONE_SECONDS: u64 = 300;
 
+/// What one commit carries.
+pub struct Commit<'a> {
+    /// The claim it acknowledges; none for messages sent from outside a
+    /// task.
+    pub tag: Option<&'a str>,
+    /// How long results are kept, in seconds (0: always).
+    pub expires: u64,
+    /// The chord members to count first.
+    pub parts: &'a [ChordPart],
+    /// What it does.
+    pub ops: &'a [Op],
+    /// Where the slot's next message is claimed from, once committed.
+    pub fetch: Option<Fetch<'a>>,
+}
+
+/// A claim of the next message a commit makes for its slot.
+#[derive(Clone, Copy)]
+pub struct Fetch<'a> {
+    /// The lists (and their queues), in the order claims take them.
+    pub keys: &'a [(String, String)],
+    /// The claim's tag.
+    pub tag: &'a str,
+    /// The size cap: a larger message goes to the dead-letter list.
+    pub max_bytes: u64,
+}
+
+/// A message a commit claimed for its slot, as the claim script returns
+/// it: its list, its bytes, and its size when it was moved to the
+/// dead-letter list instead (then the bytes are empty).
+pub type Fetched = (String, Vec<u8>, u64);
+
 /// What a commit did.
 #[derive(Debug, PartialEq)]
 pub enum Committed {
-    /// Everything, and the claim is acknowledged.
-    Done,
+    /// Everything, and the claim is acknowledged; the slot's next message
+    /// when the commit claimed one.
+    Done(Option<Fetched>),
     /// Nothing: the claim was lost (another worker runs the message).
     Lost,
     /// Nothing but counting the chord members: these chords are complete
@@ -62,21 +94,34 @@ fn index_of(part: &ChordPart) -> String {
 /// are `large_claims`.
 fn commit_args(
     script: &mut redis::Cmd,
-    (tag, expires): (Option<&str>, u64),
+    commit: &Commit<'_>,
     (positions, large_claims): (&[usize], &[&str]),
-    parts: &[ChordPart],
-    ops: &[Op],
 ) {
     script
-        .arg(tag.unwrap_or(""))
-        .arg(expires)
+        .arg(commit.tag.unwrap_or(""))
+        .arg(commit.expires)
         .arg(CHORD_CLAIM_SECONDS)
         .arg(positions.len())
         .arg(positions)
         .arg(large_claims.len())
-        .arg(large_claims)
-        .arg(parts.len());
-    for part in parts {
+        .arg(large_claims);
+    match &commit.fetch {
+        Some(fetch) if !fetch.keys.is_empty() => {
+            script
+                .arg(fetch.keys.len())
+                .arg(fetch.tag)
+                .arg(fetch.max_bytes)
+                .arg(DEAD_LETTER);
+            for (key, queue) in fetch.keys {
+                script.arg(key).arg(queue);
+            }
+        }
+        _ => {
+            script.arg(0);
+        }
+    }
+    script.arg(commit.parts.len());
+    for part in commit.parts {
         let encoded =
             serde_json::json!([1, part.task_id, part.state.as_str(), part.result]).to_string();
         script
@@ -87,7 +132,7 @@ fn commit_args(
             .arg(claim_token(part));
     }
     let (mut staged, mut claimed) = (0, 0);
-    for op in ops {
+    for op in commit.ops {
         match op {
             Op::Meta { key, text } => script.arg("M").arg(key).arg(text),
             Op::Push { message, .. } if message.len() >= STAGE_FROM_BYTES => {
@@ -131,15 +176,11 @@ fn commit_args(
 }
 
 impl Broker {
-    /// Counts `parts` and, unless that completes a chord, commits `ops`
-    /// and acknowledges the claim `tag` at once.
-    pub async fn commit(
-        &self,
-        tag: Option<&str>,
-        expires: u64,
-        parts: &[ChordPart],
-        ops: &[Op],
-    ) -> Result<Committed, WorkerError> {
+    /// Counts the chord members and, unless that completes a chord,
+    /// commits the operations and acknowledges the claim at once (then
+    /// claims the slot's next message, when asked to).
+    pub async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, WorkerError> {
+        let ops = commit.ops;
         // A large message is pushed by a plain `LPUSH` (or claimed by a
         // plain `HSET`) before the script, in one `MULTI` (see
         // `scripts::COMMIT`).
@@ -161,10 +202,10 @@ impl Broker {
                 _ => None,
             })
             .collect();
-        let reply: Vec<String> = if large.is_empty() && large_claims.is_empty() {
+        let reply: Vec<Vec<u8>> = if large.is_empty() && large_claims.is_empty() {
             let mut script = redis::cmd("EVALSHA");
             script.arg(self.scripts.commit.get_hash()).arg(0);
-            commit_args(&mut script, (tag, expires), (&[], &[]), parts, ops);
+            commit_args(&mut script, commit, (&[], &[]));
             match script.query_async(&mut self.conn.clone()).await {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
@@ -208,42 +249,45 @@ impl Broker {
                 script.arg(*key);
             }
             let claim_tags: Vec<&str> = large_claims.iter().map(|(tag, _)| *tag).collect();
-            commit_args(
-                &mut script,
-                (tag, expires),
-                (&positions, &claim_tags),
-                parts,
-                ops,
-            );
-            let (reply,): (Vec<String>,) = transaction
+            commit_args(&mut script, commit, (&positions, &claim_tags));
+            let (reply,): (Vec<Vec<u8>>,) = transaction
                 .add_command(script)
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(redis_error("commit a step"))?;
             reply
         };
-        Ok(committed(reply, parts))
+        Ok(committed(reply, commit.parts))
     }
 }
 
 /// What the commit script's `reply` says (see `scripts::COMMIT`), `parts`
 /// being the members it counted.
-fn committed(reply: Vec<String>, parts: &[ChordPart]) -> Committed {
+fn committed(reply: Vec<Vec<u8>>, parts: &[ChordPart]) -> Committed {
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
     let mut reply = reply.into_iter();
     match reply.next().as_deref() {
-        Some("1") => return Committed::Done,
-        Some("2") => {}
+        Some(b"1") => {
+            let fetched = match (reply.next(), reply.next(), reply.next()) {
+                (Some(key), Some(raw), Some(moved)) => {
+                    Some((text(key), raw, text(moved).parse().unwrap_or(0)))
+                }
+                _ => None,
+            };
+            return Committed::Done(fetched);
+        }
+        Some(b"2") => {}
         _ => return Committed::Lost,
     }
     let mut complete = Vec::new();
     while let Some(place) = reply.next() {
-        let count: usize = reply.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let count: usize = reply.next().and_then(|n| text(n).parse().ok()).unwrap_or(0);
         let results = reply
             .by_ref()
             .take(count)
-            .map(|entry| member_result(&entry));
-        let results = results.collect();
-        let Some(part) = place
+            .map(|entry| member_result(&text(entry)))
+            .collect();
+        let Some(part) = text(place)
             .parse::<usize>()
             .ok()
             .and_then(|place| place.checked_sub(1))

@@ -57,7 +57,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::executor::PluginSet;
-use crate::runtime::{Limits, PluginError, Runtime};
+use crate::runtime::{CancelToken, Limits, PluginError, Runtime};
 use crate::spec::PluginRef;
 pub use broker::{DEAD_LETTER, DELAYED};
 use claim::Taken;
@@ -114,7 +114,7 @@ pub struct WorkerConfig {
     /// Tasks run at once.
     pub concurrency: usize,
     /// Messages held claimed per slot, a task's own included (Celery's
-    /// `worker_prefetch_multiplier`; 1 unless told).
+    /// `worker_prefetch_multiplier`; the CLI's default is Celery's, 4).
     pub prefetch_multiplier: usize,
     /// How long a claim may go unrenewed before any consumer's sweep puts
     /// it back (kombu's `visibility_timeout`).
@@ -233,6 +233,7 @@ impl Worker {
         let broker = broker::Broker::connect(&config.broker).await?;
         let plugins = PluginSet::load(&runtime, &config.plugins).await?;
         broker.declare(&config.queues).await?;
+        broker.load_scripts().await?;
         let routing = Routing {
             queues: config.queues.clone(),
             served: config.plugins.keys().cloned().collect(),
@@ -267,7 +268,7 @@ impl Worker {
                 pool: pool::Pool::new(concurrency, prefetch_multiplier),
                 rates: rate::RateLimits::default(),
                 consumers,
-                stopping: std::sync::atomic::AtomicBool::new(false),
+                stopping: CancelToken::new(),
             }),
             metrics_listener,
             counters,
@@ -286,7 +287,7 @@ impl Worker {
                 () = shutdown.control.shutdown_requested() => {}
             }
             // From now on a task's end claims nothing it sends on.
-            shutdown.stopping.store(true, Ordering::Relaxed);
+            shutdown.stopping.cancel();
         };
         let slots = shared.pool.held();
         let housekeeping = tokio::spawn(housekeeping(
@@ -362,7 +363,7 @@ impl Worker {
             }
         };
         tracing::info!("stopping: claiming nothing more, finishing what runs");
-        shared.stopping.store(true, Ordering::Relaxed);
+        shared.stopping.cancel();
         // Every slot back means every task has committed.
         let _all = slots.acquire_many(shared.pool.prefetch() as u32).await;
         housekeeping.abort();
@@ -385,50 +386,59 @@ impl Worker {
     }
 }
 
-/// Runs a claimed message in the slot `permit` holds; sets aside one that
-/// cannot be run, and gives the slot back for the next claim.
+/// Runs a claimed message in the slot `permit` holds, and what its commit
+/// claims for the slot next; sets aside one that cannot be run, and gives
+/// the slot back for the next claim.
 fn take(
     shared: &Arc<task::Shared>,
     taken: Taken,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    match taken {
-        Taken::Message(claimed) => {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                // A task's end may claim the next step of its chain for
-                // this slot.
-                let mut next = Some(claimed);
-                while let Some(claimed) = next {
-                    let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
-                    next = task::handle(&shared, claimed).await;
-                    if large {
-                        crate::memory::release();
-                    }
-                }
-                drop(permit);
-            });
-            None
+    let Taken::Message(claimed) = taken else {
+        set_aside(shared, taken);
+        return Some(permit);
+    };
+    let shared = shared.clone();
+    let turn = shared.pool.line_up();
+    tokio::spawn(async move {
+        let mut next = Some((Taken::Message(claimed), turn));
+        while let Some((taken, turn)) = next.take() {
+            let Taken::Message(claimed) = taken else {
+                set_aside(&shared, taken);
+                break;
+            };
+            let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
+            next = task::handle(&shared, claimed, turn)
+                .await
+                .map(|taken| (taken, shared.pool.line_up()));
+            if large {
+                crate::memory::release();
+            }
         }
+        drop(permit);
+    });
+    None
+}
+
+/// Counts and logs a message that a claim moved to the dead-letter list.
+fn set_aside(shared: &task::Shared, taken: Taken) {
+    match taken {
         Taken::TooLarge { key, bytes } => {
             let cap = shared.config.max_message_bytes;
-            set_aside(
+            dead_lettered(
                 shared,
                 &key,
                 &format!("of {bytes} bytes, over the size cap of {cap},"),
             );
-            Some(permit)
         }
-        Taken::Unreadable { key } => {
-            set_aside(shared, &key, "that is not UTF-8");
-            Some(permit)
-        }
+        Taken::Unreadable { key } => dead_lettered(shared, &key, "that is not UTF-8"),
+        Taken::Message(_) => {}
     }
 }
 
 /// Counts and logs a message from `list` that the claim moved to the
 /// dead-letter list, `why` being what made it.
-fn set_aside(shared: &task::Shared, list: &str, why: &str) {
+fn dead_lettered(shared: &task::Shared, list: &str, why: &str) {
     shared
         .counters
         .dead_lettered

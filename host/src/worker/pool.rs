@@ -7,10 +7,13 @@
 //! reserved` lists it, its lease renewed), so that one task's claim and
 //! commit, which are round trips to Redis, overlap another's run.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// The most slots a worker may have.
 pub const MAX_SLOTS: usize = 1024;
@@ -44,10 +47,21 @@ impl Pool {
         self.held.clone()
     }
 
-    /// One permit a task running: taken when its attempt starts, given
-    /// back before its commit.
-    pub(super) fn running(&self) -> Arc<Semaphore> {
-        self.running.clone()
+    /// A place in the line for a slot to run in, taken as a message is
+    /// claimed: messages claimed ahead run in the order they were claimed
+    /// (Celery's worker runs its reserved messages in the order received).
+    pub(super) fn line_up(&self) -> Turn {
+        let mut waiting: Waiting = Box::pin(self.running.clone().acquire_owned());
+        // The semaphore lines its waiters up in the order they first ask;
+        // asking here, not when the task that runs the message first runs,
+        // keeps that order the claims'.
+        match waiting
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(permit)) => Turn::Now(permit),
+            Poll::Ready(Err(_)) | Poll::Pending => Turn::Waiting(waiting),
+        }
     }
 
     /// How many slots there are now.
@@ -88,5 +102,25 @@ impl Pool {
             });
         }
         removed
+    }
+}
+
+type Waiting = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// A message's place in the line for a slot to run in ([`Pool::line_up`]).
+pub(super) enum Turn {
+    /// A slot is free.
+    Now(OwnedSemaphorePermit),
+    /// Waiting in line.
+    Waiting(Waiting),
+}
+
+impl Turn {
+    /// Waits for the turn; none if the pool is gone.
+    pub(super) async fn taken(self) -> Option<OwnedSemaphorePermit> {
+        match self {
+            Turn::Now(permit) => Some(permit),
+            Turn::Waiting(waiting) => waiting.await.ok(),
+        }
     }
 }

@@ -6,52 +6,77 @@
 //! Every timestamp comes from Redis's `TIME`, so workers on machines with
 //! different clocks agree on leases and due times.
 
-/// Takes the first message of the first non-empty list in `KEYS` (the
-/// priority lists in kombu's order) and, in the same step, records it in
-/// `unacked`/`unacked_index` under a fresh delivery tag: the claim's own,
-/// the fence of its commit. (The message keeps the tag it was sent with;
-/// a restore goes by the key in `unacked`, as kombu's does.) A message
-/// longer than the size cap is not claimed but moved to the dead-letter
-/// list whole, so that it never reaches the worker's memory.
+/// The Lua of a claim, which [`CLAIM`] and [`COMMIT`] (a commit takes the
+/// slot's next message) share: `lease(tag)` starts a claim's lease (its
+/// `unacked_index` score becomes now); `claim_first(lists, queues, tag, cap,
+/// dead)` takes the first message of the first non-empty list of `lists`
+/// (the priority lists in kombu's order, each of the queue of the same
+/// place in `queues`) and records it in `unacked`/`unacked_index` under
+/// `tag`: the claim's own, the fence of its commit. (The message keeps the
+/// tag it was sent with; a restore goes by the key in `unacked`, as
+/// kombu's does.) A message longer than `cap` bytes is not claimed but
+/// moved to `dead` whole, so that it never reaches the worker's memory.
+/// Returns `{key, message, 0}`, `{key, '', size}` for a message moved for
+/// its size, or false.
 ///
-/// Redis's Lua hashes every byte of every string it makes, so the script
+/// Redis's Lua hashes every byte of every string it makes, so a claim
 /// makes one string of the message's size, the `unacked` entry, and finds
 /// what it needs by plain searches, never by decoding the message.
+macro_rules! claim_lua {
+    () => {
+        r#"
+local function lease(claim)
+    local now = redis.call('TIME')
+    redis.call('ZADD', 'unacked_index',
+        string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000), claim)
+end
+local function claim_first(lists, queues, tag, cap, dead)
+    for index = 1, #lists do
+        local key = lists[index]
+        local raw = redis.call('RPOP', key)
+        if raw and #raw > cap then
+            redis.call('LPUSH', dead, raw)
+            return {key, '', #raw}
+        end
+        if raw then
+            -- A plain search skips the body (base64, no quotes) at memchr's
+            -- speed; the rest is small. A key inside a JSON string has its
+            -- quotes escaped, so only the envelope's own keys match.
+            local queue, exchange = queues[index], ''
+            local properties = string.find(raw, '"properties"', 1, true) or 1
+            local info = string.find(raw, '"delivery_info"%s*:%s*{', properties) or properties
+            local _, _, found = string.find(raw, '"exchange"%s*:%s*"([^"\\]*)"', info)
+            if found then exchange = found end
+            _, _, found = string.find(raw, '"routing_key"%s*:%s*"([^"\\]*)"', info)
+            if found then queue = found end
+            lease(tag)
+            redis.call('HSET', 'unacked', tag,
+                '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', ' .. cjson.encode(queue) .. ']')
+            return {key, raw, 0}
+        end
+    end
+    return false
+end
+"#
+    };
+}
+
+/// Claims a message (see `claim_lua!`'s `claim_first`).
 ///
 /// KEYS: the lists, then the dead-letter list. ARGV: the new tag, the size
 /// cap in bytes, then each list's queue name. Returns `{key, message, 0}`,
 /// `{key, '', size}` for a message moved for its size, or nil.
-pub const CLAIM: &str = r#"
-local tag, cap = ARGV[1], tonumber(ARGV[2])
-local dead = KEYS[#KEYS]
+pub const CLAIM: &str = concat!(
+    claim_lua!(),
+    r#"
+local lists, queues = {}, {}
 for index = 1, #KEYS - 1 do
-    local key = KEYS[index]
-    local raw = redis.call('RPOP', key)
-    if raw and #raw > cap then
-        redis.call('LPUSH', dead, raw)
-        return {key, '', #raw}
-    end
-    if raw then
-        -- A plain search skips the body (base64, no quotes) at memchr's
-        -- speed; the rest is small. A key inside a JSON string has its
-        -- quotes escaped, so only the envelope's own keys match.
-        local queue, exchange = ARGV[index + 2], ''
-        local properties = string.find(raw, '"properties"', 1, true) or 1
-        local info = string.find(raw, '"delivery_info"%s*:%s*{', properties) or properties
-        local _, _, found = string.find(raw, '"exchange"%s*:%s*"([^"\\]*)"', info)
-        if found then exchange = found end
-        _, _, found = string.find(raw, '"routing_key"%s*:%s*"([^"\\]*)"', info)
-        if found then queue = found end
-        local now = redis.call('TIME')
-        local score = string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000)
-        redis.call('ZADD', 'unacked_index', score, tag)
-        redis.call('HSET', 'unacked', tag,
-            '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', ' .. cjson.encode(queue) .. ']')
-        return {key, raw, 0}
-    end
+    lists[index] = KEYS[index]
+    queues[index] = ARGV[index + 2]
 end
-return false
-"#;
+return claim_first(lists, queues, ARGV[1], tonumber(ARGV[2]), KEYS[#KEYS])
+"#
+);
 
 /// A claim by plain commands, kept out of Lua (whose strings hash every
 /// byte): the message is moved by a plain `LMOVE` (in a `MULTI` after
@@ -134,6 +159,21 @@ redis.call('HDEL', 'unacked', ARGV[1])
 return 1
 "#;
 
+/// Gives a claimed message that never ran back to the list it came from,
+/// where consumers take next, and drops its claim — unless the claim is
+/// gone already (a sweep restored it). What a stopping worker does with
+/// the messages it claimed ahead, as kombu gives back a consumer's
+/// unacknowledged messages when its channel closes.
+///
+/// KEYS: the list. ARGV: the claim's tag, the message. Returns 1 when
+/// given back, else 0.
+pub const GIVE_BACK: &str = r#"
+if redis.call('HDEL', 'unacked', ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', 'unacked_index', ARGV[1])
+redis.call('RPUSH', KEYS[1], ARGV[2])
+return 1
+"#;
+
 /// Renews a claim's lease: its `unacked_index` score becomes now, so no
 /// sweep takes a message whose worker is alive. Returns 0 when the claim
 /// is gone (a sweep restored it: the lease is lost).
@@ -156,7 +196,8 @@ return 1
 ///
 /// A message the committing worker runs next (the next step of its chain)
 /// is not pushed but claimed for it in the commit: its `unacked` entry
-/// written and its lease started, as a claim does.
+/// written and its lease started, as a claim does. Otherwise the commit
+/// may claim the slot's next message from the queues, as [`CLAIM`] does.
 ///
 /// A large message (see `broker::STAGE_FROM_BYTES`) is pushed onto its
 /// queue by a plain `LPUSH` (or its `unacked` entry written by a plain
@@ -171,7 +212,10 @@ return 1
 /// claim's tag ('' for none), the result expiry in seconds (0: none), how
 /// long a chord's body claim lasts (s), the number of large pushes *n*,
 /// then each one's index from the left of its list when the script runs;
-/// the number of large claims, then each one's tag;
+/// the number of large claims, then each one's tag; the number of lists to
+/// take the slot's next message from (0: none), and if any, the next
+/// claim's tag, the size cap, the dead-letter list and each list with its
+/// queue name;
 /// the number of chord members to count, then each one's group key
 /// (`celery-taskset-meta-<group>`, to which the chord's keys add a suffix), task
 /// id, encoded `[1, id, state, result]`, index and claim token (`id:index`,
@@ -188,12 +232,16 @@ return 1
 /// while that chord's body claim is held by `token` (or retaken, when it
 /// lapsed and the chord is not done, as Celery 5.7's extend script does).
 ///
-/// Returns `{'1'}` when committed; `{'0'}` when the claim is lost (nothing
+/// Returns `{'1'}` when committed, `{'1', key, message, size}` when the
+/// next message was claimed too (as `claim_first` returns it); `{'0'}`
+/// when the claim is lost (nothing
 /// is done, the large pushes taken back); `{'2', k, count, entries…}…` when
 /// counting completed chords whose body this claim now holds (`k`: the
 /// member's place among those counted; `entries`: the chord's `.j`, in
 /// order), nothing else done.
-pub const COMMIT: &str = r#"
+pub const COMMIT: &str = concat!(
+    claim_lua!(),
+    r#"
 local tag, expires, claim_for = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local pushed = tonumber(ARGV[4])
 local held = tonumber(ARGV[5 + pushed])
@@ -210,16 +258,23 @@ local function take_back()
     forget_withdrawn()
     for k = 1, held do redis.call('HDEL', 'unacked', ARGV[5 + pushed + k]) end
 end
-local function lease(claim)
-    local now = redis.call('TIME')
-    redis.call('ZADD', 'unacked_index',
-        string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000), claim)
-end
 if tag ~= '' and redis.call('HEXISTS', 'unacked', tag) == 0 then
     take_back()
     return {'0'}
 end
 local i = 6 + pushed + held
+local fetching = tonumber(ARGV[i])
+local fetch_tag, fetch_cap, fetch_dead = ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+local fetch_lists, fetch_queues = {}, {}
+if fetching > 0 then
+    for k = 1, fetching do
+        fetch_lists[k] = ARGV[i + 2 + 2 * k]
+        fetch_queues[k] = ARGV[i + 3 + 2 * k]
+    end
+    i = i + 4 + 2 * fetching
+else
+    i = i + 1
+end
 local counts = tonumber(ARGV[i])
 i = i + 1
 local complete = {'2'}
@@ -330,8 +385,13 @@ if tag ~= '' then
     redis.call('ZREM', 'unacked_index', tag)
     redis.call('HDEL', 'unacked', tag)
 end
+if fetching > 0 then
+    local got = claim_first(fetch_lists, fetch_queues, fetch_tag, fetch_cap, fetch_dead)
+    if got then return {'1', got[1], got[2], tostring(got[3])} end
+end
 return {'1'}
-"#;
+"#
+);
 
 /// Moves due delayed messages (retries, countdowns, ETAs) from the
 /// delayed set to their lists. A member is `list key` `\n` `message`.

@@ -11,6 +11,7 @@ use wfhost_canvas::celery::CelerySignature;
 
 use super::broker::Broker;
 use super::canvas::{Sender, celery_signature};
+use super::commit::Commit;
 use super::meta::{Exception, task_key};
 use super::outgoing::new_uuid;
 use super::{Routing, WorkerError};
@@ -112,7 +113,14 @@ impl FleetClient {
             .send(&sig)
             .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
         // Sending counts no chord member: nothing to go round for.
-        self.broker.commit(None, 0, &[], &follow.ops).await?;
+        let commit = Commit {
+            tag: None,
+            expires: 0,
+            parts: &[],
+            ops: &follow.ops,
+            fetch: None,
+        };
+        self.broker.commit(&commit).await?;
         Ok(id)
     }
 

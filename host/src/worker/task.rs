@@ -12,11 +12,12 @@ use tracing::Instrument;
 
 use super::broker::Broker;
 use super::canvas::{ChordPart, FollowUp, Op, Sender};
-use super::claim::Claimed;
-use super::commit::Committed;
+use super::claim::{Claimed, Taken};
+use super::commit::{Commit, Committed, Fetch};
 use super::message::TaskMessage;
 use super::meta::{Exception, State, task_key};
 use super::outcome::{Own, ending_in_failure, ending_in_success, outcome};
+use super::pool::Turn;
 use super::{ACCUMULATE, Counters, Routing, WorkerConfig};
 use crate::executor::PluginSet;
 use crate::records::now_ms;
@@ -43,9 +44,9 @@ pub(super) struct Shared {
     pub rates: super::rate::RateLimits,
     /// The queues consumed now.
     pub consumers: super::consumers::Consumers,
-    /// Set when the worker stops claiming: a task's end then claims
-    /// nothing it sends on.
-    pub stopping: std::sync::atomic::AtomicBool,
+    /// Cancelled when the worker stops claiming: a task's end then claims
+    /// nothing, and messages claimed ahead are given back.
+    pub stopping: CancelToken,
 }
 
 impl Shared {
@@ -62,9 +63,9 @@ impl Shared {
     }
 }
 
-/// Handles one claimed message to its commit; the message its commit
-/// claimed for this worker to run next, if any (see [`commit`]).
-pub(super) async fn handle(shared: &Shared, claimed: Claimed) -> Option<Claimed> {
+/// Handles one claimed message to its commit; what its commit claimed for
+/// the slot next, if anything (see [`commit`]).
+pub(super) async fn handle(shared: &Shared, claimed: Claimed, turn: Turn) -> Option<Taken> {
     let message = match TaskMessage::parse(&claimed.text) {
         Ok(message) => message,
         Err(err) => {
@@ -81,16 +82,18 @@ pub(super) async fn handle(shared: &Shared, claimed: Claimed) -> Option<Claimed>
         }
     };
     let span = tracing::info_span!("task", name = %message.task.escape_debug(), id = %message.id.escape_debug());
-    decide(shared, &claimed, &message).instrument(span).await
+    decide(shared, &claimed, &message, turn)
+        .instrument(span)
+        .await
 }
 
-async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> Option<Claimed> {
-    let Some(slot) = slot(shared, claimed, message).await else {
-        tracing::warn!(
-            "the lease was lost while the message waited for a slot: another worker runs it"
-        );
-        return None;
-    };
+async fn decide(
+    shared: &Shared,
+    claimed: &Claimed,
+    message: &TaskMessage,
+    turn: Turn,
+) -> Option<Taken> {
+    let slot = slot(shared, claimed, message, turn).await?;
     let now = now_ms();
     let revoked = if message.expires_ms.is_some_and(|expires| expires <= now) {
         Some("expired")
@@ -160,16 +163,18 @@ async fn decide(shared: &Shared, claimed: &Claimed, message: &TaskMessage) -> Op
 /// Waits for a slot to run `message` in, as a message claimed ahead
 /// (Celery's reserved: `inspect reserved` lists it) whose lease is renewed
 /// meanwhile; none when the lease was lost while it waited (another
-/// worker runs the message).
+/// worker runs the message), or when the worker stops (the message is
+/// given back to its queue, unrun).
 async fn slot(
     shared: &Shared,
     claimed: &Claimed,
     message: &TaskMessage,
+    turn: Turn,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let running = shared.pool.running();
-    if let Ok(slot) = running.clone().try_acquire_owned() {
-        return Some(slot);
-    }
+    let turn = match turn {
+        Turn::Now(slot) => return Some(slot),
+        waiting => waiting.taken(),
+    };
     let _reserved = shared.control.reserved(message, &shared.config.name);
     let lost = CancelToken::new();
     let renewing = renew_lease(
@@ -179,8 +184,20 @@ async fn slot(
         &lost,
     );
     tokio::select! {
-        slot = running.acquire_owned() => slot.ok(),
-        () = renewing => None,
+        slot = turn => slot,
+        () = renewing => {
+            tracing::warn!(
+                "the lease was lost while the message waited for a slot: another worker runs it"
+            );
+            None
+        }
+        () = shared.stopping.cancelled() => {
+            match shared.broker.give_back(&claimed.key, &claimed.tag, &claimed.text).await {
+                Ok(_) => tracing::info!("stopping: given back unrun"),
+                Err(err) => tracing::warn!(error = %err, "stopping: cannot give the message back; it comes back after the visibility timeout"),
+            }
+            None
+        }
     }
 }
 
@@ -414,13 +431,15 @@ async fn renew_lease(broker: &Broker, tag: &str, visibility: Duration, cancel: &
 /// consumes (the next step of a chain) is claimed for this worker in the
 /// same commit rather than pushed, and returned to run next in the same
 /// slot: it does not travel to Redis and back, nor wait behind the queue.
+/// Otherwise the commit claims the next message of the queues for the
+/// slot, as the claim loop would: one round trip for the two.
 async fn commit(
     shared: &Shared,
     tag: &str,
     (task_id, outcome): (&str, &str),
     follow: FollowUp,
     own: Option<Own>,
-) -> Option<Claimed> {
+) -> Option<Taken> {
     let outcome = own.as_ref().map_or(outcome, |own| own.state.as_str());
     let mut ops: Vec<Op> = Vec::with_capacity(follow.ops.len() + 5);
     if let Some(key) = &shared.config.audit_list {
@@ -436,23 +455,52 @@ async fn commit(
     ops.extend(meta);
     ops.extend(follow.ops);
     let mut next = claim_next(shared, &mut ops);
+    // Otherwise the commit claims the slot's next message from the queues
+    // (unless the worker stops, or a large one is expected: that is
+    // claimed without Lua, by the claim loop).
+    let consumed = shared.consumers.now();
+    let fetch_tag = super::outgoing::new_uuid();
+    let fetch = (next.is_none() && !shared.stopping.is_cancelled())
+        .then_some(consumed.keys.as_slice())
+        .filter(|keys| {
+            keys.first()
+                .is_some_and(|(first, _)| !shared.broker.large_expected(first))
+        })
+        .map(|keys| Fetch {
+            keys,
+            tag: &fetch_tag,
+            max_bytes: shared.config.max_message_bytes,
+        });
     // Counting the members may complete chords: then their bodies join
     // the commit, guarded by their claims, and are committed in another
     // round (a body may be a member of an outer chord, to count in turn).
     let mut parts: Vec<ChordPart> = follow.parts;
     loop {
-        let chords = match shared
-            .broker
-            .commit(Some(tag), shared.expires(), &parts, &ops)
-            .await
-        {
+        let commit = Commit {
+            tag: Some(tag),
+            expires: shared.expires(),
+            parts: &parts,
+            ops: &ops,
+            fetch,
+        };
+        let chords = match shared.broker.commit(&commit).await {
             Ok(Committed::Complete(chords)) => chords,
-            Ok(Committed::Done) => {
+            Ok(Committed::Done(fetched)) => {
                 shared.counters.committed.fetch_add(1, Ordering::Relaxed);
                 if let Some(event) = event.flatten() {
                     shared.events.task_ended(event);
                 }
-                return next.take();
+                if let Some(claimed) = next.take() {
+                    return Some(Taken::Message(claimed));
+                }
+                let fetched = fetched?;
+                return match shared.broker.taken(fetched, fetch_tag.clone()).await {
+                    Ok(taken) => Some(taken),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "setting a message aside failed; it comes back after the visibility timeout");
+                        None
+                    }
+                };
             }
             Ok(Committed::Lost) => {
                 shared.counters.lost.fetch_add(1, Ordering::Relaxed);
@@ -492,7 +540,7 @@ async fn commit(
 /// claim of it by this worker (unless the worker is stopping), and returns
 /// the claim as it will stand once committed.
 fn claim_next(shared: &Shared, ops: &mut [Op]) -> Option<Claimed> {
-    if shared.stopping.load(Ordering::Relaxed) {
+    if shared.stopping.is_cancelled() {
         return None;
     }
     let consumed = shared.consumers.now();
