@@ -10,6 +10,11 @@
 //! never asserted: this machine is shared and noisy. Each figure is the
 //! median of its rounds.
 //!
+//! The last row is the one-step latency again with a producer that is not
+//! the bottleneck: wfhost's own (`FleetClient`, Celery's message written by
+//! one script) sends `tasks.add(1, 2)` and waits for its result's
+//! `PUBLISH` on a subscription opened beforehand, 50 times a round.
+//!
 //! `WFHOST_BASELINE=DIR` adds a column for one worker of another build in
 //! the same run: `DIR/wfhost` serving `DIR/math.wasm` (a release build of
 //! an earlier commit and its plugin, which may speak another WIT) — how a
@@ -26,12 +31,66 @@ use std::time::Duration;
 use common::redis::RedisServer;
 
 const ROUNDS: usize = 3;
-const SCENARIOS: [(&str, &str); 4] = [
+const SCENARIOS: [(&str, &str); 5] = [
     ("chain", "chain of 1,000 add"),
     ("chains", "100 chains × 10 add"),
     ("chord", "chord of 1,000 add → xsum"),
     ("latency", "one step, submit to result"),
+    ("latency_rust", "one step, Rust producer"),
 ];
+
+/// One-step latencies a round, with the Rust producer.
+const LATENCY_SAMPLES: usize = 50;
+
+/// The one-step latency with wfhost's own producer: the median over the
+/// rounds, and the median time of the send alone.
+fn rust_latency(broker: &str) -> Result<(Duration, Duration), String> {
+    use futures::StreamExt;
+    use wfhost::worker::FleetClient;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| err.to_string())?;
+    runtime.block_on(async {
+        let client = FleetClient::connect(broker)
+            .await
+            .map_err(|err| err.to_string())?;
+        let redis = redis::Client::open(broker).map_err(|err| err.to_string())?;
+        let mut pubsub = redis
+            .get_async_pubsub()
+            .await
+            .map_err(|err| err.to_string())?;
+        // Results are published on their key, whichever database holds them.
+        pubsub
+            .psubscribe("celery-task-meta-*")
+            .await
+            .map_err(|err| err.to_string())?;
+        let mut published = pubsub.on_message();
+        let add = serde_json::json!({"task": "tasks.add", "args": [1, 2]});
+        let (mut latencies, mut sends) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS * LATENCY_SAMPLES {
+            let started = std::time::Instant::now();
+            let id = client
+                .submit(&add, "celery")
+                .await
+                .map_err(|err| err.to_string())?;
+            sends.push(started.elapsed());
+            let channel = format!("celery-task-meta-{id}");
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(30), published.next())
+                    .await
+                    .map_err(|_| format!("no result for {id}"))?
+                    .ok_or("the subscription ended")?;
+                let payload: String = message.get_payload().unwrap_or_default();
+                if message.get_channel_name() == channel && payload.contains("SUCCESS") {
+                    break;
+                }
+            }
+            latencies.push(started.elapsed());
+        }
+        Ok((support::median(latencies), support::median(sends)))
+    })
+}
 
 fn peer_dir() -> std::path::PathBuf {
     common::repo_root().join("../shared/peers/celery")
@@ -65,7 +124,10 @@ fn stop(children: &mut Vec<Child>) {
 fn all_scenarios(broker: &str, backend: &str) -> Vec<Result<(Duration, Duration), String>> {
     SCENARIOS
         .iter()
-        .map(|(name, _)| scenario(broker, backend, name))
+        .map(|(name, _)| match *name {
+            "latency_rust" => rust_latency(broker),
+            name => scenario(broker, backend, name),
+        })
         .collect()
 }
 
@@ -204,6 +266,10 @@ fn main() {
         print!("{label:<28}");
         for (_, figures) in &columns {
             match &figures[row] {
+                // Sub-millisecond latencies need their hundredths.
+                Ok((total, _)) if *total < Duration::from_millis(10) => {
+                    print!("{:>21.2} ms", total.as_secs_f64() * 1000.0)
+                }
                 Ok((total, _)) => print!("{:>21.1} ms", total.as_secs_f64() * 1000.0),
                 Err(err) => print!(
                     "{:>24}",
@@ -226,7 +292,7 @@ fn main() {
         // What the client alone spends, in the Celery run: no worker's
         // figure can be below it.
         match &columns[0].1[row] {
-            Ok((_, send)) => println!("{:>19.1} ms", send.as_secs_f64() * 1000.0),
+            Ok((_, send)) => println!("{:>19.2} ms", send.as_secs_f64() * 1000.0),
             Err(_) => println!(),
         }
     }
