@@ -39,6 +39,59 @@ fn a_missing_chain_file_is_named() {
     assert_input_error(&run, &["cannot read", "No such file or directory"]);
 }
 
+/// A workflow that cannot run is named by its chain file, not by an id it
+/// never had, and a plugin file that cannot be read by where the chain file
+/// names it.
+#[test]
+fn a_refused_run_names_its_file_and_the_plugin_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("shop.json");
+    std::fs::write(
+        &chain,
+        r#"{"plugins": {"shop": "shop.wasm"}, "workflow": {"task": "shop.buy"}}"#,
+    )
+    .unwrap();
+    let run = |chain: &std::path::Path| {
+        Run::from(
+            wfhost()
+                .arg("run")
+                .arg(chain)
+                .env("WFHOST_DB", dir.path().join("state.redb"))
+                .output()
+                .unwrap(),
+        )
+    };
+    let refused = run(&chain);
+    assert_input_error(
+        &refused,
+        &[
+            "shop.json cannot run: $.plugins.shop: cannot read",
+            "shop.wasm: No such file or directory",
+        ],
+    );
+    assert!(!refused.stderr.contains("wf-"), "{}", refused.stderr);
+
+    let unknown = dir.path().join("unknown.json");
+    std::fs::write(
+        &unknown,
+        json!({
+            "plugins": {"math": plugin_dir().join("math.wasm")},
+            "workflow": {"chain": [{"task": "math.nope"}, {"task": "math.add", "args": [1, 2]}]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let refused = run(&unknown);
+    assert_input_error(
+        &refused,
+        &[
+            "unknown.json cannot run: step 0 (`math.nope`)",
+            "step 1 (`math.add`)",
+        ],
+    );
+    assert!(!refused.stderr.contains("wf-"), "{}", refused.stderr);
+}
+
 #[test]
 fn malformed_json_names_line_and_column() {
     let chain = chain_text("{\n  \"plugins\": {},\n  \"workflow\": [,]\n}\n");
@@ -65,7 +118,7 @@ fn a_missing_plugin_file_is_named() {
         json!({"plugins": {"math": "nowhere/math.wasm"}, "workflow": []}),
         &[],
     );
-    assert_input_error(&run, &["plugin `math`", "nowhere/math.wasm"]);
+    assert_input_error(&run, &["$.plugins.math: cannot read", "nowhere/math.wasm"]);
 }
 
 #[test]

@@ -441,3 +441,30 @@ fn the_host_logs_what_it_does_when_asked() {
         wrong.stderr
     );
 }
+
+/// Every subcommand's help states each default once: a default written in
+/// a flag's text beside the one clap prints was shown twice.
+#[test]
+fn every_help_states_each_default_once() {
+    let help = Run::from(wfhost().arg("--help").output().unwrap());
+    let commands: Vec<String> = help
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .filter(|command| command != "help")
+        .collect();
+    assert!(commands.len() > 10, "{}", help.stdout);
+    for command in commands {
+        let shown = Run::from(wfhost().args([&command, "--help"]).output().unwrap());
+        assert_eq!(shown.code, 0, "{command}: {}", shown.stderr);
+        for line in shown.stdout.lines() {
+            assert!(
+                line.matches("[default:").count() <= 1,
+                "`wfhost {command} --help` says a default twice: {line}"
+            );
+        }
+    }
+}

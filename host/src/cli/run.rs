@@ -1,11 +1,12 @@
 //! `wfhost run CHAIN.json`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use wfhost::executor::Continuation;
-use wfhost::spec::{self, WorkflowSpec};
-use wfhost::{Begun, Intent, RunIdentity, new_workflow_id};
+use wfhost::executor::{Continuation, ValidationError};
+use wfhost::runtime::PluginError;
+use wfhost::spec::{self, JsonPath, WorkflowSpec};
+use wfhost::{Begun, HostError, Intent, RunIdentity, new_workflow_id};
 
 use super::Finished;
 use super::execute::{self, HostArgs, StartingRuntime};
@@ -45,7 +46,32 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
     } else {
         spec::load(&args.chain)?
     };
-    start(&args.host, runtime, spec, args.names).await
+    start(&args.host, runtime, spec, args.names)
+        .await
+        .map_err(|err| refused(err, &args.chain))
+}
+
+/// A workflow that cannot run, named by the file it came from (the id a
+/// new one was given never existed), a plugin file that cannot be read by
+/// where that file names it; any other error as it is.
+fn refused(err: anyhow::Error, chain: &Path) -> anyhow::Error {
+    let Some(HostError::Invalid { source, .. }) = err.downcast_ref::<HostError>() else {
+        return err;
+    };
+    let detail = match source {
+        ValidationError::Plugin(PluginError::Read { name, path, cause }) => format!(
+            "{}: cannot read {}: {cause}",
+            JsonPath::root().key("plugins").key(name),
+            path.display()
+        ),
+        other => other.to_string(),
+    };
+    let file = if chain.as_os_str() == "-" {
+        "the workflow on standard input".to_string()
+    } else {
+        chain.display().to_string()
+    };
+    anyhow::anyhow!("{file} cannot run: {detail}")
 }
 
 /// Runs `spec` as the workflow `names` give (else the spec's id and

@@ -33,7 +33,7 @@ struct Broker {
     /// `redis://HOST:PORT/DB`.
     #[arg(long, env = "WFHOST_BROKER", value_name = "URL")]
     broker: String,
-    /// The queues, comma-separated [default: wfhost] (Celery's `-Q`).
+    /// The queues, comma-separated (Celery's `-Q`).
     #[arg(short = 'Q', long, value_delimiter = ',', default_value = "wfhost")]
     queues: Vec<String>,
 }
