@@ -17,13 +17,13 @@
 //! The modules: `message` (Celery's message) and `chain` (the rest of a
 //! chain it carries), `outgoing` (a message to send), `meta` (Celery's
 //! results), `canvas` (what a task's end sends on), `routing` (kombu's
-//! keys), `scripts` (the atomic moves), `broker` (the connections),
-//! `claim` and `commit` (a message's claim, and its end on Redis), `task`
-//! (one message, from claim to commit) and `outcome` (what an attempt's
-//! end commits), `pool` and `consumers` (the slots and queues), `control`,
-//! `commands`, `revoke` and `rate` (Celery's remote control), `events`
-//! (Celery's events), `metrics` and `status` (what the fleet does),
-//! `submit` (wfhost as a producer).
+//! keys), `scripts` (the atomic moves), `broker` (the connections), `claim`
+//! and `commit` (a message's claim, and its end on Redis), `task` (one
+//! message, from claim to commit), `outcome` (what an attempt's end
+//! commits), `finish` (its commit, and what its slot runs next), `pool` and
+//! `consumers` (the slots and queues), `control`, `commands`, `revoke` and
+//! `rate` (Celery's remote control), `events` (Celery's events), `metrics`
+//! and `status` (what the fleet does), `submit` (wfhost as a producer).
 
 mod broker;
 mod canvas;
@@ -34,6 +34,7 @@ mod commit;
 mod consumers;
 mod control;
 mod events;
+mod finish;
 mod message;
 mod meta;
 mod metrics;
