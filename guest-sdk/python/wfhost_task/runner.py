@@ -12,6 +12,7 @@ import decimal
 import inspect
 import json
 import os
+import re
 import sys
 import traceback
 import uuid
@@ -179,6 +180,10 @@ def run(name: str, chain_id: str, step_id: str, attempt: int, tenant: str,
 
 _SDK_DIR = os.path.dirname(os.path.abspath(__file__))
 
+# componentize-py mounts each directory of modules in the component as
+# `/1/`, `/2/`, …: a frame's file is named as its author knows it.
+_MOUNTED_FILE = re.compile(r'File "/\d+/')
+
 
 def _print_traceback(err: BaseException) -> None:
     """The traceback on stderr (which the host keeps with the attempt),
@@ -186,7 +191,8 @@ def _print_traceback(err: BaseException) -> None:
     tb = err.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_SDK_DIR):
         tb = tb.tb_next
-    traceback.print_exception(type(err), err, tb or err.__traceback__, file=sys.stderr)
+    lines = traceback.format_exception(type(err), err, tb or err.__traceback__)
+    sys.stderr.write(_MOUNTED_FILE.sub('File "', "".join(lines)))
     sys.stderr.flush()
 
 
