@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{Run, plugin, repo_root, run_args, run_document, sdk_component};
+use common::{Run, plugin, repo_root, run_args, run_document, sdk_component, wfhost};
 use serde_json::{Value, json};
 
 /// The component of `tests/fixtures/python/celery_api.py`, or `None` where
@@ -449,4 +449,36 @@ fn the_sdk_installs_with_pip_and_ships_the_wit() {
         usage.status.success() && help.contains("Build a Python tasks module"),
         "{help}"
     );
+}
+
+/// A large component's first compile takes seconds: it is said on stderr
+/// (a line when stderr is not a terminal), and not again once compiled.
+#[test]
+fn a_first_compile_is_said_and_later_uses_are_silent() {
+    let Some(api) = api() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inspect = || {
+        Run::from(
+            wfhost()
+                .arg("inspect")
+                .arg(&api)
+                .env("WFHOST_CACHE_DIR", dir.path().join("cache"))
+                .output()
+                .unwrap(),
+        )
+    };
+    let first = inspect();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(
+        first
+            .stderr
+            .matches("compiling celery_api.wasm (first use)…")
+            .count(),
+        1,
+        "{}",
+        first.stderr
+    );
+    let again = inspect();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(!again.stderr.contains("compiling"), "{}", again.stderr);
 }

@@ -68,7 +68,8 @@ pub fn component_cache() -> anyhow::Result<Option<ComponentCache>> {
 /// A runtime that keeps compiled plugins in the user's component cache, so
 /// each is compiled once.
 pub fn cached_runtime() -> anyhow::Result<Runtime> {
-    let runtime = Runtime::new()?;
+    let runtime =
+        Runtime::new()?.with_compile_notice(std::sync::Arc::new(super::progress::compiling));
     Ok(match component_cache()? {
         Some(cache) => runtime.with_component_cache(cache),
         None => runtime,

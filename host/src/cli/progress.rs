@@ -1,10 +1,12 @@
 //! Progress on a terminal: a bar of steps done, the rate and the time
 //! left at that rate, the current step, and the time elapsed. Piped output
-//! gets none of it.
+//! gets none of it. And a plugin's first compile, which for a large one
+//! takes many seconds, said rather than silent.
 
 use std::fmt::Write;
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use wfhost::Observer;
@@ -73,4 +75,84 @@ impl Observer for Progress {
             delay.as_secs_f64()
         ));
     }
+}
+
+/// How long a compile goes unsaid: most plugins compile in less.
+const COMPILE_SAID_AFTER: Duration = Duration::from_millis(500);
+
+/// Says that the component `file` is being compiled, once that has taken
+/// [`COMPILE_SAID_AFTER`]: a spinner on a terminal, a line otherwise. It
+/// ends when what is returned is dropped.
+pub fn compiling(file: &str) -> Box<dyn std::any::Any> {
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let file = file.to_string();
+    let watching = done.clone();
+    let thread = std::thread::Builder::new()
+        .name("wfhost-compiling".into())
+        .spawn(move || say_compiling(&file, &watching))
+        .ok();
+    Box::new(Compiling { done, thread })
+}
+
+struct Compiling {
+    done: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Compiling {
+    fn drop(&mut self) {
+        let (done, ended) = &*self.done;
+        *done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        ended.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Waits for the compile to end; says it is under way if it lasts.
+fn say_compiling(file: &str, done: &(Mutex<bool>, Condvar)) {
+    let started = Instant::now();
+    let (lock, ended) = done;
+    let wait = |limit: Option<Duration>| {
+        let mut finished = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while !*finished {
+            match limit {
+                Some(limit) => {
+                    let left = limit.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    finished = ended
+                        .wait_timeout(finished, left)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
+                }
+                None => {
+                    finished = ended
+                        .wait(finished)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                }
+            }
+        }
+        true
+    };
+    if wait(Some(COMPILE_SAID_AFTER)) {
+        return;
+    }
+    let line = format!("compiling {} (first use)…", file.escape_debug());
+    if !std::io::stderr().is_terminal() {
+        eprintln!("{line}");
+        return;
+    }
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(line);
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    wait(None);
+    spinner.finish_and_clear();
+    eprintln!(
+        "compiled {} in {:.1} s; later runs use the compiled form",
+        file.escape_debug(),
+        started.elapsed().as_secs_f64()
+    );
 }

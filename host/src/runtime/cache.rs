@@ -172,19 +172,20 @@ impl ComponentCache {
     }
 
     /// The compiled component for `bytes` (whose sha256 is given): from the
-    /// cache when a sound entry exists, else compiled and stored. A cache
-    /// whose secret cannot be had (see the module's doc) is passed by.
+    /// cache when a sound entry exists, else made by `compile` and stored.
+    /// A cache whose secret cannot be had (see the module's doc) is passed
+    /// by.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
-        bytes: &[u8],
         component_sha256: &str,
+        compile: impl FnOnce() -> wasmtime::Result<Component>,
     ) -> wasmtime::Result<Component> {
         let secret = match secret(&self.dir) {
             Ok(secret) => secret,
             Err(err) => {
                 warn_unused(&self.dir, &err);
-                return Component::new(engine, bytes);
+                return compile();
             }
         };
         let path = self.entry_path(engine, component_sha256);
@@ -205,7 +206,7 @@ impl ComponentCache {
             }
             return Ok(component);
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile()?;
         if let Ok(serialized) = component.serialize() {
             // A cache that cannot be written only costs a recompile next
             // time, and one that cannot be pruned only holds more.

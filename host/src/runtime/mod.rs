@@ -37,6 +37,11 @@ use crate::runtime::sandbox::StepState;
 /// Receives guest log lines as they are written, e.g. to show them live.
 pub type LogSink = Arc<dyn Fn(&Invocation, &LogRecord) + Send + Sync>;
 
+/// What is told of a component being compiled (see
+/// [`Runtime::with_compile_notice`]): called with its file name, it returns
+/// what is dropped when the compile ends.
+pub type CompileNotice = Arc<dyn Fn(&str) -> Box<dyn std::any::Any> + Send + Sync>;
+
 /// The engine, the linker of everything a plugin may import, and the clock
 /// that enforces wall-clock limits. Cloning is cheap: clones share all of it,
 /// so attempts can run on tasks of their own.
@@ -46,6 +51,7 @@ pub struct Runtime {
     linker: Arc<Linker<StepState>>,
     log_sink: Option<LogSink>,
     cache: Option<ComponentCache>,
+    compile_notice: Option<CompileNotice>,
     loaded: Arc<loaded::Loaded>,
     known_files: Arc<loaded::KnownFiles>,
     allocation: Allocation,
@@ -76,6 +82,7 @@ impl Runtime {
             linker: Arc::new(linker),
             log_sink: None,
             cache: None,
+            compile_notice: None,
             loaded: Arc::default(),
             known_files: Arc::default(),
             allocation,
@@ -113,6 +120,15 @@ impl Runtime {
         self
     }
 
+    /// Tells `notice` of every component compiled rather than found
+    /// compiled (its first use: a large one may take many seconds), with the
+    /// component's file name; what `notice` returns is dropped when the
+    /// compile ends.
+    pub fn with_compile_notice(mut self, notice: CompileNotice) -> Self {
+        self.compile_notice = Some(notice);
+        self
+    }
+
     /// Keeps compiled components in `cache`, so each is compiled once.
     pub fn with_component_cache(mut self, cache: ComponentCache) -> Self {
         self.cache = Some(cache);
@@ -125,10 +141,15 @@ impl Runtime {
         &self,
         bytes: &[u8],
         sha256: &str,
+        file_name: &str,
     ) -> wasmtime::Result<wasmtime::component::Component> {
+        let compile = || {
+            let _told = self.compile_notice.as_ref().map(|notice| notice(file_name));
+            wasmtime::component::Component::new(&self.engine, bytes)
+        };
         self.loaded.get_or_make(sha256, || match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes, sha256),
-            None => wasmtime::component::Component::new(&self.engine, bytes),
+            Some(cache) => cache.load_or_compile(&self.engine, sha256, compile),
+            None => compile(),
         })
     }
 

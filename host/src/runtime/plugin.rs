@@ -339,8 +339,12 @@ pub(super) async fn load(
     }
     let sha256 = crate::sha256::hex_of(&bytes);
     check_sha256(&sha256)?;
+    let file_name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
     let component = runtime
-        .compile(&bytes, &sha256)
+        .compile(&bytes, &sha256, &file_name)
         .map_err(|err| PluginError::NotAComponent {
             name: name_owned(),
             path: path_owned(),
