@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo bench -p wfhost --bench fleet`. Figures are printed,
 //! never asserted: this machine is shared and noisy. Each figure is the
-//! median of its rounds.
+//! median of its rounds; each round runs every column once, in turn.
 //!
 //! The last row is the one-step latency again with a producer that is not
 //! the bottleneck: wfhost's own (`FleetClient`, Celery's message written by
@@ -39,12 +39,16 @@ const SCENARIOS: [(&str, &str); 5] = [
     ("latency_rust", "one step, Rust producer"),
 ];
 
+/// One figure: a scenario's time and the client's sending time, or why
+/// it failed.
+type Cell = Result<(Duration, Duration), String>;
+
 /// One-step latencies a round, with the Rust producer.
 const LATENCY_SAMPLES: usize = 50;
 
-/// The one-step latency with wfhost's own producer: the median over the
-/// rounds, and the median time of the send alone.
-fn rust_latency(broker: &str) -> Result<(Duration, Duration), String> {
+/// One round of the one-step latency with wfhost's own producer: the
+/// median of its samples, and the median time of the send alone.
+fn rust_latency(broker: &str) -> Cell {
     use futures::StreamExt;
     use wfhost::worker::FleetClient;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +72,7 @@ fn rust_latency(broker: &str) -> Result<(Duration, Duration), String> {
         let mut published = pubsub.on_message();
         let add = serde_json::json!({"task": "tasks.add", "args": [1, 2]});
         let (mut latencies, mut sends) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS * LATENCY_SAMPLES {
+        for _ in 0..LATENCY_SAMPLES {
             let started = std::time::Instant::now();
             let id = client
                 .submit(&add, "celery")
@@ -96,13 +100,13 @@ fn peer_dir() -> std::path::PathBuf {
     common::repo_root().join("../shared/peers/celery")
 }
 
-/// Runs one scenario with Celery's client; the median of its rounds, and
-/// of the time the client took only to send.
-fn scenario(broker: &str, backend: &str, name: &str) -> Result<(Duration, Duration), String> {
+/// Runs one round of one scenario with Celery's client: its time, and the
+/// time the client took only to send.
+fn scenario(broker: &str, backend: &str, name: &str) -> Cell {
     let output = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/celery_fleet.py"))
         .args(["--broker", broker, "--backend", backend, "--scenario", name])
-        .args(["--rounds", &ROUNDS.to_string()])
+        .args(["--rounds", "1"])
         .output();
     let (total, report) = support::median_of_field(output, "seconds")?;
     Ok((total, support::median_in(&report, "send")?))
@@ -120,8 +124,55 @@ fn stop(children: &mut Vec<Child>) {
     children.clear();
 }
 
+/// Celery's prefork worker as the peer runs it (2 processes), on the Redis
+/// at `port`.
+fn celery_worker(port: u16) -> Child {
+    Command::new("python3")
+        .args([
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "worker",
+            "--concurrency=2",
+            "--pool=prefork",
+        ])
+        .args([
+            "-l",
+            "warning",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ])
+        .current_dir(peer_dir())
+        .env("CELERY_BENCH_REDIS_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting Celery's worker")
+}
+
+/// The medians of one cell's rounds (total, send); the first failure if
+/// none succeeded.
+fn median_cell<'a>(rounds: impl Iterator<Item = &'a Cell>) -> Cell {
+    let (mut totals, mut sends, mut failure) = (Vec::new(), Vec::new(), None);
+    for round in rounds {
+        match round {
+            Ok((total, send)) => {
+                totals.push(*total);
+                sends.push(*send);
+            }
+            Err(err) => failure = failure.or(Some(err.clone())),
+        }
+    }
+    if totals.is_empty() {
+        return Err(failure.unwrap_or_else(|| "no rounds".into()));
+    }
+    Ok((support::median(totals), support::median(sends)))
+}
+
 /// Every scenario against whatever serves the `celery` queue now.
-fn all_scenarios(broker: &str, backend: &str) -> Vec<Result<(Duration, Duration), String>> {
+fn all_scenarios(broker: &str, backend: &str) -> Vec<Cell> {
     SCENARIOS
         .iter()
         .map(|(name, _)| match *name {
@@ -148,39 +199,6 @@ fn main() {
     )
     .unwrap();
     let url = |db: u8| format!("redis://127.0.0.1:{}/{db}", redis.port);
-
-    // Celery's worker, as the peer runs it: broker db 0, results db 1.
-    let mut celery = vec![
-        Command::new("python3")
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "tasks",
-                "worker",
-                "--concurrency=2",
-                "--pool=prefork",
-            ])
-            .args([
-                "-l",
-                "warning",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-            ])
-            .current_dir(peer_dir())
-            .env("CELERY_BENCH_REDIS_PORT", redis.port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting Celery's worker"),
-    ];
-    let mut columns = vec![(
-        "Celery 5.7 prefork ×2".to_string(),
-        all_scenarios(&url(0), &url(1)),
-    )];
-    stop(&mut celery);
-    redis.cli(&["FLUSHALL"]);
 
     // Each column: its name, the binary, its plugins, how many workers,
     // and their extra flags.
@@ -225,34 +243,57 @@ fn main() {
         1,
         &["-E"],
     ));
-    for (column, binary, plugins, processes, flags) in builds {
-        let mut workers: Vec<Child> = (0..processes)
-            .map(|index| {
-                Command::new(&binary)
-                    .args([
-                        "-q",
-                        "worker",
-                        "--broker",
-                        &url(0),
-                        "--queues",
-                        "celery",
-                        "--plugins",
-                    ])
-                    .arg(&plugins)
-                    .args(["--concurrency", "2", "--name", &format!("bench{index}")])
-                    .args(flags)
-                    .env("WFHOST_CACHE_DIR", dir.path().join("cache"))
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("starting wfhost worker")
-            })
-            .collect();
-        // Results on the broker's Redis: a step's result is committed with
-        // the messages it sends.
-        columns.push((column, all_scenarios(&url(0), &url(0))));
-        stop(&mut workers);
+    // Rounds interleaved: each round runs every column once, so that a
+    // drift of the machine during the run lands on all of them.
+    let mut rounds: Vec<Vec<Vec<Cell>>> = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut round = Vec::new();
+        // Celery's worker, as the peer runs it: broker db 0, results db 1.
+        let mut celery = vec![celery_worker(redis.port)];
+        round.push(all_scenarios(&url(0), &url(1)));
+        stop(&mut celery);
         redis.cli(&["FLUSHALL"]);
+        for (_, binary, plugins, processes, flags) in &builds {
+            let mut workers: Vec<Child> = (0..*processes)
+                .map(|index| {
+                    Command::new(binary)
+                        .args([
+                            "-q",
+                            "worker",
+                            "--broker",
+                            &url(0),
+                            "--queues",
+                            "celery",
+                            "--plugins",
+                        ])
+                        .arg(plugins)
+                        .args(["--concurrency", "2", "--name", &format!("bench{index}")])
+                        .args(*flags)
+                        .env("WFHOST_CACHE_DIR", dir.path().join("cache"))
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .expect("starting wfhost worker")
+                })
+                .collect();
+            // Results on the broker's Redis: a step's result is committed
+            // with the messages it sends.
+            round.push(all_scenarios(&url(0), &url(0)));
+            stop(&mut workers);
+            redis.cli(&["FLUSHALL"]);
+        }
+        rounds.push(round);
     }
+    let names = std::iter::once("Celery 5.7 prefork ×2".to_string())
+        .chain(builds.iter().map(|(name, ..)| name.clone()));
+    let columns: Vec<(String, Vec<Cell>)> = names
+        .enumerate()
+        .map(|(column, name)| {
+            let cells = (0..SCENARIOS.len())
+                .map(|row| median_cell(rounds.iter().map(|round| &round[column][row])))
+                .collect();
+            (name, cells)
+        })
+        .collect();
 
     println!(
         "\nCelery's client, one Redis, this machine; median of {ROUNDS} rounds (latency: of 50 per round)\n"
