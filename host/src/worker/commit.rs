@@ -88,6 +88,12 @@ fn index_of(part: &ChordPart) -> String {
         .map_or_else(|| "+inf".to_string(), |index| index.to_string())
 }
 
+/// Whether `text` (a message, or an `unacked` entry) is written by a
+/// plain command beside the script rather than given to it.
+fn is_large(text: &str) -> bool {
+    text.len() >= STAGE_FROM_BYTES
+}
+
 /// The commit script's arguments for `ops` (see `scripts::COMMIT`): a
 /// large message is only named, by its place among the large pushes, each
 /// at its position in `positions`, or among the large claims, whose tags
@@ -135,12 +141,12 @@ fn commit_args(
     for op in commit.ops {
         match op {
             Op::Meta { key, text } => script.arg("M").arg(key).arg(text),
-            Op::Push { message, .. } if message.len() >= STAGE_FROM_BYTES => {
+            Op::Push { message, .. } if is_large(message) => {
                 staged += 1;
                 script.arg("P").arg(staged)
             }
             Op::Push { key, message } => script.arg("L").arg(key).arg(message),
-            Op::Claim { entry, .. } if entry.len() >= STAGE_FROM_BYTES => {
+            Op::Claim { entry, .. } if is_large(entry) => {
                 claimed += 1;
                 script.arg("Q").arg(claimed)
             }
@@ -180,28 +186,18 @@ impl Broker {
     /// commits the operations and acknowledges the claim at once (then
     /// claims the slot's next message, when asked to).
     pub async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, WorkerError> {
-        let ops = commit.ops;
         // A large message is pushed by a plain `LPUSH` (or claimed by a
         // plain `HSET`) before the script, in one `MULTI` (see
         // `scripts::COMMIT`).
-        let large: Vec<(&str, &str)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Push { key, message } if message.len() >= STAGE_FROM_BYTES => {
-                    Some((key.as_str(), message.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
-        let large_claims: Vec<(&str, &str)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Claim { tag, entry } if entry.len() >= STAGE_FROM_BYTES => {
-                    Some((tag.as_str(), entry.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
+        let mut large: Vec<(&str, &str)> = Vec::new();
+        let mut large_claims: Vec<(&str, &str)> = Vec::new();
+        for op in commit.ops {
+            match op {
+                Op::Push { key, message } if is_large(message) => large.push((key, message)),
+                Op::Claim { tag, entry } if is_large(entry) => large_claims.push((tag, entry)),
+                _ => {}
+            }
+        }
         let reply: Vec<Vec<u8>> = if large.is_empty() && large_claims.is_empty() {
             let mut script = redis::cmd("EVALSHA");
             script.arg(self.scripts.commit.get_hash()).arg(0);

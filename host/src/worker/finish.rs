@@ -39,23 +39,25 @@ pub(super) async fn commit(
     let (meta, event) = own.map(|own| (own.op, own.event)).unzip();
     ops.extend(meta);
     ops.extend(follow.ops);
-    let mut next = claim_next(shared, &mut ops);
+    // A stopping worker claims nothing more, in a commit either.
+    let consumed = (!shared.stopping.is_cancelled()).then(|| shared.consumers.now());
+    let keys = consumed
+        .as_ref()
+        .map_or(&[][..], |consumed| &consumed.keys[..]);
+    let mut next = claim_next(keys, &mut ops);
     // Otherwise the commit claims the slot's next message from the queues
-    // (unless the worker stops, or a large one is expected: that is
-    // claimed without Lua, by the claim loop).
-    let consumed = shared.consumers.now();
-    let fetch_tag = super::outgoing::new_uuid();
-    let fetch = (next.is_none() && !shared.stopping.is_cancelled())
-        .then_some(consumed.keys.as_slice())
-        .filter(|keys| {
-            keys.first()
-                .is_some_and(|(first, _)| !shared.broker.large_expected(first))
-        })
-        .map(|keys| Fetch {
-            keys,
-            tag: &fetch_tag,
-            max_bytes: shared.config.max_message_bytes,
-        });
+    // (unless a large one is expected: that is claimed without Lua, by the
+    // claim loop).
+    let fetch_tag = (next.is_none()
+        && keys
+            .first()
+            .is_some_and(|(first, _)| !shared.broker.large_expected(first)))
+    .then(super::outgoing::new_uuid);
+    let fetch = fetch_tag.as_deref().map(|tag| Fetch {
+        keys,
+        tag,
+        max_bytes: shared.config.max_message_bytes,
+    });
     // Counting the members may complete chords: then their bodies join
     // the commit, guarded by their claims, and are committed in another
     // round (a body may be a member of an outer chord, to count in turn).
@@ -78,8 +80,8 @@ pub(super) async fn commit(
                 if let Some(claimed) = next.take() {
                     return Some(Taken::Message(claimed));
                 }
-                let fetched = fetched?;
-                return match shared.broker.taken(fetched, fetch_tag.clone()).await {
+                let (fetched, tag) = fetched.zip(fetch_tag)?;
+                return match shared.broker.taken(fetched, tag).await {
                     Ok(taken) => Some(taken),
                     Err(err) => {
                         tracing::warn!(error = %err, "setting a message aside failed; it comes back after the visibility timeout");
@@ -121,17 +123,12 @@ pub(super) async fn commit(
     }
 }
 
-/// Turns the first push of `ops` onto a list this worker consumes into a
-/// claim of it by this worker (unless the worker is stopping), and returns
-/// the claim as it will stand once committed.
-fn claim_next(shared: &Shared, ops: &mut [Op]) -> Option<Claimed> {
-    if shared.stopping.is_cancelled() {
-        return None;
-    }
-    let consumed = shared.consumers.now();
+/// Turns the first push of `ops` onto one of the lists `keys` (with their
+/// queues: those this worker consumes) into a claim of it by this worker,
+/// and returns the claim as it will stand once committed.
+fn claim_next(keys: &[(String, String)], ops: &mut [Op]) -> Option<Claimed> {
     let (index, entry) = ops.iter().enumerate().find_map(|(index, op)| match op {
-        Op::Push { key, message } => consumed
-            .keys
+        Op::Push { key, message } => keys
             .iter()
             .find(|(consumed, _)| consumed == key)
             .map(|(_, queue)| (index, super::claim::unacked_entry(message, queue))),
