@@ -114,32 +114,14 @@ impl Drop for Compiling {
 fn say_compiling(file: &str, done: &(Mutex<bool>, Condvar)) {
     let started = Instant::now();
     let (lock, ended) = done;
-    let wait = |limit: Option<Duration>| {
-        let mut finished = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while !*finished {
-            match limit {
-                Some(limit) => {
-                    let left = limit.saturating_sub(started.elapsed());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    finished = ended
-                        .wait_timeout(finished, left)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
-                }
-                None => {
-                    finished = ended
-                        .wait(finished)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                }
-            }
-        }
-        true
-    };
-    if wait(Some(COMPILE_SAID_AFTER)) {
+    let finished = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (finished, waited) = ended
+        .wait_timeout_while(finished, COMPILE_SAID_AFTER, |finished| !*finished)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !waited.timed_out() {
         return;
     }
+    drop(finished);
     let line = format!("compiling {} (first use)…", file.escape_debug());
     if !std::io::stderr().is_terminal() {
         eprintln!("{line}");
@@ -148,7 +130,12 @@ fn say_compiling(file: &str, done: &(Mutex<bool>, Condvar)) {
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(line);
     spinner.enable_steady_tick(Duration::from_millis(100));
-    wait(None);
+    let finished = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    drop(
+        ended
+            .wait_while(finished, |finished| !*finished)
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
     spinner.finish_and_clear();
     eprintln!(
         "compiled {} in {:.1} s; later runs use the compiled form",

@@ -402,18 +402,20 @@ fn take(
     let shared = shared.clone();
     let turn = shared.pool.line_up();
     tokio::spawn(async move {
-        let mut next = Some((Taken::Message(claimed), turn));
-        while let Some((taken, turn)) = next.take() {
-            let Taken::Message(claimed) = taken else {
-                set_aside(&shared, taken);
-                break;
-            };
+        let (mut claimed, mut turn) = (claimed, turn);
+        loop {
             let large = claimed.text.len() >= crate::memory::LARGE_MESSAGE_BYTES;
-            next = task::handle(&shared, claimed, turn)
-                .await
-                .map(|taken| (taken, shared.pool.line_up()));
+            let next = task::handle(&shared, claimed, turn).await;
             if large {
                 crate::memory::release();
+            }
+            match next {
+                Some(Taken::Message(next)) => (claimed, turn) = (next, shared.pool.line_up()),
+                Some(set) => {
+                    set_aside(&shared, set);
+                    break;
+                }
+                None => break,
             }
         }
         drop(permit);

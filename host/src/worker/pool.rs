@@ -60,7 +60,9 @@ impl Pool {
             .poll(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(Ok(permit)) => Turn::Now(permit),
-            Poll::Ready(Err(_)) | Poll::Pending => Turn::Waiting(waiting),
+            // A future that finished must not be polled again.
+            Poll::Ready(Err(_)) => Turn::Closed,
+            Poll::Pending => Turn::Waiting(waiting),
         }
     }
 
@@ -113,6 +115,8 @@ pub(super) enum Turn {
     Now(OwnedSemaphorePermit),
     /// Waiting in line.
     Waiting(Waiting),
+    /// The slots are gone (never while the worker runs).
+    Closed,
 }
 
 impl Turn {
@@ -121,6 +125,7 @@ impl Turn {
         match self {
             Turn::Now(permit) => Some(permit),
             Turn::Waiting(waiting) => waiting.await.ok(),
+            Turn::Closed => None,
         }
     }
 }
