@@ -1891,3 +1891,65 @@ fn wfhost_ui_shows_a_local_database() {
     let _ = ui.kill();
     let _ = ui.wait();
 }
+
+/// A signal over the API (DESIGN §15): 202 once it is on the disk, and the
+/// waiting workflow goes on with its payload; a signal sent before its wait
+/// is reached is kept for it; another tenant's workflow is as unknown as
+/// one that does not exist (404); an ended workflow is refused with 409, a
+/// payload that is not JSON with 400.
+#[test]
+fn a_signal_over_the_api_reaches_only_the_callers_running_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let approval = json!({"id": "order-7", "workflow": [
+        {"task": "math.add", "args": [2, 2]},
+        {"wait": "paid", "timeout": "60s"},
+        {"task": "math.add", "args": [1]},
+    ]});
+    assert_eq!(server.submit(KEY_A, &approval).0, 202);
+    // b has no such workflow, whatever a has.
+    let path = "/v1/workflows/order-7/signals/paid";
+    let (status, body) = server.request("POST", path, Some(KEY_B), "41");
+    assert_eq!((status, &body["error"]["kind"]), (404, &json!("not_found")));
+    let (status, body) = server.request("POST", path, Some(KEY_A), "{not json");
+    assert_eq!(status, 400, "{body}");
+    let (status, row) = server.request("POST", path, Some(KEY_A), "41");
+    assert_eq!(
+        (status, row["status"].as_str()),
+        (202, Some("running")),
+        "{row}"
+    );
+    let report = server.wait(KEY_A, "order-7");
+    assert_eq!(report["result"], 42, "{report}");
+    assert_eq!(step_of(&report, "1")["result"], 41);
+    let (status, body) = server.request("POST", path, Some(KEY_A), "1");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("succeeded"),
+        "{body}"
+    );
+
+    // Sent while the workflow sleeps, before its wait: kept, then taken.
+    let early = json!({"id": "order-8", "workflow": [
+        {"sleep": "2s"},
+        {"wait": "paid"},
+    ]});
+    assert_eq!(server.submit(KEY_A, &early).0, 202);
+    let path = "/v1/workflows/order-8/signals/paid";
+    let (status, _) = server.request("POST", path, Some(KEY_A), r#"{"amount": 5}"#);
+    assert_eq!(status, 202);
+    let report = server.wait(KEY_A, "order-8");
+    assert_eq!(report["result"], json!({"amount": 5}), "{report}");
+    let (_, events) = server.get(KEY_A, "/v1/workflows/order-8/events");
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["kind"].as_str())
+        .filter(|kind| kind.starts_with("signal") || kind.starts_with("step_waiting"))
+        .collect();
+    assert_eq!(kinds, ["signal_received", "step_waiting", "signal_taken"]);
+}

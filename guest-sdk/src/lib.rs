@@ -53,7 +53,7 @@ pub use context::Context;
 pub use error::TaskError;
 pub use outcome::Outcome;
 pub use wfhost_canvas::{
-    Canvas, Limit, RetryBackoff, Signature, StepOptions, chain, chord, group, sig,
+    Canvas, Limit, RetryBackoff, Signature, StepOptions, chain, chord, group, sig, sleep, wait,
 };
 pub use wfhost_guest_macros::task;
 

@@ -30,6 +30,7 @@ mod builder;
 pub mod celery;
 pub mod name;
 mod options;
+pub mod pause;
 pub mod retry;
 pub mod rules;
 
@@ -40,6 +41,7 @@ pub use builder::{chain, chord, group, sig};
 
 pub use name::plugin_of;
 pub use options::{Expires, Limit, RetryBackoff, StepOptions};
+pub use pause::{Pause, sleep, wait};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -10,7 +10,7 @@ Rust and Python tasks mix in one workflow.
 """
 
 from .app import Celery, Request, Task, shared_task, task
-from .canvas import Signature, chain, chord, group, signature
+from .canvas import Signature, chain, chord, group, signature, sleep, wait
 from .exceptions import (
     Ignore,
     MaxRetriesExceededError,
@@ -38,6 +38,8 @@ __all__ = [
     "group",
     "shared_task",
     "signature",
+    "sleep",
     "subtask",
     "task",
+    "wait",
 ]

@@ -197,3 +197,41 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
             return varies
         return _KINDS.get(varies.get("subtask_type"), Signature)(varies)
     return Signature(varies, *args, **kwargs)
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(duration: Any, what: str) -> float:
+    """A duration as seconds: a number, a ``datetime.timedelta``, or a string
+    of numbers with units (``"90s"``, ``"15m"``, ``"1h30m"``, ``"7d"``)."""
+    import re
+    from datetime import timedelta
+
+    if isinstance(duration, timedelta):
+        return duration.total_seconds()
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        return float(duration)
+    if isinstance(duration, str):
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", duration.strip())
+        if parts and "".join(n + u for n, u in parts) == duration.strip():
+            return sum(float(n) * _UNITS[u] for n, u in parts)
+    raise ValueError(
+        f"{what}: {duration!r} is not a duration (seconds, a timedelta, or a string such as '90s', '15m', '7d')"
+    )
+
+
+def sleep(duration: Any) -> Signature:
+    """A durable sleep: a step that passes its input on once ``duration`` has
+    passed, holding nothing while it waits and surviving a restart."""
+    return Signature("wfhost.sleep", kwargs={"seconds": _seconds(duration, "sleep")})
+
+
+def wait(name: str, timeout: Any = None) -> Signature:
+    """A step whose result is the payload of the signal ``name`` sent to the
+    workflow (``wfhost signal ID NAME JSON``); with a ``timeout``, it fails
+    with kind ``timed_out`` when none came by then."""
+    kwargs: dict = {"signal": name}
+    if timeout is not None:
+        kwargs["timeout"] = _seconds(timeout, "wait's timeout")
+    return Signature("wfhost.wait", kwargs=kwargs)

@@ -13,6 +13,7 @@ mod purge;
 mod resume;
 mod run;
 mod serve;
+mod signal;
 mod status;
 mod ui;
 mod validate;
@@ -227,6 +228,8 @@ enum Command {
     Cancel(resume::CancelArgs),
     /// Re-drive a failed workflow from its failed step.
     Retry(resume::RetryArgs),
+    /// Send a workflow a signal: the payload its `wait` for NAME returns.
+    Signal(signal::SignalArgs),
     /// Remove a workflow and every record of it.
     Rm(purge::RmArgs),
     /// Remove workflows by age, status and tenant (by default, every one
@@ -369,6 +372,7 @@ pub fn main() -> ExitCode {
             Command::Resume(args) => resume::resume(args, starting()).await,
             Command::Retry(args) => resume::retry(args, starting()).await,
             Command::Cancel(args) => resume::cancel(args).await,
+            Command::Signal(args) => signal::signal(args).await,
             Command::Rm(args) => purge::rm(args).await,
             Command::Purge(args) => purge::purge(args).await,
             Command::Validate(args) => validate::validate(args).await,

@@ -102,6 +102,18 @@ fn underway(out: &mut impl Write, steps: &[StepRecord]) -> std::io::Result<()> {
         let (what, at) = match step.status {
             StepStatus::Retrying => ("retrying", format!("next attempt due {due}")),
             StepStatus::Scheduled => ("scheduled", format!("due {due}")),
+            StepStatus::Sleeping => ("asleep", format!("until {due}")),
+            StepStatus::Waiting => {
+                let signal = step.kwargs.get("signal").and_then(Value::as_str);
+                let signal = signal.unwrap_or_default();
+                let until = step
+                    .due_at_ms
+                    .map_or_else(String::new, |_| format!(", timeout {due}"));
+                (
+                    "waiting",
+                    format!("for signal {signal} since {since}{until}"),
+                )
+            }
             _ => (
                 "running",
                 format!("attempt {} since {since}", step.attempts),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::Value;
-use wfhost_canvas::{ACCUMULATE, Expires, Signature, StepOptions, accumulate};
+use wfhost_canvas::{ACCUMULATE, Expires, Pause, Signature, StepOptions, accumulate};
 
 use super::Working;
 use super::fair::{FairScheduler, Slot};
@@ -216,7 +216,7 @@ impl Run<'_> {
     /// Sleeps until `due_ms` (milliseconds since the Unix epoch), if it is
     /// still ahead: a wait that survives restarts is a deadline, not a
     /// duration. Returns `false` if the run is cancelled first.
-    async fn wait_until(&self, due_ms: Option<u64>) -> bool {
+    pub(super) async fn wait_until(&self, due_ms: Option<u64>) -> bool {
         if let Some(due) = due_ms {
             let now = now_ms();
             if due > now {
@@ -236,6 +236,15 @@ impl Run<'_> {
         previous: Option<&StepRecord>,
         underway: &mut Underway,
     ) -> Result<AttemptsEnd, StoreError> {
+        if let Some(pause) = Pause::of(signature) {
+            return match pause {
+                Ok(pause) => self.pause(&pause, record, previous).await,
+                Err(message) => Ok(AttemptsEnd::Failed(Failure::new(
+                    FailureKind::Fail,
+                    message,
+                ))),
+            };
+        }
         if signature.task == ACCUMULATE {
             // Celery's built-in runs here, with no sandbox: it only hands
             // on its arguments.

@@ -22,6 +22,7 @@ mod drain;
 mod fair;
 mod nodes;
 mod options;
+mod pause;
 mod plugins;
 mod record;
 mod validate;
@@ -187,6 +188,7 @@ impl PreparedWorkflow {
             fuel_budget: options.fuel_budget,
             fuel_spent: AtomicU64::new(totals.fuel_used),
             drain: options.drain.clone(),
+            signals_taken: tokio::sync::Mutex::new(()),
         };
         let elements = Nodes::elements(&self.spec.workflow);
         run.chain(elements, None, None, true).await

@@ -3,7 +3,7 @@
 //! every limit fits under the workflow's ceilings.
 
 use thiserror::Error;
-use wfhost_canvas::{ACCUMULATE, StepOptions, accumulate_index};
+use wfhost_canvas::{ACCUMULATE, Pause, StepOptions, accumulate_index};
 
 use super::binding::check_binding;
 use super::walk::AttemptsEnd;
@@ -110,6 +110,12 @@ impl PluginSet {
     ) -> (Vec<StepProblem>, Vec<StepProblem>) {
         let (mut missing, mut unbound) = (Vec::new(), Vec::new());
         for (step, receives_input) in steps {
+            if let Some(pause) = Pause::of(&step.signature) {
+                if let Err(message) = pause {
+                    unbound.push(StepProblem::new(step, message));
+                }
+                continue;
+            }
             if step.signature.task == ACCUMULATE {
                 // Celery's built-in takes any arguments.
                 if let Err(message) = accumulate_index(&step.signature.kwargs) {

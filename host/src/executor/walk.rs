@@ -71,6 +71,8 @@ pub(super) struct Run<'a> {
     /// Fuel the workflow's attempts have used, this run and earlier ones.
     pub(super) fuel_spent: AtomicU64,
     pub(super) drain: Option<Arc<Drain>>,
+    /// Held while a wait finds and takes its signal.
+    pub(super) signals_taken: tokio::sync::Mutex<()>,
 }
 
 impl Run<'_> {

@@ -22,6 +22,8 @@ pub use state::{Intent, new_workflow_id};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde_json::Value;
+
 use thiserror::Error;
 
 use crate::durable::{self, StoredWorkflowError};
@@ -35,6 +37,10 @@ use crate::store::{Store, StoreError};
 use claims::{Claim, Claims};
 use requests::CancelRequests;
 use state::{Decision, Refusal};
+
+/// The largest signal payload, in bytes of JSON: a signal is a message to
+/// a workflow, not a way to hand it data in bulk.
+pub const MAX_SIGNAL_BYTES: usize = 1 << 20;
 
 /// A workflow host: runs workflows durably in one store, and answers for
 /// them.
@@ -126,6 +132,19 @@ pub enum HostError {
         #[source]
         source: ValidationError,
     },
+    /// A signal cannot reach a workflow that has ended.
+    #[error(
+        "workflow {} {}: a signal reaches only a workflow that runs or was cut off",
+        .row.id,
+        .row.status.as_str()
+    )]
+    Ended {
+        /// The workflow as it stands.
+        row: Box<WorkflowRow>,
+    },
+    /// A signal's name or payload is not one a workflow can be sent.
+    #[error("{0}")]
+    BadSignal(String),
     /// The stored form of the workflow cannot be read back.
     #[error(transparent)]
     Stored(#[from] StoredWorkflowError),
@@ -547,6 +566,34 @@ impl Host {
         let row = state::cancelled(row);
         self.store
             .put_workflow(&row, "workflow_cancelled", None)
+            .await?;
+        Ok(row)
+    }
+
+    /// Sends workflow `identity` signal `name` with `payload`: on the disk
+    /// when this returns, it is the result of the workflow's oldest wait
+    /// for `name` that has not taken one, reached already or later — in
+    /// whichever process runs the workflow, or on `resume` if none does. A
+    /// workflow that has ended is refused ([`HostError::Ended`]).
+    pub async fn signal(
+        &self,
+        identity: &RunIdentity,
+        name: &str,
+        payload: Value,
+    ) -> Result<WorkflowRow, HostError> {
+        let name = wfhost_canvas::pause::signal_name(name).map_err(HostError::BadSignal)?;
+        let bytes = payload.to_string().len();
+        if bytes > MAX_SIGNAL_BYTES {
+            return Err(HostError::BadSignal(format!(
+                "a signal's payload is at most {MAX_SIGNAL_BYTES} bytes of JSON, not {bytes}"
+            )));
+        }
+        let row = self.workflow(identity)?;
+        if !matches!(row.status, WorkflowStatus::Running | WorkflowStatus::CutOff) {
+            return Err(HostError::Ended { row: Box::new(row) });
+        }
+        self.store
+            .put_signal(&identity.tenant, &identity.id, &name, payload)
             .await?;
         Ok(row)
     }

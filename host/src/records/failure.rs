@@ -29,11 +29,13 @@ pub enum FailureKind {
     Cancelled,
     /// The step had not started when its `expires` came.
     Expired,
+    /// A wait for a signal reached its timeout with no signal.
+    TimedOut,
 }
 
 impl FailureKind {
     /// Every kind.
-    pub const ALL: [FailureKind; 10] = [
+    pub const ALL: [FailureKind; 11] = [
         FailureKind::Fail,
         FailureKind::RetriesExhausted,
         FailureKind::FuelExhausted,
@@ -44,6 +46,7 @@ impl FailureKind {
         FailureKind::PluginError,
         FailureKind::Cancelled,
         FailureKind::Expired,
+        FailureKind::TimedOut,
     ];
 
     /// The kind's name as it appears in reports (`fuel_exhausted`).
@@ -59,6 +62,7 @@ impl FailureKind {
             FailureKind::PluginError => "plugin_error",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Expired => "expired",
+            FailureKind::TimedOut => "timed_out",
         }
     }
 

@@ -7,6 +7,7 @@
 mod failure;
 mod head;
 mod output;
+mod signal;
 mod step;
 mod time;
 mod workflow;
@@ -14,6 +15,7 @@ mod workflow;
 pub use failure::{Failure, FailureKind};
 pub(crate) use head::{StoredHead, StoredPlugin};
 pub use output::{Captured, LogLevel, LogRecord};
+pub use signal::Signal;
 pub use step::{StepRecord, StepStatus};
 pub use time::{iso8601, now_ms, parse_iso8601};
 pub use workflow::{
@@ -35,7 +37,7 @@ mod tests {
         }
         use StepStatus::*;
         for status in [
-            Succeeded, Failed, Replaced, Skipped, Scheduled, Retrying, Running,
+            Succeeded, Failed, Replaced, Skipped, Scheduled, Retrying, Running, Sleeping, Waiting,
         ] {
             check(status, status.as_str());
         }

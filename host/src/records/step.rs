@@ -25,6 +25,10 @@ pub enum StepStatus {
     /// An attempt is under way (or was, when its process ended: `resume`
     /// runs the step again).
     Running,
+    /// A durable sleep, due at `due_at_ms`.
+    Sleeping,
+    /// A wait for a signal, until `due_at_ms` when it has a timeout.
+    Waiting,
 }
 
 impl StepStatus {
@@ -38,6 +42,8 @@ impl StepStatus {
             StepStatus::Scheduled => "scheduled",
             StepStatus::Retrying => "retrying",
             StepStatus::Running => "running",
+            StepStatus::Sleeping => "sleeping",
+            StepStatus::Waiting => "waiting",
         }
     }
 

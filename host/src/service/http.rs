@@ -58,6 +58,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/workflows/{id}/cancel", post(cancel))
         .route("/v1/workflows/{id}/resume", post(resume))
         .route("/v1/workflows/{id}/retry", post(retry))
+        .route("/v1/workflows/{id}/signals/{name}", post(signal))
         .route("/v1/usage", get(usage))
         .route("/v1/whoami", get(whoami))
         .route("/health", get(health))
@@ -484,6 +485,25 @@ async fn retry(
 ) -> Answer<WorkflowRow> {
     let (row, started) = service.retry(&tenant, &id).await?;
     Ok((accepted_if(started), Json(row)))
+}
+
+/// Sends a signal; its body, JSON, is the payload (an empty body is
+/// `null`). 202 once it is on the disk.
+async fn signal(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+    Path((id, name)): Path<(String, String)>,
+    Text(body): Text,
+) -> Answer<WorkflowRow> {
+    let payload = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&body).map_err(|err| {
+            ServiceError::invalid(format!("the signal's payload is not JSON: {err}"))
+        })?
+    };
+    let row = service.signal(&tenant, &id, &name, payload).await?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -134,9 +134,9 @@ impl From<HostError> for ServiceError {
         let kind = match &err {
             // The database's path is the operator's business, not the tenant's.
             HostError::NotFound { id, .. } => return not_found(id),
-            HostError::AlreadyStarting { .. } | HostError::OtherContent { .. } => {
-                ErrorKind::Conflict
-            }
+            HostError::AlreadyStarting { .. }
+            | HostError::OtherContent { .. }
+            | HostError::Ended { .. } => ErrorKind::Conflict,
             HostError::Store(err) | HostError::Stored(crate::StoredWorkflowError::Store(err)) => {
                 store_error_kind(err)
             }
@@ -518,6 +518,19 @@ impl Service {
             Cancellation::Requested(row) | Cancellation::Cancelled(row) => (row, true),
             Cancellation::AlreadyEnded(row) => (row, false),
         })
+    }
+
+    /// Sends `tenant`'s workflow `id` signal `name` with `payload`
+    /// ([`Host::signal`]).
+    pub async fn signal(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<WorkflowRow, ServiceError> {
+        let identity = RunIdentity::new(&tenant.name, id);
+        Ok(self.host.signal(&identity, name, payload).await?)
     }
 
     /// Starts no step from now on: what a stop does first, before the

@@ -2,6 +2,7 @@
 //! `{"group": …}`, `{"chord": {"header", "body"}}`, or a bare array (a chain).
 
 use serde_json::{Map, Value};
+use wfhost_canvas::pause::{Pause, parse_duration, signal_name};
 use wfhost_canvas::{Canvas, Chord, Signature, StepOptions};
 
 use super::fields::{self, type_of};
@@ -63,9 +64,12 @@ pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
             });
             with_callbacks(chord, map.get("options"), &whole, "chord")
         }
+        Value::Object(map) if map.contains_key("sleep") || map.contains_key("wait") => {
+            pause(value, map, at).map(Canvas::Signature)
+        }
         Value::Object(_) => Err(SpecIssue::new(
             at,
-            "expected a canvas: an object with `task`, `chain`, `group` or `chord`, or an array of canvases",
+            "expected a canvas: an object with `task`, `chain`, `group`, `chord`, `sleep` or `wait`, or an array of canvases",
         )),
         other => Err(SpecIssue::new(
             at,
@@ -75,6 +79,38 @@ pub fn canvas(value: &Value, at: &JsonPath) -> Result<Canvas, SpecIssue> {
             ),
         )),
     }
+}
+
+/// A durable sleep, `{"sleep": DURATION}`, or a wait for a signal,
+/// `{"wait": NAME, "timeout": DURATION}`, each with the `options` of any
+/// signature: the built-in signature that does it ([`Pause`]).
+fn pause(value: &Value, map: &Map<String, Value>, at: &JsonPath) -> Result<Signature, SpecIssue> {
+    let duration = |key: &str| {
+        let at = at.key(key);
+        parse_duration(&map[key]).map_err(|message| SpecIssue::new(&at, message))
+    };
+    let pause = if map.contains_key("sleep") {
+        fields::object(value, at, "a sleep", &["sleep", "options"])?;
+        Pause::Sleep {
+            seconds: duration("sleep")?,
+        }
+    } else {
+        fields::object(value, at, "a wait", &["wait", "timeout", "options"])?;
+        let name_at = at.key("wait");
+        let name = fields::string(&map["wait"], &name_at)?;
+        Pause::Wait {
+            signal: signal_name(name).map_err(|message| SpecIssue::new(&name_at, message))?,
+            timeout: match map.get("timeout") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(duration("timeout")?),
+            },
+        }
+    };
+    let mut signature = pause.signature();
+    if let Some(given) = map.get("options") {
+        signature.options = options(given, &at.key("options"), Callbacks::Allowed)?;
+    }
+    Ok(signature)
 }
 
 /// The canvases listed under `key` of an object whose only other key may

@@ -303,6 +303,14 @@ fn plugins(
         let at = at.key(name);
         crate::names::check(name)
             .map_err(|err| SpecIssue::new(&at, format!("a plugin name {err}")))?;
+        if name == wfhost_canvas::pause::BUILTIN_PLUGIN {
+            return Err(SpecIssue::new(
+                &at,
+                format!(
+                    "the plugin name `{name}` is wfhost's own (its built-in `sleep` and `wait` steps): choose another"
+                ),
+            ));
+        }
         let (path, sha256, grants) = match entry {
             Value::String(path) => (path.as_str(), None, Grants::default()),
             Value::Object(fields_map) => {

@@ -37,11 +37,12 @@ use super::StoreError;
 use super::error::{catching, damaged_by_panic, panic_text, redb_error};
 use super::handle::{Db, Opened};
 use super::tables::{
-    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, STEPS, WORKFLOWS, whole_journal,
+    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, SIGNALS, STEPS, WORKFLOWS,
+    whole_journal,
 };
 use crate::histogram::Histogram;
 use crate::lock::lock;
-use crate::records::{Event, now_ms};
+use crate::records::{Event, Signal, now_ms};
 
 /// How the records of finished steps reach the disk. A workflow's start and
 /// end, and the records of effectful steps (those holding a grant), are
@@ -203,6 +204,9 @@ pub(super) enum Rows {
     /// A request that the workflow, running in another process, be
     /// cancelled.
     CancelRequest,
+    /// A signal: a new one, numbered after the workflow's last, when `seq`
+    /// is none; else signal `seq` rewritten (taken by a wait).
+    Signal { seq: Option<u64>, signal: Signal },
     /// The workflow's removal: its row, head, elements, steps, events and
     /// any request to cancel it.
     Removal,
@@ -731,6 +735,23 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
         Rows::CancelRequest => {
             txn.open_table(CANCELS)?
                 .insert((tenant, workflow), write.at_ms)?;
+        }
+        Rows::Signal { seq, signal } => {
+            let journal = tables.journal()?;
+            let seq = match seq {
+                Some(seq) => *seq,
+                None => journal
+                    .range(SIGNALS.from(tenant, workflow, 0))?
+                    .next_back()
+                    .transpose()?
+                    .map_or(0, |(key, _)| key.value().3 + 1),
+            };
+            let signal = Signal {
+                seq,
+                ..signal.clone()
+            };
+            let key = SIGNALS.key(tenant, workflow, seq, &signal.name);
+            journal.insert(key, SIGNALS.encode(&key, &signal).as_slice())?;
         }
         Rows::Removal => {
             tables.workflows()?.remove((tenant, workflow))?;

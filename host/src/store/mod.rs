@@ -27,6 +27,7 @@ mod leases;
 mod overlay;
 mod read;
 mod schema;
+mod signals;
 mod tables;
 mod write;
 
@@ -91,6 +92,9 @@ pub struct Store {
     path: PathBuf,
     committer: Arc<Committer>,
     leases: Leases,
+    /// Wakes this process's waits when it has put a signal: other
+    /// processes' signals are found by reading the file.
+    signalled: tokio::sync::Notify,
 }
 
 /// redb's settings for a database file: shared with every other process
@@ -222,6 +226,7 @@ impl Store {
             path,
             committer,
             leases,
+            signalled: tokio::sync::Notify::new(),
         };
         store.check_schema()?;
         Ok(store)

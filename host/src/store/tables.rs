@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use wfhost_canvas::Canvas;
 
 use super::error::Fault;
-use crate::records::{Event, StepRecord, StoredHead, WorkflowRow};
+use crate::records::{Event, Signal, StepRecord, StoredHead, WorkflowRow};
 
 /// Bumped whenever a table or a stored record changes shape; opening a
 /// file of the version before migrates it (see `Store::check_schema`).
@@ -213,6 +213,11 @@ pub const STEPS: Part<StepRecord> = Part::tagged(2);
 
 /// The event numbered `index`; append-only.
 pub const EVENTS: Part<Event> = Part::tagged(3);
+
+/// The signal numbered `index` (its position among the workflow's
+/// signals), named by the signal's name; rewritten once, when a wait takes
+/// it.
+pub const SIGNALS: Part<Signal> = Part::tagged(4);
 
 /// (tenant, workflow id) → when a request to cancel the workflow was made
 /// (milliseconds since the epoch): a cancel asked of a workflow running in

@@ -133,6 +133,7 @@ impl Exception {
             FailureKind::Trap => wfhost("Trap"),
             FailureKind::InvalidOutput => wfhost("InvalidOutput"),
             FailureKind::PluginError => wfhost("PluginError"),
+            FailureKind::TimedOut => wfhost("TimedOut"),
         }
     }
 

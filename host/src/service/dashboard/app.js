@@ -49,6 +49,14 @@ function json(value) {
   return JSON.stringify(value, null, 2);
 }
 
+// What a sleeping or waiting step waits for, in words (DESIGN §15).
+function pauseText(step) {
+  if (step.status === "sleeping") return `asleep until ${time(step.due_at_ms)}`;
+  if (step.status !== "waiting") return "";
+  const timeout = step.due_at_ms ? `, timeout ${time(step.due_at_ms)}` : "";
+  return `waiting for signal ${step.kwargs.signal} since ${time(step.started_at_ms)}${timeout}`;
+}
+
 function statusText(status) {
   return el("span", { class: `status ${status}` }, status);
 }
@@ -340,6 +348,8 @@ async function showWorkflow(id, tenant = null) {
       ["duration", `${step.duration_ms.toFixed(1)} ms`], ["queued", `${(step.queued_ms ?? 0).toFixed(1)} ms`],
       ["started", time(step.started_at_ms)], ["ended", time(step.ended_at_ms)],
     ];
+    const pause = pauseText(step);
+    if (pause) rows.splice(3, 0, ["waits", pause]);
     const parts = [el("h2", {}, `Step ${step.id}`),
       el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
       el("h3", {}, "args"), el("pre", { id: "step-args" }, json(step.args)),

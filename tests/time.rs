@@ -1,0 +1,348 @@
+//! Time in a workflow (DESIGN §15), end to end through the real binary on
+//! real files: durable sleeps that keep their due instant across a kill -9
+//! and a resume, and signals — sent while a wait waits, before it is
+//! reached, and while no process runs the workflow — with timeouts,
+//! errbacks, waits side by side in a group, and clear refusals.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The workflow's report as `status --json` gives it, once it is on record.
+fn report(chain: &ChainFile, id: &str) -> Option<Value> {
+    let run = chain.command(&["status", id, "--json"]);
+    (run.code == 0).then(|| run.json())
+}
+
+/// Waits until step `step` of workflow `id` has status `status`.
+fn until_step(chain: &ChainFile, id: &str, step: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(report) = report(chain, id)
+            && step_of_if(&report, step).is_some_and(|found| found["status"] == status)
+        {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "step {step} of {id} never became {status}: {:?}",
+            report(chain, id)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a run started in the background printed and how it ended.
+fn finish(child: Child) -> Run {
+    Run::from(child.wait_with_output().expect("waiting for wfhost"))
+}
+
+fn chain_of(workflow: Value) -> ChainFile {
+    chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}))
+}
+
+fn started_at(report: &Value, step: &str) -> u64 {
+    step_of(report, step)["started_at_ms"].as_u64().unwrap()
+}
+
+/// A 3 s sleep whose process is killed at 1 s and resumed at 1.5 s ends at
+/// its due instant, 3 s after it began — not before, and not 3 s after the
+/// resume — and passes its input on.
+#[test]
+fn a_sleep_cut_off_by_a_kill_ends_at_its_due_instant_on_resume() {
+    let chain = chain_of(json!([
+        {"task": "math.add", "args": [0, 1]},
+        {"sleep": "3s"},
+        {"task": "math.add", "args": [1]},
+    ]));
+    let path = chain.path.to_str().unwrap();
+    let mut child = start(&chain, &["run", path, "--id", "nap"]);
+    let asleep = until_step(&chain, "nap", "1", "sleeping");
+    let began = started_at(&asleep, "1");
+    let due = step_of(&asleep, "1")["due_at_ms"].as_u64().unwrap();
+    assert_eq!(due, began + 3000, "{asleep}");
+    std::thread::sleep(Duration::from_millis(1000));
+    kill(&mut child);
+    std::thread::sleep(Duration::from_millis(500));
+    let status = chain.command(&["status", "nap"]);
+    assert!(status.stdout.contains("cut_off"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("asleep: step 1"),
+        "{}",
+        status.stdout
+    );
+
+    let resumed = chain.command(&["resume", "nap"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let done = report(&chain, "nap").unwrap();
+    assert_eq!(done["result"], 2, "{done}");
+    assert_eq!(
+        step_of(&done, "1")["result"],
+        1,
+        "the sleep passes its input on"
+    );
+    let woke = started_at(&done, "2");
+    assert!(woke >= due, "woke {} ms before its due instant", due - woke);
+    assert!(
+        woke < due + 1000,
+        "woke {} ms after its due instant",
+        woke - due
+    );
+}
+
+/// A signal sent while the wait waits is its result, prepended to the next
+/// step's arguments as any result; `status` says what the step waits for.
+#[test]
+fn a_signal_sent_while_a_wait_waits_is_its_result() {
+    let chain = chain_of(json!([
+        {"task": "math.add", "args": [2, 2]},
+        {"wait": "approved", "timeout": "60s"},
+        {"task": "math.add", "args": [1]},
+    ]));
+    let path = chain.path.to_str().unwrap();
+    let child = start(&chain, &["run", path, "--id", "order", "--json"]);
+    until_step(&chain, "order", "1", "waiting");
+    let status = chain.command(&["status", "order"]);
+    assert!(
+        status
+            .stdout
+            .contains("waiting: step 1 (wfhost.wait), for signal approved since"),
+        "{}",
+        status.stdout
+    );
+    let sent = chain.command(&["signal", "order", "approved", "10"]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    assert!(
+        sent.stderr
+            .contains("signal approved sent to workflow order")
+    );
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["result"], 11, "{}", run.stdout);
+}
+
+/// A signal sent before its wait is reached is kept for it; one sent while
+/// no process runs the workflow is taken when `resume` continues it; a
+/// payload read from stdin (`-`) is any JSON.
+#[test]
+fn a_signal_is_kept_until_its_wait_takes_it_even_with_no_process_running() {
+    let chain = chain_of(json!([
+        {"sleep": "2s"},
+        {"wait": "first"},
+        {"wait": "second"},
+        {"task": "testkit.echo"},
+    ]));
+    let path = chain.path.to_str().unwrap();
+    let mut child = start(&chain, &["run", path, "--id", "early"]);
+    until_step(&chain, "early", "0", "sleeping");
+    let sent = chain.command(&["signal", "early", "first", r#""yes""#]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    until_step(&chain, "early", "2", "waiting");
+    kill(&mut child);
+
+    let mut signal = chain.wfhost();
+    signal.args(["signal", "early", "second", "-"]);
+    signal.stdin(std::process::Stdio::piped());
+    let mut sender = spawn(signal);
+    {
+        use std::io::Write;
+        let mut stdin = sender.stdin.take().unwrap();
+        stdin.write_all(br#"{"by": "ops", "ok": [1, 2]}"#).unwrap();
+    }
+    let sent = finish(sender);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    assert!(sent.stderr.contains("(cut_off)"), "{}", sent.stderr);
+
+    let resumed = chain.command(&["resume", "early"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let done = report(&chain, "early").unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(step_of(&done, "1")["result"], "yes");
+    assert_eq!(done["result"], json!({"by": "ops", "ok": [1, 2]}));
+    let events = chain.command(&["events", "early", "--json"]).json_lines();
+    let signals: Vec<(String, Option<String>)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"].as_str().unwrap().starts_with("signal"))
+        .map(|event| {
+            let kind = event["kind"].as_str().unwrap().to_string();
+            (kind, event["step"].as_str().map(str::to_string))
+        })
+        .collect();
+    let expected = [
+        ("signal_received", None),
+        ("signal_taken", Some("1")),
+        ("signal_received", None),
+        ("signal_taken", Some("2")),
+    ];
+    let expected: Vec<(String, Option<String>)> = expected
+        .iter()
+        .map(|(kind, step)| (kind.to_string(), step.map(str::to_string)))
+        .collect();
+    assert_eq!(signals, expected);
+}
+
+/// No signal by the timeout: the step fails with kind `timed_out`, and the
+/// workflow's errback runs with it, as for any failed step.
+#[test]
+fn a_wait_that_times_out_fails_timed_out_and_its_errbacks_run() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [2, 2]},
+            {"wait": "approved", "timeout": "500ms"},
+            {"task": "math.add", "args": [1]},
+        ],
+        "on_error": {"task": "testkit.echo"},
+    }));
+    let started = Instant::now();
+    let run = run_file(&chain, &["--id", "late", "--json"]);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.json()["error"];
+    assert_eq!(error["kind"], "timed_out", "{error}");
+    assert_eq!(error["step"], "1");
+    assert!(
+        error["message"].as_str().unwrap().contains("\"approved\""),
+        "{error}"
+    );
+    let done = report(&chain, "late").unwrap();
+    assert_eq!(step_of(&done, "2")["status"], "skipped");
+    let errback = step_of(&done, "on_error");
+    assert_eq!(errback["status"], "succeeded", "{errback}");
+    assert_eq!(errback["result"]["error"]["kind"], "timed_out");
+}
+
+/// Waits in a group wait beside the other members, which run meanwhile;
+/// two waits for one name take one signal each, the oldest first.
+#[test]
+fn waits_in_a_group_wait_beside_the_other_members() {
+    let chain = chain_of(json!([{"chord": {
+        "header": [
+            {"wait": "vote"},
+            {"wait": "vote"},
+            {"task": "math.add", "args": [1, 1]},
+        ],
+        "body": {"task": "testkit.echo"},
+    }}]));
+    let path = chain.path.to_str().unwrap();
+    let child = start(&chain, &["run", path, "--id", "votes", "--json"]);
+    until_step(&chain, "votes", "0.0", "waiting");
+    let waiting = until_step(&chain, "votes", "0.1", "waiting");
+    assert_eq!(step_of(&waiting, "0.2")["status"], "succeeded", "{waiting}");
+    for vote in ["\"yes\"", "\"no\""] {
+        let sent = chain.command(&["signal", "votes", "vote", vote]);
+        assert_eq!(sent.code, 0, "{}", sent.stderr);
+    }
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut votes: Vec<String> = run.json()["result"].as_array().unwrap()[..2]
+        .iter()
+        .map(|vote| vote.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(run.json()["result"][2], 2);
+    votes.sort();
+    assert_eq!(votes, ["no", "yes"]);
+}
+
+/// A sleeping workflow cancelled from another process stops at once,
+/// without waiting out its sleep.
+#[test]
+fn a_sleep_is_cancelled_without_waiting_it_out() {
+    let chain = chain_of(json!([{"sleep": "1h"}, {"task": "math.add", "args": [1]}]));
+    let path = chain.path.to_str().unwrap();
+    let child = start(&chain, &["run", path, "--id", "long"]);
+    until_step(&chain, "long", "0", "sleeping");
+    let started = Instant::now();
+    let cancelled = chain.command(&["cancel", "long"]);
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let run = finish(child);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let done = report(&chain, "long").unwrap();
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(
+        step_of(&done, "0")["error"]["message"],
+        "cancelled while asleep"
+    );
+}
+
+/// Signals to what cannot take them, and pauses written wrong, are refused
+/// with exit 2 and a message that names the cause and the place.
+#[test]
+fn signals_and_pauses_written_wrong_are_refused_by_name() {
+    let chain = chain_of(json!([{"task": "math.add", "args": [1, 1]}]));
+    assert_eq!(run_file(&chain, &["--id", "done"]).code, 0);
+    let cases: [(&[&str], &str); 4] = [
+        (&["signal", "nobody", "go"], "no workflow `nobody`"),
+        (
+            &["signal", "done", "go", "1"],
+            "workflow done succeeded: a signal reaches only a workflow that runs or was cut off",
+        ),
+        (
+            &["signal", "done", "go", "{oops"],
+            "payload (from the command line) is not JSON",
+        ),
+        (
+            &["signal", "done", "a/b", "1"],
+            "no control characters or `/`",
+        ),
+    ];
+    for (args, message) in cases {
+        let run = chain.command(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+
+    let refused = [
+        (
+            json!([{"sleep": "3 days"}]),
+            "$.workflow[0].sleep",
+            "is not a duration",
+        ),
+        (
+            json!([{"sleep": -1}]),
+            "$.workflow[0].sleep",
+            "from 0 seconds to 10 years",
+        ),
+        (
+            json!([{"wait": ""}]),
+            "$.workflow[0].wait",
+            "a signal's name is empty",
+        ),
+        (
+            json!([{"wait": "x", "until": 3}]),
+            "$.workflow[0].until",
+            "unknown key `until`",
+        ),
+        (
+            json!([{"task": "wfhost.sleep", "kwargs": {"minutes": 3}}]),
+            "step 0",
+            "a sleep takes no keyword `minutes`",
+        ),
+    ];
+    for (workflow, place, message) in refused {
+        let run = run_workflow(workflow.clone(), &[]);
+        assert_eq!(run.code, 2, "{workflow}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(place) && run.stderr.contains(message),
+            "{workflow}: {}",
+            run.stderr
+        );
+    }
+    let reserved = run_document(
+        json!({"plugins": {"wfhost": plugin("math")}, "workflow": [{"task": "wfhost.add", "args": [1, 2]}]}),
+        &[],
+    );
+    assert_eq!(reserved.code, 2);
+    assert!(
+        reserved.stderr.contains("$.plugins.wfhost") && reserved.stderr.contains("is wfhost's own"),
+        "{}",
+        reserved.stderr
+    );
+}
