@@ -346,3 +346,321 @@ fn signals_and_pauses_written_wrong_are_refused_by_name() {
         reserved.stderr
     );
 }
+
+/// The workflows of tenant `default` whose id starts `NAME@`, as `list`
+/// gives them.
+fn scheduled_runs(chain: &ChainFile, name: &str) -> Vec<Value> {
+    let list = chain.command(&["list", "--json"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let rows = list.json();
+    let prefix = format!("{name}@");
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["id"].as_str().unwrap().starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+fn show(chain: &ChainFile, name: &str) -> Value {
+    let shown = chain.command(&["schedule", "show", name, "--json"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    shown.json()
+}
+
+fn ticks_of<'a>(shown: &'a Value, outcome: &str) -> Vec<&'a Value> {
+    shown["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|tick| tick["outcome"] == outcome)
+        .collect()
+}
+
+/// A schedule every second, fired by two `wfhost scheduler` processes at
+/// once, one of them killed -9 midway and started again: each tick starts
+/// one workflow, `NAME@<instant>`, and every one ends.
+#[test]
+fn a_schedule_fires_each_tick_once_however_many_schedulers_run() {
+    let chain = chain_of(json!([{"task": "math.add", "args": [2, 2]}]));
+    let path = chain.path.to_str().unwrap();
+    let added = chain.command(&["schedule", "add", "tick", path, "--every", "1s"]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let began = Instant::now();
+    let mut first = ChildGuard(start(&chain, &["scheduler"]));
+    let mut second = ChildGuard(start(&chain, &["scheduler"]));
+    // Killed at a moment of its own, not at a tick.
+    let kill_at = Duration::from_millis(1500 + fastrand::u64(0..1000));
+    std::thread::sleep(kill_at);
+    kill(&mut first.0);
+    std::thread::sleep(Duration::from_millis(1200));
+    first = ChildGuard(start(&chain, &["scheduler"]));
+    std::thread::sleep(Duration::from_millis(2500));
+    kill(&mut second.0);
+    kill(&mut first.0);
+    let elapsed = began.elapsed().as_secs_f64();
+    // What a killed scheduler was running, a later pass resumes: run one
+    // pass's worth of scheduler to see them end.
+    assert_eq!(chain.command(&["schedule", "pause", "tick"]).code, 0);
+    let _finisher = ChildGuard(start(&chain, &["scheduler"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let runs = loop {
+        let runs = scheduled_runs(&chain, "tick");
+        if runs.iter().all(|row| row["status"] == "succeeded") || Instant::now() > deadline {
+            break runs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let shown = show(&chain, "tick");
+    let started = ticks_of(&shown, "started");
+    let ids: std::collections::BTreeSet<&str> =
+        runs.iter().map(|row| row["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), runs.len(), "an id twice: {runs:?}");
+    assert_eq!(
+        runs.len(),
+        started.len(),
+        "each started tick is one workflow: {shown}"
+    );
+    // A tick each second of the run, give or take the ones at its ends.
+    let expected = elapsed.floor() as usize;
+    assert!(
+        runs.len() + 1 >= expected && runs.len() <= expected + 1,
+        "{} workflows in {elapsed:.1} s: {shown}",
+        runs.len()
+    );
+    assert!(ticks_of(&shown, "skipped").is_empty(), "{shown}");
+    for row in &runs {
+        assert_eq!(row["status"], "succeeded", "{row}");
+        assert_eq!(row["result"], 4, "{row}");
+    }
+}
+
+/// A paused schedule starts nothing; resumed, it ticks from then on, not
+/// for the ticks it passed over.
+#[test]
+fn a_paused_schedule_starts_nothing_until_resumed() {
+    let chain = chain_of(json!([{"task": "math.add", "args": [1, 1]}]));
+    let path = chain.path.to_str().unwrap();
+    let added = chain.command(&["schedule", "add", "p", path, "--every", "1s", "--paused"]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let _scheduler = ChildGuard(start(&chain, &["scheduler"]));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(scheduled_runs(&chain, "p").is_empty());
+    let shown = chain.command(&["schedule", "show", "p"]);
+    assert!(
+        shown.stdout.contains("overlap skip, paused"),
+        "{}",
+        shown.stdout
+    );
+
+    assert_eq!(chain.command(&["schedule", "resume", "p"]).code, 0);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(chain.command(&["schedule", "pause", "p"]).code, 0);
+    let fired = scheduled_runs(&chain, "p").len();
+    assert!((2..=3).contains(&fired), "{fired} after 2.5 s resumed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        scheduled_runs(&chain, "p").len(),
+        fired,
+        "fired while paused"
+    );
+}
+
+/// Ticks missed while no process ran fire once each within the catch-up
+/// window; older ones are recorded as missed, once, with their count.
+#[test]
+fn missed_ticks_fire_within_the_catch_up_window_and_older_ones_are_recorded() {
+    let chain = chain_of(json!([{"task": "math.add", "args": [1, 1]}]));
+    let path = chain.path.to_str().unwrap();
+    let added = chain.command(&[
+        "schedule",
+        "add",
+        "c",
+        path,
+        "--every",
+        "1s",
+        "--catch-up",
+        "2500ms",
+        "--overlap",
+        "allow-all",
+    ]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    std::thread::sleep(Duration::from_millis(6200));
+    let scheduler = ChildGuard(start(&chain, &["scheduler"]));
+    std::thread::sleep(Duration::from_millis(300));
+    drop(scheduler);
+    let shown = show(&chain, "c");
+    let missed = ticks_of(&shown, "missed");
+    assert_eq!(missed.len(), 1, "{shown}");
+    let missed = missed[0]["count"].as_u64().unwrap();
+    let started = ticks_of(&shown, "started").len() as u64;
+    // Seven ticks were due (0 s … 6 s); those 2.5 s old or less fire.
+    assert!((3..=4).contains(&missed), "{shown}");
+    assert_eq!(missed + started, 7, "{shown}");
+}
+
+/// Schedules written wrong are refused by name, with nothing made.
+#[test]
+fn a_schedule_written_wrong_is_refused_with_its_cause() {
+    let chain = chain_of(json!([{"task": "math.add", "args": [1, 1]}]));
+    let path = chain.path.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--cron", "61 * * * *"], "is not a cron expression"),
+        (
+            &["--cron", "0 9 * * *", "--tz", "Mars/Base"],
+            "is not a time zone",
+        ),
+        (&["--every", "500ms"], "from 1 second to 10 years"),
+        (&["--every", "soon"], "is not a duration"),
+        (
+            &["--every", "1s", "--start", "tomorrow"],
+            "is not an ISO 8601 instant",
+        ),
+        (
+            &["--every", "1s", "--overlap", "queue"],
+            "invalid value 'queue'",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["schedule", "add", "bad", path];
+        all.extend_from_slice(args);
+        let run = chain.command(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+    let broken = chain_of(json!([{"task": "math.nope"}]));
+    let run = chain.command(&[
+        "schedule",
+        "add",
+        "bad",
+        broken.path.to_str().unwrap(),
+        "--every",
+        "1s",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot run") && run.stderr.contains("math.nope"),
+        "{}",
+        run.stderr
+    );
+    let listed = chain.command(&["schedule", "list", "--json"]);
+    assert_eq!(listed.json(), json!([]), "{}", listed.stderr);
+    assert_eq!(
+        chain
+            .command(&["schedule", "add", "twice", path, "--every", "1h"])
+            .code,
+        0
+    );
+    let again = chain.command(&["schedule", "add", "twice", path, "--every", "1h"]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("exists already"), "{}", again.stderr);
+    let gone = chain.command(&["schedule", "show", "nothing"]);
+    assert_eq!(gone.code, 2);
+    assert!(
+        gone.stderr.contains("no schedule `nothing`"),
+        "{}",
+        gone.stderr
+    );
+}
+
+/// A cron in Europe/Paris across both changes of 2027, with the
+/// scheduler's clock set by the test: 02:30, which does not exist on 28
+/// March, fires once at 03:00; 02:00 and 02:30, which occur twice on 31
+/// October, fire once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_in_a_time_zone_fires_once_across_daylight_saving_changes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use wfhost::records::ScheduleSpec;
+    use wfhost::records::{Overlap, iso8601, parse_iso8601};
+    use wfhost::schedule::{Clock, Scheduler};
+
+    struct SetClock(AtomicU64);
+    impl Clock for SetClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    let chain = chain_of(json!([{"task": "math.add", "args": [1, 1]}]));
+    let store = wfhost::store::Store::open(&chain.db()).unwrap();
+    let host = Arc::new(wfhost::Host::new(
+        wfhost::runtime::Runtime::new().unwrap(),
+        store,
+    ));
+    let at = |text: &str| parse_iso8601(text).unwrap();
+    let cases = [
+        (
+            "spring",
+            "30 2 * * *",
+            "2027-03-27T12:00:00Z",
+            "2027-03-30T12:00:00Z",
+        ),
+        (
+            "autumn",
+            "*/30 1-3 * * *",
+            "2027-10-30T12:00:00Z",
+            "2027-10-31T12:00:00Z",
+        ),
+    ];
+    let clock = Arc::new(SetClock(AtomicU64::new(0)));
+    let mut fired = Vec::new();
+    for (name, cron, from, to) in cases {
+        host.add_schedule(ScheduleSpec {
+            name: name.to_string(),
+            tenant: "default".to_string(),
+            cron: Some(cron.to_string()),
+            tz: Some("Europe/Paris".to_string()),
+            every_ms: None,
+            overlap: Overlap::AllowAll,
+            catch_up_ms: 3_600_000,
+            start_ms: Some(at(from)),
+            end_ms: Some(at(to)),
+            paused: false,
+            chain: std::fs::read_to_string(&chain.path).unwrap(),
+            chain_path: chain.path.display().to_string(),
+        })
+        .await
+        .unwrap();
+        let mut scheduler = Scheduler::new(Arc::clone(&host), clock.clone());
+        let mut now = at(from);
+        while now <= at(to) {
+            clock.0.store(now, Ordering::SeqCst);
+            scheduler.pass().await.unwrap();
+            now += 10 * 60 * 1000;
+        }
+        let record = host.schedule("default", name).unwrap();
+        fired.push(
+            record
+                .ticks
+                .iter()
+                .map(|tick| (iso8601(tick.at_ms), tick.outcome.as_str()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let started = |ticks: &[&str]| -> Vec<(String, &'static str)> {
+        ticks
+            .iter()
+            .map(|tick| (tick.to_string(), "started"))
+            .collect()
+    };
+    assert_eq!(
+        fired[0],
+        started(&[
+            "2027-03-28T01:00:00.000Z", // 03:00 CEST, for 02:30, which does not exist
+            "2027-03-29T00:30:00.000Z", // 02:30 CEST
+            "2027-03-30T00:30:00.000Z",
+        ])
+    );
+    assert_eq!(
+        fired[1],
+        started(&[
+            "2027-10-30T23:00:00.000Z", // 01:00 CEST
+            "2027-10-30T23:30:00.000Z", // 01:30 CEST
+            "2027-10-31T00:00:00.000Z", // 02:00 CEST
+            "2027-10-31T00:30:00.000Z", // 02:30 CEST; not again in CET
+            "2027-10-31T02:00:00.000Z", // 03:00 CET
+            "2027-10-31T02:30:00.000Z", // 03:30 CET
+        ])
+    );
+}

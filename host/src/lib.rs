@@ -52,6 +52,7 @@ mod plan;
 mod prometheus;
 pub mod records;
 pub mod runtime;
+pub mod schedule;
 pub mod service;
 mod sha256;
 pub mod spec;

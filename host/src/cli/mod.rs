@@ -12,6 +12,7 @@ mod progress;
 mod purge;
 mod resume;
 mod run;
+mod schedule;
 mod serve;
 mod signal;
 mod status;
@@ -62,6 +63,13 @@ impl DbArgs {
     /// media) is read all the same.
     pub fn open_to_read(&self) -> anyhow::Result<Store> {
         Ok(Store::open_to_read(&self.path())?)
+    }
+
+    /// A host over the state database, made if it is missing, for the
+    /// commands that make schedules and fire them.
+    pub fn host(&self) -> anyhow::Result<Host> {
+        let store = Store::open_with(&self.path(), Durability::default())?;
+        Ok(Host::new(execute::cached_runtime()?, store))
     }
 
     /// A host over the existing state database, for commands that change
@@ -230,6 +238,14 @@ enum Command {
     Retry(resume::RetryArgs),
     /// Send a workflow a signal: the payload its `wait` for NAME returns.
     Signal(signal::SignalArgs),
+    /// Run a chain file at each tick of a cron expression or an interval.
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
+    /// Fire the due schedules of the database, until stopped (as `serve`
+    /// and `ui` do besides their own work).
+    Scheduler(schedule::SchedulerArgs),
     /// Remove a workflow and every record of it.
     Rm(purge::RmArgs),
     /// Remove workflows by age, status and tenant (by default, every one
@@ -373,6 +389,8 @@ pub fn main() -> ExitCode {
             Command::Retry(args) => resume::retry(args, starting()).await,
             Command::Cancel(args) => resume::cancel(args).await,
             Command::Signal(args) => signal::signal(args).await,
+            Command::Schedule { command } => schedule::schedule(command).await,
+            Command::Scheduler(args) => schedule::scheduler(args).await,
             Command::Rm(args) => purge::rm(args).await,
             Command::Purge(args) => purge::purge(args).await,
             Command::Validate(args) => validate::validate(args).await,

@@ -299,6 +299,11 @@ impl Host {
         self
     }
 
+    /// The ceilings every workflow's limits are held to.
+    pub(crate) fn ceilings(&self) -> &Ceilings {
+        &self.ceilings
+    }
+
     /// The runtime attempts run in.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime

@@ -7,6 +7,7 @@
 mod failure;
 mod head;
 mod output;
+mod schedule;
 mod signal;
 mod step;
 mod time;
@@ -15,6 +16,7 @@ mod workflow;
 pub use failure::{Failure, FailureKind};
 pub(crate) use head::{StoredHead, StoredPlugin};
 pub use output::{Captured, LogLevel, LogRecord};
+pub use schedule::{Overlap, ScheduleRecord, ScheduleSpec, Tick, TickOutcome};
 pub use signal::Signal;
 pub use step::{StepRecord, StepStatus};
 pub use time::{iso8601, now_ms, parse_iso8601};

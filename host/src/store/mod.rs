@@ -26,6 +26,7 @@ mod handle;
 mod leases;
 mod overlay;
 mod read;
+mod schedules;
 mod schema;
 mod signals;
 mod tables;

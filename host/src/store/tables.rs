@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use wfhost_canvas::Canvas;
 
 use super::error::Fault;
-use crate::records::{Event, Signal, StepRecord, StoredHead, WorkflowRow};
+use crate::records::{Event, ScheduleRecord, Signal, StepRecord, StoredHead, WorkflowRow};
 
 /// Bumped whenever a table or a stored record changes shape; opening a
 /// file of the version before migrates it (see `Store::check_schema`).
@@ -109,6 +109,10 @@ impl<K: Key + 'static, T: DeserializeOwned> Records<K, T> {
         Ok(serde_json::from_slice(self.unseal(key, stored)?)?)
     }
 }
+
+/// (tenant, schedule name) → schedule: its cadence, its chain, and what
+/// its ticks came to.
+pub const SCHEDULES: Records<(&str, &str), ScheduleRecord> = Records::named("schedules");
 
 /// (tenant, workflow id) → workflow row: where the workflow stands.
 pub const WORKFLOWS: Records<(&str, &str), WorkflowRow> = Records::named("workflows");

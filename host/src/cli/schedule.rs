@@ -1,0 +1,364 @@
+//! `wfhost schedule add|list|show|pause|resume|trigger|rm` and `wfhost
+//! scheduler` (DESIGN §15).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use wfhost::RunIdentity;
+use wfhost::records::{
+    Overlap, ScheduleRecord, ScheduleSpec, WorkflowStatus, iso8601, parse_iso8601,
+};
+use wfhost::schedule::{self, Cadence, Scheduler, SystemClock};
+use wfhost_canvas::pause::parse_duration;
+
+use super::{DbArgs, Finished, TenantArg};
+
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// Make a schedule: CHAIN.json runs at each tick, as workflow
+    /// NAME@<the tick's UTC instant>.
+    Add(AddArgs),
+    /// The schedules, with their next tick.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// A schedule: its next 5 ticks and its last runs with their outcome.
+    Show(NameArgs),
+    /// Stop a schedule's ticks until `resume`.
+    Pause(NameArgs),
+    /// Let a paused schedule tick again, from now on.
+    Resume(NameArgs),
+    /// Run a schedule's workflow now, outside its cadence, and wait for it.
+    Trigger(NameArgs),
+    /// Remove a schedule (the workflows it started stay).
+    Rm(NameArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OverlapArg {
+    Skip,
+    BufferOne,
+    AllowAll,
+}
+
+impl From<OverlapArg> for Overlap {
+    fn from(arg: OverlapArg) -> Self {
+        match arg {
+            OverlapArg::Skip => Overlap::Skip,
+            OverlapArg::BufferOne => Overlap::BufferOne,
+            OverlapArg::AllowAll => Overlap::AllowAll,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// The schedule's name, unique within its tenant.
+    name: String,
+    /// The chain file to run at each tick.
+    chain: PathBuf,
+    /// A cron expression: 5 fields (6 with seconds first), ranges, steps,
+    /// names, `@hourly`, `@daily`…
+    #[arg(long, conflicts_with = "every", required_unless_present = "every")]
+    cron: Option<String>,
+    /// The IANA time zone the cron expression is read in (UTC if none).
+    #[arg(long, requires = "cron")]
+    tz: Option<String>,
+    /// An interval: `90s`, `15m`, `1h`, `7d`, or seconds.
+    #[arg(long)]
+    every: Option<String>,
+    /// What a tick does while the previous run still runs.
+    #[arg(long, value_enum, default_value = "skip")]
+    overlap: OverlapArg,
+    /// How old a tick missed while no process ran may be and still fire
+    /// (older ones are recorded as missed).
+    #[arg(long, default_value = "1m")]
+    catch_up: String,
+    /// No tick before this instant (ISO 8601).
+    #[arg(long)]
+    start: Option<String>,
+    /// No tick after this instant (ISO 8601).
+    #[arg(long)]
+    end: Option<String>,
+    /// Make it paused.
+    #[arg(long)]
+    paused: bool,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct NameArgs {
+    /// The schedule's name.
+    name: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn seconds_ms(text: &str, what: &str) -> anyhow::Result<u64> {
+    let seconds = parse_duration(&Value::String(text.to_string()))
+        .map_err(|err| anyhow::anyhow!("{what}: {err}"))?;
+    Ok((seconds * 1000.0).round() as u64)
+}
+
+fn instant(text: Option<&str>, what: &str) -> anyhow::Result<Option<u64>> {
+    text.map(|text| {
+        parse_iso8601(text).ok_or_else(|| {
+            anyhow::anyhow!("{what}: `{text}` is not an ISO 8601 instant (2026-12-24T18:00:00Z)")
+        })
+    })
+    .transpose()
+}
+
+pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<Finished> {
+    match command {
+        ScheduleCommand::Add(args) => add(args).await,
+        ScheduleCommand::List { json, tenant, db } => {
+            let host = db.host_of_existing()?;
+            let records = host.store().schedules(Some(&tenant.tenant))?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let all: Vec<Value> = records.iter().map(summary).collect();
+                serde_json::to_writer_pretty(&mut out, &all)?;
+                writeln!(out)?;
+                return Ok(Finished::Succeeded);
+            }
+            if records.is_empty() {
+                writeln!(out, "no schedules of tenant {}", tenant.tenant)?;
+            }
+            for record in &records {
+                writeln!(
+                    out,
+                    "{:<24} {:<28} {:<8} next {}",
+                    record.spec.name,
+                    cadence_text(record),
+                    if record.spec.paused {
+                        "paused"
+                    } else {
+                        "active"
+                    },
+                    record.next_tick_ms.map_or_else(|| "-".to_string(), iso8601)
+                )?;
+            }
+            Ok(Finished::Succeeded)
+        }
+        ScheduleCommand::Show(args) => {
+            let host = args.db.host_of_existing()?;
+            let record = host.schedule(&args.tenant.tenant, &args.name)?;
+            show(&host, &record, args.json)
+        }
+        ScheduleCommand::Pause(args) => set_paused(args, true),
+        ScheduleCommand::Resume(args) => set_paused(args, false),
+        ScheduleCommand::Trigger(args) => {
+            let host = args.db.host_of_existing()?;
+            let (id, spec) = host.trigger_schedule(&args.tenant.tenant, &args.name)?;
+            eprintln!("schedule {}: running workflow {id}", args.name);
+            let row = host
+                .run(spec, RunIdentity::new(&args.tenant.tenant, &id))
+                .await?;
+            println!(
+                "{}",
+                json!({"id": row.id, "status": row.status.as_str(), "result": row.result, "error": row.error})
+            );
+            Ok(match row.status {
+                WorkflowStatus::Succeeded => Finished::Succeeded,
+                _ => Finished::WorkflowFailed,
+            })
+        }
+        ScheduleCommand::Rm(args) => {
+            let host = args.db.host_of_existing()?;
+            host.remove_schedule(&args.tenant.tenant, &args.name)?;
+            eprintln!("schedule {} removed", args.name);
+            Ok(Finished::Succeeded)
+        }
+    }
+}
+
+async fn add(args: AddArgs) -> anyhow::Result<Finished> {
+    let chain_path = std::path::absolute(&args.chain).unwrap_or(args.chain.clone());
+    let chain = std::fs::read_to_string(&chain_path)
+        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", args.chain.display()))?;
+    let spec = ScheduleSpec {
+        name: args.name.clone(),
+        tenant: args.tenant.tenant.clone(),
+        cron: args.cron,
+        tz: args.tz,
+        every_ms: args
+            .every
+            .as_deref()
+            .map(|every| seconds_ms(every, "--every"))
+            .transpose()?,
+        overlap: args.overlap.into(),
+        catch_up_ms: seconds_ms(&args.catch_up, "--catch-up")?,
+        start_ms: instant(args.start.as_deref(), "--start")?,
+        end_ms: instant(args.end.as_deref(), "--end")?,
+        paused: args.paused,
+        chain,
+        chain_path: chain_path.display().to_string(),
+    };
+    let host = args.db.host()?;
+    let record = host.add_schedule(spec).await?;
+    eprintln!(
+        "schedule {} ({}) made; next tick {}",
+        record.spec.name,
+        cadence_text(&record),
+        record
+            .next_tick_ms
+            .map_or_else(|| "none".to_string(), iso8601)
+    );
+    Ok(Finished::Succeeded)
+}
+
+fn set_paused(args: NameArgs, paused: bool) -> anyhow::Result<Finished> {
+    let host = args.db.host_of_existing()?;
+    let record = host.pause_schedule(&args.tenant.tenant, &args.name, paused)?;
+    eprintln!(
+        "schedule {} {}",
+        record.spec.name,
+        if paused { "paused" } else { "resumed" }
+    );
+    Ok(Finished::Succeeded)
+}
+
+fn cadence_text(record: &ScheduleRecord) -> String {
+    match (&record.spec.cron, record.spec.every_ms) {
+        (Some(cron), _) => format!("cron {cron} {}", record.spec.tz.as_deref().unwrap_or("UTC")),
+        (None, Some(every)) => format!("every {} s", every as f64 / 1000.0),
+        _ => "-".to_string(),
+    }
+}
+
+fn summary(record: &ScheduleRecord) -> Value {
+    json!({
+        "name": record.spec.name,
+        "tenant": record.spec.tenant,
+        "cron": record.spec.cron,
+        "tz": record.spec.tz,
+        "every_ms": record.spec.every_ms,
+        "overlap": record.spec.overlap.as_str(),
+        "paused": record.spec.paused,
+        "next_tick": record.next_tick_ms.map(iso8601),
+        "chain": record.spec.chain_path,
+    })
+}
+
+/// The next ticks, and the last ones with the outcome of their workflows.
+fn show(host: &wfhost::Host, record: &ScheduleRecord, json: bool) -> anyhow::Result<Finished> {
+    let upcoming: Vec<u64> = match (record.spec.paused, schedule::cadence_of(record)) {
+        (false, Ok(cadence)) => next_ticks(&cadence, record),
+        _ => Vec::new(),
+    };
+    let runs: Vec<Value> = record
+        .ticks
+        .iter()
+        .rev()
+        .map(|tick| {
+            let status = tick.workflow.as_ref().and_then(|id| {
+                let row = host.store().workflow(&record.spec.tenant, id).ok()??;
+                Some(row.status.as_str())
+            });
+            json!({
+                "at": iso8601(tick.at_ms),
+                "outcome": tick.outcome.as_str(),
+                "count": tick.count,
+                "workflow": tick.workflow,
+                "status": status,
+            })
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut whole = summary(record);
+        whole["next_ticks"] = json!(upcoming.iter().copied().map(iso8601).collect::<Vec<_>>());
+        whole["ticks"] = Value::Array(runs);
+        whole["catch_up_ms"] = json!(record.spec.catch_up_ms);
+        serde_json::to_writer_pretty(&mut out, &whole)?;
+        writeln!(out)?;
+        return Ok(Finished::Succeeded);
+    }
+    writeln!(
+        out,
+        "schedule {} (tenant {}): {}, overlap {}{}",
+        record.spec.name,
+        record.spec.tenant,
+        cadence_text(record),
+        record.spec.overlap.as_str(),
+        if record.spec.paused { ", paused" } else { "" }
+    )?;
+    writeln!(out, "  runs {}", record.spec.chain_path)?;
+    writeln!(out, "  next ticks:")?;
+    for tick in &upcoming {
+        writeln!(out, "    {}", iso8601(*tick))?;
+    }
+    if !runs.is_empty() {
+        writeln!(out, "  last ticks:")?;
+    }
+    for run in &runs {
+        let count = run["count"].as_u64().unwrap_or(1);
+        let times = if count > 1 {
+            format!(" ×{count}")
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "    {}  {}{}  {}  {}",
+            run["at"].as_str().unwrap_or_default(),
+            run["outcome"].as_str().unwrap_or_default(),
+            times,
+            run["workflow"].as_str().unwrap_or("-"),
+            run["status"].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(Finished::Succeeded)
+}
+
+fn next_ticks(cadence: &Cadence, record: &ScheduleRecord) -> Vec<u64> {
+    let Some(first) = record.next_tick_ms else {
+        return Vec::new();
+    };
+    let mut ticks = vec![first];
+    ticks.extend(
+        cadence
+            .upcoming(first, 4)
+            .into_iter()
+            .filter(|tick| record.spec.end_ms.is_none_or(|end| *tick <= end)),
+    );
+    ticks
+}
+
+/// Fires the due schedules of the database until stopped.
+pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<Finished> {
+    let host = Arc::new(args.db.host()?);
+    eprintln!(
+        "wfhost scheduler: firing the schedules of {} (pid {})",
+        host.store().path().display(),
+        std::process::id()
+    );
+    let scheduler = Scheduler::new(host, Arc::new(SystemClock));
+    tokio::select! {
+        ran = scheduler.run() => ran?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(Finished::Succeeded)
+}

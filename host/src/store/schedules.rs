@@ -1,0 +1,96 @@
+//! Schedules in the state database: one record per (tenant, name), each
+//! change made in one write transaction that reads the record it changes,
+//! so that processes handling the same tick agree on what became of it.
+
+use redb::ReadableTable;
+
+use super::tables::SCHEDULES;
+use super::{Store, StoreError};
+use crate::records::ScheduleRecord;
+
+impl Store {
+    /// The schedules of `tenant` (of every tenant if none), by tenant and
+    /// name.
+    pub fn schedules(&self, tenant: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read(|txn| {
+            let table = match txn.open_table(SCHEDULES.table) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(err) => return Err(err.into()),
+            };
+            let entries = match tenant {
+                Some(tenant) => table.range((tenant, "")..=(tenant, "\u{10FFFF}"))?,
+                None => table.range::<(&str, &str)>(..)?,
+            };
+            entries
+                .map(|entry| {
+                    let (key, stored) = entry?;
+                    SCHEDULES.decode(&key.value(), stored.value())
+                })
+                .collect()
+        })
+    }
+
+    /// Schedule `name` of `tenant`, if there is one.
+    pub fn schedule(&self, tenant: &str, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        self.read(|txn| {
+            let table = match txn.open_table(SCHEDULES.table) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            let key = (tenant, name);
+            let stored = table.get(key)?;
+            stored
+                .map(|stored| SCHEDULES.decode(&key, stored.value()))
+                .transpose()
+        })
+    }
+
+    /// Changes schedule `name` of `tenant` as `change` says, given it as
+    /// it is now (none if there is none): what `change` leaves is stored
+    /// (none removes it), on the disk before this returns. Returns what
+    /// `change` returns.
+    pub(crate) fn change_schedule<R>(
+        &self,
+        tenant: &str,
+        name: &str,
+        change: impl FnOnce(&mut Option<ScheduleRecord>) -> R,
+    ) -> Result<R, StoreError> {
+        super::error::guarded(&self.path, || {
+            let txn = self.db.get().begin_write().map_err(|err| self.fault(err))?;
+            let answer = {
+                let mut table = txn
+                    .open_table(SCHEDULES.table)
+                    .map_err(|err| self.fault(err))?;
+                let key = (tenant, name);
+                let before = match table.get(key).map_err(|err| self.fault(err))? {
+                    Some(stored) => Some(
+                        SCHEDULES
+                            .decode(&key, stored.value())
+                            .map_err(|fault| fault.at(&self.path))?,
+                    ),
+                    None => None,
+                };
+                let mut after = before.clone();
+                let answer = change(&mut after);
+                if after != before {
+                    match &after {
+                        Some(record) => {
+                            let stored = SCHEDULES.encode(&key, record);
+                            table
+                                .insert(key, stored.as_slice())
+                                .map_err(|err| self.fault(err))?;
+                        }
+                        None => {
+                            table.remove(key).map_err(|err| self.fault(err))?;
+                        }
+                    }
+                }
+                answer
+            };
+            txn.commit().map_err(|err| self.fault(err))?;
+            Ok(answer)
+        })
+    }
+}
