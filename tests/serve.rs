@@ -44,7 +44,7 @@ fn write_policy(dir: &Path) -> PathBuf {
     };
     let policy = format!(
         "[admin]\nkey_sha256 = \"{}\"\n[tenants.a]\nkey_sha256 = \"{}\"\nmax_running_steps = 1000\n[tenants.a.plugins]\n{}{}\
-         [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\n[tenants.b.plugins]\n{}\
+         [tenants.b]\nkey_sha256 = \"{}\"\nmax_fuel = 10000000\nmax_schedules = 1\nmin_schedule_interval = 60\n[tenants.b.plugins]\n{}\
          [tenants.c]\nkey_sha256 = \"{}\"\nmax_workflow_fuel = 10000000\n[tenants.c.plugins]\n{}",
         key_hash(ADMIN_KEY),
         key_hash(KEY_A),
@@ -1952,4 +1952,196 @@ fn a_signal_over_the_api_reaches_only_the_callers_running_workflow() {
         .filter(|kind| kind.starts_with("signal") || kind.starts_with("step_waiting"))
         .collect();
     assert_eq!(kinds, ["signal_received", "step_waiting", "signal_taken"]);
+}
+
+/// Schedules over the API (DESIGN §15): a tenant's schedule fires in the
+/// service, each tick a workflow `NAME@<instant>` of that tenant; another
+/// tenant neither sees nor steers it; pause, trigger and removal answer as
+/// documented; a tenant's policy bounds how many it has and how often they
+/// tick.
+#[test]
+fn schedules_over_the_api_fire_in_the_service_within_the_tenants_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let schedule = json!({"name": "often", "every": "1s", "chain": {"workflow": add_chain()}});
+    let (status, made) =
+        server.request("POST", "/v1/schedules", Some(KEY_A), &schedule.to_string());
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["next_ticks"].as_array().unwrap().len(), 5, "{made}");
+    let (status, again) =
+        server.request("POST", "/v1/schedules", Some(KEY_A), &schedule.to_string());
+    assert_eq!((status, &again["error"]["kind"]), (409, &json!("conflict")));
+
+    // b sees none of a's, and cannot steer it.
+    assert_eq!(server.get(KEY_B, "/v1/schedules"), (200, json!([])));
+    assert_eq!(server.get(KEY_B, "/v1/schedules/often").0, 404);
+    let (status, _) = server.request("POST", "/v1/schedules/often/pause", Some(KEY_B), "");
+    assert_eq!(status, 404);
+
+    // It fires in the service: workflows often@… of tenant a, each ending.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let (_, shown) = server.get(KEY_A, "/v1/schedules/often");
+        let done = shown["ticks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|tick| tick["status"] == "succeeded")
+            .count();
+        if done >= 2 {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "{shown}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ran = shown["ticks"][0]["workflow"].as_str().unwrap().to_string();
+    assert!(ran.starts_with("often@2"), "{shown}");
+    let (status, row) = server.get(KEY_A, &format!("/v1/workflows/{ran}"));
+    assert_eq!((status, &row["result"]), (200, &json!(8)), "{row}");
+    assert_eq!(server.get(KEY_B, &format!("/v1/workflows/{ran}")).0, 404);
+
+    let (status, paused) = server.request("POST", "/v1/schedules/often/pause", Some(KEY_A), "");
+    assert_eq!((status, &paused["paused"]), (200, &json!(true)), "{paused}");
+    assert_eq!(paused["next_ticks"], json!([]));
+    let (status, triggered) =
+        server.request("POST", "/v1/schedules/often/trigger", Some(KEY_A), "");
+    assert_eq!(status, 202, "{triggered}");
+    let id = triggered["id"].as_str().unwrap();
+    assert_eq!(server.wait(KEY_A, id)["result"], 8);
+    let (_, shown) = server.get(KEY_A, "/v1/schedules/often");
+    assert_eq!(shown["ticks"][0]["outcome"], "triggered", "{shown}");
+    let (status, _) = server.request("POST", "/v1/schedules/often/snooze", Some(KEY_A), "");
+    assert_eq!(status, 404);
+    assert_eq!(
+        server
+            .request("DELETE", "/v1/schedules/often", Some(KEY_A), "")
+            .0,
+        200
+    );
+    assert_eq!(server.get(KEY_A, "/v1/schedules/often").0, 404);
+
+    // b's policy: at most one schedule, ticking at most once a minute.
+    let fast = json!({"name": "fast", "every": 30, "chain": {"workflow": add_chain()}});
+    let (status, refused) = server.request("POST", "/v1/schedules", Some(KEY_B), &fast.to_string());
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("min_schedule_interval"),
+        "{refused}"
+    );
+    // A plugin outside b's policy is refused as for a submission.
+    let foreign = json!({"name": "x", "cron": "0 * * * *",
+        "chain": {"workflow": [{"task": "testkit.echo", "args": [1]}]}});
+    assert_eq!(
+        server
+            .request("POST", "/v1/schedules", Some(KEY_A), &foreign.to_string())
+            .0,
+        201
+    );
+    assert_eq!(
+        server
+            .request("POST", "/v1/schedules", Some(KEY_B), &foreign.to_string())
+            .0,
+        400
+    );
+    let hourly =
+        |name: &str| json!({"name": name, "cron": "0 * * * *", "chain": {"workflow": add_chain()}});
+    let (status, made) = server.request(
+        "POST",
+        "/v1/schedules",
+        Some(KEY_B),
+        &hourly("one").to_string(),
+    );
+    assert_eq!(status, 201, "{made}");
+    let (status, refused) = server.request(
+        "POST",
+        "/v1/schedules",
+        Some(KEY_B),
+        &hourly("two").to_string(),
+    );
+    assert_eq!(
+        (status, &refused["error"]["kind"]),
+        (429, &json!("too_many_schedules"))
+    );
+}
+
+/// The dashboard's Schedules page (DESIGN §15): a schedule's next ticks
+/// and last runs with their outcome, Pause and Resume enabled as its state
+/// allows, Run now; and a workflow waiting for a signal says so in its
+/// step's detail.
+#[test]
+fn the_dashboard_shows_schedules_and_what_a_step_waits_for() {
+    if !browser::available("the_dashboard_shows_schedules_and_what_a_step_waits_for") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let schedule = json!({"name": "nightly", "every": "1s", "chain": {"workflow": add_chain()}});
+    let (status, _) = server.request("POST", "/v1/schedules", Some(KEY_A), &schedule.to_string());
+    assert_eq!(status, 201);
+    let browser = browser::Browser::start();
+    dashboard_login(&browser, &server, KEY_A);
+    std::thread::sleep(Duration::from_millis(2500));
+    browser.run("location.hash = '#/schedules'");
+    let row = "#schedules tr[data-name='nightly']";
+    browser.wait_for(row, Duration::from_secs(20));
+    let shown = browser.run(&format!(
+        "const row = document.querySelector(\"{row}\"); return {{ \
+           next: row.querySelectorAll('.next-ticks li').length, \
+           runs: [...row.querySelectorAll('.runs li')].map(li => li.textContent), \
+           pause: row.querySelector('button.pause').disabled, \
+           resume: row.querySelector('button.resume').disabled }}"
+    ));
+    assert_eq!(shown["next"], 5, "{shown}");
+    let runs = shown["runs"].as_array().unwrap();
+    assert!(!runs.is_empty(), "{shown}");
+    assert!(
+        runs.iter()
+            .any(|run| run.as_str().unwrap().contains("started nightly@")),
+        "{shown}"
+    );
+    assert_eq!(
+        (shown["pause"].as_bool(), shown["resume"].as_bool()),
+        (Some(false), Some(true))
+    );
+
+    browser.click(&browser.wait_for(&format!("{row} button.pause"), Duration::from_secs(5)));
+    let paused = browser.wait_until(
+        &format!(
+            "const row = document.querySelector(\"{row}\"); \
+             return row && row.querySelector('button.pause').disabled && row.textContent"
+        ),
+        Duration::from_secs(10),
+    );
+    let paused = paused.as_str().unwrap();
+    assert!(paused.contains("paused"), "{paused}");
+    let (_, record) = server.get(KEY_A, "/v1/schedules/nightly");
+    assert_eq!(record["paused"], true);
+    browser.click(&browser.wait_for(&format!("{row} button.trigger"), Duration::from_secs(5)));
+    browser.wait_until(
+        &format!(
+            "const row = document.querySelector(\"{row}\"); \
+             return row && row.querySelector('.runs li').textContent.includes('triggered')"
+        ),
+        Duration::from_secs(10),
+    );
+    browser.screenshot(&artifact("dashboard-schedules.png"));
+
+    let waiting = json!({"id": "approval", "workflow": [
+        {"task": "math.add", "args": [1, 1]},
+        {"wait": "approved", "timeout": "1h"},
+    ]});
+    assert_eq!(server.submit(KEY_A, &waiting).0, 202);
+    open_step(&browser, "approval", "1");
+    let detail = browser.wait_until(
+        "const d = document.querySelector('#step-detail').textContent; \
+         return d.includes('waiting for signal approved since') && d",
+        Duration::from_secs(20),
+    );
+    assert!(detail.as_str().unwrap().contains("timeout"), "{detail}");
+    let path = "/v1/workflows/approval/signals/approved";
+    assert_eq!(server.request("POST", path, Some(KEY_A), "true").0, 202);
+    assert_eq!(server.wait(KEY_A, "approval")["result"], true);
 }

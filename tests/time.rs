@@ -619,10 +619,11 @@ async fn a_cron_in_a_time_zone_fires_once_across_daylight_saving_changes() {
             paused: false,
             chain: std::fs::read_to_string(&chain.path).unwrap(),
             chain_path: chain.path.display().to_string(),
+            submitted: false,
         })
         .await
         .unwrap();
-        let mut scheduler = Scheduler::new(Arc::clone(&host), clock.clone());
+        let mut scheduler = Scheduler::new(host.clone(), clock.clone());
         let mut now = at(from);
         while now <= at(to) {
             clock.0.store(now, Ordering::SeqCst);

@@ -11,7 +11,7 @@ use wfhost::RunIdentity;
 use wfhost::records::{
     Overlap, ScheduleRecord, ScheduleSpec, WorkflowStatus, iso8601, parse_iso8601,
 };
-use wfhost::schedule::{self, Cadence, Scheduler, SystemClock};
+use wfhost::schedule::{self, Scheduler, SystemClock};
 use wfhost_canvas::pause::parse_duration;
 
 use super::{DbArgs, Finished, TenantArg};
@@ -138,7 +138,10 @@ pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<Finished> {
             let records = host.store().schedules(Some(&tenant.tenant))?;
             let mut out = std::io::stdout().lock();
             if json {
-                let all: Vec<Value> = records.iter().map(summary).collect();
+                let all: Vec<Value> = records
+                    .iter()
+                    .map(|record| schedule::view(&host, record, false))
+                    .collect();
                 serde_json::to_writer_pretty(&mut out, &all)?;
                 writeln!(out)?;
                 return Ok(Finished::Succeeded);
@@ -171,7 +174,9 @@ pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<Finished> {
         ScheduleCommand::Resume(args) => set_paused(args, false),
         ScheduleCommand::Trigger(args) => {
             let host = args.db.host_of_existing()?;
-            let (id, spec) = host.trigger_schedule(&args.tenant.tenant, &args.name)?;
+            let record = host.schedule(&args.tenant.tenant, &args.name)?;
+            let spec = schedule::chain_of(&record)?;
+            let (id, _) = host.trigger_schedule(&args.tenant.tenant, &args.name)?;
             eprintln!("schedule {}: running workflow {id}", args.name);
             let row = host
                 .run(spec, RunIdentity::new(&args.tenant.tenant, &id))
@@ -215,6 +220,7 @@ async fn add(args: AddArgs) -> anyhow::Result<Finished> {
         paused: args.paused,
         chain,
         chain_path: chain_path.display().to_string(),
+        submitted: false,
     };
     let host = args.db.host()?;
     let record = host.add_schedule(spec).await?;
@@ -248,51 +254,12 @@ fn cadence_text(record: &ScheduleRecord) -> String {
     }
 }
 
-fn summary(record: &ScheduleRecord) -> Value {
-    json!({
-        "name": record.spec.name,
-        "tenant": record.spec.tenant,
-        "cron": record.spec.cron,
-        "tz": record.spec.tz,
-        "every_ms": record.spec.every_ms,
-        "overlap": record.spec.overlap.as_str(),
-        "paused": record.spec.paused,
-        "next_tick": record.next_tick_ms.map(iso8601),
-        "chain": record.spec.chain_path,
-    })
-}
-
 /// The next ticks, and the last ones with the outcome of their workflows.
 fn show(host: &wfhost::Host, record: &ScheduleRecord, json: bool) -> anyhow::Result<Finished> {
-    let upcoming: Vec<u64> = match (record.spec.paused, schedule::cadence_of(record)) {
-        (false, Ok(cadence)) => next_ticks(&cadence, record),
-        _ => Vec::new(),
-    };
-    let runs: Vec<Value> = record
-        .ticks
-        .iter()
-        .rev()
-        .map(|tick| {
-            let status = tick.workflow.as_ref().and_then(|id| {
-                let row = host.store().workflow(&record.spec.tenant, id).ok()??;
-                Some(row.status.as_str())
-            });
-            json!({
-                "at": iso8601(tick.at_ms),
-                "outcome": tick.outcome.as_str(),
-                "count": tick.count,
-                "workflow": tick.workflow,
-                "status": status,
-            })
-        })
-        .collect();
+    let view = schedule::view(host, record, true);
     let mut out = std::io::stdout().lock();
     if json {
-        let mut whole = summary(record);
-        whole["next_ticks"] = json!(upcoming.iter().copied().map(iso8601).collect::<Vec<_>>());
-        whole["ticks"] = Value::Array(runs);
-        whole["catch_up_ms"] = json!(record.spec.catch_up_ms);
-        serde_json::to_writer_pretty(&mut out, &whole)?;
+        serde_json::to_writer_pretty(&mut out, &view)?;
         writeln!(out)?;
         return Ok(Finished::Succeeded);
     }
@@ -307,14 +274,16 @@ fn show(host: &wfhost::Host, record: &ScheduleRecord, json: bool) -> anyhow::Res
     )?;
     writeln!(out, "  runs {}", record.spec.chain_path)?;
     writeln!(out, "  next ticks:")?;
-    for tick in &upcoming {
-        writeln!(out, "    {}", iso8601(*tick))?;
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    for tick in view["next_ticks"].as_array().into_iter().flatten() {
+        writeln!(out, "    {}", text(tick))?;
     }
-    if !runs.is_empty() {
+    let ticks = view["ticks"].as_array().cloned().unwrap_or_default();
+    if !ticks.is_empty() {
         writeln!(out, "  last ticks:")?;
     }
-    for run in &runs {
-        let count = run["count"].as_u64().unwrap_or(1);
+    for tick in &ticks {
+        let count = tick["count"].as_u64().unwrap_or(1);
         let times = if count > 1 {
             format!(" ×{count}")
         } else {
@@ -323,28 +292,14 @@ fn show(host: &wfhost::Host, record: &ScheduleRecord, json: bool) -> anyhow::Res
         writeln!(
             out,
             "    {}  {}{}  {}  {}",
-            run["at"].as_str().unwrap_or_default(),
-            run["outcome"].as_str().unwrap_or_default(),
+            text(&tick["at"]),
+            text(&tick["outcome"]),
             times,
-            run["workflow"].as_str().unwrap_or("-"),
-            run["status"].as_str().unwrap_or("")
+            tick["workflow"].as_str().unwrap_or("-"),
+            text(&tick["status"])
         )?;
     }
     Ok(Finished::Succeeded)
-}
-
-fn next_ticks(cadence: &Cadence, record: &ScheduleRecord) -> Vec<u64> {
-    let Some(first) = record.next_tick_ms else {
-        return Vec::new();
-    };
-    let mut ticks = vec![first];
-    ticks.extend(
-        cadence
-            .upcoming(first, 4)
-            .into_iter()
-            .filter(|tick| record.spec.end_ms.is_none_or(|end| *tick <= end)),
-    );
-    ticks
 }
 
 /// Fires the due schedules of the database until stopped.

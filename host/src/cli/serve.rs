@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio::net::{TcpListener, TcpSocket};
 use wfhost::executor::cores;
+use wfhost::schedule::{Scheduler, SystemClock};
 use wfhost::service::{Service, Tenants, http};
 
 use super::execute::cached_runtime;
@@ -115,6 +116,16 @@ pub async fn host_over_http(
             }
         })
     };
+    // Every long-running process on the database fires its schedules.
+    let scheduling = {
+        let launcher: Arc<dyn wfhost::schedule::Launcher> = Arc::clone(&service) as _;
+        let scheduler = Scheduler::new(launcher, Arc::new(SystemClock));
+        tokio::spawn(async move {
+            if let Err(err) = scheduler.run().await {
+                tracing::error!("the scheduler stopped: {err}");
+            }
+        })
+    };
     // No step starts from the signal on, while the requests under way are
     // answered.
     let stopping = {
@@ -132,6 +143,7 @@ pub async fn host_over_http(
     )
     .await?;
     expiring.abort();
+    scheduling.abort();
     // No step starts from here; those under way finish and are committed.
     // Workflows stay on record as running: the next start resumes them.
     let cut_off = service.stop(STOP_GRACE).await;

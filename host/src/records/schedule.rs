@@ -120,8 +120,14 @@ pub struct ScheduleSpec {
     pub paused: bool,
     /// The chain file it runs, as it was when the schedule was made.
     pub chain: String,
-    /// Where the chain file was, which its plugin paths are relative to.
+    /// Where the chain file was, which its plugin paths are relative to;
+    /// empty for a chain submitted through `serve`'s API.
     pub chain_path: String,
+    /// Whether the chain was submitted through `serve`'s API: it names
+    /// its tenant's plugins, and only a process with the tenant's policy
+    /// reads it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub submitted: bool,
 }
 
 /// A schedule as the store keeps it: what it is, and what its ticks came

@@ -14,11 +14,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{cadence_of, chain_of, ticks};
+use std::future::Future;
+use std::pin::Pin;
+
+use super::{ScheduleError, cadence_of, chain_of, ticks};
 use crate::Host;
 use crate::executor::RunIdentity;
 use crate::lock::lock;
 use crate::records::{ScheduleRecord, WorkflowStatus, now_ms};
+use crate::spec::WorkflowSpec;
 use crate::store::StoreError;
 
 /// Where the scheduler takes "now" from: the system's clock, or, in
@@ -38,13 +42,62 @@ impl Clock for SystemClock {
     }
 }
 
+/// What a scheduler starts its ticks' workflows with: the host alone
+/// (`wfhost scheduler`), or a service, which runs them as its tenants'
+/// (`serve`, `ui`).
+pub trait Launcher: Send + Sync + 'static {
+    /// The host whose database holds the schedules.
+    fn host(&self) -> &Host;
+
+    /// The workflow a tick of `record` runs; none when this process cannot
+    /// read it (a schedule made through `serve`'s API, whose chain only a
+    /// process with its tenant's policy reads), which is then left to
+    /// processes that can.
+    fn workflow(&self, record: &ScheduleRecord) -> Option<Result<WorkflowSpec, ScheduleError>>;
+
+    /// Starts workflow `identity` as `spec`, or resumes it when `spec` is
+    /// none; returns once it has ended, or runs on its own.
+    fn launch(
+        self: Arc<Self>,
+        spec: Option<WorkflowSpec>,
+        identity: RunIdentity,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+impl Launcher for Host {
+    fn host(&self) -> &Host {
+        self
+    }
+
+    fn workflow(&self, record: &ScheduleRecord) -> Option<Result<WorkflowSpec, ScheduleError>> {
+        (!record.spec.submitted).then(|| chain_of(record))
+    }
+
+    fn launch(
+        self: Arc<Self>,
+        spec: Option<WorkflowSpec>,
+        identity: RunIdentity,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move {
+            let ran = match spec {
+                Some(spec) => self.run(spec, identity).await,
+                None => self.resume(identity).await,
+            };
+            match ran {
+                Ok(_) | Err(crate::HostError::AlreadyStarting { .. }) => Ok(()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+}
+
 /// How long the loop sleeps at most between passes: schedules made or
 /// changed by other processes are seen within about this long.
 const LONGEST_NAP: Duration = Duration::from_secs(1);
 
 /// The scheduler of one process.
 pub struct Scheduler {
-    host: Arc<Host>,
+    launcher: Arc<dyn Launcher>,
     clock: Arc<dyn Clock>,
     /// Workflows this process runs now, so a pass does not start or
     /// resume them again.
@@ -55,10 +108,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler over `host`'s database, reading the time from `clock`.
-    pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
+    /// A scheduler over the database of `launcher`'s host, reading the
+    /// time from `clock`.
+    pub fn new(launcher: Arc<dyn Launcher>, clock: Arc<dyn Clock>) -> Self {
         Scheduler {
-            host,
+            launcher,
             clock,
             running: Arc::default(),
             looked_back: false,
@@ -83,7 +137,10 @@ impl Scheduler {
     pub async fn pass(&mut self) -> Result<Option<u64>, StoreError> {
         let now = self.clock.now_ms();
         let mut soonest: Option<u64> = None;
-        for snapshot in self.host.store().schedules(None)? {
+        for snapshot in self.launcher.host().store().schedules(None)? {
+            if self.launcher.workflow(&snapshot).is_none() {
+                continue;
+            }
             let record = self.claim_due(&snapshot, now)?.unwrap_or(snapshot);
             self.start_claimed(&record)?;
             self.resume_cut_off(&record)?;
@@ -115,7 +172,7 @@ impl Scheduler {
             Some(id) => self.runs(&snapshot.spec.tenant, id)?,
             None => false,
         };
-        let store = self.host.store();
+        let store = self.launcher.host().store();
         store.change_schedule(&snapshot.spec.tenant, &snapshot.spec.name, |stored| {
             let record = stored.as_mut()?;
             // What another process did meanwhile is in the record read here.
@@ -127,7 +184,7 @@ impl Scheduler {
     /// Whether workflow `id` of `tenant` runs, here or elsewhere, or was
     /// cut off (and is to be resumed).
     fn runs(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let row = self.host.store().workflow(tenant, id)?;
+        let row = self.launcher.host().store().workflow(tenant, id)?;
         Ok(row.is_none_or(|row| {
             matches!(row.status, WorkflowStatus::Running | WorkflowStatus::CutOff)
         }))
@@ -139,7 +196,7 @@ impl Scheduler {
         if record.starting.is_empty() {
             return Ok(());
         }
-        let store = self.host.store();
+        let store = self.launcher.host().store();
         let mut started = Vec::new();
         for id in &record.starting {
             if store.workflow(&record.spec.tenant, id)?.is_some() {
@@ -171,7 +228,11 @@ impl Scheduler {
                 .collect()
         };
         for id in ids {
-            let row = self.host.store().workflow(&record.spec.tenant, id)?;
+            let row = self
+                .launcher
+                .host()
+                .store()
+                .workflow(&record.spec.tenant, id)?;
             if row.is_some_and(|row| row.status == WorkflowStatus::CutOff) {
                 self.spawn_run(record, id, false);
             }
@@ -187,40 +248,25 @@ impl Scheduler {
         if !lock(&self.running).insert(key.clone()) {
             return;
         }
-        let spec = if fresh {
-            match chain_of(record) {
-                Ok(spec) => Some(spec),
-                Err(err) => {
-                    tracing::warn!(schedule = %record.spec.name.escape_debug(), "cannot start a tick's workflow: {err}");
-                    lock(&self.running).remove(&key);
-                    return;
-                }
+        let spec = match self.launcher.workflow(record).filter(|_| fresh) {
+            Some(Ok(spec)) => Some(spec),
+            Some(Err(err)) => {
+                tracing::warn!(schedule = %record.spec.name.escape_debug(), "cannot start a tick's workflow: {err}");
+                lock(&self.running).remove(&key);
+                return;
             }
-        } else {
-            None
+            None => None,
         };
-        let host = Arc::clone(&self.host);
+        let launcher = Arc::clone(&self.launcher);
         let running = Arc::clone(&self.running);
         let identity = RunIdentity::new(&record.spec.tenant, id);
         let schedule = record.spec.name.clone();
         tokio::spawn(async move {
-            let ran = match spec {
-                Some(spec) => host.run(spec, identity).await,
-                None => host.resume(identity).await,
-            };
-            match ran {
-                Ok(row) => tracing::info!(
-                    schedule = %schedule.escape_debug(),
-                    id = %row.id.escape_debug(),
-                    status = row.status.as_str(),
-                    "scheduled workflow ended"
-                ),
-                // Another process started it first.
-                Err(crate::HostError::AlreadyStarting { .. }) => {}
-                Err(err) => tracing::warn!(
+            if let Err(err) = launcher.launch(spec, identity).await {
+                tracing::warn!(
                     schedule = %schedule.escape_debug(),
                     "a scheduled workflow did not run: {err}"
-                ),
+                );
             }
             lock(&running).remove(&key);
         });

@@ -17,10 +17,12 @@
 mod cadence;
 mod firing;
 mod ticks;
+mod view;
 
 pub use cadence::{Cadence, MAX_EVERY_MS, MIN_EVERY_MS};
-pub use firing::{Clock, Scheduler, SystemClock};
+pub use firing::{Clock, Launcher, Scheduler, SystemClock};
 pub use ticks::{MAX_TICKS_KEPT, workflow_id};
+pub use view::{SHOWN_NEXT_TICKS, next_ticks, view};
 
 use std::path::Path;
 
@@ -76,6 +78,50 @@ pub const DEFAULT_CATCH_UP_MS: u64 = 60_000;
 /// instant to it.
 pub const MAX_NAME_BYTES: usize = 200;
 
+/// The record of a new schedule made at `now_ms`, and its cadence, once
+/// its name, window and cadence are checked.
+pub fn new_record(
+    spec: ScheduleSpec,
+    now_ms: u64,
+) -> Result<(ScheduleRecord, Cadence), ScheduleError> {
+    crate::names::check(&spec.name)
+        .map_err(|err| ScheduleError::Invalid(format!("a schedule name {err}")))?;
+    if spec.name.len() > MAX_NAME_BYTES || spec.name.contains(['@', '/']) {
+        return Err(ScheduleError::Invalid(format!(
+            "a schedule name is at most {MAX_NAME_BYTES} bytes, with no `@` or `/` (its workflows are NAME@INSTANT)"
+        )));
+    }
+    if let (Some(start), Some(end)) = (spec.start_ms, spec.end_ms)
+        && end <= start
+    {
+        return Err(ScheduleError::Invalid(
+            "a schedule's end comes after its start".to_string(),
+        ));
+    }
+    let mut record = ScheduleRecord {
+        spec,
+        created_at_ms: now_ms,
+        next_tick_ms: None,
+        buffered_ms: None,
+        starting: Vec::new(),
+        last_workflow: None,
+        ticks: Vec::new(),
+    };
+    let cadence = cadence_of(&record).map_err(ScheduleError::Invalid)?;
+    record.next_tick_ms = ticks::first_tick(&cadence, &record, now_ms);
+    Ok((record, cadence))
+}
+
+/// What a schedule's chain is called in messages: its file, or what
+/// stands for a chain submitted through the API.
+fn chain_name(record: &ScheduleRecord) -> String {
+    if record.spec.submitted {
+        "the schedule's chain".to_string()
+    } else {
+        record.spec.chain_path.clone()
+    }
+}
+
 /// The cadence a schedule's record says.
 pub fn cadence_of(record: &ScheduleRecord) -> Result<Cadence, String> {
     match (&record.spec.cron, record.spec.every_ms) {
@@ -91,10 +137,17 @@ pub fn cadence_of(record: &ScheduleRecord) -> Result<Cadence, String> {
 /// The workflow a schedule's record runs, parsed from its chain file's
 /// text as it was when the schedule was made.
 pub fn chain_of(record: &ScheduleRecord) -> Result<WorkflowSpec, ScheduleError> {
+    if record.spec.submitted {
+        return Err(ScheduleError::Chain {
+            chain: chain_name(record),
+            reason: "it was submitted through `serve`, which reads it with its tenant's policy"
+                .to_string(),
+        });
+    }
     let path = Path::new(&record.spec.chain_path);
     spec::parse(&record.spec.chain, path.parent().unwrap_or(Path::new(""))).map_err(|err| {
         ScheduleError::Chain {
-            chain: record.spec.chain_path.clone(),
+            chain: chain_name(record),
             reason: err.to_string(),
         }
     })
@@ -105,37 +158,23 @@ impl Host {
     /// (the chain's plugins load, its tasks exist, its arguments bind), so
     /// that no tick fails on what could be known now.
     pub async fn add_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, ScheduleError> {
-        crate::names::check(&spec.name)
-            .map_err(|err| ScheduleError::Invalid(format!("a schedule name {err}")))?;
-        if spec.name.len() > MAX_NAME_BYTES || spec.name.contains('@') {
-            return Err(ScheduleError::Invalid(format!(
-                "a schedule name is at most {MAX_NAME_BYTES} bytes and has no `@` (its workflows are NAME@INSTANT)"
-            )));
-        }
-        if let (Some(start), Some(end)) = (spec.start_ms, spec.end_ms)
-            && end <= start
-        {
-            return Err(ScheduleError::Invalid(
-                "a schedule's --end comes after its --start".to_string(),
-            ));
-        }
-        let now = now_ms();
-        let mut record = ScheduleRecord {
-            spec,
-            created_at_ms: now,
-            next_tick_ms: None,
-            buffered_ms: None,
-            starting: Vec::new(),
-            last_workflow: None,
-            ticks: Vec::new(),
-        };
-        let cadence = cadence_of(&record).map_err(ScheduleError::Invalid)?;
-        record.next_tick_ms = ticks::first_tick(&cadence, &record, now);
-        let spec = chain_of(&record)?;
-        crate::executor::PreparedWorkflow::prepare(self.runtime(), spec, self.ceilings().clone())
+        let (record, _) = new_record(spec, now_ms())?;
+        let workflow = chain_of(&record)?;
+        self.put_schedule(record, workflow, self.ceilings()).await
+    }
+
+    /// Stores a new schedule once its workflow is checked under
+    /// `ceilings`: its plugins load, its tasks exist, its arguments bind.
+    pub(crate) async fn put_schedule(
+        &self,
+        record: ScheduleRecord,
+        workflow: WorkflowSpec,
+        ceilings: &crate::runtime::Ceilings,
+    ) -> Result<ScheduleRecord, ScheduleError> {
+        crate::executor::PreparedWorkflow::prepare(self.runtime(), workflow, ceilings.clone())
             .await
             .map_err(|err| ScheduleError::Chain {
-                chain: record.spec.chain_path.clone(),
+                chain: chain_name(&record),
                 reason: err.to_string(),
             })?;
         let (tenant, name) = (record.spec.tenant.clone(), record.spec.name.clone());
@@ -197,13 +236,13 @@ impl Host {
     }
 
     /// Claims a run of schedule `name` now, outside its cadence (`schedule
-    /// trigger`): its workflow's id, and the workflow, which the caller
-    /// runs (or any scheduler's next pass starts).
+    /// trigger`): its workflow's id, which the caller starts (or any
+    /// scheduler's next pass does), and the schedule as it then is.
     pub fn trigger_schedule(
         &self,
         tenant: &str,
         name: &str,
-    ) -> Result<(String, WorkflowSpec), ScheduleError> {
+    ) -> Result<(String, ScheduleRecord), ScheduleError> {
         let now = now_ms();
         let claimed = self.store().change_schedule(tenant, name, |stored| {
             let record = stored.as_mut()?;
@@ -221,8 +260,7 @@ impl Host {
             );
             Some((id, record.clone()))
         })?;
-        let (id, record) = claimed.ok_or_else(|| not_found(tenant, name))?;
-        Ok((id, chain_of(&record)?))
+        claimed.ok_or_else(|| not_found(tenant, name))
     }
 }
 

@@ -147,6 +147,7 @@ mod tests {
                 paused: false,
                 chain: String::new(),
                 chain_path: String::new(),
+                submitted: false,
             },
             created_at_ms: T0,
             next_tick_ms: Some(T0),

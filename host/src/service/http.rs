@@ -59,6 +59,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/workflows/{id}/resume", post(resume))
         .route("/v1/workflows/{id}/retry", post(retry))
         .route("/v1/workflows/{id}/signals/{name}", post(signal))
+        .route("/v1/schedules", post(add_schedule).get(schedules))
+        .route(
+            "/v1/schedules/{name}",
+            get(schedule).delete(remove_schedule),
+        )
+        .route("/v1/schedules/{name}/{action}", post(act_on_schedule))
         .route("/v1/usage", get(usage))
         .route("/v1/whoami", get(whoami))
         .route("/health", get(health))
@@ -181,7 +187,9 @@ impl IntoResponse for ServiceError {
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ErrorKind::TooManyWorkflows => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::TooManyWorkflows | ErrorKind::TooManySchedules => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
@@ -230,7 +238,7 @@ impl FromRequestParts<Arc<Service>> for Caller {
         service: &Arc<Service>,
     ) -> Result<Self, ServiceError> {
         match scope_of(parts, service)? {
-            Scope::Tenant(tenant) => Ok(Caller(tenant)),
+            Scope::Tenant(tenant) => Ok(Caller(*tenant)),
             Scope::All => Err(ServiceError::invalid(
                 "the operator's key acts for a tenant it names: add ?tenant=NAME",
             )),
@@ -504,6 +512,62 @@ async fn signal(
     };
     let row = service.signal(&tenant, &id, &name, payload).await?;
     Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+async fn add_schedule(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+    Text(body): Text,
+) -> Answer<serde_json::Value> {
+    let schedule = service.add_schedule(&tenant, &body).await?;
+    Ok((StatusCode::CREATED, Json(schedule)))
+}
+
+async fn schedules(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+) -> Result<Json<Vec<serde_json::Value>>, ServiceError> {
+    Ok(Json(service.schedules(&tenant)?))
+}
+
+async fn schedule(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    Ok(Json(service.schedule(&tenant, &name)?))
+}
+
+async fn remove_schedule(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    Ok(Json(service.remove_schedule(&tenant, &name)?))
+}
+
+/// `pause`, `resume` or `trigger`: the schedule as it then is, or, for
+/// `trigger`, the row of the workflow it started (202).
+async fn act_on_schedule(
+    State(service): State<Arc<Service>>,
+    Caller(tenant): Caller,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<Response, ServiceError> {
+    let schedule = match action.as_str() {
+        "pause" => service.pause_schedule(&tenant, &name, true)?,
+        "resume" => service.pause_schedule(&tenant, &name, false)?,
+        "trigger" => {
+            let row = service.trigger_schedule(&tenant, &name).await?;
+            return Ok((StatusCode::ACCEPTED, Json(row)).into_response());
+        }
+        other => {
+            return Err(ServiceError::new(
+                ErrorKind::NoRoute,
+                format!("a schedule takes pause, resume or trigger, not `{other}`"),
+            ));
+        }
+    };
+    Ok((StatusCode::OK, Json(schedule)).into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -23,6 +23,7 @@ pub mod tenants;
 mod admission;
 mod dashboard;
 mod events;
+mod schedules;
 mod storage;
 
 use std::collections::HashMap;
@@ -66,6 +67,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// The tenant already has as many workflows in flight as it may.
     TooManyWorkflows,
+    /// The tenant already has as many schedules as it may.
+    TooManySchedules,
     /// Another request is starting a workflow under the same id.
     Conflict,
     /// The request's body is larger than the service takes.
@@ -90,6 +93,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::TooManyWorkflows => "too_many_workflows",
+            ErrorKind::TooManySchedules => "too_many_schedules",
             ErrorKind::Conflict => "conflict",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::NoRoute => "no_route",
@@ -212,7 +216,7 @@ impl Service {
                 Some(name) => self
                     .tenants
                     .resolve(name)
-                    .map(Scope::Tenant)
+                    .map(|tenant| Scope::Tenant(Box::new(tenant)))
                     .ok_or_else(|| {
                         ServiceError::new(ErrorKind::NotFound, format!("no tenant `{name}`"))
                     }),
@@ -224,7 +228,7 @@ impl Service {
                 ErrorKind::NotFound,
                 format!("no tenant `{name}`"),
             )),
-            _ => Ok(Scope::Tenant(own.clone())),
+            _ => Ok(Scope::Tenant(Box::new(own.clone()))),
         }
     }
 
@@ -651,7 +655,7 @@ pub struct ListFilter {
 #[derive(Debug, Clone)]
 pub enum Scope {
     /// One tenant's.
-    Tenant(Tenant),
+    Tenant(Box<Tenant>),
     /// Every tenant's: the operator's key naming no tenant.
     All,
 }

@@ -14,6 +14,8 @@
 //! max_workflows = 100       # workflows in flight at once
 //! max_workflow_fuel = 10000000000  # fuel of all of one workflow's attempts
 //! max_stored_bytes = 1073741824     # its records in the state file; past it, submissions are refused
+//! max_schedules = 100       # schedules it may have
+//! min_schedule_interval = 1 # seconds: the shortest gap between two ticks of one of its schedules
 //!
 //! root = "tenants/acme"    # the tenant's directories lie under it
 //!
@@ -73,6 +75,13 @@ struct File {
     tenants: BTreeMap<String, TenantEntry>,
 }
 
+/// Schedules a tenant may have unless its policy says otherwise.
+pub const DEFAULT_MAX_SCHEDULES: usize = 100;
+
+/// The shortest gap between two ticks of a tenant's schedule unless its
+/// policy says otherwise: one second.
+pub const DEFAULT_MIN_SCHEDULE_INTERVAL_MS: u64 = 1000;
+
 /// The operator's key: it reads every tenant's metrics.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +102,8 @@ struct TenantEntry {
     max_workflows: Option<usize>,
     max_workflow_fuel: Option<u64>,
     max_stored_bytes: Option<u64>,
+    max_schedules: Option<usize>,
+    min_schedule_interval: Option<f64>,
     root: Option<PathBuf>,
 }
 
@@ -124,6 +135,11 @@ pub struct Tenant {
     /// many, its submissions are refused until retention or a purge
     /// frees room.
     pub max_stored_bytes: Option<u64>,
+    /// Schedules it may have.
+    pub max_schedules: usize,
+    /// The shortest gap between two ticks of one of its schedules, in
+    /// milliseconds.
+    pub min_schedule_interval_ms: u64,
     /// The directory its granted directories lie under, if it has one.
     pub root: Option<PathBuf>,
 }
@@ -272,6 +288,8 @@ impl Tenant {
             max_workflows: usize::MAX,
             max_workflow_fuel: None,
             max_stored_bytes: None,
+            max_schedules: usize::MAX,
+            min_schedule_interval_ms: DEFAULT_MIN_SCHEDULE_INTERVAL_MS,
             root: None,
         }
     }
@@ -315,6 +333,19 @@ impl Tenant {
                 },
             );
         }
+        let min_schedule_interval_ms = match entry.min_schedule_interval {
+            None => DEFAULT_MIN_SCHEDULE_INTERVAL_MS,
+            Some(seconds)
+                if (1.0..=crate::schedule::MAX_EVERY_MS as f64 / 1000.0).contains(&seconds) =>
+            {
+                (seconds * 1000.0) as u64
+            }
+            Some(_) => {
+                return Err(format!(
+                    "tenants.{name}.min_schedule_interval: expected seconds, from 1 to 10 years"
+                ));
+            }
+        };
         let time_limit = match entry.max_time_limit {
             Some(seconds) => Some(
                 Duration::try_from_secs_f64(seconds)
@@ -337,6 +368,8 @@ impl Tenant {
             max_workflows: entry.max_workflows.unwrap_or(100).max(1),
             max_workflow_fuel: entry.max_workflow_fuel,
             max_stored_bytes: entry.max_stored_bytes,
+            max_schedules: entry.max_schedules.unwrap_or(DEFAULT_MAX_SCHEDULES),
+            min_schedule_interval_ms,
             root,
         })
     }

@@ -371,6 +371,56 @@ async function showWorkflow(id, tenant = null) {
   if (state.report?.status === "running") follow(id, tenant, later);
 }
 
+// ---------------------------------------------------------------- schedules
+
+function cadenceText(schedule) {
+  if (schedule.cron) return `cron ${schedule.cron} (${schedule.tz ?? "UTC"})`;
+  return `every ${schedule.every_ms / 1000} s`;
+}
+
+/** The tenant's schedules: each one's next ticks, its last runs with what
+ *  became of them, and the actions its state allows. */
+async function showSchedules() {
+  const view = $("#view");
+  const names = await api("/v1/schedules");
+  const details = await Promise.all(names.map((s) => api(`/v1/schedules/${encodeURIComponent(s.name)}`)));
+  const error = el("p", { id: "schedule-error", class: "error" });
+  const act = async (name, what) => {
+    error.textContent = "";
+    try {
+      await api(`/v1/schedules/${encodeURIComponent(name)}/${what}`, { method: "POST" });
+      await showSchedules();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  };
+  const rows = el("tbody", { id: "schedules" });
+  for (const schedule of details) {
+    const runs = schedule.ticks.slice(0, 5).map((tick) => el("li", { class: "tick" },
+      `${tick.at.replace("T", " ").slice(0, 19)} `, statusText(tick.outcome),
+      tick.count > 1 ? ` ×${tick.count}` : "",
+      tick.workflow ? el("span", {}, " ", el("a", { href: `#/w/${encodeURIComponent(tick.workflow)}` }, tick.workflow),
+        tick.status ? " " : "", tick.status ? statusText(tick.status) : "") : ""));
+    const pause = el("button", { type: "button", class: "pause", onclick: () => act(schedule.name, "pause") }, "Pause");
+    const resume = el("button", { type: "button", class: "resume", onclick: () => act(schedule.name, "resume") }, "Resume");
+    const trigger = el("button", { type: "button", class: "trigger", onclick: () => act(schedule.name, "trigger") }, "Run now");
+    pause.disabled = schedule.paused;
+    resume.disabled = !schedule.paused;
+    rows.append(el("tr", { "data-name": schedule.name },
+      el("td", {}, schedule.name),
+      el("td", {}, cadenceText(schedule), el("br"), `overlap ${schedule.overlap}`),
+      el("td", {}, statusText(schedule.paused ? "paused" : "active")),
+      el("td", {}, el("ul", { class: "next-ticks" },
+        ...schedule.next_ticks.map((at) => el("li", {}, at.replace("T", " ").slice(0, 19))))),
+      el("td", {}, el("ul", { class: "runs" }, ...runs)),
+      el("td", {}, el("div", { class: "toolbar" }, pause, resume, trigger))));
+  }
+  const headings = ["name", "cadence", "state", "next ticks", "last runs", ""];
+  view.replaceChildren(el("h1", {}, "Schedules"), error,
+    details.length === 0 ? el("p", { id: "no-schedules" }, "No schedules: make one with `wfhost schedule add` or POST /v1/schedules.")
+      : el("table", {}, el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {}, h)))), rows));
+}
+
 // ---------------------------------------------------------------- usage
 
 async function showUsage() {
@@ -416,7 +466,8 @@ function route() {
   const ofTenant = hash.match(/^\/t\/([^/]*)\/w\/(.*)$/);
   const run = ofTenant ? showWorkflow(decodeURIComponent(ofTenant[2]), decodeURIComponent(ofTenant[1]))
     : hash.startsWith("/w/") ? showWorkflow(decodeURIComponent(hash.slice(3)))
-    : hash === "/usage" ? showUsage() : showList();
+    : hash === "/usage" ? showUsage()
+    : hash === "/schedules" ? showSchedules() : showList();
   run.catch((err) => {
     if (err.message !== "unauthorized") $("#view").replaceChildren(el("p", { class: "error" }, err.message));
   });
