@@ -2145,3 +2145,96 @@ fn the_dashboard_shows_schedules_and_what_a_step_waits_for() {
     assert_eq!(server.request("POST", path, Some(KEY_A), "true").0, 202);
     assert_eq!(server.wait(KEY_A, "approval")["result"], true);
 }
+
+/// A workflow that sleeps or waits in `serve` parks (DESIGN §15): its run
+/// ends, holding no lease, task or memory, and it stays `running` on
+/// record — not cut off — though no process runs it; killed with its
+/// service, it is woken at its due instant by any other waker (here a
+/// `wfhost scheduler`), never before it, and a signal wakes a parked wait.
+#[test]
+fn a_parked_workflow_holds_nothing_and_any_waker_wakes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &write_policy(dir.path()));
+    let nap = json!({"id": "nap", "workflow": [
+        {"task": "math.add", "args": [1, 1]},
+        {"sleep": "4s"},
+        {"task": "math.add", "args": [1]},
+    ]});
+    let gate =
+        json!({"id": "gate", "workflow": [{"wait": "go"}, {"task": "math.add", "args": [1]}]});
+    assert_eq!(server.submit(KEY_A, &nap).0, 202);
+    assert_eq!(server.submit(KEY_A, &gate).0, 202);
+    let parked = |id: &str| {
+        let (_, events) = server.get(KEY_A, &format!("/v1/workflows/{id}/events"));
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "workflow_parked")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(parked("nap") && parked("gate")) {
+        assert!(Instant::now() < deadline, "never parked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+
+    // No process runs them, and they are not cut off: they are parked.
+    for id in ["nap", "gate"] {
+        let run = Run::from(
+            wfhost_in(dir.path())
+                .args(["status", id, "--tenant", "a", "--json"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(run.json()["status"], "running", "{id}: {}", run.stdout);
+    }
+    let scheduler = ChildGuard(spawn({
+        let mut command = wfhost_in(dir.path());
+        command.arg("scheduler");
+        command
+    }));
+    let report = |id: &str| {
+        let run = Run::from(
+            wfhost_in(dir.path())
+                .args(["status", id, "--tenant", "a", "--json"])
+                .output()
+                .unwrap(),
+        );
+        run.json()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let done = report("nap");
+        if done["status"] != "running" {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "{done}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["result"], 3, "{done}");
+    let asleep = step_of(&done, "1");
+    let due = asleep["started_at_ms"].as_u64().unwrap() + 4000;
+    let woke = asleep["ended_at_ms"].as_u64().unwrap();
+    assert!(woke >= due && woke < due + 1500, "woke {woke}, due {due}");
+
+    let sent = Run::from(
+        wfhost_in(dir.path())
+            .args(["signal", "gate", "go", "41", "--tenant", "a"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = report("gate");
+        if done["status"] == "succeeded" {
+            assert_eq!(done["result"], 42, "{done}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(scheduler);
+}

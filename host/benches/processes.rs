@@ -186,37 +186,7 @@ const HANDOFFS: usize = 201;
 /// `?wait`, one keep-alive connection), against Celery's warm worker.
 fn handoff(dir: &Path, cache: &Path) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let math = plugin("math");
-    let sha = {
-        use sha2::{Digest, Sha256};
-        format!("{:x}", Sha256::digest(std::fs::read(&math).unwrap()))
-    };
-    let policy = dir.join("tenants.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[tenants.t]\nkey_sha256 = \"{}\"\n[tenants.t.plugins]\nmath = {{ path = {:?}, sha256 = \"{sha}\" }}\n",
-            wfhost::service::key_hash("bench-key"),
-            math.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut server = wfhost(&dir.join("served.redb"), cache)
-        .args(["serve", "-q", "--listen", "127.0.0.1:0", "--tenants"])
-        .arg(&policy)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("serve said where it listens").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(';').next().unwrap().to_string();
-        }
-    };
-    // What it says from here on is drained, so that a full pipe never
-    // blocks it.
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut server, address) = support::serve_math(dir, &dir.join("served.redb"), cache, "");
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     stream.set_nodelay(true).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());

@@ -40,6 +40,53 @@ pub async fn run_to_end(
         .unwrap()
 }
 
+/// Starts `wfhost serve` on a free port of 127.0.0.1 over the database
+/// `db`, compiling into `cache`, with one tenant `t` whose key is
+/// `bench-key`, the math plugin, and `limits` (policy lines); returns the
+/// process and the address it listens on.
+pub fn serve_math(
+    dir: &Path,
+    db: &Path,
+    cache: &Path,
+    limits: &str,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let math = crate::common::plugin("math");
+    let sha = {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(std::fs::read(&math).unwrap()))
+    };
+    let policy = dir.join("tenants.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[tenants.t]\nkey_sha256 = \"{}\"\n{limits}[tenants.t.plugins]\nmath = {{ path = {:?}, sha256 = \"{sha}\" }}\n",
+            wfhost::service::key_hash("bench-key"),
+            math.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_wfhost"))
+        .env("WFHOST_DB", db)
+        .env("WFHOST_CACHE_DIR", cache)
+        .args(["serve", "-q", "--listen", "127.0.0.1:0", "--tenants"])
+        .arg(&policy)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve said where it listens").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(';').next().unwrap().to_string();
+        }
+    };
+    // What it says from here on is drained, so that a full pipe never
+    // blocks it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, address)
+}
+
 /// The median of `samples` (the upper one of an even count).
 pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

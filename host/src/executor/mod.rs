@@ -31,7 +31,10 @@ mod walk;
 pub use drain::Drain;
 use drain::Working;
 pub use fair::FairScheduler;
-pub use options::{Concurrency, MAX_CONCURRENCY, Observer, RunIdentity, RunOptions, Silent, cores};
+pub use options::{
+    Concurrency, MAX_CONCURRENCY, Observer, PARK_AFTER, RunIdentity, RunOptions, Silent, cores,
+};
+pub use pause::Parked;
 pub use plugins::PluginSet;
 pub use validate::{StepProblem, ValidationError};
 
@@ -168,6 +171,7 @@ impl PreparedWorkflow {
         options: &RunOptions,
         cancel: CancelToken,
         observer: &dyn Observer,
+        park: Option<tokio::sync::oneshot::Sender<Parked>>,
     ) -> Result<Result<Value, WorkflowError>, StoreError> {
         let totals = match continuation {
             Continuation::Fresh => StepTotals::default(),
@@ -189,6 +193,13 @@ impl PreparedWorkflow {
             fuel_spent: AtomicU64::new(totals.fuel_used),
             drain: options.drain.clone(),
             signals_taken: tokio::sync::Mutex::new(()),
+            parking: options
+                .park_after
+                .zip(park)
+                .map(|(after, tell)| pause::Parking {
+                    after,
+                    tell: std::sync::Mutex::new(Some(tell)),
+                }),
         };
         let elements = Nodes::elements(&self.spec.workflow);
         run.chain(elements, None, None, true).await

@@ -74,7 +74,13 @@ pub struct RunOptions {
     pub(crate) fuel_budget: Option<u64>,
     pub(crate) drain: Option<Arc<Drain>>,
     pub(crate) start_announced: bool,
+    pub(crate) park_after: Option<Duration>,
 }
+
+/// How far off a sleep's or a wait's end must be for a run that may park
+/// to park rather than wait (see [`RunOptions::park_pauses`]): parking and
+/// being woken cost about a start of the run, well under this.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 impl RunOptions {
     /// Every setting at its default.
@@ -86,6 +92,7 @@ impl RunOptions {
             fuel_budget: None,
             drain: None,
             start_announced: true,
+            park_after: None,
         }
     }
 
@@ -146,6 +153,17 @@ impl RunOptions {
     /// default the run cannot be drained.
     pub fn drain(mut self, drain: Arc<Drain>) -> Self {
         self.drain = Some(drain);
+        self
+    }
+
+    /// Lets the run park: a sleep or a wait for a signal, not inside a
+    /// group, that would last more than `after` ends the run, and the
+    /// workflow is recorded as parked — holding no lease, task or memory —
+    /// until a waker ([`crate::schedule::Scheduler`], in `serve`, `ui` and
+    /// `wfhost scheduler`) resumes it at its due instant or when a signal
+    /// comes. By default a run waits where it runs.
+    pub fn park_pauses(mut self, after: Duration) -> Self {
+        self.park_after = Some(after);
         self
     }
 

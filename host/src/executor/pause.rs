@@ -19,12 +19,49 @@ use crate::store::StoreError;
 /// signals this process puts wake it at once.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
+/// Where a run that may park says it parks.
+pub(super) struct Parking {
+    /// How far off a pause's end must be for it to park.
+    pub after: Duration,
+    /// Told once, when a pause parks.
+    pub tell: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Parked>>>,
+}
+
+/// A run parked: until when, and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// When it is due to go on, in milliseconds since the Unix epoch;
+    /// `u64::MAX` until a signal comes.
+    pub due_ms: u64,
+    /// `until 2026-…` or `for signal NAME`, for the event log.
+    pub why: String,
+}
+
 /// `seconds` as whole milliseconds, rounded up: a pause never ends early.
 fn millis(seconds: f64) -> u64 {
     (seconds * 1000.0).ceil() as u64
 }
 
 impl Run<'_> {
+    /// Parks the run when it may and `due_ms` is far enough off: says so
+    /// to whoever runs it, which then lets go of the run, so this never
+    /// returns. A pause inside a group waits beside the other members.
+    async fn park_if_far(&self, due_ms: u64, why: impl FnOnce() -> String) {
+        let Some(parking) = &self.parking else {
+            return;
+        };
+        let far = Duration::from_millis(due_ms.saturating_sub(now_ms())) > parking.after;
+        if !far || super::attempt::IN_GROUP.try_with(|_| ()).is_ok() {
+            return;
+        }
+        let Some(tell) = crate::lock::lock(&parking.tell).take() else {
+            return;
+        };
+        if tell.send(Parked { due_ms, why: why() }).is_ok() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Does `pause` as step `record`; `previous` is its record from a run
     /// that was cut off while it waited, whose instants it keeps.
     pub(super) async fn pause(
@@ -51,6 +88,8 @@ impl Run<'_> {
                     let until = Some(format!("until {}", iso8601(due)));
                     self.commit(&[record], "step_sleeping", until).await?;
                 }
+                self.park_if_far(due, || format!("asleep until {}", iso8601(due)))
+                    .await;
                 if !self.wait_until(Some(due)).await {
                     return Ok(AttemptsEnd::Failed(cancelled("cancelled while asleep")));
                 }
@@ -100,6 +139,9 @@ impl Run<'_> {
                     return Ok(AttemptsEnd::Value(signal.payload));
                 }
             }
+            let until = deadline.unwrap_or(u64::MAX);
+            self.park_if_far(until, || format!("waiting for signal {name}"))
+                .await;
             let now = now_ms();
             let left = match deadline {
                 Some(deadline) if deadline <= now => {

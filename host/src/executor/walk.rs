@@ -73,6 +73,8 @@ pub(super) struct Run<'a> {
     pub(super) drain: Option<Arc<Drain>>,
     /// Held while a wait finds and takes its signal.
     pub(super) signals_taken: tokio::sync::Mutex<()>,
+    /// Whether, and how, a pause may park the run.
+    pub(super) parking: Option<super::pause::Parking>,
 }
 
 impl Run<'_> {

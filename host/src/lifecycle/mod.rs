@@ -63,6 +63,9 @@ pub struct Host {
     ceilings: Ceilings,
     claims: Claims,
     cancel_requests: CancelRequests,
+    /// Wakes this process's waker when a workflow parks, or a parked one
+    /// is woken by a signal.
+    parking_changed: tokio::sync::Notify,
 }
 
 /// Why the host cannot do what it was asked. Nothing has run when a
@@ -288,6 +291,7 @@ impl Host {
             ceilings: Ceilings::default(),
             claims: Claims::default(),
             cancel_requests: CancelRequests::default(),
+            parking_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -297,6 +301,12 @@ impl Host {
     pub fn with_ceilings(mut self, ceilings: Ceilings) -> Self {
         self.ceilings = ceilings;
         self
+    }
+
+    /// Ready once a workflow of this host parks, or a parked one is woken
+    /// by a signal sent here: a waker's cue to look again.
+    pub(crate) fn parking_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.parking_changed.notified()
     }
 
     /// The ceilings every workflow's limits are held to.
@@ -447,6 +457,13 @@ impl Host {
                 row
             }
             Some(stored) => {
+                if self
+                    .store
+                    .parked_until(&identity.tenant, &identity.id)?
+                    .is_some()
+                {
+                    self.store.unpark(&identity.tenant, &identity.id).await?;
+                }
                 let (row, event, detail) = state::continued(stored, &continuation);
                 if replaced.is_empty() {
                     self.store.put_workflow(&row, event, detail).await?;
@@ -473,6 +490,7 @@ impl Host {
             steps = workflow.planned_steps(),
             "workflow started"
         );
+        let (park, parked) = tokio::sync::oneshot::channel();
         let run = workflow.run(
             &self.runtime,
             &self.store,
@@ -481,13 +499,35 @@ impl Host {
             options,
             claim.cancel_token(),
             observer,
+            Some(park),
         );
         let requests = self
             .cancel_requests
             .answer(&self.store, &identity, claim.cancel_token());
+        let parked = async {
+            match parked.await {
+                Ok(parked) => parked,
+                // The run ended without parking.
+                Err(_) => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             outcome = run => outcome?,
             never = requests => match never {},
+            parked = parked => {
+                // The run waits in a sleep or a wait, everything before it
+                // on record: it is let go of here, and resumed by a waker.
+                let (tenant, id) = (&identity.tenant, &identity.id);
+                self.store.park(tenant, id, parked.due_ms, Some(parked.why)).await?;
+                tracing::info!(
+                    tenant = %tenant.escape_debug(),
+                    id = %id.escape_debug(),
+                    "workflow parked"
+                );
+                drop(claim);
+                self.parking_changed.notify_waiters();
+                return Ok(row);
+            }
         };
         let (row, event) = state::ended(row, outcome);
         self.store.put_workflow(&row, event, None).await?;
@@ -568,6 +608,9 @@ impl Host {
 
     /// Records the cut-off workflow of `row`, claimed, as cancelled.
     async fn record_cancelled(&self, row: WorkflowRow) -> Result<WorkflowRow, HostError> {
+        if self.store.parked_until(&row.tenant, &row.id)?.is_some() {
+            self.store.unpark(&row.tenant, &row.id).await?;
+        }
         let row = state::cancelled(row);
         self.store
             .put_workflow(&row, "workflow_cancelled", None)
@@ -597,9 +640,18 @@ impl Host {
         if !matches!(row.status, WorkflowStatus::Running | WorkflowStatus::CutOff) {
             return Err(HostError::Ended { row: Box::new(row) });
         }
-        self.store
-            .put_signal(&identity.tenant, &identity.id, &name, payload)
-            .await?;
+        let (tenant, id) = (&identity.tenant, &identity.id);
+        self.store.put_signal(tenant, id, &name, payload).await?;
+        // A parked workflow is woken to look for it.
+        let now = crate::records::now_ms();
+        if self
+            .store
+            .parked_until(tenant, id)?
+            .is_some_and(|due| due > now)
+        {
+            self.store.park(tenant, id, now, None).await?;
+            self.parking_changed.notify_waiters();
+        }
         Ok(row)
     }
 

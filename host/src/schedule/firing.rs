@@ -11,15 +11,14 @@
 //! lease keep two processes from running one workflow at once.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use super::{ScheduleError, cadence_of, chain_of, ticks};
-use crate::Host;
-use crate::executor::RunIdentity;
+use crate::executor::{PARK_AFTER, RunIdentity, RunOptions, Silent};
+use crate::lifecycle::{Begun, Host, Intent};
 use crate::lock::lock;
 use crate::records::{ScheduleRecord, WorkflowStatus, now_ms};
 use crate::spec::WorkflowSpec;
@@ -49,6 +48,13 @@ pub trait Launcher: Send + Sync + 'static {
     /// The host whose database holds the schedules.
     fn host(&self) -> &Host;
 
+    /// Whether this process fires `record`'s ticks: not when it could not
+    /// read its workflow (see [`Launcher::workflow`]).
+    fn fires(&self, record: &ScheduleRecord) -> bool;
+
+    /// Whether this process wakes `tenant`'s parked workflows.
+    fn serves(&self, tenant: &str) -> bool;
+
     /// The workflow a tick of `record` runs; none when this process cannot
     /// read it (a schedule made through `serve`'s API, whose chain only a
     /// process with its tenant's policy reads), which is then left to
@@ -69,8 +75,16 @@ impl Launcher for Host {
         self
     }
 
+    fn fires(&self, record: &ScheduleRecord) -> bool {
+        !record.spec.submitted
+    }
+
+    fn serves(&self, _tenant: &str) -> bool {
+        true
+    }
+
     fn workflow(&self, record: &ScheduleRecord) -> Option<Result<WorkflowSpec, ScheduleError>> {
-        (!record.spec.submitted).then(|| chain_of(record))
+        self.fires(record).then(|| chain_of(record))
     }
 
     fn launch(
@@ -79,14 +93,17 @@ impl Launcher for Host {
         identity: RunIdentity,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
         Box::pin(async move {
-            let ran = match spec {
-                Some(spec) => self.run(spec, identity).await,
-                None => self.resume(identity).await,
+            let intent = match spec {
+                Some(spec) => Intent::Start(spec),
+                None => Intent::Resume,
             };
-            match ran {
+            let options = RunOptions::new().park_pauses(PARK_AFTER);
+            let ran = match self.begin(identity, intent).await {
+                Ok(Begun::Ready(ready)) => self.execute(*ready, &options, &Silent).await.map(drop),
                 Ok(_) | Err(crate::HostError::AlreadyStarting { .. }) => Ok(()),
-                Err(err) => Err(err.to_string()),
-            }
+                Err(err) => Err(err),
+            };
+            ran.map_err(|err| err.to_string())
         })
     }
 }
@@ -101,7 +118,7 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     /// Workflows this process runs now, so a pass does not start or
     /// resume them again.
-    running: Arc<Mutex<HashSet<(String, String)>>>,
+    running: Arc<Mutex<HashSet<RunIdentity>>>,
     /// Whether a pass has looked for every cut-off run of every schedule
     /// (the first one does; later ones look at each one's last run).
     looked_back: bool,
@@ -122,63 +139,104 @@ impl Scheduler {
     /// Handles due ticks for ever: a pass, then a nap until the next tick
     /// (a second at most).
     pub async fn run(mut self) -> Result<(), StoreError> {
+        let launcher = Arc::clone(&self.launcher);
         loop {
+            // Listening before looking: a workflow parked meanwhile is seen.
+            let changed = launcher.host().parking_changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let next = self.pass().await?;
             let now = self.clock.now_ms();
             let nap = next.map_or(LONGEST_NAP, |next| {
                 Duration::from_millis(next.saturating_sub(now)).min(LONGEST_NAP)
             });
-            tokio::time::sleep(nap).await;
+            tokio::select! {
+                () = tokio::time::sleep(nap) => {}
+                () = changed => {}
+            }
         }
     }
 
-    /// One pass over every schedule: claims their due ticks and starts
-    /// the workflows they claimed. Returns the soonest tick not yet due.
+    /// One pass over every schedule: claims their due ticks, all in one
+    /// transaction, and starts the workflows they claimed. Returns the
+    /// soonest tick not yet due.
     pub async fn pass(&mut self) -> Result<Option<u64>, StoreError> {
         let now = self.clock.now_ms();
-        let mut soonest: Option<u64> = None;
-        for snapshot in self.launcher.host().store().schedules(None)? {
-            if self.launcher.workflow(&snapshot).is_none() {
-                continue;
-            }
-            let record = self.claim_due(&snapshot, now)?.unwrap_or(snapshot);
-            self.start_claimed(&record)?;
-            self.resume_cut_off(&record)?;
-            if !record.spec.paused
-                && let Some(next) = record.next_tick_ms
-            {
-                soonest = Some(soonest.map_or(next, |soonest| soonest.min(next)));
-            }
+        let store = self.launcher.host().store();
+        let mut records = store.schedules(None)?;
+        records.retain(|record| self.launcher.fires(record));
+        self.claim_due(&mut records, now)?;
+        self.start_claimed(&records)?;
+        for record in &records {
+            self.resume_cut_off(record)?;
         }
         self.looked_back = true;
+        let next_parked = self.wake_parked(now)?;
+        let soonest = records
+            .iter()
+            .filter(|record| !record.spec.paused)
+            .filter_map(|record| record.next_tick_ms)
+            .chain(next_parked)
+            .min();
         Ok(soonest)
     }
 
-    /// Claims the due ticks of the schedule `snapshot` was read from, in
-    /// one transaction; the record as it then is, if it changed.
-    fn claim_due(
-        &self,
-        snapshot: &ScheduleRecord,
-        now: u64,
-    ) -> Result<Option<ScheduleRecord>, StoreError> {
-        let due = snapshot.next_tick_ms.is_some_and(|tick| tick <= now);
-        if snapshot.spec.paused || (!due && snapshot.buffered_ms.is_none()) {
-            return Ok(None);
+    /// Resumes the parked workflows due by `now` that this process serves;
+    /// returns when the next one is due.
+    fn wake_parked(&self, now: u64) -> Result<Option<u64>, StoreError> {
+        let parked = self.launcher.host().store().parked_due(now)?;
+        for (tenant, id) in parked.due {
+            if self.launcher.serves(&tenant) {
+                self.spawn(RunIdentity::new(&tenant, &id), None);
+            }
         }
-        let Ok(cadence) = cadence_of(snapshot) else {
-            return Ok(None);
-        };
-        let previous_runs = match &snapshot.last_workflow {
-            Some(id) => self.runs(&snapshot.spec.tenant, id)?,
-            None => false,
-        };
+        Ok(parked.next_ms)
+    }
+
+    /// Claims the due ticks (and buffered ticks whose wait is over) of the
+    /// schedules `records` were read as, in one transaction, and puts in
+    /// `records` what each then is.
+    fn claim_due(&self, records: &mut [ScheduleRecord], now: u64) -> Result<(), StoreError> {
+        let mut due = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            let due_now = record.next_tick_ms.is_some_and(|tick| tick <= now);
+            if record.spec.paused || (!due_now && record.buffered_ms.is_none()) {
+                continue;
+            }
+            let Ok(cadence) = cadence_of(record) else {
+                continue;
+            };
+            let previous_runs = match &record.last_workflow {
+                Some(id) => self.runs(&record.spec.tenant, id)?,
+                None => false,
+            };
+            due.push((index, cadence, previous_runs));
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(&str, &str)> = due
+            .iter()
+            .map(|(index, ..)| {
+                let spec = &records[*index].spec;
+                (spec.tenant.as_str(), spec.name.as_str())
+            })
+            .collect();
         let store = self.launcher.host().store();
-        store.change_schedule(&snapshot.spec.tenant, &snapshot.spec.name, |stored| {
+        let changed = store.change_schedules(&keys, |at, stored| {
+            let (index, cadence, previous_runs) = &due[at];
             let record = stored.as_mut()?;
             // What another process did meanwhile is in the record read here.
-            let previous_runs = previous_runs && record.last_workflow == snapshot.last_workflow;
-            ticks::handle_due(record, &cadence, now, previous_runs).then(|| record.clone())
-        })
+            let previous_runs =
+                *previous_runs && record.last_workflow == records[*index].last_workflow;
+            ticks::handle_due(record, cadence, now, previous_runs).then(|| record.clone())
+        })?;
+        for ((index, ..), changed) in due.iter().zip(changed) {
+            if let Some(record) = changed {
+                records[*index] = record;
+            }
+        }
+        Ok(())
     }
 
     /// Whether workflow `id` of `tenant` runs, here or elsewhere, or was
@@ -190,25 +248,31 @@ impl Scheduler {
         }))
     }
 
-    /// Starts the workflows the record lists as starting that are not on
-    /// record yet, and takes off the list those that are.
-    fn start_claimed(&self, record: &ScheduleRecord) -> Result<(), StoreError> {
-        if record.starting.is_empty() {
-            return Ok(());
-        }
+    /// Starts the workflows the records list as starting that are not on
+    /// record yet, and takes off the lists, in one transaction, those that
+    /// are.
+    fn start_claimed(&self, records: &[ScheduleRecord]) -> Result<(), StoreError> {
         let store = self.launcher.host().store();
+        let mut keys = Vec::new();
         let mut started = Vec::new();
-        for id in &record.starting {
-            if store.workflow(&record.spec.tenant, id)?.is_some() {
-                started.push(id.clone());
-            } else {
-                self.spawn_run(record, id, true);
+        for record in records.iter().filter(|record| !record.starting.is_empty()) {
+            let mut on_record = Vec::new();
+            for id in &record.starting {
+                if store.workflow(&record.spec.tenant, id)?.is_some() {
+                    on_record.push(id.clone());
+                } else {
+                    self.spawn_run(record, id, true);
+                }
+            }
+            if !on_record.is_empty() {
+                keys.push((record.spec.tenant.as_str(), record.spec.name.as_str()));
+                started.push(on_record);
             }
         }
-        if !started.is_empty() {
-            store.change_schedule(&record.spec.tenant, &record.spec.name, |stored| {
+        if !keys.is_empty() {
+            store.change_schedules(&keys, |at, stored| {
                 if let Some(record) = stored {
-                    record.starting.retain(|id| !started.contains(id));
+                    record.starting.retain(|id| !started[at].contains(id));
                 }
             })?;
         }
@@ -244,31 +308,39 @@ impl Scheduler {
     /// here already: started afresh, or resumed. Another process running
     /// it is told apart by its lease, and then nothing runs here.
     fn spawn_run(&self, record: &ScheduleRecord, id: &str, fresh: bool) {
-        let key = (record.spec.tenant.clone(), id.to_string());
-        if !lock(&self.running).insert(key.clone()) {
+        let identity = RunIdentity::new(&record.spec.tenant, id);
+        if lock(&self.running).contains(&identity) {
             return;
         }
         let spec = match self.launcher.workflow(record).filter(|_| fresh) {
             Some(Ok(spec)) => Some(spec),
             Some(Err(err)) => {
-                tracing::warn!(schedule = %record.spec.name.escape_debug(), "cannot start a tick's workflow: {err}");
-                lock(&self.running).remove(&key);
+                let name = record.spec.name.escape_debug();
+                tracing::warn!(schedule = %name, "cannot start a tick's workflow: {err}");
                 return;
             }
             None => None,
         };
+        self.spawn(identity, spec);
+    }
+
+    /// Runs workflow `identity` in this process — started as `spec`, or
+    /// resumed — unless it runs here already.
+    fn spawn(&self, identity: RunIdentity, spec: Option<WorkflowSpec>) {
+        if !lock(&self.running).insert(identity.clone()) {
+            return;
+        }
         let launcher = Arc::clone(&self.launcher);
         let running = Arc::clone(&self.running);
-        let identity = RunIdentity::new(&record.spec.tenant, id);
-        let schedule = record.spec.name.clone();
         tokio::spawn(async move {
-            if let Err(err) = launcher.launch(spec, identity).await {
+            if let Err(err) = launcher.launch(spec, identity.clone()).await {
                 tracing::warn!(
-                    schedule = %schedule.escape_debug(),
-                    "a scheduled workflow did not run: {err}"
+                    tenant = %identity.tenant.escape_debug(),
+                    id = %identity.id.escape_debug(),
+                    "a scheduled or parked workflow did not run: {err}"
                 );
             }
-            lock(&running).remove(&key);
+            lock(&running).remove(&identity);
         });
     }
 }

@@ -392,7 +392,8 @@ impl Service {
             .fair_share(Arc::clone(&self.fair_share))
             .attempt_pool(self.attempt_pool.clone())
             .fuel_budget(tenant.max_workflow_fuel)
-            .drain(Arc::clone(&self.drain));
+            .drain(Arc::clone(&self.drain))
+            .park_pauses(crate::executor::PARK_AFTER);
         let (recorded, on_record) = oneshot::channel();
         let observer = Observed {
             recorded: Mutex::new(Some(recorded)),

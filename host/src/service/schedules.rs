@@ -206,6 +206,14 @@ impl Launcher for Service {
         &self.host
     }
 
+    fn fires(&self, record: &ScheduleRecord) -> bool {
+        self.tenants.knows(&record.spec.tenant)
+    }
+
+    fn serves(&self, tenant: &str) -> bool {
+        self.tenants.knows(tenant)
+    }
+
     fn workflow(&self, record: &ScheduleRecord) -> Option<Result<WorkflowSpec, ScheduleError>> {
         let tenant = self.tenants.resolve(&record.spec.tenant)?;
         Some(

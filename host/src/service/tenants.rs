@@ -249,6 +249,11 @@ impl Tenants {
         }
     }
 
+    /// Whether the policy has tenant `name` (any name, for `wfhost ui`'s).
+    pub fn knows(&self, name: &str) -> bool {
+        self.open || self.by_name.contains_key(name)
+    }
+
     /// Whether `key` is the operator's key of the policy's `[admin]`.
     pub fn is_admin(&self, key: &str) -> bool {
         self.admin_key_sha256.as_ref().is_some_and(|admin| {

@@ -37,8 +37,8 @@ use super::StoreError;
 use super::error::{catching, damaged_by_panic, panic_text, redb_error};
 use super::handle::{Db, Opened};
 use super::tables::{
-    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, SIGNALS, STEPS, WORKFLOWS,
-    whole_journal,
+    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, PARKED, PARKED_BY_DUE, SIGNALS,
+    STEPS, WORKFLOWS, whole_journal,
 };
 use crate::histogram::Histogram;
 use crate::lock::lock;
@@ -207,6 +207,9 @@ pub(super) enum Rows {
     /// A signal: a new one, numbered after the workflow's last, when `seq`
     /// is none; else signal `seq` rewritten (taken by a wait).
     Signal { seq: Option<u64>, signal: Signal },
+    /// The workflow parked until `due` (milliseconds since the epoch,
+    /// `u64::MAX` until a signal), or, with none, no longer parked.
+    Park { due: Option<u64> },
     /// The workflow's removal: its row, head, elements, steps, events and
     /// any request to cancel it.
     Removal,
@@ -753,9 +756,11 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
             let key = SIGNALS.key(tenant, workflow, seq, &signal.name);
             journal.insert(key, SIGNALS.encode(&key, &signal).as_slice())?;
         }
+        Rows::Park { due } => park(txn, tenant, workflow, *due)?,
         Rows::Removal => {
             tables.workflows()?.remove((tenant, workflow))?;
             txn.open_table(CANCELS)?.remove((tenant, workflow))?;
+            park(txn, tenant, workflow, None)?;
             tables
                 .journal()?
                 .retain_in(whole_journal(tenant, workflow), |_, _| false)?;
@@ -776,6 +781,27 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
         detail: write.detail.clone(),
     };
     tables.append_event(tenant, workflow, event)
+}
+
+/// Parks workflow `workflow` of `tenant` until `due`, or unparks it: both
+/// of its entries, by workflow and by due, change together.
+fn park(
+    txn: &WriteTransaction,
+    tenant: &str,
+    workflow: &str,
+    due: Option<u64>,
+) -> Result<(), redb::Error> {
+    let mut parked = txn.open_table(PARKED)?;
+    let mut by_due = txn.open_table(PARKED_BY_DUE)?;
+    let before = parked.remove((tenant, workflow))?.map(|due| due.value());
+    if let Some(before) = before {
+        by_due.remove((before, tenant, workflow))?;
+    }
+    if let Some(due) = due {
+        parked.insert((tenant, workflow), due)?;
+        by_due.insert((due, tenant, workflow), ())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod error;
 mod handle;
 mod leases;
 mod overlay;
+mod parking;
 mod read;
 mod schedules;
 mod schema;
@@ -36,6 +37,7 @@ pub use commit::Durability;
 pub(crate) use commit::Flush;
 pub use error::{StoreError, catching_redb_panic};
 pub(crate) use leases::Lease;
+pub use parking::{DueParked, MAX_WOKEN_AT_ONCE};
 pub(crate) use read::StepTotals;
 
 use std::path::{Path, PathBuf};

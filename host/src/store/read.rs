@@ -51,7 +51,10 @@ impl Store {
 
     /// `row` with the status it has now (see [`WorkflowStatus::CutOff`]).
     fn observed(&self, mut row: WorkflowRow) -> Result<WorkflowRow, StoreError> {
-        if row.status == WorkflowStatus::Running && !self.is_running(&row.tenant, &row.id)? {
+        if row.status == WorkflowStatus::Running
+            && !self.is_running(&row.tenant, &row.id)?
+            && self.parked_until(&row.tenant, &row.id)?.is_none()
+        {
             row.status = WorkflowStatus::CutOff;
         }
         Ok(row)

@@ -57,24 +57,44 @@ impl Store {
         name: &str,
         change: impl FnOnce(&mut Option<ScheduleRecord>) -> R,
     ) -> Result<R, StoreError> {
+        let mut change = Some(change);
+        let mut answers = self.change_schedules(&[(tenant, name)], |_, stored| {
+            change.take().map(|change| change(stored))
+        })?;
+        Ok(answers.pop().flatten().expect("one schedule, changed once"))
+    }
+
+    /// Changes each schedule of `keys` (tenant, name) as `change` says, all
+    /// in one transaction, on the disk before this returns: `change` is
+    /// given each key's index and record as it is now (none if there is
+    /// none), and what it leaves is stored (none removes it). Returns what
+    /// `change` returned for each, in order.
+    pub(crate) fn change_schedules<R>(
+        &self,
+        keys: &[(&str, &str)],
+        mut change: impl FnMut(usize, &mut Option<ScheduleRecord>) -> R,
+    ) -> Result<Vec<R>, StoreError> {
         super::error::guarded(&self.path, || {
             let txn = self.db.get().begin_write().map_err(|err| self.fault(err))?;
-            let answer = {
+            let mut answers = Vec::with_capacity(keys.len());
+            {
                 let mut table = txn
                     .open_table(SCHEDULES.table)
                     .map_err(|err| self.fault(err))?;
-                let key = (tenant, name);
-                let before = match table.get(key).map_err(|err| self.fault(err))? {
-                    Some(stored) => Some(
-                        SCHEDULES
-                            .decode(&key, stored.value())
-                            .map_err(|fault| fault.at(&self.path))?,
-                    ),
-                    None => None,
-                };
-                let mut after = before.clone();
-                let answer = change(&mut after);
-                if after != before {
+                for (index, &key) in keys.iter().enumerate() {
+                    let before = match table.get(key).map_err(|err| self.fault(err))? {
+                        Some(stored) => Some(
+                            SCHEDULES
+                                .decode(&key, stored.value())
+                                .map_err(|fault| fault.at(&self.path))?,
+                        ),
+                        None => None,
+                    };
+                    let mut after = before.clone();
+                    answers.push(change(index, &mut after));
+                    if after == before {
+                        continue;
+                    }
                     match &after {
                         Some(record) => {
                             let stored = SCHEDULES.encode(&key, record);
@@ -87,10 +107,9 @@ impl Store {
                         }
                     }
                 }
-                answer
-            };
+            }
             txn.commit().map_err(|err| self.fault(err))?;
-            Ok(answer)
+            Ok(answers)
         })
     }
 }

@@ -114,6 +114,17 @@ impl<K: Key + 'static, T: DeserializeOwned> Records<K, T> {
 /// its ticks came to.
 pub const SCHEDULES: Records<(&str, &str), ScheduleRecord> = Records::named("schedules");
 
+/// (tenant, workflow id) → when a parked workflow is due to go on
+/// (milliseconds since the epoch; `u64::MAX` until a signal comes): a
+/// workflow whose run reached a sleep or a wait and let go of everything
+/// it held (DESIGN §15). [`PARKED_BY_DUE`] orders the same entries by due.
+pub const PARKED: TableDefinition<(&str, &str), u64> = TableDefinition::new("parked");
+
+/// (due, tenant, workflow id) → nothing: [`PARKED`] in the order a waker
+/// takes them.
+pub const PARKED_BY_DUE: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("parked_by_due");
+
 /// (tenant, workflow id) → workflow row: where the workflow stands.
 pub const WORKFLOWS: Records<(&str, &str), WorkflowRow> = Records::named("workflows");
 
