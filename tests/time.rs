@@ -665,3 +665,93 @@ async fn a_cron_in_a_time_zone_fires_once_across_daylight_saving_changes() {
         ])
     );
 }
+
+/// The ETL example as a nightly schedule (README): made with a cron in
+/// Europe/Paris, its next ticks are 02:00 there, and `schedule trigger`
+/// runs it now, as `run` would.
+#[test]
+fn the_etl_example_runs_as_a_nightly_schedule() {
+    let example = repo_root().join("examples/etl");
+    let text = std::fs::read_to_string(example.join("chain.json")).unwrap();
+    let mut document: Value = serde_json::from_str(&text).unwrap();
+    document["plugins"]["etl"]["path"] = json!(plugin("etl"));
+    let chain = chain_file(&document);
+    let data = chain.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(chain.dir.path().join("out")).unwrap();
+    std::fs::copy(example.join("data/sales.csv"), data.join("sales.csv")).unwrap();
+    let path = chain.path.to_str().unwrap();
+    let added = chain.command(&[
+        "schedule",
+        "add",
+        "nightly",
+        path,
+        "--cron",
+        "0 2 * * *",
+        "--tz",
+        "Europe/Paris",
+    ]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let shown = show(&chain, "nightly");
+    for tick in shown["next_ticks"].as_array().unwrap() {
+        // 02:00 in Paris is 01:00 UTC in winter, 00:00 UTC in summer.
+        let tick = tick.as_str().unwrap();
+        assert!(
+            tick.ends_with("T01:00:00.000Z") || tick.ends_with("T00:00:00.000Z"),
+            "{shown}"
+        );
+    }
+    let triggered = chain.command(&["schedule", "trigger", "nightly"]);
+    assert_eq!(triggered.code, 0, "{}", triggered.stderr);
+    let answer = triggered.json();
+    assert!(
+        answer["id"].as_str().unwrap().starts_with("nightly@"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["result"]["EU"],
+        json!({"orders": 2, "quantity": 5, "revenue": 57.5})
+    );
+    assert!(chain.dir.path().join("out/report.json").exists());
+    assert_eq!(ticks_of(&show(&chain, "nightly"), "triggered").len(), 1);
+}
+
+/// The Python SDK's `sleep` and `wait` write steps the host runs as its
+/// own: a chain made with `wfhost_task` sleeps, then times out waiting.
+#[test]
+fn the_python_sdk_writes_sleeps_and_waits() {
+    if !python3_runs("the_python_sdk_writes_sleeps_and_waits") {
+        return;
+    }
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, wfhost_task as w\n\
+             print(json.dumps(w.chain(w.signature('math.add', args=(2, 2)), w.sleep('300ms'),\n\
+                                      w.wait('approved', timeout=0.2))))",
+        )
+        .env("PYTHONPATH", repo_root().join("guest-sdk/python"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let canvas: Value = serde_json::from_slice(&made.stdout).unwrap();
+    let chain = chain_of(canvas);
+    let run = run_file(&chain, &["--id", "py", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.json()["error"]["kind"], "timed_out", "{}", run.stdout);
+    let done = report(&chain, "py").unwrap();
+    let slept = step_of(&done, "1");
+    assert_eq!(
+        (slept["task"].as_str(), slept["result"].as_i64()),
+        (Some("wfhost.sleep"), Some(4))
+    );
+    let ended = slept["ended_at_ms"].as_u64().unwrap();
+    assert!(
+        ended >= slept["started_at_ms"].as_u64().unwrap() + 300,
+        "{slept}"
+    );
+}

@@ -324,8 +324,11 @@ fn schedules(dir: &Path, cache: &Path, fired: bool) {
             *outcomes.entry(tick.outcome.as_str()).or_default() += tick.count;
         }
     }
+    let usage = store.usage(None).unwrap();
+    let workflows: u64 = usage.iter().map(|usage| usage.workflows).sum();
+    let attempts: u64 = usage.iter().map(|usage| usage.attempts).sum();
     println!(
-        "{count} schedules every second, {what} by `wfhost scheduler` for {:.0} s: {:.1}% of a core ({:.0} µs of CPU a tick), RSS {:.1} MiB; last ticks kept: {outcomes:?}",
+        "{count} schedules every second, {what} by `wfhost scheduler` for {:.0} s: {:.1}% of a core ({:.0} µs of CPU a tick), RSS {:.1} MiB; last ticks kept: {outcomes:?}; {workflows} workflows on record, {attempts} attempts made",
         wall.as_secs_f64(),
         100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
         1e6 * cpu.as_secs_f64() / (count as f64 * wall.as_secs_f64()),

@@ -108,9 +108,14 @@ impl Launcher for Host {
     }
 }
 
-/// How long the loop sleeps at most between passes: schedules made or
-/// changed by other processes are seen within about this long.
+/// How long the loop sleeps at most between passes, and how often it reads
+/// every schedule: schedules made or changed by other processes, and runs
+/// another process's death cut off, are seen within about this long.
 const LONGEST_NAP: Duration = Duration::from_secs(1);
+
+/// How long the loop sleeps at least between passes: ticks due within it
+/// share one pass and one transaction, at the cost of as much lateness.
+const SHORTEST_NAP: Duration = Duration::from_millis(10);
 
 /// The scheduler of one process.
 pub struct Scheduler {
@@ -122,6 +127,11 @@ pub struct Scheduler {
     /// Whether a pass has looked for every cut-off run of every schedule
     /// (the first one does; later ones look at each one's last run).
     looked_back: bool,
+    /// The schedules as last read or changed here: passes between full
+    /// reads look only at those due.
+    known: Vec<ScheduleRecord>,
+    /// When the schedules were last read whole.
+    read_at: Option<std::time::Instant>,
 }
 
 impl Scheduler {
@@ -133,6 +143,8 @@ impl Scheduler {
             clock,
             running: Arc::default(),
             looked_back: false,
+            known: Vec::new(),
+            read_at: None,
         }
     }
 
@@ -148,7 +160,7 @@ impl Scheduler {
             let next = self.pass().await?;
             let now = self.clock.now_ms();
             let nap = next.map_or(LONGEST_NAP, |next| {
-                Duration::from_millis(next.saturating_sub(now)).min(LONGEST_NAP)
+                Duration::from_millis(next.saturating_sub(now)).clamp(SHORTEST_NAP, LONGEST_NAP)
             });
             tokio::select! {
                 () = tokio::time::sleep(nap) => {}
@@ -157,27 +169,40 @@ impl Scheduler {
         }
     }
 
-    /// One pass over every schedule: claims their due ticks, all in one
-    /// transaction, and starts the workflows they claimed. Returns the
-    /// soonest tick not yet due.
+    /// One pass: claims the due ticks of every schedule, all in one
+    /// transaction, starts the workflows they claimed, and wakes the parked
+    /// workflows due. Every schedule is read, and the runs of each looked
+    /// after, at most once per [`LONGEST_NAP`]; passes in between look only
+    /// at the schedules due. Returns the soonest tick or due instant ahead.
     pub async fn pass(&mut self) -> Result<Option<u64>, StoreError> {
         let now = self.clock.now_ms();
-        let store = self.launcher.host().store();
-        let mut records = store.schedules(None)?;
-        records.retain(|record| self.launcher.fires(record));
-        self.claim_due(&mut records, now)?;
-        self.start_claimed(&records)?;
-        for record in &records {
-            self.resume_cut_off(record)?;
+        let whole = self
+            .read_at
+            .is_none_or(|read_at| read_at.elapsed() >= LONGEST_NAP);
+        let mut known = std::mem::take(&mut self.known);
+        if whole {
+            known = self.launcher.host().store().schedules(None)?;
+            known.retain(|record| self.launcher.fires(record));
+            self.read_at = Some(std::time::Instant::now());
         }
-        self.looked_back = true;
+        let changed = self.claim_due(&mut known, now)?;
+        if whole {
+            self.start_claimed(known.iter())?;
+            for record in &known {
+                self.resume_cut_off(record)?;
+            }
+            self.looked_back = true;
+        } else {
+            self.start_claimed(changed.iter().map(|index| &known[*index]))?;
+        }
         let next_parked = self.wake_parked(now)?;
-        let soonest = records
+        let soonest = known
             .iter()
             .filter(|record| !record.spec.paused)
             .filter_map(|record| record.next_tick_ms)
             .chain(next_parked)
             .min();
+        self.known = known;
         Ok(soonest)
     }
 
@@ -195,8 +220,13 @@ impl Scheduler {
 
     /// Claims the due ticks (and buffered ticks whose wait is over) of the
     /// schedules `records` were read as, in one transaction, and puts in
-    /// `records` what each then is.
-    fn claim_due(&self, records: &mut [ScheduleRecord], now: u64) -> Result<(), StoreError> {
+    /// `records` what each then is; returns the indices of those whose
+    /// ticks this pass handled.
+    fn claim_due(
+        &self,
+        records: &mut Vec<ScheduleRecord>,
+        now: u64,
+    ) -> Result<Vec<usize>, StoreError> {
         let mut due = Vec::new();
         for (index, record) in records.iter().enumerate() {
             let due_now = record.next_tick_ms.is_some_and(|tick| tick <= now);
@@ -213,7 +243,7 @@ impl Scheduler {
             due.push((index, cadence, previous_runs));
         }
         if due.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys: Vec<(&str, &str)> = due
             .iter()
@@ -223,20 +253,47 @@ impl Scheduler {
             })
             .collect();
         let store = self.launcher.host().store();
-        let changed = store.change_schedules(&keys, |at, stored| {
+        let fresh = store.change_schedules(&keys, |at, stored| {
             let (index, cadence, previous_runs) = &due[at];
             let record = stored.as_mut()?;
             // What another process did meanwhile is in the record read here.
             let previous_runs =
                 *previous_runs && record.last_workflow == records[*index].last_workflow;
-            ticks::handle_due(record, cadence, now, previous_runs).then(|| record.clone())
+            let handled = ticks::handle_due(record, cadence, now, previous_runs);
+            Some((handled, record.clone()))
         })?;
-        for ((index, ..), changed) in due.iter().zip(changed) {
-            if let Some(record) = changed {
-                records[*index] = record;
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for ((index, ..), fresh) in due.iter().zip(fresh) {
+            match fresh {
+                Some((handled, record)) => {
+                    records[*index] = record;
+                    if handled {
+                        changed.push(*index);
+                    }
+                }
+                None => removed.push(*index),
             }
         }
-        Ok(())
+        if !removed.is_empty() {
+            // Removed meanwhile: forgotten, and what changed is renumbered.
+            let mut kept = 0;
+            let mut renumbered = Vec::with_capacity(changed.len());
+            let mut index = 0;
+            records.retain(|_| {
+                let keep = !removed.contains(&index);
+                if keep {
+                    if changed.contains(&index) {
+                        renumbered.push(kept);
+                    }
+                    kept += 1;
+                }
+                index += 1;
+                keep
+            });
+            changed = renumbered;
+        }
+        Ok(changed)
     }
 
     /// Whether workflow `id` of `tenant` runs, here or elsewhere, or was
@@ -251,11 +308,14 @@ impl Scheduler {
     /// Starts the workflows the records list as starting that are not on
     /// record yet, and takes off the lists, in one transaction, those that
     /// are.
-    fn start_claimed(&self, records: &[ScheduleRecord]) -> Result<(), StoreError> {
+    fn start_claimed<'r>(
+        &self,
+        records: impl Iterator<Item = &'r ScheduleRecord>,
+    ) -> Result<(), StoreError> {
         let store = self.launcher.host().store();
         let mut keys = Vec::new();
         let mut started = Vec::new();
-        for record in records.iter().filter(|record| !record.starting.is_empty()) {
+        for record in records.filter(|record| !record.starting.is_empty()) {
             let mut on_record = Vec::new();
             for id in &record.starting {
                 if store.workflow(&record.spec.tenant, id)?.is_some() {
