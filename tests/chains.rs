@@ -322,18 +322,9 @@ fn inspect_lists_tasks_with_parameters_and_docs() {
 
 #[test]
 fn the_readme_example_runs() {
-    // The example names the plugin by its path in the repository; point it at
-    // the component these tests built.
-    // It extracts from its granted `data` directory and loads into `out`.
-    let example = repo_root().join("examples/etl");
-    let text = std::fs::read_to_string(example.join("chain.json")).unwrap();
-    let mut document: Value = serde_json::from_str(&text).unwrap();
-    document["plugins"]["etl"]["path"] = json!(plugin("etl"));
-    let chain = chain_file(&document);
-    let data = chain.dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(chain.dir.path().join("out")).unwrap();
-    std::fs::copy(example.join("data/sales.csv"), data.join("sales.csv")).unwrap();
+    // The example names its plugin by its path in the repository: the
+    // chain file points it at the component these tests built.
+    let chain = etl_example();
     let run = run_file(&chain, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let loaded = std::fs::read_to_string(chain.dir.path().join("out/report.json")).unwrap();

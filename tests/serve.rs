@@ -2238,3 +2238,43 @@ fn a_parked_workflow_holds_nothing_and_any_waker_wakes_it() {
     }
     drop(scheduler);
 }
+
+/// A step's countdown in `serve` parks its workflow as a sleep does, and it
+/// runs at its due instant, not before.
+#[test]
+fn a_countdown_in_serve_parks_until_the_step_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let later = json!({"id": "later", "workflow": [
+        {"task": "math.add", "args": [1, 2], "options": {"countdown": 2}},
+    ]});
+    assert_eq!(server.submit(KEY_A, &later).0, 202);
+    let report = server.wait(KEY_A, "later");
+    assert_eq!(report["result"], 3, "{report}");
+    let (_, events) = server.get(KEY_A, "/v1/workflows/later/events");
+    let events = events.as_array().unwrap();
+    let parked = events
+        .iter()
+        .find(|event| event["kind"] == "workflow_parked")
+        .unwrap_or_else(|| panic!("never parked: {events:?}"));
+    assert!(
+        parked["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("step 0 due "),
+        "{parked}"
+    );
+    let scheduled = events
+        .iter()
+        .find(|event| event["kind"] == "step_scheduled")
+        .unwrap();
+    let ran = events
+        .iter()
+        .find(|event| event["kind"] == "step_started")
+        .unwrap();
+    let waited = ran["at_ms"].as_u64().unwrap() - scheduled["at_ms"].as_u64().unwrap();
+    assert!(
+        (2000..3500).contains(&waited),
+        "ran {waited} ms after its countdown began"
+    );
+}

@@ -293,6 +293,22 @@ pub fn chain_text(text: &str) -> ChainFile {
     ChainFile { dir, path }
 }
 
+/// The ETL example (`examples/etl`) as a chain file in a directory of its
+/// own, with the example's data and an `out` directory beside it, its
+/// plugin the one these tests built.
+pub fn etl_example() -> ChainFile {
+    let example = repo_root().join("examples/etl");
+    let text = std::fs::read_to_string(example.join("chain.json")).unwrap();
+    let mut document: Value = serde_json::from_str(&text).unwrap();
+    document["plugins"]["etl"]["path"] = json!(plugin("etl"));
+    let chain = chain_file(&document);
+    let data = chain.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(chain.dir.path().join("out")).unwrap();
+    std::fs::copy(example.join("data/sales.csv"), data.join("sales.csv")).unwrap();
+    chain
+}
+
 /// The `plugins` object naming math and testkit.
 pub fn standard_plugins() -> Value {
     json!({"math": plugin("math"), "testkit": plugin("testkit")})

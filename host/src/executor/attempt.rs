@@ -229,6 +229,17 @@ impl Run<'_> {
         !self.cancel.is_cancelled()
     }
 
+    /// [`Run::wait_until`], parking the run first when it may and the
+    /// wait is long (a countdown, an `eta`, a retry's delay), the step's
+    /// record saying when it is due being on record already.
+    async fn wait_or_park(&self, due_ms: Option<u64>, step: &str) -> bool {
+        if let Some(due) = due_ms {
+            self.park_if_far(due, || format!("step {step} due {}", iso8601(due)))
+                .await;
+        }
+        self.wait_until(due_ms).await
+    }
+
     async fn attempt_until_done(
         &self,
         signature: &Signature,
@@ -295,7 +306,7 @@ impl Run<'_> {
                 record.duration_ms = earlier.duration_ms;
                 record.queued_ms = earlier.queued_ms;
                 record.started_at_ms = earlier.started_at_ms;
-                if !self.wait_until(earlier.due_at_ms).await {
+                if !self.wait_or_park(earlier.due_at_ms, &record.id).await {
                     return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                 }
             }
@@ -305,7 +316,7 @@ impl Run<'_> {
                 record.fuel_used = failed.fuel_used;
             }
             Some(waiting) if waiting.status == StepStatus::Scheduled => {
-                if !self.wait_until(waiting.due_at_ms).await {
+                if !self.wait_or_park(waiting.due_at_ms, &record.id).await {
                     return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                 }
             }
@@ -321,7 +332,7 @@ impl Run<'_> {
                     record.status = StepStatus::Scheduled;
                     record.due_at_ms = Some(due);
                     self.commit(&[record], "step_scheduled", None).await?;
-                    if !self.wait_until(Some(due)).await {
+                    if !self.wait_or_park(Some(due), &record.id).await {
                         return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
                     }
                 }
@@ -428,7 +439,7 @@ impl Run<'_> {
             // Waiting for the next attempt is not being under way.
             underway.working = None;
             self.observer.retrying(record, &reason, delay);
-            if !self.wait_until(record.due_at_ms).await {
+            if !self.wait_or_park(record.due_at_ms, &record.id).await {
                 return Ok(AttemptsEnd::Failed(cancelled(WHILE_WAITING)));
             }
             attempt += 1;

@@ -46,7 +46,7 @@ impl Run<'_> {
     /// Parks the run when it may and `due_ms` is far enough off: says so
     /// to whoever runs it, which then lets go of the run, so this never
     /// returns. A pause inside a group waits beside the other members.
-    async fn park_if_far(&self, due_ms: u64, why: impl FnOnce() -> String) {
+    pub(super) async fn park_if_far(&self, due_ms: u64, why: impl FnOnce() -> String) {
         let Some(parking) = &self.parking else {
             return;
         };
