@@ -749,3 +749,29 @@ fn the_python_sdk_writes_sleeps_and_waits() {
         "{slept}"
     );
 }
+
+/// A tick whose workflow cannot start (its plugin file is gone) is
+/// recorded as failed, and does not hold back the ticks after it as a run
+/// that never ends would.
+#[test]
+fn a_tick_that_cannot_start_is_recorded_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("math.wasm");
+    std::fs::copy(plugin("math"), &copy).unwrap();
+    let chain = chain_file(&json!({
+        "plugins": {"math": copy},
+        "workflow": [{"task": "math.add", "args": [1, 1]}],
+    }));
+    let path = chain.path.to_str().unwrap();
+    let added = chain.command(&["schedule", "add", "gone", path, "--every", "1s"]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    std::fs::remove_file(&copy).unwrap();
+    let scheduler = ChildGuard(start(&chain, &["scheduler"]));
+    std::thread::sleep(Duration::from_millis(3500));
+    drop(scheduler);
+    let shown = show(&chain, "gone");
+    let failed = ticks_of(&shown, "failed").len();
+    assert!(failed >= 2, "{shown}");
+    assert!(ticks_of(&shown, "skipped").is_empty(), "{shown}");
+    assert!(scheduled_runs(&chain, "gone").is_empty());
+}

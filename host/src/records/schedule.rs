@@ -47,6 +47,9 @@ pub enum TickOutcome {
     /// No process ran at its time, and it is older than the catch-up
     /// window.
     Missed,
+    /// Its workflow could not start: the schedule's chain no longer loads
+    /// (a plugin file gone, say); the log says why.
+    Failed,
 }
 
 impl TickOutcome {
@@ -58,6 +61,7 @@ impl TickOutcome {
             TickOutcome::Skipped => "skipped",
             TickOutcome::Buffered => "buffered",
             TickOutcome::Missed => "missed",
+            TickOutcome::Failed => "failed",
         }
     }
 }

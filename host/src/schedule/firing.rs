@@ -20,7 +20,7 @@ use super::{ScheduleError, cadence_of, chain_of, ticks};
 use crate::executor::{PARK_AFTER, RunIdentity, RunOptions, Silent};
 use crate::lifecycle::{Begun, Host, Intent};
 use crate::lock::lock;
-use crate::records::{ScheduleRecord, WorkflowStatus, now_ms};
+use crate::records::{ScheduleRecord, TickOutcome, WorkflowStatus, now_ms};
 use crate::spec::WorkflowSpec;
 use crate::store::StoreError;
 
@@ -212,7 +212,7 @@ impl Scheduler {
         let parked = self.launcher.host().store().parked_due(now)?;
         for (tenant, id) in parked.due {
             if self.launcher.serves(&tenant) {
-                self.spawn(RunIdentity::new(&tenant, &id), None);
+                self.spawn(RunIdentity::new(&tenant, &id), None, None);
             }
         }
         Ok(parked.next_ms)
@@ -236,11 +236,7 @@ impl Scheduler {
             let Ok(cadence) = cadence_of(record) else {
                 continue;
             };
-            let previous_runs = match &record.last_workflow {
-                Some(id) => self.runs(&record.spec.tenant, id)?,
-                None => false,
-            };
-            due.push((index, cadence, previous_runs));
+            due.push((index, cadence));
         }
         if due.is_empty() {
             return Ok(Vec::new());
@@ -254,11 +250,15 @@ impl Scheduler {
             .collect();
         let store = self.launcher.host().store();
         let fresh = store.change_schedules(&keys, |at, stored| {
-            let (index, cadence, previous_runs) = &due[at];
+            let (_, cadence) = &due[at];
             let record = stored.as_mut()?;
-            // What another process did meanwhile is in the record read here.
-            let previous_runs =
-                *previous_runs && record.last_workflow == records[*index].last_workflow;
+            // Judged on the record as this transaction reads it, with what
+            // another process (or a failed start here) did meanwhile; a
+            // store that cannot say counts it as running.
+            let previous_runs = match &record.last_workflow {
+                Some(id) => self.runs(record, id).unwrap_or(true),
+                None => false,
+            };
             let handled = ticks::handle_due(record, cadence, now, previous_runs);
             Some((handled, record.clone()))
         })?;
@@ -296,44 +296,53 @@ impl Scheduler {
         Ok(changed)
     }
 
-    /// Whether workflow `id` of `tenant` runs, here or elsewhere, or was
-    /// cut off (and is to be resumed).
-    fn runs(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let row = self.launcher.host().store().workflow(tenant, id)?;
-        Ok(row.is_none_or(|row| {
-            matches!(row.status, WorkflowStatus::Running | WorkflowStatus::CutOff)
-        }))
+    /// Whether workflow `id` of `record`'s schedule runs, here or
+    /// elsewhere, was cut off (and is to be resumed), or is about to start.
+    fn runs(&self, record: &ScheduleRecord, id: &str) -> Result<bool, StoreError> {
+        let row = self
+            .launcher
+            .host()
+            .store()
+            .workflow(&record.spec.tenant, id)?;
+        Ok(match row {
+            Some(row) => matches!(row.status, WorkflowStatus::Running | WorkflowStatus::CutOff),
+            None => record.starting.iter().any(|starting| starting == id),
+        })
     }
 
     /// Starts the workflows the records list as starting that are not on
     /// record yet, and takes off the lists, in one transaction, those that
-    /// are.
+    /// are — and those that cannot start (their chain no longer loads),
+    /// whose ticks are recorded as failed.
     fn start_claimed<'r>(
         &self,
         records: impl Iterator<Item = &'r ScheduleRecord>,
     ) -> Result<(), StoreError> {
         let store = self.launcher.host().store();
         let mut keys = Vec::new();
-        let mut started = Vec::new();
+        let mut done = Vec::new();
         for record in records.filter(|record| !record.starting.is_empty()) {
-            let mut on_record = Vec::new();
+            let (mut on_record, mut failed) = (Vec::new(), Vec::new());
             for id in &record.starting {
                 if store.workflow(&record.spec.tenant, id)?.is_some() {
                     on_record.push(id.clone());
-                } else {
-                    self.spawn_run(record, id, true);
+                } else if !self.spawn_run(record, id, true) {
+                    failed.push(id.clone());
                 }
             }
-            if !on_record.is_empty() {
+            if !on_record.is_empty() || !failed.is_empty() {
                 keys.push((record.spec.tenant.as_str(), record.spec.name.as_str()));
-                started.push(on_record);
+                done.push((on_record, failed));
             }
         }
         if !keys.is_empty() {
             store.change_schedules(&keys, |at, stored| {
-                if let Some(record) = stored {
-                    record.starting.retain(|id| !started[at].contains(id));
-                }
+                let Some(record) = stored else {
+                    return;
+                };
+                let (on_record, failed) = &done[at];
+                record.starting.retain(|id| !on_record.contains(id));
+                given_up(record, failed);
             })?;
         }
         Ok(())
@@ -367,40 +376,67 @@ impl Scheduler {
     /// Runs workflow `id` of the schedule in this process, unless it runs
     /// here already: started afresh, or resumed. Another process running
     /// it is told apart by its lease, and then nothing runs here.
-    fn spawn_run(&self, record: &ScheduleRecord, id: &str, fresh: bool) {
+    /// Whether it could: a workflow whose chain no longer loads cannot.
+    fn spawn_run(&self, record: &ScheduleRecord, id: &str, fresh: bool) -> bool {
         let identity = RunIdentity::new(&record.spec.tenant, id);
         if lock(&self.running).contains(&identity) {
-            return;
+            return true;
         }
         let spec = match self.launcher.workflow(record).filter(|_| fresh) {
             Some(Ok(spec)) => Some(spec),
             Some(Err(err)) => {
                 let name = record.spec.name.escape_debug();
-                tracing::warn!(schedule = %name, "cannot start a tick's workflow: {err}");
-                return;
+                tracing::warn!(schedule = %name, id = %id.escape_debug(), "a tick's workflow cannot start: {err}");
+                return false;
             }
             None => None,
         };
-        self.spawn(identity, spec);
+        self.spawn(identity, spec, Some(record.spec.name.clone()));
+        true
     }
 
     /// Runs workflow `identity` in this process — started as `spec`, or
-    /// resumed — unless it runs here already.
-    fn spawn(&self, identity: RunIdentity, spec: Option<WorkflowSpec>) {
+    /// resumed — unless it runs here already. A tick's workflow (of
+    /// `schedule`) that does not start is given up: its tick is recorded as
+    /// failed, and it no longer counts as the schedule's run.
+    fn spawn(&self, identity: RunIdentity, spec: Option<WorkflowSpec>, schedule: Option<String>) {
         if !lock(&self.running).insert(identity.clone()) {
             return;
         }
         let launcher = Arc::clone(&self.launcher);
         let running = Arc::clone(&self.running);
         tokio::spawn(async move {
-            if let Err(err) = launcher.launch(spec, identity.clone()).await {
+            if let Err(err) = Arc::clone(&launcher).launch(spec, identity.clone()).await {
                 tracing::warn!(
                     tenant = %identity.tenant.escape_debug(),
                     id = %identity.id.escape_debug(),
                     "a scheduled or parked workflow did not run: {err}"
                 );
+                if let Some(schedule) = schedule {
+                    let store = launcher.host().store();
+                    let failed = [identity.id.clone()];
+                    let given = store.change_schedule(&identity.tenant, &schedule, |stored| {
+                        if let Some(record) = stored {
+                            given_up(record, &failed);
+                        }
+                    });
+                    if let Err(err) = given {
+                        tracing::warn!("cannot record a tick's failed start: {err}");
+                    }
+                }
             }
             lock(&running).remove(&identity);
         });
+    }
+}
+
+/// Gives up the workflows `failed` of `record`'s ticks, which could not
+/// start: off the starting list, their ticks recorded as failed.
+fn given_up(record: &mut ScheduleRecord, failed: &[String]) {
+    record.starting.retain(|id| !failed.contains(id));
+    for tick in &mut record.ticks {
+        if tick.workflow.as_ref().is_some_and(|id| failed.contains(id)) {
+            tick.outcome = TickOutcome::Failed;
+        }
     }
 }
