@@ -68,7 +68,7 @@ fn resume_retry_and_cancel_exit_as_documented_in_each_state() {
         // (command, id, exit status, words on stderr)
         ("resume", "ok", 0, "is not cut off: it succeeded"),
         ("resume", "bad", 1, "is not cut off: it failed"),
-        ("resume", "stopped", 1, "is not cut off: it cancelled"),
+        ("resume", "stopped", 1, "is not cut off: it was cancelled"),
         (
             "retry",
             "ok",
@@ -467,4 +467,67 @@ fn every_help_states_each_default_once() {
             );
         }
     }
+}
+
+/// `status` tells one story of a workflow's steps (issue "rough edges"):
+/// a cut-off workflow's step is cut off, not running, and after a cancel
+/// it is interrupted, with what was never reached "not run"; a stopped
+/// chain counts its skipped steps apart from those done.
+#[test]
+fn status_tells_where_the_steps_stand_in_each_state_of_the_workflow() {
+    let chain = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 1]},
+            {"task": "testkit.sleep", "args": [60_000], "immutable": true},
+            {"task": "math.add", "args": [1]},
+            {"task": "math.add", "args": [1]},
+        ],
+    }));
+    let mut runner = start(
+        &chain,
+        &["run", chain.path.to_str().unwrap(), "--id", "cut"],
+    );
+    let started = std::time::Instant::now();
+    while !chain
+        .command(&["status", "cut"])
+        .stdout
+        .contains("1 running")
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill(&mut runner);
+    let status = chain.command(&["status", "cut"]).stdout;
+    for words in [
+        "workflow cut (tenant default): cut_off",
+        "  1 of 4 steps done, 1 cut off, 2 pending",
+        "  cut off while running: step 1 (testkit.sleep), attempt 1 since",
+    ] {
+        assert!(status.contains(words), "{words}:\n{status}");
+    }
+    assert_eq!(chain.command(&["cancel", "cut"]).code, 0);
+    let status = chain.command(&["status", "cut"]).stdout;
+    for words in [
+        "  1 of 4 steps done, 1 interrupted, 2 not run",
+        "  interrupted while running: step 1 (testkit.sleep)",
+    ] {
+        assert!(status.contains(words), "{words}:\n{status}");
+    }
+
+    let failing = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 1]},
+            {"task": "testkit.fail", "args": ["no"], "immutable": true},
+            {"task": "math.add", "args": [1]},
+            {"task": "math.add", "args": [1]},
+        ],
+    }));
+    assert_eq!(run_file(&failing, &["--id", "stops"]).code, 1);
+    let status = failing.command(&["status", "stops"]).stdout;
+    assert!(
+        status.contains("  2 of 4 steps done, 1 failed, 2 skipped"),
+        "{status}"
+    );
 }

@@ -53,11 +53,15 @@ async fn resume_one(
         );
     }
     execute::execute(args, host, begun, |row| {
-        format!(
-            "workflow {} is not cut off: it {}",
-            row.id,
-            row.status.as_str()
-        )
+        let what = match row.status {
+            WorkflowStatus::Cancelled => "it was cancelled",
+            WorkflowStatus::Succeeded => "it succeeded",
+            WorkflowStatus::Failed => {
+                "it failed (`wfhost retry` runs it again from its failed step)"
+            }
+            _ => "it runs",
+        };
+        format!("workflow {} is not cut off: {what}", row.id)
     })
     .await
 }

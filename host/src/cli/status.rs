@@ -94,8 +94,18 @@ fn failed_step_output(out: &mut impl Write, step: &StepRecord) -> std::io::Resul
     Ok(())
 }
 
-/// The steps under way or waiting to try again, one line each.
-fn underway(out: &mut impl Write, steps: &[StepRecord]) -> std::io::Result<()> {
+/// The steps under way or waiting, one line each: as they stand while
+/// the workflow runs, where they were when it was cut off or ended.
+fn underway(
+    out: &mut impl Write,
+    status: WorkflowStatus,
+    steps: &[StepRecord],
+) -> std::io::Result<()> {
+    let stopped = match status {
+        WorkflowStatus::Running => None,
+        WorkflowStatus::CutOff => Some("cut off"),
+        _ => Some("interrupted"),
+    };
     for step in steps.iter().filter(|step| !step.status.is_final()) {
         let since = step.started_at_ms.map(iso8601).unwrap_or_default();
         let due = step.due_at_ms.map(iso8601).unwrap_or_default();
@@ -119,7 +129,14 @@ fn underway(out: &mut impl Write, steps: &[StepRecord]) -> std::io::Result<()> {
                 format!("attempt {} since {since}", step.attempts),
             ),
         };
-        writeln!(out, "  {what}: step {} ({}), {at}", step.id, step.task)?;
+        match stopped {
+            Some(how) => writeln!(
+                out,
+                "  {how} while {what}: step {} ({}), {at}",
+                step.id, step.task
+            )?,
+            None => writeln!(out, "  {what}: step {} ({}), {at}", step.id, step.task)?,
+        }
     }
     Ok(())
 }
@@ -147,19 +164,12 @@ pub fn status(
         row.status.as_str()
     )?;
     let progress = &report.progress;
-    writeln!(
-        out,
-        "  {} of {} steps done, {} running, {} pending",
-        thousands(progress.done),
-        thousands(progress.total),
-        thousands(progress.running),
-        thousands(progress.pending)
-    )?;
+    writeln!(out, "  {}", progress.summary)?;
     writeln!(
         out,
         "  started {}, last change {}",
         when(row.created_at_ms),
-        when(row.updated_at_ms)
+        when(progress.last_change_ms)
     )?;
     if let Some(result) = &row.result {
         writeln!(out, "  result: {}", brief(result, 100))?;
@@ -179,7 +189,7 @@ pub fn status(
             failed_step_output(&mut out, step)?;
         }
     }
-    underway(&mut out, &report.steps)?;
+    underway(&mut out, row.status, &report.steps)?;
     writeln!(out)?;
     writeln!(
         out,

@@ -125,34 +125,104 @@ pub struct WorkflowReport {
     pub steps: Vec<StepRecord>,
 }
 
-/// How far a workflow has come: `done` of `total` steps have ended
-/// (succeeded, failed, replaced or skipped), `running` are under way or
-/// waiting for a retry or countdown, and `pending` have not started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a workflow's steps add up to: the one account of them that
+/// `status`, the API and the dashboard give (see [`Progress::of`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// The steps it has: as planned when it started, or as many as are on
     /// record once replacements have added more.
     pub total: u64,
-    /// Steps that have ended.
+    /// Steps that ran to an end: succeeded, replaced or failed.
     pub done: u64,
-    /// Steps under way, or waiting to try again.
+    /// Of those, the ones that failed.
+    #[serde(default)]
+    pub failed: u64,
+    /// Steps recorded as never run: an earlier step failed, or the
+    /// workflow was cancelled before them.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Steps with an attempt under way, while the workflow runs.
     pub running: u64,
-    /// Steps not started yet.
+    /// Steps waiting, while the workflow runs: for a countdown, a retry, a
+    /// sleep or a signal.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Steps under way or waiting when the workflow was cut off (resume
+    /// goes on with them) or ended (they never finished).
+    #[serde(default)]
+    pub interrupted: u64,
+    /// Steps not reached: still to come while the workflow runs or is cut
+    /// off, never run once it ended.
     pub pending: u64,
+    /// When anything of it last changed: its row, or a step's start or
+    /// end (milliseconds since the epoch).
+    #[serde(default)]
+    pub last_change_ms: u64,
+    /// All of the above in words: `4 of 10 steps done, 6 skipped`.
+    #[serde(default)]
+    pub summary: String,
 }
 
 impl Progress {
-    /// The progress of `steps` of a workflow planned with `planned` steps.
-    pub fn of(steps: &[StepRecord], planned: u64) -> Self {
-        let done = steps.iter().filter(|step| step.status.is_final()).count() as u64;
-        let running = steps.len() as u64 - done;
-        let total = planned.max(steps.len() as u64);
-        Progress {
-            total,
-            done,
-            running,
-            pending: total - done - running,
+    /// What `steps` add up to for the workflow of `row`, planned with
+    /// `planned` steps.
+    pub fn of(steps: &[StepRecord], planned: u64, row: &WorkflowRow) -> Self {
+        use super::StepStatus::*;
+        let mut progress = Progress {
+            total: planned.max(steps.len() as u64),
+            last_change_ms: row.updated_at_ms,
+            ..Progress::default()
+        };
+        let goes_on = matches!(row.status, WorkflowStatus::Running);
+        for step in steps {
+            match step.status {
+                Succeeded | Replaced => progress.done += 1,
+                Failed => {
+                    progress.done += 1;
+                    progress.failed += 1;
+                }
+                Skipped => progress.skipped += 1,
+                Running if goes_on => progress.running += 1,
+                Scheduled | Retrying | Sleeping | Waiting if goes_on => progress.waiting += 1,
+                _ => progress.interrupted += 1,
+            }
+            let moments = [step.started_at_ms, step.ended_at_ms];
+            let latest = moments.into_iter().flatten().max().unwrap_or(0);
+            progress.last_change_ms = progress.last_change_ms.max(latest);
         }
+        progress.pending = progress.total - steps.len() as u64;
+        progress.summary = progress.words(row.status);
+        progress
+    }
+
+    fn words(&self, status: WorkflowStatus) -> String {
+        let steps = if self.total == 1 { "step" } else { "steps" };
+        let count = crate::text::thousands;
+        let mut words = vec![format!(
+            "{} of {} {steps} done",
+            count(self.done),
+            count(self.total)
+        )];
+        let ended = !matches!(status, WorkflowStatus::Running | WorkflowStatus::CutOff);
+        let interrupted = if status == WorkflowStatus::CutOff {
+            "cut off"
+        } else {
+            "interrupted"
+        };
+        let pending = if ended { "not run" } else { "pending" };
+        for (n, what) in [
+            (self.failed, "failed"),
+            (self.skipped, "skipped"),
+            (self.running, "running"),
+            (self.waiting, "waiting"),
+            (self.interrupted, interrupted),
+            (self.pending, pending),
+        ] {
+            if n > 0 {
+                words.push(format!("{} {what}", count(n)));
+            }
+        }
+        words.join(", ")
     }
 }
 
@@ -198,5 +268,98 @@ impl Usage {
             tenant: tenant.to_string(),
             ..Usage::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::records::StepStatus;
+
+    fn row(status: WorkflowStatus) -> WorkflowRow {
+        WorkflowRow {
+            id: "w".into(),
+            tenant: "t".into(),
+            status,
+            created_at_ms: 1_000,
+            updated_at_ms: 2_000,
+            result: None,
+            error: None,
+        }
+    }
+
+    /// One step in each state a step can be in, and one not reached.
+    fn one_of_each() -> Vec<StepRecord> {
+        use StepStatus::*;
+        [
+            Succeeded, Replaced, Failed, Skipped, Running, Scheduled, Retrying, Sleeping, Waiting,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(index, status)| {
+            let mut step = StepRecord::new(&index.to_string(), None, "t.x", vec![], Map::new());
+            step.status = status;
+            step.started_at_ms = Some(3_000 + index as u64);
+            step
+        })
+        .collect()
+    }
+
+    /// What steps in every state add up to, in every state of their
+    /// workflow: one function, and one account of it in words.
+    #[test]
+    fn steps_add_up_to_one_story_in_every_state_of_their_workflow() {
+        let steps = one_of_each();
+        let table = [
+            (
+                WorkflowStatus::Running,
+                (0, 5),
+                "3 of 10 steps done, 1 failed, 1 skipped, 1 running, 4 waiting, 1 pending",
+            ),
+            (
+                WorkflowStatus::CutOff,
+                (5, 0),
+                "3 of 10 steps done, 1 failed, 1 skipped, 5 cut off, 1 pending",
+            ),
+            (
+                WorkflowStatus::Cancelled,
+                (5, 0),
+                "3 of 10 steps done, 1 failed, 1 skipped, 5 interrupted, 1 not run",
+            ),
+            (
+                WorkflowStatus::Failed,
+                (5, 0),
+                "3 of 10 steps done, 1 failed, 1 skipped, 5 interrupted, 1 not run",
+            ),
+            (
+                WorkflowStatus::Succeeded,
+                (5, 0),
+                "3 of 10 steps done, 1 failed, 1 skipped, 5 interrupted, 1 not run",
+            ),
+        ];
+        for (status, (interrupted, under_way), words) in table {
+            let progress = Progress::of(&steps, 10, &row(status));
+            assert_eq!(progress.summary, words, "{status:?}");
+            assert_eq!(progress.interrupted, interrupted, "{status:?}");
+            assert_eq!(progress.running + progress.waiting, under_way, "{status:?}");
+            assert_eq!(
+                progress.done
+                    + progress.skipped
+                    + progress.running
+                    + progress.waiting
+                    + progress.interrupted
+                    + progress.pending,
+                progress.total,
+                "{status:?}: every step counted once"
+            );
+            // The last change is the latest step's start, past the row's.
+            assert_eq!(progress.last_change_ms, 3_008);
+        }
+        let one = Progress::of(&steps[..1], 1, &row(WorkflowStatus::Succeeded));
+        assert_eq!(one.summary, "1 of 1 step done");
+        let many = Progress::of(&[], 20_000, &row(WorkflowStatus::Running));
+        assert_eq!(many.summary, "0 of 20,000 steps done, 20,000 pending");
     }
 }

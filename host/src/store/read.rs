@@ -307,7 +307,7 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(WorkflowReport {
-            progress: Progress::of(&steps, planned.unwrap_or_default()),
+            progress: Progress::of(&steps, planned.unwrap_or_default(), &row),
             steps,
             row,
         }))

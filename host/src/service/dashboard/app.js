@@ -324,7 +324,7 @@ async function showWorkflow(id, tenant = null) {
       return;
     }
     state.report = report;
-    status.replaceChildren(statusText(report.status), ` · ${report.progress.done} of ${report.progress.total} steps done`,
+    status.replaceChildren(statusText(report.status), ` · ${report.progress.summary}`,
       report.error ? el("span", { class: "error" }, ` · ${report.error.kind}: ${report.error.message}`) : "",
       "result" in report ? ` · result ${JSON.stringify(report.result)}` : "");
     graph.replaceChildren(drawGraph(report, state.selected, select));
