@@ -324,6 +324,10 @@ async function showWorkflow(id, tenant = null) {
       return;
     }
     state.report = report;
+    // Only what the workflow's state allows.
+    $("#cancel").disabled = !["running", "cut_off"].includes(report.status);
+    $("#retry").disabled = report.status !== "failed";
+    $("#resume").disabled = report.status !== "cut_off";
     status.replaceChildren(statusText(report.status), ` · ${report.progress.summary}`,
       report.error ? el("span", { class: "error" }, ` · ${report.error.kind}: ${report.error.message}`) : "",
       "result" in report ? ` · result ${JSON.stringify(report.result)}` : "");
@@ -479,9 +483,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#logout").addEventListener("click", () => logout());
   // `wfhost ui` hands its key over in the address's fragment: kept for
   // this tab, and taken out of the address (and so of the history).
-  const handed = location.hash.match(/^#key=([0-9a-f]+)$/);
+  // Any key the policy takes: its characters come percent-encoded.
+  const handed = location.hash.match(/^#key=(.+)$/);
   if (handed) {
-    sessionStorage.setItem(KEY, handed[1]);
+    sessionStorage.setItem(KEY, decodeURIComponent(handed[1]));
     history.replaceState(null, "", "#/");
   }
   if (sessionStorage.getItem(KEY)) start();
