@@ -1651,9 +1651,41 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     );
     // The usage page: the tenant's sums and workflows per hour.
     browser.run("location.hash = '#/usage'");
-    browser.wait_for("#usage-chart div", Duration::from_secs(10));
+    browser.wait_for("#usage-chart rect.bar", Duration::from_secs(10));
     let usage = browser.text(&browser.wait_for("#usage", Duration::from_secs(5)));
     assert!(usage.contains("workflows\n3"), "{usage}");
+    // A bar per hour with its count, and axes with their labels: the three
+    // workflows started within this hour.
+    let chart = browser.run(
+        "const c = document.querySelector('#usage-chart'); return { \
+           bars: [...c.querySelectorAll('rect.bar')].map(b => Number(b.dataset.count)), \
+           axes: c.querySelectorAll('line.axis').length, \
+           labels: [...c.querySelectorAll('text.label')].map(t => t.textContent) }",
+    );
+    // A day of hours, the three in the last (or the two last, should the
+    // hour have turned while they started).
+    let bars: Vec<u64> = chart["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(bars.len(), 24, "{chart}");
+    assert_eq!(bars[22] + bars[23], 3, "{chart}");
+    assert_eq!(chart["axes"], 2, "{chart}");
+    let labels = chart["labels"].as_array().unwrap();
+    let most = bars.iter().max().unwrap().to_string();
+    assert!(
+        labels.contains(&json!(most)) && labels.contains(&json!("0")),
+        "{chart}"
+    );
+    assert!(
+        labels
+            .iter()
+            .any(|label| label.as_str().unwrap().ends_with('h')),
+        "{chart}"
+    );
+    browser.screenshot(&artifact("dashboard-usage.png"));
 
     // A task's output holding markup is shown as text and never runs.
     open_step(&browser, "markup", "0");

@@ -437,25 +437,62 @@ async function showUsage() {
     workflows: sum.workflows + u.workflows, steps: sum.steps + u.steps, attempts: sum.attempts + u.attempts,
     fuel: sum.fuel + u.fuel, duration_ms: sum.duration_ms + u.duration_ms,
   }), { workflows: 0, steps: 0, attempts: 0, fuel: 0, duration_ms: 0 });
-  const hours = new Map();
-  for (const row of rows) {
-    const hour = Math.floor(row.created_at_ms / 3600000);
-    hours.set(hour, (hours.get(hour) ?? 0) + 1);
-  }
-  const keys = [...hours.keys()].sort((a, b) => a - b);
-  const most = Math.max(1, ...hours.values());
-  const bars = el("div", { class: "bars", id: "usage-chart" }, ...keys.map((hour) => {
-    const bar = el("div", { title: `${time(hour * 3600000)}: ${hours.get(hour)}` });
-    // Through the CSSOM: the page's policy refuses style attributes.
-    bar.style.height = `${(100 * hours.get(hour)) / most}%`;
-    return bar;
-  }));
+  const bars = usageChart(rows);
   view.replaceChildren(el("h1", {}, `Usage of ${usage.tenant}`),
     el("div", { class: "card" }, el("dl", { id: "usage" },
       ...[["workflows", usage.workflows], ["steps", usage.steps], ["attempts", usage.attempts],
         ["fuel", usage.fuel], ["time", `${(usage.duration_ms / 1000).toFixed(2)} s`]]
         .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]))),
     el("div", { class: "card" }, el("h2", {}, "Workflows started per hour"), bars));
+}
+
+/** Hours a usage chart shows at most: the latest. */
+const CHART_HOURS = 48;
+
+/** Workflows started per hour as an SVG bar chart: a bar for every hour
+ *  from the first to this one (a day at least, the latest CHART_HOURS at
+ *  most), an axis of counts with its top labelled, and hours along the
+ *  bottom. */
+function usageChart(rows) {
+  const perHour = new Map();
+  for (const row of rows) {
+    const hour = Math.floor(row.created_at_ms / 3600000);
+    perHour.set(hour, (perHour.get(hour) ?? 0) + 1);
+  }
+  const chart = svg("svg", { id: "usage-chart", viewBox: "0 0 640 200", role: "img" });
+  if (perHour.size === 0) {
+    chart.append(Object.assign(svg("text", { x: 320, y: 100, "text-anchor": "middle" }), { textContent: "no workflows yet" }));
+    return chart;
+  }
+  // Up to this hour, and a day at least, so one busy hour is one bar of many.
+  const last = Math.max(...perHour.keys(), Math.floor(Date.now() / 3600000));
+  const first = Math.min(Math.max(Math.min(...perHour.keys()), last - CHART_HOURS + 1), last - 23);
+  const hours = last - first + 1;
+  const most = Math.max(1, ...[...perHour.entries()].filter(([h]) => h >= first).map(([, n]) => n));
+  const [left, right, top, bottom] = [40, 630, 10, 170];
+  const width = (right - left) / hours;
+  const text = (attrs, content) => Object.assign(svg("text", attrs), { textContent: content });
+  chart.append(
+    svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: bottom }),
+    svg("line", { class: "axis", x1: left, y1: bottom, x2: right, y2: bottom }),
+    text({ class: "label", x: left - 6, y: top + 4, "text-anchor": "end" }, String(most)),
+    text({ class: "label", x: left - 6, y: bottom, "text-anchor": "end" }, "0"));
+  for (let hour = first; hour <= last; hour++) {
+    const count = perHour.get(hour) ?? 0;
+    const height = ((bottom - top) * count) / most;
+    const x = left + (hour - first) * width;
+    const bar = svg("rect", { class: "bar", x: x + 1, y: bottom - height, width: Math.max(1, width - 2), height,
+      "data-hour": new Date(hour * 3600000).toISOString(), "data-count": count });
+    bar.append(Object.assign(svg("title"), { textContent: `${time(hour * 3600000)}: ${count}` }));
+    chart.append(bar);
+    // A label every few hours, so that they never overlap.
+    const every = Math.ceil(hours / 8);
+    if ((hour - first) % every === 0) {
+      const label = new Date(hour * 3600000).toISOString().slice(5, 13).replace("T", " ") + "h";
+      chart.append(text({ class: "label", x: x + width / 2, y: bottom + 16, "text-anchor": "middle" }, label));
+    }
+  }
+  return chart;
 }
 
 // ---------------------------------------------------------------- routing
