@@ -2327,3 +2327,68 @@ fn a_countdown_in_serve_parks_until_the_step_is_due() {
         "ran {waited} ms after its countdown began"
     );
 }
+
+/// A long chain's graph in the dashboard keeps the step under way in
+/// sight as it moves on, fits in its card at a click, and zooms.
+#[test]
+fn the_dashboards_graph_follows_fits_and_zooms_a_long_chain() {
+    if !browser::available("the_dashboards_graph_follows_fits_and_zooms_a_long_chain") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &write_policy(dir.path()));
+    let mut workflow = vec![json!({"task": "math.add", "args": [0, 1]})];
+    workflow.extend(std::iter::repeat_n(
+        json!({"task": "math.add", "args": [1]}),
+        29,
+    ));
+    workflow.push(json!({"task": "testkit.sleep", "args": [30_000], "immutable": true}));
+    workflow.extend(std::iter::repeat_n(
+        json!({"task": "math.add", "args": [1]}),
+        10,
+    ));
+    assert_eq!(
+        server
+            .submit(KEY_A, &json!({"id": "long-chain", "workflow": workflow}))
+            .0,
+        202
+    );
+    let browser = browser::Browser::start();
+    dashboard_login(&browser, &server, KEY_A);
+    browser.run("location.hash = '#/w/long-chain'");
+    browser.wait_for(
+        "#graph .node[data-step='30'][data-status='running']",
+        Duration::from_secs(30),
+    );
+    // Followed: the running step, 30 columns in, is within the card.
+    let seen = browser.wait_until(
+        "const card = document.querySelector('#graph-card').getBoundingClientRect(); \
+         const node = document.querySelector(\"#graph .node[data-step='30']\").getBoundingClientRect(); \
+         return node.left >= card.left && node.right <= card.right && \
+           document.querySelector('#graph-card').scrollLeft",
+        Duration::from_secs(10),
+    );
+    assert!(seen.as_f64().unwrap() > 0.0, "{seen}");
+    // Fit: the whole graph within the card's width, every node in sight.
+    browser.click(&browser.wait_for("#fit", Duration::from_secs(5)));
+    let fitted = browser.wait_until(
+        "const card = document.querySelector('#graph-card'); \
+         const graph = document.querySelector('#graph').getBoundingClientRect(); \
+         return graph.width <= card.clientWidth && card.scrollWidth <= card.clientWidth && graph.width",
+        Duration::from_secs(10),
+    );
+    let fitted = fitted.as_f64().unwrap();
+    // Zoom in from there: larger again.
+    browser.click(&browser.wait_for("#zoom-in", Duration::from_secs(5)));
+    let zoomed = browser.wait_until(
+        "const w = document.querySelector('#graph').getBoundingClientRect().width; return w > 0 && w",
+        Duration::from_secs(10),
+    );
+    assert!(
+        zoomed.as_f64().unwrap() > fitted,
+        "{zoomed} after fitting to {fitted}"
+    );
+    browser.screenshot(&artifact("dashboard-long-chain.png"));
+    let (status, _) = server.request("POST", "/v1/workflows/long-chain/cancel", Some(KEY_A), "");
+    assert_eq!(status, 202);
+}

@@ -191,7 +191,9 @@ function layout(steps) {
   return place;
 }
 
-function drawGraph(report, selected, onSelect) {
+/** The graph of `report`'s steps, scaled as `view` says: `fit` to its
+ *  card's width, or by `zoom`. */
+function drawGraph(report, selected, onSelect, view = { fit: false, zoom: 1 }) {
   const place = layout(report.steps);
   const W = 170, H = 44, GX = 40, GY = 16;
   let width = 0, height = 0;
@@ -199,7 +201,8 @@ function drawGraph(report, selected, onSelect) {
     width = Math.max(width, (x + 1) * (W + GX));
     height = Math.max(height, (y + 1) * (H + GY));
   }
-  const root = svg("svg", { id: "graph", width, height, viewBox: `0 0 ${width} ${height}` });
+  const size = view.fit ? { width: "100%" } : { width: width * view.zoom, height: height * view.zoom };
+  const root = svg("svg", { id: "graph", ...size, viewBox: `0 0 ${width} ${height}` });
   const edge = (from, to) => {
     const x1 = from.x * (W + GX) + W, y1 = from.y * (H + GY) + H / 2;
     const x2 = to.x * (W + GX), y2 = to.y * (H + GY) + H / 2;
@@ -281,7 +284,7 @@ async function follow(id, tenant, changed) {
 }
 
 async function showWorkflow(id, tenant = null) {
-  const state = { selected: null, report: null, pending: null };
+  const state = { selected: null, report: null, pending: null, view: { fit: false, zoom: 1 } };
   const view = $("#view");
   const title = el("h1", {}, tenant ? `${id} (${tenant})` : id);
   const status = el("p", { id: "workflow-status" });
@@ -291,10 +294,35 @@ async function showWorkflow(id, tenant = null) {
     el("button", { id: "resume", type: "button", onclick: () => act("resume") }, "Resume"),
     el("span", { id: "action-error", class: "error" }));
   const graph = el("div", { class: "card", id: "graph-card" });
+  // Fit the whole graph in the card, zoom in or out, and keep the step
+  // under way in sight as it moves on.
+  const following = el("input", { id: "follow", type: "checkbox" });
+  following.checked = true;
+  const redraw = (view) => {
+    state.view = { ...state.view, ...view };
+    if (state.report) draw();
+  };
+  const zoomBy = (factor) => redraw({ fit: false, zoom: Math.min(4, Math.max(0.1, state.view.zoom * factor)) });
+  const controls = el("div", { class: "toolbar graph-controls" },
+    el("button", { id: "fit", type: "button", onclick: () => redraw({ fit: true }) }, "Fit"),
+    el("button", { id: "zoom-in", type: "button", onclick: () => zoomBy(1.25) }, "+"),
+    el("button", { id: "zoom-out", type: "button", onclick: () => zoomBy(0.8) }, "−"),
+    el("label", {}, following, " follow the step under way"));
   const detail = el("div", { class: "card", id: "step-detail" }, "Select a step.");
   const events = el("ol", { class: "events", id: "events", start: 0 });
   view.replaceChildren(title, status, actions,
-    el("div", { class: "panes" }, el("div", {}, graph, el("div", { class: "card" }, el("h2", {}, "Events"), events)), detail));
+    el("div", { class: "panes" }, el("div", {}, controls, graph, el("div", { class: "card" }, el("h2", {}, "Events"), events)), detail));
+
+  /** Draws the graph, and brings the step under way (else the latest) into
+   *  view when following. */
+  function draw(keepInSight = true) {
+    graph.replaceChildren(drawGraph(state.report, state.selected, select, state.view));
+    if (!keepInSight || !following.checked) return;
+    const nodes = [...graph.querySelectorAll(".node")];
+    const busy = ["running", "retrying", "scheduled", "sleeping", "waiting"];
+    const current = nodes.find((n) => busy.includes(n.dataset.status)) ?? nodes[nodes.length - 1];
+    if (current) current.scrollIntoView({ block: "nearest", inline: "center" });
+  }
 
   async function act(what) {
     $("#action-error").textContent = "";
@@ -331,7 +359,7 @@ async function showWorkflow(id, tenant = null) {
     status.replaceChildren(statusText(report.status), ` · ${report.progress.summary}`,
       report.error ? el("span", { class: "error" }, ` · ${report.error.kind}: ${report.error.message}`) : "",
       "result" in report ? ` · result ${JSON.stringify(report.result)}` : "");
-    graph.replaceChildren(drawGraph(report, state.selected, select));
+    draw();
     events.replaceChildren(...log.map((e) =>
       el("li", {}, `${time(e.at_ms)} ${e.kind} ${e.step ?? ""} ${e.detail ?? ""}`)));
     if (state.selected) showStep(state.selected);
@@ -339,7 +367,7 @@ async function showWorkflow(id, tenant = null) {
 
   function select(stepId) {
     state.selected = stepId;
-    graph.replaceChildren(drawGraph(state.report, state.selected, select));
+    draw(false);
     showStep(stepId);
   }
 
