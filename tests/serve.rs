@@ -1854,7 +1854,8 @@ fn the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries() {
         {"task": "testkit.flaky", "args": ["k", 1], "options": {"max_retries": 0}},
         {"task": "math.add", "args": [10]},
     ]});
-    assert_eq!(server.submit(KEY_A, &flaky).0, 202);
+    let (status, answer) = server.submit(KEY_A, &flaky);
+    assert_eq!(status, 202, "{answer}");
     assert_eq!(server.wait(KEY_A, "flaky")["status"], "failed");
     browser.run("location.hash = '#/w/flaky'");
     // This page's, not the one before (whose cancelled step is failed too):

@@ -288,10 +288,12 @@ async function showWorkflow(id, tenant = null) {
   const view = $("#view");
   const title = el("h1", {}, tenant ? `${id} (${tenant})` : id);
   const status = el("p", { id: "workflow-status" });
-  const actions = el("div", { class: "toolbar" },
-    el("button", { id: "cancel", type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel"),
-    el("button", { id: "retry", type: "button", onclick: () => act("retry") }, "Retry"),
-    el("button", { id: "resume", type: "button", onclick: () => act("resume") }, "Resume"),
+  const buttons = {
+    cancel: el("button", { id: "cancel", type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel"),
+    retry: el("button", { id: "retry", type: "button", onclick: () => act("retry") }, "Retry"),
+    resume: el("button", { id: "resume", type: "button", onclick: () => act("resume") }, "Resume"),
+  };
+  const actions = el("div", { class: "toolbar" }, buttons.cancel, buttons.retry, buttons.resume,
     el("span", { id: "action-error", class: "error" }));
   const graph = el("div", { class: "card", id: "graph-card" });
   // Fit the whole graph in the card, zoom in or out, and keep the step
@@ -352,10 +354,11 @@ async function showWorkflow(id, tenant = null) {
       return;
     }
     state.report = report;
-    // Only what the workflow's state allows.
-    $("#cancel").disabled = !["running", "cut_off"].includes(report.status);
-    $("#retry").disabled = report.status !== "failed";
-    $("#resume").disabled = report.status !== "cut_off";
+    // Only what the workflow's state allows; this page's buttons, not
+    // whichever page shows now (a refresh can come after the page changed).
+    buttons.cancel.disabled = !["running", "cut_off"].includes(report.status);
+    buttons.retry.disabled = report.status !== "failed";
+    buttons.resume.disabled = report.status !== "cut_off";
     status.replaceChildren(statusText(report.status), ` · ${report.progress.summary}`,
       report.error ? el("span", { class: "error" }, ` · ${report.error.kind}: ${report.error.message}`) : "",
       "result" in report ? ` · result ${JSON.stringify(report.result)}` : "");
