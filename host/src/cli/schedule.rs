@@ -8,11 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use wfhost::RunIdentity;
-use wfhost::records::{
-    Overlap, ScheduleRecord, ScheduleSpec, WorkflowStatus, iso8601, parse_iso8601,
-};
+use wfhost::records::{Overlap, ScheduleRecord, ScheduleSpec, WorkflowStatus, iso8601};
 use wfhost::schedule::{self, Scheduler, SystemClock};
-use wfhost_canvas::pause::parse_duration;
 
 use super::{DbArgs, Finished, TenantArg};
 
@@ -116,18 +113,16 @@ pub struct SchedulerArgs {
 }
 
 fn seconds_ms(text: &str, what: &str) -> anyhow::Result<u64> {
-    let seconds = parse_duration(&Value::String(text.to_string()))
-        .map_err(|err| anyhow::anyhow!("{what}: {err}"))?;
-    Ok((seconds * 1000.0).round() as u64)
+    Ok(schedule::duration_ms(
+        &Value::String(text.to_string()),
+        what,
+    )?)
 }
 
 fn instant(text: Option<&str>, what: &str) -> anyhow::Result<Option<u64>> {
-    text.map(|text| {
-        parse_iso8601(text).ok_or_else(|| {
-            anyhow::anyhow!("{what}: `{text}` is not an ISO 8601 instant (2026-12-24T18:00:00Z)")
-        })
-    })
-    .transpose()
+    Ok(text
+        .map(|text| schedule::instant_ms(text, what))
+        .transpose()?)
 }
 
 pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<Finished> {

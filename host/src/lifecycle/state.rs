@@ -41,6 +41,14 @@ pub enum Intent {
 }
 
 impl Intent {
+    /// Start `spec` under the id, or, with none, resume what is on record.
+    pub fn start_or_resume(spec: Option<WorkflowSpec>) -> Self {
+        match spec {
+            Some(spec) => Intent::Start(spec),
+            None => Intent::Resume,
+        }
+    }
+
     /// Run the failed workflow again from its failed step, with its own
     /// plugins.
     pub fn retry() -> Self {

@@ -93,10 +93,7 @@ impl Launcher for Host {
         identity: RunIdentity,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
         Box::pin(async move {
-            let intent = match spec {
-                Some(spec) => Intent::Start(spec),
-                None => Intent::Resume,
-            };
+            let intent = Intent::start_or_resume(spec);
             let options = RunOptions::new().park_pauses(PARK_AFTER);
             let ran = match self.begin(identity, intent).await {
                 Ok(Begun::Ready(ready)) => self.execute(*ready, &options, &Silent).await.map(drop),
@@ -224,7 +221,7 @@ impl Scheduler {
     /// ticks this pass handled.
     fn claim_due(
         &self,
-        records: &mut Vec<ScheduleRecord>,
+        records: &mut [ScheduleRecord],
         now: u64,
     ) -> Result<Vec<usize>, StoreError> {
         let mut due = Vec::new();
@@ -263,35 +260,23 @@ impl Scheduler {
             Some((handled, record.clone()))
         })?;
         let mut changed = Vec::new();
-        let mut removed = Vec::new();
         for ((index, ..), fresh) in due.iter().zip(fresh) {
+            let known = &mut records[*index];
             match fresh {
                 Some((handled, record)) => {
-                    records[*index] = record;
+                    *known = record;
                     if handled {
                         changed.push(*index);
                     }
                 }
-                None => removed.push(*index),
-            }
-        }
-        if !removed.is_empty() {
-            // Removed meanwhile: forgotten, and what changed is renumbered.
-            let mut kept = 0;
-            let mut renumbered = Vec::with_capacity(changed.len());
-            let mut index = 0;
-            records.retain(|_| {
-                let keep = !removed.contains(&index);
-                if keep {
-                    if changed.contains(&index) {
-                        renumbered.push(kept);
-                    }
-                    kept += 1;
+                // Removed meanwhile: nothing of it is due until the next
+                // whole read, which no longer finds it.
+                None => {
+                    known.next_tick_ms = None;
+                    known.buffered_ms = None;
+                    known.starting.clear();
                 }
-                index += 1;
-                keep
-            });
-            changed = renumbered;
+            }
         }
         Ok(changed)
     }
@@ -382,7 +367,8 @@ impl Scheduler {
         if lock(&self.running).contains(&identity) {
             return true;
         }
-        let spec = match self.launcher.workflow(record).filter(|_| fresh) {
+        // Read only to start afresh: a resume reads its stored form.
+        let spec = match fresh.then(|| self.launcher.workflow(record)).flatten() {
             Some(Ok(spec)) => Some(spec),
             Some(Err(err)) => {
                 let name = record.spec.name.escape_debug();

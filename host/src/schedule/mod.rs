@@ -78,6 +78,24 @@ pub const DEFAULT_CATCH_UP_MS: u64 = 60_000;
 /// instant to it.
 pub const MAX_NAME_BYTES: usize = 200;
 
+/// A duration as `--every`, `--catch-up` and the API take it (`90s`,
+/// `15m`, seconds…), in whole milliseconds; `what` names it in the error.
+pub fn duration_ms(value: &serde_json::Value, what: &str) -> Result<u64, ScheduleError> {
+    let seconds = wfhost_canvas::pause::parse_duration(value)
+        .map_err(|err| ScheduleError::Invalid(format!("{what}: {err}")))?;
+    Ok((seconds * 1000.0).round() as u64)
+}
+
+/// An instant as `--start`, `--end` and the API take it (ISO 8601), in
+/// milliseconds since the epoch; `what` names it in the error.
+pub fn instant_ms(text: &str, what: &str) -> Result<u64, ScheduleError> {
+    crate::records::parse_iso8601(text).ok_or_else(|| {
+        ScheduleError::Invalid(format!(
+            "{what}: `{text}` is not an ISO 8601 instant (2026-12-24T18:00:00Z)"
+        ))
+    })
+}
+
 /// The record of a new schedule made at `now_ms`, and its cadence, once
 /// its name, window and cadence are checked.
 pub fn new_record(

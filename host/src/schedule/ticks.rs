@@ -28,7 +28,8 @@ pub(super) fn first_tick(cadence: &Cadence, record: &ScheduleRecord, now_ms: u64
     within_end(record, tick)
 }
 
-fn within_end(record: &ScheduleRecord, tick: u64) -> Option<u64> {
+/// `tick`, unless it falls after the schedule's end.
+pub(super) fn within_end(record: &ScheduleRecord, tick: u64) -> Option<u64> {
     record
         .spec
         .end_ms

@@ -25,7 +25,7 @@ pub fn next_ticks(record: &ScheduleRecord) -> Vec<u64> {
         cadence
             .upcoming(first, SHOWN_NEXT_TICKS - 1)
             .into_iter()
-            .filter(|tick| record.spec.end_ms.is_none_or(|end| *tick <= end)),
+            .filter_map(|tick| super::ticks::within_end(record, tick)),
     );
     ticks
 }

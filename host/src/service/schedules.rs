@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
-use wfhost_canvas::pause::parse_duration;
 
 use super::tenants::Tenant;
 use super::{ErrorKind, Service, ServiceError, tenant_spec};
 use crate::executor::RunIdentity;
 use crate::lifecycle::{Host, Intent};
-use crate::records::{Overlap, ScheduleRecord, ScheduleSpec, WorkflowRow, now_ms, parse_iso8601};
+use crate::records::{Overlap, ScheduleRecord, ScheduleSpec, WorkflowRow, now_ms};
 use crate::schedule::{self, DEFAULT_CATCH_UP_MS, Launcher, ScheduleError};
 use crate::spec::WorkflowSpec;
 
@@ -51,18 +50,14 @@ impl From<ScheduleError> for ServiceError {
 }
 
 fn milliseconds(value: &Value, what: &str) -> Result<u64, ServiceError> {
-    let seconds =
-        parse_duration(value).map_err(|err| ServiceError::invalid(format!("`{what}`: {err}")))?;
-    Ok((seconds * 1000.0).round() as u64)
+    Ok(schedule::duration_ms(value, &format!("`{what}`"))?)
 }
 
 fn instant(text: Option<&str>, what: &str) -> Result<Option<u64>, ServiceError> {
-    text.map(|text| {
-        parse_iso8601(text).ok_or_else(|| {
-            ServiceError::invalid(format!("`{what}`: `{text}` is not an ISO 8601 instant"))
-        })
-    })
-    .transpose()
+    let what = format!("`{what}`");
+    Ok(text
+        .map(|text| schedule::instant_ms(text, &what))
+        .transpose()?)
 }
 
 fn overlap(text: Option<&str>) -> Result<Overlap, ServiceError> {
@@ -232,10 +227,7 @@ impl Launcher for Service {
                 .tenants
                 .resolve(&identity.tenant)
                 .ok_or_else(|| format!("no tenant `{}` in the policy", identity.tenant))?;
-            let intent = match spec {
-                Some(spec) => Intent::Start(spec),
-                None => Intent::Resume,
-            };
+            let intent = Intent::start_or_resume(spec);
             match self.begin(&tenant, identity, intent, true).await {
                 Ok(_) => Ok(()),
                 Err(err) if err.kind == ErrorKind::Conflict => Ok(()),

@@ -37,7 +37,6 @@ pub use commit::Durability;
 pub(crate) use commit::Flush;
 pub use error::{StoreError, catching_redb_panic};
 pub(crate) use leases::Lease;
-pub use parking::{DueParked, MAX_WOKEN_AT_ONCE};
 pub(crate) use read::StepTotals;
 
 use std::path::{Path, PathBuf};

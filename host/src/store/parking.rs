@@ -10,11 +10,11 @@ use super::tables::{PARKED, PARKED_BY_DUE};
 use super::{Store, StoreError};
 
 /// Parked workflows a waker takes at most in one look.
-pub const MAX_WOKEN_AT_ONCE: usize = 10_000;
+pub(crate) const MAX_WOKEN_AT_ONCE: usize = 10_000;
 
 /// The parked workflows due by some time, and when the next one is due.
 #[derive(Debug, Default)]
-pub struct DueParked {
+pub(crate) struct DueParked {
     /// The workflows due, by tenant and id, the earliest first.
     pub due: Vec<(String, String)>,
     /// When the first one not yet due is, if any is parked.
@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// When parked workflow `id` of `tenant` is due, if it is parked.
-    pub fn parked_until(&self, tenant: &str, id: &str) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn parked_until(&self, tenant: &str, id: &str) -> Result<Option<u64>, StoreError> {
         self.read(|txn| {
             let table = match txn.open_table(PARKED) {
                 Ok(table) => table,
@@ -59,7 +59,7 @@ impl Store {
 
     /// The parked workflows due by `now_ms` (at most
     /// [`MAX_WOKEN_AT_ONCE`]), and when the next is due.
-    pub fn parked_due(&self, now_ms: u64) -> Result<DueParked, StoreError> {
+    pub(crate) fn parked_due(&self, now_ms: u64) -> Result<DueParked, StoreError> {
         self.read(|txn| {
             let table = match txn.open_table(PARKED_BY_DUE) {
                 Ok(table) => table,
