@@ -480,6 +480,17 @@ fn wfhost_run_sends_a_workflow_to_the_fleet_and_status_shows_it() {
         "options": {}, "immutable": false}),
     );
     assert_eq!(celery_form.stdout.trim(), "6", "{}", celery_form.stderr);
+    // A sleep or a wait is the host's own step, which Celery's protocol
+    // has no form for: refused by name, nothing sent.
+    let paused = run(json!([{"task": "math.add", "args": [1, 1]}, {"sleep": "1s"}]));
+    assert_eq!(paused.code, 2, "{}", paused.stderr);
+    assert!(
+        paused
+            .stderr
+            .contains("a `wfhost.sleep` step is not sent to a fleet"),
+        "{}",
+        paused.stderr
+    );
     let failed = run(json!([{"task": "testkit.fail", "args": ["no"]}]));
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 use wfhost_canvas::celery::CelerySignature;
+use wfhost_canvas::{Canvas, Pause, Signature};
 
 use super::broker::Broker;
 use super::canvas::{Sender, celery_signature};
@@ -69,6 +70,13 @@ impl FleetClient {
             .workflow
             .to_canvas()
             .map_err(|err| WorkerError::Config(format!("cannot read the workflow: {err}")))?;
+        if let Some(pause) = first_pause(&canvas) {
+            return Err(WorkerError::Config(format!(
+                "a `{}` step is not sent to a fleet: Celery's protocol has no durable sleeps or \
+                 signals; run the workflow with `wfhost run` (without --broker) or `wfhost serve`",
+                pause.task
+            )));
+        }
         canvas.inherit(&spec.defaults);
         self.submit_as(CelerySignature::from(&canvas), queue, spec.id.clone())
             .await
@@ -183,5 +191,30 @@ fn outcome_of(meta: &str) -> Option<FleetOutcome> {
                 .map(str::to_string),
         }),
         _ => None,
+    }
+}
+
+/// The first sleep or wait of `canvas`, callbacks included: steps that the
+/// host runs itself, and a fleet on Celery's protocol cannot.
+fn first_pause(canvas: &Canvas) -> Option<&Signature> {
+    fn in_signature(signature: &Signature) -> Option<&Signature> {
+        if Pause::of(signature).is_some() {
+            return Some(signature);
+        }
+        let options = &signature.options;
+        options
+            .link
+            .iter()
+            .chain(&options.link_error)
+            .find_map(in_signature)
+    }
+    match canvas {
+        Canvas::Signature(signature) => in_signature(signature),
+        Canvas::Chain(items) | Canvas::Group(items) => items.iter().find_map(first_pause),
+        Canvas::Chord(chord) => chord
+            .header
+            .iter()
+            .find_map(first_pause)
+            .or_else(|| first_pause(&chord.body)),
     }
 }
