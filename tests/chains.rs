@@ -233,6 +233,70 @@ fn a_wrongly_typed_argument_fails_the_step_naming_the_parameter() {
     assert_eq!(run.step("0")["stdout"]["text"], "hi");
 }
 
+/// Integers of any size and decimals pass through Rust tasks exactly as
+/// written, a task asking for `i128` gets one, and an integer a parameter
+/// cannot hold is refused by name — never rounded into a float.
+#[test]
+fn numbers_pass_through_exactly_and_a_misfit_is_named() {
+    let numbers: Vec<Value> = EXACT_NUMBERS.iter().map(|text| exact(text)).collect();
+    let members: Vec<Value> = numbers
+        .iter()
+        .map(|number| {
+            json!({"chain": [
+                {"task": "testkit.echo", "args": [number]},
+                {"task": "testkit.echo"},
+            ]})
+        })
+        .collect();
+    let run = run_workflow(
+        json!([{"group": members}, {"task": "testkit.echo"}]),
+        &["--json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_exact_numbers(&run.json()["result"], &run.stdout);
+    // The text report prints them as they are, too.
+    let text = run_workflow(json!([{"task": "testkit.echo", "args": [numbers]}]), &[]);
+    assert!(text.stdout.contains(EXACT_NUMBERS[3]), "{}", text.stdout);
+
+    // 2^100 + 1, then + 2^100: 128-bit arithmetic in the task.
+    let wide = run_workflow(
+        json!([
+            {"task": "testkit.add_wide", "args": [exact("1267650600228229401496703205376"), 1]},
+            {"task": "testkit.add_wide", "args": [exact("1267650600228229401496703205376")]},
+        ]),
+        &["--json"],
+    );
+    assert_eq!(wide.code, 0, "{}", wide.stderr);
+    assert_eq!(
+        wide.step("0")["result"].to_string(),
+        "1267650600228229401496703205377"
+    );
+    assert_eq!(
+        wide.json()["result"].to_string(),
+        "2535301200456458802993406410753"
+    );
+
+    for (args, expected) in [
+        (
+            json!([exact("18446744073709551616"), 1]),
+            "add() argument 'x' (i64): expected i64, got 18446744073709551616 (too large)",
+        ),
+        (
+            json!([1, exact("-9223372036854775809")]),
+            "add() argument 'y' (i64): expected i64, got -9223372036854775809 (too small)",
+        ),
+        (
+            json!([exact("2.5"), 1]),
+            "add() argument 'x' (i64): expected i64, got 2.5 (not an integer)",
+        ),
+    ] {
+        let run = run_workflow(json!([{"task": "math.add", "args": args}]), &["--json"]);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        let message = run.json()["error"]["message"].to_string();
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
 #[test]
 fn retries_follow_the_step_policy() {
     let flaky = |max_retries: u32| json!({"task": "testkit.flaky", "args": ["k", 2], "options": {"max_retries": max_retries}});

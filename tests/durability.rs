@@ -194,6 +194,36 @@ fn a_countdown_survives_a_kill_and_runs_no_earlier_than_due() {
     panic!("the host never reached the countdown before it was killed");
 }
 
+/// What the steps before a kill returned is read back exactly by the
+/// steps after the resume: the store keeps numbers as they were written.
+#[test]
+fn numbers_stored_before_a_kill_are_exact_after_the_resume() {
+    let numbers: Vec<Value> = EXACT_NUMBERS.iter().map(|text| exact(text)).collect();
+    let chain = chain_file(&json!({
+        "id": "exact",
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "testkit.echo", "args": [numbers]},
+            {"task": "testkit.echo", "options": {"countdown": 1.5}},
+        ],
+    }));
+    let mut child = start(&chain, &["run", chain.path.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let report = chain.command(&["status", "exact", "--json"]);
+        if report.code == 0 && report.json()["steps"][1]["status"] == "scheduled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "step 1 was never scheduled");
+        sleep(Duration::from_millis(20));
+    }
+    kill(&mut child);
+    let resumed = chain.command(&["resume", "exact", "--json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_exact_numbers(&resumed.json()["result"], &resumed.stdout);
+    assert_exact_numbers(&resumed.step("1")["result"], &resumed.stdout);
+}
+
 #[test]
 fn the_same_id_runs_once() {
     let chain = chain_file(&json!({

@@ -7,7 +7,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{Run, plugin, repo_root, run_args, run_document, sdk_component, wfhost};
+use common::{
+    EXACT_NUMBERS, Run, exact, plugin, repo_root, run_args, run_document, sdk_component, wfhost,
+};
 use serde_json::{Value, json};
 
 /// The component of `tests/fixtures/python/celery_api.py`, or `None` where
@@ -253,6 +255,66 @@ fn replace_takes_celery_canvases_of_python_and_rust_steps() {
         json!([1, 2, 3]),
         "{}",
         grouped.stderr
+    );
+}
+
+/// Integers of any size and decimals reach a Python task as `int` and
+/// `float` and come back exactly, between Rust steps; Python's own float
+/// arithmetic keeps its shortest form; a Python integer too large for a
+/// Rust `i64` parameter is refused by name.
+#[test]
+fn python_tasks_take_and_give_numbers_exactly() {
+    let Some(api) = api() else { return };
+    let plugins = json!({"celery_api": api, "math": plugin("math"), "testkit": plugin("testkit")});
+    let members: Vec<Value> = EXACT_NUMBERS
+        .iter()
+        .map(|text| {
+            // Rust echo, Python add of 0 (an int stays an int, a float a
+            // float), Rust echo.
+            json!({"chain": [
+                {"task": "testkit.echo", "args": [exact(text)]},
+                {"task": "celery_api.add", "args": [0]},
+                {"task": "testkit.echo"},
+            ]})
+        })
+        .collect();
+    let run = run_document(
+        json!({"plugins": plugins, "workflow": [{"group": members}]}),
+        &["--json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // 3.14159265358979323846264338327950288 is a float in Python, and
+    // `+ 0` gives its nearest double: every other number is as written.
+    let mut expected: Vec<Value> = EXACT_NUMBERS.iter().map(|text| exact(text)).collect();
+    expected[7] = exact("3.141592653589793");
+    assert_eq!(run.json()["result"], json!(expected), "{}", run.stdout);
+
+    // Python's arithmetic on big integers, and on floats.
+    let sums = run_document(
+        json!({"plugins": plugins, "workflow": [{"group": [
+            {"task": "celery_api.add", "args": [exact(EXACT_NUMBERS[3]), 1]},
+            {"task": "celery_api.add", "args": [exact("0.1"), exact("0.2")]},
+        ]}]}),
+        &["--json"],
+    );
+    assert_eq!(sums.code, 0, "{}", sums.stderr);
+    assert_eq!(
+        sums.json()["result"].to_string(),
+        "[1606938044258990275541962092341162602522202993782792835301377,0.30000000000000004]"
+    );
+
+    let misfit = run_document(
+        json!({"plugins": plugins, "workflow": [
+            {"task": "celery_api.add", "args": [exact(EXACT_NUMBERS[0]), 0]},
+            {"task": "math.add", "args": [1]},
+        ]}),
+        &["--json"],
+    );
+    assert_eq!(misfit.code, 1, "{}", misfit.stdout);
+    let message = misfit.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("expected i64, got 18446744073709551616 (too large)"),
+        "{message}"
     );
 }
 

@@ -716,6 +716,33 @@ fn once_a_full_disk_has_room_again_new_workflows_run_without_a_restart() {
     assert_eq!(report["result"], 8);
 }
 
+/// Numbers of any size and decimals submitted through the API come back
+/// exactly — in the result, in each step's record, and from the store
+/// when another process reads them.
+#[test]
+fn the_api_keeps_numbers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let numbers: Vec<Value> = EXACT_NUMBERS.iter().map(|text| exact(text)).collect();
+    let workflow = json!({"id": "exact", "workflow": [
+        {"task": "testkit.echo", "args": [numbers]},
+        {"task": "testkit.echo"},
+    ]});
+    let (status, answer) = server.submit(KEY_A, &workflow);
+    assert_eq!(status, 202, "{answer}");
+    let report = server.wait(KEY_A, "exact");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_exact_numbers(&report["result"], &report.to_string());
+    assert_exact_numbers(&step_of(&report, "0")["result"], &report.to_string());
+    server.kill();
+
+    let server = Server::start(dir.path(), &policy);
+    let (status, report) = server.get(KEY_A, "/v1/workflows/exact");
+    assert_eq!(status, 200, "{report}");
+    assert_exact_numbers(&report["result"], &report.to_string());
+}
+
 #[test]
 fn a_killed_or_stopped_service_resumes_its_workflows_when_it_starts_again() {
     const STEPS: usize = 300;
@@ -1711,6 +1738,18 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
         "only the page's own script"
     );
 
+    // Numbers a double cannot hold show with every digit.
+    let numbers: Vec<Value> = EXACT_NUMBERS.iter().map(|text| exact(text)).collect();
+    let echo = json!({"id": "exact", "workflow": [{"task": "testkit.echo", "args": [numbers]}]});
+    assert_eq!(server.submit(KEY_A, &echo).0, 202);
+    server.wait(KEY_A, "exact");
+    open_step(&browser, "exact", "0");
+    let result = browser.text(&browser.wait_for("#step-result", Duration::from_secs(5)));
+    for text in EXACT_NUMBERS {
+        let written = exact(text).to_string();
+        assert!(result.contains(&written), "{written} in {result}");
+    }
+
     // Another tenant sees only its own, and not a's by its id either.
     browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
     dashboard_login(&browser, &server, KEY_B);
@@ -1728,7 +1767,10 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     let rows = browser.run(
         "return [...document.querySelectorAll('#workflows tr')].map(r => `${r.dataset.tenant}/${r.dataset.id}`)",
     );
-    assert_eq!(rows, json!(["a/plain", "a/markup", "a/panics", "b/theirs"]));
+    assert_eq!(
+        rows,
+        json!(["a/plain", "a/markup", "a/panics", "b/theirs", "a/exact"])
+    );
     browser.click(&browser.wait_for("#workflows tr[data-id='theirs'] a", Duration::from_secs(5)));
     let status = browser.wait_until(
         "const s = document.querySelector('#workflow-status'); return s && s.textContent",

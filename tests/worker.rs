@@ -44,6 +44,7 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         "not_registered",
         "grants",
         "maps",
+        "exact_numbers",
     ]));
 
     assert_eq!(seen["send_task"]["value"], 5);
@@ -67,6 +68,17 @@ fn a_celery_client_runs_its_canvas_on_wfhost_workers() {
         maps["chunks"],
         json!([[3, 7], [11]]),
         "celery.chunks as a task: {maps}"
+    );
+    // Python's integers of any size and its floats come back as sent.
+    let exact = &seen["exact_numbers"];
+    assert_eq!(exact["echoed"], true, "{exact}");
+    assert_eq!(exact["grouped"], true, "{exact}");
+    assert_eq!(exact["wide"], true, "{exact}");
+    assert!(
+        exact["misfit"]["message"].as_str().is_some_and(
+            |message| message.contains("expected i64, got 18446744073709551616 (too large)")
+        ),
+        "{exact}"
     );
     let hundred: Vec<i64> = (0..100).map(|i| i + 1).collect();
     assert_eq!(

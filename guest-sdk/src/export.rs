@@ -19,7 +19,7 @@ pub struct TaskEntry {
     doc: &'static str,
     params: &'static [ParamInfo],
     max_retries: Option<u32>,
-    call: fn(&Context, &mut Arguments) -> Result<Outcome, TaskError>,
+    call: fn(&Context, &mut Arguments<'_>) -> Result<Outcome, TaskError>,
 }
 
 impl TaskEntry {

@@ -29,5 +29,5 @@ pub trait Task {
     const MAX_RETRIES: Option<u32> = None;
 
     /// Binds the arguments and runs the function once.
-    fn call(ctx: &Context, args: &mut Arguments) -> Result<Outcome, TaskError>;
+    fn call(ctx: &Context, args: &mut Arguments<'_>) -> Result<Outcome, TaskError>;
 }

@@ -309,6 +309,43 @@ pub fn etl_example() -> ChainFile {
     chain
 }
 
+/// Numbers no `f64` or 64-bit integer holds exactly, and decimals in the
+/// forms people write them: each must come out of a workflow as written.
+pub const EXACT_NUMBERS: &[&str] = &[
+    "18446744073709551616",
+    "-18446744073709551617",
+    "123456789012345678901234567890",
+    "1606938044258990275541962092341162602522202993782792835301376",
+    "-1606938044258990275541962092341162602522202993782792835301376",
+    "0.1",
+    "1e300",
+    "3.14159265358979323846264338327950288",
+];
+
+/// `text` as a JSON number, exactly as written.
+pub fn exact(text: &str) -> Value {
+    let number: Value = serde_json::from_str(text).unwrap();
+    assert!(number.is_number(), "{text} is not a number");
+    number
+}
+
+/// Checks that `found` is the list of [`EXACT_NUMBERS`], each with every
+/// digit as written (an exponent is written with its sign, `1e+300`, as
+/// serde_json and Python write it).
+pub fn assert_exact_numbers(found: &Value, context: &str) {
+    let texts: Vec<String> = found
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {found}\n{context}"))
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    let written: Vec<String> = EXACT_NUMBERS
+        .iter()
+        .map(|text| exact(text).to_string())
+        .collect();
+    assert_eq!(texts, written, "{context}");
+}
+
 /// The `plugins` object naming math and testkit.
 pub fn standard_plugins() -> Value {
     json!({"math": plugin("math"), "testkit": plugin("testkit")})

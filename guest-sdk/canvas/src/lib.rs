@@ -50,7 +50,7 @@ use serde_json::{Map, Value};
 // Signatures are by far the most common node: boxing them to shrink the
 // enum would cost an allocation per step to save space on rare nodes.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Canvas {
     /// Steps run one after the other, each result prepended to the next
@@ -64,6 +64,62 @@ pub enum Canvas {
     /// One task invocation.
     #[serde(untagged)]
     Signature(Signature),
+}
+
+/// Read by shape, as it is written: `{"chain": [...]}`, `{"group": [...]}`,
+/// `{"chord": {...}}`, or else a signature — in one pass over the text.
+/// (Serde's untagged variants would buffer the signature's options, where
+/// a number serde_json keeps exactly, a decimal, no longer reads as an
+/// `f64`.)
+impl<'de> Deserialize<'de> for Canvas {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let Shape {
+            chain,
+            group,
+            chord,
+            task,
+            args,
+            kwargs,
+            immutable,
+            options,
+        } = Shape::deserialize(deserializer)?;
+        let signature = task.is_some()
+            || args.is_some()
+            || kwargs.is_some()
+            || immutable.is_some()
+            || options.is_some();
+        match (chain, group, chord) {
+            (None, None, None) => Ok(Canvas::Signature(Signature {
+                task: task.ok_or_else(|| D::Error::missing_field("task"))?,
+                args: args.unwrap_or_default(),
+                kwargs: kwargs.unwrap_or_default(),
+                immutable: immutable.unwrap_or_default(),
+                options: options.unwrap_or_default(),
+            })),
+            (Some(chain), None, None) if !signature => Ok(Canvas::Chain(chain)),
+            (None, Some(group), None) if !signature => Ok(Canvas::Group(group)),
+            (None, None, Some(chord)) if !signature => Ok(Canvas::Chord(chord)),
+            _ => Err(D::Error::custom(
+                "a canvas is one of a chain, a group, a chord or a signature",
+            )),
+        }
+    }
+}
+
+/// Every field any canvas may have, read at once; [`Canvas`]'s reader
+/// tells which it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shape {
+    chain: Option<Vec<Canvas>>,
+    group: Option<Vec<Canvas>>,
+    chord: Option<Chord>,
+    task: Option<String>,
+    args: Option<Vec<Value>>,
+    kwargs: Option<Map<String, Value>>,
+    immutable: Option<bool>,
+    options: Option<StepOptions>,
 }
 
 /// A group followed by the step that receives its results.
@@ -322,6 +378,33 @@ mod tests {
             let json = serde_json::to_string(&canvas).unwrap();
             let back: Canvas = serde_json::from_str(&json).unwrap();
             assert_eq!(back, canvas, "{json}");
+        }
+        // Decimals and integers beyond 64 bits, as serde_json keeps them,
+        // read in options and arguments alike.
+        let exact: Canvas = serde_json::from_str(
+            r#"{"chain": [{"task": "m.a", "args": [18446744073709551616, 0.1],
+                "options": {"countdown": 0.25, "retry_backoff": 1.5, "expires": 2.5}}]}"#,
+        )
+        .unwrap();
+        let Canvas::Chain(steps) = &exact else {
+            panic!("{exact:?}")
+        };
+        let Canvas::Signature(first) = &steps[0] else {
+            panic!("{exact:?}")
+        };
+        assert_eq!(first.args[0].to_string(), "18446744073709551616");
+        assert_eq!(first.args[1].to_string(), "0.1");
+        assert_eq!(first.options.countdown, Some(0.25));
+        assert_eq!(first.options.retry_backoff, Some(RetryBackoff::Factor(1.5)));
+        assert_eq!(first.options.expires, Some(Expires::After(2.5)));
+        // One shape at a time.
+        for mixed in [
+            r#"{"chain": [], "task": "m.a"}"#,
+            r#"{"chain": [], "group": []}"#,
+            r#"{"args": [1]}"#,
+            r#"{"task": "m.a", "stray": 1}"#,
+        ] {
+            assert!(serde_json::from_str::<Canvas>(mixed).is_err(), "{mixed}");
         }
         let inherited: Signature = serde_json::from_str(r#"{"task": "m.a"}"#).unwrap();
         assert_eq!(inherited.options.fuel, None);

@@ -1,5 +1,9 @@
 //! Step options: Celery's names and units where Celery has them.
 
+use std::fmt;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Signature;
@@ -39,7 +43,7 @@ where
 }
 
 /// Celery's `retry_backoff`: `true` for a factor of 1 s, or the factor itself.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum RetryBackoff {
     /// `true`: exponential backoff with a factor of one second; `false`: none.
@@ -61,13 +65,94 @@ impl RetryBackoff {
 }
 
 /// When a step that has not started expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Expires {
     /// Seconds after the step became ready to run (its input arrived).
     After(f64),
     /// A moment, in ISO 8601.
     At(String),
+}
+
+impl<'de> Deserialize<'de> for RetryBackoff {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(
+            match deserializer.deserialize_any(Scalar("true, false or seconds"))? {
+                ScalarValue::Bool(enabled) => RetryBackoff::Enabled(enabled),
+                ScalarValue::Number(factor) => RetryBackoff::Factor(factor),
+                ScalarValue::Text(_) => {
+                    return Err(de::Error::custom(
+                        "expected true, false or seconds, found a string",
+                    ));
+                }
+            },
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Expires {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(
+            match deserializer.deserialize_any(Scalar("seconds or an ISO 8601 moment"))? {
+                ScalarValue::Number(seconds) => Expires::After(seconds),
+                ScalarValue::Text(at) => Expires::At(at),
+                ScalarValue::Bool(_) => {
+                    return Err(de::Error::custom(
+                        "expected seconds or an ISO 8601 moment, found a boolean",
+                    ));
+                }
+            },
+        )
+    }
+}
+
+/// A boolean, a number or a string, read by what it is: serde's untagged
+/// enums buffer a number that serde_json keeps exactly (a decimal) as a map
+/// no `f64` reads back, so the options that take either read through this.
+struct Scalar(&'static str);
+
+enum ScalarValue {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+impl<'de> Visitor<'de> for Scalar {
+    type Value = ScalarValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<ScalarValue, E> {
+        Ok(ScalarValue::Bool(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<ScalarValue, E> {
+        Ok(ScalarValue::Number(value as f64))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<ScalarValue, E> {
+        Ok(ScalarValue::Number(value as f64))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<ScalarValue, E> {
+        Ok(ScalarValue::Number(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<ScalarValue, E> {
+        Ok(ScalarValue::Text(value.to_string()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ScalarValue, A::Error> {
+        // How serde_json hands a number it keeps exactly; anything else
+        // that is a map is refused by `Number` itself.
+        let number = serde_json::Number::deserialize(MapAccessDeserializer::new(map))?;
+        number
+            .as_f64()
+            .map(ScalarValue::Number)
+            .ok_or_else(|| de::Error::custom(format!("{number} is out of range")))
+    }
 }
 
 /// Options of one step. Every field left `None` inherits from the workflow's

@@ -172,7 +172,7 @@ fn expand(function: &ItemFn, settings: &Settings) -> syn::Result<TokenStream2> {
 
             fn call(
                 __wfhost_ctx: &::wfhost_guest::Context,
-                __wfhost_args: &mut ::wfhost_guest::__private::Arguments,
+                __wfhost_args: &mut ::wfhost_guest::__private::Arguments<'_>,
             ) -> ::core::result::Result<::wfhost_guest::Outcome, ::wfhost_guest::TaskError> {
                 let _ = __wfhost_ctx;
                 #(#bindings)*

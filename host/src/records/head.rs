@@ -46,7 +46,7 @@ pub(crate) struct StoredHead {
 }
 
 /// Where a stored workflow's plugin is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub(crate) enum StoredPlugin {
     /// An absolute path and the sha256 that was loaded from it.
@@ -62,4 +62,37 @@ pub(crate) enum StoredPlugin {
     },
     /// A path alone, as heads of schema 2 may have it.
     Path(String),
+}
+
+/// The fields of [`StoredPlugin::Pinned`], read on their own.
+#[derive(Deserialize)]
+struct PinnedFields {
+    path: String,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    grants: Grants,
+}
+
+/// Read by shape: a string is a path alone. Serde's untagged enums would
+/// buffer the grants, where a number read exactly (a decimal) no longer
+/// reads as an `f64`; a `Value` reads every number as its own.
+impl<'de> Deserialize<'de> for StoredPlugin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(path) => Ok(StoredPlugin::Path(path)),
+            pinned => {
+                let PinnedFields {
+                    path,
+                    sha256,
+                    grants,
+                } = PinnedFields::deserialize(pinned).map_err(serde::de::Error::custom)?;
+                Ok(StoredPlugin::Pinned {
+                    path,
+                    sha256,
+                    grants,
+                })
+            }
+        }
+    }
 }

@@ -114,7 +114,7 @@ pub struct WorkflowRow {
 }
 
 /// Everything a run produced: the workflow's row and every step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkflowReport {
     /// The workflow's row; its fields are the report's own in JSON.
     #[serde(flatten)]
@@ -123,6 +123,30 @@ pub struct WorkflowReport {
     pub progress: Progress,
     /// Every step in the order it ran, then the skipped ones.
     pub steps: Vec<StepRecord>,
+}
+
+/// The row's fields are the report's own: read them from what is left once
+/// `progress` and `steps` are taken. (Serde's `flatten` would buffer the
+/// steps, where a number read exactly, a step's duration, no longer reads
+/// as an `f64`.)
+impl<'de> Deserialize<'de> for WorkflowReport {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let mut take = |name: &'static str| {
+            fields
+                .remove(name)
+                .ok_or_else(|| D::Error::missing_field(name))
+        };
+        let progress = Progress::deserialize(take("progress")?).map_err(D::Error::custom)?;
+        let steps = Vec::<StepRecord>::deserialize(take("steps")?).map_err(D::Error::custom)?;
+        let row = WorkflowRow::deserialize(Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(WorkflowReport {
+            row,
+            progress,
+            steps,
+        })
+    }
 }
 
 /// What a workflow's steps add up to: the one account of them that

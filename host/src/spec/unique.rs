@@ -32,6 +32,10 @@ pub fn insert_unique<E: de::Error>(
     Ok(())
 }
 
+/// The key under which serde_json's `arbitrary_precision` passes a
+/// number's text to a visitor that is not its own (as its `Value` reads it).
+const EXACT_NUMBER: &str = "$serde_json::private::Number";
+
 struct UniqueVisitor;
 
 impl<'de> Visitor<'de> for UniqueVisitor {
@@ -87,6 +91,17 @@ impl<'de> Visitor<'de> for UniqueVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
+        let Some(first) = access.next_key::<String>()? else {
+            return Ok(Value::Object(map));
+        };
+        if first == EXACT_NUMBER {
+            // serde_json hands a number it keeps exactly (a decimal, or an
+            // integer beyond 64 bits) as a one-entry map of its text.
+            let text: String = access.next_value()?;
+            return text.parse().map(Value::Number).map_err(de::Error::custom);
+        }
+        let Unique(value) = access.next_value()?;
+        map.insert(first, value);
         while let Some(key) = access.next_key::<String>()? {
             let Unique(value) = access.next_value()?;
             insert_unique(&mut map, key, value)?;

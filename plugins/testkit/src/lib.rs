@@ -19,6 +19,14 @@ pub fn add(x: i64, y: i64) -> i64 {
     x.saturating_add(y)
 }
 
+/// Adds 128-bit integers, failing on overflow: a task that asks for
+/// numbers wider than JSON's usual 64 bits.
+#[task]
+pub fn add_wide(x: i128, y: i128) -> Result<i128, TaskError> {
+    x.checked_add(y)
+        .ok_or_else(|| TaskError::fail(format!("{x} + {y} does not fit an i128")))
+}
+
 /// Fails permanently with the given message.
 #[task]
 pub fn fail(message: String) -> Result<Value, TaskError> {
@@ -313,6 +321,7 @@ pub fn stash(secret: String) -> String {
 
 wfhost_guest::export_tasks!(
     add,
+    add_wide,
     symlink,
     http_get,
     http_post,

@@ -36,9 +36,35 @@ async function api(path, options = {}) {
     logout("Your key was refused.");
     throw new Error("unauthorized");
   }
-  const body = await response.json().catch(() => null);
+  const body = parseExact(await response.text());
   if (!response.ok) throw new Error(body?.error?.message ?? `HTTP ${response.status}`);
   return body;
+}
+
+/**
+ * JSON with every number as the API wrote it: one a double would change (an
+ * integer beyond 2^53, a decimal of more digits than a double keeps) is kept
+ * as its own text (`JSON.rawJSON`), so a result shows, and stringifies,
+ * exactly; every other number stays a number. Null where the body is not
+ * JSON.
+ */
+function parseExact(text) {
+  const raw = typeof JSON.rawJSON === "function";
+  try {
+    return JSON.parse(text, (key, value, context) =>
+      raw && typeof value === "number" && context?.source !== undefined &&
+        significant(context.source) !== significant(String(value))
+        ? JSON.rawJSON(context.source)
+        : value);
+  } catch {
+    return null;
+  }
+}
+
+/** A number's significant digits: `0.0250e3` and `25` both give `25`. */
+function significant(number) {
+  const mantissa = number.replace(/^-/, "").replace(/[eE].*$/, "").replace(".", "");
+  return mantissa.replace(/^0+/, "").replace(/0+$/, "");
 }
 
 function time(ms) {
