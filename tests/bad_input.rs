@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn assert_input_error(run: &Run, needles: &[&str]) {
     assert_eq!(
@@ -244,11 +244,72 @@ fn arity_and_keywords_are_checked_before_anything_runs() {
     assert_eq!(chain.command(&["list", "--json"]).json(), json!([]));
 }
 
+/// Arguments written in the file, and results flowing from step to step,
+/// are checked against the types the plugins describe: `validate` and
+/// `run` name every problem with its step, where in the step, the
+/// parameter, what it takes and what it would get, and nothing runs; the
+/// same workflow with its types right validates.
+#[test]
+fn types_that_cannot_fit_are_refused_before_anything_runs() {
+    let workflow = |x: Value, second: Value| {
+        json!([
+            {"task": "math.add", "args": [x, 2]},
+            {"task": "testkit.log", "args": ["hi"], "immutable": true},
+            {"task": "math.mul", "args": [3]},
+            {"group": [
+                {"task": "testkit.log", "args": ["a"], "immutable": true},
+                second,
+            ]},
+            {"task": "testkit.fan_in"},
+            {"task": "testkit.add_wide", "kwargs": {"y": exact("170141183460469231731687303715884105728")}},
+        ])
+    };
+    let wrong = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": workflow(json!("two"), json!({"task": "testkit.log", "args": ["b"], "immutable": true})),
+    }));
+    let expected = [
+        "step 0 (`math.add`): add() argument 'x' (i64) at args[0]: expected an integer from \
+         -9223372036854775808 to 9223372036854775807, got the string \"two\"",
+        "step 5 (`testkit.add_wide`): add_wide() argument 'y' (i128) at kwargs.y: expected an \
+         integer from -170141183460469231731687303715884105728 to \
+         170141183460469231731687303715884105727, got the integer \
+         170141183460469231731687303715884105728",
+        "step 2 (`math.mul`): mul() argument 'x' (i64) would get the result of step 1 \
+         (`testkit.log`): a string, where it takes an integer from -9223372036854775808 to \
+         9223372036854775807",
+        "step 4 (`testkit.fan_in`): fan_in() argument 'values' (Vec<i64>) would get the result \
+         of group 3: a list of 2 (a string, a string), where it takes a list of integers from \
+         -9223372036854775808 to 9223372036854775807",
+    ];
+    let validate = wrong.command(&["validate", wrong.path.to_str().unwrap()]);
+    assert_input_error(&validate, &expected);
+    let run = run_file(&wrong, &[]);
+    assert_input_error(&run, &expected);
+    assert_eq!(wrong.command(&["list", "--json"]).json(), json!([]));
+
+    // Right types validate: integers flow into integers, a task whose
+    // result's type is not known (`echo`) hands on anything.
+    let right = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 2]},
+            {"task": "testkit.echo"},
+            {"task": "math.mul", "args": [3]},
+            {"group": [{"task": "math.add", "args": [1]}, {"task": "testkit.echo"}]},
+            {"task": "testkit.fan_in"},
+            {"task": "testkit.add_wide", "kwargs": {"y": exact("170141183460469231731687303715884105726")}},
+        ],
+    }));
+    let validate = right.command(&["validate", right.path.to_str().unwrap()]);
+    assert_eq!(validate.code, 0, "{}", validate.stderr);
+}
+
 #[test]
 fn validate_accepts_a_good_file_and_names_its_plugins() {
     let chain = chain_file(&json!({
         "plugins": standard_plugins(),
-        "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "testkit.print", "args": []}, {"task": "math.xsum", "args": [[1]], "immutable": true}],
+        "workflow": [{"task": "math.add", "args": [1, 2]}, {"task": "testkit.echo", "args": []}, {"task": "math.xsum", "args": [[1]], "immutable": true}],
     }));
     let run = chain.command(&["validate", chain.path.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);

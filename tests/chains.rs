@@ -214,8 +214,20 @@ fn a_panic_fails_the_step_with_its_message() {
 
 #[test]
 fn a_wrongly_typed_argument_fails_the_step_naming_the_parameter() {
+    // Written in the file, it is refused before anything runs.
+    let refused = run_workflow(json!([{"task": "math.add", "args": ["one", 2]}]), &[]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "step 0 (`math.add`): add() argument 'x' (i64) at args[0]: expected an integer"
+        ) && refused.stderr.contains("got the string \"one\""),
+        "{}",
+        refused.stderr
+    );
+    // Handed on by a step whose result's type is not known, it fails the
+    // step that cannot take it.
     let run = run_workflow(
-        json!([{"task": "math.add", "args": ["one", 2]}]),
+        json!([{"task": "testkit.echo", "args": ["one"]}, {"task": "math.add", "args": [2]}]),
         &["--json"],
     );
     assert_eq!(run.code, 1);
@@ -276,24 +288,44 @@ fn numbers_pass_through_exactly_and_a_misfit_is_named() {
         "2535301200456458802993406410753"
     );
 
-    for (args, expected) in [
+    // A number handed on by a step whose result's type is not known fails
+    // the step it does not fit, saying why; written in the file, it is
+    // refused before anything runs.
+    for (number, expected) in [
         (
-            json!([exact("18446744073709551616"), 1]),
+            "18446744073709551616",
             "add() argument 'x' (i64): expected i64, got 18446744073709551616 (too large)",
         ),
         (
-            json!([1, exact("-9223372036854775809")]),
-            "add() argument 'y' (i64): expected i64, got -9223372036854775809 (too small)",
+            "-9223372036854775809",
+            "add() argument 'x' (i64): expected i64, got -9223372036854775809 (too small)",
         ),
         (
-            json!([exact("2.5"), 1]),
+            "2.5",
             "add() argument 'x' (i64): expected i64, got 2.5 (not an integer)",
         ),
     ] {
-        let run = run_workflow(json!([{"task": "math.add", "args": args}]), &["--json"]);
+        let run = run_workflow(
+            json!([{"task": "testkit.echo", "args": [exact(number)]}, {"task": "math.add", "args": [1]}]),
+            &["--json"],
+        );
         assert_eq!(run.code, 1, "{}", run.stdout);
         let message = run.json()["error"]["message"].to_string();
         assert!(message.contains(expected), "{message}");
+        let refused = run_workflow(
+            json!([{"task": "math.add", "args": [exact(number), 1]}]),
+            &[],
+        );
+        assert_eq!(refused.code, 2, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains(&format!(
+                "add() argument 'x' (i64) at args[0]: expected an integer from -9223372036854775808 \
+                 to 9223372036854775807, got the {} {number}",
+                if number.contains('.') { "number" } else { "integer" }
+            )),
+            "{}",
+            refused.stderr
+        );
     }
 }
 
@@ -382,6 +414,114 @@ fn inspect_lists_tasks_with_parameters_and_docs() {
     assert_eq!(names, ["add", "mul", "xsum"]);
     assert_eq!(listing["tasks"][0]["params"][1]["name"], "y");
     assert_eq!(listing["tasks"][0]["doc"], "Adds two 64-bit integers.");
+}
+
+/// `inspect` gives each task's return type, and with `--json` its
+/// arguments and result as JSON Schema documents that a JSON Schema
+/// library reads, accepting what the task takes and refusing what it does
+/// not — structs with their fields and which they need, integers with
+/// their range.
+#[test]
+fn inspect_gives_return_types_and_json_schemas() {
+    let math = run_args(&["inspect", plugin("math").to_str().unwrap()]);
+    assert!(
+        math.stdout.contains("math.add(x: i64, y: i64) -> i64"),
+        "{}",
+        math.stdout
+    );
+    assert!(
+        math.stdout.contains("math.xsum(numbers: Vec<i64>) -> i64"),
+        "{}",
+        math.stdout
+    );
+    let testkit = run_args(&["inspect", plugin("testkit").to_str().unwrap()]);
+    assert!(
+        testkit
+            .stdout
+            .contains("testkit.print(text: String, times: Option<u64>) -> u64"),
+        "{}",
+        testkit.stdout
+    );
+
+    let listing = run_args(&["inspect", plugin("shop").to_str().unwrap(), "--json"]).json();
+    let charge = listing["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["name"] == "charge")
+        .unwrap()
+        .clone();
+    assert_eq!(charge["returns"], "Charged");
+    let input = &charge["input_schema"];
+    assert_eq!(
+        input["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(
+        input["properties"]["order"]["required"],
+        json!(["cents", "customer", "id", "items"])
+    );
+    assert_eq!(
+        input["properties"]["order"]["properties"]["items"]["items"]["properties"]["quantity"]["maximum"],
+        u32::MAX
+    );
+
+    if !python_module_is_installed("jsonschema") {
+        println!("skipped the JSON Schema library's check: python3 cannot import jsonschema");
+        return;
+    }
+    let order = json!({"id": "o-1", "customer": "ada", "items": [{"sku": "tea", "quantity": 2}], "cents": 1200});
+    let cases = json!([
+        {
+            "schema": input,
+            "valid": [{"order": order}],
+            "invalid": [
+                {},
+                {"order": {"id": "o-1"}},
+                {"order": {"id": "o-1", "customer": "ada", "items": [{"sku": "tea", "quantity": -1}], "cents": 1}},
+                {"order": {"id": "o-1", "customer": "ada", "items": [], "cents": "12"}},
+            ],
+        },
+        {
+            "schema": charge["output_schema"],
+            "valid": [{"order": order, "charge_id": "ch-1"}],
+            "invalid": [{"order": order}],
+        },
+    ]);
+    let mut checker = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/fixtures/check_schemas.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    checker
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(cases.to_string().as_bytes())
+        .unwrap();
+    let output = checker.wait_with_output().unwrap();
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for result in results.as_array().unwrap() {
+        assert_eq!(result["schema"], Value::Null, "{results}");
+        assert!(
+            result["valid"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_null),
+            "{results}"
+        );
+        assert!(
+            result["invalid"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|refused| refused == true),
+            "{results}"
+        );
+    }
 }
 
 #[test]

@@ -70,6 +70,38 @@ async fn a_compiled_component_is_stored_once_and_reused() {
     );
 }
 
+/// What a component says of itself (its tasks and their types) is kept
+/// beside its entry, so a later load need not instantiate it to ask; a
+/// listing that is damaged or altered, its seal no longer matching, is
+/// not believed: the component is asked again.
+#[tokio::test]
+async fn a_components_listing_is_kept_and_an_altered_one_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    load_and_add(dir.path()).await;
+    let listing = entries(dir.path()).pop().unwrap().with_extension("tasks");
+    let sound = std::fs::read(&listing).unwrap();
+    let text = String::from_utf8_lossy(&sound);
+    assert!(
+        text.contains("\"xsum\"") && text.contains("\"i64\""),
+        "{text}"
+    );
+
+    // A task renamed in the text, the seal left as it was.
+    let at = sound.windows(6).position(|w| w == b"\"xsum\"").unwrap();
+    let mut renamed = sound.clone();
+    renamed[at + 4] = b'n';
+    for altered in [renamed, sound[..sound.len() / 2].to_vec(), Vec::new()] {
+        std::fs::write(&listing, &altered).unwrap();
+        // `load_and_add` checks the task names the plugin has.
+        load_and_add(dir.path()).await;
+        assert_eq!(
+            std::fs::read(&listing).unwrap(),
+            sound,
+            "asked again and kept anew"
+        );
+    }
+}
+
 #[tokio::test]
 async fn damaged_or_foreign_entries_are_compiled_again() {
     let dir = tempfile::tempdir().unwrap();

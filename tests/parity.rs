@@ -259,6 +259,7 @@ fn canvases_run_the_same_on_both_drivers() {
     let mut differ = Vec::new();
     let mut now_agree = Vec::new();
     let mut refused = 0;
+    let mut typed = 0;
     for (name, workflow) in &canvases {
         let local = drivers.local(name, workflow);
         // A suite canvas that `wfhost run` refuses tests the reader, not
@@ -268,6 +269,15 @@ fn canvases_run_the_same_on_both_drivers() {
             continue;
         }
         let remote = drivers.fleet(workflow);
+        // `wfhost run` refuses a canvas whose results cannot fit the next
+        // step's types before running it; the fleet, sent Celery's
+        // messages, finds out when that step fails.
+        if let (Outcome::Refused(why), Outcome::Failed) = (&local.outcome, &remote.outcome)
+            && common::is_type_refusal(why)
+        {
+            typed += 1;
+            continue;
+        }
         let same = local == remote && !matches!(local.outcome, Outcome::Refused(_));
         match (same, known.contains_key(name.as_str())) {
             (true, false) => {
@@ -284,7 +294,8 @@ fn canvases_run_the_same_on_both_drivers() {
     }
     println!(
         "{} canvases: {agreed} agree ({succeeded} succeeded, {callbacks} callbacks ran), \
-         {refused} of the suite's refused by `wfhost run`, {} known to differ, {} differ",
+         {refused} of the suite's refused by `wfhost run`, {typed} refused by `wfhost run` \
+         for their types (failing on the fleet), {} known to differ, {} differ",
         canvases.len(),
         known.len(),
         differ.len()
@@ -328,11 +339,11 @@ fn the_outer_chords_errback_runs_once_on_both_drivers() {
     let sig = |task: &str, args: Value, options: Value| celery_signature(task, args, options, true);
     let errback = sig("math.add", json!([CALLBACK + 1, 0]), json!({}));
     let with_errback = json!({"link_error": [errback]});
-    // `xsum` of a number fails.
+    // An addition that overflows fails.
     let inner = celery_chord(
         json!([
             sig("math.add", json!([1, 1]), json!({})),
-            sig("math.xsum", json!([5]), json!({}))
+            sig("math.add", json!([i64::MAX, 1]), json!({}))
         ]),
         sig("math.add", json!([2, 2]), with_errback.clone()),
     );

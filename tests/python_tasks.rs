@@ -84,13 +84,27 @@ fn a_python_module_lists_its_tasks_as_python_declares_them() {
     );
     let text = run_args(&["inspect", api.to_str().unwrap()]).stdout;
     assert!(
-        text.contains("celery_api.add(x: int, y: int = …)"),
+        text.contains("celery_api.add(x: int, y: int = 0) -> int"),
         "{text}"
     );
     assert!(
-        text.contains("celery_api.python_signature(a: Any, /, b: Any, *, c: Any = …, **rest: Any)"),
+        text.contains("celery_api.python_signature(a: Any, /, b: Any, *, c: Any = 3, **rest: Any)"),
         "{text}"
     );
+    // Types from the annotations, as JSON Schema.
+    assert_eq!(add["returns"], "int");
+    assert_eq!(
+        add["input_schema"]["properties"],
+        json!({"x": {"type": "integer"}, "y": {"type": "integer", "default": 0}})
+    );
+    assert_eq!(add["input_schema"]["required"], json!(["x"]));
+    assert_eq!(add["output_schema"]["type"], "integer");
+    assert_eq!(
+        task("total")["input_schema"]["properties"]["values"],
+        json!({"type": "array"})
+    );
+    // What a bound task returns is not known: it may replace itself.
+    assert_eq!(task("fan")["output_schema"]["type"], Value::Null);
 }
 
 #[test]
@@ -293,7 +307,7 @@ fn python_tasks_take_and_give_numbers_exactly() {
     let sums = run_document(
         json!({"plugins": plugins, "workflow": [{"group": [
             {"task": "celery_api.add", "args": [exact(EXACT_NUMBERS[3]), 1]},
-            {"task": "celery_api.add", "args": [exact("0.1"), exact("0.2")]},
+            {"task": "celery_api.plus", "args": [exact("0.1"), exact("0.2")]},
         ]}]}),
         &["--json"],
     );
@@ -316,6 +330,50 @@ fn python_tasks_take_and_give_numbers_exactly() {
         message.contains("expected i64, got 18446744073709551616 (too large)"),
         "{message}"
     );
+}
+
+/// A Python task's annotations are its types: a literal that does not fit
+/// and a result that cannot flow into the next step are refused before
+/// anything runs, every problem named; parameters without annotations
+/// take anything.
+#[test]
+fn python_annotations_are_checked_before_anything_runs() {
+    let Some(api) = api() else { return };
+    let plugins = json!({"celery_api": api, "math": plugin("math")});
+    let wrong = common::chain_file(&json!({"plugins": plugins, "workflow": [
+        {"task": "celery_api.add", "args": ["one", 2]},
+        {"task": "celery_api.shouts"},
+        {"task": "celery_api.nap", "args": [1, "long"], "immutable": true},
+    ]}));
+    let path = wrong.path.to_str().unwrap();
+    for command in ["validate", "run"] {
+        let refused = wrong.command(&[command, path]);
+        assert_eq!(refused.code, 2, "{command}: {}", refused.stderr);
+        for expected in [
+            "step 0 (`celery_api.add`): add() argument 'x' (int) at args[0]: expected an integer, \
+             got the string \"one\"",
+            "step 2 (`celery_api.nap`): nap() argument 'seconds' (float) at args[1]: expected a \
+             number, got the string \"long\"",
+            "step 1 (`celery_api.shouts`): shouts() argument 'text' (str) would get the result of \
+             step 0 (`celery_api.add`): an integer, where it takes a string",
+        ] {
+            assert!(
+                refused.stderr.contains(expected),
+                "{command}: {}",
+                refused.stderr
+            );
+        }
+    }
+    assert_eq!(wrong.command(&["list", "--json"]).json(), json!([]));
+
+    // Without annotations, anything goes; an int flows into a float.
+    let right = common::chain_file(&json!({"plugins": plugins, "workflow": [
+        {"task": "celery_api.python_signature", "args": ["x", [1]], "kwargs": {"c": {"any": 1}}},
+        {"task": "math.add", "args": [1, 2], "immutable": true},
+        {"task": "celery_api.plus", "args": [0.5]},
+    ]}));
+    let valid = right.command(&["validate", right.path.to_str().unwrap()]);
+    assert_eq!(valid.code, 0, "{}", valid.stderr);
 }
 
 #[test]

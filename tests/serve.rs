@@ -743,6 +743,33 @@ fn the_api_keeps_numbers_exactly() {
     assert_exact_numbers(&report["result"], &report.to_string());
 }
 
+/// A submission whose arguments or flowing results cannot fit the tasks'
+/// types is refused (400) with every problem, as `validate` lists them,
+/// and nothing is recorded.
+#[test]
+fn a_submission_whose_types_cannot_fit_is_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let workflow = json!({"id": "typed", "workflow": [
+        {"task": "math.add", "args": ["two", 2]},
+        {"task": "testkit.log", "args": ["hi"], "immutable": true},
+        {"task": "math.mul", "args": [3]},
+    ]});
+    let (status, body) = server.submit(KEY_A, &workflow);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid_input");
+    let message = body["error"]["message"].as_str().unwrap();
+    for expected in [
+        "step 0 (`math.add`): add() argument 'x' (i64) at args[0]: expected an integer",
+        "step 2 (`math.mul`): mul() argument 'x' (i64) would get the result of step 1 \
+         (`testkit.log`): a string, where it takes an integer",
+    ] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    assert_eq!(server.get(KEY_A, "/v1/workflows/typed").0, 404);
+}
+
 #[test]
 fn a_killed_or_stopped_service_resumes_its_workflows_when_it_starts_again() {
     const STEPS: usize = 300;

@@ -7,6 +7,7 @@ use std::sync::Once;
 use serde::Serialize;
 
 use crate::arguments::Arguments;
+use crate::bindings::exports::wfhost::task::schemas;
 use crate::bindings::exports::wfhost::task::tasks as wit;
 use crate::bindings::wfhost::task::host;
 use crate::bindings::wfhost::task::types;
@@ -19,6 +20,8 @@ pub struct TaskEntry {
     doc: &'static str,
     params: &'static [ParamInfo],
     max_retries: Option<u32>,
+    returns: &'static str,
+    schema: fn() -> serde_json::Value,
     call: fn(&Context, &mut Arguments<'_>) -> Result<Outcome, TaskError>,
 }
 
@@ -30,6 +33,8 @@ impl TaskEntry {
             doc: T::DOC,
             params: T::PARAMS,
             max_retries: T::MAX_RETRIES,
+            returns: T::RETURNS,
+            schema: T::schema,
             call: T::call,
         }
     }
@@ -51,6 +56,19 @@ pub fn list(tasks: &[TaskEntry]) -> Vec<wit::TaskInfo> {
                     optional: p.optional,
                 })
                 .collect(),
+        })
+        .collect()
+}
+
+/// The `describe` export: each task's types, learned from its parameters'
+/// and result's own serde implementations when the host asks.
+pub fn describe(tasks: &[TaskEntry]) -> Vec<schemas::TaskSchema> {
+    tasks
+        .iter()
+        .map(|task| schemas::TaskSchema {
+            name: task.name.to_string(),
+            returns: task.returns.to_string(),
+            schema: (task.schema)().to_string(),
         })
         .collect()
 }
@@ -172,6 +190,14 @@ macro_rules! export_tasks {
                     kwargs: ::std::string::String,
                 ) -> ::core::result::Result<__wit::Outcome, __wit::TaskError> {
                     $crate::__private::dispatch(__WFHOST_TASKS, &name, ctx, &args, &kwargs)
+                }
+            }
+
+            use $crate::bindings::exports::wfhost::task::schemas as __schemas;
+
+            impl __schemas::Guest for __WfhostPlugin {
+                fn describe() -> ::std::vec::Vec<__schemas::TaskSchema> {
+                    $crate::__private::describe(__WFHOST_TASKS)
                 }
             }
         };

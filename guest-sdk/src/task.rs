@@ -27,6 +27,14 @@ pub trait Task {
     /// The task's own limit of retries (`#[task(max_retries = N)]`), given
     /// with each retry it asks for that names none.
     const MAX_RETRIES: Option<u32> = None;
+    /// The return type as written (`i64` for `Result<i64, TaskError>`).
+    const RETURNS: &'static str = "";
+
+    /// `{"params": [SCHEMA, ...], "returns": SCHEMA}`: each parameter's
+    /// JSON Schema and the result's ([`crate::schema::schema_of`]).
+    fn schema() -> serde_json::Value {
+        serde_json::json!({"params": [], "returns": {}})
+    }
 
     /// Binds the arguments and runs the function once.
     fn call(ctx: &Context, args: &mut Arguments<'_>) -> Result<Outcome, TaskError>;

@@ -1,12 +1,11 @@
-"""Whole-process `wfhost run` of two builds side by side: a one-step chain
-and a 1,000-step chain of `math.add`, each run on a fresh database, rounds
-interleaved, medians and quartiles printed.
+"""Whole-process `wfhost run` of builds side by side: a one-step chain and
+a 1,000-step chain of `math.add`, each run on a fresh database, rounds
+interleaved, medians and quartiles printed, each build against the first.
 
-Usage: python3 host/benches/before_after.py BEFORE AFTER [ROUNDS]
+Usage: python3 host/benches/before_after.py [--rounds N] BEFORE AFTER...
 
-BEFORE and AFTER are folders each holding a release `wfhost` and
-`plugins/math.wasm` built from the commit to compare (BENCHMARKS.md says
-how they were made for each figure).
+Each folder holds a release `wfhost` and `plugins/math.wasm` built from a
+commit to compare (BENCHMARKS.md says how they were made for each figure).
 """
 import json
 import os
@@ -16,8 +15,11 @@ import sys
 import tempfile
 import time
 
-BUILDS = {"before": sys.argv[1], "after": sys.argv[2]}
-ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+ARGS = sys.argv[1:]
+ROUNDS = 10
+if ARGS[:1] == ["--rounds"]:
+    ROUNDS, ARGS = int(ARGS[1]), ARGS[2:]
+BUILDS = {os.path.basename(os.path.normpath(folder)): folder for folder in ARGS}
 RUNS = 20
 LENGTHS = (1, 1000)
 
@@ -61,15 +63,14 @@ def main():
                         times[build, steps].append(time.perf_counter() - started)
                         assert out.returncode == 0 and out.stdout.strip() == str(steps).encode(), out
                         os.remove(db)
+    first = next(iter(BUILDS))
     for steps in LENGTHS:
-        medians = {build: statistics.median(times[build, steps]) * 1000 for build in BUILDS}
-        quartiles = {build: [round(q * 1000, 2) for q in statistics.quantiles(times[build, steps], n=4)]
-                     for build in BUILDS}
-        print(f"{steps:>5}-step chain, whole process, fresh database: "
-              f"before {medians['before']:.2f} ms {quartiles['before']}, "
-              f"after {medians['after']:.2f} ms {quartiles['after']}, "
-              f"after/before {medians['after'] / medians['before']:.3f}")
-
+        print(f"{steps}-step chain, whole process, fresh database (ms: median [quartiles]):")
+        base = statistics.median(times[first, steps])
+        for build in BUILDS:
+            median = statistics.median(times[build, steps])
+            quartiles = [round(q * 1000, 2) for q in statistics.quantiles(times[build, steps], n=4)]
+            print(f"  {build:<20} {median * 1000:7.2f} {quartiles}  {median / base:.3f}x {first}")
 
 if __name__ == "__main__":
     main()

@@ -58,6 +58,7 @@ mod sha256;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod typing;
 pub mod worker;
 
 pub use content::Difference;

@@ -346,6 +346,16 @@ pub fn assert_exact_numbers(found: &Value, context: &str) {
     assert_eq!(texts, written, "{context}");
 }
 
+/// Whether `stderr` is `wfhost run` refusing a workflow for its types (an
+/// argument, or a result flowing to the next step, that cannot fit) before
+/// running it: what a driver that checks no types (Celery's worker, the
+/// fleet) finds only when the step fails.
+pub fn is_type_refusal(stderr: &str) -> bool {
+    stderr.contains("cannot run:")
+        && (stderr.contains("would get the result of")
+            || (stderr.contains(": expected ") && stderr.contains(", got ")))
+}
+
 /// The `plugins` object naming math and testkit.
 pub fn standard_plugins() -> Value {
     json!({"math": plugin("math"), "testkit": plugin("testkit")})

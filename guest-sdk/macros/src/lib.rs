@@ -124,6 +124,7 @@ fn expand(function: &ItemFn, settings: &Settings) -> syn::Result<TokenStream2> {
     let mut call_args = Vec::new();
     let mut infos = Vec::new();
     let mut names = Vec::new();
+    let mut param_types = Vec::new();
     for param in &params {
         let var = format_ident!("__wfhost_{}", param.name);
         let index = names.len();
@@ -134,10 +135,12 @@ fn expand(function: &ItemFn, settings: &Settings) -> syn::Result<TokenStream2> {
             }
             ParamKind::Required(ty) => {
                 bindings.push(quote!(let #var: #ty = __wfhost_args.required(#index)?;));
+                param_types.push(quote!(#ty));
             }
             ParamKind::Optional(inner) => {
                 bindings.push(quote!(let #var: ::core::option::Option<#inner> =
                     __wfhost_args.optional(#index)?;));
+                param_types.push(quote!(::core::option::Option<#inner>));
             }
         }
         call_args.push(quote!(#var));
@@ -158,6 +161,11 @@ fn expand(function: &ItemFn, settings: &Settings) -> syn::Result<TokenStream2> {
         None => quote!(::core::option::Option::None),
     };
     let finish = finish_outcome(&sig.output, call);
+    let result_type = result_type(&sig.output);
+    let returns = match &sig.output {
+        ReturnType::Default => String::new(),
+        ReturnType::Type(..) => type_name(&result_type),
+    };
 
     Ok(quote! {
         #[doc(hidden)]
@@ -169,6 +177,16 @@ fn expand(function: &ItemFn, settings: &Settings) -> syn::Result<TokenStream2> {
             const DOC: &'static str = #doc;
             const PARAMS: &'static [::wfhost_guest::__private::ParamInfo] = &[#(#infos),*];
             const MAX_RETRIES: ::core::option::Option<u32> = #max_retries;
+            const RETURNS: &'static str = #returns;
+
+            fn schema() -> ::wfhost_guest::__private::Value {
+                #[allow(unused_imports)]
+                use ::wfhost_guest::__private::{KnownReturns as _, OpenReturns as _};
+                ::wfhost_guest::__private::task_schema(
+                    ::std::vec![#(::wfhost_guest::schema::schema_of::<#param_types>()),*],
+                    (&::wfhost_guest::__private::Returns::<#result_type>::new()).returns_schema(),
+                )
+            }
 
             fn call(
                 __wfhost_ctx: &::wfhost_guest::Context,
@@ -256,6 +274,15 @@ fn option_inner(ty: &Type) -> Option<Type> {
 
 fn is_outcome(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|seg| seg.ident == "Outcome")
+}
+
+/// What the task gives when it succeeds: its return type, or the `Ok`
+/// type of a `Result`; `()` for a function returning nothing.
+fn result_type(output: &ReturnType) -> Type {
+    match output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => generic_arg(ty, "Result", 0).unwrap_or_else(|| (**ty).clone()),
+    }
 }
 
 /// Turns the function's return value into `Result<Outcome, TaskError>`.

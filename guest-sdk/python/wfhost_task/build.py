@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: The world every wfhost plugin targets.
-WORLD = "plugin"
+#: The world the SDK builds: a plugin that also describes its tasks' types.
+WORLD = "described-plugin"
 
 
 class BuildError(Exception):
@@ -94,13 +94,13 @@ def lazy_imports(module) -> list[str]:
 
 def componentize(name: str, search: Path, output: Path, paths: list[Path]) -> None:
     """Runs componentize-py on an entry module that imports ``name`` and
-    exports the SDK's ``Tasks``."""
+    exports the SDK's ``Tasks`` and ``Schemas``."""
     sdk_parent = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="wfhost-build-py-") as temp:
         entry = "wfhost_task_entry"
         Path(temp, f"{entry}.py").write_text(
             f"import wfhost_task.component\nimport {name}\n"
-            "from wfhost_task.component import Tasks\n",
+            "from wfhost_task.component import Schemas, Tasks\n",
             encoding="utf-8",
         )
         command = [

@@ -9,9 +9,10 @@ import logging
 
 from componentize_py_types import Err
 from wit_world import exports
+from wit_world.exports import schemas
 from wit_world.imports import host, types
 
-from . import runner
+from . import runner, schema
 
 _LEVELS = [
     (logging.ERROR, host.Level.ERROR),
@@ -76,6 +77,16 @@ class Tasks(exports.Tasks):
                 )
             )
         raise Err(types.TaskError_Fail(outcome.message))
+
+
+class Schemas(exports.Schemas):
+    """The ``schemas`` interface: each task's types, from its annotations."""
+
+    def describe(self) -> list:
+        return [
+            schemas.TaskSchema(name=found.name, returns=found.returns, schema=found.schema)
+            for found in schema.describe_tasks(runner.tasks_by_local_name())
+        ]
 
 
 install_logging()

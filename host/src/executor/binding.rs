@@ -157,6 +157,78 @@ pub(super) fn check_binding(
     problems
 }
 
+/// The arguments of calling `task` as `signature` says that do not fit
+/// the types its plugin describes, one line each: which argument, where
+/// in it, what the parameter takes and what it would get.
+pub(super) fn argument_misfits(
+    task: &TaskInfo,
+    signature: &Signature,
+    receives_input: bool,
+) -> Vec<String> {
+    let Some(schema) = &task.schema else {
+        return Vec::new();
+    };
+    let kinds = Kinds::of(&task.params);
+    let prepended = usize::from(receives_input && !signature.immutable);
+    let schema_of = |param: &ParamInfo| {
+        let index = task.params.iter().position(|p| std::ptr::eq(p, param))?;
+        schema.params.get(index)
+    };
+    // Where each argument is, in words only once one does not fit.
+    enum Place<'a> {
+        Positional(usize),
+        Keyword(&'a str),
+    }
+    let positional = signature
+        .args
+        .iter()
+        .enumerate()
+        .filter_map(|(index, value)| {
+            let param = kinds.positional.get(index + prepended)?;
+            Some((Place::Positional(index), value, *param))
+        });
+    let keywords = signature.kwargs.iter().filter_map(|(name, value)| {
+        let (_, param) = kinds.by_keyword(name)?;
+        Some((Place::Keyword(name), value, param))
+    });
+    let mut problems = Vec::new();
+    for (place, value, param) in positional.chain(keywords) {
+        let Some(misfit) =
+            schema_of(param).and_then(|accepted| crate::typing::misfit(value, accepted))
+        else {
+            continue;
+        };
+        let at = match place {
+            Place::Positional(index) => format!("args[{index}]"),
+            Place::Keyword(name) => format!("kwargs.{}", crate::text::clipped(name, 64)),
+        };
+        problems.push(format!(
+            "{}() argument '{}' ({}) at {at}{}: expected {}, got {}",
+            task.name, param.name, param.type_name, misfit.at, misfit.expected, misfit.found
+        ));
+        if problems.len() >= MOST_KWARG_PROBLEMS {
+            break;
+        }
+    }
+    problems
+}
+
+/// The parameter the previous step's result fills when `task` is called
+/// as `signature` with it prepended, and that parameter's schema, where
+/// the plugin describes the task.
+pub(super) fn input_parameter<'a>(
+    task: &'a TaskInfo,
+    signature: &Signature,
+) -> Option<(&'a ParamInfo, &'a serde_json::Value)> {
+    if signature.immutable {
+        return None;
+    }
+    let schema = task.schema.as_ref()?;
+    let first = *Kinds::of(&task.params).positional.first()?;
+    let index = task.params.iter().position(|p| std::ptr::eq(p, first))?;
+    Some((first, schema.params.get(index)?))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -175,11 +247,40 @@ mod tests {
                 })
                 .collect(),
             doc: String::new(),
+            returns: String::new(),
+            schema: None,
         }
     }
 
     fn call(args: serde_json::Value, kwargs: serde_json::Value) -> Signature {
         serde_json::from_value(json!({"task": "p.f", "args": args, "kwargs": kwargs})).unwrap()
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_types_where_known() {
+        let mut f = task(&[("a", false), ("b", true)]);
+        let integer = json!({"type": "integer", "minimum": 0, "maximum": 255});
+        f.schema = Some(crate::runtime::TaskSchema {
+            params: vec![integer.clone(), json!({"type": "array", "items": integer})],
+            returns: std::sync::Arc::new(json!({})),
+        });
+        assert!(argument_misfits(&f, &call(json!([1, [2, 3]]), json!({})), false).is_empty());
+        assert_eq!(
+            argument_misfits(&f, &call(json!(["one"]), json!({"b": [1, 256]})), false),
+            [
+                "f() argument 'a' () at args[0]: expected an integer from 0 to 255, got the string \"one\"",
+                "f() argument 'b' () at kwargs.b[1]: expected an integer from 0 to 255, got the integer 256",
+            ]
+        );
+        // With the previous result in front, the first argument is `b`.
+        assert_eq!(
+            argument_misfits(&f, &call(json!([[-1]]), json!({})), true),
+            [
+                "f() argument 'b' () at args[0][0]: expected an integer from 0 to 255, got the integer -1"
+            ]
+        );
+        f.schema = None;
+        assert!(argument_misfits(&f, &call(json!(["one"]), json!({})), false).is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod binding;
 mod callbacks;
 mod drain;
 mod fair;
+mod flow;
 mod nodes;
 mod options;
 mod pause;
@@ -97,9 +98,13 @@ impl PreparedWorkflow {
         let plugins = PluginSet::load(runtime, &spec.plugins).await?;
         let mut findings = Findings::default();
         let mut steps = 0;
+        // What each element's result is, for the types of the next.
+        let mut flowing = None;
+        let mut flow_problems = Vec::new();
         for (index, canvas) in spec.workflow.canvases().enumerate() {
             let nodes = plan::plan_element(&canvas?, index);
             steps += plan::steps(&nodes).len();
+            flowing = flow::flow_problems(&plugins, &nodes, flowing, &mut flow_problems);
             // Only the workflow's first step starts without an input.
             let first_has_input = index > 0;
             findings.extend(node_findings(
@@ -122,6 +127,8 @@ impl PreparedWorkflow {
                 [&on_error],
             ));
         }
+        // Then results that can never fit where they flow.
+        findings.problems.extend(flow_problems);
         if !findings.problems.is_empty() {
             return Err(ValidationError::Steps(findings.problems));
         }

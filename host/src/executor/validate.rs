@@ -5,7 +5,8 @@
 use thiserror::Error;
 use wfhost_canvas::{ACCUMULATE, Pause, StepOptions, accumulate_index};
 
-use super::binding::check_binding;
+use super::binding::{argument_misfits, check_binding};
+use super::flow::flow_problems;
 use super::walk::AttemptsEnd;
 use super::{PluginSet, PreparedWorkflow};
 use crate::plan::{self, Node, PlannedStep};
@@ -75,7 +76,8 @@ impl PreparedWorkflow {
         // A replacement starts afresh: its first step gets no input.
         let defaults = &self.spec.defaults;
         let findings = node_findings(&self.ceilings, &self.plugins, defaults, &children, false);
-        let problems = findings.problems;
+        let mut problems = findings.problems;
+        flow_problems(&self.plugins, &children, None, &mut problems);
         if problems.is_empty() {
             return AttemptsEnd::Replace(children);
         }
@@ -125,11 +127,20 @@ impl PluginSet {
             }
             match self.resolve(&step.signature) {
                 Err(message) => missing.push(StepProblem::new(step, message)),
-                Ok((_, task)) => unbound.extend(
-                    check_binding(task, &step.signature, receives_input)
-                        .into_iter()
-                        .map(|message| StepProblem::new(step, message)),
-                ),
+                Ok((_, task)) => {
+                    let binding = check_binding(task, &step.signature, receives_input);
+                    // Types are checked once the arguments bind at all.
+                    let misfits = match binding.is_empty() {
+                        true => argument_misfits(task, &step.signature, receives_input),
+                        false => Vec::new(),
+                    };
+                    unbound.extend(
+                        binding
+                            .into_iter()
+                            .chain(misfits)
+                            .map(|message| StepProblem::new(step, message)),
+                    );
+                }
             }
         }
         (missing, unbound)

@@ -128,8 +128,12 @@ impl ComponentCache {
                 if stale {
                     let _ = std::fs::remove_file(entry.path());
                 }
-            } else if let Some(entry_name) = name.strip_suffix(".verified") {
-                // A stamp whose entry went (removed by another process).
+            } else if let Some(entry_name) = name
+                .strip_suffix(".verified")
+                .or_else(|| name.strip_suffix(".tasks"))
+            {
+                // A stamp or listing whose entry went (removed by another
+                // process).
                 if !self.dir.join(format!("{entry_name}.cwasm")).exists() {
                     let _ = std::fs::remove_file(entry.path());
                 }
@@ -149,6 +153,7 @@ impl ComponentCache {
                 continue;
             }
             let _ = std::fs::remove_file(stamp_path(&path));
+            let _ = std::fs::remove_file(listing_path(&path));
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     pruned.removed += 1;
@@ -217,6 +222,44 @@ impl ComponentCache {
         }
         Ok(component)
     }
+}
+
+impl ComponentCache {
+    /// What was kept beside the compiled component for `bytes` (by
+    /// [`Self::keep_listing`]), if a sound copy is there.
+    pub fn listing(&self, engine: &Engine, component_sha256: &str) -> Option<Vec<u8>> {
+        let secret = secret(&self.dir).ok()?;
+        let path = listing_path(&self.entry_path(engine, component_sha256));
+        let stored = std::fs::read(&path).ok()?;
+        let payload_len = stored.len().checked_sub(TRAILER_LEN as usize)?;
+        let (payload, trailer) = stored.split_at(payload_len);
+        let (sealed, magic) = trailer.split_at(SEAL_LEN);
+        let expected = seal(&secret, &path, |mac| mac.update(payload));
+        let sound =
+            magic == TRAILER_MAGIC && crate::sha256::equal_in_constant_time(sealed, &expected);
+        if !sound {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Some(payload.to_vec())
+    }
+
+    /// Keeps `payload` beside the compiled component (what a component
+    /// says of itself when asked: its tasks and their types), sealed as an
+    /// entry is, so that a later load need not instantiate it to ask. A
+    /// cache that cannot be written only costs asking again.
+    pub fn keep_listing(&self, engine: &Engine, component_sha256: &str, payload: &[u8]) {
+        let Ok(secret) = secret(&self.dir) else {
+            return;
+        };
+        let path = listing_path(&self.entry_path(engine, component_sha256));
+        let _ = write_entry(&path, payload, &secret);
+    }
+}
+
+/// The file beside an entry that keeps what its component says of itself.
+fn listing_path(entry: &Path) -> PathBuf {
+    entry.with_extension("tasks")
 }
 
 /// Says once per process why the cache in `dir` is not used.

@@ -19,7 +19,7 @@ pub use cancel::CancelToken;
 pub use cpu::CpuShare;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits, mib};
-pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo};
+pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo, TaskSchema};
 pub use sandbox::{Attempt, AttemptResult, Invocation};
 
 use std::path::Path;
@@ -151,6 +151,20 @@ impl Runtime {
             Some(cache) => cache.load_or_compile(&self.engine, sha256, compile),
             None => compile(),
         })
+    }
+
+    /// What the component of `sha256` said of itself when last asked (see
+    /// [`ComponentCache::keep_listing`]), where a cache keeps it.
+    fn cached_listing(&self, sha256: &str) -> Option<Vec<u8>> {
+        self.cache.as_ref()?.listing(&self.engine, sha256)
+    }
+
+    /// Keeps what the component of `sha256` says of itself, where there is
+    /// a cache.
+    fn keep_listing(&self, sha256: &str, listing: &[u8]) {
+        if let Some(cache) = &self.cache {
+            cache.keep_listing(&self.engine, sha256, listing);
+        }
     }
 
     /// Loads, checks and pre-links the component at `path` under `name`.

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use serde_json::Value;
 use thiserror::Error;
 
 use super::Runtime;
 use super::bindings::PluginPre;
+use super::bindings::described::exports::wfhost::task::schemas::GuestIndices as SchemasIndices;
 use super::cancel::CancelToken;
 use super::limits::Limits;
 use super::loaded::{FileStamp, FileTimes};
@@ -37,6 +39,41 @@ pub struct TaskInfo {
     pub params: Vec<ParamInfo>,
     /// The first paragraph of its doc comment.
     pub doc: String,
+    /// Its return type as the plugin writes it; empty where it says none.
+    pub returns: String,
+    /// What its parameters take and it returns, where the plugin says
+    /// (it exports `wfhost:task/schemas`).
+    #[serde(skip)]
+    pub schema: Option<TaskSchema>,
+}
+
+/// The types of one task, as JSON Schema (2020-12); `{}` where a type is
+/// not known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSchema {
+    /// One schema per parameter, in positional order.
+    pub params: Vec<Value>,
+    /// What the task returns when it succeeds (shared: every step of the
+    /// task hands it on to the next when types are checked).
+    pub returns: Arc<Value>,
+}
+
+impl TaskSchema {
+    /// Reads what `describe` said of a task of `params` parameters: `None`
+    /// where it is not JSON of that shape (then no type is known).
+    fn read(text: &str, params: usize) -> Option<TaskSchema> {
+        let mut schema: Value = serde_json::from_str(text).ok()?;
+        let Value::Array(params_found) = schema.get_mut("params")?.take() else {
+            return None;
+        };
+        let returns = schema.get_mut("returns")?.take();
+        let is_schema = |value: &Value| value.is_object() || value.is_boolean();
+        (params_found.len() == params && params_found.iter().all(is_schema) && is_schema(&returns))
+            .then(|| TaskSchema {
+                params: params_found,
+                returns: Arc::new(returns),
+            })
+    }
 }
 
 /// A loaded, verified and pre-linked plugin component.
@@ -400,29 +437,28 @@ pub(super) async fn load(
         .map_err(wrong_world)?;
     let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
 
-    let _slot = runtime.instance_slot().await;
-    let mut sandbox = Sandbox::new(
-        &runtime.engine,
-        &Limits::default(),
-        &Access::none(),
-        None,
-        CancelToken::new(),
-        None,
-    )
-    .map_err(|failure| PluginError::ListTasks {
-        name: name_owned(),
-        path: path_owned(),
-        reason: failure.to_string(),
-    })?;
-    let tasks = sandbox
-        .list_tasks(&pre)
-        .await
-        .map_err(|failure| PluginError::ListTasks {
-            name: name_owned(),
-            path: path_owned(),
-            reason: with_rebuild_hint(failure.to_string()),
-        })?;
-    let tasks: Vec<TaskInfo> = tasks.into_iter().map(TaskInfo::from).collect();
+    // What a component says of itself is kept in the component cache: a
+    // later load of the same bytes need not instantiate it to ask.
+    let cached = runtime
+        .cached_listing(&sha256)
+        .and_then(|listing| Listing::read(&listing));
+    let tasks = match cached {
+        Some(tasks) => tasks,
+        None => {
+            let tasks = ask_tasks(runtime, &pre).await.map_err(|(failure, hint)| {
+                PluginError::ListTasks {
+                    name: name_owned(),
+                    path: path_owned(),
+                    reason: match hint {
+                        true => with_rebuild_hint(failure),
+                        false => failure,
+                    },
+                }
+            })?;
+            runtime.keep_listing(&sha256, &Listing::write(&tasks));
+            tasks
+        }
+    };
     let pace = Arc::new(Pace::new(tasks.iter().map(|task| task.name.as_str())));
     let plugin = Plugin {
         name: name.to_string(),
@@ -436,6 +472,113 @@ pub(super) async fn load(
     };
     runtime.known_files.keep(path, stamp, read_at, &plugin);
     Ok(plugin)
+}
+
+/// Instantiates the plugin and asks it for its tasks, and their types
+/// where it describes them. An error says whether a rebuild may mend it.
+async fn ask_tasks(
+    runtime: &Runtime,
+    pre: &PluginPre<StepState>,
+) -> Result<Vec<TaskInfo>, (String, bool)> {
+    let _slot = runtime.instance_slot().await;
+    let mut sandbox = Sandbox::new(
+        &runtime.engine,
+        &Limits::default(),
+        &Access::none(),
+        None,
+        CancelToken::new(),
+        None,
+    )
+    .map_err(|failure| (failure.to_string(), false))?;
+    let described = SchemasIndices::new(pre.instance_pre()).ok();
+    let (tasks, schemas) = sandbox
+        .list_tasks(pre, described.as_ref())
+        .await
+        .map_err(|failure| (failure.to_string(), true))?;
+    let mut tasks: Vec<TaskInfo> = tasks.into_iter().map(TaskInfo::from).collect();
+    for described in schemas.into_iter().flatten() {
+        if let Some(task) = tasks.iter_mut().find(|task| task.name == described.name) {
+            task.returns = described.returns;
+            task.schema = TaskSchema::read(&described.schema, task.params.len());
+        }
+    }
+    Ok(tasks)
+}
+
+/// What a component says of itself, as the component cache keeps it.
+#[derive(Serialize, serde::Deserialize)]
+struct Listing {
+    format: u32,
+    tasks: Vec<ListedTask>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct ListedTask {
+    name: String,
+    doc: String,
+    /// Each parameter's name, type name and whether it may be left out.
+    params: Vec<(String, String, bool)>,
+    returns: String,
+    /// Each parameter's schema and the result's.
+    schema: Option<(Vec<Value>, Value)>,
+}
+
+impl Listing {
+    /// Bumped when what is kept, or how the host reads it, changes.
+    const FORMAT: u32 = 1;
+
+    fn write(tasks: &[TaskInfo]) -> Vec<u8> {
+        let tasks = tasks
+            .iter()
+            .map(|task| ListedTask {
+                name: task.name.clone(),
+                doc: task.doc.clone(),
+                params: task
+                    .params
+                    .iter()
+                    .map(|p| (p.name.clone(), p.type_name.clone(), p.optional))
+                    .collect(),
+                returns: task.returns.clone(),
+                schema: task
+                    .schema
+                    .as_ref()
+                    .map(|schema| (schema.params.clone(), schema.returns.as_ref().clone())),
+            })
+            .collect();
+        let listing = Listing {
+            format: Self::FORMAT,
+            tasks,
+        };
+        serde_json::to_vec(&listing).unwrap_or_default()
+    }
+
+    fn read(bytes: &[u8]) -> Option<Vec<TaskInfo>> {
+        let listing: Listing = serde_json::from_slice(bytes).ok()?;
+        (listing.format == Self::FORMAT).then(|| {
+            listing
+                .tasks
+                .into_iter()
+                .map(|task| TaskInfo {
+                    name: task.name,
+                    doc: task.doc,
+                    params: task
+                        .params
+                        .into_iter()
+                        .map(|(name, type_name, optional)| ParamInfo {
+                            name,
+                            type_name,
+                            optional,
+                        })
+                        .collect(),
+                    returns: task.returns,
+                    schema: task.schema.map(|(params, returns)| TaskSchema {
+                        params,
+                        returns: Arc::new(returns),
+                    }),
+                })
+                .collect()
+        })
+    }
 }
 
 /// A listing that failed on the types of the interface: a component

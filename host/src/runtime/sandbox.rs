@@ -12,6 +12,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Runtime;
+use super::bindings::described::exports::wfhost::task::schemas::{
+    GuestIndices as SchemasIndices, TaskSchema,
+};
 use super::bindings::{Plugin as PluginWorld, PluginPre, host, types};
 use super::cancel::CancelToken;
 use super::capture::CapturePipe;
@@ -391,18 +394,31 @@ impl Sandbox {
         }
     }
 
-    /// Instantiates the plugin and asks it for its tasks.
+    /// Instantiates the plugin and asks it for its tasks, and for their
+    /// types where it exports `schemas` (`described`).
     pub async fn list_tasks(
         &mut self,
         pre: &PluginPre<StepState>,
-    ) -> Result<Vec<types::TaskInfo>, Failure> {
+        described: Option<&SchemasIndices>,
+    ) -> Result<(Vec<types::TaskInfo>, Option<Vec<TaskSchema>>), Failure> {
         let store = &mut self.store;
         let result = Self::guarded(self.limits.time_limit, self.cancel.clone(), async move {
-            let plugin = pre.instantiate_async(&mut *store).await?;
-            plugin
+            let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+            let plugin = PluginWorld::new(&mut *store, &instance)?;
+            let tasks = plugin
                 .wfhost_task_tasks()
                 .call_list_tasks(&mut *store)
-                .await
+                .await?;
+            let schemas = match described {
+                Some(indices) => Some(
+                    indices
+                        .load(&mut *store, &instance)?
+                        .call_describe(&mut *store)
+                        .await?,
+                ),
+                None => None,
+            };
+            Ok((tasks, schemas))
         })
         .await;
         result.map_err(|interrupted| self.classify(interrupted))
@@ -724,6 +740,8 @@ impl From<types::TaskInfo> for TaskInfo {
         TaskInfo {
             name: info.name,
             doc: info.doc,
+            returns: String::new(),
+            schema: None,
             params: info
                 .params
                 .into_iter()
