@@ -72,15 +72,36 @@ impl<'a> Kinds<'a> {
     }
 }
 
+#[cfg(test)]
+fn check_binding(task: &TaskInfo, signature: &Signature, receives_input: bool) -> Vec<String> {
+    binding_problems(task, &Kinds::of(&task.params), signature, receives_input)
+}
+
 /// What is wrong with calling `task` as `signature` says (with the
-/// previous result prepended when `receives_input`), one line each.
-pub(super) fn check_binding(
+/// previous result prepended when `receives_input`), one line each: the
+/// arguments that do not bind, or else those that do not fit their
+/// parameters' types.
+pub(super) fn check_call(
     task: &TaskInfo,
     signature: &Signature,
     receives_input: bool,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
     let kinds = Kinds::of(&task.params);
+    let problems = binding_problems(task, &kinds, signature, receives_input);
+    match problems.is_empty() {
+        true => misfits(task, &kinds, signature, receives_input),
+        false => problems,
+    }
+}
+
+/// The arguments of the call that do not bind to the task's parameters.
+fn binding_problems(
+    task: &TaskInfo,
+    kinds: &Kinds<'_>,
+    signature: &Signature,
+    receives_input: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     let prepended = usize::from(receives_input && !signature.immutable);
     let positional = signature.args.len() + prepended;
     let counting = if prepended == 1 {
@@ -157,18 +178,23 @@ pub(super) fn check_binding(
     problems
 }
 
+#[cfg(test)]
+fn argument_misfits(task: &TaskInfo, signature: &Signature, receives_input: bool) -> Vec<String> {
+    misfits(task, &Kinds::of(&task.params), signature, receives_input)
+}
+
 /// The arguments of calling `task` as `signature` says that do not fit
 /// the types its plugin describes, one line each: which argument, where
 /// in it, what the parameter takes and what it would get.
-pub(super) fn argument_misfits(
+fn misfits(
     task: &TaskInfo,
+    kinds: &Kinds<'_>,
     signature: &Signature,
     receives_input: bool,
 ) -> Vec<String> {
     let Some(schema) = &task.schema else {
         return Vec::new();
     };
-    let kinds = Kinds::of(&task.params);
     let prepended = usize::from(receives_input && !signature.immutable);
     let schema_of = |param: &ParamInfo| {
         let index = task.params.iter().position(|p| std::ptr::eq(p, param))?;

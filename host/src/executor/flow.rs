@@ -5,6 +5,7 @@
 //! result can never fit the parameter it lands in, the workflow is refused
 //! before anything runs; where either type is unknown, nothing is said.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -14,6 +15,7 @@ use super::PluginSet;
 use super::binding::input_parameter;
 use super::validate::StepProblem;
 use crate::plan::Node;
+use crate::runtime::TaskInfo;
 use crate::typing::{never_fits, schema_text};
 
 /// A result on its way to the next step: its schema, and where it comes
@@ -22,6 +24,9 @@ use crate::typing::{never_fits, schema_text};
 pub(super) struct Produced {
     schema: Arc<Value>,
     from: String,
+    /// Whether `schema` is a task's own (alive as long as its plugin), so
+    /// that what is known of it may be kept by its address.
+    a_tasks: bool,
 }
 
 impl Produced {
@@ -29,89 +34,136 @@ impl Produced {
         Produced {
             schema: Arc::new(json!({})),
             from: String::new(),
+            a_tasks: false,
         }
     }
 }
 
-/// The steps of `nodes` (an element of a workflow's plan, or a
-/// replacement) whose input can never fit the parameter it fills, and
-/// `link` callbacks whose step's result can never fit theirs, added to
-/// `problems`. `input` is what the element before gives (none for the
-/// first); the element's own result is returned, for the next.
-pub(super) fn flow_problems(
-    plugins: &PluginSet,
-    nodes: &[Node],
-    input: Option<Produced>,
-    problems: &mut Vec<StepProblem>,
-) -> Option<Produced> {
-    walk(plugins, nodes, input, problems)
+/// The check of one workflow's flow (or a replacement's), element by
+/// element, and the problems it found.
+pub(super) struct FlowCheck<'p> {
+    plugins: &'p PluginSet,
+    /// Whether a task's result can never fit a task's parameter, by the
+    /// two schemas' addresses: a chain of one task asks once.
+    known: HashMap<(usize, usize), bool>,
+    /// What was found, in the order met.
+    pub problems: Vec<StepProblem>,
 }
 
-fn walk(
-    plugins: &PluginSet,
-    nodes: &[Node],
-    input: Option<Produced>,
-    problems: &mut Vec<StepProblem>,
-) -> Option<Produced> {
-    let mut input = input;
-    for node in nodes {
-        input = Some(match node {
-            Node::Step(step) => {
-                if let Some(input) = &input {
-                    check(
-                        plugins,
-                        &step.id.to_string(),
-                        &step.signature,
-                        input,
-                        problems,
-                    );
-                }
-                let output = match (Pause::of(&step.signature), &input) {
-                    // A sleep passes its input on, from where it came.
-                    (Some(Ok(Pause::Sleep { .. })), Some(input)) => input.clone(),
-                    _ => Produced {
-                        schema: step_output(plugins, &step.signature),
-                        from: format!("step {} (`{}`)", step.id, step.signature.task),
-                    },
-                };
-                for (index, link) in step.signature.options.link.iter().enumerate() {
-                    check(
-                        plugins,
-                        &step.id.link(index).to_string(),
-                        link,
-                        &output,
-                        problems,
-                    );
-                }
-                output
-            }
-            Node::Group { id, members } => {
-                let results = members_results(plugins, members, input.as_ref(), problems);
-                list(results, format!("group {id}"))
-            }
-            Node::Chord { id, header, body } => {
-                let results = members_results(plugins, header, input.as_ref(), problems);
-                let header = list(results, format!("the header of chord {id}"));
-                walk(plugins, body, Some(header), problems).unwrap_or_else(Produced::unknown)
-            }
-        });
+impl<'p> FlowCheck<'p> {
+    /// A check of workflows over `plugins`.
+    pub fn new(plugins: &'p PluginSet) -> Self {
+        FlowCheck {
+            plugins,
+            known: HashMap::new(),
+            problems: Vec::new(),
+        }
     }
-    input
-}
 
-fn members_results(
-    plugins: &PluginSet,
-    members: &[Vec<Node>],
-    input: Option<&Produced>,
-    problems: &mut Vec<StepProblem>,
-) -> Vec<Value> {
-    members
-        .iter()
-        .map(|member| {
-            walk(plugins, member, input.cloned(), problems)
-                .map_or_else(|| json!({}), |produced| produced.schema.as_ref().clone())
-        })
-        .collect()
+    /// Checks `nodes` (an element of a workflow's plan, or a replacement)
+    /// given `input`, what the element before gives (none for the first);
+    /// returns the element's own result, for the next.
+    pub fn element(&mut self, nodes: &[Node], input: Option<Produced>) -> Option<Produced> {
+        self.walk(nodes, input)
+    }
+
+    fn walk(&mut self, nodes: &[Node], input: Option<Produced>) -> Option<Produced> {
+        let mut input = input;
+        for node in nodes {
+            input = Some(match node {
+                Node::Step(step) => {
+                    let signature = &step.signature;
+                    let task = (Pause::of(signature).is_none() && signature.task != ACCUMULATE)
+                        .then(|| self.plugins.resolve(signature).ok().map(|(_, task)| task))
+                        .flatten();
+                    if let (Some(input), Some(task)) = (&input, task) {
+                        self.check(|| step.id.to_string(), signature, task, input);
+                    }
+                    let output = match (Pause::of(signature), &input) {
+                        // A sleep passes its input on, from where it came.
+                        (Some(Ok(Pause::Sleep { .. })), Some(input)) => input.clone(),
+                        _ => match task.and_then(|task| task.schema.as_ref()) {
+                            Some(schema) => Produced {
+                                schema: schema.returns.clone(),
+                                from: format!("step {} (`{}`)", step.id, signature.task),
+                                a_tasks: true,
+                            },
+                            None => Produced::unknown(),
+                        },
+                    };
+                    for (index, link) in signature.options.link.iter().enumerate() {
+                        if let Ok((_, task)) = self.plugins.resolve(link) {
+                            self.check(|| step.id.link(index).to_string(), link, task, &output);
+                        }
+                    }
+                    output
+                }
+                Node::Group { id, members } => {
+                    let results = self.members_results(members, input.as_ref());
+                    list(results, format!("group {id}"))
+                }
+                Node::Chord { id, header, body } => {
+                    let results = self.members_results(header, input.as_ref());
+                    let header = list(results, format!("the header of chord {id}"));
+                    self.walk(body, Some(header))
+                        .unwrap_or_else(Produced::unknown)
+                }
+            });
+        }
+        input
+    }
+
+    fn members_results(&mut self, members: &[Vec<Node>], input: Option<&Produced>) -> Vec<Value> {
+        members
+            .iter()
+            .map(|member| {
+                self.walk(member, input.cloned())
+                    .map_or_else(|| json!({}), |produced| produced.schema.as_ref().clone())
+            })
+            .collect()
+    }
+
+    /// The problem, if any, of `signature` (of `task`, step `id`) getting
+    /// `input` in front of its arguments.
+    fn check(
+        &mut self,
+        id: impl FnOnce() -> String,
+        signature: &Signature,
+        task: &TaskInfo,
+        input: &Produced,
+    ) {
+        if input.from.is_empty() {
+            return;
+        }
+        let Some((param, accepted)) = input_parameter(task, signature) else {
+            return;
+        };
+        let never = match input.a_tasks {
+            true => *self
+                .known
+                .entry((
+                    Arc::as_ptr(&input.schema) as usize,
+                    accepted as *const Value as usize,
+                ))
+                .or_insert_with(|| never_fits(&input.schema, accepted)),
+            false => never_fits(&input.schema, accepted),
+        };
+        if never {
+            self.problems.push(StepProblem {
+                step: id(),
+                task: signature.task.clone(),
+                message: format!(
+                    "{}() argument '{}' ({}) would get the result of {}: {}, where it takes {}",
+                    task.name,
+                    param.name,
+                    param.type_name,
+                    input.from,
+                    schema_text(&input.schema),
+                    schema_text(accepted),
+                ),
+            });
+        }
+    }
 }
 
 /// The list of members' results: as many as there are members.
@@ -122,53 +174,6 @@ fn list(results: Vec<Value>, from: String) -> Produced {
             "type": "array", "prefixItems": results, "minItems": count, "maxItems": count,
         })),
         from,
-    }
-}
-
-/// What a step gives the next: what its task returns; unknown for the
-/// host's own steps (a signal's payload, Celery's accumulate).
-fn step_output(plugins: &PluginSet, signature: &Signature) -> Arc<Value> {
-    if Pause::of(signature).is_none()
-        && signature.task != ACCUMULATE
-        && let Ok((_, task)) = plugins.resolve(signature)
-        && let Some(schema) = &task.schema
-    {
-        return schema.returns.clone();
-    }
-    Arc::new(json!({}))
-}
-
-/// The problem, if any, of `signature` (step `id`) getting `input` in
-/// front of its arguments.
-fn check(
-    plugins: &PluginSet,
-    id: &str,
-    signature: &Signature,
-    input: &Produced,
-    problems: &mut Vec<StepProblem>,
-) {
-    if input.from.is_empty() || Pause::of(signature).is_some() {
-        return;
-    }
-    let Ok((_, task)) = plugins.resolve(signature) else {
-        return;
-    };
-    let Some((param, accepted)) = input_parameter(task, signature) else {
-        return;
-    };
-    if never_fits(&input.schema, accepted) {
-        problems.push(StepProblem {
-            step: id.to_string(),
-            task: signature.task.clone(),
-            message: format!(
-                "{}() argument '{}' ({}) would get the result of {}: {}, where it takes {}",
-                task.name,
-                param.name,
-                param.type_name,
-                input.from,
-                schema_text(&input.schema),
-                schema_text(accepted),
-            ),
-        });
+        a_tasks: false,
     }
 }

@@ -100,11 +100,11 @@ impl PreparedWorkflow {
         let mut steps = 0;
         // What each element's result is, for the types of the next.
         let mut flowing = None;
-        let mut flow_problems = Vec::new();
+        let mut flow = flow::FlowCheck::new(&plugins);
         for (index, canvas) in spec.workflow.canvases().enumerate() {
             let nodes = plan::plan_element(&canvas?, index);
             steps += plan::steps(&nodes).len();
-            flowing = flow::flow_problems(&plugins, &nodes, flowing, &mut flow_problems);
+            flowing = flow.element(&nodes, flowing);
             // Only the workflow's first step starts without an input.
             let first_has_input = index > 0;
             findings.extend(node_findings(
@@ -128,7 +128,8 @@ impl PreparedWorkflow {
             ));
         }
         // Then results that can never fit where they flow.
-        findings.problems.extend(flow_problems);
+        findings.problems.append(&mut flow.problems);
+        drop(flow);
         if !findings.problems.is_empty() {
             return Err(ValidationError::Steps(findings.problems));
         }

@@ -5,8 +5,8 @@
 use thiserror::Error;
 use wfhost_canvas::{ACCUMULATE, Pause, StepOptions, accumulate_index};
 
-use super::binding::{argument_misfits, check_binding};
-use super::flow::flow_problems;
+use super::binding::check_call;
+use super::flow::FlowCheck;
 use super::walk::AttemptsEnd;
 use super::{PluginSet, PreparedWorkflow};
 use crate::plan::{self, Node, PlannedStep};
@@ -77,7 +77,9 @@ impl PreparedWorkflow {
         let defaults = &self.spec.defaults;
         let findings = node_findings(&self.ceilings, &self.plugins, defaults, &children, false);
         let mut problems = findings.problems;
-        flow_problems(&self.plugins, &children, None, &mut problems);
+        let mut flow = FlowCheck::new(&self.plugins);
+        flow.element(&children, None);
+        problems.append(&mut flow.problems);
         if problems.is_empty() {
             return AttemptsEnd::Replace(children);
         }
@@ -127,20 +129,11 @@ impl PluginSet {
             }
             match self.resolve(&step.signature) {
                 Err(message) => missing.push(StepProblem::new(step, message)),
-                Ok((_, task)) => {
-                    let binding = check_binding(task, &step.signature, receives_input);
-                    // Types are checked once the arguments bind at all.
-                    let misfits = match binding.is_empty() {
-                        true => argument_misfits(task, &step.signature, receives_input),
-                        false => Vec::new(),
-                    };
-                    unbound.extend(
-                        binding
-                            .into_iter()
-                            .chain(misfits)
-                            .map(|message| StepProblem::new(step, message)),
-                    );
-                }
+                Ok((_, task)) => unbound.extend(
+                    check_call(task, &step.signature, receives_input)
+                        .into_iter()
+                        .map(|message| StepProblem::new(step, message)),
+                ),
             }
         }
         (missing, unbound)
