@@ -138,3 +138,124 @@ mod tests {
     let (tested, said) = cargo_on_plugin(dir.path(), source, &["test"], &["--", "--nocapture"]);
     assert!(tested && said.contains("Info: adding 1 and 2"), "{said}");
 }
+
+/// `wfhost new rust NAME` makes a plugin crate that builds (its unit tests
+/// run natively too) and a chain file that runs what the build makes;
+/// `wfhost new python NAME`, a module that `wfhost build-py` builds and a
+/// chain file that runs it. A taken folder or a bad name is refused.
+#[test]
+fn new_plugins_build_and_their_chains_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = |args: &[&str]| {
+        common::Run::from(
+            common::wfhost()
+                .current_dir(dir.path())
+                .arg("new")
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let made = new(&["rust", "hello"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert!(
+        made.stdout
+            .contains("cargo build --release --target wasm32-wasip2"),
+        "{}",
+        made.stdout
+    );
+    let crate_dir = dir.path().join("hello");
+    let repo = common::repo_root();
+    std::fs::copy(
+        repo.join("plugins/Cargo.lock"),
+        crate_dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    // Built in the example plugins' target directory (only the crate
+    // itself compiles), then put where the chain file looks for it.
+    let plugins_target = common::plugin_dir().ancestors().nth(2).unwrap();
+    let cargo = |args: &[&str]| {
+        Command::new(env!("CARGO"))
+            .current_dir(&crate_dir)
+            .args(args)
+            .args(["--release", "--offline", "--target-dir"])
+            .arg(plugins_target)
+            .output()
+            .expect("running cargo")
+    };
+    let built = cargo(&["build", "--target", "wasm32-wasip2"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let release = crate_dir.join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::copy(
+        plugins_target.join("wasm32-wasip2/release/hello.wasm"),
+        release.join("hello.wasm"),
+    )
+    .unwrap();
+    let tested = cargo(&["test"]);
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    let run = |folder: &Path| {
+        common::Run::from(
+            common::wfhost()
+                .current_dir(folder)
+                .env("WFHOST_DB", dir.path().join("state.redb"))
+                .args(["run", "chain.json", "--json"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let ran = run(&crate_dir);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.json()["result"],
+        serde_json::json!({"text": "Hello, world!", "chars": 13})
+    );
+
+    let taken = new(&["rust", "hello"]);
+    assert_eq!(taken.code, 2, "{}", taken.stderr);
+    assert!(
+        taken.stderr.contains("is there already"),
+        "{}",
+        taken.stderr
+    );
+    let badly_named = new(&["python", "Hello-World"]);
+    assert_eq!(badly_named.code, 2, "{}", badly_named.stderr);
+    assert!(
+        badly_named.stderr.contains("cannot name a plugin"),
+        "{}",
+        badly_named.stderr
+    );
+
+    if !common::python_module_is_installed("componentize_py") {
+        println!("skipped the Python plugin: python3 cannot import componentize_py");
+        return;
+    }
+    let made = new(&["python", "hello_py"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let module_dir = dir.path().join("hello_py");
+    let built = common::wfhost()
+        .current_dir(&module_dir)
+        .env("PYTHONPATH", repo.join("guest-sdk/python"))
+        .args(["build-py", "hello_py.py"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let ran = run(&module_dir);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.json()["result"],
+        serde_json::json!({"text": "Hello, world!", "chars": 13})
+    );
+}

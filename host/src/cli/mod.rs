@@ -7,6 +7,7 @@ mod call;
 mod execute;
 mod inspect;
 mod logging;
+mod new;
 mod paths;
 mod progress;
 mod purge;
@@ -251,8 +252,9 @@ enum Command {
     /// Remove workflows by age, status and tenant (by default, every one
     /// that ended).
     Purge(purge::PurgeArgs),
-    /// Check a chain file: plugins load, tasks exist, arguments fit, limits
-    /// are within the ceilings. Nothing runs.
+    /// Check a chain file: plugins load, tasks exist, arguments bind and
+    /// fit their types, results can flow into the next steps, limits are
+    /// within the ceilings. Nothing runs.
     Validate(validate::ValidateArgs),
     /// Serve many tenants' workflows over HTTP, each tenant with its own key,
     /// plugins and limits.
@@ -276,7 +278,11 @@ enum Command {
     BuildPy(build_py::BuildPyArgs),
     /// Look after the cache of compiled components.
     Cache(cache::CacheArgs),
-    /// List the tasks a plugin component exports, with parameters and docs.
+    /// Start a plugin: a Rust crate or a Python module with two tasks, and
+    /// a chain file that runs them once it is built.
+    New(new::NewArgs),
+    /// List the tasks a plugin component exports: parameters, defaults,
+    /// return types and docs (`--json`: their types as JSON Schema).
     Inspect {
         /// The plugin component (.wasm).
         plugin: PathBuf,
@@ -398,6 +404,7 @@ pub fn main() -> ExitCode {
             Command::Completions { shell } => completions(shell),
             Command::BuildPy(args) => build_py::build_py(args),
             Command::Cache(args) => cache::cache(args),
+            Command::New(args) => new::new(args),
             Command::Serve(args) => serve::serve(args).await,
             Command::Ui(args) => ui::ui(args).await,
             Command::Worker(args) => worker::worker(args).await,
