@@ -770,6 +770,126 @@ fn a_submission_whose_types_cannot_fit_is_refused_with_every_problem() {
     assert_eq!(server.get(KEY_A, "/v1/workflows/typed").0, 404);
 }
 
+/// `wfhost tenant` edits the policy file and a running `serve` takes it on
+/// SIGHUP without failing a request: 1,000 requests from four clients
+/// while the file is read again ten times all succeed; a tenant added gets
+/// in with its new key, a re-keyed one only with its new key, a removed
+/// one not at all; a file that does not read is refused, logged, and the
+/// policy in use stays.
+#[test]
+fn serve_reads_its_policy_again_on_sighup_without_failing_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path());
+    let server = Server::start(dir.path(), &policy);
+    let policy_arg = policy.to_str().unwrap();
+    let tenant = |args: &[&str]| {
+        let output = wfhost()
+            .args(["tenant"])
+            .args(args)
+            .args(["--tenants", policy_arg])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let hangup = |times: usize| {
+        let before = server.log.lock().unwrap().len();
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.log.lock().unwrap()[before..]
+            .iter()
+            .filter(|line| line.contains("the tenant policy was"))
+            .count()
+            < times
+        {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not read its policy again"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let whoami = |key: &str| server.get(key, "/v1/whoami");
+
+    // Under load: four clients, each asking at least 250 times and on
+    // until the tenth reading is done.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (sent, failed, read) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicBool::new(false),
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut mine = 0;
+                while mine < 250 || !read.load(Ordering::Relaxed) {
+                    if whoami(KEY_A) != (200, json!({"tenant": "a"})) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    mine += 1;
+                }
+                sent.fetch_add(mine, Ordering::Relaxed);
+            });
+        }
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(10));
+            hangup(1);
+        }
+        read.store(true, Ordering::Relaxed);
+    });
+    assert!(sent.into_inner() >= 1000);
+    assert_eq!(
+        failed.into_inner(),
+        0,
+        "requests failed while the policy was read again"
+    );
+
+    let newcomer = tenant(&[
+        "add",
+        "newcomer",
+        "--plugin",
+        &format!("math={}", plugin("math").display()),
+    ]);
+    assert_eq!(
+        whoami(&newcomer).0,
+        401,
+        "not before serve reads the file again"
+    );
+    hangup(1);
+    assert_eq!(whoami(&newcomer), (200, json!({"tenant": "newcomer"})));
+    let (status, _) = server.submit(
+        &newcomer,
+        &json!({"id": "n", "workflow": [{"task": "math.add", "args": [1, 2]}]}),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(server.wait(&newcomer, "n")["result"], 3);
+
+    let rekeyed = tenant(&["key", "newcomer"]);
+    hangup(1);
+    assert_eq!(whoami(&newcomer).0, 401, "the old key no longer works");
+    assert_eq!(whoami(&rekeyed), (200, json!({"tenant": "newcomer"})));
+    let listed = tenant(&["list", "--json"]);
+    assert!(listed.contains("\"newcomer\""), "{listed}");
+
+    // A file that does not read: refused, logged, the policy stays.
+    let sound = std::fs::read(&policy).unwrap();
+    std::fs::write(&policy, "[tenants.broken\n").unwrap();
+    hangup(1);
+    assert!(server.logged(&["the tenant policy was not read again"]));
+    assert_eq!(whoami(&rekeyed), (200, json!({"tenant": "newcomer"})));
+    std::fs::write(&policy, sound).unwrap();
+
+    tenant(&["rm", "newcomer"]);
+    hangup(1);
+    assert_eq!(whoami(&rekeyed).0, 401);
+    assert_eq!(whoami(KEY_A), (200, json!({"tenant": "a"})));
+}
+
 #[test]
 fn a_killed_or_stopped_service_resumes_its_workflows_when_it_starts_again() {
     const STEPS: usize = 300;

@@ -1,10 +1,21 @@
-//! Locking a mutex whose data is consistent between statements.
+//! Locking a mutex or a read-write lock whose data is consistent between
+//! statements.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Locks `mutex`, going on past a poisoned lock: every mutex of the host
 /// guards data that each holder leaves consistent before it could panic,
 /// so a panic elsewhere is no reason for the host to stop.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|err| err.into_inner())
+}
+
+/// Reads `lock`, past poisoning as [`lock`] does.
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|err| err.into_inner())
+}
+
+/// Writes `lock`, past poisoning as [`lock`] does.
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|err| err.into_inner())
 }

@@ -17,6 +17,7 @@ mod schedule;
 mod serve;
 mod signal;
 mod status;
+mod tenant;
 mod ui;
 mod validate;
 mod worker;
@@ -281,6 +282,11 @@ enum Command {
     /// Start a plugin: a Rust crate or a Python module with two tasks, and
     /// a chain file that runs them once it is built.
     New(new::NewArgs),
+    /// Add, re-key, remove and list the tenants of `serve`'s policy file.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
     /// List the tasks a plugin component exports: parameters, defaults,
     /// return types and docs (`--json`: their types as JSON Schema).
     Inspect {
@@ -405,6 +411,7 @@ pub fn main() -> ExitCode {
             Command::BuildPy(args) => build_py::build_py(args),
             Command::Cache(args) => cache::cache(args),
             Command::New(args) => new::new(args),
+            Command::Tenant { command } => tenant::tenant(command),
             Command::Serve(args) => serve::serve(args).await,
             Command::Ui(args) => ui::ui(args).await,
             Command::Worker(args) => worker::worker(args).await,

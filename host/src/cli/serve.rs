@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{SignalKind, signal};
 use wfhost::executor::cores;
 use wfhost::schedule::{Scheduler, SystemClock};
 use wfhost::service::{Service, Tenants, http};
@@ -48,6 +49,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Finished> {
         header_timeout: args.header_timeout,
         name: "wfhost serve",
         resume_cut_off: true,
+        policy: Some(args.tenants),
     };
     host_over_http(tenants, args.db, options, |address, resumed| {
         eprintln!(
@@ -67,6 +69,8 @@ pub struct Hosting {
     pub name: &'static str,
     /// Whether to resume the workflows a stop or a crash cut off.
     pub resume_cut_off: bool,
+    /// The policy file the tenants came from: read again on SIGHUP.
+    pub policy: Option<PathBuf>,
 }
 
 /// Serves `tenants`' workflows of the database `db` names over HTTP until
@@ -126,6 +130,32 @@ pub async fn host_over_http(
             }
         })
     };
+    // SIGHUP reads the policy again; a file that does not read leaves the
+    // policy in use as it is.
+    let reloading = options.policy.map(|file| {
+        let service = Arc::clone(&service);
+        tokio::spawn(async move {
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::error!("SIGHUP cannot be caught: the tenant policy is read only at start");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let shown = file.display().to_string();
+                match Tenants::load(&file) {
+                    Ok(tenants) => {
+                        let count = tenants.all().count();
+                        service.replace_tenants(tenants);
+                        tracing::info!(file = %shown, tenants = count, "the tenant policy was read again");
+                    }
+                    Err(err) => tracing::error!(
+                        file = %shown,
+                        error = %err,
+                        "the tenant policy was not read again; the one in use stays"
+                    ),
+                }
+            }
+        })
+    });
     // No step starts from the signal on, while the requests under way are
     // answered.
     let stopping = {
@@ -144,6 +174,9 @@ pub async fn host_over_http(
     .await?;
     expiring.abort();
     scheduling.abort();
+    if let Some(reloading) = reloading {
+        reloading.abort();
+    }
     // No step starts from here; those under way finish and are committed.
     // Workflows stay on record as running: the next start resumes them.
     let cut_off = service.stop(STOP_GRACE).await;

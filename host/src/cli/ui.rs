@@ -23,7 +23,7 @@ pub struct UiArgs {
 }
 
 /// A key nobody can guess: 128 bits from the system's random source, in hex.
-fn one_time_key() -> anyhow::Result<String> {
+pub(super) fn one_time_key() -> anyhow::Result<String> {
     use std::io::Read;
     let mut key = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
@@ -37,6 +37,7 @@ pub async fn ui(args: UiArgs) -> anyhow::Result<Finished> {
         header_timeout: args.header_timeout,
         name: "wfhost ui",
         resume_cut_off: false,
+        policy: None,
     };
     host_over_http(Tenants::local(&key), args.db, options, |address, _| {
         // The key rides in the fragment, which the browser never sends;

@@ -166,7 +166,9 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 /// tenant.
 pub struct Service {
     host: Host,
-    tenants: Tenants,
+    /// The policy: replaced whole when it is read again (SIGHUP), so a
+    /// request sees one policy from its start to its end.
+    tenants: std::sync::RwLock<Arc<Tenants>>,
     admission: Admission,
     storage: StorageQuota,
     /// One slot per core, taken in turn by the tenants with attempts ready.
@@ -175,8 +177,9 @@ pub struct Service {
     attempt_pool: tokio::runtime::Handle,
     /// Stops new steps and waits for those under way, on shutdown.
     drain: Arc<Drain>,
-    /// Each tenant's attempt slots, shared by all its workflows.
-    tenant_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each tenant's attempt slots, shared by all its workflows, with how
+    /// many there are.
+    tenant_slots: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     /// What ran, counted for `/metrics`.
     metrics: Arc<Metrics>,
     /// Each workflow this process ran, as it ends.
@@ -194,7 +197,7 @@ impl Service {
     ) -> Arc<Self> {
         Arc::new(Service {
             host: Host::new(runtime, store),
-            tenants,
+            tenants: std::sync::RwLock::new(Arc::new(tenants)),
             admission: Admission::default(),
             storage: StorageQuota::default(),
             fair_share: FairScheduler::new(cores()),
@@ -206,15 +209,34 @@ impl Service {
         })
     }
 
+    /// The policy as it is now.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        crate::lock::read(&self.tenants).clone()
+    }
+
+    /// Takes `tenants` as the policy from the next request on; requests
+    /// and workflows under way keep the one they started with. A tenant
+    /// whose `max_running_steps` changed gets slots of the new number for
+    /// the workflows it starts from then on (those running keep theirs
+    /// until they end).
+    pub fn replace_tenants(&self, tenants: Tenants) {
+        lock(&self.tenant_slots).retain(|name, (count, _)| {
+            tenants
+                .get(name)
+                .is_some_and(|tenant| tenant.max_running_steps == *count)
+        });
+        *crate::lock::write(&self.tenants) = Arc::new(tenants);
+    }
+
     /// Who calls with `key`: a tenant, or the operator (the policy's
     /// `[admin]` key), who may name any tenant as `tenant`. A tenant
     /// naming another is refused as if that tenant did not exist.
     pub fn caller(&self, key: Option<&str>, tenant: Option<&str>) -> Result<Scope, ServiceError> {
-        if key.is_some_and(|key| self.tenants.is_admin(key)) {
+        let tenants = self.tenants();
+        if key.is_some_and(|key| tenants.is_admin(key)) {
             return match tenant {
                 None => Ok(Scope::All),
-                Some(name) => self
-                    .tenants
+                Some(name) => tenants
                     .resolve(name)
                     .map(|tenant| Scope::Tenant(Box::new(tenant)))
                     .ok_or_else(|| {
@@ -233,8 +255,8 @@ impl Service {
     }
 
     /// The tenant whose API key is `key`.
-    pub fn authenticate(&self, key: Option<&str>) -> Result<&Tenant, ServiceError> {
-        key.and_then(|key| self.tenants.authenticate(key))
+    pub fn authenticate(&self, key: Option<&str>) -> Result<Tenant, ServiceError> {
+        key.and_then(|key| self.tenants().authenticate(key).cloned())
             .ok_or_else(|| {
                 ServiceError::new(ErrorKind::Unauthorized, "a valid API key is required")
             })
@@ -369,9 +391,10 @@ impl Service {
     /// The attempt slots all of `tenant`'s workflows share.
     fn slots_of(&self, tenant: &Tenant) -> Arc<Semaphore> {
         let mut slots = lock(&self.tenant_slots);
-        let shared = slots
-            .entry(tenant.name.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(tenant.max_running_steps)));
+        let (_, shared) = slots.entry(tenant.name.clone()).or_insert_with(|| {
+            let count = tenant.max_running_steps;
+            (count, Arc::new(Semaphore::new(count)))
+        });
         Arc::clone(shared)
     }
 
@@ -623,14 +646,14 @@ impl Service {
     pub async fn resume_cut_off(self: &Arc<Self>) -> Result<usize, ServiceError> {
         let mut resumed = 0;
         for row in self.host.list(None, Some(WorkflowStatus::CutOff))? {
-            let Some(tenant) = self.tenants.get(&row.tenant) else {
+            let Some(tenant) = self.tenants().get(&row.tenant).cloned() else {
                 eprintln!(
                     "wfhost serve: workflow {} belongs to tenant {}, which the policy no longer has; left as it is",
                     row.id, row.tenant
                 );
                 continue;
             };
-            match self.resume(tenant, &row.id).await {
+            match self.resume(&tenant, &row.id).await {
                 Ok((_, true)) => resumed += 1,
                 Ok((_, false)) => {}
                 Err(err) => eprintln!(

@@ -202,15 +202,15 @@ impl Launcher for Service {
     }
 
     fn fires(&self, record: &ScheduleRecord) -> bool {
-        self.tenants.knows(&record.spec.tenant)
+        self.tenants().knows(&record.spec.tenant)
     }
 
     fn serves(&self, tenant: &str) -> bool {
-        self.tenants.knows(tenant)
+        self.tenants().knows(tenant)
     }
 
     fn workflow(&self, record: &ScheduleRecord) -> Option<Result<WorkflowSpec, ScheduleError>> {
-        let tenant = self.tenants.resolve(&record.spec.tenant)?;
+        let tenant = self.tenants().resolve(&record.spec.tenant)?;
         Some(
             self.schedule_workflow(&tenant, record)
                 .map_err(|err| ScheduleError::Invalid(err.message)),
@@ -224,7 +224,7 @@ impl Launcher for Service {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
         Box::pin(async move {
             let tenant = self
-                .tenants
+                .tenants()
                 .resolve(&identity.tenant)
                 .ok_or_else(|| format!("no tenant `{}` in the policy", identity.tenant))?;
             let intent = Intent::start_or_resume(spec);
