@@ -16,6 +16,16 @@ fn build_plugin(dir: &Path, source: &str) -> (bool, String) {
     cargo_on_plugin(dir, source, &["build", "--target", "wasm32-wasip2"], &[])
 }
 
+/// The crate [`cargo_on_plugin`] builds, unless `WFHOST_TEST_CRATE` in
+/// the source's first line names another (a test that uses what it built
+/// names its own, so that no other test's build replaces it).
+fn crate_name(source: &str) -> &str {
+    source
+        .lines()
+        .find_map(|line| line.strip_prefix("// WFHOST_TEST_CRATE="))
+        .unwrap_or("export-check")
+}
+
 /// Runs `cargo COMMAND --release --offline … BINARY_ARGS` on a plugin
 /// crate whose `src/lib.rs` is `source`, as [`build_plugin`] sets it up.
 fn cargo_on_plugin(
@@ -27,7 +37,7 @@ fn cargo_on_plugin(
     let repo = common::repo_root();
     let manifest = format!(
         r#"[package]
-name = "export-check"
+name = "{name}"
 version = "0.1.0"
 edition = "2024"
 publish = false
@@ -37,6 +47,7 @@ crate-type = ["cdylib"]
 
 [dependencies]
 wfhost-guest = {{ path = {guest:?} }}
+serde = "1"
 
 [workspace]
 
@@ -46,7 +57,8 @@ lto = true
 codegen-units = 1
 strip = true
 "#,
-        guest = repo.join("guest-sdk").canonicalize().unwrap()
+        guest = repo.join("guest-sdk").canonicalize().unwrap(),
+        name = crate_name(source),
     );
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
@@ -257,5 +269,74 @@ fn new_plugins_build_and_their_chains_run() {
     assert_eq!(
         ran.json()["result"],
         serde_json::json!({"text": "Hello, world!", "chars": 13})
+    );
+}
+
+/// A plugin whose types cannot be described — a parameter's own
+/// `Deserialize` panics on what the SDK's probe offers it, which traps
+/// `describe` — still loads and runs; its tasks' types are not known, so
+/// nothing is checked against them.
+#[test]
+fn a_plugin_whose_types_cannot_be_described_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = r#"// WFHOST_TEST_CRATE=describe-traps
+use serde::{Deserialize, Deserializer};
+use wfhost_guest::task;
+
+/// A name its reader insists is not empty, by panicking.
+pub struct Picky(String);
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        assert!(!name.is_empty(), "an empty name");
+        Ok(Picky(name))
+    }
+}
+
+/// Greets a picky name.
+#[task]
+pub fn greet(name: Picky) -> String {
+    format!("hello {}", name.0)
+}
+
+wfhost_guest::export_tasks!(greet);
+"#;
+    let (built, said) = build_plugin(dir.path(), source);
+    assert!(built, "{said}");
+    let wasm = common::plugin_dir().join("describe_traps.wasm");
+    // A cache of its own: a listing kept from an earlier run would spare
+    // the component the asking.
+    let cache = tempfile::tempdir().unwrap();
+    let wfhost = |args: &[&str]| {
+        common::Run::from(
+            common::wfhost()
+                .env("WFHOST_CACHE_DIR", cache.path())
+                .env("WFHOST_DB", dir.path().join("state.redb"))
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let listing = wfhost(&["inspect", "--json", wasm.to_str().unwrap()]);
+    assert_eq!(listing.code, 0, "{}", listing.stderr);
+    let task = &listing.json()["tasks"][0];
+    assert_eq!(task["name"], "greet");
+    assert_eq!(task["input_schema"], serde_json::Value::Null, "{task}");
+    let chain = dir.path().join("chain.json");
+    let document = serde_json::json!({
+        "plugins": {"picky": wasm},
+        "workflow": [{"task": "picky.greet", "args": [7]}, {"task": "picky.greet", "args": ["ada"], "immutable": true}],
+    });
+    std::fs::write(&chain, document.to_string()).unwrap();
+    let ran = wfhost(&["run", chain.to_str().unwrap(), "--json"]);
+    // Not refused before running (no types are known): the first step
+    // fails when it binds the number.
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("greet() argument 'name'")
     );
 }
