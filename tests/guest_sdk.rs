@@ -340,3 +340,92 @@ wfhost_guest::export_tasks!(greet);
             .contains("greet() argument 'name'")
     );
 }
+
+/// `wfhost run --watch` runs a workflow, then again each time the chain
+/// file or a plugin's sources change, rebuilding the plugin first; Ctrl-C
+/// ends the watch.
+#[test]
+fn run_watch_rebuilds_a_changed_plugin_and_runs_again() {
+    use std::io::BufRead;
+    if !common::python_module_is_installed("componentize_py") {
+        println!("skipped: python3 cannot import componentize_py");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = common::repo_root();
+    let wfhost = || {
+        let mut command = common::wfhost();
+        command
+            .current_dir(dir.path())
+            .env("PYTHONPATH", repo.join("guest-sdk/python"))
+            .env("WFHOST_DB", dir.path().join("state.redb"));
+        command
+    };
+    let made = wfhost()
+        .args(["new", "python", "watched"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let module_dir = dir.path().join("watched");
+    let built = wfhost()
+        .current_dir(&module_dir)
+        .args(["build-py", "watched.py"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let mut watching = wfhost()
+        .current_dir(&module_dir)
+        .args(["run", "chain.json", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    let stdout = watching.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_result = |wanted: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = printed
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {wanted} printed"));
+            if line.contains(wanted) {
+                return;
+            }
+        }
+    };
+    next_result("Hello, world!");
+    // The module changes: rebuilt, run again.
+    let module = module_dir.join("watched.py");
+    let source = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(&module, source.replace("Hello", "Howdy")).unwrap();
+    next_result("Howdy, world!");
+    // The chain file changes: run again.
+    let chain = module_dir.join("chain.json");
+    let text = std::fs::read_to_string(&chain).unwrap();
+    std::fs::write(&chain, text.replace("\"world\"", "\"there\"")).unwrap();
+    next_result("Howdy, there!");
+
+    unsafe { libc::kill(watching.id() as i32, libc::SIGINT) };
+    let status = watching.wait().unwrap();
+    assert!(status.success(), "Ctrl-C ends the watch: {status}");
+}

@@ -20,6 +20,7 @@ mod status;
 mod tenant;
 mod ui;
 mod validate;
+mod watch;
 mod worker;
 
 use std::io::Write;

@@ -22,10 +22,15 @@ pub struct RunArgs {
     host: HostArgs,
     #[command(flatten)]
     fleet: super::worker::FleetRun,
+    /// Run again each time the chain file or a plugin's sources change,
+    /// rebuilding the plugin first (cargo for a crate whose `target/` holds
+    /// it, `build-py` for `NAME.py` beside `NAME.wasm`).
+    #[arg(long, conflicts_with = "broker")]
+    watch: bool,
 }
 
 /// What names a workflow that starts.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct Naming {
     /// The workflow's id (overrides the file's `id`). An id that already
     /// ran is not run again: its stored outcome is reported, or, if it was
@@ -41,6 +46,14 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
     if args.fleet.broker.is_some() {
         return super::worker::run_on_fleet(&args.chain, &args.fleet).await;
     }
+    if args.watch {
+        anyhow::ensure!(
+            args.chain.as_os_str() != "-",
+            "--watch needs a chain file, not standard input"
+        );
+        drop(runtime);
+        return super::watch::watch(&args.chain, &args.host, args.names).await;
+    }
     let spec = if args.chain.as_os_str() == "-" {
         spec::load_stdin()?
     } else {
@@ -49,6 +62,22 @@ pub async fn run(args: RunArgs, runtime: StartingRuntime) -> anyhow::Result<Fini
     start(&args.host, runtime, spec, args.names)
         .await
         .map_err(|err| refused(err, &args.chain))
+}
+
+impl Naming {
+    /// The names of the `run`-th run of `--watch`: the id given, else the
+    /// file's (`file_id`), gets `-N` from the second run on, as an id runs
+    /// once; with neither, each run gets a new id.
+    pub(super) fn numbered(&self, run: u64, file_id: Option<&str>) -> Naming {
+        let id = self.id.as_deref().or(file_id);
+        Naming {
+            id: id.map(|id| match run {
+                1 => id.to_string(),
+                run => format!("{id}-{run}"),
+            }),
+            tenant: self.tenant.clone(),
+        }
+    }
 }
 
 /// A workflow that cannot run, named by the file it came from (the id a
