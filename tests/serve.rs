@@ -1761,7 +1761,7 @@ fn dashboard_login(browser: &browser::Browser, server: &Server, key: &str) {
     browser.open(&format!("http://{}/", server.address));
     let field = browser.wait_for("#key", Duration::from_secs(20));
     browser.type_into(&field, key);
-    browser.click(&browser.wait_for("#login button[type=submit]", Duration::from_secs(5)));
+    browser.click_on("#login button[type=submit]", Duration::from_secs(5));
     browser.wait_for("#workflows", Duration::from_secs(20));
 }
 
@@ -1773,11 +1773,10 @@ fn listed(browser: &browser::Browser) -> Value {
 /// Opens workflow `id` in the dashboard and selects its step `step`.
 fn open_step(browser: &browser::Browser, id: &str, step: &str) {
     browser.run(&format!("location.hash = '#/w/{id}'"));
-    let node = browser.wait_for(
+    browser.click_on(
         &format!("#graph .node[data-step='{step}']"),
         Duration::from_secs(20),
     );
-    browser.click(&node);
     browser.wait_for("#step-detail h2", Duration::from_secs(10));
 }
 
@@ -1898,7 +1897,7 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     }
 
     // Another tenant sees only its own, and not a's by its id either.
-    browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
+    browser.click_on("#logout", Duration::from_secs(5));
     dashboard_login(&browser, &server, KEY_B);
     assert_eq!(listed(&browser), json!(["theirs"]));
     browser.run("location.hash = '#/w/plain'");
@@ -1909,7 +1908,7 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     assert_eq!(refused, json!("no workflow `plain`"));
 
     // The operator's key sees every tenant's workflows, each by its tenant.
-    browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
+    browser.click_on("#logout", Duration::from_secs(5));
     dashboard_login(&browser, &server, ADMIN_KEY);
     let rows = browser.run(
         "return [...document.querySelectorAll('#workflows tr')].map(r => `${r.dataset.tenant}/${r.dataset.id}`)",
@@ -1918,7 +1917,7 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
         rows,
         json!(["a/plain", "a/markup", "a/panics", "b/theirs", "a/exact"])
     );
-    browser.click(&browser.wait_for("#workflows tr[data-id='theirs'] a", Duration::from_secs(5)));
+    browser.click_on("#workflows tr[data-id='theirs'] a", Duration::from_secs(5));
     let status = browser.wait_until(
         "const s = document.querySelector('#workflow-status'); return s && s.textContent",
         Duration::from_secs(10),
@@ -1944,12 +1943,12 @@ fn the_dashboard_shows_each_tenant_its_workflows_as_text() {
     );
 
     // A wrong key is refused at the door.
-    browser.click(&browser.wait_for("#logout", Duration::from_secs(5)));
+    browser.click_on("#logout", Duration::from_secs(5));
     browser.type_into(
         &browser.wait_for("#key", Duration::from_secs(5)),
         "not-a-key",
     );
-    browser.click(&browser.wait_for("#login button[type=submit]", Duration::from_secs(5)));
+    browser.click_on("#login button[type=submit]", Duration::from_secs(5));
     let said = browser.wait_until(
         "return document.querySelector('#login-error').textContent",
         Duration::from_secs(10),
@@ -2031,7 +2030,7 @@ fn the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries() {
         Duration::from_secs(10),
     );
     assert_eq!(buttons, json!([false, true, true]));
-    browser.click(&browser.wait_for("#cancel", Duration::from_secs(5)));
+    browser.click_on("#cancel", Duration::from_secs(5));
     browser.wait_until(
         "return document.querySelector('#workflow-status').textContent.startsWith('cancelled')",
         Duration::from_secs(30),
@@ -2055,7 +2054,7 @@ fn the_dashboard_draws_a_chord_that_turns_green_live_cancels_and_retries() {
            && !document.querySelector('#retry').disabled",
         Duration::from_secs(20),
     );
-    browser.click(&browser.wait_for("#retry", Duration::from_secs(5)));
+    browser.click_on("#retry", Duration::from_secs(5));
     browser.wait_until(
         "return document.querySelector('#workflow-status').textContent.includes('result 12')",
         Duration::from_secs(30),
@@ -2111,9 +2110,8 @@ fn wfhost_ui_shows_a_local_database() {
         json!("#/"),
         "the key left the address"
     );
-    browser.click(&browser.wait_for("#workflows tr a", Duration::from_secs(5)));
-    let node = browser.wait_for("#graph .node[data-step='1']", Duration::from_secs(20));
-    browser.click(&node);
+    browser.click_on("#workflows tr a", Duration::from_secs(5));
+    browser.click_on("#graph .node[data-step='1']", Duration::from_secs(20));
     let result = browser.text(&browser.wait_for("#step-result", Duration::from_secs(5)));
     assert_eq!(result, "5");
     let _ = ui.kill();
@@ -2346,7 +2344,7 @@ fn the_dashboard_shows_schedules_and_what_a_step_waits_for() {
         (Some(false), Some(true))
     );
 
-    browser.click(&browser.wait_for(&format!("{row} button.pause"), Duration::from_secs(5)));
+    browser.click_on(&format!("{row} button.pause"), Duration::from_secs(5));
     let paused = browser.wait_until(
         &format!(
             "const row = document.querySelector(\"{row}\"); \
@@ -2358,7 +2356,7 @@ fn the_dashboard_shows_schedules_and_what_a_step_waits_for() {
     assert!(paused.contains("paused"), "{paused}");
     let (_, record) = server.get(KEY_A, "/v1/schedules/nightly");
     assert_eq!(record["paused"], true);
-    browser.click(&browser.wait_for(&format!("{row} button.trigger"), Duration::from_secs(5)));
+    browser.click_on(&format!("{row} button.trigger"), Duration::from_secs(5));
     browser.wait_until(
         &format!(
             "const row = document.querySelector(\"{row}\"); \
@@ -2560,7 +2558,7 @@ fn the_dashboards_graph_follows_fits_and_zooms_a_long_chain() {
     );
     assert!(seen.as_f64().unwrap() > 0.0, "{seen}");
     // Fit: the whole graph within the card's width, every node in sight.
-    browser.click(&browser.wait_for("#fit", Duration::from_secs(5)));
+    browser.click_on("#fit", Duration::from_secs(5));
     let fitted = browser.wait_until(
         "const card = document.querySelector('#graph-card'); \
          const graph = document.querySelector('#graph').getBoundingClientRect(); \
@@ -2569,7 +2567,7 @@ fn the_dashboards_graph_follows_fits_and_zooms_a_long_chain() {
     );
     let fitted = fitted.as_f64().unwrap();
     // Zoom in from there: larger again.
-    browser.click(&browser.wait_for("#zoom-in", Duration::from_secs(5)));
+    browser.click_on("#zoom-in", Duration::from_secs(5));
     let zoomed = browser.wait_until(
         "const w = document.querySelector('#graph').getBoundingClientRect().width; return w > 0 && w",
         Duration::from_secs(10),

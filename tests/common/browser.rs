@@ -83,6 +83,12 @@ impl Browser {
 
     /// One WebDriver command; its `value`, or a panic with the driver's error.
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+    }
+
+    /// One WebDriver command; its `value`, or the driver's error object.
+    fn try_call(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -103,8 +109,10 @@ impl Browser {
         let answer: Value =
             serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"));
         let value = answer["value"].clone();
-        assert!(value.get("error").is_none(), "{method} {path}: {value}");
-        value
+        match value.get("error") {
+            None => Ok(value),
+            Some(_) => Err(value),
+        }
     }
 
     fn session_call(&self, method: &str, path: &str, body: Value) -> Value {
@@ -175,8 +183,23 @@ impl Browser {
         )
     }
 
-    pub fn click(&self, element: &Element) {
-        self.session_call("POST", &format!("/element/{}/click", element.0), json!({}));
+    /// Clicks the first element `selector` finds within `timeout`. The
+    /// dashboard redraws live, so an element found may be replaced before
+    /// the click lands: then it is found again and clicked anew.
+    pub fn click_on(&self, selector: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let element = self.wait_for(selector, timeout);
+            let path = format!("/session/{}/element/{}/click", self.session, element.0);
+            match self.try_call("POST", &path, json!({})) {
+                Ok(_) => return,
+                Err(error) if error["error"] == "stale element reference" => assert!(
+                    Instant::now() < deadline,
+                    "{selector} kept being replaced for {timeout:?}"
+                ),
+                Err(error) => panic!("clicking {selector}: {error}"),
+            }
+        }
     }
 
     pub fn type_into(&self, element: &Element, text: &str) {
