@@ -327,8 +327,8 @@ impl Worker {
                     Ok(Some(taken)) => Ok(Some(taken)),
                     Ok(None) => {
                         // Nothing now: wait on the first list, claiming
-                        // what arrives there. A stop ends the wait at once
-                        // and runs what it claimed before.
+                        // what arrives there. A stop ends the wait at once;
+                        // what it claimed before goes back to its queue.
                         let waiting =
                             shared
                                 .broker

@@ -170,6 +170,14 @@ async fn slot(
     message: &TaskMessage,
     turn: Turn,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    // A message that reached a stopping worker (claimed in the commit of
+    // the step before, or by a wait the stop did not end in time) runs
+    // nowhere here: like Celery's reserved messages at a warm shutdown, it
+    // goes back to its queue, whatever slot is free.
+    if shared.stopping.is_cancelled() {
+        give_back_unrun(shared, claimed).await;
+        return None;
+    }
     let turn = match turn {
         Turn::Now(slot) => return Some(slot),
         waiting => waiting.taken(),
@@ -191,11 +199,22 @@ async fn slot(
             None
         }
         () = shared.stopping.cancelled() => {
-            match shared.broker.give_back(&claimed.key, &claimed.tag, &claimed.text).await {
-                Ok(_) => tracing::info!("stopping: given back unrun"),
-                Err(err) => tracing::warn!(error = %err, "stopping: cannot give the message back; it comes back after the visibility timeout"),
-            }
+            give_back_unrun(shared, claimed).await;
             None
+        }
+    }
+}
+
+/// Puts a message this stopping worker holds back on its queue, unrun.
+async fn give_back_unrun(shared: &Shared, claimed: &Claimed) {
+    match shared
+        .broker
+        .give_back(&claimed.key, &claimed.tag, &claimed.text)
+        .await
+    {
+        Ok(_) => tracing::info!("stopping: given back unrun"),
+        Err(err) => {
+            tracing::warn!(error = %err, "stopping: cannot give the message back; it comes back after the visibility timeout")
         }
     }
 }
