@@ -263,6 +263,9 @@ fn directories_are_confined_read_only_unless_granted_write_and_capped() {
                 json!(["/out/big.txt", "x".repeat(100)]),
             ),
             call("none", "read_file", json!(["/in/a.txt"])),
+            call("files", "read_file", json!(["/secret/x.txt"])),
+            call("files", "write_file", json!(["/elsewhere.txt", "refused"])),
+            call("files", "list_dir", json!(["/"])),
         ],
         |dir| {
             std::fs::create_dir_all(dir.join("data/in")).unwrap();
@@ -289,9 +292,26 @@ fn directories_are_confined_read_only_unless_granted_write_and_capped() {
     );
     let capped = error(&report, "0.5");
     assert!(capped.contains("max_bytes_written"), "{capped}");
-    // A plugin without the grant sees no directory at all.
+    // A plugin without the grant sees no directory at all, and a path
+    // under no grant is refused naming what the grants cover.
     let ungranted = error(&report, "0.6");
-    assert!(!ungranted.is_empty());
+    assert!(
+        ungranted.contains("no grant covers /in/a.txt: the plugin has no dirs grant (grants.dirs)"),
+        "{ungranted}"
+    );
+    let covered = "plugin `files` may reach only /in (read-only), /out (read-write) (grants.dirs)";
+    let unreached = error(&report, "0.7");
+    assert!(
+        unreached.contains(&format!("no grant covers /secret/x.txt: {covered}")),
+        "{unreached}"
+    );
+    let unwritten = error(&report, "0.8");
+    assert!(
+        unwritten.contains(&format!("no grant covers /elsewhere.txt: {covered}")),
+        "{unwritten}"
+    );
+    // What is at `/` outside the grants is empty.
+    assert_eq!(result(&report, "0.9"), json!([]));
 }
 
 /// A task cannot make a symlink that would lead out of its directory, now

@@ -398,11 +398,32 @@ fn python_failures_are_named_by_type_message_and_traceback() {
         !stderr.contains("wfhost_task"),
         "the SDK's frames are left out: {stderr}"
     );
+    // Python looked for its source file to print the traceback; a failure
+    // that is not about files is not explained by that.
+    assert!(!step.to_string().contains("denied"), "{step}");
 
     let step = call(&api, "fails_builtin", json!(["x"]), json!({}), json!({}));
     assert_eq!(
         step["error"]["message"],
         "ValueError: invalid literal for int() with base 10: 'x'"
+    );
+    // A path under no grant: Python's own error, and the grant named.
+    let step = call(
+        &api,
+        "reads",
+        json!(["/secret/orders.csv"]),
+        json!({}),
+        json!({}),
+    );
+    let message = step["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("FileNotFoundError: ")
+            && message.contains("'/secret/orders.csv'")
+            && message.ends_with(
+                "(the host denied: no grant covers /secret/orders.csv: the plugin has no dirs \
+                 grant (grants.dirs))"
+            ),
+        "{message}"
     );
     let step = call(&api, "rejects", json!([]), json!({}), json!({}));
     assert_eq!(step["error"]["message"], "rejected: malformed order");

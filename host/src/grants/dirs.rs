@@ -2,7 +2,10 @@
 //! directory, read-only unless granted `write`. wasmtime-wasi resolves every
 //! path inside its directory (cap-std), so `..` and symlinks cannot leave
 //! it; this module adds the per-attempt cap on bytes written, by standing
-//! in front of the four calls through which a guest writes file data.
+//! in front of the four calls through which a guest writes file data, and
+//! explains refusals: a path that leaves its directory, a write to a
+//! read-only one, and a path under no grant (through the empty directory
+//! shown at `/`, [`super::nowhere`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,13 +16,18 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
 };
 use wasmtime_wasi::p2::{DynOutputStream, FsResult, OutputStream, Pollable, StreamError};
 
+use super::Outside;
+
 /// The interface whose calls are counted, as wasmtime-wasi defines it.
 const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+/// The interface that hands the guest its directories.
+const FILESYSTEM_PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 
 /// One granted directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +86,16 @@ pub trait DirAccess: WasiView {
     fn write_budget(&self) -> &Arc<WriteBudget>;
     /// Keeps why an access was refused, for the step's record.
     fn deny(&mut self, reason: String);
+    /// The empty directory at `/`, when the attempt is shown one.
+    fn outside(&mut self) -> Option<&mut Outside>;
+}
+
+/// Notes a call through the descriptor `fd` to `path` in the attempt's
+/// view of `/`; true when `fd` is the empty directory there.
+fn reaching_outside<T: DirAccess>(state: &mut T, fd: &Resource<Descriptor>, path: &str) -> bool {
+    state
+        .outside()
+        .is_some_and(|outside| outside.reaching(fd.rep(), path))
 }
 
 /// Puts the write cap in front of wasmtime-wasi's file writes in `linker`,
@@ -115,6 +133,7 @@ where
             Box::new(async move {
                 let state: &mut T = store.data_mut();
                 let dir = Resource::new_borrow(fd.rep());
+                let outside = reaching_outside(state, &fd, &path);
                 let opened = HostDescriptor::open_at(
                     &mut state.filesystem(),
                     fd,
@@ -125,7 +144,7 @@ where
                 )
                 .await;
                 let opened = lift(opened)?;
-                if matches!(opened, Err(ErrorCode::NotPermitted | ErrorCode::Access)) {
+                if !outside && matches!(opened, Err(ErrorCode::NotPermitted | ErrorCode::Access)) {
                     let dir_flags =
                         lift(HostDescriptor::get_flags(&mut state.filesystem(), dir).await)?;
                     let writable =
@@ -135,6 +154,30 @@ where
                     state.deny(open_refusal(&path, writes && !writable));
                 }
                 Ok((opened,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.stat-at",
+        |mut store, (fd, path_flags, path): (Resource<Descriptor>, PathFlags, String)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                reaching_outside(state, &fd, &path);
+                let stat =
+                    HostDescriptor::stat_at(&mut state.filesystem(), fd, path_flags, path).await;
+                Ok((lift(stat)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.create-directory-at",
+        |mut store, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                reaching_outside(state, &fd, &path);
+                let made =
+                    HostDescriptor::create_directory_at(&mut state.filesystem(), fd, path).await;
+                Ok((lift(made)?,))
             })
         },
     )?;
@@ -189,6 +232,20 @@ where
             })
         },
     )?;
+    linker
+        .instance(FILESYSTEM_PREOPENS)?
+        .func_wrap("get-directories", |mut store, (): ()| {
+            let state: &mut T = store.data_mut();
+            let directories = state.filesystem().get_directories()?;
+            if let Some(outside) = state.outside() {
+                for (descriptor, guest_path) in &directories {
+                    if guest_path == super::nowhere::ROOT {
+                        outside.note_root(descriptor.rep());
+                    }
+                }
+            }
+            Ok((directories,))
+        })?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -11,12 +11,14 @@
 mod address;
 mod dirs;
 mod http;
+mod nowhere;
 mod origin;
 mod real_path;
 mod secrets;
 
 pub use dirs::{DirAccess, DirGrant, WriteBudget, add_write_cap_to_linker};
 pub use http::{Denials, HttpAccess, HttpGrant, HttpLimits};
+pub use nowhere::Outside;
 pub use origin::Origin;
 pub(crate) use real_path::{lies_under, real_or_given};
 pub use secrets::{MASK, Masker, SecretSource};
@@ -288,10 +290,30 @@ impl Access {
     }
 
     /// Gives `builder` the directories and environment granted. A
-    /// directory that cannot be opened now is an error naming it.
-    pub(crate) fn configure(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+    /// directory that cannot be opened now is an error naming it. A guest
+    /// that `opens_files` is shown an empty directory at `/` where no
+    /// grant puts one, so that a path outside every grant reaches the host
+    /// and its refusal can be explained ([`Access::outside_every_grant`]);
+    /// true when it is.
+    pub(crate) fn configure(
+        &self,
+        builder: &mut WasiCtxBuilder,
+        opens_files: bool,
+    ) -> Result<bool, GrantError> {
         for (name, value) in &self.env {
             builder.env(name, value);
+        }
+        let root = (opens_files && !self.dirs.contains_key(nowhere::ROOT))
+            .then(nowhere::root)
+            .flatten();
+        if let Some(root) = root {
+            builder
+                .preopened_dir(root, nowhere::ROOT, FsPerms::ReadOnly)
+                .map_err(|err| GrantError {
+                    plugin: self.plugin.to_string(),
+                    grant: "dirs".to_string(),
+                    reason: format!("cannot open the empty directory shown at `/`: {err:#}"),
+                })?;
         }
         for (guest, dir) in &self.dirs {
             let perms = if dir.write {
@@ -313,6 +335,29 @@ impl Access {
                 .preopened_dir(real_path::path_of_open(&opened), guest, perms)
                 .map_err(|err| refused(format!("{err:#}")))?;
         }
-        Ok(())
+        Ok(root.is_some())
+    }
+
+    /// Why the guest path `path` was not reached: no grant covers it, and
+    /// what the grants do cover.
+    pub(crate) fn outside_every_grant(&self, path: &str) -> String {
+        let granted = if self.dirs.is_empty() {
+            "the plugin has no dirs grant".to_string()
+        } else {
+            let listed: Vec<String> = self
+                .dirs
+                .iter()
+                .map(|(guest, dir)| {
+                    let how = if dir.write { "read-write" } else { "read-only" };
+                    format!("{guest} ({how})")
+                })
+                .collect();
+            format!(
+                "plugin `{}` may reach only {}",
+                self.plugin,
+                listed.join(", ")
+            )
+        };
+        format!("no grant covers {path}: {granted} (grants.dirs)")
     }
 }

@@ -87,6 +87,7 @@ pub struct Plugin {
     pre: PluginPre<StepState>,
     tasks: Vec<TaskInfo>,
     imports: Vec<String>,
+    opens_files: bool,
     /// How long its tasks' attempts take, shared by its copies.
     pace: Arc<Pace>,
 }
@@ -127,6 +128,12 @@ impl Plugin {
     /// Counts an attempt of `task` that took `took`.
     pub(crate) fn observe_attempt(&self, task: &str, took: Duration) {
         self.pace.observe(task, took);
+    }
+
+    /// Whether the component asks for its directories
+    /// (`wasi:filesystem/preopens`): only such a guest opens files.
+    pub(crate) fn opens_files(&self) -> bool {
+        self.opens_files
     }
 
     /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.12`, …):
@@ -467,6 +474,9 @@ pub(super) async fn load(
         sha256,
         pre,
         tasks,
+        opens_files: imports
+            .iter()
+            .any(|import| import.starts_with("wasi:filesystem/preopens@")),
         imports,
         pace,
     };
@@ -484,7 +494,7 @@ async fn ask_tasks(
     let mut sandbox = Sandbox::new(
         &runtime.engine,
         &Limits::default(),
-        &Access::none(),
+        (&Access::none(), false),
         None,
         CancelToken::new(),
         None,

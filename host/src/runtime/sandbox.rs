@@ -21,7 +21,7 @@ use super::capture::CapturePipe;
 use super::cpu::CpuShare;
 use super::limits::{Limits, MemoryLimiter};
 use super::plugin::{Plugin, TaskInfo};
-use crate::grants::{self, Access, Denials, DirAccess, HttpAccess, Masker, WriteBudget};
+use crate::grants::{self, Access, Denials, DirAccess, HttpAccess, Masker, Outside, WriteBudget};
 use crate::lock::lock;
 use crate::records::{Captured, Failure, FailureKind, LogLevel, LogRecord};
 
@@ -171,6 +171,8 @@ pub struct StepState {
     http_access: HttpAccess,
     write_budget: Arc<WriteBudget>,
     denials: Denials,
+    /// The empty directory shown at `/`, when the guest opens files.
+    outside: Option<Outside>,
     limiter: MemoryLimiter,
     logs: Vec<LogRecord>,
     max_logs: usize,
@@ -228,6 +230,10 @@ impl DirAccess for StepState {
 
     fn deny(&mut self, reason: String) {
         lock(&self.denials).push(reason);
+    }
+
+    fn outside(&mut self) -> Option<&mut Outside> {
+        self.outside.as_mut()
     }
 }
 
@@ -292,7 +298,7 @@ impl Sandbox {
     pub fn new(
         engine: &Engine,
         limits: &Limits,
-        access: &Access,
+        (access, opens_files): (&Arc<Access>, bool),
         log_callback: Option<LogCallback>,
         cancel: CancelToken,
         cpu: Option<Arc<dyn CpuShare>>,
@@ -306,8 +312,8 @@ impl Sandbox {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        access
-            .configure(&mut builder)
+        let shows_root = access
+            .configure(&mut builder, opens_files)
             .map_err(|err| Failure::new(FailureKind::PluginError, err.to_string()))?;
         let wasi = builder.build();
         let denials = Denials::default();
@@ -321,6 +327,7 @@ impl Sandbox {
             http_access,
             write_budget: access.write_budget(),
             denials: Arc::clone(&denials),
+            outside: shows_root.then(|| Outside::new(Arc::clone(access))),
             limiter: MemoryLimiter::new(limits.memory_bytes),
             logs: Vec::new(),
             max_logs: limits.max_log_records,
@@ -579,7 +586,18 @@ impl Sandbox {
         let duration = self.started.elapsed().saturating_sub(state.cpu_wait);
         // What a grant refused is told to the step's record too, so that
         // a task swallowing the error does not hide it.
-        let refusals: Vec<String> = std::mem::take(&mut *lock(&state.denials));
+        let mut refusals: Vec<String> = std::mem::take(&mut *lock(&state.denials));
+        // A path under no grant is told only where it explains a failure:
+        // a guest may look for files that are not there as it goes.
+        let failure = match &result {
+            AttemptResult::Failed(failure) => Some(failure.message.as_str()),
+            AttemptResult::Retry { message, .. } => Some(message.as_str()),
+            _ => None,
+        };
+        let unreached = failure.zip(state.outside.as_ref());
+        if let Some(why) = unreached.and_then(|(failure, outside)| outside.explaining(failure)) {
+            refusals.push(why.to_string());
+        }
         let write_refusal = state.write_budget.refusal().map(str::to_string);
         for refusal in refusals.into_iter().chain(write_refusal) {
             state.keep_log(LogRecord {
@@ -697,7 +715,7 @@ pub async fn run_attempt(
         let sandbox = Sandbox::new(
             &runtime.engine,
             limits,
-            &access,
+            (&access, plugin.opens_files()),
             log_callback,
             cancel.clone(),
             cpu.clone(),
