@@ -44,6 +44,7 @@ fn run_through_kills(
             if child.try_wait().unwrap().is_none() {
                 kill(&mut child);
                 kills += 1;
+                assert_whole(chain);
                 stored = chain.command(&["status", id]).code == 0;
                 continue;
             }
@@ -51,6 +52,7 @@ fn run_through_kills(
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{stderr}");
+        assert_whole(chain);
         return kills;
     }
 }
@@ -703,7 +705,7 @@ fn a_damaged_database_is_an_error_never_a_crash() {
     let pristine = std::fs::read(chain.db()).unwrap();
     let pages = pristine.len() / 4096;
     let mut rng = fastrand::Rng::with_seed(0xf11b);
-    let mut redb_failed = 0;
+    let (mut redb_failed, mut checked_damaged) = (0, 0);
     for _ in 0..300 {
         let mut bytes = pristine.clone();
         let at = rng.usize(0..pages) * 4096 + rng.usize(0..128);
@@ -718,11 +720,36 @@ fn a_damaged_database_is_an_error_never_a_crash() {
         );
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
         redb_failed += usize::from(run.stderr.contains("redb failed on it"));
+        // `check` reads everything: what `usage` refused, it finds.
+        let before = std::fs::read(chain.db()).unwrap();
+        let check = chain.command(&["check"]);
+        assert!(
+            matches!(check.code, 0 | 1),
+            "exit {}: {}",
+            check.code,
+            check.stderr
+        );
+        assert!(!check.stderr.contains("panicked"), "{}", check.stderr);
+        if run.code == 2 {
+            assert_eq!(
+                check.code, 1,
+                "usage refused, check found nothing: {}",
+                run.stderr
+            );
+        }
+        checked_damaged += usize::from(check.code == 1);
+        assert!(
+            std::fs::read(chain.db()).unwrap() == before,
+            "check changed the file"
+        );
     }
     assert!(
         redb_failed > 0,
         "no flip reached a redb failure: the test tests nothing"
     );
+    assert!(checked_damaged > 0, "check found no flip damaged");
+    std::fs::write(chain.db(), &pristine).unwrap();
+    assert_whole(&chain);
 }
 
 /// A step killed while it runs is on record as started (attempt 1), so
@@ -869,6 +896,14 @@ fn a_record_changed_on_the_disk_is_refused_never_shown() {
             2 => {
                 assert!(status.stderr.contains("damaged"), "{}", status.stderr);
                 refused += 1;
+                // `check` names the record: its table, key and workflow.
+                let check = chain.command(&["check"]);
+                assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+                assert!(
+                    check.stdout.contains("(workflow default/flips)"),
+                    "{}",
+                    check.stdout
+                );
             }
             code => panic!("exit {code}: {}", status.stderr),
         }
@@ -954,5 +989,132 @@ fn a_database_on_read_only_media_is_read() {
         chain.command(&["status", "ro"]).code,
         0,
         "nothing was removed"
+    );
+}
+
+/// `wfhost check` on a sound file (exit 0), on one whose journal no
+/// longer agrees with itself (exit 1, each problem named by table, key and
+/// workflow), and on no file (exit 2); the file is never changed.
+#[test]
+fn check_names_what_is_wrong_and_changes_nothing() {
+    use redb::{ReadableTable, TableDefinition};
+    type Key = (&'static str, &'static str, u8, u64, &'static str);
+    const JOURNAL: TableDefinition<Key, &[u8]> = TableDefinition::new("journal");
+    let mut workflow = vec![json!({"task": "math.add", "args": [1, 2]})];
+    workflow.extend((1..6).map(|_| json!({"task": "math.add", "args": [1]})));
+    workflow.push(json!({"group": [
+        {"task": "math.add", "args": [1]},
+        {"task": "math.add", "args": [2]},
+    ]}));
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
+    assert_eq!(run_file(&chain, &["--id", "shape"]).code, 0);
+    let failing = chain_file(&json!({
+        "plugins": standard_plugins(),
+        "workflow": [
+            {"task": "math.add", "args": [1, 2]},
+            {"task": "testkit.fail", "args": ["no"], "immutable": true},
+        ],
+    }));
+    let failed = chain.command(&["run", failing.path.to_str().unwrap(), "--id", "failed"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    // What a check killed midway left, its copy, goes with the next.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let left = chain
+        .dir
+        .path()
+        .join(format!(".state.redb.checking-{}-x1", gone.id()));
+    std::fs::write(&left, b"a copy").unwrap();
+    let clean = chain.command(&["check"]);
+    assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
+    assert!(!left.exists(), "the killed check's copy was left");
+    let copies = std::fs::read_dir(chain.dir.path())
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().contains(".checking-")
+        })
+        .count();
+    assert_eq!(copies, 0, "a check leaves no copy");
+    assert!(clean.stdout.contains("2 workflows"), "{}", clean.stdout);
+    assert!(clean.stdout.ends_with("clean\n"), "{}", clean.stdout);
+    let report = chain.command(&["check", "--json"]).json();
+    assert_eq!(report["pages"], json!({"state": "clean"}));
+    assert_eq!(report["findings"], json!([]));
+
+    // An event taken out, and a step record moved under another step's id.
+    let db = redb::Database::create(chain.db()).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut journal = txn.open_table(JOURNAL).unwrap();
+        let mut events = Vec::new();
+        let mut step = None;
+        for entry in journal.iter().unwrap() {
+            let (key, value) = entry.unwrap();
+            let (tenant, id, part, index, name) = key.value();
+            if id == "shape" && part == 3 {
+                events.push((tenant.to_string(), index));
+            }
+            if id == "shape" && part == 2 && name == "2" {
+                step = Some(value.value().to_vec());
+            }
+        }
+        let (tenant, index) = events[3].clone();
+        journal
+            .remove((tenant.as_str(), "shape", 3, index, ""))
+            .unwrap();
+        journal
+            .insert(
+                (tenant.as_str(), "shape", 2, 0, "9"),
+                step.unwrap().as_slice(),
+            )
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+    let before = std::fs::read(chain.db()).unwrap();
+    let damaged = chain.command(&["check"]);
+    assert_eq!(damaged.code, 1, "{}{}", damaged.stdout, damaged.stderr);
+    for problem in [
+        "events 3..4 are missing",
+        "fails its checksum",
+        "(workflow default/shape)",
+    ] {
+        assert!(
+            damaged.stdout.contains(problem),
+            "{problem}: {}",
+            damaged.stdout
+        );
+    }
+    assert!(
+        !damaged.stdout.contains("default/failed"),
+        "{}",
+        damaged.stdout
+    );
+    assert!(
+        damaged.stdout.ends_with("damage found\n"),
+        "{}",
+        damaged.stdout
+    );
+    let report = chain.command(&["check", "--json"]).json();
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .all(|finding| finding["table"] == "journal" && finding["workflow"] == "default/shape"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read(chain.db()).unwrap(),
+        before,
+        "check changed the file"
+    );
+
+    let missing = chain.command(&["check", "--db", "nothing-here.redb"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no state database"),
+        "{}",
+        missing.stderr
     );
 }

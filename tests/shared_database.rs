@@ -113,6 +113,7 @@ fn two_runs_of_different_workflows_on_one_database_run_side_by_side() {
         second_started < first_ended,
         "the second run waited for the first: started at {second_started}, first ended at {first_ended}"
     );
+    assert_whole(&chain);
 }
 
 #[test]
@@ -242,6 +243,7 @@ fn cancel_from_another_process_interrupts_a_running_workflow_within_a_second() {
         "{}",
         again.stderr
     );
+    assert_whole(&chain);
 }
 
 /// A runner killed with SIGKILL at random instants, again and again, while
@@ -326,6 +328,7 @@ fn processes_killed_at_random_lose_nothing_reported_and_others_go_on() {
     for (step, result) in &seen {
         assert_eq!(end.get(step), Some(result), "step {step} as reported");
     }
+    assert_whole(&chain);
 }
 
 /// Runs `count` workflows of `chain`, under ids `prefix-0` … .
@@ -419,6 +422,7 @@ fn purged_space_is_reused_and_running_workflows_are_never_removed() {
         "{}",
         purged.stderr
     );
+    assert_whole(&chain);
 }
 
 /// With a retention, a run removes the workflows that ended at least that
@@ -445,4 +449,5 @@ fn a_retention_removes_workflows_that_ended_long_enough_ago() {
         "{}",
         bad.stderr
     );
+    assert_whole(&chain);
 }

@@ -92,6 +92,7 @@ fn a_sleep_cut_off_by_a_kill_ends_at_its_due_instant_on_resume() {
         "woke {} ms after its due instant",
         woke - due
     );
+    assert_whole(&chain);
 }
 
 /// A signal sent while the wait waits is its result, prepended to the next
@@ -123,6 +124,7 @@ fn a_signal_sent_while_a_wait_waits_is_its_result() {
     let run = finish(child);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["result"], 11, "{}", run.stdout);
+    assert_whole(&chain);
 }
 
 /// A signal sent before its wait is reached is kept for it; one sent while
@@ -185,6 +187,7 @@ fn a_signal_is_kept_until_its_wait_takes_it_even_with_no_process_running() {
         .map(|(kind, step)| (kind.to_string(), step.map(str::to_string)))
         .collect();
     assert_eq!(signals, expected);
+    assert_whole(&chain);
 }
 
 /// No signal by the timeout: the step fails with kind `timed_out`, and the
@@ -216,6 +219,7 @@ fn a_wait_that_times_out_fails_timed_out_and_its_errbacks_run() {
     let errback = step_of(&done, "on_error");
     assert_eq!(errback["status"], "succeeded", "{errback}");
     assert_eq!(errback["result"]["error"]["kind"], "timed_out");
+    assert_whole(&chain);
 }
 
 /// Waits in a group wait beside the other members, which run meanwhile;
@@ -248,6 +252,7 @@ fn waits_in_a_group_wait_beside_the_other_members() {
     assert_eq!(run.json()["result"][2], 2);
     votes.sort();
     assert_eq!(votes, ["no", "yes"]);
+    assert_whole(&chain);
 }
 
 /// A sleeping workflow cancelled from another process stops at once,
@@ -270,6 +275,7 @@ fn a_sleep_is_cancelled_without_waiting_it_out() {
         step_of(&done, "0")["error"]["message"],
         "cancelled while asleep"
     );
+    assert_whole(&chain);
 }
 
 /// Signals to what cannot take them, and pauses written wrong, are refused
@@ -433,6 +439,7 @@ fn a_schedule_fires_each_tick_once_however_many_schedulers_run() {
         assert_eq!(row["status"], "succeeded", "{row}");
         assert_eq!(row["result"], 4, "{row}");
     }
+    assert_whole(&chain);
 }
 
 /// A paused schedule starts nothing; resumed, it ticks from then on, not
@@ -497,6 +504,7 @@ fn missed_ticks_fire_within_the_catch_up_window_and_older_ones_are_recorded() {
     // Seven ticks were due (0 s … 6 s); those 2.5 s old or less fire.
     assert!((3..=4).contains(&missed), "{shown}");
     assert_eq!(missed + started, 7, "{shown}");
+    assert_whole(&chain);
 }
 
 /// Schedules written wrong are refused by name, with nothing made.
@@ -748,6 +756,7 @@ fn the_python_sdk_writes_sleeps_and_waits() {
         ended >= slept["started_at_ms"].as_u64().unwrap() + 300,
         "{slept}"
     );
+    assert_whole(&chain);
 }
 
 /// A tick whose workflow cannot start (its plugin file is gone) is

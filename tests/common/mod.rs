@@ -265,6 +265,17 @@ impl ChainFile {
     }
 }
 
+/// Asserts that `wfhost check` finds the chain's database whole, once
+/// there is one.
+pub fn assert_whole(chain: &ChainFile) {
+    if !chain.db().exists() {
+        return;
+    }
+    let check = chain.command(&["check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.ends_with("clean\n"), "{}", check.stdout);
+}
+
 /// Writes `document` as `chain.json` in a fresh directory.
 pub fn chain_file(document: &Value) -> ChainFile {
     chain_text(&serde_json::to_string_pretty(document).unwrap())

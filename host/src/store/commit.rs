@@ -702,6 +702,11 @@ impl<'txn> BatchTables<'txn> {
         elements: &[Vec<u8>],
     ) -> Result<(), redb::Error> {
         let journal = self.journal()?;
+        if first == 0 {
+            // A start of the same id, killed after it stored some of its
+            // elements, left them: none may pass for this start's.
+            journal.retain_in(ELEMENTS.from(tenant, workflow, 0), |_, _| false)?;
+        }
         for (index, json) in (first..).zip(elements) {
             journal.insert(ELEMENTS.key(tenant, workflow, index, ""), json.as_slice())?;
         }

@@ -66,15 +66,27 @@ pub(super) fn create(path: &Path, durability: Durability) -> Result<Store, Store
 
 /// The prefix of the names the database for `path` is made under.
 fn making_prefix(path: &Path) -> String {
+    work_prefix(path, "making")
+}
+
+/// How the private copies `wfhost check` takes of the database at `path`
+/// begin (the checking process's id follows).
+pub(super) fn checking_prefix(path: &Path) -> String {
+    work_prefix(path, "checking")
+}
+
+/// How the files a process makes beside the database at `path` for `work`
+/// begin: hidden, named after the database and the work.
+fn work_prefix(path: &Path, work: &str) -> String {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "state.redb".into());
-    format!(".{name}.making-")
+    format!(".{name}.{work}-")
 }
 
 /// The folder the database at `path` lies in (`.` for a bare name).
-fn folder_of(path: &Path) -> &Path {
+pub(super) fn folder_of(path: &Path) -> &Path {
     path.parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
@@ -95,10 +107,11 @@ fn make_exclusive(path: &Path) -> std::io::Result<(File, PathBuf)> {
 }
 
 /// Removes what processes killed while making the database for `path` left
-/// beside it: a file that never reached `path`, or a second name of one
-/// that did. The files of a process still alive are its own to finish.
+/// beside it (a file that never reached `path`, or a second name of one
+/// that did), or while checking it (a copy). The files of a process still
+/// alive are its own to finish.
 pub(super) fn remove_abandoned(path: &Path) {
-    let prefix = making_prefix(path);
+    let prefixes = [making_prefix(path), checking_prefix(path)];
     let dir = folder_of(path);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -109,7 +122,11 @@ pub(super) fn remove_abandoned(path: &Path) {
         let name = entry.file_name();
         let pid = name
             .to_str()
-            .and_then(|name| name.strip_prefix(&prefix))
+            .and_then(|name| {
+                prefixes
+                    .iter()
+                    .find_map(|prefix| name.strip_prefix(prefix.as_str()))
+            })
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<i32>().ok());
         // Only a plain file of this user's: in a shared folder a name

@@ -12,6 +12,7 @@
 //! redb's close ([`Store::exit`]).
 //!
 //! - `leases` knows which workflows run, in any process;
+//! - `check` says whether a file is whole (`wfhost check`);
 //! - `tables` names the tables and the schema version;
 //! - `schema` creates the tables and migrates older files;
 //! - `overlay` lets a file that cannot be written be read all the same;
@@ -19,6 +20,7 @@
 //! - `handle` is redb's open database, however it was opened;
 //! - `error` is what can go wrong, named in one place.
 
+mod check;
 mod commit;
 mod create;
 mod error;
@@ -33,6 +35,7 @@ mod signals;
 mod tables;
 mod write;
 
+pub use check::{CheckReport, Finding, PageCheck, check_file};
 pub use commit::Durability;
 pub(crate) use commit::Flush;
 pub use error::{StoreError, catching_redb_panic};

@@ -168,6 +168,11 @@ impl<T> Part<T> {
         (tenant, id, self.tag, index, name)
     }
 
+    /// The part's tag: the third field of its entries' keys.
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+
     /// The keys of this part of workflow `id` of `tenant`, from index
     /// `first` on.
     pub fn from<'k>(
