@@ -1104,6 +1104,16 @@ fn usage_sums_match_the_step_records() {
     );
     assert_eq!(server.request("GET", "/metrics", None, "").0, 401);
 
+    // The operator checks the file the service writes; a tenant may not.
+    let (status, check) = server.get(ADMIN_KEY, "/v1/check");
+    assert_eq!(status, 200, "{check}");
+    assert_eq!(check["clean"], true, "{check}");
+    assert_eq!(check["findings"], json!([]), "{check}");
+    assert!(check["journal_entries"].as_u64().unwrap() > 0, "{check}");
+    let (status, refused) = server.get(KEY_A, "/v1/check");
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["kind"], "forbidden", "{refused}");
+
     // The CLI reads the same sums once the service has let go of the file.
     server.kill();
     let cli = wfhost_in(dir.path())

@@ -15,6 +15,7 @@
 //! | `POST /v1/workflows/{id}/retry` | 202: a failed workflow runs again from its failed step |
 //! | `GET /v1/usage` | the tenant's workflows, steps, attempts, fuel and time, summed (the operator: a list, one per tenant) |
 //! | `GET /v1/whoami` | `{"tenant": NAME}`, or `{"admin": true}` for the operator's key |
+//! | `GET /v1/check` | the operator's key only: whether the state file is whole, as `wfhost check --json` says, with `"clean"` (403 for a tenant's key) |
 //! | `GET /metrics` | Prometheus' text: the caller's tenant, or every tenant for the `[admin]` key |
 //! | `GET /health` | 200 while the process answers (no key needed) |
 //! | `GET /ready` | 200 when it takes work, 503 while it stops (no key needed) |
@@ -67,6 +68,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/schedules/{name}/{action}", post(act_on_schedule))
         .route("/v1/usage", get(usage))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/check", get(check))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -185,6 +187,7 @@ impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let status = match self.kind {
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::TooManyWorkflows | ErrorKind::TooManySchedules => {
@@ -454,6 +457,18 @@ async fn usage(
         Scope::Tenant(tenant) => Json(service.usage(&tenant)?).into_response(),
         Scope::All => Json(service.usage_of_all()?).into_response(),
     })
+}
+
+/// Whether the state file is whole, for the operator.
+async fn check(
+    State(service): State<Arc<Service>>,
+    Viewer(scope): Viewer,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let report = service.check(&scope).await?;
+    let clean = report.is_clean();
+    let mut body = serde_json::to_value(report).unwrap_or_default();
+    body["clean"] = json!(clean);
+    Ok(Json(body))
 }
 
 /// Who the key is: `{"tenant": NAME}`, or `{"admin": true}` for the

@@ -38,7 +38,7 @@ use crate::lock::lock;
 use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
-use crate::store::{Store, StoreError};
+use crate::store::{CheckReport, Store, StoreError};
 use admission::{Admission, Admitted};
 use metrics::{Gauges, Metrics};
 use storage::StorageQuota;
@@ -61,6 +61,8 @@ pub struct ServiceError {
 pub enum ErrorKind {
     /// No API key, or one no tenant has.
     Unauthorized,
+    /// A tenant's key asked for what only the operator's may do.
+    Forbidden,
     /// No such workflow for this tenant (whether or not another has one).
     NotFound,
     /// The workflow or request is wrong: it would exit 2 on the CLI.
@@ -90,6 +92,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::TooManyWorkflows => "too_many_workflows",
@@ -584,6 +587,23 @@ impl Service {
     fn runs_task(&self, row: &WorkflowRow, needle: &str) -> Result<bool, ServiceError> {
         let report = self.host.report(&RunIdentity::of(row))?;
         Ok(report.steps.iter().any(|step| step.task.contains(needle)))
+    }
+
+    /// Whether the state file is whole (`wfhost check`): for the
+    /// operator alone, since it reads every tenant's records. It reads the
+    /// whole file, so it runs on a thread of its own.
+    pub async fn check(self: &Arc<Self>, scope: &Scope) -> Result<CheckReport, ServiceError> {
+        if !matches!(scope, Scope::All) {
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                "only the operator's key may check the state file",
+            ));
+        }
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || service.host.store().check())
+            .await
+            .map_err(|err| ServiceError::new(ErrorKind::Store, format!("the check ended: {err}")))?
+            .map_err(ServiceError::from)
     }
 
     /// What each tenant's workflows have used, by tenant name.
