@@ -109,6 +109,16 @@ fn batched_durability_survives_sigkill_and_resume_completes_the_chain() {
 }
 
 #[test]
+fn strict_durability_survives_sigkill_and_resume_completes_the_chain() {
+    const STEPS: usize = 1000;
+    let chain = slow_chain("strict", STEPS);
+    let durability = ["--durability", "strict"];
+    let kills = run_through_kills(&chain, "strict", 0x571c, 4, 200..900, &durability);
+    assert!(kills >= 2, "killed only {kills} times");
+    assert_slow_chain_completed(&chain, "strict", STEPS);
+}
+
+#[test]
 fn batched_durability_flushes_everything_when_the_workflow_ends() {
     // A window far longer than the run: only the end's flush saves the steps.
     let chain = slow_chain("flushed", 50);
