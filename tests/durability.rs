@@ -1120,6 +1120,44 @@ fn check_names_what_is_wrong_and_changes_nothing() {
         "check changed the file"
     );
 
+    // A repaired copy: what reads back whole, as it was stored.
+    let repaired = chain.command(&["check", "--repair-copy", "repaired.redb"]);
+    assert_eq!(repaired.code, 1, "{}{}", repaired.stdout, repaired.stderr);
+    assert!(
+        repaired.stdout.contains(
+            "repaired.redb: 1 workflows and 0 schedules copied as stored; 1 left out: default/shape"
+        ),
+        "{}",
+        repaired.stdout
+    );
+    assert!(
+        std::fs::read(chain.db()).unwrap() == before,
+        "check changed the file"
+    );
+    let copy = chain.command(&["check", "--db", "repaired.redb"]);
+    assert_eq!(copy.code, 0, "{}{}", copy.stdout, copy.stderr);
+    let kept = chain.command(&[
+        "status",
+        "failed",
+        "--json",
+        "--all",
+        "--db",
+        "repaired.redb",
+    ]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    let original = chain.command(&["status", "failed", "--json", "--all"]);
+    assert_eq!(kept.stdout, original.stdout, "copied as it was");
+    let events = chain.command(&["events", "failed", "--json", "--db", "repaired.redb"]);
+    assert_eq!(
+        events.stdout,
+        chain.command(&["events", "failed", "--json"]).stdout
+    );
+    let left = chain.command(&["status", "shape", "--db", "repaired.redb"]);
+    assert_eq!(left.code, 2, "{}", left.stdout);
+    let again = chain.command(&["check", "--repair-copy", "repaired.redb"]);
+    assert_eq!(again.code, 2, "{}", again.stdout);
+    assert!(again.stderr.contains("this one exists"), "{}", again.stderr);
+
     let missing = chain.command(&["check", "--db", "nothing-here.redb"]);
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(

@@ -14,6 +14,11 @@ pub struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Write to this new file a database of the workflows that read back
+    /// whole, each as it was stored (a workflow with any problem is left
+    /// out, whole); the file checked is not changed.
+    #[arg(long, value_name = "OUT")]
+    repair_copy: Option<std::path::PathBuf>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -21,7 +26,7 @@ pub struct CheckArgs {
 pub fn check(args: CheckArgs) -> anyhow::Result<Finished> {
     let path = args.db.path();
     let started = std::time::Instant::now();
-    let report = check_file(&path)?;
+    let report = check_file(&path, args.repair_copy.as_deref())?;
     let took = started.elapsed();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -84,6 +89,21 @@ fn print_report(
             out,
             "cut off (no process runs them; `wfhost resume` continues them): {}",
             report.cut_off.join(", ")
+        )?;
+    }
+    if let Some(copy) = &report.repaired_copy {
+        writeln!(
+            out,
+            "repaired copy {}: {} workflows and {} schedules copied as stored; {} left out{}",
+            copy.path.display(),
+            copy.workflows,
+            copy.schedules,
+            copy.left_out.len(),
+            if copy.left_out.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", copy.left_out.join(", "))
+            }
         )?;
     }
     if !report.unfinished_starts.is_empty() {

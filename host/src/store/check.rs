@@ -9,7 +9,7 @@
 //! process commits may hold half of that commit, which redb sees as damage:
 //! damage is believed only when fresh copies keep showing it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -57,6 +57,24 @@ pub struct CheckReport {
     /// killed in between. Not damage: they take room until a workflow of
     /// the same id starts.
     pub unfinished_starts: Vec<String>,
+    /// The copy written of what reads back whole, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired_copy: Option<RepairedCopy>,
+}
+
+/// A new database of the workflows of a checked file that read back whole
+/// (`wfhost check --repair-copy`): each as it was stored, nothing mended
+/// or made up; a workflow with any finding is left out whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairedCopy {
+    /// The new file.
+    pub path: PathBuf,
+    /// Workflows copied.
+    pub workflows: u64,
+    /// Schedules copied.
+    pub schedules: u64,
+    /// Workflows left out, as `tenant/id`.
+    pub left_out: Vec<String>,
 }
 
 impl CheckReport {
@@ -106,14 +124,27 @@ impl std::fmt::Display for Finding {
 impl Store {
     /// Checks this database's file (see [`check_file`]).
     pub fn check(&self) -> Result<CheckReport, StoreError> {
-        check_with(&self.path, &self.leases)
+        check_with(&self.path, &self.leases, None)
     }
 }
 
-/// Checks the database file at `path` (see the module's documentation).
-/// An error is a file that cannot be checked at all: missing, unreadable,
-/// or of another schema version.
-pub fn check_file(path: &Path) -> Result<CheckReport, StoreError> {
+/// Checks the database file at `path` (see the module's documentation),
+/// and writes to `repair_copy`, which must not exist, a new database of
+/// the workflows that read back whole. An error is a file that cannot be
+/// checked at all (missing, unreadable, of another schema version) or a
+/// copy that cannot be written.
+pub fn check_file(path: &Path, repair_copy: Option<&Path>) -> Result<CheckReport, StoreError> {
+    if let Some(out) = repair_copy
+        && std::fs::symlink_metadata(out).is_ok()
+    {
+        return Err(StoreError::Create {
+            path: out.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a repaired copy is written to a new file; this one exists",
+            ),
+        });
+    }
     let leases = Leases::on_file(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => StoreError::Missing {
             path: path.to_path_buf(),
@@ -123,7 +154,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport, StoreError> {
             source,
         },
     })?;
-    check_with(path, &leases)
+    check_with(path, &leases, repair_copy)
 }
 
 /// How many copies are taken before damage redb finds is believed: a
@@ -131,7 +162,11 @@ pub fn check_file(path: &Path) -> Result<CheckReport, StoreError> {
 /// which the next copy does not.
 const COPIES: u32 = 3;
 
-fn check_with(path: &Path, leases: &Leases) -> Result<CheckReport, StoreError> {
+fn check_with(
+    path: &Path,
+    leases: &Leases,
+    repair_copy: Option<&Path>,
+) -> Result<CheckReport, StoreError> {
     remove_abandoned(path);
     let mut copies = 0;
     let (copy, db, pages) = loop {
@@ -154,16 +189,20 @@ fn check_with(path: &Path, leases: &Leases) -> Result<CheckReport, StoreError> {
         more_findings: 0,
         cut_off: Vec::new(),
         unfinished_starts: Vec::new(),
+        repaired_copy: None,
     };
     let Some(db) = db else {
         return Ok(report);
     };
-    let (mut running, mut other_schema) = (Vec::new(), None);
+    let (mut running, mut other_schema, mut whole) = (Vec::new(), None, HashSet::new());
+    let mut left_out = Vec::new();
     let walked = catching(|| {
         let txn = db.begin_read().map_err(Fault::from)?;
         let mut records = Records::new(&mut report);
         let walked = records.walk(&txn);
         (running, other_schema) = (records.running, records.other_schema);
+        whole = records.whole;
+        left_out = records.damaged.into_iter().collect();
         walked
     });
     if let Some(found) = other_schema {
@@ -197,9 +236,107 @@ fn check_with(path: &Path, leases: &Leases) -> Result<CheckReport, StoreError> {
             report.cut_off.push(format!("{tenant}/{id}"));
         }
     }
+    if let Some(out) = repair_copy {
+        left_out.sort();
+        report.repaired_copy = Some(write_repaired(&db, out, &whole, left_out)?);
+    }
     drop(db);
     drop(copy);
     Ok(report)
+}
+
+/// Writes to `out` a new database of the workflows of `source` in `whole`
+/// (as `tenant/id`), each entry copied as stored (its checksum covers the
+/// table, the key and the JSON, which do not change), with the schedules
+/// that read.
+fn write_repaired(
+    source: &Database,
+    out: &Path,
+    whole: &HashSet<String>,
+    left_out: Vec<String>,
+) -> Result<RepairedCopy, StoreError> {
+    let target = Store::open_with(out, super::Durability::Strict)?;
+    let fault = |fault: Fault| fault.at(out);
+    let copied = catching(|| copy_whole(source, &target, whole))
+        .map_err(|panic| super::error::panicked(out, panic.as_ref()))?
+        .map_err(fault)?;
+    target.exit();
+    Ok(RepairedCopy {
+        path: out.to_path_buf(),
+        workflows: copied.0,
+        schedules: copied.1,
+        left_out,
+    })
+}
+
+/// Copies into `target` what [`write_repaired`] copies; how many
+/// workflows and schedules.
+fn copy_whole(
+    source: &Database,
+    target: &Store,
+    whole: &HashSet<String>,
+) -> Result<(u64, u64), Fault> {
+    let read = source.begin_read()?;
+    let write = target.db.get().begin_write()?;
+    let keeps = |tenant: &str, id: &str| whole.contains(&format!("{tenant}/{id}"));
+    let mut workflows = 0;
+    if let Some(rows) = table(&read, WORKFLOWS.table)? {
+        let mut into = write.open_table(WORKFLOWS.table)?;
+        for entry in rows.iter()? {
+            let (key, value) = entry?;
+            let (tenant, id) = key.value();
+            if keeps(tenant, id) {
+                into.insert((tenant, id), value.value())?;
+                workflows += 1;
+            }
+        }
+    }
+    if let Some(journal) = table(&read, JOURNAL)? {
+        let mut into = write.open_table(JOURNAL)?;
+        for entry in journal.iter()? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if keeps(key.0, key.1) {
+                into.insert(key, value.value())?;
+            }
+        }
+    }
+    let mut schedules = 0;
+    if let Some(stored) = table(&read, SCHEDULES.table)? {
+        let mut into = write.open_table(SCHEDULES.table)?;
+        for entry in stored.iter()? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if SCHEDULES.decode(&key, value.value()).is_ok() {
+                into.insert(key, value.value())?;
+                schedules += 1;
+            }
+        }
+    }
+    if let Some(parked) = table(&read, PARKED)? {
+        let mut into = write.open_table(PARKED)?;
+        let mut by_due = write.open_table(PARKED_BY_DUE)?;
+        for entry in parked.iter()? {
+            let (key, due) = entry?;
+            let (tenant, id) = key.value();
+            if keeps(tenant, id) {
+                into.insert((tenant, id), due.value())?;
+                by_due.insert((due.value(), tenant, id), ())?;
+            }
+        }
+    }
+    if let Some(cancels) = table(&read, CANCELS)? {
+        let mut into = write.open_table(CANCELS)?;
+        for entry in cancels.iter()? {
+            let (key, at) = entry?;
+            let (tenant, id) = key.value();
+            if keeps(tenant, id) {
+                into.insert((tenant, id), at.value())?;
+            }
+        }
+    }
+    write.commit()?;
+    Ok((workflows, schedules))
 }
 
 /// A copy of the file at `path` that is this process's alone: beside it
@@ -261,6 +398,10 @@ struct Records<'r> {
     /// The file's schema version, where it is not this wfhost's: its
     /// records are not checked.
     other_schema: Option<u64>,
+    /// Every workflow a finding names (past the findings listed too).
+    damaged: HashSet<String>,
+    /// The workflows that read back whole: a row, a journal, no finding.
+    whole: HashSet<String>,
 }
 
 impl<'r> Records<'r> {
@@ -271,10 +412,15 @@ impl<'r> Records<'r> {
             running: Vec::new(),
             parked: BTreeSet::new(),
             other_schema: None,
+            damaged: HashSet::new(),
+            whole: HashSet::new(),
         }
     }
 
     fn find(&mut self, table: &str, key: String, workflow: Option<String>, problem: String) {
+        if let Some(workflow) = &workflow {
+            self.damaged.insert(workflow.clone());
+        }
         self.report.note(Finding {
             table: table.to_string(),
             key,
@@ -304,6 +450,8 @@ impl<'r> Records<'r> {
                     Some(workflow),
                     "the workflow's row has no journal (its head is missing)".into(),
                 );
+            } else if !self.damaged.contains(&workflow) {
+                self.whole.insert(workflow);
             }
         }
         Ok(())

@@ -35,7 +35,7 @@ mod signals;
 mod tables;
 mod write;
 
-pub use check::{CheckReport, Finding, PageCheck, check_file};
+pub use check::{CheckReport, Finding, PageCheck, RepairedCopy, check_file};
 pub use commit::Durability;
 pub(crate) use commit::Flush;
 pub use error::{StoreError, catching_redb_panic};
