@@ -1121,7 +1121,9 @@ fn check_names_what_is_wrong_and_changes_nothing() {
     );
 
     // A repaired copy: what reads back whole, as it was stored.
-    let repaired = chain.command(&["check", "--repair-copy", "repaired.redb"]);
+    let out = chain.dir.path().join("repaired.redb");
+    let out = out.to_str().unwrap();
+    let repaired = chain.command(&["check", "--repair-copy", out]);
     assert_eq!(repaired.code, 1, "{}{}", repaired.stdout, repaired.stderr);
     assert!(
         repaired.stdout.contains(
@@ -1134,27 +1136,20 @@ fn check_names_what_is_wrong_and_changes_nothing() {
         std::fs::read(chain.db()).unwrap() == before,
         "check changed the file"
     );
-    let copy = chain.command(&["check", "--db", "repaired.redb"]);
+    let copy = chain.command(&["check", "--db", out]);
     assert_eq!(copy.code, 0, "{}{}", copy.stdout, copy.stderr);
-    let kept = chain.command(&[
-        "status",
-        "failed",
-        "--json",
-        "--all",
-        "--db",
-        "repaired.redb",
-    ]);
+    let kept = chain.command(&["status", "failed", "--json", "--all", "--db", out]);
     assert_eq!(kept.code, 0, "{}", kept.stderr);
     let original = chain.command(&["status", "failed", "--json", "--all"]);
     assert_eq!(kept.stdout, original.stdout, "copied as it was");
-    let events = chain.command(&["events", "failed", "--json", "--db", "repaired.redb"]);
+    let events = chain.command(&["events", "failed", "--json", "--db", out]);
     assert_eq!(
         events.stdout,
         chain.command(&["events", "failed", "--json"]).stdout
     );
-    let left = chain.command(&["status", "shape", "--db", "repaired.redb"]);
+    let left = chain.command(&["status", "shape", "--db", out]);
     assert_eq!(left.code, 2, "{}", left.stdout);
-    let again = chain.command(&["check", "--repair-copy", "repaired.redb"]);
+    let again = chain.command(&["check", "--repair-copy", out]);
     assert_eq!(again.code, 2, "{}", again.stdout);
     assert!(again.stderr.contains("this one exists"), "{}", again.stderr);
 
