@@ -198,3 +198,228 @@ fn move_specs_out_of_rows(txn: &WriteTransaction) -> Result<(), Fault> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use redb::Database;
+    use serde_json::{Map, json};
+
+    use super::legacy::{EVENTS, STEPS};
+    use crate::records::{StepRecord, StoredHead, WorkflowStatus};
+    use crate::store::Store;
+    use crate::store::tables::{META, SCHEMA_VERSION_KEY, WORKFLOWS};
+
+    /// Writes at `path` a file as a wfhost of schema `version` left it:
+    /// the version, workflow `old` of tenant `t` stored as `row` (the bytes
+    /// that schema kept), and what `more` puts in beside them.
+    fn file_of_schema(
+        path: &std::path::Path,
+        version: u64,
+        row: &[u8],
+        more: impl FnOnce(&redb::WriteTransaction),
+    ) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_VERSION_KEY, version)
+            .unwrap();
+        txn.open_table(WORKFLOWS.table)
+            .unwrap()
+            .insert(("t", "old"), row)
+            .unwrap();
+        more(&txn);
+        txn.commit().unwrap();
+    }
+
+    /// A schema-1 file, as wfhost wrote it before the stored form of a
+    /// workflow moved out of its row, opens as schema 2 with nothing lost.
+    #[test]
+    fn a_schema_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let spec = json!({"plugins": {"math": {"path": "/m.wasm"}}, "workflow": []});
+        let row = json!({
+            "id": "old", "tenant": "t", "status": "succeeded", "spec": spec,
+            "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+        });
+        file_of_schema(&path, 1, &serde_json::to_vec(&row).unwrap(), |_| {});
+        let store = Store::open(&path).unwrap();
+        let row = store.workflow("t", "old").unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.result),
+            (WorkflowStatus::Succeeded, Some(json!(4)))
+        );
+        let head = store.head("t", "old").unwrap().unwrap();
+        assert_eq!(head.workflow, Some(spec["workflow"].clone()));
+        assert_eq!(
+            serde_json::to_value(&head.plugins).unwrap(),
+            spec["plugins"]
+        );
+        drop(store);
+        // And it stays migrated.
+        assert!(Store::open(&path).is_ok());
+    }
+
+    /// A schema-4 file, whose records had no checksums, opens as schema 5
+    /// with every record read as it was and sealed from then on; a record
+    /// without its checksum is refused after that.
+    #[test]
+    fn a_schema_4_database_gets_its_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let row = json!({
+            "id": "old", "tenant": "t", "status": "succeeded",
+            "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+        });
+        let step = StepRecord::new("0", None, "m.add", vec![json!(2)], Map::new());
+        let event = json!({"seq": 0, "at_ms": 1, "kind": "workflow_started"});
+        let raw = |value: &serde_json::Value| serde_json::to_vec(value).unwrap();
+        file_of_schema(&path, 4, &raw(&row), |txn| {
+            txn.open_table(STEPS.table)
+                .unwrap()
+                .insert(("t", "old", "0"), raw(&json!(step)).as_slice())
+                .unwrap();
+            txn.open_table(EVENTS.table)
+                .unwrap()
+                .insert(("t", "old", 0), raw(&event).as_slice())
+                .unwrap();
+        });
+        let store = Store::open(&path).unwrap();
+        let read = store.workflow("t", "old").unwrap().unwrap();
+        assert_eq!(read.result, Some(json!(4)));
+        assert_eq!(store.steps("t", "old").unwrap(), vec![step.clone()]);
+        assert_eq!(
+            store.events("t", "old").unwrap()[0].kind,
+            "workflow_started"
+        );
+        drop(store);
+        // Opened again, nothing is sealed twice.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.steps("t", "old").unwrap(), vec![step]);
+        drop(store);
+        {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(WORKFLOWS.table)
+                .unwrap()
+                .insert(("t", "old"), raw(&row).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let refused = store.workflow("t", "old").unwrap_err().to_string();
+        assert!(refused.contains("fails its checksum"), "{refused}");
+    }
+
+    /// A schema-5 file, which kept heads, elements, steps and events in a
+    /// table each, opens as schema 6 with every record in the journal,
+    /// read as it was, and the old tables gone; a schema-5 record that
+    /// fails its checksum stops the move, which leaves the file as it was.
+    #[test]
+    fn a_schema_5_database_moves_into_the_journal() {
+        use super::legacy;
+        use redb::{ReadableDatabase, TableHandle};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let row = json!({
+            "id": "old", "tenant": "t", "status": "succeeded",
+            "created_at_ms": 1, "updated_at_ms": 2, "result": 4,
+        });
+        let head = json!({"plugins": {"m": {"path": "/m.wasm"}}, "elements": 2});
+        let head: StoredHead = serde_json::from_value(head).unwrap();
+        let elements = [
+            json!({"task": "m.add", "args": [1, 1]}),
+            json!({"task": "m.add"}),
+        ];
+        let steps: Vec<StepRecord> = (0..3)
+            .map(|i| StepRecord::new(&i.to_string(), None, "m.add", vec![json!(i)], Map::new()))
+            .collect();
+        let events: Vec<crate::records::Event> = (0..4)
+            .map(|seq| crate::records::Event {
+                seq,
+                at_ms: 10 + seq,
+                kind: "step_succeeded".into(),
+                step: Some(seq.to_string()),
+                detail: None,
+            })
+            .collect();
+        let key = ("t", "old");
+        let sealed_row = WORKFLOWS.encode(&key, &serde_json::from_value(row).unwrap());
+        // The tables schema 5 kept beside the row.
+        let legacy_tables = |txn: &redb::WriteTransaction, damaged_step: bool| {
+            let stored = legacy::SPECS.encode(&key, &head);
+            txn.open_table(legacy::SPECS.table)
+                .unwrap()
+                .insert(key, stored.as_slice())
+                .unwrap();
+            let mut table = txn.open_table(legacy::ELEMENTS.table).unwrap();
+            for (i, element) in (0..).zip(&elements) {
+                let mut json = serde_json::to_vec(element).unwrap();
+                legacy::ELEMENTS.seal(&("t", "old", i), &mut json);
+                table.insert(("t", "old", i), json.as_slice()).unwrap();
+            }
+            drop(table);
+            let mut table = txn.open_table(legacy::STEPS.table).unwrap();
+            for step in &steps {
+                let key = ("t", "old", step.id.as_str());
+                let mut stored = legacy::STEPS.encode(&key, step);
+                if damaged_step {
+                    stored[3] ^= 1;
+                }
+                table.insert(key, stored.as_slice()).unwrap();
+            }
+            drop(table);
+            let mut table = txn.open_table(legacy::EVENTS.table).unwrap();
+            for event in &events {
+                let key = ("t", "old", event.seq);
+                table
+                    .insert(key, legacy::EVENTS.encode(&key, event).as_slice())
+                    .unwrap();
+            }
+        };
+        let write_schema_5 = |damaged_step: bool| {
+            file_of_schema(&path, 5, &sealed_row, |txn| {
+                legacy_tables(txn, damaged_step)
+            });
+        };
+        let table_names = || -> Vec<String> {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let tables = txn.list_tables().unwrap();
+            tables.map(|table| table.name().to_string()).collect()
+        };
+
+        write_schema_5(true);
+        let refused = Store::open(&path)
+            .err()
+            .expect("a damaged record")
+            .to_string();
+        assert!(refused.contains("fails its checksum"), "{refused}");
+        assert!(table_names().contains(&"steps".to_string()));
+
+        std::fs::remove_file(&path).unwrap();
+        write_schema_5(false);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.head("t", "old").unwrap(), Some(head.clone()));
+        let read: Vec<serde_json::Value> = store
+            .elements("t", "old", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|json| serde_json::from_slice(json).unwrap())
+            .collect();
+        assert_eq!(read, elements);
+        assert_eq!(store.steps("t", "old").unwrap(), steps);
+        assert_eq!(store.events("t", "old").unwrap(), events);
+        assert_eq!(store.usage(Some("t")).unwrap()[0].workflows, 1);
+        drop(store);
+        let mut names = table_names();
+        names.sort();
+        assert_eq!(names, ["cancels", "journal", "meta", "workflows"]);
+        // Opened again, nothing moves twice.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.steps("t", "old").unwrap(), steps);
+        assert_eq!(store.events("t", "old").unwrap().len(), 4);
+    }
+}

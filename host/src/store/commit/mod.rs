@@ -7,7 +7,7 @@
 //! By default ([`Durability::Grouped`]) a pure step's record does: the step
 //! after it starts at once, while a thread of the committer's own flushes
 //! what has gathered, one transaction for all of it, at most once a
-//! millisecond ([`GROUP_WINDOW`]). Writes are committed in the order they
+//! millisecond ([`policy::GROUP_WINDOW`]). Writes are committed in the order they
 //! were made, so what is on the disk after a crash is always a prefix of
 //! what was written, and a write that must be durable before its writer
 //! goes on — a workflow's start and end, an effectful step's start and
@@ -24,206 +24,29 @@
 //! leader commits on a blocking thread, so that the rest of its task keeps
 //! going and steps that finish together share a flush.
 
+mod apply;
+mod policy;
+mod request;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::error::{catching, damaged_by_panic, panic_text, redb_error};
-use super::handle::{Db, Opened};
-use super::tables::{
-    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, PARKED, PARKED_BY_DUE, SIGNALS,
-    STEPS, WORKFLOWS, whole_journal,
-};
+use super::handle::Db;
 use crate::histogram::Histogram;
 use crate::lock::lock;
-use crate::records::{Event, Signal, now_ms};
-
-/// How the records of finished steps reach the disk. A workflow's start and
-/// end, and the records of effectful steps (those holding a grant), are
-/// committed before anything goes on in every mode; the modes differ in the
-/// records of pure steps, whose effects stay inside their sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// A pure step's record waits in memory while the next step runs; the
-    /// committer's thread flushes what has gathered in one transaction, at
-    /// most once per [`GROUP_WINDOW`]. Nothing is reported, and no
-    /// effectful step starts, before everything it depends on is on the
-    /// disk; a crash loses only pure steps whose records were not yet
-    /// flushed, and `resume` runs them again. The default.
-    #[default]
-    Grouped,
-    /// Every step's record is on the disk before the step that made it
-    /// moves on: one flush per step.
-    Strict,
-    /// Like [`Durability::Grouped`], with at most one commit of pure steps'
-    /// records per `window`: fewer flushes, for disks whose flush is slow.
-    Batched {
-        /// The longest a finished step's record waits for its commit.
-        window: Duration,
-    },
-}
-
-impl Durability {
-    /// How long the committer's thread lets writes gather before it
-    /// commits them.
-    fn gathering(self) -> Duration {
-        match self {
-            Durability::Grouped => GROUP_WINDOW,
-            Durability::Strict => Duration::ZERO,
-            Durability::Batched { window } => window,
-        }
-    }
-}
-
-/// When a write of step records must reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Flush {
-    /// Before the writer goes on with [`Durability::Strict`]; with the
-    /// other modes, as soon as the committer's thread gets to it.
-    #[default]
-    BeforeReturning,
-    /// With the workflow's final write, which the writer makes next: the
-    /// last step of a workflow needs no commit of its own, since nothing
-    /// runs between its record and the workflow's end. A crash in between
-    /// loses the step, and `resume` runs it again, as if the crash had come
-    /// before its commit.
-    WithWorkflowEnd,
-    /// With whatever commit comes next, or within the store's window
-    /// ([`LAZY_WINDOW`] with [`Durability::Strict`]): news that nothing
-    /// waits for, such as a step's attempt having started, which shows
-    /// while the attempt runs and is overwritten by its outcome.
-    Lazily,
-    /// A workflow's start that nobody is told of before the workflow ends
-    /// (a submission that waits for the result): with whatever commit comes
-    /// next, as [`Flush::Lazily`] — a short workflow's end, its first
-    /// effectful step, the committer's thread within [`LAZY_WINDOW`] at the
-    /// latest — or before the writer goes on with [`Durability::Strict`].
-    /// Commits keep their order, so nothing of the workflow is on the disk
-    /// without it; a crash before then loses a workflow nobody heard of.
-    Unannounced,
-    /// Before the writer goes on, whatever the store's [`Durability`]: the
-    /// records of an effectful step (one holding a grant), whose input must
-    /// be durable before it starts and whose outcome must be durable before
-    /// anything after it starts, so that `resume` never repeats an effect
-    /// whose success was recorded.
-    Always,
-}
-
-/// How often at most the committer's thread commits pure steps' records
-/// with [`Durability::Grouped`]. Committing each as it comes would leave a
-/// handful of records per commit, and a commit costs many times what a
-/// record adds to it; a millisecond's records share one instead, at no
-/// cost to what is reported, which waits for its own commit, and to
-/// `resume`, which runs again only pure steps lost in a crash.
-pub(crate) const GROUP_WINDOW: Duration = Duration::from_millis(1);
-
-/// How long a write marked [`Flush::Lazily`] waits for a commit at most
-/// with [`Durability::Strict`].
-pub(crate) const LAZY_WINDOW: Duration = Duration::from_millis(100);
-
-/// Writes that may wait in memory at most: past them, a writer waits for
-/// its commit, so that steps far faster than the disk cannot fill memory.
-const MAX_AHEAD: usize = MAX_BATCH;
-
-/// Writes gathered into one transaction at most: bounds how long the
-/// writers of a batch wait for each other.
-const MAX_BATCH: usize = 1024;
-
-/// What one write changes: rows of one workflow, already serialized, and
-/// the event that says why.
-pub(super) struct Write {
-    pub tenant: String,
-    pub workflow: String,
-    pub rows: Rows,
-    /// Why, for the workflow's event log; a write of elements before the
-    /// workflow starts has none.
-    pub event: Option<String>,
-    pub step: Option<String>,
-    pub detail: Option<String>,
-    pub flush: Flush,
-    /// When the write was made: its event's time, even when its commit
-    /// comes later.
-    pub at_ms: u64,
-    /// Whether no other write can be on its way to join this one's
-    /// commit: a workflow's last write (its steps are done) while this
-    /// process runs no other workflow. Its writer commits at once rather
-    /// than first letting other tasks run (and waking an idle thread to
-    /// run them).
-    pub alone: bool,
-}
-
-impl Write {
-    /// A write of `rows` of workflow `workflow` of `tenant`, made now,
-    /// with no event, committed before its writer goes on.
-    pub fn new(tenant: &str, workflow: &str, rows: Rows) -> Self {
-        Write {
-            tenant: tenant.to_string(),
-            workflow: workflow.to_string(),
-            rows,
-            event: None,
-            step: None,
-            detail: None,
-            flush: Flush::BeforeReturning,
-            at_ms: now_ms(),
-            alone: false,
-        }
-    }
-
-    /// The write with an event of `kind` (about `step`, if any) that says
-    /// `detail`.
-    pub fn with_event(mut self, kind: &str, step: Option<String>, detail: Option<String>) -> Self {
-        self.event = Some(kind.to_string());
-        self.step = step;
-        self.detail = detail;
-        self
-    }
-}
-
-/// The rows a write puts.
-pub(super) enum Rows {
-    /// The workflow's own row, and its head (and elements) when it starts
-    /// or its head changes.
-    Workflow {
-        row: Vec<u8>,
-        started: Option<Started>,
-        /// Whether the row is the workflow's last: a request to cancel it
-        /// is then answered, and removed.
-        ends: bool,
-    },
-    /// Elements of a workflow about to start, from index `first` on.
-    Elements { first: u64, elements: Vec<Vec<u8>> },
-    /// Step records by step id.
-    Steps(Vec<(String, Vec<u8>)>),
-    /// A request that the workflow, running in another process, be
-    /// cancelled.
-    CancelRequest,
-    /// A signal: a new one, numbered after the workflow's last, when `seq`
-    /// is none; else signal `seq` rewritten (taken by a wait).
-    Signal { seq: Option<u64>, signal: Signal },
-    /// The workflow parked until `due` (milliseconds since the epoch,
-    /// `u64::MAX` until a signal), or, with none, no longer parked.
-    Park { due: Option<u64> },
-    /// The workflow's removal: its row, head, elements, steps, events and
-    /// any request to cancel it.
-    Removal,
-    /// A setting of the file (the write's workflow is none).
-    Meta { key: &'static str, value: u64 },
-}
-
-/// What a starting workflow stores besides its row: its head, and its
-/// elements from `first_element` on (none, when only its head changes).
-pub(super) struct Started {
-    pub head: Vec<u8>,
-    pub first_element: u64,
-    pub elements: Vec<Vec<u8>>,
-}
+use apply::commit;
+pub use policy::Durability;
+pub(crate) use policy::Flush;
+use policy::LAZY_WINDOW;
+use policy::{MAX_AHEAD, MAX_BATCH};
+pub(super) use request::{Rows, Started, Write};
 
 struct Request {
     write: Write,
@@ -613,200 +436,6 @@ impl Drop for Committer {
         // damaged file that makes redb panic here is past saving.
         let _ = catching(|| self.commit_all());
     }
-}
-
-/// Applies every write of `batch` in one transaction and commits it,
-/// durably.
-fn commit(db: &Opened, batch: &[Request]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    {
-        let mut tables = BatchTables::new(&txn);
-        for request in batch {
-            apply(&mut tables, &request.write)?;
-        }
-    }
-    txn.commit()?;
-    Ok(())
-}
-
-type WorkflowsTable<'txn> = Table<'txn, (&'static str, &'static str), &'static [u8]>;
-type JournalTable<'txn> = Table<'txn, JournalKey, &'static [u8]>;
-
-/// The tables most writes of a batch touch, each opened once for the
-/// whole batch, and each workflow's next event number once it is known:
-/// opening a table, and finding a workflow's last event, cost more than
-/// the insert of a step's record itself.
-struct BatchTables<'txn> {
-    txn: &'txn WriteTransaction,
-    workflows: Option<WorkflowsTable<'txn>>,
-    journal: Option<JournalTable<'txn>>,
-    next_event: HashMap<(&'txn str, &'txn str), u64>,
-}
-
-impl<'txn> BatchTables<'txn> {
-    fn new(txn: &'txn WriteTransaction) -> Self {
-        BatchTables {
-            txn,
-            workflows: None,
-            journal: None,
-            next_event: HashMap::new(),
-        }
-    }
-
-    fn workflows(&mut self) -> Result<&mut WorkflowsTable<'txn>, redb::Error> {
-        if self.workflows.is_none() {
-            self.workflows = Some(self.txn.open_table(WORKFLOWS.table)?);
-        }
-        Ok(self.workflows.as_mut().expect("opened above"))
-    }
-
-    fn journal(&mut self) -> Result<&mut JournalTable<'txn>, redb::Error> {
-        if self.journal.is_none() {
-            self.journal = Some(self.txn.open_table(JOURNAL)?);
-        }
-        Ok(self.journal.as_mut().expect("opened above"))
-    }
-
-    /// Appends `event` to the log of workflow `workflow` of `tenant`,
-    /// numbered after its last event.
-    fn append_event(
-        &mut self,
-        tenant: &'txn str,
-        workflow: &'txn str,
-        mut event: Event,
-    ) -> Result<(), redb::Error> {
-        let known = self.next_event.get(&(tenant, workflow)).copied();
-        let journal = self.journal()?;
-        let seq = match known {
-            Some(seq) => seq,
-            None => journal
-                .range(EVENTS.from(tenant, workflow, 0))?
-                .next_back()
-                .transpose()?
-                .map_or(0, |(key, _)| key.value().3 + 1),
-        };
-        event.seq = seq;
-        let key = EVENTS.key(tenant, workflow, seq, "");
-        journal.insert(key, EVENTS.encode(&key, &event).as_slice())?;
-        self.next_event.insert((tenant, workflow), seq + 1);
-        Ok(())
-    }
-
-    /// Stores `elements` of workflow `workflow` of `tenant`, sealed, from
-    /// index `first` on.
-    fn put_elements(
-        &mut self,
-        tenant: &str,
-        workflow: &str,
-        first: u64,
-        elements: &[Vec<u8>],
-    ) -> Result<(), redb::Error> {
-        let journal = self.journal()?;
-        if first == 0 {
-            // A start of the same id, killed after it stored some of its
-            // elements, left them: none may pass for this start's.
-            journal.retain_in(ELEMENTS.from(tenant, workflow, 0), |_, _| false)?;
-        }
-        for (index, json) in (first..).zip(elements) {
-            journal.insert(ELEMENTS.key(tenant, workflow, index, ""), json.as_slice())?;
-        }
-        Ok(())
-    }
-}
-
-fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb::Error> {
-    let txn = tables.txn;
-    let (tenant, workflow) = (write.tenant.as_str(), write.workflow.as_str());
-    match &write.rows {
-        Rows::Workflow { row, started, ends } => {
-            tables
-                .workflows()?
-                .insert((tenant, workflow), row.as_slice())?;
-            if let Some(started) = started {
-                let head = HEADS.key(tenant, workflow, 0, "");
-                tables.journal()?.insert(head, started.head.as_slice())?;
-                tables.put_elements(tenant, workflow, started.first_element, &started.elements)?;
-            }
-            if *ends {
-                txn.open_table(CANCELS)?.remove((tenant, workflow))?;
-            }
-        }
-        Rows::Elements { first, elements } => {
-            tables.put_elements(tenant, workflow, *first, elements)?;
-        }
-        Rows::Steps(records) => {
-            let journal = tables.journal()?;
-            for (step, bytes) in records {
-                journal.insert(STEPS.key(tenant, workflow, 0, step), bytes.as_slice())?;
-            }
-        }
-        Rows::CancelRequest => {
-            txn.open_table(CANCELS)?
-                .insert((tenant, workflow), write.at_ms)?;
-        }
-        Rows::Signal { seq, signal } => {
-            let journal = tables.journal()?;
-            let seq = match seq {
-                Some(seq) => *seq,
-                None => journal
-                    .range(SIGNALS.from(tenant, workflow, 0))?
-                    .next_back()
-                    .transpose()?
-                    .map_or(0, |(key, _)| key.value().3 + 1),
-            };
-            let signal = Signal {
-                seq,
-                ..signal.clone()
-            };
-            let key = SIGNALS.key(tenant, workflow, seq, &signal.name);
-            journal.insert(key, SIGNALS.encode(&key, &signal).as_slice())?;
-        }
-        Rows::Park { due } => park(txn, tenant, workflow, *due)?,
-        Rows::Removal => {
-            tables.workflows()?.remove((tenant, workflow))?;
-            txn.open_table(CANCELS)?.remove((tenant, workflow))?;
-            park(txn, tenant, workflow, None)?;
-            tables
-                .journal()?
-                .retain_in(whole_journal(tenant, workflow), |_, _| false)?;
-            tables.next_event.remove(&(tenant, workflow));
-        }
-        Rows::Meta { key, value } => {
-            txn.open_table(META)?.insert(*key, *value)?;
-        }
-    }
-    let Some(kind) = &write.event else {
-        return Ok(());
-    };
-    let event = Event {
-        seq: 0,
-        at_ms: write.at_ms,
-        kind: kind.clone(),
-        step: write.step.clone(),
-        detail: write.detail.clone(),
-    };
-    tables.append_event(tenant, workflow, event)
-}
-
-/// Parks workflow `workflow` of `tenant` until `due`, or unparks it: both
-/// of its entries, by workflow and by due, change together.
-fn park(
-    txn: &WriteTransaction,
-    tenant: &str,
-    workflow: &str,
-    due: Option<u64>,
-) -> Result<(), redb::Error> {
-    let mut parked = txn.open_table(PARKED)?;
-    let mut by_due = txn.open_table(PARKED_BY_DUE)?;
-    let before = parked.remove((tenant, workflow))?.map(|due| due.value());
-    if let Some(before) = before {
-        by_due.remove((before, tenant, workflow))?;
-    }
-    if let Some(due) = due {
-        parked.insert((tenant, workflow), due)?;
-        by_due.insert((due, tenant, workflow), ())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
