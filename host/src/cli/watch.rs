@@ -48,26 +48,35 @@ struct Watched {
 
 pub async fn watch(chain: &Path, host: &HostArgs, names: Naming) -> anyhow::Result<Finished> {
     let mut run = 0u64;
+    // Each file as it was when last looked at: a change made while a
+    // build or a run went on is still a change to answer.
+    let mut seen = Stamps::new();
     loop {
         run += 1;
-        let plugins = match spec::load(chain) {
-            Ok(spec) => {
-                let plugins = plugins_of(&spec);
-                let names = names.numbered(run, spec.id.as_deref());
-                match start(host, StartingRuntime::spawn(), spec, names).await {
-                    Ok(_) => {}
-                    Err(err) => eprintln!("error: {err:#}"),
-                }
-                plugins
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                Vec::new()
-            }
+        let loaded = spec::load(chain);
+        let plugins = match &loaded {
+            Ok(spec) => plugins_of(spec),
+            Err(_) => Vec::new(),
         };
         let mut files: Vec<PathBuf> = vec![chain.to_path_buf()];
         for plugin in &plugins {
             files.extend(plugin.sources.iter().cloned());
+        }
+        let before: Stamps = stamps(&files)
+            .into_iter()
+            .map(|(file, now)| {
+                let was = seen.get(&file).cloned().unwrap_or(now);
+                (file, was)
+            })
+            .collect();
+        match loaded {
+            Ok(spec) => {
+                let names = names.numbered(run, spec.id.as_deref());
+                if let Err(err) = start(host, StartingRuntime::spawn(), spec, names).await {
+                    eprintln!("error: {err:#}");
+                }
+            }
+            Err(err) => eprintln!("error: {err}"),
         }
         eprintln!(
             "watching {} files of {} and its plugins (Ctrl-C to stop)",
@@ -76,9 +85,11 @@ pub async fn watch(chain: &Path, host: &HostArgs, names: Naming) -> anyhow::Resu
         );
         // The run took Ctrl-C for itself; while watching, it ends the watch.
         let changed = tokio::select! {
-            changed = changes(&files) => changed,
+            changed = changes(&before) => changed,
             _ = tokio::signal::ctrl_c() => return Ok(Finished::Succeeded),
         };
+        let (changed, now) = changed;
+        seen = now;
         for plugin in &plugins {
             if plugin.build != Build::Elsewhere
                 && changed.iter().any(|file| plugin.sources.contains(file))
@@ -90,16 +101,21 @@ pub async fn watch(chain: &Path, host: &HostArgs, names: Naming) -> anyhow::Resu
     }
 }
 
-/// The files of `files` that change next, once they do.
-async fn changes(files: &[PathBuf]) -> Vec<PathBuf> {
-    let before = stamps(files);
+/// Each watched file's modification time and length, if it exists.
+type Stamps = BTreeMap<PathBuf, Option<(SystemTime, u64)>>;
+
+/// The files that changed from `before`, once some have (at once, if some
+/// already have), with the stamps they then have.
+async fn changes(before: &Stamps) -> (Vec<PathBuf>, Stamps) {
+    let files: Vec<PathBuf> = before.keys().cloned().collect();
     loop {
-        tokio::time::sleep(POLL).await;
-        if stamps(files) != before {
+        if stamps(&files) != *before {
             // A save is often several writes: let them land.
             tokio::time::sleep(POLL).await;
-            return changed_files(&before, &stamps(files));
+            let now = stamps(&files);
+            return (changed_files(before, &now), now);
         }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -187,7 +203,7 @@ fn crate_sources(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// When each file last changed, and its length (a missing one: none).
-fn stamps(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<(SystemTime, u64)>> {
+fn stamps(files: &[PathBuf]) -> Stamps {
     files
         .iter()
         .map(|file| {
@@ -199,10 +215,7 @@ fn stamps(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<(SystemTime, u64)>> {
         .collect()
 }
 
-fn changed_files(
-    before: &BTreeMap<PathBuf, Option<(SystemTime, u64)>>,
-    now: &BTreeMap<PathBuf, Option<(SystemTime, u64)>>,
-) -> Vec<PathBuf> {
+fn changed_files(before: &Stamps, now: &Stamps) -> Vec<PathBuf> {
     now.iter()
         .filter(|(file, stamp)| before.get(*file) != Some(*stamp))
         .map(|(file, _)| file.clone())
