@@ -10,12 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::io::poll::{Host as _, HostPollable as _};
 use wasmtime_wasi::p2::bindings::io::streams::{Host as _, HostInputStream as _};
 use wasmtime_wasi::p2::{DynInputStream, DynPollable};
-
-use super::sandbox::StepState;
 
 /// What an attempt holds while it runs on a CPU.
 pub trait CpuShare: Send + Sync {
@@ -30,6 +28,18 @@ pub trait CpuShare: Send + Sync {
 const POLL: &str = "wasi:io/poll@0.2.12";
 const STREAMS: &str = "wasi:io/streams@0.2.12";
 
+/// What the waits need of a store's data: its resource table, the
+/// attempt's CPU share, and where to count the time spent taking it again.
+pub(super) trait CpuAccount: Send + 'static {
+    /// The store's resource table.
+    fn table(&mut self) -> &mut ResourceTable;
+    /// The share the attempt holds, if it holds one.
+    fn cpu_share(&self) -> Option<Arc<dyn CpuShare>>;
+    /// Counts `waited`, spent taking the share again: not the attempt's
+    /// own time.
+    fn waited_for_cpu(&mut self, waited: Duration);
+}
+
 /// The share an attempt gave back for a wait, taken again when dropped
 /// through [`Away::back`].
 struct Away {
@@ -37,7 +47,7 @@ struct Away {
 }
 
 impl Away {
-    fn start(state: &StepState) -> Away {
+    fn start(state: &impl CpuAccount) -> Away {
         let share = state.cpu_share();
         if let Some(share) = &share {
             share.release();
@@ -62,7 +72,7 @@ impl Away {
 /// Shadows WASI's blocking calls — `poll`, `pollable.block`,
 /// `input-stream.blocking-read` — with the same calls made without the
 /// attempt's CPU share.
-pub(super) fn add_waits_to_linker(linker: &mut Linker<StepState>) -> wasmtime::Result<()> {
+pub(super) fn add_waits_to_linker<T: CpuAccount>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut poll = linker.instance(POLL)?;
     poll.func_wrap_async(

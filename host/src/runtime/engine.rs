@@ -28,7 +28,7 @@ pub const POOLED_INSTANCES: u32 = 64;
 
 /// Core instances the pool holds per component instance: a Rust component
 /// has a few, one that componentize-py builds 14. A component with more
-/// waits for room (see `sandbox::run_attempt`) rather than failing.
+/// waits for room (see `run::run_attempt`) rather than failing.
 const CORE_INSTANCES_EACH: u32 = 16;
 
 /// Bytes of each pooled memory and table kept resident between steps: a

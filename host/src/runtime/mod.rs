@@ -2,6 +2,7 @@
 //! and pre-linked once, and every attempt of every step run in a fresh,
 //! metered store that is denied everything it was not granted.
 
+mod attempt;
 mod bindings;
 mod cache;
 mod cancel;
@@ -10,17 +11,21 @@ mod cpu;
 mod engine;
 mod limits;
 mod loaded;
+mod masking;
 mod pace;
 mod plugin;
+mod run;
 mod sandbox;
+mod state;
+mod world;
 
+pub use attempt::{Attempt, AttemptResult, Invocation};
 pub use cache::{ComponentCache, DEFAULT_MAX_BYTES as DEFAULT_CACHE_MAX_BYTES, Pruned};
 pub use cancel::CancelToken;
 pub use cpu::CpuShare;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits, mib};
 pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo, TaskSchema};
-pub use sandbox::{Attempt, AttemptResult, Invocation};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +37,7 @@ use wasmtime::component::Linker;
 use crate::grants::Access;
 use crate::records::LogRecord;
 use crate::runtime::engine::EpochTicker;
-use crate::runtime::sandbox::StepState;
+use crate::runtime::state::StepState;
 
 /// Receives guest log lines as they are written, e.g. to show them live.
 pub type LogSink = Arc<dyn Fn(&Invocation, &LogRecord) + Send + Sync>;
@@ -74,7 +79,7 @@ impl Runtime {
             Allocation::Pooling => engine::POOLED_INSTANCES as usize,
             Allocation::OnDemand => Semaphore::MAX_PERMITS,
         };
-        let linker = sandbox::new_linker(&engine).map_err(PluginError::engine)?;
+        let linker = world::new_linker(&engine).map_err(PluginError::engine)?;
         let ticker = EpochTicker::start(&engine)
             .map_err(|err| PluginError::Engine(format!("cannot start the epoch clock: {err}")))?;
         Ok(Runtime {
@@ -203,7 +208,7 @@ impl Runtime {
         access: Arc<Access>,
         cancel: CancelToken,
     ) -> Attempt {
-        sandbox::run_attempt(self, plugin, invocation, limits, access, cancel, None).await
+        run::run_attempt(self, plugin, invocation, limits, access, cancel, None).await
     }
 
     /// Runs one attempt like [`Runtime::run_with`] holding `cpu`, which it
@@ -219,6 +224,6 @@ impl Runtime {
         cancel: CancelToken,
         cpu: Arc<dyn CpuShare>,
     ) -> Attempt {
-        sandbox::run_attempt(self, plugin, invocation, limits, access, cancel, Some(cpu)).await
+        run::run_attempt(self, plugin, invocation, limits, access, cancel, Some(cpu)).await
     }
 }

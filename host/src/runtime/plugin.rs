@@ -12,11 +12,14 @@ use thiserror::Error;
 use super::Runtime;
 use super::bindings::PluginPre;
 use super::bindings::described::exports::wfhost::task::schemas::GuestIndices as SchemasIndices;
+use super::bindings::types;
 use super::cancel::CancelToken;
 use super::limits::Limits;
 use super::loaded::{FileStamp, FileTimes};
 use super::pace::Pace;
-use super::sandbox::{GRANTED_IMPORTS, REQUIRED_EXPORT, Sandbox, StepState};
+use super::sandbox::Sandbox;
+use super::state::StepState;
+use super::world::{GRANTED_IMPORTS, REQUIRED_EXPORT};
 use crate::grants::Access;
 
 /// One parameter of a task.
@@ -602,5 +605,25 @@ fn with_rebuild_hint(reason: String) -> String {
         )
     } else {
         reason
+    }
+}
+
+impl From<types::TaskInfo> for TaskInfo {
+    fn from(info: types::TaskInfo) -> Self {
+        TaskInfo {
+            name: info.name,
+            doc: info.doc,
+            returns: String::new(),
+            schema: None,
+            params: info
+                .params
+                .into_iter()
+                .map(|p| super::plugin::ParamInfo {
+                    name: p.name,
+                    type_name: p.type_name,
+                    optional: p.optional,
+                })
+                .collect(),
+        }
     }
 }
