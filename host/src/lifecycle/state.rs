@@ -9,7 +9,9 @@
 //! ```
 //!
 //! `cut_off` is never stored: a workflow on record as running is cut off
-//! when no process holds its lease (see `store::leases`).
+//! when no process holds its lease (see `store::leases`) and it is not
+//! parked — the rule is [`WorkflowStatus::now`], which every reader of a
+//! row applies.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

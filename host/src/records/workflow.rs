@@ -46,6 +46,19 @@ impl WorkflowStatus {
             WorkflowStatus::Cancelled => "cancelled",
         }
     }
+
+    /// The status a workflow stored as `self` has now, where `runs` says
+    /// whether a process holds its lease and `parked` whether it is
+    /// parked (a parked workflow holds no lease, by design): one on record
+    /// as running that runs nowhere and is not parked is cut off. The one
+    /// rule of [`WorkflowStatus::CutOff`], which is never stored.
+    pub fn now(self, runs: bool, parked: bool) -> Self {
+        if self == WorkflowStatus::Running && !runs && !parked {
+            WorkflowStatus::CutOff
+        } else {
+            self
+        }
+    }
 }
 
 impl std::str::FromStr for WorkflowStatus {
@@ -329,6 +342,21 @@ mod tests {
             step
         })
         .collect()
+    }
+
+    /// Only a workflow on record as running, that runs nowhere and is not
+    /// parked, is cut off; every other status is what is stored.
+    #[test]
+    fn cut_off_is_running_with_no_lease_and_not_parked() {
+        for status in WorkflowStatus::ALL {
+            for runs in [false, true] {
+                for parked in [false, true] {
+                    let cut = status == WorkflowStatus::Running && !runs && !parked;
+                    let now = if cut { WorkflowStatus::CutOff } else { status };
+                    assert_eq!(status.now(runs, parked), now, "{status:?} {runs} {parked}");
+                }
+            }
+        }
     }
 
     /// What steps in every state add up to, in every state of their

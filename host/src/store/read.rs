@@ -51,11 +51,12 @@ impl Store {
 
     /// `row` with the status it has now (see [`WorkflowStatus::CutOff`]).
     fn observed(&self, mut row: WorkflowRow) -> Result<WorkflowRow, StoreError> {
-        if row.status == WorkflowStatus::Running
-            && !self.is_running(&row.tenant, &row.id)?
-            && self.parked_until(&row.tenant, &row.id)?.is_none()
-        {
-            row.status = WorkflowStatus::CutOff;
+        // Only a row on record as running may be cut off: the others are
+        // not asked after their lease.
+        if row.status == WorkflowStatus::Running {
+            let runs = self.is_running(&row.tenant, &row.id)?;
+            let parked = !runs && self.parked_until(&row.tenant, &row.id)?.is_some();
+            row.status = row.status.now(runs, parked);
         }
         Ok(row)
     }

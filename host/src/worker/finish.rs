@@ -106,7 +106,7 @@ pub(super) async fn commit(
         let mut bodies = Vec::new();
         for chord in chords {
             let part = &parts[chord.part];
-            let body = shared.sender().chord_complete(part, &chord.results);
+            let body = shared.follow_ups().chord_complete(part, &chord.results);
             ops.push(Op::Guard {
                 group: part.group.clone(),
                 token: chord.token,

@@ -66,7 +66,7 @@ pub(super) fn outcome(
             return ending_in_success(shared, message, value, Some(account));
         }
         AttemptResult::Replace(replacement) => {
-            return match shared.sender().replaced(message, replacement) {
+            return match shared.follow_ups().replaced(message, replacement) {
                 Ok(follow) => {
                     tracing::info!("replaced");
                     (follow, None)
@@ -166,7 +166,7 @@ pub(super) fn ending_in_success(
     value: &Value,
     account: Option<Value>,
 ) -> (FollowUp, Option<Own>) {
-    let follow = shared.sender().succeeded(message, value);
+    let follow = shared.follow_ups().succeeded(message, value);
     let own = own_meta(
         shared,
         message,
@@ -190,7 +190,7 @@ pub(super) fn ending_in_failure(
     account: Option<Value>,
 ) -> (FollowUp, Option<Own>) {
     let follow = shared
-        .sender()
+        .follow_ups()
         .failed(message, state, exception, &traceback);
     let own = own_meta(
         shared,

@@ -11,7 +11,7 @@ use wfhost_canvas::celery::CelerySignature;
 use wfhost_canvas::{Canvas, Pause, Signature};
 
 use super::broker::Broker;
-use super::canvas::{Sender, celery_signature};
+use super::canvas::{FollowUps, celery_signature};
 use super::commit::Commit;
 use super::meta::{Exception, task_key};
 use super::outgoing::new_uuid;
@@ -105,11 +105,11 @@ impl FleetClient {
             default_queue: queue.to_string(),
         };
         let origin = format!("wfhost-run@{}", std::process::id());
-        let sender = Sender {
+        let follow_ups = FollowUps {
             routing: &routing,
             origin: &origin,
         };
-        let mut sig = sender.one_result(sig);
+        let mut sig = follow_ups.one_result(sig);
         let last = sig
             .final_task_mut()
             .ok_or_else(|| WorkerError::Config("the workflow has no final task".into()))?;
@@ -117,7 +117,7 @@ impl FleetClient {
             .or_else(|| last.options.task_id.clone())
             .unwrap_or_else(new_uuid);
         last.options.task_id = Some(id.clone());
-        let follow = sender
+        let follow = follow_ups
             .send(&sig)
             .ok_or_else(|| WorkerError::Config("the workflow names no task".into()))?;
         // Sending counts no chord member: nothing to go round for.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::broker::Broker;
-use super::canvas::{FollowUp, Op, Sender};
+use super::canvas::{FollowUp, FollowUps, Op};
 use super::claim::{Claimed, Taken};
 use super::finish::commit;
 use super::message::TaskMessage;
@@ -50,8 +50,8 @@ pub(super) struct Shared {
 
 impl Shared {
     /// What builds this worker's follow-up messages.
-    pub(super) fn sender(&self) -> Sender<'_> {
-        Sender {
+    pub(super) fn follow_ups(&self) -> FollowUps<'_> {
+        FollowUps {
             routing: &self.routing,
             origin: &self.config.name,
         }
@@ -320,7 +320,7 @@ async fn run_map(
 /// it: it sends a group of `celery.starmap` tasks over the chunks of `it`,
 /// and its value is that group's result (its id and its members').
 fn run_chunks(shared: &Shared, message: &TaskMessage) -> (FollowUp, Option<Own>) {
-    let Some((sent, value)) = shared.sender().chunks(message) else {
+    let Some((sent, value)) = shared.follow_ups().chunks(message) else {
         let text = format!(
             "{} takes a task, a list `it` and a chunk size `n` of at least 1",
             message.task

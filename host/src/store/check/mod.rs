@@ -24,6 +24,7 @@ use super::error::{Fault, catching, panic_text};
 use super::leases::Leases;
 use super::tables::SCHEMA_VERSION;
 use super::{Store, StoreError};
+use crate::records::WorkflowStatus;
 use records::Records;
 use repair::write_repaired;
 
@@ -225,13 +226,14 @@ fn check_with(
         });
     }
     for (tenant, id) in running {
-        let held = leases
+        let runs = leases
             .is_held(&tenant, &id)
             .map_err(|source| StoreError::Lease {
                 path: path.to_path_buf(),
                 source,
             })?;
-        if !held {
+        // `running` holds no parked workflow.
+        if WorkflowStatus::Running.now(runs, false) == WorkflowStatus::CutOff {
             report.cut_off.push(format!("{tenant}/{id}"));
         }
     }

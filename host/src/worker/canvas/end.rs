@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wfhost_canvas::celery::{CelerySignature, Shape};
 use wfhost_canvas::{MAP, STARMAP};
 
-use super::Sender;
+use super::FollowUps;
 use super::effects::{ChordPart, FollowUp, Op};
 use super::send::{Apply, parsed};
 use crate::records::now_ms;
@@ -94,7 +94,7 @@ fn body_errbacks(body: &CelerySignature) -> Vec<CelerySignature> {
     Vec::new()
 }
 
-impl Sender<'_> {
+impl FollowUps<'_> {
     /// What a task that returned `value` sends on: its callbacks (several
     /// as one group), then the next step of its chain, each with the value
     /// in front of its arguments.
@@ -338,7 +338,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::super::send::raw_chain;
-    use super::super::testing::{celery, pushed, routing, sender};
+    use super::super::testing::{celery, follow_ups, pushed, routing};
     use super::*;
     use crate::worker::outgoing::Outgoing;
 
@@ -346,8 +346,8 @@ mod tests {
     fn the_next_step_of_a_captured_chain_gets_the_result() {
         let message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
         let routing = routing();
-        let sender = sender(&routing);
-        let out = sender.succeeded(&message, &json!(4));
+        let follow_ups = follow_ups(&routing);
+        let out = follow_ups.succeeded(&message, &json!(4));
         let sent = pushed(&out);
         assert_eq!(sent.len(), 1);
         let next = &sent[0];
@@ -381,7 +381,7 @@ mod tests {
         };
         let routing = routing();
         let results = [("member".to_string(), State::Success, json!(2))];
-        pushed(&sender(&routing).chord_complete(&part, &results))
+        pushed(&follow_ups(&routing).chord_complete(&part, &results))
     }
 
     /// A chord whose body is a chain, itself a step of a chain: once the
@@ -457,9 +457,9 @@ mod tests {
         )
         .unwrap();
         let routing = routing();
-        let sender = sender(&routing);
+        let follow_ups = follow_ups(&routing);
         let error = Exception::new("builtins", "ValueError", "x");
-        let out = sender.failed(&message, State::Failure, &error, "tb");
+        let out = follow_ups.failed(&message, State::Failure, &error, "tb");
         let marked: Vec<&str> = out
             .ops
             .iter()

@@ -22,22 +22,23 @@ pub use replace::celery_signature;
 
 use super::routing::Routing;
 
-/// Builds follow-up messages: the worker's routing and identity.
-pub struct Sender<'a> {
+/// What builds a finished task's follow-up messages (the next steps, callbacks,
+/// chord bodies: a [`FollowUp`]): the worker's routing and identity.
+pub struct FollowUps<'a> {
     /// Which queue a task goes to.
     pub routing: &'a Routing,
     /// The `origin` header: `wfhost@host:pid`.
     pub origin: &'a str,
 }
 
-/// What the tests of the canvas share: a worker's routing, its sender, and
+/// What the tests of the canvas share: a worker's routing, its follow-up builder, and
 /// the messages a follow-up pushes.
 #[cfg(test)]
 mod testing {
     use serde_json::Value;
     use wfhost_canvas::celery::CelerySignature;
 
-    use super::{FollowUp, Op, Routing, Sender};
+    use super::{FollowUp, FollowUps, Op, Routing};
     use crate::worker::message::TaskMessage;
 
     /// Celery's JSON of a signature, read.
@@ -53,8 +54,8 @@ mod testing {
         }
     }
 
-    pub(super) fn sender(routing: &Routing) -> Sender<'_> {
-        Sender {
+    pub(super) fn follow_ups(routing: &Routing) -> FollowUps<'_> {
+        FollowUps {
             routing,
             origin: "test",
         }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use wfhost_canvas::celery::CelerySignature;
 
-use super::Sender;
+use super::FollowUps;
 use super::effects::FollowUp;
 use super::send::Apply;
 use crate::worker::message::TaskMessage;
@@ -24,7 +24,7 @@ pub fn celery_signature(given: &Value) -> Result<CelerySignature, String> {
     Ok(CelerySignature::from(&canvas))
 }
 
-impl Sender<'_> {
+impl FollowUps<'_> {
     /// A canvas whose result one task holds ([`CelerySignature::one_result`]),
     /// chunks' parts routed as their task is.
     pub(crate) fn one_result(&self, sig: CelerySignature) -> CelerySignature {
@@ -72,7 +72,7 @@ mod tests {
     use serde_json::json;
     use wfhost_canvas::celery::Shape;
 
-    use super::super::testing::{pushed, routing, sender};
+    use super::super::testing::{follow_ups, pushed, routing};
     use super::*;
     use crate::worker::canvas::Op;
     use crate::worker::meta::group_key;
@@ -95,8 +95,8 @@ mod tests {
         };
         let chord = &steps[1];
         let routing = routing();
-        let sender = sender(&routing);
-        let out = sender.send(chord).unwrap();
+        let follow_ups = follow_ups(&routing);
+        let out = follow_ups.send(chord).unwrap();
         let sent = pushed(&out);
         assert_eq!(sent.len(), 2);
         let group = sent[0].group.clone().unwrap();

@@ -11,7 +11,7 @@ use wfhost_canvas::Expires;
 use wfhost_canvas::celery::{CelerySignature, Chunks, Shape, Transport};
 use wfhost_canvas::rules::{call_arguments, ends_in_many};
 
-use super::Sender;
+use super::FollowUps;
 use super::effects::{FollowUp, Op};
 use crate::records::{now_ms, parse_iso8601};
 use crate::worker::chain::RawChain;
@@ -106,7 +106,7 @@ fn set_membership(
     }
 }
 
-impl Sender<'_> {
+impl FollowUps<'_> {
     /// Sends `sig` with `input` in front of its own arguments, as
     /// `sig.apply_async((input,), **apply)` does.
     pub(super) fn apply(
@@ -379,7 +379,7 @@ mod tests {
     use serde_json::{Value, json};
     use wfhost_canvas::{CHUNKS, STARMAP};
 
-    use super::super::testing::{celery, pushed, routing, sender};
+    use super::super::testing::{celery, follow_ups, pushed, routing};
     use crate::worker::canvas::Op;
     use crate::worker::chain::RawChain;
     use crate::worker::message::TaskMessage;
@@ -410,7 +410,7 @@ mod tests {
             step("math.outer_body"),
         );
         let routing = routing();
-        let out = sender(&routing).send(&celery(outer)).unwrap();
+        let out = follow_ups(&routing).send(&celery(outer)).unwrap();
         let sent = pushed(&out);
         let tasks: Vec<&str> = sent.iter().map(|m| m.task.as_str()).collect();
         assert_eq!(tasks, ["math.inner", "math.a", "math.b"]);
@@ -438,12 +438,12 @@ mod tests {
     #[test]
     fn chunks_become_a_group_of_starmaps_over_n_items() {
         let routing = routing();
-        let sender = sender(&routing);
+        let follow_ups = follow_ups(&routing);
         let add = json!({"task": "math.add", "args": [], "kwargs": {}, "options": {}});
         let chunks = json!({"task": CHUNKS, "subtask_type": "chunks", "args": [],
             "kwargs": {"task": add, "it": [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], "n": 2},
             "options": {"task_id": "g-1"}, "immutable": true});
-        let out = sender.send(&celery(chunks.clone())).unwrap();
+        let out = follow_ups.send(&celery(chunks.clone())).unwrap();
         let sent = pushed(&out);
         let parts: Vec<Value> = sent.iter().map(|m| m.kwargs["it"].clone()).collect();
         assert_eq!(
@@ -470,14 +470,14 @@ mod tests {
         let mut message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
         message.chain = RawChain::default();
         message.callbacks = vec![celery(chunks.clone())];
-        let out = sender.succeeded(&message, &json!(4));
+        let out = follow_ups.succeeded(&message, &json!(4));
         assert!(pushed(&out).iter().all(|m| m.args.is_empty()));
         assert_eq!(pushed(&out).len(), 3);
         // With no chunk size, it is Celery's `celery.chunks` task, which
         // fails where it runs.
         let mut empty = chunks;
         empty["kwargs"]["n"] = json!(0);
-        let sent = pushed(&sender.send(&celery(empty)).unwrap());
+        let sent = pushed(&follow_ups.send(&celery(empty)).unwrap());
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].task, CHUNKS);
     }
@@ -487,14 +487,14 @@ mod tests {
     #[test]
     fn a_chunks_task_gives_its_groups_result() {
         let routing = routing();
-        let sender = sender(&routing);
+        let follow_ups = follow_ups(&routing);
         let mut message = TaskMessage::parse(include_str!("../testdata/chain_head.json")).unwrap();
         message.task = CHUNKS.into();
         message.kwargs = json!({"task": "math.add", "it": [[1, 2], [3, 4], [5, 6]], "n": 2})
             .as_object()
             .cloned()
             .unwrap();
-        let (out, value) = sender.chunks(&message).unwrap();
+        let (out, value) = follow_ups.chunks(&message).unwrap();
         let sent = pushed(&out);
         assert_eq!(sent.len(), 2);
         let group = sent[0].group.clone().unwrap();
@@ -505,6 +505,6 @@ mod tests {
                 .all(|m| m.parent_id.as_deref() == Some(message.id.as_str()))
         );
         message.kwargs.remove("it");
-        assert!(sender.chunks(&message).is_none());
+        assert!(follow_ups.chunks(&message).is_none());
     }
 }
