@@ -25,27 +25,27 @@ use crate::runtime::{CancelToken, Runtime};
 use crate::spec;
 use crate::store::{Store, StoreError};
 
-/// How a step's attempts ended (or its record from an earlier run says
-/// they did), before the walk records it: see [`StepOutcome`] for what the
-/// chain around it then sees.
-pub(super) enum AttemptsEnd {
+/// How a step ended: its result, the canvas that replaces it, or its
+/// failure, which is `F`.
+pub(super) enum StepEnd<F> {
     Value(Value),
     Replace(Vec<Node>),
-    Failed(Failure),
+    Failed(F),
 }
+
+/// How a step's attempts ended (or its record from an earlier run says
+/// they did), before the walk records it: its own failure.
+pub(super) type AttemptsEnd = StepEnd<Failure>;
+
+/// How a step ended as the chain around it sees it, once recorded: the
+/// workflow's error, which names the step.
+type StepOutcome = StepEnd<WorkflowError>;
 
 /// The outcome of a chain or group: its result, or the error of the step
 /// that stopped it. The outer `Result` is the store's: a failed commit ends
 /// the run, since nothing after it would be durable.
 pub(super) type Outcome = Result<Result<Value, WorkflowError>, StoreError>;
 type BoxedOutcome<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
-
-/// How a step ended, as the chain around it sees it.
-enum StepOutcome {
-    Value(Value),
-    Replace(Vec<Node>),
-    Failed(WorkflowError),
-}
 
 /// One run of a workflow: what every step needs, and whether an earlier run
 /// of the same workflow recorded steps it must reuse.

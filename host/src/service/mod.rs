@@ -433,11 +433,11 @@ impl Service {
             // Whoever waits on it hears at once (no one listening is fine).
             let _ = service.ended.send(identity.clone());
             if let Err(err) = ended {
-                eprintln!(
-                    "wfhost serve: workflow {} of {}: {}",
-                    identity.id,
-                    identity.tenant,
-                    with_causes(&err)
+                tracing::error!(
+                    tenant = %identity.tenant,
+                    id = %identity.id,
+                    error = %with_causes(&err),
+                    "the workflow's run failed"
                 );
             }
         });
@@ -667,18 +667,21 @@ impl Service {
         let mut resumed = 0;
         for row in self.host.list(None, Some(WorkflowStatus::CutOff))? {
             let Some(tenant) = self.tenants().get(&row.tenant).cloned() else {
-                eprintln!(
-                    "wfhost serve: workflow {} belongs to tenant {}, which the policy no longer has; left as it is",
-                    row.id, row.tenant
+                tracing::warn!(
+                    tenant = %row.tenant,
+                    id = %row.id,
+                    "a cut-off workflow's tenant is no longer in the policy: left as it is"
                 );
                 continue;
             };
             match self.resume(&tenant, &row.id).await {
                 Ok((_, true)) => resumed += 1,
                 Ok((_, false)) => {}
-                Err(err) => eprintln!(
-                    "wfhost serve: workflow {} of {} cannot be resumed: {err}",
-                    row.id, row.tenant
+                Err(err) => tracing::warn!(
+                    tenant = %row.tenant,
+                    id = %row.id,
+                    error = %err,
+                    "a cut-off workflow cannot be resumed"
                 ),
             }
         }
