@@ -36,6 +36,12 @@
 //!
 //! `docs/architecture.md` in the repository draws the same path in more
 //! detail.
+//!
+//! Cargo features, all on by default: `serve` ([`service`], with axum),
+//! `worker` ([`worker`], with the redis client), and `cli` (both, and the
+//! `wfhost` binary's own crates: clap, indicatif, tracing-subscriber,
+//! mimalloc). An embedder of [`Host`] alone takes
+//! `default-features = false`.
 
 #![warn(missing_docs)]
 
@@ -49,16 +55,19 @@ mod lock;
 pub mod memory;
 pub mod names;
 mod plan;
+#[cfg(any(feature = "serve", feature = "worker"))]
 mod prometheus;
 pub mod records;
 pub mod runtime;
 pub mod schedule;
+#[cfg(feature = "serve")]
 pub mod service;
 mod sha256;
 pub mod spec;
 pub mod store;
 pub mod text;
 pub mod typing;
+#[cfg(feature = "worker")]
 pub mod worker;
 
 pub use content::Difference;

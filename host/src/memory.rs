@@ -22,6 +22,7 @@ pub fn set_release(release: fn()) {
 /// Gives freed memory back, if the process said how: now, and once more a
 /// moment later, for what other threads free after the message (a dropped
 /// connection's buffer goes with its task).
+#[cfg(feature = "worker")]
 pub(crate) fn release() {
     let Some(release) = RELEASE.get().copied() else {
         return;
@@ -38,4 +39,5 @@ pub(crate) fn release() {
 /// How long after a large message the second release comes: past the
 /// allocator's delay before it gives back what was freed (mimalloc's
 /// `purge_delay`, one second).
+#[cfg(feature = "worker")]
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);

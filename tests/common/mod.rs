@@ -14,10 +14,19 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// The `wfhost` binary, which cargo builds for every test but the
+/// library's (with the `cli` feature).
+fn binary() -> &'static str {
+    match option_env!("CARGO_BIN_EXE_wfhost") {
+        Some(path) => path,
+        None => panic!("no wfhost binary: it is built with the `cli` feature"),
+    }
+}
+
 /// The `wfhost` binary under test, keeping compiled plugins in the target
 /// directory rather than the user's cache.
 pub fn wfhost() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
+    let mut command = Command::new(binary());
     // The host's own log is the tests' to ask for.
     command.env_remove("RUST_LOG");
     command.env(
@@ -27,12 +36,14 @@ pub fn wfhost() -> Command {
     command
 }
 
-/// The target directory the host was built in.
+/// The target directory the host was built in: where the test itself
+/// runs from is `<target>/<profile>/deps/`.
 pub fn host_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_wfhost"))
+    std::env::current_exe()
+        .expect("the test's own path")
         .ancestors()
-        .nth(2)
-        .expect("the binary sits in <target>/<profile>/")
+        .nth(3)
+        .expect("a test runs from <target>/<profile>/deps/")
         .to_path_buf()
 }
 
@@ -101,7 +112,7 @@ pub fn sdk_component(source: &str) -> Option<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
         .chain([repo_root().join("wit/task.wit")])
         .collect();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
+    let mut command = Command::new(binary());
     command
         .arg("build-py")
         .arg(&source)

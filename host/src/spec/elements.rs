@@ -132,6 +132,7 @@ impl Elements {
     /// The whole workflow as one canvas: the element itself when there is
     /// one, a chain otherwise. It is in memory whole (as a fleet is sent
     /// it: every message at once).
+    #[cfg(any(test, feature = "worker"))]
     pub fn to_canvas(&self) -> io::Result<Canvas> {
         let mut items = self.canvases().collect::<io::Result<Vec<_>>>()?;
         Ok(match items.len() {

@@ -16,6 +16,7 @@ mod submitted;
 mod unique;
 
 pub(crate) use elements::{Elements, JsonReader, decode_element};
+#[cfg(feature = "serve")]
 pub(crate) use grants::grants as read_grants;
 pub use path::{JsonPath, SpecIssue};
 pub use submitted::{Submitter, parse_submitted};

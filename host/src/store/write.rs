@@ -154,6 +154,7 @@ impl Store {
     /// commit, of nothing, after them (commits keep their order), made by
     /// this task or by a leader already under way. Fails, as its own
     /// writes would, if writes of workflow `id` of `tenant` were lost.
+    #[cfg(feature = "serve")]
     pub(crate) async fn sync(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let mut write = Write::new(tenant, id, Rows::Steps(Vec::new()));
         write.flush = Flush::Always;
