@@ -6,6 +6,8 @@
 //! - [`http`] is the JSON API over it;
 //! - `admission` counts each tenant's workflows in flight, within its cap;
 //! - [`metrics`] counts what ran, for `/metrics`;
+//! - `error` is what a request got wrong, `reading` what the service
+//!   reads for its callers;
 //! - this module begins workflows through the [`Host`] under the tenant's
 //!   policy (its plugins only, its ceilings), runs each on a task of its own
 //!   with attempts taking turns at one slot per core across tenants
@@ -22,148 +24,30 @@ pub mod tenants;
 
 mod admission;
 mod dashboard;
+mod error;
 mod events;
+mod reading;
 mod schedules;
 mod storage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use thiserror::Error;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::executor::{Drain, FairScheduler, Observer, RunIdentity, RunOptions, cores};
-use crate::lifecycle::{Begun, Cancellation, Host, HostError, Intent, Ready, new_workflow_id};
+use crate::lifecycle::{Begun, Cancellation, Host, Intent, Ready, new_workflow_id};
 use crate::lock::lock;
-use crate::records::{Event, StepRecord, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+use crate::records::{StepRecord, WorkflowReport, WorkflowRow, WorkflowStatus};
 use crate::runtime::Runtime;
 use crate::spec::{self, WorkflowSpec};
-use crate::store::{CheckReport, Store, StoreError};
+use crate::store::Store;
 use admission::{Admission, Admitted};
-use metrics::{Gauges, Metrics};
+use error::with_causes;
+pub use error::{ErrorKind, ServiceError};
+use metrics::Metrics;
 use storage::StorageQuota;
 pub use tenants::{Tenant, Tenants, key_hash};
-
-/// What a request got wrong, or what went wrong serving it. The kind
-/// decides the HTTP status; the message is the same the CLI would give.
-#[derive(Debug, Error)]
-#[error("{message}")]
-pub struct ServiceError {
-    /// What kind of error it is.
-    pub kind: ErrorKind,
-    /// What went wrong, in words.
-    pub message: String,
-}
-
-/// The kinds of [`ServiceError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// No API key, or one no tenant has.
-    Unauthorized,
-    /// A tenant's key asked for what only the operator's may do.
-    Forbidden,
-    /// No such workflow for this tenant (whether or not another has one).
-    NotFound,
-    /// The workflow or request is wrong: it would exit 2 on the CLI.
-    InvalidInput,
-    /// The tenant already has as many workflows in flight as it may.
-    TooManyWorkflows,
-    /// The tenant already has as many schedules as it may.
-    TooManySchedules,
-    /// Another request is starting a workflow under the same id.
-    Conflict,
-    /// The request's body is larger than the service takes.
-    TooLarge,
-    /// No such route, or not with this method.
-    NoRoute,
-    /// The route takes another method.
-    MethodNotAllowed,
-    /// The state database failed.
-    Store,
-    /// The service is stopping.
-    Unavailable,
-    /// The tenant's records take all the room its policy gives them.
-    StorageFull,
-}
-
-impl ErrorKind {
-    /// The kind's name in error bodies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Unauthorized => "unauthorized",
-            ErrorKind::Forbidden => "forbidden",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::InvalidInput => "invalid_input",
-            ErrorKind::TooManyWorkflows => "too_many_workflows",
-            ErrorKind::TooManySchedules => "too_many_schedules",
-            ErrorKind::Conflict => "conflict",
-            ErrorKind::TooLarge => "too_large",
-            ErrorKind::NoRoute => "no_route",
-            ErrorKind::MethodNotAllowed => "method_not_allowed",
-            ErrorKind::Store => "store",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::StorageFull => "storage_full",
-        }
-    }
-}
-
-impl ServiceError {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ServiceError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidInput, message)
-    }
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(err: StoreError) -> Self {
-        Self::new(store_error_kind(&err), with_causes(&err))
-    }
-}
-
-/// A lock on the file that is no lease blocks every start until it goes:
-/// the service is unavailable, not broken, and the client may try again.
-fn store_error_kind(err: &StoreError) -> ErrorKind {
-    match err {
-        StoreError::Lease { .. } => ErrorKind::Unavailable,
-        _ => ErrorKind::Store,
-    }
-}
-
-impl From<HostError> for ServiceError {
-    fn from(err: HostError) -> Self {
-        let kind = match &err {
-            // The database's path is the operator's business, not the tenant's.
-            HostError::NotFound { id, .. } => return not_found(id),
-            HostError::AlreadyStarting { .. }
-            | HostError::OtherContent { .. }
-            | HostError::Ended { .. } => ErrorKind::Conflict,
-            HostError::Store(err) | HostError::Stored(crate::StoredWorkflowError::Store(err)) => {
-                store_error_kind(err)
-            }
-            _ => ErrorKind::InvalidInput,
-        };
-        Self::new(kind, with_causes(&err))
-    }
-}
-
-/// An error's message followed by its causes', as the CLI prints them.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        message.push_str(": ");
-        message.push_str(&next.to_string());
-        cause = next.source();
-    }
-    message
-}
 
 /// The service: the host, the tenants, and the workflows in flight per
 /// tenant.
@@ -444,98 +328,6 @@ impl Service {
         on_record
     }
 
-    /// The report of workflow `id` of `tenant`.
-    pub fn report(&self, tenant: &Tenant, id: &str) -> Result<WorkflowReport, ServiceError> {
-        Ok(self.host.report(&RunIdentity::new(&tenant.name, id))?)
-    }
-
-    /// The report of workflow `id` of `tenant` once it no longer runs, or
-    /// as it is when `wait` has passed.
-    pub async fn report_when_done(
-        &self,
-        tenant: &Tenant,
-        id: &str,
-        wait: std::time::Duration,
-    ) -> Result<WorkflowReport, ServiceError> {
-        let identity = RunIdentity::new(&tenant.name, id);
-        let deadline = tokio::time::Instant::now() + wait;
-        // Listening before looking: an end between the two is not missed.
-        let ended = self.ended.subscribe();
-        self.report_by(&identity, deadline, ended).await
-    }
-
-    /// The report of workflow `identity` once it no longer runs, or as it
-    /// is at `deadline`, hearing of this process's runs' ends on `ended`.
-    async fn report_by(
-        &self,
-        identity: &RunIdentity,
-        deadline: tokio::time::Instant,
-        mut ended: tokio::sync::broadcast::Receiver<RunIdentity>,
-    ) -> Result<WorkflowReport, ServiceError> {
-        loop {
-            let row = self.host.workflow(identity)?;
-            if row.status != WorkflowStatus::Running || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            // This process's runs say when they end; a run of another
-            // process on the same database is looked at again now and then.
-            let poll = deadline.min(tokio::time::Instant::now() + WATCH_POLL);
-            if heard_end(&mut ended, identity, poll).await {
-                break;
-            }
-        }
-        Ok(self.host.report(identity)?)
-    }
-
-    /// Workflow `id` of `tenant`: its row and its events from `first` on.
-    pub fn events_from(
-        &self,
-        tenant: &Tenant,
-        id: &str,
-        first: u64,
-    ) -> Result<(WorkflowRow, Vec<Event>), ServiceError> {
-        Ok(self
-            .host
-            .events_from(&RunIdentity::new(&tenant.name, id), first)?)
-    }
-
-    /// The workflows of `tenant` (or of every tenant), optionally of one
-    /// status, oldest first: those after the one `after` names (its id;
-    /// `TENANT/ID` across tenants), at most `limit`.
-    pub fn list(
-        &self,
-        tenant: Option<&Tenant>,
-        filter: &ListFilter,
-        after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<WorkflowRow>, ServiceError> {
-        let mut rows = self
-            .host
-            .list(tenant.map(|tenant| tenant.name.as_str()), filter.status)?;
-        if let Some(needle) = filter.search.as_deref().filter(|needle| !needle.is_empty()) {
-            let mut kept = Vec::new();
-            for row in rows {
-                if row.id.contains(needle) || self.runs_task(&row, needle)? {
-                    kept.push(row);
-                }
-            }
-            rows = kept;
-        }
-        let cursor = |row: &WorkflowRow| match tenant {
-            Some(_) => row.id.clone(),
-            None => format!("{}/{}", row.tenant, row.id),
-        };
-        let start = match after {
-            Some(after) => {
-                let at = rows.iter().position(|row| cursor(row) == after);
-                at.ok_or_else(|| not_found(after))? + 1
-            }
-            None => 0,
-        };
-        let end = limit.map_or(rows.len(), |limit| rows.len().min(start + limit));
-        Ok(rows.get(start..end).map(<[_]>::to_vec).unwrap_or_default())
-    }
-
     /// Cancels workflow `id` of `tenant`: steps not started never run and
     /// a running attempt is interrupted. Returns the row as it is now, and
     /// whether the workflow was running (a finished one is left as it is).
@@ -580,59 +372,6 @@ impl Service {
         // may still wait for its commit.
         self.host.store().flush();
         cut_off
-    }
-
-    /// Whether a step of `row`'s workflow runs a task whose name holds
-    /// `needle`. Reads the workflow's steps.
-    fn runs_task(&self, row: &WorkflowRow, needle: &str) -> Result<bool, ServiceError> {
-        let report = self.host.report(&RunIdentity::of(row))?;
-        Ok(report.steps.iter().any(|step| step.task.contains(needle)))
-    }
-
-    /// Whether the state file is whole (`wfhost check`): for the
-    /// operator alone, since it reads every tenant's records. It reads the
-    /// whole file, so it runs on a thread of its own.
-    pub async fn check(self: &Arc<Self>, scope: &Scope) -> Result<CheckReport, ServiceError> {
-        if !matches!(scope, Scope::All) {
-            return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                "only the operator's key may check the state file",
-            ));
-        }
-        let service = Arc::clone(self);
-        tokio::task::spawn_blocking(move || service.host.store().check())
-            .await
-            .map_err(|err| ServiceError::new(ErrorKind::Store, format!("the check ended: {err}")))?
-            .map_err(ServiceError::from)
-    }
-
-    /// What each tenant's workflows have used, by tenant name.
-    pub fn usage_of_all(&self) -> Result<Vec<Usage>, ServiceError> {
-        Ok(self.host.usage(None)?)
-    }
-
-    /// What `tenant`'s workflows have used.
-    pub fn usage(&self, tenant: &Tenant) -> Result<Usage, ServiceError> {
-        let usage = self.host.usage(Some(&tenant.name))?.pop();
-        Ok(usage.unwrap_or_else(|| Usage::none(&tenant.name)))
-    }
-
-    /// The metrics text of `scope`: a tenant's own series, or every
-    /// tenant's for the operator naming none.
-    pub fn metrics(&self, scope: &Scope) -> Result<String, ServiceError> {
-        let only = scope.tenant().map(|tenant| tenant.name.as_str());
-        let mut gauges = Gauges::default();
-        for row in self.host.list(only, None)? {
-            *gauges
-                .workflows
-                .entry((row.tenant.clone(), row.status.as_str()))
-                .or_default() += 1;
-        }
-        gauges.waiting = self.fair_share.waiting().into_iter().collect();
-        gauges.commits = self.host.store().commit_latency();
-        Ok(self
-            .metrics
-            .render(&gauges, |tenant| only.is_none_or(|only| only == tenant)))
     }
 
     /// Whether the service takes work: it is not stopping and its state
@@ -744,14 +483,14 @@ impl Observer for Observed {
     }
 }
 
-fn not_found(id: &str) -> ServiceError {
+pub(super) fn not_found(id: &str) -> ServiceError {
     ServiceError::new(ErrorKind::NotFound, format!("no workflow `{id}`"))
 }
 
 /// Waits until `ended` says that this process's run of `identity` ended,
 /// or until `deadline`; true if it heard the end. A receiver that fell
 /// behind may have missed it, and says so as if the deadline had come.
-async fn heard_end(
+pub(super) async fn heard_end(
     ended: &mut tokio::sync::broadcast::Receiver<RunIdentity>,
     identity: &RunIdentity,
     deadline: tokio::time::Instant,

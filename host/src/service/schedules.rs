@@ -42,7 +42,7 @@ impl From<ScheduleError> for ServiceError {
         let kind = match &err {
             ScheduleError::NotFound { .. } => ErrorKind::NotFound,
             ScheduleError::Exists { .. } => ErrorKind::Conflict,
-            ScheduleError::Store(err) => super::store_error_kind(err),
+            ScheduleError::Store(err) => super::error::store_error_kind(err),
             _ => ErrorKind::InvalidInput,
         };
         ServiceError::new(kind, err.to_string())
