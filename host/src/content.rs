@@ -42,17 +42,10 @@ impl fmt::Display for Difference {
     }
 }
 
-/// `path` with every link and `..` resolved, or as it is where that
-/// fails: a plugin's path as a workflow's content counts it and its head
-/// pins it.
-pub(crate) fn resolved(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 /// A plugin's path resolved by itself, whatever the plugin's name (see
 /// [`head_of`]).
 fn resolved_alone(_: &str, path: &Path) -> PathBuf {
-    resolved(path)
+    crate::grants::real_or_given(path)
 }
 
 /// All of `spec` but its elements, as its content counts it, each plugin's

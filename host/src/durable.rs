@@ -62,7 +62,7 @@ pub(crate) async fn record_start(
     let mut head = pinned_head(workflow);
     let resolve = |name: &str, path: &Path| match workflow.plugins().get(name) {
         Some(plugin) => plugin.resolved_path().to_path_buf(),
-        None => crate::content::resolved(path),
+        None => crate::grants::real_or_given(path),
     };
     head.content_sha256 = Some(crate::content::digest_resolving(workflow.spec(), &resolve)?);
     store

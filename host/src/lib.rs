@@ -50,6 +50,8 @@ mod durable;
 pub mod executor;
 pub mod grants;
 pub mod histogram;
+#[cfg(test)]
+mod layers;
 mod lifecycle;
 mod lock;
 pub mod memory;
@@ -67,6 +69,7 @@ pub mod spec;
 pub mod store;
 pub mod text;
 pub mod typing;
+mod unique;
 #[cfg(feature = "worker")]
 pub mod worker;
 

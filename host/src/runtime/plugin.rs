@@ -473,7 +473,7 @@ pub(super) async fn load(
     let plugin = Plugin {
         name: name.to_string(),
         path: path.to_path_buf(),
-        resolved: crate::content::resolved(path),
+        resolved: crate::grants::real_or_given(path),
         sha256,
         pre,
         tasks,

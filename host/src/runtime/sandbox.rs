@@ -264,7 +264,7 @@ impl Sandbox {
         // Repeated keys are refused here as in a chain file: a result that
         // means two things is not taken as the last of them.
         match serde_json::from_str(json) {
-            Ok(crate::spec::Unique(value)) => wrap(value),
+            Ok(crate::unique::Unique(value)) => wrap(value),
             Err(err) => AttemptResult::Failed(Failure::new(
                 FailureKind::InvalidOutput,
                 format!("the result is not valid JSON: {err}"),

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::elements::Elements;
 use super::path::{JsonPath, SpecIssue};
-use super::unique::{Unique, insert_unique};
 use super::{MISSING_WORKFLOW, ParseError, TOP_LEVEL_KEYS, WorkflowSpec, canvas, deferred, fields};
+use crate::unique::{Unique, insert_unique};
 
 /// Reads the workflow `de` holds; plugin paths are resolved against
 /// `base_dir`. Every option wfhost does not know is reported, not only the

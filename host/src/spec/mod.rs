@@ -13,14 +13,12 @@ mod grants;
 mod options;
 mod path;
 mod submitted;
-mod unique;
 
 pub(crate) use elements::{Elements, JsonReader, decode_element};
 #[cfg(feature = "serve")]
 pub(crate) use grants::grants as read_grants;
 pub use path::{JsonPath, SpecIssue};
 pub use submitted::{Submitter, parse_submitted};
-pub(crate) use unique::Unique;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::unique::Unique;
 use super::{JsonPath, ParseError, PluginRef, SpecIssue, WorkflowSpec};
+use crate::unique::Unique;
 
 /// Who submits a chain file, and what they may use.
 pub struct Submitter<'a> {
