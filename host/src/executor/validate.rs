@@ -19,6 +19,7 @@ const MAX_REPLACE_DEPTH: usize = 64;
 
 /// Why a workflow cannot start. Nothing has run when this is returned.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ValidationError {
     /// A plugin does not load.
     #[error(transparent)]

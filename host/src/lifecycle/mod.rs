@@ -9,13 +9,18 @@
 //!   to cancel the ones that do; their leases in the store keep other
 //!   processes from running them too;
 //! - [`requests`] hears requests to cancel made by other processes;
-//! - [`retention`] removes workflows: on request, by age, past a retention.
+//! - [`retention`] removes workflows: on request, by age, past a retention;
+//! - [`error`] is why a request is refused, [`reading`] what the host
+//!   reads for its callers.
 
 mod claims;
+mod error;
+mod reading;
 mod requests;
 mod retention;
 mod state;
 
+pub use error::HostError;
 pub use retention::Purge;
 pub use state::{Intent, new_workflow_id};
 
@@ -24,16 +29,12 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use thiserror::Error;
-
-use crate::durable::{self, StoredWorkflowError};
-use crate::executor::{
-    Continuation, Observer, PreparedWorkflow, RunIdentity, RunOptions, Silent, ValidationError,
-};
-use crate::records::{Event, Usage, WorkflowReport, WorkflowRow, WorkflowStatus};
+use crate::durable;
+use crate::executor::{Continuation, Observer, PreparedWorkflow, RunIdentity, RunOptions, Silent};
+use crate::records::{WorkflowRow, WorkflowStatus};
 use crate::runtime::{Ceilings, Runtime};
 use crate::spec::WorkflowSpec;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use claims::{Claim, Claims};
 use requests::CancelRequests;
 use state::{Decision, Refusal};
@@ -66,132 +67,6 @@ pub struct Host {
     /// Wakes this process's waker when a workflow parks, or a parked one
     /// is woken by a signal.
     parking_changed: tokio::sync::Notify,
-}
-
-/// Why the host cannot do what it was asked. Nothing has run when a
-/// request is refused.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum HostError {
-    /// The store has no such workflow.
-    #[error("no workflow `{id}` of tenant `{tenant}` in {}{}", database.display(), tenants_hint(.others))]
-    NotFound {
-        /// The tenant asked about.
-        tenant: String,
-        /// The id asked about.
-        id: String,
-        /// The state database looked in.
-        database: PathBuf,
-        /// The tenants that have a workflow of that id.
-        others: Vec<String>,
-    },
-    /// Another request is starting a workflow under this id right now.
-    #[error("workflow {id} is already being started")]
-    AlreadyStarting {
-        /// The workflow's id.
-        id: String,
-    },
-    /// The id is on record for a workflow with other content: an id names
-    /// one workflow.
-    #[error(
-        "workflow {id} is on record with other content ({difference}); an id names one \
-         workflow: give this one another id"
-    )]
-    OtherContent {
-        /// The workflow's id.
-        id: String,
-        /// Where the two first differ.
-        difference: crate::Difference,
-    },
-    /// The workflow runs, so it cannot be removed.
-    #[error("workflow {id} is running; cancel it first (`wfhost cancel {id}`)")]
-    StillRunning {
-        /// The workflow's id.
-        id: String,
-    },
-    /// A plugin to replace is not one the workflow has.
-    #[error("workflow {id} has no plugin `{name}` (it has: {})", .known.join(", "))]
-    NoSuchPlugin {
-        /// The workflow's id.
-        id: String,
-        /// The name asked for.
-        name: String,
-        /// The names it has.
-        known: Vec<String>,
-    },
-    /// Only a failed workflow can be retried.
-    #[error("workflow {} {}; only a failed workflow can be retried", .row.id, retry_refusal(.row.status))]
-    NotRetryable {
-        /// The workflow as it stands.
-        row: Box<WorkflowRow>,
-    },
-    /// The workflow cannot run: a plugin does not load, a task does not
-    /// exist, arguments do not bind, a limit is over a ceiling.
-    #[error("workflow {id} cannot run")]
-    Invalid {
-        /// The workflow's id.
-        id: String,
-        /// Every problem found.
-        #[source]
-        source: ValidationError,
-    },
-    /// A signal cannot reach a workflow that has ended.
-    #[error(
-        "workflow {} {}: a signal reaches only a workflow that runs or was cut off",
-        .row.id,
-        .row.status.as_str()
-    )]
-    Ended {
-        /// The workflow as it stands.
-        row: Box<WorkflowRow>,
-    },
-    /// A signal's name or payload is not one a workflow can be sent.
-    #[error("{0}")]
-    BadSignal(String),
-    /// The stored form of the workflow cannot be read back.
-    #[error(transparent)]
-    Stored(#[from] StoredWorkflowError),
-    /// The state database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// What to say of the other tenants that have a workflow of an id not
-/// found.
-fn tenants_hint(others: &[String]) -> String {
-    match others {
-        [] => String::new(),
-        [other] => format!("; tenant `{other}` has one (--tenant {other})"),
-        _ => format!("; tenants {} have one (--tenant)", others.join(", ")),
-    }
-}
-
-impl HostError {
-    /// The error of workflow `identity` not being in `store`, naming the
-    /// tenants that have a workflow of its id.
-    pub fn not_found(store: &Store, identity: &RunIdentity) -> Self {
-        let others = store
-            .tenants_of(&identity.id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|other| *other != identity.tenant)
-            .collect();
-        HostError::NotFound {
-            tenant: identity.tenant.clone(),
-            id: identity.id.clone(),
-            database: store.path().to_path_buf(),
-            others,
-        }
-    }
-}
-
-fn retry_refusal(status: WorkflowStatus) -> &'static str {
-    match status {
-        WorkflowStatus::Running => "is still running",
-        WorkflowStatus::CutOff => "was cut off (use `wfhost resume`)",
-        WorkflowStatus::Cancelled => "was cancelled",
-        _ => "succeeded",
-    }
 }
 
 /// Points each plugin of `spec` named in `plugins` to its new file, to be
@@ -653,57 +528,5 @@ impl Host {
             self.parking_changed.notify_waiters();
         }
         Ok(row)
-    }
-
-    /// Workflow `identity`'s row.
-    pub fn workflow(&self, identity: &RunIdentity) -> Result<WorkflowRow, HostError> {
-        self.store
-            .workflow(&identity.tenant, &identity.id)?
-            .ok_or_else(|| self.not_found(identity))
-    }
-
-    /// Workflow `identity`'s report: its row and every step.
-    pub fn report(&self, identity: &RunIdentity) -> Result<WorkflowReport, HostError> {
-        self.store
-            .report(&identity.tenant, &identity.id)?
-            .ok_or_else(|| self.not_found(identity))
-    }
-
-    /// Workflow `identity`'s event log.
-    pub fn events(&self, identity: &RunIdentity) -> Result<Vec<Event>, HostError> {
-        Ok(self.events_from(identity, 0)?.1)
-    }
-
-    /// Workflow `identity`'s row, then its events from position `first`
-    /// on (read in that order: once the row says it no longer runs, these
-    /// are all the events there will be).
-    pub fn events_from(
-        &self,
-        identity: &RunIdentity,
-        first: u64,
-    ) -> Result<(WorkflowRow, Vec<Event>), HostError> {
-        let row = self.workflow(identity)?;
-        let events = self
-            .store
-            .events_from(&identity.tenant, &identity.id, first)?;
-        Ok((row, events))
-    }
-
-    /// Workflows, of one tenant or all, of one status or all, oldest first.
-    pub fn list(
-        &self,
-        tenant: Option<&str>,
-        status: Option<WorkflowStatus>,
-    ) -> Result<Vec<WorkflowRow>, HostError> {
-        Ok(self.store.workflows(tenant, status)?)
-    }
-
-    /// What each tenant (or only `tenant`) has used, by tenant name.
-    pub fn usage(&self, tenant: Option<&str>) -> Result<Vec<Usage>, HostError> {
-        Ok(self.store.usage(tenant)?)
-    }
-
-    fn not_found(&self, identity: &RunIdentity) -> HostError {
-        HostError::not_found(&self.store, identity)
     }
 }

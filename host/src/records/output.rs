@@ -21,6 +21,7 @@ impl Captured {
 /// Severity of a guest log record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum LogLevel {
     /// Finer than debug.
     Trace,

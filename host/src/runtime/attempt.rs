@@ -31,6 +31,7 @@ pub struct Invocation {
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AttemptResult {
     /// The task returned this value.
     Value(Value),

@@ -14,6 +14,7 @@ const MAX_WASM_STACK: usize = 1 << 20;
 
 /// Whether compiled code counts fuel and checks epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Metering {
     /// Fuel and epoch checks compiled in: limits can be enforced.
     On,
