@@ -144,10 +144,23 @@ impl Server {
     }
 
     /// Whether a line of its log contains every one of `words`.
+    /// Whether a line of the log holds every one of `words`, within a few
+    /// seconds: a request's line is written once its answer is sent, and
+    /// the log is read on a thread of its own.
     fn logged(&self, words: &[&str]) -> bool {
-        let log = self.log.lock().unwrap();
-        log.iter()
-            .any(|line| words.iter().all(|word| line.contains(word)))
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| words.iter().all(|word| line.contains(word)));
+            if found || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// One request; returns the status and the JSON body.
