@@ -48,9 +48,8 @@ pub(crate) fn root() -> Option<&'static Path> {
 pub struct Outside {
     access: Arc<Access>,
     roots: Vec<u32>,
-    /// The latest guest paths under no grant, each with why it was not
-    /// reached.
-    unreached: VecDeque<(String, String)>,
+    /// The latest guest paths under no grant.
+    unreached: VecDeque<String>,
 }
 
 impl Outside {
@@ -84,8 +83,7 @@ impl Outside {
             if self.unreached.len() == MAX_UNREACHED {
                 self.unreached.pop_front();
             }
-            let why = self.access.outside_every_grant(&path);
-            self.unreached.push_back((path, why));
+            self.unreached.push_back(path);
         }
         true
     }
@@ -95,8 +93,8 @@ impl Outside {
     /// none (Rust's), the latest one. A failure unrelated to files is left
     /// alone, though the guest may have looked for files and found none
     /// (Python's imports and tracebacks do).
-    pub(crate) fn explaining(&self, failure: &str) -> Option<&str> {
-        let named = self.unreached.iter().rev().find(|(path, _)| {
+    pub(crate) fn explaining(&self, failure: &str) -> Option<String> {
+        let named = self.unreached.iter().rev().find(|path| {
             // A relative path is named as the guest gave it, quoted
             // (Python's `'orders.csv'`).
             let relative = format!("'{}'", &path[ROOT.len()..]);
@@ -105,7 +103,7 @@ impl Outside {
         let os_error = failure.contains("(os error ") || failure.contains("[Errno ");
         named
             .or_else(|| self.unreached.back().filter(|_| os_error))
-            .map(|(_, why)| why.as_str())
+            .map(|path| self.access.outside_every_grant(path))
     }
 }
 
@@ -179,20 +177,11 @@ mod tests {
             format!("no grant covers {path}: the plugin has no dirs grant (grants.dirs)")
         };
         let named = "FileNotFoundError: [Errno 44] No such file or directory: '/secret/a.csv'";
-        assert_eq!(
-            outside.explaining(named),
-            Some(why("/secret/a.csv").as_str())
-        );
+        assert_eq!(outside.explaining(named), Some(why("/secret/a.csv")));
         let relative = "FileNotFoundError: [Errno 44] No such file or directory: 'orders.csv'";
-        assert_eq!(
-            outside.explaining(relative),
-            Some(why("/orders.csv").as_str())
-        );
+        assert_eq!(outside.explaining(relative), Some(why("/orders.csv")));
         let unnamed = "No such file or directory (os error 44)";
-        assert_eq!(
-            outside.explaining(unnamed),
-            Some(why("/1/module.py").as_str())
-        );
+        assert_eq!(outside.explaining(unnamed), Some(why("/1/module.py")));
         assert_eq!(outside.explaining("ValueError: not a number"), None);
     }
 }

@@ -351,7 +351,7 @@ impl Sandbox {
         };
         let unreached = failure.zip(state.outside.as_ref());
         if let Some(why) = unreached.and_then(|(failure, outside)| outside.explaining(failure)) {
-            refusals.push(why.to_string());
+            refusals.push(why);
         }
         let write_refusal = state.write_budget.refusal().map(str::to_string);
         for refusal in refusals.into_iter().chain(write_refusal) {

@@ -6,7 +6,7 @@
 use redb::ReadableTable;
 
 use super::commit::{Rows, Write};
-use super::tables::{PARKED, PARKED_BY_DUE};
+use super::tables::{PARKED, PARKED_BY_DUE, table_if_made};
 use super::{Store, StoreError};
 
 /// Parked workflows a waker takes at most in one look.
@@ -48,10 +48,8 @@ impl Store {
     /// When parked workflow `id` of `tenant` is due, if it is parked.
     pub(crate) fn parked_until(&self, tenant: &str, id: &str) -> Result<Option<u64>, StoreError> {
         self.read(|txn| {
-            let table = match txn.open_table(PARKED) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(err) => return Err(err.into()),
+            let Some(table) = table_if_made(txn, PARKED)? else {
+                return Ok(None);
             };
             Ok(table.get((tenant, id))?.map(|due| due.value()))
         })
@@ -61,10 +59,8 @@ impl Store {
     /// [`MAX_WOKEN_AT_ONCE`]), and when the next is due.
     pub(crate) fn parked_due(&self, now_ms: u64) -> Result<DueParked, StoreError> {
         self.read(|txn| {
-            let table = match txn.open_table(PARKED_BY_DUE) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(DueParked::default()),
-                Err(err) => return Err(err.into()),
+            let Some(table) = table_if_made(txn, PARKED_BY_DUE)? else {
+                return Ok(DueParked::default());
             };
             let mut found = DueParked::default();
             for entry in table.iter()? {

@@ -4,7 +4,7 @@
 
 use redb::ReadableTable;
 
-use super::tables::SCHEDULES;
+use super::tables::{SCHEDULES, table_if_made};
 use super::{Store, StoreError};
 use crate::records::ScheduleRecord;
 
@@ -13,10 +13,8 @@ impl Store {
     /// name.
     pub fn schedules(&self, tenant: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.read(|txn| {
-            let table = match txn.open_table(SCHEDULES.table) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(err) => return Err(err.into()),
+            let Some(table) = table_if_made(txn, SCHEDULES.table)? else {
+                return Ok(Vec::new());
             };
             let entries = match tenant {
                 Some(tenant) => table.range((tenant, "")..=(tenant, "\u{10FFFF}"))?,
@@ -34,10 +32,8 @@ impl Store {
     /// Schedule `name` of `tenant`, if there is one.
     pub fn schedule(&self, tenant: &str, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         self.read(|txn| {
-            let table = match txn.open_table(SCHEDULES.table) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(err) => return Err(err.into()),
+            let Some(table) = table_if_made(txn, SCHEDULES.table)? else {
+                return Ok(None);
             };
             let key = (tenant, name);
             let stored = table.get(key)?;

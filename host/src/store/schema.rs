@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::error::Fault;
 use super::tables::{
     CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, META, Part, Records, SCHEMA_VERSION,
-    SCHEMA_VERSION_KEY, STEPS, WORKFLOWS,
+    SCHEMA_VERSION_KEY, STEPS, WORKFLOWS, table_if_made,
 };
 use super::{Store, StoreError};
 
@@ -50,10 +50,8 @@ impl Store {
     /// The schema version the file records, if it has one yet.
     fn stored_schema_version(&self) -> Result<Option<u64>, StoreError> {
         self.read(|txn| {
-            let meta = match txn.open_table(META) {
-                Ok(meta) => meta,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(err) => return Err(err.into()),
+            let Some(meta) = table_if_made(txn, META)? else {
+                return Ok(None);
             };
             Ok(meta.get(SCHEMA_VERSION_KEY)?.map(|version| version.value()))
         })

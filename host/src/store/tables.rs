@@ -20,6 +20,20 @@ use wfhost_canvas::Canvas;
 use super::error::Fault;
 use crate::records::{Event, ScheduleRecord, Signal, StepRecord, StoredHead, WorkflowRow};
 
+/// The table `definition` names, in a read of `txn`; none when the file
+/// has no such table yet (tables are made as they are first written, and
+/// a table not made reads as empty).
+pub fn table_if_made<K: Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, redb::TableError> {
+    match txn.open_table(definition) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// Bumped whenever a table or a stored record changes shape; opening a
 /// file of the version before migrates it (see `Store::check_schema`).
 pub const SCHEMA_VERSION: u64 = 6;

@@ -16,7 +16,7 @@ mod repair;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 
 use super::create::{checking_prefix, folder_of, remove_abandoned};
@@ -290,19 +290,6 @@ impl CheckReport {
         } else {
             self.more_findings += 1;
         }
-    }
-}
-
-/// The table `definition` names, if the file has it: tables are made as
-/// they are first written.
-fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &ReadTransaction,
-    definition: TableDefinition<K, V>,
-) -> Result<Option<ReadOnlyTable<K, V>>, Fault> {
-    match txn.open_table(definition) {
-        Ok(table) => Ok(Some(table)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(err) => Err(err.into()),
     }
 }
 

@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use redb::{ReadTransaction, ReadableTable, TableHandle};
 
 use super::journal::Journal;
-use super::{CheckReport, Finding, table, unreadable};
+use super::{CheckReport, Finding, unreadable};
 use crate::records::WorkflowStatus;
 use crate::store::error::Fault;
+use crate::store::tables::table_if_made;
 use crate::store::tables::{
     CANCELS, JOURNAL, META, PARKED, PARKED_BY_DUE, SCHEDULES, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
     WORKFLOWS,
@@ -87,7 +88,7 @@ impl<'r> Records<'r> {
     }
 
     fn meta(&mut self, txn: &ReadTransaction) -> Result<(), Fault> {
-        let Some(meta) = table(txn, META)? else {
+        let Some(meta) = table_if_made(txn, META)? else {
             return Ok(());
         };
         let version = meta.get(SCHEMA_VERSION_KEY)?.map(|version| version.value());
@@ -110,7 +111,7 @@ impl<'r> Records<'r> {
     }
 
     fn workflows(&mut self, txn: &ReadTransaction) -> Result<(), Fault> {
-        let Some(table) = table(txn, WORKFLOWS.table)? else {
+        let Some(table) = table_if_made(txn, WORKFLOWS.table)? else {
             return Ok(());
         };
         for entry in table.iter()? {
@@ -143,7 +144,7 @@ impl<'r> Records<'r> {
     }
 
     fn schedules(&mut self, txn: &ReadTransaction) -> Result<(), Fault> {
-        let Some(table) = table(txn, SCHEDULES.table)? else {
+        let Some(table) = table_if_made(txn, SCHEDULES.table)? else {
             return Ok(());
         };
         for entry in table.iter()? {
@@ -165,7 +166,7 @@ impl<'r> Records<'r> {
     /// Each workflow's entries are one range of the journal, in order:
     /// they are checked one workflow at a time.
     fn journal(&mut self, txn: &ReadTransaction) -> Result<(), Fault> {
-        let Some(table) = table(txn, JOURNAL)? else {
+        let Some(table) = table_if_made(txn, JOURNAL)? else {
             return Ok(());
         };
         let mut current: Option<Journal> = None;
@@ -224,7 +225,7 @@ impl<'r> Records<'r> {
     /// row.
     fn parked(&mut self, txn: &ReadTransaction) -> Result<(), Fault> {
         let mut by_workflow = BTreeSet::new();
-        if let Some(parked) = table(txn, PARKED)? {
+        if let Some(parked) = table_if_made(txn, PARKED)? {
             for entry in parked.iter()? {
                 let (key, due) = entry?;
                 let (tenant, id) = key.value();
@@ -233,7 +234,7 @@ impl<'r> Records<'r> {
             }
         }
         let mut by_due = BTreeSet::new();
-        if let Some(parked) = table(txn, PARKED_BY_DUE)? {
+        if let Some(parked) = table_if_made(txn, PARKED_BY_DUE)? {
             for entry in parked.iter()? {
                 let (key, _) = entry?;
                 let (due, tenant, id) = key.value();
@@ -271,7 +272,7 @@ impl<'r> Records<'r> {
     /// Each request to cancel is of a workflow on record.
     fn cancels(&mut self, txn: &ReadTransaction) -> Result<(), Fault> {
         let mut orphans = Vec::new();
-        let Some(cancels) = table(txn, CANCELS)? else {
+        let Some(cancels) = table_if_made(txn, CANCELS)? else {
             return Ok(());
         };
         for entry in cancels.iter()? {

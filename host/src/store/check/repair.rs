@@ -5,8 +5,9 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::{RepairedCopy, table};
+use super::RepairedCopy;
 use crate::store::error::{Fault, catching, panicked};
+use crate::store::tables::table_if_made;
 use crate::store::tables::{CANCELS, JOURNAL, PARKED, PARKED_BY_DUE, SCHEDULES, WORKFLOWS};
 use crate::store::{Durability, Store, StoreError};
 
@@ -45,7 +46,7 @@ fn copy_whole(
     let write = target.db.get().begin_write()?;
     let keeps = |tenant: &str, id: &str| whole.contains(&format!("{tenant}/{id}"));
     let mut workflows = 0;
-    if let Some(rows) = table(&read, WORKFLOWS.table)? {
+    if let Some(rows) = table_if_made(&read, WORKFLOWS.table)? {
         let mut into = write.open_table(WORKFLOWS.table)?;
         for entry in rows.iter()? {
             let (key, value) = entry?;
@@ -56,7 +57,7 @@ fn copy_whole(
             }
         }
     }
-    if let Some(journal) = table(&read, JOURNAL)? {
+    if let Some(journal) = table_if_made(&read, JOURNAL)? {
         let mut into = write.open_table(JOURNAL)?;
         for entry in journal.iter()? {
             let (key, value) = entry?;
@@ -67,7 +68,7 @@ fn copy_whole(
         }
     }
     let mut schedules = 0;
-    if let Some(stored) = table(&read, SCHEDULES.table)? {
+    if let Some(stored) = table_if_made(&read, SCHEDULES.table)? {
         let mut into = write.open_table(SCHEDULES.table)?;
         for entry in stored.iter()? {
             let (key, value) = entry?;
@@ -78,7 +79,7 @@ fn copy_whole(
             }
         }
     }
-    if let Some(parked) = table(&read, PARKED)? {
+    if let Some(parked) = table_if_made(&read, PARKED)? {
         let mut into = write.open_table(PARKED)?;
         let mut by_due = write.open_table(PARKED_BY_DUE)?;
         for entry in parked.iter()? {
@@ -90,7 +91,7 @@ fn copy_whole(
             }
         }
     }
-    if let Some(cancels) = table(&read, CANCELS)? {
+    if let Some(cancels) = table_if_made(&read, CANCELS)? {
         let mut into = write.open_table(CANCELS)?;
         for entry in cancels.iter()? {
             let (key, at) = entry?;
