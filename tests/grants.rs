@@ -447,6 +447,14 @@ fn grants_that_cannot_be_used_are_input_errors_naming_them() {
             json!({"config": {"a": "1"}, "secrets": {"a": {"env": "X"}}}),
             "both a config value and a secret",
         ),
+        (
+            json!({"clock": {"pinned": "yesterday"}}),
+            "$.plugins.app.grants.clock.pinned: `yesterday` is not an RFC 3339 instant",
+        ),
+        (
+            json!({"clock": {"pinned": "1969-07-20T20:17:40Z"}}),
+            "is before 1970-01-01T00:00:00Z",
+        ),
     ];
     for (grants, expected) in cases {
         let chain = chain_file(&json!({
@@ -457,6 +465,34 @@ fn grants_that_cannot_be_used_are_input_errors_naming_them() {
         assert_eq!(run.code, 2, "{grants}: {}", run.stderr);
         assert!(run.stderr.contains(expected), "{grants}: {}", run.stderr);
     }
+}
+
+#[test]
+fn a_pinned_clock_is_what_every_attempt_of_its_plugin_reads() {
+    let report = run_group(
+        json!({
+            "pinned": granted(json!({"clock": {"pinned": "2026-01-01T01:00:00.25+01:00"}})),
+            "host": plugin("testkit"),
+        }),
+        vec![
+            call("pinned", "now_ms", json!([])),
+            call("pinned", "now_ms", json!([])),
+            call("host", "now_ms", json!([])),
+        ],
+        |_| {},
+    );
+    let pinned_ms = 1_767_225_600_250u64;
+    assert_eq!(result(&report, "0.0"), json!(pinned_ms));
+    assert_eq!(result(&report, "0.1"), json!(pinned_ms));
+    let host_ms = result(&report, "0.2").as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        host_ms.abs_diff(now_ms) < 600_000,
+        "an unpinned plugin reads the host's clock: {host_ms} vs {now_ms}"
+    );
 }
 
 /// Polls `check` every 20 ms for up to 30 s.
@@ -579,6 +615,15 @@ fn inspect_lists_the_interfaces_a_plugin_imports_with_their_grants() {
         })
         .expect("testkit makes HTTP requests");
     assert_eq!(http["grant"], "http");
+    let grant_of = |prefix: &str| {
+        let import = testkit
+            .iter()
+            .find(|import| import["interface"].as_str().unwrap().starts_with(prefix));
+        import.unwrap_or_else(|| panic!("testkit imports {prefix}"))["grant"].clone()
+    };
+    assert_eq!(grant_of("wasi:cli/environment@"), "config, secrets");
+    assert_eq!(grant_of("wasi:clocks/wall-clock@"), "clock");
+    assert_eq!(grant_of("wasi:clocks/monotonic-clock@"), Value::Null);
     // math makes none, so it does not even import wasi:http.
     let math = imports("math");
     assert!(

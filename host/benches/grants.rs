@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use common::{LocalService, invocation, load, repo_root};
 use serde_json::{Value, json};
 use support::median;
-use wfhost::grants::{Access, DirGrant, Grants, HttpGrant, Origin, SecretSource};
+use wfhost::grants::{
+    Access, ClockGrant, DirGrant, DirsGrant, Grants, HttpGrant, Origin, SecretSource,
+};
 use wfhost::runtime::{AttemptResult, CancelToken, Limits, Plugin, Runtime};
 
 const ROUNDS: usize = 5;
@@ -57,19 +59,22 @@ fn granted_everything(dir: &std::path::Path) -> Arc<Access> {
             allow: vec![Origin::parse("http://127.0.0.1:9").unwrap()],
             ..HttpGrant::default()
         },
-        dirs: BTreeMap::from([(
-            "/data".to_string(),
-            DirGrant {
-                path: dir.to_path_buf(),
-                write: true,
-            },
-        )]),
-        max_bytes_written: None,
+        dirs: DirsGrant {
+            paths: BTreeMap::from([(
+                "/data".to_string(),
+                DirGrant {
+                    path: dir.to_path_buf(),
+                    write: true,
+                },
+            )]),
+            max_bytes_written: None,
+        },
         config: BTreeMap::from([("bucket".to_string(), "images".to_string())]),
         secrets: BTreeMap::from([(
             "key".to_string(),
             SecretSource::Env("WFHOST_BENCH_SECRET".into()),
         )]),
+        clock: ClockGrant::default(),
     };
     grants.access("math").unwrap()
 }

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
         "memory",
         "unique",
     ],
+    &["json"],
     &["grants", "plan", "prometheus"],
     &["records"],
     &["store", "spec", "runtime"],

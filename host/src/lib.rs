@@ -50,6 +50,7 @@ mod durable;
 pub mod executor;
 pub mod grants;
 pub mod histogram;
+mod json;
 #[cfg(test)]
 mod layers;
 mod lifecycle;

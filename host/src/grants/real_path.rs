@@ -21,6 +21,14 @@ pub(crate) fn real_or_given(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// `path` against a chain file's directory `base_dir`, made absolute, so
+/// that a workflow means the same file whatever directory it is resumed
+/// from.
+pub(crate) fn against(base_dir: &Path, path: &str) -> PathBuf {
+    let joined = base_dir.join(path);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
 /// Whether `path` is `root` or inside it, judged on the paths as written
 /// (a `..` never counts as inside): meant for real paths, where what is
 /// written is what is there.

@@ -5,10 +5,17 @@
 //! the workflow runs, is handed to the guest, and is replaced by
 //! [`MASK`] wherever it shows up in what an attempt produced.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use super::GrantError;
+use super::capability::{AttemptSetup, Capability};
+use super::config::{Config, check_env_name};
+use super::real_path::against;
+use crate::json::{JsonPath, SpecIssue, fields};
 
 /// What a masked secret reads as.
 pub const MASK: &str = "***";
@@ -58,6 +65,114 @@ impl SecretSource {
                     .to_string())
             }
         }
+    }
+}
+
+/// The `secrets` capability: `"secrets": {"NAME": {"env": VAR} | {"file":
+/// PATH}}`, read into the plugin's environment when the workflow runs.
+pub struct Secrets;
+
+/// A plugin's secrets, read: its environment's share, and their mask.
+#[derive(Debug, Default)]
+pub struct ReadSecrets {
+    env: Vec<(String, String)>,
+    masker: Masker,
+}
+
+impl ReadSecrets {
+    /// The mask of these secrets.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+}
+
+impl Capability for Secrets {
+    const NAME: &'static str = "secrets";
+    const INTERFACES: &'static [&'static str] = &["wasi:cli/environment"];
+
+    type Grant = BTreeMap<String, SecretSource>;
+    type Ready = ReadSecrets;
+    type Attempt = ();
+
+    fn read(
+        grants: &Map<String, Value>,
+        at: &JsonPath,
+        base_dir: &Path,
+    ) -> Result<Self::Grant, SpecIssue> {
+        let mut secrets = BTreeMap::new();
+        let Some(value) = grants.get(Self::NAME) else {
+            return Ok(secrets);
+        };
+        let config = grants.get(Config::NAME).and_then(Value::as_object);
+        let at = at.key(Self::NAME);
+        for (name, source) in fields::object_of_any(value, &at)? {
+            let at = at.key(name);
+            check_env_name(name, &at)?;
+            if config.is_some_and(|config| config.contains_key(name)) {
+                return Err(SpecIssue::new(
+                    &at,
+                    format!("`{name}` is both a config value and a secret"),
+                ));
+            }
+            secrets.insert(name.clone(), secret_source(source, &at, base_dir)?);
+        }
+        Ok(secrets)
+    }
+
+    fn is_empty(grant: &Self::Grant) -> bool {
+        grant.is_empty()
+    }
+
+    fn within(asked: &Self::Grant, policy: &Self::Grant) -> Result<Self::Grant, String> {
+        for (name, source) in asked {
+            if policy.get(name) != Some(source) {
+                return Err(format!("secrets.{name} is not one of the tenant's secrets"));
+            }
+        }
+        Ok(asked.clone())
+    }
+
+    fn ready(grant: &Self::Grant, plugin: &str) -> Result<ReadSecrets, GrantError> {
+        let mut env = Vec::new();
+        for (name, source) in grant {
+            let value = source.read().map_err(|reason| GrantError {
+                plugin: plugin.to_string(),
+                grant: format!("secrets.{name}"),
+                reason,
+            })?;
+            env.push((name.clone(), value));
+        }
+        let masker = Masker::new(env.iter().map(|(_, value)| value.clone()));
+        Ok(ReadSecrets { env, masker })
+    }
+
+    fn attempt(ready: &ReadSecrets, setup: &mut AttemptSetup<'_>) -> Result<(), GrantError> {
+        for (name, value) in &ready.env {
+            setup.builder.env(name, value);
+        }
+        Ok(())
+    }
+}
+
+fn secret_source(value: &Value, at: &JsonPath, base_dir: &Path) -> Result<SecretSource, SpecIssue> {
+    let map = fields::object(
+        value,
+        at,
+        "{\"env\": NAME} or {\"file\": PATH}",
+        &["env", "file"],
+    )?;
+    match (map.get("env"), map.get("file")) {
+        (Some(name), None) => Ok(SecretSource::Env(
+            fields::string(name, &at.key("env"))?.to_string(),
+        )),
+        (None, Some(path)) => Ok(SecretSource::File(against(
+            base_dir,
+            fields::string(path, &at.key("file"))?,
+        ))),
+        _ => Err(SpecIssue::new(
+            at,
+            "a secret comes from exactly one of `env` or `file`",
+        )),
     }
 }
 

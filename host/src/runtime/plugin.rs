@@ -19,7 +19,7 @@ use super::loaded::{FileStamp, FileTimes};
 use super::pace::Pace;
 use super::sandbox::Sandbox;
 use super::state::StepState;
-use super::world::{GRANTED_IMPORTS, REQUIRED_EXPORT};
+use super::world::{REQUIRED_EXPORT, may_import};
 use crate::grants::Access;
 
 /// One parameter of a task.
@@ -404,10 +404,7 @@ pub(super) async fn load(
         .map(|(import, _)| import.to_string())
         .collect();
     for import in &imports {
-        if !GRANTED_IMPORTS
-            .iter()
-            .any(|granted| import.starts_with(granted))
-        {
+        if !may_import(import) {
             return Err(PluginError::ImportNotGranted {
                 name: name_owned(),
                 path: path_owned(),

@@ -9,7 +9,6 @@ use serde_json::Value;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::attempt::{Attempt, AttemptResult, Invocation};
 use super::bindings::described::exports::wfhost::task::schemas::{
@@ -22,7 +21,7 @@ use super::cpu::CpuShare;
 use super::limits::{Limits, MemoryLimiter};
 use super::masking::{masked, masked_output, with_denial};
 use super::state::{LogCallback, StepState};
-use crate::grants::{Access, Denials, HttpAccess, Outside};
+use crate::grants::{Access, AttemptSetup, Denials, GrantError};
 use crate::lock::lock;
 use crate::records::{Failure, FailureKind, LogLevel, LogRecord};
 
@@ -67,22 +66,20 @@ impl Sandbox {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        let shows_root = access
-            .configure(&mut builder, opens_files)
-            .map_err(|err| Failure::new(FailureKind::PluginError, err.to_string()))?;
-        let wasi = builder.build();
         let denials = Denials::default();
-        let http_access = access
-            .http(Arc::clone(&denials))
-            .unwrap_or_else(|| HttpAccess::denying(Arc::clone(&denials)));
+        let granted = access
+            .attempt(&mut AttemptSetup {
+                builder: &mut builder,
+                plugin: access.plugin(),
+                denials: &denials,
+                opens_files,
+            })
+            .map_err(|err: GrantError| Failure::new(FailureKind::PluginError, err.to_string()))?;
         let state = StepState {
-            wasi,
+            wasi: builder.build(),
             table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            http_access,
-            write_budget: access.write_budget(),
-            denials: Arc::clone(&denials),
-            outside: shows_root.then(|| Outside::new(Arc::clone(access))),
+            granted,
+            denials,
             limiter: MemoryLimiter::new(limits.memory_bytes),
             logs: Vec::new(),
             max_logs: limits.max_log_records,
@@ -342,19 +339,13 @@ impl Sandbox {
         // What a grant refused is told to the step's record too, so that
         // a task swallowing the error does not hide it.
         let mut refusals: Vec<String> = std::mem::take(&mut *lock(&state.denials));
-        // A path under no grant is told only where it explains a failure:
-        // a guest may look for files that are not there as it goes.
         let failure = match &result {
             AttemptResult::Failed(failure) => Some(failure.message.as_str()),
             AttemptResult::Retry { message, .. } => Some(message.as_str()),
             _ => None,
         };
-        let unreached = failure.zip(state.outside.as_ref());
-        if let Some(why) = unreached.and_then(|(failure, outside)| outside.explaining(failure)) {
-            refusals.push(why);
-        }
-        let write_refusal = state.write_budget.refusal().map(str::to_string);
-        for refusal in refusals.into_iter().chain(write_refusal) {
+        refusals.extend(state.granted.refusals(failure));
+        for refusal in refusals {
             state.keep_log(LogRecord {
                 level: LogLevel::Warn,
                 message: format!("denied: {}", state.masker.mask(&refusal)),

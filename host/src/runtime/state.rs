@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{host, types};
 use super::cpu::{CpuAccount, CpuShare};
 use super::limits::MemoryLimiter;
-use crate::grants::{Denials, DirAccess, HttpAccess, Masker, Outside, WriteBudget};
+use crate::grants::{AttemptView, Denials, Granted, Holds, Http, Masker};
 use crate::lock::lock;
 use crate::records::LogRecord;
 
@@ -27,12 +27,9 @@ pub(super) type LogCallback = Box<dyn Fn(&LogRecord) + Send + Sync>;
 pub struct StepState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) http: WasiHttpCtx,
-    pub(super) http_access: HttpAccess,
-    pub(super) write_budget: Arc<WriteBudget>,
+    /// Every capability's state in this attempt.
+    pub(super) granted: Granted,
     pub(super) denials: Denials,
-    /// The empty directory shown at `/`, when the guest opens files.
-    pub(super) outside: Option<Outside>,
     pub(super) limiter: MemoryLimiter,
     pub(super) logs: Vec<LogRecord>,
     pub(super) max_logs: usize,
@@ -75,25 +72,22 @@ impl WasiView for StepState {
 
 impl WasiHttpView for StepState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let http = Holds::<Http>::part_mut(&mut self.granted);
         WasiHttpCtxView {
-            ctx: &mut self.http,
+            ctx: &mut http.ctx,
             table: &mut self.table,
-            hooks: &mut self.http_access,
+            hooks: &mut http.hooks,
         }
     }
 }
 
-impl DirAccess for StepState {
-    fn write_budget(&self) -> &Arc<WriteBudget> {
-        &self.write_budget
+impl AttemptView for StepState {
+    fn granted(&mut self) -> &mut Granted {
+        &mut self.granted
     }
 
     fn deny(&mut self, reason: String) {
         lock(&self.denials).push(reason);
-    }
-
-    fn outside(&mut self) -> Option<&mut Outside> {
-        self.outside.as_mut()
     }
 }
 

@@ -9,15 +9,15 @@ use super::bindings::Plugin as PluginWorld;
 use super::state::StepState;
 use crate::grants;
 
-/// The interfaces a plugin may import: WASI 0.2 and wasi:http (with a
-/// context that denies files, network, environment and arguments unless
-/// the plugin's grants allow them) and wfhost's host interface. Anything
-/// else is refused when the plugin loads.
-pub const GRANTED_IMPORTS: &[&str] = &[
+/// The interfaces every plugin may import: WASI 0.2's command world (with
+/// a context that denies files, network, environment and arguments unless
+/// the plugin's grants allow them) and wfhost's host interface. Each
+/// capability adds those it serves ([`grants::Capability::INTERFACES`]);
+/// anything else is refused when the plugin loads.
+const SERVED_TO_EVERY_PLUGIN: &[&str] = &[
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:filesystem/",
-    "wasi:http/",
     "wasi:io/",
     "wasi:random/",
     "wasi:sockets/",
@@ -25,16 +25,24 @@ pub const GRANTED_IMPORTS: &[&str] = &[
     "wfhost:task/types@",
 ];
 
+/// Whether a plugin may import `interface` (as its component names it).
+pub fn may_import(interface: &str) -> bool {
+    SERVED_TO_EVERY_PLUGIN
+        .iter()
+        .any(|served| interface.starts_with(served))
+        || grants::serves(interface)
+}
+
 /// The export a plugin must provide (any 0.1.x version).
 pub const REQUIRED_EXPORT: &str = "wfhost:task/tasks@0.1";
 
-/// The linker shared by every store: WASI p2, wasi:http, the write cap on
-/// granted directories, and the host interface.
+/// The linker shared by every store: WASI p2, what each capability puts
+/// in front of the guest, the waits that give back the CPU, and the host
+/// interface.
 pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    grants::add_write_cap_to_linker(&mut linker)?;
+    grants::add_to_linker(&mut linker)?;
     super::cpu::add_waits_to_linker(&mut linker)?;
     PluginWorld::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |state| state)?;
     Ok(linker)

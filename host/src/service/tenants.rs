@@ -161,10 +161,10 @@ pub struct Tenants {
 fn policy_grants(value: &toml::Value, at: &str, root: Option<&Path>) -> Result<Grants, String> {
     let json = serde_json::to_value(value).map_err(|err| format!("{at}: {err}"))?;
     let base = root.unwrap_or(Path::new("/"));
-    let grants = spec::read_grants(&json, &spec::JsonPath::root(), base)
+    let grants = Grants::read(&json, &spec::JsonPath::root(), base)
         .map_err(|issue| format!("{at}{}", issue.to_string().trim_start_matches('$')))?
         .with_real_dirs();
-    for (guest, dir) in &grants.dirs {
+    for (guest, dir) in &grants.dirs.paths {
         match root {
             None => {
                 return Err(format!(

@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 use wfhost_canvas::pause::{Pause, parse_duration, signal_name};
 use wfhost_canvas::{Canvas, Chord, Signature, StepOptions};
 
-use super::fields::{self, type_of};
 use super::options::{Callbacks, options};
-use super::path::{JsonPath, SpecIssue};
+use crate::json::fields::{self, type_of};
+use crate::json::{JsonPath, SpecIssue};
 
 const SIGNATURE_KEYS: &[&str] = &["task", "args", "kwargs", "immutable", "options"];
 

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use wfhost_canvas::{CHUNKS, Canvas, Chord, MAP, STARMAP};
 
 use super::canvas::{any_signature, list, signature_fields, with_callbacks};
-use super::fields::{self, type_of};
-use super::path::{JsonPath, SpecIssue};
+use crate::json::fields::{self, type_of};
+use crate::json::{JsonPath, SpecIssue};
 
 /// The keys of a serialized Celery signature.
 const CELERY_KEYS: &[&str] = &[

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use super::path::SpecIssue;
+use crate::json::SpecIssue;
 
 thread_local! {
     /// The issues deferred by the reading under way on this thread, if one

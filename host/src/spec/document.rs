@@ -11,8 +11,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Value};
 
 use super::elements::Elements;
-use super::path::{JsonPath, SpecIssue};
 use super::{MISSING_WORKFLOW, ParseError, TOP_LEVEL_KEYS, WorkflowSpec, canvas, deferred, fields};
+use crate::json::{JsonPath, SpecIssue};
 use crate::unique::{Unique, insert_unique};
 
 /// Reads the workflow `de` holds; plugin paths are resolved against

@@ -8,16 +8,13 @@ mod celery;
 mod deferred;
 mod document;
 mod elements;
-mod fields;
-mod grants;
+
 mod options;
-mod path;
+
 mod submitted;
 
+pub use crate::json::{JsonPath, SpecIssue};
 pub(crate) use elements::{Elements, JsonReader, decode_element};
-#[cfg(feature = "serve")]
-pub(crate) use grants::grants as read_grants;
-pub use path::{JsonPath, SpecIssue};
 pub use submitted::{Submitter, parse_submitted};
 
 use std::collections::BTreeMap;
@@ -28,6 +25,7 @@ use thiserror::Error;
 use wfhost_canvas::{Canvas, Signature, StepOptions};
 
 use crate::grants::Grants;
+use crate::json::fields;
 use options::Callbacks;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -324,7 +322,7 @@ fn plugins(
                     .transpose()?;
                 let grants = fields_map
                     .get("grants")
-                    .map(|g| grants::grants(g, &at.key("grants"), base_dir))
+                    .map(|g| Grants::read(g, &at.key("grants"), base_dir))
                     .transpose()?
                     .unwrap_or_default()
                     .with_real_dirs();

@@ -5,8 +5,8 @@ use wfhost_canvas::{Expires, Limit, RetryBackoff, Signature, StepOptions};
 
 use super::canvas::any_signature;
 use super::deferred;
-use super::fields::{self, count, seconds};
-use super::path::{JsonPath, SpecIssue};
+use crate::json::fields::{self, count, seconds};
+use crate::json::{JsonPath, SpecIssue};
 
 /// Options every step may set.
 pub(super) const STEP_OPTIONS: &[&str] = &[

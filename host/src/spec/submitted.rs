@@ -75,7 +75,8 @@ pub fn parse_submitted(text: &str, submitter: &Submitter) -> Result<WorkflowSpec
             None => allowed.grants.clone(),
             Some(asked) => {
                 let base = submitter.root.unwrap_or(Path::new("/"));
-                let asked = super::grants::grants(asked, &at, base).map_err(ParseError::Invalid)?;
+                let asked =
+                    crate::grants::Grants::read(asked, &at, base).map_err(ParseError::Invalid)?;
                 asked.within(&allowed.grants).map_err(|reason| {
                     invalid(
                         &at,

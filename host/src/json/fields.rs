@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::path::{JsonPath, SpecIssue};
+use super::{JsonPath, SpecIssue};
 
 /// A short description of a JSON value's type, for error messages.
 pub fn type_of(value: &Value) -> &'static str {

@@ -1,20 +1,16 @@
-//! Directories (wasi:filesystem preopens): a guest path maps to a host
-//! directory, read-only unless granted `write`. wasmtime-wasi resolves every
-//! path inside its directory (cap-std), so `..` and symlinks cannot leave
-//! it; this module adds the per-attempt cap on bytes written, by standing
-//! in front of the four calls through which a guest writes file data, and
-//! explains refusals: a path that leaves its directory, a write to a
-//! read-only one, and a path under no grant (through the empty directory
-//! shown at `/`, [`super::nowhere`]).
+//! What the host puts in front of wasmtime-wasi's filesystem: the
+//! per-attempt cap on bytes written, standing in front of the four calls
+//! through which a guest writes file data, and the explanations of
+//! refusals — a path that leaves its directory, a write to a read-only one,
+//! a path under no grant (through the empty directory shown at `/`,
+//! [`super::nowhere`]). wasmtime-wasi itself resolves every path inside its
+//! directory (cap-std), so `..` and symlinks cannot leave it.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::WasiView;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
@@ -22,22 +18,13 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 use wasmtime_wasi::p2::{DynOutputStream, FsResult, OutputStream, Pollable, StreamError};
 
-use super::Outside;
+use super::{Dirs, DirsAttempt};
+use crate::grants::capability::{AttemptView, Holds};
 
 /// The interface whose calls are counted, as wasmtime-wasi defines it.
 const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// The interface that hands the guest its directories.
 const FILESYSTEM_PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
-
-/// One granted directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirGrant {
-    /// The host directory (absolute once read from a chain file).
-    pub path: PathBuf,
-    /// Whether the guest may create, change and remove files in it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub write: bool,
-}
 
 /// The bytes one attempt may still write into its granted directories.
 #[derive(Debug)]
@@ -49,7 +36,7 @@ pub struct WriteBudget {
 
 impl WriteBudget {
     /// A budget of `cap` bytes.
-    pub fn new(cap: u64) -> Arc<Self> {
+    pub(super) fn new(cap: u64) -> Arc<Self> {
         Arc::new(WriteBudget {
             cap,
             used: AtomicU64::new(0),
@@ -58,7 +45,7 @@ impl WriteBudget {
     }
 
     /// Why a write was first refused, if one was.
-    pub fn refusal(&self) -> Option<&str> {
+    pub(super) fn refusal(&self) -> Option<&str> {
         self.refused.get().map(String::as_str)
     }
 
@@ -80,30 +67,23 @@ impl WriteBudget {
     }
 }
 
-/// What the directory grants need from a store's data.
-pub trait DirAccess: WasiView {
-    /// The attempt's write budget.
-    fn write_budget(&self) -> &Arc<WriteBudget>;
-    /// Keeps why an access was refused, for the step's record.
-    fn deny(&mut self, reason: String);
-    /// The empty directory at `/`, when the attempt is shown one.
-    fn outside(&mut self) -> Option<&mut Outside>;
-}
-
 /// Notes a call through the descriptor `fd` to `path` in the attempt's
 /// view of `/`; true when `fd` is the empty directory there.
-fn reaching_outside<T: DirAccess>(state: &mut T, fd: &Resource<Descriptor>, path: &str) -> bool {
-    state
-        .outside()
+fn reaching_outside<T: AttemptView>(state: &mut T, fd: &Resource<Descriptor>, path: &str) -> bool {
+    dirs_of(state)
+        .outside
+        .as_mut()
         .is_some_and(|outside| outside.reaching(fd.rep(), path))
+}
+
+/// The directory grants' share of an attempt.
+fn dirs_of<T: AttemptView>(state: &mut T) -> &mut DirsAttempt {
+    Holds::<Dirs>::part_mut(state.granted())
 }
 
 /// Puts the write cap in front of wasmtime-wasi's file writes in `linker`,
 /// and an explanation behind its refusals to open a path.
-pub fn add_write_cap_to_linker<T>(linker: &mut Linker<T>) -> wasmtime::Result<()>
-where
-    T: DirAccess + 'static,
-{
+pub(super) fn add_to_linker<T: AttemptView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(FILESYSTEM_TYPES)?;
     types.func_wrap_async(
@@ -111,7 +91,11 @@ where
         |mut store, (fd, data, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
             Box::new(async move {
                 let state: &mut T = store.data_mut();
-                if state.write_budget().spend(data.len() as u64).is_err() {
+                if dirs_of(state)
+                    .write_budget
+                    .spend(data.len() as u64)
+                    .is_err()
+                {
                     return Ok((Err(ErrorCode::Quota),));
                 }
                 let written =
@@ -189,8 +173,8 @@ where
                 let fd_again = Resource::new_borrow(fd.rep());
                 let stat = lift(HostDescriptor::stat(&mut state.filesystem(), fd_again).await)?;
                 let current = stat.as_ref().map(|stat| stat.size).unwrap_or(0);
-                if state
-                    .write_budget()
+                if dirs_of(state)
+                    .write_budget
                     .spend(size.saturating_sub(current))
                     .is_err()
                 {
@@ -237,7 +221,7 @@ where
         .func_wrap("get-directories", |mut store, (): ()| {
             let state: &mut T = store.data_mut();
             let directories = state.filesystem().get_directories()?;
-            if let Some(outside) = state.outside() {
+            if let Some(outside) = dirs_of(state).outside.as_mut() {
                 for (descriptor, guest_path) in &directories {
                     if guest_path == super::nowhere::ROOT {
                         outside.note_root(descriptor.rep());
@@ -308,7 +292,7 @@ fn lift<V>(result: FsResult<V>) -> wasmtime::Result<Result<V, ErrorCode>> {
 }
 
 /// Replaces the stream a file write opened with one that counts its bytes.
-fn counted_stream<T: DirAccess>(
+fn counted_stream<T: AttemptView>(
     state: &mut T,
     opened: FsResult<Resource<DynOutputStream>>,
 ) -> wasmtime::Result<Result<Resource<DynOutputStream>, ErrorCode>> {
@@ -316,7 +300,7 @@ fn counted_stream<T: DirAccess>(
         Ok(stream) => stream,
         Err(code) => return Ok(Err(code)),
     };
-    let budget = Arc::clone(state.write_budget());
+    let budget = Arc::clone(&dirs_of(state).write_budget);
     let table = state.ctx().table;
     let inner = table.delete(stream)?;
     let counted: DynOutputStream = Box::new(CountedFileStream { inner, budget });

@@ -14,8 +14,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::Access;
-use super::real_path::{open_following_no_symlink, path_of_open};
+use super::ReadyDirs;
+use crate::grants::real_path::{open_following_no_symlink, path_of_open};
 
 /// The guest path the empty directory is shown at.
 pub(crate) const ROOT: &str = "/";
@@ -46,17 +46,17 @@ pub(crate) fn root() -> Option<&'static Path> {
 /// for there.
 #[derive(Debug)]
 pub struct Outside {
-    access: Arc<Access>,
+    dirs: Arc<ReadyDirs>,
     roots: Vec<u32>,
     /// The latest guest paths under no grant.
     unreached: VecDeque<String>,
 }
 
 impl Outside {
-    /// For an attempt with `access`, shown the empty directory at `/`.
-    pub(crate) fn new(access: Arc<Access>) -> Self {
+    /// For an attempt granted `dirs`, shown the empty directory at `/`.
+    pub(crate) fn new(dirs: Arc<ReadyDirs>) -> Self {
         Outside {
-            access,
+            dirs,
             roots: Vec::new(),
             unreached: VecDeque::new(),
         }
@@ -103,7 +103,7 @@ impl Outside {
         let os_error = failure.contains("(os error ") || failure.contains("[Errno ");
         named
             .or_else(|| self.unreached.back().filter(|_| os_error))
-            .map(|path| self.access.outside_every_grant(path))
+            .map(|path| self.dirs.outside_every_grant(path))
     }
 }
 
@@ -164,8 +164,9 @@ mod tests {
 
     #[test]
     fn a_failure_is_explained_by_the_path_it_names_or_an_os_error_by_the_latest() {
-        let access = crate::grants::Grants::default().access("files").unwrap();
-        let mut outside = Outside::new(access);
+        let dirs =
+            <crate::grants::Dirs as crate::grants::Capability>::ready(&Default::default(), "files");
+        let mut outside = Outside::new(dirs.unwrap());
         outside.note_root(3);
         assert!(!outside.reaching(4, "secret/a.csv"), "not the root");
         assert!(outside.reaching(3, "secret/a.csv"));

@@ -1,7 +1,8 @@
-//! Outbound HTTP (wasi:http's outgoing handler): every request is checked
-//! against the plugin's origins, its host name's addresses against the
-//! restricted ranges, and the attempt's caps on requests, bytes and time;
-//! the host connects to the very address it checked.
+//! Sending what a guest asks of wasi:http's outgoing handler: every
+//! request is checked against the plugin's origins, its host name's
+//! addresses against the restricted ranges, and the attempt's caps on
+//! requests, bytes and time; the host connects to the very address it
+//! checked.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -14,74 +15,13 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::address::restricted;
-use super::origin::{Origin, Scheme, Target, target};
+use super::HttpGrant;
+use crate::grants::address::restricted;
+use crate::grants::origin::{Origin, Scheme, Target, target};
 use crate::lock::lock;
-
-/// A plugin's `http` grant: the origins it may reach, and its caps.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HttpGrant {
-    /// The origins requests may go to; none means no HTTP at all.
-    pub allow: Vec<Origin>,
-    /// What one attempt may do with them.
-    #[serde(default)]
-    pub limits: HttpLimits,
-}
-
-/// Per-attempt caps on outbound HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HttpLimits {
-    /// Requests one attempt may send.
-    pub max_requests: u32,
-    /// Bytes of request bodies one attempt may send, in all.
-    pub max_bytes_sent: u64,
-    /// Bytes of response bodies one attempt may receive, in all.
-    pub max_bytes_received: u64,
-    /// Seconds one request may take to connect and to start its response.
-    pub timeout: f64,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            max_requests: 100,
-            max_bytes_sent: 64 << 20,
-            max_bytes_received: 64 << 20,
-            timeout: 30.0,
-        }
-    }
-}
-
-impl HttpGrant {
-    /// Whether it allows nothing.
-    pub fn is_empty(&self) -> bool {
-        self.allow.is_empty()
-    }
-
-    /// The first origin that covers `target`.
-    fn covering(&self, target: &Target) -> Option<&Origin> {
-        self.allow.iter().find(|origin| origin.covers(target))
-    }
-
-    /// Whether an origin that names `address` itself covers `target` at
-    /// that address: same scheme, port and path. The exception for a
-    /// restricted address is its own grant's, not one that any origin
-    /// naming the address would open for every name that resolves to it.
-    fn lists_address_for(&self, address: IpAddr, target: &Target) -> bool {
-        let at_address = Target {
-            host: address.to_string(),
-            ..target.clone()
-        };
-        self.allow
-            .iter()
-            .any(|origin| origin.address() == Some(address) && origin.covers(&at_address))
-    }
-}
 
 /// Requests denied during an attempt, kept to be logged with its step.
 pub type Denials = Arc<Mutex<Vec<String>>>;
