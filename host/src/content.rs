@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::spec::{JsonPath, WorkflowSpec};
-use crate::store::StoreError;
 
 /// The characters of a value a difference shows; a longer one is cut.
 const SHOWN_CHARS: usize = 80;
@@ -70,7 +69,7 @@ fn head_of(spec: &WorkflowSpec, resolve: &dyn Fn(&str, &Path) -> PathBuf) -> Val
 }
 
 /// The lowercase hex sha256 of `spec`'s content.
-pub(crate) fn digest(spec: &WorkflowSpec) -> Result<String, StoreError> {
+pub(crate) fn digest(spec: &WorkflowSpec) -> std::io::Result<String> {
     digest_resolving(spec, &resolved_alone)
 }
 
@@ -80,13 +79,13 @@ pub(crate) fn digest(spec: &WorkflowSpec) -> Result<String, StoreError> {
 pub(crate) fn digest_resolving(
     spec: &WorkflowSpec,
     resolve: &dyn Fn(&str, &Path) -> PathBuf,
-) -> Result<String, StoreError> {
+) -> std::io::Result<String> {
     let mut hash = Sha256::new();
     let head = serde_json::to_vec(&head_of(spec, resolve)).unwrap_or_default();
     hash.update((head.len() as u64).to_le_bytes());
     hash.update(&head);
     for element in spec.workflow.json() {
-        let element = element.map_err(StoreError::spool)?;
+        let element = element?;
         hash.update((element.len() as u64).to_le_bytes());
         hash.update(&element);
     }
@@ -97,7 +96,7 @@ pub(crate) fn digest_resolving(
 pub(crate) fn first_difference(
     stored: &WorkflowSpec,
     given: &WorkflowSpec,
-) -> Result<Option<Difference>, StoreError> {
+) -> std::io::Result<Option<Difference>> {
     let root = JsonPath::root();
     let (stored_head, given_head) = (
         head_of(stored, &resolved_alone),
@@ -110,14 +109,12 @@ pub(crate) fn first_difference(
     let (mut stored_elements, mut given_elements) = (stored.workflow.json(), given.workflow.json());
     for index in 0.. {
         let at = workflow.index(index);
-        let element =
-            |next: Option<std::io::Result<Vec<u8>>>| -> Result<Option<Value>, StoreError> {
-                next.transpose()
-                    .map_err(StoreError::spool)?
-                    .map(|json| serde_json::from_slice(&json))
-                    .transpose()
-                    .map_err(|err| StoreError::spool(err.into()))
-            };
+        let element = |next: Option<std::io::Result<Vec<u8>>>| -> std::io::Result<Option<Value>> {
+            next.transpose()?
+                .map(|json| serde_json::from_slice(&json))
+                .transpose()
+                .map_err(std::io::Error::from)
+        };
         match (
             element(stored_elements.next())?,
             element(given_elements.next())?,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::executor::PreparedWorkflow;
+use crate::executor::{ExecutorError, PreparedWorkflow};
 use crate::grants::Grants;
 use crate::records::{StoredHead, StoredPlugin, WorkflowRow};
 use crate::spec::{self, PluginRef, SpecIssue, WorkflowSpec};
@@ -46,7 +46,7 @@ pub(crate) async fn record_start(
     workflow: &PreparedWorkflow,
     row: &WorkflowRow,
     announced: bool,
-) -> Result<(), StoreError> {
+) -> Result<(), ExecutorError> {
     let mut batch = Vec::new();
     let mut first = 0;
     for json in workflow.spec().workflow.json() {
@@ -57,17 +57,19 @@ pub(crate) async fn record_start(
                 .await?;
             first += ELEMENT_BATCH as u64;
         }
-        batch.push(json.map_err(StoreError::spool)?);
+        batch.push(json.map_err(ExecutorError::Spool)?);
     }
     let mut head = pinned_head(workflow);
     let resolve = |name: &str, path: &Path| match workflow.plugins().get(name) {
         Some(plugin) => plugin.resolved_path().to_path_buf(),
         None => crate::grants::real_or_given(path),
     };
-    head.content_sha256 = Some(crate::content::digest_resolving(workflow.spec(), &resolve)?);
+    let digest = crate::content::digest_resolving(workflow.spec(), &resolve);
+    head.content_sha256 = Some(digest.map_err(ExecutorError::Spool)?);
     store
         .start_workflow(row, &head, first, batch, announced)
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Records that the workflow of `row` continues with new files of the

@@ -49,7 +49,7 @@ mod content;
 mod durable;
 pub mod executor;
 pub mod grants;
-pub mod histogram;
+mod histogram;
 mod json;
 #[cfg(test)]
 mod layers;
@@ -68,6 +68,7 @@ pub mod service;
 mod sha256;
 pub mod spec;
 pub mod store;
+#[doc(hidden)]
 pub mod text;
 pub mod typing;
 mod unique;

@@ -1,5 +1,8 @@
 //! Text from input, quoted in messages within bounds: a 50 MB key named in
 //! an error is its first characters and a count, not 50 MB on stderr.
+//!
+//! Public for the `wfhost` binary, which words its messages the same way;
+//! hidden from the library's documentation, not part of its API.
 
 use std::borrow::Cow;
 
@@ -53,31 +56,16 @@ pub fn thousands(n: u64) -> String {
     grouped
 }
 
-/// The last `max` lines of `text`, with a line before them saying how many
-/// earlier ones there were.
-pub fn last_lines(text: &str, max: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let skipped = lines.len().saturating_sub(max);
-    let mut shown = Vec::with_capacity(max + 1);
-    if skipped > 0 {
-        shown.push(format!("… {skipped} earlier lines"));
-    }
-    shown.extend(lines[skipped..].iter().map(|line| line.to_string()));
-    shown.join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_tails_read_as_people_write_them() {
+    fn counts_read_as_people_write_them() {
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(6367), "6,367");
         assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
-        assert_eq!(last_lines("a\nb\nc", 2), "… 1 earlier lines\nb\nc");
     }
 
     #[test]

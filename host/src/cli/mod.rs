@@ -305,18 +305,6 @@ enum Command {
     },
 }
 
-/// A panic inside redb on a damaged file is caught by the store and
-/// reported as a damaged database; its own message would only come first
-/// and confuse. Every other panic is reported as Rust reports it.
-fn quiet_about_caught_redb_panics() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !wfhost::store::catching_redb_panic() {
-            report(info);
-        }
-    }));
-}
-
 /// The characters of an error message printed at most.
 const MOST_ERROR_CHARS: usize = 64 << 10;
 
@@ -347,7 +335,7 @@ pub enum Finished {
 }
 
 pub fn main() -> ExitCode {
-    quiet_about_caught_redb_panics();
+    wfhost::store::hush_caught_redb_panics();
     let cli = Cli::parse();
     let default_level = match &cli.command {
         Command::Worker(args) => args

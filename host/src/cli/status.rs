@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::Value;
 use wfhost::records::{StepRecord, StepStatus, WorkflowStatus, iso8601, now_ms};
 use wfhost::store::Store;
-use wfhost::text::{last_lines, thousands};
+use wfhost::text::thousands;
 use wfhost::{HostError, RunIdentity};
 
 use super::Finished;
@@ -343,4 +343,26 @@ pub fn usage(store: &Store, tenant: Option<&str>, json: bool) -> anyhow::Result<
         )?;
     }
     Ok(Finished::Succeeded)
+}
+
+/// The last `max` lines of `text`, with a line before them saying how many
+/// earlier ones there were.
+fn last_lines(text: &str, max: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let skipped = lines.len().saturating_sub(max);
+    let mut shown = Vec::with_capacity(max + 1);
+    if skipped > 0 {
+        shown.push(format!("… {skipped} earlier lines"));
+    }
+    shown.extend(lines[skipped..].iter().map(|line| line.to_string()));
+    shown.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tail_says_how_many_lines_came_before_it() {
+        assert_eq!(super::last_lines("a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(super::last_lines("a\nb\nc", 2), "… 1 earlier lines\nb\nc");
+    }
 }

@@ -15,13 +15,14 @@ use serde_json::Value;
 use wfhost_canvas::{ACCUMULATE, Expires, Pause, Signature, StepOptions, accumulate};
 
 use super::Working;
+use super::error::ExecutorError;
 use super::fair::{FairScheduler, Slot};
 use super::walk::{AttemptsEnd, Run, replacement};
 use crate::lock::lock;
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus};
 use crate::records::{iso8601, now_ms, parse_iso8601};
 use crate::runtime::{Attempt, AttemptResult, CpuShare, Invocation, Limits, Plugin};
-use crate::store::{Flush, StoreError};
+use crate::store::Flush;
 use wfhost_canvas::retry::{RetryPolicy, seconds_to_duration};
 
 /// A group member whose task typically takes less than this runs where its
@@ -53,7 +54,7 @@ impl Run<'_> {
         signature: &Signature,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
-    ) -> Result<(AttemptsEnd, Option<Working>), StoreError> {
+    ) -> Result<(AttemptsEnd, Option<Working>), ExecutorError> {
         let started = Instant::now();
         let mut underway = Underway::default();
         let end = self
@@ -246,7 +247,7 @@ impl Run<'_> {
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
         underway: &mut Underway,
-    ) -> Result<AttemptsEnd, StoreError> {
+    ) -> Result<AttemptsEnd, ExecutorError> {
         if let Some(pause) = Pause::of(signature) {
             return match pause {
                 Ok(pause) => self.pause(&pause, record, previous).await,

@@ -6,10 +6,10 @@
 use serde_json::{Map, Value};
 use wfhost_canvas::Signature;
 
+use super::error::ExecutorError;
 use super::walk::{AttemptsEnd, Run};
 use crate::plan::{self, Node, StepId};
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus, WorkflowError};
-use crate::store::StoreError;
 
 impl Run<'_> {
     /// Runs a step's `link` or `link_error` callbacks with one argument.
@@ -19,7 +19,7 @@ impl Run<'_> {
         kind: fn(&StepId, usize) -> StepId,
         callbacks: &[Signature],
         argument: &Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ExecutorError> {
         for (index, callback) in callbacks.iter().enumerate() {
             let id = kind(step_id, index);
             self.callback(id, step_id, callback, argument).await?;
@@ -48,7 +48,7 @@ impl Run<'_> {
         header: &[Vec<Node>],
         body: &[Node],
         error: &WorkflowError,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ExecutorError> {
         if error.kind.is_revoked() {
             return Ok(());
         }
@@ -91,7 +91,7 @@ impl Run<'_> {
         parent: &str,
         callback: &Signature,
         argument: &Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ExecutorError> {
         let previous = self.earlier_record(&id)?;
         if let Some(done) = &previous
             && matches!(done.status, StepStatus::Succeeded | StepStatus::Failed)

@@ -19,6 +19,7 @@ mod attempt;
 mod binding;
 mod callbacks;
 mod drain;
+mod error;
 mod fair;
 mod flow;
 mod nodes;
@@ -31,6 +32,7 @@ mod walk;
 
 pub use drain::Drain;
 use drain::Working;
+pub use error::ExecutorError;
 pub use fair::FairScheduler;
 pub use options::{
     Concurrency, MAX_CONCURRENCY, Observer, PARK_AFTER, RunIdentity, RunOptions, Silent, cores,
@@ -47,7 +49,7 @@ use crate::plan::{self, PlannedStep, StepId};
 use crate::records::WorkflowError;
 use crate::runtime::{CancelToken, Ceilings, Runtime};
 use crate::spec::WorkflowSpec;
-use crate::store::{StepTotals, Store, StoreError};
+use crate::store::{StepTotals, Store};
 use nodes::Nodes;
 use validate::{Findings, node_findings};
 use walk::Run;
@@ -180,7 +182,7 @@ impl PreparedWorkflow {
         cancel: CancelToken,
         observer: &dyn Observer,
         park: Option<tokio::sync::oneshot::Sender<Parked>>,
-    ) -> Result<Result<Value, WorkflowError>, StoreError> {
+    ) -> Result<Result<Value, WorkflowError>, ExecutorError> {
         let totals = match continuation {
             Continuation::Fresh => StepTotals::default(),
             _ => store.step_totals(&identity.tenant, &identity.id)?,

@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
+use super::error::ExecutorError;
 use crate::plan::{self, Node};
 use crate::spec::{Elements, JsonReader, decode_element};
-use crate::store::StoreError;
 
 /// A chain's nodes, in order, taken one at a time.
 pub enum Nodes<'n> {
@@ -42,7 +42,7 @@ impl<'n> Nodes<'n> {
     }
 
     /// The next node, if any.
-    pub fn next(&mut self) -> Result<Option<Cow<'n, Node>>, StoreError> {
+    pub fn next(&mut self) -> Result<Option<Cow<'n, Node>>, ExecutorError> {
         match self {
             Nodes::Planned(nodes) => Ok(nodes.next().map(Cow::Borrowed)),
             Nodes::Elements(elements) => Ok(elements.ahead()?.pop_front().map(Cow::Owned)),
@@ -51,7 +51,7 @@ impl<'n> Nodes<'n> {
 
     /// Whether no node is left; the workflow's next element is planned to
     /// find out, and kept for `next`.
-    pub fn at_end(&mut self) -> Result<bool, StoreError> {
+    pub fn at_end(&mut self) -> Result<bool, ExecutorError> {
         match self {
             Nodes::Planned(nodes) => Ok(nodes.as_slice().is_empty()),
             Nodes::Elements(elements) => Ok(elements.ahead()?.is_empty()),
@@ -60,7 +60,7 @@ impl<'n> Nodes<'n> {
 
     /// Up to `max` of the nodes left, taken out: what a stopped chain
     /// records as skipped, a batch at a time. Empty once none is left.
-    pub fn take_batch(&mut self, max: usize) -> Result<Vec<Cow<'n, Node>>, StoreError> {
+    pub fn take_batch(&mut self, max: usize) -> Result<Vec<Cow<'n, Node>>, ExecutorError> {
         let mut batch = Vec::new();
         while batch.len() < max {
             match self.next()? {
@@ -76,14 +76,14 @@ impl ElementNodes<'_> {
     /// The nodes planned and not yet taken, planning the next element
     /// first if every node so far was taken. Elements with no node (an
     /// empty chain) are passed over; empty once the elements end.
-    fn ahead(&mut self) -> Result<&mut VecDeque<Node>, StoreError> {
+    fn ahead(&mut self) -> Result<&mut VecDeque<Node>, ExecutorError> {
         while self.planned.is_empty() {
             let Some(json) = self.reader.next() else {
                 break;
             };
             let index = self.next_element;
-            let canvas = decode_element(&json.map_err(StoreError::spool)?, index)
-                .map_err(StoreError::spool)?;
+            let canvas = decode_element(&json.map_err(ExecutorError::Spool)?, index)
+                .map_err(ExecutorError::Spool)?;
             self.planned.extend(plan::plan_element(&canvas, index));
             self.next_element += 1;
         }

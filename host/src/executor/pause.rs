@@ -11,9 +11,9 @@ use serde_json::Value;
 use wfhost_canvas::Pause;
 
 use super::attempt::cancelled;
+use super::error::ExecutorError;
 use super::walk::{AttemptsEnd, Run};
 use crate::records::{Failure, FailureKind, StepRecord, StepStatus, iso8601, now_ms};
-use crate::store::StoreError;
 
 /// How often a wait reads the store for a signal another process put:
 /// signals this process puts wake it at once.
@@ -69,7 +69,7 @@ impl Run<'_> {
         pause: &Pause,
         record: &mut StepRecord,
         previous: Option<&StepRecord>,
-    ) -> Result<AttemptsEnd, StoreError> {
+    ) -> Result<AttemptsEnd, ExecutorError> {
         let earlier = previous
             .filter(|earlier| matches!(earlier.status, StepStatus::Sleeping | StepStatus::Waiting));
         let started = earlier
@@ -121,7 +121,7 @@ impl Run<'_> {
         timeout: Option<f64>,
         deadline: Option<u64>,
         step: &str,
-    ) -> Result<AttemptsEnd, StoreError> {
+    ) -> Result<AttemptsEnd, ExecutorError> {
         let (tenant, id) = (&self.identity.tenant, &self.identity.id);
         loop {
             // Listening before looking, so that a signal put in between

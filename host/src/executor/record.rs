@@ -10,11 +10,12 @@ use wfhost_canvas::Signature;
 use wfhost_canvas::rules::call_arguments;
 
 use super::Continuation;
+use super::error::ExecutorError;
 use super::nodes::Nodes;
 use super::walk::Run;
 use crate::plan::{self, Node, StepId};
 use crate::records::StepRecord;
-use crate::store::{Flush, StoreError};
+use crate::store::Flush;
 
 /// Nodes recorded as skipped per commit.
 const SKIP_BATCH: usize = 1024;
@@ -33,7 +34,7 @@ impl Run<'_> {
 
     /// The record an earlier run left for `id` that this run reuses. Each
     /// step id is visited once in a run, so each record is reused once.
-    pub(super) fn earlier_record(&self, id: &str) -> Result<Option<StepRecord>, StoreError> {
+    pub(super) fn earlier_record(&self, id: &str) -> Result<Option<StepRecord>, ExecutorError> {
         let failed_step = match self.continuation {
             Continuation::Fresh => return Ok(None),
             Continuation::Resume => None,
@@ -82,7 +83,7 @@ impl Run<'_> {
         records: &[&StepRecord],
         event: &str,
         detail: Option<String>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ExecutorError> {
         self.commit_flushed(records, event, detail, Flush::BeforeReturning)
             .await
     }
@@ -94,7 +95,7 @@ impl Run<'_> {
         record: &StepRecord,
         event: &str,
         ends_workflow: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ExecutorError> {
         let flush = if ends_workflow {
             Flush::WithWorkflowEnd
         } else {
@@ -112,7 +113,7 @@ impl Run<'_> {
         event: &str,
         detail: Option<String>,
         flush: Flush,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ExecutorError> {
         let flush = if records.iter().any(|record| self.is_effectful(&record.task)) {
             Flush::Always
         } else {
@@ -127,7 +128,8 @@ impl Run<'_> {
                 detail,
                 flush,
             )
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Whether a step of `task` (`plugin.task`) holds a grant that reaches
@@ -140,7 +142,7 @@ impl Run<'_> {
     /// Records the nodes `rest` has left as skipped, a batch of them per
     /// commit, so a long workflow stopped early is not skipped in one
     /// transaction whole.
-    pub(super) async fn skip_rest(&self, rest: &mut Nodes<'_>) -> Result<(), StoreError> {
+    pub(super) async fn skip_rest(&self, rest: &mut Nodes<'_>) -> Result<(), ExecutorError> {
         if let Nodes::Planned(nodes) = rest {
             return self.skip(&[nodes.as_slice()]).await;
         }
@@ -158,7 +160,7 @@ impl Run<'_> {
     }
 
     /// Records the steps of the node lists `runs` as skipped, in one commit.
-    pub(super) async fn skip(&self, runs: &[&[Node]]) -> Result<(), StoreError> {
+    pub(super) async fn skip(&self, runs: &[&[Node]]) -> Result<(), ExecutorError> {
         let skipped: Vec<StepRecord> = runs
             .iter()
             .flat_map(|nodes| plan::steps(nodes))
@@ -167,7 +169,7 @@ impl Run<'_> {
                 let signature = &step.signature;
                 Ok(self.call_record(&step.id, None, signature, None, previous.as_ref()))
             })
-            .collect::<Result<_, StoreError>>()?;
+            .collect::<Result<_, ExecutorError>>()?;
         if skipped.is_empty() {
             return Ok(());
         }

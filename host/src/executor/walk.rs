@@ -17,13 +17,14 @@ use tokio::sync::Semaphore;
 use wfhost_canvas::{Canvas, Signature, accumulated};
 
 use super::attempt::IN_GROUP;
+use super::error::ExecutorError;
 use super::nodes::Nodes;
 use super::{Continuation, Drain, FairScheduler, Observer, PreparedWorkflow, RunIdentity};
 use crate::plan::{self, Node, PlannedStep, StepId};
 use crate::records::{Failure, FailureKind, StepStatus, WorkflowError, now_ms};
 use crate::runtime::{CancelToken, Runtime};
 use crate::spec;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// How a step ended: its result, the canvas that replaces it, or its
 /// failure, which is `F`.
@@ -44,7 +45,7 @@ type StepOutcome = StepEnd<WorkflowError>;
 /// The outcome of a chain or group: its result, or the error of the step
 /// that stopped it. The outer `Result` is the store's: a failed commit ends
 /// the run, since nothing after it would be durable.
-pub(super) type Outcome = Result<Result<Value, WorkflowError>, StoreError>;
+pub(super) type Outcome = Result<Result<Value, WorkflowError>, ExecutorError>;
 type BoxedOutcome<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 /// One run of a workflow: what every step needs, and whether an earlier run
@@ -251,7 +252,7 @@ impl Run<'_> {
         input: Option<Value>,
         parent: Option<String>,
         ends_workflow: bool,
-    ) -> Result<StepOutcome, StoreError> {
+    ) -> Result<StepOutcome, ExecutorError> {
         let previous = self.earlier_record(&step.id)?;
         // The last attempt's place among the steps under way, held until
         // the step's outcome is committed, so a graceful stop lets it finish.

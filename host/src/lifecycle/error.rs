@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::durable::StoredWorkflowError;
-use crate::executor::{RunIdentity, ValidationError};
+use crate::executor::{ExecutorError, RunIdentity, ValidationError};
 use crate::records::{WorkflowRow, WorkflowStatus};
 use crate::store::{Store, StoreError};
 
@@ -96,6 +96,19 @@ pub enum HostError {
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The workflow's elements could not be read back from the temporary
+    /// file they were spooled to.
+    #[error("cannot read the workflow back from its spool")]
+    Spool(#[source] std::io::Error),
+}
+
+impl From<ExecutorError> for HostError {
+    fn from(err: ExecutorError) -> Self {
+        match err {
+            ExecutorError::Store(err) => HostError::Store(err),
+            ExecutorError::Spool(err) => HostError::Spool(err),
+        }
+    }
 }
 
 /// What to say of the other tenants that have a workflow of an id not

@@ -280,11 +280,11 @@ impl Host {
             .store
             .head(&row.tenant, &row.id)?
             .and_then(|head| head.content_sha256);
-        if stored_digest == Some(crate::content::digest(spec)?) {
+        if stored_digest == Some(crate::content::digest(spec).map_err(HostError::Spool)?) {
             return Ok(());
         }
         let stored = durable::stored_spec(&self.store, row)?;
-        match crate::content::first_difference(&stored, spec)? {
+        match crate::content::first_difference(&stored, spec).map_err(HostError::Spool)? {
             None => Ok(()),
             Some(difference) => Err(HostError::OtherContent {
                 id: row.id.clone(),

@@ -7,6 +7,7 @@ mod bindings;
 mod cache;
 mod cancel;
 mod capture;
+mod component_file;
 mod cpu;
 mod engine;
 mod limits;
@@ -17,6 +18,7 @@ mod plugin;
 mod run;
 mod sandbox;
 mod state;
+mod tasks;
 mod world;
 
 pub use attempt::{Attempt, AttemptResult, Invocation};
@@ -25,7 +27,8 @@ pub use cancel::CancelToken;
 pub use cpu::CpuShare;
 pub use engine::{Allocation, Metering, POOLED_INSTANCES};
 pub use limits::{Ceilings, Limits, mib};
-pub use plugin::{ParamInfo, Plugin, PluginError, TaskInfo, TaskSchema};
+pub use plugin::{Plugin, PluginError};
+pub use tasks::{ParamInfo, TaskInfo, TaskSchema};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -110,6 +110,8 @@ impl From<HostError> for ServiceError {
             HostError::Store(err) | HostError::Stored(crate::StoredWorkflowError::Store(err)) => {
                 store_error_kind(err)
             }
+            // The service's own temporary file failed it, not the input.
+            HostError::Spool(_) => ErrorKind::Store,
             _ => ErrorKind::InvalidInput,
         };
         Self::new(kind, with_causes(&err))

@@ -30,8 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,7 +42,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ErrorKind, ListFilter, Scope, Service, ServiceError, Tenant};
+use super::extract::{Caller, Text, Viewer, api_key, query_of};
+use super::{ErrorKind, ListFilter, Scope, Service, ServiceError};
 use crate::records::{WorkflowReport, WorkflowRow, WorkflowStatus};
 
 /// The largest request body the service reads: a chain file of some
@@ -111,17 +111,6 @@ async fn log_request(
         "request"
     );
     response
-}
-
-/// A request the HTTP layer could not read (a body too large or not
-/// UTF-8, a query that does not parse), answered as every error is.
-fn unreadable(status: StatusCode, text: String) -> ServiceError {
-    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ErrorKind::TooLarge
-    } else {
-        ErrorKind::InvalidInput
-    };
-    ServiceError::new(kind, text)
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then takes no
@@ -206,64 +195,6 @@ impl IntoResponse for ServiceError {
     }
 }
 
-/// The key of `Authorization: Bearer KEY`.
-fn api_key(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
-#[derive(Deserialize)]
-struct TenantParam {
-    tenant: Option<String>,
-}
-
-/// Whose workflows a request addresses: its key's tenant, or, with the
-/// operator's key, the tenant `?tenant=` names (or every tenant).
-fn scope_of(parts: &Parts, service: &Service) -> Result<Scope, ServiceError> {
-    let tenant = Query::<TenantParam>::try_from_uri(&parts.uri)
-        .ok()
-        .and_then(|Query(param)| param.tenant);
-    service.caller(api_key(&parts.headers), tenant.as_deref())
-}
-
-/// The tenant a request acts for; a request without a valid key is
-/// answered 401 before its handler runs.
-struct Caller(Tenant);
-
-impl FromRequestParts<Arc<Service>> for Caller {
-    type Rejection = ServiceError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &Arc<Service>,
-    ) -> Result<Self, ServiceError> {
-        match scope_of(parts, service)? {
-            Scope::Tenant(tenant) => Ok(Caller(*tenant)),
-            Scope::All => Err(ServiceError::invalid(
-                "the operator's key acts for a tenant it names: add ?tenant=NAME",
-            )),
-        }
-    }
-}
-
-/// A request that may look at every tenant's workflows (the operator's
-/// key naming no tenant).
-struct Viewer(Scope);
-
-impl FromRequestParts<Arc<Service>> for Viewer {
-    type Rejection = ServiceError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &Arc<Service>,
-    ) -> Result<Self, ServiceError> {
-        Ok(Viewer(scope_of(parts, service)?))
-    }
-}
-
 /// 202 when the request set something going, 200 when it found it done.
 fn accepted_if(started: bool) -> StatusCode {
     if started {
@@ -275,34 +206,6 @@ fn accepted_if(started: bool) -> StatusCode {
 
 /// An answer's JSON body, written straight from the record.
 type Answer<T> = Result<(StatusCode, Json<T>), ServiceError>;
-
-/// A request's body as text, within [`MAX_BODY_BYTES`]. A body declared
-/// larger is refused before any of it is read.
-struct Text(String);
-
-impl<S: Send + Sync> FromRequest<S> for Text {
-    type Rejection = ServiceError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ServiceError> {
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-            return Err(unreadable(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body is larger than the {} MiB the service reads",
-                    MAX_BODY_BYTES >> 20
-                ),
-            ));
-        }
-        String::from_request(request, state)
-            .await
-            .map(Text)
-            .map_err(|rejected| unreadable(rejected.status(), rejected.body_text()))
-    }
-}
 
 async fn submit(
     State(service): State<Arc<Service>>,
@@ -337,13 +240,6 @@ struct ListQuery {
     /// Rows after the workflow with this id.
     after: Option<String>,
     limit: Option<String>,
-}
-
-/// A query the HTTP layer parsed, or the 400 it could not.
-fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> {
-    query
-        .map(|Query(query)| query)
-        .map_err(|rejected| unreadable(rejected.status(), rejected.body_text()))
 }
 
 async fn list(

@@ -26,6 +26,7 @@ mod admission;
 mod dashboard;
 mod error;
 mod events;
+mod extract;
 mod reading;
 mod schedules;
 mod storage;

@@ -89,13 +89,6 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// A workflow's own spool of elements could not be read back.
-    #[error("cannot read the workflow back from its spool")]
-    Spool {
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
-    },
     /// The store's flush thread could not be started.
     #[error("the state database {}: cannot start its flush thread", path.display())]
     FlushThread {
@@ -111,14 +104,6 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
     },
-}
-
-impl StoreError {
-    /// A failure to read a workflow's own spool back: the run cannot go on
-    /// or be recorded, as when the store fails.
-    pub(crate) fn spool(source: std::io::Error) -> Self {
-        StoreError::Spool { source }
-    }
 }
 
 /// What went wrong inside a read or a commit, before it is named.
@@ -185,10 +170,23 @@ pub(super) fn catching<R>(work: impl FnOnce() -> R) -> std::thread::Result<R> {
 }
 
 /// Whether a panic on this thread now comes from inside redb, where the
-/// store catches it and reports the database as damaged: a process's panic
-/// hook may then stay quiet, since the error says what happened.
-pub fn catching_redb_panic() -> bool {
+/// store catches it and reports the database as damaged.
+fn catching_redb_panic() -> bool {
     CATCHING.with(|depth| depth.get() > 0)
+}
+
+/// Sets the process's panic hook to stay quiet about a panic inside redb
+/// on a damaged file: the store catches it and returns a
+/// [`StoreError`] saying the database is damaged, and redb's own message
+/// printed first would only confuse. Every other panic is reported by the
+/// hook that was set before.
+pub fn hush_caught_redb_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !catching_redb_panic() {
+            report(info);
+        }
+    }));
 }
 
 /// The error of a panic inside redb on the database at `path`.

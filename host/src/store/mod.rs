@@ -39,7 +39,7 @@ mod write;
 pub use check::{CheckReport, Finding, PageCheck, RepairedCopy, check_file};
 pub use commit::Durability;
 pub(crate) use commit::Flush;
-pub use error::{StoreError, catching_redb_panic};
+pub use error::{StoreError, hush_caught_redb_panics};
 pub(crate) use leases::Lease;
 pub(crate) use read::StepTotals;
 

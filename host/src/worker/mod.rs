@@ -64,7 +64,6 @@ pub use broker::{DEAD_LETTER, DELAYED};
 use claim::Taken;
 pub use message::MessageError;
 pub use meta::Exception;
-pub use outgoing::new_uuid;
 pub use pool::MAX_PREFETCH_MULTIPLIER;
 pub use routing::Routing;
 pub use status::{FleetStatus, fleet_status};

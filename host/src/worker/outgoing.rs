@@ -159,7 +159,7 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 /// A fresh random id in UUID 4 form, as Celery's ids and delivery tags are.
-pub fn new_uuid() -> String {
+pub(crate) fn new_uuid() -> String {
     let bits = fastrand::u128(..);
     // Version 4, variant 1.
     let bits = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
