@@ -228,11 +228,7 @@ fn the_python_example_runs_with_rust_tasks_and_agrees_with_celery() {
         .arg(repo_root().join("examples/python/on_celery.py"))
         .output()
         .unwrap();
-    assert!(
-        celery.status.success(),
-        "{}",
-        String::from_utf8_lossy(&celery.stderr)
-    );
+    common::assert_succeeded(&celery);
     let on_celery: Value = serde_json::from_slice(&celery.stdout).unwrap();
     assert_eq!(result, on_celery);
 }

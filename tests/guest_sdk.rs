@@ -196,11 +196,7 @@ fn new_plugins_build_and_their_chains_run() {
             .expect("running cargo")
     };
     let built = cargo(&["build", "--target", "wasm32-wasip2"]);
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::assert_succeeded(&built);
     let release = crate_dir.join("target/wasm32-wasip2/release");
     std::fs::create_dir_all(&release).unwrap();
     std::fs::copy(
@@ -209,11 +205,7 @@ fn new_plugins_build_and_their_chains_run() {
     )
     .unwrap();
     let tested = cargo(&["test"]);
-    assert!(
-        tested.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tested.stderr)
-    );
+    common::assert_succeeded(&tested);
     let run = |folder: &Path| {
         common::Run::from(
             common::wfhost()
@@ -259,11 +251,7 @@ fn new_plugins_build_and_their_chains_run() {
         .args(["build-py", "hello_py.py"])
         .output()
         .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::assert_succeeded(&built);
     let ran = run(&module_dir);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(
@@ -365,22 +353,14 @@ fn run_watch_rebuilds_a_changed_plugin_and_runs_again() {
         .args(["new", "python", "watched"])
         .output()
         .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    common::assert_succeeded(&made);
     let module_dir = dir.path().join("watched");
     let built = wfhost()
         .current_dir(&module_dir)
         .args(["build-py", "watched.py"])
         .output()
         .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::assert_succeeded(&built);
 
     let mut watching = wfhost()
         .current_dir(&module_dir)

@@ -571,11 +571,7 @@ fn the_sdk_installs_with_pip_and_ships_the_wit() {
         .arg(repo_root().join("guest-sdk/python"))
         .output()
         .unwrap();
-    assert!(
-        installed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&installed.stderr)
-    );
+    common::assert_succeeded(&installed);
     let shipped = std::fs::read_to_string(target.path().join("wfhost_task/wit/task.wit")).unwrap();
     let wit = std::fs::read_to_string(repo_root().join("wit/task.wit")).unwrap();
     assert_eq!(shipped, wit);

@@ -802,11 +802,7 @@ fn serve_reads_its_policy_again_on_sighup_without_failing_a_request() {
             .args(["--tenants", policy_arg])
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        common::assert_succeeded(&output);
         String::from_utf8(output.stdout).unwrap().trim().to_string()
     };
     let hangup = |times: usize| {

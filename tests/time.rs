@@ -735,11 +735,7 @@ fn the_python_sdk_writes_sleeps_and_waits() {
         .env("PYTHONPATH", repo_root().join("guest-sdk/python"))
         .output()
         .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    common::assert_succeeded(&made);
     let canvas: Value = serde_json::from_slice(&made.stdout).unwrap();
     let chain = chain_of(canvas);
     let run = run_file(&chain, &["--id", "py", "--json"]);

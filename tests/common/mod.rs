@@ -383,6 +383,18 @@ pub fn standard_plugins() -> Value {
     json!({"math": plugin("math"), "testkit": plugin("testkit")})
 }
 
+/// Fails the test, showing the command's stderr, unless `output` is that
+/// of a command that succeeded.
+#[track_caller]
+pub fn assert_succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// What a run of the binary gave.
 pub struct Run {
     pub code: i32,

@@ -15,6 +15,12 @@ kill -9 of any of them every few seconds. Then every process is stopped,
 - no command reported the file damaged, and none panicked.
 
 Usage: python3 tests/soak/soak.py WFHOST PLUGINS_DIR [--minutes M] [--seed S]
+                                   [--durability MODE]
+
+MODE is given to every process that runs workflows (`WFHOST_DURABILITY`):
+`grouped` (the default), `strict`, `batched[:MS]`, or `mixed` — each
+process one of the three at random, so that processes of every mode share
+the file.
 
 PLUGINS_DIR holds `math.wasm` and `testkit.wasm`. Not part of CI; its
 first hour-long run is in SOAK.md. Exit 0 when nothing was found.
@@ -40,6 +46,9 @@ WFHOST, PLUGINS = ARGS[0], ARGS[1]
 OPTIONS = dict(zip(ARGS[2::2], ARGS[3::2]))
 MINUTES = float(OPTIONS.get("--minutes", 60))
 SEED = int(OPTIONS.get("--seed", 1))
+DURABILITY = OPTIONS.get("--durability", "grouped")
+MODES = ["grouped", "strict", "batched:20"] if DURABILITY == "mixed" else [DURABILITY]
+MODE_RNG = random.Random(SEED)
 KEY = "soak-key"
 ADMIN = "soak-admin"
 
@@ -91,8 +100,9 @@ def sha256(path):
 
 
 def spawn(kind, args, **kw):
+    env = dict(os.environ, WFHOST_DURABILITY=MODE_RNG.choice(MODES))
     child = subprocess.Popen(
-        [WFHOST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+        [WFHOST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw
     )
     with lock:
         started[kind] += 1
@@ -366,7 +376,7 @@ def main():
         verified, steps, twice = soak.verify()
         size = os.path.getsize(soak.db) if os.path.exists(soak.db) else 0
         print(
-            f"soak of {took / 60:.1f} min, seed {SEED}: {sum(started.values())} processes started "
+            f"soak of {took / 60:.1f} min, seed {SEED}, durability {DURABILITY}: {sum(started.values())} processes started "
             f"({dict(started)}), {sum(kills.values())} killed ({dict(kills)}); "
             f"{len(soak.ids)} workflows begun, {len(told)} results told, {verified} succeeded and "
             f"verified exact, effects included "
