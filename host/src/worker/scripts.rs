@@ -285,10 +285,10 @@ for k = 1, counts do
     local joined, extra_key, size_key, counted = base .. '.j', base .. '.t', base .. '.s', base .. '.d'
     local claim = base .. '.c'
     if redis.call('GET', claim) ~= 'done' then
-        local member = id .. ':' .. index
-        if redis.call('SISMEMBER', counted, member) == 0 then
+        -- A member counted once: its attempt's id and place, added to
+        -- the set of those counted, say whether it was already.
+        if redis.call('SADD', counted, id .. ':' .. index) == 1 then
             redis.call('ZADD', joined, index, encoded)
-            redis.call('SADD', counted, member)
         end
         local ready = redis.call('ZCOUNT', joined, '-inf', '+inf')
         if expires > 0 then
@@ -296,8 +296,8 @@ for k = 1, counts do
                 redis.call('EXPIRE', key, expires)
             end
         end
-        local extra = redis.call('GET', extra_key)
-        local size = redis.call('GET', size_key)
+        local sizes = redis.call('MGET', extra_key, size_key)
+        local extra, size = sizes[1], sizes[2]
         if size and ready == tonumber(size) + tonumber(extra or 0)
             and (redis.call('SET', claim, token, 'NX', 'EX', claim_for)
                  or redis.call('GET', claim) == token) then
