@@ -3,7 +3,7 @@
 //! tenant's policy bounds it, what is made ready once per workflow, what
 //! the guest calls through, and what one attempt holds of it — is one type
 //! implementing [`Capability`]. The registry in `grants/mod.rs` lists
-//! them; [`capabilities!`] builds from that list the types every other
+//! them; `capabilities!` builds from that list the types every other
 //! part of the host sees ([`super::Grants`], [`super::Access`],
 //! [`super::Granted`]), so that the sandbox iterates over capabilities and
 //! never names one.
@@ -32,7 +32,9 @@ pub trait Capability: 'static {
     /// limit that applies to it).
     const MORE_KEYS: &'static [&'static str] = &[];
     /// The interfaces (by prefix, `wasi:http/`) through which a plugin uses
-    /// what it grants, beyond those every plugin is served.
+    /// what it grants: `inspect` names the capability beside each, and one
+    /// that is not among those every plugin is served (wasi:http) may be
+    /// imported because a capability lists it.
     const INTERFACES: &'static [&'static str] = &[];
 
     /// What a chain file or a policy grants, as the store keeps it.

@@ -169,7 +169,7 @@ impl Scheduler {
     /// One pass: claims the due ticks of every schedule, all in one
     /// transaction, starts the workflows they claimed, and wakes the parked
     /// workflows due. Every schedule is read, and the runs of each looked
-    /// after, at most once per [`LONGEST_NAP`]; passes in between look only
+    /// after, at most once per `LONGEST_NAP`; passes in between look only
     /// at the schedules due. Returns the soonest tick or due instant ahead.
     pub async fn pass(&mut self) -> Result<Option<u64>, StoreError> {
         let now = self.clock.now_ms();

@@ -75,7 +75,7 @@ fn overlap(text: Option<&str>) -> Result<Overlap, ServiceError> {
 }
 
 impl Service {
-    /// Makes a schedule of `tenant` from `body` (a [`NewSchedule`]'s JSON):
+    /// Makes a schedule of `tenant` from `body` (a `NewSchedule`'s JSON):
     /// its chain read and checked under the tenant's policy, its cadence
     /// no faster than the policy allows, its count within the policy's.
     pub async fn add_schedule(&self, tenant: &Tenant, body: &str) -> Result<Value, ServiceError> {

@@ -86,7 +86,7 @@ impl FleetClient {
     /// atomic step, and returns the id whose result is the workflow's. A
     /// group is sent as a chord with `celery.accumulate`, so that one id
     /// holds the list of its results. The workflow is read as
-    /// [`celery_signature`] reads it.
+    /// `celery_signature` reads it.
     pub async fn submit(&self, workflow: &Value, queue: &str) -> Result<String, WorkerError> {
         let sig = celery_signature(workflow).map_err(WorkerError::Config)?;
         self.submit_as(sig, queue, None).await

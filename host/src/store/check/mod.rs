@@ -45,7 +45,7 @@ pub struct CheckReport {
     /// Schedules read.
     pub schedules: u64,
     /// What is wrong, by table, key and workflow: the first
-    /// [`MAX_FINDINGS`].
+    /// `MAX_FINDINGS`.
     pub findings: Vec<Finding>,
     /// Findings past those listed.
     pub more_findings: u64,

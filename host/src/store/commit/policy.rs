@@ -12,7 +12,7 @@ use std::time::Duration;
 pub enum Durability {
     /// A pure step's record waits in memory while the next step runs; the
     /// committer's thread flushes what has gathered in one transaction, at
-    /// most once per [`GROUP_WINDOW`]. Nothing is reported, and no
+    /// most once per `GROUP_WINDOW`. Nothing is reported, and no
     /// effectful step starts, before everything it depends on is on the
     /// disk; a crash loses only pure steps whose records were not yet
     /// flushed, and `resume` runs them again. The default.
