@@ -531,3 +531,48 @@ fn status_tells_where_the_steps_stand_in_each_state_of_the_workflow() {
         "{status}"
     );
 }
+
+/// The text `status` of a long workflow reads its tally and latest records
+/// only, and says what `status --all`, which reads every record, says: the
+/// same account, the same failed step, and the same last steps.
+#[test]
+fn status_of_a_long_workflow_says_what_reading_every_record_says() {
+    let mut workflow = vec![json!({"task": "math.add", "args": [0, 1]})];
+    workflow.extend(std::iter::repeat_n(
+        json!({"task": "math.add", "args": [1]}),
+        250,
+    ));
+    workflow.push(json!({"task": "testkit.fail", "args": ["no"], "immutable": true}));
+    workflow.extend(std::iter::repeat_n(
+        json!({"task": "math.add", "args": [1]}),
+        20,
+    ));
+    let chain = chain_file(&json!({"plugins": standard_plugins(), "workflow": workflow}));
+    assert_eq!(run_file(&chain, &["--id", "long"]).code, 1);
+    let brief = chain.command(&["status", "long"]);
+    let all = chain.command(&["status", "long", "--all"]);
+    assert_eq!(
+        (brief.code, all.code),
+        (0, 0),
+        "{}{}",
+        brief.stderr,
+        all.stderr
+    );
+    let (brief, all) = (brief.stdout, all.stdout);
+    let (head, rows) = brief.split_once("  STEP ").unwrap();
+    let (all_head, all_rows) = all.split_once("  STEP ").unwrap();
+    assert_eq!(head, all_head);
+    assert!(
+        head.contains("  252 of 272 steps done, 1 failed, 20 skipped\n"),
+        "{head}"
+    );
+    let shown: Vec<&str> = rows.lines().skip(2).collect();
+    let every: Vec<&str> = all_rows.lines().skip(1).collect();
+    assert_eq!(shown.len(), 40, "{brief}");
+    assert_eq!(shown, every[every.len() - 40..]);
+    assert!(
+        rows.contains("… 232 earlier steps (`--all` shows every step)"),
+        "{rows}"
+    );
+    assert_whole(&chain);
+}

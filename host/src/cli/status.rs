@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::Value;
 use wfhost::records::{StepRecord, StepStatus, WorkflowStatus, iso8601, now_ms};
-use wfhost::store::Store;
+use wfhost::store::{Overview, Store};
 use wfhost::text::thousands;
 use wfhost::{HostError, RunIdentity};
 
@@ -148,14 +148,29 @@ pub fn status(
     json: bool,
     all_steps: bool,
 ) -> anyhow::Result<Finished> {
-    let report = store
-        .report(tenant, id)?
-        .ok_or_else(|| not_found(store, tenant, id))?;
     let mut out = std::io::stdout().lock();
-    if json {
-        return print_json(&mut out, &report);
+    if json || all_steps {
+        let report = store
+            .report(tenant, id)?
+            .ok_or_else(|| not_found(store, tenant, id))?;
+        if json {
+            return print_json(&mut out, &report);
+        }
+        let overview = Overview::of(report, usize::MAX);
+        return print_overview(&mut out, &overview);
     }
-    let row = &report.row;
+    // A long workflow is not read whole: its tally and latest records say
+    // what the text shows.
+    let overview = store
+        .overview(tenant, id, SHOWN_STEPS)?
+        .ok_or_else(|| not_found(store, tenant, id))?;
+    print_overview(&mut out, &overview)
+}
+
+/// Prints the text `status` of `overview`: every step it holds in
+/// `latest`, after a line counting those left out.
+fn print_overview(out: &mut impl Write, overview: &Overview) -> anyhow::Result<Finished> {
+    let row = &overview.row;
     writeln!(
         out,
         "workflow {} (tenant {}): {}",
@@ -163,7 +178,7 @@ pub fn status(
         row.tenant,
         row.status.as_str()
     )?;
-    let progress = &report.progress;
+    let progress = &overview.progress;
     writeln!(out, "  {}", progress.summary)?;
     writeln!(
         out,
@@ -185,30 +200,28 @@ pub fn status(
             error.kind,
             error.message
         )?;
-        if let Some(step) = report.steps.iter().find(|step| step.id == error.step) {
-            failed_step_output(&mut out, step)?;
+        if let Some(step) = &overview.failed {
+            failed_step_output(out, step)?;
         }
     }
-    underway(&mut out, row.status, &report.steps)?;
+    underway(out, row.status, &overview.unfinished)?;
     writeln!(out)?;
     writeln!(
         out,
         "  {:<16} {:<10} {:<18} {:<10} {:>8} {:<13} {:<13} {:>10} {:>12}  RESULT / ERROR",
         "STEP", "PARENT", "TASK", "STATUS", "ATTEMPTS", "STARTED", "ENDED", "MS", "FUEL"
     )?;
-    let hidden = if all_steps {
-        0
-    } else {
-        report.steps.len().saturating_sub(SHOWN_STEPS)
-    };
+    let hidden = overview
+        .records
+        .saturating_sub(overview.latest.len() as u64);
     if hidden > 0 {
         writeln!(
             out,
             "  … {} earlier steps (`--all` shows every step)",
-            thousands(hidden as u64)
+            thousands(hidden)
         )?;
     }
-    for step in &report.steps[hidden..] {
+    for step in &overview.latest {
         // Indenting by depth in the canvas shows the tree: group members
         // under their group, a replacement's steps under the replaced step.
         let depth = step.depth();

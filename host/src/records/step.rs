@@ -67,12 +67,14 @@ pub struct StepRecord {
     pub parent: Option<String>,
     /// `plugin.task`.
     pub task: String,
+    /// Where it stands. Stored before anything a task gives (arguments,
+    /// result, error), so that the store finds a stored record's status
+    /// without reading it whole (`store::tally`).
+    pub status: StepStatus,
     /// The positional arguments it was called with, the previous result first.
     pub args: Vec<Value>,
     /// The keyword arguments it was called with.
     pub kwargs: Map<String, Value>,
-    /// Where it stands.
-    pub status: StepStatus,
     /// Attempts made (0 for a skipped step).
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -204,30 +204,56 @@ impl Progress {
     /// What `steps` add up to for the workflow of `row`, planned with
     /// `planned` steps.
     pub fn of(steps: &[StepRecord], planned: u64, row: &WorkflowRow) -> Self {
-        use super::StepStatus::*;
-        let mut progress = Progress {
-            total: planned.max(steps.len() as u64),
-            last_change_ms: row.updated_at_ms,
-            ..Progress::default()
-        };
-        let goes_on = matches!(row.status, WorkflowStatus::Running);
+        let mut by_status: Vec<(super::StepStatus, u64)> = Vec::new();
+        let mut last_moment_ms = 0;
         for step in steps {
-            match step.status {
-                Succeeded | Replaced => progress.done += 1,
-                Failed => {
-                    progress.done += 1;
-                    progress.failed += 1;
-                }
-                Skipped => progress.skipped += 1,
-                Running if goes_on => progress.running += 1,
-                Scheduled | Retrying | Sleeping | Waiting if goes_on => progress.waiting += 1,
-                _ => progress.interrupted += 1,
+            match by_status
+                .iter_mut()
+                .find(|(status, _)| *status == step.status)
+            {
+                Some((_, n)) => *n += 1,
+                None => by_status.push((step.status, 1)),
             }
             let moments = [step.started_at_ms, step.ended_at_ms];
             let latest = moments.into_iter().flatten().max().unwrap_or(0);
-            progress.last_change_ms = progress.last_change_ms.max(latest);
+            last_moment_ms = last_moment_ms.max(latest);
         }
-        progress.pending = progress.total - steps.len() as u64;
+        Self::of_counts(by_status, last_moment_ms, planned, row)
+    }
+
+    /// What step records add up to, given as how many have each status
+    /// (`by_status`) and the latest moment one names, for the workflow of
+    /// `row`, planned with `planned` steps: the one account [`Progress::of`]
+    /// gives of the records themselves.
+    pub fn of_counts(
+        by_status: impl IntoIterator<Item = (super::StepStatus, u64)>,
+        last_moment_ms: u64,
+        planned: u64,
+        row: &WorkflowRow,
+    ) -> Self {
+        use super::StepStatus::*;
+        let mut progress = Progress {
+            last_change_ms: row.updated_at_ms.max(last_moment_ms),
+            ..Progress::default()
+        };
+        let goes_on = matches!(row.status, WorkflowStatus::Running);
+        let mut records = 0u64;
+        for (status, n) in by_status {
+            records += n;
+            match status {
+                Succeeded | Replaced => progress.done += n,
+                Failed => {
+                    progress.done += n;
+                    progress.failed += n;
+                }
+                Skipped => progress.skipped += n,
+                Running if goes_on => progress.running += n,
+                Scheduled | Retrying | Sleeping | Waiting if goes_on => progress.waiting += n,
+                _ => progress.interrupted += n,
+            }
+        }
+        progress.total = planned.max(records);
+        progress.pending = progress.total - records;
         progress.summary = progress.words(row.status);
         progress
     }

@@ -34,6 +34,7 @@ mod schedules;
 mod schema;
 mod signals;
 mod tables;
+mod tally;
 mod write;
 
 pub use check::{CheckReport, Finding, PageCheck, RepairedCopy, check_file};
@@ -41,6 +42,7 @@ pub use commit::Durability;
 pub(crate) use commit::Flush;
 pub use error::{StoreError, hush_caught_redb_panics};
 pub(crate) use leases::Lease;
+pub use read::Overview;
 pub(crate) use read::StepTotals;
 
 use std::path::{Path, PathBuf};
@@ -340,7 +342,7 @@ mod tests {
     use serde_json::{Map, json};
 
     use super::*;
-    use crate::records::StepRecord;
+    use crate::records::{StepRecord, StepStatus};
 
     /// A continuing run reads one record by id, and the totals of all
     /// without holding them; other workflows' records stay out of both.
@@ -373,6 +375,120 @@ mod tests {
         assert_eq!(
             store.step_totals("t", "none").unwrap(),
             StepTotals::default()
+        );
+    }
+
+    /// Every write of a step record counts in its workflow's tally, the
+    /// record it replaces counted out; the tally equals the records
+    /// counted one by one, and `check` says so when it does not. A
+    /// workflow that had records before it had a tally is not given one.
+    #[tokio::test]
+    async fn a_tally_counts_every_write_and_check_holds_it_to_the_records() {
+        use tables::{JOURNAL, TALLIES};
+        use tally::{Counted, Tally};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let store = Store::open(&path).unwrap();
+        let put = |workflow: &'static str, records: Vec<StepRecord>| {
+            let store = &store;
+            async move {
+                let refs: Vec<&StepRecord> = records.iter().collect();
+                store
+                    .put_steps("t", workflow, &refs, "step", None, Flush::Always)
+                    .await
+                    .unwrap();
+            }
+        };
+        let record = |seq: u64, status: StepStatus| {
+            let mut record = StepRecord::new(
+                &format!("s{seq}"),
+                None,
+                "m.add",
+                vec![json!(seq)],
+                Map::new(),
+            );
+            (record.seq, record.status) = (seq, status);
+            record.started_at_ms = Some(1_000 + seq);
+            record
+        };
+        let running: Vec<StepRecord> = (0..50).map(|i| record(i, StepStatus::Running)).collect();
+        put("wf", running).await;
+        let done: Vec<StepRecord> = (0..50).map(|i| record(i, StepStatus::Succeeded)).collect();
+        put("wf", done[..30].to_vec()).await;
+        put("wf", done[30..].to_vec()).await;
+        put("wf", vec![record(50, StepStatus::Failed)]).await;
+        let kept = |workflow: &'static str| {
+            store
+                .read(|txn| {
+                    let key = TALLIES.key("t", workflow, 0, "");
+                    let journal = txn.open_table(JOURNAL)?;
+                    let stored = journal.get(key)?;
+                    stored
+                        .map(|stored| TALLIES.decode(&key, stored.value()))
+                        .transpose()
+                })
+                .unwrap()
+        };
+        let tally = kept("wf").expect("a new workflow's tally");
+        assert_eq!(tally.of_status(StepStatus::Succeeded), 50);
+        assert_eq!(tally.of_status(StepStatus::Failed), 1);
+        assert_eq!(tally.of_status(StepStatus::Running), 0);
+        assert_eq!(tally.last_moment_ms, 1_050);
+        let latest: Vec<u64> = tally.latest.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(latest, (11..=50).collect::<Vec<_>>());
+        let mut recounted = Tally::default();
+        for record in store.steps("t", "wf").unwrap() {
+            recounted.count(&record.id, &Counted::of(&record), None);
+        }
+        assert_eq!(tally, recounted);
+
+        // Records written before tallies were kept: none is begun later.
+        put("old", vec![record(0, StepStatus::Running)]).await;
+        let forget = |workflow: &'static str| {
+            let txn = store.db.get().begin_write().unwrap();
+            txn.open_table(JOURNAL)
+                .unwrap()
+                .remove(TALLIES.key("t", workflow, 0, ""))
+                .unwrap();
+            txn.commit().unwrap();
+        };
+        forget("old");
+        put(
+            "old",
+            vec![
+                record(0, StepStatus::Succeeded),
+                record(1, StepStatus::Running),
+            ],
+        )
+        .await;
+        assert_eq!(kept("old"), None);
+
+        // A tally that does not add up is told by `check`.
+        {
+            let txn = store.db.get().begin_write().unwrap();
+            let mut wrong = tally.clone();
+            wrong.by_status.insert("succeeded".into(), 49);
+            let key = TALLIES.key("t", "wf", 0, "");
+            txn.open_table(JOURNAL)
+                .unwrap()
+                .insert(key, TALLIES.encode(&key, &wrong).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        store.exit();
+        let report = check_file(&path, None).unwrap();
+        let told: Vec<&str> = report
+            .findings
+            .iter()
+            .map(|finding| finding.problem.as_str())
+            .filter(|problem| problem.contains("tally"))
+            .collect();
+        assert_eq!(told.len(), 1, "{:?}", report.findings);
+        assert!(
+            told[0].contains("the tally says 50 records") && told[0].contains("the records are 51"),
+            "{}",
+            told[0]
         );
     }
 

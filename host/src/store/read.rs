@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, HashSet};
 use redb::{ReadTransaction, ReadableTable};
 
 use super::error::Fault;
-use super::tables::{CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, META, STEPS, WORKFLOWS};
+use super::tables::{CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, META, STEPS, TALLIES, WORKFLOWS};
+use super::tally::LATEST;
 use super::{Store, StoreError};
 use crate::records::{
-    Event, Progress, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
+    Event, Progress, StepRecord, StepStatus, StoredHead, Usage, WorkflowReport, WorkflowRow,
+    WorkflowStatus,
 };
 
 /// Where a workflow's step records stand (see [`Store::step_totals`]).
@@ -19,6 +21,48 @@ pub(crate) struct StepTotals {
     pub next_seq: u64,
     /// Fuel their attempts used.
     pub fuel_used: u64,
+}
+
+/// What `status` shows of a workflow (see [`Store::overview`]).
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// The workflow's row, with the status it has now.
+    pub row: WorkflowRow,
+    /// What its steps add up to.
+    pub progress: Progress,
+    /// How many step records it has.
+    pub records: u64,
+    /// Its latest step records (the last first made), in order.
+    pub latest: Vec<StepRecord>,
+    /// Its step records that have not ended (running, waiting), in order.
+    pub unfinished: Vec<StepRecord>,
+    /// The record of the step its error names, if it failed.
+    pub failed: Option<StepRecord>,
+}
+
+impl Overview {
+    /// The overview of a whole `report`, with its last `latest` steps.
+    pub fn of(report: WorkflowReport, latest: usize) -> Self {
+        let steps = report.steps;
+        let failed = report
+            .row
+            .error
+            .as_ref()
+            .and_then(|error| steps.iter().find(|step| step.id == error.step).cloned());
+        let unfinished = steps
+            .iter()
+            .filter(|step| !step.status.is_final())
+            .cloned()
+            .collect();
+        Overview {
+            records: steps.len() as u64,
+            latest: steps[steps.len().saturating_sub(latest)..].to_vec(),
+            unfinished,
+            failed,
+            progress: report.progress,
+            row: report.row,
+        }
+    }
 }
 
 impl Store {
@@ -292,6 +336,100 @@ impl Store {
             }
             Ok(tenants)
         })
+    }
+
+    /// What `status` shows of workflow `id` of `tenant`: its row and
+    /// progress, and of its step records only the last `latest` first made,
+    /// those not ended, and the failed one. Read from the workflow's tally
+    /// where it has one, so that a long workflow is not read whole (only
+    /// its unfinished records are looked for among all, when the tally
+    /// counts some); else from every record.
+    pub fn overview(
+        &self,
+        tenant: &str,
+        id: &str,
+        latest: usize,
+    ) -> Result<Option<Overview>, StoreError> {
+        let read = self.read_observed(tenant, id, |txn| {
+            let Some(row) = row(txn, tenant, id)? else {
+                return Ok(None);
+            };
+            let planned = head(txn, tenant, id)?.and_then(|head| head.planned_steps);
+            let journal = txn.open_table(JOURNAL)?;
+            let key = TALLIES.key(tenant, id, 0, "");
+            let tally = match journal.get(key)? {
+                Some(stored) if latest <= LATEST => Some(TALLIES.decode(&key, stored.value())?),
+                _ => None,
+            };
+            let step = |name: &str| -> Result<Option<StepRecord>, Fault> {
+                let key = STEPS.key(tenant, id, 0, name);
+                journal
+                    .get(key)?
+                    .map(|stored| STEPS.decode(&key, stored.value()))
+                    .transpose()
+            };
+            let Some(tally) = tally else {
+                return Ok(Some((row, (Err(steps(txn, tenant, id)?), planned))));
+            };
+            let first = tally.latest.len().saturating_sub(latest);
+            let shown = tally.latest[first..]
+                .iter()
+                .map(|(_, name)| step(name))
+                .filter_map(Result::transpose)
+                .collect::<Result<Vec<_>, _>>()?;
+            let ended = [
+                StepStatus::Succeeded,
+                StepStatus::Failed,
+                StepStatus::Replaced,
+                StepStatus::Skipped,
+            ];
+            let unfinished_count =
+                tally.records() - ended.iter().map(|s| tally.of_status(*s)).sum::<u64>();
+            let mut unfinished = Vec::new();
+            if unfinished_count > 0 {
+                each_step(txn, tenant, id, |record| {
+                    if !record.status.is_final() {
+                        unfinished.push(record);
+                    }
+                })?;
+                unfinished.sort_by_key(|record| record.seq);
+            }
+            let failed = match row.error.as_ref() {
+                Some(error) => step(&error.step)?,
+                None => None,
+            };
+            Ok(Some((
+                row,
+                (Ok((tally, shown, unfinished, failed)), planned),
+            )))
+        })?;
+        let Some((row, (kept, planned))) = read else {
+            return Ok(None);
+        };
+        let planned = planned.unwrap_or_default();
+        Ok(Some(match kept {
+            Ok((tally, latest, unfinished, failed)) => Overview {
+                progress: Progress::of_counts(
+                    tally.statuses(),
+                    tally.last_moment_ms,
+                    planned,
+                    &row,
+                ),
+                records: tally.records(),
+                latest,
+                unfinished,
+                failed,
+                row,
+            },
+            Err(steps) => Overview::of(
+                WorkflowReport {
+                    progress: Progress::of(&steps, planned, &row),
+                    steps,
+                    row,
+                },
+                latest,
+            ),
+        }))
     }
 
     /// The stored report of a workflow: its row and every step.

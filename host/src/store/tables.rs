@@ -36,7 +36,7 @@ pub fn table_if_made<K: Key + 'static, V: redb::Value + 'static>(
 
 /// Bumped whenever a table or a stored record changes shape; opening a
 /// file of the version before migrates it (see `Store::check_schema`).
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// When ended workflows were last expired under a retention
 /// (milliseconds since the epoch).
@@ -252,6 +252,11 @@ pub const EVENTS: Part<Event> = Part::tagged(3);
 /// signals), named by the signal's name; rewritten once, when a wait takes
 /// it.
 pub const SIGNALS: Part<Signal> = Part::tagged(4);
+
+/// What the workflow's step records add up to ([`super::tally`]), kept
+/// with each commit that writes them; index 0, no name. A workflow written
+/// before schema 7 has none.
+pub const TALLIES: Part<super::tally::Tally> = Part::tagged(5);
 
 /// (tenant, workflow id) → when a request to cancel the workflow was made
 /// (milliseconds since the epoch): a cancel asked of a workflow running in

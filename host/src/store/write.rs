@@ -4,6 +4,7 @@
 
 use super::commit::{Flush, Rows, Started, Write};
 use super::tables::{ELEMENTS, EXPIRED_AT_KEY, HEADS, STEPS, WORKFLOWS};
+use super::tally::Counted;
 use super::{Store, StoreError};
 use crate::records::{StepRecord, StoredHead, WorkflowRow, WorkflowStatus};
 
@@ -114,7 +115,7 @@ impl Store {
             .iter()
             .map(|record| {
                 let bytes = STEPS.encode(&STEPS.key(tenant, id, 0, &record.id), record);
-                (record.id.clone(), bytes)
+                (record.id.clone(), bytes, Counted::of(record))
             })
             .collect();
         let step = records.first().map(|record| record.id.clone());

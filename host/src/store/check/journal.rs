@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::unreadable;
 use crate::records::StepStatus;
-use crate::store::tables::{ELEMENTS, EVENTS, EntryKey, HEADS, SIGNALS, STEPS};
+use crate::store::tables::{ELEMENTS, EVENTS, EntryKey, HEADS, SIGNALS, STEPS, TALLIES};
+use crate::store::tally::{Counted, Tally};
 
 /// What one workflow's journal has shown so far.
 pub(super) struct Journal {
@@ -23,6 +24,10 @@ pub(super) struct Journal {
     ended: HashMap<String, (u64, StepStatus)>,
     /// Steps named by events, with the first event naming each.
     named: HashMap<String, u64>,
+    /// The records' tally, counted here.
+    recounted: Tally,
+    /// The tally the journal keeps, if it keeps one.
+    kept: Option<Tally>,
 }
 
 impl Journal {
@@ -37,6 +42,8 @@ impl Journal {
             steps: HashMap::new(),
             ended: HashMap::new(),
             named: HashMap::new(),
+            recounted: Tally::default(),
+            kept: None,
         }
     }
 
@@ -66,6 +73,8 @@ impl Journal {
             }
             _ if part == STEPS.tag() => match STEPS.decode(key, stored) {
                 Ok(record) if record.id == name => {
+                    self.recounted
+                        .count(&record.id, &Counted::of(&record), None);
                     self.steps.insert(record.id, record.status);
                     None
                 }
@@ -100,6 +109,13 @@ impl Journal {
                 .decode(key, stored)
                 .err()
                 .map(|fault| format!("signal {index} `{name}` {}", unreadable(fault))),
+            _ if part == TALLIES.tag() => match TALLIES.decode(key, stored) {
+                Ok(tally) => {
+                    self.kept = Some(tally);
+                    None
+                }
+                Err(fault) => Some(format!("the tally {}", unreadable(fault))),
+            },
             _ => Some(format!("an entry of no known part ({part})")),
         }
     }
@@ -116,6 +132,17 @@ impl Journal {
             problems.push(format!(
                 "the head counts {elements} elements; the journal holds {}",
                 self.next_element
+            ));
+        }
+        if let Some(kept) = &self.kept
+            && *kept != self.recounted
+        {
+            problems.push(format!(
+                "the tally says {} records ({}); the records are {} ({})",
+                kept.records(),
+                words(kept),
+                self.recounted.records(),
+                words(&self.recounted),
             ));
         }
         let mut named: Vec<(&String, &u64)> = self.named.iter().collect();
@@ -161,5 +188,22 @@ fn ending_status(status: StepStatus) -> bool {
     matches!(
         status,
         StepStatus::Succeeded | StepStatus::Failed | StepStatus::Replaced
+    )
+}
+
+/// A tally in words: its counts, latest moment and latest records.
+fn words(tally: &Tally) -> String {
+    let counts: Vec<String> = tally
+        .by_status
+        .iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect();
+    let latest = tally.latest.last().map_or("none".to_string(), |(seq, id)| {
+        format!("`{id}` (seq {seq})")
+    });
+    format!(
+        "{}; last moment {} ms; latest {latest}",
+        counts.join(", "),
+        tally.last_moment_ms
     )
 }

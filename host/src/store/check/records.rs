@@ -93,7 +93,9 @@ impl<'r> Records<'r> {
         };
         let version = meta.get(SCHEMA_VERSION_KEY)?.map(|version| version.value());
         match version {
-            Some(SCHEMA_VERSION) => Ok(()),
+            // Schema 6 differs from 7 only in keeping no tallies, which
+            // this check takes as a workflow written before them.
+            Some(6..=SCHEMA_VERSION) => Ok(()),
             Some(found) => {
                 self.other_schema = Some(found);
                 Ok(())

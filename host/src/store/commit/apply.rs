@@ -11,8 +11,9 @@ use crate::records::{Event, Signal};
 use crate::store::handle::Opened;
 use crate::store::tables::{
     CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, PARKED, PARKED_BY_DUE, SIGNALS,
-    STEPS, WORKFLOWS, whole_journal,
+    STEPS, TALLIES, WORKFLOWS, whole_journal,
 };
+use crate::store::tally::{Counted, Tally, status_in};
 
 /// Applies every write of `batch` in one transaction and commits it,
 /// durably.
@@ -23,6 +24,7 @@ pub(super) fn commit(db: &Opened, batch: &[Request]) -> Result<(), redb::Error> 
         for request in batch {
             apply(&mut tables, &request.write)?;
         }
+        tables.store_tallies()?;
     }
     txn.commit()?;
     Ok(())
@@ -40,6 +42,9 @@ struct BatchTables<'txn> {
     workflows: Option<WorkflowsTable<'txn>>,
     journal: Option<JournalTable<'txn>>,
     next_event: HashMap<(&'txn str, &'txn str), u64>,
+    /// Each workflow's tally once read (none: a workflow written before
+    /// tallies were kept), stored when the batch is applied.
+    tallies: HashMap<(&'txn str, &'txn str), Option<Tally>>,
 }
 
 impl<'txn> BatchTables<'txn> {
@@ -49,6 +54,7 @@ impl<'txn> BatchTables<'txn> {
             workflows: None,
             journal: None,
             next_event: HashMap::new(),
+            tallies: HashMap::new(),
         }
     }
 
@@ -88,6 +94,58 @@ impl<'txn> BatchTables<'txn> {
         let key = EVENTS.key(tenant, workflow, seq, "");
         journal.insert(key, EVENTS.encode(&key, &event).as_slice())?;
         self.next_event.insert((tenant, workflow), seq + 1);
+        Ok(())
+    }
+
+    /// Writes step records of workflow `workflow` of `tenant`, and counts
+    /// each in its tally (one is begun for a workflow with no records yet).
+    fn put_steps(
+        &mut self,
+        tenant: &'txn str,
+        workflow: &'txn str,
+        records: &[(String, Vec<u8>, Counted)],
+    ) -> Result<(), redb::Error> {
+        let journal = self.journal.as_mut().expect("opened by the caller");
+        let tally = match self.tallies.entry((tenant, workflow)) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(unknown) => {
+                let key = TALLIES.key(tenant, workflow, 0, "");
+                let stored = journal
+                    .get(key)?
+                    .map(|stored| TALLIES.decode(&key, stored.value()));
+                let tally = match stored {
+                    Some(Ok(tally)) => Some(tally),
+                    // Damage is told by `check`; the tally is left as it is.
+                    Some(Err(_)) => None,
+                    None => {
+                        let mut steps = journal.range(STEPS.from(tenant, workflow, 0))?;
+                        steps.next().is_none().then(Tally::default)
+                    }
+                };
+                unknown.insert(tally)
+            }
+        };
+        for (step, bytes, counted) in records {
+            let key = STEPS.key(tenant, workflow, 0, step);
+            let replaced = journal.insert(key, bytes.as_slice())?;
+            if let Some(tally) = tally {
+                let was = replaced.map(|old| status_in(old.value()));
+                tally.count(step, counted, was.flatten());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores every tally the batch counted in.
+    fn store_tallies(&mut self) -> Result<(), redb::Error> {
+        let tallies = std::mem::take(&mut self.tallies);
+        for ((tenant, workflow), tally) in tallies {
+            if let Some(tally) = tally {
+                let key = TALLIES.key(tenant, workflow, 0, "");
+                let stored = TALLIES.encode(&key, &tally);
+                self.journal()?.insert(key, stored.as_slice())?;
+            }
+        }
         Ok(())
     }
 
@@ -134,10 +192,8 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
             tables.put_elements(tenant, workflow, *first, elements)?;
         }
         Rows::Steps(records) => {
-            let journal = tables.journal()?;
-            for (step, bytes) in records {
-                journal.insert(STEPS.key(tenant, workflow, 0, step), bytes.as_slice())?;
-            }
+            tables.journal()?;
+            tables.put_steps(tenant, workflow, records)?;
         }
         Rows::CancelRequest => {
             txn.open_table(CANCELS)?
@@ -169,6 +225,7 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
                 .journal()?
                 .retain_in(whole_journal(tenant, workflow), |_, _| false)?;
             tables.next_event.remove(&(tenant, workflow));
+            tables.tallies.remove(&(tenant, workflow));
         }
         Rows::Meta { key, value } => {
             txn.open_table(META)?.insert(*key, *value)?;

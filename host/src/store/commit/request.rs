@@ -3,6 +3,7 @@
 
 use super::Flush;
 use crate::records::{Signal, now_ms};
+use crate::store::tally::Counted;
 
 /// What one write changes: rows of one workflow, already serialized, and
 /// the event that says why.
@@ -67,8 +68,8 @@ pub(in crate::store) enum Rows {
     },
     /// Elements of a workflow about to start, from index `first` on.
     Elements { first: u64, elements: Vec<Vec<u8>> },
-    /// Step records by step id.
-    Steps(Vec<(String, Vec<u8>)>),
+    /// Step records by step id, each with what it tells the tally.
+    Steps(Vec<(String, Vec<u8>, Counted)>),
     /// A request that the workflow, running in another process, be
     /// cancelled.
     CancelRequest,
