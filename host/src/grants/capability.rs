@@ -214,8 +214,9 @@ macro_rules! capabilities {
         }
 
         /// The names of the capabilities whose grants a plugin uses through
-        /// `interface` (unversioned).
+        /// `interface` (its version, after `@`, aside).
         fn capabilities_serving(interface: &str) -> Vec<&'static str> {
+            let interface = interface.split('@').next().unwrap_or(interface);
             let mut names = Vec::new();
             $(
                 if <$cap as Capability>::INTERFACES

@@ -56,18 +56,16 @@ capabilities! {
 /// through it: what `wfhost inspect` shows an operator. `None` for an
 /// interface every plugin has alike (random, stdout, the host's log).
 pub fn grant_for_import(interface: &str) -> Option<String> {
-    let name = interface.split('@').next().unwrap_or(interface);
-    if name.starts_with("wasi:sockets/") {
+    if interface.starts_with("wasi:sockets/") {
         return Some("none: raw sockets are never granted".to_string());
     }
-    let names = capabilities_serving(name);
+    let names = capabilities_serving(interface);
     (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// Whether a capability serves `interface` (as a component names it).
 pub fn serves(interface: &str) -> bool {
-    let name = interface.split('@').next().unwrap_or(interface);
-    !capabilities_serving(name).is_empty()
+    !capabilities_serving(interface).is_empty()
 }
 
 /// Why a plugin's grants cannot be used.

@@ -121,6 +121,16 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// The latest moment it names: its start or its end, whichever is
+    /// later (0 when it names neither).
+    pub fn last_moment_ms(&self) -> u64 {
+        [self.started_at_ms, self.ended_at_ms]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+    }
+
     /// A record for a step that has not run.
     pub fn new(
         id: &str,

@@ -214,9 +214,7 @@ impl Progress {
                 Some((_, n)) => *n += 1,
                 None => by_status.push((step.status, 1)),
             }
-            let moments = [step.started_at_ms, step.ended_at_ms];
-            let latest = moments.into_iter().flatten().max().unwrap_or(0);
-            last_moment_ms = last_moment_ms.max(latest);
+            last_moment_ms = last_moment_ms.max(step.last_moment_ms());
         }
         Self::of_counts(by_status, last_moment_ms, planned, row)
     }

@@ -3,15 +3,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::error::Fault;
-use super::tables::{CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, META, STEPS, TALLIES, WORKFLOWS};
+use super::tables::{
+    CANCELS, ELEMENTS, EVENTS, HEADS, JOURNAL, JournalKey, META, STEPS, TALLIES, WORKFLOWS,
+};
 use super::tally::LATEST;
 use super::{Store, StoreError};
 use crate::records::{
-    Event, Progress, StepRecord, StepStatus, StoredHead, Usage, WorkflowReport, WorkflowRow,
-    WorkflowStatus,
+    Event, Progress, StepRecord, StoredHead, Usage, WorkflowReport, WorkflowRow, WorkflowStatus,
 };
 
 /// Where a workflow's step records stand (see [`Store::step_totals`]).
@@ -38,6 +39,15 @@ pub struct Overview {
     pub unfinished: Vec<StepRecord>,
     /// The record of the step its error names, if it failed.
     pub failed: Option<StepRecord>,
+}
+
+/// What [`Store::overview`] reads of a workflow that keeps a tally.
+struct Tallied {
+    tally: super::tally::Tally,
+    planned: u64,
+    latest: Vec<StepRecord>,
+    unfinished: Vec<StepRecord>,
+    failed: Option<StepRecord>,
 }
 
 impl Overview {
@@ -212,13 +222,7 @@ impl Store {
         id: &str,
         step: &str,
     ) -> Result<Option<StepRecord>, StoreError> {
-        self.read(|txn| {
-            let key = STEPS.key(tenant, id, 0, step);
-            let record = txn.open_table(JOURNAL)?.get(key)?;
-            record
-                .map(|bytes| STEPS.decode(&key, bytes.value()))
-                .transpose()
-        })
+        self.read(|txn| self::step(&txn.open_table(JOURNAL)?, tenant, id, step))
     }
 
     /// What each tenant (or only `tenant`) has used, by tenant name: its
@@ -354,39 +358,24 @@ impl Store {
             let Some(row) = row(txn, tenant, id)? else {
                 return Ok(None);
             };
-            let planned = head(txn, tenant, id)?.and_then(|head| head.planned_steps);
             let journal = txn.open_table(JOURNAL)?;
             let key = TALLIES.key(tenant, id, 0, "");
             let tally = match journal.get(key)? {
-                Some(stored) if latest <= LATEST => Some(TALLIES.decode(&key, stored.value())?),
-                _ => None,
-            };
-            let step = |name: &str| -> Result<Option<StepRecord>, Fault> {
-                let key = STEPS.key(tenant, id, 0, name);
-                journal
-                    .get(key)?
-                    .map(|stored| STEPS.decode(&key, stored.value()))
-                    .transpose()
-            };
-            let Some(tally) = tally else {
-                return Ok(Some((row, (Err(steps(txn, tenant, id)?), planned))));
+                Some(stored) if latest <= LATEST => TALLIES.decode(&key, stored.value())?,
+                _ => return Ok(Some((row, None))),
             };
             let first = tally.latest.len().saturating_sub(latest);
             let shown = tally.latest[first..]
                 .iter()
-                .map(|(_, name)| step(name))
+                .map(|(_, name)| step(&journal, tenant, id, name))
                 .filter_map(Result::transpose)
                 .collect::<Result<Vec<_>, _>>()?;
-            let ended = [
-                StepStatus::Succeeded,
-                StepStatus::Failed,
-                StepStatus::Replaced,
-                StepStatus::Skipped,
-            ];
-            let unfinished_count =
-                tally.records() - ended.iter().map(|s| tally.of_status(*s)).sum::<u64>();
             let mut unfinished = Vec::new();
-            if unfinished_count > 0 {
+            if tally
+                .statuses()
+                .iter()
+                .any(|(status, _)| !status.is_final())
+            {
                 each_step(txn, tenant, id, |record| {
                     if !record.status.is_final() {
                         unfinished.push(record);
@@ -395,41 +384,41 @@ impl Store {
                 unfinished.sort_by_key(|record| record.seq);
             }
             let failed = match row.error.as_ref() {
-                Some(error) => step(&error.step)?,
+                Some(error) => step(&journal, tenant, id, &error.step)?,
                 None => None,
             };
-            Ok(Some((
-                row,
-                (Ok((tally, shown, unfinished, failed)), planned),
-            )))
-        })?;
-        let Some((row, (kept, planned))) = read else {
-            return Ok(None);
-        };
-        let planned = planned.unwrap_or_default();
-        Ok(Some(match kept {
-            Ok((tally, latest, unfinished, failed)) => Overview {
-                progress: Progress::of_counts(
-                    tally.statuses(),
-                    tally.last_moment_ms,
-                    planned,
-                    &row,
-                ),
-                records: tally.records(),
-                latest,
+            let planned = head(txn, tenant, id)?.and_then(|head| head.planned_steps);
+            let tallied = Tallied {
+                tally,
+                planned: planned.unwrap_or_default(),
+                latest: shown,
                 unfinished,
                 failed,
+            };
+            Ok(Some((row, Some(tallied))))
+        })?;
+        match read {
+            None => Ok(None),
+            // The row as observed after the read (a workflow no process
+            // runs is cut off): the account is made of it.
+            Some((row, Some(tallied))) => Ok(Some(Overview {
+                progress: Progress::of_counts(
+                    tallied.tally.statuses(),
+                    tallied.tally.last_moment_ms,
+                    tallied.planned,
+                    &row,
+                ),
+                records: tallied.tally.records(),
+                latest: tallied.latest,
+                unfinished: tallied.unfinished,
+                failed: tallied.failed,
                 row,
-            },
-            Err(steps) => Overview::of(
-                WorkflowReport {
-                    progress: Progress::of(&steps, planned, &row),
-                    steps,
-                    row,
-                },
-                latest,
-            ),
-        }))
+            })),
+            // No tally (a workflow older than tallies): every record.
+            Some((_, None)) => Ok(self
+                .report(tenant, id)?
+                .map(|report| Overview::of(report, latest))),
+        }
     }
 
     /// The stored report of a workflow: its row and every step.
@@ -466,6 +455,20 @@ fn head(txn: &ReadTransaction, tenant: &str, id: &str) -> Result<Option<StoredHe
     let key = HEADS.key(tenant, id, 0, "");
     let head = txn.open_table(JOURNAL)?.get(key)?;
     head.map(|bytes| HEADS.decode(&key, bytes.value()))
+        .transpose()
+}
+
+/// The record of step `name` of workflow `id` of `tenant`, if it has one.
+fn step(
+    journal: &ReadOnlyTable<JournalKey, &'static [u8]>,
+    tenant: &str,
+    id: &str,
+    name: &str,
+) -> Result<Option<StepRecord>, Fault> {
+    let key = STEPS.key(tenant, id, 0, name);
+    journal
+        .get(key)?
+        .map(|stored| STEPS.decode(&key, stored.value()))
         .transpose()
 }
 

@@ -105,7 +105,8 @@ impl<'txn> BatchTables<'txn> {
         workflow: &'txn str,
         records: &[(String, Vec<u8>, Counted)],
     ) -> Result<(), redb::Error> {
-        let journal = self.journal.as_mut().expect("opened by the caller");
+        self.journal()?;
+        let journal = self.journal.as_mut().expect("opened above");
         let tally = match self.tallies.entry((tenant, workflow)) {
             std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
             std::collections::hash_map::Entry::Vacant(unknown) => {
@@ -192,7 +193,6 @@ fn apply<'a>(tables: &mut BatchTables<'a>, write: &'a Write) -> Result<(), redb:
             tables.put_elements(tenant, workflow, *first, elements)?;
         }
         Rows::Steps(records) => {
-            tables.journal()?;
             tables.put_steps(tenant, workflow, records)?;
         }
         Rows::CancelRequest => {
