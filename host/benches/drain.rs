@@ -1,7 +1,9 @@
 //! How fast a worker drains a backlog, with the client taken out: Celery's
 //! own client queues a scenario while no worker consumes it, the workers
 //! start and warm up (one task each kind runs first), the backlog is handed
-//! to them at once (a rename of its list), and the figure is the span of
+//! to them at once (a rename of its list, by the client that waits for the
+//! results once it is up: its start would otherwise take a core from the
+//! workers while they drain), and the figure is the span of
 //! the results' own `date_done` stamps, first to last — which Celery's
 //! worker and `wfhost worker` both write, in Celery's format. Beside it:
 //! the workers' CPU (user + system, their pool processes included) and
@@ -216,8 +218,9 @@ fn drain(
         let pids: Vec<u32> = workers.iter().map(Child::id).collect();
         let worker_before: u64 = pids.iter().map(|pid| cpu_ticks(*pid)).sum();
         let redis_before = cpu_ticks(redis.pid());
-        redis.cli(&["RENAME", "staging", "celery"]);
-        let report = python(&[&["wait"], &urls[..], &["--ids", ids]].concat())?;
+        // The client renames the backlog's list to the queue the workers
+        // consume once it is up itself (see celery_drain.py's `--release`).
+        let report = python(&[&["wait", "--release"], &urls[..], &["--ids", ids]].concat())?;
         let worker_after: u64 = pids.iter().map(|pid| cpu_ticks(*pid)).sum();
         let redis_after = cpu_ticks(redis.pid());
         let report: serde_json::Value =

@@ -4,11 +4,12 @@ results' own `date_done` stamps says how fast the workers drained it.
 
     python3 celery_drain.py queue --broker URL --backend URL --scenario tasks --ids FILE
     python3 celery_drain.py warm  --broker URL --backend URL
-    python3 celery_drain.py wait  --broker URL --backend URL --ids FILE
+    python3 celery_drain.py wait  --broker URL --backend URL --ids FILE [--release]
 
-`queue` sends to the queue `staging`, which no worker consumes; the bench
-renames that list to `celery` once the workers are up and warm, so that
-they start on the whole backlog at once. Scenarios: `tasks` (2,000
+`queue` sends to the queue `staging`, which no worker consumes; `wait
+--release` renames that list to `celery` once the workers are up and warm
+and this client is itself, so that they start on the whole backlog at once
+and no start of Python competes with them for the machine. Scenarios: `tasks` (2,000
 independent `tasks.add`), `chain` (one 1,000-step chain of `tasks.add`),
 `chord` (1,000 `tasks.add` members and `tasks.xsum`). The ids written are
 those whose results end the scenario, with the answer each must hold.
@@ -72,6 +73,11 @@ def wait(options):
     with open(options.ids) as given:
         ends = json.load(given)
     keys = [f"celery-task-meta-{task_id}" for task_id, _ in ends]
+    if options.release:
+        # The backlog is handed to the workers only now that this client
+        # is up: its start (Python, Celery's imports) would otherwise take
+        # a core from the workers while they drain.
+        redis.Redis.from_url(options.broker).rename("staging", "celery")
     deadline = time.time() + 600
     while results.exists(*keys) < len(keys):
         if time.time() > deadline:
@@ -94,6 +100,7 @@ def main():
     parser.add_argument("--scenario", choices=["tasks", "chain", "chord"])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--ids")
+    parser.add_argument("--release", action="store_true")
     options = parser.parse_args()
     {"queue": queue, "warm": warm, "wait": wait}[options.phase](options)
 

@@ -1,14 +1,14 @@
 //! The rest of a chain as Celery's messages carry it: a JSON list of the
 //! later steps, last first, which every message of a chain holds (so a
 //! 1,000-step chain's first message carries 999 signatures). A worker
-//! only ever reads the next step of it; the rest passes on as the text it
-//! came in, copied once, never parsed into values or written out again
-//! step by step.
+//! only ever reads the next step of it; the rest passes on as text, each
+//! step delimited by the one pass that reads the message's body and copied
+//! once, never parsed into values or written out again step by step.
 
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{Deserialize, Deserializer, Error as _};
+use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A chain's later steps, last first, as JSON text.
@@ -78,32 +78,39 @@ impl fmt::Debug for RawChain {
     }
 }
 
-/// Read from a message's body: the list is found once, by the parser that
-/// reads the body, and its steps by their places in it.
+/// Read from a message's body in the parser's one pass over it: each step
+/// is borrowed from the body as the parser meets it and copied once into
+/// the list's own text.
 impl<'de> Deserialize<'de> for RawChain {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let list = <&RawValue>::deserialize(deserializer)?;
-        let text = list.get();
-        let steps: Vec<&RawValue> = serde_json::from_str(text).map_err(D::Error::custom)?;
-        let base = text.as_ptr() as usize;
-        let steps: Vec<Range<usize>> = steps
-            .iter()
-            .map(|step| {
-                let start = step.get().as_ptr() as usize - base;
-                start..start + step.get().len()
-            })
-            .collect();
-        Ok(RawChain {
-            text: if steps.is_empty() {
-                String::new()
-            } else {
-                text.to_string()
-            },
-            steps,
-        })
+        deserializer.deserialize_seq(StepsVisitor)
     }
 }
 
+struct StepsVisitor;
+
+impl<'de> Visitor<'de> for StepsVisitor {
+    type Value = RawChain;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of signatures")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawChain, A::Error> {
+        let mut steps: Vec<&'de str> = Vec::new();
+        while let Some(step) = seq.next_element::<&'de RawValue>()? {
+            steps.push(step.get());
+        }
+        let mut chain = RawChain::default();
+        let bytes: usize = steps.iter().map(|step| step.len() + 2).sum();
+        chain.text.reserve_exact(bytes + 2);
+        chain.steps.reserve_exact(steps.len());
+        for step in steps {
+            chain.push(step);
+        }
+        Ok(chain)
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +126,7 @@ mod tests {
         assert_eq!(next, r#"{"task": "a"}"#);
         assert_eq!(
             rest.json(),
-            r#"[ {"task": "c"} , {"task": "b", "args": ["]"]}]"#
+            r#"[{"task": "c"}, {"task": "b", "args": ["]"]}]"#
         );
         let steps: Vec<&str> = rest.steps().collect();
         assert_eq!(

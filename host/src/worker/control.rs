@@ -19,8 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
@@ -369,7 +368,7 @@ fn envelope(text: &str) -> Option<(Map<String, Value>, Map<String, Value>)> {
         .and_then(Value::as_str)
         == Some("base64");
     let bytes = if base64 {
-        BASE64.decode(body).ok()?
+        BASE64.decode_to_vec(body).ok()?
     } else {
         body.as_bytes().to_vec()
     };
@@ -434,7 +433,7 @@ async fn send_reply(
         .map_err(redis_error("read the reply bindings"))?;
     let body = json!({shared.config.name.clone(): reply}).to_string();
     let message = json!({
-        "body": BASE64.encode(body),
+        "body": BASE64.encode_to_string(body),
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {"ticket": ticket, "clock": shared.control.tick()},

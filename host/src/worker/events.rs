@@ -15,8 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -360,7 +359,7 @@ async fn publish(broker: Broker, hostname: String, mut receiver: mpsc::Receiver<
             }
         };
         let message = serde_json::json!({
-            "body": BASE64.encode(&body),
+            "body": BASE64.encode_to_string(&body),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {"hostname": hostname},

@@ -2,8 +2,7 @@
 //! a JSON envelope whose `headers` say what to run and whose base64 `body`
 //! is `[args, kwargs, embed]` (research/celery-redis.md §1).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
@@ -273,7 +272,7 @@ impl TaskMessage {
             .is_some_and(|e| e == "base64");
         let bytes = if base64 {
             BASE64
-                .decode(body_text)
+                .decode_to_vec(body_text)
                 .map_err(|err| MessageError::Body(format!("not base64: {err}")))?
         } else {
             body_text.as_bytes().to_vec()

@@ -1,8 +1,7 @@
 //! Task messages to publish, as Celery's `as_task_v2` and kombu's
 //! `prepare_message` make them, and the ids they carry.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use wfhost_canvas::celery::CelerySignature;
@@ -117,7 +116,7 @@ impl Outgoing {
         let rest = envelope.to_string();
         let mut text = String::with_capacity(body.len() / 3 * 4 + rest.len() + 16);
         text.push_str("{\"body\": \"");
-        BASE64.encode_string(body, &mut text);
+        BASE64.encode_append(body, &mut text);
         text.push_str("\", ");
         text.push_str(rest.strip_prefix('{').unwrap_or(&rest));
         text
