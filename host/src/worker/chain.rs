@@ -111,6 +111,7 @@ impl<'de> Visitor<'de> for StepsVisitor {
         Ok(chain)
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::WorkerError;
 use super::broker::{Broker, DEAD_LETTER, STAGE_FROM_BYTES, redis_error};
+use super::message::TaskMessage;
 use super::outgoing::new_uuid;
 use super::scripts;
 use crate::lock::lock;
@@ -49,6 +50,9 @@ pub struct Claimed {
     pub text: String,
     /// This claim's delivery tag.
     pub tag: String,
+    /// The message as read, when this worker made it (the next step of a
+    /// chain it ran, claimed in that step's commit): not read again.
+    pub read: Option<Box<TaskMessage>>,
 }
 
 /// The part of an envelope a claim reads: where kombu says the message
@@ -176,7 +180,12 @@ impl Broker {
         }
         self.expect_next(&key, raw.len());
         match String::from_utf8(raw) {
-            Ok(text) => Ok(Taken::Message(Claimed { key, text, tag })),
+            Ok(text) => Ok(Taken::Message(Claimed {
+                key,
+                text,
+                tag,
+                read: None,
+            })),
             Err(unreadable) => {
                 let mut invocation = self.scripts.dead_letter.prepare_invoke();
                 invocation
@@ -313,6 +322,7 @@ impl Broker {
             key: key.to_string(),
             text,
             tag: tag.to_string(),
+            read: None,
         }))
     }
 

@@ -145,7 +145,7 @@ fn commit_args(
                 staged += 1;
                 script.arg("P").arg(staged)
             }
-            Op::Push { key, message } => script.arg("L").arg(key).arg(message),
+            Op::Push { key, message, .. } => script.arg("L").arg(key).arg(message),
             Op::Claim { entry, .. } if is_large(entry) => {
                 claimed += 1;
                 script.arg("Q").arg(claimed)
@@ -193,7 +193,7 @@ impl Broker {
         let mut large_claims: Vec<(&str, &str)> = Vec::new();
         for op in commit.ops {
             match op {
-                Op::Push { key, message } if is_large(message) => large.push((key, message)),
+                Op::Push { key, message, .. } if is_large(message) => large.push((key, message)),
                 Op::Claim { tag, entry } if is_large(entry) => large_claims.push((tag, entry)),
                 _ => {}
             }

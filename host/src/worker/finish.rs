@@ -15,7 +15,8 @@ use super::task::Shared;
 /// sent with it. The first message it sends to a queue this worker
 /// consumes (the next step of a chain) is claimed for this worker in the
 /// same commit rather than pushed, and returned to run next in the same
-/// slot: it does not travel to Redis and back, nor wait behind the queue.
+/// slot: it does not travel to Redis and back, nor wait behind the queue,
+/// nor is it read back from its text (the worker knows it as it made it).
 /// Otherwise the commit claims the next message of the queues for the
 /// slot, as the claim loop would: one round trip for the two.
 pub(super) async fn commit(
@@ -128,7 +129,7 @@ pub(super) async fn commit(
 /// and returns the claim as it will stand once committed.
 fn claim_next(keys: &[(String, String)], ops: &mut [Op]) -> Option<Claimed> {
     let (index, entry) = ops.iter().enumerate().find_map(|(index, op)| match op {
-        Op::Push { key, message } => keys
+        Op::Push { key, message, .. } => keys
             .iter()
             .find(|(consumed, _)| consumed == key)
             .map(|(_, queue)| (index, super::claim::unacked_entry(message, queue))),
@@ -140,10 +141,11 @@ fn claim_next(keys: &[(String, String)], ops: &mut [Op]) -> Option<Claimed> {
         entry,
     };
     match std::mem::replace(&mut ops[index], claim) {
-        Op::Push { key, message } => Some(Claimed {
+        Op::Push { key, message, read } => Some(Claimed {
             key,
             text: message,
             tag,
+            read,
         }),
         _ => None,
     }

@@ -38,7 +38,7 @@ pub enum MessageError {
 }
 
 /// A task message taken from a queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskMessage {
     /// The task's name (`math.add`).
     pub task: String,
@@ -111,20 +111,24 @@ pub const HEADER_OPTIONS: [&str; 8] = [
 fn header_options(headers: &Map<String, Value>) -> Result<StepOptions, MessageError> {
     match headers.get(OPTIONS_HEADER) {
         None | Some(Value::Null) => Ok(StepOptions::default()),
-        Some(Value::Object(given)) => {
-            let known: Map<String, Value> = given
-                .iter()
-                .filter(|(key, _)| HEADER_OPTIONS.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect();
-            serde_json::from_value(Value::Object(known))
-                .map_err(|err| MessageError::Header(OPTIONS_HEADER, err.to_string()))
-        }
+        Some(Value::Object(given)) => options_of(given),
         Some(other) => Err(MessageError::Header(
             OPTIONS_HEADER,
             format!("expected an object, found {other}"),
         )),
     }
+}
+
+/// The options of [`HEADER_OPTIONS`] that `given` names (any other key is
+/// not the header's to set).
+pub(super) fn options_of(given: &Map<String, Value>) -> Result<StepOptions, MessageError> {
+    let known: Map<String, Value> = given
+        .iter()
+        .filter(|(key, _)| HEADER_OPTIONS.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    serde_json::from_value(Value::Object(known))
+        .map_err(|err| MessageError::Header(OPTIONS_HEADER, err.to_string()))
 }
 
 fn string_header(
@@ -456,6 +460,71 @@ mod tests {
         let retried = TaskMessage::parse(&message.retried(&text, 5, "tag")).unwrap();
         assert_eq!((retried.retries, retried.eta_ms), (1, Some(5)));
         assert_eq!(retried.parent_id.as_deref(), Some(outgoing.id.as_str()));
+    }
+
+    /// A message a worker makes knows, without writing and reading it,
+    /// what reading its text gives — whatever it carries.
+    #[test]
+    fn what_it_makes_it_knows_as_read_without_reading_it() {
+        let mut chain = RawChain::default();
+        for step in [
+            r#"{"task": "math.add", "args": [1]}"#,
+            r#"{"task": "b", "x": "]\"["}"#,
+        ] {
+            chain.push(step);
+        }
+        let exact: Vec<Value> =
+            serde_json::from_str(r#"[1606938044258990275541962092341162602522202993782792835301376, -18446744073709551616, 0.1, 1e300, "\"\\\n é"]"#)
+                .unwrap();
+        let plain = Outgoing {
+            task: "math.add".into(),
+            id: new_uuid(),
+            args: exact,
+            queue: "celery".into(),
+            ..Outgoing::default()
+        };
+        let made = [
+            plain.clone(),
+            Outgoing {
+                root_id: Some("root".into()),
+                parent_id: Some("parent".into()),
+                group: Some("g".into()),
+                group_index: Some(3),
+                kwargs: json!({"k": [1, {"n": null}]}).as_object().cloned().unwrap(),
+                chain,
+                retries: 2,
+                eta_ms: Some(1_800_000_000_123),
+                expires_ms: Some(1_800_000_100_000),
+                timelimit: [json!(30.5), json!(10)],
+                ignore_result: true,
+                replaced_task_nesting: 1,
+                priority: 12,
+                options: json!({"max_retries": 5, "fuel": null, "queue": "ignored"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                ..plain.clone()
+            },
+            Outgoing {
+                timelimit: [json!(0), Value::Null],
+                ..plain.clone()
+            },
+        ];
+        for outgoing in made {
+            let read = TaskMessage::parse(&outgoing.envelope(&new_uuid(), "test")).unwrap();
+            let known = outgoing.into_read().expect("no links, no chord");
+            assert_eq!(known, read);
+            assert_eq!(known.chain.json(), read.chain.json());
+        }
+        let linked = Outgoing {
+            callbacks: vec![CelerySignature::from_json(json!({"task": "t"})).unwrap()],
+            ..plain
+        };
+        assert_eq!(
+            linked.into_read(),
+            None,
+            "links are read back from the text"
+        );
     }
 
     #[test]

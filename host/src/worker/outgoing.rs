@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use wfhost_canvas::celery::CelerySignature;
 
 use super::chain::RawChain;
-use super::message::OPTIONS_HEADER;
+use super::message::{OPTIONS_HEADER, TaskMessage, options_of};
 use crate::records::iso8601;
 
 /// An instant as Python's `datetime.isoformat()` writes an aware UTC time:
@@ -120,6 +120,46 @@ impl Outgoing {
         text.push_str("\", ");
         text.push_str(rest.strip_prefix('{').unwrap_or(&rest));
         text
+    }
+
+    /// The message as a worker reads it from [`Outgoing::envelope`]'s
+    /// text — what `TaskMessage::parse` gives — made without writing and
+    /// reading it, for the worker that runs it next itself (a long
+    /// chain's message is mostly the rest of the chain: reading it back is
+    /// a base64 and a JSON pass over it). None for a message with links or
+    /// a chord body, whose signatures a worker reads leniently from their
+    /// JSON: those are read back from the text.
+    pub fn into_read(self) -> Option<TaskMessage> {
+        if !self.callbacks.is_empty() || !self.errbacks.is_empty() || self.chord.is_some() {
+            return None;
+        }
+        let options = options_of(&self.options).ok()?;
+        Some(TaskMessage {
+            root_id: Some(self.root_id.unwrap_or_else(|| self.id.clone())),
+            task: self.task,
+            id: self.id,
+            parent_id: self.parent_id,
+            group: self.group,
+            group_index: self.group_index,
+            retries: self.retries,
+            eta_ms: self.eta_ms,
+            expires_ms: self.expires_ms,
+            time_limit: self.timelimit[0]
+                .as_f64()
+                .filter(|s| s.is_finite() && *s > 0.0),
+            ignore_result: self.ignore_result,
+            replaced_task_nesting: self.replaced_task_nesting,
+            args: self.args,
+            kwargs: self.kwargs,
+            callbacks: Vec::new(),
+            errbacks: Vec::new(),
+            chain: self.chain,
+            chord: None,
+            priority: self.priority.min(9),
+            redelivered: false,
+            routing_key: self.queue,
+            options,
+        })
     }
 
     /// The body, `[args, kwargs, embed]`: the rest of the chain written as

@@ -64,8 +64,12 @@ impl Shared {
 
 /// Handles one claimed message to its commit; what its commit claimed for
 /// the slot next, if anything (see [`commit`]).
-pub(super) async fn handle(shared: &Shared, claimed: Claimed, turn: Turn) -> Option<Taken> {
-    let message = match TaskMessage::parse(&claimed.text) {
+pub(super) async fn handle(shared: &Shared, mut claimed: Claimed, turn: Turn) -> Option<Taken> {
+    let read = match claimed.read.take() {
+        Some(read) => Ok(*read),
+        None => TaskMessage::parse(&claimed.text),
+    };
+    let message = match read {
         Ok(message) => message,
         Err(err) => {
             // Celery rejects what it cannot read, storing nothing.

@@ -4,6 +4,7 @@
 use serde_json::Value;
 use wfhost_canvas::celery::CelerySignature;
 
+use crate::worker::message::TaskMessage;
 use crate::worker::meta::State;
 
 /// One effect of a commit on Redis.
@@ -11,8 +12,14 @@ use crate::worker::meta::State;
 pub enum Op {
     /// Stores and publishes a task's meta (unless SUCCESS is stored).
     Meta { key: String, text: String },
-    /// Pushes a message onto a list.
-    Push { key: String, message: String },
+    /// Pushes a message onto a list; `read` is the message as a worker
+    /// reads it, when the one that made it knows that without reading it
+    /// back (a worker that claims it in its own commit runs it as is).
+    Push {
+        key: String,
+        message: String,
+        read: Option<Box<TaskMessage>>,
+    },
     /// Records a message as claimed by the committing worker instead of
     /// pushing it — kombu's `unacked` entry `entry` under `tag`, its lease
     /// started — for it to run next.

@@ -284,7 +284,11 @@ impl FollowUps<'_> {
                         key,
                         message: text,
                     }),
-                    _ => out.ops.push(Op::Push { key, message: text }),
+                    _ => out.ops.push(Op::Push {
+                        key,
+                        message: text,
+                        read: message.into_read().map(Box::new),
+                    }),
                 }
                 Some(id)
             }
