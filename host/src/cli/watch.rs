@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::Finished;
 use super::execute::{HostArgs, StartingRuntime};
@@ -47,6 +48,11 @@ struct Watched {
 }
 
 pub async fn watch(chain: &Path, host: &HostArgs, names: Naming) -> anyhow::Result<Finished> {
+    // One listener for the whole watch, which keeps a Ctrl-C until it is
+    // looked at: one that lands while no run listens (as a run ends, or
+    // while a plugin is rebuilt) still ends the watch, where a listener
+    // made for each wait would never hear it.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
     let mut run = 0u64;
     // Each file as it was when last looked at: a change made while a
     // build or a run went on is still a change to answer.
@@ -83,10 +89,10 @@ pub async fn watch(chain: &Path, host: &HostArgs, names: Naming) -> anyhow::Resu
             files.len(),
             chain.display()
         );
-        // The run took Ctrl-C for itself; while watching, it ends the watch.
+        // A run takes Ctrl-C for itself; while watching, it ends the watch.
         let changed = tokio::select! {
             changed = changes(&before) => changed,
-            _ = tokio::signal::ctrl_c() => return Ok(Finished::Succeeded),
+            _ = interrupt.recv() => return Ok(Finished::Succeeded),
         };
         let (changed, now) = changed;
         seen = now;
