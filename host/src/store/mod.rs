@@ -344,6 +344,16 @@ mod tests {
     use super::*;
     use crate::records::{StepRecord, StepStatus};
 
+    /// Writes `records` of workflow `workflow` (tenant `t`) in one flushed
+    /// commit, `event` saying why.
+    async fn put(store: &Store, workflow: &str, records: &[StepRecord], event: &str) {
+        let refs: Vec<&StepRecord> = records.iter().collect();
+        store
+            .put_steps("t", workflow, &refs, event, None, Flush::Always)
+            .await
+            .unwrap();
+    }
+
     /// A continuing run reads one record by id, and the totals of all
     /// without holding them; other workflows' records stay out of both.
     #[tokio::test]
@@ -355,18 +365,8 @@ mod tests {
             record
         };
         let (a, b, other) = (record("0", 0, 10), record("1", 4, 32), record("0", 9, 1000));
-        let put = |workflow: &'static str, records: Vec<StepRecord>| {
-            let store = &store;
-            async move {
-                let refs: Vec<&StepRecord> = records.iter().collect();
-                store
-                    .put_steps("t", workflow, &refs, "step_succeeded", None, Flush::Always)
-                    .await
-                    .unwrap();
-            }
-        };
-        put("wf", vec![a.clone(), b]).await;
-        put("wf-2", vec![other]).await;
+        put(&store, "wf", &[a.clone(), b], "step_succeeded").await;
+        put(&store, "wf-2", &[other], "step_succeeded").await;
         assert_eq!(store.step("t", "wf", "0").unwrap(), Some(a));
         assert_eq!(store.step("t", "wf", "2").unwrap(), None);
         assert_eq!(store.step("u", "wf", "0").unwrap(), None);
@@ -390,16 +390,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let store = Store::open(&path).unwrap();
-        let put = |workflow: &'static str, records: Vec<StepRecord>| {
-            let store = &store;
-            async move {
-                let refs: Vec<&StepRecord> = records.iter().collect();
-                store
-                    .put_steps("t", workflow, &refs, "step", None, Flush::Always)
-                    .await
-                    .unwrap();
-            }
-        };
         let record = |seq: u64, status: StepStatus| {
             let mut record = StepRecord::new(
                 &format!("s{seq}"),
@@ -413,11 +403,11 @@ mod tests {
             record
         };
         let running: Vec<StepRecord> = (0..50).map(|i| record(i, StepStatus::Running)).collect();
-        put("wf", running).await;
+        put(&store, "wf", &running, "step").await;
         let done: Vec<StepRecord> = (0..50).map(|i| record(i, StepStatus::Succeeded)).collect();
-        put("wf", done[..30].to_vec()).await;
-        put("wf", done[30..].to_vec()).await;
-        put("wf", vec![record(50, StepStatus::Failed)]).await;
+        put(&store, "wf", &done[..30], "step").await;
+        put(&store, "wf", &done[30..], "step").await;
+        put(&store, "wf", &[record(50, StepStatus::Failed)], "step").await;
         let kept = |workflow: &'static str| {
             store
                 .read(|txn| {
@@ -444,7 +434,7 @@ mod tests {
         assert_eq!(tally, recounted);
 
         // Records written before tallies were kept: none is begun later.
-        put("old", vec![record(0, StepStatus::Running)]).await;
+        put(&store, "old", &[record(0, StepStatus::Running)], "step").await;
         let forget = |workflow: &'static str| {
             let txn = store.db.get().begin_write().unwrap();
             txn.open_table(JOURNAL)
@@ -454,14 +444,11 @@ mod tests {
             txn.commit().unwrap();
         };
         forget("old");
-        put(
-            "old",
-            vec![
-                record(0, StepStatus::Succeeded),
-                record(1, StepStatus::Running),
-            ],
-        )
-        .await;
+        let again = [
+            record(0, StepStatus::Succeeded),
+            record(1, StepStatus::Running),
+        ];
+        put(&store, "old", &again, "step").await;
         assert_eq!(kept("old"), None);
 
         // A tally that does not add up is told by `check`.
@@ -511,11 +498,7 @@ mod tests {
                     record
                 })
                 .collect();
-            let refs: Vec<&StepRecord> = records.iter().collect();
-            store
-                .put_steps("t", "wf", &refs, "step_succeeded", None, Flush::Always)
-                .await
-                .unwrap();
+            put(&store, "wf", &records, "step_succeeded").await;
         }
         let pristine_bytes = std::fs::read(&path).unwrap();
         let pristine = Store::open(&path).unwrap().steps("t", "wf").unwrap();
